@@ -1,0 +1,37 @@
+# The README's commands. CMake does the work; this file only names the jobs.
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all build run test bench deps install clean format
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The main job: for now, the engine demo (examples/demo.c).
+run: build
+	$(BUILD)/weir_demo
+
+# Install what the suite needs (Debian, as root), build, run everything.
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@echo "benchmarks built in $(BUILD)/bench; run e.g. $(BUILD)/bench/cycle --quick"
+
+deps:
+	@scripts/deps.sh
+
+install: build
+	cmake --install $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

@@ -1,0 +1,144 @@
+/* internal.h — the engine's private structures, shared by the files of src/lib. */
+#ifndef WEIR_INTERNAL_H
+#define WEIR_INTERNAL_H
+
+#include "weir/weir.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WEIR__CACHELINE 64
+
+/* A connection slot's state. The state is the set the slot belongs to; every
+ * change goes through slot_set()/slot_cas() in pool.c, which assert the old
+ * state. See pool.c's opening comment for the diagram. */
+enum weir__state {
+    WEIR__EMPTY = 0, /* no physical connection; the slot is free */
+    WEIR__IDLE,      /* on the shared idle list (changed only under the lock) */
+    WEIR__PARKED,    /* idle, remembered by the thread that returned it (lock-free) */
+    WEIR__INUSE,     /* checked out by a caller */
+    WEIR__BUSY,      /* held by the engine: connecting, validating, closing */
+};
+
+/* Histogram bucket upper bounds, in seconds. */
+#define WEIR__ACQ_NB   12 /* acquire and connect */
+#define WEIR__USAGE_NB 10 /* usage (kept in ms on the hot path) */
+extern const double weir__acq_bounds[WEIR__ACQ_NB];
+extern const int64_t weir__usage_bounds_ms[WEIR__USAGE_NB];
+
+typedef struct weir__hist {
+    _Atomic uint64_t counts[WEIR__ACQ_NB + 1]; /* last = +Inf */
+    _Atomic uint64_t sum_ns;
+    _Atomic uint64_t n;
+} weir__hist;
+
+struct weir_conn {
+    /* Written by the holder on the hot path; one cache line per slot. */
+    _Alignas(WEIR__CACHELINE) _Atomic int state;
+    weir_pool *pool;
+    void *handle;
+    bool broken;
+    uint32_t gen; /* pool's evict generation when opened */
+    int64_t expires_ms; /* 0 = never */
+    _Atomic int64_t last_used_ms;
+    _Atomic int64_t taken_ms;
+    _Atomic(const char *) file;
+    _Atomic int line;
+    _Atomic uint64_t uses;          /* checkouts of this slot, all connections (holder writes; relaxed) */
+    _Atomic uint64_t conn_uses;     /* checkouts of the current connection */
+    _Atomic uint64_t leak_reported; /* value of uses when a leak was reported, + 1 */
+    _Atomic uint64_t usage_counts[WEIR__USAGE_NB + 1];
+    _Atomic uint64_t usage_sum_ms;
+    /* Engine fields, under the pool's lock. */
+    uint64_t id;
+    int64_t created_ms;
+    int64_t validated_ms;
+    struct weir_conn *idle_prev, *idle_next;
+    int index;
+};
+
+typedef struct weir__waiter {
+    struct weir__waiter *prev, *next;
+    weir_conn *conn;
+    int status;
+    bool done;
+    bool from_idle; /* conn came from the idle list: validate before use */
+    bool async;
+    pthread_cond_t cv; /* sync waiters */
+    weir_checkout_cb cb;
+    void *ud;
+    uint64_t id;
+    int64_t start_ns, deadline_ns;
+    const char *file;
+    int line;
+} weir__waiter;
+
+enum weir__run { WEIR__RUNNING, WEIR__PAUSED, WEIR__DRAINING, WEIR__CLOSED };
+
+struct weir_pool {
+    /* Read on every checkout/checkin; written rarely. */
+    _Alignas(WEIR__CACHELINE) uint64_t id;
+    unsigned fork_gen;
+    _Atomic int run;
+    _Atomic int nwaiters;
+    _Atomic uint32_t evict_gen;
+    _Atomic bool over_cap;
+    const weir_driver *drv;
+    void *ctx;
+    weir_options o;
+    weir_hooks hooks;
+
+    _Alignas(WEIR__CACHELINE) pthread_mutex_t mu;
+    pthread_condattr_t cattr;
+    pthread_cond_t creator_cv, hk_cv, drain_cv;
+    weir_conn **slots;
+    int nslots, slots_cap;
+    int64_t total;     /* open + connecting */
+    int64_t in_flight; /* connecting */
+    weir_conn *idle_head;
+    int64_t nidle_list;
+    weir__waiter *wq_head, *wq_tail; /* FIFO */
+    uint64_t next_req_id, next_conn_id;
+    bool stopping;
+    bool down; /* fail-fast tripped */
+    int consecutive_failures;
+    int64_t next_attempt_ns;
+    uint64_t rng;
+    pthread_t *creators;
+    int ncreators;
+    pthread_t housekeeper;
+    bool hk_started;
+
+    /* statistics (atomics: bumped on paths outside the lock) */
+    _Atomic int64_t created_total, connect_errors_total, acquire_timeouts_total, shed_total,
+        leaks_total, closed_total[WEIR_CLOSE_REASONS];
+    weir__hist acquire_hist, connect_hist;
+    /* acquisitions already counted into acquire_hist (the slow ones) */
+    char last_error[512];
+    char name[WEIR_NAME_MAX];
+};
+
+/* util.c */
+int64_t weir__coarse_ms(void);
+typedef struct weir__buf {
+    char *data;
+    size_t len, cap;
+    bool failed;
+} weir__buf;
+void weir__buf_printf(weir__buf *b, const char *fmt, ...) WEIR_PRINTF(2, 3);
+
+/* options.c */
+int weir__parse_duration_ms(const char *s, int64_t *out);
+
+/* stats.c */
+void weir__hist_observe(weir__hist *h, int64_t ns);
+void weir__pool_prometheus_append(weir_pool *pool, weir__buf *b);
+
+/* pool.c */
+void weir__log(weir_pool *pool, weir_log_level lvl, const char *fmt, ...) WEIR_PRINTF(3, 4);
+bool weir__forked(const weir_pool *pool);
+
+#endif

@@ -1,0 +1,1271 @@
+/* pool.c — the pool engine: checkout, checkin, waiters, creator and housekeeper.
+ *
+ * Design notes
+ * ------------
+ * A pool owns an array of slots (struct weir_conn). A slot is allocated once
+ * and never freed before the pool, so a pointer to it stays valid for the
+ * pool's life; a slot holds at most one physical connection at a time.
+ *
+ * A slot's state is the set it belongs to:
+ *
+ *        creator_main()                       checkout: idle_pop()
+ *   EMPTY ------------> BUSY --install()--> IDLE ------------------> INUSE
+ *     ^                  |  (no waiter)       ^  checkin_slow(): idle_push()  |
+ *     |                  +--hand_to()-------------------------------------> |
+ *     |                                                                     |
+ *     |     close_conn()        checkin fast path: park (store release)     |
+ *     +----------------- BUSY <---- PARKED <--------------------------------+
+ *        (housekeeper,             |     ^
+ *         drain, evict)            +-----+ checkout fast path / steal():
+ *                                          CAS PARKED -> INUSE
+ *
+ * Invariants
+ * - IDLE slots are on the idle list and change state only under the lock.
+ * - PARKED slots are on no list; any thread may claim one with a CAS. The
+ *   thread that parked it finds it again through its thread-local cache
+ *   (affinity, HikariCP's ConcurrentBag idea) without taking the lock.
+ * - total = open connections + connects in flight <= max_size (except for a
+ *   moment after a shrink; over_cap then routes checkins to the slow path).
+ * - A waiter is on the FIFO queue until the thread that serves, fails or
+ *   times it out removes it, under the lock. nwaiters counts the queue.
+ * - No driver call and no hook is made while holding the lock.
+ *
+ * Lost wake-ups. A fast checkin parks its slot and then reads nwaiters; a
+ * new waiter increments nwaiters and then scans for PARKED slots. Either the
+ * checkin sees the waiter (and takes the slot back to hand it over) or the
+ * waiter sees the parked slot. That needs a StoreLoad barrier on both sides;
+ * the waiter (slow side) pays for it with membarrier(2) so the checkin (hot
+ * side) needs only a compiler barrier. Without membarrier both use a full fence.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/membarrier.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LIKELY(x)   __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- process-wide state: fork detection and the barrier --------------- */
+
+static _Atomic unsigned fork_gen;
+static bool have_membarrier;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t next_pool_id = 1;
+
+static void on_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
+
+static void global_init(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+#if !defined(__SANITIZE_THREAD__)
+    long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+        have_membarrier = true;
+#endif
+}
+
+bool weir__forked(const weir_pool *pool)
+{
+    return UNLIKELY(pool->fork_gen != atomic_load_explicit(&fork_gen, memory_order_relaxed));
+}
+
+static inline void light_fence(void)
+{
+    if (LIKELY(have_membarrier)) atomic_signal_fence(memory_order_seq_cst);
+    else atomic_thread_fence(memory_order_seq_cst);
+}
+
+static void heavy_fence(void)
+{
+    if (have_membarrier) syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+    else atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* ---- thread-local affinity cache ---------------------------------------- */
+
+#define TL_WAYS 8
+typedef struct tl_entry {
+    uint64_t pool_id;
+    weir_conn *slot;
+} tl_entry;
+static _Thread_local tl_entry tl_cache[TL_WAYS];
+
+static inline tl_entry *tl_for(const weir_pool *pool) { return &tl_cache[pool->id % TL_WAYS]; }
+
+/* ---- logging ------------------------------------------------------------ */
+
+void weir__log(weir_pool *pool, weir_log_level lvl, const char *fmt, ...)
+{
+    char raw[1024], msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    weir_mask_credentials(raw, msg, sizeof msg);
+    if (pool->hooks.on_log) pool->hooks.on_log(pool->hooks.ud, lvl, msg);
+    else if (lvl >= WEIR_LOG_WARN) fprintf(stderr, "weir: %s\n", msg);
+}
+
+static const char *state_name(int s)
+{
+    static const char *const names[] = {"empty", "idle", "parked", "active", "busy"};
+    return s >= 0 && s <= WEIR__BUSY ? names[s] : "?";
+}
+
+/* ---- state changes -------------------------------------------------------- */
+
+static inline void slot_set(weir_conn *c, int from, int to)
+{
+    int old = atomic_exchange_explicit(&c->state, to, memory_order_acq_rel);
+    (void)old;
+    (void)from;
+    assert(old == from && "slot in unexpected state");
+}
+
+static inline bool slot_cas(weir_conn *c, int from, int to)
+{
+    int exp = from;
+    return atomic_compare_exchange_strong_explicit(&c->state, &exp, to, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
+static inline int slot_state(const weir_conn *c)
+{
+    return atomic_load_explicit((_Atomic int *)&c->state, memory_order_acquire);
+}
+
+static void lock(weir_pool *p) { pthread_mutex_lock(&p->mu); }
+static void unlock(weir_pool *p) { pthread_mutex_unlock(&p->mu); }
+
+static void update_over_cap(weir_pool *p)
+{
+    atomic_store_explicit(&p->over_cap, p->total > p->o.max_size, memory_order_relaxed);
+}
+
+static uint64_t rng_next(weir_pool *p) /* under the lock; xorshift64* */
+{
+    p->rng ^= p->rng >> 12;
+    p->rng ^= p->rng << 25;
+    p->rng ^= p->rng >> 27;
+    return p->rng * 2685821657736338717ULL;
+}
+
+static double rng_unit(weir_pool *p) { return (double)(rng_next(p) >> 11) / 9007199254740992.0; }
+
+static struct timespec ts_of(int64_t ns)
+{
+    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    return ts;
+}
+
+/* ---- the idle list (under the lock) ------------------------------------------ */
+
+static void idle_push(weir_pool *p, weir_conn *c, int from)
+{
+    slot_set(c, from, WEIR__IDLE);
+    c->idle_prev = NULL;
+    c->idle_next = p->idle_head;
+    if (p->idle_head) p->idle_head->idle_prev = c;
+    p->idle_head = c;
+    p->nidle_list++;
+}
+
+static void idle_remove(weir_pool *p, weir_conn *c, int to)
+{
+    slot_set(c, WEIR__IDLE, to);
+    if (c->idle_prev) c->idle_prev->idle_next = c->idle_next;
+    else p->idle_head = c->idle_next;
+    if (c->idle_next) c->idle_next->idle_prev = c->idle_prev;
+    c->idle_prev = c->idle_next = NULL;
+    p->nidle_list--;
+}
+
+static weir_conn *idle_pop(weir_pool *p)
+{
+    weir_conn *c = p->idle_head;
+    if (c) idle_remove(p, c, WEIR__INUSE);
+    return c;
+}
+
+/* Claim another thread's parked slot (under the lock, to scan the array). */
+static weir_conn *steal(weir_pool *p)
+{
+    for (int i = 0; i < p->nslots; i++) {
+        weir_conn *c = p->slots[i];
+        if (slot_state(c) == WEIR__PARKED && slot_cas(c, WEIR__PARKED, WEIR__INUSE)) return c;
+    }
+    return NULL;
+}
+
+/* ---- waiters (under the lock) ------------------------------------------------ */
+
+static void wq_push_back(weir_pool *p, weir__waiter *w)
+{
+    w->next = NULL;
+    w->prev = p->wq_tail;
+    if (p->wq_tail) p->wq_tail->next = w;
+    else p->wq_head = w;
+    p->wq_tail = w;
+    atomic_fetch_add(&p->nwaiters, 1);
+}
+
+static void wq_push_front(weir_pool *p, weir__waiter *w)
+{
+    w->prev = NULL;
+    w->next = p->wq_head;
+    if (p->wq_head) p->wq_head->prev = w;
+    else p->wq_tail = w;
+    p->wq_head = w;
+    atomic_fetch_add(&p->nwaiters, 1);
+}
+
+static void wq_remove(weir_pool *p, weir__waiter *w)
+{
+    if (w->prev) w->prev->next = w->next;
+    else p->wq_head = w->next;
+    if (w->next) w->next->prev = w->prev;
+    else p->wq_tail = w->prev;
+    w->prev = w->next = NULL;
+    atomic_fetch_sub(&p->nwaiters, 1);
+}
+
+/* Complete waiter w (already removed from the queue) with conn or status.
+ * Sync waiters are signalled now; async ones are appended to *fire and
+ * completed by fire_async() once the lock is released. */
+static void complete(weir__waiter *w, weir_conn *c, int status, bool from_idle,
+                     weir__waiter **fire)
+{
+    w->conn = c;
+    w->status = status;
+    w->from_idle = from_idle;
+    w->done = true;
+    if (w->async) {
+        w->next = *fire;
+        *fire = w;
+    } else {
+        pthread_cond_signal(&w->cv);
+    }
+}
+
+static void fail_all_waiters(weir_pool *p, int status, weir__waiter **fire)
+{
+    while (p->wq_head) {
+        weir__waiter *w = p->wq_head;
+        wq_remove(p, w);
+        complete(w, NULL, status, false, fire);
+    }
+}
+
+/* Hand idle connections to waiters, oldest first. */
+static void serve_waiters(weir_pool *p, weir__waiter **fire)
+{
+    if (atomic_load_explicit(&p->run, memory_order_relaxed) != WEIR__RUNNING) return;
+    while (p->wq_head) {
+        weir_conn *c = idle_pop(p);
+        if (!c) c = steal(p);
+        if (!c) return;
+        weir__waiter *w = p->wq_head;
+        wq_remove(p, w);
+        complete(w, c, 0, true, fire);
+    }
+}
+
+static bool need_create(weir_pool *p)
+{
+    int run = atomic_load_explicit(&p->run, memory_order_relaxed);
+    if (p->stopping || run == WEIR__DRAINING || run == WEIR__CLOSED) return false;
+    if (p->total >= p->o.max_size) return false;
+    int64_t waiting = run == WEIR__PAUSED ? 0 : atomic_load(&p->nwaiters);
+    if (waiting > p->in_flight) return true;
+    if (p->total < p->o.min_idle) return true;
+    if (p->down && p->total == 0) return true; /* probe so the pool recovers by itself */
+    return false;
+}
+
+static void kick_creator(weir_pool *p)
+{
+    if (need_create(p)) pthread_cond_signal(&p->creator_cv);
+}
+
+/* ---- closing ---------------------------------------------------------------- */
+
+/* Close the connection in c, which the caller holds (INUSE or BUSY). */
+static void close_conn(weir_pool *p, weir_conn *c, int reason)
+{
+    if (p->hooks.on_destroy) p->hooks.on_destroy(p->hooks.ud, c);
+    p->drv->close(p->ctx, c->handle);
+    atomic_fetch_add(&p->closed_total[reason], 1);
+    lock(p);
+    int s = slot_state(c);
+    assert(s == WEIR__INUSE || s == WEIR__BUSY);
+    slot_set(c, s, WEIR__EMPTY);
+    c->handle = NULL;
+    p->total--;
+    update_over_cap(p);
+    kick_creator(p);
+    pthread_cond_broadcast(&p->drain_cv);
+    unlock(p);
+}
+
+static const char *const reason_names[WEIR_CLOSE_REASONS] = {"idle", "lifetime", "broken", "uses",
+                                                             "evicted"};
+
+static void set_last_error(weir_pool *p, const char *msg) /* under the lock */
+{
+    weir_mask_credentials(msg, p->last_error, sizeof p->last_error);
+}
+
+/* ---- checkout ---------------------------------------------------------------- */
+
+/* The caller holds c (INUSE). Retire it if it must not be used, validate it
+ * if it has been idle long, run the checkout hook, and record the checkout.
+ * Returns false if c was closed (the caller tries again). */
+static bool prepare(weir_pool *p, weir_conn *c, const char *file, int line, bool fresh)
+{
+    int64_t now = weir__coarse_ms();
+    int reason = -1;
+    if (UNLIKELY(c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed)))
+        reason = WEIR_CLOSE_EVICTED;
+    else if (UNLIKELY(c->expires_ms && now >= c->expires_ms))
+        reason = WEIR_CLOSE_LIFETIME;
+    else if (!fresh && p->o.validate_idle_after_ms >= 0 && p->drv->validate &&
+             now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >
+                 p->o.validate_idle_after_ms) {
+        char err[512] = "";
+        int rc = p->drv->validate(p->ctx, c->handle,
+                                  weir_now_ns() + p->o.connect_timeout_ms * 1000000, err,
+                                  sizeof err);
+        if (rc != 0) {
+            lock(p);
+            set_last_error(p, err[0] ? err : weir_strerror(rc));
+            unlock(p);
+            weir__log(p, WEIR_LOG_INFO, "pool %s: connection #%" PRIu64 " failed validation: %s",
+                      p->name, c->id, err);
+            reason = WEIR_CLOSE_BROKEN;
+        }
+    }
+    if (reason < 0 && p->hooks.on_checkout && p->hooks.on_checkout(p->hooks.ud, c) != 0)
+        reason = WEIR_CLOSE_BROKEN;
+    if (UNLIKELY(reason >= 0)) {
+        close_conn(p, c, reason);
+        return false;
+    }
+    c->broken = false;
+    atomic_store_explicit(&c->taken_ms, now, memory_order_relaxed);
+    atomic_store_explicit(&c->file, file, memory_order_relaxed);
+    atomic_store_explicit(&c->line, line, memory_order_relaxed);
+    atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->conn_uses,
+                          atomic_load_explicit(&c->conn_uses, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    return true;
+}
+
+/* The lock-free path: this thread's own parked connection. */
+static inline weir_conn *try_fast(weir_pool *p, const char *file, int line)
+{
+    if (UNLIKELY(atomic_load_explicit(&p->run, memory_order_relaxed) != WEIR__RUNNING)) return NULL;
+    tl_entry *e = tl_for(p);
+    weir_conn *c = e->slot;
+    if (e->pool_id != p->id || !c || !slot_cas(c, WEIR__PARKED, WEIR__INUSE)) return NULL;
+    if (LIKELY(prepare(p, c, file, line, false))) return c;
+    return NULL;
+}
+
+static int run_error(int run) { return run == WEIR__DRAINING || run == WEIR__CLOSED ? WEIR_ECLOSED : 0; }
+
+/* Under the lock: take an idle or parked connection, or return an error, or
+ * NULL with *rc = 0 when the caller must wait. */
+static weir_conn *take_locked(weir_pool *p, int *rc)
+{
+    int run = atomic_load_explicit(&p->run, memory_order_relaxed);
+    if ((*rc = run_error(run))) return NULL;
+    if (run == WEIR__RUNNING) {
+        weir_conn *c = idle_pop(p);
+        if (!c) c = steal(p);
+        if (c) return c;
+        if (p->down && p->o.fail_fast) {
+            *rc = WEIR_ECONNECT;
+            return NULL;
+        }
+    }
+    if (p->o.max_waiters > 0 && atomic_load(&p->nwaiters) >= p->o.max_waiters) {
+        atomic_fetch_add(&p->shed_total, 1);
+        *rc = WEIR_EBUSY;
+    }
+    return NULL;
+}
+
+/* Enqueue w, then look once more for a connection parked meanwhile (see the
+ * notes on lost wake-ups). Under the lock. Returns a claimed slot or NULL. */
+static weir_conn *enqueue(weir_pool *p, weir__waiter *w, bool front)
+{
+    if (front) wq_push_front(p, w);
+    else wq_push_back(p, w);
+    heavy_fence();
+    weir_conn *c = NULL;
+    if (atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING) c = steal(p);
+    if (c) wq_remove(p, w);
+    else kick_creator(p);
+    return c;
+}
+
+int weir_checkout_at(weir_pool *p, int64_t timeout_ms, weir_conn **out, const char *file, int line)
+{
+    if (!p || !out) return WEIR_EINVAL;
+    *out = NULL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    weir_conn *c = try_fast(p, file, line);
+    if (LIKELY(c != NULL)) {
+        *out = c;
+        return 0;
+    }
+    int64_t start = weir_now_ns();
+    int64_t deadline = start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000;
+    weir__waiter w = {.start_ns = start, .deadline_ns = deadline, .file = file, .line = line};
+    bool cv_ready = false, front = false;
+    int rc = 0;
+    lock(p);
+    for (;;) {
+        c = take_locked(p, &rc);
+        bool from_idle = true;
+        if (!c && rc == 0) {
+            if (!cv_ready) {
+                pthread_cond_init(&w.cv, &p->cattr);
+                cv_ready = true;
+            }
+            w.done = false;
+            c = enqueue(p, &w, front);
+            if (!c) {
+                struct timespec ts = ts_of(deadline);
+                while (!w.done) {
+                    int e = pthread_cond_timedwait(&w.cv, &p->mu, &ts);
+                    if (e == ETIMEDOUT && !w.done) {
+                        wq_remove(p, &w);
+                        atomic_fetch_add(&p->acquire_timeouts_total, 1);
+                        rc = WEIR_ETIMEDOUT;
+                        break;
+                    }
+                }
+                if (w.done) {
+                    rc = w.status;
+                    c = w.conn;
+                    from_idle = w.from_idle;
+                }
+            }
+        }
+        unlock(p);
+        if (!c) break;
+        if (prepare(p, c, file, line, !from_idle)) {
+            weir__hist_observe(&p->acquire_hist, weir_now_ns() - start);
+            *out = c;
+            break;
+        }
+        front = true; /* it was our turn: keep it */
+        lock(p);
+    }
+    if (cv_ready) pthread_cond_destroy(&w.cv);
+    if (rc == WEIR_ETIMEDOUT) {
+        char err[512];
+        size_t n = weir_pool_last_error(p, err, sizeof err);
+        weir__log(p, WEIR_LOG_DEBUG, "pool %s: checkout at %s:%d timed out%s%s", p->name,
+                  file ? file : "?", line, n ? "; last connect error: " : "", n ? err : "");
+    }
+    return rc;
+}
+
+/* Complete async waiters collected under the lock. Runs unlocked. A
+ * connection that came from the idle list is validated first; if it is bad
+ * the waiter goes back to the head of the queue. */
+static void fire_async(weir_pool *p, weir__waiter *list)
+{
+    while (list) {
+        weir__waiter *w = list;
+        list = w->next;
+        w->next = NULL;
+        if (w->conn && !prepare(p, w->conn, w->file, w->line, !w->from_idle)) {
+            lock(p);
+            int rc = 0;
+            weir_conn *c = take_locked(p, &rc);
+            if (!c && rc == 0) c = enqueue(p, w, true);
+            unlock(p);
+            if (c) {
+                w->conn = c;
+                w->from_idle = true;
+                w->next = list; /* try again with this one */
+                list = w;
+                continue;
+            }
+            if (rc == 0) continue; /* queued again */
+            w->conn = NULL;
+            w->status = rc;
+        }
+        if (w->conn) weir__hist_observe(&p->acquire_hist, weir_now_ns() - w->start_ns);
+        w->cb(w->conn, w->status, w->ud);
+        free(w);
+    }
+}
+
+int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb, void *ud,
+                           weir_conn **now, uint64_t *req, const char *file, int line)
+{
+    if (!p || !cb || !now) return WEIR_EINVAL;
+    *now = NULL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    weir_conn *c = try_fast(p, file, line);
+    if (c) {
+        *now = c;
+        return 0;
+    }
+    int64_t start = weir_now_ns();
+    for (;;) {
+        int rc = 0;
+        lock(p);
+        c = take_locked(p, &rc);
+        if (c || rc) {
+            unlock(p);
+            if (rc) return rc;
+            if (prepare(p, c, file, line, false)) {
+                weir__hist_observe(&p->acquire_hist, weir_now_ns() - start);
+                *now = c;
+                return 0;
+            }
+            continue;
+        }
+        weir__waiter *w = calloc(1, sizeof *w);
+        if (!w) {
+            unlock(p);
+            return WEIR_ENOMEM;
+        }
+        w->async = true;
+        w->cb = cb;
+        w->ud = ud;
+        w->file = file;
+        w->line = line;
+        w->start_ns = start;
+        w->deadline_ns =
+            start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000;
+        w->id = ++p->next_req_id;
+        c = enqueue(p, w, false);
+        if (!c) {
+            if (req) *req = w->id;
+            pthread_cond_signal(&p->hk_cv); /* it keeps the deadline */
+            unlock(p);
+            return WEIR_PENDING;
+        }
+        unlock(p);
+        free(w);
+        if (prepare(p, c, file, line, false)) {
+            *now = c;
+            return 0;
+        }
+    }
+}
+
+int weir_checkout_cancel(weir_pool *p, uint64_t req)
+{
+    if (!p) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    lock(p);
+    weir__waiter *w = p->wq_head;
+    while (w && !(w->async && w->id == req)) w = w->next;
+    if (!w) {
+        unlock(p);
+        return WEIR_EALREADY;
+    }
+    wq_remove(p, w);
+    unlock(p);
+    w->cb(NULL, WEIR_ECANCELED, w->ud);
+    free(w);
+    return 0;
+}
+
+/* ---- checkin ------------------------------------------------------------------ */
+
+static void usage_observe(weir_conn *c, int64_t ms)
+{
+    int b = 0;
+    while (b < WEIR__USAGE_NB && ms > weir__usage_bounds_ms[b]) b++;
+    atomic_store_explicit(&c->usage_counts[b],
+                          atomic_load_explicit(&c->usage_counts[b], memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->usage_sum_ms,
+                          atomic_load_explicit(&c->usage_sum_ms, memory_order_relaxed) +
+                              (uint64_t)ms,
+                          memory_order_relaxed);
+}
+
+static void checkin_slow(weir_pool *p, weir_conn *c)
+{
+    weir__waiter *fire = NULL;
+    lock(p);
+    int run = atomic_load_explicit(&p->run, memory_order_relaxed);
+    if (run == WEIR__DRAINING || run == WEIR__CLOSED || p->total > p->o.max_size) {
+        unlock(p);
+        close_conn(p, c, WEIR_CLOSE_IDLE);
+        return;
+    }
+    if (run == WEIR__RUNNING && p->wq_head) {
+        weir__waiter *w = p->wq_head;
+        wq_remove(p, w);
+        complete(w, c, 0, false, &fire); /* hand-off: still INUSE */
+    } else {
+        idle_push(p, c, WEIR__INUSE);
+    }
+    unlock(p);
+    if (fire) fire_async(p, fire);
+}
+
+void weir_checkin(weir_conn *c)
+{
+    if (!c) return;
+    weir_pool *p = c->pool;
+    if (weir__forked(p)) return; /* the parent's connection: leave it alone */
+    int64_t now = weir__coarse_ms();
+    usage_observe(c, now - atomic_load_explicit(&c->taken_ms, memory_order_relaxed));
+    atomic_store_explicit(&c->last_used_ms, now, memory_order_relaxed);
+    int reason = -1;
+    if (UNLIKELY(c->broken)) reason = WEIR_CLOSE_BROKEN;
+    else if (UNLIKELY(p->o.max_uses &&
+                      atomic_load_explicit(&c->conn_uses, memory_order_relaxed) >=
+                          (uint64_t)p->o.max_uses))
+        reason = WEIR_CLOSE_USES;
+    else if (UNLIKELY(c->expires_ms && now >= c->expires_ms))
+        reason = WEIR_CLOSE_LIFETIME;
+    else if (UNLIKELY(c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed)))
+        reason = WEIR_CLOSE_EVICTED;
+    else if (p->drv->is_dirty && p->drv->is_dirty(p->ctx, c->handle)) {
+        char err[512] = "";
+        if (!p->drv->reset || p->drv->reset(p->ctx, c->handle, err, sizeof err) != 0) {
+            weir__log(p, WEIR_LOG_INFO,
+                      "pool %s: connection #%" PRIu64 " returned dirty and could not be reset%s%s",
+                      p->name, c->id, err[0] ? ": " : "", err);
+            reason = WEIR_CLOSE_BROKEN;
+        }
+    }
+    if (reason < 0 && p->hooks.on_checkin && p->hooks.on_checkin(p->hooks.ud, c) != 0)
+        reason = WEIR_CLOSE_BROKEN;
+    if (UNLIKELY(reason >= 0)) {
+        close_conn(p, c, reason);
+        return;
+    }
+    if (LIKELY(atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING &&
+               !atomic_load_explicit(&p->over_cap, memory_order_relaxed))) {
+        tl_entry *e = tl_for(p);
+        weir_conn *mine = e->pool_id == p->id ? e->slot : NULL;
+        if (!mine || mine == c || slot_state(mine) != WEIR__PARKED) {
+            e->pool_id = p->id;
+            e->slot = c;
+            atomic_store_explicit(&c->state, WEIR__PARKED, memory_order_release);
+            light_fence();
+            if (LIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed) == 0)) return;
+            if (!slot_cas(c, WEIR__PARKED, WEIR__INUSE)) return; /* a waiter took it */
+        }
+    }
+    checkin_slow(p, c);
+}
+
+void weir_conn_mark_broken(weir_conn *c)
+{
+    if (c) c->broken = true;
+}
+
+void *weir_conn_handle(const weir_conn *c) { return c ? c->handle : NULL; }
+
+weir_pool *weir_conn_pool(const weir_conn *c) { return c ? c->pool : NULL; }
+
+/* ---- the creator --------------------------------------------------------------- */
+
+static weir_conn *slot_reserve(weir_pool *p) /* under the lock: an EMPTY slot, now BUSY */
+{
+    for (int i = 0; i < p->nslots; i++)
+        if (slot_state(p->slots[i]) == WEIR__EMPTY) {
+            slot_set(p->slots[i], WEIR__EMPTY, WEIR__BUSY);
+            return p->slots[i];
+        }
+    if (p->nslots == p->slots_cap) {
+        int ncap = p->slots_cap ? p->slots_cap * 2 : 16;
+        weir_conn **ns = realloc(p->slots, (size_t)ncap * sizeof *ns);
+        if (!ns) return NULL;
+        p->slots = ns;
+        p->slots_cap = ncap;
+    }
+    weir_conn *c = aligned_alloc(WEIR__CACHELINE, sizeof(weir_conn));
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    c->pool = p;
+    c->index = p->nslots;
+    atomic_init(&c->state, WEIR__BUSY);
+    p->slots[p->nslots++] = c;
+    return c;
+}
+
+static int64_t backoff_ns(weir_pool *p) /* under the lock */
+{
+    double ms = (double)p->o.backoff_min_ms;
+    for (int i = 1; i < p->consecutive_failures && ms < (double)p->o.backoff_max_ms; i++) ms *= 2;
+    if (ms > (double)p->o.backoff_max_ms) ms = (double)p->o.backoff_max_ms;
+    ms *= 0.5 + 0.5 * rng_unit(p); /* equal jitter */
+    return (int64_t)(ms * 1e6);
+}
+
+static void *creator_main(void *arg)
+{
+    weir_pool *p = arg;
+    lock(p);
+    while (!p->stopping) {
+        if (!need_create(p)) {
+            pthread_cond_wait(&p->creator_cv, &p->mu);
+            continue;
+        }
+        int64_t now = weir_now_ns();
+        if (now < p->next_attempt_ns) {
+            struct timespec ts = ts_of(p->next_attempt_ns);
+            pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
+            continue;
+        }
+        weir_conn *c = slot_reserve(p);
+        if (!c) {
+            set_last_error(p, "out of memory");
+            p->next_attempt_ns = now + 100000000;
+            continue;
+        }
+        p->total++;
+        p->in_flight++;
+        update_over_cap(p);
+        unlock(p);
+
+        char err[512] = "";
+        void *h = NULL;
+        int rc = p->drv->connect(p->ctx, now + p->o.connect_timeout_ms * 1000000, &h, err,
+                                 sizeof err);
+        c->handle = h;
+        if (rc == 0 && p->hooks.on_create && p->hooks.on_create(p->hooks.ud, c) != 0) {
+            p->drv->close(p->ctx, h);
+            c->handle = NULL;
+            snprintf(err, sizeof err, "on_create hook refused the connection");
+            rc = WEIR_EDRIVER;
+        }
+        int64_t done = weir_now_ns();
+        weir__waiter *fire = NULL;
+        weir_conn *close_now = NULL;
+        lock(p);
+        p->in_flight--;
+        if (rc != 0) {
+            slot_set(c, WEIR__BUSY, WEIR__EMPTY);
+            p->total--;
+            update_over_cap(p);
+            atomic_fetch_add(&p->connect_errors_total, 1);
+            set_last_error(p, err[0] ? err : weir_strerror(rc));
+            p->consecutive_failures++;
+            p->next_attempt_ns = done + backoff_ns(p);
+            bool trip = p->o.fail_fast && p->total - p->in_flight == 0;
+            if (trip) {
+                if (!p->down)
+                    weir__log(p, WEIR_LOG_WARN, "pool %s: target down: %s", p->name,
+                              p->last_error);
+                p->down = true;
+                fail_all_waiters(p, WEIR_ECONNECT, &fire);
+            }
+        } else {
+            weir__hist_observe(&p->connect_hist, done - now);
+            atomic_fetch_add(&p->created_total, 1);
+            if (p->down)
+                weir__log(p, WEIR_LOG_WARN, "pool %s: target is back after %d failed connects",
+                          p->name, p->consecutive_failures);
+            p->down = false;
+            p->consecutive_failures = 0;
+            p->next_attempt_ns = 0;
+            int64_t nowms = weir__coarse_ms();
+            c->id = ++p->next_conn_id;
+            c->gen = atomic_load(&p->evict_gen);
+            c->created_ms = c->validated_ms = nowms;
+            atomic_store(&c->last_used_ms, nowms);
+            c->broken = false;
+            atomic_store(&c->conn_uses, 0);
+            c->expires_ms = 0;
+            if (p->o.max_lifetime_ms > 0)
+                c->expires_ms =
+                    nowms + p->o.max_lifetime_ms -
+                    (int64_t)(0.05 * rng_unit(p) * (double)p->o.max_lifetime_ms);
+            int run = atomic_load(&p->run);
+            if (run == WEIR__DRAINING || run == WEIR__CLOSED || p->stopping) {
+                close_now = c;
+            } else if (run == WEIR__RUNNING && p->wq_head) {
+                weir__waiter *w = p->wq_head;
+                wq_remove(p, w);
+                slot_set(c, WEIR__BUSY, WEIR__INUSE);
+                complete(w, c, 0, false, &fire);
+            } else {
+                idle_push(p, c, WEIR__BUSY);
+            }
+        }
+        unlock(p);
+        if (close_now) close_conn(p, close_now, WEIR_CLOSE_EVICTED);
+        if (fire) fire_async(p, fire);
+        lock(p);
+    }
+    unlock(p);
+    return NULL;
+}
+
+/* ---- the housekeeper -------------------------------------------------------------- */
+
+typedef struct hk_job {
+    weir_conn *c;
+    int action; /* close reason, or -1 = validate (keepalive) */
+} hk_job;
+
+static void housekeep(weir_pool *p, hk_job **jobs, int *njobs) /* under the lock */
+{
+    int64_t now = weir__coarse_ms();
+    int64_t open = p->total - p->in_flight;
+    uint32_t gen = atomic_load(&p->evict_gen);
+    *njobs = 0;
+    *jobs = malloc(sizeof(hk_job) * (size_t)(p->nslots ? p->nslots : 1));
+    if (!*jobs) return;
+    for (int i = 0; i < p->nslots; i++) {
+        weir_conn *c = p->slots[i];
+        int s = slot_state(c);
+        if (s == WEIR__INUSE) {
+            int64_t taken = atomic_load_explicit(&c->taken_ms, memory_order_relaxed);
+            uint64_t uses = atomic_load_explicit(&c->uses, memory_order_relaxed);
+            if (p->o.leak_threshold_ms > 0 && now - taken >= p->o.leak_threshold_ms &&
+                atomic_load(&c->leak_reported) != uses + 1) {
+                atomic_store(&c->leak_reported, uses + 1);
+                atomic_fetch_add(&p->leaks_total, 1);
+                const char *file = atomic_load_explicit(&c->file, memory_order_relaxed);
+                weir__log(p, WEIR_LOG_WARN,
+                          "pool %s: possible connection leak: connection #%" PRIu64
+                          " checked out at %s:%d has been held for %" PRId64
+                          " ms (leak_threshold %" PRId64 " ms)",
+                          p->name, c->id, file ? file : "?",
+                          atomic_load_explicit(&c->line, memory_order_relaxed), now - taken,
+                          p->o.leak_threshold_ms);
+            }
+            continue;
+        }
+        if (s != WEIR__IDLE && s != WEIR__PARKED) continue;
+        int64_t last = atomic_load_explicit(&c->last_used_ms, memory_order_relaxed);
+        int action = -2;
+        if (c->gen != gen) action = WEIR_CLOSE_EVICTED;
+        else if (c->expires_ms && now >= c->expires_ms) action = WEIR_CLOSE_LIFETIME;
+        else if (p->o.idle_timeout_ms > 0 && now - last >= p->o.idle_timeout_ms &&
+                 open > p->o.min_idle)
+            action = WEIR_CLOSE_IDLE;
+        else if (p->o.keepalive_ms > 0 && p->drv->validate &&
+                 now - (last > c->validated_ms ? last : c->validated_ms) >= p->o.keepalive_ms)
+            action = -1;
+        if (action == -2) continue;
+        if (s == WEIR__IDLE) idle_remove(p, c, WEIR__BUSY);
+        else if (!slot_cas(c, WEIR__PARKED, WEIR__BUSY)) continue;
+        if (action >= 0) open--;
+        (*jobs)[(*njobs)++] = (hk_job){c, action};
+    }
+}
+
+static void *housekeeper_main(void *arg)
+{
+    weir_pool *p = arg;
+    lock(p);
+    int64_t next_tick = weir_now_ns();
+    while (!p->stopping) {
+        int64_t now = weir_now_ns();
+        int64_t wake = next_tick;
+        for (weir__waiter *w = p->wq_head; w; w = w->next)
+            if (w->async && w->deadline_ns < wake) wake = w->deadline_ns;
+        if (now < wake) {
+            struct timespec ts = ts_of(wake);
+            pthread_cond_timedwait(&p->hk_cv, &p->mu, &ts);
+            continue;
+        }
+        weir__waiter *fire = NULL;
+        for (weir__waiter *w = p->wq_head, *nx; w; w = nx) {
+            nx = w->next;
+            if (w->async && w->deadline_ns <= now) {
+                wq_remove(p, w);
+                atomic_fetch_add(&p->acquire_timeouts_total, 1);
+                complete(w, NULL, WEIR_ETIMEDOUT, false, &fire);
+            }
+        }
+        if (now < next_tick) {
+            unlock(p);
+            fire_async(p, fire);
+            lock(p);
+            continue;
+        }
+        next_tick = now + p->o.housekeeping_ms * 1000000;
+        hk_job *jobs;
+        int njobs;
+        housekeep(p, &jobs, &njobs);
+        serve_waiters(p, &fire); /* belt and braces: nothing idle while someone waits */
+        kick_creator(p);         /* min_idle */
+        unlock(p);
+        fire_async(p, fire);
+        for (int i = 0; jobs && i < njobs; i++) {
+            weir_conn *c = jobs[i].c;
+            if (jobs[i].action >= 0) {
+                weir__log(p, WEIR_LOG_DEBUG, "pool %s: closing connection #%" PRIu64 " (%s)",
+                          p->name, c->id, reason_names[jobs[i].action]);
+                close_conn(p, c, jobs[i].action);
+                continue;
+            }
+            char err[512] = "";
+            int rc = p->drv->validate(p->ctx, c->handle,
+                                      weir_now_ns() + p->o.connect_timeout_ms * 1000000, err,
+                                      sizeof err);
+            if (rc != 0) {
+                lock(p);
+                set_last_error(p, err[0] ? err : weir_strerror(rc));
+                unlock(p);
+                close_conn(p, c, WEIR_CLOSE_BROKEN);
+                continue;
+            }
+            weir__waiter *f2 = NULL;
+            lock(p);
+            c->validated_ms = weir__coarse_ms();
+            idle_push(p, c, WEIR__BUSY);
+            serve_waiters(p, &f2);
+            unlock(p);
+            fire_async(p, f2);
+        }
+        free(jobs);
+        lock(p);
+    }
+    unlock(p);
+    return NULL;
+}
+
+/* ---- lifetime ---------------------------------------------------------------------- */
+
+int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const weir_options *opts,
+                     const weir_hooks *hooks)
+{
+    if (out) *out = NULL;
+    if (!out || !drv || !drv->connect || !drv->close) {
+        if (drv && drv->ctx_free) drv->ctx_free(ctx);
+        return WEIR_EINVAL;
+    }
+    pthread_once(&once, global_init);
+    weir_options o;
+    if (opts) o = *opts;
+    else weir_options_init(&o);
+    char why[128];
+    if (weir_options_check(&o, why, sizeof why) != 0) {
+        if (drv->ctx_free) drv->ctx_free(ctx);
+        return WEIR_EINVAL;
+    }
+    weir_pool *p = aligned_alloc(WEIR__CACHELINE, sizeof *p);
+    if (!p) {
+        if (drv->ctx_free) drv->ctx_free(ctx);
+        return WEIR_ENOMEM;
+    }
+    memset(p, 0, sizeof *p);
+    p->id = atomic_fetch_add(&next_pool_id, 1);
+    p->fork_gen = atomic_load(&fork_gen);
+    p->drv = drv;
+    p->ctx = ctx;
+    p->o = o;
+    if (hooks) p->hooks = *hooks;
+    p->rng = (uint64_t)weir_now_ns() ^ (p->id * 0x9E3779B97F4A7C15ULL) ^ (uintptr_t)p;
+    if (!p->rng) p->rng = 1;
+    if (o.name[0]) {
+        weir_mask_credentials(o.name, p->name, sizeof p->name);
+    } else if (drv->describe) {
+        char d[WEIR_NAME_MAX];
+        drv->describe(ctx, d, sizeof d);
+        weir_mask_credentials(d, p->name, sizeof p->name);
+    } else {
+        snprintf(p->name, sizeof p->name, "%s", drv->name ? drv->name : "pool");
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_init(&p->cattr);
+    pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->creator_cv, &p->cattr);
+    pthread_cond_init(&p->hk_cv, &p->cattr);
+    pthread_cond_init(&p->drain_cv, &p->cattr);
+    p->creators = calloc((size_t)o.creator_threads, sizeof(pthread_t));
+    int rc = p->creators ? 0 : WEIR_ENOMEM;
+    for (int i = 0; rc == 0 && i < o.creator_threads; i++) {
+        if (pthread_create(&p->creators[i], NULL, creator_main, p) != 0) rc = WEIR_ENOMEM;
+        else p->ncreators++;
+    }
+    if (rc == 0) {
+        if (pthread_create(&p->housekeeper, NULL, housekeeper_main, p) != 0) rc = WEIR_ENOMEM;
+        else p->hk_started = true;
+    }
+    if (rc != 0) {
+        weir_pool_destroy(p);
+        return rc;
+    }
+    lock(p);
+    kick_creator(p);
+    unlock(p);
+    *out = p;
+    return 0;
+}
+
+/* Close what is idle now; true when nothing is out or connecting. Under the lock. */
+static bool drain_step(weir_pool *p, weir_conn ***closing, int *n)
+{
+    *n = 0;
+    *closing = malloc(sizeof(weir_conn *) * (size_t)(p->nslots ? p->nslots : 1));
+    bool busy = p->in_flight > 0;
+    for (int i = 0; i < p->nslots; i++) {
+        weir_conn *c = p->slots[i];
+        int s = slot_state(c);
+        if (s == WEIR__IDLE && *closing) {
+            idle_remove(p, c, WEIR__BUSY);
+            (*closing)[(*n)++] = c;
+        } else if (s == WEIR__PARKED && *closing && slot_cas(c, WEIR__PARKED, WEIR__BUSY)) {
+            (*closing)[(*n)++] = c;
+        } else if (s != WEIR__EMPTY) {
+            busy = true;
+        }
+    }
+    return !busy && *n == 0;
+}
+
+int weir_pool_drain(weir_pool *p, int64_t timeout_ms)
+{
+    if (!p) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : weir_now_ns() + timeout_ms * 1000000;
+    weir__waiter *fire = NULL;
+    lock(p);
+    int run = atomic_load(&p->run);
+    if (run != WEIR__CLOSED) atomic_store(&p->run, WEIR__DRAINING);
+    fail_all_waiters(p, WEIR_ECLOSED, &fire);
+    unlock(p);
+    fire_async(p, fire);
+    int rc = 0;
+    lock(p);
+    for (;;) {
+        weir_conn **closing;
+        int n;
+        bool done = drain_step(p, &closing, &n);
+        if (n) {
+            unlock(p);
+            for (int i = 0; i < n; i++) close_conn(p, closing[i], WEIR_CLOSE_IDLE);
+            free(closing);
+            lock(p);
+            continue;
+        }
+        free(closing);
+        if (done) break;
+        int64_t now = weir_now_ns();
+        if (now >= deadline) {
+            rc = WEIR_ETIMEDOUT;
+            break;
+        }
+        /* fast checkins park without signalling: look again every 5 ms */
+        int64_t wake = now + 5000000 < deadline ? now + 5000000 : deadline;
+        struct timespec ts = ts_of(wake);
+        pthread_cond_timedwait(&p->drain_cv, &p->mu, &ts);
+    }
+    if (rc == 0) atomic_store(&p->run, WEIR__CLOSED);
+    unlock(p);
+    return rc;
+}
+
+void weir_pool_destroy(weir_pool *p)
+{
+    if (!p) return;
+    if (weir__forked(p)) return; /* the parent owns these connections and threads */
+    int rc = weir_pool_drain(p, -1);
+    (void)rc;
+    lock(p);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->creator_cv);
+    pthread_cond_broadcast(&p->hk_cv);
+    unlock(p);
+    for (int i = 0; i < p->ncreators; i++) pthread_join(p->creators[i], NULL);
+    if (p->hk_started) pthread_join(p->housekeeper, NULL);
+    /* a creator may have opened one more connection while stopping */
+    for (int i = 0; i < p->nslots; i++) {
+        weir_conn *c = p->slots[i];
+        if (slot_state(c) != WEIR__EMPTY && c->handle) p->drv->close(p->ctx, c->handle);
+        free(c);
+    }
+    for (size_t i = 0; i < TL_WAYS; i++)
+        if (tl_cache[i].pool_id == p->id) tl_cache[i] = (tl_entry){0, NULL};
+    free(p->slots);
+    free(p->creators);
+    pthread_cond_destroy(&p->creator_cv);
+    pthread_cond_destroy(&p->hk_cv);
+    pthread_cond_destroy(&p->drain_cv);
+    pthread_condattr_destroy(&p->cattr);
+    pthread_mutex_destroy(&p->mu);
+    if (p->drv->ctx_free) p->drv->ctx_free(p->ctx);
+    free(p);
+}
+
+/* ---- operations ---------------------------------------------------------------------- */
+
+int weir_pool_pause(weir_pool *p)
+{
+    if (!p) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    lock(p);
+    int run = atomic_load(&p->run);
+    int rc = run_error(run);
+    if (run == WEIR__RUNNING) atomic_store(&p->run, WEIR__PAUSED);
+    unlock(p);
+    return rc;
+}
+
+int weir_pool_resume(weir_pool *p)
+{
+    if (!p) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    weir__waiter *fire = NULL;
+    lock(p);
+    int run = atomic_load(&p->run);
+    int rc = run_error(run);
+    if (run == WEIR__PAUSED) {
+        atomic_store(&p->run, WEIR__RUNNING);
+        serve_waiters(p, &fire);
+        kick_creator(p);
+    }
+    unlock(p);
+    fire_async(p, fire);
+    return rc;
+}
+
+/* Take every idle connection (for resize and evict); under the lock. */
+static int collect_idle(weir_pool *p, weir_conn **out, int64_t limit)
+{
+    int n = 0;
+    while (n < limit && p->idle_head) {
+        weir_conn *c = p->idle_head;
+        idle_remove(p, c, WEIR__BUSY);
+        out[n++] = c;
+    }
+    for (int i = 0; i < p->nslots && n < limit; i++)
+        if (slot_state(p->slots[i]) == WEIR__PARKED &&
+            slot_cas(p->slots[i], WEIR__PARKED, WEIR__BUSY))
+            out[n++] = p->slots[i];
+    return n;
+}
+
+int weir_pool_resize(weir_pool *p, int64_t max_size, int64_t min_idle)
+{
+    if (!p || max_size < 1) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    weir__waiter *fire = NULL;
+    lock(p);
+    if (min_idle < 0) min_idle = p->o.min_idle;
+    if (min_idle > max_size) {
+        unlock(p);
+        return WEIR_EINVAL;
+    }
+    p->o.max_size = max_size;
+    p->o.min_idle = min_idle;
+    update_over_cap(p);
+    weir_conn **closing = malloc(sizeof(weir_conn *) * (size_t)(p->nslots ? p->nslots : 1));
+    int n = 0;
+    if (closing && p->total > max_size) n = collect_idle(p, closing, p->total - max_size);
+    serve_waiters(p, &fire);
+    kick_creator(p);
+    unlock(p);
+    for (int i = 0; i < n; i++) close_conn(p, closing[i], WEIR_CLOSE_IDLE);
+    free(closing);
+    fire_async(p, fire);
+    return 0;
+}
+
+int weir_pool_evict_all(weir_pool *p)
+{
+    if (!p) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    lock(p);
+    atomic_fetch_add(&p->evict_gen, 1);
+    weir_conn **closing = malloc(sizeof(weir_conn *) * (size_t)(p->nslots ? p->nslots : 1));
+    int n = closing ? collect_idle(p, closing, p->nslots) : 0;
+    unlock(p);
+    for (int i = 0; i < n; i++) close_conn(p, closing[i], WEIR_CLOSE_EVICTED);
+    free(closing);
+    return n;
+}
+
+size_t weir_pool_last_error(weir_pool *p, char *buf, size_t len)
+{
+    if (!p || !buf || !len) return 0;
+    lock(p);
+    snprintf(buf, len, "%s", p->last_error);
+    unlock(p);
+    return strlen(buf);
+}
+
+const char *weir_pool_name(const weir_pool *p) { return p ? p->name : ""; }
+
+/* ---- statistics -------------------------------------------------------------------- */
+
+int weir_pool_stats_get(weir_pool *p, weir_pool_stats *st)
+{
+    if (!p || !st) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    memset(st, 0, sizeof *st);
+    lock(p);
+    for (int i = 0; i < p->nslots; i++) {
+        weir_conn *c = p->slots[i];
+        int s = slot_state(c);
+        if (s == WEIR__IDLE || s == WEIR__PARKED) st->idle++;
+        else if (s == WEIR__INUSE) st->active++;
+        st->acquires_total += (int64_t)atomic_load_explicit(&c->uses, memory_order_relaxed);
+    }
+    st->total = p->total - p->in_flight;
+    st->pending = p->in_flight;
+    st->waiters = atomic_load(&p->nwaiters);
+    st->max_size = p->o.max_size;
+    st->paused = atomic_load(&p->run) == WEIR__PAUSED;
+    st->target_down = p->down;
+    unlock(p);
+    st->acquire_timeouts_total = atomic_load(&p->acquire_timeouts_total);
+    st->shed_total = atomic_load(&p->shed_total);
+    st->created_total = atomic_load(&p->created_total);
+    st->connect_errors_total = atomic_load(&p->connect_errors_total);
+    for (int r = 0; r < WEIR_CLOSE_REASONS; r++) st->closed_total[r] = atomic_load(&p->closed_total[r]);
+    st->leaks_total = atomic_load(&p->leaks_total);
+    return 0;
+}
+
+int weir_pool_foreach_conn(weir_pool *p, void (*fn)(const weir_conn_info *, void *), void *ud)
+{
+    if (!p || !fn) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    int n = 0;
+    lock(p);
+    for (int i = 0; i < p->nslots; i++) {
+        weir_conn *c = p->slots[i];
+        int s = slot_state(c);
+        if (s == WEIR__EMPTY || (s == WEIR__BUSY && !c->id)) continue;
+        bool active = s == WEIR__INUSE;
+        weir_conn_info ci = {
+            .id = c->id,
+            .state = s == WEIR__PARKED ? "idle" : state_name(s),
+            .created_ms = c->created_ms,
+            .last_used_ms = atomic_load_explicit(&c->last_used_ms, memory_order_relaxed),
+            .taken_ms = active ? atomic_load_explicit(&c->taken_ms, memory_order_relaxed) : 0,
+            .uses = atomic_load_explicit(&c->conn_uses, memory_order_relaxed),
+            .file = active ? atomic_load_explicit(&c->file, memory_order_relaxed) : NULL,
+            .line = active ? atomic_load_explicit(&c->line, memory_order_relaxed) : 0,
+        };
+        fn(&ci, ud);
+        n++;
+    }
+    unlock(p);
+    return n;
+}
