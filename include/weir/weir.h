@@ -359,6 +359,7 @@ typedef struct weir_conn_info {
     int64_t created_ms;   /**< weir_now_ms() when opened */
     int64_t last_used_ms; /**< when last checked in (or created) */
     int64_t taken_ms;     /**< when checked out, if active */
+    int64_t expires_ms;   /**< when max_lifetime (with its jitter) retires it; 0 = never */
     uint64_t uses;        /**< completed checkouts */
     const char *file;     /**< where it was checked out, if active */
     int line;

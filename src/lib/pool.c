@@ -68,6 +68,8 @@ static void global_init(void)
 {
     pthread_atfork(NULL, NULL, on_fork_child);
 #if !defined(__SANITIZE_THREAD__)
+    const char *off = getenv("WEIR_NO_MEMBARRIER"); /* for comparison and debugging */
+    if (off && *off && *off != '0') return;
     long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     if (q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
         syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
@@ -1259,6 +1261,7 @@ int weir_pool_foreach_conn(weir_pool *p, void (*fn)(const weir_conn_info *, void
             .created_ms = c->created_ms,
             .last_used_ms = atomic_load_explicit(&c->last_used_ms, memory_order_relaxed),
             .taken_ms = active ? atomic_load_explicit(&c->taken_ms, memory_order_relaxed) : 0,
+            .expires_ms = c->expires_ms,
             .uses = atomic_load_explicit(&c->conn_uses, memory_order_relaxed),
             .file = active ? atomic_load_explicit(&c->file, memory_order_relaxed) : NULL,
             .line = active ? atomic_load_explicit(&c->line, memory_order_relaxed) : 0,

@@ -48,9 +48,10 @@ size_t weir_mask_credentials(const char *src, char *dst, size_t dstlen)
 {
     if (!dst || dstlen == 0) return 0;
     size_t o = 0;
-#define PUT(ch)                               \
-    do {                                      \
-        if (o + 1 < dstlen) dst[o++] = (ch); \
+#define PUT(ch)                              \
+    do {                                     \
+        char ch_ = (ch); /* always evaluated */ \
+        if (o + 1 < dstlen) dst[o++] = ch_;  \
     } while (0)
 #define PUTS(str)                                       \
     do {                                                \
@@ -84,7 +85,7 @@ size_t weir_mask_credentials(const char *src, char *dst, size_t dstlen)
         if (k) {
             for (size_t i = 0; i < k; i++) PUT(s[i]);
             s += k;
-            while (*s == ' ') s++;
+            while (*s == ' ') PUT(*s++);
             if (*s == '\'') { /* quoted conninfo value, with \' escapes */
                 s++;
                 while (*s && *s != '\'') s += (s[0] == '\\' && s[1]) ? 2 : 1;

@@ -1,0 +1,594 @@
+/* test_pool.c — single-caller behaviour: reuse, LIFO, validation, retirement,
+ * hooks, operations, statistics, leaks and fork. */
+#include "helpers.h"
+
+#include <sys/wait.h>
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    test_options(&f->o);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    fixture_close(f);
+    free(f);
+    return 0;
+}
+
+static uint64_t serial(weir_conn *c) { return ((weir_fake_conn *)weir_conn_handle(c))->serial; }
+
+static void checkout_and_reuse(void **state)
+{
+    fixture *f = *state;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_non_null(weir_conn_handle(c));
+    assert_ptr_equal(weir_conn_pool(c), f->pool);
+    uint64_t s = serial(c);
+    weir_pool_stats st = pool_stats(f->pool);
+    assert_int_equal(st.active, 1);
+    assert_int_equal(st.total, 1);
+    weir_checkin(c);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(weir_checkout(f->pool, &c), 0);
+        assert_int_equal(serial(c), s); /* the same connection every time */
+        weir_checkin(c);
+    }
+    st = pool_stats(f->pool);
+    assert_int_equal(st.created_total, 1);
+    assert_int_equal(st.acquires_total, 101);
+    assert_int_equal(st.idle, 1);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(fake_counts(f->fake).connects, 1);
+    weir_checkin(NULL); /* no-op */
+    assert_int_equal(weir_checkout(NULL, &c), WEIR_EINVAL);
+    assert_int_equal(weir_checkout(f->pool, NULL), WEIR_EINVAL);
+    assert_string_equal(weir_pool_name(f->pool), "fake://user:***@fakehost/db");
+}
+
+typedef struct take_arg {
+    weir_pool *pool;
+    uint64_t serials[3];
+    int n;
+} take_arg;
+
+static void *take_n(void *arg)
+{
+    take_arg *a = arg;
+    weir_conn *c[3];
+    for (int i = 0; i < a->n; i++) {
+        assert_int_equal(weir_checkout(a->pool, &c[i]), 0);
+        a->serials[i] = serial(c[i]);
+    }
+    for (int i = 0; i < a->n; i++) weir_checkin(c[i]);
+    return NULL;
+}
+
+static void idle_is_lifo(void **state)
+{
+    fixture *f = *state;
+    fixture_open(f);
+    weir_conn *a, *b, *c;
+    assert_int_equal(weir_checkout(f->pool, &a), 0);
+    assert_int_equal(weir_checkout(f->pool, &b), 0);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    uint64_t sa = serial(a), sb = serial(b), sc = serial(c);
+    weir_checkin(a); /* parked by this thread */
+    weir_checkin(b); /* shared idle list */
+    weir_checkin(c); /* shared idle list, on top */
+    /* another thread takes the most recently returned first */
+    take_arg t = {.pool = f->pool, .n = 2};
+    pthread_t th;
+    pthread_create(&th, NULL, take_n, &t);
+    pthread_join(th, NULL);
+    assert_int_equal(t.serials[0], sc);
+    assert_int_equal(t.serials[1], sb);
+    /* and this thread still finds its own */
+    assert_int_equal(weir_checkout(f->pool, &a), 0);
+    assert_int_equal(serial(a), sa);
+    weir_checkin(a);
+}
+
+static void validates_only_after_idle(void **state)
+{
+    fixture *f = *state;
+    f->o.validate_idle_after_ms = 60;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    uint64_t s = serial(c);
+    weir_checkin(c);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(weir_checkout(f->pool, &c), 0);
+        weir_checkin(c);
+    }
+    assert_int_equal(fake_counts(f->fake).validates, 0);
+    sleep_ms(100);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_int_equal(fake_counts(f->fake).validates, 1);
+    assert_int_equal(serial(c), s);
+    weir_checkin(c);
+    /* the server dropped it while idle: validation catches it, the caller gets a new one */
+    sleep_ms(100);
+    weir_fake_break_all(f->fake);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_int_not_equal(serial(c), s);
+    weir_checkin(c);
+    weir_pool_stats st = pool_stats(f->pool);
+    assert_int_equal(st.closed_total[WEIR_CLOSE_BROKEN], 1);
+    char err[256];
+    assert_true(weir_pool_last_error(f->pool, err, sizeof err) > 0);
+    assert_string_equal(err, "fake: server closed the connection unexpectedly");
+}
+
+static void dirty_is_reset_or_closed(void **state)
+{
+    fixture *f = *state;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    uint64_t s = serial(c);
+    ((weir_fake_conn *)weir_conn_handle(c))->dirty = true; /* e.g. left in a transaction */
+    weir_checkin(c);
+    assert_int_equal(fake_counts(f->fake).resets, 1);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_int_equal(serial(c), s);
+    assert_false(((weir_fake_conn *)weir_conn_handle(c))->dirty); /* next user sees it clean */
+    /* a reset that fails: the connection is closed, never handed on */
+    weir_fake_set_reset_fails(f->fake, true);
+    ((weir_fake_conn *)weir_conn_handle(c))->dirty = true;
+    weir_checkin(c);
+    assert_int_equal(fake_counts(f->fake).closes, 1);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_int_not_equal(serial(c), s);
+    assert_false(((weir_fake_conn *)weir_conn_handle(c))->dirty);
+    /* marked broken by the caller */
+    s = serial(c);
+    weir_conn_mark_broken(c);
+    weir_checkin(c);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_int_not_equal(serial(c), s);
+    weir_checkin(c);
+    assert_int_equal(pool_stats(f->pool).closed_total[WEIR_CLOSE_BROKEN], 2);
+}
+
+static void max_uses_retires(void **state)
+{
+    fixture *f = *state;
+    f->o.max_uses = 3;
+    fixture_open(f);
+    weir_conn *c;
+    uint64_t seen[7];
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(weir_checkout(f->pool, &c), 0);
+        seen[i] = serial(c);
+        weir_checkin(c);
+    }
+    assert_int_equal(seen[0], seen[2]);
+    assert_int_not_equal(seen[2], seen[3]);
+    assert_int_equal(seen[3], seen[5]);
+    assert_int_not_equal(seen[5], seen[6]);
+    assert_int_equal(pool_stats(f->pool).closed_total[WEIR_CLOSE_USES], 2);
+}
+
+typedef struct expiry {
+    int n;
+    int64_t min_left, max_left, lifetime;
+    int64_t distinct[64];
+    int ndistinct;
+} expiry;
+
+static void collect_expiry(const weir_conn_info *ci, void *ud)
+{
+    expiry *e = ud;
+    int64_t left = ci->expires_ms - ci->created_ms;
+    if (e->n == 0 || left < e->min_left) e->min_left = left;
+    if (e->n == 0 || left > e->max_left) e->max_left = left;
+    e->n++;
+    bool seen = false;
+    for (int i = 0; i < e->ndistinct; i++) seen |= e->distinct[i] == left;
+    if (!seen && e->ndistinct < 64) e->distinct[e->ndistinct++] = left;
+}
+
+static void lifetime_has_jitter(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 20;
+    f->o.min_idle = 20;
+    f->o.max_lifetime_ms = 2000;
+    fixture_open(f);
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle == 20, 2000));
+    expiry e = {0};
+    assert_int_equal(weir_pool_foreach_conn(f->pool, collect_expiry, &e), 20);
+    /* every lifetime in [95 %, 100 %] of max_lifetime, and not all the same */
+    assert_true(e.min_left >= 1900);
+    assert_true(e.max_left <= 2000);
+    assert_true(e.ndistinct >= 10);
+    /* they are retired (and min_idle refills) */
+    assert_true(WAIT_FOR(pool_stats(f->pool).closed_total[WEIR_CLOSE_LIFETIME] >= 20, 3000));
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle == 20, 2000));
+}
+
+static void lifetime_retires_checked_out_on_checkin(void **state)
+{
+    fixture *f = *state;
+    f->o.max_lifetime_ms = 100;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    uint64_t s = serial(c);
+    sleep_ms(150); /* expires while checked out: never closed under the caller */
+    assert_int_equal(fake_counts(f->fake).closes, 0);
+    weir_checkin(c);
+    assert_int_equal(fake_counts(f->fake).closes, 1);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_int_not_equal(serial(c), s);
+    weir_checkin(c);
+}
+
+static void idle_timeout_keeps_min_idle(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 5;
+    f->o.min_idle = 2;
+    f->o.idle_timeout_ms = 100;
+    fixture_open(f);
+    weir_conn *c[5];
+    for (int i = 0; i < 5; i++) assert_int_equal(weir_checkout(f->pool, &c[i]), 0);
+    for (int i = 0; i < 5; i++) weir_checkin(c[i]);
+    assert_int_equal(pool_stats(f->pool).total, 5);
+    assert_true(WAIT_FOR(pool_stats(f->pool).total == 2, 1000));
+    sleep_ms(200); /* and not below min_idle */
+    weir_pool_stats st = pool_stats(f->pool);
+    assert_int_equal(st.total, 2);
+    assert_int_equal(st.closed_total[WEIR_CLOSE_IDLE], 3);
+}
+
+static void min_idle_refills(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 5;
+    f->o.min_idle = 3;
+    fixture_open(f);
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle == 3, 1000));
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    weir_conn_mark_broken(c);
+    weir_checkin(c);
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle == 3, 1000));
+    assert_int_equal(fake_counts(f->fake).connects, 4);
+}
+
+static void keepalive_finds_dead_idle(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 2;
+    f->o.min_idle = 2;
+    f->o.keepalive_ms = 50;
+    fixture_open(f);
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle == 2, 1000));
+    assert_true(WAIT_FOR(fake_counts(f->fake).validates >= 4, 1000));
+    assert_int_equal(pool_stats(f->pool).total, 2);
+    weir_fake_break_all(f->fake); /* the server restarted */
+    assert_true(WAIT_FOR(pool_stats(f->pool).closed_total[WEIR_CLOSE_BROKEN] == 2, 1000));
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle == 2, 1000));
+    assert_int_equal(fake_counts(f->fake).connects, 4);
+}
+
+typedef struct hook_counts {
+    _Atomic int create, checkout, checkin, destroy;
+    _Atomic int refuse_checkout;
+} hook_counts;
+
+static int h_create(void *ud, weir_conn *c)
+{
+    assert_non_null(weir_conn_handle(c));
+    atomic_fetch_add(&((hook_counts *)ud)->create, 1);
+    return 0;
+}
+static int h_checkout(void *ud, weir_conn *c)
+{
+    (void)c;
+    hook_counts *h = ud;
+    atomic_fetch_add(&h->checkout, 1);
+    return atomic_exchange(&h->refuse_checkout, 0);
+}
+static int h_checkin(void *ud, weir_conn *c)
+{
+    (void)c;
+    atomic_fetch_add(&((hook_counts *)ud)->checkin, 1);
+    return 0;
+}
+static void h_destroy(void *ud, weir_conn *c)
+{
+    (void)c;
+    atomic_fetch_add(&((hook_counts *)ud)->destroy, 1);
+}
+
+static void hooks_are_called(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    hook_counts h = {0};
+    weir_hooks hooks = {.ud = &h,
+                        .on_create = h_create,
+                        .on_checkout = h_checkout,
+                        .on_checkin = h_checkin,
+                        .on_destroy = h_destroy};
+    assert_int_equal(weir_pool_create(&f->pool, weir_fake_driver(), f->fake, &f->o, &hooks), 0);
+    weir_conn *c;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(weir_checkout(f->pool, &c), 0);
+        weir_checkin(c);
+    }
+    assert_int_equal(h.create, 1);
+    assert_int_equal(h.checkout, 3);
+    assert_int_equal(h.checkin, 3);
+    /* a checkout hook that refuses: that connection is closed, the caller gets another */
+    atomic_store(&h.refuse_checkout, 1);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_int_equal(h.destroy, 1);
+    assert_int_equal(h.create, 2);
+    weir_checkin(c);
+    weir_pool_destroy(f->pool);
+    f->pool = NULL;
+    assert_int_equal(h.destroy, 2);
+}
+
+static int refuse_create(void *ud, weir_conn *c)
+{
+    (void)ud;
+    (void)c;
+    return -1;
+}
+
+static void create_hook_failure_is_a_connect_error(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_hooks hooks = {.on_create = refuse_create};
+    assert_int_equal(weir_pool_create(&f->pool, weir_fake_driver(), f->fake, &f->o, &hooks), 0);
+    weir_conn *c;
+    assert_int_equal(weir_checkout_timeout(f->pool, 500, &c), WEIR_ECONNECT);
+    char err[256];
+    weir_pool_last_error(f->pool, err, sizeof err);
+    assert_string_equal(err, "on_create hook refused the connection");
+    assert_true(pool_stats(f->pool).connect_errors_total >= 1);
+    assert_int_equal(fake_counts(f->fake).open, 0);
+}
+
+typedef struct timed_take {
+    weir_pool *pool;
+    int64_t timeout_ms;
+    int rc;
+    int64_t waited_ms;
+} timed_take;
+
+static void *timed_take_main(void *arg)
+{
+    timed_take *t = arg;
+    weir_conn *c;
+    int64_t t0 = weir_now_ns();
+    t->rc = weir_checkout_timeout(t->pool, t->timeout_ms, &c);
+    t->waited_ms = ms_since(t0);
+    if (t->rc == 0) weir_checkin(c);
+    return NULL;
+}
+
+static void pause_and_resume(void **state)
+{
+    fixture *f = *state;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    weir_checkin(c);
+    assert_int_equal(weir_pool_pause(f->pool), 0);
+    assert_true(pool_stats(f->pool).paused);
+    timed_take t = {.pool = f->pool, .timeout_ms = 100};
+    timed_take_main(&t); /* paused: waits, then times out */
+    assert_int_equal(t.rc, WEIR_ETIMEDOUT);
+    assert_true(t.waited_ms >= 99);
+    t.timeout_ms = 2000;
+    pthread_t th;
+    pthread_create(&th, NULL, timed_take_main, &t);
+    sleep_ms(150);
+    assert_int_equal(weir_pool_resume(f->pool), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(t.rc, 0);
+    assert_true(t.waited_ms >= 140 && t.waited_ms < 150 + 2 * slack_ms());
+    assert_int_equal(fake_counts(f->fake).connects, 1); /* no connects while paused */
+}
+
+static void resize_shrinks_and_grows(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 4;
+    fixture_open(f);
+    weir_conn *c[6];
+    for (int i = 0; i < 4; i++) assert_int_equal(weir_checkout(f->pool, &c[i]), 0);
+    assert_int_equal(weir_pool_resize(f->pool, 2, -1), 0);
+    assert_int_equal(pool_stats(f->pool).max_size, 2);
+    for (int i = 0; i < 4; i++) weir_checkin(c[i]);
+    weir_pool_stats st = pool_stats(f->pool);
+    assert_int_equal(st.total, 2); /* the surplus closed on checkin */
+    assert_int_equal(fake_counts(f->fake).open, 2);
+    assert_int_equal(weir_pool_resize(f->pool, 6, 1), 0);
+    for (int i = 0; i < 6; i++) assert_int_equal(weir_checkout(f->pool, &c[i]), 0);
+    assert_int_equal(pool_stats(f->pool).total, 6);
+    timed_take t = {.pool = f->pool, .timeout_ms = 50};
+    timed_take_main(&t);
+    assert_int_equal(t.rc, WEIR_ETIMEDOUT);
+    for (int i = 0; i < 6; i++) weir_checkin(c[i]);
+    assert_int_equal(weir_pool_resize(f->pool, 3, -1), 0); /* idle surplus closes at once */
+    assert_int_equal(pool_stats(f->pool).total, 3);
+    assert_int_equal(weir_pool_resize(f->pool, 0, -1), WEIR_EINVAL);
+    assert_int_equal(weir_pool_resize(f->pool, 2, 3), WEIR_EINVAL);
+}
+
+static void evict_all_after_failover(void **state)
+{
+    fixture *f = *state;
+    fixture_open(f);
+    weir_conn *a, *b, *c;
+    assert_int_equal(weir_checkout(f->pool, &a), 0);
+    assert_int_equal(weir_checkout(f->pool, &b), 0);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    weir_checkin(a);
+    weir_checkin(b);
+    assert_int_equal(weir_pool_evict_all(f->pool), 2);
+    assert_int_equal(fake_counts(f->fake).open, 1);
+    weir_checkin(c); /* closed on return */
+    assert_int_equal(fake_counts(f->fake).open, 0);
+    assert_int_equal(pool_stats(f->pool).closed_total[WEIR_CLOSE_EVICTED], 3);
+    assert_int_equal(weir_checkout(f->pool, &a), 0);
+    assert_int_equal(serial(a), 4);
+    weir_checkin(a);
+}
+
+typedef struct where {
+    const char *file;
+    int line;
+    int active;
+} where;
+
+static void find_active(const weir_conn_info *ci, void *ud)
+{
+    where *w = ud;
+    if (strcmp(ci->state, "active") != 0) return;
+    w->active++;
+    w->file = ci->file;
+    w->line = ci->line;
+}
+
+static void stats_conn_info_and_prometheus(void **state)
+{
+    fixture *f = *state;
+    snprintf(f->o.name, sizeof f->o.name, "orders \"eu\"");
+    fixture_open(f);
+    weir_conn *c, *d;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    int line = __LINE__ + 1;
+    assert_int_equal(weir_checkout(f->pool, &d), 0);
+    weir_checkin(c);
+    where w = {0};
+    assert_int_equal(weir_pool_foreach_conn(f->pool, find_active, &w), 2);
+    assert_int_equal(w.active, 1);
+    assert_non_null(strstr(w.file, "test_pool.c"));
+    assert_int_equal(w.line, line);
+    size_t len;
+    char *text = weir_pool_prometheus(f->pool, &len);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+    const char *must[] = {
+        "weir_pool_connections{pool=\"orders \\\"eu\\\"\",state=\"idle\"} 1\n",
+        "weir_pool_connections{pool=\"orders \\\"eu\\\"\",state=\"active\"} 1\n",
+        "weir_pool_waiters{pool=\"orders \\\"eu\\\"\"} 0\n",
+        "weir_pool_max_connections{pool=\"orders \\\"eu\\\"\"} 10\n",
+        "# TYPE weir_pool_acquire_seconds histogram\n",
+        "weir_pool_acquire_seconds_count{pool=\"orders \\\"eu\\\"\"} 2\n",
+        "weir_pool_acquire_seconds_bucket{pool=\"orders \\\"eu\\\"\",le=\"+Inf\"} 2\n",
+        "# TYPE weir_pool_usage_seconds histogram\n",
+        "weir_pool_usage_seconds_count{pool=\"orders \\\"eu\\\"\"} 1\n",
+        "# TYPE weir_pool_connect_seconds histogram\n",
+        "weir_pool_connect_seconds_count{pool=\"orders \\\"eu\\\"\"} 2\n",
+        "weir_pool_connections_created_total{pool=\"orders \\\"eu\\\"\"} 2\n",
+        "weir_pool_connections_closed_total{pool=\"orders \\\"eu\\\"\",reason=\"lifetime\"} 0\n",
+        "weir_pool_acquire_timeouts_total{pool=\"orders \\\"eu\\\"\"} 0\n",
+        "weir_pool_connect_errors_total{pool=\"orders \\\"eu\\\"\"} 0\n",
+        "weir_pool_leaks_total{pool=\"orders \\\"eu\\\"\"} 0\n",
+    };
+    for (size_t i = 0; i < sizeof must / sizeof *must; i++) {
+        if (!strstr(text, must[i])) fail_msg("missing from metrics: %s\n%s", must[i], text);
+    }
+    free(text);
+    weir_checkin(d);
+}
+
+static void leak_report_names_file_and_line(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    f->o.leak_threshold_ms = 50;
+    log_capture lc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    weir_hooks hooks = {.ud = &lc, .on_log = capture_log};
+    assert_int_equal(weir_pool_create(&f->pool, weir_fake_driver(), f->fake, &f->o, &hooks), 0);
+    weir_conn *c;
+    int line = __LINE__ + 1;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_true(WAIT_FOR(pool_stats(f->pool).leaks_total == 1, 1000));
+    sleep_ms(100); /* reported once per checkout, not every tick */
+    assert_int_equal(pool_stats(f->pool).leaks_total, 1);
+    char want[128];
+    snprintf(want, sizeof want, "test_pool.c:%d has been held for", line);
+    pthread_mutex_lock(&lc.mu);
+    if (!strstr(lc.last, want)) fail_msg("leak report '%s' lacks '%s'", lc.last, want);
+    assert_non_null(strstr(lc.last, "possible connection leak"));
+    assert_null(strstr(lc.last, "secret")); /* the pool name is masked */
+    pthread_mutex_unlock(&lc.mu);
+    weir_checkin(c);
+    /* a short checkout is not a leak */
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    weir_checkin(c);
+    sleep_ms(120);
+    assert_int_equal(pool_stats(f->pool).leaks_total, 1);
+}
+
+static void forked_child_is_refused(void **state)
+{
+    fixture *f = *state;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    weir_checkin(c);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        weir_conn *cc;
+        int rc = weir_checkout(f->pool, &cc);
+        weir_pool_stats st;
+        int rc2 = weir_pool_stats_get(f->pool, &st);
+        weir_pool_destroy(f->pool); /* releases nothing in the child */
+        _exit(rc == WEIR_EFORK && rc2 == WEIR_EFORK ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* the parent's pool and connection are untouched */
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    assert_int_equal(serial(c), 1);
+    weir_checkin(c);
+    assert_int_equal(fake_counts(f->fake).closes, 0);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(checkout_and_reuse),
+        T(idle_is_lifo),
+        T(validates_only_after_idle),
+        T(dirty_is_reset_or_closed),
+        T(max_uses_retires),
+        T(lifetime_has_jitter),
+        T(lifetime_retires_checked_out_on_checkin),
+        T(idle_timeout_keeps_min_idle),
+        T(min_idle_refills),
+        T(keepalive_finds_dead_idle),
+        T(hooks_are_called),
+        T(create_hook_failure_is_a_connect_error),
+        T(pause_and_resume),
+        T(resize_shrinks_and_grows),
+        T(evict_all_after_failover),
+        T(stats_conn_info_and_prometheus),
+        T(leak_report_names_file_and_line),
+        T(forked_child_is_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

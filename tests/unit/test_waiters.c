@@ -1,0 +1,523 @@
+/* test_waiters.c — waiting: FIFO fairness, timeouts, load shedding, async
+ * checkout and cancel, drain/destroy with waiters, fail-fast, backoff,
+ * connect timeouts and the connection spike. */
+#include "helpers.h"
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    test_options(&f->o);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->pool) fixture_close(f);
+    else weir_fake_free(f->fake);
+    free(f);
+    return 0;
+}
+
+/* ---- a waiter thread ---- */
+typedef struct waiter {
+    weir_pool *pool;
+    int64_t timeout_ms, hold_ms;
+    int rc;
+    int64_t waited_ms;
+    int order; /* position in which it was served */
+    _Atomic int *served;
+    pthread_t th;
+} waiter;
+
+static void *waiter_main(void *arg)
+{
+    waiter *w = arg;
+    weir_conn *c;
+    int64_t t0 = weir_now_ns();
+    w->rc = weir_checkout_timeout(w->pool, w->timeout_ms, &c);
+    w->waited_ms = ms_since(t0);
+    if (w->rc == 0) {
+        if (w->served) w->order = atomic_fetch_add(w->served, 1);
+        if (w->hold_ms) sleep_ms(w->hold_ms);
+        weir_checkin(c);
+    }
+    return NULL;
+}
+
+static void start(waiter *w) { pthread_create(&w->th, NULL, waiter_main, w); }
+
+static void fifo_fairness(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    _Atomic int served = 0;
+    waiter w[6];
+    for (int i = 0; i < 6; i++) {
+        w[i] = (waiter){.pool = f->pool, .timeout_ms = 5000, .hold_ms = 5, .served = &served};
+        start(&w[i]);
+        assert_true(WAIT_FOR(pool_stats(f->pool).waiters == i + 1, 1000));
+    }
+    weir_checkin(held);
+    for (int i = 0; i < 6; i++) pthread_join(w[i].th, NULL);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(w[i].rc, 0);
+        assert_int_equal(w[i].order, i); /* served in arrival order */
+    }
+    assert_int_equal(fake_counts(f->fake).connects, 1);
+}
+
+static void timeout_is_kept(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    waiter w = {.pool = f->pool, .timeout_ms = 200};
+    waiter_main(&w);
+    assert_int_equal(w.rc, WEIR_ETIMEDOUT);
+    assert_true(w.waited_ms >= 199);
+    assert_true(w.waited_ms <= 200 + slack_ms());
+    assert_int_equal(pool_stats(f->pool).acquire_timeouts_total, 1);
+    assert_int_equal(pool_stats(f->pool).waiters, 0);
+    weir_checkin(held);
+}
+
+/* Many waiters on a small pool: each is served or times out in time. */
+static void every_waiter_served_or_timed_out_in_time(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 2;
+    f->o.acquire_timeout_ms = 100;
+    fixture_open(f);
+    enum { N = 24 };
+    waiter w[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (waiter){.pool = f->pool, .timeout_ms = -1, .hold_ms = 15};
+        start(&w[i]);
+    }
+    int ok = 0, timeouts = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(w[i].th, NULL);
+        assert_true(w[i].rc == 0 || w[i].rc == WEIR_ETIMEDOUT);
+        assert_true(w[i].waited_ms <= 100 + slack_ms());
+        ok += w[i].rc == 0;
+        timeouts += w[i].rc == WEIR_ETIMEDOUT;
+    }
+    assert_true(ok >= 2);
+    assert_int_equal(ok + timeouts, N);
+    assert_int_equal(pool_stats(f->pool).acquire_timeouts_total, timeouts);
+}
+
+static void max_waiters_sheds_load(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    f->o.max_waiters = 2;
+    fixture_open(f);
+    weir_conn *held, *c;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    waiter w[2];
+    for (int i = 0; i < 2; i++) {
+        w[i] = (waiter){.pool = f->pool, .timeout_ms = 5000};
+        start(&w[i]);
+    }
+    assert_true(WAIT_FOR(pool_stats(f->pool).waiters == 2, 1000));
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout(f->pool, &c), WEIR_EBUSY);
+    assert_true(ms_since(t0) < 20); /* at once */
+    assert_int_equal(pool_stats(f->pool).shed_total, 1);
+    weir_checkin(held);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(w[i].th, NULL);
+        assert_int_equal(w[i].rc, 0);
+    }
+}
+
+/* ---- asynchronous checkout ---- */
+typedef struct async_result {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fired;
+    int status;
+    weir_conn *conn;
+    pthread_t thread;
+    int64_t at_ns;
+} async_result;
+
+#define ASYNC_RESULT_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, 0, 0}
+
+static void on_async(weir_conn *c, int status, void *ud)
+{
+    async_result *r = ud;
+    pthread_mutex_lock(&r->mu);
+    r->fired++;
+    r->status = status;
+    r->conn = c;
+    r->thread = pthread_self();
+    r->at_ns = weir_now_ns();
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int async_fired(async_result *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->fired;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static void async_checkout(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    async_result r = ASYNC_RESULT_INIT;
+    weir_conn *now = NULL;
+    uint64_t req = 0;
+    /* nothing open yet: pending, completed by the creator thread */
+    assert_int_equal(weir_checkout_async(f->pool, 1000, on_async, &r, &now, &req), WEIR_PENDING);
+    assert_null(now);
+    assert_true(req > 0);
+    assert_true(WAIT_FOR(async_fired(&r) == 1, 1000));
+    assert_int_equal(r.status, 0);
+    assert_non_null(r.conn);
+    assert_false(pthread_equal(r.thread, pthread_self()));
+    weir_conn *first = r.conn;
+    weir_checkin(first);
+    /* available now: returned directly, no callback */
+    assert_int_equal(weir_checkout_async(f->pool, 1000, on_async, &r, &now, &req), 0);
+    assert_ptr_equal(now, first);
+    assert_int_equal(async_fired(&r), 1);
+    /* held: pending until checkin, and the callback runs on the checkin thread */
+    async_result r2 = ASYNC_RESULT_INIT;
+    weir_conn *now2 = NULL;
+    assert_int_equal(weir_checkout_async(f->pool, 1000, on_async, &r2, &now2, &req),
+                     WEIR_PENDING);
+    weir_checkin(now);
+    assert_int_equal(async_fired(&r2), 1);
+    assert_int_equal(r2.status, 0);
+    assert_true(pthread_equal(r2.thread, pthread_self()));
+    /* a pending request times out on time */
+    async_result r3 = ASYNC_RESULT_INIT;
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_async(f->pool, 150, on_async, &r3, &now2, &req), WEIR_PENDING);
+    assert_true(WAIT_FOR(async_fired(&r3) == 1, 2000));
+    assert_int_equal(r3.status, WEIR_ETIMEDOUT);
+    assert_null(r3.conn);
+    int64_t took = (r3.at_ns - t0) / 1000000;
+    assert_true(took >= 149 && took <= 150 + slack_ms());
+    /* cancel: fires once with ECANCELED, on this thread; a second cancel is too late */
+    async_result r4 = ASYNC_RESULT_INIT;
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &r4, &now2, &req), WEIR_PENDING);
+    assert_int_equal(weir_checkout_cancel(f->pool, req), 0);
+    assert_int_equal(async_fired(&r4), 1);
+    assert_int_equal(r4.status, WEIR_ECANCELED);
+    assert_true(pthread_equal(r4.thread, pthread_self()));
+    assert_int_equal(weir_checkout_cancel(f->pool, req), WEIR_EALREADY);
+    assert_int_equal(pool_stats(f->pool).waiters, 0);
+    weir_checkin(r2.conn);
+    assert_int_equal(weir_checkout_async(f->pool, 0, NULL, NULL, &now2, &req), WEIR_EINVAL);
+}
+
+static void async_fails_without_callback(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    f->o.max_waiters = 1;
+    fixture_open(f);
+    weir_conn *held, *now;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    async_result r = ASYNC_RESULT_INIT, r2 = ASYNC_RESULT_INIT;
+    uint64_t req;
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &r, &now, &req), WEIR_PENDING);
+    /* a call that fails never invokes its callback */
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &r2, &now, &req), WEIR_EBUSY);
+    sleep_ms(50);
+    assert_int_equal(async_fired(&r2), 0);
+    weir_checkin(held);
+    assert_int_equal(async_fired(&r), 1);
+    weir_checkin(r.conn);
+}
+
+/* ---- drain and destroy with waiters ---- */
+static void drain_with_waiters(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held, *c;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    waiter w[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = (waiter){.pool = f->pool, .timeout_ms = 5000};
+        start(&w[i]);
+    }
+    async_result r = ASYNC_RESULT_INIT;
+    uint64_t req;
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &r, &c, &req), WEIR_PENDING);
+    assert_true(WAIT_FOR(pool_stats(f->pool).waiters == 4, 1000));
+    /* a drain with a short timeout: waiters fail, the held one is still out */
+    assert_int_equal(weir_pool_drain(f->pool, 50), WEIR_ETIMEDOUT);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(w[i].th, NULL);
+        assert_int_equal(w[i].rc, WEIR_ECLOSED);
+    }
+    assert_int_equal(async_fired(&r), 1);
+    assert_int_equal(r.status, WEIR_ECLOSED);
+    assert_int_equal(weir_checkout(f->pool, &c), WEIR_ECLOSED);
+    assert_int_equal(fake_counts(f->fake).open, 1);
+    weir_checkin(held); /* closed on return */
+    assert_int_equal(fake_counts(f->fake).open, 0);
+    assert_int_equal(weir_pool_drain(f->pool, 1000), 0);
+}
+
+typedef struct delayed_checkin {
+    weir_conn *c;
+    int64_t after_ms;
+} delayed_checkin;
+
+static void *delayed_checkin_main(void *arg)
+{
+    delayed_checkin *d = arg;
+    sleep_ms(d->after_ms);
+    weir_checkin(d->c);
+    return NULL;
+}
+
+static void destroy_with_waiters(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    waiter w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (waiter){.pool = f->pool, .timeout_ms = 10000};
+        start(&w[i]);
+    }
+    assert_true(WAIT_FOR(pool_stats(f->pool).waiters == 4, 1000));
+    delayed_checkin d = {held, 100};
+    pthread_t th;
+    pthread_create(&th, NULL, delayed_checkin_main, &d);
+    int64_t t0 = weir_now_ns();
+    weir_pool_destroy(f->pool); /* waits for the held connection */
+    f->pool = NULL;
+    assert_true(ms_since(t0) >= 95);
+    pthread_join(th, NULL);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(w[i].th, NULL);
+        assert_int_equal(w[i].rc, WEIR_ECLOSED);
+    }
+    assert_int_equal(fake_counts(f->fake).open, 0);
+}
+
+/* ---- failures ---- */
+static void fail_fast_gives_driver_error_and_recovers(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_down(f->fake, true);
+    weir_fake_set_error(f->fake,
+                        "could not connect to server at \"db\" (password=hunter2): refused");
+    f->o.backoff_max_ms = 100;
+    fixture_open(f);
+    weir_conn *c;
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), WEIR_ECONNECT);
+    assert_true(ms_since(t0) < 100); /* not the 5 s timeout */
+    char err[256];
+    weir_pool_last_error(f->pool, err, sizeof err);
+    /* an unquoted secret runs to the next space: masking errs on the safe side */
+    assert_string_equal(err, "could not connect to server at \"db\" (password=*** refused");
+    assert_true(pool_stats(f->pool).target_down);
+    /* while down, checkouts fail at once */
+    for (int i = 0; i < 5; i++) {
+        t0 = weir_now_ns();
+        assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), WEIR_ECONNECT);
+        assert_true(ms_since(t0) < 20);
+    }
+    /* several waiters at once all get the error */
+    weir_fake_set_connect_delay_ms(f->fake, 30);
+    sleep_ms(150);
+    waiter w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (waiter){.pool = f->pool, .timeout_ms = 5000};
+        start(&w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(w[i].th, NULL);
+        assert_int_equal(w[i].rc, WEIR_ECONNECT);
+        assert_true(w[i].waited_ms < 100);
+    }
+    weir_fake_set_connect_delay_ms(f->fake, 0);
+    /* the target comes back: the pool notices by itself */
+    weir_fake_set_down(f->fake, false);
+    t0 = weir_now_ns();
+    assert_true(WAIT_FOR(!pool_stats(f->pool).target_down, 1000));
+    assert_true(ms_since(t0) <= 100 + slack_ms());
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    weir_checkin(c);
+}
+
+static void without_fail_fast_waiters_time_out(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_down(f->fake, true);
+    f->o.fail_fast = false;
+    fixture_open(f);
+    weir_conn *c;
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 200, &c), WEIR_ETIMEDOUT);
+    assert_true(ms_since(t0) >= 199);
+    char err[256];
+    assert_true(weir_pool_last_error(f->pool, err, sizeof err) > 0);
+    assert_non_null(strstr(err, "Connection refused"));
+    assert_false(pool_stats(f->pool).target_down);
+}
+
+static void reconnect_backoff_grows(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_down(f->fake, true);
+    f->o.backoff_min_ms = 10;
+    f->o.backoff_max_ms = 200;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), WEIR_ECONNECT);
+    sleep_ms(1000);
+    /* 10 ms doubling to 200 ms, jittered to 50-100 %: between 6 and 25 attempts in 1 s
+     * (without backoff it would be thousands) */
+    int64_t n = fake_counts(f->fake).connects;
+    if (n < 6 || n > 25) fail_msg("%lld connect attempts in 1 s", (long long)n);
+    sleep_ms(1000);
+    int64_t m = fake_counts(f->fake).connects - n; /* capped: 5-20 per second */
+    if (m < 5 || m > 20) fail_msg("%lld connect attempts in the second second", (long long)m);
+}
+
+static void nth_connect_failure_is_retried(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_fail_nth_connect(f->fake, 3);
+    f->o.max_size = 5;
+    f->o.min_idle = 5;
+    fixture_open(f);
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle == 5, 2000));
+    weir_pool_stats st = pool_stats(f->pool);
+    assert_int_equal(st.connect_errors_total, 1);
+    assert_int_equal(st.created_total, 5);
+    assert_int_equal(fake_counts(f->fake).connects, 6);
+}
+
+static void connect_timeout_is_enforced(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_connect_delay_ms(f->fake, 10000); /* a listener that never answers */
+    f->o.connect_timeout_ms = 200;
+    fixture_open(f);
+    weir_conn *c;
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 3000, &c), WEIR_ECONNECT);
+    int64_t took = ms_since(t0);
+    assert_true(took >= 199 && took <= 200 + slack_ms());
+    char err[256];
+    weir_pool_last_error(f->pool, err, sizeof err);
+    assert_string_equal(err, "fake: connect timed out");
+}
+
+static void one_waiter_one_connect(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_connect_delay_ms(f->fake, 50);
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    weir_checkin(c);
+    sleep_ms(100);
+    assert_int_equal(fake_counts(f->fake).connects, 1);
+}
+
+/* HikariCP's spike: connect 150 ms, query 2 ms, max 50, 50 threads at once. */
+typedef struct spike_arg {
+    weir_pool *pool;
+    pthread_barrier_t *go;
+    int rc;
+} spike_arg;
+
+static void *spike_main(void *arg)
+{
+    spike_arg *a = arg;
+    pthread_barrier_wait(a->go);
+    weir_conn *c;
+    a->rc = weir_checkout(a->pool, &c);
+    if (a->rc == 0) {
+        sleep_ms(2);
+        weir_checkin(c);
+    }
+    return NULL;
+}
+
+static void connection_spike(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_connect_delay_ms(f->fake, 150);
+    f->o.max_size = 50;
+    fixture_open(f);
+    enum { N = 50 };
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, N);
+    spike_arg a[N];
+    pthread_t th[N];
+    int64_t t0 = weir_now_ns();
+    for (int i = 0; i < N; i++) {
+        a[i] = (spike_arg){.pool = f->pool, .go = &go};
+        pthread_create(&th[i], NULL, spike_main, &a[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].rc, 0);
+    }
+    int64_t took = ms_since(t0);
+    pthread_barrier_destroy(&go);
+    sleep_ms(200); /* let any connect in flight finish */
+    int64_t opened = fake_counts(f->fake).connects;
+    printf("spike: 50 threads served in %lld ms with %lld connections opened (max 50)\n",
+           (long long)took, (long long)opened);
+    assert_true(opened <= 5);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(fifo_fairness),
+        T(timeout_is_kept),
+        T(every_waiter_served_or_timed_out_in_time),
+        T(max_waiters_sheds_load),
+        T(async_checkout),
+        T(async_fails_without_callback),
+        T(drain_with_waiters),
+        T(destroy_with_waiters),
+        T(fail_fast_gives_driver_error_and_recovers),
+        T(without_fail_fast_waiters_time_out),
+        T(reconnect_backoff_grows),
+        T(nth_connect_failure_is_retried),
+        T(connect_timeout_is_enforced),
+        T(one_waiter_one_connect),
+        T(connection_spike),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
