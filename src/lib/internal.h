@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define WEIR__CACHELINE 64
 
@@ -64,7 +65,9 @@ typedef struct weir__waiter {
     struct weir__waiter *prev, *next;
     weir_conn *conn;
     int status;
-    bool done;
+    _Atomic bool done;
+    _Atomic bool spinning; /* awake and polling `done`, unlocked */
+    bool woken;            /* signalled to look at the idle list */
     bool from_idle; /* conn came from the idle list: validate before use */
     bool async;
     pthread_cond_t cv; /* sync waiters */
@@ -88,6 +91,11 @@ struct weir_pool {
     _Atomic bool over_cap;
     const weir_driver *drv;
     void *ctx;
+    /* hot-path thresholds precomputed from the options: one compare each */
+    int64_t validate_after_eff; /* INT64_MAX when validation is off */
+    uint64_t max_uses_eff;      /* UINT64_MAX when unlimited */
+    bool plain_checkout;        /* no on_checkout hook */
+    bool plain_checkin;         /* no on_checkin hook */
     weir_options o;
     weir_hooks hooks;
 
@@ -103,7 +111,8 @@ struct weir_pool {
     weir__waiter *wq_head, *wq_tail; /* FIFO */
     uint64_t next_req_id, next_conn_id;
     bool stopping;
-    bool down; /* fail-fast tripped */
+    bool down;   /* fail-fast tripped */
+    bool fenced; /* a heavy fence was made since the queue last became non-empty */
     int consecutive_failures;
     int64_t next_attempt_ns;
     uint64_t rng;
@@ -121,8 +130,16 @@ struct weir_pool {
     char name[WEIR_NAME_MAX];
 };
 
+/* The hot path's clock: CLOCK_MONOTONIC_COARSE (a few ns through the vDSO,
+ * resolution of the kernel tick) in milliseconds. */
+static inline int64_t weir__coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* util.c */
-int64_t weir__coarse_ms(void);
 typedef struct weir__buf {
     char *data;
     size_t len, cap;

@@ -36,8 +36,21 @@
  * waiter sees the parked slot. That needs a StoreLoad barrier on both sides;
  * the waiter (slow side) pays for it with membarrier(2) so the checkin (hot
  * side) needs only a compiler barrier. Without membarrier both use a full fence.
+ * Fairness. Waiters are served in FIFO order. A returned connection is handed
+ * straight to the oldest waiter if it is awake (spinning), asynchronous, or
+ * has waited over HANDOFF_AFTER_NS; otherwise it goes on the idle list and
+ * the oldest waiter is woken to take it. A thread already running may take
+ * it first; that avoids a convoy behind sleeping threads and bounds the
+ * unfairness to about a millisecond (Go's sync.Mutex does the same).
+ *
+ * A waiter pays for the barrier only before it sleeps, and only if no barrier
+ * was made since the queue last became non-empty (p->fenced): every checkin
+ * after a barrier sees nwaiters >= 1 until the queue empties, and every slot
+ * parked before it is visible to the scan that follows it. A waiter served
+ * while spinning needs none: a checkin that saw it handed the slot over, and
+ * one that did not left it parked for the scan before sleeping.
  */
-#define _GNU_SOURCE
+
 #include "internal.h"
 
 #include <assert.h>
@@ -51,6 +64,21 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+/* How long the first waiter spins before sleeping. */
+#define SPIN_NS 20000
+/* A waiter that has waited this long gets returned connections handed to it
+ * directly, even while asleep (like Go's sync.Mutex starvation mode). */
+#define HANDOFF_AFTER_NS 1000000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 #define LIKELY(x)   __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -101,7 +129,8 @@ typedef struct tl_entry {
     uint64_t pool_id;
     weir_conn *slot;
 } tl_entry;
-static _Thread_local tl_entry tl_cache[TL_WAYS];
+/* initial-exec: no __tls_get_addr call on the hot path, also in libweir.so */
+static _Thread_local tl_entry tl_cache[TL_WAYS] __attribute__((tls_model("initial-exec")));
 
 static inline tl_entry *tl_for(const weir_pool *pool) { return &tl_cache[pool->id % TL_WAYS]; }
 
@@ -212,24 +241,25 @@ static weir_conn *steal(weir_pool *p)
 
 /* ---- waiters (under the lock) ------------------------------------------------ */
 
-static void wq_push_back(weir_pool *p, weir__waiter *w)
+/* Both return the number of waiters before this one. */
+static int wq_push_back(weir_pool *p, weir__waiter *w)
 {
     w->next = NULL;
     w->prev = p->wq_tail;
     if (p->wq_tail) p->wq_tail->next = w;
     else p->wq_head = w;
     p->wq_tail = w;
-    atomic_fetch_add(&p->nwaiters, 1);
+    return atomic_fetch_add(&p->nwaiters, 1);
 }
 
-static void wq_push_front(weir_pool *p, weir__waiter *w)
+static int wq_push_front(weir_pool *p, weir__waiter *w)
 {
     w->prev = NULL;
     w->next = p->wq_head;
     if (p->wq_head) p->wq_head->prev = w;
     else p->wq_tail = w;
     p->wq_head = w;
-    atomic_fetch_add(&p->nwaiters, 1);
+    return atomic_fetch_add(&p->nwaiters, 1);
 }
 
 static void wq_remove(weir_pool *p, weir__waiter *w)
@@ -239,7 +269,7 @@ static void wq_remove(weir_pool *p, weir__waiter *w)
     if (w->next) w->next->prev = w->prev;
     else p->wq_tail = w->prev;
     w->prev = w->next = NULL;
-    atomic_fetch_sub(&p->nwaiters, 1);
+    if (atomic_fetch_sub(&p->nwaiters, 1) == 1) p->fenced = false;
 }
 
 /* Complete waiter w (already removed from the queue) with conn or status.
@@ -251,7 +281,7 @@ static void complete(weir__waiter *w, weir_conn *c, int status, bool from_idle,
     w->conn = c;
     w->status = status;
     w->from_idle = from_idle;
-    w->done = true;
+    atomic_store_explicit(&w->done, true, memory_order_release);
     if (w->async) {
         w->next = *fire;
         *fire = w;
@@ -330,20 +360,36 @@ static void set_last_error(weir_pool *p, const char *msg) /* under the lock */
 
 /* ---- checkout ---------------------------------------------------------------- */
 
-/* The caller holds c (INUSE). Retire it if it must not be used, validate it
- * if it has been idle long, run the checkout hook, and record the checkout.
- * Returns false if c was closed (the caller tries again). */
-static bool prepare(weir_pool *p, weir_conn *c, const char *file, int line, bool fresh)
+/* The holder's bookkeeping (relaxed: only the holder writes these). */
+static inline void record_checkout(weir_conn *c, int64_t now, const char *file, int line)
+{
+    c->broken = false;
+    atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->conn_uses,
+                          atomic_load_explicit(&c->conn_uses, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->file, file, memory_order_relaxed);
+    atomic_store_explicit(&c->line, line, memory_order_relaxed);
+    /* last, with release: a reader that sees this taken_ms sees this use */
+    atomic_store_explicit(&c->taken_ms, now, memory_order_release);
+}
+
+/* The caller holds c (INUSE): the full checks. Retire it if it must not be
+ * used, validate it if it has been idle long, run the checkout hook, and
+ * record the checkout. Returns false if c was closed (the caller tries again). */
+static __attribute__((noinline)) bool prepare_slow(weir_pool *p, weir_conn *c, const char *file,
+                                                   int line, bool fresh)
 {
     int64_t now = weir__coarse_ms();
     int reason = -1;
-    if (UNLIKELY(c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed)))
+    if (c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed))
         reason = WEIR_CLOSE_EVICTED;
-    else if (UNLIKELY(c->expires_ms && now >= c->expires_ms))
+    else if (c->expires_ms && now >= c->expires_ms)
         reason = WEIR_CLOSE_LIFETIME;
-    else if (!fresh && p->o.validate_idle_after_ms >= 0 && p->drv->validate &&
+    else if (!fresh &&
              now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >
-                 p->o.validate_idle_after_ms) {
+                 p->validate_after_eff) {
         char err[512] = "";
         int rc = p->drv->validate(p->ctx, c->handle,
                                   weir_now_ns() + p->o.connect_timeout_ms * 1000000, err,
@@ -359,19 +405,24 @@ static bool prepare(weir_pool *p, weir_conn *c, const char *file, int line, bool
     }
     if (reason < 0 && p->hooks.on_checkout && p->hooks.on_checkout(p->hooks.ud, c) != 0)
         reason = WEIR_CLOSE_BROKEN;
-    if (UNLIKELY(reason >= 0)) {
+    if (reason >= 0) {
         close_conn(p, c, reason);
         return false;
     }
-    c->broken = false;
-    atomic_store_explicit(&c->taken_ms, now, memory_order_relaxed);
-    atomic_store_explicit(&c->file, file, memory_order_relaxed);
-    atomic_store_explicit(&c->line, line, memory_order_relaxed);
-    atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    atomic_store_explicit(&c->conn_uses,
-                          atomic_load_explicit(&c->conn_uses, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    record_checkout(c, now, file, line);
+    return true;
+}
+
+/* The common case inline; anything unusual goes to prepare_slow(). */
+static inline bool prepare(weir_pool *p, weir_conn *c, const char *file, int line, bool fresh)
+{
+    int64_t now = weir__coarse_ms();
+    if (UNLIKELY(c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed) ||
+                 (c->expires_ms && now >= c->expires_ms) || !p->plain_checkout ||
+                 (!fresh && now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >
+                                p->validate_after_eff)))
+        return prepare_slow(p, c, file, line, fresh);
+    record_checkout(c, now, file, line);
     return true;
 }
 
@@ -410,30 +461,62 @@ static weir_conn *take_locked(weir_pool *p, int *rc)
     return NULL;
 }
 
-/* Enqueue w, then look once more for a connection parked meanwhile (see the
- * notes on lost wake-ups). Under the lock. Returns a claimed slot or NULL. */
+/* Before a queued waiter sleeps: make sure a heavy fence separates the
+ * queue becoming non-empty from this look for parked slots (see "Lost
+ * wake-ups"). Under the lock; w is queued. Returns a claimed slot or NULL. */
+static weir_conn *fence_and_look(weir_pool *p, weir__waiter *w)
+{
+    if (p->fenced) return NULL;
+    heavy_fence();
+    p->fenced = true;
+    weir_conn *c = NULL;
+    if (atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING) c = steal(p);
+    if (c) wq_remove(p, w);
+    return c;
+}
+
+/* Enqueue w and look once more for a connection parked meanwhile. Under the
+ * lock. Returns a claimed slot (w not queued) or NULL (w queued). An async
+ * waiter is fenced at once; a sync one spins first and is fenced before it
+ * sleeps. */
 static weir_conn *enqueue(weir_pool *p, weir__waiter *w, bool front)
 {
     if (front) wq_push_front(p, w);
     else wq_push_back(p, w);
-    heavy_fence();
     weir_conn *c = NULL;
     if (atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING) c = steal(p);
-    if (c) wq_remove(p, w);
-    else kick_creator(p);
-    return c;
+    if (c) {
+        wq_remove(p, w);
+        return c;
+    }
+    if (w->async && (c = fence_and_look(p, w))) return c;
+    kick_creator(p);
+    return NULL;
 }
+
+static int checkout_slow(weir_pool *p, int64_t timeout_ms, weir_conn **out, const char *file,
+                         int line);
 
 int weir_checkout_at(weir_pool *p, int64_t timeout_ms, weir_conn **out, const char *file, int line)
 {
-    if (!p || !out) return WEIR_EINVAL;
-    *out = NULL;
-    if (weir__forked(p)) return WEIR_EFORK;
+    if (UNLIKELY(!p || !out)) return WEIR_EINVAL;
+    if (UNLIKELY(weir__forked(p))) {
+        *out = NULL;
+        return WEIR_EFORK;
+    }
     weir_conn *c = try_fast(p, file, line);
     if (LIKELY(c != NULL)) {
         *out = c;
         return 0;
     }
+    return checkout_slow(p, timeout_ms, out, file, line);
+}
+
+static __attribute__((noinline)) int checkout_slow(weir_pool *p, int64_t timeout_ms,
+                                                   weir_conn **out, const char *file, int line)
+{
+    *out = NULL;
+    weir_conn *c;
     int64_t start = weir_now_ns();
     int64_t deadline = start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000;
     weir__waiter w = {.start_ns = start, .deadline_ns = deadline, .file = file, .line = line};
@@ -450,11 +533,36 @@ int weir_checkout_at(weir_pool *p, int64_t timeout_ms, weir_conn **out, const ch
             }
             w.done = false;
             c = enqueue(p, &w, front);
+            if (!c && p->wq_head == &w) {
+                /* Next in line: the hand-off may be a moment away. Spin
+                 * briefly, unlocked, rather than pay for sleep and wake-up. */
+                atomic_store(&w.spinning, true);
+                unlock(p);
+                int64_t until = weir_now_ns() + SPIN_NS;
+                for (unsigned i = 1; !atomic_load_explicit(&w.done, memory_order_acquire); i++) {
+                    cpu_relax();
+                    if (i % 64 == 0 && weir_now_ns() > until) break;
+                }
+                lock(p);
+                atomic_store(&w.spinning, false);
+            }
+            if (!c && !w.done) c = fence_and_look(p, &w);
             if (!c) {
                 struct timespec ts = ts_of(deadline);
                 while (!w.done) {
+                    w.woken = false;
                     int e = pthread_cond_timedwait(&w.cv, &p->mu, &ts);
-                    if (e == ETIMEDOUT && !w.done) {
+                    if (w.done) break;
+                    /* woken to look at the idle list (see checkin_slow) */
+                    if (atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING) {
+                        c = idle_pop(p);
+                        if (!c) c = steal(p);
+                        if (c) {
+                            wq_remove(p, &w);
+                            break;
+                        }
+                    }
+                    if (e == ETIMEDOUT) {
                         wq_remove(p, &w);
                         atomic_fetch_add(&p->acquire_timeouts_total, 1);
                         rc = WEIR_ETIMEDOUT;
@@ -609,7 +717,7 @@ static void usage_observe(weir_conn *c, int64_t ms)
                           memory_order_relaxed);
 }
 
-static void checkin_slow(weir_pool *p, weir_conn *c)
+static __attribute__((noinline)) void checkin_slow(weir_pool *p, weir_conn *c)
 {
     weir__waiter *fire = NULL;
     lock(p);
@@ -619,50 +727,28 @@ static void checkin_slow(weir_pool *p, weir_conn *c)
         close_conn(p, c, WEIR_CLOSE_IDLE);
         return;
     }
-    if (run == WEIR__RUNNING && p->wq_head) {
-        weir__waiter *w = p->wq_head;
+    weir__waiter *w = run == WEIR__RUNNING ? p->wq_head : NULL;
+    if (w && (w->async || atomic_load(&w->spinning) ||
+              weir_now_ns() - w->start_ns >= HANDOFF_AFTER_NS)) {
         wq_remove(p, w);
         complete(w, c, 0, false, &fire); /* hand-off: still INUSE */
     } else {
+        /* The oldest waiter is asleep and has not waited long: wake it to
+         * take c from the idle list, and let a running thread take c first
+         * if it is quicker (no convoy behind a sleeping thread). */
         idle_push(p, c, WEIR__INUSE);
+        if (w && !w->woken) {
+            w->woken = true;
+            pthread_cond_signal(&w->cv);
+        }
     }
     unlock(p);
     if (fire) fire_async(p, fire);
 }
 
-void weir_checkin(weir_conn *c)
+/* Park c for this thread, lock-free, unless a waiter needs it; else the slow path. */
+static inline void park_or_slow(weir_pool *p, weir_conn *c)
 {
-    if (!c) return;
-    weir_pool *p = c->pool;
-    if (weir__forked(p)) return; /* the parent's connection: leave it alone */
-    int64_t now = weir__coarse_ms();
-    usage_observe(c, now - atomic_load_explicit(&c->taken_ms, memory_order_relaxed));
-    atomic_store_explicit(&c->last_used_ms, now, memory_order_relaxed);
-    int reason = -1;
-    if (UNLIKELY(c->broken)) reason = WEIR_CLOSE_BROKEN;
-    else if (UNLIKELY(p->o.max_uses &&
-                      atomic_load_explicit(&c->conn_uses, memory_order_relaxed) >=
-                          (uint64_t)p->o.max_uses))
-        reason = WEIR_CLOSE_USES;
-    else if (UNLIKELY(c->expires_ms && now >= c->expires_ms))
-        reason = WEIR_CLOSE_LIFETIME;
-    else if (UNLIKELY(c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed)))
-        reason = WEIR_CLOSE_EVICTED;
-    else if (p->drv->is_dirty && p->drv->is_dirty(p->ctx, c->handle)) {
-        char err[512] = "";
-        if (!p->drv->reset || p->drv->reset(p->ctx, c->handle, err, sizeof err) != 0) {
-            weir__log(p, WEIR_LOG_INFO,
-                      "pool %s: connection #%" PRIu64 " returned dirty and could not be reset%s%s",
-                      p->name, c->id, err[0] ? ": " : "", err);
-            reason = WEIR_CLOSE_BROKEN;
-        }
-    }
-    if (reason < 0 && p->hooks.on_checkin && p->hooks.on_checkin(p->hooks.ud, c) != 0)
-        reason = WEIR_CLOSE_BROKEN;
-    if (UNLIKELY(reason >= 0)) {
-        close_conn(p, c, reason);
-        return;
-    }
     if (LIKELY(atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING &&
                !atomic_load_explicit(&p->over_cap, memory_order_relaxed))) {
         tl_entry *e = tl_for(p);
@@ -677,6 +763,54 @@ void weir_checkin(weir_conn *c)
         }
     }
     checkin_slow(p, c);
+}
+
+/* Checkin with something to look at: retire, reset, or the hook. */
+static __attribute__((noinline)) void checkin_attention(weir_pool *p, weir_conn *c, int64_t now)
+{
+    int reason = -1;
+    if (c->broken) reason = WEIR_CLOSE_BROKEN;
+    else if (atomic_load_explicit(&c->conn_uses, memory_order_relaxed) >= p->max_uses_eff)
+        reason = WEIR_CLOSE_USES;
+    else if (c->expires_ms && now >= c->expires_ms)
+        reason = WEIR_CLOSE_LIFETIME;
+    else if (c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed))
+        reason = WEIR_CLOSE_EVICTED;
+    else if (p->drv->is_dirty && p->drv->is_dirty(p->ctx, c->handle)) {
+        char err[512] = "";
+        if (!p->drv->reset || p->drv->reset(p->ctx, c->handle, err, sizeof err) != 0) {
+            weir__log(p, WEIR_LOG_INFO,
+                      "pool %s: connection #%" PRIu64 " returned dirty and could not be reset%s%s",
+                      p->name, c->id, err[0] ? ": " : "", err);
+            reason = WEIR_CLOSE_BROKEN;
+        }
+    }
+    if (reason < 0 && p->hooks.on_checkin && p->hooks.on_checkin(p->hooks.ud, c) != 0)
+        reason = WEIR_CLOSE_BROKEN;
+    if (reason >= 0) {
+        close_conn(p, c, reason);
+        return;
+    }
+    park_or_slow(p, c);
+}
+
+void weir_checkin(weir_conn *c)
+{
+    if (UNLIKELY(!c)) return;
+    weir_pool *p = c->pool;
+    if (UNLIKELY(weir__forked(p))) return; /* the parent's connection: leave it alone */
+    int64_t now = weir__coarse_ms();
+    usage_observe(c, now - atomic_load_explicit(&c->taken_ms, memory_order_relaxed));
+    atomic_store_explicit(&c->last_used_ms, now, memory_order_relaxed);
+    if (UNLIKELY(c->broken ||
+                 atomic_load_explicit(&c->conn_uses, memory_order_relaxed) >= p->max_uses_eff ||
+                 (c->expires_ms && now >= c->expires_ms) ||
+                 c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed) ||
+                 !p->plain_checkin || (p->drv->is_dirty && p->drv->is_dirty(p->ctx, c->handle)))) {
+        checkin_attention(p, c, now);
+        return;
+    }
+    park_or_slow(p, c);
 }
 
 void weir_conn_mark_broken(weir_conn *c)
@@ -842,9 +976,12 @@ static void housekeep(weir_pool *p, hk_job **jobs, int *njobs) /* under the lock
         weir_conn *c = p->slots[i];
         int s = slot_state(c);
         if (s == WEIR__INUSE) {
-            int64_t taken = atomic_load_explicit(&c->taken_ms, memory_order_relaxed);
+            int64_t taken = atomic_load_explicit(&c->taken_ms, memory_order_acquire);
             uint64_t uses = atomic_load_explicit(&c->uses, memory_order_relaxed);
-            if (p->o.leak_threshold_ms > 0 && now - taken >= p->o.leak_threshold_ms &&
+            /* Handed over but not yet recorded by its new holder: taken_ms is
+             * still the previous checkout's, older than the last checkin. */
+            bool in_transit = taken < atomic_load_explicit(&c->last_used_ms, memory_order_relaxed);
+            if (p->o.leak_threshold_ms > 0 && !in_transit && now - taken >= p->o.leak_threshold_ms &&
                 atomic_load(&c->leak_reported) != uses + 1) {
                 atomic_store(&c->leak_reported, uses + 1);
                 atomic_fetch_add(&p->leaks_total, 1);
@@ -981,6 +1118,11 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
     p->ctx = ctx;
     p->o = o;
     if (hooks) p->hooks = *hooks;
+    p->validate_after_eff =
+        o.validate_idle_after_ms >= 0 && drv->validate ? o.validate_idle_after_ms : INT64_MAX;
+    p->max_uses_eff = o.max_uses > 0 ? (uint64_t)o.max_uses : UINT64_MAX;
+    p->plain_checkout = !p->hooks.on_checkout;
+    p->plain_checkin = !p->hooks.on_checkin;
     p->rng = (uint64_t)weir_now_ns() ^ (p->id * 0x9E3779B97F4A7C15ULL) ^ (uintptr_t)p;
     if (!p->rng) p->rng = 1;
     if (o.name[0]) {

@@ -1,5 +1,5 @@
 /* util.c — clocks, credential masking and a growable string buffer. */
-#define _GNU_SOURCE
+
 #include "internal.h"
 
 #include <stdarg.h>
@@ -17,13 +17,6 @@ int64_t weir_now_ns(void)
 }
 
 int64_t weir_now_ms(void) { return weir_now_ns() / 1000000; }
-
-int64_t weir__coarse_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Keys whose value is a secret in "key=value" text (libpq conninfo, URL query). */
 static const char *const secret_keys[] = {"password", "pass", "passwd", "pwd", "secret", "token"};

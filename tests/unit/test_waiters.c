@@ -102,8 +102,8 @@ static void every_waiter_served_or_timed_out_in_time(void **state)
         start(&w[i]);
     }
     int ok = 0, timeouts = 0;
+    for (int i = 0; i < N; i++) pthread_join(w[i].th, NULL);
     for (int i = 0; i < N; i++) {
-        pthread_join(w[i].th, NULL);
         assert_true(w[i].rc == 0 || w[i].rc == WEIR_ETIMEDOUT);
         assert_true(w[i].waited_ms <= 100 + slack_ms());
         ok += w[i].rc == 0;
@@ -133,8 +133,8 @@ static void max_waiters_sheds_load(void **state)
     assert_true(ms_since(t0) < 20); /* at once */
     assert_int_equal(pool_stats(f->pool).shed_total, 1);
     weir_checkin(held);
+    for (int i = 0; i < 2; i++) pthread_join(w[i].th, NULL);
     for (int i = 0; i < 2; i++) {
-        pthread_join(w[i].th, NULL);
         assert_int_equal(w[i].rc, 0);
     }
 }
@@ -265,8 +265,8 @@ static void drain_with_waiters(void **state)
     assert_true(WAIT_FOR(pool_stats(f->pool).waiters == 4, 1000));
     /* a drain with a short timeout: waiters fail, the held one is still out */
     assert_int_equal(weir_pool_drain(f->pool, 50), WEIR_ETIMEDOUT);
+    for (int i = 0; i < 3; i++) pthread_join(w[i].th, NULL);
     for (int i = 0; i < 3; i++) {
-        pthread_join(w[i].th, NULL);
         assert_int_equal(w[i].rc, WEIR_ECLOSED);
     }
     assert_int_equal(async_fired(&r), 1);
@@ -312,8 +312,8 @@ static void destroy_with_waiters(void **state)
     f->pool = NULL;
     assert_true(ms_since(t0) >= 95);
     pthread_join(th, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(w[i].th, NULL);
     for (int i = 0; i < 4; i++) {
-        pthread_join(w[i].th, NULL);
         assert_int_equal(w[i].rc, WEIR_ECLOSED);
     }
     assert_int_equal(fake_counts(f->fake).open, 0);
@@ -352,8 +352,8 @@ static void fail_fast_gives_driver_error_and_recovers(void **state)
         w[i] = (waiter){.pool = f->pool, .timeout_ms = 5000};
         start(&w[i]);
     }
+    for (int i = 0; i < 4; i++) pthread_join(w[i].th, NULL);
     for (int i = 0; i < 4; i++) {
-        pthread_join(w[i].th, NULL);
         assert_int_equal(w[i].rc, WEIR_ECONNECT);
         assert_true(w[i].waited_ms < 100);
     }
