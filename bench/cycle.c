@@ -186,9 +186,12 @@ int main(int argc, char **argv)
     int reps = 5;
     double secs = 1.0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0) reps = 3, secs = 0.25;
-        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) secs = atof(argv[++i]);
+        if (strcmp(argv[i], "--quick") == 0)
+            reps = 3, secs = 0.25;
+        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+            secs = atof(argv[++i]);
         else {
             fprintf(stderr, "usage: cycle [--quick] [--reps N] [--seconds S]\n");
             return 2;

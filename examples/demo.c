@@ -52,8 +52,8 @@ int main(void)
     weir_fake_counts_get(target, &fc);
     printf("%lld checkouts in %.2f s; %lld connections opened (a connection per request "
            "would have opened %lld and spent %.1f s connecting)\n",
-           (long long)st.acquires_total, secs, (long long)fc.connects,
-           (long long)st.acquires_total, (double)st.acquires_total * 0.020);
+           (long long)st.acquires_total, secs, (long long)fc.connects, (long long)st.acquires_total,
+           (double)st.acquires_total * 0.020);
     size_t len;
     char *metrics = weir_pool_prometheus(pool, &len);
     printf("\n--- Prometheus metrics (%zu bytes), first lines ---\n", len);

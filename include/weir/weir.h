@@ -26,8 +26,8 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
-#define WEIR_API        __attribute__((visibility("default")))
-#define WEIR_MUSTCHECK  __attribute__((warn_unused_result))
+#define WEIR_API          __attribute__((visibility("default")))
+#define WEIR_MUSTCHECK    __attribute__((warn_unused_result))
 #define WEIR_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define WEIR_API
@@ -49,20 +49,20 @@ WEIR_API const char *weir_version(void);
  * One table. Codes are negative, stable and never renumbered; a retired code
  * keeps its slot.
  */
-#define WEIR_ERRNO_MAP(XX)                                                            \
-    XX(EINVAL, 1, "invalid argument")                                                 \
-    XX(ENOMEM, 2, "out of memory")                                                    \
-    XX(ETIMEDOUT, 3, "timed out waiting for a connection")                            \
-    XX(EBUSY, 4, "too many callers waiting; checkout refused (load shedding)")        \
-    XX(ECLOSED, 5, "pool is closed or draining")                                      \
-    XX(ECONNECT, 6, "could not connect to the target")                                \
-    XX(ECANCELED, 7, "checkout was canceled")                                         \
-    XX(EFORK, 8, "pool was created by the parent process; not usable after fork()") \
-    XX(ENOENT, 9, "no such option")                                                   \
-    XX(ERANGE, 10, "value out of range")                                              \
-    XX(ETYPE, 11, "option has another type")                                          \
-    XX(EDRIVER, 12, "driver error")                                                   \
-    XX(EALREADY, 13, "request already completed")                                     \
+#define WEIR_ERRNO_MAP(XX)                                                                         \
+    XX(EINVAL, 1, "invalid argument")                                                              \
+    XX(ENOMEM, 2, "out of memory")                                                                 \
+    XX(ETIMEDOUT, 3, "timed out waiting for a connection")                                         \
+    XX(EBUSY, 4, "too many callers waiting; checkout refused (load shedding)")                     \
+    XX(ECLOSED, 5, "pool is closed or draining")                                                   \
+    XX(ECONNECT, 6, "could not connect to the target")                                             \
+    XX(ECANCELED, 7, "checkout was canceled")                                                      \
+    XX(EFORK, 8, "pool was created by the parent process; not usable after fork()")                \
+    XX(ENOENT, 9, "no such option")                                                                \
+    XX(ERANGE, 10, "value out of range")                                                           \
+    XX(ETYPE, 11, "option has another type")                                                       \
+    XX(EDRIVER, 12, "driver error")                                                                \
+    XX(EALREADY, 13, "request already completed")                                                  \
     XX(ENOTFOUND, 14, "not found")
 
 typedef enum weir_errno {
@@ -142,23 +142,23 @@ typedef enum weir_option_type {
 #define WEIR_NAME_MAX 128
 
 typedef struct weir_options {
-    char name[WEIR_NAME_MAX];       /**< pool name for metrics and logs; "" = the target's description */
-    int64_t max_size;               /**< hard cap on open connections [10] */
-    int64_t min_idle;               /**< idle connections kept warm [0] */
-    int64_t acquire_timeout_ms;     /**< how long a checkout may wait [30 s] */
-    int64_t connect_timeout_ms;     /**< one connect attempt [10 s] */
-    int64_t idle_timeout_ms;        /**< close idle connections above min_idle [10 min]; 0 = never */
-    int64_t max_lifetime_ms;        /**< retire connections, minus 0-5 % jitter [30 min]; 0 = never */
-    int64_t keepalive_ms;           /**< validate idle connections this often [0 = off] */
+    char name[WEIR_NAME_MAX]; /**< pool name for metrics and logs; "" = the target's description */
+    int64_t max_size;         /**< hard cap on open connections [10] */
+    int64_t min_idle;         /**< idle connections kept warm [0] */
+    int64_t acquire_timeout_ms; /**< how long a checkout may wait [30 s] */
+    int64_t connect_timeout_ms; /**< one connect attempt [10 s] */
+    int64_t idle_timeout_ms;    /**< close idle connections above min_idle [10 min]; 0 = never */
+    int64_t max_lifetime_ms;    /**< retire connections, minus 0-5 % jitter [30 min]; 0 = never */
+    int64_t keepalive_ms;       /**< validate idle connections this often [0 = off] */
     int64_t validate_idle_after_ms; /**< validate on checkout if idle longer [500 ms]; -1 = never */
     int64_t max_uses;               /**< retire after N checkouts [0 = unlimited] */
-    int64_t max_waiters;            /**< over this, checkout fails with WEIR_EBUSY [0 = unlimited] */
-    int64_t leak_threshold_ms;      /**< report a checkout held longer [0 = off] */
-    int64_t backoff_min_ms;         /**< first reconnect delay after a failure [10 ms] */
-    int64_t backoff_max_ms;         /**< reconnect delay cap [5 s] */
-    bool fail_fast;                 /**< target down: waiters get the connect error at once [true] */
-    int64_t creator_threads;        /**< threads that open connections [1] */
-    int64_t housekeeping_ms;        /**< housekeeper period [250 ms] */
+    int64_t max_waiters;       /**< over this, checkout fails with WEIR_EBUSY [0 = unlimited] */
+    int64_t leak_threshold_ms; /**< report a checkout held longer [0 = off] */
+    int64_t backoff_min_ms;    /**< first reconnect delay after a failure [10 ms] */
+    int64_t backoff_max_ms;    /**< reconnect delay cap [5 s] */
+    bool fail_fast;            /**< target down: waiters get the connect error at once [true] */
+    int64_t creator_threads;   /**< threads that open connections [1] */
+    int64_t housekeeping_ms;   /**< housekeeper period [250 ms] */
 } weir_options;
 
 typedef struct weir_option_info {
@@ -179,7 +179,8 @@ WEIR_API const weir_option_info *weir_option_find(const char *name);
 /** Set an option from text (a config file or HTTP value). WEIR_ENOENT for an
  *  unknown name, WEIR_EINVAL for unparsable text, WEIR_ERANGE for a value
  *  outside the option's range. opts is unchanged on error. */
-WEIR_API int weir_options_set(weir_options *opts, const char *name, const char *value) WEIR_MUSTCHECK;
+WEIR_API int weir_options_set(weir_options *opts, const char *name,
+                              const char *value) WEIR_MUSTCHECK;
 /** Typed setters. WEIR_ETYPE when name is of another type; WEIR_ENOENT, WEIR_ERANGE as above. */
 WEIR_API int weir_options_set_int(weir_options *opts, const char *name, int64_t v) WEIR_MUSTCHECK;
 WEIR_API int weir_options_set_ms(weir_options *opts, const char *name, int64_t ms) WEIR_MUSTCHECK;
@@ -196,7 +197,12 @@ WEIR_API int weir_options_check(const weir_options *opts, char *why, size_t whyl
  * Hooks. All optional (NULL). Each is called outside the pool's lock, on the
  * thread doing the work, with the hook's user data `ud`.
  */
-typedef enum weir_log_level { WEIR_LOG_DEBUG, WEIR_LOG_INFO, WEIR_LOG_WARN, WEIR_LOG_ERROR } weir_log_level;
+typedef enum weir_log_level {
+    WEIR_LOG_DEBUG,
+    WEIR_LOG_INFO,
+    WEIR_LOG_WARN,
+    WEIR_LOG_ERROR
+} weir_log_level;
 
 typedef struct weir_hooks {
     void *ud;
@@ -253,7 +259,7 @@ WEIR_API void weir_pool_destroy(weir_pool *pool);
 WEIR_API int weir_checkout_at(weir_pool *pool, int64_t timeout_ms, weir_conn **out,
                               const char *file, int line) WEIR_MUSTCHECK;
 #define weir_checkout(pool, out) weir_checkout_at((pool), -1, (out), __FILE__, __LINE__)
-#define weir_checkout_timeout(pool, ms, out) \
+#define weir_checkout_timeout(pool, ms, out)                                                       \
     weir_checkout_at((pool), (ms), (out), __FILE__, __LINE__)
 
 /** Return c to its pool. If the driver says it is dirty it is reset, or
@@ -285,7 +291,7 @@ typedef void (*weir_checkout_cb)(weir_conn *c, int status, void *ud);
 WEIR_API int weir_checkout_async_at(weir_pool *pool, int64_t timeout_ms, weir_checkout_cb cb,
                                     void *ud, weir_conn **now, uint64_t *req, const char *file,
                                     int line) WEIR_MUSTCHECK;
-#define weir_checkout_async(pool, ms, cb, ud, now, req) \
+#define weir_checkout_async(pool, ms, cb, ud, now, req)                                            \
     weir_checkout_async_at((pool), (ms), (cb), (ud), (now), (req), __FILE__, __LINE__)
 
 /** Cancel a pending asynchronous checkout. Returns 0 after its callback has
@@ -367,8 +373,8 @@ typedef struct weir_conn_info {
 
 /** Call fn once for each open connection (under the pool's lock: fn must
  *  not call back into the pool). Returns the number visited. */
-WEIR_API int weir_pool_foreach_conn(weir_pool *pool,
-                                    void (*fn)(const weir_conn_info *ci, void *ud), void *ud);
+WEIR_API int weir_pool_foreach_conn(weir_pool *pool, void (*fn)(const weir_conn_info *ci, void *ud),
+                                    void *ud);
 
 /** The pool's metrics in Prometheus text exposition format (names from the
  *  design: weir_pool_connections, weir_pool_acquire_seconds, ...). Returns

@@ -131,7 +131,10 @@ static const weir_driver fake_driver = {
     .describe = fk_describe,
 };
 
-const weir_driver *weir_fake_driver(void) { return &fake_driver; }
+const weir_driver *weir_fake_driver(void)
+{
+    return &fake_driver;
+}
 
 weir_fake *weir_fake_new(void)
 {
@@ -149,15 +152,30 @@ void weir_fake_free(weir_fake *f)
     free(f);
 }
 
-void weir_fake_set_connect_delay_ms(weir_fake *f, int64_t ms) { atomic_store(&f->connect_delay_ms, ms); }
-void weir_fake_set_validate_delay_ms(weir_fake *f, int64_t ms) { atomic_store(&f->validate_delay_ms, ms); }
+void weir_fake_set_connect_delay_ms(weir_fake *f, int64_t ms)
+{
+    atomic_store(&f->connect_delay_ms, ms);
+}
+void weir_fake_set_validate_delay_ms(weir_fake *f, int64_t ms)
+{
+    atomic_store(&f->validate_delay_ms, ms);
+}
 void weir_fake_fail_nth_connect(weir_fake *f, int64_t n)
 {
     atomic_store(&f->fail_at, n ? atomic_load(&f->connects) + n : 0);
 }
-void weir_fake_set_down(weir_fake *f, bool down) { atomic_store(&f->down, down); }
-void weir_fake_set_reset_fails(weir_fake *f, bool fails) { atomic_store(&f->reset_fails, fails); }
-void weir_fake_break_all(weir_fake *f) { atomic_fetch_add(&f->break_gen, 1); }
+void weir_fake_set_down(weir_fake *f, bool down)
+{
+    atomic_store(&f->down, down);
+}
+void weir_fake_set_reset_fails(weir_fake *f, bool fails)
+{
+    atomic_store(&f->reset_fails, fails);
+}
+void weir_fake_break_all(weir_fake *f)
+{
+    atomic_fetch_add(&f->break_gen, 1);
+}
 void weir_fake_set_error(weir_fake *f, const char *msg)
 {
     pthread_mutex_lock(&f->mu);

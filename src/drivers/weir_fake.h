@@ -12,10 +12,10 @@ typedef struct weir_fake weir_fake;
 /** A fake connection (what weir_conn_handle() returns for this driver). */
 typedef struct weir_fake_conn {
     weir_fake *fake;
-    uint64_t serial;   /**< 1, 2, 3... in connect order */
-    int in_use;        /**< atomic flag the tests use to catch double hand-outs */
-    bool dirty;        /**< is_dirty() answers this */
-    bool broken;       /**< validate() fails while set */
+    uint64_t serial; /**< 1, 2, 3... in connect order */
+    int in_use;      /**< atomic flag the tests use to catch double hand-outs */
+    bool dirty;      /**< is_dirty() answers this */
+    bool broken;     /**< validate() fails while set */
 } weir_fake_conn;
 
 typedef struct weir_fake_counts {

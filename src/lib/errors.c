@@ -6,8 +6,8 @@ const char *weir_strerror(int code)
     switch (code) {
     case 0:
         return "success";
-#define XX(name, num, msg) \
-    case -(num):           \
+#define XX(name, num, msg)                                                                         \
+    case -(num):                                                                                   \
         return msg;
         WEIR_ERRNO_MAP(XX)
 #undef XX
@@ -21,8 +21,8 @@ const char *weir_err_name(int code)
     switch (code) {
     case 0:
         return "WEIR_OK";
-#define XX(name, num, msg) \
-    case -(num):           \
+#define XX(name, num, msg)                                                                         \
+    case -(num):                                                                                   \
         return "WEIR_" #name;
         WEIR_ERRNO_MAP(XX)
 #undef XX
@@ -31,4 +31,7 @@ const char *weir_err_name(int code)
     }
 }
 
-const char *weir_version(void) { return WEIR_VERSION; }
+const char *weir_version(void)
+{
+    return WEIR_VERSION;
+}

@@ -42,13 +42,13 @@ struct weir_conn {
     weir_pool *pool;
     void *handle;
     bool broken;
-    uint32_t gen; /* pool's evict generation when opened */
+    uint32_t gen;       /* pool's evict generation when opened */
     int64_t expires_ms; /* 0 = never */
     _Atomic int64_t last_used_ms;
     _Atomic int64_t taken_ms;
     _Atomic(const char *) file;
     _Atomic int line;
-    _Atomic uint64_t uses;          /* checkouts of this slot, all connections (holder writes; relaxed) */
+    _Atomic uint64_t uses; /* checkouts of this slot, all connections (holder writes; relaxed) */
     _Atomic uint64_t conn_uses;     /* checkouts of the current connection */
     _Atomic uint64_t leak_reported; /* value of uses when a leak was reported, + 1 */
     _Atomic uint64_t usage_counts[WEIR__USAGE_NB + 1];
@@ -68,7 +68,7 @@ typedef struct weir__waiter {
     _Atomic bool done;
     _Atomic bool spinning; /* awake and polling `done`, unlocked */
     bool woken;            /* signalled to look at the idle list */
-    bool from_idle; /* conn came from the idle list: validate before use */
+    bool from_idle;        /* conn came from the idle list: validate before use */
     bool async;
     pthread_cond_t cv; /* sync waiters */
     weir_checkout_cb cb;

@@ -40,9 +40,15 @@ static const option_def options[] = {
 /* clang-format on */
 #define NOPTIONS (sizeof options / sizeof *options)
 
-size_t weir_option_count(void) { return NOPTIONS; }
+size_t weir_option_count(void)
+{
+    return NOPTIONS;
+}
 
-const weir_option_info *weir_option_at(size_t i) { return i < NOPTIONS ? &options[i].info : NULL; }
+const weir_option_info *weir_option_at(size_t i)
+{
+    return i < NOPTIONS ? &options[i].info : NULL;
+}
 
 static const option_def *find(const char *name)
 {
@@ -68,13 +74,20 @@ int weir__parse_duration_ms(const char *s, int64_t *out)
     if (end == s || errno) return WEIR_EINVAL;
     while (isspace((unsigned char)*end)) end++;
     double mul = 1;
-    if (*end == '\0' || strcmp(end, "ms") == 0) mul = 1;
-    else if (strcmp(end, "us") == 0) mul = 0.001;
-    else if (strcmp(end, "s") == 0) mul = 1000;
-    else if (strcmp(end, "min") == 0 || strcmp(end, "m") == 0) mul = 60000;
-    else if (strcmp(end, "h") == 0) mul = 3600000;
-    else if (strcmp(end, "d") == 0) mul = 86400000;
-    else return WEIR_EINVAL;
+    if (*end == '\0' || strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "us") == 0)
+        mul = 0.001;
+    else if (strcmp(end, "s") == 0)
+        mul = 1000;
+    else if (strcmp(end, "min") == 0 || strcmp(end, "m") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else if (strcmp(end, "d") == 0)
+        mul = 86400000;
+    else
+        return WEIR_EINVAL;
     double ms = v * mul;
     if (ms > 9.0e15 || ms < -9.0e15) return WEIR_ERANGE;
     *out = (int64_t)(ms < 0 ? ms - 0.5 : ms + 0.5);
@@ -217,11 +230,16 @@ void weir_options_init(weir_options *o)
 int weir_options_check(const weir_options *o, char *why, size_t whylen)
 {
     const char *msg = NULL;
-    if (!o) msg = "no options";
-    else if (o->max_size < 1) msg = "max_size must be at least 1";
-    else if (o->min_idle > o->max_size) msg = "min_idle must not exceed max_size";
-    else if (o->backoff_min_ms > o->backoff_max_ms) msg = "backoff_min must not exceed backoff_max";
-    else if (o->creator_threads < 1) msg = "creator_threads must be at least 1";
+    if (!o)
+        msg = "no options";
+    else if (o->max_size < 1)
+        msg = "max_size must be at least 1";
+    else if (o->min_idle > o->max_size)
+        msg = "min_idle must not exceed max_size";
+    else if (o->backoff_min_ms > o->backoff_max_ms)
+        msg = "backoff_min must not exceed backoff_max";
+    else if (o->creator_threads < 1)
+        msg = "creator_threads must be at least 1";
     else {
         for (size_t i = 0; i < NOPTIONS; i++) {
             const option_def *d = &options[i];

@@ -6,18 +6,19 @@
  * and never freed before the pool, so a pointer to it stays valid for the
  * pool's life; a slot holds at most one physical connection at a time.
  *
- * A slot's state is the set it belongs to:
+ * A slot's state is the set it belongs to (all changes via slot_set/slot_cas):
  *
- *        creator_main()                       checkout: idle_pop()
- *   EMPTY ------------> BUSY --install()--> IDLE ------------------> INUSE
- *     ^                  |  (no waiter)       ^  checkin_slow(): idle_push()  |
- *     |                  +--hand_to()-------------------------------------> |
- *     |                                                                     |
- *     |     close_conn()        checkin fast path: park (store release)     |
- *     +----------------- BUSY <---- PARKED <--------------------------------+
- *        (housekeeper,             |     ^
- *         drain, evict)            +-----+ checkout fast path / steal():
- *                                          CAS PARKED -> INUSE
+ *            slot_reserve()              idle_push()             idle_pop()
+ *   EMPTY ------------------> BUSY ----------------> IDLE ------------------> INUSE
+ *     ^   (creator_main)       |  (no waiter)          ^   checkin_slow():      |  |
+ *     |                        |                       +---- idle_push() -------+  |
+ *     |                        +-- complete(): hand-off to a waiter ---> INUSE     |
+ *     |                                                                            |
+ *     |   close_conn()              park_or_slow(): store PARKED (release)         |
+ *     +----------------- BUSY <----------- PARKED <--------------------------------+
+ *      (housekeep(),                         |
+ *       drain_step(),                        +--> INUSE: try_fast() / steal()
+ *       collect_idle())                           (CAS PARKED -> INUSE)
  *
  * Invariants
  * - IDLE slots are on the idle list and change state only under the lock.
@@ -90,7 +91,10 @@ static bool have_membarrier;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static _Atomic uint64_t next_pool_id = 1;
 
-static void on_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
+static void on_fork_child(void)
+{
+    atomic_fetch_add(&fork_gen, 1);
+}
 
 static void global_init(void)
 {
@@ -112,14 +116,18 @@ bool weir__forked(const weir_pool *pool)
 
 static inline void light_fence(void)
 {
-    if (LIKELY(have_membarrier)) atomic_signal_fence(memory_order_seq_cst);
-    else atomic_thread_fence(memory_order_seq_cst);
+    if (LIKELY(have_membarrier))
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
 }
 
 static void heavy_fence(void)
 {
-    if (have_membarrier) syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-    else atomic_thread_fence(memory_order_seq_cst);
+    if (have_membarrier)
+        syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
 }
 
 /* ---- thread-local affinity cache ---------------------------------------- */
@@ -132,7 +140,10 @@ typedef struct tl_entry {
 /* initial-exec: no __tls_get_addr call on the hot path, also in libweir.so */
 static _Thread_local tl_entry tl_cache[TL_WAYS] __attribute__((tls_model("initial-exec")));
 
-static inline tl_entry *tl_for(const weir_pool *pool) { return &tl_cache[pool->id % TL_WAYS]; }
+static inline tl_entry *tl_for(const weir_pool *pool)
+{
+    return &tl_cache[pool->id % TL_WAYS];
+}
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -144,8 +155,10 @@ void weir__log(weir_pool *pool, weir_log_level lvl, const char *fmt, ...)
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     weir_mask_credentials(raw, msg, sizeof msg);
-    if (pool->hooks.on_log) pool->hooks.on_log(pool->hooks.ud, lvl, msg);
-    else if (lvl >= WEIR_LOG_WARN) fprintf(stderr, "weir: %s\n", msg);
+    if (pool->hooks.on_log)
+        pool->hooks.on_log(pool->hooks.ud, lvl, msg);
+    else if (lvl >= WEIR_LOG_WARN)
+        fprintf(stderr, "weir: %s\n", msg);
 }
 
 static const char *state_name(int s)
@@ -176,8 +189,14 @@ static inline int slot_state(const weir_conn *c)
     return atomic_load_explicit((_Atomic int *)&c->state, memory_order_acquire);
 }
 
-static void lock(weir_pool *p) { pthread_mutex_lock(&p->mu); }
-static void unlock(weir_pool *p) { pthread_mutex_unlock(&p->mu); }
+static void lock(weir_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+}
+static void unlock(weir_pool *p)
+{
+    pthread_mutex_unlock(&p->mu);
+}
 
 static void update_over_cap(weir_pool *p)
 {
@@ -192,7 +211,10 @@ static uint64_t rng_next(weir_pool *p) /* under the lock; xorshift64* */
     return p->rng * 2685821657736338717ULL;
 }
 
-static double rng_unit(weir_pool *p) { return (double)(rng_next(p) >> 11) / 9007199254740992.0; }
+static double rng_unit(weir_pool *p)
+{
+    return (double)(rng_next(p) >> 11) / 9007199254740992.0;
+}
 
 static struct timespec ts_of(int64_t ns)
 {
@@ -215,8 +237,10 @@ static void idle_push(weir_pool *p, weir_conn *c, int from)
 static void idle_remove(weir_pool *p, weir_conn *c, int to)
 {
     slot_set(c, WEIR__IDLE, to);
-    if (c->idle_prev) c->idle_prev->idle_next = c->idle_next;
-    else p->idle_head = c->idle_next;
+    if (c->idle_prev)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        p->idle_head = c->idle_next;
     if (c->idle_next) c->idle_next->idle_prev = c->idle_prev;
     c->idle_prev = c->idle_next = NULL;
     p->nidle_list--;
@@ -246,8 +270,10 @@ static int wq_push_back(weir_pool *p, weir__waiter *w)
 {
     w->next = NULL;
     w->prev = p->wq_tail;
-    if (p->wq_tail) p->wq_tail->next = w;
-    else p->wq_head = w;
+    if (p->wq_tail)
+        p->wq_tail->next = w;
+    else
+        p->wq_head = w;
     p->wq_tail = w;
     return atomic_fetch_add(&p->nwaiters, 1);
 }
@@ -256,18 +282,24 @@ static int wq_push_front(weir_pool *p, weir__waiter *w)
 {
     w->prev = NULL;
     w->next = p->wq_head;
-    if (p->wq_head) p->wq_head->prev = w;
-    else p->wq_tail = w;
+    if (p->wq_head)
+        p->wq_head->prev = w;
+    else
+        p->wq_tail = w;
     p->wq_head = w;
     return atomic_fetch_add(&p->nwaiters, 1);
 }
 
 static void wq_remove(weir_pool *p, weir__waiter *w)
 {
-    if (w->prev) w->prev->next = w->next;
-    else p->wq_head = w->next;
-    if (w->next) w->next->prev = w->prev;
-    else p->wq_tail = w->prev;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        p->wq_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        p->wq_tail = w->prev;
     w->prev = w->next = NULL;
     if (atomic_fetch_sub(&p->nwaiters, 1) == 1) p->fenced = false;
 }
@@ -275,8 +307,7 @@ static void wq_remove(weir_pool *p, weir__waiter *w)
 /* Complete waiter w (already removed from the queue) with conn or status.
  * Sync waiters are signalled now; async ones are appended to *fire and
  * completed by fire_async() once the lock is released. */
-static void complete(weir__waiter *w, weir_conn *c, int status, bool from_idle,
-                     weir__waiter **fire)
+static void complete(weir__waiter *w, weir_conn *c, int status, bool from_idle, weir__waiter **fire)
 {
     w->conn = c;
     w->status = status;
@@ -387,13 +418,11 @@ static __attribute__((noinline)) bool prepare_slow(weir_pool *p, weir_conn *c, c
         reason = WEIR_CLOSE_EVICTED;
     else if (c->expires_ms && now >= c->expires_ms)
         reason = WEIR_CLOSE_LIFETIME;
-    else if (!fresh &&
-             now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >
-                 p->validate_after_eff) {
+    else if (!fresh && now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >
+                           p->validate_after_eff) {
         char err[512] = "";
-        int rc = p->drv->validate(p->ctx, c->handle,
-                                  weir_now_ns() + p->o.connect_timeout_ms * 1000000, err,
-                                  sizeof err);
+        int rc = p->drv->validate(
+            p->ctx, c->handle, weir_now_ns() + p->o.connect_timeout_ms * 1000000, err, sizeof err);
         if (rc != 0) {
             lock(p);
             set_last_error(p, err[0] ? err : weir_strerror(rc));
@@ -437,7 +466,10 @@ static inline weir_conn *try_fast(weir_pool *p, const char *file, int line)
     return NULL;
 }
 
-static int run_error(int run) { return run == WEIR__DRAINING || run == WEIR__CLOSED ? WEIR_ECLOSED : 0; }
+static int run_error(int run)
+{
+    return run == WEIR__DRAINING || run == WEIR__CLOSED ? WEIR_ECLOSED : 0;
+}
 
 /* Under the lock: take an idle or parked connection, or return an error, or
  * NULL with *rc = 0 when the caller must wait. */
@@ -481,8 +513,10 @@ static weir_conn *fence_and_look(weir_pool *p, weir__waiter *w)
  * sleeps. */
 static weir_conn *enqueue(weir_pool *p, weir__waiter *w, bool front)
 {
-    if (front) wq_push_front(p, w);
-    else wq_push_back(p, w);
+    if (front)
+        wq_push_front(p, w);
+    else
+        wq_push_back(p, w);
     weir_conn *c = NULL;
     if (atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING) c = steal(p);
     if (c) {
@@ -665,8 +699,7 @@ int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb
         w->file = file;
         w->line = line;
         w->start_ns = start;
-        w->deadline_ns =
-            start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000;
+        w->deadline_ns = start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000;
         w->id = ++p->next_req_id;
         c = enqueue(p, w, false);
         if (!c) {
@@ -769,7 +802,8 @@ static inline void park_or_slow(weir_pool *p, weir_conn *c)
 static __attribute__((noinline)) void checkin_attention(weir_pool *p, weir_conn *c, int64_t now)
 {
     int reason = -1;
-    if (c->broken) reason = WEIR_CLOSE_BROKEN;
+    if (c->broken)
+        reason = WEIR_CLOSE_BROKEN;
     else if (atomic_load_explicit(&c->conn_uses, memory_order_relaxed) >= p->max_uses_eff)
         reason = WEIR_CLOSE_USES;
     else if (c->expires_ms && now >= c->expires_ms)
@@ -818,9 +852,15 @@ void weir_conn_mark_broken(weir_conn *c)
     if (c) c->broken = true;
 }
 
-void *weir_conn_handle(const weir_conn *c) { return c ? c->handle : NULL; }
+void *weir_conn_handle(const weir_conn *c)
+{
+    return c ? c->handle : NULL;
+}
 
-weir_pool *weir_conn_pool(const weir_conn *c) { return c ? c->pool : NULL; }
+weir_pool *weir_conn_pool(const weir_conn *c)
+{
+    return c ? c->pool : NULL;
+}
 
 /* ---- the creator --------------------------------------------------------------- */
 
@@ -885,8 +925,8 @@ static void *creator_main(void *arg)
 
         char err[512] = "";
         void *h = NULL;
-        int rc = p->drv->connect(p->ctx, now + p->o.connect_timeout_ms * 1000000, &h, err,
-                                 sizeof err);
+        int rc =
+            p->drv->connect(p->ctx, now + p->o.connect_timeout_ms * 1000000, &h, err, sizeof err);
         c->handle = h;
         if (rc == 0 && p->hooks.on_create && p->hooks.on_create(p->hooks.ud, c) != 0) {
             p->drv->close(p->ctx, h);
@@ -910,8 +950,7 @@ static void *creator_main(void *arg)
             bool trip = p->o.fail_fast && p->total - p->in_flight == 0;
             if (trip) {
                 if (!p->down)
-                    weir__log(p, WEIR_LOG_WARN, "pool %s: target down: %s", p->name,
-                              p->last_error);
+                    weir__log(p, WEIR_LOG_WARN, "pool %s: target down: %s", p->name, p->last_error);
                 p->down = true;
                 fail_all_waiters(p, WEIR_ECONNECT, &fire);
             }
@@ -933,9 +972,8 @@ static void *creator_main(void *arg)
             atomic_store(&c->conn_uses, 0);
             c->expires_ms = 0;
             if (p->o.max_lifetime_ms > 0)
-                c->expires_ms =
-                    nowms + p->o.max_lifetime_ms -
-                    (int64_t)(0.05 * rng_unit(p) * (double)p->o.max_lifetime_ms);
+                c->expires_ms = nowms + p->o.max_lifetime_ms -
+                                (int64_t)(0.05 * rng_unit(p) * (double)p->o.max_lifetime_ms);
             int run = atomic_load(&p->run);
             if (run == WEIR__DRAINING || run == WEIR__CLOSED || p->stopping) {
                 close_now = c;
@@ -981,7 +1019,8 @@ static void housekeep(weir_pool *p, hk_job **jobs, int *njobs) /* under the lock
             /* Handed over but not yet recorded by its new holder: taken_ms is
              * still the previous checkout's, older than the last checkin. */
             bool in_transit = taken < atomic_load_explicit(&c->last_used_ms, memory_order_relaxed);
-            if (p->o.leak_threshold_ms > 0 && !in_transit && now - taken >= p->o.leak_threshold_ms &&
+            if (p->o.leak_threshold_ms > 0 && !in_transit &&
+                now - taken >= p->o.leak_threshold_ms &&
                 atomic_load(&c->leak_reported) != uses + 1) {
                 atomic_store(&c->leak_reported, uses + 1);
                 atomic_fetch_add(&p->leaks_total, 1);
@@ -999,8 +1038,10 @@ static void housekeep(weir_pool *p, hk_job **jobs, int *njobs) /* under the lock
         if (s != WEIR__IDLE && s != WEIR__PARKED) continue;
         int64_t last = atomic_load_explicit(&c->last_used_ms, memory_order_relaxed);
         int action = -2;
-        if (c->gen != gen) action = WEIR_CLOSE_EVICTED;
-        else if (c->expires_ms && now >= c->expires_ms) action = WEIR_CLOSE_LIFETIME;
+        if (c->gen != gen)
+            action = WEIR_CLOSE_EVICTED;
+        else if (c->expires_ms && now >= c->expires_ms)
+            action = WEIR_CLOSE_LIFETIME;
         else if (p->o.idle_timeout_ms > 0 && now - last >= p->o.idle_timeout_ms &&
                  open > p->o.min_idle)
             action = WEIR_CLOSE_IDLE;
@@ -1008,8 +1049,10 @@ static void housekeep(weir_pool *p, hk_job **jobs, int *njobs) /* under the lock
                  now - (last > c->validated_ms ? last : c->validated_ms) >= p->o.keepalive_ms)
             action = -1;
         if (action == -2) continue;
-        if (s == WEIR__IDLE) idle_remove(p, c, WEIR__BUSY);
-        else if (!slot_cas(c, WEIR__PARKED, WEIR__BUSY)) continue;
+        if (s == WEIR__IDLE)
+            idle_remove(p, c, WEIR__BUSY);
+        else if (!slot_cas(c, WEIR__PARKED, WEIR__BUSY))
+            continue;
         if (action >= 0) open--;
         (*jobs)[(*njobs)++] = (hk_job){c, action};
     }
@@ -1099,8 +1142,10 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
     }
     pthread_once(&once, global_init);
     weir_options o;
-    if (opts) o = *opts;
-    else weir_options_init(&o);
+    if (opts)
+        o = *opts;
+    else
+        weir_options_init(&o);
     char why[128];
     if (weir_options_check(&o, why, sizeof why) != 0) {
         if (drv->ctx_free) drv->ctx_free(ctx);
@@ -1143,12 +1188,16 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
     p->creators = calloc((size_t)o.creator_threads, sizeof(pthread_t));
     int rc = p->creators ? 0 : WEIR_ENOMEM;
     for (int i = 0; rc == 0 && i < o.creator_threads; i++) {
-        if (pthread_create(&p->creators[i], NULL, creator_main, p) != 0) rc = WEIR_ENOMEM;
-        else p->ncreators++;
+        if (pthread_create(&p->creators[i], NULL, creator_main, p) != 0)
+            rc = WEIR_ENOMEM;
+        else
+            p->ncreators++;
     }
     if (rc == 0) {
-        if (pthread_create(&p->housekeeper, NULL, housekeeper_main, p) != 0) rc = WEIR_ENOMEM;
-        else p->hk_started = true;
+        if (pthread_create(&p->housekeeper, NULL, housekeeper_main, p) != 0)
+            rc = WEIR_ENOMEM;
+        else
+            p->hk_started = true;
     }
     if (rc != 0) {
         weir_pool_destroy(p);
@@ -1353,7 +1402,10 @@ size_t weir_pool_last_error(weir_pool *p, char *buf, size_t len)
     return strlen(buf);
 }
 
-const char *weir_pool_name(const weir_pool *p) { return p ? p->name : ""; }
+const char *weir_pool_name(const weir_pool *p)
+{
+    return p ? p->name : "";
+}
 
 /* ---- statistics -------------------------------------------------------------------- */
 
@@ -1366,8 +1418,10 @@ int weir_pool_stats_get(weir_pool *p, weir_pool_stats *st)
     for (int i = 0; i < p->nslots; i++) {
         weir_conn *c = p->slots[i];
         int s = slot_state(c);
-        if (s == WEIR__IDLE || s == WEIR__PARKED) st->idle++;
-        else if (s == WEIR__INUSE) st->active++;
+        if (s == WEIR__IDLE || s == WEIR__PARKED)
+            st->idle++;
+        else if (s == WEIR__INUSE)
+            st->active++;
         st->acquires_total += (int64_t)atomic_load_explicit(&c->uses, memory_order_relaxed);
     }
     st->total = p->total - p->in_flight;
@@ -1381,7 +1435,8 @@ int weir_pool_stats_get(weir_pool *p, weir_pool_stats *st)
     st->shed_total = atomic_load(&p->shed_total);
     st->created_total = atomic_load(&p->created_total);
     st->connect_errors_total = atomic_load(&p->connect_errors_total);
-    for (int r = 0; r < WEIR_CLOSE_REASONS; r++) st->closed_total[r] = atomic_load(&p->closed_total[r]);
+    for (int r = 0; r < WEIR_CLOSE_REASONS; r++)
+        st->closed_total[r] = atomic_load(&p->closed_total[r]);
     st->leaks_total = atomic_load(&p->leaks_total);
     return 0;
 }

@@ -27,9 +27,12 @@ static void label(weir__buf *b, const char *v)
     char tmp[WEIR_NAME_MAX * 2 + 1];
     size_t o = 0;
     for (; *v && o + 2 < sizeof tmp; v++) {
-        if (*v == '\\' || *v == '"') tmp[o++] = '\\', tmp[o++] = *v;
-        else if (*v == '\n') tmp[o++] = '\\', tmp[o++] = 'n';
-        else tmp[o++] = *v;
+        if (*v == '\\' || *v == '"')
+            tmp[o++] = '\\', tmp[o++] = *v;
+        else if (*v == '\n')
+            tmp[o++] = '\\', tmp[o++] = 'n';
+        else
+            tmp[o++] = *v;
     }
     tmp[o] = '\0';
     weir__buf_printf(b, "%s", tmp);
@@ -55,8 +58,10 @@ static void hist_text(weir__buf *b, const char *name, const char *pool, const do
     snprintf(metric, sizeof metric, "%s_bucket", name);
     for (int i = 0; i <= nb; i++) {
         cum += counts[i];
-        if (i < nb) snprintf(le, sizeof le, "le=\"%g\"", bounds[i]);
-        else snprintf(le, sizeof le, "le=\"+Inf\"");
+        if (i < nb)
+            snprintf(le, sizeof le, "le=\"%g\"", bounds[i]);
+        else
+            snprintf(le, sizeof le, "le=\"+Inf\"");
         series(b, metric, pool, le);
         weir__buf_printf(b, " %" PRIu64 "\n", cum);
     }

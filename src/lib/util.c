@@ -16,7 +16,10 @@ int64_t weir_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t weir_now_ms(void) { return weir_now_ns() / 1000000; }
+int64_t weir_now_ms(void)
+{
+    return weir_now_ns() / 1000000;
+}
 
 /* Keys whose value is a secret in "key=value" text (libpq conninfo, URL query). */
 static const char *const secret_keys[] = {"password", "pass", "passwd", "pwd", "secret", "token"};
@@ -41,14 +44,14 @@ size_t weir_mask_credentials(const char *src, char *dst, size_t dstlen)
 {
     if (!dst || dstlen == 0) return 0;
     size_t o = 0;
-#define PUT(ch)                              \
-    do {                                     \
-        char ch_ = (ch); /* always evaluated */ \
-        if (o + 1 < dstlen) dst[o++] = ch_;  \
+#define PUT(ch)                                                                                    \
+    do {                                                                                           \
+        char ch_ = (ch); /* always evaluated */                                                    \
+        if (o + 1 < dstlen) dst[o++] = ch_;                                                        \
     } while (0)
-#define PUTS(str)                                       \
-    do {                                                \
-        for (const char *p_ = (str); *p_; p_++) PUT(*p_); \
+#define PUTS(str)                                                                                  \
+    do {                                                                                           \
+        for (const char *p_ = (str); *p_; p_++) PUT(*p_);                                          \
     } while (0)
     if (!src) src = "";
     const char *s = src;

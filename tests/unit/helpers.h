@@ -27,7 +27,10 @@ static inline void sleep_ms(int64_t ms)
     }
 }
 
-static inline int64_t ms_since(int64_t start_ns) { return (weir_now_ns() - start_ns) / 1000000; }
+static inline int64_t ms_since(int64_t start_ns)
+{
+    return (weir_now_ns() - start_ns) / 1000000;
+}
 
 /* Under valgrind or a sanitizer everything runs several times slower. */
 static inline bool slow_env(void)
@@ -38,7 +41,10 @@ static inline bool slow_env(void)
 
 /* Timing margin: 50 ms as the engine promises; generous under valgrind and
  * sanitizers, whose runs are for memory and thread errors, not timing. */
-static inline int64_t slack_ms(void) { return slow_env() ? 1500 : 50; }
+static inline int64_t slack_ms(void)
+{
+    return slow_env() ? 1500 : 50;
+}
 
 typedef struct fixture {
     weir_fake *fake;
@@ -94,11 +100,11 @@ static inline weir_pool_stats pool_stats(weir_pool *p)
 }
 
 /* Wait (bounded) until cond holds; returns whether it did. */
-#define WAIT_FOR(cond, ms)                                                              \
-    ({                                                                                  \
-        int64_t t0_ = weir_now_ns();                                                    \
-        while (!(cond) && ms_since(t0_) < (ms)) sleep_ms(2);                            \
-        (cond);                                                                         \
+#define WAIT_FOR(cond, ms)                                                                         \
+    ({                                                                                             \
+        int64_t t0_ = weir_now_ns();                                                               \
+        while (!(cond) && ms_since(t0_) < (ms)) sleep_ms(2);                                       \
+        (cond);                                                                                    \
     })
 
 /* A log hook that keeps the last warning. */

@@ -6,9 +6,9 @@ static void errors_have_names_and_messages(void **state)
     (void)state;
     assert_string_equal(weir_err_name(0), "WEIR_OK");
     assert_string_equal(weir_strerror(0), "success");
-#define XX(name, num, msg)                                              \
-    assert_int_equal(WEIR_##name, -(num));                              \
-    assert_string_equal(weir_err_name(-(num)), "WEIR_" #name);          \
+#define XX(name, num, msg)                                                                         \
+    assert_int_equal(WEIR_##name, -(num));                                                         \
+    assert_string_equal(weir_err_name(-(num)), "WEIR_" #name);                                     \
     assert_string_equal(weir_strerror(-(num)), msg);
     WEIR_ERRNO_MAP(XX)
 #undef XX

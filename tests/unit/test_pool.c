@@ -20,7 +20,10 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint64_t serial(weir_conn *c) { return ((weir_fake_conn *)weir_conn_handle(c))->serial; }
+static uint64_t serial(weir_conn *c)
+{
+    return ((weir_fake_conn *)weir_conn_handle(c))->serial;
+}
 
 static void checkout_and_reuse(void **state)
 {

@@ -105,9 +105,16 @@ static void run(int threads, int iters, int64_t max_size)
     pthread_t *th = calloc((size_t)threads, sizeof *th);
     int64_t t0 = weir_now_ns();
     for (int i = 0; i < threads; i++) {
-        s[i] = (stress){.pool = p, .fake = fk, .max_size = max_size, .iters = iters,
-                        .seed = (unsigned)i * 7919u + 1, .ok = &ok, .failed = &failed,
-                        .async_ok = &async_ok, .in_use_now = &now, .in_use_max = &max};
+        s[i] = (stress){.pool = p,
+                        .fake = fk,
+                        .max_size = max_size,
+                        .iters = iters,
+                        .seed = (unsigned)i * 7919u + 1,
+                        .ok = &ok,
+                        .failed = &failed,
+                        .async_ok = &async_ok,
+                        .in_use_now = &now,
+                        .in_use_max = &max};
         pthread_create(&th[i], NULL, stress_main, &s[i]);
     }
     for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
@@ -123,7 +130,7 @@ static void run(int threads, int iters, int64_t max_size)
     assert_int_equal(st.acquires_total, ok);
     assert_true(fc.max_open <= max_size); /* never more than max_size open */
     assert_true(max <= max_size);
-    assert_int_equal(st.active, 0);     /* nothing lost: all back */
+    assert_int_equal(st.active, 0); /* nothing lost: all back */
     assert_int_equal(st.idle, st.total);
     assert_int_equal(fc.open, st.total);
     assert_int_equal(st.waiters, 0);

@@ -14,8 +14,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    if (f->pool) fixture_close(f);
-    else weir_fake_free(f->fake);
+    if (f->pool)
+        fixture_close(f);
+    else
+        weir_fake_free(f->fake);
     free(f);
     return 0;
 }
@@ -46,7 +48,10 @@ static void *waiter_main(void *arg)
     return NULL;
 }
 
-static void start(waiter *w) { pthread_create(&w->th, NULL, waiter_main, w); }
+static void start(waiter *w)
+{
+    pthread_create(&w->th, NULL, waiter_main, w);
+}
 
 static void fifo_fairness(void **state)
 {
@@ -150,7 +155,10 @@ typedef struct async_result {
     int64_t at_ns;
 } async_result;
 
-#define ASYNC_RESULT_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, 0, 0}
+#define ASYNC_RESULT_INIT                                                                          \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, 0, 0                      \
+    }
 
 static void on_async(weir_conn *c, int status, void *ud)
 {
@@ -198,8 +206,7 @@ static void async_checkout(void **state)
     /* held: pending until checkin, and the callback runs on the checkin thread */
     async_result r2 = ASYNC_RESULT_INIT;
     weir_conn *now2 = NULL;
-    assert_int_equal(weir_checkout_async(f->pool, 1000, on_async, &r2, &now2, &req),
-                     WEIR_PENDING);
+    assert_int_equal(weir_checkout_async(f->pool, 1000, on_async, &r2, &now2, &req), WEIR_PENDING);
     weir_checkin(now);
     assert_int_equal(async_fired(&r2), 1);
     assert_int_equal(r2.status, 0);
