@@ -21,24 +21,32 @@
 #include "weir/weir.h"
 #include "weir_fake.h"
 
-/* ---- allocation counter: every malloc in this process goes through here ---- */
+/* ---- allocation counter: every malloc in this process goes through here.
+ * `nallocs` counts all of them; `cycle_allocs` only those made on a thread
+ * that is running checkout/checkin cycles (libweir's own threads are not). */
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
-static _Atomic long nallocs;
-void *malloc(size_t n)
+static _Atomic long nallocs, cycle_allocs;
+static _Thread_local bool in_cycles;
+static void count_alloc(void)
 {
     atomic_fetch_add_explicit(&nallocs, 1, memory_order_relaxed);
+    if (in_cycles) atomic_fetch_add_explicit(&cycle_allocs, 1, memory_order_relaxed);
+}
+void *malloc(size_t n)
+{
+    count_alloc();
     return __libc_malloc(n);
 }
 void *calloc(size_t a, size_t b)
 {
-    atomic_fetch_add_explicit(&nallocs, 1, memory_order_relaxed);
+    count_alloc();
     return __libc_calloc(a, b);
 }
 void *realloc(void *p, size_t n)
 {
-    atomic_fetch_add_explicit(&nallocs, 1, memory_order_relaxed);
+    count_alloc();
     return __libc_realloc(p, n);
 }
 
@@ -83,6 +91,7 @@ static void *loop(void *arg)
     run *r = arg;
     long n = 0;
     pthread_barrier_wait(r->go);
+    in_cycles = true;
     if (r->weir) {
         while (!atomic_load_explicit(r->stop, memory_order_relaxed)) {
             for (int i = 0; i < 64; i++) {
@@ -101,6 +110,7 @@ static void *loop(void *arg)
             n += 64;
         }
     }
+    in_cycles = false;
     r->cycles = n;
     return NULL;
 }
@@ -113,7 +123,8 @@ static void sleep_s(double s)
 }
 
 /* One timed run; returns cycles per second. */
-static double measure(bool use_weir, int pool_size, int threads, double seconds, long *allocs)
+static double measure(bool use_weir, int pool_size, int threads, double seconds, long *allocs,
+                      long *in_cycle_allocs)
 {
     weir_fake *fk = NULL;
     weir_pool *pool = NULL;
@@ -144,11 +155,11 @@ static double measure(bool use_weir, int pool_size, int threads, double seconds,
         pthread_create(&th[i], NULL, loop, &r[i]);
     }
     pthread_barrier_wait(&go);
-    long a0 = atomic_load(&nallocs);
+    long a0 = atomic_load(&nallocs), c0 = atomic_load(&cycle_allocs);
     int64_t t0 = weir_now_ns();
     sleep_s(seconds);
     atomic_store(&stop, true);
-    long a1 = atomic_load(&nallocs);
+    long a1 = atomic_load(&nallocs), c1 = atomic_load(&cycle_allocs);
     for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
     double el = (double)(weir_now_ns() - t0) / 1e9;
     long total = 0;
@@ -157,6 +168,7 @@ static double measure(bool use_weir, int pool_size, int threads, double seconds,
         if (r[i].errors) fprintf(stderr, "cycle: %d checkout errors\n", r[i].errors);
     }
     if (allocs) *allocs = a1 - a0;
+    if (in_cycle_allocs) *in_cycle_allocs = c1 - c0;
     pthread_barrier_destroy(&go);
     free(r);
     free(th);
@@ -204,8 +216,8 @@ int main(int argc, char **argv)
         for (size_t ti = 0; ti < 4; ti++) {
             double w[50], f[50];
             for (int k = 0; k < reps; k++) { /* interleaved, so both see the same noise */
-                w[k] = measure(true, sizes[si], threads[ti], secs, NULL);
-                f[k] = measure(false, sizes[si], threads[ti], secs, NULL);
+                w[k] = measure(true, sizes[si], threads[ti], secs, NULL, NULL);
+                f[k] = measure(false, sizes[si], threads[ti], secs, NULL, NULL);
             }
             double mw = median(w, reps), mf = median(f, reps);
             printf("RESULT cycle pool=%d threads=%d weir_cycles_per_s=%.0f floor_cycles_per_s=%.0f "
@@ -215,10 +227,12 @@ int main(int argc, char **argv)
             fflush(stdout);
         }
     }
-    long allocs = 0;
-    double rate = measure(true, 8, 1, secs, &allocs);
-    printf("RESULT cycle check=heap_allocations threads=1 pool=8 cycles=%.0f allocations=%ld "
-           "allocations_per_cycle=%.6f\n",
-           rate * secs, allocs, (double)allocs / (rate * secs));
+    for (int threads_n = 1; threads_n <= 8; threads_n *= 8) {
+        long allocs = 0, in_cycle = 0;
+        double rate = measure(true, 8, threads_n, secs, &allocs, &in_cycle);
+        printf("RESULT cycle check=heap_allocations pool=8 threads=%d cycles=%.0f "
+               "allocations_in_cycles=%ld allocations_per_cycle=%.9f allocations_process=%ld\n",
+               threads_n, rate * secs, in_cycle, (double)in_cycle / (rate * secs), allocs);
+    }
     return 0;
 }

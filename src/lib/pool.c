@@ -1002,13 +1002,17 @@ typedef struct hk_job {
     int action; /* close reason, or -1 = validate (keepalive) */
 } hk_job;
 
-static void housekeep(weir_pool *p, hk_job **jobs, int *njobs) /* under the lock */
+#define HK_STACK_JOBS 64
+
+/* Under the lock. *jobs is `stack` when it is big enough (no allocation per
+ * tick for pools of up to HK_STACK_JOBS connections), else malloc'd. */
+static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
 {
     int64_t now = weir__coarse_ms();
     int64_t open = p->total - p->in_flight;
     uint32_t gen = atomic_load(&p->evict_gen);
     *njobs = 0;
-    *jobs = malloc(sizeof(hk_job) * (size_t)(p->nslots ? p->nslots : 1));
+    *jobs = p->nslots <= HK_STACK_JOBS ? stack : malloc(sizeof(hk_job) * (size_t)p->nslots);
     if (!*jobs) return;
     for (int i = 0; i < p->nslots; i++) {
         weir_conn *c = p->slots[i];
@@ -1089,9 +1093,9 @@ static void *housekeeper_main(void *arg)
             continue;
         }
         next_tick = now + p->o.housekeeping_ms * 1000000;
-        hk_job *jobs;
+        hk_job stack[HK_STACK_JOBS], *jobs;
         int njobs;
-        housekeep(p, &jobs, &njobs);
+        housekeep(p, stack, &jobs, &njobs);
         serve_waiters(p, &fire); /* belt and braces: nothing idle while someone waits */
         kick_creator(p);         /* min_idle */
         unlock(p);
@@ -1123,7 +1127,7 @@ static void *housekeeper_main(void *arg)
             unlock(p);
             fire_async(p, f2);
         }
-        free(jobs);
+        if (jobs != stack) free(jobs);
         lock(p);
     }
     unlock(p);

@@ -506,6 +506,31 @@ static void connection_spike(void **state)
     assert_true(opened <= 5);
 }
 
+/* Several creator threads open connections in parallel when demand is real. */
+static void creator_threads_connect_in_parallel(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_connect_delay_ms(f->fake, 100);
+    f->o.max_size = 8;
+    f->o.creator_threads = 4;
+    fixture_open(f);
+    enum { N = 8 };
+    waiter w[N];
+    int64_t t0 = weir_now_ns();
+    for (int i = 0; i < N; i++) {
+        w[i] = (waiter){.pool = f->pool, .timeout_ms = 5000, .hold_ms = 400};
+        start(&w[i]);
+    }
+    for (int i = 0; i < N; i++) pthread_join(w[i].th, NULL);
+    int64_t took = ms_since(t0);
+    for (int i = 0; i < N; i++) assert_int_equal(w[i].rc, 0);
+    /* 8 connects of 100 ms, 4 at a time: about 200 ms, then 400 ms held.
+     * One creator would need 800 ms of connects. */
+    assert_int_equal(fake_counts(f->fake).max_open, 8);
+    if (!slow_env() && took > 750) fail_msg("took %lld ms", (long long)took);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -525,6 +550,7 @@ int main(void)
         T(connect_timeout_is_enforced),
         T(one_waiter_one_connect),
         T(connection_spike),
+        T(creator_threads_connect_in_parallel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

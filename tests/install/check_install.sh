@@ -1,0 +1,35 @@
+#!/bin/sh
+# check_install.sh — install into a temporary prefix, then build and run a
+# program against it with pkg-config, once shared and once static.
+set -eu
+build_dir=$1
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$build_dir" --prefix "$prefix" >/dev/null
+libdir=$(ls -d "$prefix"/lib*/pkgconfig | head -1)
+export PKG_CONFIG_PATH=$libdir
+cat > "$prefix/app.c" <<'C'
+#include <stdio.h>
+#include <string.h>
+#include <weir/weir.h>
+int main(void)
+{
+    weir_options o;
+    weir_options_init(&o);
+    if (weir_options_set(&o, "max_size", "3") != 0 || o.max_size != 3) return 1;
+    if (strcmp(weir_err_name(WEIR_ETIMEDOUT), "WEIR_ETIMEDOUT") != 0) return 1;
+    printf("installed weir %s works\n", weir_version());
+    return 0;
+}
+C
+cc "$prefix/app.c" -o "$prefix/app-shared" $(pkg-config --cflags --libs weir)
+LD_LIBRARY_PATH=$(dirname "$libdir") "$prefix/app-shared"
+cc "$prefix/app.c" -o "$prefix/app-static" $(pkg-config --cflags weir) \
+    "$(dirname "$libdir")/libweir.a" -lpthread
+"$prefix/app-static"
+# only the API is exported from the shared library
+if nm -D --defined-only "$(dirname "$libdir")/libweir.so" | grep -v ' weir_' | grep -q ' T '; then
+    echo "libweir.so exports symbols outside the weir_ prefix:" >&2
+    nm -D --defined-only "$(dirname "$libdir")/libweir.so" | grep ' T ' | grep -v ' weir_' >&2
+    exit 1
+fi
