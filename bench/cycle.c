@@ -5,7 +5,7 @@
  * side by side, on the fake driver (no I/O), for pools of 8 and 1 at 1, 2, 8
  * and 32 threads. Each figure is the median of several runs.
  *
- *   cycle [--quick] [--reps N] [--seconds S]
+ *   cycle [--quick] [--reps N] [--seconds S] [--pool 8|1] [--threads 1|2|8|32]
  *
  * Prints `RESULT cycle ...` lines. Also counts heap allocations made during a
  * measured single-thread run (malloc/calloc/realloc are wrapped below).
@@ -195,7 +195,7 @@ static double median(double *v, int n)
 
 int main(int argc, char **argv)
 {
-    int reps = 5;
+    int reps = 5, only_pool = 0, only_threads = 0;
     double secs = 1.0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
@@ -204,8 +204,13 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             secs = atof(argv[++i]);
+        else if (strcmp(argv[i], "--pool") == 0 && i + 1 < argc)
+            only_pool = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            only_threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: cycle [--quick] [--reps N] [--seconds S]\n");
+            fprintf(stderr, "usage: cycle [--quick] [--reps N] [--seconds S] [--pool 8|1] "
+                            "[--threads 1|2|8|32]\n");
             return 2;
         }
     }
@@ -214,6 +219,9 @@ int main(int argc, char **argv)
     const int threads[] = {1, 2, 8, 32};
     for (size_t si = 0; si < 2; si++) {
         for (size_t ti = 0; ti < 4; ti++) {
+            if ((only_pool && only_pool != sizes[si]) ||
+                (only_threads && only_threads != threads[ti]))
+                continue;
             double w[50], f[50];
             for (int k = 0; k < reps; k++) { /* interleaved, so both see the same noise */
                 w[k] = measure(true, sizes[si], threads[ti], secs, NULL, NULL);

@@ -461,7 +461,11 @@ static inline weir_conn *try_fast(weir_pool *p, const char *file, int line)
     if (UNLIKELY(atomic_load_explicit(&p->run, memory_order_relaxed) != WEIR__RUNNING)) return NULL;
     tl_entry *e = tl_for(p);
     weir_conn *c = e->slot;
-    if (e->pool_id != p->id || !c || !slot_cas(c, WEIR__PARKED, WEIR__INUSE)) return NULL;
+    /* read before the CAS: a slot another thread holds is not pulled into
+     * this core's cache in exclusive state for nothing */
+    if (e->pool_id != p->id || !c || slot_state(c) != WEIR__PARKED ||
+        !slot_cas(c, WEIR__PARKED, WEIR__INUSE))
+        return NULL;
     if (LIKELY(prepare(p, c, file, line, false))) return c;
     return NULL;
 }
