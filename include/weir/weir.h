@@ -322,6 +322,10 @@ WEIR_API int weir_pool_evict_all(weir_pool *pool);
 /** The last connect or validation error the driver reported, with
  *  credentials masked, copied into buf. Returns its length (0 if none). */
 WEIR_API size_t weir_pool_last_error(weir_pool *pool, char *buf, size_t len);
+/** The driver and the driver context the pool was created with (for
+ *  drivers' own helpers). Valid for the pool's life. */
+WEIR_API const weir_driver *weir_pool_driver(const weir_pool *pool);
+WEIR_API void *weir_pool_driver_ctx(const weir_pool *pool);
 /** The pool's name (the "name" option or the target's masked description).
  *  Valid for the pool's life. */
 WEIR_API const char *weir_pool_name(const weir_pool *pool);

@@ -1477,3 +1477,13 @@ int weir_pool_foreach_conn(weir_pool *p, void (*fn)(const weir_conn_info *, void
     unlock(p);
     return n;
 }
+
+const weir_driver *weir_pool_driver(const weir_pool *p)
+{
+    return p ? p->drv : NULL;
+}
+
+void *weir_pool_driver_ctx(const weir_pool *p)
+{
+    return p ? p->ctx : NULL;
+}
