@@ -152,7 +152,8 @@ int weir__parse_duration_ms(const char *s, int64_t *out);
 
 /* stats.c */
 void weir__hist_observe(weir__hist *h, int64_t ns);
-void weir__pool_prometheus_append(weir_pool *pool, weir__buf *b);
+/* One page for several pools; each metric family's series grouped together. */
+void weir__prometheus_page(weir_pool *const *pools, size_t n, weir__buf *b);
 
 /* pool.c */
 void weir__log(weir_pool *pool, weir_log_level lvl, const char *fmt, ...) WEIR_PRINTF(3, 4);

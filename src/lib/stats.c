@@ -73,85 +73,135 @@ static void hist_text(weir__buf *b, const char *name, const char *pool, const do
     weir__buf_printf(b, " %" PRIu64 "\n", cum);
 }
 
-static void gauge(weir__buf *b, const char *name, const char *type, const char *help,
-                  const char *pool, int64_t v)
-{
-    head(b, name, type, help);
-    series(b, name, pool, NULL);
-    weir__buf_printf(b, " %" PRId64 "\n", v);
-}
-
-void weir__pool_prometheus_append(weir_pool *p, weir__buf *b)
-{
+/* One pool's figures, read once per page. */
+typedef struct snap {
+    weir_pool *p;
     weir_pool_stats st;
-    if (weir_pool_stats_get(p, &st) != 0) return;
-    const char *n = p->name;
+    uint64_t acq[WEIR__ACQ_NB + 1], con[WEIR__ACQ_NB + 1], use[WEIR__USAGE_NB + 1];
+    double acq_sum, con_sum, use_sum;
+} snap;
 
-    head(b, "weir_pool_connections", "gauge", "Open connections by state.");
-    series(b, "weir_pool_connections", n, "state=\"idle\"");
-    weir__buf_printf(b, " %" PRId64 "\n", st.idle);
-    series(b, "weir_pool_connections", n, "state=\"active\"");
-    weir__buf_printf(b, " %" PRId64 "\n", st.active);
-    gauge(b, "weir_pool_pending_connections", "gauge", "Connects in progress.", n, st.pending);
-    gauge(b, "weir_pool_waiters", "gauge", "Callers waiting for a connection.", n, st.waiters);
-    gauge(b, "weir_pool_max_connections", "gauge", "Cap on open connections.", n, st.max_size);
-
+static bool take(weir_pool *p, snap *s)
+{
+    memset(s, 0, sizeof *s);
+    s->p = p;
+    if (weir_pool_stats_get(p, &s->st) != 0) return false;
     /* acquire: slow-path waits are timed precisely; lock-free checkouts do
      * not wait and are counted as 0 s (first bucket). */
-    uint64_t counts[WEIR__ACQ_NB + 1];
     uint64_t slow = 0;
     for (int i = 0; i <= WEIR__ACQ_NB; i++) {
-        counts[i] = atomic_load(&p->acquire_hist.counts[i]);
-        slow += counts[i];
+        s->acq[i] = atomic_load(&p->acquire_hist.counts[i]);
+        slow += s->acq[i];
+        s->con[i] = atomic_load(&p->connect_hist.counts[i]);
     }
-    if ((uint64_t)st.acquires_total > slow) counts[0] += (uint64_t)st.acquires_total - slow;
-    head(b, "weir_pool_acquire_seconds", "histogram", "Time to check out a connection.");
-    hist_text(b, "weir_pool_acquire_seconds", n, weir__acq_bounds, WEIR__ACQ_NB, counts,
-              (double)atomic_load(&p->acquire_hist.sum_ns) / 1e9);
-
-    uint64_t ucounts[WEIR__USAGE_NB + 1] = {0};
+    if ((uint64_t)s->st.acquires_total > slow) s->acq[0] += (uint64_t)s->st.acquires_total - slow;
+    s->acq_sum = (double)atomic_load(&p->acquire_hist.sum_ns) / 1e9;
+    s->con_sum = (double)atomic_load(&p->connect_hist.sum_ns) / 1e9;
     uint64_t usum = 0;
-    double ubounds[WEIR__USAGE_NB];
-    for (int i = 0; i < WEIR__USAGE_NB; i++) ubounds[i] = (double)weir__usage_bounds_ms[i] / 1000;
     pthread_mutex_lock(&p->mu);
-    for (int s = 0; s < p->nslots; s++) {
-        weir_conn *c = p->slots[s];
+    for (int k = 0; k < p->nslots; k++) {
+        weir_conn *c = p->slots[k];
         for (int i = 0; i <= WEIR__USAGE_NB; i++)
-            ucounts[i] += atomic_load_explicit(&c->usage_counts[i], memory_order_relaxed);
+            s->use[i] += atomic_load_explicit(&c->usage_counts[i], memory_order_relaxed);
         usum += atomic_load_explicit(&c->usage_sum_ms, memory_order_relaxed);
     }
     pthread_mutex_unlock(&p->mu);
-    head(b, "weir_pool_usage_seconds", "histogram",
-         "Time a connection was held between checkout and checkin.");
-    hist_text(b, "weir_pool_usage_seconds", n, ubounds, WEIR__USAGE_NB, ucounts,
-              (double)usum / 1000);
+    s->use_sum = (double)usum / 1000;
+    return true;
+}
 
-    for (int i = 0; i <= WEIR__ACQ_NB; i++) counts[i] = atomic_load(&p->connect_hist.counts[i]);
-    head(b, "weir_pool_connect_seconds", "histogram", "Time to open a connection.");
-    hist_text(b, "weir_pool_connect_seconds", n, weir__acq_bounds, WEIR__ACQ_NB, counts,
-              (double)atomic_load(&p->connect_hist.sum_ns) / 1e9);
+/* weir__usage_bounds_ms in seconds */
+static const double usage_bounds[WEIR__USAGE_NB] = {0.001, 0.005, 0.01, 0.05, 0.1,
+                                                    0.5,   1,     5,    10,   60};
 
-    gauge(b, "weir_pool_connections_created_total", "counter", "Connections opened.", n,
-          st.created_total);
+typedef void (*family_fn)(weir__buf *b, const char *metric, const snap *s);
+
+static void f_connections(weir__buf *b, const char *m, const snap *s)
+{
+    series(b, m, s->p->name, "state=\"idle\"");
+    weir__buf_printf(b, " %" PRId64 "\n", s->st.idle);
+    series(b, m, s->p->name, "state=\"active\"");
+    weir__buf_printf(b, " %" PRId64 "\n", s->st.active);
+}
+
+#define GAUGE_FN(fname, expr)                                                                      \
+    static void fname(weir__buf *b, const char *m, const snap *s)                                  \
+    {                                                                                              \
+        series(b, m, s->p->name, NULL);                                                            \
+        weir__buf_printf(b, " %" PRId64 "\n", (int64_t)(expr));                                    \
+    }
+GAUGE_FN(f_pending, s->st.pending)
+GAUGE_FN(f_waiters, s->st.waiters)
+GAUGE_FN(f_max, s->st.max_size)
+GAUGE_FN(f_created, s->st.created_total)
+GAUGE_FN(f_timeouts, s->st.acquire_timeouts_total)
+GAUGE_FN(f_shed, s->st.shed_total)
+GAUGE_FN(f_connect_errors, s->st.connect_errors_total)
+GAUGE_FN(f_leaks, s->st.leaks_total)
+GAUGE_FN(f_up, s->st.target_down ? 0 : 1)
+
+static void f_acquire(weir__buf *b, const char *m, const snap *s)
+{
+    hist_text(b, m, s->p->name, weir__acq_bounds, WEIR__ACQ_NB, s->acq, s->acq_sum);
+}
+static void f_usage(weir__buf *b, const char *m, const snap *s)
+{
+    hist_text(b, m, s->p->name, usage_bounds, WEIR__USAGE_NB, s->use, s->use_sum);
+}
+static void f_connect(weir__buf *b, const char *m, const snap *s)
+{
+    hist_text(b, m, s->p->name, weir__acq_bounds, WEIR__ACQ_NB, s->con, s->con_sum);
+}
+static void f_closed(weir__buf *b, const char *m, const snap *s)
+{
     static const char *const reasons[WEIR_CLOSE_REASONS] = {"idle", "lifetime", "broken", "uses",
                                                             "evicted"};
-    head(b, "weir_pool_connections_closed_total", "counter", "Connections closed, by reason.");
     for (int r = 0; r < WEIR_CLOSE_REASONS; r++) {
         char extra[48];
         snprintf(extra, sizeof extra, "reason=\"%s\"", reasons[r]);
-        series(b, "weir_pool_connections_closed_total", n, extra);
-        weir__buf_printf(b, " %" PRId64 "\n", st.closed_total[r]);
+        series(b, m, s->p->name, extra);
+        weir__buf_printf(b, " %" PRId64 "\n", s->st.closed_total[r]);
     }
-    gauge(b, "weir_pool_acquire_timeouts_total", "counter", "Checkouts that timed out.", n,
-          st.acquire_timeouts_total);
-    gauge(b, "weir_pool_acquire_shed_total", "counter",
-          "Checkouts refused because max_waiters were waiting.", n, st.shed_total);
-    gauge(b, "weir_pool_connect_errors_total", "counter", "Failed connect attempts.", n,
-          st.connect_errors_total);
-    gauge(b, "weir_pool_leaks_total", "counter", "Checkouts held longer than leak_threshold.", n,
-          st.leaks_total);
-    gauge(b, "weir_pool_target_up", "gauge", "0 while fail-fast reports the target down.", n,
-          st.target_down ? 0 : 1);
+}
+
+/* The families, in page order: each family's series stay together. */
+static const struct family {
+    const char *name, *type, *help;
+    family_fn fn;
+} families[] = {
+    {"weir_pool_connections", "gauge", "Open connections by state.", f_connections},
+    {"weir_pool_pending_connections", "gauge", "Connects in progress.", f_pending},
+    {"weir_pool_waiters", "gauge", "Callers waiting for a connection.", f_waiters},
+    {"weir_pool_max_connections", "gauge", "Cap on open connections.", f_max},
+    {"weir_pool_acquire_seconds", "histogram", "Time to check out a connection.", f_acquire},
+    {"weir_pool_usage_seconds", "histogram",
+     "Time a connection was held between checkout and checkin.", f_usage},
+    {"weir_pool_connect_seconds", "histogram", "Time to open a connection.", f_connect},
+    {"weir_pool_connections_created_total", "counter", "Connections opened.", f_created},
+    {"weir_pool_connections_closed_total", "counter", "Connections closed, by reason.", f_closed},
+    {"weir_pool_acquire_timeouts_total", "counter", "Checkouts that timed out.", f_timeouts},
+    {"weir_pool_acquire_shed_total", "counter",
+     "Checkouts refused because max_waiters were waiting.", f_shed},
+    {"weir_pool_connect_errors_total", "counter", "Failed connect attempts.", f_connect_errors},
+    {"weir_pool_leaks_total", "counter", "Checkouts held longer than leak_threshold.", f_leaks},
+    {"weir_pool_target_up", "gauge", "0 while fail-fast reports the target down.", f_up},
+};
+
+void weir__prometheus_page(weir_pool *const *pools, size_t n, weir__buf *b)
+{
+    snap *snaps = calloc(n ? n : 1, sizeof *snaps);
+    if (!snaps) {
+        b->failed = true;
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!weir__forked(pools[i]) && take(pools[i], &snaps[k])) k++;
+    for (size_t f = 0; f < sizeof families / sizeof *families && k; f++) {
+        head(b, families[f].name, families[f].type, families[f].help);
+        for (size_t i = 0; i < k; i++) families[f].fn(b, families[f].name, &snaps[i]);
+    }
+    free(snaps);
 }
 
 char *weir_pool_prometheus(weir_pool *p, size_t *len)
@@ -159,7 +209,7 @@ char *weir_pool_prometheus(weir_pool *p, size_t *len)
     if (len) *len = 0;
     if (!p || weir__forked(p)) return NULL;
     weir__buf b = {0};
-    weir__pool_prometheus_append(p, &b);
+    weir__prometheus_page(&p, 1, &b);
     if (b.failed || !b.data) {
         free(b.data);
         return NULL;
