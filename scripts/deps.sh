@@ -4,7 +4,7 @@
 set -e
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in cmake gcc make pkg-config libcmocka-dev valgrind libpq-dev postgresql-15 libsqlite3-dev; do
+for pkg in cmake gcc make pkg-config libcmocka-dev valgrind libpq-dev postgresql-15 libsqlite3-dev libzdb-dev; do
     have "$pkg" || need="$need $pkg"
 done
 [ -z "$need" ] && exit 0
