@@ -21,8 +21,8 @@ run: build
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-bench: build
-	@echo "benchmarks built in $(BUILD)/bench; run e.g. $(BUILD)/bench/cycle --quick"
+bench: deps build
+	@echo "benchmarks in $(BUILD)/bench: cycle, pg, sqlite, zdb (each takes --quick); see docs/BENCHMARKS.md"
 
 deps:
 	@scripts/deps.sh

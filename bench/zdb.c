@@ -74,29 +74,32 @@ static bool zdb_query(Connection_T c)
 static void *work(void *arg)
 {
     ctx *x = arg;
+    long n = 0, failed = 0; /* locals: the ctx array would share cache lines */
     pthread_barrier_wait(x->go);
     while (!atomic_load_explicit(x->stop, memory_order_relaxed)) {
         for (int i = 0; i < 16; i++) {
             if (x->lib == WEIR) {
                 weir_conn *c;
                 if (weir_checkout(x->wp, &c) != 0) {
-                    x->failed++;
+                    failed++;
                     continue;
                 }
-                if (x->op == QUERY && !weir_query(c, x->db)) x->failed++;
+                if (x->op == QUERY && !weir_query(c, x->db)) failed++;
                 weir_checkin(c);
             } else {
                 Connection_T c = ConnectionPool_getConnection(x->zp);
                 if (!c) {
-                    x->failed++;
+                    failed++;
                     continue;
                 }
-                if (x->op == QUERY && !zdb_query(c)) x->failed++;
+                if (x->op == QUERY && !zdb_query(c)) failed++;
                 Connection_close(c);
             }
-            x->n++;
+            n++;
         }
     }
+    x->n = n;
+    x->failed = failed;
     return NULL;
 }
 
