@@ -21,6 +21,8 @@
 #include "weir/weir.h"
 #include "weir_fake.h"
 
+#include "bench.h"
+
 /* ---- allocation counter: every malloc in this process goes through here.
  * `nallocs` counts all of them; `cycle_allocs` only those made on a thread
  * that is running checkout/checkin cycles (libweir's own threads are not). */
@@ -181,18 +183,6 @@ static double measure(bool use_weir, int pool_size, int threads, double seconds,
     return (double)total / el;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     int reps = 5, only_pool = 0, only_threads = 0;
@@ -227,7 +217,7 @@ int main(int argc, char **argv)
                 w[k] = measure(true, sizes[si], threads[ti], secs, NULL, NULL);
                 f[k] = measure(false, sizes[si], threads[ti], secs, NULL, NULL);
             }
-            double mw = median(w, reps), mf = median(f, reps);
+            double mw = bench_median(w, reps), mf = bench_median(f, reps);
             printf("RESULT cycle pool=%d threads=%d weir_cycles_per_s=%.0f floor_cycles_per_s=%.0f "
                    "weir_ns_per_cycle=%.1f floor_ns_per_cycle=%.1f ratio_vs_floor=%.2f reps=%d\n",
                    sizes[si], threads[ti], mw, mf, 1e9 * threads[ti] / mw, 1e9 * threads[ti] / mf,

@@ -20,12 +20,12 @@
 #include "weir/weir.h"
 #include "weir/weir_pg.h"
 
+#include "bench.h"
+
 enum mode { PER_REQUEST, POOLED, BARE, NMODES };
 static const char *const mode_names[NMODES] = {"per_request", "pooled", "bare"};
 
 static char conninfo[256];
-static char cluster[128];
-static char script[512];
 
 typedef struct worker {
     enum mode mode;
@@ -85,18 +85,6 @@ static int cmp64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmpd);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 typedef struct result {
@@ -163,38 +151,13 @@ static result run(enum mode m, int threads, double secs)
     return r;
 }
 
-static void stop_cluster(void)
-{
-    char cmd[768];
-    snprintf(cmd, sizeof cmd, "%s destroy %s", script, cluster);
-    if (system(cmd) != 0) fprintf(stderr, "pg bench: could not remove %s\n", cluster);
-}
-
 int main(int argc, char **argv)
 {
     double secs = 3;
     int reps = 3;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0)
-            secs = 1, reps = 1;
-        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
-            secs = atof(argv[++i]);
-        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: pg [--quick] [--seconds S] [--reps N]\n");
-            return 2;
-        }
-    }
-    if (reps < 1 || reps > 20) reps = 3;
-    snprintf(script, sizeof script, "%s/tests/integration/pg_cluster.sh", WEIR_SOURCE_DIR);
-    snprintf(cluster, sizeof cluster, "/tmp/weir-bench-pg-XXXXXX");
-    if (!mkdtemp(cluster)) return 1;
+    if (!bench_args(argc, argv, "pg", 1, &secs, &reps)) return 2;
     int port = 30000 + (int)(getpid() % 10000);
-    atexit(stop_cluster);
-    char cmd[768];
-    snprintf(cmd, sizeof cmd, "%s start %s %d", script, cluster, port);
-    if (system(cmd) != 0) return 1;
+    if (!bench_pg_start(port)) return 1;
     snprintf(conninfo, sizeof conninfo,
              "host=127.0.0.1 port=%d user=app password=s3cret dbname=appdb", port);
 
@@ -212,9 +175,9 @@ int main(int argc, char **argv)
             }
         double mr[NMODES], m50[NMODES], m99[NMODES];
         for (int m = 0; m < NMODES; m++) {
-            mr[m] = median(rps[m], reps);
-            m50[m] = median(p50[m], reps);
-            m99[m] = median(p99[m], reps);
+            mr[m] = bench_median(rps[m], reps);
+            m50[m] = bench_median(p50[m], reps);
+            m99[m] = bench_median(p99[m], reps);
             printf("RESULT pg mode=%s threads=%d requests_per_s=%.0f p50_us=%.1f p99_us=%.1f "
                    "errors=%ld reps=%d\n",
                    mode_names[m], threads[t], mr[m], m50[m], m99[m], errors[m], reps);

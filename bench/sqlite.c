@@ -20,6 +20,8 @@
 #include "weir/weir.h"
 #include "weir/weir_sqlite.h"
 
+#include "bench.h"
+
 enum { WRITERS = 100, READERS = 50, ROWS = 20000 };
 
 static char path[256];
@@ -181,35 +183,11 @@ static result run(bool use_weir, double secs)
     return r;
 }
 
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmpd);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     double secs = 3;
     int reps = 3;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0)
-            secs = 1.5, reps = 1;
-        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
-            secs = atof(argv[++i]);
-        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: sqlite [--quick] [--seconds S] [--reps N]\n");
-            return 2;
-        }
-    }
-    if (reps < 1 || reps > 20) reps = 3;
+    if (!bench_args(argc, argv, "sqlite", 1.5, &secs, &reps)) return 2;
     char dir[] = "/tmp/weir-bench-sqlite-XXXXXX";
     if (!mkdtemp(dir)) return 1;
     snprintf(path, sizeof path, "%s/bench.db", dir);
@@ -224,8 +202,8 @@ int main(int argc, char **argv)
         errors[0] += a.errors;
         errors[1] += b.errors;
     }
-    double msw = median(sw, reps), msr = median(sr, reps), mww = median(ww, reps),
-           mwr = median(wr, reps);
+    double msw = bench_median(sw, reps), msr = bench_median(sr, reps), mww = bench_median(ww, reps),
+           mwr = bench_median(wr, reps);
     printf("RESULT sqlite mode=shared_connection writers=%d readers=%d writes_per_s=%.0f "
            "reads_per_s=%.0f errors=%ld reps=%d\n",
            WRITERS, READERS, msw, msr, errors[0], reps);

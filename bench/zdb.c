@@ -24,7 +24,9 @@
 #include "weir/weir_pg.h"
 #include "weir/weir_sqlite.h"
 
-static char cluster[128], script[512], sqlite_dir[128];
+#include "bench.h"
+
+static char sqlite_dir[128];
 static char pg_conninfo[256], pg_zdb_url[256], sqlite_path[256], sqlite_zdb_url[300];
 
 enum lib { WEIR, ZDB };
@@ -182,22 +184,10 @@ static result run(enum lib lib, enum db db, enum op op, int pool_size, int threa
     return r;
 }
 
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmpd);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static void cleanup(void)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s destroy %s; rm -rf %s", script, cluster, sqlite_dir);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", sqlite_dir);
     if (system(cmd) != 0) fprintf(stderr, "zdb bench: cleanup failed\n");
 }
 
@@ -205,28 +195,12 @@ int main(int argc, char **argv)
 {
     double secs = 1;
     int reps = 3;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0)
-            secs = 0.4, reps = 1;
-        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
-            secs = atof(argv[++i]);
-        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: zdb [--quick] [--seconds S] [--reps N]\n");
-            return 2;
-        }
-    }
-    if (reps < 1 || reps > 20) reps = 3;
-    snprintf(script, sizeof script, "%s/tests/integration/pg_cluster.sh", WEIR_SOURCE_DIR);
-    snprintf(cluster, sizeof cluster, "/tmp/weir-bench-zdb-XXXXXX");
+    if (!bench_args(argc, argv, "zdb", 0.4, &secs, &reps)) return 2;
     snprintf(sqlite_dir, sizeof sqlite_dir, "/tmp/weir-bench-zdb-sqlite-XXXXXX");
-    if (!mkdtemp(cluster) || !mkdtemp(sqlite_dir)) return 1;
+    if (!mkdtemp(sqlite_dir)) return 1;
     atexit(cleanup);
     int port = 40000 + (int)(getpid() % 10000);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s start %s %d", script, cluster, port);
-    if (system(cmd) != 0) return 1;
+    if (!bench_pg_start(port)) return 1;
     snprintf(pg_conninfo, sizeof pg_conninfo,
              "host=127.0.0.1 port=%d user=app password=s3cret dbname=appdb", port);
     snprintf(pg_zdb_url, sizeof pg_zdb_url,
@@ -254,7 +228,7 @@ int main(int argc, char **argv)
                     wf += a.failed;
                     zf += b.failed;
                 }
-                double mw = median(w, reps), mz = median(z, reps);
+                double mw = bench_median(w, reps), mz = bench_median(z, reps);
                 printf("RESULT zdb db=%s op=%s threads=%d weir_per_s=%.0f libzdb_per_s=%.0f "
                        "ratio=%.2f weir_failed=%ld libzdb_failed=%ld reps=%d\n",
                        dbs[db], ops[op], threads[t], mw, mz, mw / mz, wf, zf, reps);

@@ -5,23 +5,6 @@
 
 #include "weir/weir_registry.h"
 
-static char dir[128];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/weir-reg-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd);
-}
-
 static void normalising(void **state)
 {
     (void)state;
@@ -56,7 +39,7 @@ static void normalising(void **state)
 
 static void url(char *buf, size_t len, const char *name, const char *query)
 {
-    snprintf(buf, len, "sqlite://%s/%s%s", dir, name, query);
+    snprintf(buf, len, "sqlite://%s/%s%s", test_dir, name, query);
 }
 
 static void same_url_same_pool(void **state)
@@ -66,7 +49,7 @@ static void same_url_same_pool(void **state)
     assert_int_equal(weir_registry_create(&r, NULL, 0), 0);
     char u1[256], u2[256], u3[256], err[256];
     url(u1, sizeof u1, "a.db", "?create=1");
-    snprintf(u2, sizeof u2, "SQLITE://%s/a.db?create=1", dir);
+    snprintf(u2, sizeof u2, "SQLITE://%s/a.db?create=1", test_dir);
     url(u3, sizeof u3, "b.db", "?create=1");
     weir_pool *p1, *p2, *p3;
     assert_int_equal(weir_registry_acquire(r, u1, &p1, err, sizeof err), 0);
@@ -180,12 +163,12 @@ static void one_metrics_page(void **state)
         s1, sizeof s1,
         "# TYPE weir_pool_waiters gauge\nweir_pool_waiters{pool=\"sqlite://%s/m1.db?create=1\"} "
         "0\nweir_pool_waiters{pool=\"sqlite://%s/m2.db?create=1\"} 0\n",
-        dir, dir);
+        test_dir, test_dir);
     snprintf(
         s2, sizeof s2,
         "# TYPE weir_pool_waiters gauge\nweir_pool_waiters{pool=\"sqlite://%s/m2.db?create=1\"} "
         "0\nweir_pool_waiters{pool=\"sqlite://%s/m1.db?create=1\"} 0\n",
-        dir, dir);
+        test_dir, test_dir);
     if (!strstr(page, s1) && !strstr(page, s2)) fail_msg("page:\n%s", page);
     free(page);
     weir_registry_release(r, p1);
@@ -202,5 +185,5 @@ int main(void)
         cmocka_unit_test(unused_pools_are_closed),
         cmocka_unit_test(one_metrics_page),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

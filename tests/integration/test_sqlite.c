@@ -5,26 +5,9 @@
 
 #include "weir/weir_sqlite.h"
 
-static char dir[128];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/weir-sqlite-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd);
-}
-
 static void path_of(char *buf, size_t len, const char *name)
 {
-    snprintf(buf, len, "%s/%s", dir, name);
+    snprintf(buf, len, "%s/%s", test_dir, name);
 }
 
 static weir_sqlite *open_pair(const char *name, int64_t busy_ms, int64_t readers)
@@ -291,5 +274,5 @@ int main(void)
         cmocka_unit_test(busy_database_waits_then_reports),
         cmocka_unit_test(statement_cache_hits_and_evicts),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

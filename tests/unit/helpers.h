@@ -85,6 +85,45 @@ static inline void fixture_close(fixture *f)
     f->fake = NULL;
 }
 
+/* cmocka setup/teardown for tests that use a fixture (the pool is opened by the test). */
+static inline int fixture_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    test_options(&f->o);
+    *state = f;
+    return 0;
+}
+
+static inline int fixture_teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->pool)
+        fixture_close(f);
+    else
+        weir_fake_free(f->fake);
+    free(f);
+    return 0;
+}
+
+/* A temporary directory for a test group: test_dir, removed afterwards. */
+static char test_dir[128];
+
+static inline int tmpdir_setup(void **state)
+{
+    (void)state;
+    snprintf(test_dir, sizeof test_dir, "/tmp/weir-test-XXXXXX");
+    return mkdtemp(test_dir) ? 0 : -1;
+}
+
+static inline int tmpdir_teardown(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", test_dir);
+    return system(cmd);
+}
+
 static inline weir_fake_counts fake_counts(weir_fake *fk)
 {
     weir_fake_counts c;

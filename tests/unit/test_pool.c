@@ -4,22 +4,6 @@
 
 #include <sys/wait.h>
 
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    test_options(&f->o);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    fixture_close(f);
-    free(f);
-    return 0;
-}
-
 static uint64_t serial(weir_conn *c)
 {
     return ((weir_fake_conn *)weir_conn_handle(c))->serial;
@@ -584,7 +568,7 @@ static void forked_child_is_refused(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(checkout_and_reuse),
         T(idle_is_lifo),

@@ -3,25 +3,6 @@
  * connect timeouts and the connection spike. */
 #include "helpers.h"
 
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    test_options(&f->o);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    if (f->pool)
-        fixture_close(f);
-    else
-        weir_fake_free(f->fake);
-    free(f);
-    return 0;
-}
-
 /* ---- a waiter thread ---- */
 typedef struct waiter {
     weir_pool *pool;
@@ -533,7 +514,7 @@ static void creator_threads_connect_in_parallel(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(fifo_fairness),
         T(timeout_is_kept),

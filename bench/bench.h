@@ -1,0 +1,69 @@
+/* bench.h — what the benchmarks share: medians, the command line, and a
+ * throwaway PostgreSQL cluster (tests/integration/pg_cluster.sh). */
+#ifndef WEIR_BENCH_H
+#define WEIR_BENCH_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int bench_cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of v[0..n) (sorts v). */
+static inline double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_cmpd);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* --quick, --seconds S, --reps N (1..20). False after printing the usage. */
+static inline bool bench_args(int argc, char **argv, const char *name, double quick_secs,
+                              double *secs, int *reps)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            *secs = quick_secs, *reps = 1;
+        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+            *secs = atof(argv[++i]);
+        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            *reps = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--seconds S] [--reps N]\n", name);
+            return false;
+        }
+    }
+    if (*reps < 1 || *reps > 20) *reps = 3;
+    return true;
+}
+
+#ifdef WEIR_SOURCE_DIR
+static char bench_cluster[128];
+
+static void bench_pg_stop(void)
+{
+    char cmd[768];
+    snprintf(cmd, sizeof cmd, "%s/tests/integration/pg_cluster.sh destroy %s", WEIR_SOURCE_DIR,
+             bench_cluster);
+    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", bench_cluster);
+}
+
+/* Start a throwaway cluster (removed at exit) on port; false if it failed. */
+static inline bool bench_pg_start(int port)
+{
+    snprintf(bench_cluster, sizeof bench_cluster, "/tmp/weir-bench-pg-XXXXXX");
+    if (!mkdtemp(bench_cluster)) return false;
+    atexit(bench_pg_stop);
+    char cmd[768];
+    snprintf(cmd, sizeof cmd, "%s/tests/integration/pg_cluster.sh start %s %d", WEIR_SOURCE_DIR,
+             bench_cluster, port);
+    return system(cmd) == 0;
+}
+#endif
+
+#endif
