@@ -14,7 +14,7 @@ build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The main job: for now, the engine demo (examples/demo.c).
-run: build
+run: deps build
 	$(BUILD)/weir_demo
 
 # Install what the suite needs (Debian, as root), build, run everything.
