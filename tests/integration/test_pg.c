@@ -127,6 +127,29 @@ static void wrong_password_fails_at_once(void **state)
     weir_pool_destroy(p);
 }
 
+static void multi_host_list_is_passed_to_libpq(void **state)
+{
+    (void)state;
+    /* the first host refuses (nothing listens on port 1); libpq moves on to the second */
+    char ci[256], err[256], v[64];
+    snprintf(ci, sizeof ci,
+             "host=127.0.0.1,127.0.0.1 port=1,%d user=app password=s3cret dbname=appdb "
+             "target_session_attrs=read-write",
+             port);
+    weir_options o;
+    test_options(&o);
+    weir_pool *p;
+    assert_int_equal(weir_pg_pool_create(&p, ci, NULL, &o, NULL, err, sizeof err), 0);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(p, &c), 0);
+    char want[16];
+    snprintf(want, sizeof want, "%d", port);
+    assert_string_equal(PQport(weir_pg_conn(c)), want);
+    assert_string_equal(q1(weir_pg_conn(c), "SELECT 1", v, sizeof v), "1");
+    weir_checkin(c);
+    weir_pool_destroy(p);
+}
+
 static void bad_conninfo_is_refused(void **state)
 {
     (void)state;
@@ -347,6 +370,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(select_one_through_the_pool),
         cmocka_unit_test(wrong_password_fails_at_once),
+        cmocka_unit_test(multi_host_list_is_passed_to_libpq),
         cmocka_unit_test(bad_conninfo_is_refused),
         cmocka_unit_test(connect_timeout_against_a_silent_listener),
         cmocka_unit_test(open_transaction_is_rolled_back),
