@@ -229,7 +229,9 @@ typedef struct weir_hooks {
  *  the pool is destroyed, also when this call fails. `opts` and `hooks` are
  *  copied; either may be NULL for defaults. Starts the creator and
  *  housekeeper threads; opens min_idle connections in the background.
- *  Returns 0 and *out, or WEIR_EINVAL (bad options), WEIR_ENOMEM. */
+ *  Returns 0 and *out, or WEIR_EINVAL (bad options: the reason goes to
+ *  hooks->on_log, or stderr without one; weir_options_check() gives it
+ *  too), WEIR_ENOMEM. */
 WEIR_API int weir_pool_create(weir_pool **out, const weir_driver *driver, void *ctx,
                               const weir_options *opts, const weir_hooks *hooks) WEIR_MUSTCHECK;
 

@@ -33,7 +33,6 @@ extern const int64_t weir__usage_bounds_ms[WEIR__USAGE_NB];
 typedef struct weir__hist {
     _Atomic uint64_t counts[WEIR__ACQ_NB + 1]; /* last = +Inf */
     _Atomic uint64_t sum_ns;
-    _Atomic uint64_t n;
 } weir__hist;
 
 struct weir_conn {
@@ -58,7 +57,6 @@ struct weir_conn {
     int64_t created_ms;
     int64_t validated_ms;
     struct weir_conn *idle_prev, *idle_next;
-    int index;
 };
 
 typedef struct weir__waiter {
@@ -107,7 +105,8 @@ struct weir_pool {
     int64_t total;     /* open + connecting */
     int64_t in_flight; /* connecting */
     weir_conn *idle_head;
-    int64_t nidle_list;
+    int64_t nidle_list;              /* length of the idle list */
+    int64_t nwoken;                  /* waiters signalled to look at it that have not run yet */
     weir__waiter *wq_head, *wq_tail; /* FIFO */
     uint64_t next_req_id, next_conn_id;
     bool stopping;
@@ -125,7 +124,6 @@ struct weir_pool {
     _Atomic int64_t created_total, connect_errors_total, acquire_timeouts_total, shed_total,
         leaks_total, closed_total[WEIR_CLOSE_REASONS];
     weir__hist acquire_hist, connect_hist;
-    /* acquisitions already counted into acquire_hist (the slow ones) */
     char last_error[512];
     char name[WEIR_NAME_MAX];
 };

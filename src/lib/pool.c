@@ -265,8 +265,7 @@ static weir_conn *steal(weir_pool *p)
 
 /* ---- waiters (under the lock) ------------------------------------------------ */
 
-/* Both return the number of waiters before this one. */
-static int wq_push_back(weir_pool *p, weir__waiter *w)
+static void wq_push_back(weir_pool *p, weir__waiter *w)
 {
     w->next = NULL;
     w->prev = p->wq_tail;
@@ -275,10 +274,10 @@ static int wq_push_back(weir_pool *p, weir__waiter *w)
     else
         p->wq_head = w;
     p->wq_tail = w;
-    return atomic_fetch_add(&p->nwaiters, 1);
+    atomic_fetch_add(&p->nwaiters, 1);
 }
 
-static int wq_push_front(weir_pool *p, weir__waiter *w)
+static void wq_push_front(weir_pool *p, weir__waiter *w)
 {
     w->prev = NULL;
     w->next = p->wq_head;
@@ -287,7 +286,7 @@ static int wq_push_front(weir_pool *p, weir__waiter *w)
     else
         p->wq_tail = w;
     p->wq_head = w;
-    return atomic_fetch_add(&p->nwaiters, 1);
+    atomic_fetch_add(&p->nwaiters, 1);
 }
 
 static void wq_remove(weir_pool *p, weir__waiter *w)
@@ -301,6 +300,10 @@ static void wq_remove(weir_pool *p, weir__waiter *w)
     else
         p->wq_tail = w->prev;
     w->prev = w->next = NULL;
+    if (w->woken) {
+        w->woken = false;
+        p->nwoken--;
+    }
     if (atomic_fetch_sub(&p->nwaiters, 1) == 1) p->fenced = false;
 }
 
@@ -588,9 +591,12 @@ static __attribute__((noinline)) int checkout_slow(weir_pool *p, int64_t timeout
             if (!c) {
                 struct timespec ts = ts_of(deadline);
                 while (!w.done) {
-                    w.woken = false;
                     int e = pthread_cond_timedwait(&w.cv, &p->mu, &ts);
                     if (w.done) break;
+                    if (w.woken) { /* running now: no longer a pending wake-up */
+                        w.woken = false;
+                        p->nwoken--;
+                    }
                     /* woken to look at the idle list (see checkin_slow) */
                     if (atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING) {
                         c = idle_pop(p);
@@ -715,6 +721,7 @@ int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb
         unlock(p);
         free(w);
         if (prepare(p, c, file, line, false)) {
+            weir__hist_observe(&p->acquire_hist, weir_now_ns() - start);
             *now = c;
             return 0;
         }
@@ -774,9 +781,17 @@ static __attribute__((noinline)) void checkin_slow(weir_pool *p, weir_conn *c)
          * take c from the idle list, and let a running thread take c first
          * if it is quicker (no convoy behind a sleeping thread). */
         idle_push(p, c, WEIR__INUSE);
-        if (w && !w->woken) {
-            w->woken = true;
-            pthread_cond_signal(&w->cv);
+        /* At most one pending wake-up per idle connection: two connections
+         * returned in a row wake two waiters, but a waiter woken and not yet
+         * running is not joined by another for the same connection. Async
+         * waiters are served by hand-off only. */
+        if (p->nwoken < p->nidle_list) {
+            while (w && (w->woken || w->async)) w = w->next;
+            if (w) {
+                w->woken = true;
+                p->nwoken++;
+                pthread_cond_signal(&w->cv);
+            }
         }
     }
     unlock(p);
@@ -802,8 +817,10 @@ static inline void park_or_slow(weir_pool *p, weir_conn *c)
     checkin_slow(p, c);
 }
 
-/* Checkin with something to look at: retire, reset, or the hook. */
-static __attribute__((noinline)) void checkin_attention(weir_pool *p, weir_conn *c, int64_t now)
+/* Checkin with something to look at: retire, reset, or the hook. `dirty`
+ * is the driver's answer, already asked by weir_checkin(). */
+static __attribute__((noinline)) void checkin_attention(weir_pool *p, weir_conn *c, int64_t now,
+                                                        bool dirty)
 {
     int reason = -1;
     if (c->broken)
@@ -814,7 +831,7 @@ static __attribute__((noinline)) void checkin_attention(weir_pool *p, weir_conn 
         reason = WEIR_CLOSE_LIFETIME;
     else if (c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed))
         reason = WEIR_CLOSE_EVICTED;
-    else if (p->drv->is_dirty && p->drv->is_dirty(p->ctx, c->handle)) {
+    else if (dirty) {
         char err[512] = "";
         if (!p->drv->reset || p->drv->reset(p->ctx, c->handle, err, sizeof err) != 0) {
             weir__log(p, WEIR_LOG_INFO,
@@ -840,12 +857,13 @@ void weir_checkin(weir_conn *c)
     int64_t now = weir__coarse_ms();
     usage_observe(c, now - atomic_load_explicit(&c->taken_ms, memory_order_relaxed));
     atomic_store_explicit(&c->last_used_ms, now, memory_order_relaxed);
-    if (UNLIKELY(c->broken ||
+    bool dirty = p->drv->is_dirty && p->drv->is_dirty(p->ctx, c->handle);
+    if (UNLIKELY(dirty || c->broken ||
                  atomic_load_explicit(&c->conn_uses, memory_order_relaxed) >= p->max_uses_eff ||
                  (c->expires_ms && now >= c->expires_ms) ||
                  c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed) ||
-                 !p->plain_checkin || (p->drv->is_dirty && p->drv->is_dirty(p->ctx, c->handle)))) {
-        checkin_attention(p, c, now);
+                 !p->plain_checkin)) {
+        checkin_attention(p, c, now, dirty);
         return;
     }
     park_or_slow(p, c);
@@ -886,7 +904,6 @@ static weir_conn *slot_reserve(weir_pool *p) /* under the lock: an EMPTY slot, n
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
     c->pool = p;
-    c->index = p->nslots;
     atomic_init(&c->state, WEIR__BUSY);
     p->slots[p->nslots++] = c;
     return c;
@@ -1156,6 +1173,12 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
         weir_options_init(&o);
     char why[128];
     if (weir_options_check(&o, why, sizeof why) != 0) {
+        char msg[192];
+        snprintf(msg, sizeof msg, "invalid pool options: %s", why);
+        if (hooks && hooks->on_log)
+            hooks->on_log(hooks->ud, WEIR_LOG_ERROR, msg);
+        else
+            fprintf(stderr, "weir: %s\n", msg);
         if (drv->ctx_free) drv->ctx_free(ctx);
         return WEIR_EINVAL;
     }

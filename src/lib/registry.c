@@ -49,7 +49,7 @@ int weir_url_normalize(const char *url, char *out, size_t len, char *err, size_t
     const char *sep = strstr(url, "://");
     if (!sep || sep == url) {
         /* not echoed: without a scheme we cannot tell where a password is */
-        set_err(err, errlen, "%snot a URL (expected scheme://...)", "");
+        if (err && errlen) snprintf(err, errlen, "not a URL (expected scheme://...)");
         return WEIR_EINVAL;
     }
     char scheme[32];

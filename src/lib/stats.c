@@ -18,7 +18,6 @@ void weir__hist_observe(weir__hist *h, int64_t ns)
     while (b < WEIR__ACQ_NB && s > weir__acq_bounds[b]) b++;
     atomic_fetch_add_explicit(&h->counts[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->n, 1, memory_order_relaxed);
 }
 
 /* Prometheus label values escape \, " and newline. */

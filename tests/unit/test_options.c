@@ -118,8 +118,12 @@ static void option_setters(void **state)
     /* a pool refuses bad options */
     weir_fake *fk = weir_fake_new();
     weir_pool *p = NULL;
-    assert_int_equal(weir_pool_create(&p, weir_fake_driver(), fk, &o, NULL), WEIR_EINVAL);
+    log_capture lc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    weir_hooks hooks = {.ud = &lc, .on_log = capture_log};
+    assert_int_equal(weir_pool_create(&p, weir_fake_driver(), fk, &o, &hooks), WEIR_EINVAL);
     assert_null(p);
+    /* and says why */
+    assert_string_equal(lc.last, "invalid pool options: backoff_min must not exceed backoff_max");
     weir_fake_free(fk);
 }
 
