@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "weir/weir.h"
+
 static int bench_cmpd(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -20,6 +22,17 @@ static inline double bench_median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, bench_cmpd);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Wait until the pool has n idle connections: timing starts on a warm pool,
+ * as it would in a running service. */
+static inline void bench_wait_warm(weir_pool *pool, int64_t n)
+{
+    weir_pool_stats st;
+    do {
+        usleep(5000);
+        if (weir_pool_stats_get(pool, &st) != 0) exit(1);
+    } while (st.idle < n);
 }
 
 /* --quick, --seconds S, --reps N (1..20). False after printing the usage. */

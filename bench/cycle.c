@@ -138,11 +138,7 @@ static double measure(bool use_weir, int pool_size, int threads, double seconds,
         o.max_size = pool_size;
         o.min_idle = pool_size;
         if (weir_pool_create(&pool, weir_fake_driver(), fk, &o, NULL) != 0) abort();
-        weir_pool_stats st;
-        do { /* warm: all connections open */
-            sleep_s(0.005);
-            if (weir_pool_stats_get(pool, &st) != 0) abort();
-        } while (st.idle < pool_size);
+        bench_wait_warm(pool, pool_size);
     } else {
         fl.free = calloc((size_t)pool_size, sizeof(void *));
         for (int i = 0; i < pool_size; i++) fl.free[fl.nfree++] = (void *)(intptr_t)(i + 1);

@@ -105,11 +105,7 @@ static result run(enum mode m, int threads, double secs)
             fprintf(stderr, "pg bench: %s\n", err);
             exit(1);
         }
-        weir_pool_stats st;
-        do { /* warm: the pool is open before timing starts, as it is in a service */
-            usleep(5000);
-            if (weir_pool_stats_get(pool, &st)) exit(1);
-        } while (st.idle < threads);
+        bench_wait_warm(pool, threads);
     }
     _Atomic bool stop = false;
     pthread_barrier_t go;

@@ -138,11 +138,7 @@ static result run(enum lib lib, enum db db, enum op op, int pool_size, int threa
             fprintf(stderr, "zdb bench: weir pool: %s %s\n", weir_err_name(rc), err);
             exit(1);
         }
-        weir_pool_stats st;
-        do {
-            sleep_s(0.005);
-            if (weir_pool_stats_get(wp, &st)) exit(1);
-        } while (st.idle < pool_size);
+        bench_wait_warm(wp, pool_size);
     } else {
         url = URL_new(db == PG ? pg_zdb_url : sqlite_zdb_url);
         zp = ConnectionPool_new(url);
