@@ -1,0 +1,292 @@
+/* auth.c — md5 and SCRAM-SHA-256 (RFC 5802, RFC 7677) on OpenSSL's primitives.
+ *
+ * Passwords are used as given (no SASLprep): ASCII passwords, which is what
+ * PostgreSQL's own tools produce by default, work; others may not.
+ */
+#include "auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[in[i] >> 4];
+        out[2 * i + 1] = d[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static void md5_hex2(const void *a, size_t an, const void *b, size_t bn, char out[33])
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+    EVP_DigestUpdate(ctx, a, an);
+    EVP_DigestUpdate(ctx, b, bn);
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    hex(md, 16, out);
+}
+
+void auth_md5_response(const char *user, const char *secret, const uint8_t salt[4], char out[36])
+{
+    char inner[33];
+    if (!strncmp(secret, "md5", 3) && strlen(secret) == 35)
+        memcpy(inner, secret + 3, 33);
+    else
+        md5_hex2(secret, strlen(secret), user, strlen(user), inner);
+    memcpy(out, "md5", 3);
+    md5_hex2(inner, 32, salt, 4, out + 3);
+}
+
+bool auth_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb) return false;
+    return CRYPTO_memcmp(a, b, la) == 0;
+}
+
+int auth_random(void *buf, size_t n)
+{
+    return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
+}
+
+static int b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen)
+{
+    if (outlen < 4 * ((n + 2) / 3) + 1) return -1;
+    return EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+/* Decode exactly; returns the byte count or -1. */
+static int b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen)
+{
+    if (n % 4 || 3 * (n / 4) > outlen + 2) return -1;
+    uint8_t tmp[512];
+    if (3 * (n / 4) > sizeof tmp) return -1;
+    int r = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)n);
+    if (r < 0) return -1;
+    if (n >= 1 && in[n - 1] == '=') r--;
+    if (n >= 2 && in[n - 2] == '=') r--;
+    if (r < 0 || (size_t)r > outlen) return -1;
+    memcpy(out, tmp, (size_t)r);
+    return r;
+}
+
+static void hmac(const uint8_t *key, size_t klen, const void *d, size_t n, uint8_t out[32])
+{
+    unsigned len = 32;
+    HMAC(EVP_sha256(), key, (int)klen, d, n, out, &len);
+}
+
+static void sha256(const uint8_t *d, size_t n, uint8_t out[32])
+{
+    unsigned len = 32;
+    EVP_Digest(d, n, out, &len, EVP_sha256(), NULL);
+}
+
+static int salted_password(const char *password, const uint8_t *salt, int saltlen, int iter,
+                           uint8_t out[32])
+{
+    return PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, saltlen, iter, EVP_sha256(), 32,
+                             out) == 1
+               ? 0
+               : -1;
+}
+
+int scram_secret_parse(const char *text, scram_secret *s)
+{
+    const char *p = text;
+    if (strncmp(p, "SCRAM-SHA-256$", 14)) return -1;
+    p += 14;
+    char *end;
+    long iter = strtol(p, &end, 10);
+    if (end == p || *end != ':' || iter < 1 || iter > 10000000) return -1;
+    s->iter = (int)iter;
+    p = end + 1;
+    const char *d = strchr(p, '$');
+    if (!d) return -1;
+    s->saltlen = b64_decode(p, (size_t)(d - p), s->salt, sizeof s->salt);
+    if (s->saltlen < 1) return -1;
+    p = d + 1;
+    const char *c = strchr(p, ':');
+    if (!c) return -1;
+    if (b64_decode(p, (size_t)(c - p), s->stored, 32) != 32) return -1;
+    if (b64_decode(c + 1, strlen(c + 1), s->server, 32) != 32) return -1;
+    return 0;
+}
+
+int scram_secret_make(const char *password, scram_secret *s)
+{
+    s->iter = 4096;
+    s->saltlen = 16;
+    uint8_t salted[32], ck[32];
+    if (auth_random(s->salt, 16) || salted_password(password, s->salt, 16, 4096, salted)) return -1;
+    hmac(salted, 32, "Client Key", 10, ck);
+    sha256(ck, 32, s->stored);
+    hmac(salted, 32, "Server Key", 10, s->server);
+    return 0;
+}
+
+/* Find "k=" attribute at the start of one of the comma-separated parts. */
+static const char *attr(const char *msg, size_t len, char k, size_t *vlen)
+{
+    const char *p = msg, *end = msg + len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        if (e - p >= 2 && p[0] == k && p[1] == '=') {
+            *vlen = (size_t)(e - p - 2);
+            return p + 2;
+        }
+        p = e + 1;
+    }
+    return NULL;
+}
+
+static int make_nonce(char *out, size_t outlen)
+{
+    uint8_t r[18];
+    if (auth_random(r, sizeof r)) return -1;
+    return b64_encode(r, sizeof r, out, outlen) < 0 ? -1 : 0;
+}
+
+int scram_server_first(scram_server *st, const char *msg, size_t len, char *out, size_t outlen,
+                       const char **why)
+{
+    *why = "malformed SCRAM message";
+    if (len < 3 || memchr(msg, '\0', len)) return -1;
+    /* gs2 header: "n,," or "y,,"; channel binding ("p=") is not offered */
+    if (msg[0] == 'p') {
+        *why = "channel binding is not supported";
+        return -1;
+    }
+    if ((msg[0] != 'n' && msg[0] != 'y') || msg[1] != ',') return -1;
+    const char *c2 = memchr(msg + 2, ',', len - 2);
+    if (!c2) return -1;
+    const char *bare = c2 + 1;
+    size_t blen = len - (size_t)(bare - msg);
+    if (blen >= sizeof st->client_first_bare) return -1;
+    size_t nlen;
+    const char *cn = attr(bare, blen, 'r', &nlen);
+    if (!cn || nlen == 0 || nlen > 64) return -1;
+    memcpy(st->client_first_bare, bare, blen);
+    st->client_first_bare[blen] = '\0';
+    char sn[32];
+    if (make_nonce(sn, sizeof sn)) return -1;
+    snprintf(st->nonce, sizeof st->nonce, "%.*s%s", (int)nlen, cn, sn);
+    char salt[100];
+    if (b64_encode(st->sec.salt, (size_t)st->sec.saltlen, salt, sizeof salt) < 0) return -1;
+    int n = snprintf(st->server_first, sizeof st->server_first, "r=%s,s=%s,i=%d", st->nonce, salt,
+                     st->sec.iter);
+    if (n < 0 || (size_t)n >= sizeof st->server_first || (size_t)n >= outlen) return -1;
+    memcpy(out, st->server_first, (size_t)n + 1);
+    return 0;
+}
+
+int scram_server_final(scram_server *st, const char *msg, size_t len, char *out, size_t outlen,
+                       const char **why)
+{
+    *why = "malformed SCRAM message";
+    if (len > 1024 || memchr(msg, '\0', len)) return -1;
+    size_t cl, rl, pl;
+    const char *c = attr(msg, len, 'c', &cl), *r = attr(msg, len, 'r', &rl);
+    const char *p = attr(msg, len, 'p', &pl);
+    if (!c || !r || !p) return -1;
+    if (!((cl == 4 && !memcmp(c, "biws", 4)) || (cl == 4 && !memcmp(c, "eSws", 4)))) {
+        *why = "unexpected SCRAM channel-binding data";
+        return -1;
+    }
+    if (rl != strlen(st->nonce) || memcmp(r, st->nonce, rl)) {
+        *why = "SCRAM nonce mismatch";
+        return -1;
+    }
+    uint8_t proof[32];
+    if (b64_decode(p, pl, proof, sizeof proof) != 32) return -1;
+    /* client-final-without-proof: everything before ",p=" */
+    size_t wlen = (size_t)(p - 3 - msg);
+    char am[1600];
+    int n = snprintf(am, sizeof am, "%s,%s,%.*s", st->client_first_bare, st->server_first,
+                     (int)wlen, msg);
+    if (n < 0 || (size_t)n >= sizeof am) return -1;
+    uint8_t csig[32], ck[32], h[32];
+    hmac(st->sec.stored, 32, am, (size_t)n, csig);
+    for (int i = 0; i < 32; i++) ck[i] = proof[i] ^ csig[i];
+    sha256(ck, 32, h);
+    if (CRYPTO_memcmp(h, st->sec.stored, 32)) {
+        *why = "password authentication failed";
+        return -1;
+    }
+    uint8_t ssig[32];
+    hmac(st->sec.server, 32, am, (size_t)n, ssig);
+    char b[64];
+    if (b64_encode(ssig, 32, b, sizeof b) < 0) return -1;
+    if ((size_t)snprintf(out, outlen, "v=%s", b) >= outlen) return -1;
+    return 0;
+}
+
+int scram_client_first(scram_client *st, char *out, size_t outlen)
+{
+    if (make_nonce(st->nonce, sizeof st->nonce)) return -1;
+    snprintf(st->client_first_bare, sizeof st->client_first_bare, "n=,r=%s", st->nonce);
+    int n = snprintf(out, outlen, "n,,%s", st->client_first_bare);
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int scram_client_final(scram_client *st, const char *password, const char *server_first, size_t len,
+                       char *out, size_t outlen, const char **why)
+{
+    *why = "malformed SCRAM message from the server";
+    if (len > 512 || memchr(server_first, '\0', len)) return -1;
+    size_t rl, sl, il;
+    const char *r = attr(server_first, len, 'r', &rl), *s = attr(server_first, len, 's', &sl);
+    const char *i = attr(server_first, len, 'i', &il);
+    if (!r || !s || !i || il > 9) return -1;
+    size_t nl = strlen(st->nonce);
+    if (rl <= nl || memcmp(r, st->nonce, nl)) {
+        *why = "SCRAM nonce mismatch from the server";
+        return -1;
+    }
+    char itxt[10];
+    memcpy(itxt, i, il);
+    itxt[il] = '\0';
+    int iter = atoi(itxt);
+    uint8_t salt[64];
+    int saltlen = b64_decode(s, sl, salt, sizeof salt);
+    if (iter < 1 || saltlen < 1) return -1;
+    uint8_t salted[32], ck[32], stored[32], csig[32], proof[32], sk[32];
+    if (salted_password(password, salt, saltlen, iter, salted)) return -1;
+    hmac(salted, 32, "Client Key", 10, ck);
+    sha256(ck, 32, stored);
+    char without[256];
+    int wn = snprintf(without, sizeof without, "c=biws,r=%.*s", (int)rl, r);
+    if (wn < 0 || (size_t)wn >= sizeof without) return -1;
+    char am[1024];
+    int an = snprintf(am, sizeof am, "%s,%.*s,%s", st->client_first_bare, (int)len, server_first,
+                      without);
+    if (an < 0 || (size_t)an >= sizeof am) return -1;
+    hmac(stored, 32, am, (size_t)an, csig);
+    for (int k = 0; k < 32; k++) proof[k] = ck[k] ^ csig[k];
+    hmac(salted, 32, "Server Key", 10, sk);
+    hmac(sk, 32, am, (size_t)an, st->server_signature);
+    char pb[64];
+    if (b64_encode(proof, 32, pb, sizeof pb) < 0) return -1;
+    int n = snprintf(out, outlen, "%s,p=%s", without, pb);
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int scram_client_verify(const scram_client *st, const char *server_final, size_t len)
+{
+    size_t vl;
+    const char *v = attr(server_final, len, 'v', &vl);
+    uint8_t sig[32];
+    if (!v || b64_decode(v, vl, sig, sizeof sig) != 32) return -1;
+    return CRYPTO_memcmp(sig, st->server_signature, 32) ? -1 : 0;
+}

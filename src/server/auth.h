@@ -1,0 +1,60 @@
+/* auth.h — password checks: md5 and SCRAM-SHA-256, both as server (clients) and client
+ * (PostgreSQL). */
+#ifndef WEIR_SERVER_AUTH_H
+#define WEIR_SERVER_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* "md5" + hex(md5(hex(md5(password + user)) + salt)), what a client sends.
+ * secret is a plain password or an "md5<32 hex>" hash of one. out: 36 bytes. */
+void auth_md5_response(const char *user, const char *secret, const uint8_t salt[4], char out[36]);
+/* Constant-time comparison of two NUL-terminated strings. */
+bool auth_equal(const char *a, const char *b);
+/* Fill buf with n random bytes (OpenSSL). 0 or -1. */
+int auth_random(void *buf, size_t n);
+
+typedef struct scram_secret {
+    int iter;
+    uint8_t salt[64];
+    int saltlen;
+    uint8_t stored[32], server[32];
+} scram_secret;
+
+/* "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>". 0 or -1. */
+int scram_secret_parse(const char *text, scram_secret *s);
+/* A secret for a plain password (random salt, 4096 iterations). 0 or -1. */
+int scram_secret_make(const char *password, scram_secret *s);
+
+/* Server side: a client proving it knows the secret. */
+typedef struct scram_server {
+    scram_secret sec;
+    char nonce[96];
+    char client_first_bare[512];
+    char server_first[256];
+} scram_server;
+
+/* client-first-message in, server-first-message out. 0, or -1 with why. */
+int scram_server_first(scram_server *st, const char *msg, size_t len, char *out, size_t outlen,
+                       const char **why);
+/* client-final-message in, server-final-message out. 0 (proof good), or -1 with why. */
+int scram_server_final(scram_server *st, const char *msg, size_t len, char *out, size_t outlen,
+                       const char **why);
+
+/* Client side: weir logging in to PostgreSQL. */
+typedef struct scram_client {
+    char nonce[64];
+    char client_first_bare[128];
+    uint8_t server_signature[32];
+} scram_client;
+
+/* client-first-message ("n,,n=,r=..."). Returns its length, or -1. */
+int scram_client_first(scram_client *st, char *out, size_t outlen);
+/* server-first in, client-final out. Returns its length, or -1 with why. */
+int scram_client_final(scram_client *st, const char *password, const char *server_first, size_t len,
+                       char *out, size_t outlen, const char **why);
+/* server-final in: 0 if the server proved it knows the secret too. */
+int scram_client_verify(const scram_client *st, const char *server_final, size_t len);
+
+#endif

@@ -1,0 +1,471 @@
+/* backend.c — server connections: a libweir driver that speaks PostgreSQL's wire protocol.
+ *
+ * connect: TCP (or a Unix socket when host starts with '/'), StartupMessage,
+ * then cleartext, md5 or SCRAM-SHA-256 authentication with the target's
+ * password, then ParameterStatus/BackendKeyData up to ReadyForQuery. All of
+ * it is bounded by the engine's deadline. validate runs check_query; reset
+ * runs ROLLBACK if a transaction is open and reset_query if the session
+ * asked for one. These run on the engine's threads or on the worker that
+ * checks the connection in, on a socket nobody else is using.
+ */
+#include "backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "proto.h"
+
+bool be_params_set(be_params *p, const char *name, const char *value)
+{
+    for (int i = 0; i < p->n; i++) {
+        if (strcasecmp(p->name[i], name)) continue;
+        if (!strcmp(p->value[i], value)) return false;
+        snprintf(p->value[i], BE_VALUE, "%s", value);
+        return true;
+    }
+    if (p->n == BE_MAX_PARAMS) return false;
+    snprintf(p->name[p->n], BE_NAME, "%s", name);
+    snprintf(p->value[p->n], BE_VALUE, "%s", value);
+    p->n++;
+    return true;
+}
+
+const char *be_params_get(const be_params *p, const char *name)
+{
+    for (int i = 0; i < p->n; i++)
+        if (!strcasecmp(p->name[i], name)) return p->value[i];
+    return NULL;
+}
+
+int be_quote_literal(const char *s, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (outlen < 3) return -1;
+    out[o++] = '\'';
+    for (; *s; s++) {
+        if (o + 3 >= outlen) return -1;
+        if (*s == '\'') out[o++] = '\'';
+        out[o++] = *s;
+    }
+    out[o++] = '\'';
+    out[o] = '\0';
+    return 0;
+}
+
+static int wait_fd(int fd, short events, int64_t deadline_ns)
+{
+    for (;;) {
+        int64_t left = deadline_ns - weir_now_ns();
+        if (left <= 0) return WEIR_ETIMEDOUT;
+        struct pollfd p = {.fd = fd, .events = events};
+        int r = poll(&p, 1, (int)((left + 999999) / 1000000));
+        if (r > 0) return 0;
+        if (r < 0 && errno != EINTR) return WEIR_EDRIVER;
+    }
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = wait_fd(fd, POLLOUT, deadline_ns);
+            if (rc) return rc;
+            continue;
+        }
+        return WEIR_EDRIVER;
+    }
+    return 0;
+}
+
+/* Read one whole message into b (consumed from b->start on the next call). */
+static int read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
+{
+    for (;;) {
+        uint32_t avail = pq_buf_len(b);
+        if (avail >= 5) {
+            uint32_t len = pq_get32(b->p + b->start + 1);
+            if (len < 4 || len > (1u << 30)) return WEIR_EDRIVER;
+            if (avail >= len + 1) {
+                m->type = (char)b->p[b->start];
+                m->len = len;
+                m->body = b->p + b->start + 5;
+                b->start += len + 1;
+                return 0;
+            }
+            if (pq_buf_reserve(b, len + 1 - avail)) return WEIR_ENOMEM;
+        } else if (pq_buf_reserve(b, 4096)) {
+            return WEIR_ENOMEM;
+        }
+        ssize_t r = recv(fd, b->p + b->end, b->cap - b->end, 0);
+        if (r > 0) {
+            b->end += (uint32_t)r;
+            continue;
+        }
+        if (r == 0) return WEIR_EDRIVER;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int rc = wait_fd(fd, POLLIN, deadline_ns);
+            if (rc) return rc;
+            continue;
+        }
+        return WEIR_EDRIVER;
+    }
+}
+
+/* An ErrorResponse as "SEVERITY: message". */
+static void error_text(const pq_msg *m, char *out, size_t outlen)
+{
+    const uint8_t *p = m->body, *end = m->body + m->len - 4;
+    const char *sev = "ERROR", *msg = "";
+    while (p < end && *p) {
+        char f = (char)*p++;
+        const char *v = pq_get_str(&p, end);
+        if (!v) break;
+        if (f == 'S') sev = v;
+        if (f == 'M') msg = v;
+    }
+    snprintf(out, outlen, "%s: %s", sev, msg);
+}
+
+static int open_socket(const be_target *t, int64_t deadline_ns, char *err, size_t errlen)
+{
+    int fd = -1;
+    if (t->host[0] == '/' || !t->host[0]) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int pl = snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/.s.PGSQL.%d",
+                          t->host[0] ? t->host : "/tmp", t->port);
+        if (pl < 0 || (size_t)pl >= sizeof sa.sun_path || strlen(t->host) > 90) {
+            snprintf(err, errlen, "socket directory too long: %s", t->host);
+            return WEIR_ECONNECT;
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) goto fail;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) return fd;
+        if (errno != EINPROGRESS && errno != EAGAIN) goto fail;
+    } else {
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+        char port[16];
+        snprintf(port, sizeof port, "%d", t->port);
+        int g = getaddrinfo(t->host, port, &hints, &ai);
+        if (g) {
+            snprintf(err, errlen, "could not resolve host \"%s\": %s", t->host, gai_strerror(g));
+            return WEIR_ECONNECT;
+        }
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            freeaddrinfo(ai);
+            goto fail;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (t->tcp_keepalive) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+        freeaddrinfo(ai);
+        if (r == 0) return fd;
+        if (errno != EINPROGRESS) goto fail;
+    }
+    int rc = wait_fd(fd, POLLOUT, deadline_ns);
+    if (rc) {
+        close(fd);
+        snprintf(err, errlen, "connect to %s:%d timed out", t->host, t->port);
+        return rc;
+    }
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+    if (soerr == 0) return fd;
+    errno = soerr;
+fail:;
+    int e = errno;
+    if (fd >= 0) close(fd);
+    snprintf(err, errlen, "could not connect to %s:%d: %s", t->host[0] ? t->host : "/tmp", t->port,
+             strerror(e));
+    return WEIR_ECONNECT;
+}
+
+static int send_startup(int fd, const be_target *t, int64_t deadline_ns)
+{
+    uint8_t pkt[512];
+    size_t o = 4;
+    pq_set32(pkt + o, PQ_PROTO_V3);
+    o += 4;
+    const char *kv[] = {"user", t->user, "database", t->dbname};
+    for (size_t i = 0; i < 4; i++) {
+        size_t l = strlen(kv[i]) + 1;
+        memcpy(pkt + o, kv[i], l);
+        o += l;
+    }
+    pkt[o++] = '\0';
+    pq_set32(pkt, (uint32_t)o);
+    return write_all(fd, pkt, o, deadline_ns);
+}
+
+static int send_password(int fd, const void *p, size_t n, int64_t deadline_ns)
+{
+    pq_buf b = {0};
+    int rc =
+        pq_put_msg(&b, 'p', p, (uint32_t)n) ? WEIR_ENOMEM : write_all(fd, b.p, b.end, deadline_ns);
+    pq_buf_free(&b);
+    return rc;
+}
+
+/* One authentication request from the server. */
+static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client *sc,
+                       int64_t deadline_ns, char *err, size_t errlen)
+{
+    if (m->len < 8) return WEIR_EDRIVER;
+    uint32_t code = pq_get32(m->body);
+    const uint8_t *data = m->body + 4;
+    size_t dlen = m->len - 8;
+    bool md5_only = !strncmp(t->password, "md5", 3) && strlen(t->password) == 35;
+    switch (code) {
+    case 0:
+        return 0;
+    case 3: /* cleartext */
+        if (md5_only || !t->password[0]) break;
+        return send_password(fd, t->password, strlen(t->password) + 1, deadline_ns);
+    case 5: { /* md5 */
+        if (!t->password[0] || dlen < 4) break;
+        char resp[36];
+        auth_md5_response(t->user, t->password, data, resp);
+        return send_password(fd, resp, 36, deadline_ns);
+    }
+    case 10: { /* SASL: mechanism list */
+        bool ok = false;
+        for (const uint8_t *p = data, *end = data + dlen; p < end && *p;) {
+            const char *mech = pq_get_str(&p, end);
+            if (mech && !strcmp(mech, "SCRAM-SHA-256")) ok = true;
+            if (!mech) break;
+        }
+        if (!ok) {
+            snprintf(err, errlen, "server offers no SASL mechanism weir supports");
+            return WEIR_ECONNECT;
+        }
+        if (!t->password[0] || md5_only) break;
+        char first[160];
+        int n = scram_client_first(sc, first, sizeof first);
+        if (n < 0) return WEIR_EDRIVER;
+        uint8_t body[200];
+        memcpy(body, "SCRAM-SHA-256", 14);
+        pq_set32(body + 14, (uint32_t)n);
+        memcpy(body + 18, first, (size_t)n);
+        return send_password(fd, body, 18 + (size_t)n, deadline_ns);
+    }
+    case 11: { /* SASLContinue */
+        char fin[300];
+        const char *why;
+        int n =
+            scram_client_final(sc, t->password, (const char *)data, dlen, fin, sizeof fin, &why);
+        if (n < 0) {
+            snprintf(err, errlen, "%s", why);
+            return WEIR_ECONNECT;
+        }
+        return send_password(fd, fin, (size_t)n, deadline_ns);
+    }
+    case 12: /* SASLFinal */
+        if (scram_client_verify(sc, (const char *)data, dlen)) {
+            snprintf(err, errlen, "the server's SCRAM signature is wrong");
+            return WEIR_ECONNECT;
+        }
+        return 0;
+    default:
+        snprintf(err, errlen, "server asks for an authentication method weir does not support (%u)",
+                 code);
+        return WEIR_ECONNECT;
+    }
+    snprintf(err, errlen, "server asks for a password and none is configured for user \"%s\"%s",
+             t->user, md5_only ? " (an md5 hash does not do for this method)" : "");
+    return WEIR_ECONNECT;
+}
+
+/* Send a simple query and read up to ReadyForQuery; an ErrorResponse makes it fail. */
+static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *err, size_t errlen)
+{
+    pq_buf b = {0};
+    int rc = pq_put_msg(&b, 'Q', sql, (uint32_t)strlen(sql) + 1)
+                 ? WEIR_ENOMEM
+                 : write_all(be->fd, b.p, b.end, deadline_ns);
+    pq_buf_reset(&b);
+    bool failed = false;
+    while (rc == 0) {
+        pq_msg m;
+        rc = read_msg(be->fd, &b, deadline_ns, &m);
+        if (rc) break;
+        if (m.type == 'E') {
+            failed = true;
+            if (err) error_text(&m, err, errlen);
+        } else if (m.type == 'S') {
+            const uint8_t *p = m.body, *end = m.body + m.len - 4;
+            const char *n = pq_get_str(&p, end), *v = n ? pq_get_str(&p, end) : NULL;
+            if (v) be_params_set(&be->params, n, v);
+        } else if (m.type == 'Z' && m.len == 5) {
+            be->txn = (char)m.body[0];
+            break;
+        }
+    }
+    if (rc && err && !failed) snprintf(err, errlen, "server connection lost during \"%.60s\"", sql);
+    pq_buf_free(&b);
+    return rc ? rc : failed ? WEIR_EDRIVER : 0;
+}
+
+static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, size_t errlen)
+{
+    const be_target *t = ctx;
+    int fd = open_socket(t, deadline_ns, err, errlen);
+    if (fd < 0) return fd;
+    backend *be = calloc(1, sizeof *be);
+    if (!be) {
+        close(fd);
+        return WEIR_ENOMEM;
+    }
+    be->fd = fd;
+    be->txn = 'I';
+    be->target = t;
+    pq_buf b = {0};
+    scram_client sc;
+    int rc = send_startup(fd, t, deadline_ns);
+    while (rc == 0) {
+        pq_msg m;
+        rc = read_msg(fd, &b, deadline_ns, &m);
+        if (rc) {
+            snprintf(err, errlen,
+                     rc == WEIR_ETIMEDOUT ? "server login timed out"
+                                          : "server closed the connection during login");
+            break;
+        }
+        if (m.type == 'R') {
+            rc = handle_auth(fd, t, &m, &sc, deadline_ns, err, errlen);
+        } else if (m.type == 'E') {
+            char e[512];
+            error_text(&m, e, sizeof e);
+            snprintf(err, errlen, "server login failed: %s", e);
+            rc = WEIR_ECONNECT;
+        } else if (m.type == 'S') {
+            const uint8_t *p = m.body, *end = m.body + m.len - 4;
+            const char *n = pq_get_str(&p, end), *v = n ? pq_get_str(&p, end) : NULL;
+            if (v) be_params_set(&be->params, n, v);
+        } else if (m.type == 'K' && m.len == 12) {
+            be->pid = pq_get32(m.body);
+            be->key = pq_get32(m.body + 4);
+        } else if (m.type == 'Z') {
+            break;
+        }
+    }
+    pq_buf_free(&b);
+    if (rc == 0 && t->connect_query[0]) {
+        char e[400];
+        rc = run_query(be, t->connect_query, deadline_ns, e, sizeof e);
+        if (rc) snprintf(err, errlen, "connect_query failed: %s", e);
+    }
+    if (rc) {
+        close(fd);
+        free(be);
+        return rc == WEIR_ETIMEDOUT ? rc : rc == WEIR_ENOMEM ? rc : WEIR_ECONNECT;
+    }
+    *out = be;
+    return 0;
+}
+
+static int be_validate(void *ctx, void *conn, int64_t deadline_ns, char *err, size_t errlen)
+{
+    const be_target *t = ctx;
+    backend *be = conn;
+    if (!t->check_query[0]) return 0;
+    return run_query(be, t->check_query, deadline_ns, err, errlen);
+}
+
+static bool be_is_dirty(void *ctx, void *conn)
+{
+    (void)ctx;
+    const backend *be = conn;
+    return be->unclean || be->txn != 'I' || be->needs_reset;
+}
+
+static int be_reset(void *ctx, void *conn, char *err, size_t errlen)
+{
+    const be_target *t = ctx;
+    backend *be = conn;
+    if (be->unclean) return WEIR_EDRIVER;
+    int64_t deadline = weir_now_ns() + t->io_timeout_ms * 1000000;
+    if (be->txn != 'I') {
+        int rc = run_query(be, "ROLLBACK", deadline, err, errlen);
+        if (rc) return rc;
+    }
+    if (be->needs_reset && t->reset_query[0]) {
+        int rc = run_query(be, t->reset_query, deadline, err, errlen);
+        if (rc) return rc;
+    }
+    be->needs_reset = false;
+    return be->txn == 'I' ? 0 : WEIR_EDRIVER;
+}
+
+static void be_close(void *ctx, void *conn)
+{
+    (void)ctx;
+    backend *be = conn;
+    if (!be) return;
+    /* Terminate politely; the socket is closed either way. */
+    static const uint8_t term[5] = {'X', 0, 0, 0, 4};
+    if (!be->unclean) (void)!send(be->fd, term, sizeof term, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(be->fd);
+    free(be);
+}
+
+static size_t be_describe(void *ctx, char *buf, size_t len)
+{
+    const be_target *t = ctx;
+    return (size_t)snprintf(buf, len, "%s", t->describe);
+}
+
+const weir_driver be_driver = {
+    .name = "postgres-wire",
+    .connect = be_connect,
+    .validate = be_validate,
+    .is_dirty = be_is_dirty,
+    .reset = be_reset,
+    .close = be_close,
+    .describe = be_describe,
+    .ctx_free = free,
+};
+
+int be_cancel(const char *host, int port, uint32_t pid, uint32_t key, int64_t timeout_ms)
+{
+    be_target t = {.port = port};
+    snprintf(t.host, sizeof t.host, "%s", host);
+    char err[256];
+    int64_t deadline = weir_now_ns() + timeout_ms * 1000000;
+    int fd = open_socket(&t, deadline, err, sizeof err);
+    if (fd < 0) return fd;
+    uint8_t pkt[16];
+    pq_set32(pkt, 16);
+    pq_set32(pkt + 4, PQ_CANCEL_CODE);
+    pq_set32(pkt + 8, pid);
+    pq_set32(pkt + 12, key);
+    int rc = write_all(fd, pkt, sizeof pkt, deadline);
+    /* The server closes the socket when done; wait for that, bounded. */
+    if (rc == 0 && wait_fd(fd, POLLIN, deadline) == 0) {
+        char c;
+        (void)!recv(fd, &c, 1, 0);
+    }
+    close(fd);
+    return rc;
+}

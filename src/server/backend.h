@@ -1,0 +1,61 @@
+/* backend.h — server connections: a libweir driver that logs in to PostgreSQL over its wire
+ * protocol. */
+#ifndef WEIR_SERVER_BACKEND_H
+#define WEIR_SERVER_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "weir/weir.h"
+
+#define BE_MAX_PARAMS 32
+#define BE_NAME       64
+#define BE_VALUE      128
+
+typedef struct be_params {
+    int n;
+    char name[BE_MAX_PARAMS][BE_NAME];
+    char value[BE_MAX_PARAMS][BE_VALUE];
+} be_params;
+
+/* Set (or add) name=value; returns true if the value changed. */
+bool be_params_set(be_params *p, const char *name, const char *value);
+const char *be_params_get(const be_params *p, const char *name);
+
+/* What a pool's connections are opened with (the driver context). Immutable
+ * once the pool exists. */
+typedef struct be_target {
+    char host[256];
+    int port;
+    char dbname[64], user[64];
+    char password[256]; /* plain, or "md5..." (enough for md5 auth only); "" = none */
+    char check_query[256];
+    char reset_query[256];
+    char connect_query[256];
+    int64_t io_timeout_ms; /* for check, reset and connect queries */
+    bool tcp_keepalive;
+    char describe[256];
+} be_target;
+
+/* One server connection. While a client holds it, the client's worker owns
+ * all I/O on fd; otherwise the engine's threads may validate or reset it. */
+typedef struct backend {
+    int fd;
+    char txn;          /* status of the last ReadyForQuery: 'I', 'T' or 'E' */
+    bool needs_reset;  /* run reset_query before the next user (session pooling) */
+    bool unclean;      /* released with a request in flight: never reuse */
+    uint32_t pid, key; /* BackendKeyData, for cancel requests */
+    be_params params;  /* ParameterStatus as the server last reported it */
+    const be_target *target;
+} backend;
+
+extern const weir_driver be_driver;
+
+/* Send a CancelRequest for (pid, key) to the target's server: opens a new
+ * connection, as the protocol wants. Blocking, bounded by timeout_ms. */
+int be_cancel(const char *host, int port, uint32_t pid, uint32_t key, int64_t timeout_ms);
+
+/* Quote s as an SQL string literal into out ('...' with '' for '). */
+int be_quote_literal(const char *s, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,1121 @@
+/* client.c — a client's life: login, authentication, pooling, and the byte pump between it and its
+ * server.
+ *
+ * Each client belongs to one worker and is touched only by that worker's
+ * thread; the only things other threads see are its cancel key (under
+ * server.keys_lock) and `cancel_target` (atomic).
+ *
+ *   CL_LOGIN --startup_packet()--> CL_AUTH --auth_done()--> CL_WELCOME (no
+ *   cached ParameterStatus yet: wait for a server) --> CL_IDLE
+ *   CL_IDLE --data, request_server()--> CL_WAITING --link()--> CL_ACTIVE
+ *   CL_ACTIVE --ReadyForQuery 'I', nothing in flight, transaction pooling,
+ *            unlink()--> CL_IDLE
+ *   any --client_close()--> gone (or a zombie until its checkout completes)
+ *
+ * Client -> server bytes go through c->in: scanned for message boundaries
+ * (counting the requests that will each end in a ReadyForQuery) and sent
+ * as they are. Server -> client bytes go through c->out: scanned for
+ * ReadyForQuery and ParameterStatus, and sent as they are. Only weir's own
+ * messages (the SETs that bring a server's session in line with the
+ * client's parameters) are dropped from the stream.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "server.h"
+
+#define HIGH_WATER     (256u * 1024) /* stop reading a side whose output waits above this */
+#define READ_CHUNK     16384u
+#define CLIENT_MAX_MSG (1u << 30) /* PostgreSQL's own limit for a message */
+
+typedef enum cstate {
+    CL_LOGIN,
+    CL_AUTH_PASSWORD, /* cleartext or md5 asked */
+    CL_AUTH_SASL_FIRST,
+    CL_AUTH_SASL_FINAL,
+    CL_WELCOME,
+    CL_IDLE,
+    CL_WAITING,
+    CL_ACTIVE,
+} cstate;
+
+static const char *const state_names[] = {"login",   "auth", "auth",    "auth",
+                                          "welcome", "idle", "waiting", "active"};
+
+/* Parameters a client may set that weir keeps in line on every server it lands on. */
+static const char *const tracked[] = {
+    "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
+    "application_name"};
+#define NTRACKED (sizeof tracked / sizeof *tracked)
+
+struct client {
+    worker *w;
+    int fd;
+    cstate state;
+    struct event cev, sev;
+    short cev_flags, sev_flags;
+    bool sev_assigned, terminate, zombie, checkout_pending, reject, unsynced, is_unix;
+    uint64_t req;
+    pq_buf in, out, pre;
+    uint32_t in_scanned, out_scanned;
+    pq_stream cst, sst;
+    bool sst_drop;
+    int skip_rfq, pending;
+    spool *pool;
+    weir_conn *conn;
+    backend *be;
+    char user[CFG_NAME], dbname[CFG_NAME];
+    char secret[CFG_STR];
+    const char *want_val[NTRACKED];
+    char want[NTRACKED][BE_VALUE];
+    bool want_set[NTRACKED];
+    uint32_t my_pid, my_key;
+    client *key_next;
+    _Atomic uint64_t cancel_target; /* server pid << 32 | key while linked, else 0 */
+    int64_t t_connect, t_activity, t_query;
+    uint8_t salt[4];
+    scram_server *scram;
+    client *prev, *next;
+};
+
+/* ------------------------------------------------------------------------ */
+
+static void update_events(client *c);
+static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool process_in(client *c);
+
+static int64_t now_ms(void)
+{
+    return weir_now_ns() / 1000000;
+}
+
+/* pq_buf_reserve may move the data down: keep *scanned pointing at the same byte. */
+static int reserve(pq_buf *b, uint32_t *scanned, uint32_t n)
+{
+    uint32_t rel = *scanned - b->start;
+    int rc = pq_buf_reserve(b, n);
+    *scanned = b->start + rel;
+    return rc;
+}
+
+static void set_state(client *c, cstate s)
+{
+    c->state = s;
+    c->t_activity = now_ms();
+}
+
+/* --- cancel keys --------------------------------------------------------- */
+
+static size_t key_bucket(server *s, uint32_t key)
+{
+    return key & (s->keys_cap - 1);
+}
+
+static void keys_add(client *c)
+{
+    server *s = c->w->srv;
+    pthread_mutex_lock(&s->keys_lock);
+    if (!s->keys) {
+        s->keys_cap = 4096;
+        s->keys = calloc(s->keys_cap, sizeof *s->keys);
+    }
+    if (s->keys) {
+        size_t b = key_bucket(s, c->my_key);
+        c->key_next = s->keys[b];
+        s->keys[b] = c;
+        s->nkeys++;
+    }
+    pthread_mutex_unlock(&s->keys_lock);
+}
+
+static void keys_remove(client *c)
+{
+    server *s = c->w->srv;
+    pthread_mutex_lock(&s->keys_lock);
+    if (s->keys) {
+        for (client **pp = &s->keys[key_bucket(s, c->my_key)]; *pp; pp = &(*pp)->key_next)
+            if (*pp == c) {
+                *pp = c->key_next;
+                s->nkeys--;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&s->keys_lock);
+}
+
+static void *cancel_thread(void *arg)
+{
+    cancel_req *r = arg;
+    (void)be_cancel(r->host, r->port, r->pid, r->key, 10000);
+    free(r);
+    return NULL;
+}
+
+/* A CancelRequest: forward it to the server running that client's query, if any. */
+static void handle_cancel(server *s, uint32_t pid, uint32_t key)
+{
+    cancel_req *r = NULL;
+    pthread_mutex_lock(&s->keys_lock);
+    if (s->keys) {
+        for (client *c = s->keys[key_bucket(s, key)]; c; c = c->key_next) {
+            if (c->my_key != key || c->my_pid != pid) continue;
+            uint64_t t = atomic_load(&c->cancel_target);
+            if (t && c->pool && (r = malloc(sizeof *r))) {
+                snprintf(r->host, sizeof r->host, "%s", c->pool->target->host);
+                r->port = c->pool->target->port;
+                r->pid = (uint32_t)(t >> 32);
+                r->key = (uint32_t)t;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->keys_lock);
+    if (!r) return;
+    pthread_t th;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &a, cancel_thread, r)) free(r);
+    pthread_attr_destroy(&a);
+}
+
+/* --- life and death ------------------------------------------------------ */
+
+static void free_client(client *c)
+{
+    pq_buf_free(&c->in);
+    pq_buf_free(&c->out);
+    pq_buf_free(&c->pre);
+    free(c->scram);
+    free(c);
+}
+
+/* Give the server back: clean if nothing is in flight, else it is closed. */
+static void unlink_server(client *c, bool client_gone)
+{
+    if (!c->conn) return;
+    if (c->sev_assigned) {
+        event_del(&c->sev);
+        c->sev_assigned = false;
+        c->sev_flags = 0;
+    }
+    atomic_store(&c->cancel_target, 0);
+    backend *be = c->be;
+    bool in_flight = c->pending > 0 || c->skip_rfq > 0 || c->sst.left || pq_buf_len(&c->pre) ||
+                     c->in_scanned != c->in.start || c->unsynced || c->cst.left;
+    if (client_gone && in_flight) be->unclean = true;
+    if (c->pool->mode == POOL_SESSION && client_gone)
+        be->needs_reset = be->target->reset_query[0] != '\0';
+    else if (c->w->srv->cfg.server_reset_query_always)
+        be->needs_reset = be->target->reset_query[0] != '\0';
+    weir_conn *conn = c->conn;
+    c->conn = NULL;
+    c->be = NULL;
+    c->pending = 0;
+    c->skip_rfq = 0;
+    c->unsynced = false;
+    c->sst = (pq_stream){0};
+    c->sst_drop = false;
+    pq_buf_reset(&c->pre);
+    if (be->unclean) weir_conn_mark_broken(conn);
+    weir_checkin(conn);
+}
+
+static void destroy(client *c)
+{
+    worker *w = c->w;
+    server *s = w->srv;
+    if (c->cev_flags) event_del(&c->cev);
+    c->cev_flags = 0;
+    unlink_server(c, true);
+    if (c->my_key || c->my_pid) keys_remove(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    close(c->fd);
+    c->fd = -1;
+    atomic_fetch_sub(&s->nclients, 1);
+    if (c->checkout_pending) {
+        /* Its completion is (or will be) in our queue: free it there. */
+        c->zombie = true;
+        (void)weir_checkout_cancel(c->pool->pool, c->req);
+        return;
+    }
+    /* Freed on the next tick: callers up the stack may still look at c->fd. */
+    c->next = w->graveyard;
+    w->graveyard = c;
+}
+
+void worker_free_graveyard(worker *w)
+{
+    while (w->graveyard) {
+        client *c = w->graveyard;
+        w->graveyard = c->next;
+        free_client(c);
+    }
+}
+
+/* Best effort: the error goes out with one non-blocking write, then the client is gone. */
+static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
+{
+    if (fmt) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (c->w->srv->cfg.log_pooler_errors)
+            srv_log(c->w->srv, "WARNING", "C-%p: %s/%s pooler error: %s", (void *)c,
+                    c->dbname[0] ? c->dbname : "(nodb)", c->user[0] ? c->user : "(nouser)", msg);
+        pq_buf tmp = {0};
+        if (pq_put_error(&tmp, "FATAL", sqlstate, msg) == 0) {
+            /* Whatever was already on its way to the client goes first. */
+            uint32_t pend = c->out_scanned - c->out.start;
+            if (pend)
+                (void)!send(c->fd, c->out.p + c->out.start, pend, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)!send(c->fd, tmp.p, tmp.end, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        pq_buf_free(&tmp);
+    } else if (c->w->srv->cfg.log_disconnections && c->state >= CL_IDLE) {
+        srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: client close request", (void *)c,
+                c->dbname, c->user);
+    }
+    destroy(c);
+}
+
+/* --- writing ------------------------------------------------------------- */
+
+/* Send what is ready in c->out. false if the client is gone (c freed). */
+static bool flush_out(client *c)
+{
+    while (c->out_scanned > c->out.start) {
+        ssize_t n =
+            send(c->fd, c->out.p + c->out.start, c->out_scanned - c->out.start, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out.start += (uint32_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+        destroy(c);
+        return false;
+    }
+    if (c->out.start == c->out.end) {
+        c->out.start = c->out.end = c->out_scanned = 0;
+    }
+    return true;
+}
+
+/* Send pre (weir's own SETs) and the scanned part of c->in to the server. false: server lost. */
+static bool flush_in(client *c)
+{
+    if (!c->be) return true;
+    pq_buf *bufs[2] = {&c->pre, &c->in};
+    for (int i = 0; i < 2; i++) {
+        pq_buf *b = bufs[i];
+        uint32_t *lim = i ? &c->in_scanned : &b->end;
+        while (*lim > b->start) {
+            ssize_t n = send(c->be->fd, b->p + b->start, *lim - b->start, MSG_NOSIGNAL);
+            if (n > 0) {
+                b->start += (uint32_t)n;
+                if (c->pool)
+                    atomic_fetch_add_explicit(&c->pool->bytes_in, (uint64_t)n,
+                                              memory_order_relaxed);
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+            return false;
+        }
+        if (b->start == b->end) {
+            b->start = b->end = 0;
+            if (i) c->in_scanned = 0;
+        }
+        if (pq_buf_len(b)) return true; /* pre must be gone before in goes */
+    }
+    return true;
+}
+
+static void server_lost(client *c)
+{
+    if (c->be) c->be->unclean = true;
+    client_close(c, "08P01", "server conn crashed?");
+}
+
+/* --- the server side ----------------------------------------------------- */
+
+static void on_server(evutil_socket_t fd, short what, void *arg);
+
+static void release_if_done(client *c)
+{
+    if (!c->conn || c->pool->mode == POOL_SESSION) return;
+    if (c->pending || c->skip_rfq || c->unsynced || c->be->txn != 'I' || c->sst.left ||
+        c->in_scanned != c->in.start || c->cst.left || pq_buf_len(&c->pre))
+        return;
+    atomic_fetch_add_explicit(&c->pool->xacts, 1, memory_order_relaxed);
+    unlink_server(c, false);
+    set_state(c, CL_IDLE);
+}
+
+/* Scan new server bytes in c->out: note ReadyForQuery and ParameterStatus,
+ * drop the replies to weir's own queries. false: protocol error. */
+static bool scan_out(client *c)
+{
+    uint8_t *p = c->out.p;
+    uint32_t rd = c->out_scanned, wr = c->out_scanned, end = c->out.end;
+    bool ok = true;
+    while (rd < end) {
+        pq_msg m;
+        uint32_t used;
+        int r = pq_next(&c->sst, p + rd, end - rd, CLIENT_MAX_MSG, "ZS", &m, &used);
+        if (r == PQ_NEED) break;
+        if (r == PQ_BAD) {
+            ok = false;
+            break;
+        }
+        bool keep = true;
+        if (r == PQ_PASS) {
+            keep = !c->sst_drop;
+        } else {
+            keep = c->skip_rfq == 0;
+            c->sst_drop = !keep && !m.body;
+            if (m.type == 'Z' && m.len == 5) {
+                c->be->txn = (char)m.body[0];
+                if (c->skip_rfq) {
+                    c->skip_rfq--;
+                } else {
+                    if (c->pending) c->pending--;
+                    c->t_activity = now_ms();
+                }
+            } else if (m.type == 'S' && m.body) {
+                const uint8_t *q = m.body, *e = m.body + m.len - 4;
+                const char *n = pq_get_str(&q, e), *v = n ? pq_get_str(&q, e) : NULL;
+                if (v) {
+                    be_params_set(&c->be->params, n, v);
+                    if (keep)
+                        for (size_t i = 0; i < NTRACKED; i++)
+                            if (!strcasecmp(tracked[i], n)) {
+                                snprintf(c->want[i], BE_VALUE, "%s", v);
+                                c->want_set[i] = true;
+                            }
+                }
+            }
+        }
+        if (keep) {
+            if (wr != rd) memmove(p + wr, p + rd, used);
+            wr += used;
+        }
+        rd += used;
+    }
+    if (wr != rd) {
+        memmove(p + wr, p + rd, end - rd);
+        c->out.end = wr + (end - rd);
+    }
+    c->out_scanned = wr;
+    return ok;
+}
+
+/* false: c is gone */
+static bool read_server(client *c)
+{
+    if (reserve(&c->out, &c->out_scanned, READ_CHUNK)) {
+        server_lost(c);
+        return false;
+    }
+    ssize_t n = recv(c->be->fd, c->out.p + c->out.end, c->out.cap - c->out.end, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        server_lost(c);
+        return false;
+    }
+    if (n < 0) return true;
+    c->out.end += (uint32_t)n;
+    atomic_fetch_add_explicit(&c->pool->bytes_out, (uint64_t)n, memory_order_relaxed);
+    if (!scan_out(c)) {
+        server_lost(c);
+        return false;
+    }
+    if (!flush_out(c)) return false;
+    release_if_done(c);
+    if (!c->conn && pq_buf_len(&c->in)) return process_in(c);
+    return true;
+}
+
+static void on_server(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    client *c = arg;
+    if (what & EV_WRITE) {
+        if (!flush_in(c)) {
+            server_lost(c);
+            return;
+        }
+    }
+    if ((what & EV_READ) && c->be && !read_server(c)) return;
+    update_events(c);
+}
+
+/* Bring the server's session in line with what the client believes it set. */
+static void sync_params(client *c)
+{
+    char sql[2048];
+    size_t o = 0;
+    for (size_t i = 0; i < NTRACKED; i++) {
+        if (!c->want_set[i]) continue;
+        const char *have = be_params_get(&c->be->params, tracked[i]);
+        if (have && !strcmp(have, c->want[i])) continue;
+        char lit[2 * BE_VALUE + 3];
+        if (be_quote_literal(c->want[i], lit, sizeof lit)) continue;
+        int n = snprintf(sql + o, sizeof sql - o, "SET %s=%s;", tracked[i], lit);
+        if (n < 0 || (size_t)n >= sizeof sql - o) break;
+        o += (size_t)n;
+    }
+    if (!o) return;
+    if (pq_put_msg(&c->pre, 'Q', sql, (uint32_t)o + 1) == 0) c->skip_rfq++;
+}
+
+static void send_welcome(client *c);
+
+/* false: c is gone */
+static bool link_server(client *c, weir_conn *conn)
+{
+    c->conn = conn;
+    c->be = weir_conn_handle(conn);
+    c->sst = (pq_stream){0};
+    c->sst_drop = false;
+    event_assign(&c->sev, c->w->base, c->be->fd, EV_READ | EV_PERSIST, on_server, c);
+    c->sev_assigned = true;
+    c->sev_flags = 0;
+    atomic_store(&c->cancel_target, (uint64_t)c->be->pid << 32 | c->be->key);
+    if (c->state == CL_WELCOME) {
+        spool *p = c->pool;
+        pthread_mutex_lock(&p->lock);
+        if (!p->have_welcome) {
+            p->welcome = c->be->params;
+            p->have_welcome = true;
+        }
+        pthread_mutex_unlock(&p->lock);
+        send_welcome(c);
+        if (!flush_out(c)) return false;
+    }
+    set_state(c, CL_ACTIVE);
+    sync_params(c);
+    release_if_done(c);
+    return true;
+}
+
+static void checkout_failed(client *c, int status)
+{
+    if (status == WEIR_ETIMEDOUT) {
+        client_close(c, "08P01", "query_wait_timeout");
+    } else if (status == WEIR_ECONNECT) {
+        char e[400];
+        weir_pool_last_error(c->pool->pool, e, sizeof e);
+        client_close(c, "08P01",
+                     "server login has been failing, cached error: %s (server_login_retry)", e);
+    } else if (status == WEIR_ECLOSED) {
+        client_close(c, "08P01", "pooler is shutting down");
+    } else {
+        client_close(c, "08P01", "no server connection available: %s", weir_strerror(status));
+    }
+}
+
+static void on_checkout(weir_conn *conn, int status, void *ud)
+{
+    client *c = ud;
+    worker *w = c->w;
+    pthread_mutex_lock(&w->qlock);
+    if (w->qlen == w->qcap) {
+        size_t cap = w->qcap ? w->qcap * 2 : 64;
+        completion *q = realloc(w->q, cap * sizeof *q);
+        if (!q) {
+            /* Cannot happen in practice; dropping it would lose a connection. */
+            abort();
+        }
+        w->q = q;
+        w->qcap = cap;
+    }
+    w->q[w->qlen++] = (completion){.c = c, .conn = conn, .status = status};
+    pthread_mutex_unlock(&w->qlock);
+    uint64_t one = 1;
+    (void)!write(w->efd, &one, sizeof one);
+}
+
+/* false: c is gone */
+static bool request_server(client *c)
+{
+    weir_conn *conn = NULL;
+    int64_t wait = c->w->srv->cfg.query_wait_timeout;
+    if (wait <= 0) wait = INT64_C(1) << 40; /* no limit */
+    set_state(c, c->state == CL_WELCOME ? CL_WELCOME : CL_WAITING);
+    int rc = weir_checkout_async(c->pool->pool, wait, on_checkout, c, &conn, &c->req);
+    if (rc == 0) return link_server(c, conn) && process_in(c);
+    if (rc == WEIR_PENDING) {
+        c->checkout_pending = true;
+        update_events(c);
+        return true;
+    }
+    checkout_failed(c, rc);
+    return false;
+}
+
+void worker_drain_completions(worker *w)
+{
+    for (;;) {
+        pthread_mutex_lock(&w->qlock);
+        size_t n = w->qlen;
+        completion batch[64];
+        if (n > 64) n = 64;
+        memcpy(batch, w->q, n * sizeof *batch);
+        memmove(w->q, w->q + n, (w->qlen - n) * sizeof *w->q);
+        w->qlen -= n;
+        pthread_mutex_unlock(&w->qlock);
+        if (!n) return;
+        for (size_t i = 0; i < n; i++) {
+            client *c = batch[i].c;
+            c->checkout_pending = false;
+            if (c->zombie) {
+                if (batch[i].conn) weir_checkin(batch[i].conn);
+                free_client(c);
+                continue;
+            }
+            if (batch[i].status) {
+                checkout_failed(c, batch[i].status);
+                continue;
+            }
+            if (link_server(c, batch[i].conn)) process_in(c);
+        }
+    }
+}
+
+/* --- the client side ----------------------------------------------------- */
+
+static bool valid_frontend_type(char t)
+{
+    return t && strchr("BCcdDEfFHPpQSX", t);
+}
+
+/* Scan new client bytes: count requests, notice Terminate. false: closed. */
+static bool scan_in(client *c)
+{
+    while (c->in_scanned < c->in.end) {
+        pq_msg m;
+        uint32_t used;
+        int r = pq_next(&c->cst, c->in.p + c->in_scanned, c->in.end - c->in_scanned, CLIENT_MAX_MSG,
+                        "X", &m, &used);
+        if (r == PQ_NEED) break;
+        if (r == PQ_BAD) {
+            client_close(c, "08P01", "invalid message length");
+            return false;
+        }
+        if (r == PQ_MSG) {
+            if (!valid_frontend_type(m.type)) {
+                client_close(c, "08P01", "invalid frontend message type %d", (unsigned char)m.type);
+                return false;
+            }
+            if (m.type == 'X') {
+                c->terminate = true;
+                c->in.end = c->in_scanned; /* nothing after Terminate matters */
+                break;
+            }
+            if (m.type == 'Q' || m.type == 'S' || m.type == 'F') {
+                if (c->pending++ == 0) c->t_query = now_ms();
+                c->unsynced = false;
+                if (c->pool) atomic_fetch_add_explicit(&c->pool->queries, 1, memory_order_relaxed);
+            } else if (m.type != 'd' && m.type != 'c' && m.type != 'f' && m.type != 'H') {
+                c->unsynced = true;
+            }
+        }
+        c->in_scanned += used;
+    }
+    return true;
+}
+
+/* Client data after login: pass it to the server, getting one first if
+ * needed. false: c is gone. */
+static bool process_in(client *c)
+{
+    if (!scan_in(c)) return false;
+    if (c->state == CL_WAITING || c->state == CL_WELCOME) {
+        update_events(c); /* keep it until a server comes */
+        return true;
+    }
+    if (c->terminate && c->in_scanned == c->in.start) {
+        client_close(c, NULL, NULL);
+        return false;
+    }
+    if (c->in_scanned == c->in.start) {
+        update_events(c);
+        return true;
+    }
+    if (!c->conn) return request_server(c); /* linking calls back into process_in */
+    if (!flush_in(c)) {
+        server_lost(c);
+        return false;
+    }
+    if (c->terminate && c->in_scanned == c->in.start) {
+        client_close(c, NULL, NULL);
+        return false;
+    }
+    update_events(c);
+    return true;
+}
+
+static void send_welcome(client *c)
+{
+    spool *p = c->pool;
+    be_params w;
+    pthread_mutex_lock(&p->lock);
+    w = p->welcome;
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < NTRACKED; i++) {
+        if (c->want_set[i]) {
+            be_params_set(&w, tracked[i], c->want[i]);
+        } else {
+            const char *v = be_params_get(&w, tracked[i]);
+            if (v) {
+                snprintf(c->want[i], BE_VALUE, "%s", v);
+                c->want_set[i] = true;
+            }
+        }
+    }
+    pq_buf *o = &c->out;
+    (void)pq_put_auth(o, 0, NULL, 0);
+    for (int i = 0; i < w.n; i++) (void)pq_put_param(o, w.name[i], w.value[i]);
+    (void)pq_put_key(o, c->my_pid, c->my_key);
+    (void)pq_put_ready(o, 'I');
+    c->out_scanned = c->out.end;
+    if (c->w->srv->cfg.log_connections)
+        srv_log(c->w->srv, "LOG", "C-%p: %s/%s login attempt: db=%s user=%s", (void *)c, c->dbname,
+                c->user, c->dbname, c->user);
+}
+
+static void auth_done(client *c)
+{
+    server *s = c->w->srv;
+    char err[300];
+    const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
+    c->pool = db ? pool_get(s, db, c->dbname, c->user, err, sizeof err) : NULL;
+    if (!c->pool) {
+        client_close(c, "08P01", "%s", db ? err : "no such database");
+        return;
+    }
+    (void)auth_random(&c->my_pid, sizeof c->my_pid);
+    (void)auth_random(&c->my_key, sizeof c->my_key);
+    keys_add(c);
+    pthread_mutex_lock(&c->pool->lock);
+    bool have = c->pool->have_welcome;
+    pthread_mutex_unlock(&c->pool->lock);
+    if (!have) {
+        set_state(c, CL_WELCOME);
+        (void)request_server(c);
+        return;
+    }
+    send_welcome(c);
+    if (!flush_out(c)) return;
+    set_state(c, CL_IDLE);
+    (void)process_in(c);
+}
+
+static void auth_failed(client *c)
+{
+    client_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+/* Start authenticating per auth_type. */
+static void auth_start(client *c)
+{
+    server *s = c->w->srv;
+    int type = s->cfg.auth_type;
+    if (type == AUTH_ANY) {
+        auth_done(c);
+        return;
+    }
+    const cfg_secret *sec = cfg_find_secret(&s->cfg, c->user);
+    if (type == AUTH_TRUST) {
+        if (s->cfg.auth_file[0] && !sec) {
+            client_close(c, "28000", "no such user: %s", c->user);
+            return;
+        }
+        auth_done(c);
+        return;
+    }
+    if (!sec) {
+        /* Ask anyway, so that a missing user looks like a wrong password. */
+        c->secret[0] = '\0';
+    } else {
+        snprintf(c->secret, sizeof c->secret, "%s", sec->secret);
+    }
+    bool is_scram = !strncmp(c->secret, "SCRAM-SHA-256$", 14);
+    if (type == AUTH_SCRAM || (type == AUTH_MD5 && is_scram)) {
+        if (!strncmp(c->secret, "md5", 3) && strlen(c->secret) == 35) {
+            /* An md5 hash cannot answer SCRAM: fall back to md5, as PostgreSQL does. */
+            goto md5;
+        }
+        c->scram = calloc(1, sizeof *c->scram);
+        if (!c->scram) {
+            client_close(c, "53200", "out of memory");
+            return;
+        }
+        int rc = is_scram ? scram_secret_parse(c->secret, &c->scram->sec)
+                          : scram_secret_make(c->secret[0] ? c->secret : "\x01", &c->scram->sec);
+        if (rc) {
+            client_close(c, "28P01", "invalid SCRAM secret for user \"%s\"", c->user);
+            return;
+        }
+        static const char mech[] = "SCRAM-SHA-256\0";
+        (void)pq_put_auth(&c->out, 10, mech, sizeof mech);
+        set_state(c, CL_AUTH_SASL_FIRST);
+    } else if (type == AUTH_MD5) {
+    md5:
+        (void)auth_random(c->salt, 4);
+        (void)pq_put_auth(&c->out, 5, c->salt, 4);
+        set_state(c, CL_AUTH_PASSWORD);
+    } else {
+        (void)pq_put_auth(&c->out, 3, NULL, 0);
+        set_state(c, CL_AUTH_PASSWORD);
+    }
+    c->out_scanned = c->out.end;
+    if (flush_out(c)) update_events(c);
+}
+
+static bool check_password(client *c, const char *pw, uint32_t len)
+{
+    if (!c->secret[0] || !len || pw[len - 1] != '\0') return false;
+    if (c->state != CL_AUTH_PASSWORD) return false;
+    if (c->w->srv->cfg.auth_type == AUTH_PLAIN) {
+        if (!strncmp(c->secret, "md5", 3) && strlen(c->secret) == 35) {
+            char expect[36], got[36];
+            /* compare md5(pw+user) by hashing both the same way with a fixed salt */
+            static const uint8_t zero[4];
+            auth_md5_response(c->user, c->secret, zero, expect);
+            auth_md5_response(c->user, pw, zero, got);
+            return auth_equal(expect, got);
+        }
+        return auth_equal(c->secret, pw);
+    }
+    char expect[36];
+    auth_md5_response(c->user, c->secret, c->salt, expect);
+    return auth_equal(expect, pw);
+}
+
+/* One authentication message ('p') from the client. */
+static void auth_message(client *c, const pq_msg *m)
+{
+    const char *why = NULL;
+    uint32_t blen = m->len - 4;
+    if (m->type != 'p') {
+        client_close(c, "08P01", "expected password response, got message type %d",
+                     (unsigned char)m->type);
+        return;
+    }
+    if (c->state == CL_AUTH_PASSWORD) {
+        if (!check_password(c, (const char *)m->body, blen)) {
+            auth_failed(c);
+            return;
+        }
+        auth_done(c);
+        return;
+    }
+    if (c->state == CL_AUTH_SASL_FIRST) {
+        const uint8_t *q = m->body, *e = m->body + blen;
+        const char *mech = pq_get_str(&q, e);
+        if (!mech || strcmp(mech, "SCRAM-SHA-256")) {
+            client_close(c, "08P01", "client selected an invalid SASL authentication mechanism");
+            return;
+        }
+        if (e - q < 4 || pq_get32(q) != (uint32_t)(e - q - 4)) {
+            client_close(c, "08P01", "malformed SASL message");
+            return;
+        }
+        char out[256];
+        if (scram_server_first(c->scram, (const char *)q + 4, (size_t)(e - q - 4), out, sizeof out,
+                               &why)) {
+            client_close(c, "08P01", "%s", why);
+            return;
+        }
+        (void)pq_put_auth(&c->out, 11, out, (uint32_t)strlen(out));
+        c->out_scanned = c->out.end;
+        set_state(c, CL_AUTH_SASL_FINAL);
+        if (flush_out(c)) update_events(c);
+        return;
+    }
+    char out[128];
+    if (!c->secret[0] ||
+        scram_server_final(c->scram, (const char *)m->body, blen, out, sizeof out, &why)) {
+        if (why && strcmp(why, "password authentication failed") && c->secret[0])
+            client_close(c, "08P01", "%s", why);
+        else
+            auth_failed(c);
+        return;
+    }
+    (void)pq_put_auth(&c->out, 12, out, (uint32_t)strlen(out));
+    c->out_scanned = c->out.end;
+    auth_done(c);
+}
+
+static bool ignored_param(server *s, const char *name)
+{
+    return cfg_list_has(s->cfg.ignore_startup_parameters, name);
+}
+
+/* The startup packet, or an SSL/GSS/cancel request. */
+static void startup_packet(client *c)
+{
+    server *s = c->w->srv;
+    uint32_t avail = pq_buf_len(&c->in);
+    if (avail < 4) return;
+    uint8_t *p = c->in.p + c->in.start;
+    uint32_t len = pq_get32(p);
+    if (len < 8 || len > PQ_STARTUP_MAX) {
+        client_close(c, "08P01", "invalid length of startup packet");
+        return;
+    }
+    if (avail < len) return;
+    pq_startup st;
+    const char *why;
+    if (pq_parse_startup(p, len, &st, &why)) {
+        client_close(c, "08P01", "%s", why);
+        return;
+    }
+    c->in.start += len;
+    c->in_scanned = c->in.start;
+    if (st.code == PQ_SSL_CODE || st.code == PQ_GSSENC_CODE) {
+        /* No TLS yet: 'N', and the client goes on in plain text. */
+        (void)pq_put_raw(&c->out, "N", 1);
+        c->out_scanned = c->out.end;
+        if (flush_out(c)) update_events(c);
+        return;
+    }
+    if (st.code == PQ_CANCEL_CODE) {
+        handle_cancel(s, st.cancel_pid, st.cancel_key);
+        destroy(c);
+        return;
+    }
+    if (c->reject) {
+        client_close(c, "08P01", "no more connections allowed (max_client_conn)");
+        return;
+    }
+    const char *user = pq_startup_get(&st, "user");
+    const char *db = pq_startup_get(&st, "database");
+    if (!user || !*user) {
+        client_close(c, "08P01", "no username supplied");
+        return;
+    }
+    snprintf(c->user, sizeof c->user, "%s", user);
+    snprintf(c->dbname, sizeof c->dbname, "%s", db && *db ? db : user);
+    for (int i = 0; i < st.nparams; i++) {
+        const char *n = st.names[i];
+        if (!strcmp(n, "user") || !strcmp(n, "database")) continue;
+        bool found = false;
+        for (size_t k = 0; k < NTRACKED; k++)
+            if (!strcasecmp(tracked[k], n)) {
+                snprintf(c->want[k], BE_VALUE, "%s", st.values[i]);
+                c->want_set[k] = true;
+                found = true;
+            }
+        if (found || ignored_param(s, n)) continue;
+        client_close(c, "08P01", "unsupported startup parameter: %s", n);
+        return;
+    }
+    if (!strcmp(c->dbname, "pgbouncer") || !strcmp(c->dbname, "weir")) {
+        if (!cfg_find_db(&s->cfg, c->dbname)) {
+            client_close(c, "08P01", "the admin console is not available in this version of weir");
+            return;
+        }
+    }
+    if (!cfg_find_db(&s->cfg, c->dbname)) {
+        client_close(c, "08P01", "no such database: %s", c->dbname);
+        return;
+    }
+    set_state(c, CL_AUTH_PASSWORD); /* placeholder until auth_start picks */
+    auth_start(c);
+}
+
+static void login_data(client *c)
+{
+    while (c->fd >= 0 && (c->state == CL_LOGIN || c->state == CL_AUTH_PASSWORD ||
+                          c->state == CL_AUTH_SASL_FIRST || c->state == CL_AUTH_SASL_FINAL)) {
+        if (c->state == CL_LOGIN) {
+            uint32_t before = pq_buf_len(&c->in);
+            startup_packet(c);
+            if (c->fd < 0 || c->zombie) return;
+            if (pq_buf_len(&c->in) == before && c->state == CL_LOGIN) return; /* need more */
+            continue;
+        }
+        uint32_t avail = pq_buf_len(&c->in);
+        if (avail < 5) return;
+        const uint8_t *p = c->in.p + c->in.start;
+        uint32_t len = pq_get32(p + 1);
+        if (len < 4 || len > 8192) {
+            client_close(c, "08P01", "invalid length of authentication message");
+            return;
+        }
+        if (avail < len + 1) return;
+        pq_msg m = {.type = (char)p[0], .len = len, .body = p + 5};
+        c->in.start += len + 1;
+        c->in_scanned = c->in.start;
+        auth_message(c, &m);
+        if (c->fd < 0 || c->zombie) return;
+    }
+}
+
+static void on_client(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    if (what & EV_WRITE) {
+        if (!flush_out(c)) return;
+        if (!c->conn && c->state == CL_IDLE && pq_buf_len(&c->in)) {
+            (void)process_in(c);
+            return;
+        }
+    }
+    if (what & EV_READ) {
+        if (reserve(&c->in, &c->in_scanned, READ_CHUNK)) {
+            client_close(c, "53200", "out of memory");
+            return;
+        }
+        ssize_t n = recv(fd, c->in.p + c->in.end, c->in.cap - c->in.end, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            if (c->state >= CL_IDLE && c->w->srv->cfg.log_disconnections)
+                srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: client unexpected eof",
+                        (void *)c, c->dbname, c->user);
+            destroy(c);
+            return;
+        }
+        if (n > 0) {
+            c->in.end += (uint32_t)n;
+            c->t_activity = now_ms();
+            if (c->state < CL_WELCOME) {
+                login_data(c);
+                if (c->fd < 0 || c->zombie) return;
+                if (c->state < CL_WELCOME) {
+                    update_events(c);
+                    return;
+                }
+            }
+            (void)process_in(c);
+            return;
+        }
+    }
+    update_events(c);
+}
+
+static void set_event(client *c, struct event *ev, int fd, short *cur, short want,
+                      event_callback_fn cb)
+{
+    if (*cur == want) return;
+    if (*cur) event_del(ev);
+    *cur = want;
+    if (!want) return;
+    event_assign(ev, c->w->base, fd, want | EV_PERSIST, cb, c);
+    event_add(ev, NULL);
+}
+
+static void update_events(client *c)
+{
+    if (c->fd < 0) return;
+    short cw = 0;
+    if (!c->terminate && pq_buf_len(&c->in) < HIGH_WATER) cw |= EV_READ;
+    if (c->out_scanned > c->out.start) cw |= EV_WRITE;
+    set_event(c, &c->cev, c->fd, &c->cev_flags, cw, on_client);
+    if (c->be) {
+        short sw = 0;
+        if (c->out_scanned - c->out.start < HIGH_WATER) sw |= EV_READ;
+        if (pq_buf_len(&c->pre) || c->in_scanned > c->in.start) sw |= EV_WRITE;
+        set_event(c, &c->sev, c->be->fd, &c->sev_flags, sw, on_server);
+    }
+}
+
+/* --- accepting and timeouts ---------------------------------------------- */
+
+void client_accept(worker *w, int fd, bool is_unix)
+{
+    server *s = w->srv;
+    client *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->is_unix = is_unix;
+    c->t_connect = c->t_activity = now_ms();
+    if (!is_unix) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (s->cfg.tcp_keepalive) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    }
+    int n = atomic_fetch_add(&s->nclients, 1) + 1;
+    if (n > s->cfg.max_client_conn || atomic_load(&s->shutting_down)) c->reject = true;
+    c->next = w->clients;
+    if (c->next) c->next->prev = c;
+    w->clients = c;
+    set_state(c, CL_LOGIN);
+    update_events(c);
+}
+
+void worker_timeouts(worker *w)
+{
+    const cfg *k = &w->srv->cfg;
+    int64_t now = now_ms();
+    client *next;
+    for (client *c = w->clients; c; c = next) {
+        next = c->next;
+        int64_t idle = now - c->t_activity;
+        switch (c->state) {
+        case CL_LOGIN:
+        case CL_AUTH_PASSWORD:
+        case CL_AUTH_SASL_FIRST:
+        case CL_AUTH_SASL_FINAL:
+        case CL_WELCOME:
+            if (k->client_login_timeout > 0 && now - c->t_connect > k->client_login_timeout)
+                client_close(c, "08P01", "client_login_timeout");
+            break;
+        case CL_IDLE:
+            if (k->client_idle_timeout > 0 && idle > k->client_idle_timeout)
+                client_close(c, "08P01", "client_idle_timeout");
+            break;
+        case CL_WAITING:
+            break; /* the engine times the wait (query_wait_timeout) */
+        case CL_ACTIVE:
+            if (c->pending) {
+                if (k->query_timeout > 0 && now - c->t_query > k->query_timeout)
+                    client_close(c, "08P01", "query_timeout");
+            } else if (c->be && c->be->txn != 'I') {
+                if (k->idle_transaction_timeout > 0 && idle > k->idle_transaction_timeout)
+                    client_close(c, "08P01", "idle transaction timeout");
+            } else if (k->client_idle_timeout > 0 && idle > k->client_idle_timeout) {
+                client_close(c, "08P01", "client_idle_timeout");
+            }
+            break;
+        }
+    }
+}
+
+/* On shutdown: every client goes, servers are given back. */
+void worker_close_all(worker *w)
+{
+    while (w->clients) client_close(w->clients, "08P01", "pooler is shutting down");
+    worker_drain_completions(w);
+    worker_free_graveyard(w);
+}
+
+const char *client_state_name(const client *c)
+{
+    return state_names[c->state];
+}

@@ -1,0 +1,796 @@
+/* config.c — pgbouncer.ini as it is: [databases], [users], [pgbouncer], %include, auth_file.
+ *
+ * One table of [pgbouncer] keys ({name, type, offset, default}) serves the
+ * reader, SHOW CONFIG and SET. Keys PgBouncer knows and weir does not act on
+ * are accepted with a warning saying so; unknown keys are a warning naming
+ * file:line; a bad value is an error naming file:line and the key.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { K_INT, K_BOOL, K_STR, K_NAME, K_TIME, K_MODE, K_AUTH, K_OCTAL } key_type;
+
+typedef struct key {
+    const char *name;
+    key_type type;
+    size_t off;
+    const char *def;
+} key;
+
+#define K(n, t, d)                                                                                 \
+    {                                                                                              \
+#n, t, offsetof(cfg, n), d                                                                 \
+    }
+static const key keys[] = {
+    K(listen_addr, K_STR, ""),
+    K(listen_port, K_INT, "6432"),
+    K(unix_socket_dir, K_STR, "/tmp"),
+    K(unix_socket_mode, K_OCTAL, "0777"),
+    K(logfile, K_STR, ""),
+    K(pidfile, K_STR, ""),
+    K(user, K_NAME, ""),
+    K(pool_mode, K_MODE, "session"),
+    K(auth_type, K_AUTH, "md5"),
+    K(auth_file, K_STR, ""),
+    K(auth_user, K_NAME, ""),
+    K(auth_query, K_STR, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"),
+    K(admin_users, K_STR, ""),
+    K(stats_users, K_STR, ""),
+    K(ignore_startup_parameters, K_STR, ""),
+    K(max_client_conn, K_INT, "100"),
+    K(default_pool_size, K_INT, "20"),
+    K(min_pool_size, K_INT, "0"),
+    K(reserve_pool_size, K_INT, "0"),
+    K(reserve_pool_timeout, K_TIME, "5"),
+    K(max_db_connections, K_INT, "0"),
+    K(max_user_connections, K_INT, "0"),
+    K(server_reset_query, K_STR, "DISCARD ALL"),
+    K(server_reset_query_always, K_BOOL, "0"),
+    K(server_check_query, K_STR, "select 1"),
+    K(server_check_delay, K_TIME, "30"),
+    K(server_lifetime, K_TIME, "3600"),
+    K(server_idle_timeout, K_TIME, "600"),
+    K(server_connect_timeout, K_TIME, "15"),
+    K(server_login_retry, K_TIME, "15"),
+    K(query_timeout, K_TIME, "0"),
+    K(query_wait_timeout, K_TIME, "120"),
+    K(client_idle_timeout, K_TIME, "0"),
+    K(client_login_timeout, K_TIME, "60"),
+    K(idle_transaction_timeout, K_TIME, "0"),
+    K(cancel_wait_timeout, K_TIME, "10"),
+    K(suspend_timeout, K_TIME, "10"),
+    K(stats_period, K_TIME, "60"),
+    K(max_packet_size, K_INT, "2147483647"),
+    K(pkt_buf, K_INT, "4096"),
+    K(listen_backlog, K_INT, "128"),
+    K(log_connections, K_BOOL, "1"),
+    K(log_disconnections, K_BOOL, "1"),
+    K(log_pooler_errors, K_BOOL, "1"),
+    K(log_stats, K_BOOL, "1"),
+    K(syslog, K_BOOL, "0"),
+    K(syslog_ident, K_NAME, "pgbouncer"),
+    K(syslog_facility, K_NAME, "daemon"),
+    K(verbose, K_INT, "0"),
+    K(tcp_keepalive, K_BOOL, "1"),
+    K(tcp_keepcnt, K_INT, "0"),
+    K(tcp_keepidle, K_INT, "0"),
+    K(tcp_keepintvl, K_INT, "0"),
+    K(tcp_user_timeout, K_INT, "0"),
+    K(so_reuseport, K_BOOL, "0"),
+    K(application_name_add_host, K_BOOL, "0"),
+    K(disable_pqexec, K_BOOL, "0"),
+    K(workers, K_INT, "0"),
+};
+#undef K
+#define NKEYS (sizeof keys / sizeof *keys)
+
+/* PgBouncer keys weir reads but does not act on (yet): a warning, not an error. */
+static const char *const unsupported[] = {
+    "auth_hba_file",
+    "auth_dbname",
+    "unix_socket_group",
+    "server_round_robin",
+    "peer_id",
+    "service_name",
+    "job_name",
+    "conffile",
+    "autodb_idle_timeout",
+    "dns_max_ttl",
+    "dns_nxdomain_ttl",
+    "dns_zone_check_period",
+    "resolv_conf",
+    "server_fast_close",
+    "sbuf_loopcnt",
+    "tcp_defer_accept",
+    "tcp_socket_buffer",
+    "track_extra_parameters",
+    "max_prepared_statements",
+    "client_tls_sslmode",
+    "client_tls_key_file",
+    "client_tls_cert_file",
+    "client_tls_ca_file",
+    "client_tls_protocols",
+    "client_tls_ciphers",
+    "client_tls_ecdhcurve",
+    "client_tls_dheparams",
+    "server_tls_sslmode",
+    "server_tls_key_file",
+    "server_tls_cert_file",
+    "server_tls_ca_file",
+    "server_tls_protocols",
+    "server_tls_ciphers",
+    "http_listen_addr",
+    "http_listen_port",
+};
+
+typedef struct reader {
+    cfg *c;
+    void (*log)(void *ud, bool error, const char *msg);
+    void *ud;
+    int depth;
+    int errors;
+} reader;
+
+static void say(reader *r, bool error, const char *file, int line, const char *fmt, ...)
+{
+    char msg[1024];
+    int n = 0;
+    if (file) n = snprintf(msg, sizeof msg, "%s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (error) r->errors++;
+    if (r->log) r->log(r->ud, error, msg);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
+    return s;
+}
+
+static bool copy_str(char *dst, size_t cap, const char *v)
+{
+    size_t n = strlen(v);
+    if (n >= cap) return false;
+    memcpy(dst, v, n + 1);
+    return true;
+}
+
+static int parse_int(const char *v, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *trim(end)) return -1;
+    if (x < lo || x > hi) return -2;
+    *out = x;
+    return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *const t[] = {"1", "yes", "on", "true"}, *const f[] = {"0", "no", "off",
+                                                                             "false"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(v, t[i])) return *out = true, 0;
+        if (!strcasecmp(v, f[i])) return *out = false, 0;
+    }
+    return -1;
+}
+
+/* Seconds, as PgBouncer reads them (fractions allowed), or with a unit: ms, s, min, h. */
+static int parse_time(const char *v, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || x < 0) return -1;
+    while (isspace((unsigned char)*end)) end++;
+    double mult = 1000;
+    if (!*end || !strcmp(end, "s"))
+        mult = 1000;
+    else if (!strcmp(end, "ms"))
+        mult = 1;
+    else if (!strcmp(end, "min"))
+        mult = 60000;
+    else if (!strcmp(end, "h"))
+        mult = 3600000;
+    else
+        return -1;
+    double r = x * mult;
+    if (r > (double)INT64_MAX / 2) return -1;
+    *ms = (int64_t)(r + 0.5);
+    return 0;
+}
+
+static int parse_mode(const char *v)
+{
+    if (!strcasecmp(v, "session")) return POOL_SESSION;
+    if (!strcasecmp(v, "transaction")) return POOL_TRANSACTION;
+    if (!strcasecmp(v, "statement")) return POOL_STATEMENT;
+    return -1;
+}
+
+static int parse_auth(const char *v)
+{
+    static const struct {
+        const char *name;
+        int type;
+    } t[] = {{"any", AUTH_ANY},
+             {"trust", AUTH_TRUST},
+             {"plain", AUTH_PLAIN},
+             {"md5", AUTH_MD5},
+             {"scram-sha-256", AUTH_SCRAM}};
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        if (!strcasecmp(v, t[i].name)) return t[i].type;
+    return -1;
+}
+
+const char *cfg_pool_mode_name(int mode)
+{
+    return mode == POOL_TRANSACTION ? "transaction"
+           : mode == POOL_STATEMENT ? "statement"
+                                    : "session";
+}
+
+const char *cfg_auth_type_name(int type)
+{
+    static const char *const n[] = {"any", "trust", "plain", "md5", "scram-sha-256"};
+    return type >= 0 && type <= AUTH_SCRAM ? n[type] : "?";
+}
+
+static const key *key_find(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcasecmp(keys[i].name, name)) return &keys[i];
+    return NULL;
+}
+
+const char *cfg_key_at(size_t i)
+{
+    return i < NKEYS ? keys[i].name : NULL;
+}
+
+static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen)
+{
+    char *p = (char *)c + k->off;
+    long long x;
+    int rc;
+    switch (k->type) {
+    case K_INT:
+        rc = parse_int(v, 0, INT_MAX, &x);
+        if (rc) {
+            snprintf(why, whylen, "%s",
+                     rc == -1 ? "not an integer" : "out of range (0..2147483647)");
+            return -1;
+        }
+        if (!strcmp(k->name, "listen_port") && (x < 1 || x > 65535)) {
+            snprintf(why, whylen, "out of range (1..65535)");
+            return -1;
+        }
+        if (!strcmp(k->name, "workers") && x > 256) {
+            snprintf(why, whylen, "out of range (0..256)");
+            return -1;
+        }
+        *(int *)p = (int)x;
+        return 0;
+    case K_OCTAL: {
+        char *end;
+        errno = 0;
+        long m = strtol(v, &end, 8);
+        if (errno || end == v || *end || m < 0 || m > 07777) {
+            snprintf(why, whylen, "not an octal file mode");
+            return -1;
+        }
+        *(int *)p = (int)m;
+        return 0;
+    }
+    case K_BOOL:
+        if (parse_bool(v, (bool *)p)) {
+            snprintf(why, whylen, "not a boolean (0/1, yes/no, on/off, true/false)");
+            return -1;
+        }
+        return 0;
+    case K_STR:
+        if (!copy_str(p, CFG_STR, v)) {
+            snprintf(why, whylen, "too long (at most %d bytes)", CFG_STR - 1);
+            return -1;
+        }
+        return 0;
+    case K_NAME:
+        if (!copy_str(p, CFG_NAME, v)) {
+            snprintf(why, whylen, "too long (at most %d bytes)", CFG_NAME - 1);
+            return -1;
+        }
+        return 0;
+    case K_TIME:
+        if (parse_time(v, (int64_t *)p)) {
+            snprintf(why, whylen, "not a duration (seconds, or a number with ms, s, min or h)");
+            return -1;
+        }
+        return 0;
+    case K_MODE:
+        if ((*(int *)p = parse_mode(v)) < 0) {
+            *(int *)p = POOL_SESSION;
+            snprintf(why, whylen, "must be session, transaction or statement");
+            return -1;
+        }
+        return 0;
+    case K_AUTH: {
+        int a = parse_auth(v);
+        if (a < 0) {
+            if (!strcasecmp(v, "hba") || !strcasecmp(v, "cert") || !strcasecmp(v, "pam"))
+                snprintf(why, whylen,
+                         "auth_type %s is not supported by weir (use any, trust, plain, md5 or "
+                         "scram-sha-256)",
+                         v);
+            else
+                snprintf(why, whylen, "must be any, trust, plain, md5 or scram-sha-256");
+            return -1;
+        }
+        *(int *)p = a;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+int cfg_set(cfg *c, const char *name, const char *value, char *why, size_t whylen)
+{
+    const key *k = key_find(name);
+    if (!k) {
+        snprintf(why, whylen, "unknown configuration key: %s", name);
+        return -1;
+    }
+    cfg tmp = *c; /* keep c unchanged on error */
+    if (set_key(&tmp, k, value, why, whylen)) return -1;
+    memcpy((char *)c + k->off, (char *)&tmp + k->off,
+           k->type == K_STR    ? CFG_STR
+           : k->type == K_NAME ? CFG_NAME
+           : k->type == K_TIME ? sizeof(int64_t)
+           : k->type == K_BOOL ? sizeof(bool)
+                               : sizeof(int));
+    return 0;
+}
+
+int cfg_get(const cfg *c, const char *name, char *buf, size_t len)
+{
+    const key *k = key_find(name);
+    if (!k) return -1;
+    const char *p = (const char *)c + k->off;
+    switch (k->type) {
+    case K_INT:
+        snprintf(buf, len, "%d", *(const int *)p);
+        break;
+    case K_OCTAL:
+        snprintf(buf, len, "0%o", (unsigned)*(const int *)p);
+        break;
+    case K_BOOL:
+        snprintf(buf, len, "%d", *(const bool *)p ? 1 : 0);
+        break;
+    case K_STR:
+    case K_NAME:
+        snprintf(buf, len, "%s", p);
+        break;
+    case K_TIME: {
+        int64_t ms = *(const int64_t *)p;
+        if (ms % 1000)
+            snprintf(buf, len, "%.3f", (double)ms / 1000);
+        else
+            snprintf(buf, len, "%lld", (long long)(ms / 1000));
+        break;
+    }
+    case K_MODE:
+        snprintf(buf, len, "%s", cfg_pool_mode_name(*(const int *)p));
+        break;
+    case K_AUTH:
+        snprintf(buf, len, "%s", cfg_auth_type_name(*(const int *)p));
+        break;
+    }
+    return 0;
+}
+
+/* libpq-style "k=v k2='v 2'" into (key, value) pairs; calls fn for each. */
+static int parse_connstr(const char *s,
+                         int (*fn)(void *ud, const char *k, const char *v, char *why, size_t wl),
+                         void *ud, char *why, size_t whylen)
+{
+    const char *p = s;
+    for (;;) {
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p) return 0;
+        char k[64], v[CFG_STR];
+        size_t kn = 0, vn = 0;
+        while (*p && *p != '=' && !isspace((unsigned char)*p)) {
+            if (kn + 1 >= sizeof k) return snprintf(why, whylen, "key too long"), -1;
+            k[kn++] = *p++;
+        }
+        k[kn] = '\0';
+        while (isspace((unsigned char)*p)) p++;
+        if (*p != '=') return snprintf(why, whylen, "missing \"=\" after \"%s\"", k), -1;
+        p++;
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == '\'') {
+            p++;
+            while (*p && *p != '\'') {
+                if (*p == '\\' && p[1]) p++;
+                if (vn + 1 >= sizeof v) return snprintf(why, whylen, "value too long"), -1;
+                v[vn++] = *p++;
+            }
+            if (*p != '\'') return snprintf(why, whylen, "unterminated quoted string"), -1;
+            p++;
+        } else {
+            while (*p && !isspace((unsigned char)*p)) {
+                if (vn + 1 >= sizeof v) return snprintf(why, whylen, "value too long"), -1;
+                v[vn++] = *p++;
+            }
+        }
+        v[vn] = '\0';
+        if (fn(ud, k, v, why, whylen)) return -1;
+    }
+}
+
+static int db_field(void *ud, const char *k, const char *v, char *why, size_t whylen)
+{
+    cfg_db *d = ud;
+    long long x;
+    struct {
+        const char *name;
+        char *dst;
+        size_t cap;
+    } strs[] = {
+        {"host", d->host, sizeof d->host},
+        {"dbname", d->dbname, sizeof d->dbname},
+        {"user", d->user, sizeof d->user},
+        {"password", d->password, sizeof d->password},
+        {"auth_user", d->auth_user, sizeof d->auth_user},
+        {"connect_query", d->connect_query, sizeof d->connect_query},
+        {"client_encoding", d->client_encoding, sizeof d->client_encoding},
+        {"datestyle", d->datestyle, sizeof d->datestyle},
+        {"timezone", d->timezone, sizeof d->timezone},
+        {"application_name", d->application_name, sizeof d->application_name},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
+        if (strcasecmp(k, strs[i].name)) continue;
+        if (!copy_str(strs[i].dst, strs[i].cap, v))
+            return snprintf(why, whylen, "%s: value too long", k), -1;
+        return 0;
+    }
+    struct {
+        const char *name;
+        int *dst;
+        long long lo, hi;
+    } ints[] = {
+        {"port", &d->port, 1, 65535},
+        {"pool_size", &d->pool_size, 0, INT_MAX},
+        {"min_pool_size", &d->min_pool_size, 0, INT_MAX},
+        {"reserve_pool", &d->reserve_pool, 0, INT_MAX},
+        {"max_db_connections", &d->max_db_connections, 0, INT_MAX},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        if (strcasecmp(k, ints[i].name)) continue;
+        if (parse_int(v, ints[i].lo, ints[i].hi, &x))
+            return snprintf(why, whylen, "%s: bad value \"%s\"", k, v), -1;
+        *ints[i].dst = (int)x;
+        return 0;
+    }
+    if (!strcasecmp(k, "pool_mode")) {
+        if ((d->pool_mode = parse_mode(v)) < 0)
+            return snprintf(why, whylen, "pool_mode: must be session, transaction or statement"),
+                   -1;
+        return 0;
+    }
+    return snprintf(why, whylen, "unknown parameter \"%s\"", k), -1;
+}
+
+static int user_field(void *ud, const char *k, const char *v, char *why, size_t whylen)
+{
+    cfg_user *u = ud;
+    long long x;
+    if (!strcasecmp(k, "pool_mode")) {
+        if ((u->pool_mode = parse_mode(v)) < 0)
+            return snprintf(why, whylen, "pool_mode: must be session, transaction or statement"),
+                   -1;
+        return 0;
+    }
+    if (!strcasecmp(k, "max_user_connections")) {
+        if (parse_int(v, 0, INT_MAX, &x))
+            return snprintf(why, whylen, "max_user_connections: bad value \"%s\"", v), -1;
+        u->max_user_connections = (int)x;
+        return 0;
+    }
+    return snprintf(why, whylen, "unknown parameter \"%s\"", k), -1;
+}
+
+static void *grow(void *arr, size_t n, size_t size)
+{
+    if (n && (n < 4 || (n & (n - 1)))) return arr; /* capacity 4, then doubles at powers of two */
+    void *p = realloc(arr, (n ? n * 2 : 4) * size);
+    return p;
+}
+
+static int add_db(reader *r, const char *file, int line, const char *name, const char *val)
+{
+    cfg *c = r->c;
+    cfg_db d = {.port = 5432,
+                .pool_size = -1,
+                .min_pool_size = -1,
+                .reserve_pool = -1,
+                .max_db_connections = -1,
+                .pool_mode = POOL_UNSET};
+    if (!copy_str(d.name, sizeof d.name, name)) {
+        say(r, true, file, line, "database name \"%s\" too long", name);
+        return -1;
+    }
+    char why[256];
+    if (parse_connstr(val, db_field, &d, why, sizeof why)) {
+        say(r, true, file, line, "database \"%s\": %s", name, why);
+        return -1;
+    }
+    if (!d.dbname[0]) copy_str(d.dbname, sizeof d.dbname, strcmp(name, "*") ? name : "");
+    for (size_t i = 0; i < c->ndbs; i++)
+        if (!strcmp(c->dbs[i].name, name)) {
+            c->dbs[i] = d; /* a later definition replaces an earlier one, as in PgBouncer */
+            return 0;
+        }
+    cfg_db *p = grow(c->dbs, c->ndbs, sizeof *p);
+    if (!p) return -1;
+    c->dbs = p;
+    c->dbs[c->ndbs++] = d;
+    return 0;
+}
+
+static int add_user(reader *r, const char *file, int line, const char *name, const char *val)
+{
+    cfg *c = r->c;
+    cfg_user u = {.pool_mode = POOL_UNSET, .max_user_connections = -1};
+    if (!copy_str(u.name, sizeof u.name, name)) {
+        say(r, true, file, line, "user name \"%s\" too long", name);
+        return -1;
+    }
+    char why[256];
+    if (parse_connstr(val, user_field, &u, why, sizeof why)) {
+        say(r, true, file, line, "user \"%s\": %s", name, why);
+        return -1;
+    }
+    cfg_user *p = grow(c->users, c->nusers, sizeof *p);
+    if (!p) return -1;
+    c->users = p;
+    c->users[c->nusers++] = u;
+    return 0;
+}
+
+static bool is_unsupported(const char *k)
+{
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
+        if (!strcasecmp(unsupported[i], k)) return true;
+    return false;
+}
+
+static int read_file(reader *r, const char *path, char *section, size_t seclen)
+{
+    if (++r->depth > 10) {
+        say(r, true, path, 0, "%%include nested too deeply");
+        return -1;
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        say(r, true, NULL, 0, "cannot open config file %s: %s", path, strerror(errno));
+        r->depth--;
+        return -1;
+    }
+    char buf[4096];
+    int lineno = 0, rc = 0;
+    while (fgets(buf, sizeof buf, f)) {
+        lineno++;
+        char *s = trim(buf);
+        if (!*s || *s == ';' || *s == '#') continue;
+        if (!strncmp(s, "%include", 8) && isspace((unsigned char)s[8])) {
+            char *inc = trim(s + 8);
+            char full[CFG_STR * 2];
+            if (inc[0] != '/' && strrchr(path, '/'))
+                snprintf(full, sizeof full, "%.*s/%s", (int)(strrchr(path, '/') - path), path, inc);
+            else
+                snprintf(full, sizeof full, "%s", inc);
+            if (read_file(r, full, section, seclen)) rc = -1;
+            continue;
+        }
+        if (*s == '[') {
+            char *e = strchr(s, ']');
+            if (!e) {
+                say(r, true, path, lineno, "syntax error: unterminated section header");
+                rc = -1;
+                continue;
+            }
+            *e = '\0';
+            snprintf(section, seclen, "%s", trim(s + 1));
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            say(r, true, path, lineno, "syntax error: expected key = value");
+            rc = -1;
+            continue;
+        }
+        *eq = '\0';
+        char *k = trim(s), *v = trim(eq + 1);
+        if (!*k) {
+            say(r, true, path, lineno, "syntax error: missing key before \"=\"");
+            rc = -1;
+            continue;
+        }
+        if (!strcasecmp(section, "databases")) {
+            if (add_db(r, path, lineno, k, v)) rc = -1;
+        } else if (!strcasecmp(section, "users")) {
+            if (add_user(r, path, lineno, k, v)) rc = -1;
+        } else if (!strcasecmp(section, "pgbouncer") || !strcasecmp(section, "weir")) {
+            const key *kk = key_find(k);
+            if (!kk) {
+                if (is_unsupported(k))
+                    say(r, false, path, lineno, "%s is not supported by weir; ignored", k);
+                else
+                    say(r, false, path, lineno, "unknown configuration key \"%s\"; ignored", k);
+                continue;
+            }
+            char why[256];
+            if (set_key(r->c, kk, v, why, sizeof why)) {
+                say(r, true, path, lineno, "invalid value \"%s\" for %s: %s", v, kk->name, why);
+                rc = -1;
+            }
+        } else if (!section[0]) {
+            say(r, true, path, lineno, "key \"%s\" outside of any section", k);
+            rc = -1;
+        } else {
+            say(r, false, path, lineno, "unknown section [%s]; ignored", section);
+        }
+    }
+    fclose(f);
+    r->depth--;
+    return rc;
+}
+
+static void set_defaults(cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    char why[128];
+    for (size_t i = 0; i < NKEYS; i++) (void)set_key(c, &keys[i], keys[i].def, why, sizeof why);
+}
+
+/* "user" "secret" per line; "" inside quotes is a quote. */
+static int parse_quoted(const char **pp, char *out, size_t cap)
+{
+    const char *p = *pp;
+    while (isspace((unsigned char)*p)) p++;
+    if (*p != '"') return -1;
+    p++;
+    size_t n = 0;
+    for (;;) {
+        if (!*p) return -1;
+        if (*p == '"') {
+            if (p[1] != '"') break;
+            p++;
+        }
+        if (n + 1 >= cap) return -1;
+        out[n++] = *p++;
+    }
+    out[n] = '\0';
+    *pp = p + 1;
+    return 0;
+}
+
+int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud)
+{
+    reader r = {.c = c, .log = log, .ud = ud};
+    free(c->secrets);
+    c->secrets = NULL;
+    c->nsecrets = 0;
+    if (!c->auth_file[0]) return 0;
+    FILE *f = fopen(c->auth_file, "r");
+    if (!f) {
+        say(&r, true, NULL, 0, "cannot open auth_file %s: %s", c->auth_file, strerror(errno));
+        return -1;
+    }
+    char buf[2048];
+    int lineno = 0, rc = 0;
+    while (fgets(buf, sizeof buf, f)) {
+        lineno++;
+        const char *p = trim(buf);
+        if (!*p || *p == ';' || *p == '#') continue;
+        cfg_secret s;
+        if (parse_quoted(&p, s.user, sizeof s.user) ||
+            parse_quoted(&p, s.secret, sizeof s.secret)) {
+            say(&r, true, c->auth_file, lineno, "syntax error: expected \"user\" \"password\"");
+            rc = -1;
+            continue;
+        }
+        cfg_secret *arr = grow(c->secrets, c->nsecrets, sizeof *arr);
+        if (!arr) break;
+        c->secrets = arr;
+        c->secrets[c->nsecrets++] = s;
+    }
+    fclose(f);
+    return rc;
+}
+
+int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const char *msg), void *ud)
+{
+    set_defaults(c);
+    snprintf(c->path, sizeof c->path, "%s", path);
+    reader r = {.c = c, .log = log, .ud = ud};
+    char section[CFG_NAME] = "";
+    int rc = read_file(&r, path, section, sizeof section);
+    if (rc == 0 && c->auth_file[0] && cfg_load_auth_file(c, log, ud)) rc = -1;
+    if (rc == 0 && c->auth_type == AUTH_ANY) {
+        for (size_t i = 0; i < c->ndbs; i++)
+            if (!c->dbs[i].user[0]) {
+                say(&r, false, path, 0,
+                    "auth_type = any: database \"%s\" has no user=, clients' names are used",
+                    c->dbs[i].name);
+            }
+    }
+    if (rc) cfg_free(c);
+    return rc;
+}
+
+void cfg_free(cfg *c)
+{
+    if (!c) return;
+    free(c->dbs);
+    free(c->users);
+    free(c->secrets);
+    c->dbs = NULL;
+    c->users = NULL;
+    c->secrets = NULL;
+    c->ndbs = c->nusers = c->nsecrets = 0;
+}
+
+const cfg_db *cfg_find_db(const cfg *c, const char *name)
+{
+    const cfg_db *star = NULL;
+    for (size_t i = 0; i < c->ndbs; i++) {
+        if (!strcmp(c->dbs[i].name, name)) return &c->dbs[i];
+        if (!strcmp(c->dbs[i].name, "*")) star = &c->dbs[i];
+    }
+    return star;
+}
+
+const cfg_user *cfg_find_user(const cfg *c, const char *name)
+{
+    for (size_t i = 0; i < c->nusers; i++)
+        if (!strcmp(c->users[i].name, name)) return &c->users[i];
+    return NULL;
+}
+
+const cfg_secret *cfg_find_secret(const cfg *c, const char *user)
+{
+    for (size_t i = 0; i < c->nsecrets; i++)
+        if (!strcmp(c->secrets[i].user, user)) return &c->secrets[i];
+    return NULL;
+}
+
+bool cfg_list_has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = list;
+    while (*p) {
+        while (*p == ',' || isspace((unsigned char)*p)) p++;
+        const char *s = p;
+        while (*p && *p != ',') p++;
+        const char *e = p;
+        while (e > s && isspace((unsigned char)e[-1])) e--;
+        if ((size_t)(e - s) == n && !strncmp(s, name, n)) return true;
+    }
+    return false;
+}

@@ -1,0 +1,119 @@
+/* config.h — the server's configuration: pgbouncer.ini read as it is, plus weir's own keys. */
+#ifndef WEIR_SERVER_CONFIG_H
+#define WEIR_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_NAME 64
+#define CFG_STR  256
+
+enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION = 1, POOL_STATEMENT = 2, POOL_UNSET = -1 };
+
+enum auth_type {
+    AUTH_ANY,   /* no password, and the [databases] user is used for every client */
+    AUTH_TRUST, /* no password */
+    AUTH_PLAIN, /* cleartext password */
+    AUTH_MD5,
+    AUTH_SCRAM,
+};
+
+/* One [databases] entry. Numbers at -1 mean "not set: use [pgbouncer]'s". */
+typedef struct cfg_db {
+    char name[CFG_NAME];
+    char host[CFG_STR];
+    int port;
+    char dbname[CFG_NAME];
+    char user[CFG_NAME];
+    char password[CFG_STR];
+    char auth_user[CFG_NAME];
+    int pool_size, min_pool_size, reserve_pool, max_db_connections;
+    int pool_mode;
+    char connect_query[CFG_STR];
+    char client_encoding[CFG_NAME], datestyle[CFG_NAME], timezone[CFG_NAME];
+    char application_name[CFG_NAME];
+} cfg_db;
+
+typedef struct cfg_user {
+    char name[CFG_NAME];
+    int pool_mode;
+    int max_user_connections;
+} cfg_user;
+
+/* One auth_file line. */
+typedef struct cfg_secret {
+    char user[CFG_NAME];
+    char secret[CFG_STR]; /* plain, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>"
+                           */
+} cfg_secret;
+
+/* [pgbouncer]. Durations in milliseconds. */
+typedef struct cfg {
+    char listen_addr[CFG_STR];
+    int listen_port;
+    char unix_socket_dir[CFG_STR];
+    int unix_socket_mode;
+    char logfile[CFG_STR], pidfile[CFG_STR];
+    char user[CFG_NAME];
+    int pool_mode;
+    int auth_type;
+    char auth_file[CFG_STR];
+    char auth_user[CFG_NAME];
+    char auth_query[CFG_STR];
+    char admin_users[CFG_STR], stats_users[CFG_STR];
+    char ignore_startup_parameters[CFG_STR];
+    int max_client_conn, default_pool_size, min_pool_size, reserve_pool_size;
+    int max_db_connections, max_user_connections;
+    int64_t reserve_pool_timeout;
+    char server_reset_query[CFG_STR];
+    bool server_reset_query_always;
+    char server_check_query[CFG_STR];
+    int64_t server_check_delay, server_lifetime, server_idle_timeout, server_connect_timeout,
+        server_login_retry, query_timeout, query_wait_timeout, client_idle_timeout,
+        client_login_timeout, idle_transaction_timeout, cancel_wait_timeout, suspend_timeout,
+        stats_period;
+    int max_packet_size, pkt_buf, listen_backlog;
+    bool log_connections, log_disconnections, log_pooler_errors, log_stats, syslog;
+    char syslog_ident[CFG_NAME], syslog_facility[CFG_NAME];
+    int verbose;
+    bool tcp_keepalive, so_reuseport, application_name_add_host, disable_pqexec;
+    int tcp_keepcnt, tcp_keepidle, tcp_keepintvl, tcp_user_timeout;
+    /* weir's own */
+    int workers; /* event-loop threads; 0 = number of cores */
+
+    cfg_db *dbs;
+    size_t ndbs;
+    cfg_user *users;
+    size_t nusers;
+    cfg_secret *secrets;
+    size_t nsecrets;
+    char path[CFG_STR];
+} cfg;
+
+/* Read path into c (which is reset first). Warnings (unknown keys) and the
+ * first error go to `log` as "file:line: message" lines; returns 0, or -1 on
+ * an error, and then c holds nothing to free. */
+int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const char *msg),
+             void *ud);
+void cfg_free(cfg *c);
+/* Reload auth_file into c (part of cfg_load; also on its own). 0 or -1. */
+int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud);
+
+const cfg_db *cfg_find_db(const cfg *c, const char *name); /* exact, else "*", else NULL */
+const cfg_user *cfg_find_user(const cfg *c, const char *name);
+const cfg_secret *cfg_find_secret(const cfg *c, const char *user);
+/* Is name in a comma-separated list like admin_users? */
+bool cfg_list_has(const char *list, const char *name);
+
+const char *cfg_pool_mode_name(int mode);
+const char *cfg_auth_type_name(int type);
+
+/* The value of [pgbouncer] key `name` as text (SHOW CONFIG). 0, or -1 if unknown. */
+int cfg_get(const cfg *c, const char *name, char *buf, size_t len);
+/* Set one [pgbouncer] key from text. 0, or -1 with a reason in why. */
+int cfg_set(cfg *c, const char *name, const char *value, char *why, size_t whylen);
+/* Iterate the key table: name, or NULL past the end. */
+const char *cfg_key_at(size_t i);
+
+#endif

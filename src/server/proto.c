@@ -1,0 +1,228 @@
+/* proto.c — PostgreSQL wire protocol (v3): buffers, framing, builders, startup parsing. */
+#include "proto.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int pq_buf_init(pq_buf *b, uint32_t cap)
+{
+    b->p = malloc(cap);
+    b->cap = b->p ? cap : 0;
+    b->start = b->end = 0;
+    return b->p ? 0 : -1;
+}
+
+void pq_buf_free(pq_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->cap = b->start = b->end = 0;
+}
+
+int pq_buf_reserve(pq_buf *b, uint32_t n)
+{
+    if (b->cap - b->end >= n) return 0;
+    if (b->start) {
+        memmove(b->p, b->p + b->start, b->end - b->start);
+        b->end -= b->start;
+        b->start = 0;
+        if (b->cap - b->end >= n) return 0;
+    }
+    uint64_t want = (uint64_t)b->end + n, cap = b->cap ? b->cap : 256;
+    while (cap < want) cap *= 2;
+    if (cap > UINT32_MAX) return -1;
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) return -1;
+    b->p = p;
+    b->cap = (uint32_t)cap;
+    return 0;
+}
+
+int pq_put_raw(pq_buf *b, const void *p, uint32_t n)
+{
+    if (pq_buf_reserve(b, n)) return -1;
+    memcpy(b->p + b->end, p, n);
+    b->end += n;
+    return 0;
+}
+
+int pq_put_msg(pq_buf *b, char type, const void *body, uint32_t n)
+{
+    if (pq_buf_reserve(b, n + 5)) return -1;
+    uint8_t *o = b->p + b->end;
+    if (type) *o++ = (uint8_t)type;
+    pq_set32(o, n + 4);
+    if (n) memcpy(o + 4, body, n);
+    b->end += n + 4 + (type ? 1 : 0);
+    return 0;
+}
+
+static int put_fields(pq_buf *b, char type, const char *severity, const char *sqlstate,
+                      const char *msg)
+{
+    size_t ls = strlen(severity), lc = strlen(sqlstate), lm = strlen(msg);
+    if (lm > 8000) lm = 8000;
+    uint32_t n = (uint32_t)(3 * 2 + ls + 1 + ls + 1 + lc + 1 + lm + 1 + 1);
+    if (pq_buf_reserve(b, n + 5)) return -1;
+    uint8_t *o = b->p + b->end;
+    *o++ = (uint8_t)type;
+    pq_set32(o, n + 4);
+    o += 4;
+    *o++ = 'S';
+    memcpy(o, severity, ls + 1), o += ls + 1;
+    *o++ = 'V';
+    memcpy(o, severity, ls + 1), o += ls + 1;
+    *o++ = 'C';
+    memcpy(o, sqlstate, lc + 1), o += lc + 1;
+    *o++ = 'M';
+    memcpy(o, msg, lm), o += lm;
+    *o++ = '\0';
+    *o++ = '\0';
+    b->end += n + 5;
+    return 0;
+}
+
+int pq_put_error(pq_buf *b, const char *severity, const char *sqlstate, const char *msg)
+{
+    return put_fields(b, 'E', severity, sqlstate, msg);
+}
+
+int pq_put_notice(pq_buf *b, const char *sqlstate, const char *msg)
+{
+    return put_fields(b, 'N', "NOTICE", sqlstate, msg);
+}
+
+int pq_put_auth(pq_buf *b, uint32_t code, const void *data, uint32_t n)
+{
+    if (pq_buf_reserve(b, n + 9)) return -1;
+    uint8_t *o = b->p + b->end;
+    o[0] = 'R';
+    pq_set32(o + 1, n + 8);
+    pq_set32(o + 5, code);
+    if (n) memcpy(o + 9, data, n);
+    b->end += n + 9;
+    return 0;
+}
+
+int pq_put_param(pq_buf *b, const char *name, const char *value)
+{
+    size_t ln = strlen(name) + 1, lv = strlen(value) + 1;
+    if (ln + lv > 4096) return -1;
+    uint8_t tmp[4096];
+    memcpy(tmp, name, ln);
+    memcpy(tmp + ln, value, lv);
+    return pq_put_msg(b, 'S', tmp, (uint32_t)(ln + lv));
+}
+
+int pq_put_key(pq_buf *b, uint32_t pid, uint32_t key)
+{
+    uint8_t body[8];
+    pq_set32(body, pid);
+    pq_set32(body + 4, key);
+    return pq_put_msg(b, 'K', body, 8);
+}
+
+int pq_put_ready(pq_buf *b, char status)
+{
+    uint8_t s = (uint8_t)status;
+    return pq_put_msg(b, 'Z', &s, 1);
+}
+
+const char *pq_get_str(const uint8_t **p, const uint8_t *end)
+{
+    const uint8_t *s = *p;
+    const uint8_t *z = memchr(s, '\0', (size_t)(end - s));
+    if (!z) return NULL;
+    *p = z + 1;
+    return (const char *)s;
+}
+
+int pq_parse_startup(const uint8_t *p, uint32_t len, pq_startup *out, const char **why)
+{
+    memset(out, 0, sizeof *out);
+    if (len < 8 || len > PQ_STARTUP_MAX) {
+        *why = "invalid length of startup packet";
+        return -1;
+    }
+    out->code = pq_get32(p + 4);
+    if (out->code == PQ_CANCEL_CODE) {
+        if (len != 16) {
+            *why = "invalid length of cancel request";
+            return -1;
+        }
+        out->cancel_pid = pq_get32(p + 8);
+        out->cancel_key = pq_get32(p + 12);
+        return 0;
+    }
+    if (out->code == PQ_SSL_CODE || out->code == PQ_GSSENC_CODE) {
+        if (len != 8) {
+            *why = "invalid length of encryption request";
+            return -1;
+        }
+        return 0;
+    }
+    if (out->code >> 16 != 3) {
+        *why = "unsupported frontend protocol: weir speaks protocol 3.0";
+        return -1;
+    }
+    const uint8_t *q = p + 8, *end = p + len;
+    for (;;) {
+        if (q >= end) {
+            *why = "invalid startup packet layout: expected terminator as last byte";
+            return -1;
+        }
+        if (*q == '\0') {
+            if (q + 1 != end) {
+                *why = "invalid startup packet layout: expected terminator as last byte";
+                return -1;
+            }
+            break;
+        }
+        const char *name = pq_get_str(&q, end);
+        const char *value = name ? pq_get_str(&q, end) : NULL;
+        if (!value) {
+            *why = "invalid startup packet layout: expected terminator as last byte";
+            return -1;
+        }
+        if (out->nparams == PQ_MAX_PARAMS) {
+            *why = "too many startup parameters";
+            return -1;
+        }
+        out->names[out->nparams] = name;
+        out->values[out->nparams] = value;
+        out->nparams++;
+    }
+    return 0;
+}
+
+const char *pq_startup_get(const pq_startup *s, const char *name)
+{
+    for (int i = 0; i < s->nparams; i++)
+        if (!strcmp(s->names[i], name)) return s->values[i];
+    return NULL;
+}
+
+int pq_next(pq_stream *st, const uint8_t *p, uint32_t n, uint32_t max_len, const char *whole,
+            pq_msg *m, uint32_t *used)
+{
+    if (st->left) {
+        if (!n) return PQ_NEED;
+        *used = n < st->left ? n : st->left;
+        st->left -= *used;
+        return PQ_PASS;
+    }
+    if (n < 5) return PQ_NEED;
+    m->type = (char)p[0];
+    m->len = pq_get32(p + 1);
+    if (m->len < 4 || m->len > max_len) return PQ_BAD;
+    if (m->type && strchr(whole, m->type)) {
+        if (n - 1 < m->len) return PQ_NEED;
+        m->body = p + 5;
+        *used = m->len + 1;
+        return PQ_MSG;
+    }
+    m->body = NULL;
+    *used = 5;
+    st->left = m->len - 4;
+    return PQ_MSG;
+}

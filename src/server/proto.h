@@ -1,0 +1,100 @@
+/* proto.h — PostgreSQL wire protocol (v3) pieces: buffers, message framing, builders. */
+#ifndef WEIR_SERVER_PROTO_H
+#define WEIR_SERVER_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PQ_PROTO_V3    196608u   /* 3.0 */
+#define PQ_CANCEL_CODE 80877102u /* 1234.5678 */
+#define PQ_SSL_CODE    80877103u /* 1234.5679 */
+#define PQ_GSSENC_CODE 80877104u /* 1234.5680 */
+#define PQ_STARTUP_MAX 10000u    /* PostgreSQL's own limit for a startup packet */
+#define PQ_MAX_PARAMS  64
+
+/* A byte buffer with a read position: data lives in [start, end). */
+typedef struct pq_buf {
+    uint8_t *p;
+    uint32_t cap, start, end;
+} pq_buf;
+
+int pq_buf_init(pq_buf *b, uint32_t cap);
+void pq_buf_free(pq_buf *b);
+/* Make room for n more bytes at end (compacting, then growing). 0 or -1. */
+int pq_buf_reserve(pq_buf *b, uint32_t n);
+static inline uint32_t pq_buf_len(const pq_buf *b)
+{
+    return b->end - b->start;
+}
+static inline void pq_buf_reset(pq_buf *b)
+{
+    b->start = b->end = 0;
+}
+
+/* Message builders: each appends one whole message. 0 or -1 (out of memory). */
+int pq_put_raw(pq_buf *b, const void *p, uint32_t n);
+/* type 0: no type byte (startup-style). body as given. */
+int pq_put_msg(pq_buf *b, char type, const void *body, uint32_t n);
+/* ErrorResponse (severity "ERROR"/"FATAL") with SQLSTATE and message. */
+int pq_put_error(pq_buf *b, const char *severity, const char *sqlstate, const char *msg);
+int pq_put_notice(pq_buf *b, const char *sqlstate, const char *msg);
+int pq_put_auth(pq_buf *b, uint32_t code, const void *data, uint32_t n);
+int pq_put_param(pq_buf *b, const char *name, const char *value);
+int pq_put_key(pq_buf *b, uint32_t pid, uint32_t key);
+int pq_put_ready(pq_buf *b, char status);
+
+static inline uint32_t pq_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline void pq_set32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* A startup-phase packet: StartupMessage, CancelRequest, SSLRequest, GSSENCRequest. */
+typedef struct pq_startup {
+    uint32_t code; /* protocol version, or one of the *_CODE values */
+    uint32_t cancel_pid, cancel_key;
+    int nparams;
+    const char *names[PQ_MAX_PARAMS], *values[PQ_MAX_PARAMS]; /* point into the packet */
+} pq_startup;
+
+/* Parse a whole startup packet (len includes the 4-byte length). 0, or -1
+ * with a reason in why (for the client's ErrorResponse). The packet must be
+ * writable only in that names and values point into it. */
+int pq_parse_startup(const uint8_t *p, uint32_t len, pq_startup *out, const char **why);
+const char *pq_startup_get(const pq_startup *s, const char *name);
+
+/* Framing of a stream of typed messages ('T' + int32 length + body). */
+typedef struct pq_stream {
+    uint32_t left; /* bytes of the current message still to come */
+} pq_stream;
+
+typedef struct pq_msg {
+    char type;
+    uint32_t len;        /* the length field (includes itself, excludes the type byte) */
+    const uint8_t *body; /* whole body, or NULL if the message is passed through in parts */
+} pq_msg;
+
+enum {
+    PQ_NEED = 0, /* not enough bytes for the next step: read more */
+    PQ_PASS = 1, /* *used bytes continue a message already announced */
+    PQ_MSG = 2,  /* a message header (and body if whole); *used bytes */
+    PQ_BAD = -1, /* a length below 4 or above max_len */
+};
+
+/* One step over [p, p+n). Messages whose type is in `whole` are returned
+ * with their body once all of it is in the buffer (PQ_NEED until then);
+ * others are returned by header (5 bytes), and their body as PQ_PASS parts. */
+int pq_next(pq_stream *st, const uint8_t *p, uint32_t n, uint32_t max_len, const char *whole,
+            pq_msg *m, uint32_t *used);
+
+/* Read a NUL-terminated string from [*p, end); NULL if there is none. */
+const char *pq_get_str(const uint8_t **p, const uint8_t *end);
+
+#endif

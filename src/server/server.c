@@ -1,0 +1,387 @@
+/* server.c — the daemon's frame: logging, pools by (database, user), listeners and workers. */
+#include "server.h"
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+void client_accept(worker *w, int fd, bool is_unix);
+void worker_timeouts(worker *w);
+void worker_close_all(worker *w);
+void worker_drain_completions(worker *w);
+void worker_free_graveyard(worker *w);
+
+void srv_log(server *s, const char *level, const char *fmt, ...)
+{
+    char ts[64], msg[1200];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03ld UTC", now.tv_nsec / 1000000);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char masked[1200];
+    weir_mask_credentials(msg, masked, sizeof masked);
+    pthread_mutex_lock(&s->log_lock);
+    if (!s->quiet) fprintf(stderr, "%s [%d] %s %s\n", ts, (int)getpid(), level, masked);
+    if (s->logf) {
+        fprintf(s->logf, "%s [%d] %s %s\n", ts, (int)getpid(), level, masked);
+        fflush(s->logf);
+    }
+    pthread_mutex_unlock(&s->log_lock);
+}
+
+static void pool_log(void *ud, weir_log_level level, const char *msg)
+{
+    spool *p = ud;
+    if (level >= WEIR_LOG_WARN || p->srv->verbose)
+        srv_log(p->srv,
+                level >= WEIR_LOG_ERROR  ? "ERROR"
+                : level == WEIR_LOG_WARN ? "WARNING"
+                                         : "LOG",
+                "S: %s/%s %s", p->db, p->user, msg);
+}
+
+/* A server connection waiting in the pool must have nothing to say: if its
+ * socket is readable the server closed it (or is about to). */
+static int pool_on_checkout(void *ud, weir_conn *c)
+{
+    (void)ud;
+    backend *be = weir_conn_handle(c);
+    char b;
+    ssize_t n = recv(be->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return -1;
+    if (n > 0) return -1; /* an unsolicited message (e.g. a FATAL from an admin shutdown) */
+    return 0;
+}
+
+spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user, char *err,
+                size_t errlen)
+{
+    const cfg *k = &s->cfg;
+    const char *user = db->user[0] ? db->user : client_user;
+    pthread_mutex_lock(&s->pools_lock);
+    spool *p;
+    for (p = s->pools; p; p = p->next)
+        if (!strcmp(p->db, dbname) && !strcmp(p->user, user)) break;
+    if (p) {
+        pthread_mutex_unlock(&s->pools_lock);
+        return p;
+    }
+    p = calloc(1, sizeof *p);
+    be_target *t = calloc(1, sizeof *t);
+    if (!p || !t) {
+        free(p);
+        free(t);
+        pthread_mutex_unlock(&s->pools_lock);
+        snprintf(err, errlen, "no memory for pool");
+        return NULL;
+    }
+    p->srv = s;
+    snprintf(p->db, sizeof p->db, "%s", dbname);
+    snprintf(p->user, sizeof p->user, "%s", user);
+    const cfg_user *u = cfg_find_user(k, client_user);
+    p->mode = db->pool_mode != POOL_UNSET       ? db->pool_mode
+              : u && u->pool_mode != POOL_UNSET ? u->pool_mode
+                                                : k->pool_mode;
+    pthread_mutex_init(&p->lock, NULL);
+
+    snprintf(t->host, sizeof t->host, "%s", db->host);
+    t->port = db->port;
+    snprintf(t->dbname, sizeof t->dbname, "%s", db->dbname[0] ? db->dbname : dbname);
+    snprintf(t->user, sizeof t->user, "%s", user);
+    if (db->user[0] && db->password[0]) {
+        snprintf(t->password, sizeof t->password, "%s", db->password);
+    } else {
+        const cfg_secret *sec = cfg_find_secret(k, user);
+        if (sec && strncmp(sec->secret, "SCRAM-SHA-256$", 14))
+            snprintf(t->password, sizeof t->password, "%s", sec->secret);
+        else if (db->password[0])
+            snprintf(t->password, sizeof t->password, "%s", db->password);
+    }
+    snprintf(t->check_query, sizeof t->check_query, "%s", k->server_check_query);
+    snprintf(t->reset_query, sizeof t->reset_query, "%s", k->server_reset_query);
+    snprintf(t->connect_query, sizeof t->connect_query, "%s", db->connect_query);
+    t->io_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
+    t->tcp_keepalive = k->tcp_keepalive;
+    snprintf(t->describe, sizeof t->describe, "postgres://%.60s@%.120s:%d/%.60s", t->user,
+             t->host[0] ? t->host : "/tmp", t->port, t->dbname);
+
+    weir_options o;
+    weir_options_init(&o);
+    snprintf(o.name, sizeof o.name, "%s/%s", p->db, p->user);
+    int size = db->pool_size >= 0 ? db->pool_size : k->default_pool_size;
+    o.max_size = size > 0 ? size : 1;
+    int minp = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
+    o.min_idle = minp < o.max_size ? minp : o.max_size;
+    o.acquire_timeout_ms = k->query_wait_timeout > 0 ? k->query_wait_timeout : INT64_C(1) << 40;
+    o.connect_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
+    o.idle_timeout_ms = k->server_idle_timeout;
+    o.max_lifetime_ms = k->server_lifetime;
+    o.validate_idle_after_ms = k->server_check_query[0] ? k->server_check_delay : -1;
+    int64_t retry = k->server_login_retry > 0 ? k->server_login_retry : 1;
+    o.backoff_min_ms = retry < 10 ? retry : 10;
+    o.backoff_max_ms = retry;
+    o.fail_fast = true;
+    o.creator_threads = o.max_size < 4 ? o.max_size : 4;
+    weir_hooks h = {.ud = p, .on_log = pool_log, .on_checkout = pool_on_checkout};
+    int rc = weir_pool_create(&p->pool, &be_driver, t, &o, &h);
+    if (rc) {
+        pthread_mutex_unlock(&s->pools_lock);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        snprintf(err, errlen, "cannot create pool: %s", weir_strerror(rc));
+        return NULL;
+    }
+    p->target = t;
+    p->next = s->pools;
+    s->pools = p;
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "new pool %s/%s (%s, %s pooling, size %lld)", p->db, p->user, t->describe,
+            cfg_pool_mode_name(p->mode), (long long)o.max_size);
+    return p;
+}
+
+void pools_destroy(server *s)
+{
+    spool *p = s->pools;
+    s->pools = NULL;
+    while (p) {
+        spool *next = p->next;
+        weir_pool_destroy(p->pool);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        p = next;
+    }
+}
+
+/* --- listeners ----------------------------------------------------------- */
+
+static int tcp_listen(server *s, const char *addr, bool reuseport)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->cfg.listen_port);
+    const char *host = !strcmp(addr, "*") ? NULL : addr;
+    if (!host) hints.ai_family = AF_INET;
+    int g = getaddrinfo(host, port, &hints, &ai);
+    if (g) {
+        srv_log(s, "ERROR", "listen_addr %s: %s", addr, gai_strerror(g));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    }
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, s->cfg.listen_backlog)) {
+        srv_log(s, "ERROR", "cannot listen on %s:%d: %s", addr, s->cfg.listen_port,
+                strerror(errno));
+        if (fd >= 0) close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static int unix_listen(server *s)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(s->unix_path, sizeof s->unix_path, "%s/.s.PGSQL.%d", s->cfg.unix_socket_dir,
+             s->cfg.listen_port);
+    if (strlen(s->unix_path) >= sizeof sa.sun_path) {
+        srv_log(s, "ERROR", "unix_socket_dir too long");
+        return -1;
+    }
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", s->unix_path);
+    /* A stale socket from a dead process is removed; a live one refuses us. */
+    int probe = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        close(probe);
+        srv_log(s, "ERROR", "%s is in use by another server", s->unix_path);
+        return -1;
+    }
+    if (probe >= 0) close(probe);
+    unlink(s->unix_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) ||
+        listen(fd, s->cfg.listen_backlog)) {
+        srv_log(s, "ERROR", "cannot listen on %s: %s", s->unix_path, strerror(errno));
+        if (fd >= 0) close(fd);
+        s->unix_path[0] = '\0';
+        return -1;
+    }
+    chmod(s->unix_path, (mode_t)s->cfg.unix_socket_mode);
+    return fd;
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    worker *w = arg;
+    bool is_unix = fd == w->srv->unix_fd;
+    for (int i = 0; i < 64; i++) {
+        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                srv_log(w->srv, "WARNING", "accept() failed: %s", strerror(errno));
+            return;
+        }
+        client_accept(w, c, is_unix);
+    }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    worker_timeouts(w);
+    worker_free_graveyard(w);
+    if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
+}
+
+static void on_efd(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t v;
+    (void)!read(fd, &v, sizeof v);
+    worker *w = arg;
+    worker_drain_completions(w);
+    if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
+}
+
+int worker_init(worker *w, server *s, int id)
+{
+    memset(w, 0, sizeof *w);
+    w->srv = s;
+    w->id = id;
+    w->base = event_base_new();
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!w->base || w->efd < 0) return -1;
+    pthread_mutex_init(&w->qlock, NULL);
+    event_assign(&w->efd_ev, w->base, w->efd, EV_READ | EV_PERSIST, on_efd, w);
+    event_add(&w->efd_ev, NULL);
+    event_assign(&w->tick, w->base, -1, EV_PERSIST, on_tick, w);
+    struct timeval tv = {0, 100000};
+    event_add(&w->tick, &tv);
+    return 0;
+}
+
+void *worker_main(void *arg)
+{
+    worker *w = arg;
+    event_base_dispatch(w->base);
+    worker_close_all(w);
+    return NULL;
+}
+
+void worker_destroy(worker *w)
+{
+    for (int i = 0; i < w->nlisten; i++) event_del(&w->listen_ev[i]);
+    event_del(&w->efd_ev);
+    event_del(&w->tick);
+    if (w->base) event_base_free(w->base);
+    if (w->efd >= 0) close(w->efd);
+    free(w->q);
+    pthread_mutex_destroy(&w->qlock);
+}
+
+static int cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int server_start(server *s)
+{
+    evthread_use_pthreads();
+    s->nworkers = s->cfg.workers > 0 ? s->cfg.workers : cores();
+    s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
+    if (!s->workers) return -1;
+    s->unix_fd = -1;
+    for (int i = 0; i < s->nworkers; i++)
+        if (worker_init(&s->workers[i], s, i)) return -1;
+
+    /* TCP: with several workers, each gets its own SO_REUSEPORT socket per
+     * address and the kernel spreads connections across them. */
+    char addrs[CFG_STR];
+    snprintf(addrs, sizeof addrs, "%s", s->cfg.listen_addr);
+    int nlisten = 0;
+    for (char *save = NULL, *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
+        for (int i = 0; i < s->nworkers; i++) {
+            worker *w = &s->workers[i];
+            if (w->nlisten >= 7) break;
+            int fd = tcp_listen(s, a, true);
+            if (fd < 0) return -1;
+            event_assign(&w->listen_ev[w->nlisten], w->base, fd, EV_READ | EV_PERSIST, on_accept,
+                         w);
+            event_add(&w->listen_ev[w->nlisten], NULL);
+            w->nlisten++;
+            if (s->nlisten_fds < 8) s->listen_fds[s->nlisten_fds++] = fd;
+        }
+        srv_log(s, "LOG", "listening on %s:%d", a, s->cfg.listen_port);
+        nlisten++;
+    }
+    if (s->cfg.unix_socket_dir[0]) {
+        s->unix_fd = unix_listen(s);
+        if (s->unix_fd < 0) return -1;
+        for (int i = 0; i < s->nworkers; i++) {
+            worker *w = &s->workers[i];
+            event_assign(&w->listen_ev[w->nlisten], w->base, s->unix_fd, EV_READ | EV_PERSIST,
+                         on_accept, w);
+            event_add(&w->listen_ev[w->nlisten], NULL);
+            w->nlisten++;
+        }
+        srv_log(s, "LOG", "listening on unix:%s", s->unix_path);
+        nlisten++;
+    }
+    if (!nlisten) {
+        srv_log(s, "ERROR", "nothing to listen on: set listen_addr or unix_socket_dir");
+        return -1;
+    }
+    for (int i = 0; i < s->nworkers; i++)
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i])) return -1;
+    srv_log(s, "LOG", "process up: %s, %d worker%s", WEIR_VERSION_TEXT, s->nworkers,
+            s->nworkers == 1 ? "" : "s");
+    return 0;
+}
+
+void server_stop(server *s)
+{
+    atomic_store(&s->shutting_down, true);
+    for (int i = 0; i < s->nworkers; i++) {
+        atomic_store(&s->workers[i].stop, true);
+        event_base_loopbreak(s->workers[i].base);
+    }
+    for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
+    /* Completions that arrived after a worker stopped. */
+    for (int i = 0; i < s->nworkers; i++) worker_close_all(&s->workers[i]);
+    pools_destroy(s);
+    for (int i = 0; i < s->nworkers; i++) worker_drain_completions(&s->workers[i]);
+    for (int i = 0; i < s->nworkers; i++) worker_destroy(&s->workers[i]);
+    for (int i = 0; i < s->nlisten_fds; i++) close(s->listen_fds[i]);
+    if (s->unix_fd >= 0) {
+        close(s->unix_fd);
+        unlink(s->unix_path);
+    }
+    free(s->workers);
+    free(s->keys);
+}

@@ -1,0 +1,107 @@
+/* server.h — the weir daemon's shared types: the server, its workers, pools and clients. */
+#ifndef WEIR_SERVER_SERVER_H
+#define WEIR_SERVER_SERVER_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "proto.h"
+#include "weir/weir.h"
+
+#define WEIR_VERSION_TEXT "weir 0.1.0"
+
+typedef struct server server;
+typedef struct worker worker;
+typedef struct client client;
+
+/* One pool of server connections: a (database, user) pair. Created on the
+ * first login that needs it and kept for the server's life. */
+typedef struct spool {
+    server *srv;
+    char db[CFG_NAME], user[CFG_NAME];
+    int mode; /* POOL_SESSION / POOL_TRANSACTION / POOL_STATEMENT */
+    weir_pool *pool;
+    be_target *target;    /* owned by the pool (driver ctx) */
+    pthread_mutex_t lock; /* guards welcome */
+    bool have_welcome;
+    be_params welcome; /* the first server connection's ParameterStatus set */
+    atomic_uint_fast64_t xacts, queries, bytes_in, bytes_out;
+    struct spool *next;
+} spool;
+
+/* A connection to cancel, handed to a short-lived thread. */
+typedef struct cancel_req {
+    char host[256];
+    int port;
+    uint32_t pid, key;
+} cancel_req;
+
+/* A completed asynchronous checkout, queued to the client's worker. */
+typedef struct completion {
+    client *c;
+    weir_conn *conn;
+    int status;
+} completion;
+
+struct worker {
+    server *srv;
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    int nlisten;
+    struct event listen_ev[8];
+    struct event tick;
+    int efd; /* eventfd: completions are queued */
+    struct event efd_ev;
+    pthread_mutex_t qlock;
+    completion *q;
+    size_t qlen, qcap;
+    client *clients;   /* every client of this worker, for timeouts */
+    client *graveyard; /* freed at the end of the loop turn */
+    atomic_bool stop;
+};
+
+struct server {
+    cfg cfg;
+    int nworkers;
+    worker *workers;
+    int listen_fds[8]; /* TCP, one per address; SO_REUSEPORT copies per worker */
+    int nlisten_fds;
+    int unix_fd;
+    char unix_path[300];
+    pthread_mutex_t pools_lock;
+    spool *pools;
+    atomic_int nclients;
+    /* cancel keys: (pid, key) given to clients -> the client */
+    pthread_mutex_t keys_lock;
+    client **keys;
+    size_t keys_cap, nkeys;
+    atomic_bool shutting_down;
+    bool quiet;
+    int verbose;
+    FILE *logf;
+    pthread_mutex_t log_lock;
+};
+
+void srv_log(server *s, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+int server_start(server *s); /* listeners, workers */
+void server_stop(server *s); /* stop loops, join workers, close everything */
+
+spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user, char *err,
+                size_t errlen);
+void pools_destroy(server *s);
+
+/* worker.c */
+void *worker_main(void *arg);
+int worker_init(worker *w, server *s, int id);
+void worker_destroy(worker *w);
+
+#endif
