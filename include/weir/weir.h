@@ -276,6 +276,9 @@ WEIR_API void weir_conn_mark_broken(weir_conn *c);
 WEIR_API void *weir_conn_handle(const weir_conn *c);
 /** The pool c belongs to. */
 WEIR_API weir_pool *weir_conn_pool(const weir_conn *c);
+/** Milliseconds since c was last checked in or out (coarse clock, ~4 ms).
+ *  In an on_checkout hook: how long it sat idle. */
+WEIR_API int64_t weir_conn_idle_ms(const weir_conn *c);
 
 /** Completion of an asynchronous checkout: status 0 and c, or a negative
  *  code (WEIR_ETIMEDOUT, WEIR_ECLOSED, WEIR_ECONNECT, WEIR_ECANCELED) and c

@@ -100,6 +100,7 @@ struct weir_pool {
     _Alignas(WEIR__CACHELINE) pthread_mutex_t mu;
     pthread_condattr_t cattr;
     pthread_cond_t creator_cv, hk_cv, drain_cv;
+    int64_t hk_sleep_until; /* while the housekeeper sleeps: when it wakes; else 0 */
     weir_conn **slots;
     int nslots, slots_cap;
     int64_t total;     /* open + connecting */

@@ -714,7 +714,10 @@ int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb
         c = enqueue(p, w, false);
         if (!c) {
             if (req) *req = w->id;
-            pthread_cond_signal(&p->hk_cv); /* it keeps the deadline */
+            /* The housekeeper keeps the deadline: wake it only if it would sleep past it
+             * (with FIFO waiters and one timeout, deadlines only grow: rarely). */
+            if (p->hk_sleep_until && w->deadline_ns < p->hk_sleep_until)
+                pthread_cond_signal(&p->hk_cv);
             unlock(p);
             return WEIR_PENDING;
         }
@@ -882,6 +885,11 @@ void *weir_conn_handle(const weir_conn *c)
 weir_pool *weir_conn_pool(const weir_conn *c)
 {
     return c ? c->pool : NULL;
+}
+
+int64_t weir_conn_idle_ms(const weir_conn *c)
+{
+    return weir__coarse_ms() - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed);
 }
 
 /* ---- the creator --------------------------------------------------------------- */
@@ -1095,7 +1103,9 @@ static void *housekeeper_main(void *arg)
             if (w->async && w->deadline_ns < wake) wake = w->deadline_ns;
         if (now < wake) {
             struct timespec ts = ts_of(wake);
+            p->hk_sleep_until = wake;
             pthread_cond_timedwait(&p->hk_cv, &p->mu, &ts);
+            p->hk_sleep_until = 0;
             continue;
         }
         weir__waiter *fire = NULL;

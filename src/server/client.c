@@ -551,6 +551,10 @@ static void on_checkout(weir_conn *conn, int status, void *ud)
     }
     w->q[w->qlen++] = (completion){.c = c, .conn = conn, .status = status};
     pthread_mutex_unlock(&w->qlock);
+    if (current_worker == w) {
+        event_active(&w->local_ev, EV_READ, 0);
+        return;
+    }
     uint64_t one = 1;
     (void)!write(w->efd, &one, sizeof one);
 }

@@ -62,6 +62,9 @@ static void pool_log(void *ud, weir_log_level level, const char *msg)
 static int pool_on_checkout(void *ud, weir_conn *c)
 {
     (void)ud;
+    /* Busy connections are not checked: a syscall per transaction is too
+     * dear, and a server that died mid-burst shows on the first read. */
+    if (weir_conn_idle_ms(c) < 50) return 0;
     backend *be = weir_conn_handle(c);
     char b;
     ssize_t n = recv(be->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -268,6 +271,15 @@ static void on_efd(evutil_socket_t fd, short what, void *arg)
     if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
 }
 
+_Thread_local worker *current_worker;
+
+static void on_local(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_drain_completions(arg);
+}
+
 int worker_init(worker *w, server *s, int id)
 {
     memset(w, 0, sizeof *w);
@@ -279,6 +291,7 @@ int worker_init(worker *w, server *s, int id)
     pthread_mutex_init(&w->qlock, NULL);
     event_assign(&w->efd_ev, w->base, w->efd, EV_READ | EV_PERSIST, on_efd, w);
     event_add(&w->efd_ev, NULL);
+    event_assign(&w->local_ev, w->base, -1, 0, on_local, w);
     event_assign(&w->tick, w->base, -1, EV_PERSIST, on_tick, w);
     struct timeval tv = {0, 100000};
     event_add(&w->tick, &tv);
@@ -288,6 +301,7 @@ int worker_init(worker *w, server *s, int id)
 void *worker_main(void *arg)
 {
     worker *w = arg;
+    current_worker = w;
     event_base_dispatch(w->base);
     worker_close_all(w);
     return NULL;

@@ -59,6 +59,7 @@ struct worker {
     struct event tick;
     int efd; /* eventfd: completions are queued */
     struct event efd_ev;
+    struct event local_ev; /* completions queued by this worker's own thread: no syscall */
     pthread_mutex_t qlock;
     completion *q;
     size_t qlen, qcap;
@@ -98,6 +99,8 @@ void server_stop(server *s); /* stop loops, join workers, close everything */
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user, char *err,
                 size_t errlen);
 void pools_destroy(server *s);
+
+extern _Thread_local worker *current_worker;
 
 /* worker.c */
 void *worker_main(void *arg);
