@@ -111,8 +111,12 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     if (db->user[0] && db->password[0]) {
         snprintf(t->password, sizeof t->password, "%s", db->password);
     } else {
+        /* A plain password from auth_file, else the database's, else an md5
+         * hash from auth_file (enough for md5 servers only). */
         const cfg_secret *sec = cfg_find_secret(k, user);
-        if (sec && strncmp(sec->secret, "SCRAM-SHA-256$", 14))
+        bool plain = sec && strncmp(sec->secret, "SCRAM-SHA-256$", 14) &&
+                     !(strncmp(sec->secret, "md5", 3) == 0 && strlen(sec->secret) == 35);
+        if (plain || (sec && !db->password[0] && strncmp(sec->secret, "SCRAM-SHA-256$", 14)))
             snprintf(t->password, sizeof t->password, "%s", sec->secret);
         else if (db->password[0])
             snprintf(t->password, sizeof t->password, "%s", db->password);

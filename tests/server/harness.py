@@ -1,0 +1,186 @@
+"""harness.py — a real PostgreSQL and a real weir for the server tests.
+
+PostgreSQL comes from tests/integration/pg_cluster.sh (a throwaway cluster in
+a temporary directory: superuser weir/weirpass, role app/s3cret owning appdb,
+SCRAM over TCP). weir is the binary under test, started with a pgbouncer.ini
+written by the test; its log is kept and shown when a test fails.
+"""
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PG_CLUSTER = os.path.join(HERE, "..", "integration", "pg_cluster.sh")
+WEIR = os.environ.get("WEIR_BIN", os.path.join(HERE, "..", "..", "build", "weir"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class Postgres:
+    """One throwaway cluster for a test module."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="weir-pg-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.start()
+
+    def start(self):
+        subprocess.run(["sh", PG_CLUSTER, "start", self.dir, str(self.port)], check=True)
+
+    def stop(self, mode="fast"):
+        subprocess.run(["sh", PG_CLUSTER, "stop", self.dir, mode], check=True)
+
+    def sql(self, q):
+        """Run q as the superuser over the socket; returns stdout (tuples only)."""
+        r = subprocess.run(["sh", PG_CLUSTER, "psql", self.dir, str(self.port), q],
+                           capture_output=True, text=True, check=True)
+        return r.stdout.strip()
+
+    def destroy(self):
+        subprocess.run(["sh", PG_CLUSTER, "destroy", self.dir], check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Weir:
+    """weir with a config built from `databases` (name -> connstr) and `settings`."""
+
+    def __init__(self, pg, settings=None, databases=None, users_file=None, users=None,
+                 start=True, raw_ini=None):
+        self.dir = tempfile.mkdtemp(prefix="weir-srv-")
+        self.port = free_port()
+        self.pg = pg
+        self.ini = os.path.join(self.dir, "weir.ini")
+        self.logfile = os.path.join(self.dir, "weir.log")
+        auth_file = os.path.join(self.dir, "users.txt")
+        with open(auth_file, "w") as f:
+            for u, p in (users or {"app": "s3cret", "weir": "weirpass"}).items():
+                f.write('"%s" "%s"\n' % (u, p))
+        if databases is None:
+            databases = {"appdb": "host=127.0.0.1 port=%d dbname=appdb" % pg.port}
+        conf = {
+            "listen_addr": "127.0.0.1",
+            "listen_port": str(self.port),
+            "unix_socket_dir": "",
+            "auth_type": "md5",
+            "auth_file": users_file or auth_file,
+            "pool_mode": "transaction",
+            "default_pool_size": "4",
+            "server_login_retry": "0.2",
+            "workers": "2",
+        }
+        conf.update(settings or {})
+        with open(self.ini, "w") as f:
+            if raw_ini is not None:
+                f.write(raw_ini)
+            else:
+                f.write("[databases]\n")
+                for k, v in databases.items():
+                    f.write("%s = %s\n" % (k, v))
+                f.write("[pgbouncer]\n")
+                for k, v in conf.items():
+                    f.write("%s = %s\n" % (k, v))
+        self.proc = None
+        if start:
+            self.start()
+
+    def start(self, expect_ok=True):
+        self.log_fh = open(self.logfile, "ab")
+        self.proc = subprocess.Popen([WEIR, self.ini], stdout=self.log_fh, stderr=subprocess.STDOUT)
+        if expect_ok and not wait_port(self.port):
+            raise RuntimeError("weir did not start:\n" + self.log())
+        return self.proc
+
+    def log(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self, sig=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("weir did not stop within 20 s:\n" + self.log())
+        if self.proc:
+            self.log_fh.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def dsn(self, user="app", password="s3cret", dbname="appdb", **kw):
+        d = "host=127.0.0.1 port=%d user=%s dbname=%s" % (self.port, user, dbname)
+        if password is not None:
+            d += " password=%s" % password
+        for k, v in kw.items():
+            d += " %s=%s" % (k, v)
+        return d
+
+    def psql(self, sql, user="app", password="s3cret", dbname="appdb", env=None):
+        e = dict(os.environ)
+        e.update({"PGPASSWORD": password or "", "PGCONNECT_TIMEOUT": "10"})
+        e.update(env or {})
+        return subprocess.run(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                               "-p", str(self.port), "-U", user, "-d", dbname, "-c", sql],
+                              capture_output=True, text=True, env=e, timeout=60)
+
+
+def raw_startup(user="app", database="appdb", **params):
+    body = struct.pack("!I", 196608)
+    for k, v in dict(user=user, database=database, **params).items():
+        body += k.encode() + b"\0" + v.encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def read_messages(sock, timeout=5.0):
+    """Read until the peer closes or goes quiet; returns [(type, body)]."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    out = []
+    while len(data) >= 5:
+        t = data[0:1]
+        n = struct.unpack("!I", data[1:5])[0]
+        out.append((t, data[5:1 + n]))
+        data = data[1 + n:]
+    if data:
+        out.append((data[0:1], b""))
+    return out
+
+
+def error_fields(body):
+    f = {}
+    for part in body.split(b"\0"):
+        if part:
+            f[part[0:1].decode()] = part[1:].decode(errors="replace")
+    return f

@@ -1,0 +1,391 @@
+"""test_server.py — weir with real clients (psql, pgbench, psycopg, node-postgres) and a real PostgreSQL.
+
+Authentication, pooling modes, the extended protocol, COPY, NOTIFY,
+parameters, cancel, and the command line.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import WEIR, Postgres, Weir  # noqa: E402
+
+PG = None
+
+
+def setUpModule():
+    global PG
+    PG = Postgres()
+    PG.sql("CREATE TABLE IF NOT EXISTS t (id int primary key, v text); GRANT ALL ON t TO app")
+    subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U", "app",
+                    "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
+                   capture_output=True)
+
+
+def tearDownModule():
+    PG.destroy()
+
+
+class WeirCase(unittest.TestCase):
+    settings = {}
+    users = None
+
+    def setUp(self):
+        self.w = Weir(PG, settings=self.settings, users=self.users)
+
+    def tearDown(self):
+        failed = any(e for _, e in (self._outcome.result.errors + self._outcome.result.failures)
+                     if e and _ is self)
+        log = self.w.log()
+        self.w.stop()
+        if failed:
+            sys.stderr.write("---- weir log ----\n" + log[-4000:] + "\n")
+
+    def connect(self, **kw):
+        return psycopg.connect(self.w.dsn(**kw), autocommit=True)
+
+
+class TestAuth(unittest.TestCase):
+    """Each auth method, succeeding and failing, with PostgreSQL's message."""
+
+    def check(self, auth_type, users, ok_password, bad_password="wrong", databases=None):
+        w = Weir(PG, settings={"auth_type": auth_type}, users=users, databases=databases)
+        try:
+            r = w.psql("select current_user", password=ok_password)
+            self.assertEqual(r.returncode, 0, r.stderr + w.log())
+            self.assertEqual(r.stdout.strip(), "app")
+            if bad_password is not None:
+                r = w.psql("select 1", password=bad_password)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn('password authentication failed for user "app"', r.stderr)
+                with self.assertRaisesRegex(psycopg.OperationalError,
+                                            'password authentication failed for user "app"'):
+                    psycopg.connect(w.dsn(password=bad_password))
+            # an unknown user looks the same as a wrong password
+            r = w.psql("select 1", user="nobody", password="x")
+            if auth_type not in ("trust", "any"):
+                self.assertIn('password authentication failed for user "nobody"', r.stderr)
+        finally:
+            w.stop()
+
+    def test_md5(self):
+        self.check("md5", {"app": "s3cret"}, "s3cret")
+
+    def test_md5_hash_in_auth_file(self):
+        h = "md5" + hashlib.md5(b"s3cretapp").hexdigest()
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb password=s3cret" % PG.port}
+        self.check("md5", {"app": h}, "s3cret", databases=db)
+
+    def test_scram_with_plain_password(self):
+        self.check("scram-sha-256", {"app": "s3cret"}, "s3cret")
+
+    def test_scram_with_scram_secret(self):
+        secret = PG.sql("select rolpassword from pg_authid where rolname = 'app'")
+        self.assertTrue(secret.startswith("SCRAM-SHA-256$"))
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb user=app password=s3cret" % PG.port}
+        self.check("scram-sha-256", {"app": secret}, "s3cret", databases=db)
+
+    def test_md5_auth_type_with_scram_secret_uses_scram(self):
+        secret = PG.sql("select rolpassword from pg_authid where rolname = 'app'")
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb user=app password=s3cret" % PG.port}
+        self.check("md5", {"app": secret}, "s3cret", databases=db)
+
+    def test_plain(self):
+        self.check("plain", {"app": "s3cret"}, "s3cret")
+
+    def test_trust(self):
+        self.check("trust", {"app": "s3cret"}, "anything", bad_password=None)
+        w = Weir(PG, settings={"auth_type": "trust"}, users={"app": "s3cret"})
+        try:
+            r = w.psql("select 1", user="stranger", password="x")
+            self.assertIn("no such user: stranger", r.stderr)
+        finally:
+            w.stop()
+
+    def test_any(self):
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb user=app password=s3cret" % PG.port}
+        self.check("any", {}, "whatever", bad_password=None, databases=db)
+
+    def test_server_password_wrong(self):
+        """The server refuses weir: the client hears why, masked, and nothing hangs."""
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb user=app password=nope" % PG.port}
+        w = Weir(PG, settings={"auth_type": "trust"}, users={"app": ""}, databases=db)
+        try:
+            r = w.psql("select 1")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("server login has been failing", r.stderr)
+            self.assertIn('password authentication failed for user "app"', r.stderr)
+            self.assertNotIn("nope", r.stderr + w.log())
+        finally:
+            w.stop()
+
+
+class TestTransactionPooling(WeirCase):
+    settings = {"pool_mode": "transaction", "default_pool_size": "1"}
+
+    def test_no_leak_of_transaction_or_set_local(self):
+        a, b = self.connect(), self.connect()
+        a.execute("BEGIN")
+        a.execute("SET LOCAL work_mem = '1MB'")
+        a.execute("INSERT INTO t VALUES (1001, 'uncommitted')")
+        pid_a = a.execute("select pg_backend_pid()").fetchone()[0]
+        result = {}
+
+        def other():
+            # waits for the only server connection, then must see a clean session
+            result["row"] = b.execute(
+                "select current_setting('work_mem'), txid_current_if_assigned(),"
+                " (select count(*) from t where id = 1001), pg_backend_pid()").fetchone()
+
+        th = threading.Thread(target=other)
+        th.start()
+        time.sleep(0.3)
+        self.assertNotIn("row", result)  # still waiting: the connection is in a's transaction
+        a.execute("ROLLBACK")
+        th.join(10)
+        work_mem, xid, count, pid_b = result["row"]
+        self.assertEqual(pid_b, pid_a)  # the same server connection ...
+        self.assertEqual(work_mem, "4MB")  # ... without a's SET LOCAL
+        self.assertIsNone(xid)  # ... outside a's transaction
+        self.assertEqual(count, 0)
+        a.close()
+        b.close()
+
+    def test_extended_protocol_params(self):
+        with self.connect() as c:
+            for i in range(50):
+                row = c.execute("select %s::int + 1, %s::text", (i, "x" * i)).fetchone()
+                self.assertEqual(row, (i + 1, "x" * i))
+            with c.transaction():
+                c.execute("INSERT INTO t VALUES (%s, %s)", (2001, "a"))
+                c.execute("UPDATE t SET v = %s WHERE id = %s", ("b", 2001))
+            self.assertEqual(c.execute("select v from t where id = 2001").fetchone()[0], "b")
+            c.execute("DELETE FROM t WHERE id = 2001")
+
+    def test_pipeline(self):
+        with self.connect() as c:
+            with c.pipeline():
+                curs = [c.execute("select %s::int", (i,)) for i in range(20)]
+            self.assertEqual([cu.fetchone()[0] for cu in curs], list(range(20)))
+
+    def test_error_then_clean(self):
+        with self.connect() as c:
+            with self.assertRaises(psycopg.errors.DivisionByZero):
+                c.execute("select 1/0")
+            with self.assertRaises(psycopg.errors.UndefinedTable):
+                c.execute("select * from nope where x = %s", (1,))
+            self.assertEqual(c.execute("select 2").fetchone()[0], 2)
+
+    def test_copy_in_and_out(self):
+        with self.connect() as c:
+            with c.transaction():
+                c.execute("CREATE TABLE IF NOT EXISTS copy_t (a int, b text)")
+                c.execute("TRUNCATE copy_t")
+                with c.cursor().copy("COPY copy_t FROM STDIN") as cp:
+                    for i in range(5000):
+                        cp.write_row((i, "row %d" % i))
+            self.assertEqual(c.execute("select count(*), sum(a) from copy_t").fetchone(),
+                             (5000, sum(range(5000))))
+            out = bytearray()
+            with c.cursor().copy("COPY (select a, b from copy_t order by a) TO STDOUT") as cp:
+                for chunk in cp:
+                    out += chunk
+            lines = bytes(out).decode().splitlines()
+            self.assertEqual(len(lines), 5000)
+            self.assertEqual(lines[4999], "4999\trow 4999")
+
+    def test_large_result(self):
+        with self.connect() as c:
+            rows = c.execute("select g, repeat('x', 1000) from generate_series(1, 20000) g").fetchall()
+            self.assertEqual(len(rows), 20000)
+            self.assertEqual(rows[-1][0], 20000)
+
+    def test_parameters_follow_the_client(self):
+        """Each client sees its own startup parameters on a shared server connection."""
+        a = self.connect(application_name="alpha")
+        b = psycopg.connect(self.w.dsn(application_name="beta"), autocommit=True)
+        a.execute("SET TimeZone = 'Asia/Tokyo'")  # a session SET, followed as a parameter
+        for _ in range(3):
+            self.assertEqual(a.execute("show application_name").fetchone()[0], "alpha")
+            self.assertEqual(b.execute("show application_name").fetchone()[0], "beta")
+            self.assertEqual(a.execute("show timezone").fetchone()[0], "Asia/Tokyo")
+            self.assertNotEqual(b.execute("show timezone").fetchone()[0], "Asia/Tokyo")
+        self.assertEqual(a.info.parameter_status("application_name"), "alpha")
+        self.assertEqual(b.info.parameter_status("application_name"), "beta")
+        a.close()
+        b.close()
+
+    def test_psql_and_pgbench(self):
+        r = self.w.psql("select 40 + 2")
+        self.assertEqual(r.stdout.strip(), "42", r.stderr)
+        env = dict(os.environ, PGPASSWORD="s3cret")
+        for mode in ("simple", "extended"):
+            r = subprocess.run(["pgbench", "-n", "-h", "127.0.0.1", "-p", str(self.w.port), "-U", "app",
+                                "-c", "8", "-j", "2", "-t", "300", "-M", mode, "-S", "appdb"],
+                               capture_output=True, text=True, env=env, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("number of transactions actually processed: 2400/2400", r.stdout)
+            self.assertIn("number of failed transactions: 0", r.stdout)
+
+    def test_node_postgres(self):
+        node_path = os.environ.get("WEIR_NODE_PATH", "")
+        if not node_path or not os.path.isdir(node_path):
+            self.fail("node-postgres not found: set WEIR_NODE_PATH (scripts/deps.sh prepares it)")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node_client.js")
+        env = dict(os.environ, NODE_PATH=node_path, WEIR_PORT=str(self.w.port))
+        r = subprocess.run(["node", script], capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("node-postgres ok", r.stdout)
+
+
+class TestSessionPooling(WeirCase):
+    settings = {"pool_mode": "session", "default_pool_size": "1"}
+
+    def test_set_persists_and_is_reset_for_the_next_client(self):
+        c = self.connect()
+        c.execute("SET work_mem = '2MB'")
+        c.execute("PREPARE p AS select 1")
+        pid = c.execute("select pg_backend_pid()").fetchone()[0]
+        for _ in range(3):
+            self.assertEqual(c.execute("show work_mem").fetchone()[0], "2MB")
+        c.close()
+        d = self.connect()
+        row = d.execute("select current_setting('work_mem'), pg_backend_pid(),"
+                        " (select count(*) from pg_prepared_statements)").fetchone()
+        self.assertEqual(row, ("4MB", pid, 0))  # same connection, DISCARD ALL ran
+        d.close()
+
+    def test_listen_notify(self):
+        listener = self.connect()
+        listener.execute("LISTEN weir_chan")
+        w2 = Weir(PG, settings={"pool_mode": "transaction"})
+        try:
+            with psycopg.connect(w2.dsn(), autocommit=True) as other:
+                other.execute("NOTIFY weir_chan, 'hello'")
+            gen = listener.notifies()
+            got = None
+            deadline = time.monotonic() + 5
+            for n in gen:
+                got = n
+                break
+            self.assertLess(time.monotonic(), deadline)
+            self.assertEqual((got.channel, got.payload), ("weir_chan", "hello"))
+        finally:
+            w2.stop()
+            listener.close()
+
+    def test_notice_passes_through(self):
+        c = self.connect()
+        seen = []
+        c.add_notice_handler(lambda d: seen.append(d.message_primary))
+        c.execute("DO $$ BEGIN RAISE NOTICE 'weir notice'; END $$")
+        self.assertEqual(seen, ["weir notice"])
+        c.close()
+
+
+class TestCancel(WeirCase):
+    settings = {"pool_mode": "transaction", "default_pool_size": "2"}
+
+    def test_cancel_reaches_only_its_query(self):
+        a, b = self.connect(), self.connect()
+        done = {}
+
+        def slow(conn, key):
+            try:
+                conn.execute("select pg_sleep(5)")
+                done[key] = "finished"
+            except psycopg.errors.QueryCanceled:
+                done[key] = "canceled"
+
+        ta = threading.Thread(target=slow, args=(a, "a"))
+        tb = threading.Thread(target=lambda: done.__setitem__(
+            "b", b.execute("select pg_sleep(1.5), 'b ok'").fetchone()[1]))
+        t0 = time.monotonic()
+        ta.start()
+        tb.start()
+        time.sleep(0.5)
+        a.cancel()
+        ta.join(10)
+        tb.join(10)
+        self.assertEqual(done["a"], "canceled")
+        self.assertLess(time.monotonic() - t0, 4)
+        self.assertEqual(done["b"], "b ok")
+        self.assertEqual(a.execute("select 'a again'").fetchone()[0], "a again")
+        a.close()
+        b.close()
+
+    def test_cancel_with_nothing_running_is_harmless(self):
+        a = self.connect()
+        a.cancel()
+        time.sleep(0.2)
+        self.assertEqual(a.execute("select 1").fetchone()[0], 1)
+        a.close()
+
+
+class TestCommandLine(unittest.TestCase):
+    def run_weir(self, *args):
+        return subprocess.run([WEIR, *args], capture_output=True, text=True, timeout=30)
+
+    def test_version_and_help(self):
+        r = self.run_weir("-V")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^weir \d+\.\d+\.\d+")
+        r = self.run_weir("-h")
+        self.assertEqual(r.returncode, 0)
+        for opt in ("-d", "-q", "-v", "-u", "-V", "-h"):
+            self.assertIn(opt, r.stdout)
+
+    def test_missing_config(self):
+        r = self.run_weir("/nonexistent/weir.ini")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("cannot open config file /nonexistent/weir.ini", r.stderr)
+
+    def test_bad_value_refuses_to_start_naming_file_line_key(self):
+        w = Weir(PG, start=False, raw_ini="[databases]\nappdb = host=127.0.0.1\n[pgbouncer]\n"
+                                          "listen_port = 1\npool_mode = sometimes\n")
+        try:
+            p = w.start(expect_ok=False)
+            p.wait(10)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("weir.ini:5: invalid value \"sometimes\" for pool_mode", w.log())
+        finally:
+            w.stop()
+
+    def test_bad_database_line(self):
+        w = Weir(PG, start=False, raw_ini="[databases]\nappdb = host=127.0.0.1 port=notaport\n")
+        try:
+            p = w.start(expect_ok=False)
+            p.wait(10)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("weir.ini:2: database \"appdb\": port: bad value \"notaport\"", w.log())
+        finally:
+            w.stop()
+
+    def test_unknown_key_warns_and_include_works(self):
+        port = None
+        w = Weir(PG, start=False, raw_ini="")
+        port = w.port
+        inc = os.path.join(w.dir, "more.ini")
+        with open(inc, "w") as f:
+            f.write("[pgbouncer]\nlisten_port = %d\nno_such_key = 1\n" % port)
+        with open(w.ini, "w") as f:
+            f.write("[databases]\nappdb = host=127.0.0.1 port=%d\n[pgbouncer]\n"
+                    "listen_addr = 127.0.0.1\nunix_socket_dir =\nauth_type = md5\n"
+                    "auth_file = %s/users.txt\n%%include more.ini\n" % (PG.port, w.dir))
+        try:
+            w.start()
+            self.assertIn("more.ini:3: unknown configuration key \"no_such_key\"; ignored", w.log())
+            r = w.psql("select 1")
+            self.assertEqual(r.stdout.strip(), "1", r.stderr)
+        finally:
+            w.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

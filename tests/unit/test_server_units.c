@@ -1,0 +1,317 @@
+/* test_server_units.c — the server's pure parts: config reading, SCRAM, md5, wire framing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "auth.h"
+#include "config.h"
+#include "proto.h"
+
+static char logbuf[4096];
+
+static void cap_log(void *ud, bool error, const char *msg)
+{
+    (void)ud;
+    size_t n = strlen(logbuf);
+    snprintf(logbuf + n, sizeof logbuf - n, "%s %s\n", error ? "E" : "W", msg);
+}
+
+static const char *write_file(const char *name, const char *text)
+{
+    static char path[512];
+    const char *dir = getenv("WEIR_TEST_TMP") ? getenv("WEIR_TEST_TMP") : "/tmp";
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void test_config_defaults_and_values(void **state)
+{
+    (void)state;
+    logbuf[0] = '\0';
+    const char *p =
+        write_file("u1.ini", "[databases]\n"
+                             "appdb = host=db1 port=6543 dbname=real user=u password='p w'\n"
+                             "* = host=fallback\n"
+                             "[users]\n"
+                             "bob = pool_mode=session max_user_connections=3\n"
+                             "[pgbouncer]\n"
+                             "pool_mode = transaction\n"
+                             "query_wait_timeout = 0.5\n"
+                             "server_lifetime = 2min\n"
+                             "admin_users = alice, bob\n"
+                             "workers = 3\n");
+    cfg c;
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), 0);
+    assert_string_equal(logbuf, "");
+    assert_int_equal(c.pool_mode, POOL_TRANSACTION);
+    assert_int_equal(c.query_wait_timeout, 500);
+    assert_int_equal(c.server_lifetime, 120000);
+    assert_int_equal(c.listen_port, 6432);     /* PgBouncer's default */
+    assert_int_equal(c.default_pool_size, 20); /* PgBouncer's default */
+    assert_int_equal(c.auth_type, AUTH_MD5);   /* PgBouncer's default */
+    assert_string_equal(c.server_reset_query, "DISCARD ALL");
+    assert_int_equal(c.workers, 3);
+    const cfg_db *d = cfg_find_db(&c, "appdb");
+    assert_non_null(d);
+    assert_string_equal(d->host, "db1");
+    assert_int_equal(d->port, 6543);
+    assert_string_equal(d->dbname, "real");
+    assert_string_equal(d->password, "p w");
+    const cfg_db *star = cfg_find_db(&c, "other");
+    assert_non_null(star);
+    assert_string_equal(star->host, "fallback");
+    const cfg_user *u = cfg_find_user(&c, "bob");
+    assert_non_null(u);
+    assert_int_equal(u->pool_mode, POOL_SESSION);
+    assert_int_equal(u->max_user_connections, 3);
+    assert_true(cfg_list_has(c.admin_users, "bob"));
+    assert_false(cfg_list_has(c.admin_users, "bo"));
+    char buf[64];
+    assert_int_equal(cfg_get(&c, "query_wait_timeout", buf, sizeof buf), 0);
+    assert_string_equal(buf, "0.500");
+    char why[128];
+    assert_int_equal(cfg_set(&c, "default_pool_size", "x", why, sizeof why), -1);
+    assert_string_equal(why, "not an integer");
+    assert_int_equal(c.default_pool_size, 20); /* unchanged */
+    assert_int_equal(cfg_set(&c, "default_pool_size", "7", why, sizeof why), 0);
+    assert_int_equal(c.default_pool_size, 7);
+    cfg_free(&c);
+}
+
+static void test_config_errors_name_file_line(void **state)
+{
+    (void)state;
+    cfg c;
+    logbuf[0] = '\0';
+    const char *p = write_file("u2.ini", "[pgbouncer]\nlisten_port = 70000\n");
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), -1);
+    assert_non_null(
+        strstr(logbuf, "u2.ini:2: invalid value \"70000\" for listen_port: out of range"));
+
+    logbuf[0] = '\0';
+    p = write_file("u3.ini", "[pgbouncer]\nauth_type = hba\n");
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), -1);
+    assert_non_null(strstr(logbuf,
+                           "u3.ini:2: invalid value \"hba\" for auth_type: auth_type hba is not "
+                           "supported by weir"));
+
+    logbuf[0] = '\0';
+    p = write_file("u4.ini", "[pgbouncer]\nmystery = 1\nserver_round_robin = 1\nlisten_port\n");
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), -1);
+    assert_non_null(strstr(logbuf, "W "));
+    assert_non_null(strstr(logbuf, "u4.ini:2: unknown configuration key \"mystery\"; ignored"));
+    assert_non_null(
+        strstr(logbuf, "u4.ini:3: server_round_robin is not supported by weir; ignored"));
+    assert_non_null(strstr(logbuf, "u4.ini:4: syntax error: expected key = value"));
+
+    logbuf[0] = '\0';
+    p = write_file("u5.ini", "[databases]\nx = host='unterminated\n");
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), -1);
+    assert_non_null(strstr(logbuf, "u5.ini:2: database \"x\": unterminated quoted string"));
+
+    logbuf[0] = '\0';
+    p = write_file("u6.ini", "[pgbouncer]\nauth_file = /nonexistent/users.txt\n");
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), -1);
+    assert_non_null(strstr(logbuf, "cannot open auth_file /nonexistent/users.txt"));
+}
+
+static void test_auth_file(void **state)
+{
+    (void)state;
+    const char *af =
+        write_file("u7.txt", "\"alice\" \"pw\"\n; comment\n\"bo\"\"b\" \"md5abc\"\nbroken\n");
+    char ini[600];
+    snprintf(ini, sizeof ini, "[pgbouncer]\nauth_file = %s\n", af);
+    char p[512];
+    snprintf(p, sizeof p, "%s", write_file("u7.ini", ini));
+    cfg c;
+    logbuf[0] = '\0';
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), -1); /* line 4 is broken */
+    assert_non_null(strstr(logbuf, "u7.txt:4: syntax error: expected \"user\" \"password\""));
+    (void)write_file("u7.txt", "\"alice\" \"pw\"\n; comment\n\"bo\"\"b\" \"md5abc\"\n");
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), 0);
+    assert_string_equal(cfg_find_secret(&c, "alice")->secret, "pw");
+    assert_string_equal(cfg_find_secret(&c, "bo\"b")->secret, "md5abc");
+    assert_null(cfg_find_secret(&c, "carol"));
+    cfg_free(&c);
+}
+
+/* RFC 7677's example, from the client's side. */
+static void test_scram_rfc7677_client(void **state)
+{
+    (void)state;
+    scram_client sc;
+    memset(&sc, 0, sizeof sc);
+    snprintf(sc.nonce, sizeof sc.nonce, "rOprNGfwEbeRWgbNEkqO");
+    snprintf(sc.client_first_bare, sizeof sc.client_first_bare, "n=user,r=rOprNGfwEbeRWgbNEkqO");
+    const char *sf =
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    char out[256];
+    const char *why;
+    int n = scram_client_final(&sc, "pencil", sf, strlen(sf), out, sizeof out, &why);
+    assert_true(n > 0);
+    assert_string_equal(out, "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                             "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
+    const char *fin = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    assert_int_equal(scram_client_verify(&sc, fin, strlen(fin)), 0);
+    const char *bad = "v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    assert_int_equal(scram_client_verify(&sc, bad, strlen(bad)), -1);
+}
+
+/* Our server side against our client side, with right and wrong passwords. */
+static void test_scram_round_trip(void **state)
+{
+    (void)state;
+    for (int wrong = 0; wrong < 2; wrong++) {
+        scram_server ss;
+        memset(&ss, 0, sizeof ss);
+        assert_int_equal(scram_secret_make("s3cret", &ss.sec), 0);
+        scram_client sc;
+        char first[128], sfirst[256], cfinal[256], sfinal[128];
+        const char *why;
+        int n = scram_client_first(&sc, first, sizeof first);
+        assert_true(n > 0);
+        assert_int_equal(scram_server_first(&ss, first, (size_t)n, sfirst, sizeof sfirst, &why), 0);
+        n = scram_client_final(&sc, wrong ? "guess" : "s3cret", sfirst, strlen(sfirst), cfinal,
+                               sizeof cfinal, &why);
+        assert_true(n > 0);
+        int rc = scram_server_final(&ss, cfinal, (size_t)n, sfinal, sizeof sfinal, &why);
+        if (wrong) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(why, "password authentication failed");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(scram_client_verify(&sc, sfinal, strlen(sfinal)), 0);
+        }
+    }
+    /* A secret as PostgreSQL stores it parses; junk does not. */
+    scram_secret s;
+    assert_int_equal(scram_secret_parse("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+                                        "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+                                        "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+                                        &s),
+                     0);
+    assert_int_equal(s.iter, 4096);
+    assert_int_equal(s.saltlen, 16);
+    assert_int_equal(scram_secret_parse("SCRAM-SHA-256$x:y$z", &s), -1);
+    assert_int_equal(scram_secret_parse("md5abc", &s), -1);
+}
+
+static void test_md5(void **state)
+{
+    (void)state;
+    /* Known answers from an independent implementation (Python's hashlib):
+     * md5("s3cretapp") and "md5" + md5(that + salt 01 02 03 04). */
+    uint8_t salt[4] = {1, 2, 3, 4};
+    char a[36], b[36];
+    auth_md5_response("app", "s3cret", salt, a);
+    assert_string_equal(a, "md51460f94130eb931937bbd6439ee8ab57");
+    auth_md5_response("app", "md5f543b608e355623527b0e4f12e5981e8", salt, b);
+    assert_string_equal(b, "md51460f94130eb931937bbd6439ee8ab57");
+    assert_true(auth_equal("abc", "abc"));
+    assert_false(auth_equal("abc", "abd"));
+    assert_false(auth_equal("abc", "abcd"));
+}
+
+static void test_startup_parse(void **state)
+{
+    (void)state;
+    uint8_t pkt[64];
+    uint32_t n = 8;
+    memcpy(pkt + n, "user\0app\0database\0x\0\0", 21);
+    n += 21;
+    pq_set32(pkt, n);
+    pq_set32(pkt + 4, PQ_PROTO_V3);
+    pq_startup st;
+    const char *why = NULL;
+    assert_int_equal(pq_parse_startup(pkt, n, &st, &why), 0);
+    assert_int_equal(st.nparams, 2);
+    assert_string_equal(pq_startup_get(&st, "user"), "app");
+    assert_string_equal(pq_startup_get(&st, "database"), "x");
+    /* missing final terminator */
+    assert_int_equal(pq_parse_startup(pkt, n - 1, &st, &why), -1);
+    assert_non_null(strstr(why, "layout"));
+    /* protocol 2 */
+    pq_set32(pkt + 4, 0x00020000);
+    assert_int_equal(pq_parse_startup(pkt, n, &st, &why), -1);
+    assert_non_null(strstr(why, "unsupported frontend protocol"));
+    /* cancel request */
+    uint8_t cr[16];
+    pq_set32(cr, 16);
+    pq_set32(cr + 4, PQ_CANCEL_CODE);
+    pq_set32(cr + 8, 42);
+    pq_set32(cr + 12, 99);
+    assert_int_equal(pq_parse_startup(cr, 16, &st, &why), 0);
+    assert_int_equal(st.cancel_pid, 42);
+    assert_int_equal(st.cancel_key, 99);
+    assert_int_equal(pq_parse_startup(cr, 12, &st, &why), -1);
+}
+
+/* Framing is the same whichever way the bytes are cut. */
+static void test_framing_any_split(void **state)
+{
+    (void)state;
+    pq_buf b = {0};
+    assert_int_equal(pq_put_msg(&b, 'Q', "select 1", 9), 0);
+    assert_int_equal(pq_put_msg(&b, 'D', "0123456789", 10), 0);
+    assert_int_equal(pq_put_ready(&b, 'T'), 0);
+    for (uint32_t cut = 0; cut <= b.end; cut++) {
+        pq_stream st = {0};
+        char types[8] = "";
+        int nt = 0;
+        char zstatus = 0;
+        uint32_t pos = 0, avail = cut;
+        while (pos < b.end) {
+            pq_msg m;
+            uint32_t used;
+            int r = pq_next(&st, b.p + pos, avail - pos, 1u << 30, "Z", &m, &used);
+            if (r == PQ_NEED) {
+                assert_true(avail < b.end);
+                avail = b.end; /* the rest arrives */
+                continue;
+            }
+            assert_int_not_equal(r, PQ_BAD);
+            if (r == PQ_MSG) {
+                types[nt++] = m.type;
+                if (m.type == 'Z') zstatus = (char)m.body[0];
+            }
+            pos += used;
+        }
+        assert_string_equal(types, "QDZ");
+        assert_int_equal(zstatus, 'T');
+    }
+    /* a length below 4 or above the limit is refused */
+    pq_stream st = {0};
+    pq_msg m;
+    uint32_t used;
+    uint8_t bad[5] = {'Q', 0, 0, 0, 3};
+    assert_int_equal(pq_next(&st, bad, 5, 1u << 30, "", &m, &used), PQ_BAD);
+    uint8_t big[5] = {'Q', 0x80, 0, 0, 0};
+    assert_int_equal(pq_next(&st, big, 5, 1u << 30, "", &m, &used), PQ_BAD);
+    pq_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_defaults_and_values),
+        cmocka_unit_test(test_config_errors_name_file_line),
+        cmocka_unit_test(test_auth_file),
+        cmocka_unit_test(test_scram_rfc7677_client),
+        cmocka_unit_test(test_scram_round_trip),
+        cmocka_unit_test(test_md5),
+        cmocka_unit_test(test_startup_parse),
+        cmocka_unit_test(test_framing_any_split),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
