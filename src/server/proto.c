@@ -62,7 +62,7 @@ static int put_fields(pq_buf *b, char type, const char *severity, const char *sq
 {
     size_t ls = strlen(severity), lc = strlen(sqlstate), lm = strlen(msg);
     if (lm > 8000) lm = 8000;
-    uint32_t n = (uint32_t)(3 * 2 + ls + 1 + ls + 1 + lc + 1 + lm + 1 + 1);
+    uint32_t n = (uint32_t)(4 + ls + 1 + ls + 1 + lc + 1 + lm + 1 + 1); /* 4 field codes */
     if (pq_buf_reserve(b, n + 5)) return -1;
     uint8_t *o = b->p + b->end;
     *o++ = (uint8_t)type;

@@ -217,7 +217,7 @@ static int unix_listen(server *s)
         srv_log(s, "ERROR", "unix_socket_dir too long");
         return -1;
     }
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", s->unix_path);
+    memcpy(sa.sun_path, s->unix_path, strlen(s->unix_path) + 1);
     /* A stale socket from a dead process is removed; a live one refuses us. */
     int probe = socket(AF_UNIX, SOCK_STREAM, 0);
     if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {

@@ -33,7 +33,7 @@ start)
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-max_connections = 200
+max_connections = ${PG_MAX_CONNECTIONS:-200}
 fsync = off
 synchronous_commit = off
 full_page_writes = off

@@ -301,6 +301,20 @@ static void test_framing_any_split(void **state)
     pq_buf_free(&b);
 }
 
+/* An ErrorResponse is exactly as long as it says: fields, then one terminator. */
+static void test_error_message_layout(void **state)
+{
+    (void)state;
+    pq_buf b = {0};
+    assert_int_equal(pq_put_error(&b, "FATAL", "08P01", "boom"), 0);
+    assert_int_equal(b.p[0], 'E');
+    uint32_t len = pq_get32(b.p + 1);
+    assert_int_equal(b.end, 1 + len);
+    assert_int_equal(len, 4 + (1 + 6) * 2 + (1 + 6) + (1 + 5) + 1);
+    assert_memory_equal(b.p + 5, "SFATAL\0VFATAL\0C08P01\0Mboom\0\0", len - 4);
+    pq_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_md5),
         cmocka_unit_test(test_startup_parse),
         cmocka_unit_test(test_framing_any_split),
+        cmocka_unit_test(test_error_message_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

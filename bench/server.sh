@@ -1,0 +1,151 @@
+#!/bin/bash
+# server.sh — weir vs PgBouncer vs PostgreSQL directly, with pgbench, in one run.
+#
+#   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
+#
+# A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir and Debian's
+# PgBouncer with the same pgbouncer.ini settings: transaction pooling,
+# default_pool_size 20, md5 auth from the same auth_file. For each client
+# count and protocol (simple, extended): pgbench -S through weir, through
+# PgBouncer and directly; tps, average latency and the pooler's CPU
+# milliseconds per 10k transactions (utime+stime from /proc). Then pgbench -C
+# (a new connection per transaction, md5), the round trip of SELECT 1 on a
+# held connection, and each pooler's RSS with 1000 idle clients.
+# Every figure is a line "RESULT server_pgbench key=value ...".
+set -euo pipefail
+here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+root=${WEIR_SOURCE_DIR:-$(cd "$here/.." && pwd)}
+weir_bin=${WEIR_BIN:-$root/build/weir}
+cluster="$root/tests/integration/pg_cluster.sh"
+
+clients="10 50 100 500 1000"
+secs=15
+repeat=1
+idle_clients=1000
+quick=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) quick=1; clients="10 100"; secs=2; idle_clients=200 ;;
+    --clients) clients=$2; shift ;;
+    --secs) secs=$2; shift ;;
+    --repeat) repeat=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+command -v pgbouncer >/dev/null || { echo "pgbouncer not installed (apt-get install pgbouncer)" >&2; exit 1; }
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+dir=$(mktemp -d /tmp/weir-bench-server.XXXXXX)
+chmod 755 "$dir"
+pg_port=$((20000 + RANDOM % 20000))
+weir_port=$((pg_port + 1))
+pgb_port=$((pg_port + 2))
+cleanup() {
+    [ -n "${weir_pid:-}" ] && kill "$weir_pid" 2>/dev/null && wait "$weir_pid" 2>/dev/null
+    [ -f "$dir/pgb.pid" ] && kill "$(cat "$dir/pgb.pid")" 2>/dev/null
+    sleep 0.3
+    sh "$cluster" destroy "$dir/pg" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+max_conn=$(( $(echo "$clients" | tr ' ' '\n' | sort -n | tail -1) + 50 ))
+PG_MAX_CONNECTIONS=$max_conn sh "$cluster" start "$dir/pg" "$pg_port"
+export PGPASSWORD=s3cret
+pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
+
+printf '"app" "s3cret"\n' >"$dir/users.txt"
+common="[databases]
+appdb = host=127.0.0.1 port=$pg_port dbname=appdb
+[pgbouncer]
+listen_addr = 127.0.0.1
+unix_socket_dir =
+auth_type = md5
+auth_file = $dir/users.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 5000
+log_connections = 0
+log_disconnections = 0"
+printf '%s\nlisten_port = %s\n' "$common" "$weir_port" >"$dir/weir.ini"
+printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
+    "$common" "$pgb_port" "$dir" "$dir" >"$dir/pgb.ini"
+[ "$(id -u)" = 0 ] && chown -R postgres "$dir"
+
+"$weir_bin" -q "$dir/weir.ini" &
+weir_pid=$!
+if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- sh -c "ulimit -n \$(ulimit -Hn); pgbouncer -d -q '$dir/pgb.ini'"
+else
+    pgbouncer -d -q "$dir/pgb.ini"
+fi
+for _ in $(seq 100); do
+    [ -f "$dir/pgb.pid" ] && psql -h 127.0.0.1 -p "$weir_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 && break
+    sleep 0.1
+done
+pgb_pid=$(cat "$dir/pgb.pid")
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# run_pgbench TARGET PORT PID CLIENTS MODE [extra pgbench args]
+run_pgbench() {
+    local target=$1 port=$2 pid=$3 c=$4 mode=$5
+    shift 5
+    local t0=0 t1=0 out
+    [ "$pid" != 0 ] && t0=$(cpu_ticks "$pid")
+    out=$(pgbench -n -h 127.0.0.1 -p "$port" -U app -S -M "$mode" -c "$c" -j 2 -T "$secs" "$@" appdb 2>&1) || true
+    [ "$pid" != 0 ] && t1=$(cpu_ticks "$pid")
+    local n tps lat failed
+    n=$(echo "$out" | awk '/actually processed/{print $NF}' | cut -d/ -f1)
+    tps=$(echo "$out" | awk '/^tps/{printf "%.0f", $3}')
+    lat=$(echo "$out" | awk '/latency average/{print $4}')
+    failed=$(echo "$out" | awk '/failed transactions/{print $5}')
+    local cpu="n/a"
+    if [ "$pid" != 0 ] && [ "${n:-0}" -gt 0 ]; then
+        cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN{printf "%.0f", d * 1000 / hz * 10000 / n}')
+    fi
+    echo "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=$cpu failed=${failed:-n/a} secs=$secs $*"
+}
+
+for r in $(seq "$repeat"); do
+    for c in $clients; do
+        for mode in simple extended; do
+            # --quick: the simple protocol only, and PostgreSQL directly at the smallest
+            # count only (SCRAM logins of many clients would eat a short run)
+            [ "$quick" = 1 ] && [ "$mode" = extended ] && continue
+            run_pgbench weir "$weir_port" "$weir_pid" "$c" "$mode"
+            run_pgbench pgbouncer "$pgb_port" "$pgb_pid" "$c" "$mode"
+            [ "$quick" = 1 ] && [ "$c" != "${clients%% *}" ] && continue
+            run_pgbench direct "$pg_port" 0 "$c" "$mode"
+        done
+    done
+    # a new connection per transaction, md5 (PgBouncer and weir; direct is SCRAM here)
+    full=$secs
+    [ "$quick" = 1 ] && secs=1
+    run_pgbench weir "$weir_port" "$weir_pid" 10 simple -C
+    run_pgbench pgbouncer "$pgb_port" "$pgb_pid" 10 simple -C
+    secs=$full
+done
+
+# one SELECT 1 round trip on a held connection
+printf 'SELECT 1;\n' >"$dir/one.sql"
+for t in "direct $pg_port" "weir $weir_port" "pgbouncer $pgb_port"; do
+    set -- $t
+    lat=$(pgbench -n -h 127.0.0.1 -p "$2" -U app -c 1 -T "$([ "$quick" = 1 ] && echo 1 || echo "$secs")" -f "$dir/one.sql" appdb 2>&1 |
+        awk '/latency average/{print $4}')
+    echo "RESULT server_roundtrip target=$1 select1_us=$(awk -v l="$lat" 'BEGIN{printf "%.1f", l * 1000}')"
+done
+
+# RSS with idle clients: they log in and sleep
+printf '\\sleep %s s\n' "$([ "$quick" = 1 ] && echo 1.5 || echo 3)" >"$dir/idle.sql"
+for t in "weir $weir_port $weir_pid" "pgbouncer $pgb_port $pgb_pid"; do
+    set -- $t
+    pgbench -n -h 127.0.0.1 -p "$2" -U app -c "$idle_clients" -j 2 -t 1 -f "$dir/idle.sql" appdb >/dev/null 2>&1 &
+    bp=$!
+    sleep $([ "$quick" = 1 ] && echo 1 || echo 2.5)
+    rss=$(awk '/VmRSS/{print $2}' "/proc/$3/status")
+    wait $bp || true
+    echo "RESULT server_rss target=$1 idle_clients=$idle_clients rss_kb=$rss"
+done

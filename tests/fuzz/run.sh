@@ -1,0 +1,26 @@
+#!/bin/sh
+# run.sh SECONDS [BUILD_DIR] — build the libFuzzer target with clang and fuzz for SECONDS.
+# The corpus lives in BUILD_DIR/fuzz-corpus (seeded with a few real messages);
+# findings are written to BUILD_DIR/fuzz-findings and fail the run.
+set -eu
+secs=${1:-30}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=$(cd "${2:-$root/build}" && pwd)
+clang=$(command -v clang || command -v clang-14)
+bin="$out/fuzz_proto"
+"$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE \
+    -I"$root/src/server" -I"$root/include" \
+    "$here/fuzz_proto.c" "$root/src/server/proto.c" "$root/src/server/auth.c" -lcrypto -o "$bin"
+corpus="$out/fuzz-corpus"
+mkdir -p "$corpus" "$out/fuzz-findings"
+# seeds: a startup packet, a query + ReadyForQuery, a SCRAM client-first/final pair
+printf '\000\000\000\000\037\000\003\000\000user\000app\000database\000x\000\000' >"$corpus/startup"
+printf '\005Q\000\000\000\015select 1\000Z\000\000\000\005I' >"$corpus/frames"
+printf '\025n,,n=,r=abcdefghijklmnopc=biws,r=abcdefghijklmnop,p=AAAA' >"$corpus/scram"
+"$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$out/fuzz-findings/" "$corpus" 2>"$out/fuzz.log" || {
+    tail -40 "$out/fuzz.log" >&2
+    exit 1
+}
+grep -E "stat::number_of_executed_units|Done" "$out/fuzz.log" | tail -2
