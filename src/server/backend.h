@@ -47,6 +47,7 @@ typedef struct backend {
     uint32_t pid, key; /* BackendKeyData, for cancel requests */
     be_params params;  /* ParameterStatus as the server last reported it */
     const be_target *target;
+    void *ext; /* the server's per-connection state (its event registrations); NULL at connect */
 } backend;
 
 extern const weir_driver be_driver;

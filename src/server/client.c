@@ -63,9 +63,10 @@ struct client {
     worker *w;
     int fd;
     cstate state;
-    struct event cev, sev;
+    struct event cev, sev; /* sev: write interest on the server, when a send was short */
     short cev_flags, sev_flags;
-    bool sev_assigned, terminate, zombie, checkout_pending, reject, unsynced, is_unix;
+    be_watch *watch; /* the server's read registration in this worker */
+    bool terminate, zombie, checkout_pending, reject, unsynced, is_unix;
     uint64_t req;
     pq_buf in, out, pre;
     uint32_t in_scanned, out_scanned;
@@ -206,11 +207,12 @@ static void free_client(client *c)
 static void unlink_server(client *c, bool client_gone)
 {
     if (!c->conn) return;
-    if (c->sev_assigned) {
+    if (c->sev_flags) {
         event_del(&c->sev);
-        c->sev_assigned = false;
         c->sev_flags = 0;
     }
+    c->watch->c = NULL; /* stays registered: see be_watch */
+    c->watch = NULL;
     atomic_store(&c->cancel_target, 0);
     backend *be = c->be;
     bool in_flight = c->pending > 0 || c->skip_rfq > 0 || c->sst.left || pq_buf_len(&c->pre) ||
@@ -361,6 +363,19 @@ static void server_lost(client *c)
 
 static void on_server(evutil_socket_t fd, short what, void *arg);
 
+/* Readable server connection registered in this worker. No client: it is
+ * idle in the pool or another worker's now; stop watching it here. */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    be_watch *bw = arg;
+    if (!bw->c) {
+        event_del(&bw->ev);
+        bw->added = false;
+        return;
+    }
+    on_server(fd, what, bw->c);
+}
+
 static void release_if_done(client *c)
 {
     if (!c->conn || c->pool->mode == POOL_SESSION) return;
@@ -497,8 +512,22 @@ static bool link_server(client *c, weir_conn *conn)
     c->be = weir_conn_handle(conn);
     c->sst = (pq_stream){0};
     c->sst_drop = false;
-    event_assign(&c->sev, c->w->base, c->be->fd, EV_READ | EV_PERSIST, on_server, c);
-    c->sev_assigned = true;
+    if (!c->be->ext) {
+        int n = c->w->srv->nworkers;
+        be_ext *x = calloc(1, sizeof *x + (size_t)n * sizeof(be_watch));
+        if (!x) {
+            weir_conn_mark_broken(conn);
+            weir_checkin(conn);
+            c->conn = NULL;
+            c->be = NULL;
+            client_close(c, "53200", "out of memory");
+            return false;
+        }
+        x->n = n;
+        c->be->ext = x;
+    }
+    c->watch = &((be_ext *)c->be->ext)->w[c->w->id];
+    c->watch->c = c;
     c->sev_flags = 0;
     atomic_store(&c->cancel_target, (uint64_t)c->be->pid << 32 | c->be->key);
     if (c->state == CL_WELCOME) {
@@ -584,6 +613,10 @@ void worker_drain_completions(worker *w)
         size_t n = w->qlen;
         completion batch[64];
         if (n > 64) n = 64;
+        if (!n) {
+            pthread_mutex_unlock(&w->qlock);
+            return;
+        }
         memcpy(batch, w->q, n * sizeof *batch);
         memmove(w->q, w->q + n, (w->qlen - n) * sizeof *w->q);
         w->qlen -= n;
@@ -1038,9 +1071,18 @@ static void update_events(client *c)
     if (c->out_scanned > c->out.start) cw |= EV_WRITE;
     set_event(c, &c->cev, c->fd, &c->cev_flags, cw, on_client);
     if (c->be) {
-        short sw = 0;
-        if (c->out_scanned - c->out.start < HIGH_WATER) sw |= EV_READ;
-        if (pq_buf_len(&c->pre) || c->in_scanned > c->in.start) sw |= EV_WRITE;
+        be_watch *bw = c->watch;
+        bool rd = c->out_scanned - c->out.start < HIGH_WATER;
+        if (rd && !bw->added) {
+            if (!event_initialized(&bw->ev) || event_get_base(&bw->ev) != c->w->base)
+                event_assign(&bw->ev, c->w->base, c->be->fd, EV_READ | EV_PERSIST, on_watch, bw);
+            event_add(&bw->ev, NULL);
+            bw->added = true;
+        } else if (!rd && bw->added) {
+            event_del(&bw->ev);
+            bw->added = false;
+        }
+        short sw = pq_buf_len(&c->pre) || c->in_scanned > c->in.start ? EV_WRITE : 0;
         set_event(c, &c->sev, c->be->fd, &c->sev_flags, sw, on_server);
     }
 }

@@ -73,6 +73,20 @@ static int pool_on_checkout(void *ud, weir_conn *c)
     return 0;
 }
 
+/* Before a server connection is closed: drop its registrations in every worker. */
+static void pool_on_destroy(void *ud, weir_conn *c)
+{
+    (void)ud;
+    backend *be = weir_conn_handle(c);
+    be_ext *x = be ? be->ext : NULL;
+    if (!x) return;
+    for (int i = 0; i < x->n; i++)
+        if (event_initialized(&x->w[i].ev))
+            event_del(&x->w[i].ev); /* waits for a running callback */
+    free(x);
+    be->ext = NULL;
+}
+
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user, char *err,
                 size_t errlen)
 {
@@ -146,7 +160,10 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     o.backoff_max_ms = retry;
     o.fail_fast = true;
     o.creator_threads = o.max_size < 4 ? o.max_size : 4;
-    weir_hooks h = {.ud = p, .on_log = pool_log, .on_checkout = pool_on_checkout};
+    weir_hooks h = {.ud = p,
+                    .on_log = pool_log,
+                    .on_checkout = pool_on_checkout,
+                    .on_destroy = pool_on_destroy};
     int rc = weir_pool_create(&p->pool, &be_driver, t, &o, &h);
     if (rc) {
         pthread_mutex_unlock(&s->pools_lock);

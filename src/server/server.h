@@ -35,6 +35,22 @@ typedef struct spool {
     struct spool *next;
 } spool;
 
+/* A server connection's read registration in one worker's event loop. It
+ * stays registered while the connection waits in the pool, so a worker that
+ * gets the same connection back (the engine's thread affinity) pays no
+ * epoll_ctl. Only that worker touches it, except the thread closing the
+ * connection (pool hook on_destroy), which deletes every registration first. */
+typedef struct be_watch {
+    struct event ev;
+    client *c; /* this worker's client using the connection, or NULL */
+    bool added;
+} be_watch;
+
+typedef struct be_ext {
+    int n;
+    be_watch w[];
+} be_ext;
+
 /* A connection to cancel, handed to a short-lived thread. */
 typedef struct cancel_req {
     char host[256];

@@ -118,17 +118,22 @@ class Weir:
             return ""
 
     def stop(self, sig=15):
+        rc = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=20)
+                rc = self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
                 raise RuntimeError("weir did not stop within 20 s:\n" + self.log())
         if self.proc:
             self.log_fh.close()
+        log = self.log()
         shutil.rmtree(self.dir, ignore_errors=True)
+        # A clean shutdown exits 0; under the sanitizers a leak or error does not.
+        if rc is not None and rc != 0:
+            raise RuntimeError("weir exited with %d on shutdown:\n%s" % (rc, log[-6000:]))
 
     def dsn(self, user="app", password="s3cret", dbname="appdb", **kw):
         d = "host=127.0.0.1 port=%d user=%s dbname=%s" % (self.port, user, dbname)
