@@ -3,7 +3,8 @@
 #
 #   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
 #
-# A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir and Debian's
+# A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (default
+# workers = cores, and workers = 1) and Debian's
 # PgBouncer with the same pgbouncer.ini settings: transaction pooling,
 # default_pool_size 20, md5 auth from the same auth_file. For each client
 # count and protocol (simple, extended): pgbench -S through weir, through
@@ -25,7 +26,7 @@ idle_clients=1000
 quick=0
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) quick=1; clients="10 100"; secs=2; idle_clients=200 ;;
+    --quick) quick=1; clients="20"; secs=2; idle_clients=200 ;;
     --clients) clients=$2; shift ;;
     --secs) secs=$2; shift ;;
     --repeat) repeat=$2; shift ;;
@@ -41,8 +42,10 @@ chmod 755 "$dir"
 pg_port=$((20000 + RANDOM % 20000))
 weir_port=$((pg_port + 1))
 pgb_port=$((pg_port + 2))
+weir1_port=$((pg_port + 3))
 cleanup() {
     [ -n "${weir_pid:-}" ] && kill "$weir_pid" 2>/dev/null && wait "$weir_pid" 2>/dev/null
+    [ -n "${weir1_pid:-}" ] && kill "$weir1_pid" 2>/dev/null && wait "$weir1_pid" 2>/dev/null
     [ -f "$dir/pgb.pid" ] && kill "$(cat "$dir/pgb.pid")" 2>/dev/null
     sleep 0.3
     sh "$cluster" destroy "$dir/pg" >/dev/null 2>&1 || true
@@ -50,7 +53,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-max_conn=$(( $(echo "$clients" | tr ' ' '\n' | sort -n | tail -1) + 50 ))
+max_conn=$(( $(echo "$clients" | tr " " "\n" | sort -n | tail -1) + 100 )) # + 3 pools of 20
 PG_MAX_CONNECTIONS=$max_conn sh "$cluster" start "$dir/pg" "$pg_port"
 export PGPASSWORD=s3cret
 pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
@@ -69,12 +72,16 @@ max_client_conn = 5000
 log_connections = 0
 log_disconnections = 0"
 printf '%s\nlisten_port = %s\n' "$common" "$weir_port" >"$dir/weir.ini"
+# weir with one worker: on a small machine shared with PostgreSQL and pgbench
+printf '%s\nlisten_port = %s\nworkers = 1\n' "$common" "$weir1_port" >"$dir/weir1.ini"
 printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
     "$common" "$pgb_port" "$dir" "$dir" >"$dir/pgb.ini"
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
 
 "$weir_bin" -q "$dir/weir.ini" &
 weir_pid=$!
+"$weir_bin" -q "$dir/weir1.ini" &
+weir1_pid=$!
 if [ "$(id -u)" = 0 ]; then
     runuser -u postgres -- sh -c "ulimit -n \$(ulimit -Hn); pgbouncer -d -q '$dir/pgb.ini'"
 else
@@ -116,6 +123,7 @@ for r in $(seq "$repeat"); do
             # count only (SCRAM logins of many clients would eat a short run)
             [ "$quick" = 1 ] && [ "$mode" = extended ] && continue
             run_pgbench weir "$weir_port" "$weir_pid" "$c" "$mode"
+            run_pgbench weir_1worker "$weir1_port" "$weir1_pid" "$c" "$mode"
             run_pgbench pgbouncer "$pgb_port" "$pgb_pid" "$c" "$mode"
             [ "$quick" = 1 ] && [ "$c" != "${clients%% *}" ] && continue
             run_pgbench direct "$pg_port" 0 "$c" "$mode"
@@ -125,13 +133,14 @@ for r in $(seq "$repeat"); do
     full=$secs
     [ "$quick" = 1 ] && secs=1
     run_pgbench weir "$weir_port" "$weir_pid" 10 simple -C
+    run_pgbench weir_1worker "$weir1_port" "$weir1_pid" 10 simple -C
     run_pgbench pgbouncer "$pgb_port" "$pgb_pid" 10 simple -C
     secs=$full
 done
 
 # one SELECT 1 round trip on a held connection
 printf 'SELECT 1;\n' >"$dir/one.sql"
-for t in "direct $pg_port" "weir $weir_port" "pgbouncer $pgb_port"; do
+for t in "direct $pg_port" "weir $weir_port" "weir_1worker $weir1_port" "pgbouncer $pgb_port"; do
     set -- $t
     lat=$(pgbench -n -h 127.0.0.1 -p "$2" -U app -c 1 -T "$([ "$quick" = 1 ] && echo 1 || echo "$secs")" -f "$dir/one.sql" appdb 2>&1 |
         awk '/latency average/{print $4}')

@@ -1,7 +1,9 @@
 /* main.c — weir's command line and signals, as PgBouncer's:
  *   weir [-d] [-q] [-v] [-u user] [-V] [-h] config.ini
- * SIGINT: safe shutdown (wait for clients' transactions to finish, bounded),
- * SIGTERM: immediate shutdown, SIGUSR1: pause, SIGUSR2: resume.
+ * SIGINT and SIGTERM: shut down now (clients are told "pooler is shutting
+ * down"; PgBouncer's safe shutdown, waiting for transactions, is not done
+ * yet), SIGUSR1: pause, SIGUSR2: resume. SIGHUP (reload) only logs that
+ * online reload is not implemented yet.
  */
 #include <errno.h>
 #include <fcntl.h>
