@@ -36,10 +36,20 @@ static void md5_hex2(const void *a, size_t an, const void *b, size_t bn, char ou
     hex(md, 16, out);
 }
 
+bool auth_is_md5_hash(const char *secret)
+{
+    return !strncmp(secret, "md5", 3) && strlen(secret) == 35;
+}
+
+bool auth_is_scram_secret(const char *secret)
+{
+    return !strncmp(secret, "SCRAM-SHA-256$", 14);
+}
+
 void auth_md5_response(const char *user, const char *secret, const uint8_t salt[4], char out[36])
 {
     char inner[33];
-    if (!strncmp(secret, "md5", 3) && strlen(secret) == 35)
+    if (auth_is_md5_hash(secret))
         memcpy(inner, secret + 3, 33);
     else
         md5_hex2(secret, strlen(secret), user, strlen(user), inner);

@@ -10,6 +10,10 @@
 /* "md5" + hex(md5(hex(md5(password + user)) + salt)), what a client sends.
  * secret is a plain password or an "md5<32 hex>" hash of one. out: 36 bytes. */
 void auth_md5_response(const char *user, const char *secret, const uint8_t salt[4], char out[36]);
+/* Is secret an "md5<32 hex>" hash (as opposed to a plain password or a SCRAM secret)? */
+bool auth_is_md5_hash(const char *secret);
+/* Is secret a SCRAM secret ("SCRAM-SHA-256$...")? */
+bool auth_is_scram_secret(const char *secret);
 /* Constant-time comparison of two NUL-terminated strings. */
 bool auth_equal(const char *a, const char *b);
 /* Fill buf with n random bytes (OpenSSL). 0 or -1. */

@@ -236,7 +236,7 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
     uint32_t code = pq_get32(m->body);
     const uint8_t *data = m->body + 4;
     size_t dlen = m->len - 8;
-    bool md5_only = !strncmp(t->password, "md5", 3) && strlen(t->password) == 35;
+    bool md5_only = auth_is_md5_hash(t->password);
     switch (code) {
     case 0:
         return 0;

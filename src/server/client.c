@@ -50,9 +50,6 @@ typedef enum cstate {
     CL_ACTIVE,
 } cstate;
 
-static const char *const state_names[] = {"login",   "auth", "auth",    "auth",
-                                          "welcome", "idle", "waiting", "active"};
-
 /* Parameters a client may set that weir keeps in line on every server it lands on. */
 static const char *const tracked[] = {
     "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
@@ -66,7 +63,7 @@ struct client {
     struct event cev, sev; /* sev: write interest on the server, when a send was short */
     short cev_flags, sev_flags;
     be_watch *watch; /* the server's read registration in this worker */
-    bool terminate, zombie, checkout_pending, reject, unsynced, is_unix;
+    bool terminate, zombie, checkout_pending, reject, unsynced;
     uint64_t req;
     pq_buf in, out, pre;
     uint32_t in_scanned, out_scanned;
@@ -335,9 +332,6 @@ static bool flush_in(client *c)
             ssize_t n = send(c->be->fd, b->p + b->start, *lim - b->start, MSG_NOSIGNAL);
             if (n > 0) {
                 b->start += (uint32_t)n;
-                if (c->pool)
-                    atomic_fetch_add_explicit(&c->pool->bytes_in, (uint64_t)n,
-                                              memory_order_relaxed);
                 continue;
             }
             if (n < 0 && errno == EINTR) continue;
@@ -382,7 +376,6 @@ static void release_if_done(client *c)
     if (c->pending || c->skip_rfq || c->unsynced || c->be->txn != 'I' || c->sst.left ||
         c->in_scanned != c->in.start || c->cst.left || pq_buf_len(&c->pre))
         return;
-    atomic_fetch_add_explicit(&c->pool->xacts, 1, memory_order_relaxed);
     unlink_server(c, false);
     set_state(c, CL_IDLE);
 }
@@ -459,7 +452,6 @@ static bool read_server(client *c)
     }
     if (n < 0) return true;
     c->out.end += (uint32_t)n;
-    atomic_fetch_add_explicit(&c->pool->bytes_out, (uint64_t)n, memory_order_relaxed);
     if (!scan_out(c)) {
         server_lost(c);
         return false;
@@ -672,7 +664,6 @@ static bool scan_in(client *c)
             if (m.type == 'Q' || m.type == 'S' || m.type == 'F') {
                 if (c->pending++ == 0) c->t_query = now_ms();
                 c->unsynced = false;
-                if (c->pool) atomic_fetch_add_explicit(&c->pool->queries, 1, memory_order_relaxed);
             } else if (m.type != 'd' && m.type != 'c' && m.type != 'f' && m.type != 'H') {
                 c->unsynced = true;
             }
@@ -797,12 +788,12 @@ static void auth_start(client *c)
     } else {
         snprintf(c->secret, sizeof c->secret, "%s", sec->secret);
     }
-    bool is_scram = !strncmp(c->secret, "SCRAM-SHA-256$", 14);
-    if (type == AUTH_SCRAM || (type == AUTH_MD5 && is_scram)) {
-        if (!strncmp(c->secret, "md5", 3) && strlen(c->secret) == 35) {
-            /* An md5 hash cannot answer SCRAM: fall back to md5, as PostgreSQL does. */
-            goto md5;
-        }
+    /* As PostgreSQL does: a SCRAM secret cannot answer md5, so SCRAM is asked
+     * for; an md5 hash cannot answer SCRAM, so md5 is. */
+    bool is_scram = auth_is_scram_secret(c->secret);
+    bool use_scram =
+        (type == AUTH_SCRAM && !auth_is_md5_hash(c->secret)) || (type == AUTH_MD5 && is_scram);
+    if (use_scram) {
         c->scram = calloc(1, sizeof *c->scram);
         if (!c->scram) {
             client_close(c, "53200", "out of memory");
@@ -817,8 +808,7 @@ static void auth_start(client *c)
         static const char mech[] = "SCRAM-SHA-256\0";
         (void)pq_put_auth(&c->out, 10, mech, sizeof mech);
         set_state(c, CL_AUTH_SASL_FIRST);
-    } else if (type == AUTH_MD5) {
-    md5:
+    } else if (type == AUTH_MD5 || type == AUTH_SCRAM) {
         (void)auth_random(c->salt, 4);
         (void)pq_put_auth(&c->out, 5, c->salt, 4);
         set_state(c, CL_AUTH_PASSWORD);
@@ -835,7 +825,7 @@ static bool check_password(client *c, const char *pw, uint32_t len)
     if (!c->secret[0] || !len || pw[len - 1] != '\0') return false;
     if (c->state != CL_AUTH_PASSWORD) return false;
     if (c->w->srv->cfg.auth_type == AUTH_PLAIN) {
-        if (!strncmp(c->secret, "md5", 3) && strlen(c->secret) == 35) {
+        if (auth_is_md5_hash(c->secret)) {
             char expect[36], got[36];
             /* compare md5(pw+user) by hashing both the same way with a fixed salt */
             static const uint8_t zero[4];
@@ -1099,7 +1089,6 @@ void client_accept(worker *w, int fd, bool is_unix)
     }
     c->w = w;
     c->fd = fd;
-    c->is_unix = is_unix;
     c->t_connect = c->t_activity = now_ms();
     if (!is_unix) {
         int one = 1;
@@ -1159,9 +1148,4 @@ void worker_close_all(worker *w)
     while (w->clients) client_close(w->clients, "08P01", "pooler is shutting down");
     worker_drain_completions(w);
     worker_free_graveyard(w);
-}
-
-const char *client_state_name(const client *c)
-{
-    return state_names[c->state];
 }

@@ -258,11 +258,6 @@ static const key *key_find(const char *name)
     return NULL;
 }
 
-const char *cfg_key_at(size_t i)
-{
-    return i < NKEYS ? keys[i].name : NULL;
-}
-
 static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen)
 {
     char *p = (char *)c + k->off;

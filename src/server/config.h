@@ -113,7 +113,5 @@ const char *cfg_auth_type_name(int type);
 int cfg_get(const cfg *c, const char *name, char *buf, size_t len);
 /* Set one [pgbouncer] key from text. 0, or -1 with a reason in why. */
 int cfg_set(cfg *c, const char *name, const char *value, char *why, size_t whylen);
-/* Iterate the key table: name, or NULL past the end. */
-const char *cfg_key_at(size_t i);
 
 #endif

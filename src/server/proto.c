@@ -4,14 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pq_buf_init(pq_buf *b, uint32_t cap)
-{
-    b->p = malloc(cap);
-    b->cap = b->p ? cap : 0;
-    b->start = b->end = 0;
-    return b->p ? 0 : -1;
-}
-
 void pq_buf_free(pq_buf *b)
 {
     free(b->p);
@@ -57,15 +49,14 @@ int pq_put_msg(pq_buf *b, char type, const void *body, uint32_t n)
     return 0;
 }
 
-static int put_fields(pq_buf *b, char type, const char *severity, const char *sqlstate,
-                      const char *msg)
+int pq_put_error(pq_buf *b, const char *severity, const char *sqlstate, const char *msg)
 {
     size_t ls = strlen(severity), lc = strlen(sqlstate), lm = strlen(msg);
     if (lm > 8000) lm = 8000;
     uint32_t n = (uint32_t)(4 + ls + 1 + ls + 1 + lc + 1 + lm + 1 + 1); /* 4 field codes */
     if (pq_buf_reserve(b, n + 5)) return -1;
     uint8_t *o = b->p + b->end;
-    *o++ = (uint8_t)type;
+    *o++ = 'E';
     pq_set32(o, n + 4);
     o += 4;
     *o++ = 'S';
@@ -80,16 +71,6 @@ static int put_fields(pq_buf *b, char type, const char *severity, const char *sq
     *o++ = '\0';
     b->end += n + 5;
     return 0;
-}
-
-int pq_put_error(pq_buf *b, const char *severity, const char *sqlstate, const char *msg)
-{
-    return put_fields(b, 'E', severity, sqlstate, msg);
-}
-
-int pq_put_notice(pq_buf *b, const char *sqlstate, const char *msg)
-{
-    return put_fields(b, 'N', "NOTICE", sqlstate, msg);
 }
 
 int pq_put_auth(pq_buf *b, uint32_t code, const void *data, uint32_t n)

@@ -19,7 +19,6 @@ typedef struct pq_buf {
     uint32_t cap, start, end;
 } pq_buf;
 
-int pq_buf_init(pq_buf *b, uint32_t cap);
 void pq_buf_free(pq_buf *b);
 /* Make room for n more bytes at end (compacting, then growing). 0 or -1. */
 int pq_buf_reserve(pq_buf *b, uint32_t n);
@@ -38,7 +37,6 @@ int pq_put_raw(pq_buf *b, const void *p, uint32_t n);
 int pq_put_msg(pq_buf *b, char type, const void *body, uint32_t n);
 /* ErrorResponse (severity "ERROR"/"FATAL") with SQLSTATE and message. */
 int pq_put_error(pq_buf *b, const char *severity, const char *sqlstate, const char *msg);
-int pq_put_notice(pq_buf *b, const char *sqlstate, const char *msg);
 int pq_put_auth(pq_buf *b, uint32_t code, const void *data, uint32_t n);
 int pq_put_param(pq_buf *b, const char *name, const char *value);
 int pq_put_key(pq_buf *b, uint32_t pid, uint32_t key);

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
+
 void client_accept(worker *w, int fd, bool is_unix);
 void worker_timeouts(worker *w);
 void worker_close_all(worker *w);
@@ -128,9 +130,8 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
         /* A plain password from auth_file, else the database's, else an md5
          * hash from auth_file (enough for md5 servers only). */
         const cfg_secret *sec = cfg_find_secret(k, user);
-        bool plain = sec && strncmp(sec->secret, "SCRAM-SHA-256$", 14) &&
-                     !(strncmp(sec->secret, "md5", 3) == 0 && strlen(sec->secret) == 35);
-        if (plain || (sec && !db->password[0] && strncmp(sec->secret, "SCRAM-SHA-256$", 14)))
+        bool plain = sec && !auth_is_scram_secret(sec->secret) && !auth_is_md5_hash(sec->secret);
+        if (plain || (sec && !db->password[0] && auth_is_md5_hash(sec->secret)))
             snprintf(t->password, sizeof t->password, "%s", sec->secret);
         else if (db->password[0])
             snprintf(t->password, sizeof t->password, "%s", db->password);
@@ -330,7 +331,11 @@ void *worker_main(void *arg)
 
 void worker_destroy(worker *w)
 {
-    for (int i = 0; i < w->nlisten; i++) event_del(&w->listen_ev[i]);
+    for (int i = 0; i < w->nlisten; i++) {
+        evutil_socket_t fd = event_get_fd(&w->listen_ev[i]);
+        event_del(&w->listen_ev[i]);
+        if (fd != w->srv->unix_fd) close(fd); /* this worker's own TCP socket */
+    }
     event_del(&w->efd_ev);
     event_del(&w->tick);
     if (w->base) event_base_free(w->base);
@@ -363,14 +368,17 @@ int server_start(server *s)
     for (char *save = NULL, *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
         for (int i = 0; i < s->nworkers; i++) {
             worker *w = &s->workers[i];
-            if (w->nlisten >= 7) break;
+            if (w->nlisten >= (int)(sizeof w->listen_ev / sizeof *w->listen_ev) - 1) {
+                srv_log(s, "ERROR", "too many listen_addr entries (at most %d)",
+                        (int)(sizeof w->listen_ev / sizeof *w->listen_ev) - 1);
+                return -1;
+            }
             int fd = tcp_listen(s, a, true);
             if (fd < 0) return -1;
             event_assign(&w->listen_ev[w->nlisten], w->base, fd, EV_READ | EV_PERSIST, on_accept,
                          w);
             event_add(&w->listen_ev[w->nlisten], NULL);
             w->nlisten++;
-            if (s->nlisten_fds < 8) s->listen_fds[s->nlisten_fds++] = fd;
         }
         srv_log(s, "LOG", "listening on %s:%d", a, s->cfg.listen_port);
         nlisten++;
@@ -412,7 +420,6 @@ void server_stop(server *s)
     pools_destroy(s);
     for (int i = 0; i < s->nworkers; i++) worker_drain_completions(&s->workers[i]);
     for (int i = 0; i < s->nworkers; i++) worker_destroy(&s->workers[i]);
-    for (int i = 0; i < s->nlisten_fds; i++) close(s->listen_fds[i]);
     if (s->unix_fd >= 0) {
         close(s->unix_fd);
         unlink(s->unix_path);

@@ -31,7 +31,6 @@ typedef struct spool {
     pthread_mutex_t lock; /* guards welcome */
     bool have_welcome;
     be_params welcome; /* the first server connection's ParameterStatus set */
-    atomic_uint_fast64_t xacts, queries, bytes_in, bytes_out;
     struct spool *next;
 } spool;
 
@@ -88,8 +87,6 @@ struct server {
     cfg cfg;
     int nworkers;
     worker *workers;
-    int listen_fds[8]; /* TCP, one per address; SO_REUSEPORT copies per worker */
-    int nlisten_fds;
     int unix_fd;
     char unix_path[300];
     pthread_mutex_t pools_lock;
