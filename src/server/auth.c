@@ -118,7 +118,7 @@ int scram_secret_parse(const char *text, scram_secret *s)
     p += 14;
     char *end;
     long iter = strtol(p, &end, 10);
-    if (end == p || *end != ':' || iter < 1 || iter > 10000000) return -1;
+    if (end == p || *end != ':' || iter < 1 || iter > SCRAM_MAX_ITER) return -1;
     s->iter = (int)iter;
     p = end + 1;
     const char *d = strchr(p, '$');
@@ -270,7 +270,11 @@ int scram_client_final(scram_client *st, const char *password, const char *serve
     int iter = atoi(itxt);
     uint8_t salt[64];
     int saltlen = b64_decode(s, sl, salt, sizeof salt);
-    if (iter < 1 || saltlen < 1) return -1;
+    if (iter < 1 || iter > SCRAM_MAX_ITER || saltlen < 1) {
+        if (iter > SCRAM_MAX_ITER)
+            *why = "the server asks for more SCRAM iterations than weir allows";
+        return -1;
+    }
     uint8_t salted[32], ck[32], stored[32], csig[32], proof[32], sk[32];
     if (salted_password(password, salt, saltlen, iter, salted)) return -1;
     hmac(salted, 32, "Client Key", 10, ck);

@@ -9,7 +9,7 @@ root=$(cd "$here/../.." && pwd)
 out=$(cd "${2:-$root/build}" && pwd)
 clang=$(command -v clang || command -v clang-14)
 bin="$out/fuzz_proto"
-"$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE \
+"$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -DSCRAM_MAX_ITER=4096 \
     -I"$root/src/server" -I"$root/include" \
     "$here/fuzz_proto.c" "$root/src/server/proto.c" "$root/src/server/auth.c" -lcrypto -o "$bin"
 corpus="$out/fuzz-corpus"
