@@ -324,6 +324,30 @@ WEIR_API int weir_pool_resize(weir_pool *pool, int64_t max_size, int64_t min_idl
  *  back (after a failover). Returns how many were closed now. */
 WEIR_API int weir_pool_evict_all(weir_pool *pool);
 
+/* ------------------------------------------------------------------------
+ * Shared limits: one cap on open connections across several pools (all the
+ * pools of one database, or of one user). A pool attached to a limit opens a
+ * connection only while the limit has room; when it is full and the pool has
+ * callers waiting, the pool asks the other pools on the limit to close one
+ * idle connection each, so a busy pool is not starved by an idle one.
+ */
+typedef struct weir_limit weir_limit;
+/** A limit of max open connections (max >= 1). 0, WEIR_EINVAL or WEIR_ENOMEM. */
+WEIR_API int weir_limit_create(weir_limit **out, int64_t max);
+/** Free a limit no pool is attached to any more (destroy the pools first). */
+WEIR_API void weir_limit_destroy(weir_limit *limit);
+/** Change the cap. Lowering it closes nothing; pools just open no more until
+ *  they are under it. 0 or WEIR_EINVAL. */
+WEIR_API int weir_limit_set_max(weir_limit *limit, int64_t max);
+/** Connections counted against the limit now (open and connecting). */
+WEIR_API int64_t weir_limit_used(const weir_limit *limit);
+WEIR_API int64_t weir_limit_max(const weir_limit *limit);
+/** Attach pool to limit (at most WEIR_MAX_LIMITS per pool). The pool's open
+ *  connections count at once; it detaches itself when destroyed. 0,
+ *  WEIR_EINVAL or WEIR_EBUSY (already WEIR_MAX_LIMITS). */
+#define WEIR_MAX_LIMITS 4
+WEIR_API int weir_pool_attach_limit(weir_pool *pool, weir_limit *limit);
+
 /** The last connect or validation error the driver reported, with
  *  credentials masked, copied into buf. Returns its length (0 if none). */
 WEIR_API size_t weir_pool_last_error(weir_pool *pool, char *buf, size_t len);

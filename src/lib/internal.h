@@ -120,6 +120,10 @@ struct weir_pool {
     int ncreators;
     pthread_t housekeeper;
     bool hk_started;
+    weir_limit *limits[WEIR_MAX_LIMITS]; /* shared caps; each counts p->total */
+    _Atomic int nlimits;                 /* only grows until destroy; limits[i] set before it */
+    int64_t reclaim;                     /* idle connections other pools asked this one to close */
+    int64_t reclaim_asked_ns; /* when this pool last asked others (one creator at a time) */
 
     /* statistics (atomics: bumped on paths outside the lock) */
     _Atomic int64_t created_total, connect_errors_total, acquire_timeouts_total, shed_total,
@@ -137,6 +141,14 @@ static inline int64_t weir__coarse_ms(void)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* A shared cap on open connections across pools (pool.c). */
+struct weir_limit {
+    _Atomic int64_t used, max;
+    pthread_mutex_t mu; /* guards pools; taken before any pool's lock */
+    weir_pool **pools;
+    int npools, cap;
+};
 
 /* util.c */
 typedef struct weir__buf {

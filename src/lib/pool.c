@@ -364,6 +364,87 @@ static void kick_creator(weir_pool *p)
     if (need_create(p)) pthread_cond_signal(&p->creator_cv);
 }
 
+/* ---- shared limits -------------------------------------------------------------
+ * Each limit counts the total (open + connecting) of every pool attached to
+ * it. A pool takes a unit when total goes up and gives it back when total
+ * goes down, both under its own lock; the count itself is an atomic, so a
+ * pool never needs a limit's mutex while it holds its own. The limit's mutex
+ * guards its pool list and is always taken before any pool's lock.
+ */
+
+static bool limits_reserve(weir_pool *p) /* under p's lock */
+{
+    for (int i = 0; i < p->nlimits; i++) {
+        weir_limit *l = p->limits[i];
+        int64_t u = atomic_load(&l->used);
+        bool got = false;
+        while (u < atomic_load(&l->max))
+            if ((got = atomic_compare_exchange_weak(&l->used, &u, u + 1))) break;
+        if (!got) {
+            while (i-- > 0) atomic_fetch_sub(&p->limits[i]->used, 1);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void limits_release(weir_pool *p) /* under p's lock */
+{
+    for (int i = 0; i < p->nlimits; i++) atomic_fetch_sub(&p->limits[i]->used, 1);
+}
+
+/* A unit came free: wake the creators of the other pools on p's limits. Not
+ * under any lock. p->limits only changes in weir_pool_destroy and
+ * weir_pool_attach_limit, which callers do not race with their own pool. */
+static void limits_kick(weir_pool *p)
+{
+    for (int i = 0; i < p->nlimits; i++) {
+        weir_limit *l = p->limits[i];
+        pthread_mutex_lock(&l->mu);
+        for (int j = 0; j < l->npools; j++) {
+            weir_pool *q = l->pools[j];
+            if (q == p) continue;
+            lock(q);
+            kick_creator(q);
+            unlock(q);
+        }
+        pthread_mutex_unlock(&l->mu);
+    }
+}
+
+static bool has_idle(weir_pool *p) /* under p's lock */
+{
+    if (p->idle_head) return true;
+    for (int i = 0; i < p->nslots; i++)
+        if (slot_state(p->slots[i]) == WEIR__PARKED) return true;
+    return false;
+}
+
+/* p has waiters and a full limit: ask one other pool on it with an idle
+ * connection to close one (its housekeeper does it, and the freed unit
+ * kicks p's creator). Not under any lock. */
+static void limits_reclaim(weir_pool *p)
+{
+    for (int i = 0; i < p->nlimits; i++) {
+        weir_limit *l = p->limits[i];
+        if (atomic_load(&l->used) < atomic_load(&l->max)) continue;
+        pthread_mutex_lock(&l->mu);
+        for (int j = 0; j < l->npools; j++) {
+            weir_pool *q = l->pools[j];
+            if (q == p) continue;
+            lock(q);
+            bool asked = has_idle(q);
+            if (asked) {
+                q->reclaim++;
+                pthread_cond_signal(&q->hk_cv);
+            }
+            unlock(q);
+            if (asked) break;
+        }
+        pthread_mutex_unlock(&l->mu);
+    }
+}
+
 /* ---- closing ---------------------------------------------------------------- */
 
 /* Close the connection in c, which the caller holds (INUSE or BUSY). */
@@ -378,10 +459,12 @@ static void close_conn(weir_pool *p, weir_conn *c, int reason)
     slot_set(c, s, WEIR__EMPTY);
     c->handle = NULL;
     p->total--;
+    limits_release(p);
     update_over_cap(p);
     kick_creator(p);
     pthread_cond_broadcast(&p->drain_cv);
     unlock(p);
+    if (p->nlimits) limits_kick(p);
 }
 
 static const char *const reason_names[WEIR_CLOSE_REASONS] = {"idle", "lifetime", "broken", "uses",
@@ -941,8 +1024,28 @@ static void *creator_main(void *arg)
             pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
             continue;
         }
+        if (!limits_reserve(p)) {
+            /* A shared limit is full. With callers waiting, ask another pool
+             * for an idle connection and look again soon; otherwise (min_idle
+             * only) wait for a unit to come free. */
+            int run = atomic_load(&p->run);
+            if (run == WEIR__RUNNING && atomic_load(&p->nwaiters) > p->in_flight) {
+                if (now - p->reclaim_asked_ns >= 100000000) {
+                    p->reclaim_asked_ns = now;
+                    unlock(p);
+                    limits_reclaim(p);
+                    lock(p);
+                }
+                struct timespec ts = ts_of(weir_now_ns() + 100000000);
+                pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
+            } else {
+                pthread_cond_wait(&p->creator_cv, &p->mu);
+            }
+            continue;
+        }
         weir_conn *c = slot_reserve(p);
         if (!c) {
+            limits_release(p);
             set_last_error(p, "out of memory");
             p->next_attempt_ns = now + 100000000;
             continue;
@@ -971,6 +1074,7 @@ static void *creator_main(void *arg)
         if (rc != 0) {
             slot_set(c, WEIR__BUSY, WEIR__EMPTY);
             p->total--;
+            limits_release(p);
             update_over_cap(p);
             atomic_fetch_add(&p->connect_errors_total, 1);
             set_last_error(p, err[0] ? err : weir_strerror(rc));
@@ -1016,6 +1120,7 @@ static void *creator_main(void *arg)
             }
         }
         unlock(p);
+        if (rc != 0 && p->nlimits) limits_kick(p);
         if (close_now) close_conn(p, close_now, WEIR_CLOSE_EVICTED);
         if (fire) fire_async(p, fire);
         lock(p);
@@ -1089,6 +1194,24 @@ static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
         if (action >= 0) open--;
         (*jobs)[(*njobs)++] = (hk_job){c, action};
     }
+    /* Another pool on a shared limit has callers waiting: give up one idle
+     * connection, min_idle notwithstanding. */
+    for (; p->reclaim > 0; p->reclaim--) {
+        weir_conn *c = p->idle_head;
+        if (c) {
+            idle_remove(p, c, WEIR__BUSY);
+        } else {
+            for (int i = 0; i < p->nslots && !c; i++)
+                if (slot_state(p->slots[i]) == WEIR__PARKED &&
+                    slot_cas(p->slots[i], WEIR__PARKED, WEIR__BUSY))
+                    c = p->slots[i];
+        }
+        if (!c) {
+            p->reclaim = 0;
+            break;
+        }
+        (*jobs)[(*njobs)++] = (hk_job){c, WEIR_CLOSE_EVICTED};
+    }
 }
 
 static void *housekeeper_main(void *arg)
@@ -1101,7 +1224,7 @@ static void *housekeeper_main(void *arg)
         int64_t wake = next_tick;
         for (weir__waiter *w = p->wq_head; w; w = w->next)
             if (w->async && w->deadline_ns < wake) wake = w->deadline_ns;
-        if (now < wake) {
+        if (now < wake && !p->reclaim) {
             struct timespec ts = ts_of(wake);
             p->hk_sleep_until = wake;
             pthread_cond_timedwait(&p->hk_cv, &p->mu, &ts);
@@ -1117,7 +1240,7 @@ static void *housekeeper_main(void *arg)
                 complete(w, NULL, WEIR_ETIMEDOUT, false, &fire);
             }
         }
-        if (now < next_tick) {
+        if (now < next_tick && !p->reclaim) {
             unlock(p);
             fire_async(p, fire);
             lock(p);
@@ -1333,6 +1456,17 @@ void weir_pool_destroy(weir_pool *p)
         if (slot_state(c) != WEIR__EMPTY && c->handle) p->drv->close(p->ctx, c->handle);
         free(c);
     }
+    for (int i = 0; i < p->nlimits; i++) {
+        weir_limit *l = p->limits[i];
+        pthread_mutex_lock(&l->mu);
+        atomic_fetch_sub(&l->used, p->total);
+        for (int j = 0; j < l->npools; j++)
+            if (l->pools[j] == p) {
+                l->pools[j] = l->pools[--l->npools];
+                break;
+            }
+        pthread_mutex_unlock(&l->mu);
+    }
     for (size_t i = 0; i < TL_WAYS; i++)
         if (tl_cache[i].pool_id == p->id) tl_cache[i] = (tl_entry){0, NULL};
     free(p->slots);
@@ -1432,6 +1566,86 @@ int weir_pool_evict_all(weir_pool *p)
     for (int i = 0; i < n; i++) close_conn(p, closing[i], WEIR_CLOSE_EVICTED);
     free(closing);
     return n;
+}
+
+int weir_limit_create(weir_limit **out, int64_t max)
+{
+    if (!out) return WEIR_EINVAL;
+    *out = NULL;
+    if (max < 1) return WEIR_EINVAL;
+    weir_limit *l = calloc(1, sizeof *l);
+    if (!l) return WEIR_ENOMEM;
+    atomic_init(&l->used, 0);
+    atomic_init(&l->max, max);
+    pthread_mutex_init(&l->mu, NULL);
+    *out = l;
+    return 0;
+}
+
+void weir_limit_destroy(weir_limit *l)
+{
+    if (!l) return;
+    pthread_mutex_destroy(&l->mu);
+    free(l->pools);
+    free(l);
+}
+
+int weir_limit_set_max(weir_limit *l, int64_t max)
+{
+    if (!l || max < 1) return WEIR_EINVAL;
+    atomic_store(&l->max, max);
+    pthread_mutex_lock(&l->mu);
+    for (int j = 0; j < l->npools; j++) {
+        lock(l->pools[j]);
+        kick_creator(l->pools[j]);
+        unlock(l->pools[j]);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+int64_t weir_limit_used(const weir_limit *l)
+{
+    return l ? atomic_load(&((weir_limit *)l)->used) : 0;
+}
+
+int64_t weir_limit_max(const weir_limit *l)
+{
+    return l ? atomic_load(&((weir_limit *)l)->max) : 0;
+}
+
+int weir_pool_attach_limit(weir_pool *p, weir_limit *l)
+{
+    if (!p || !l) return WEIR_EINVAL;
+    pthread_mutex_lock(&l->mu);
+    for (int j = 0; j < l->npools; j++)
+        if (l->pools[j] == p) {
+            pthread_mutex_unlock(&l->mu);
+            return 0;
+        }
+    if (l->npools == l->cap) {
+        int ncap = l->cap ? l->cap * 2 : 8;
+        weir_pool **np = realloc(l->pools, (size_t)ncap * sizeof *np);
+        if (!np) {
+            pthread_mutex_unlock(&l->mu);
+            return WEIR_ENOMEM;
+        }
+        l->pools = np;
+        l->cap = ncap;
+    }
+    lock(p);
+    if (p->nlimits == WEIR_MAX_LIMITS) {
+        unlock(p);
+        pthread_mutex_unlock(&l->mu);
+        return WEIR_EBUSY;
+    }
+    p->limits[p->nlimits] = l;
+    atomic_fetch_add(&p->nlimits, 1);
+    atomic_fetch_add(&l->used, p->total);
+    unlock(p);
+    l->pools[l->npools++] = p;
+    pthread_mutex_unlock(&l->mu);
+    return 0;
 }
 
 size_t weir_pool_last_error(weir_pool *p, char *buf, size_t len)

@@ -63,7 +63,7 @@ struct client {
     struct event cev, sev; /* sev: write interest on the server, when a send was short */
     short cev_flags, sev_flags;
     be_watch *watch; /* the server's read registration in this worker */
-    bool terminate, zombie, checkout_pending, reject, unsynced;
+    bool terminate, zombie, checkout_pending, reject, unsynced, stmt_refused;
     uint64_t req;
     pq_buf in, out, pre;
     uint32_t in_scanned, out_scanned;
@@ -370,14 +370,17 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     on_server(fd, what, bw->c);
 }
 
-static void release_if_done(client *c)
+/* Transaction and statement pooling: give the server back when the client
+ * has nothing in flight and no transaction open. false: c is gone. */
+static bool release_if_done(client *c)
 {
-    if (!c->conn || c->pool->mode == POOL_SESSION) return;
+    if (!c->conn || c->pool->mode == POOL_SESSION) return true;
     if (c->pending || c->skip_rfq || c->unsynced || c->be->txn != 'I' || c->sst.left ||
         c->in_scanned != c->in.start || c->cst.left || pq_buf_len(&c->pre))
-        return;
+        return true;
     unlink_server(c, false);
     set_state(c, CL_IDLE);
+    return true;
 }
 
 /* Scan new server bytes in c->out: note ReadyForQuery and ParameterStatus,
@@ -409,6 +412,13 @@ static bool scan_out(client *c)
                 } else {
                     if (c->pending) c->pending--;
                     c->t_activity = now_ms();
+                    /* Statement pooling: a transaction left open is refused.
+                     * The error takes this ReadyForQuery's place, so the
+                     * client, still waiting for it, reads the reason. */
+                    if (c->pool->mode == POOL_STATEMENT && m.body[0] != 'I' && !c->pending) {
+                        c->stmt_refused = true;
+                        keep = false;
+                    }
                 }
             } else if (m.type == 'S' && m.body) {
                 const uint8_t *q = m.body, *e = m.body + m.len - 4;
@@ -456,8 +466,13 @@ static bool read_server(client *c)
         server_lost(c);
         return false;
     }
+    if (c->stmt_refused) {
+        c->be->unclean = true; /* closing it rolls the transaction back */
+        client_close(c, "08P01", "transaction blocks not allowed in statement pooling mode");
+        return false;
+    }
     if (!flush_out(c)) return false;
-    release_if_done(c);
+    if (!release_if_done(c)) return false;
     if (!c->conn && pq_buf_len(&c->in)) return process_in(c);
     return true;
 }
@@ -535,8 +550,7 @@ static bool link_server(client *c, weir_conn *conn)
     }
     set_state(c, CL_ACTIVE);
     sync_params(c);
-    release_if_done(c);
-    return true;
+    return release_if_done(c);
 }
 
 static void checkout_failed(client *c, int status)
@@ -1126,7 +1140,10 @@ void worker_timeouts(worker *w)
                 client_close(c, "08P01", "client_idle_timeout");
             break;
         case CL_WAITING:
-            break; /* the engine times the wait (query_wait_timeout) */
+            /* the engine times the wait (query_wait_timeout) */
+            if (c->pool->reserve > 0 && idle >= c->pool->reserve_timeout)
+                pool_reserve_wanted(c->pool, now);
+            break;
         case CL_ACTIVE:
             if (c->pending) {
                 if (k->query_timeout > 0 && now - c->t_query > k->query_timeout)

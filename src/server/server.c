@@ -89,6 +89,25 @@ static void pool_on_destroy(void *ud, weir_conn *c)
     be->ext = NULL;
 }
 
+/* The shared limit called key with cap max, made on first use. Under pools_lock. */
+static weir_limit *limit_get(server *s, const char *kind, const char *name, int max)
+{
+    char key[sizeof((named_limit *)0)->key];
+    snprintf(key, sizeof key, "%s:%s", kind, name);
+    for (named_limit *n = s->limits; n; n = n->next)
+        if (!strcmp(n->key, key)) return n->limit;
+    named_limit *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    if (weir_limit_create(&n->limit, max)) {
+        free(n);
+        return NULL;
+    }
+    snprintf(n->key, sizeof n->key, "%s", key);
+    n->next = s->limits;
+    s->limits = n;
+    return n->limit;
+}
+
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user, char *err,
                 size_t errlen)
 {
@@ -174,6 +193,22 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
         return NULL;
     }
     p->target = t;
+    p->size = (int)o.max_size;
+    p->reserve = db->reserve_pool >= 0 ? db->reserve_pool : k->reserve_pool_size;
+    p->reserve_timeout = k->reserve_pool_timeout;
+    /* Shared caps, attached before the pool can have opened anything it
+     * would not count (min_pool_size connects start at once, so they may
+     * be counted a moment late, never lost). */
+    int maxdb = db->max_db_connections >= 0 ? db->max_db_connections : k->max_db_connections;
+    const cfg_user *pu = cfg_find_user(k, user);
+    int maxuser =
+        pu && pu->max_user_connections >= 0 ? pu->max_user_connections : k->max_user_connections;
+    weir_limit *ldb = maxdb > 0 ? limit_get(s, "db", dbname, maxdb) : NULL;
+    weir_limit *luser = maxuser > 0 ? limit_get(s, "user", user, maxuser) : NULL;
+    if ((maxdb > 0 && (!ldb || weir_pool_attach_limit(p->pool, ldb))) ||
+        (maxuser > 0 && (!luser || weir_pool_attach_limit(p->pool, luser))))
+        srv_log(s, "WARNING", "pool %s/%s: cannot apply max_db_connections/max_user_connections",
+                p->db, p->user);
     p->next = s->pools;
     s->pools = p;
     pthread_mutex_unlock(&s->pools_lock);
@@ -193,6 +228,40 @@ void pools_destroy(server *s)
         free(p);
         p = next;
     }
+    while (s->limits) {
+        named_limit *n = s->limits;
+        s->limits = n->next;
+        weir_limit_destroy(n->limit);
+        free(n);
+    }
+}
+
+/* A client of p has waited reserve_pool_timeout: open the reserve. */
+void pool_reserve_wanted(spool *p, int64_t now)
+{
+    if (p->reserve <= 0) return;
+    atomic_store(&p->last_long_wait_ms, now);
+    bool off = false;
+    if (!atomic_compare_exchange_strong(&p->reserve_on, &off, true)) return;
+    srv_log(p->srv, "LOG", "S: %s/%s taking connections from reserve_pool (up to %d more)", p->db,
+            p->user, p->reserve);
+    (void)weir_pool_resize(p->pool, p->size + p->reserve, -1);
+}
+
+/* Give reserves back once nobody has waited long for reserve_pool_timeout. */
+void pools_reserve_tick(server *s, int64_t now)
+{
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        if (!atomic_load(&p->reserve_on)) continue;
+        int64_t quiet = p->reserve_timeout > 1000 ? p->reserve_timeout : 1000;
+        if (now - atomic_load(&p->last_long_wait_ms) < quiet) continue;
+        bool on = true;
+        if (!atomic_compare_exchange_strong(&p->reserve_on, &on, false)) continue;
+        (void)weir_pool_resize(p->pool, p->size, -1);
+        srv_log(s, "LOG", "S: %s/%s reserve_pool given back", p->db, p->user);
+    }
+    pthread_mutex_unlock(&s->pools_lock);
 }
 
 /* --- listeners ----------------------------------------------------------- */
@@ -280,6 +349,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     worker_timeouts(w);
     worker_free_graveyard(w);
+    if (w->id == 0) pools_reserve_tick(w->srv, weir_now_ns() / 1000000);
     if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
 }
 

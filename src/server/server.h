@@ -31,8 +31,22 @@ typedef struct spool {
     pthread_mutex_t lock; /* guards welcome */
     bool have_welcome;
     be_params welcome; /* the first server connection's ParameterStatus set */
+    /* reserve_pool_size: extra connections once a client has waited
+     * reserve_pool_timeout; given back when nobody has waited that long for
+     * as long again. */
+    int size, reserve;
+    int64_t reserve_timeout;
+    atomic_bool reserve_on;
+    _Atomic int64_t last_long_wait_ms;
     struct spool *next;
 } spool;
+
+/* A shared cap (max_db_connections, max_user_connections) by name. */
+typedef struct named_limit {
+    char key[CFG_NAME + 8]; /* "db:<name>" or "user:<name>" */
+    weir_limit *limit;
+    struct named_limit *next;
+} named_limit;
 
 /* A server connection's read registration in one worker's event loop. It
  * stays registered while the connection waits in the pool, so a worker that
@@ -91,6 +105,7 @@ struct server {
     char unix_path[300];
     pthread_mutex_t pools_lock;
     spool *pools;
+    named_limit *limits; /* under pools_lock */
     atomic_int nclients;
     /* cancel keys: (pid, key) given to clients -> the client */
     pthread_mutex_t keys_lock;
@@ -112,6 +127,9 @@ void server_stop(server *s); /* stop loops, join workers, close everything */
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user, char *err,
                 size_t errlen);
 void pools_destroy(server *s);
+/* Reserve pools: take or give back reserve connections (each worker's tick). */
+void pool_reserve_wanted(spool *p, int64_t now_ms);
+void pools_reserve_tick(server *s, int64_t now_ms);
 
 extern _Thread_local worker *current_worker;
 

@@ -26,6 +26,7 @@ def setUpModule():
     PG = Postgres()
     PG.sql("CREATE TABLE IF NOT EXISTS f (id int primary key, v text);"
            " INSERT INTO f VALUES (1, 'one') ON CONFLICT DO NOTHING; GRANT ALL ON f TO app")
+    PG.sql("CREATE ROLE app2 LOGIN PASSWORD 's3cret'; GRANT CONNECT ON DATABASE appdb TO app2")
     subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U", "app",
                     "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
                    capture_output=True)
@@ -60,9 +61,10 @@ def first_error(msgs):
     return None
 
 
-def backends(dbname="appdb"):
+def backends(dbname="appdb", users=("app",)):
     return int(PG.sql("select count(*) from pg_stat_activity where datname = '%s'"
-                      " and usename = 'app' and backend_type = 'client backend'" % dbname))
+                      " and usename in (%s) and backend_type = 'client backend'"
+                      % (dbname, ",".join("'%s'" % u for u in users))))
 
 
 class FaultCase(unittest.TestCase):
@@ -297,6 +299,107 @@ class TestLimits(FaultCase):
         with psycopg.connect(self.w.dsn(), autocommit=True) as c:  # a slot is free again
             self.assertEqual(c.execute("select 1").fetchone()[0], 1)
         b.close()
+
+
+class TestSharedLimits(unittest.TestCase):
+    """max_db_connections, max_user_connections and reserve_pool_size, seen from PostgreSQL."""
+
+    def start(self, settings, databases=None):
+        base = {"auth_type": "trust", "pool_mode": "transaction", "query_wait_timeout": "5"}
+        base.update(settings)
+        w = Weir(PG, settings=base, users={"app": "s3cret", "app2": "s3cret"}, databases=databases)
+        self.addCleanup(w.stop)
+        return w
+
+    def hold(self, w, user="app", dbname="appdb"):
+        """A client inside a transaction: it keeps its server connection."""
+        c = psycopg.connect(w.dsn(user=user, dbname=dbname))
+        c.execute("select 1")
+        self.addCleanup(c.close)
+        return c
+
+    def timed_select(self, w, user, dbname="appdb"):
+        t0 = time.monotonic()
+        with psycopg.connect(w.dsn(user=user, dbname=dbname), autocommit=True) as c:
+            v = c.execute("select 42").fetchone()[0]
+        return v, time.monotonic() - t0
+
+    def test_max_db_connections_across_users(self):
+        w = self.start({"max_db_connections": "2", "default_pool_size": "5"})
+        a, b = self.hold(w), self.hold(w)
+        self.assertEqual(backends(users=("app", "app2")), 2)
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=self.timed_select(w, "app2")))
+        t.start()
+        time.sleep(0.5)
+        self.assertTrue(t.is_alive(), "app2 got a third connection to appdb")
+        self.assertEqual(backends(users=("app", "app2")), 2)
+        a.commit()  # app's connection goes idle: app2's waiter takes its place
+        t.join(5)
+        self.assertEqual(result["r"][0], 42)
+        self.assertLessEqual(backends(users=("app", "app2")), 2)
+        b.commit()
+
+    def test_max_db_connections_wait_times_out(self):
+        w = self.start({"max_db_connections": "1", "query_wait_timeout": "1"})
+        self.hold(w)
+        with self.assertRaisesRegex(psycopg.OperationalError, "query_wait_timeout"):
+            self.timed_select(w, "app2")
+        self.assertEqual(backends(users=("app", "app2")), 1)
+
+    def test_max_user_connections_across_databases(self):
+        dbs = {"appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port,
+               "appdb2": "host=127.0.0.1 port=%d dbname=appdb" % PG.port}
+        w = self.start({"max_user_connections": "1", "default_pool_size": "3"}, databases=dbs)
+        a = self.hold(w, dbname="appdb")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=self.timed_select(w, "app", "appdb2")))
+        t.start()
+        time.sleep(0.5)
+        self.assertTrue(t.is_alive(), "app got a second server connection")
+        self.assertEqual(backends(), 1)
+        a.commit()
+        t.join(5)
+        self.assertEqual(result["r"][0], 42)
+        self.assertEqual(backends(), 1)
+        # app2 has its own budget
+        self.assertEqual(self.timed_select(w, "app2")[0], 42)
+
+    def test_reserve_pool(self):
+        w = self.start({"default_pool_size": "1", "reserve_pool_size": "1",
+                        "reserve_pool_timeout": "0.5"})
+        a = self.hold(w)
+        v, took = self.timed_select(w, "app")  # waits 0.5 s, then gets a reserve connection
+        self.assertEqual(v, 42)
+        self.assertGreaterEqual(took, 0.4)
+        self.assertLess(took, 3)
+        self.assertIn("taking connections from reserve_pool", w.log())
+        a.commit()
+        deadline = time.monotonic() + 5
+        while "reserve_pool given back" not in w.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertIn("reserve_pool given back", w.log())
+        self.assertEqual(backends(), 1)  # the reserve connection was closed
+
+
+class TestStatementMode(FaultCase):
+    settings = {"pool_mode": "statement"}
+
+    def test_single_statements_pass_and_transactions_are_refused(self):
+        with psycopg.connect(self.w.dsn(), autocommit=True) as c:
+            self.assertEqual(c.execute("select 1").fetchone()[0], 1)
+            # one Query message with a whole transaction in it ends idle: allowed
+            c.execute("begin; select 1; commit")
+        c = psycopg.connect(self.w.dsn())  # psycopg opens a transaction
+        with self.assertRaisesRegex(psycopg.OperationalError,
+                                    "transaction blocks not allowed in statement pooling mode"):
+            c.execute("select 1")
+            c.execute("select 2")
+        c.close()
+        time.sleep(0.2)
+        self.assertEqual(PG.sql("select count(*) from pg_stat_activity where datname = 'appdb'"
+                                " and state like 'idle in transaction%'"), "0")
+        self.assert_still_serving()
 
 
 class TestRestart(FaultCase):

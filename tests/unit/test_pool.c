@@ -566,6 +566,99 @@ static void forked_child_is_refused(void **state)
     assert_int_equal(fake_counts(f->fake).closes, 0);
 }
 
+/* A shared limit caps the pools on it together; a pool with a caller waiting
+ * gets a unit by making another pool close an idle connection; raising the
+ * cap lets a waiter through; destroying a pool gives its units back. */
+static void shared_limit_caps_and_reclaims(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 5;
+    fixture_open(f); /* pool A */
+    weir_fake *fb = weir_fake_new();
+    weir_pool *b;
+    assert_int_equal(weir_pool_create(&b, weir_fake_driver(), fb, &f->o, NULL), 0);
+    weir_limit *l;
+    assert_int_equal(weir_limit_create(&l, 0), WEIR_EINVAL);
+    assert_int_equal(weir_limit_create(&l, 3), 0);
+
+    /* attaching counts what the pool already has open */
+    weir_conn *a[4], *bc[2];
+    assert_int_equal(weir_checkout(f->pool, &a[0]), 0);
+    assert_int_equal(weir_pool_attach_limit(f->pool, l), 0);
+    assert_int_equal(weir_pool_attach_limit(b, l), 0);
+    assert_int_equal(weir_pool_attach_limit(b, l), 0); /* twice is once */
+    assert_int_equal(weir_limit_used(l), 1);
+    assert_int_equal(weir_checkout(f->pool, &a[1]), 0);
+    assert_int_equal(weir_checkout(f->pool, &a[2]), 0);
+    assert_int_equal(weir_limit_used(l), 3);
+
+    /* full: A's fourth caller times out although A itself has room */
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 200, &a[3]), WEIR_ETIMEDOUT);
+    assert_true(ms_since(t0) >= 150);
+    assert_int_equal(pool_stats(f->pool).total, 3);
+
+    /* A's connections go idle; B's caller gets one of their units */
+    weir_checkin(a[1]);
+    weir_checkin(a[2]);
+    t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(b, 2000, &bc[0]), 0);
+    assert_true(ms_since(t0) < 200 + slack_ms());
+    assert_int_equal(weir_limit_used(l), 3);
+    assert_int_equal(pool_stats(f->pool).total, 2);
+    assert_int_equal(pool_stats(f->pool).closed_total[WEIR_CLOSE_EVICTED], 1);
+
+    /* nothing idle anywhere: B waits until the cap goes up */
+    assert_int_equal(weir_checkout(f->pool, &a[1]), 0);
+    assert_int_equal(weir_checkout_timeout(b, 150, &bc[1]), WEIR_ETIMEDOUT);
+    assert_int_equal(weir_limit_set_max(l, 4), 0);
+    assert_int_equal(weir_limit_max(l), 4);
+    assert_int_equal(weir_checkout_timeout(b, 2000, &bc[1]), 0);
+    assert_int_equal(weir_limit_used(l), 4);
+
+    /* destroying B gives its two units back */
+    weir_checkin(bc[0]);
+    weir_checkin(bc[1]);
+    weir_pool_destroy(b);
+    weir_fake_free(fb);
+    assert_int_equal(weir_limit_used(l), 2);
+    assert_int_equal(weir_checkout(f->pool, &a[2]), 0);
+    assert_int_equal(weir_checkout(f->pool, &a[3]), 0);
+    assert_int_equal(weir_limit_used(l), 4);
+    for (int i = 0; i < 4; i++) weir_checkin(a[i]);
+    fixture_close(f);
+    assert_int_equal(weir_limit_used(l), 0);
+    weir_limit_destroy(l);
+}
+
+/* min_idle does not push a pool past a shared limit, nor make it take
+ * another pool's idle connections. */
+static void shared_limit_bounds_min_idle(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 4;
+    fixture_open(f);
+    weir_limit *l;
+    assert_int_equal(weir_limit_create(&l, 2), 0);
+    assert_int_equal(weir_pool_attach_limit(f->pool, l), 0);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
+    weir_checkin(c);
+    weir_fake *fb = weir_fake_new();
+    weir_pool *b;
+    assert_int_equal(weir_pool_create(&b, weir_fake_driver(), fb, &f->o, NULL), 0);
+    assert_int_equal(weir_pool_attach_limit(b, l), 0);
+    assert_int_equal(weir_pool_resize(b, 4, 3), 0);
+    sleep_ms(200);
+    assert_int_equal(weir_limit_used(l), 2);
+    assert_int_equal(pool_stats(f->pool).total, 1); /* not reclaimed for min_idle */
+    assert_true(pool_stats(b).total <= 1);
+    weir_pool_destroy(b);
+    weir_fake_free(fb);
+    fixture_close(f);
+    weir_limit_destroy(l);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -588,6 +681,8 @@ int main(void)
         T(stats_conn_info_and_prometheus),
         T(leak_report_names_file_and_line),
         T(forked_child_is_refused),
+        T(shared_limit_caps_and_reclaims),
+        T(shared_limit_bounds_min_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
