@@ -234,6 +234,8 @@ int scram_server_final(scram_server *st, const char *msg, size_t len, char *out,
         *why = "password authentication failed";
         return -1;
     }
+    memcpy(st->client_key, ck, 32);
+    st->have_client_key = true;
     uint8_t ssig[32];
     hmac(st->sec.server, 32, am, (size_t)n, ssig);
     char b[64];
@@ -250,20 +252,53 @@ int scram_client_first(scram_client *st, char *out, size_t outlen)
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
-int scram_client_final(scram_client *st, const char *password, const char *server_first, size_t len,
-                       char *out, size_t outlen, const char **why)
+/* Check server-first against our nonce; r, rl: the combined nonce. 0 or -1. */
+static int client_check_first(const scram_client *st, const char *server_first, size_t len,
+                              const char **r, size_t *rl, const char **why)
 {
     *why = "malformed SCRAM message from the server";
     if (len > 512 || memchr(server_first, '\0', len)) return -1;
-    size_t rl, sl, il;
-    const char *r = attr(server_first, len, 'r', &rl), *s = attr(server_first, len, 's', &sl);
-    const char *i = attr(server_first, len, 'i', &il);
-    if (!r || !s || !i || il > 9) return -1;
+    *r = attr(server_first, len, 'r', rl);
+    if (!*r) return -1;
     size_t nl = strlen(st->nonce);
-    if (rl <= nl || memcmp(r, st->nonce, nl)) {
+    if (*rl <= nl || memcmp(*r, st->nonce, nl)) {
         *why = "SCRAM nonce mismatch from the server";
         return -1;
     }
+    return 0;
+}
+
+/* client-final from ClientKey and ServerKey; remembers the signature to expect. */
+static int client_final_from_keys(scram_client *st, const uint8_t ck[32], const uint8_t sk[32],
+                                  const char *server_first, size_t len, const char *r, size_t rl,
+                                  char *out, size_t outlen)
+{
+    uint8_t stored[32], csig[32], proof[32];
+    sha256(ck, 32, stored);
+    char without[256];
+    int wn = snprintf(without, sizeof without, "c=biws,r=%.*s", (int)rl, r);
+    if (wn < 0 || (size_t)wn >= sizeof without) return -1;
+    char am[1024];
+    int an = snprintf(am, sizeof am, "%s,%.*s,%s", st->client_first_bare, (int)len, server_first,
+                      without);
+    if (an < 0 || (size_t)an >= sizeof am) return -1;
+    hmac(stored, 32, am, (size_t)an, csig);
+    for (int k = 0; k < 32; k++) proof[k] = ck[k] ^ csig[k];
+    hmac(sk, 32, am, (size_t)an, st->server_signature);
+    char pb[64];
+    if (b64_encode(proof, 32, pb, sizeof pb) < 0) return -1;
+    int n = snprintf(out, outlen, "%s,p=%s", without, pb);
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int scram_client_final(scram_client *st, const char *password, const char *server_first, size_t len,
+                       char *out, size_t outlen, const char **why)
+{
+    const char *r;
+    size_t rl, sl, il;
+    if (client_check_first(st, server_first, len, &r, &rl, why)) return -1;
+    const char *s = attr(server_first, len, 's', &sl), *i = attr(server_first, len, 'i', &il);
+    if (!s || !i || il > 9) return -1;
     char itxt[10];
     memcpy(itxt, i, il);
     itxt[il] = '\0';
@@ -275,25 +310,22 @@ int scram_client_final(scram_client *st, const char *password, const char *serve
             *why = "the server asks for more SCRAM iterations than weir allows";
         return -1;
     }
-    uint8_t salted[32], ck[32], stored[32], csig[32], proof[32], sk[32];
+    uint8_t salted[32], ck[32], sk[32];
     if (salted_password(password, salt, saltlen, iter, salted)) return -1;
     hmac(salted, 32, "Client Key", 10, ck);
-    sha256(ck, 32, stored);
-    char without[256];
-    int wn = snprintf(without, sizeof without, "c=biws,r=%.*s", (int)rl, r);
-    if (wn < 0 || (size_t)wn >= sizeof without) return -1;
-    char am[1024];
-    int an = snprintf(am, sizeof am, "%s,%.*s,%s", st->client_first_bare, (int)len, server_first,
-                      without);
-    if (an < 0 || (size_t)an >= sizeof am) return -1;
-    hmac(stored, 32, am, (size_t)an, csig);
-    for (int k = 0; k < 32; k++) proof[k] = ck[k] ^ csig[k];
     hmac(salted, 32, "Server Key", 10, sk);
-    hmac(sk, 32, am, (size_t)an, st->server_signature);
-    char pb[64];
-    if (b64_encode(proof, 32, pb, sizeof pb) < 0) return -1;
-    int n = snprintf(out, outlen, "%s,p=%s", without, pb);
-    return n < 0 || (size_t)n >= outlen ? -1 : n;
+    return client_final_from_keys(st, ck, sk, server_first, len, r, rl, out, outlen);
+}
+
+int scram_client_final_keys(scram_client *st, const uint8_t client_key[32],
+                            const uint8_t server_key[32], const char *server_first, size_t len,
+                            char *out, size_t outlen, const char **why)
+{
+    const char *r;
+    size_t rl;
+    if (client_check_first(st, server_first, len, &r, &rl, why)) return -1;
+    return client_final_from_keys(st, client_key, server_key, server_first, len, r, rl, out,
+                                  outlen);
 }
 
 int scram_client_verify(const scram_client *st, const char *server_final, size_t len)

@@ -44,6 +44,11 @@ typedef struct scram_server {
     char nonce[96];
     char client_first_bare[512];
     char server_first[256];
+    /* After a good proof: the client's ClientKey, with which weir can log in
+     * to PostgreSQL as this user without knowing the password, as long as
+     * the server holds the same secret (SCRAM pass-through). */
+    bool have_client_key;
+    uint8_t client_key[32];
 } scram_server;
 
 /* client-first-message in, server-first-message out. 0, or -1 with why. */
@@ -65,6 +70,10 @@ int scram_client_first(scram_client *st, char *out, size_t outlen);
 /* server-first in, client-final out. Returns its length, or -1 with why. */
 int scram_client_final(scram_client *st, const char *password, const char *server_first, size_t len,
                        char *out, size_t outlen, const char **why);
+/* The same, from a ClientKey and ServerKey instead of a password (pass-through). */
+int scram_client_final_keys(scram_client *st, const uint8_t client_key[32],
+                            const uint8_t server_key[32], const char *server_first, size_t len,
+                            char *out, size_t outlen, const char **why);
 /* server-final in: 0 if the server proved it knows the secret too. */
 int scram_client_verify(const scram_client *st, const char *server_final, size_t len);
 

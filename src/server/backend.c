@@ -260,7 +260,7 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
             snprintf(err, errlen, "server offers no SASL mechanism weir supports");
             return WEIR_ECONNECT;
         }
-        if (!t->password[0] || md5_only) break;
+        if ((!t->password[0] || md5_only) && !t->have_keys) break;
         char first[160];
         int n = scram_client_first(sc, first, sizeof first);
         if (n < 0) return WEIR_EDRIVER;
@@ -273,8 +273,11 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
     case 11: { /* SASLContinue */
         char fin[300];
         const char *why;
-        int n =
-            scram_client_final(sc, t->password, (const char *)data, dlen, fin, sizeof fin, &why);
+        int n = t->password[0] && !md5_only
+                    ? scram_client_final(sc, t->password, (const char *)data, dlen, fin, sizeof fin,
+                                         &why)
+                    : scram_client_final_keys(sc, t->client_key, t->server_key, (const char *)data,
+                                              dlen, fin, sizeof fin, &why);
         if (n < 0) {
             snprintf(err, errlen, "%s", why);
             return WEIR_ECONNECT;

@@ -29,6 +29,10 @@ typedef struct be_target {
     int port;
     char dbname[64], user[64];
     char password[256]; /* plain, or "md5..." (enough for md5 auth only); "" = none */
+    /* SCRAM pass-through: a client's ClientKey and the ServerKey of its
+     * secret, used when there is no plain password. */
+    bool have_keys;
+    uint8_t client_key[32], server_key[32];
     char check_query[256];
     char reset_query[256];
     char connect_query[256];

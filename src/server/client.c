@@ -41,6 +41,7 @@
 
 typedef enum cstate {
     CL_LOGIN,
+    CL_AUTH_QUERY,    /* the user's secret is being looked up with auth_query */
     CL_AUTH_PASSWORD, /* cleartext or md5 asked */
     CL_AUTH_SASL_FIRST,
     CL_AUTH_SASL_FINAL,
@@ -84,12 +85,16 @@ struct client {
     int64_t t_connect, t_activity, t_query;
     uint8_t salt[4];
     scram_server *scram;
+    struct auth_lookup *aq; /* during CL_AUTH_QUERY */
+    bool secret_from_query;
     client *prev, *next;
 };
 
 /* ------------------------------------------------------------------------ */
 
 static void update_events(client *c);
+static void auth_ask(client *c);
+static void auth_lookup_send(client *c, weir_conn *conn);
 static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static bool process_in(client *c);
@@ -232,12 +237,15 @@ static void unlink_server(client *c, bool client_gone)
     weir_checkin(conn);
 }
 
+static void auth_lookup_end(client *c, bool clean);
+
 static void destroy(client *c)
 {
     worker *w = c->w;
     server *s = w->srv;
     if (c->cev_flags) event_del(&c->cev);
     c->cev_flags = 0;
+    if (c->aq) auth_lookup_end(c, false);
     unlink_server(c, true);
     if (c->my_key || c->my_pid) keys_remove(c);
     if (c->prev)
@@ -640,6 +648,10 @@ void worker_drain_completions(worker *w)
                 checkout_failed(c, batch[i].status);
                 continue;
             }
+            if (c->state == CL_AUTH_QUERY) {
+                auth_lookup_send(c, batch[i].conn);
+                continue;
+            }
             if (link_server(c, batch[i].conn)) process_in(c);
         }
     }
@@ -751,7 +763,12 @@ static void auth_done(client *c)
     server *s = c->w->srv;
     char err[300];
     const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
-    c->pool = db ? pool_get(s, db, c->dbname, c->user, err, sizeof err) : NULL;
+    login_creds cr = {.secret = c->secret_from_query ? c->secret : NULL};
+    if (c->scram && c->scram->have_client_key) {
+        cr.client_key = c->scram->client_key;
+        cr.server_key = c->scram->sec.server;
+    }
+    c->pool = db ? pool_get(s, db, c->dbname, c->user, NULL, &cr, err, sizeof err) : NULL;
     if (!c->pool) {
         client_close(c, "08P01", "%s", db ? err : "no such database");
         return;
@@ -771,6 +788,205 @@ static void auth_done(client *c)
     if (!flush_out(c)) return;
     set_state(c, CL_IDLE);
     (void)process_in(c);
+}
+
+/* --- auth_query ----------------------------------------------------------
+ * A user who is not in auth_file: its secret is asked of the database with
+ * auth_query ($1 = the user name), over a pooled connection logged in as
+ * auth_user. The query runs on this worker's loop like any client's. */
+
+typedef struct auth_lookup {
+    weir_conn *conn;
+    struct event ev; /* readable server, or the time limit */
+    pq_buf buf;
+    bool got_row;
+    char err[256];
+} auth_lookup;
+
+static void auth_lookup_start(client *c, const cfg_db *db, const char *auth_user)
+{
+    server *s = c->w->srv;
+    char err[300];
+    spool *ap = pool_get(s, db, c->dbname, c->user, auth_user, NULL, err, sizeof err);
+    if (!ap) {
+        client_close(c, "08P01", "%s", err);
+        return;
+    }
+    c->aq = calloc(1, sizeof *c->aq);
+    if (!c->aq) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    c->pool = ap; /* until auth_done picks the client's own */
+    set_state(c, CL_AUTH_QUERY);
+    int64_t wait = s->cfg.query_wait_timeout > 0 ? s->cfg.query_wait_timeout : INT64_C(1) << 40;
+    weir_conn *conn = NULL;
+    int rc = weir_checkout_async(ap->pool, wait, on_checkout, c, &conn, &c->req);
+    if (rc == 0) {
+        auth_lookup_send(c, conn);
+    } else if (rc == WEIR_PENDING) {
+        c->checkout_pending = true;
+        update_events(c);
+    } else {
+        checkout_failed(c, rc);
+    }
+}
+
+/* Give the connection back (closed unless the exchange ended cleanly). */
+static void auth_lookup_end(client *c, bool clean)
+{
+    auth_lookup *aq = c->aq;
+    c->aq = NULL;
+    if (event_initialized(&aq->ev)) event_del(&aq->ev);
+    if (aq->conn) {
+        backend *be = weir_conn_handle(aq->conn);
+        if (!clean || be->txn != 'I') weir_conn_mark_broken(aq->conn);
+        weir_checkin(aq->conn);
+    }
+    pq_buf_free(&aq->buf);
+    free(aq);
+}
+
+static void auth_lookup_fail(client *c, const char *why)
+{
+    srv_log(c->w->srv, "WARNING", "C-%p: %s/%s auth_query failed: %s", (void *)c, c->dbname,
+            c->user, why);
+    auth_lookup_end(c, false);
+    client_close(c, "08P01", "auth_query failed: %s", why);
+}
+
+/* One server message of the lookup. 1: done, 0: more, -1: failed (aq->err). */
+static int auth_lookup_msg(client *c, const pq_msg *m)
+{
+    auth_lookup *aq = c->aq;
+    const uint8_t *p = m->body, *e = m->body + m->len - 4;
+    if (m->type == 'E') {
+        const char *msg = "error";
+        while (p < e && *p) {
+            char f = (char)*p++;
+            const char *v = pq_get_str(&p, e);
+            if (!v) break;
+            if (f == 'M') msg = v;
+        }
+        if (!aq->err[0]) snprintf(aq->err, sizeof aq->err, "%s", msg);
+    } else if (m->type == 'D' && !aq->got_row) {
+        /* usename, passwd: the second column is the secret (NULL: none) */
+        aq->got_row = true;
+        if (e - p < 2 || pq_get16(p) < 2) {
+            snprintf(aq->err, sizeof aq->err, "auth_query must return two columns");
+            return 0;
+        }
+        p += 2;
+        for (int col = 0; col < 2; col++) {
+            if (e - p < 4) return -1;
+            int32_t len = (int32_t)pq_get32(p);
+            p += 4;
+            if (len < 0) {
+                if (col == 1) c->secret[0] = '\0';
+                continue;
+            }
+            if (e - p < len) return -1;
+            if (col == 1) {
+                if ((size_t)len >= sizeof c->secret) {
+                    snprintf(aq->err, sizeof aq->err, "secret from auth_query too long");
+                    return 0;
+                }
+                memcpy(c->secret, p, (size_t)len);
+                c->secret[len] = '\0';
+            }
+            p += len;
+        }
+    } else if (m->type == 'Z' && m->len == 5) {
+        ((backend *)weir_conn_handle(aq->conn))->txn = (char)m->body[0];
+        return aq->err[0] ? -1 : 1;
+    }
+    return 0;
+}
+
+static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    auth_lookup *aq = c->aq;
+    if (what & EV_TIMEOUT) {
+        auth_lookup_fail(c, "no answer from the server in time");
+        return;
+    }
+    if (pq_buf_reserve(&aq->buf, 4096)) {
+        auth_lookup_fail(c, "out of memory");
+        return;
+    }
+    ssize_t n = recv(fd, aq->buf.p + aq->buf.end, aq->buf.cap - aq->buf.end, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n <= 0) {
+        auth_lookup_fail(c, "server connection lost");
+        return;
+    }
+    aq->buf.end += (uint32_t)n;
+    for (;;) {
+        uint32_t avail = pq_buf_len(&aq->buf);
+        if (avail < 5) return;
+        const uint8_t *p = aq->buf.p + aq->buf.start;
+        uint32_t len = pq_get32(p + 1);
+        if (len < 4 || len > (1u << 20)) {
+            auth_lookup_fail(c, "malformed answer from the server");
+            return;
+        }
+        if (avail < len + 1) return;
+        pq_msg m = {.type = (char)p[0], .len = len, .body = p + 5};
+        aq->buf.start += len + 1;
+        int r = auth_lookup_msg(c, &m);
+        if (r < 0) {
+            auth_lookup_fail(c, aq->err[0] ? aq->err : "malformed answer from the server");
+            return;
+        }
+        if (r > 0) break;
+    }
+    if (!aq->got_row) c->secret[0] = '\0'; /* no such user: it will fail like a wrong password */
+    c->secret_from_query = c->secret[0] != '\0';
+    auth_lookup_end(c, true);
+    c->pool = NULL;
+    auth_ask(c);
+}
+
+/* The auth_user connection came: send auth_query with the user's name. */
+static void auth_lookup_send(client *c, weir_conn *conn)
+{
+    auth_lookup *aq = c->aq;
+    aq->conn = conn;
+    backend *be = weir_conn_handle(conn);
+    const char *q = c->w->srv->cfg.auth_query;
+    size_t ql = strlen(q), ul = strlen(c->user);
+    uint8_t body[CFG_STR + CFG_NAME + 32];
+    pq_buf *b = &aq->buf;
+    /* Parse (unnamed), Bind ($1 as text), Execute, Sync */
+    body[0] = '\0';
+    memcpy(body + 1, q, ql + 1);
+    pq_set16(body + 2 + ql, 0);
+    int rc = pq_put_msg(b, 'P', body, (uint32_t)(ql + 4));
+    uint8_t *o = body;
+    *o++ = '\0';
+    *o++ = '\0';
+    pq_set16(o, 0);
+    pq_set16(o + 2, 1);
+    pq_set32(o + 4, (uint32_t)ul);
+    memcpy(o + 8, c->user, ul);
+    pq_set16(o + 8 + ul, 0);
+    rc |= pq_put_msg(b, 'B', body, (uint32_t)(12 + ul));
+    static const uint8_t exec[5] = {0, 0, 0, 0, 0};
+    rc |= pq_put_msg(b, 'E', exec, sizeof exec);
+    rc |= pq_put_msg(b, 'S', NULL, 0);
+    /* A few hundred bytes to an idle connection go in one send. */
+    ssize_t n = rc ? -1 : send(be->fd, b->p, b->end, MSG_NOSIGNAL | MSG_DONTWAIT);
+    bool sent = n >= 0 && (uint32_t)n == b->end;
+    pq_buf_reset(b);
+    if (!sent) {
+        auth_lookup_fail(c, "cannot send auth_query");
+        return;
+    }
+    int64_t ms = be->target->io_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_assign(&aq->ev, c->w->base, be->fd, EV_READ | EV_PERSIST, on_auth_reply, c);
+    event_add(&aq->ev, &tv);
 }
 
 static void auth_failed(client *c)
@@ -797,11 +1013,24 @@ static void auth_start(client *c)
         return;
     }
     if (!sec) {
+        const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
+        const char *au = db && db->auth_user[0] ? db->auth_user : s->cfg.auth_user;
+        if (db && au[0]) {
+            auth_lookup_start(c, db, au);
+            return;
+        }
         /* Ask anyway, so that a missing user looks like a wrong password. */
         c->secret[0] = '\0';
     } else {
         snprintf(c->secret, sizeof c->secret, "%s", sec->secret);
     }
+    auth_ask(c);
+}
+
+/* Ask the client for its password by the method its secret allows. */
+static void auth_ask(client *c)
+{
+    int type = c->w->srv->cfg.auth_type;
     /* As PostgreSQL does: a SCRAM secret cannot answer md5, so SCRAM is asked
      * for; an md5 hash cannot answer SCRAM, so md5 is. */
     bool is_scram = auth_is_scram_secret(c->secret);
@@ -1128,6 +1357,7 @@ void worker_timeouts(worker *w)
         int64_t idle = now - c->t_activity;
         switch (c->state) {
         case CL_LOGIN:
+        case CL_AUTH_QUERY:
         case CL_AUTH_PASSWORD:
         case CL_AUTH_SASL_FIRST:
         case CL_AUTH_SASL_FINAL:

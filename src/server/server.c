@@ -108,11 +108,12 @@ static weir_limit *limit_get(server *s, const char *kind, const char *name, int 
     return n->limit;
 }
 
-spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user, char *err,
-                size_t errlen)
+spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
+                const char *as_user, const login_creds *cr, char *err, size_t errlen)
 {
     const cfg *k = &s->cfg;
-    const char *user = db->user[0] ? db->user : client_user;
+    const char *user = as_user ? as_user : db->user[0] ? db->user : client_user;
+    if (strcmp(user, client_user)) cr = NULL; /* a client's credentials are for itself only */
     pthread_mutex_lock(&s->pools_lock);
     spool *p;
     for (p = s->pools; p; p = p->next)
@@ -149,11 +150,18 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
         /* A plain password from auth_file, else the database's, else an md5
          * hash from auth_file (enough for md5 servers only). */
         const cfg_secret *sec = cfg_find_secret(k, user);
-        bool plain = sec && !auth_is_scram_secret(sec->secret) && !auth_is_md5_hash(sec->secret);
-        if (plain || (sec && !db->password[0] && auth_is_md5_hash(sec->secret)))
-            snprintf(t->password, sizeof t->password, "%s", sec->secret);
+        const char *sx = sec ? sec->secret : cr ? cr->secret : NULL;
+        bool plain = sx && *sx && !auth_is_scram_secret(sx) && !auth_is_md5_hash(sx);
+        if (plain || (sx && !db->password[0] && auth_is_md5_hash(sx)))
+            snprintf(t->password, sizeof t->password, "%s", sx);
         else if (db->password[0])
             snprintf(t->password, sizeof t->password, "%s", db->password);
+        /* No plain password: log in with the client's own SCRAM keys. */
+        if (!plain && cr && cr->client_key && cr->server_key) {
+            t->have_keys = true;
+            memcpy(t->client_key, cr->client_key, 32);
+            memcpy(t->server_key, cr->server_key, 32);
+        }
     }
     snprintf(t->check_query, sizeof t->check_query, "%s", k->server_check_query);
     snprintf(t->reset_query, sizeof t->reset_query, "%s", k->server_reset_query);

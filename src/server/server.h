@@ -124,8 +124,18 @@ void srv_log(server *s, const char *level, const char *fmt, ...)
 int server_start(server *s); /* listeners, workers */
 void server_stop(server *s); /* stop loops, join workers, close everything */
 
-spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user, char *err,
-                size_t errlen);
+/* What a client's login taught weir about its credentials, for server logins
+ * when the config has no password for the user. */
+typedef struct login_creds {
+    const char *secret;        /* from auth_query (md5 hash, SCRAM secret or plain); NULL */
+    const uint8_t *client_key; /* after a SCRAM login: the ClientKey (32 bytes); NULL */
+    const uint8_t *server_key; /* and the secret's ServerKey */
+} login_creds;
+
+/* The pool for (dbname, user): user is the [databases] entry's forced user,
+ * else as_user if given (auth_user's pool), else the client's. */
+spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
+                const char *as_user, const login_creds *cr, char *err, size_t errlen);
 void pools_destroy(server *s);
 /* Reserve pools: take or give back reserve connections (each worker's tick). */
 void pool_reserve_wanted(spool *p, int64_t now_ms);

@@ -23,6 +23,22 @@ def setUpModule():
     global PG
     PG = Postgres()
     PG.sql("CREATE TABLE IF NOT EXISTS t (id int primary key, v text); GRANT ALL ON t TO app")
+    # auth_query's usual setup: a lookup function that auth_user may call
+    PG.sql("CREATE ROLE weir_auth LOGIN PASSWORD 'authpw';"
+           " CREATE FUNCTION public.user_lookup(i_username text, OUT uname text, OUT phash text)"
+           " RETURNS record LANGUAGE sql SECURITY DEFINER AS"
+           " $$ SELECT usename::text, passwd::text FROM pg_catalog.pg_shadow"
+           " WHERE usename = i_username $$;"
+           " REVOKE ALL ON FUNCTION public.user_lookup(text) FROM public;"
+           " GRANT EXECUTE ON FUNCTION public.user_lookup(text) TO weir_auth")
+    # a role with an md5 password, let in with md5 over TCP
+    PG.sql("SET password_encryption = 'md5'; CREATE ROLE app_md5 LOGIN PASSWORD 'md5pw'")
+    hba = os.path.join(PG.dir, "data", "pg_hba.conf")
+    with open(hba) as f:
+        rules = f.read()
+    with open(hba, "w") as f:
+        f.write("host all app_md5 127.0.0.1/32 md5\n" + rules)
+    PG.sql("SELECT pg_reload_conf()")
     subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U", "app",
                     "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
                    capture_output=True)
@@ -54,19 +70,22 @@ class WeirCase(unittest.TestCase):
 class TestAuth(unittest.TestCase):
     """Each auth method, succeeding and failing, with PostgreSQL's message."""
 
-    def check(self, auth_type, users, ok_password, bad_password="wrong", databases=None):
-        w = Weir(PG, settings={"auth_type": auth_type}, users=users, databases=databases)
+    def check(self, auth_type, users, ok_password, bad_password="wrong", databases=None,
+              settings=None, user="app"):
+        conf = {"auth_type": auth_type}
+        conf.update(settings or {})
+        w = Weir(PG, settings=conf, users=users, databases=databases)
         try:
-            r = w.psql("select current_user", password=ok_password)
+            r = w.psql("select current_user", password=ok_password, user=user)
             self.assertEqual(r.returncode, 0, r.stderr + w.log())
-            self.assertEqual(r.stdout.strip(), "app")
+            self.assertEqual(r.stdout.strip(), user)
             if bad_password is not None:
-                r = w.psql("select 1", password=bad_password)
+                r = w.psql("select 1", password=bad_password, user=user)
                 self.assertNotEqual(r.returncode, 0)
-                self.assertIn('password authentication failed for user "app"', r.stderr)
+                self.assertIn('password authentication failed for user "%s"' % user, r.stderr)
                 with self.assertRaisesRegex(psycopg.OperationalError,
-                                            'password authentication failed for user "app"'):
-                    psycopg.connect(w.dsn(password=bad_password))
+                                            'password authentication failed for user "%s"' % user):
+                    psycopg.connect(w.dsn(password=bad_password, user=user))
             # an unknown user looks the same as a wrong password
             r = w.psql("select 1", user="nobody", password="x")
             if auth_type not in ("trust", "any"):
@@ -95,6 +114,43 @@ class TestAuth(unittest.TestCase):
         secret = PG.sql("select rolpassword from pg_authid where rolname = 'app'")
         db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb user=app password=s3cret" % PG.port}
         self.check("md5", {"app": secret}, "s3cret", databases=db)
+
+    def test_scram_secret_logs_in_to_the_server_with_the_clients_keys(self):
+        """No password for the server anywhere: the client's SCRAM proof is passed through."""
+        secret = PG.sql("select rolpassword from pg_authid where rolname = 'app'")
+        self.check("scram-sha-256", {"app": secret}, "s3cret")
+
+    AUTH_QUERY = {"auth_user": "weir_auth",
+                  "auth_query": "SELECT uname, phash FROM public.user_lookup($1)"}
+
+    def test_auth_query_scram(self):
+        """app is not in auth_file: its SCRAM secret comes from the database."""
+        self.check("scram-sha-256", {"weir_auth": "authpw"}, "s3cret", settings=self.AUTH_QUERY)
+
+    def test_auth_query_md5(self):
+        self.check("md5", {"weir_auth": "authpw"}, "md5pw", settings=self.AUTH_QUERY,
+                   user="app_md5")
+
+    def test_auth_query_with_the_databases_auth_user(self):
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb auth_user=weir_auth" % PG.port}
+        self.check("scram-sha-256", {"weir_auth": "authpw"}, "s3cret", databases=db,
+                   settings={"auth_query": self.AUTH_QUERY["auth_query"]})
+
+    def test_auth_query_failing(self):
+        """A broken auth_query: the client hears why, and weir goes on serving."""
+        w = Weir(PG, settings={"auth_type": "md5", "auth_user": "weir_auth",
+                               "auth_query": "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"},
+                 users={"weir_auth": "authpw"})
+        try:
+            r = w.psql("select 1")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("auth_query failed: permission denied", r.stderr)
+            self.assertIn("auth_query failed", w.log())
+            self.assertNotIn("authpw", w.log())
+            r = w.psql("select current_user", user="weir_auth", password="authpw")
+            self.assertEqual(r.stdout.strip(), "weir_auth", r.stderr)
+        finally:
+            w.stop()
 
     def test_plain(self):
         self.check("plain", {"app": "s3cret"}, "s3cret")
