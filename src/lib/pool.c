@@ -393,13 +393,13 @@ static void limits_release(weir_pool *p) /* under p's lock */
     for (int i = 0; i < p->nlimits; i++) atomic_fetch_sub(&p->limits[i]->used, 1);
 }
 
-/* A unit came free: wake the creators of the other pools on p's limits. Not
- * under any lock. p->limits only changes in weir_pool_destroy and
- * weir_pool_attach_limit, which callers do not race with their own pool. */
-static void limits_kick(weir_pool *p)
+/* A unit of p's came free: wake the creators of the other pools on the
+ * limits ls (p's, copied under its lock: p itself may be gone by now, once
+ * its lock is released, if this was its last connection). Not under any lock. */
+static void limits_kick(const weir_pool *p, weir_limit *const *ls, int n)
 {
-    for (int i = 0; i < p->nlimits; i++) {
-        weir_limit *l = p->limits[i];
+    for (int i = 0; i < n; i++) {
+        weir_limit *l = ls[i];
         pthread_mutex_lock(&l->mu);
         for (int j = 0; j < l->npools; j++) {
             weir_pool *q = l->pools[j];
@@ -460,11 +460,14 @@ static void close_conn(weir_pool *p, weir_conn *c, int reason)
     c->handle = NULL;
     p->total--;
     limits_release(p);
+    weir_limit *ls[WEIR_MAX_LIMITS];
+    int nl = p->nlimits;
+    memcpy(ls, p->limits, (size_t)nl * sizeof *ls);
     update_over_cap(p);
     kick_creator(p);
     pthread_cond_broadcast(&p->drain_cv);
     unlock(p);
-    if (p->nlimits) limits_kick(p);
+    if (nl) limits_kick(p, ls, nl); /* p must not be touched from here */
 }
 
 static const char *const reason_names[WEIR_CLOSE_REASONS] = {"idle", "lifetime", "broken", "uses",
@@ -1120,7 +1123,7 @@ static void *creator_main(void *arg)
             }
         }
         unlock(p);
-        if (rc != 0 && p->nlimits) limits_kick(p);
+        if (rc != 0 && p->nlimits) limits_kick(p, p->limits, p->nlimits);
         if (close_now) close_conn(p, close_now, WEIR_CLOSE_EVICTED);
         if (fire) fire_async(p, fire);
         lock(p);

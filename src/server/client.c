@@ -847,8 +847,10 @@ static void auth_lookup_end(client *c, bool clean)
     free(aq);
 }
 
-static void auth_lookup_fail(client *c, const char *why)
+static void auth_lookup_fail(client *c, const char *reason)
 {
+    char why[256]; /* reason may live in c->aq, which goes first */
+    snprintf(why, sizeof why, "%s", reason);
     srv_log(c->w->srv, "WARNING", "C-%p: %s/%s auth_query failed: %s", (void *)c, c->dbname,
             c->user, why);
     auth_lookup_end(c, false);
