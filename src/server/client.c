@@ -1183,13 +1183,13 @@ static void startup_packet(client *c)
         return;
     }
     const char *user = pq_startup_get(&st, "user");
-    const char *db = pq_startup_get(&st, "database");
+    const char *dbn = pq_startup_get(&st, "database");
     if (!user || !*user) {
         client_close(c, "08P01", "no username supplied");
         return;
     }
     snprintf(c->user, sizeof c->user, "%s", user);
-    snprintf(c->dbname, sizeof c->dbname, "%s", db && *db ? db : user);
+    snprintf(c->dbname, sizeof c->dbname, "%s", dbn && *dbn ? dbn : user);
     for (int i = 0; i < st.nparams; i++) {
         const char *n = st.names[i];
         if (!strcmp(n, "user") || !strcmp(n, "database")) continue;
@@ -1210,10 +1210,19 @@ static void startup_packet(client *c)
             return;
         }
     }
-    if (!cfg_find_db(&s->cfg, c->dbname)) {
+    const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
+    if (!db) {
         client_close(c, "08P01", "no such database: %s", c->dbname);
         return;
     }
+    /* The [databases] entry's defaults for what the client did not send. */
+    const char *defaults[NTRACKED] = {db->client_encoding, db->datestyle, db->timezone, NULL, NULL,
+                                      db->application_name};
+    for (size_t k = 0; k < NTRACKED; k++)
+        if (!c->want_set[k] && defaults[k] && defaults[k][0]) {
+            snprintf(c->want[k], BE_VALUE, "%s", defaults[k]);
+            c->want_set[k] = true;
+        }
     set_state(c, CL_AUTH_PASSWORD); /* placeholder until auth_start picks */
     auth_start(c);
 }

@@ -277,6 +277,21 @@ class TestTransactionPooling(WeirCase):
         a.close()
         b.close()
 
+    def test_database_entry_parameters_are_defaults(self):
+        """[databases] timezone= and application_name= apply unless the client sends its own."""
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb timezone=Asia/Tokyo"
+                       " application_name=from_ini" % PG.port}
+        w = Weir(PG, databases=db)
+        try:
+            with psycopg.connect(w.dsn(), autocommit=True) as a, \
+                    psycopg.connect(w.dsn(application_name="mine"), autocommit=True) as b:
+                self.assertEqual(a.execute("show timezone").fetchone()[0], "Asia/Tokyo")
+                self.assertEqual(a.execute("show application_name").fetchone()[0], "from_ini")
+                self.assertEqual(b.execute("show application_name").fetchone()[0], "mine")
+                self.assertEqual(a.info.parameter_status("TimeZone"), "Asia/Tokyo")
+        finally:
+            w.stop()
+
     def test_psql_and_pgbench(self):
         r = self.w.psql("select 40 + 2")
         self.assertEqual(r.stdout.strip(), "42", r.stderr)
