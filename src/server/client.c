@@ -37,6 +37,7 @@
 
 #define HIGH_WATER     (256u * 1024) /* stop reading a side whose output waits above this */
 #define READ_CHUNK     16384u
+#define LOGIN_CHUNK    1024u      /* reads before login: startup and auth messages are small */
 #define CLIENT_MAX_MSG (1u << 30) /* PostgreSQL's own limit for a message */
 
 typedef enum cstate {
@@ -1266,7 +1267,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (what & EV_READ) {
-        if (reserve(&c->in, &c->in_scanned, READ_CHUNK)) {
+        if (reserve(&c->in, &c->in_scanned, c->state < CL_IDLE ? LOGIN_CHUNK : READ_CHUNK)) {
             client_close(c, "53200", "out of memory");
             return;
         }
@@ -1307,9 +1308,23 @@ static void set_event(client *c, struct event *ev, int fd, short *cur, short wan
     event_add(ev, NULL);
 }
 
+/* An idle client with nothing buffered holds no buffers: a thousand idle
+ * clients cost their sockets and this struct, not 32 KB each. */
+static void shed_buffers(client *c)
+{
+    if (c->conn || c->state != CL_IDLE || c->cst.left || pq_buf_len(&c->in) ||
+        c->out.start != c->out.end || pq_buf_len(&c->pre))
+        return;
+    pq_buf_free(&c->in);
+    pq_buf_free(&c->out);
+    pq_buf_free(&c->pre);
+    c->in_scanned = c->out_scanned = 0;
+}
+
 static void update_events(client *c)
 {
     if (c->fd < 0) return;
+    if (c->in.p || c->out.p) shed_buffers(c);
     short cw = 0;
     if (!c->terminate && pq_buf_len(&c->in) < HIGH_WATER) cw |= EV_READ;
     if (c->out_scanned > c->out.start) cw |= EV_WRITE;
