@@ -1180,7 +1180,10 @@ static void startup_packet(client *c)
         return;
     }
     if (c->reject) {
-        client_close(c, "08P01", "no more connections allowed (max_client_conn)");
+        if (atomic_load(&s->shutting_down))
+            client_close(c, "08P01", "pooler is shutting down");
+        else
+            client_close(c, "08P01", "no more connections allowed (max_client_conn)");
         return;
     }
     const char *user = pq_startup_get(&st, "user");

@@ -1,9 +1,10 @@
 /* main.c — weir's command line and signals, as PgBouncer's:
  *   weir [-d] [-q] [-v] [-u user] [-V] [-h] config.ini
- * SIGINT and SIGTERM: shut down now (clients are told "pooler is shutting
- * down"; PgBouncer's safe shutdown, waiting for transactions, is not done
- * yet), SIGUSR1: pause, SIGUSR2: resume. SIGHUP (reload) only logs that
- * online reload is not implemented yet.
+ * SIGINT: safe shutdown (new clients are refused, pools pause, and weir exits
+ * once every server connection is back: each transaction ends first);
+ * SIGTERM, or a second SIGINT: immediate shutdown (clients are told "pooler
+ * is shutting down"); SIGUSR1: pause, SIGUSR2: resume. SIGHUP (reload) only
+ * logs that online reload is not implemented yet.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,13 +80,26 @@ static int daemonize(server *s)
     return 0;
 }
 
-static void pause_all(server *s, bool pause)
+/* Is every server connection back in its pool? */
+static bool all_released(server *s)
+{
+    bool all = true;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p && all; p = p->next) {
+        weir_pool_stats st;
+        if (weir_pool_stats_get(p->pool, &st) == 0 && st.active > 0) all = false;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    return all;
+}
+
+static void pause_all(server *s, bool pause, const char *why)
 {
     pthread_mutex_lock(&s->pools_lock);
     for (spool *p = s->pools; p; p = p->next)
         (void)(pause ? weir_pool_pause(p->pool) : weir_pool_resume(p->pool));
     pthread_mutex_unlock(&s->pools_lock);
-    srv_log(s, "LOG", pause ? "pooler paused (SIGUSR1)" : "pooler resumed (SIGUSR2)");
+    srv_log(s, "LOG", "pooler %s (%s)", pause ? "paused" : "resumed", why);
 }
 
 int main(int argc, char **argv)
@@ -180,15 +194,30 @@ int main(int argc, char **argv)
         srv_log(s, "ERROR", "startup failed");
         return 1;
     }
+    bool safe_shutdown = false;
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig)) continue;
-        if (sig == SIGINT || sig == SIGTERM) {
-            srv_log(s, "LOG", "got %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        if (safe_shutdown && all_released(s)) {
+            srv_log(s, "LOG", "every server connection is back; shutting down");
             break;
         }
-        if (sig == SIGUSR1) pause_all(s, true);
-        if (sig == SIGUSR2) pause_all(s, false);
+        struct timespec tick = {0, 100000000};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) continue;
+        if (sig == SIGTERM || (sig == SIGINT && safe_shutdown)) {
+            srv_log(s, "LOG", "got %s, shutting down now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            break;
+        }
+        if (sig == SIGINT) {
+            srv_log(s, "LOG",
+                    "got SIGINT, safe shutdown: waiting for transactions to end "
+                    "(SIGTERM to stop now)");
+            atomic_store(&s->shutting_down, true); /* new clients are refused */
+            pause_all(s, true, "safe shutdown");
+            safe_shutdown = true;
+            continue;
+        }
+        if (sig == SIGUSR1) pause_all(s, true, "SIGUSR1");
+        if (sig == SIGUSR2) pause_all(s, false, "SIGUSR2");
         if (sig == SIGHUP)
             srv_log(s, "WARNING",
                     "SIGHUP: online reload is not implemented yet; configuration unchanged");

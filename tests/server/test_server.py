@@ -5,6 +5,7 @@ parameters, cancel, and the command line.
 """
 import hashlib
 import os
+import pwd
 import subprocess
 import sys
 import threading
@@ -42,6 +43,11 @@ def setUpModule():
     subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U", "app",
                     "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
                    capture_output=True)
+
+
+def slurp(path):
+    with open(path) as f:
+        return f.read()
 
 
 def tearDownModule():
@@ -410,6 +416,74 @@ class TestCommandLine(unittest.TestCase):
         self.assertEqual(r.returncode, 0)
         for opt in ("-d", "-q", "-v", "-u", "-V", "-h"):
             self.assertIn(opt, r.stdout)
+
+    def test_safe_shutdown_waits_for_the_transaction(self):
+        """SIGINT: new clients are refused, an open transaction finishes, then weir exits 0."""
+        w = Weir(PG, settings={"auth_type": "trust"})
+        try:
+            a = psycopg.connect(w.dsn())
+            a.execute("INSERT INTO t VALUES (9001, 'safe') ON CONFLICT (id) DO UPDATE SET v = 'safe'")
+            w.proc.send_signal(2)
+            time.sleep(0.5)
+            with self.assertRaisesRegex(psycopg.OperationalError, "pooler is shutting down"):
+                psycopg.connect(w.dsn())
+            self.assertIsNone(w.proc.poll(), "weir left before the transaction ended")
+            a.commit()
+            self.assertEqual(w.proc.wait(10), 0)
+            a.close()
+            self.assertEqual(PG.sql("select v from t where id = 9001"), "safe")
+            self.assertIn("safe shutdown: waiting for transactions to end", w.log())
+        finally:
+            w.stop()
+
+    def test_daemon_pidfile_and_logfile(self):
+        w = Weir(PG, start=False, settings={"auth_type": "trust"})
+        pidfile = os.path.join(w.dir, "weir.pid")
+        logfile = os.path.join(w.dir, "daemon.log")
+        with open(w.ini, "a") as f:
+            f.write("pidfile = %s\nlogfile = %s\n" % (pidfile, logfile))
+        try:
+            r = self.run_weir("-d", w.ini)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout + r.stderr, "")  # a daemon says nothing on the terminal
+            deadline = time.monotonic() + 10
+            while not os.path.exists(pidfile) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            pid = int(slurp(pidfile))
+            self.assertEqual(w.psql("select 7").stdout.strip(), "7")
+            os.kill(pid, 15)
+            while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(os.path.exists(pidfile), "pidfile left behind")
+            self.assertIn("shutdown complete", slurp(logfile))
+        finally:
+            w.stop()
+
+    def test_run_as_user(self):
+        w = Weir(PG, start=False, settings={"auth_type": "trust"})
+        try:
+            if os.getuid() != 0:
+                r = self.run_weir("-u", "root", w.ini)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("could not switch to user 'root'", r.stderr)
+                return
+            os.chmod(w.dir, 0o755)
+            os.chmod(w.ini, 0o644)
+            os.chmod(os.path.join(w.dir, "users.txt"), 0o644)
+            p = subprocess.Popen([WEIR, "-u", "nobody", w.ini], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            try:
+                self.assertEqual(w.psql("select 7").stdout.strip(), "7")
+                uid = [ln for ln in slurp("/proc/%d/status" % p.pid).splitlines()
+                       if ln.startswith("Uid:")][0]
+                self.assertEqual(int(uid.split()[1]), pwd.getpwnam("nobody").pw_uid)
+            finally:
+                p.terminate()
+                self.assertEqual(p.wait(10), 0)
+            r = self.run_weir("-u", "no_such_user_here", w.ini)
+            self.assertIn("could not find user 'no_such_user_here'", r.stderr)
+        finally:
+            w.stop()
 
     def test_missing_config(self):
         r = self.run_weir("/nonexistent/weir.ini")
