@@ -15,7 +15,7 @@ import unittest
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import WEIR, Postgres, Weir  # noqa: E402
+from harness import WEIR, Postgres, Weir, wait_port  # noqa: E402
 
 PG = None
 
@@ -450,6 +450,7 @@ class TestCommandLine(unittest.TestCase):
             while not os.path.exists(pidfile) and time.monotonic() < deadline:
                 time.sleep(0.05)
             pid = int(slurp(pidfile))
+            self.assertTrue(wait_port(w.port), "the daemon is not listening")
             self.assertEqual(w.psql("select 7").stdout.strip(), "7")
             os.kill(pid, 15)
             while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
@@ -473,6 +474,7 @@ class TestCommandLine(unittest.TestCase):
             p = subprocess.Popen([WEIR, "-u", "nobody", w.ini], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
             try:
+                self.assertTrue(wait_port(w.port), "weir -u nobody is not listening")
                 self.assertEqual(w.psql("select 7").stdout.strip(), "7")
                 uid = [ln for ln in slurp("/proc/%d/status" % p.pid).splitlines()
                        if ln.startswith("Uid:")][0]
