@@ -385,6 +385,7 @@ typedef struct weir_pool_stats {
     int64_t connect_errors_total;
     int64_t closed_total[WEIR_CLOSE_REASONS];
     int64_t leaks_total;
+    int64_t oldest_wait_us; /**< how long the longest-waiting caller has waited; 0 = none */
     bool paused;
     bool target_down; /**< fail-fast has tripped and no connect has succeeded since */
 } weir_pool_stats;

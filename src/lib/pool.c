@@ -1688,6 +1688,7 @@ int weir_pool_stats_get(weir_pool *p, weir_pool_stats *st)
     st->max_size = p->o.max_size;
     st->paused = atomic_load(&p->run) == WEIR__PAUSED;
     st->target_down = p->down;
+    if (p->wq_head) st->oldest_wait_us = (weir_now_ns() - p->wq_head->start_ns) / 1000;
     unlock(p);
     st->acquire_timeouts_total = atomic_load(&p->acquire_timeouts_total);
     st->shed_total = atomic_load(&p->shed_total);

@@ -66,6 +66,8 @@ struct client {
     short cev_flags, sev_flags;
     be_watch *watch; /* the server's read registration in this worker */
     bool terminate, zombie, checkout_pending, reject, unsynced, stmt_refused;
+    bool admin, admin_full; /* on the admin console; an admin_users member */
+    bool counted;           /* in its pool's cl_logged */
     uint64_t req;
     pq_buf in, out, pre;
     uint32_t in_scanned, out_scanned;
@@ -116,6 +118,8 @@ static int reserve(pq_buf *b, uint32_t *scanned, uint32_t n)
 
 static void set_state(client *c, cstate s)
 {
+    if (c->counted && (c->state == CL_WAITING) != (s == CL_WAITING))
+        atomic_fetch_add(&c->pool->cl_waiting, s == CL_WAITING ? 1 : -1);
     c->state = s;
     c->t_activity = now_ms();
 }
@@ -248,6 +252,11 @@ static void destroy(client *c)
     c->cev_flags = 0;
     if (c->aq) auth_lookup_end(c, false);
     unlink_server(c, true);
+    if (c->counted) {
+        if (c->state == CL_WAITING) atomic_fetch_sub(&c->pool->cl_waiting, 1);
+        atomic_fetch_sub(&c->pool->cl_logged, 1);
+        c->counted = false;
+    }
     if (c->my_key || c->my_pid) keys_remove(c);
     if (c->prev)
         c->prev->next = c->next;
@@ -702,8 +711,11 @@ static bool scan_in(client *c)
 
 /* Client data after login: pass it to the server, getting one first if
  * needed. false: c is gone. */
+static bool admin_input(client *c);
+
 static bool process_in(client *c)
 {
+    if (c->admin) return admin_input(c);
     if (!scan_in(c)) return false;
     if (c->state == CL_WAITING || c->state == CL_WELCOME) {
         update_events(c); /* keep it until a server comes */
@@ -759,10 +771,16 @@ static void send_welcome(client *c)
                 c->user, c->dbname, c->user);
 }
 
+static void admin_login(client *c);
+
 static void auth_done(client *c)
 {
     server *s = c->w->srv;
     char err[300];
+    if (c->admin) {
+        admin_login(c);
+        return;
+    }
     const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
     login_creds cr = {.secret = c->secret_from_query ? c->secret : NULL};
     if (c->scram && c->scram->have_client_key) {
@@ -774,6 +792,8 @@ static void auth_done(client *c)
         client_close(c, "08P01", "%s", db ? err : "no such database");
         return;
     }
+    atomic_fetch_add(&c->pool->cl_logged, 1);
+    c->counted = true;
     (void)auth_random(&c->my_pid, sizeof c->my_pid);
     (void)auth_random(&c->my_key, sizeof c->my_key);
     keys_add(c);
@@ -992,6 +1012,73 @@ static void auth_lookup_send(client *c, weir_conn *conn)
     event_add(&aq->ev, &tv);
 }
 
+/* --- the admin console --------------------------------------------------- */
+
+static void admin_login(client *c)
+{
+    server *s = c->w->srv;
+    bool full = cfg_list_has(s->cfg.admin_users, c->user);
+    bool stats = full || cfg_list_has(s->cfg.stats_users, c->user) || s->cfg.auth_type == AUTH_ANY;
+    if (!stats) {
+        client_close(c, "08P01", "not allowed");
+        return;
+    }
+    c->admin_full = full;
+    (void)auth_random(&c->my_pid, sizeof c->my_pid);
+    (void)auth_random(&c->my_key, sizeof c->my_key);
+    pq_buf *o = &c->out;
+    (void)pq_put_auth(o, 0, NULL, 0);
+    (void)pq_put_param(o, "server_version", "15.0 (weir)");
+    (void)pq_put_param(o, "server_encoding", "UTF8");
+    (void)pq_put_param(o, "client_encoding", "UTF8");
+    (void)pq_put_param(o, "DateStyle", "ISO");
+    (void)pq_put_param(o, "standard_conforming_strings", "on");
+    (void)pq_put_param(o, "integer_datetimes", "on");
+    (void)pq_put_param(o, "application_name", "");
+    (void)pq_put_key(o, c->my_pid, c->my_key);
+    (void)pq_put_ready(o, 'I');
+    c->out_scanned = c->out.end;
+    srv_log(s, "LOG", "C-%p: %s/%s login to the admin console (%s)", (void *)c, c->dbname, c->user,
+            full ? "admin" : "stats");
+    set_state(c, CL_IDLE);
+    if (flush_out(c)) (void)process_in(c);
+}
+
+/* Admin console input: simple queries only. false: c is gone. */
+static bool admin_input(client *c)
+{
+    for (;;) {
+        uint32_t avail = pq_buf_len(&c->in);
+        if (avail < 5) break;
+        const uint8_t *p = c->in.p + c->in.start;
+        uint32_t len = pq_get32(p + 1);
+        if (len < 4 || len > 65536) {
+            client_close(c, "08P01", "invalid message length");
+            return false;
+        }
+        if (avail < len + 1) break;
+        char type = (char)p[0];
+        if (type == 'X') {
+            client_close(c, NULL, NULL);
+            return false;
+        }
+        if (type != 'Q' || p[len] != '\0') {
+            client_close(c, "08P01", "the admin console takes simple queries only");
+            return false;
+        }
+        char sql[65536];
+        memcpy(sql, p + 5, len - 4);
+        c->in.start += len + 1;
+        admin_query(c->w->srv, c->admin_full, sql, &c->out);
+        (void)pq_put_ready(&c->out, 'I');
+        c->out_scanned = c->out.end;
+    }
+    c->in_scanned = c->in.start;
+    if (!flush_out(c)) return false;
+    update_events(c);
+    return true;
+}
+
 static void auth_failed(client *c)
 {
     client_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
@@ -1208,11 +1295,12 @@ static void startup_packet(client *c)
         client_close(c, "08P01", "unsupported startup parameter: %s", n);
         return;
     }
-    if (!strcmp(c->dbname, "pgbouncer") || !strcmp(c->dbname, "weir")) {
-        if (!cfg_find_db(&s->cfg, c->dbname)) {
-            client_close(c, "08P01", "the admin console is not available in this version of weir");
-            return;
-        }
+    if ((!strcmp(c->dbname, "pgbouncer") || !strcmp(c->dbname, "weir")) &&
+        !cfg_find_db_exact(&s->cfg, c->dbname)) {
+        c->admin = true;
+        set_state(c, CL_AUTH_PASSWORD); /* placeholder until auth_start picks */
+        auth_start(c);
+        return;
     }
     const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
     if (!db) {

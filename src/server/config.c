@@ -360,6 +360,18 @@ int cfg_set(cfg *c, const char *name, const char *value, char *why, size_t whyle
     return 0;
 }
 
+size_t cfg_key_count(void)
+{
+    return NKEYS;
+}
+
+const char *cfg_key_at(size_t i, const char **def)
+{
+    if (i >= NKEYS) return NULL;
+    if (def) *def = keys[i].def;
+    return keys[i].name;
+}
+
 int cfg_get(const cfg *c, const char *name, char *buf, size_t len)
 {
     const key *k = key_find(name);
@@ -759,6 +771,13 @@ const cfg_db *cfg_find_db(const cfg *c, const char *name)
         if (!strcmp(c->dbs[i].name, "*")) star = &c->dbs[i];
     }
     return star;
+}
+
+const cfg_db *cfg_find_db_exact(const cfg *c, const char *name)
+{
+    for (size_t i = 0; i < c->ndbs; i++)
+        if (!strcmp(c->dbs[i].name, name)) return &c->dbs[i];
+    return NULL;
 }
 
 const cfg_user *cfg_find_user(const cfg *c, const char *name)

@@ -100,7 +100,8 @@ void cfg_free(cfg *c);
 /* Reload auth_file into c (part of cfg_load; also on its own). 0 or -1. */
 int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud);
 
-const cfg_db *cfg_find_db(const cfg *c, const char *name); /* exact, else "*", else NULL */
+const cfg_db *cfg_find_db(const cfg *c, const char *name);       /* exact, else "*", else NULL */
+const cfg_db *cfg_find_db_exact(const cfg *c, const char *name); /* no "*" fallback */
 const cfg_user *cfg_find_user(const cfg *c, const char *name);
 const cfg_secret *cfg_find_secret(const cfg *c, const char *user);
 /* Is name in a comma-separated list like admin_users? */
@@ -109,6 +110,9 @@ bool cfg_list_has(const char *list, const char *name);
 const char *cfg_pool_mode_name(int mode);
 const char *cfg_auth_type_name(int type);
 
+/* The [pgbouncer] keys in table order: the i-th name (and its default), or NULL. */
+size_t cfg_key_count(void);
+const char *cfg_key_at(size_t i, const char **def);
 /* The value of [pgbouncer] key `name` as text (SHOW CONFIG). 0, or -1 if unknown. */
 int cfg_get(const cfg *c, const char *name, char *buf, size_t len);
 /* Set one [pgbouncer] key from text. 0, or -1 with a reason in why. */

@@ -37,6 +37,7 @@ typedef struct spool {
     int size, reserve;
     int64_t reserve_timeout;
     atomic_bool reserve_on;
+    atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
     struct spool *next;
 } spool;
@@ -137,6 +138,10 @@ typedef struct login_creds {
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen);
 void pools_destroy(server *s);
+/* The admin console: run one simple query; the answer goes into o (without ReadyForQuery).
+ * full: an admin_users member; else stats_users, who may only SHOW. */
+void admin_query(server *s, bool full, const char *sql, pq_buf *o);
+
 /* Reserve pools: take or give back reserve connections (each worker's tick). */
 void pool_reserve_wanted(spool *p, int64_t now_ms);
 void pools_reserve_tick(server *s, int64_t now_ms);

@@ -404,6 +404,112 @@ class TestCancel(WeirCase):
         a.close()
 
 
+class TestAdminConsole(unittest.TestCase):
+    """The admin console (database "pgbouncer" or "weir") with PgBouncer's columns."""
+
+    POOLS_COLS = ["database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
+                  "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
+                  "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
+                  "pool_mode"]
+    DATABASES_COLS = ["name", "host", "port", "database", "force_user", "pool_size",
+                      "min_pool_size", "reserve_pool", "pool_mode", "max_connections",
+                      "current_connections", "paused", "disabled"]
+
+    def setUp(self):
+        self.w = Weir(PG, settings={"admin_users": "weir", "stats_users": "app",
+                                    "default_pool_size": "1", "query_wait_timeout": "10"},
+                      users={"app": "s3cret", "weir": "weirpass", "weir_auth": "authpw"})
+        self.addCleanup(self.w.stop)
+
+    def admin(self, sql, user="weir", password="weirpass", dbname="pgbouncer"):
+        """Rows of a console command as lists, the header first."""
+        e = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
+        r = subprocess.run(["psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-h", "127.0.0.1",
+                            "-p", str(self.w.port), "-U", user, "-d", dbname, "-c", sql],
+                           capture_output=True, text=True, env=e, timeout=30)
+        return [ln.split("|") for ln in r.stdout.splitlines() if ln], r
+
+    def pool_row(self):
+        rows, r = self.admin("SHOW POOLS")
+        self.assertEqual(rows[0], self.POOLS_COLS, r.stderr)
+        found = [dict(zip(rows[0], x)) for x in rows[1:] if x[0] == "appdb" and x[1] == "app"]
+        self.assertEqual(len(found), 1, rows)
+        return found[0]
+
+    def test_show_commands_follow_the_pools(self):
+        self.assertEqual(self.w.psql("select 1").stdout.strip(), "1")
+        p = self.pool_row()
+        self.assertEqual((p["sv_idle"], p["sv_active"], p["cl_waiting"]), ("1", "0", "0"))
+        self.assertEqual(p["pool_mode"], "transaction")
+        holder = psycopg.connect(self.w.dsn())  # holds the only server connection
+        holder.execute("select 1")
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(v=self.w.psql("select 2").stdout))
+        waiter.start()
+        time.sleep(0.6)
+        p = self.pool_row()
+        self.assertEqual((p["sv_active"], p["sv_idle"], p["cl_waiting"]), ("1", "0", "1"))
+        self.assertGreaterEqual(int(p["cl_active"]), 1)
+        self.assertGreater(int(p["maxwait"]) * 1000000 + int(p["maxwait_us"]), 300000)
+        holder.commit()
+        waiter.join(10)
+        self.assertEqual(result["v"].strip(), "2")
+        holder.close()
+        rows, _ = self.admin("SHOW DATABASES")
+        self.assertEqual(rows[0], self.DATABASES_COLS)
+        db = dict(zip(rows[0], rows[1]))
+        self.assertEqual((db["name"], db["port"], db["pool_size"]), ("appdb", str(PG.port), "1"))
+        rows, _ = self.admin("SHOW VERSION", dbname="weir")
+        self.assertRegex(rows[1][0], r"^weir \d+\.\d+\.\d+")
+        rows, _ = self.admin("SHOW CONFIG")
+        self.assertEqual(rows[0], ["key", "value", "default", "changeable"])
+        conf = {x[0]: x[1] for x in rows[1:]}
+        self.assertEqual(conf["default_pool_size"], "1")
+        self.assertEqual(conf["query_wait_timeout"], "10")
+        rows, _ = self.admin("SHOW LISTS")
+        lists = {x[0]: x[1] for x in rows[1:]}
+        self.assertEqual((lists["databases"], lists["pools"]), ("1", "1"))
+        _, r = self.admin("SHOW HELP")
+        self.assertIn("SHOW HELP|CONFIG|DATABASES|POOLS", r.stderr)
+        _, r = self.admin("SHOW NONSENSE")
+        self.assertIn("bad SHOW command: NONSENSE", r.stderr)
+        _, r = self.admin("DROP TABLE t")
+        self.assertIn("invalid command 'DROP TABLE t', use SHOW HELP;", r.stderr)
+
+    def test_who_may_log_in(self):
+        rows, r = self.admin("SHOW POOLS", user="app", password="s3cret")  # stats_users
+        self.assertEqual(rows[0][0], "database", r.stderr)
+        _, r = self.admin("PAUSE", user="app", password="s3cret")
+        self.assertIn("admin access needed", r.stderr)
+        _, r = self.admin("SHOW POOLS", user="weir_auth", password="authpw")
+        self.assertIn("not allowed", r.stderr)
+        _, r = self.admin("SHOW POOLS", user="weir", password="wrong")
+        self.assertIn('password authentication failed for user "weir"', r.stderr)
+
+    def test_pause_and_resume_under_pgbench(self):
+        env = dict(os.environ, PGPASSWORD="s3cret")
+        bench = subprocess.Popen(["pgbench", "-n", "-h", "127.0.0.1", "-p", str(self.w.port), "-U",
+                                  "app", "-c", "4", "-j", "2", "-T", "4", "-S", "appdb"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=env)
+        time.sleep(1)
+        rows, r = self.admin("PAUSE appdb")
+        self.assertIn("PAUSE", r.stdout + r.stderr)
+        rows, _ = self.admin("SHOW DATABASES")
+        self.assertEqual(dict(zip(rows[0], rows[1]))["paused"], "1")
+        time.sleep(0.7)
+        self.admin("RESUME appdb")
+        out = bench.communicate(timeout=60)[0]
+        self.assertEqual(bench.returncode, 0, out)
+        self.assertIn("number of failed transactions: 0", out)
+        _, r = self.admin("PAUSE nosuchdb")
+        self.assertIn("no such database: nosuchdb", r.stderr)
+
+    def test_shutdown(self):
+        _, r = self.admin("SHUTDOWN")
+        self.assertEqual(self.w.proc.wait(10), 0)
+
+
 class TestCommandLine(unittest.TestCase):
     def run_weir(self, *args):
         return subprocess.run([WEIR, *args], capture_output=True, text=True, timeout=30)

@@ -1,0 +1,365 @@
+/* admin.c — the admin console: the virtual database "pgbouncer" (also "weir").
+ *
+ * Simple-query commands with PgBouncer's names and column sets, so that psql
+ * habits, dashboards and exporters keep working. Each command's answer is
+ * written into the client's output buffer as RowDescription, DataRows and
+ * CommandComplete (or a NOTICE, or an ErrorResponse); the caller adds
+ * ReadyForQuery. Users in stats_users may only SHOW.
+ */
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define T_TEXT 25
+#define T_INT8 20
+
+typedef struct col {
+    const char *name;
+    int type;
+} col;
+
+/* RowDescription */
+static void put_cols(pq_buf *o, const col *c, int n)
+{
+    uint8_t body[4096];
+    size_t off = 2;
+    pq_set16(body, (uint16_t)n);
+    for (int i = 0; i < n && off + 64 < sizeof body; i++) {
+        size_t l = strlen(c[i].name) + 1;
+        memcpy(body + off, c[i].name, l);
+        off += l;
+        pq_set32(body + off, 0); /* table */
+        pq_set16(body + off + 4, 0);
+        pq_set32(body + off + 6, (uint32_t)c[i].type);
+        pq_set16(body + off + 10, c[i].type == T_INT8 ? 8 : 0xFFFF);
+        pq_set32(body + off + 12, 0xFFFFFFFFu); /* typmod -1 */
+        pq_set16(body + off + 16, 0);           /* text format */
+        off += 18;
+    }
+    (void)pq_put_msg(o, 'T', body, (uint32_t)off);
+}
+
+/* DataRow of n text values (NULL = SQL NULL) */
+static void put_row(pq_buf *o, const char *const *v, int n)
+{
+    size_t len = 2;
+    for (int i = 0; i < n; i++) len += 4 + (v[i] ? strlen(v[i]) : 0);
+    uint8_t *body = malloc(len);
+    if (!body) return;
+    pq_set16(body, (uint16_t)n);
+    size_t off = 2;
+    for (int i = 0; i < n; i++) {
+        if (!v[i]) {
+            pq_set32(body + off, 0xFFFFFFFFu);
+            off += 4;
+            continue;
+        }
+        size_t l = strlen(v[i]);
+        pq_set32(body + off, (uint32_t)l);
+        memcpy(body + off + 4, v[i], l);
+        off += 4 + l;
+    }
+    (void)pq_put_msg(o, 'D', body, (uint32_t)off);
+    free(body);
+}
+
+static void put_complete(pq_buf *o, const char *tag)
+{
+    (void)pq_put_msg(o, 'C', tag, (uint32_t)strlen(tag) + 1);
+}
+
+static void put_error(pq_buf *o, const char *sqlstate, const char *msg)
+{
+    (void)pq_put_error(o, "ERROR", sqlstate, msg);
+}
+
+/* NoticeResponse with a message and a detail */
+static void put_notice(pq_buf *o, const char *msg, const char *detail)
+{
+    pq_buf b = {0};
+    char hdr[] = "SNOTICE\0VNOTICE\0C00000";
+    (void)pq_put_raw(&b, hdr, sizeof hdr);
+    (void)pq_put_raw(&b, "M", 1);
+    (void)pq_put_raw(&b, msg, (uint32_t)strlen(msg) + 1);
+    (void)pq_put_raw(&b, "D", 1);
+    (void)pq_put_raw(&b, detail, (uint32_t)strlen(detail) + 1);
+    (void)pq_put_raw(&b, "", 1);
+    (void)pq_put_msg(o, 'N', b.p, b.end);
+    pq_buf_free(&b);
+}
+
+static const char help_text[] = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|USERS|VERSION|LISTS\n"
+                                "\tPAUSE [<db>]\n"
+                                "\tRESUME [<db>]\n"
+                                "\tSHUTDOWN";
+
+static void show_config(server *s, pq_buf *o)
+{
+    static const col c[] = {
+        {"key", T_TEXT}, {"value", T_TEXT}, {"default", T_TEXT}, {"changeable", T_TEXT}};
+    put_cols(o, c, 4);
+    size_t n = cfg_key_count();
+    for (size_t i = 0; i < n; i++) {
+        const char *def, *name = cfg_key_at(i, &def);
+        char val[CFG_STR + 16];
+        if (cfg_get(&s->cfg, name, val, sizeof val)) continue;
+        const char *v[4] = {name, val, def, "no"};
+        put_row(o, v, 4);
+    }
+    put_complete(o, "SHOW");
+}
+
+static void fmt_int(char *b, size_t n, long long v)
+{
+    snprintf(b, n, "%lld", v);
+}
+
+/* server connections open to the [databases] entry `name`, over all its pools */
+static long long db_connections(server *s, const char *name)
+{
+    long long n = 0;
+    for (spool *p = s->pools; p; p = p->next) {
+        weir_pool_stats st;
+        if (!strcmp(p->db, name) && weir_pool_stats_get(p->pool, &st) == 0)
+            n += st.total + st.pending;
+    }
+    return n;
+}
+
+static void show_databases(server *s, pq_buf *o)
+{
+    static const col c[] = {{"name", T_TEXT},
+                            {"host", T_TEXT},
+                            {"port", T_INT8},
+                            {"database", T_TEXT},
+                            {"force_user", T_TEXT},
+                            {"pool_size", T_INT8},
+                            {"min_pool_size", T_INT8},
+                            {"reserve_pool", T_INT8},
+                            {"pool_mode", T_TEXT},
+                            {"max_connections", T_INT8},
+                            {"current_connections", T_INT8},
+                            {"paused", T_INT8},
+                            {"disabled", T_INT8}};
+    put_cols(o, c, 13);
+    const cfg *k = &s->cfg;
+    pthread_mutex_lock(&s->pools_lock);
+    for (size_t i = 0; i < k->ndbs; i++) {
+        const cfg_db *d = &k->dbs[i];
+        char port[16], size[16], minp[16], res[16], maxc[16], cur[16], paused[4];
+        fmt_int(port, sizeof port, d->port);
+        fmt_int(size, sizeof size, d->pool_size >= 0 ? d->pool_size : k->default_pool_size);
+        fmt_int(minp, sizeof minp, d->min_pool_size >= 0 ? d->min_pool_size : k->min_pool_size);
+        fmt_int(res, sizeof res, d->reserve_pool >= 0 ? d->reserve_pool : k->reserve_pool_size);
+        fmt_int(maxc, sizeof maxc,
+                d->max_db_connections >= 0 ? d->max_db_connections : k->max_db_connections);
+        fmt_int(cur, sizeof cur, db_connections(s, d->name));
+        bool any_paused = false;
+        for (spool *p = s->pools; p; p = p->next) {
+            weir_pool_stats st;
+            if (!strcmp(p->db, d->name) && weir_pool_stats_get(p->pool, &st) == 0 && st.paused)
+                any_paused = true;
+        }
+        snprintf(paused, sizeof paused, "%d", any_paused ? 1 : 0);
+        const char *v[13] = {d->name,
+                             d->host[0] ? d->host : NULL,
+                             port,
+                             d->dbname[0] ? d->dbname : d->name,
+                             d->user[0] ? d->user : NULL,
+                             size,
+                             minp,
+                             res,
+                             d->pool_mode != POOL_UNSET ? cfg_pool_mode_name(d->pool_mode) : NULL,
+                             maxc,
+                             cur,
+                             paused,
+                             "0"};
+        put_row(o, v, 13);
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    put_complete(o, "SHOW");
+}
+
+static void show_pools(server *s, pq_buf *o)
+{
+    static const col c[] = {{"database", T_TEXT},
+                            {"user", T_TEXT},
+                            {"cl_active", T_INT8},
+                            {"cl_waiting", T_INT8},
+                            {"cl_active_cancel_req", T_INT8},
+                            {"cl_waiting_cancel_req", T_INT8},
+                            {"sv_active", T_INT8},
+                            {"sv_active_cancel", T_INT8},
+                            {"sv_being_canceled", T_INT8},
+                            {"sv_idle", T_INT8},
+                            {"sv_used", T_INT8},
+                            {"sv_tested", T_INT8},
+                            {"sv_login", T_INT8},
+                            {"maxwait", T_INT8},
+                            {"maxwait_us", T_INT8},
+                            {"pool_mode", T_TEXT}};
+    put_cols(o, c, 16);
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        weir_pool_stats st;
+        if (weir_pool_stats_get(p->pool, &st)) continue;
+        int waiting = atomic_load(&p->cl_waiting), logged = atomic_load(&p->cl_logged);
+        char n[9][24];
+        fmt_int(n[0], 24, logged - waiting > 0 ? logged - waiting : 0);
+        fmt_int(n[1], 24, waiting);
+        fmt_int(n[2], 24, st.active);
+        fmt_int(n[3], 24, st.idle);
+        fmt_int(n[4], 24, st.pending);
+        fmt_int(n[5], 24, st.oldest_wait_us / 1000000);
+        fmt_int(n[6], 24, st.oldest_wait_us % 1000000);
+        const char *v[16] = {
+            p->db, p->user, n[0], n[1], "0",  "0",  n[2], "0",
+            "0",   n[3],    "0",  "0",  n[4], n[5], n[6], cfg_pool_mode_name(p->mode)};
+        put_row(o, v, 16);
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    put_complete(o, "SHOW");
+}
+
+static void show_users(server *s, pq_buf *o)
+{
+    static const col c[] = {{"name", T_TEXT}, {"pool_mode", T_TEXT}};
+    put_cols(o, c, 2);
+    for (size_t i = 0; i < s->cfg.nusers; i++) {
+        const cfg_user *u = &s->cfg.users[i];
+        const char *v[2] = {u->name,
+                            u->pool_mode != POOL_UNSET ? cfg_pool_mode_name(u->pool_mode) : NULL};
+        put_row(o, v, 2);
+    }
+    put_complete(o, "SHOW");
+}
+
+static void show_lists(server *s, pq_buf *o)
+{
+    static const col c[] = {{"list", T_TEXT}, {"items", T_INT8}};
+    put_cols(o, c, 2);
+    long long pools = 0, used = 0, idle = 0;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        weir_pool_stats st;
+        pools++;
+        if (weir_pool_stats_get(p->pool, &st) == 0) {
+            used += st.active;
+            idle += st.idle;
+        }
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    struct {
+        const char *name;
+        long long v;
+    } rows[] = {{"databases", (long long)s->cfg.ndbs},
+                {"users", (long long)s->cfg.nusers},
+                {"pools", pools},
+                {"used_clients", atomic_load(&s->nclients)},
+                {"used_servers", used},
+                {"idle_servers", idle}};
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        char n[24];
+        fmt_int(n, sizeof n, rows[i].v);
+        const char *v[2] = {rows[i].name, n};
+        put_row(o, v, 2);
+    }
+    put_complete(o, "SHOW");
+}
+
+/* PAUSE/RESUME [db]: every pool, or the pools of db. false: no such database. */
+static bool pause_pools(server *s, const char *db, bool pause)
+{
+    if (db[0] && !cfg_find_db(&s->cfg, db)) return false;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next)
+        if (!db[0] || !strcmp(p->db, db))
+            (void)(pause ? weir_pool_pause(p->pool) : weir_pool_resume(p->pool));
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "%s %s (admin console)", pause ? "PAUSE" : "RESUME", db[0] ? db : "all");
+    return true;
+}
+
+/* Split "WORD rest" (case-insensitive WORD), trimming spaces and a trailing ';'. */
+static void normalise(const char *sql, char *out, size_t outlen)
+{
+    while (isspace((unsigned char)*sql)) sql++;
+    snprintf(out, outlen, "%s", sql);
+    size_t n = strlen(out);
+    while (n && (isspace((unsigned char)out[n - 1]) || out[n - 1] == ';')) out[--n] = '\0';
+}
+
+static bool word(const char **p, const char *w)
+{
+    size_t n = strlen(w);
+    if (strncasecmp(*p, w, n) || ((*p)[n] && !isspace((unsigned char)(*p)[n]))) return false;
+    *p += n;
+    while (isspace((unsigned char)**p)) (*p)++;
+    return true;
+}
+
+void admin_query(server *s, bool full, const char *sql, pq_buf *o)
+{
+    char cmd[512];
+    normalise(sql, cmd, sizeof cmd);
+    const char *p = cmd;
+    if (word(&p, "SHOW")) {
+        char what[64];
+        snprintf(what, sizeof what, "%s", p);
+        if (!strcasecmp(what, "HELP")) {
+            put_notice(o, "Console usage", help_text);
+            put_complete(o, "SHOW");
+        } else if (!strcasecmp(what, "VERSION")) {
+            static const col c[] = {{"version", T_TEXT}};
+            put_cols(o, c, 1);
+            const char *v[1] = {WEIR_VERSION_TEXT};
+            put_row(o, v, 1);
+            put_complete(o, "SHOW");
+        } else if (!strcasecmp(what, "CONFIG")) {
+            show_config(s, o);
+        } else if (!strcasecmp(what, "DATABASES")) {
+            show_databases(s, o);
+        } else if (!strcasecmp(what, "POOLS")) {
+            show_pools(s, o);
+        } else if (!strcasecmp(what, "USERS")) {
+            show_users(s, o);
+        } else if (!strcasecmp(what, "LISTS")) {
+            show_lists(s, o);
+        } else {
+            char m[160];
+            snprintf(m, sizeof m, "bad SHOW command: %.100s (see SHOW HELP)", what);
+            put_error(o, "42601", m);
+        }
+        return;
+    }
+    if (!full) {
+        put_error(o, "42501", "admin access needed");
+        return;
+    }
+    if (word(&p, "PAUSE") || word(&p, "RESUME")) {
+        bool pause = !strncasecmp(cmd, "PAUSE", 5);
+        if (!pause_pools(s, p, pause)) {
+            char m[160];
+            snprintf(m, sizeof m, "no such database: %.100s", p);
+            put_error(o, "08P01", m);
+            return;
+        }
+        put_complete(o, pause ? "PAUSE" : "RESUME");
+        return;
+    }
+    if (word(&p, "SHUTDOWN") && !*p) {
+        srv_log(s, "LOG", "SHUTDOWN from the admin console");
+        put_complete(o, "SHUTDOWN");
+        kill(getpid(), SIGTERM); /* main's sigwait takes it */
+        return;
+    }
+    char m[300];
+    snprintf(m, sizeof m, "invalid command '%.200s', use SHOW HELP;", cmd);
+    put_error(o, "42601", m);
+}
