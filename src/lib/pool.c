@@ -393,9 +393,9 @@ static void limits_release(weir_pool *p) /* under p's lock */
     for (int i = 0; i < p->nlimits; i++) atomic_fetch_sub(&p->limits[i]->used, 1);
 }
 
-/* A unit of p's came free: wake the creators of the other pools on the
- * limits ls (p's, copied under its lock: p itself may be gone by now, once
- * its lock is released, if this was its last connection). Not under any lock. */
+/* Units came free: wake the creators of the pools on the limits ls, all but
+ * p (NULL: all). ls are p's limits copied under its lock: p itself may be
+ * gone by now if that was its last connection. Not under any lock. */
 static void limits_kick(const weir_pool *p, weir_limit *const *ls, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -1141,6 +1141,8 @@ typedef struct hk_job {
 
 #define HK_STACK_JOBS 64
 
+static int collect_idle(weir_pool *p, weir_conn **out, int64_t limit);
+
 /* Under the lock. *jobs is `stack` when it is big enough (no allocation per
  * tick for pools of up to HK_STACK_JOBS connections), else malloc'd. */
 static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
@@ -1200,16 +1202,8 @@ static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
     /* Another pool on a shared limit has callers waiting: give up one idle
      * connection, min_idle notwithstanding. */
     for (; p->reclaim > 0; p->reclaim--) {
-        weir_conn *c = p->idle_head;
-        if (c) {
-            idle_remove(p, c, WEIR__BUSY);
-        } else {
-            for (int i = 0; i < p->nslots && !c; i++)
-                if (slot_state(p->slots[i]) == WEIR__PARKED &&
-                    slot_cas(p->slots[i], WEIR__PARKED, WEIR__BUSY))
-                    c = p->slots[i];
-        }
-        if (!c) {
+        weir_conn *c;
+        if (collect_idle(p, &c, 1) == 0) {
             p->reclaim = 0;
             break;
         }
@@ -1597,13 +1591,7 @@ int weir_limit_set_max(weir_limit *l, int64_t max)
 {
     if (!l || max < 1) return WEIR_EINVAL;
     atomic_store(&l->max, max);
-    pthread_mutex_lock(&l->mu);
-    for (int j = 0; j < l->npools; j++) {
-        lock(l->pools[j]);
-        kick_creator(l->pools[j]);
-        unlock(l->pools[j]);
-    }
-    pthread_mutex_unlock(&l->mu);
+    limits_kick(NULL, &l, 1);
     return 0;
 }
 
