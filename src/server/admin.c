@@ -273,19 +273,6 @@ static void show_lists(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
-/* PAUSE/RESUME [db]: every pool, or the pools of db. false: no such database. */
-static bool pause_pools(server *s, const char *db, bool pause)
-{
-    if (db[0] && !cfg_find_db(&s->cfg, db)) return false;
-    pthread_mutex_lock(&s->pools_lock);
-    for (spool *p = s->pools; p; p = p->next)
-        if (!db[0] || !strcmp(p->db, db))
-            (void)(pause ? weir_pool_pause(p->pool) : weir_pool_resume(p->pool));
-    pthread_mutex_unlock(&s->pools_lock);
-    srv_log(s, "LOG", "%s %s (admin console)", pause ? "PAUSE" : "RESUME", db[0] ? db : "all");
-    return true;
-}
-
 /* Split "WORD rest" (case-insensitive WORD), trimming spaces and a trailing ';'. */
 static void normalise(const char *sql, char *out, size_t outlen)
 {
@@ -344,7 +331,7 @@ void admin_query(server *s, bool full, const char *sql, pq_buf *o)
     }
     if (word(&p, "PAUSE") || word(&p, "RESUME")) {
         bool pause = !strncasecmp(cmd, "PAUSE", 5);
-        if (!pause_pools(s, p, pause)) {
+        if (!pools_pause(s, p, pause, "admin console")) {
             char m[160];
             snprintf(m, sizeof m, "no such database: %.100s", p);
             put_error(o, "08P01", m);

@@ -96,22 +96,16 @@ static int write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
     return 0;
 }
 
-/* Read one whole message into b (consumed from b->start on the next call). */
+/* Read one whole message into b; m->body points into b until the next call. */
 static int read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
 {
     for (;;) {
+        int t = pq_buf_take(b, 1u << 30, m);
+        if (t == PQ_MSG) return 0;
+        if (t == PQ_BAD) return WEIR_EDRIVER;
         uint32_t avail = pq_buf_len(b);
         if (avail >= 5) {
-            uint32_t len = pq_get32(b->p + b->start + 1);
-            if (len < 4 || len > (1u << 30)) return WEIR_EDRIVER;
-            if (avail >= len + 1) {
-                m->type = (char)b->p[b->start];
-                m->len = len;
-                m->body = b->p + b->start + 5;
-                b->start += len + 1;
-                return 0;
-            }
-            if (pq_buf_reserve(b, len + 1 - avail)) return WEIR_ENOMEM;
+            if (pq_buf_reserve(b, pq_get32(b->p + b->start + 1) + 1 - avail)) return WEIR_ENOMEM;
         } else if (pq_buf_reserve(b, 4096)) {
             return WEIR_ENOMEM;
         }
@@ -134,16 +128,8 @@ static int read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
 /* An ErrorResponse as "SEVERITY: message". */
 static void error_text(const pq_msg *m, char *out, size_t outlen)
 {
-    const uint8_t *p = m->body, *end = m->body + m->len - 4;
-    const char *sev = "ERROR", *msg = "";
-    while (p < end && *p) {
-        char f = (char)*p++;
-        const char *v = pq_get_str(&p, end);
-        if (!v) break;
-        if (f == 'S') sev = v;
-        if (f == 'M') msg = v;
-    }
-    snprintf(out, outlen, "%s: %s", sev, msg);
+    const char *sev = pq_error_field(m, 'S'), *msg = pq_error_field(m, 'M');
+    snprintf(out, outlen, "%s: %s", sev ? sev : "ERROR", msg ? msg : "");
 }
 
 static int open_socket(const be_target *t, int64_t deadline_ns, char *err, size_t errlen)

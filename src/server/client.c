@@ -389,16 +389,15 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Transaction and statement pooling: give the server back when the client
- * has nothing in flight and no transaction open. false: c is gone. */
-static bool release_if_done(client *c)
+ * has nothing in flight and no transaction open. */
+static void release_if_done(client *c)
 {
-    if (!c->conn || c->pool->mode == POOL_SESSION) return true;
+    if (!c->conn || c->pool->mode == POOL_SESSION) return;
     if (c->pending || c->skip_rfq || c->unsynced || c->be->txn != 'I' || c->sst.left ||
         c->in_scanned != c->in.start || c->cst.left || pq_buf_len(&c->pre))
-        return true;
+        return;
     unlink_server(c, false);
     set_state(c, CL_IDLE);
-    return true;
 }
 
 /* Scan new server bytes in c->out: note ReadyForQuery and ParameterStatus,
@@ -490,7 +489,7 @@ static bool read_server(client *c)
         return false;
     }
     if (!flush_out(c)) return false;
-    if (!release_if_done(c)) return false;
+    release_if_done(c);
     if (!c->conn && pq_buf_len(&c->in)) return process_in(c);
     return true;
 }
@@ -568,7 +567,8 @@ static bool link_server(client *c, weir_conn *conn)
     }
     set_state(c, CL_ACTIVE);
     sync_params(c);
-    return release_if_done(c);
+    release_if_done(c);
+    return true;
 }
 
 static void checkout_failed(client *c, int status)
@@ -618,10 +618,12 @@ static bool request_server(client *c)
     weir_conn *conn = NULL;
     int64_t wait = c->w->srv->cfg.query_wait_timeout;
     if (wait <= 0) wait = INT64_C(1) << 40; /* no limit */
-    set_state(c, c->state == CL_WELCOME ? CL_WELCOME : CL_WAITING);
     int rc = weir_checkout_async(c->pool->pool, wait, on_checkout, c, &conn, &c->req);
     if (rc == 0) return link_server(c, conn) && process_in(c);
     if (rc == WEIR_PENDING) {
+        /* Only now: a checkout served at once never counts as waiting. Its
+         * completion runs on this thread, after this returns. */
+        if (c->state != CL_WELCOME) set_state(c, CL_WAITING);
         c->checkout_pending = true;
         update_events(c);
         return true;
@@ -884,14 +886,8 @@ static int auth_lookup_msg(client *c, const pq_msg *m)
     auth_lookup *aq = c->aq;
     const uint8_t *p = m->body, *e = m->body + m->len - 4;
     if (m->type == 'E') {
-        const char *msg = "error";
-        while (p < e && *p) {
-            char f = (char)*p++;
-            const char *v = pq_get_str(&p, e);
-            if (!v) break;
-            if (f == 'M') msg = v;
-        }
-        if (!aq->err[0]) snprintf(aq->err, sizeof aq->err, "%s", msg);
+        const char *msg = pq_error_field(m, 'M');
+        if (!aq->err[0]) snprintf(aq->err, sizeof aq->err, "%s", msg ? msg : "error");
     } else if (m->type == 'D' && !aq->got_row) {
         /* usename, passwd: the second column is the secret (NULL: none) */
         aq->got_row = true;
@@ -946,17 +942,13 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
     }
     aq->buf.end += (uint32_t)n;
     for (;;) {
-        uint32_t avail = pq_buf_len(&aq->buf);
-        if (avail < 5) return;
-        const uint8_t *p = aq->buf.p + aq->buf.start;
-        uint32_t len = pq_get32(p + 1);
-        if (len < 4 || len > (1u << 20)) {
+        pq_msg m;
+        int t = pq_buf_take(&aq->buf, 1u << 20, &m);
+        if (t == PQ_NEED) return;
+        if (t == PQ_BAD) {
             auth_lookup_fail(c, "malformed answer from the server");
             return;
         }
-        if (avail < len + 1) return;
-        pq_msg m = {.type = (char)p[0], .len = len, .body = p + 5};
-        aq->buf.start += len + 1;
         int r = auth_lookup_msg(c, &m);
         if (r < 0) {
             auth_lookup_fail(c, aq->err[0] ? aq->err : "malformed answer from the server");
@@ -1048,28 +1040,22 @@ static void admin_login(client *c)
 static bool admin_input(client *c)
 {
     for (;;) {
-        uint32_t avail = pq_buf_len(&c->in);
-        if (avail < 5) break;
-        const uint8_t *p = c->in.p + c->in.start;
-        uint32_t len = pq_get32(p + 1);
-        if (len < 4 || len > 65536) {
+        pq_msg m;
+        int t = pq_buf_take(&c->in, 65536, &m);
+        if (t == PQ_NEED) break;
+        if (t == PQ_BAD) {
             client_close(c, "08P01", "invalid message length");
             return false;
         }
-        if (avail < len + 1) break;
-        char type = (char)p[0];
-        if (type == 'X') {
+        if (m.type == 'X') {
             client_close(c, NULL, NULL);
             return false;
         }
-        if (type != 'Q' || p[len] != '\0') {
+        if (m.type != 'Q' || m.len < 5 || m.body[m.len - 5] != '\0') {
             client_close(c, "08P01", "the admin console takes simple queries only");
             return false;
         }
-        char sql[65536];
-        memcpy(sql, p + 5, len - 4);
-        c->in.start += len + 1;
-        admin_query(c->w->srv, c->admin_full, sql, &c->out);
+        admin_query(c->w->srv, c->admin_full, (const char *)m.body, &c->out);
         (void)pq_put_ready(&c->out, 'I');
         c->out_scanned = c->out.end;
     }
@@ -1330,17 +1316,13 @@ static void login_data(client *c)
             if (pq_buf_len(&c->in) == before && c->state == CL_LOGIN) return; /* need more */
             continue;
         }
-        uint32_t avail = pq_buf_len(&c->in);
-        if (avail < 5) return;
-        const uint8_t *p = c->in.p + c->in.start;
-        uint32_t len = pq_get32(p + 1);
-        if (len < 4 || len > 8192) {
+        pq_msg m;
+        int t = pq_buf_take(&c->in, 8192, &m);
+        if (t == PQ_NEED) return;
+        if (t == PQ_BAD) {
             client_close(c, "08P01", "invalid length of authentication message");
             return;
         }
-        if (avail < len + 1) return;
-        pq_msg m = {.type = (char)p[0], .len = len, .body = p + 5};
-        c->in.start += len + 1;
         c->in_scanned = c->in.start;
         auth_message(c, &m);
         if (c->fd < 0 || c->zombie) return;

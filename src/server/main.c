@@ -93,15 +93,6 @@ static bool all_released(server *s)
     return all;
 }
 
-static void pause_all(server *s, bool pause, const char *why)
-{
-    pthread_mutex_lock(&s->pools_lock);
-    for (spool *p = s->pools; p; p = p->next)
-        (void)(pause ? weir_pool_pause(p->pool) : weir_pool_resume(p->pool));
-    pthread_mutex_unlock(&s->pools_lock);
-    srv_log(s, "LOG", "pooler %s (%s)", pause ? "paused" : "resumed", why);
-}
-
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -212,12 +203,12 @@ int main(int argc, char **argv)
                     "got SIGINT, safe shutdown: waiting for transactions to end "
                     "(SIGTERM to stop now)");
             atomic_store(&s->shutting_down, true); /* new clients are refused */
-            pause_all(s, true, "safe shutdown");
+            (void)pools_pause(s, "", true, "safe shutdown");
             safe_shutdown = true;
             continue;
         }
-        if (sig == SIGUSR1) pause_all(s, true, "SIGUSR1");
-        if (sig == SIGUSR2) pause_all(s, false, "SIGUSR2");
+        if (sig == SIGUSR1) (void)pools_pause(s, "", true, "SIGUSR1");
+        if (sig == SIGUSR2) (void)pools_pause(s, "", false, "SIGUSR2");
         if (sig == SIGHUP)
             srv_log(s, "WARNING",
                     "SIGHUP: online reload is not implemented yet; configuration unchanged");

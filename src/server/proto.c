@@ -118,6 +118,31 @@ const char *pq_get_str(const uint8_t **p, const uint8_t *end)
     return (const char *)s;
 }
 
+int pq_buf_take(pq_buf *b, uint32_t max_len, pq_msg *m)
+{
+    uint32_t avail = pq_buf_len(b);
+    if (avail < 5) return PQ_NEED;
+    const uint8_t *p = b->p + b->start;
+    uint32_t len = pq_get32(p + 1);
+    if (len < 4 || len > max_len) return PQ_BAD;
+    if (avail - 1 < len) return PQ_NEED;
+    *m = (pq_msg){.type = (char)p[0], .len = len, .body = p + 5};
+    b->start += len + 1;
+    return PQ_MSG;
+}
+
+const char *pq_error_field(const pq_msg *m, char field)
+{
+    const uint8_t *p = m->body, *end = m->body + m->len - 4;
+    while (p < end && *p) {
+        char f = (char)*p++;
+        const char *v = pq_get_str(&p, end);
+        if (!v) return NULL;
+        if (f == field) return v;
+    }
+    return NULL;
+}
+
 int pq_parse_startup(const uint8_t *p, uint32_t len, pq_startup *out, const char **why)
 {
     memset(out, 0, sizeof *out);

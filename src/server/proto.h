@@ -104,4 +104,12 @@ int pq_next(pq_stream *st, const uint8_t *p, uint32_t n, uint32_t max_len, const
 /* Read a NUL-terminated string from [*p, end); NULL if there is none. */
 const char *pq_get_str(const uint8_t **p, const uint8_t *end);
 
+/* The next whole message at the front of b, consumed (m->body points into
+ * b, valid until b changes): PQ_MSG, PQ_NEED, or PQ_BAD for a length below 4
+ * or above max_len. */
+int pq_buf_take(pq_buf *b, uint32_t max_len, pq_msg *m);
+
+/* A field ('S', 'C', 'M', ...) of an ErrorResponse or NoticeResponse; NULL if absent. */
+const char *pq_error_field(const pq_msg *m, char field);
+
 #endif

@@ -244,6 +244,18 @@ void pools_destroy(server *s)
     }
 }
 
+bool pools_pause(server *s, const char *db, bool pause, const char *why)
+{
+    if (db[0] && !cfg_find_db(&s->cfg, db)) return false;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next)
+        if (!db[0] || !strcmp(p->db, db))
+            (void)(pause ? weir_pool_pause(p->pool) : weir_pool_resume(p->pool));
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "%s %s (%s)", pause ? "paused" : "resumed", db[0] ? db : "every pool", why);
+    return true;
+}
+
 /* A client of p has waited reserve_pool_timeout: open the reserve. */
 void pool_reserve_wanted(spool *p, int64_t now)
 {

@@ -138,6 +138,10 @@ typedef struct login_creds {
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen);
 void pools_destroy(server *s);
+/* Pause or resume every pool, or those of database db ("" = all). false: no
+ * such database. why goes to the log. */
+bool pools_pause(server *s, const char *db, bool pause, const char *why);
+
 /* The admin console: run one simple query; the answer goes into o (without ReadyForQuery).
  * full: an admin_users member; else stats_users, who may only SHOW. */
 void admin_query(server *s, bool full, const char *sql, pq_buf *o);
