@@ -416,6 +416,10 @@ WEIR_API int weir_pool_foreach_conn(weir_pool *pool, void (*fn)(const weir_conn_
  *  *len (may be NULL) receives its length. */
 WEIR_API char *weir_pool_prometheus(weir_pool *pool, size_t *len);
 
+/** One page for n pools (each family's HELP and TYPE once, then every pool's
+ *  series), as weir_pool_prometheus(). An empty page ("") for n = 0. */
+WEIR_API char *weir_pools_prometheus(weir_pool *const *pools, size_t n, size_t *len);
+
 /* ------------------------------------------------------------------------
  * Utilities
  */

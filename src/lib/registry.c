@@ -361,21 +361,11 @@ char *weir_registry_prometheus(weir_registry *r, size_t *len)
 {
     if (len) *len = 0;
     if (!r) return NULL;
-    weir__buf b = {0};
     pthread_mutex_lock(&r->mu); /* pools stay alive while the page is written */
     size_t n;
     weir_pool **v = all_pools(r, &n);
-    if (v) weir__prometheus_page(v, n, &b);
+    char *page = v ? weir_pools_prometheus(v, n, len) : NULL;
     pthread_mutex_unlock(&r->mu);
     free(v);
-    if (!v || b.failed) {
-        free(b.data);
-        return NULL;
-    }
-    if (!b.data) { /* no pools: an empty, valid page */
-        b.data = calloc(1, 1);
-        if (!b.data) return NULL;
-    }
-    if (len) *len = b.len;
-    return b.data;
+    return page;
 }

@@ -203,16 +203,27 @@ void weir__prometheus_page(weir_pool *const *pools, size_t n, weir__buf *b)
     free(snaps);
 }
 
+char *weir_pools_prometheus(weir_pool *const *pools, size_t n, size_t *len)
+{
+    if (len) *len = 0;
+    if (n && !pools) return NULL;
+    weir__buf b = {0};
+    weir__prometheus_page(pools, n, &b);
+    if (b.failed) {
+        free(b.data);
+        return NULL;
+    }
+    if (!b.data) { /* no pools: an empty, valid page */
+        b.data = calloc(1, 1);
+        if (!b.data) return NULL;
+    }
+    if (len) *len = b.len;
+    return b.data;
+}
+
 char *weir_pool_prometheus(weir_pool *p, size_t *len)
 {
     if (len) *len = 0;
     if (!p || weir__forked(p)) return NULL;
-    weir__buf b = {0};
-    weir__prometheus_page(&p, 1, &b);
-    if (b.failed || !b.data) {
-        free(b.data);
-        return NULL;
-    }
-    if (len) *len = b.len;
-    return b.data;
+    return weir_pools_prometheus(&p, 1, len);
 }

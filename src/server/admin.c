@@ -95,6 +95,7 @@ static void put_notice(pq_buf *o, const char *msg, const char *detail)
 }
 
 static const char help_text[] = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|USERS|VERSION|LISTS\n"
+                                "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
                                 "\tPAUSE [<db>]\n"
                                 "\tRESUME [<db>]\n"
                                 "\tSHUTDOWN";
@@ -273,6 +274,96 @@ static void show_lists(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
+/* SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS: per database (or all),
+ * totals since start and averages over the last stats_period. */
+static void show_stats(server *s, pq_buf *o, const char *what)
+{
+    db_stats *d;
+    int64_t period;
+    size_t n = stats_by_db(s, &d, &period);
+    enum {
+        ALL,
+        TOTALS,
+        AVERAGES,
+        SUM
+    } kind = !strcasecmp(what, "STATS")            ? ALL
+             : !strcasecmp(what, "STATS_TOTALS")   ? TOTALS
+             : !strcasecmp(what, "STATS_AVERAGES") ? AVERAGES
+                                                   : SUM;
+    if (kind == SUM) {
+        db_stats all = {.db = ""};
+        for (size_t i = 0; i < n; i++) {
+            uint64_t *x = (uint64_t *)&all.total, *y = (uint64_t *)&d[i].total;
+            uint64_t *dx = (uint64_t *)&all.delta, *dy = (uint64_t *)&d[i].delta;
+            for (size_t k = 0; k < sizeof all.total / sizeof(uint64_t); k++) {
+                x[k] += y[k];
+                dx[k] += dy[k];
+            }
+        }
+        stats_avg a;
+        stats_average(&all.delta, period, &a);
+        const st_sum *t = &all.total;
+        struct {
+            const char *name;
+            uint64_t v;
+        } rows[] = {{"total_xact_count", t->xact},   {"total_query_count", t->query},
+                    {"total_client_bytes", t->recv}, {"total_server_bytes", t->sent},
+                    {"total_xact_time", t->xact_us}, {"total_query_time", t->query_us},
+                    {"total_wait_time", t->wait_us}, {"avg_xact_count", a.xact},
+                    {"avg_query_count", a.query},    {"avg_client_bytes", a.recv},
+                    {"avg_server_bytes", a.sent},    {"avg_xact_time", a.xact_us},
+                    {"avg_query_time", a.query_us},  {"avg_wait_time", a.wait_us}};
+        static const col c[] = {{"name", T_TEXT}, {"value", T_INT8}};
+        put_cols(o, c, 2);
+        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+            char v[24];
+            fmt_int(v, sizeof v, (long long)rows[i].v);
+            const char *r[2] = {rows[i].name, v};
+            put_row(o, r, 2);
+        }
+        free(d);
+        put_complete(o, "SHOW");
+        return;
+    }
+    static const col all_cols[] = {
+        {"database", T_TEXT},         {"total_xact_count", T_INT8}, {"total_query_count", T_INT8},
+        {"total_received", T_INT8},   {"total_sent", T_INT8},       {"total_xact_time", T_INT8},
+        {"total_query_time", T_INT8}, {"total_wait_time", T_INT8},  {"avg_xact_count", T_INT8},
+        {"avg_query_count", T_INT8},  {"avg_recv", T_INT8},         {"avg_sent", T_INT8},
+        {"avg_xact_time", T_INT8},    {"avg_query_time", T_INT8},   {"avg_wait_time", T_INT8}};
+    static const col part_cols[] = {{"database", T_TEXT},    {"xact_count", T_INT8},
+                                    {"query_count", T_INT8}, {"bytes_received", T_INT8},
+                                    {"bytes_sent", T_INT8},  {"xact_time", T_INT8},
+                                    {"query_time", T_INT8},  {"wait_time", T_INT8}};
+    if (kind == ALL)
+        put_cols(o, all_cols, 15);
+    else
+        put_cols(o, part_cols, 8);
+    for (size_t i = 0; i < n; i++) {
+        const st_sum *t = &d[i].total;
+        stats_avg a;
+        stats_average(&d[i].delta, period, &a);
+        uint64_t tv[7] = {t->xact, t->query, t->recv, t->sent, t->xact_us, t->query_us, t->wait_us};
+        uint64_t av[7] = {a.xact, a.query, a.recv, a.sent, a.xact_us, a.query_us, a.wait_us};
+        char num[14][24];
+        const char *v[15] = {d[i].db};
+        int nv = 1;
+        for (int k = 0; k < 7 && kind != AVERAGES; k++) {
+            fmt_int(num[nv - 1], 24, (long long)tv[k]);
+            v[nv] = num[nv - 1];
+            nv++;
+        }
+        for (int k = 0; k < 7 && kind != TOTALS; k++) {
+            fmt_int(num[nv - 1], 24, (long long)av[k]);
+            v[nv] = num[nv - 1];
+            nv++;
+        }
+        put_row(o, v, nv);
+    }
+    free(d);
+    put_complete(o, "SHOW");
+}
+
 /* Split "WORD rest" (case-insensitive WORD), trimming spaces and a trailing ';'. */
 static void normalise(const char *sql, char *out, size_t outlen)
 {
@@ -318,6 +409,9 @@ void admin_query(server *s, bool full, const char *sql, pq_buf *o)
             show_users(s, o);
         } else if (!strcasecmp(what, "LISTS")) {
             show_lists(s, o);
+        } else if (!strcasecmp(what, "STATS") || !strcasecmp(what, "STATS_TOTALS") ||
+                   !strcasecmp(what, "STATS_AVERAGES") || !strcasecmp(what, "TOTALS")) {
+            show_stats(s, o, what);
         } else {
             char m[160];
             snprintf(m, sizeof m, "bad SHOW command: %.100s (see SHOW HELP)", what);

@@ -40,18 +40,6 @@
 #define LOGIN_CHUNK    1024u      /* reads before login: startup and auth messages are small */
 #define CLIENT_MAX_MSG (1u << 30) /* PostgreSQL's own limit for a message */
 
-typedef enum cstate {
-    CL_LOGIN,
-    CL_AUTH_QUERY,    /* the user's secret is being looked up with auth_query */
-    CL_AUTH_PASSWORD, /* cleartext or md5 asked */
-    CL_AUTH_SASL_FIRST,
-    CL_AUTH_SASL_FINAL,
-    CL_WELCOME,
-    CL_IDLE,
-    CL_WAITING,
-    CL_ACTIVE,
-} cstate;
-
 /* Parameters a client may set that weir keeps in line on every server it lands on. */
 static const char *const tracked[] = {
     "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
@@ -84,8 +72,11 @@ struct client {
     bool want_set[NTRACKED];
     uint32_t my_pid, my_key;
     client *key_next;
-    _Atomic uint64_t cancel_target; /* server pid << 32 | key while linked, else 0 */
-    int64_t t_connect, t_activity, t_query;
+    _Atomic uint64_t cancel_target;  /* server pid << 32 | key while linked, else 0 */
+    int64_t t_connect, t_activity;   /* ms */
+    int64_t t_query, t_xact, t_wait; /* us: the oldest request in flight, the open
+                                        transaction's start, the checkout's start */
+    bool in_xact;
     uint8_t salt[4];
     scram_server *scram;
     struct auth_lookup *aq; /* during CL_AUTH_QUERY */
@@ -107,6 +98,17 @@ static int64_t now_ms(void)
     return weir_now_ns() / 1000000;
 }
 
+static int64_t now_us(void)
+{
+    return weir_now_ns() / 1000;
+}
+
+/* This worker's traffic figures for c's pool; NULL before login and on the console. */
+static inline wstats *cws(client *c)
+{
+    return c->pool && !c->admin ? &c->pool->ws[c->w->id] : NULL;
+}
+
 /* pq_buf_reserve may move the data down: keep *scanned pointing at the same byte. */
 static int reserve(pq_buf *b, uint32_t *scanned, uint32_t n)
 {
@@ -118,6 +120,12 @@ static int reserve(pq_buf *b, uint32_t *scanned, uint32_t n)
 
 static void set_state(client *c, cstate s)
 {
+    atomic_store_explicit(&c->w->nstate[c->state],
+                          atomic_load_explicit(&c->w->nstate[c->state], memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->w->nstate[s],
+                          atomic_load_explicit(&c->w->nstate[s], memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (c->counted && (c->state == CL_WAITING) != (s == CL_WAITING))
         atomic_fetch_add(&c->pool->cl_waiting, s == CL_WAITING ? 1 : -1);
     c->state = s;
@@ -233,6 +241,7 @@ static void unlink_server(client *c, bool client_gone)
     c->conn = NULL;
     c->be = NULL;
     c->pending = 0;
+    c->in_xact = false;
     c->skip_rfq = 0;
     c->unsynced = false;
     c->sst = (pq_stream){0};
@@ -252,6 +261,9 @@ static void destroy(client *c)
     c->cev_flags = 0;
     if (c->aq) auth_lookup_end(c, false);
     unlink_server(c, true);
+    atomic_store_explicit(&w->nstate[c->state],
+                          atomic_load_explicit(&w->nstate[c->state], memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     if (c->counted) {
         if (c->state == CL_WAITING) atomic_fetch_sub(&c->pool->cl_waiting, 1);
         atomic_fetch_sub(&c->pool->cl_logged, 1);
@@ -325,6 +337,8 @@ static bool flush_out(client *c)
             send(c->fd, c->out.p + c->out.start, c->out_scanned - c->out.start, MSG_NOSIGNAL);
         if (n > 0) {
             c->out.start += (uint32_t)n;
+            wstats *ws = cws(c);
+            if (ws) st_add(&ws->sent, (uint64_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -427,8 +441,18 @@ static bool scan_out(client *c)
                 if (c->skip_rfq) {
                     c->skip_rfq--;
                 } else {
-                    if (c->pending) c->pending--;
-                    c->t_activity = now_ms();
+                    int64_t now = now_us();
+                    wstats *ws = cws(c);
+                    if (c->pending) {
+                        c->pending--;
+                        if (ws) st_time(ws, ST_QUERY, now - c->t_query);
+                        c->t_query = now; /* the next one in the pipeline, if any */
+                    }
+                    if (m.body[0] == 'I' && c->in_xact && !c->pending) {
+                        c->in_xact = false;
+                        if (ws) st_time(ws, ST_XACT, now - c->t_xact);
+                    }
+                    c->t_activity = now / 1000;
                     /* Statement pooling: a transaction left open is refused.
                      * The error takes this ReadyForQuery's place, so the
                      * client, still waiting for it, reads the reason. */
@@ -619,8 +643,12 @@ static bool request_server(client *c)
     int64_t wait = c->w->srv->cfg.query_wait_timeout;
     if (wait <= 0) wait = INT64_C(1) << 40; /* no limit */
     int rc = weir_checkout_async(c->pool->pool, wait, on_checkout, c, &conn, &c->req);
-    if (rc == 0) return link_server(c, conn) && process_in(c);
+    if (rc == 0) {
+        st_time(&c->pool->ws[c->w->id], ST_WAIT, 0);
+        return link_server(c, conn) && process_in(c);
+    }
     if (rc == WEIR_PENDING) {
+        c->t_wait = now_us();
         /* Only now: a checkout served at once never counts as waiting. Its
          * completion runs on this thread, after this returns. */
         if (c->state != CL_WELCOME) set_state(c, CL_WAITING);
@@ -664,6 +692,7 @@ void worker_drain_completions(worker *w)
                 auth_lookup_send(c, batch[i].conn);
                 continue;
             }
+            st_time(&c->pool->ws[w->id], ST_WAIT, now_us() - c->t_wait);
             if (link_server(c, batch[i].conn)) process_in(c);
         }
     }
@@ -700,7 +729,13 @@ static bool scan_in(client *c)
                 break;
             }
             if (m.type == 'Q' || m.type == 'S' || m.type == 'F') {
-                if (c->pending++ == 0) c->t_query = now_ms();
+                if (c->pending++ == 0) {
+                    c->t_query = now_us();
+                    if (!c->in_xact) {
+                        c->in_xact = true;
+                        c->t_xact = c->t_query;
+                    }
+                }
                 c->unsynced = false;
             } else if (m.type != 'd' && m.type != 'c' && m.type != 'f' && m.type != 'H') {
                 c->unsynced = true;
@@ -1355,6 +1390,8 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
         if (n > 0) {
             c->in.end += (uint32_t)n;
             c->t_activity = now_ms();
+            wstats *ws = cws(c);
+            if (ws) st_add(&ws->recv, (uint64_t)n);
             if (c->state < CL_WELCOME) {
                 login_data(c);
                 if (c->fd < 0 || c->zombie) return;
@@ -1442,6 +1479,9 @@ void client_accept(worker *w, int fd, bool is_unix)
     c->next = w->clients;
     if (c->next) c->next->prev = c;
     w->clients = c;
+    atomic_store_explicit(&w->nstate[CL_LOGIN],
+                          atomic_load_explicit(&w->nstate[CL_LOGIN], memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     set_state(c, CL_LOGIN);
     update_events(c);
 }
@@ -1475,7 +1515,7 @@ void worker_timeouts(worker *w)
             break;
         case CL_ACTIVE:
             if (c->pending) {
-                if (k->query_timeout > 0 && now - c->t_query > k->query_timeout)
+                if (k->query_timeout > 0 && now - c->t_query / 1000 > k->query_timeout)
                     client_close(c, "08P01", "query_timeout");
             } else if (c->be && c->be->txn != 'I') {
                 if (k->idle_transaction_timeout > 0 && idle > k->idle_transaction_timeout)
@@ -1483,6 +1523,8 @@ void worker_timeouts(worker *w)
             } else if (k->client_idle_timeout > 0 && idle > k->client_idle_timeout) {
                 client_close(c, "08P01", "client_idle_timeout");
             }
+            break;
+        case CL_NSTATES:
             break;
         }
     }

@@ -88,6 +88,8 @@ static const key keys[] = {
     K(application_name_add_host, K_BOOL, "0"),
     K(disable_pqexec, K_BOOL, "0"),
     K(workers, K_INT, "0"),
+    K(http_listen_addr, K_STR, ""),
+    K(http_listen_port, K_INT, "0"),
 };
 #undef K
 #define NKEYS (sizeof keys / sizeof *keys)
@@ -269,6 +271,10 @@ static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen
         if (rc) {
             snprintf(why, whylen, "%s",
                      rc == -1 ? "not an integer" : "out of range (0..2147483647)");
+            return -1;
+        }
+        if (!strcmp(k->name, "http_listen_port") && x > 65535) {
+            snprintf(why, whylen, "out of range (0..65535)");
             return -1;
         }
         if (!strcmp(k->name, "listen_port") && (x < 1 || x > 65535)) {

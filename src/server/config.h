@@ -80,7 +80,9 @@ typedef struct cfg {
     bool tcp_keepalive, so_reuseport, application_name_add_host, disable_pqexec;
     int tcp_keepcnt, tcp_keepidle, tcp_keepintvl, tcp_user_timeout;
     /* weir's own */
-    int workers; /* event-loop threads; 0 = number of cores */
+    int workers;                    /* event-loop threads; 0 = number of cores */
+    char http_listen_addr[CFG_STR]; /* the HTTP door (/metrics, /health, /ready); off unless set */
+    int http_listen_port;
 
     cfg_db *dbs;
     size_t ndbs;

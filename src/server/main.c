@@ -111,6 +111,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&s->log_lock, NULL);
     pthread_mutex_init(&s->pools_lock, NULL);
     pthread_mutex_init(&s->keys_lock, NULL);
+    pthread_mutex_init(&s->stats_lock, NULL);
     int ch;
     while ((ch = getopt_long(argc, argv, "dqvu:VhR", longopts, NULL)) != -1) {
         switch (ch) {

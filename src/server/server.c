@@ -124,14 +124,19 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     }
     p = calloc(1, sizeof *p);
     be_target *t = calloc(1, sizeof *t);
-    if (!p || !t) {
+    size_t wsz = sizeof(wstats) * (size_t)(s->nworkers > 0 ? s->nworkers : 1);
+    wstats *ws = aligned_alloc(_Alignof(wstats), wsz);
+    if (!p || !t || !ws) {
         free(p);
         free(t);
+        free(ws);
         pthread_mutex_unlock(&s->pools_lock);
         snprintf(err, errlen, "no memory for pool");
         return NULL;
     }
     p->srv = s;
+    memset(ws, 0, wsz);
+    p->ws = ws;
     snprintf(p->db, sizeof p->db, "%s", dbname);
     snprintf(p->user, sizeof p->user, "%s", user);
     const cfg_user *u = cfg_find_user(k, client_user);
@@ -196,6 +201,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     if (rc) {
         pthread_mutex_unlock(&s->pools_lock);
         pthread_mutex_destroy(&p->lock);
+        free(p->ws);
         free(p);
         snprintf(err, errlen, "cannot create pool: %s", weir_strerror(rc));
         return NULL;
@@ -233,6 +239,7 @@ void pools_destroy(server *s)
         spool *next = p->next;
         weir_pool_destroy(p->pool);
         pthread_mutex_destroy(&p->lock);
+        free(p->ws);
         free(p);
         p = next;
     }
@@ -369,7 +376,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     worker_timeouts(w);
     worker_free_graveyard(w);
-    if (w->id == 0) pools_reserve_tick(w->srv, weir_now_ns() / 1000000);
+    if (w->id == 0) {
+        int64_t now = weir_now_ns() / 1000000;
+        pools_reserve_tick(w->srv, now);
+        stats_tick(w->srv, now);
+    }
     if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
 }
 
@@ -490,6 +501,7 @@ int server_start(server *s)
         srv_log(s, "ERROR", "nothing to listen on: set listen_addr or unix_socket_dir");
         return -1;
     }
+    if (http_start(s)) return -1;
     for (int i = 0; i < s->nworkers; i++)
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i])) return -1;
     srv_log(s, "LOG", "process up: %s, %d worker%s", WEIR_VERSION_TEXT, s->nworkers,
@@ -500,6 +512,7 @@ int server_start(server *s)
 void server_stop(server *s)
 {
     atomic_store(&s->shutting_down, true);
+    http_stop(s); /* it reads the pools */
     for (int i = 0; i < s->nworkers; i++) {
         atomic_store(&s->workers[i].stop, true);
         event_base_loopbreak(s->workers[i].base);

@@ -18,7 +18,44 @@
 
 typedef struct server server;
 typedef struct worker worker;
+
+/* A client's state (client.c has the diagram). */
+typedef enum cstate {
+    CL_LOGIN,
+    CL_AUTH_QUERY,    /* the user's secret is being looked up with auth_query */
+    CL_AUTH_PASSWORD, /* cleartext or md5 asked */
+    CL_AUTH_SASL_FIRST,
+    CL_AUTH_SASL_FINAL,
+    CL_WELCOME,
+    CL_IDLE,
+    CL_WAITING,
+    CL_ACTIVE,
+    CL_NSTATES
+} cstate;
 typedef struct client client;
+
+/* Traffic figures of one pool, one block per worker: only that worker
+ * writes its block (st_add: a relaxed load and store, no locked
+ * instruction), readers sum the blocks. Times in microseconds. */
+#define ST_NB 16 /* histogram bounds; one more bucket for +Inf */
+enum { ST_QUERY, ST_XACT, ST_WAIT, ST_NH };
+typedef struct st_sum {
+    uint64_t xact, query, recv, sent, xact_us, query_us, wait_us, waits;
+    uint64_t h[ST_NH][ST_NB + 1];
+} st_sum;
+typedef struct wstats {
+    _Atomic uint64_t xact, query, recv, sent, xact_us, query_us, wait_us, waits;
+    _Atomic uint64_t h[ST_NH][ST_NB + 1];
+} __attribute__((aligned(64))) wstats;
+extern const int64_t st_bounds_us[ST_NB];
+
+static inline void st_add(_Atomic uint64_t *a, uint64_t v)
+{
+    atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+/* One query, transaction or wait of us microseconds. */
+void st_time(wstats *w, int kind, int64_t us);
 
 /* One pool of server connections: a (database, user) pair. Created on the
  * first login that needs it and kept for the server's life. */
@@ -39,6 +76,8 @@ typedef struct spool {
     atomic_bool reserve_on;
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
+    wstats *ws;         /* one per worker */
+    st_sum prev, delta; /* at the last stats_period tick, and the period before it (stats_lock) */
     struct spool *next;
 } spool;
 
@@ -93,8 +132,9 @@ struct worker {
     pthread_mutex_t qlock;
     completion *q;
     size_t qlen, qcap;
-    client *clients;   /* every client of this worker, for timeouts */
-    client *graveyard; /* freed at the end of the loop turn */
+    client *clients;                /* every client of this worker, for timeouts */
+    client *graveyard;              /* freed at the end of the loop turn */
+    _Atomic int nstate[CL_NSTATES]; /* clients in each state, written by this worker */
     atomic_bool stop;
 };
 
@@ -117,6 +157,9 @@ struct server {
     int verbose;
     FILE *logf;
     pthread_mutex_t log_lock;
+    pthread_mutex_t stats_lock;
+    int64_t stats_at_ms, stats_period_ms; /* the last stats_period tick, and its length */
+    struct http_door *http;               /* http_listen_addr/port, or NULL */
 };
 
 void srv_log(server *s, const char *level, const char *fmt, ...)
@@ -149,6 +192,28 @@ void admin_query(server *s, bool full, const char *sql, pq_buf *o);
 /* Reserve pools: take or give back reserve connections (each worker's tick). */
 void pool_reserve_wanted(spool *p, int64_t now_ms);
 void pools_reserve_tick(server *s, int64_t now_ms);
+
+/* stats.c: the SHOW STATS family, the stats_period tick and log line, and
+ * weir's own Prometheus families. */
+void spool_sum(const spool *p, int nworkers, st_sum *out);
+void stats_tick(server *s, int64_t now_ms); /* worker 0, every tick */
+/* Per second (counts, bytes) and per item (times, us) over a period. */
+typedef struct stats_avg {
+    uint64_t xact, query, recv, sent, xact_us, query_us, wait_us;
+} stats_avg;
+void stats_average(const st_sum *delta, int64_t period_ms, stats_avg *a);
+/* Totals and the last period's figures, summed per database: a malloc'd
+ * array (free it), in pool order; *period_ms is 0 before the first period. */
+typedef struct db_stats {
+    char db[CFG_NAME];
+    st_sum total, delta;
+} db_stats;
+size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms);
+char *metrics_page(server *s, size_t *len); /* malloc'd; NULL: no memory */
+
+/* http.c: the HTTP door (/metrics, /health, /ready) on a thread of its own. */
+int http_start(server *s); /* 0: listening, or off (no http_listen_port) */
+void http_stop(server *s);
 
 extern _Thread_local worker *current_worker;
 

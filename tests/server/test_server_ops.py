@@ -1,0 +1,256 @@
+"""test_server_ops.py — what operators use every day: the console's STATS family,
+the HTTP door (/metrics checked with promtool, /health, /ready), the
+stats_period log line, and online reload.
+
+Real PostgreSQL, real psql and pgbench; figures are checked to move as load moves.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Postgres, Weir, free_port, wait_port  # noqa: E402
+
+PG = None
+
+STATS_COLS = ["database", "total_xact_count", "total_query_count", "total_received", "total_sent",
+              "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_count",
+              "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
+              "avg_wait_time"]
+PART_COLS = ["database", "xact_count", "query_count", "bytes_received", "bytes_sent", "xact_time",
+             "query_time", "wait_time"]
+TOTALS_ROWS = ["total_xact_count", "total_query_count", "total_client_bytes",
+               "total_server_bytes", "total_xact_time", "total_query_time", "total_wait_time",
+               "avg_xact_count", "avg_query_count", "avg_client_bytes", "avg_server_bytes",
+               "avg_xact_time", "avg_query_time", "avg_wait_time"]
+
+
+def setUpModule():
+    global PG
+    PG = Postgres()
+    subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U",
+                    "app", "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
+                   capture_output=True)
+
+
+def tearDownModule():
+    PG.destroy()
+
+
+def pgbench(w, secs=2, clients=4, extra=()):
+    r = subprocess.run(["pgbench", "-n", "-S", "-h", "127.0.0.1", "-p", str(w.port), "-U", "app",
+                        "-c", str(clients), "-j", "2", "-T", str(secs), *extra, "appdb"],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PGPASSWORD="s3cret"))
+    m = re.search(r"number of transactions actually processed: (\d+)", r.stdout)
+    return (int(m.group(1)) if m else 0), r
+
+
+class OpsCase(unittest.TestCase):
+    settings = {}
+
+    def setUp(self):
+        self.http_port = free_port()
+        settings = {"admin_users": "weir", "stats_period": "1",
+                    "http_listen_port": str(self.http_port)}
+        settings.update(self.settings)
+        self.w = Weir(PG, settings=settings, databases=getattr(self, "databases", None))
+        self.addCleanup(self.w.stop)
+        self.assertTrue(wait_port(self.http_port), self.w.log())
+
+    def admin(self, sql):
+        e = dict(os.environ, PGPASSWORD="weirpass", PGCONNECT_TIMEOUT="10")
+        r = subprocess.run(["psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-h", "127.0.0.1",
+                            "-p", str(self.w.port), "-U", "weir", "-d", "pgbouncer", "-c", sql],
+                           capture_output=True, text=True, env=e, timeout=30)
+        return [ln.split("|") for ln in r.stdout.splitlines() if ln], r
+
+    def get(self, path):
+        """(status, body) of an HTTP GET on the door."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.http_port, path),
+                                        timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+class TestStatsCommands(OpsCase):
+    def stats_row(self):
+        rows, r = self.admin("SHOW STATS")
+        self.assertEqual(rows[0], STATS_COLS, r.stderr)
+        found = [dict(zip(rows[0], map(lambda v: v if not v.isdigit() else int(v), x)))
+                 for x in rows[1:] if x[0] == "appdb"]
+        self.assertEqual(len(found), 1, rows)
+        return found[0]
+
+    def test_stats_follow_the_load(self):
+        n, r = pgbench(self.w, secs=2)
+        self.assertGreater(n, 100, r.stdout + r.stderr)
+        time.sleep(2.3)  # a whole stats_period after the run ended...
+        s = self.stats_row()
+        # pgbench -S: one query per transaction; a psql session adds none (console)
+        self.assertGreaterEqual(s["total_xact_count"], n)
+        self.assertLessEqual(s["total_xact_count"], n + 10)
+        self.assertEqual(s["total_query_count"], s["total_xact_count"])
+        self.assertGreater(s["total_received"], n * 20)
+        self.assertGreater(s["total_sent"], n * 20)
+        self.assertGreater(s["total_query_time"], 0)
+        self.assertGreaterEqual(s["total_xact_time"], s["total_query_time"] * 0.9)
+        # ...so the last period's averages are those of an idle second
+        self.assertEqual(s["avg_xact_count"], 0)
+        # while load runs, the averages show it
+        t = threading.Thread(target=pgbench, args=(self.w, 3))
+        t.start()
+        time.sleep(2.5)
+        s2 = self.stats_row()
+        t.join()
+        self.assertGreater(s2["avg_xact_count"], 50)
+        self.assertGreater(s2["avg_query_time"], 0)
+        self.assertGreater(s2["avg_recv"], 0)
+
+        rows, _ = self.admin("SHOW STATS_TOTALS")
+        self.assertEqual(rows[0], PART_COLS)
+        tot = dict(zip(rows[0], rows[1]))
+        self.assertGreaterEqual(int(tot["xact_count"]), n)
+        rows, _ = self.admin("SHOW STATS_AVERAGES")
+        self.assertEqual(rows[0], PART_COLS)
+        rows, _ = self.admin("SHOW TOTALS")
+        self.assertEqual(rows[0], ["name", "value"])
+        self.assertEqual([x[0] for x in rows[1:]], TOTALS_ROWS)
+        self.assertGreaterEqual(int(dict(rows[1:])["total_xact_count"]), n)
+
+    def test_stats_period_log_line(self):
+        pgbench(self.w, secs=1)
+        time.sleep(2.2)
+        lines = [ln for ln in self.w.log().splitlines() if " stats: " in ln]
+        self.assertGreaterEqual(len(lines), 1, self.w.log()[-2000:])
+        self.assertRegex(lines[-1], r"LOG stats: \d+ xacts/s, \d+ queries/s, in \d+ B/s, "
+                                    r"out \d+ B/s, xact \d+ us, query \d+ us, wait \d+ us$")
+        busy = [ln for ln in lines if not re.search(r"stats: 0 xacts/s", ln)]
+        self.assertTrue(busy, lines)
+
+
+class TestHttpDoor(OpsCase):
+    databases = None
+
+    def setUp(self):
+        self.dead_port = free_port()  # nothing listens there
+        self.databases = {"appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port}
+        super().setUp()
+
+    def metric(self, text, name, **labels):
+        for ln in text.splitlines():
+            if not ln.startswith(name + "{") and not ln.startswith(name + " "):
+                continue
+            if all('%s="%s"' % kv in ln for kv in labels.items()):
+                return float(ln.rsplit(" ", 1)[1])
+        return None
+
+    @unittest.skipUnless(shutil.which("promtool"), "promtool (Debian prometheus) not installed")
+    def test_metrics_pass_promtool_and_move_with_load(self):
+        status, before = self.get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("# TYPE weir_clients gauge", before)
+        n, r = pgbench(self.w, secs=2)
+        self.assertGreater(n, 100, r.stderr)
+        status, text = self.get("/metrics")
+        self.assertEqual(status, 200)
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                               text=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        pool = {"database": "appdb", "user": "app"}
+        self.assertGreaterEqual(self.metric(text, "weir_transactions_total", **pool), n)
+        self.assertGreaterEqual(self.metric(text, "weir_queries_total", **pool), n)
+        self.assertGreater(self.metric(text, "weir_client_received_bytes_total", **pool), 0)
+        self.assertGreaterEqual(
+            self.metric(text, "weir_query_duration_seconds_count", **pool), n)
+        self.assertGreater(self.metric(text, "weir_query_duration_seconds_sum", **pool), 0)
+        self.assertEqual(self.metric(text, "weir_query_duration_seconds_bucket",
+                                     le="+Inf", **pool),
+                         self.metric(text, "weir_query_duration_seconds_count", **pool))
+        self.assertIsNotNone(self.metric(text, "weir_pool_acquire_seconds_count",
+                                         pool="appdb/app"))  # the engine's families
+        # a client holding a transaction shows up as an active client and server link
+        with psycopg.connect(self.w.dsn()) as conn:
+            conn.execute("select 1")
+            _, text = self.get("/metrics")
+            self.assertEqual(self.metric(text, "weir_server_connections", state="active",
+                                         **pool), 1)
+            self.assertEqual(self.metric(text, "weir_clients", state="active"), 1)
+            conn.rollback()
+        _, text = self.get("/metrics")
+        self.assertEqual(self.metric(text, "weir_server_connections", state="active", **pool), 0)
+
+    def test_health_ready_and_unknown_paths(self):
+        status, body = self.get("/health")
+        self.assertEqual((status, json.loads(body)), (200, {"status": "ok"}))
+        status, body = self.get("/ready")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body), {"ready": True, "databases": {"appdb": "ok"}})
+        status, body = self.get("/nope")
+        self.assertEqual(status, 404)
+        self.assertIn("/metrics", body)
+
+
+class TestReadyWithADeadDatabase(OpsCase):
+    def setUp(self):
+        self.dead = free_port()
+        self.databases = {"appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port,
+                          "gone": "host=127.0.0.1 port=%d dbname=gone" % self.dead}
+        super().setUp()
+
+    def test_ready_names_the_database_that_is_down(self):
+        status, body = self.get("/ready")
+        self.assertEqual(status, 503, body)
+        v = json.loads(body)
+        self.assertFalse(v["ready"])
+        self.assertEqual(v["databases"]["appdb"], "ok")
+        self.assertIn("127.0.0.1:%d" % self.dead, v["databases"]["gone"])
+        self.assertIn("refused", v["databases"]["gone"])
+        # a pool that has tried and failed reports the server's error
+        r = self.w.psql("select 1", dbname="gone")
+        self.assertNotEqual(r.returncode, 0)
+        status, body = self.get("/ready")
+        self.assertEqual(status, 503)
+        self.assertIn("refused", json.loads(body)["databases"]["gone"])
+        # and PostgreSQL clients were served all along
+        self.assertEqual(self.w.psql("select 7").stdout.strip(), "7")
+
+
+class TestHttpConfig(unittest.TestCase):
+    def test_port_in_use_refuses_to_start(self):
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        try:
+            w = Weir(PG, settings={"http_listen_port": str(port)}, start=False)
+            self.addCleanup(w.stop)
+            p = w.start(expect_ok=False)
+            self.assertNotEqual(p.wait(20), 0)
+            self.assertIn("cannot listen for HTTP on 127.0.0.1:%d" % port, w.log())
+        finally:
+            s.close()
+
+    def test_bad_port_is_a_config_error(self):
+        w = Weir(PG, settings={"http_listen_port": "70000"}, start=False)
+        self.addCleanup(w.stop)
+        p = w.start(expect_ok=False)
+        self.assertNotEqual(p.wait(20), 0)
+        self.assertRegex(w.log(), r"weir.ini:\d+: .*http_listen_port.*out of range")
+
+
+if __name__ == "__main__":
+    unittest.main()
