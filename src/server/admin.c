@@ -96,6 +96,8 @@ static void put_notice(pq_buf *o, const char *msg, const char *detail)
 
 static const char help_text[] = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|USERS|VERSION|LISTS\n"
                                 "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
+                                "\tSET key = arg\n"
+                                "\tRELOAD\n"
                                 "\tPAUSE [<db>]\n"
                                 "\tRESUME [<db>]\n"
                                 "\tSHUTDOWN";
@@ -110,7 +112,7 @@ static void show_config(server *s, pq_buf *o)
         const char *def, *name = cfg_key_at(i, &def);
         char val[CFG_STR + 16];
         if (cfg_get(&s->cfg, name, val, sizeof val)) continue;
-        const char *v[4] = {name, val, def, "no"};
+        const char *v[4] = {name, val, def, cfg_key_changeable(name) ? "yes" : "no"};
         put_row(o, v, 4);
     }
     put_complete(o, "SHOW");
@@ -382,6 +384,48 @@ static bool word(const char **p, const char *w)
     return true;
 }
 
+/* SET key = value (or TO value; value may be 'quoted', '' for a quote). */
+static void admin_set(server *s, const char *p, pq_buf *o)
+{
+    char key[64], val[CFG_STR];
+    size_t n = 0;
+    while (*p && !isspace((unsigned char)*p) && *p != '=' && n + 1 < sizeof key) key[n++] = *p++;
+    key[n] = '\0';
+    while (isspace((unsigned char)*p)) p++;
+    if (*p == '=')
+        p++;
+    else if (!strncasecmp(p, "TO", 2) && isspace((unsigned char)p[2]))
+        p += 2;
+    else
+        key[0] = '\0';
+    while (isspace((unsigned char)*p)) p++;
+    n = 0;
+    if (*p == '\'') {
+        for (p++; *p && n + 1 < sizeof val; p++) {
+            if (*p == '\'' && p[1] == '\'')
+                p++;
+            else if (*p == '\'')
+                break;
+            val[n++] = *p;
+        }
+    } else {
+        while (*p && n + 1 < sizeof val) val[n++] = *p++;
+    }
+    val[n] = '\0';
+    if (!key[0]) {
+        put_error(o, "42601", "syntax: SET key = value");
+        return;
+    }
+    char err[300];
+    if (server_set(s, key, val, err, sizeof err)) {
+        char m[400];
+        snprintf(m, sizeof m, "SET %s failed: %s", key, err);
+        put_error(o, "22023", m);
+        return;
+    }
+    put_complete(o, "SET");
+}
+
 void admin_query(server *s, bool full, const char *sql, pq_buf *o)
 {
     char cmd[512];
@@ -432,6 +476,21 @@ void admin_query(server *s, bool full, const char *sql, pq_buf *o)
             return;
         }
         put_complete(o, pause ? "PAUSE" : "RESUME");
+        return;
+    }
+    if (word(&p, "RELOAD") && !*p) {
+        char err[400];
+        if (server_reload(s, err, sizeof err)) {
+            char m[500];
+            snprintf(m, sizeof m, "RELOAD failed, the running configuration is kept: %s", err);
+            put_error(o, "F0000", m);
+            return;
+        }
+        put_complete(o, "RELOAD");
+        return;
+    }
+    if (word(&p, "SET")) {
+        admin_set(s, p, o);
         return;
     }
     if (word(&p, "SHUTDOWN") && !*p) {

@@ -318,7 +318,11 @@ static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *er
 
 static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, size_t errlen)
 {
-    const be_target *t = ctx;
+    be_target *orig = ctx, tc;
+    pthread_mutex_lock(&orig->mu);
+    memcpy(&tc, orig, sizeof tc); /* a reload may change the target meanwhile */
+    pthread_mutex_unlock(&orig->mu);
+    const be_target *t = &tc;
     int fd = open_socket(t, deadline_ns, err, errlen);
     if (fd < 0) return fd;
     backend *be = calloc(1, sizeof *be);
@@ -328,7 +332,7 @@ static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, siz
     }
     be->fd = fd;
     be->txn = 'I';
-    be->target = t;
+    be->target = orig;
     pq_buf b = {0};
     scram_client sc;
     int rc = send_startup(fd, t, deadline_ns);

@@ -3,6 +3,7 @@
 #ifndef WEIR_SERVER_BACKEND_H
 #define WEIR_SERVER_BACKEND_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -25,6 +26,9 @@ const char *be_params_get(const be_params *p, const char *name);
 /* What a pool's connections are opened with (the driver context). Immutable
  * once the pool exists. */
 typedef struct be_target {
+    /* host, port, dbname, user, password and the keys may change on reload:
+     * read them under mu (be_connect takes a copy), write them under mu. */
+    pthread_mutex_t mu;
     char host[256];
     int port;
     char dbname[64], user[64];

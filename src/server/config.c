@@ -757,6 +757,37 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
     return rc;
 }
 
+int cfg_copy(cfg *dst, const cfg *src)
+{
+    *dst = *src;
+    dst->dbs = NULL;
+    dst->users = NULL;
+    dst->secrets = NULL;
+    if ((src->ndbs && !(dst->dbs = malloc(src->ndbs * sizeof *src->dbs))) ||
+        (src->nusers && !(dst->users = malloc(src->nusers * sizeof *src->users))) ||
+        (src->nsecrets && !(dst->secrets = malloc(src->nsecrets * sizeof *src->secrets)))) {
+        cfg_free(dst);
+        return -1;
+    }
+    if (src->ndbs) memcpy(dst->dbs, src->dbs, src->ndbs * sizeof *src->dbs);
+    if (src->nusers) memcpy(dst->users, src->users, src->nusers * sizeof *src->users);
+    if (src->nsecrets) memcpy(dst->secrets, src->secrets, src->nsecrets * sizeof *src->secrets);
+    return 0;
+}
+
+/* Keys a running weir cannot take: sockets, process identity, threads. */
+static const char *const fixed_keys[] = {
+    "listen_addr",  "listen_port",    "unix_socket_dir", "unix_socket_mode", "user",
+    "pidfile",      "logfile",        "workers",         "http_listen_addr", "http_listen_port",
+    "so_reuseport", "listen_backlog", "syslog",          "syslog_ident",     "syslog_facility"};
+
+bool cfg_key_changeable(const char *name)
+{
+    for (size_t i = 0; i < sizeof fixed_keys / sizeof *fixed_keys; i++)
+        if (!strcmp(fixed_keys[i], name)) return false;
+    return true;
+}
+
 void cfg_free(cfg *c)
 {
     if (!c) return;

@@ -119,5 +119,9 @@ const char *cfg_key_at(size_t i, const char **def);
 int cfg_get(const cfg *c, const char *name, char *buf, size_t len);
 /* Set one [pgbouncer] key from text. 0, or -1 with a reason in why. */
 int cfg_set(cfg *c, const char *name, const char *value, char *why, size_t whylen);
+/* A deep copy (its own arrays); 0, or -1 without memory. */
+int cfg_copy(cfg *dst, const cfg *src);
+/* false for keys only a restart can change (sockets, user, workers, ...). */
+bool cfg_key_changeable(const char *name);
 
 #endif

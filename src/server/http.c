@@ -48,7 +48,9 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 {
     struct http_door *d = arg;
     size_t len;
+    pthread_rwlock_rdlock(&d->s->cfg_rw);
     char *page = metrics_page(d->s, &len);
+    pthread_rwlock_unlock(&d->s->cfg_rw);
     if (!page) {
         reply(req, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
         return;
@@ -181,9 +183,11 @@ static void on_ready(struct evhttp_request *req, void *arg)
 {
     struct http_door *d = arg;
     server *s = d->s;
+    pthread_rwlock_rdlock(&s->cfg_rw); /* a reload waits for this probe */
     const cfg *k = &s->cfg;
     probe *v = calloc(k->ndbs ? k->ndbs : 1, sizeof *v);
     if (!v) {
+        pthread_rwlock_unlock(&s->cfg_rw);
         reply(req, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
         return;
     }
@@ -218,6 +222,7 @@ static void on_ready(struct evhttp_request *req, void *arg)
     bool ready = true;
     struct evbuffer *b = evbuffer_new();
     if (!b) {
+        pthread_rwlock_unlock(&s->cfg_rw);
         free(v);
         reply(req, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
         return;
@@ -231,6 +236,7 @@ static void on_ready(struct evhttp_request *req, void *arg)
         json_str(b, v[i].status);
     }
     evbuffer_add_printf(b, "}}\n");
+    pthread_rwlock_unlock(&s->cfg_rw);
     free(v);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "application/json");

@@ -3,12 +3,13 @@
  * SIGINT: safe shutdown (new clients are refused, pools pause, and weir exits
  * once every server connection is back: each transaction ends first);
  * SIGTERM, or a second SIGINT: immediate shutdown (clients are told "pooler
- * is shutting down"); SIGUSR1: pause, SIGUSR2: resume. SIGHUP (reload) only
- * logs that online reload is not implemented yet.
+ * is shutting down"); SIGUSR1: pause, SIGUSR2: resume; SIGHUP: reload the
+ * config file (a bad file keeps the running configuration).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -112,6 +113,10 @@ int main(int argc, char **argv)
     pthread_mutex_init(&s->pools_lock, NULL);
     pthread_mutex_init(&s->keys_lock, NULL);
     pthread_mutex_init(&s->stats_lock, NULL);
+    pthread_mutex_init(&s->change_mu, NULL);
+    pthread_mutex_init(&s->hold_mu, NULL);
+    pthread_cond_init(&s->hold_cv, NULL);
+    pthread_rwlock_init(&s->cfg_rw, NULL);
     int ch;
     while ((ch = getopt_long(argc, argv, "dqvu:VhR", longopts, NULL)) != -1) {
         switch (ch) {
@@ -146,7 +151,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
-    if (cfg_load(&s->cfg, argv[optind], cfg_log, s)) {
+    /* RELOAD reads the file again, maybe after -d changed directory. */
+    char path[PATH_MAX];
+    const char *cfg_path = realpath(argv[optind], path) ? path : argv[optind];
+    if (cfg_load(&s->cfg, cfg_path, cfg_log, s)) {
         srv_log(s, "ERROR", "cannot load config file %s; not starting", argv[optind]);
         return 1;
     }
@@ -210,9 +218,11 @@ int main(int argc, char **argv)
         }
         if (sig == SIGUSR1) (void)pools_pause(s, "", true, "SIGUSR1");
         if (sig == SIGUSR2) (void)pools_pause(s, "", false, "SIGUSR2");
-        if (sig == SIGHUP)
-            srv_log(s, "WARNING",
-                    "SIGHUP: online reload is not implemented yet; configuration unchanged");
+        if (sig == SIGHUP) {
+            char err[400];
+            srv_log(s, "LOG", "got SIGHUP, reloading %s", s->cfg.path);
+            (void)server_reload(s, err, sizeof err); /* it logs the outcome */
+        }
     }
     server_stop(s);
     if (s->cfg.pidfile[0]) unlink(s->cfg.pidfile);

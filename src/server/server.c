@@ -108,6 +108,50 @@ static weir_limit *limit_get(server *s, const char *kind, const char *name, int 
     return n->limit;
 }
 
+/* The connection part of a pool's target: where, as whom, with what secret. */
+static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, const char *user,
+                        const login_creds *cr, be_target *t)
+{
+    snprintf(t->host, sizeof t->host, "%s", db->host);
+    t->port = db->port;
+    snprintf(t->dbname, sizeof t->dbname, "%s", db->dbname[0] ? db->dbname : dbname);
+    snprintf(t->user, sizeof t->user, "%s", user);
+    if (db->user[0] && db->password[0]) {
+        snprintf(t->password, sizeof t->password, "%s", db->password);
+    } else {
+        /* A plain password from auth_file, else the database's, else an md5
+         * hash from auth_file (enough for md5 servers only). */
+        const cfg_secret *sec = cfg_find_secret(k, user);
+        const char *sx = sec ? sec->secret : cr ? cr->secret : NULL;
+        bool plain = sx && *sx && !auth_is_scram_secret(sx) && !auth_is_md5_hash(sx);
+        if (plain || (sx && !db->password[0] && auth_is_md5_hash(sx)))
+            snprintf(t->password, sizeof t->password, "%s", sx);
+        else if (db->password[0])
+            snprintf(t->password, sizeof t->password, "%s", db->password);
+        /* No plain password: log in with the client's own SCRAM keys. */
+        if (!plain && cr && cr->client_key && cr->server_key) {
+            t->have_keys = true;
+            memcpy(t->client_key, cr->client_key, 32);
+            memcpy(t->server_key, cr->server_key, 32);
+        }
+    }
+}
+
+/* A pool's size, min_pool_size, reserve and mode from the config. */
+static void pool_shape(const cfg *k, const cfg_db *db, const char *user, int *size, int *minp,
+                       int *reserve, int *mode)
+{
+    int sz = db->pool_size >= 0 ? db->pool_size : k->default_pool_size;
+    *size = sz > 0 ? sz : 1;
+    int m = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
+    *minp = m < *size ? m : *size;
+    *reserve = db->reserve_pool >= 0 ? db->reserve_pool : k->reserve_pool_size;
+    const cfg_user *u = cfg_find_user(k, user);
+    *mode = db->pool_mode != POOL_UNSET       ? db->pool_mode
+            : u && u->pool_mode != POOL_UNSET ? u->pool_mode
+                                              : k->pool_mode;
+}
+
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen)
 {
@@ -139,35 +183,12 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     p->ws = ws;
     snprintf(p->db, sizeof p->db, "%s", dbname);
     snprintf(p->user, sizeof p->user, "%s", user);
-    const cfg_user *u = cfg_find_user(k, client_user);
-    p->mode = db->pool_mode != POOL_UNSET       ? db->pool_mode
-              : u && u->pool_mode != POOL_UNSET ? u->pool_mode
-                                                : k->pool_mode;
+    int size, minp, reserve;
+    pool_shape(k, db, client_user, &size, &minp, &reserve, &p->mode);
     pthread_mutex_init(&p->lock, NULL);
 
-    snprintf(t->host, sizeof t->host, "%s", db->host);
-    t->port = db->port;
-    snprintf(t->dbname, sizeof t->dbname, "%s", db->dbname[0] ? db->dbname : dbname);
-    snprintf(t->user, sizeof t->user, "%s", user);
-    if (db->user[0] && db->password[0]) {
-        snprintf(t->password, sizeof t->password, "%s", db->password);
-    } else {
-        /* A plain password from auth_file, else the database's, else an md5
-         * hash from auth_file (enough for md5 servers only). */
-        const cfg_secret *sec = cfg_find_secret(k, user);
-        const char *sx = sec ? sec->secret : cr ? cr->secret : NULL;
-        bool plain = sx && *sx && !auth_is_scram_secret(sx) && !auth_is_md5_hash(sx);
-        if (plain || (sx && !db->password[0] && auth_is_md5_hash(sx)))
-            snprintf(t->password, sizeof t->password, "%s", sx);
-        else if (db->password[0])
-            snprintf(t->password, sizeof t->password, "%s", db->password);
-        /* No plain password: log in with the client's own SCRAM keys. */
-        if (!plain && cr && cr->client_key && cr->server_key) {
-            t->have_keys = true;
-            memcpy(t->client_key, cr->client_key, 32);
-            memcpy(t->server_key, cr->server_key, 32);
-        }
-    }
+    pthread_mutex_init(&t->mu, NULL);
+    target_conn(k, db, dbname, user, cr, t);
     snprintf(t->check_query, sizeof t->check_query, "%s", k->server_check_query);
     snprintf(t->reset_query, sizeof t->reset_query, "%s", k->server_reset_query);
     snprintf(t->connect_query, sizeof t->connect_query, "%s", db->connect_query);
@@ -179,10 +200,8 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     weir_options o;
     weir_options_init(&o);
     snprintf(o.name, sizeof o.name, "%s/%s", p->db, p->user);
-    int size = db->pool_size >= 0 ? db->pool_size : k->default_pool_size;
-    o.max_size = size > 0 ? size : 1;
-    int minp = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
-    o.min_idle = minp < o.max_size ? minp : o.max_size;
+    o.max_size = size;
+    o.min_idle = minp;
     o.acquire_timeout_ms = k->query_wait_timeout > 0 ? k->query_wait_timeout : INT64_C(1) << 40;
     o.connect_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
     o.idle_timeout_ms = k->server_idle_timeout;
@@ -208,7 +227,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     }
     p->target = t;
     p->size = (int)o.max_size;
-    p->reserve = db->reserve_pool >= 0 ? db->reserve_pool : k->reserve_pool_size;
+    p->reserve = reserve;
     p->reserve_timeout = k->reserve_pool_timeout;
     /* Shared caps, attached before the pool can have opened anything it
      * would not count (min_pool_size connects start at once, so they may
@@ -249,6 +268,53 @@ void pools_destroy(server *s)
         weir_limit_destroy(n->limit);
         free(n);
     }
+}
+
+/* After a reload or SET, with every worker held: bring each pool in line
+ * with s->cfg (size, min_pool_size, reserve, mode, and the server it goes
+ * to: a pool whose host, port, dbname or password changed closes its
+ * connections as they come back, like PgBouncer's RECONNECT). */
+void pools_apply_config(server *s)
+{
+    const cfg *k = &s->cfg;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        const cfg_db *db = cfg_find_db(k, p->db);
+        if (!db) {
+            srv_log(s, "LOG", "pool %s/%s: database no longer in the config; new logins refused",
+                    p->db, p->user);
+            continue;
+        }
+        int size, minp, reserve, mode;
+        pool_shape(k, db, p->user, &size, &minp, &reserve, &mode);
+        if (size != p->size || reserve != p->reserve) {
+            int64_t cap = size + (atomic_load(&p->reserve_on) ? reserve : 0);
+            (void)weir_pool_resize(p->pool, cap, minp);
+            srv_log(s, "LOG", "pool %s/%s: size %d -> %d", p->db, p->user, p->size, size);
+        }
+        p->size = size;
+        p->reserve = reserve;
+        p->reserve_timeout = k->reserve_pool_timeout;
+        p->mode = mode;
+        be_target *t = p->target, n;
+        memset(&n, 0, sizeof n);
+        target_conn(k, db, p->db, p->user, NULL, &n);
+        pthread_mutex_lock(&t->mu);
+        bool moved = strcmp(n.host, t->host) || n.port != t->port || strcmp(n.dbname, t->dbname) ||
+                     (n.password[0] && strcmp(n.password, t->password));
+        if (moved) {
+            snprintf(t->host, sizeof t->host, "%s", n.host);
+            t->port = n.port;
+            snprintf(t->dbname, sizeof t->dbname, "%s", n.dbname);
+            if (n.password[0]) snprintf(t->password, sizeof t->password, "%s", n.password);
+        }
+        pthread_mutex_unlock(&t->mu);
+        if (moved) {
+            srv_log(s, "LOG", "pool %s/%s: server settings changed; reconnecting", p->db, p->user);
+            (void)weir_pool_evict_all(p->pool);
+        }
+    }
+    pthread_mutex_unlock(&s->pools_lock);
 }
 
 bool pools_pause(server *s, const char *db, bool pause, const char *why)
@@ -390,6 +456,7 @@ static void on_efd(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     (void)!read(fd, &v, sizeof v);
     worker *w = arg;
+    worker_hold_point(w);
     worker_drain_completions(w);
     if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
 }

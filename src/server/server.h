@@ -160,6 +160,14 @@ struct server {
     pthread_mutex_t stats_lock;
     int64_t stats_at_ms, stats_period_ms; /* the last stats_period tick, and its length */
     struct http_door *http;               /* http_listen_addr/port, or NULL */
+    /* configuration changes (reload.c): one at a time (change_mu); workers
+     * held at a safe point while cfg is swapped; the HTTP thread reads cfg
+     * under cfg_rw */
+    pthread_mutex_t change_mu, hold_mu;
+    pthread_cond_t hold_cv;
+    atomic_bool holding;
+    int held;
+    pthread_rwlock_t cfg_rw;
 };
 
 void srv_log(server *s, const char *level, const char *fmt, ...)
@@ -181,6 +189,7 @@ typedef struct login_creds {
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen);
 void pools_destroy(server *s);
+void pools_apply_config(server *s); /* after a reload or SET, workers held */
 /* Pause or resume every pool, or those of database db ("" = all). false: no
  * such database. why goes to the log. */
 bool pools_pause(server *s, const char *db, bool pause, const char *why);
@@ -214,6 +223,12 @@ char *metrics_page(server *s, size_t *len); /* malloc'd; NULL: no memory */
 /* http.c: the HTTP door (/metrics, /health, /ready) on a thread of its own. */
 int http_start(server *s); /* 0: listening, or off (no http_listen_port) */
 void http_stop(server *s);
+
+/* reload.c: RELOAD/SIGHUP and SET. 0, or -1 with err set (the running
+ * configuration is then unchanged). */
+int server_reload(server *s, char *err, size_t errlen);
+int server_set(server *s, const char *key, const char *value, char *err, size_t errlen);
+void worker_hold_point(worker *w); /* a worker's safe point */
 
 extern _Thread_local worker *current_worker;
 

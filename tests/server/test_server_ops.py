@@ -252,5 +252,128 @@ class TestHttpConfig(unittest.TestCase):
         self.assertRegex(w.log(), r"weir.ini:\d+: .*http_listen_port.*out of range")
 
 
+class TestReload(OpsCase):
+    settings = {"default_pool_size": "6"}
+
+    def rewrite(self, **changes):
+        """Edit [pgbouncer] keys (None: remove) and [databases] entries (db_<name>)."""
+        with open(self.w.ini) as f:
+            lines = f.read().splitlines()
+        out, section = [], None
+        for ln in lines:
+            if ln.startswith("["):
+                section = ln
+            key = ln.split("=", 1)[0].strip()
+            name = ("db_" + key) if section == "[databases]" else key
+            if "=" in ln and name in changes:
+                v = changes.pop(name)
+                if v is not None:
+                    out.append("%s = %s" % (key, v))
+                continue
+            out.append(ln)
+        at = out.index("[databases]") + 1  # new entries
+        for k in [k for k in changes if k.startswith("db_")]:
+            out.insert(at, "%s = %s" % (k[3:], changes.pop(k)))
+        out += ["%s = %s" % kv for kv in changes.items() if kv[1] is not None]
+        with open(self.w.ini, "w") as f:
+            f.write("\n".join(out) + "\n")
+
+    def config(self):
+        rows, _ = self.admin("SHOW CONFIG")
+        return {r[0]: r[1] for r in rows[1:]}
+
+    def backends(self):
+        return int(PG.sql("select count(*) from pg_stat_activity where usename = 'app'"
+                          " and backend_type = 'client backend'").strip())
+
+    def test_reload_under_load_drops_no_client_and_resizes(self):
+        bench = threading.Thread(target=lambda: self.__dict__.update(res=pgbench(self.w, 4, 8)))
+        bench.start()
+        time.sleep(1.0)
+        self.assertGreater(self.backends(), 2)
+        self.rewrite(default_pool_size="2")
+        _, r = self.admin("RELOAD")
+        self.assertEqual(r.stderr, "")
+        time.sleep(1.0)
+        os.kill(self.w.proc.pid, 1)  # SIGHUP: the same again
+        bench.join(60)
+        n, res = self.res
+        self.assertIn("number of failed transactions: 0 ", res.stdout, res.stdout + res.stderr)
+        self.assertGreater(n, 100)
+        self.assertLessEqual(self.backends(), 2)
+        rows, _ = self.admin("SHOW DATABASES")
+        self.assertEqual(dict(zip(rows[0], rows[1]))["pool_size"], "2")
+        self.assertIn("pool appdb/app: size 6 -> 2", self.w.log())
+        self.assertIn("got SIGHUP, reloading", self.w.log())
+
+    def test_bad_file_keeps_the_running_configuration(self):
+        with open(self.w.ini, "a") as f:
+            f.write("default_pool_size = lots\n")
+        _, r = self.admin("RELOAD")
+        self.assertRegex(r.stderr, r"RELOAD failed, the running configuration is kept: "
+                                   r".*weir\.ini:\d+: .*default_pool_size")
+        os.kill(self.w.proc.pid, 1)
+        deadline = time.time() + 10
+        while time.time() < deadline and self.w.log().count("RELOAD failed") < 2:
+            time.sleep(0.1)
+        self.assertEqual(self.w.log().count("RELOAD failed, keeping the running configuration"), 2)
+        self.assertEqual(self.config()["default_pool_size"], "6")
+        self.assertEqual(self.w.psql("select 3").stdout.strip(), "3")
+
+    def test_reload_adds_a_database_and_moves_one(self):
+        dead = free_port()
+        self.rewrite(db_other="host=127.0.0.1 port=%d dbname=appdb" % dead)
+        _, r = self.admin("RELOAD")
+        self.assertEqual(r.stderr, "")
+        r = self.w.psql("select 1", dbname="other")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("%d" % dead, r.stderr)
+        # point it at the real server: the pool reconnects there
+        self.rewrite(db_other="host=127.0.0.1 port=%d dbname=appdb" % PG.port)
+        _, r = self.admin("RELOAD")
+        self.assertEqual(r.stderr, "")
+        deadline = time.time() + 10
+        while True:
+            r = self.w.psql("select 'moved'", dbname="other")
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(r.stdout.strip(), "moved", r.stderr)
+        self.assertIn("pool other/app: server settings changed; reconnecting", self.w.log())
+
+    def test_reload_reads_the_auth_file_again(self):
+        auth = os.path.join(self.w.dir, "users.txt")
+        with open(auth) as f:
+            text = f.read()
+        with open(auth, "w") as f:  # weir's own check of the client now wants newpass
+            f.write(text.replace('"app" "s3cret"', '"app" "newpass"'))
+        self.assertNotEqual(self.w.psql("select 1", password="newpass").returncode, 0)
+        _, r = self.admin("RELOAD")
+        self.assertEqual(r.stderr, "")
+        r = self.w.psql("select 1", password="s3cret")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("password authentication failed", r.stderr)
+
+    def test_set(self):
+        _, r = self.admin("SET query_wait_timeout = 7")
+        self.assertEqual(r.stderr, "")
+        self.assertEqual(self.config()["query_wait_timeout"], "7")
+        _, r = self.admin("SET server_reset_query = 'DISCARD ALL; SELECT ''x'''")
+        self.assertEqual(r.stderr, "")
+        self.assertEqual(self.config()["server_reset_query"], "DISCARD ALL; SELECT 'x'")
+        _, r = self.admin("SET listen_port = 1")
+        self.assertIn("listen_port cannot be changed online", r.stderr)
+        _, r = self.admin("SET default_pool_size = many")
+        self.assertIn("SET default_pool_size failed: not an integer", r.stderr)
+        _, r = self.admin("SET nosuchkey = 1")
+        self.assertIn("unknown configuration key: nosuchkey", r.stderr)
+        _, r = self.admin("SET default_pool_size = 1")
+        self.assertEqual(r.stderr, "")
+        rows, _ = self.admin("SHOW CONFIG")
+        changeable = {x[0]: x[3] for x in rows[1:]}
+        self.assertEqual((changeable["default_pool_size"], changeable["listen_port"]),
+                         ("yes", "no"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,140 @@
+/* reload.c — changing the configuration of a running weir: RELOAD and
+ * SIGHUP (read the file again), SET key = value (one key).
+ *
+ * The new configuration is built and checked aside; a bad file changes
+ * nothing and the error says why. To swap it in, every worker is held for a
+ * moment at a safe point (its eventfd callback, between clients' events), so
+ * no worker reads the configuration while it changes; clients stay
+ * connected and their bytes wait in the kernel meanwhile. The HTTP thread
+ * reads the configuration under cfg_rw. Then the pools are brought in line
+ * (pools_apply_config).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+/* Called by a worker at its safe point: wait while a change is in progress. */
+void worker_hold_point(worker *w)
+{
+    server *s = w->srv;
+    if (!atomic_load_explicit(&s->holding, memory_order_acquire)) return;
+    pthread_mutex_lock(&s->hold_mu);
+    if (s->holding) {
+        s->held++;
+        pthread_cond_broadcast(&s->hold_cv);
+        while (s->holding) pthread_cond_wait(&s->hold_cv, &s->hold_mu);
+        s->held--;
+    }
+    pthread_mutex_unlock(&s->hold_mu);
+}
+
+/* Hold every worker but the caller's own (if the caller is one). */
+static void hold_all(server *s)
+{
+    pthread_mutex_lock(&s->hold_mu);
+    atomic_store_explicit(&s->holding, true, memory_order_release);
+    int want = s->nworkers - (current_worker ? 1 : 0);
+    uint64_t one = 1;
+    for (int i = 0; i < s->nworkers; i++)
+        if (&s->workers[i] != current_worker) (void)!write(s->workers[i].efd, &one, sizeof one);
+    while (s->held < want) pthread_cond_wait(&s->hold_cv, &s->hold_mu);
+    pthread_rwlock_wrlock(&s->cfg_rw);
+}
+
+static void release_all(server *s)
+{
+    pthread_rwlock_unlock(&s->cfg_rw);
+    atomic_store_explicit(&s->holding, false, memory_order_release);
+    pthread_cond_broadcast(&s->hold_cv);
+    pthread_mutex_unlock(&s->hold_mu);
+}
+
+typedef struct errbuf {
+    server *s;
+    char *err;
+    size_t len;
+} errbuf;
+
+/* cfg_load's messages: warnings to the log, the first error kept for the caller too. */
+static void reload_log(void *ud, bool error, const char *msg)
+{
+    errbuf *e = ud;
+    srv_log(e->s, error ? "ERROR" : "WARNING", "%s", msg);
+    if (error && e->err && !e->err[0]) snprintf(e->err, e->len, "%s", msg);
+}
+
+/* Swap nc in (taking its arrays) with the workers held, keeping what only a
+ * restart can change. */
+static void install(server *s, cfg *nc)
+{
+    size_t n = cfg_key_count();
+    for (size_t i = 0; i < n; i++) {
+        const char *name = cfg_key_at(i, NULL);
+        if (cfg_key_changeable(name)) continue;
+        char was[CFG_STR + 16], now[CFG_STR + 16];
+        if (cfg_get(&s->cfg, name, was, sizeof was) || cfg_get(nc, name, now, sizeof now)) continue;
+        if (strcmp(was, now)) {
+            srv_log(s, "WARNING", "%s cannot change without a restart; still %s", name, was);
+            char why[200];
+            (void)cfg_set(nc, name, was, why, sizeof why);
+        }
+    }
+    snprintf(nc->path, sizeof nc->path, "%s", s->cfg.path);
+    hold_all(s);
+    cfg old = s->cfg;
+    s->cfg = *nc;
+    pools_apply_config(s);
+    release_all(s);
+    cfg_free(&old);
+}
+
+int server_reload(server *s, char *err, size_t errlen)
+{
+    if (!current_worker)
+        pthread_mutex_lock(&s->change_mu);
+    else if (pthread_mutex_trylock(&s->change_mu)) {
+        snprintf(err, errlen, "another configuration change is in progress");
+        return -1;
+    }
+    err[0] = '\0';
+    errbuf eb = {s, err, errlen};
+    cfg nc;
+    int rc = cfg_load(&nc, s->cfg.path, reload_log, &eb);
+    if (rc) {
+        if (!err[0]) snprintf(err, errlen, "cannot load %s", s->cfg.path);
+        srv_log(s, "ERROR", "RELOAD failed, keeping the running configuration: %s", err);
+    } else {
+        install(s, &nc);
+        srv_log(s, "LOG", "configuration reloaded from %s", s->cfg.path);
+    }
+    pthread_mutex_unlock(&s->change_mu);
+    return rc;
+}
+
+int server_set(server *s, const char *key, const char *value, char *err, size_t errlen)
+{
+    if (!cfg_key_changeable(key)) {
+        snprintf(err, errlen, "%s cannot be changed online; change the file and restart", key);
+        return -1;
+    }
+    if (pthread_mutex_trylock(&s->change_mu)) {
+        snprintf(err, errlen, "another configuration change is in progress");
+        return -1;
+    }
+    cfg nc;
+    int rc = cfg_copy(&nc, &s->cfg);
+    if (rc) {
+        snprintf(err, errlen, "out of memory");
+    } else if ((rc = cfg_set(&nc, key, value, err, errlen)) != 0) {
+        cfg_free(&nc);
+    } else {
+        install(s, &nc);
+        srv_log(s, "LOG", "SET %s = %s", key, value);
+    }
+    pthread_mutex_unlock(&s->change_mu);
+    return rc;
+}
