@@ -220,7 +220,7 @@ int main(int argc, char **argv)
         if (sig == SIGUSR2) (void)pools_pause(s, "", false, "SIGUSR2");
         if (sig == SIGHUP) {
             char err[400];
-            srv_log(s, "LOG", "got SIGHUP, reloading %s", s->cfg.path);
+            srv_log(s, "LOG", "got SIGHUP, reloading"); /* cfg is read under change_mu */
             (void)server_reload(s, err, sizeof err); /* it logs the outcome */
         }
     }
