@@ -295,12 +295,8 @@ static void show_stats(server *s, pq_buf *o, const char *what)
     if (kind == SUM) {
         db_stats all = {.db = ""};
         for (size_t i = 0; i < n; i++) {
-            uint64_t *x = (uint64_t *)&all.total, *y = (uint64_t *)&d[i].total;
-            uint64_t *dx = (uint64_t *)&all.delta, *dy = (uint64_t *)&d[i].delta;
-            for (size_t k = 0; k < sizeof all.total / sizeof(uint64_t); k++) {
-                x[k] += y[k];
-                dx[k] += dy[k];
-            }
+            st_sum_add(&all.total, &d[i].total, 1);
+            st_sum_add(&all.delta, &d[i].delta, 1);
         }
         stats_avg a;
         stats_average(&all.delta, period, &a);

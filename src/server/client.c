@@ -120,12 +120,8 @@ static int reserve(pq_buf *b, uint32_t *scanned, uint32_t n)
 
 static void set_state(client *c, cstate s)
 {
-    atomic_store_explicit(&c->w->nstate[c->state],
-                          atomic_load_explicit(&c->w->nstate[c->state], memory_order_relaxed) - 1,
-                          memory_order_relaxed);
-    atomic_store_explicit(&c->w->nstate[s],
-                          atomic_load_explicit(&c->w->nstate[s], memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    nstate_add(c->w, c->state, -1);
+    nstate_add(c->w, s, 1);
     if (c->counted && (c->state == CL_WAITING) != (s == CL_WAITING))
         atomic_fetch_add(&c->pool->cl_waiting, s == CL_WAITING ? 1 : -1);
     c->state = s;
@@ -261,9 +257,7 @@ static void destroy(client *c)
     c->cev_flags = 0;
     if (c->aq) auth_lookup_end(c, false);
     unlink_server(c, true);
-    atomic_store_explicit(&w->nstate[c->state],
-                          atomic_load_explicit(&w->nstate[c->state], memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+    nstate_add(w, c->state, -1);
     if (c->counted) {
         if (c->state == CL_WAITING) atomic_fetch_sub(&c->pool->cl_waiting, 1);
         atomic_fetch_sub(&c->pool->cl_logged, 1);
@@ -1479,10 +1473,8 @@ void client_accept(worker *w, int fd, bool is_unix)
     c->next = w->clients;
     if (c->next) c->next->prev = c;
     w->clients = c;
-    atomic_store_explicit(&w->nstate[CL_LOGIN],
-                          atomic_load_explicit(&w->nstate[CL_LOGIN], memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    set_state(c, CL_LOGIN);
+    c->state = CL_LOGIN;
+    nstate_add(w, CL_LOGIN, 1);
     update_events(c);
 }
 

@@ -221,7 +221,7 @@ int main(int argc, char **argv)
         if (sig == SIGHUP) {
             char err[400];
             srv_log(s, "LOG", "got SIGHUP, reloading"); /* cfg is read under change_mu */
-            (void)server_reload(s, err, sizeof err); /* it logs the outcome */
+            (void)server_reload(s, err, sizeof err);    /* it logs the outcome */
         }
     }
     server_stop(s);

@@ -56,6 +56,8 @@ static inline void st_add(_Atomic uint64_t *a, uint64_t v)
 }
 /* One query, transaction or wait of us microseconds. */
 void st_time(wstats *w, int kind, int64_t us);
+/* a += b, field by field (b subtracted when sign < 0). */
+void st_sum_add(st_sum *a, const st_sum *b, int sign);
 
 /* One pool of server connections: a (database, user) pair. Created on the
  * first login that needs it and kept for the server's life. */
@@ -134,9 +136,17 @@ struct worker {
     size_t qlen, qcap;
     client *clients;                /* every client of this worker, for timeouts */
     client *graveyard;              /* freed at the end of the loop turn */
-    _Atomic int nstate[CL_NSTATES]; /* clients in each state, written by this worker */
+    _Atomic int nstate[CL_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
     atomic_bool stop;
 };
+
+/* Only the worker itself changes its nstate: a relaxed load and store. */
+static inline void nstate_add(worker *w, cstate st, int d)
+{
+    atomic_store_explicit(&w->nstate[st],
+                          atomic_load_explicit(&w->nstate[st], memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
 
 struct server {
     cfg cfg;

@@ -56,7 +56,7 @@ void spool_sum(const spool *p, int nworkers, st_sum *out)
     }
 }
 
-static void sum_add(st_sum *a, const st_sum *b, int sign)
+void st_sum_add(st_sum *a, const st_sum *b, int sign)
 {
     uint64_t *x = (uint64_t *)a;
     const uint64_t *y = (const uint64_t *)b;
@@ -75,9 +75,9 @@ void stats_tick(server *s, int64_t now_ms)
         st_sum cur;
         spool_sum(p, s->nworkers, &cur);
         p->delta = cur;
-        sum_add(&p->delta, &p->prev, -1);
+        st_sum_add(&p->delta, &p->prev, -1);
         p->prev = cur;
-        sum_add(&total, &p->delta, 1);
+        st_sum_add(&total, &p->delta, 1);
     }
     s->stats_period_ms = now_ms - s->stats_at_ms;
     s->stats_at_ms = now_ms;
@@ -131,8 +131,8 @@ size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms)
         }
         st_sum cur;
         spool_sum(p, s->nworkers, &cur);
-        sum_add(&(*out)[i].total, &cur, 1);
-        sum_add(&(*out)[i].delta, &p->delta, 1);
+        st_sum_add(&(*out)[i].total, &cur, 1);
+        st_sum_add(&(*out)[i].delta, &p->delta, 1);
     }
     pthread_mutex_unlock(&s->stats_lock);
     pthread_mutex_unlock(&s->pools_lock);
@@ -204,7 +204,7 @@ static void pool_series(sbuf *b, const char *name, const spool *p, const char *e
 }
 
 typedef struct psnap {
-    const spool *p;
+    spool *p;
     st_sum sum;
     weir_pool_stats st;
     int logged, waiting;
@@ -279,21 +279,18 @@ char *metrics_page(server *s, size_t *len)
     for (size_t i = 0; i < n; i++) {
         spool_sum(v[i].p, s->nworkers, &v[i].sum);
         (void)weir_pool_stats_get(v[i].p->pool, &v[i].st);
-        v[i].logged = atomic_load(&((spool *)v[i].p)->cl_logged);
-        v[i].waiting = atomic_load(&((spool *)v[i].p)->cl_waiting);
+        v[i].logged = atomic_load(&v[i].p->cl_logged);
+        v[i].waiting = atomic_load(&v[i].p->cl_waiting);
     }
 
     /* clients, all pools */
-    static const char *const group[CL_NSTATES] = {"login", "login", "login",   "login", "login",
-                                                  "login", "idle",  "waiting", "active"};
-    long long by[4] = {0};
     static const char *const gname[4] = {"login", "idle", "waiting", "active"};
+    /* every state before CL_IDLE is logging in */
+    static const int group[CL_NSTATES] = {[CL_IDLE] = 1, [CL_WAITING] = 2, [CL_ACTIVE] = 3};
+    long long by[4] = {0};
     for (int w = 0; w < s->nworkers; w++)
-        for (int st = 0; st < CL_NSTATES; st++) {
-            int x = atomic_load_explicit(&s->workers[w].nstate[st], memory_order_relaxed);
-            for (int g = 0; g < 4; g++)
-                if (!strcmp(group[st], gname[g])) by[g] += x;
-        }
+        for (int st = 0; st < CL_NSTATES; st++)
+            by[group[st]] += atomic_load_explicit(&s->workers[w].nstate[st], memory_order_relaxed);
     head(&b, "weir_clients", "gauge",
          "Client connections by state (login includes authentication).");
     for (int g = 0; g < 4; g++)

@@ -151,6 +151,19 @@ class Weir:
                                "-p", str(self.port), "-U", user, "-d", dbname, "-c", sql],
                               capture_output=True, text=True, env=e, timeout=60)
 
+    def admin(self, sql, user="weir", password="weirpass", dbname="pgbouncer"):
+        """(rows, result) of an admin console command: rows as lists, the header first."""
+        e = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
+        r = subprocess.run(["psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-h", "127.0.0.1",
+                            "-p", str(self.port), "-U", user, "-d", dbname, "-c", sql],
+                           capture_output=True, text=True, env=e, timeout=30)
+        return [ln.split("|") for ln in r.stdout.splitlines() if ln], r
+
+    def start_fails(self, timeout=20):
+        """Start weir expecting it to refuse: (exit code, log)."""
+        p = self.start(expect_ok=False)
+        return p.wait(timeout), self.log()
+
 
 def raw_startup(user="app", database="appdb", **params):
     body = struct.pack("!I", 196608)

@@ -421,13 +421,8 @@ class TestAdminConsole(unittest.TestCase):
                       users={"app": "s3cret", "weir": "weirpass", "weir_auth": "authpw"})
         self.addCleanup(self.w.stop)
 
-    def admin(self, sql, user="weir", password="weirpass", dbname="pgbouncer"):
-        """Rows of a console command as lists, the header first."""
-        e = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
-        r = subprocess.run(["psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-h", "127.0.0.1",
-                            "-p", str(self.w.port), "-U", user, "-d", dbname, "-c", sql],
-                           capture_output=True, text=True, env=e, timeout=30)
-        return [ln.split("|") for ln in r.stdout.splitlines() if ln], r
+    def admin(self, sql, **kw):
+        return self.w.admin(sql, **kw)
 
     def pool_row(self):
         rows, r = self.admin("SHOW POOLS")
@@ -602,20 +597,18 @@ class TestCommandLine(unittest.TestCase):
         w = Weir(PG, start=False, raw_ini="[databases]\nappdb = host=127.0.0.1\n[pgbouncer]\n"
                                           "listen_port = 1\npool_mode = sometimes\n")
         try:
-            p = w.start(expect_ok=False)
-            p.wait(10)
-            self.assertNotEqual(p.returncode, 0)
-            self.assertIn("weir.ini:5: invalid value \"sometimes\" for pool_mode", w.log())
+            rc, log = w.start_fails()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("weir.ini:5: invalid value \"sometimes\" for pool_mode", log)
         finally:
             w.stop()
 
     def test_bad_database_line(self):
         w = Weir(PG, start=False, raw_ini="[databases]\nappdb = host=127.0.0.1 port=notaport\n")
         try:
-            p = w.start(expect_ok=False)
-            p.wait(10)
-            self.assertNotEqual(p.returncode, 0)
-            self.assertIn("weir.ini:2: database \"appdb\": port: bad value \"notaport\"", w.log())
+            rc, log = w.start_fails()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("weir.ini:2: database \"appdb\": port: bad value \"notaport\"", log)
         finally:
             w.stop()
 

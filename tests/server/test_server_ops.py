@@ -69,11 +69,7 @@ class OpsCase(unittest.TestCase):
         self.assertTrue(wait_port(self.http_port), self.w.log())
 
     def admin(self, sql):
-        e = dict(os.environ, PGPASSWORD="weirpass", PGCONNECT_TIMEOUT="10")
-        r = subprocess.run(["psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-h", "127.0.0.1",
-                            "-p", str(self.w.port), "-U", "weir", "-d", "pgbouncer", "-c", sql],
-                           capture_output=True, text=True, env=e, timeout=30)
-        return [ln.split("|") for ln in r.stdout.splitlines() if ln], r
+        return self.w.admin(sql)
 
     def get(self, path):
         """(status, body) of an HTTP GET on the door."""
@@ -238,18 +234,18 @@ class TestHttpConfig(unittest.TestCase):
         try:
             w = Weir(PG, settings={"http_listen_port": str(port)}, start=False)
             self.addCleanup(w.stop)
-            p = w.start(expect_ok=False)
-            self.assertNotEqual(p.wait(20), 0)
-            self.assertIn("cannot listen for HTTP on 127.0.0.1:%d" % port, w.log())
+            rc, log = w.start_fails()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("cannot listen for HTTP on 127.0.0.1:%d" % port, log)
         finally:
             s.close()
 
     def test_bad_port_is_a_config_error(self):
         w = Weir(PG, settings={"http_listen_port": "70000"}, start=False)
         self.addCleanup(w.stop)
-        p = w.start(expect_ok=False)
-        self.assertNotEqual(p.wait(20), 0)
-        self.assertRegex(w.log(), r"weir.ini:\d+: .*http_listen_port.*out of range")
+        rc, log = w.start_fails()
+        self.assertNotEqual(rc, 0)
+        self.assertRegex(log, r"weir.ini:\d+: .*http_listen_port.*out of range")
 
 
 class TestReload(OpsCase):
