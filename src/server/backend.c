@@ -306,6 +306,11 @@ static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *er
             const uint8_t *p = m.body, *end = m.body + m.len - 4;
             const char *n = pq_get_str(&p, end), *v = n ? pq_get_str(&p, end) : NULL;
             if (v) be_params_set(&be->params, n, v);
+        } else if (m.type == 'C') {
+            const char *tag = (const char *)m.body;
+            if (m.len > 4 && m.body[m.len - 5] == '\0' &&
+                (!strcmp(tag, "DISCARD ALL") || !strcmp(tag, "DEALLOCATE ALL")))
+                be->ps_gone = true;
         } else if (m.type == 'Z' && m.len == 5) {
             be->txn = (char)m.body[0];
             break;

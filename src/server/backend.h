@@ -49,9 +49,10 @@ typedef struct be_target {
  * all I/O on fd; otherwise the engine's threads may validate or reset it. */
 typedef struct backend {
     int fd;
-    char txn;          /* status of the last ReadyForQuery: 'I', 'T' or 'E' */
-    bool needs_reset;  /* run reset_query before the next user (session pooling) */
-    bool unclean;      /* released with a request in flight: never reuse */
+    char txn;         /* status of the last ReadyForQuery: 'I', 'T' or 'E' */
+    bool needs_reset; /* run reset_query before the next user (session pooling) */
+    bool unclean;     /* released with a request in flight: never reuse */
+    bool ps_gone; /* a reset ran DISCARD ALL / DEALLOCATE ALL: its prepared statements are gone */
     uint32_t pid, key; /* BackendKeyData, for cancel requests */
     be_params params;  /* ParameterStatus as the server last reported it */
     const be_target *target;

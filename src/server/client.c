@@ -60,6 +60,8 @@ struct client {
     pq_buf in, out, pre;
     uint32_t in_scanned, out_scanned;
     pq_stream cst, sst;
+    pq_stream xst; /* ps: the framing of c->in as it is translated */
+    ps_client *ps; /* named prepared statements kept by weir (transaction/statement mode) */
     bool sst_drop;
     int skip_rfq, pending;
     spool *pool;
@@ -210,6 +212,7 @@ static void free_client(client *c)
     pq_buf_free(&c->in);
     pq_buf_free(&c->out);
     pq_buf_free(&c->pre);
+    ps_client_free(c->ps);
     free(c->scram);
     free(c);
 }
@@ -227,7 +230,8 @@ static void unlink_server(client *c, bool client_gone)
     atomic_store(&c->cancel_target, 0);
     backend *be = c->be;
     bool in_flight = c->pending > 0 || c->skip_rfq > 0 || c->sst.left || pq_buf_len(&c->pre) ||
-                     c->in_scanned != c->in.start || c->unsynced || c->cst.left;
+                     c->in_scanned != c->in.start || c->unsynced || c->cst.left ||
+                     (c->ps && ps_busy(c->ps));
     if (client_gone && in_flight) be->unclean = true;
     if (c->pool->mode == POOL_SESSION && client_gone)
         be->needs_reset = be->target->reset_query[0] != '\0';
@@ -241,7 +245,9 @@ static void unlink_server(client *c, bool client_gone)
     c->skip_rfq = 0;
     c->unsynced = false;
     c->sst = (pq_stream){0};
+    c->xst = (pq_stream){0};
     c->sst_drop = false;
+    if (c->ps) ps_client_unlink(c->ps);
     pq_buf_reset(&c->pre);
     if (be->unclean) weir_conn_mark_broken(conn);
     weir_checkin(conn);
@@ -402,23 +408,84 @@ static void release_if_done(client *c)
 {
     if (!c->conn || c->pool->mode == POOL_SESSION) return;
     if (c->pending || c->skip_rfq || c->unsynced || c->be->txn != 'I' || c->sst.left ||
-        c->in_scanned != c->in.start || c->cst.left || pq_buf_len(&c->pre))
+        c->in_scanned != c->in.start || c->cst.left || pq_buf_len(&c->pre) ||
+        (c->ps && ps_busy(c->ps)))
         return;
     unlink_server(c, false);
     set_state(c, CL_IDLE);
+}
+
+/* A ReadyForQuery answering the client's oldest request: its figures. */
+static void rfq_seen(client *c, char status)
+{
+    int64_t now = now_us();
+    wstats *ws = cws(c);
+    if (c->pending) {
+        c->pending--;
+        if (ws) st_time(ws, ST_QUERY, now - c->t_query);
+        c->t_query = now; /* the next one in the pipeline, if any */
+    }
+    if (status == 'I' && c->in_xact && !c->pending) {
+        c->in_xact = false;
+        if (ws) st_time(ws, ST_XACT, now - c->t_xact);
+    }
+    c->t_activity = now / 1000;
+}
+
+/* Insert n bytes at *wr in c->out, whose unscanned part is [*rd, *end):
+ * into the gap left by dropped messages, else moving the rest up. */
+static int out_splice(client *c, uint32_t *wr, uint32_t *rd, uint32_t *end, const uint8_t *src,
+                      uint32_t n)
+{
+    if (*rd - *wr < n) {
+        uint32_t need = n - (*rd - *wr);
+        if (c->out.cap - *end < need) {
+            uint64_t cap = c->out.cap ? c->out.cap : 256;
+            while (cap - *end < need) cap *= 2;
+            if (cap > UINT32_MAX) return -1;
+            uint8_t *p = realloc(c->out.p, cap);
+            if (!p) return -1;
+            c->out.p = p;
+            c->out.cap = (uint32_t)cap;
+        }
+        memmove(c->out.p + *rd + need, c->out.p + *rd, *end - *rd);
+        *rd += need;
+        *end += need;
+    }
+    memcpy(c->out.p + *wr, src, n);
+    *wr += n;
+    return 0;
+}
+
+/* Weir's own replies to prepared-statement messages that are due now, into
+ * c->out at *wr. -1: out of memory. */
+static int ps_emit(client *c, uint32_t *wr, uint32_t *rd, uint32_t *end)
+{
+    pq_buf tmp = {0};
+    int nrfq = 0;
+    int rc = ps_due(c->ps, c->be ? c->be->txn : 'I', &tmp, &nrfq);
+    if (!rc && tmp.end) rc = out_splice(c, wr, rd, end, tmp.p, tmp.end);
+    pq_buf_free(&tmp);
+    while (nrfq-- > 0) rfq_seen(c, c->be ? c->be->txn : 'I');
+    return rc;
 }
 
 /* Scan new server bytes in c->out: note ReadyForQuery and ParameterStatus,
  * drop the replies to weir's own queries. false: protocol error. */
 static bool scan_out(client *c)
 {
-    uint8_t *p = c->out.p;
     uint32_t rd = c->out_scanned, wr = c->out_scanned, end = c->out.end;
     bool ok = true;
+    const char *whole = c->ps ? PS_WHOLE_OUT : "ZS";
     while (rd < end) {
+        if (c->ps && !c->sst.left && ps_emit(c, &wr, &rd, &end)) {
+            ok = false;
+            break;
+        }
+        uint8_t *p = c->out.p;
         pq_msg m;
         uint32_t used;
-        int r = pq_next(&c->sst, p + rd, end - rd, CLIENT_MAX_MSG, "ZS", &m, &used);
+        int r = pq_next(&c->sst, p + rd, end - rd, CLIENT_MAX_MSG, whole, &m, &used);
         if (r == PQ_NEED) break;
         if (r == PQ_BAD) {
             ok = false;
@@ -429,24 +496,15 @@ static bool scan_out(client *c)
             keep = !c->sst_drop;
         } else {
             keep = c->skip_rfq == 0;
+            if (keep && c->ps)
+                keep = ps_server_msg(c->ps, ((be_ext *)c->be->ext)->ps, m.type, m.body, m.len - 4);
             c->sst_drop = !keep && !m.body;
             if (m.type == 'Z' && m.len == 5) {
                 c->be->txn = (char)m.body[0];
                 if (c->skip_rfq) {
                     c->skip_rfq--;
                 } else {
-                    int64_t now = now_us();
-                    wstats *ws = cws(c);
-                    if (c->pending) {
-                        c->pending--;
-                        if (ws) st_time(ws, ST_QUERY, now - c->t_query);
-                        c->t_query = now; /* the next one in the pipeline, if any */
-                    }
-                    if (m.body[0] == 'I' && c->in_xact && !c->pending) {
-                        c->in_xact = false;
-                        if (ws) st_time(ws, ST_XACT, now - c->t_xact);
-                    }
-                    c->t_activity = now / 1000;
+                    rfq_seen(c, (char)m.body[0]);
                     /* Statement pooling: a transaction left open is refused.
                      * The error takes this ReadyForQuery's place, so the
                      * client, still waiting for it, reads the reason. */
@@ -475,10 +533,9 @@ static bool scan_out(client *c)
         }
         rd += used;
     }
-    if (wr != rd) {
-        memmove(p + wr, p + rd, end - rd);
-        c->out.end = wr + (end - rd);
-    }
+    if (ok && c->ps && !c->sst.left && ps_emit(c, &wr, &rd, &end)) ok = false;
+    if (wr != rd) memmove(c->out.p + wr, c->out.p + rd, end - rd);
+    c->out.end = wr + (end - rd);
     c->out_scanned = wr;
     return ok;
 }
@@ -706,7 +763,7 @@ static bool scan_in(client *c)
         pq_msg m;
         uint32_t used;
         int r = pq_next(&c->cst, c->in.p + c->in_scanned, c->in.end - c->in_scanned, CLIENT_MAX_MSG,
-                        "X", &m, &used);
+                        c->ps ? PS_WHOLE_IN : "X", &m, &used);
         if (r == PQ_NEED) break;
         if (r == PQ_BAD) {
             client_close(c, "08P01", "invalid message length");
@@ -740,6 +797,56 @@ static bool scan_in(client *c)
     return true;
 }
 
+/* max_prepared_statements: move the scanned client messages to c->pre,
+ * statement names rewritten for the linked server (prep.h), and put the
+ * replies weir makes itself in c->out. false: c is gone. */
+static bool ps_translate(client *c)
+{
+    be_ext *x = c->be->ext;
+    if (c->be->ps_gone) {
+        ps_cache_clear(x->ps);
+        c->be->ps_gone = false;
+    }
+    uint32_t max = (uint32_t)c->w->srv->cfg.max_prepared_statements;
+    while (c->in.start < c->in_scanned) {
+        pq_msg m;
+        uint32_t used;
+        int r = pq_next(&c->xst, c->in.p + c->in.start, c->in_scanned - c->in.start, CLIENT_MAX_MSG,
+                        PS_WHOLE_IN, &m, &used);
+        if (r == PQ_NEED || r == PQ_BAD) break; /* cannot happen: scan_in framed these bytes */
+        int rc;
+        if (r == PQ_MSG && m.body) {
+            rc = ps_client_msg(c->ps, &x->ps, max, m.type, m.body, m.len - 4, &c->pre);
+        } else {
+            rc = r == PQ_MSG ? ps_client_other(c->ps, m.type) : 0;
+            if (!rc) rc = pq_put_raw(&c->pre, c->in.p + c->in.start, used);
+        }
+        if (rc) {
+            client_close(c, "53200", "out of memory");
+            return false;
+        }
+        c->in.start += used;
+    }
+    if (c->in.start == c->in.end) c->in.start = c->in.end = c->in_scanned = 0;
+    uint64_t pc, ps, b;
+    ps_take_counts(c->ps, &pc, &ps, &b);
+    wstats *ws = cws(c);
+    if (ws && (pc | ps | b)) {
+        st_add(&ws->ps_parse_c, pc);
+        st_add(&ws->ps_parse_s, ps);
+        st_add(&ws->ps_bind, b);
+    }
+    if (c->sst.left) return true; /* in the middle of a server message: later */
+    uint32_t wr = c->out_scanned, rd = wr, end = c->out.end;
+    if (ps_emit(c, &wr, &rd, &end)) {
+        client_close(c, "53200", "out of memory");
+        return false;
+    }
+    c->out.end = end;
+    c->out_scanned = wr;
+    return flush_out(c);
+}
+
 /* Client data after login: pass it to the server, getting one first if
  * needed. false: c is gone. */
 static bool admin_input(client *c);
@@ -761,6 +868,7 @@ static bool process_in(client *c)
         return true;
     }
     if (!c->conn) return request_server(c); /* linking calls back into process_in */
+    if (c->ps && !ps_translate(c)) return false;
     if (!flush_in(c)) {
         server_lost(c);
         return false;
@@ -769,6 +877,7 @@ static bool process_in(client *c)
         client_close(c, NULL, NULL);
         return false;
     }
+    if (c->ps) release_if_done(c); /* weir may have answered everything itself */
     update_events(c);
     return true;
 }
@@ -821,6 +930,11 @@ static void auth_done(client *c)
     c->pool = db ? pool_get(s, db, c->dbname, c->user, NULL, &cr, err, sizeof err) : NULL;
     if (!c->pool) {
         client_close(c, "08P01", "%s", db ? err : "no such database");
+        return;
+    }
+    if (c->pool->mode != POOL_SESSION && s->cfg.max_prepared_statements > 0 &&
+        !(c->ps = ps_client_new(s->ps_reg))) {
+        client_close(c, "53200", "out of memory");
         return;
     }
     atomic_fetch_add(&c->pool->cl_logged, 1);

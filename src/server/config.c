@@ -88,6 +88,7 @@ static const key keys[] = {
     K(application_name_add_host, K_BOOL, "0"),
     K(disable_pqexec, K_BOOL, "0"),
     K(workers, K_INT, "0"),
+    K(max_prepared_statements, K_INT, "200"),
     K(http_listen_addr, K_STR, ""),
     K(http_listen_port, K_INT, "0"),
 };
@@ -114,7 +115,6 @@ static const char *const unsupported[] = {
     "tcp_defer_accept",
     "tcp_socket_buffer",
     "track_extra_parameters",
-    "max_prepared_statements",
     "client_tls_sslmode",
     "client_tls_key_file",
     "client_tls_cert_file",

@@ -79,6 +79,7 @@ typedef struct cfg {
     int verbose;
     bool tcp_keepalive, so_reuseport, application_name_add_host, disable_pqexec;
     int tcp_keepcnt, tcp_keepidle, tcp_keepintvl, tcp_user_timeout;
+    int max_prepared_statements; /* per server connection, transaction/statement mode; 0 = off */
     /* weir's own */
     int workers;                    /* event-loop threads; 0 = number of cores */
     char http_listen_addr[CFG_STR]; /* the HTTP door (/metrics, /health, /ready); off unless set */

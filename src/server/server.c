@@ -85,6 +85,7 @@ static void pool_on_destroy(void *ud, weir_conn *c)
     for (int i = 0; i < x->n; i++)
         if (event_initialized(&x->w[i].ev))
             event_del(&x->w[i].ev); /* waits for a running callback */
+    ps_cache_free(x->ps);
     free(x);
     be->ext = NULL;
 }
@@ -525,6 +526,8 @@ int server_start(server *s)
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) return -1;
     s->unix_fd = -1;
+    s->ps_reg = ps_registry_new();
+    if (!s->ps_reg) return -1;
     for (int i = 0; i < s->nworkers; i++)
         if (worker_init(&s->workers[i], s, i)) return -1;
 
@@ -596,4 +599,6 @@ void server_stop(server *s)
     }
     free(s->workers);
     free(s->keys);
+    ps_registry_free(s->ps_reg); /* after the last client */
+    s->ps_reg = NULL;
 }

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "prep.h"
 #include "proto.h"
 #include "weir/weir.h"
 
@@ -41,10 +42,12 @@ typedef struct client client;
 enum { ST_QUERY, ST_XACT, ST_WAIT, ST_NH };
 typedef struct st_sum {
     uint64_t xact, query, recv, sent, xact_us, query_us, wait_us, waits;
+    uint64_t ps_parse_c, ps_parse_s, ps_bind; /* prepared statements (prep.h) */
     uint64_t h[ST_NH][ST_NB + 1];
 } st_sum;
 typedef struct wstats {
     _Atomic uint64_t xact, query, recv, sent, xact_us, query_us, wait_us, waits;
+    _Atomic uint64_t ps_parse_c, ps_parse_s, ps_bind;
     _Atomic uint64_t h[ST_NH][ST_NB + 1];
 } __attribute__((aligned(64))) wstats;
 extern const int64_t st_bounds_us[ST_NB];
@@ -102,6 +105,7 @@ typedef struct be_watch {
 } be_watch;
 
 typedef struct be_ext {
+    ps_cache *ps; /* its prepared statements (max_prepared_statements); NULL until the first */
     int n;
     be_watch w[];
 } be_ext;
@@ -178,6 +182,7 @@ struct server {
     atomic_bool holding;
     int held;
     pthread_rwlock_t cfg_rw;
+    ps_registry *ps_reg; /* max_prepared_statements: every statement clients prepared */
 };
 
 void srv_log(server *s, const char *level, const char *fmt, ...)

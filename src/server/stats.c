@@ -51,6 +51,9 @@ void spool_sum(const spool *p, int nworkers, st_sum *out)
         out->query_us += LD(w->query_us);
         out->wait_us += LD(w->wait_us);
         out->waits += LD(w->waits);
+        out->ps_parse_c += LD(w->ps_parse_c);
+        out->ps_parse_s += LD(w->ps_parse_s);
+        out->ps_bind += LD(w->ps_bind);
         for (int k = 0; k < ST_NH; k++)
             for (int b = 0; b <= ST_NB; b++) out->h[k][b] += LD(w->h[k][b]);
     }
@@ -321,6 +324,15 @@ char *metrics_page(server *s, size_t *len)
     COUNTER("weir_queries_total", "Queries completed (ReadyForQuery answers to clients).", query);
     COUNTER("weir_client_received_bytes_total", "Bytes received from clients.", recv);
     COUNTER("weir_client_sent_bytes_total", "Bytes sent to clients.", sent);
+    COUNTER("weir_prepared_client_parses_total",
+            "Parse messages of named statements from clients (max_prepared_statements).",
+            ps_parse_c);
+    COUNTER("weir_prepared_server_parses_total",
+            "Parse messages of named statements sent to servers: first use on a server "
+            "connection, or prepared again after eviction.",
+            ps_parse_s);
+    COUNTER("weir_prepared_binds_total", "Bind messages naming a client's prepared statement.",
+            ps_bind);
     head(&b, "weir_query_duration_seconds", "histogram",
          "Time from a client's request to the server's ReadyForQuery.");
     hist(&b, "weir_query_duration_seconds", v, n, ST_QUERY);

@@ -1,0 +1,835 @@
+/* prep.c — named prepared statements across server connections (see prep.h). */
+#include "prep.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_PREFIX "weir_"
+#define NAME_MAX_   32 /* "weir_" and a uint64 */
+
+/* --- the registry: one entry per distinct statement ---------------------- */
+
+typedef struct ps_stmt {
+    struct ps_stmt *next;
+    uint64_t id, hash;
+    int refs;     /* client names pointing here (under the registry's mu) */
+    uint32_t len; /* of body: the query, NUL, then the parameter types as Parse has them */
+    uint8_t body[];
+} ps_stmt;
+
+struct ps_registry {
+    pthread_mutex_t mu;
+    ps_stmt **b;
+    size_t nb, n;
+    uint64_t next_id;
+};
+
+static uint64_t fnv(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+ps_registry *ps_registry_new(void)
+{
+    ps_registry *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->nb = 256;
+    r->b = calloc(r->nb, sizeof *r->b);
+    if (!r->b) {
+        free(r);
+        return NULL;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    r->next_id = 1;
+    return r;
+}
+
+void ps_registry_free(ps_registry *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->nb; i++)
+        while (r->b[i]) {
+            ps_stmt *s = r->b[i];
+            r->b[i] = s->next;
+            free(s);
+        }
+    free(r->b);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+size_t ps_registry_count(ps_registry *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static void registry_grow(ps_registry *r)
+{
+    size_t nb = r->nb * 2;
+    ps_stmt **b = calloc(nb, sizeof *b);
+    if (!b) return; /* longer chains, still correct */
+    for (size_t i = 0; i < r->nb; i++)
+        while (r->b[i]) {
+            ps_stmt *s = r->b[i];
+            r->b[i] = s->next;
+            s->next = b[s->hash & (nb - 1)];
+            b[s->hash & (nb - 1)] = s;
+        }
+    free(r->b);
+    r->b = b;
+    r->nb = nb;
+}
+
+/* The entry for body, with one more reference; NULL: out of memory. */
+static ps_stmt *intern(ps_registry *r, const uint8_t *body, uint32_t len)
+{
+    uint64_t h = fnv(body, len);
+    pthread_mutex_lock(&r->mu);
+    ps_stmt *s = r->b[h & (r->nb - 1)];
+    while (s && !(s->hash == h && s->len == len && !memcmp(s->body, body, len))) s = s->next;
+    if (!s) {
+        s = malloc(sizeof *s + len);
+        if (s) {
+            s->id = r->next_id++;
+            s->hash = h;
+            s->refs = 0;
+            s->len = len;
+            memcpy(s->body, body, len);
+            if (r->n >= r->nb) registry_grow(r);
+            s->next = r->b[h & (r->nb - 1)];
+            r->b[h & (r->nb - 1)] = s;
+            r->n++;
+        }
+    }
+    if (s) s->refs++;
+    pthread_mutex_unlock(&r->mu);
+    return s;
+}
+
+static void release(ps_registry *r, ps_stmt *s)
+{
+    pthread_mutex_lock(&r->mu);
+    if (--s->refs == 0) {
+        ps_stmt **pp = &r->b[s->hash & (r->nb - 1)];
+        while (*pp != s) pp = &(*pp)->next;
+        *pp = s->next;
+        r->n--;
+        free(s);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* --- a server connection's cache: open addressing on the id -------------- */
+
+/* One more reference to s (a server connection's cache keeps what it has
+ * prepared alive, so a client preparing the same text later finds it). */
+static void ref(ps_registry *r, ps_stmt *s)
+{
+    pthread_mutex_lock(&r->mu);
+    s->refs++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+typedef struct slot {
+    ps_stmt *st; /* NULL: empty; the slot holds a reference */
+    uint64_t used;
+} slot;
+
+struct ps_cache {
+    ps_registry *reg;
+    slot *t;
+    uint32_t cap, n; /* cap a power of two, n <= cap / 2 */
+    uint64_t clock;
+};
+
+static uint32_t slot_of(const ps_cache *sc, uint64_t id)
+{
+    return (uint32_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & (sc->cap - 1);
+}
+
+static slot *cache_find(ps_cache *sc, uint64_t id)
+{
+    if (!sc->cap) return NULL;
+    for (uint32_t i = slot_of(sc, id);; i = (i + 1) & (sc->cap - 1)) {
+        if (!sc->t[i].st) return NULL;
+        if (sc->t[i].st->id == id) return &sc->t[i];
+    }
+}
+
+/* Enter st, taking over the caller's reference. -1: out of memory (the
+ * reference stays the caller's). */
+static int cache_put(ps_cache *sc, ps_stmt *st, uint64_t used)
+{
+    if ((sc->n + 1) * 2 > sc->cap) {
+        uint32_t cap = sc->cap ? sc->cap * 2 : 16;
+        slot *t = calloc(cap, sizeof *t), *old = sc->t;
+        if (!t) return -1;
+        uint32_t ocap = sc->cap;
+        sc->t = t;
+        sc->cap = cap;
+        sc->n = 0;
+        for (uint32_t i = 0; i < ocap; i++)
+            if (old[i].st) (void)cache_put(sc, old[i].st, old[i].used); /* fits: no growth */
+        free(old);
+    }
+    uint32_t i = slot_of(sc, st->id);
+    while (sc->t[i].st && sc->t[i].st != st) i = (i + 1) & (sc->cap - 1);
+    if (sc->t[i].st) {
+        release(sc->reg, st); /* already there */
+    } else {
+        sc->n++;
+    }
+    sc->t[i] = (slot){st, used};
+    return 0;
+}
+
+/* Take id out; its reference goes to the caller. NULL: not there. */
+static ps_stmt *cache_take(ps_cache *sc, uint64_t id)
+{
+    slot *s = cache_find(sc, id);
+    if (!s) return NULL;
+    ps_stmt *st = s->st;
+    uint32_t i = (uint32_t)(s - sc->t), m = sc->cap - 1;
+    sc->t[i].st = NULL;
+    sc->n--;
+    /* Backward shift: move later members of the run into the hole when their home allows. */
+    for (uint32_t j = (i + 1) & m; sc->t[j].st; j = (j + 1) & m) {
+        uint32_t home = slot_of(sc, sc->t[j].st->id);
+        bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+        if (movable) {
+            sc->t[i] = sc->t[j];
+            sc->t[j].st = NULL;
+            i = j;
+        }
+    }
+    return st;
+}
+
+static uint64_t cache_oldest(const ps_cache *sc)
+{
+    uint64_t id = 0, best = UINT64_MAX;
+    for (uint32_t i = 0; i < sc->cap; i++)
+        if (sc->t[i].st && sc->t[i].used < best) {
+            best = sc->t[i].used;
+            id = sc->t[i].st->id;
+        }
+    return id;
+}
+
+void ps_cache_clear(ps_cache *sc)
+{
+    if (!sc) return;
+    for (uint32_t i = 0; i < sc->cap; i++)
+        if (sc->t[i].st) {
+            release(sc->reg, sc->t[i].st);
+            sc->t[i].st = NULL;
+        }
+    sc->n = 0;
+}
+
+void ps_cache_free(ps_cache *sc)
+{
+    if (!sc) return;
+    ps_cache_clear(sc);
+    free(sc->t);
+    free(sc);
+}
+
+size_t ps_cache_count(const ps_cache *sc)
+{
+    return sc ? sc->n : 0;
+}
+
+/* --- a client: its names, and the replies it is owed ---------------------- */
+
+typedef struct ps_name {
+    struct ps_name *next;
+    ps_stmt *st;
+    uint64_t hash;
+    char name[];
+} ps_name;
+
+enum {
+    OP_PARSE, /* '1' */
+    OP_BIND,  /* '2' */
+    OP_DESC,  /* 'T' or 'n' (after 't' for a statement) */
+    OP_EXEC,  /* 'C', 'I' or 's' */
+    OP_CLOSE, /* '3' */
+    OP_SYNC,  /* 'Z' */
+    OP_QUERY, /* 'Z' (Query, FunctionCall) */
+    OP_SYN,   /* weir's reply from here on: */
+    OP_SYN_PARSE = OP_SYN,
+    OP_SYN_CLOSE,
+    OP_SYN_BIND,
+    OP_SYN_NODATA,        /* Describe of the portal */
+    OP_SYN_PARAMS_NODATA, /* Describe of the statement: no parameters, no rows */
+    OP_SYN_CMD,           /* Execute: CommandComplete DEALLOCATE [ALL] (F_ALL) */
+    OP_SYN_DEALLOC,       /* the same and ReadyForQuery (a simple query) */
+};
+#define F_DROP   1 /* a message weir added: hide its reply */
+#define F_CACHED 2 /* a Parse that entered id in the cache: if it fails, take it out */
+#define F_EVICT  4 /* a Close that took id out of the cache: if skipped, put it back */
+#define F_ALL    8 /* DEALLOCATE ALL */
+
+typedef struct ps_op {
+    uint8_t kind, flags;
+    uint64_t id;
+    char *name;  /* a client's Parse: its name, forgotten if PostgreSQL does not carry it out */
+    ps_stmt *st; /* F_EVICT: the statement closed (a reference), back in the cache if skipped */
+} ps_op;
+
+struct ps_client {
+    ps_registry *reg;
+    ps_name **b;
+    size_t nb, n;
+    ps_op *q; /* a ring: head, len, cap (a power of two) */
+    uint32_t head, len, cap;
+    uint64_t parse_c, parse_s, bind; /* ps_take_counts */
+    /* DEALLOCATE sent with the extended protocol (as psycopg does): the
+     * unnamed statement is one weir answers (0, or F_ALL | 1), and the
+     * portal bound to it (malloc'd, or NULL). */
+    uint8_t udealloc;
+    char *dportal;
+};
+
+ps_client *ps_client_new(ps_registry *r)
+{
+    ps_client *pc = calloc(1, sizeof *pc);
+    if (!pc) return NULL;
+    pc->reg = r;
+    return pc;
+}
+
+void ps_client_free(ps_client *pc)
+{
+    if (!pc) return;
+    for (size_t i = 0; i < pc->nb; i++)
+        while (pc->b[i]) {
+            ps_name *e = pc->b[i];
+            pc->b[i] = e->next;
+            release(pc->reg, e->st);
+            free(e);
+        }
+    free(pc->b);
+    free(pc->dportal);
+    ps_client_unlink(pc);
+    free(pc->q);
+    free(pc);
+}
+
+static void pop(ps_client *pc);
+
+void ps_client_unlink(ps_client *pc)
+{
+    while (pc->len) pop(pc);
+    pc->head = 0;
+}
+
+bool ps_busy(const ps_client *pc)
+{
+    return pc->len > 0;
+}
+
+size_t ps_client_count(const ps_client *pc)
+{
+    return pc->n;
+}
+
+static ps_name **name_slot(ps_client *pc, const char *name, uint64_t h)
+{
+    ps_name **pp = &pc->b[h & (pc->nb - 1)];
+    while (*pp && !((*pp)->hash == h && !strcmp((*pp)->name, name))) pp = &(*pp)->next;
+    return pp;
+}
+
+static ps_name *name_find(ps_client *pc, const char *name)
+{
+    if (!pc->nb) return NULL;
+    return *name_slot(pc, name, fnv(name, strlen(name)));
+}
+
+static int name_add(ps_client *pc, const char *name, ps_stmt *st)
+{
+    if (pc->n >= pc->nb) {
+        size_t nb = pc->nb ? pc->nb * 2 : 16;
+        ps_name **b = calloc(nb, sizeof *b);
+        if (!b) return -1;
+        for (size_t i = 0; i < pc->nb; i++)
+            while (pc->b[i]) {
+                ps_name *e = pc->b[i];
+                pc->b[i] = e->next;
+                e->next = b[e->hash & (nb - 1)];
+                b[e->hash & (nb - 1)] = e;
+            }
+        free(pc->b);
+        pc->b = b;
+        pc->nb = nb;
+    }
+    size_t l = strlen(name);
+    ps_name *e = malloc(sizeof *e + l + 1);
+    if (!e) return -1;
+    e->st = st;
+    e->hash = fnv(name, l);
+    memcpy(e->name, name, l + 1);
+    e->next = pc->b[e->hash & (pc->nb - 1)];
+    pc->b[e->hash & (pc->nb - 1)] = e;
+    pc->n++;
+    return 0;
+}
+
+static void name_remove(ps_client *pc, const char *name)
+{
+    if (!pc->nb) return;
+    ps_name **pp = name_slot(pc, name, fnv(name, strlen(name)));
+    ps_name *e = *pp;
+    if (!e) return;
+    *pp = e->next;
+    release(pc->reg, e->st);
+    free(e);
+    pc->n--;
+}
+
+static void name_remove_all(ps_client *pc)
+{
+    for (size_t i = 0; i < pc->nb; i++)
+        while (pc->b[i]) {
+            ps_name *e = pc->b[i];
+            pc->b[i] = e->next;
+            release(pc->reg, e->st);
+            free(e);
+        }
+    pc->n = 0;
+}
+
+static int push_named(ps_client *pc, uint8_t kind, uint8_t flags, uint64_t id, const char *name)
+{
+    char *nm = NULL;
+    if (name && !(nm = strdup(name))) return -1;
+    if (pc->len == pc->cap) {
+        uint32_t cap = pc->cap ? pc->cap * 2 : 16;
+        ps_op *q = malloc(cap * sizeof *q);
+        if (!q) {
+            free(nm);
+            return -1;
+        }
+        for (uint32_t i = 0; i < pc->len; i++) q[i] = pc->q[(pc->head + i) & (pc->cap - 1)];
+        free(pc->q);
+        pc->q = q;
+        pc->cap = cap;
+        pc->head = 0;
+    }
+    pc->q[(pc->head + pc->len) & (pc->cap - 1)] = (ps_op){kind, flags, id, nm, NULL};
+    pc->len++;
+    return 0;
+}
+
+static int push(ps_client *pc, uint8_t kind, uint8_t flags, uint64_t id)
+{
+    return push_named(pc, kind, flags, id, NULL);
+}
+
+static ps_op *head(ps_client *pc)
+{
+    return pc->len ? &pc->q[pc->head] : NULL;
+}
+
+static void pop(ps_client *pc)
+{
+    free(pc->q[pc->head].name);
+    if (pc->q[pc->head].st) release(pc->reg, pc->q[pc->head].st);
+    pc->head = (pc->head + 1) & (pc->cap - 1);
+    pc->len--;
+}
+
+/* --- client messages ------------------------------------------------------ */
+
+static int put_name(char *out, uint64_t id)
+{
+    return snprintf(out, NAME_MAX_, NAME_PREFIX "%" PRIu64, id);
+}
+
+/* A message of type t: parts concatenated as its body. */
+static int put_parts(pq_buf *o, char t, const void *a, uint32_t na, const void *b, uint32_t nb,
+                     const void *c, uint32_t nc)
+{
+    uint32_t n = na + nb + nc;
+    if (pq_buf_reserve(o, n + 5)) return -1;
+    uint8_t *p = o->p + o->end;
+    *p = (uint8_t)t;
+    pq_set32(p + 1, n + 4);
+    p += 5;
+    if (na) memcpy(p, a, na);
+    if (nb) memcpy(p + na, b, nb);
+    if (nc) memcpy(p + na + nb, c, nc);
+    o->end += n + 5;
+    return 0;
+}
+
+/* Room for one more statement in the cache: Close the least recently used. */
+static int make_room(ps_client *pc, ps_cache *sc, uint32_t max, pq_buf *o)
+{
+    while (sc->n >= max && sc->n) {
+        uint64_t id = cache_oldest(sc);
+        char nm[NAME_MAX_];
+        int l = put_name(nm, id);
+        ps_stmt *st = cache_take(sc, id);
+        if (put_parts(o, 'C', "S", 1, nm, (uint32_t)l + 1, NULL, 0) ||
+            push(pc, OP_CLOSE, F_DROP | F_EVICT, id)) {
+            release(pc->reg, st);
+            return -1;
+        }
+        pc->q[(pc->head + pc->len - 1) & (pc->cap - 1)].st = st;
+    }
+    return 0;
+}
+
+/* st is being prepared on the server: the cache holds a reference. */
+static int cache_enter(ps_client *pc, ps_cache *sc, ps_stmt *st)
+{
+    ref(pc->reg, st);
+    if (!cache_put(sc, st, ++sc->clock)) return 0;
+    release(pc->reg, st);
+    return -1;
+}
+
+/* Make sure the server has st: if not, a Parse whose reply is hidden. */
+static int ensure(ps_client *pc, ps_cache *sc, uint32_t max, ps_stmt *st, pq_buf *o)
+{
+    slot *s = cache_find(sc, st->id);
+    if (s) {
+        s->used = ++sc->clock;
+        return 0;
+    }
+    char nm[NAME_MAX_];
+    int l = put_name(nm, st->id);
+    if (make_room(pc, sc, max, o) || cache_enter(pc, sc, st) ||
+        put_parts(o, 'P', nm, (uint32_t)l + 1, st->body, st->len, NULL, 0) ||
+        push(pc, OP_PARSE, F_DROP | F_CACHED, st->id))
+        return -1;
+    pc->parse_s++;
+    return 0;
+}
+
+/* DEALLOCATE [PREPARE] { name | ALL } [;] as a whole query: 1 with *all or
+ * the name (folded to lower case unless quoted) in out, else 0. */
+static int parse_deallocate(const char *q, bool *all, char *out, size_t outlen)
+{
+    const char *p = q;
+    while (isspace((unsigned char)*p)) p++;
+    if (strncasecmp(p, "deallocate", 10) || !isspace((unsigned char)p[10])) return 0;
+    p += 10;
+    while (isspace((unsigned char)*p)) p++;
+    if (!strncasecmp(p, "prepare", 7) && isspace((unsigned char)p[7])) {
+        p += 7;
+        while (isspace((unsigned char)*p)) p++;
+    }
+    size_t n = 0;
+    bool quoted = *p == '"';
+    if (quoted) {
+        for (p++;; p++) {
+            if (!*p) return 0;
+            if (*p == '"') {
+                if (p[1] != '"') break;
+                p++;
+            }
+            if (n + 1 >= outlen) return 0;
+            out[n++] = *p;
+        }
+        p++;
+    } else {
+        while (isalnum((unsigned char)*p) || *p == '_' || *p == '$' || (unsigned char)*p >= 0x80) {
+            if (n + 1 >= outlen) return 0;
+            out[n++] = (char)tolower((unsigned char)*p);
+            p++;
+        }
+    }
+    out[n] = '\0';
+    if (!n) return 0;
+    while (isspace((unsigned char)*p)) p++;
+    if (*p == ';') p++;
+    while (isspace((unsigned char)*p)) p++;
+    if (*p) return 0;
+    *all = !quoted && !strcmp(out, "all");
+    return 1;
+}
+
+int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uint8_t *body,
+                  uint32_t len, pq_buf *o)
+{
+    if (!*scp) {
+        if (!(*scp = calloc(1, sizeof **scp))) return -1;
+        (*scp)->reg = pc->reg;
+    }
+    ps_cache *sc = *scp;
+    if (!max) max = 1;
+    const uint8_t *p = body, *end = body + len;
+    char nm[NAME_MAX_];
+    switch (t) {
+    case 'P': {
+        const char *name = pq_get_str(&p, end);
+        if (name && !*name) {
+            const uint8_t *qp = p;
+            const char *q = pq_get_str(&qp, end);
+            bool all = false;
+            char dn[256];
+            pc->udealloc = 0;
+            if (q && parse_deallocate(q, &all, dn, sizeof dn) && (all || name_find(pc, dn))) {
+                if (all)
+                    name_remove_all(pc);
+                else
+                    name_remove(pc, dn);
+                pc->udealloc = (uint8_t)(1 | (all ? F_ALL : 0));
+                return push(pc, OP_SYN_PARSE, 0, 0);
+            }
+        }
+        if (!name || !*name) {
+            if (push(pc, OP_PARSE, 0, 0)) return -1;
+            break;
+        }
+        /* p: the query and parameter types, as the registry keeps them */
+        pc->parse_c++;
+        ps_name *e = name_find(pc, name);
+        if (e) {
+            /* Already exists: the server says so, naming weir's statement. */
+            if (ensure(pc, sc, max, e->st, o)) return -1;
+            int l = put_name(nm, e->st->id);
+            return put_parts(o, 'P', nm, (uint32_t)l + 1, e->st->body, e->st->len, NULL, 0) ||
+                           push(pc, OP_PARSE, 0, 0)
+                       ? -1
+                       : 0;
+        }
+        ps_stmt *st = intern(pc->reg, p, (uint32_t)(end - p));
+        if (!st) return -1;
+        if (name_add(pc, name, st)) {
+            release(pc->reg, st);
+            return -1;
+        }
+        slot *s = cache_find(sc, st->id);
+        if (s) {
+            s->used = ++sc->clock;
+            return push_named(pc, OP_SYN_PARSE, 0, 0, name);
+        }
+        int l = put_name(nm, st->id);
+        if (make_room(pc, sc, max, o) || cache_enter(pc, sc, st) ||
+            put_parts(o, 'P', nm, (uint32_t)l + 1, p, (uint32_t)(end - p), NULL, 0) ||
+            push_named(pc, OP_PARSE, F_CACHED, st->id, name))
+            return -1;
+        pc->parse_s++;
+        return 0;
+    }
+    case 'B': {
+        const char *portal = pq_get_str(&p, end), *name = portal ? pq_get_str(&p, end) : NULL;
+        if (portal && pc->dportal && !strcmp(portal, pc->dportal)) {
+            free(pc->dportal); /* that portal is bound anew */
+            pc->dportal = NULL;
+        }
+        if (name && !*name && pc->udealloc) {
+            if (!(pc->dportal = strdup(portal))) return -1;
+            return push(pc, OP_SYN_BIND, 0, 0);
+        }
+        ps_name *e = name && *name ? name_find(pc, name) : NULL;
+        if (!e) {
+            if (push(pc, OP_BIND, 0, 0)) return -1;
+            break;
+        }
+        pc->bind++;
+        if (ensure(pc, sc, max, e->st, o)) return -1;
+        int l = put_name(nm, e->st->id);
+        return put_parts(o, 'B', portal, (uint32_t)strlen(portal) + 1, nm, (uint32_t)l + 1, p,
+                         (uint32_t)(end - p)) ||
+                       push(pc, OP_BIND, 0, 0)
+                   ? -1
+                   : 0;
+    }
+    case 'D':
+    case 'C': {
+        uint8_t op = t == 'D' ? OP_DESC : OP_CLOSE;
+        if (len >= 2 && body[len - 1] == '\0') {
+            const char *n = (const char *)body + 1;
+            if (body[0] == 'P' && pc->dportal && !strcmp(n, pc->dportal)) {
+                if (t == 'D') return push(pc, OP_SYN_NODATA, 0, 0);
+                free(pc->dportal);
+                pc->dportal = NULL;
+                return push(pc, OP_SYN_CLOSE, 0, 0);
+            }
+            if (body[0] == 'S' && !*n && pc->udealloc) {
+                if (t == 'D') return push(pc, OP_SYN_PARAMS_NODATA, 0, 0);
+                pc->udealloc = 0;
+                return push(pc, OP_SYN_CLOSE, 0, 0);
+            }
+        }
+        if (len < 2 || body[0] != 'S') {
+            if (push(pc, op, 0, 0)) return -1;
+            break;
+        }
+        p = body + 1;
+        const char *name = pq_get_str(&p, end);
+        if (!name || !*name) {
+            if (push(pc, op, 0, 0)) return -1;
+            break;
+        }
+        ps_name *e = name_find(pc, name);
+        if (t == 'C') {
+            /* The server keeps it for others; closing an unknown name is no error. */
+            name_remove(pc, name);
+            return push(pc, OP_SYN_CLOSE, 0, 0);
+        }
+        if (!e) {
+            if (push(pc, op, 0, 0)) return -1;
+            break;
+        }
+        if (ensure(pc, sc, max, e->st, o)) return -1;
+        int l = put_name(nm, e->st->id);
+        return put_parts(o, 'D', "S", 1, nm, (uint32_t)l + 1, NULL, 0) || push(pc, op, 0, 0) ? -1
+                                                                                             : 0;
+    }
+    case 'Q': {
+        const char *q = pq_get_str(&p, end);
+        bool all = false;
+        char name[256];
+        if (q && parse_deallocate(q, &all, name, sizeof name) && (all || name_find(pc, name))) {
+            if (all)
+                name_remove_all(pc);
+            else
+                name_remove(pc, name);
+            return push(pc, OP_SYN_DEALLOC, all ? F_ALL : 0, 0);
+        }
+        if (push(pc, OP_QUERY, 0, 0)) return -1;
+        break;
+    }
+    case 'E':
+        if (pc->dportal && len > 0 && memchr(body, 0, len) &&
+            !strcmp((const char *)body, pc->dportal))
+            return push(pc, OP_SYN_CMD, pc->udealloc & F_ALL, 0);
+        if (push(pc, OP_EXEC, 0, 0)) return -1;
+        break;
+    case 'S':
+        if (push(pc, OP_SYNC, 0, 0)) return -1;
+        break;
+    default:
+        break;
+    }
+    return put_parts(o, t, body, len, NULL, 0, NULL, 0);
+}
+
+void ps_take_counts(ps_client *pc, uint64_t *parse_c, uint64_t *parse_s, uint64_t *bind)
+{
+    *parse_c = pc->parse_c;
+    *parse_s = pc->parse_s;
+    *bind = pc->bind;
+    pc->parse_c = pc->parse_s = pc->bind = 0;
+}
+
+int ps_client_other(ps_client *pc, char t)
+{
+    return t == 'F' ? push(pc, OP_QUERY, 0, 0) : 0;
+}
+
+/* --- server messages ------------------------------------------------------ */
+
+static bool terminal(uint8_t kind, char t)
+{
+    switch (kind) {
+    case OP_PARSE:
+        return t == '1';
+    case OP_BIND:
+        return t == '2';
+    case OP_DESC:
+        return t == 'T' || t == 'n';
+    case OP_EXEC:
+        return t == 'C' || t == 'I' || t == 's';
+    case OP_CLOSE:
+        return t == '3';
+    default:
+        return t == 'Z';
+    }
+}
+
+/* An op PostgreSQL did not carry out (it failed, or was skipped after an error). */
+static void undo(ps_client *pc, ps_cache *sc, ps_op *op)
+{
+    if (op->name) name_remove(pc, op->name); /* the client's Parse did not happen */
+    if (!sc) return;
+    if (op->kind == OP_PARSE && (op->flags & F_CACHED)) {
+        ps_stmt *st = cache_take(sc, op->id);
+        if (st) release(pc->reg, st);
+    } else if (op->kind == OP_CLOSE && (op->flags & F_EVICT) && op->st) {
+        /* still on the server: back in, the first to go next time */
+        if (!cache_put(sc, op->st, 0)) op->st = NULL;
+    }
+}
+
+bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
+{
+    if (t == 'C' && body && sc) {
+        const char *tag = (const char *)body;
+        if (len > 0 && body[len - 1] == '\0' &&
+            (!strcmp(tag, "DISCARD ALL") || !strcmp(tag, "DEALLOCATE ALL")))
+            ps_cache_clear(sc);
+    }
+    ps_op *op = head(pc);
+    if (!op || op->kind >= OP_SYN) return true;
+    if (t == 'E') {
+        if (op->kind == OP_SYNC || op->kind == OP_QUERY) return true;
+        /* PostgreSQL skips everything up to the next Sync, weir's replies included. */
+        do {
+            undo(pc, sc, op);
+            pop(pc);
+        } while ((op = head(pc)) && op->kind != OP_SYNC);
+        return true;
+    }
+    if (!terminal(op->kind, t)) return true;
+    bool keep = !(op->flags & F_DROP);
+    pop(pc);
+    return keep;
+}
+
+int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq)
+{
+    *nrfq = 0;
+    ps_op *op;
+    while ((op = head(pc)) && op->kind >= OP_SYN) {
+        int rc = 0;
+        switch (op->kind) {
+        case OP_SYN_PARSE:
+            rc = pq_put_msg(out, '1', NULL, 0);
+            break;
+        case OP_SYN_CLOSE:
+            rc = pq_put_msg(out, '3', NULL, 0);
+            break;
+        case OP_SYN_BIND:
+            rc = pq_put_msg(out, '2', NULL, 0);
+            break;
+        case OP_SYN_NODATA:
+            rc = pq_put_msg(out, 'n', NULL, 0);
+            break;
+        case OP_SYN_PARAMS_NODATA:
+            rc = pq_put_msg(out, 't', "\0\0", 2) || pq_put_msg(out, 'n', NULL, 0);
+            break;
+        default: {
+            const char *tag = op->flags & F_ALL ? "DEALLOCATE ALL" : "DEALLOCATE";
+            rc = pq_put_msg(out, 'C', tag, (uint32_t)strlen(tag) + 1);
+            if (!rc && op->kind == OP_SYN_DEALLOC) {
+                rc = pq_put_ready(out, txn);
+                (*nrfq)++;
+            }
+        }
+        }
+        if (rc) return -1;
+        pop(pc);
+    }
+    return 0;
+}

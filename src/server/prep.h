@@ -1,0 +1,76 @@
+/* prep.h — named prepared statements across server connections (max_prepared_statements).
+ *
+ * In transaction and statement pooling a client's next transaction may land
+ * on another server connection, where the statements it prepared do not
+ * exist. weir keeps them itself:
+ *
+ *  - ps_registry, one per server: every distinct statement (query text and
+ *    parameter types) gets an id, and on PostgreSQL the name "weir_<id>".
+ *    Clients preparing the same query share it.
+ *  - ps_client, one per client: its own statement names -> registry
+ *    entries, and the queue of replies it is owed (see below).
+ *  - ps_cache, one per server connection: which weir_<id> it has prepared,
+ *    at most max_prepared_statements, the least recently used closed first.
+ *
+ * Client messages naming a statement are rewritten: Parse of a statement the
+ * server already has is not sent (weir answers ParseComplete itself), Bind
+ * and Describe of one it lacks get a Parse first (whose ParseComplete weir
+ * hides), Close of a statement is answered by weir (the server keeps it for
+ * others), and DEALLOCATE name / ALL sent as a simple query is answered by
+ * weir too. The queue keeps weir's own replies in the place PostgreSQL would
+ * have put them, and after an ErrorResponse drops what PostgreSQL skips up
+ * to the next Sync.
+ */
+#ifndef WEIR_SERVER_PREP_H
+#define WEIR_SERVER_PREP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+typedef struct ps_registry ps_registry;
+typedef struct ps_cache ps_cache;
+typedef struct ps_client ps_client;
+
+ps_registry *ps_registry_new(void);
+void ps_registry_free(ps_registry *r); /* after every client is gone */
+size_t ps_registry_count(ps_registry *r);
+
+ps_client *ps_client_new(ps_registry *r);
+void ps_client_free(ps_client *pc);
+/* The client let go of its server connection: forget the replies owed. */
+void ps_client_unlink(ps_client *pc);
+/* Replies still owed by the server (or by weir): the link must stay. */
+bool ps_busy(const ps_client *pc);
+size_t ps_client_count(const ps_client *pc); /* its statement names */
+
+void ps_cache_free(ps_cache *sc);
+void ps_cache_clear(ps_cache *sc);
+size_t ps_cache_count(const ps_cache *sc);
+
+/* The whole-message types the translation needs to see whole. */
+#define PS_WHOLE_IN  "XPBDCQES"
+#define PS_WHOLE_OUT "ZSC"
+
+/* One whole client message of type t (a type in PS_WHOLE_IN) for a server
+ * connection whose cache is *sc (made when NULL): what goes to the server is
+ * appended to to_server. max: max_prepared_statements. 0, or -1: out of
+ * memory. */
+int ps_client_msg(ps_client *pc, ps_cache **sc, uint32_t max, char t, const uint8_t *body,
+                  uint32_t len, pq_buf *to_server);
+/* Named-statement traffic since the last call (then zeroed): client Parse
+ * messages, Parse messages sent to servers, Bind messages. */
+void ps_take_counts(ps_client *pc, uint64_t *parse_c, uint64_t *parse_s, uint64_t *bind);
+/* A client message not in PS_WHOLE_IN (its header): noted, passed as is. */
+int ps_client_other(ps_client *pc, char t);
+
+/* A server message of type t (body, len bytes: whole for PS_WHOLE_OUT
+ * types, else NULL). false: it answers a message weir added; hide it. */
+bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len);
+/* Weir's own replies due now, appended to out; *nrfq: how many are
+ * ReadyForQuery (txn: the transaction status they carry). 0 or -1. */
+int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq);
+
+#endif

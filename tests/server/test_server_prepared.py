@@ -1,0 +1,339 @@
+"""test_server_prepared.py — named prepared statements in transaction mode
+(max_prepared_statements): many clients on few server connections, statements
+prepared again on demand, Close and DEALLOCATE honoured, the cache bound kept.
+
+Real PostgreSQL; real pgbench and psycopg, and a raw protocol client for the
+cases a driver does not produce on demand (Close, a duplicate Parse, a failing
+pipeline).
+"""
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import unittest
+import urllib.request
+
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Postgres, Weir, error_fields, free_port, raw_startup, wait_port  # noqa: E402
+
+PG = None
+
+
+def setUpModule():
+    global PG
+    PG = Postgres()
+    subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U",
+                    "app", "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
+                   capture_output=True)
+
+
+def tearDownModule():
+    PG.destroy()
+
+
+def msg(t, body=b""):
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+def cstr(s):
+    return s.encode() + b"\0"
+
+
+def parse(name, query):
+    return msg(b"P", cstr(name) + cstr(query) + struct.pack("!H", 0))
+
+
+def bind(name, portal=""):
+    return msg(b"B", cstr(portal) + cstr(name) + struct.pack("!HHH", 0, 0, 0))
+
+
+def execute(portal=""):
+    return msg(b"E", cstr(portal) + struct.pack("!I", 0))
+
+
+def close_stmt(name):
+    return msg(b"C", b"S" + cstr(name))
+
+
+def describe_stmt(name):
+    return msg(b"D", b"S" + cstr(name))
+
+
+SYNC = msg(b"S")
+
+
+def query(sql):
+    return msg(b"Q", cstr(sql))
+
+
+class Raw:
+    """A protocol-level client (trust login) that reads replies up to a ReadyForQuery."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.s.sendall(raw_startup())
+        self.buf = b""
+        self.until_ready()
+
+    def read(self):
+        while True:
+            if len(self.buf) >= 5:
+                n = struct.unpack("!I", self.buf[1:5])[0]
+                if len(self.buf) >= 1 + n:
+                    t, body = self.buf[0:1], self.buf[5:1 + n]
+                    self.buf = self.buf[1 + n:]
+                    return t, body
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed; so far %r" % self.buf)
+            self.buf += chunk
+
+    def until_ready(self):
+        out = []
+        while True:
+            t, body = self.read()
+            out.append((t, body))
+            if t == b"Z":
+                return out
+
+    def run(self, *msgs):
+        """Send msgs (ending in Sync or a Query), return the replies' types and
+        the rows' first column and errors' SQLSTATE/message."""
+        self.s.sendall(b"".join(msgs))
+        out = []
+        for t, body in self.until_ready():
+            if t == b"D":
+                n = struct.unpack("!i", body[2:6])[0]
+                out.append(("D", body[6:6 + n].decode()))
+            elif t == b"E":
+                f = error_fields(body)
+                out.append(("E", f.get("C"), f.get("M")))
+            elif t not in (b"S", b"N"):
+                out.append(t.decode())
+        return out
+
+    def close(self):
+        try:
+            self.s.sendall(msg(b"X"))
+        except OSError:
+            pass
+        self.s.close()
+
+
+def types(replies):
+    return [r if isinstance(r, str) else r[0] for r in replies]
+
+
+class PreparedCase(unittest.TestCase):
+    settings = {}
+
+    def setUp(self):
+        self.http_port = free_port()
+        settings = {"auth_type": "trust", "default_pool_size": "2",
+                    "http_listen_port": str(self.http_port)}
+        settings.update(self.settings)
+        self.w = Weir(PG, settings=settings)
+        self.addCleanup(self.w.stop)
+        self.assertTrue(wait_port(self.http_port), self.w.log())
+
+    def raw(self):
+        r = Raw(self.w.port)
+        self.addCleanup(r.close)
+        return r
+
+    def metric(self, name):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.http_port,
+                                    timeout=10) as r:
+            page = r.read().decode()
+        m = re.search(r"^%s\{[^}]*\} (\d+)$" % name, page, re.M)
+        return int(m.group(1)) if m else 0
+
+    def server_statements(self):
+        """The weir statements on the server connection a plain query lands on."""
+        r = self.w.psql("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'weir_%'")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return int(r.stdout.strip())
+
+
+class TestManyClients(PreparedCase):
+    def test_pgbench_prepared_20_clients_on_2_servers(self):
+        r = subprocess.run(["pgbench", "-n", "-S", "-M", "prepared", "-h", "127.0.0.1", "-p",
+                            str(self.w.port), "-U", "app", "-c", "20", "-j", "2", "-T", "2",
+                            "appdb"], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PGPASSWORD="s3cret"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + self.w.log()[-3000:])
+        self.assertIn("number of failed transactions: 0", r.stdout)
+        done = int(re.search(r"actually processed: (\d+)", r.stdout).group(1))
+        self.assertGreater(done, 100)
+        # Each client prepared its one statement once; the two servers got it
+        # once each (the same text is one statement for everyone); every
+        # transaction was one Bind of it.
+        self.assertEqual(self.metric("weir_prepared_client_parses_total"), 20)
+        self.assertLessEqual(self.metric("weir_prepared_server_parses_total"), 2)
+        self.assertGreaterEqual(self.metric("weir_prepared_server_parses_total"), 1)
+        self.assertEqual(self.metric("weir_prepared_binds_total"), done)
+        self.assertEqual(self.server_statements(), 1)
+
+    def test_psycopg_server_side_prepares_across_connections(self):
+        queries = ["SELECT %s::int + 1", "SELECT %s::int * 2", "SELECT abalance + %s::int FROM "
+                   "pgbench_accounts WHERE aid = 1", "SELECT %s::text || 'x'"]
+        expect = [lambda i: i + 1, lambda i: i * 2, lambda i: i, lambda i: "%dx" % i]
+        errors = []
+
+        def client(k):
+            try:
+                with psycopg.connect(self.w.dsn(), prepare_threshold=0) as conn:
+                    conn.autocommit = True
+                    for i in range(40):
+                        j = (i + k) % len(queries)
+                        got = conn.execute(queries[j], (i,)).fetchone()[0]
+                        if got != expect[j](i):
+                            errors.append("client %d: %r gave %r" % (k, queries[j], got))
+                    # a transaction holds one server: statements used inside it too
+                    with conn.transaction():
+                        for j, q in enumerate(queries):
+                            if conn.execute(q, (7,)).fetchone()[0] != expect[j](7):
+                                errors.append("in a transaction: %r" % q)
+            except Exception as e:  # noqa: BLE001 — reported below
+                errors.append("client %d: %r" % (k, e))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [], self.w.log()[-3000:])
+        self.assertEqual(self.metric("weir_prepared_client_parses_total"), 40)
+        # 4 statements on at most 2 server connections
+        self.assertLessEqual(self.metric("weir_prepared_server_parses_total"), 8)
+
+    def test_psycopg_deallocate_when_its_cache_overflows(self):
+        # psycopg keeps prepared_max statements and DEALLOCATEs the oldest.
+        with psycopg.connect(self.w.dsn(), prepare_threshold=0) as conn:
+            conn.autocommit = True
+            conn.prepared_max = 2
+            for i in range(30):
+                q = "SELECT %%s::int + %d" % (i % 5)
+                self.assertEqual(conn.execute(q, (i,)).fetchone()[0], i + i % 5)
+        # 5 texts cycling through a cache of 2: each execution was a prepare,
+        # and psycopg's DEALLOCATEs (extended protocol) were answered by weir.
+        self.assertEqual(self.metric("weir_prepared_client_parses_total"), 30)
+
+
+class TestProtocol(PreparedCase):
+    settings = {"default_pool_size": "1"}
+
+    def test_close_is_honoured_and_the_server_keeps_it(self):
+        c = self.raw()
+        self.assertEqual(c.run(parse("s1", "SELECT 41"), SYNC), ["1", "Z"])
+        self.assertEqual(c.run(bind("s1"), execute(), SYNC), ["2", ("D", "41"), "C", "Z"])
+        self.assertEqual(c.run(close_stmt("s1"), SYNC), ["3", "Z"])
+        r = c.run(bind("s1"), execute(), SYNC)
+        self.assertEqual(r, [("E", "26000", 'prepared statement "s1" does not exist'), "Z"])
+        # weir kept it on the server for others: another client's Parse of the
+        # same text is answered without one.
+        before = self.metric("weir_prepared_server_parses_total")
+        d = self.raw()
+        self.assertEqual(d.run(parse("other", "SELECT 41"), bind("other"), execute(), SYNC),
+                         ["1", "2", ("D", "41"), "C", "Z"])
+        self.assertEqual(self.metric("weir_prepared_server_parses_total"), before)
+        # Closing an unknown name is no error, as in PostgreSQL.
+        self.assertEqual(c.run(close_stmt("never"), SYNC), ["3", "Z"])
+
+    def test_duplicate_parse_is_refused(self):
+        c = self.raw()
+        self.assertEqual(c.run(parse("d", "SELECT 1"), SYNC), ["1", "Z"])
+        r = c.run(parse("d", "SELECT 2"), bind("d"), execute(), SYNC)
+        self.assertEqual(types(r), ["E", "Z"])
+        self.assertEqual(r[0][1], "42P05")  # duplicate_prepared_statement
+        self.assertEqual(c.run(bind("d"), execute(), SYNC), ["2", ("D", "1"), "C", "Z"])
+
+    def test_deallocate_name_and_all(self):
+        c = self.raw()
+        self.assertEqual(c.run(parse("a", "SELECT 'a'"), parse("b", "SELECT 'b'"), SYNC),
+                         ["1", "1", "Z"])
+        self.assertEqual(c.run(query("DEALLOCATE a")), ["C", "Z"])
+        self.assertEqual(types(c.run(bind("a"), execute(), SYNC)), ["E", "Z"])
+        self.assertEqual(c.run(bind("b"), execute(), SYNC), ["2", ("D", "b"), "C", "Z"])
+        self.assertEqual(c.run(query("deallocate prepare ALL;")), ["C", "Z"])
+        self.assertEqual(types(c.run(bind("b"), execute(), SYNC)), ["E", "Z"])
+        # the names are free again
+        self.assertEqual(c.run(parse("a", "SELECT 'new a'"), bind("a"), execute(), SYNC),
+                         ["1", "2", ("D", "new a"), "C", "Z"])
+        # an unknown name goes to PostgreSQL, which says so
+        r = c.run(query("DEALLOCATE nosuch"))
+        self.assertEqual(r[0][1:], ("26000", 'prepared statement "nosuch" does not exist'))
+
+    def test_failed_parse_in_a_pipeline(self):
+        c = self.raw()
+        # The Parse fails: PostgreSQL skips to Sync, and so do weir's own replies.
+        r = c.run(parse("bad", "SELEC 1"), bind("bad"), execute(), parse("x", "SELECT 1"), SYNC)
+        self.assertEqual(types(r), ["E", "Z"])
+        self.assertEqual(r[0][1], "42601")
+        # Neither name exists afterwards, so both can be prepared.
+        self.assertEqual(c.run(parse("bad", "SELECT 'fixed'"), parse("x", "SELECT 'x'"),
+                               bind("bad"), execute(), bind("x"), execute(), SYNC),
+                         ["1", "1", "2", ("D", "fixed"), "C", "2", ("D", "x"), "C", "Z"])
+
+    def test_describe_statement(self):
+        c = self.raw()
+        self.assertEqual(c.run(parse("q", "SELECT $1::int AS v"), SYNC), ["1", "Z"])
+        self.assertEqual(c.run(describe_stmt("q"), SYNC), ["t", "T", "Z"])
+
+
+class TestCacheBound(PreparedCase):
+    settings = {"default_pool_size": "1", "max_prepared_statements": "3"}
+
+    def test_least_recently_used_closed_and_prepared_again(self):
+        c = self.raw()
+        for i in range(1, 6):
+            self.assertEqual(c.run(parse("s%d" % i, "SELECT %d" % i), SYNC), ["1", "Z"])
+        self.assertEqual(self.server_statements(), 3)
+        # s1 was closed on the server; using it prepares it again.
+        self.assertEqual(c.run(bind("s1"), execute(), SYNC), ["2", ("D", "1"), "C", "Z"])
+        self.assertEqual(self.server_statements(), 3)
+        self.assertEqual(self.metric("weir_prepared_server_parses_total"), 6)
+        for i in range(1, 6):
+            self.assertEqual(c.run(bind("s%d" % i), execute(), SYNC),
+                             ["2", ("D", str(i)), "C", "Z"])
+        self.assertEqual(self.server_statements(), 3)
+
+
+class TestMoved(PreparedCase):
+    def test_prepared_again_on_another_server(self):
+        # Two server connections: c prepares on one while a holder has the
+        # other, then a third client takes the first, so c's next Bind lands
+        # where the statement does not exist yet.
+        c, holder, third = self.raw(), self.raw(), self.raw()
+        holder.run(query("BEGIN"))
+        h = holder.run(query("SELECT pg_backend_pid()"))[1][1]
+        r = c.run(parse("m", "SELECT pg_backend_pid()"), bind("m"), execute(), SYNC)
+        x = r[2][1]
+        self.assertNotEqual(x, h)
+        third.run(query("BEGIN"))
+        self.assertEqual(third.run(query("SELECT pg_backend_pid()"))[1][1], x)
+        holder.run(query("COMMIT"))
+        self.assertEqual(self.metric("weir_prepared_server_parses_total"), 1)
+        r = c.run(bind("m"), execute(), SYNC)
+        self.assertEqual(r, ["2", ("D", h), "C", "Z"])
+        self.assertEqual(self.metric("weir_prepared_server_parses_total"), 2)
+        third.run(query("COMMIT"))
+
+
+class TestSessionModeUntouched(PreparedCase):
+    settings = {"pool_mode": "session", "default_pool_size": "1"}
+
+    def test_names_pass_through(self):
+        c = self.raw()
+        self.assertEqual(c.run(parse("plain", "SELECT 5"), SYNC), ["1", "Z"])
+        r = c.run(query("SELECT name FROM pg_prepared_statements"))
+        self.assertEqual(r[1], ("D", "plain"))
+
+
+if __name__ == "__main__":
+    unittest.main()
