@@ -2,6 +2,7 @@
 # server.sh — weir vs PgBouncer vs PostgreSQL directly, with pgbench, in one run.
 #
 #   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
+#                      [--prepared-clients "10 100 500"] [--prepared-only]
 #
 # A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (default
 # workers = cores, and workers = 1) and Debian's
@@ -11,7 +12,10 @@
 # PgBouncer and directly; tps, average latency and the pooler's CPU
 # milliseconds per 10k transactions (utime+stime from /proc). Then pgbench -C
 # (a new connection per transaction, md5), the round trip of SELECT 1 on a
-# held connection, and each pooler's RSS with 1000 idle clients.
+# held connection, and each pooler's RSS with 1000 idle clients. Last, named
+# prepared statements in transaction mode: pgbench -S -M prepared through weir
+# against weir's own -M extended figure, PgBouncer (1.18 passes statement
+# names through: clients fail) and PostgreSQL directly.
 # Every figure is a line "RESULT server_pgbench key=value ...".
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
@@ -24,13 +28,17 @@ secs=15
 repeat=1
 idle_clients=1000
 quick=0
+prepared_clients="10 100 500"
+prepared_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) quick=1; clients="20"; secs=2; idle_clients=200 ;;
+    --quick) quick=1; clients="20"; secs=2; idle_clients=200; prepared_clients="20" ;;
     --clients) clients=$2; shift ;;
     --secs) secs=$2; shift ;;
     --repeat) repeat=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N]" >&2; exit 2 ;;
+    --prepared-clients) prepared_clients=$2; shift ;;
+    --prepared-only) prepared_only=1 ;;
+    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -53,7 +61,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-max_conn=$(( $(echo "$clients" | tr " " "\n" | sort -n | tail -1) + 100 )) # + 3 pools of 20
+max_conn=$(( $(echo "$clients $prepared_clients" | tr " " "\n" | sort -n | tail -1) + 100 )) # + 3 pools of 20
 PG_MAX_CONNECTIONS=$max_conn sh "$cluster" start "$dir/pg" "$pg_port"
 export PGPASSWORD=s3cret
 pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
@@ -113,8 +121,33 @@ run_pgbench() {
     if [ "$pid" != 0 ] && [ "${n:-0}" -gt 0 ]; then
         cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN{printf "%.0f", d * 1000 / hz * 10000 / n}')
     fi
-    echo "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=$cpu failed=${failed:-n/a} secs=$secs $*"
+    local err
+    err=$(echo "$out" | grep -m1 -o 'ERROR: .*' | tr ' ' '_' || true)
+    local aborted
+    aborted=$(echo "$out" | grep -c 'client [0-9]* .*aborted' || true)
+    echo "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=$cpu failed=${failed:-n/a} aborted=$aborted secs=$secs${err:+ error=$err} $*"
+    last_tps=${tps:-0}
 }
+
+# Named prepared statements in transaction mode (max_prepared_statements).
+prepared() {
+    for r in $(seq "$repeat"); do
+        for c in $prepared_clients; do
+            run_pgbench weir "$weir_port" "$weir_pid" "$c" extended
+            local ext=$last_tps
+            run_pgbench weir "$weir_port" "$weir_pid" "$c" prepared
+            local prep=$last_tps
+            echo "RESULT server_prepared clients=$c weir_extended_tps=$ext weir_prepared_tps=$prep ratio=$(awk -v a="$prep" -v b="$ext" 'BEGIN{printf "%.2f", b ? a / b : 0}')"
+            run_pgbench pgbouncer "$pgb_port" "$pgb_pid" "$c" prepared
+            [ "$c" -gt 200 ] && continue # as above: PostgreSQL takes 200 here
+            run_pgbench direct "$pg_port" 0 "$c" prepared
+        done
+    done
+}
+if [ "$prepared_only" = 1 ]; then
+    prepared
+    exit 0
+fi
 
 for r in $(seq "$repeat"); do
     for c in $clients; do
@@ -161,3 +194,5 @@ for t in "weir $weir_port $weir_pid" "pgbouncer $pgb_port $pgb_pid"; do
     wait $bp || true
     echo "RESULT server_rss target=$1 idle_clients=$idle_clients rss_kb=$rss"
 done
+
+prepared

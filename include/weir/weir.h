@@ -403,6 +403,7 @@ typedef struct weir_conn_info {
     uint64_t uses;        /**< completed checkouts */
     const char *file;     /**< where it was checked out, if active */
     int line;
+    void *handle; /**< the driver's connection (as weir_conn_handle); read-only use */
 } weir_conn_info;
 
 /** Call fn once for each open connection (under the pool's lock: fn must

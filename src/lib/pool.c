@@ -1709,6 +1709,7 @@ int weir_pool_foreach_conn(weir_pool *p, void (*fn)(const weir_conn_info *, void
             .uses = atomic_load_explicit(&c->conn_uses, memory_order_relaxed),
             .file = active ? atomic_load_explicit(&c->file, memory_order_relaxed) : NULL,
             .line = active ? atomic_load_explicit(&c->line, memory_order_relaxed) : 0,
+            .handle = c->handle,
         };
         fn(&ci, ud);
         n++;

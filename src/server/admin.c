@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server.h"
@@ -94,13 +95,20 @@ static void put_notice(pq_buf *o, const char *msg, const char *detail)
     pq_buf_free(&b);
 }
 
-static const char help_text[] = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|USERS|VERSION|LISTS\n"
-                                "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
-                                "\tSET key = arg\n"
-                                "\tRELOAD\n"
-                                "\tPAUSE [<db>]\n"
-                                "\tRESUME [<db>]\n"
-                                "\tSHUTDOWN";
+static const char help_text[] =
+    "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
+    "\tSHOW LISTS|STATE\n"
+    "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
+    "\tSET key = arg\n"
+    "\tRELOAD\n"
+    "\tPAUSE [<db>]\n"
+    "\tRESUME [<db>]\n"
+    "\tDISABLE <db>\n"
+    "\tENABLE <db>\n"
+    "\tRECONNECT [<db>]\n"
+    "\tKILL <db>\n"
+    "\tSHUTDOWN\n"
+    "\tWAIT_CLOSE [<db>]";
 
 static void show_config(server *s, pq_buf *o)
 {
@@ -276,6 +284,183 @@ static void show_lists(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
+/* SHOW CLIENTS and SHOW SERVERS: PgBouncer 1.18's columns, and 1.21's
+ * prepared_statements. */
+static const col conn_cols[] = {{"type", T_TEXT},
+                                {"user", T_TEXT},
+                                {"database", T_TEXT},
+                                {"state", T_TEXT},
+                                {"addr", T_TEXT},
+                                {"port", T_INT8},
+                                {"local_addr", T_TEXT},
+                                {"local_port", T_INT8},
+                                {"connect_time", T_TEXT},
+                                {"request_time", T_TEXT},
+                                {"wait", T_INT8},
+                                {"wait_us", T_INT8},
+                                {"close_needed", T_INT8},
+                                {"ptr", T_TEXT},
+                                {"link", T_TEXT},
+                                {"remote_pid", T_INT8},
+                                {"tls", T_TEXT},
+                                {"application_name", T_TEXT},
+                                {"prepared_statements", T_INT8}};
+#define NCONN_COLS ((int)(sizeof conn_cols / sizeof *conn_cols))
+
+static void fmt_time(char *b, size_t n, int64_t wall_ms)
+{
+    time_t t = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(b, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+static void put_conn_row(pq_buf *o, const char *type, const conn_row *r, bool close_needed)
+{
+    char port[16], lport[16], ct[40], rt[40], wait[24], wait_us[24], ptr[24], link[24], pid[16],
+        prep[24];
+    fmt_int(port, sizeof port, r->port);
+    fmt_int(lport, sizeof lport, r->local_port);
+    fmt_time(ct, sizeof ct, r->connect_ms);
+    fmt_time(rt, sizeof rt, r->request_ms);
+    fmt_int(wait, sizeof wait, r->wait_us / 1000000);
+    fmt_int(wait_us, sizeof wait_us, r->wait_us % 1000000);
+    snprintf(ptr, sizeof ptr, "%p", r->ptr);
+    if (r->link) snprintf(link, sizeof link, "%p", r->link);
+    fmt_int(pid, sizeof pid, r->remote_pid);
+    fmt_int(prep, sizeof prep, (long long)r->prepared);
+    const char *v[NCONN_COLS] = {type,
+                                 r->user,
+                                 r->db,
+                                 r->state,
+                                 r->addr,
+                                 port,
+                                 r->local_addr,
+                                 lport,
+                                 ct,
+                                 rt,
+                                 wait,
+                                 wait_us,
+                                 close_needed ? "1" : "0",
+                                 ptr,
+                                 r->link ? link : NULL,
+                                 pid,
+                                 NULL,
+                                 r->appname,
+                                 prep};
+    put_row(o, v, NCONN_COLS);
+}
+
+static void busy_error(pq_buf *o)
+{
+    put_error(o, "55006", "another configuration change or listing is running; try again");
+}
+
+static void show_clients(server *s, pq_buf *o)
+{
+    conn_row *rows;
+    if (server_freeze(s)) {
+        busy_error(o);
+        return;
+    }
+    size_t n = clients_list(s, &rows);
+    server_thaw(s);
+    put_cols(o, conn_cols, NCONN_COLS);
+    for (size_t i = 0; i < n; i++) put_conn_row(o, "C", &rows[i], false);
+    free(rows);
+    put_complete(o, "SHOW");
+}
+
+typedef struct server_walk {
+    spool *p;
+    const conn_row *clients;
+    size_t nclients;
+    conn_row *rows;
+    size_t n, cap;
+    int64_t mono, wall;
+} server_walk;
+
+/* Under the pool's lock: the connection exists while we look. */
+static void server_row(const weir_conn_info *ci, void *ud)
+{
+    server_walk *w = ud;
+    const backend *be = ci->handle;
+    if (!be) return;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 32;
+        conn_row *r = realloc(w->rows, cap * sizeof *r);
+        if (!r) return;
+        w->rows = r;
+        w->cap = cap;
+    }
+    conn_row *r = &w->rows[w->n++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->user, sizeof r->user, "%s", w->p->user);
+    snprintf(r->db, sizeof r->db, "%s", w->p->db);
+    bool linked = false;
+    for (size_t i = 0; i < w->nclients; i++)
+        if (w->clients[i].link == be) {
+            r->link = w->clients[i].ptr;
+            linked = true;
+        }
+    snprintf(r->state, sizeof r->state, "%s",
+             linked                         ? "active"
+             : !strcmp(ci->state, "busy")   ? "tested"
+             : !strcmp(ci->state, "active") ? "used"
+                                            : "idle");
+    sock_addr(be->fd, true, r->addr, sizeof r->addr, &r->port);
+    sock_addr(be->fd, false, r->local_addr, sizeof r->local_addr, &r->local_port);
+    r->connect_ms = w->wall - (w->mono - ci->created_ms);
+    r->request_ms = w->wall - (w->mono - (ci->taken_ms ? ci->taken_ms : ci->last_used_ms));
+    r->ptr = be;
+    r->remote_pid = be->pid;
+    const be_ext *x = be->ext;
+    r->prepared = x ? ps_cache_count(x->ps) : 0;
+    const char *app = be_params_get(&be->params, "application_name");
+    snprintf(r->appname, sizeof r->appname, "%s", app ? app : "");
+    /* close_needed: RECONNECT or a reload marked it */
+    r->wait_us = ci->id <= atomic_load(&w->p->close_mark) ? -1 : 0;
+}
+
+static void show_servers(server *s, pq_buf *o)
+{
+    conn_row *clients;
+    if (server_freeze(s)) {
+        busy_error(o);
+        return;
+    }
+    server_walk w = {.mono = weir_now_ms(), .wall = (int64_t)time(NULL) * 1000};
+    w.nclients = clients_list(s, &clients);
+    w.clients = clients;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        w.p = p;
+        (void)weir_pool_foreach_conn(p->pool, server_row, &w);
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    server_thaw(s);
+    put_cols(o, conn_cols, NCONN_COLS);
+    for (size_t i = 0; i < w.n; i++) {
+        bool close_needed = w.rows[i].wait_us < 0;
+        w.rows[i].wait_us = 0;
+        put_conn_row(o, "S", &w.rows[i], close_needed);
+    }
+    free(w.rows);
+    free(clients);
+    put_complete(o, "SHOW");
+}
+
+static void show_state(server *s, pq_buf *o)
+{
+    static const col c[] = {{"key", T_TEXT}, {"value", T_TEXT}};
+    put_cols(o, c, 2);
+    bool paused = atomic_load(&s->paused_all);
+    const char *rows[3][2] = {
+        {"active", paused ? "no" : "yes"}, {"paused", paused ? "yes" : "no"}, {"suspended", "no"}};
+    for (int i = 0; i < 3; i++) put_row(o, rows[i], 2);
+    put_complete(o, "SHOW");
+}
+
 /* SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS: per database (or all),
  * totals since start and averages over the last stats_period. */
 static void show_stats(server *s, pq_buf *o, const char *what)
@@ -422,7 +607,21 @@ static void admin_set(server *s, const char *p, pq_buf *o)
     put_complete(o, "SET");
 }
 
-void admin_query(server *s, bool full, const char *sql, pq_buf *o)
+bool admin_wait_done(server *s, int kind, const char *db, pq_buf *o)
+{
+    if (kind == ADMIN_WAIT_PAUSE ? !pools_quiet(s, db) : pools_closing(s, db)) return false;
+    put_complete(o, kind == ADMIN_WAIT_PAUSE ? "PAUSE" : "WAIT_CLOSE");
+    return true;
+}
+
+static void no_such_db(pq_buf *o, const char *db)
+{
+    char m[160];
+    snprintf(m, sizeof m, "no such database: %.100s", db);
+    put_error(o, "08P01", m);
+}
+
+int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
 {
     char cmd[512];
     normalise(sql, cmd, sizeof cmd);
@@ -452,27 +651,88 @@ void admin_query(server *s, bool full, const char *sql, pq_buf *o)
         } else if (!strcasecmp(what, "STATS") || !strcasecmp(what, "STATS_TOTALS") ||
                    !strcasecmp(what, "STATS_AVERAGES") || !strcasecmp(what, "TOTALS")) {
             show_stats(s, o, what);
+        } else if (!strcasecmp(what, "CLIENTS")) {
+            show_clients(s, o);
+        } else if (!strcasecmp(what, "SERVERS")) {
+            show_servers(s, o);
+        } else if (!strcasecmp(what, "STATE")) {
+            show_state(s, o);
         } else {
             char m[160];
             snprintf(m, sizeof m, "bad SHOW command: %.100s (see SHOW HELP)", what);
             put_error(o, "42601", m);
         }
-        return;
+        return 0;
     }
     if (!full) {
         put_error(o, "42501", "admin access needed");
-        return;
+        return 0;
     }
     if (word(&p, "PAUSE") || word(&p, "RESUME")) {
         bool pause = !strncasecmp(cmd, "PAUSE", 5);
         if (!pools_pause(s, p, pause, "admin console")) {
-            char m[160];
-            snprintf(m, sizeof m, "no such database: %.100s", p);
-            put_error(o, "08P01", m);
-            return;
+            no_such_db(o, p);
+            return 0;
         }
-        put_complete(o, pause ? "PAUSE" : "RESUME");
-        return;
+        if (!pause) {
+            put_complete(o, "RESUME");
+            return 0;
+        }
+        /* PAUSE answers once every server connection is released. */
+        snprintf(wait_db, CFG_NAME, "%s", p);
+        return admin_wait_done(s, ADMIN_WAIT_PAUSE, p, o) ? 0 : ADMIN_WAIT_PAUSE;
+    }
+    if (word(&p, "DISABLE") || word(&p, "ENABLE")) {
+        bool off = !strncasecmp(cmd, "DISABLE", 7);
+        if (!*p) {
+            put_error(o, "42601", off ? "DISABLE needs a database" : "ENABLE needs a database");
+        } else if (!db_set_disabled(s, p, off)) {
+            no_such_db(o, p);
+        } else {
+            put_complete(o, off ? "DISABLE" : "ENABLE");
+        }
+        return 0;
+    }
+    if (word(&p, "RECONNECT")) {
+        if (!pools_reconnect(s, p))
+            no_such_db(o, p);
+        else
+            put_complete(o, "RECONNECT");
+        return 0;
+    }
+    if (word(&p, "WAIT_CLOSE")) {
+        if (*p && !cfg_find_db_exact(&s->cfg, p)) {
+            no_such_db(o, p);
+            return 0;
+        }
+        snprintf(wait_db, CFG_NAME, "%s", p);
+        return admin_wait_done(s, ADMIN_WAIT_CLOSE, p, o) ? 0 : ADMIN_WAIT_CLOSE;
+    }
+    if (word(&p, "KILL")) {
+        if (!*p) {
+            put_error(o, "42601", "KILL needs a database");
+            return 0;
+        }
+        if (!cfg_find_db_exact(&s->cfg, p)) {
+            no_such_db(o, p);
+            return 0;
+        }
+        if (server_freeze(s)) {
+            busy_error(o);
+            return 0;
+        }
+        /* New clients of db wait until RESUME, as in PgBouncer. */
+        (void)pools_pause(s, p, true, "KILL");
+        int n = clients_kill(s, p);
+        server_thaw(s);
+        uint64_t one = 1;
+        for (int i = 0; i < s->nworkers; i++)
+            if (atomic_load(&s->workers[i].kill_pending))
+                (void)!write(s->workers[i].efd, &one, sizeof one);
+        (void)pools_reconnect(s, p);
+        srv_log(s, "LOG", "KILL %s: %d client%s closed", p, n, n == 1 ? "" : "s");
+        put_complete(o, "KILL");
+        return 0;
     }
     if (word(&p, "RELOAD") && !*p) {
         char err[400];
@@ -480,22 +740,23 @@ void admin_query(server *s, bool full, const char *sql, pq_buf *o)
             char m[500];
             snprintf(m, sizeof m, "RELOAD failed, the running configuration is kept: %s", err);
             put_error(o, "F0000", m);
-            return;
+            return 0;
         }
         put_complete(o, "RELOAD");
-        return;
+        return 0;
     }
     if (word(&p, "SET")) {
         admin_set(s, p, o);
-        return;
+        return 0;
     }
     if (word(&p, "SHUTDOWN") && !*p) {
         srv_log(s, "LOG", "SHUTDOWN from the admin console");
         put_complete(o, "SHUTDOWN");
         kill(getpid(), SIGTERM); /* main's sigwait takes it */
-        return;
+        return 0;
     }
     char m[300];
     snprintf(m, sizeof m, "invalid command '%.200s', use SHOW HELP;", cmd);
     put_error(o, "42601", m);
+    return 0;
 }

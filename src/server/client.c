@@ -29,7 +29,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -56,6 +59,10 @@ struct client {
     bool terminate, zombie, checkout_pending, reject, unsynced, stmt_refused;
     bool admin, admin_full; /* on the admin console; an admin_users member */
     bool counted;           /* in its pool's cl_logged */
+    bool is_unix;
+    bool killed;    /* KILL: closed by its worker (worker_kill_marked) */
+    int admin_wait; /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
+    char admin_wait_db[CFG_NAME];
     uint64_t req;
     pq_buf in, out, pre;
     uint32_t in_scanned, out_scanned;
@@ -927,6 +934,10 @@ static void auth_done(client *c)
         cr.client_key = c->scram->client_key;
         cr.server_key = c->scram->sec.server;
     }
+    if (db && db_disabled(s, c->dbname)) {
+        client_close(c, "08P01", "database does not allow connections: %s", c->dbname);
+        return;
+    }
     c->pool = db ? pool_get(s, db, c->dbname, c->user, NULL, &cr, err, sizeof err) : NULL;
     if (!c->pool) {
         client_close(c, "08P01", "%s", db ? err : "no such database");
@@ -1182,7 +1193,7 @@ static void admin_login(client *c)
 /* Admin console input: simple queries only. false: c is gone. */
 static bool admin_input(client *c)
 {
-    for (;;) {
+    while (!c->admin_wait) {
         pq_msg m;
         int t = pq_buf_take(&c->in, 65536, &m);
         if (t == PQ_NEED) break;
@@ -1198,9 +1209,11 @@ static bool admin_input(client *c)
             client_close(c, "08P01", "the admin console takes simple queries only");
             return false;
         }
-        admin_query(c->w->srv, c->admin_full, (const char *)m.body, &c->out);
-        (void)pq_put_ready(&c->out, 'I');
+        c->admin_wait =
+            admin_query(c->w->srv, c->admin_full, (const char *)m.body, &c->out, c->admin_wait_db);
+        if (!c->admin_wait) (void)pq_put_ready(&c->out, 'I');
         c->out_scanned = c->out.end;
+        if (c->admin_wait) break; /* later commands wait for this one (worker_timeouts) */
     }
     c->in_scanned = c->in.start;
     if (!flush_out(c)) return false;
@@ -1576,6 +1589,7 @@ void client_accept(worker *w, int fd, bool is_unix)
     }
     c->w = w;
     c->fd = fd;
+    c->is_unix = is_unix;
     c->t_connect = c->t_activity = now_ms();
     if (!is_unix) {
         int one = 1;
@@ -1600,6 +1614,16 @@ void worker_timeouts(worker *w)
     for (client *c = w->clients; c; c = next) {
         next = c->next;
         int64_t idle = now - c->t_activity;
+        if (c->admin_wait) {
+            if (admin_wait_done(w->srv, c->admin_wait, c->admin_wait_db, &c->out)) {
+                c->admin_wait = 0;
+                (void)pq_put_ready(&c->out, 'I');
+                c->out_scanned = c->out.end;
+                c->t_activity = now;
+                (void)admin_input(c); /* flushes; runs what came meanwhile */
+            }
+            continue;
+        }
         switch (c->state) {
         case CL_LOGIN:
         case CL_AUTH_QUERY:
@@ -1642,4 +1666,105 @@ void worker_close_all(worker *w)
     while (w->clients) client_close(w->clients, "08P01", "pooler is shutting down");
     worker_drain_completions(w);
     worker_free_graveyard(w);
+}
+
+/* --- SHOW CLIENTS -------------------------------------------------------- */
+
+void sock_addr(int fd, bool peer, char *addr, size_t len, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    snprintf(addr, len, "unix");
+    *port = 0;
+    if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+              : getsockname(fd, (struct sockaddr *)&ss, &sl)))
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, addr, (socklen_t)len);
+        *port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)len);
+        *port = ntohs(a->sin6_port);
+    }
+}
+
+static const char *client_state_name(cstate st)
+{
+    switch (st) {
+    case CL_IDLE:
+    case CL_ACTIVE:
+        return "active";
+    case CL_WAITING:
+    case CL_WELCOME:
+        return "waiting";
+    default:
+        return "login";
+    }
+}
+
+size_t clients_list(server *s, conn_row **out)
+{
+    size_t n = 0, cap = 0;
+    conn_row *rows = NULL;
+    int64_t mono = now_ms(), wall = (int64_t)time(NULL) * 1000;
+    for (int i = 0; i < s->nworkers; i++)
+        for (client *c = s->workers[i].clients; c; c = c->next) {
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 64;
+                conn_row *r = realloc(rows, nc * sizeof *r);
+                if (!r) goto done; /* out of memory: the rows so far */
+                rows = r;
+                cap = nc;
+            }
+            conn_row *r = &rows[n];
+            memset(r, 0, sizeof *r);
+            snprintf(r->user, sizeof r->user, "%s", c->user);
+            snprintf(r->db, sizeof r->db, "%s", c->dbname);
+            snprintf(r->state, sizeof r->state, "%s", client_state_name(c->state));
+            sock_addr(c->fd, true, r->addr, sizeof r->addr, &r->port);
+            sock_addr(c->fd, false, r->local_addr, sizeof r->local_addr, &r->local_port);
+            if (c->is_unix) r->port = s->cfg.listen_port;
+            r->connect_ms = wall - (mono - c->t_connect);
+            r->request_ms = wall - (mono - c->t_activity);
+            if (c->state == CL_WAITING) r->wait_us = now_us() - c->t_wait;
+            r->ptr = c;
+            r->link = c->be;
+            if (c->want_set[NTRACKED - 1])
+                snprintf(r->appname, sizeof r->appname, "%s", c->want[NTRACKED - 1]);
+            r->prepared = c->ps ? ps_client_count(c->ps) : 0;
+            n++;
+        }
+done:
+    *out = rows;
+    return n;
+}
+
+/* --- KILL ----------------------------------------------------------------- */
+
+int clients_kill(server *s, const char *db)
+{
+    int n = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        bool any = false;
+        for (client *c = w->clients; c; c = c->next)
+            if (!c->admin && !strcmp(c->dbname, db)) {
+                c->killed = true;
+                any = true;
+                n++;
+            }
+        if (any) atomic_store(&w->kill_pending, true);
+    }
+    return n;
+}
+
+void worker_kill_marked(worker *w)
+{
+    client *next;
+    for (client *c = w->clients; c; c = next) {
+        next = c->next;
+        if (c->killed) client_close(c, "08P01", "database \"%s\" killed (KILL)", c->dbname);
+    }
 }

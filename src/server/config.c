@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <strings.h>
 
 typedef enum { K_INT, K_BOOL, K_STR, K_NAME, K_TIME, K_MODE, K_AUTH, K_OCTAL } key_type;
@@ -94,6 +95,20 @@ static const key keys[] = {
 };
 #undef K
 #define NKEYS (sizeof keys / sizeof *keys)
+
+int cfg_syslog_facility(const char *name)
+{
+    static const struct {
+        const char *name;
+        int v;
+    } f[] = {{"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON},
+             {"user", LOG_USER},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
+             {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},     {"local4", LOG_LOCAL4},
+             {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},     {"local7", LOG_LOCAL7}};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (!strcasecmp(f[i].name, name)) return f[i].v;
+    return -1;
+}
 
 /* PgBouncer keys weir reads but does not act on (yet): a warning, not an error. */
 static const char *const unsupported[] = {
@@ -313,6 +328,11 @@ static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen
     case K_NAME:
         if (!copy_str(p, CFG_NAME, v)) {
             snprintf(why, whylen, "too long (at most %d bytes)", CFG_NAME - 1);
+            return -1;
+        }
+        if (!strcmp(k->name, "syslog_facility") && cfg_syslog_facility(v) < 0) {
+            snprintf(why, whylen,
+                     "unknown facility (auth, authpriv, daemon, user, local0..local7)");
             return -1;
         }
         return 0;

@@ -122,6 +122,8 @@ int cfg_get(const cfg *c, const char *name, char *buf, size_t len);
 int cfg_set(cfg *c, const char *name, const char *value, char *why, size_t whylen);
 /* A deep copy (its own arrays); 0, or -1 without memory. */
 int cfg_copy(cfg *dst, const cfg *src);
+/* LOG_* of a syslog_facility name; -1 if unknown. */
+int cfg_syslog_facility(const char *name);
 /* false for keys only a restart can change (sockets, user, workers, ...). */
 bool cfg_key_changeable(const char *name);
 

@@ -53,6 +53,23 @@ static void release_all(server *s)
     pthread_mutex_unlock(&s->hold_mu);
 }
 
+int server_freeze(server *s)
+{
+    if (current_worker) {
+        if (pthread_mutex_trylock(&s->change_mu)) return -1;
+    } else {
+        pthread_mutex_lock(&s->change_mu);
+    }
+    hold_all(s);
+    return 0;
+}
+
+void server_thaw(server *s)
+{
+    release_all(s);
+    pthread_mutex_unlock(&s->change_mu);
+}
+
 typedef struct errbuf {
     server *s;
     char *err;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,6 +47,12 @@ void srv_log(server *s, const char *level, const char *fmt, ...)
         fflush(s->logf);
     }
     pthread_mutex_unlock(&s->log_lock);
+    if (s->syslog_on) {
+        int prio = !strcmp(level, "ERROR") || !strcmp(level, "FATAL") ? LOG_ERR
+                   : !strcmp(level, "WARNING")                        ? LOG_WARNING
+                                                                      : LOG_INFO;
+        syslog(prio, "%s %s", level, masked);
+    }
 }
 
 static void pool_log(void *ud, weir_log_level level, const char *msg)
@@ -275,6 +282,8 @@ void pools_destroy(server *s)
  * with s->cfg (size, min_pool_size, reserve, mode, and the server it goes
  * to: a pool whose host, port, dbname or password changed closes its
  * connections as they come back, like PgBouncer's RECONNECT). */
+static void mark_closing(spool *p);
+
 void pools_apply_config(server *s)
 {
     const cfg *k = &s->cfg;
@@ -312,15 +321,114 @@ void pools_apply_config(server *s)
         pthread_mutex_unlock(&t->mu);
         if (moved) {
             srv_log(s, "LOG", "pool %s/%s: server settings changed; reconnecting", p->db, p->user);
+            mark_closing(p);
             (void)weir_pool_evict_all(p->pool);
         }
     }
     pthread_mutex_unlock(&s->pools_lock);
 }
 
+static void max_id(const weir_conn_info *ci, void *ud)
+{
+    uint64_t *m = ud;
+    if (ci->id > *m) *m = ci->id;
+}
+
+/* The connections open now are the ones closing (ids only grow). */
+static void mark_closing(spool *p)
+{
+    uint64_t m = 0;
+    (void)weir_pool_foreach_conn(p->pool, max_id, &m);
+    atomic_store(&p->close_mark, m);
+}
+
+bool pools_reconnect(server *s, const char *db)
+{
+    if (db[0] && !cfg_find_db_exact(&s->cfg, db)) return false;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next)
+        if (!db[0] || !strcmp(p->db, db)) {
+            mark_closing(p);
+            (void)weir_pool_evict_all(p->pool);
+        }
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "RECONNECT %s: server connections close as they are released",
+            db[0] ? db : "every pool");
+    return true;
+}
+
+typedef struct old_conns {
+    uint64_t mark;
+    bool any;
+} old_conns;
+
+static void find_old(const weir_conn_info *ci, void *ud)
+{
+    old_conns *o = ud;
+    if (ci->id <= o->mark) o->any = true;
+}
+
+bool pools_closing(server *s, const char *db)
+{
+    bool any = false;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p && !any; p = p->next) {
+        if (db[0] && strcmp(p->db, db)) continue;
+        old_conns o = {atomic_load(&p->close_mark), false};
+        if (o.mark) (void)weir_pool_foreach_conn(p->pool, find_old, &o);
+        any = o.any;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    return any;
+}
+
+bool pools_quiet(server *s, const char *db)
+{
+    bool quiet = true;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p && quiet; p = p->next) {
+        weir_pool_stats st;
+        if ((!db[0] || !strcmp(p->db, db)) && weir_pool_stats_get(p->pool, &st) == 0)
+            quiet = st.active == 0 && st.pending == 0;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    return quiet;
+}
+
+bool db_disabled(server *s, const char *db)
+{
+    bool off = false;
+    pthread_mutex_lock(&s->pools_lock);
+    for (size_t i = 0; i < s->ndisabled && !off; i++) off = !strcmp(s->disabled[i], db);
+    pthread_mutex_unlock(&s->pools_lock);
+    return off;
+}
+
+bool db_set_disabled(server *s, const char *db, bool off)
+{
+    if (!db[0] || !cfg_find_db_exact(&s->cfg, db)) return false;
+    pthread_mutex_lock(&s->pools_lock);
+    size_t i = 0;
+    while (i < s->ndisabled && strcmp(s->disabled[i], db)) i++;
+    if (off && i == s->ndisabled) {
+        char(*d)[CFG_NAME] = realloc(s->disabled, (s->ndisabled + 1) * sizeof *d);
+        if (d) {
+            s->disabled = d;
+            snprintf(d[s->ndisabled++], CFG_NAME, "%s", db);
+        }
+    } else if (!off && i < s->ndisabled) {
+        memmove(&s->disabled[i], &s->disabled[i + 1], (s->ndisabled - i - 1) * sizeof *s->disabled);
+        s->ndisabled--;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "%s %s (admin console)", off ? "DISABLE" : "ENABLE", db);
+    return true;
+}
+
 bool pools_pause(server *s, const char *db, bool pause, const char *why)
 {
     if (db[0] && !cfg_find_db(&s->cfg, db)) return false;
+    if (!db[0]) atomic_store(&s->paused_all, pause);
     pthread_mutex_lock(&s->pools_lock);
     for (spool *p = s->pools; p; p = p->next)
         if (!db[0] || !strcmp(p->db, db))
@@ -458,6 +566,7 @@ static void on_efd(evutil_socket_t fd, short what, void *arg)
     (void)!read(fd, &v, sizeof v);
     worker *w = arg;
     worker_hold_point(w);
+    if (atomic_exchange(&w->kill_pending, false)) worker_kill_marked(w);
     worker_drain_completions(w);
     if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
 }
@@ -526,6 +635,10 @@ int server_start(server *s)
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) return -1;
     s->unix_fd = -1;
+    if (s->cfg.syslog) { /* syslog* are fixed until a restart */
+        openlog(s->cfg.syslog_ident, LOG_PID, cfg_syslog_facility(s->cfg.syslog_facility));
+        s->syslog_on = true;
+    }
     s->ps_reg = ps_registry_new();
     if (!s->ps_reg) return -1;
     for (int i = 0; i < s->nworkers; i++)
@@ -599,6 +712,7 @@ void server_stop(server *s)
     }
     free(s->workers);
     free(s->keys);
+    free(s->disabled);
     ps_registry_free(s->ps_reg); /* after the last client */
     s->ps_reg = NULL;
 }

@@ -81,7 +81,8 @@ typedef struct spool {
     atomic_bool reserve_on;
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
-    wstats *ws;         /* one per worker */
+    _Atomic uint64_t close_mark; /* RECONNECT: connections with an id up to this are closing */
+    wstats *ws;                  /* one per worker */
     st_sum prev, delta; /* at the last stats_period tick, and the period before it (stats_lock) */
     struct spool *next;
 } spool;
@@ -141,6 +142,7 @@ struct worker {
     client *clients;                /* every client of this worker, for timeouts */
     client *graveyard;              /* freed at the end of the loop turn */
     _Atomic int nstate[CL_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
+    atomic_bool kill_pending;       /* KILL marked some of its clients */
     atomic_bool stop;
 };
 
@@ -183,6 +185,11 @@ struct server {
     int held;
     pthread_rwlock_t cfg_rw;
     ps_registry *ps_reg; /* max_prepared_statements: every statement clients prepared */
+    /* DISABLE db: names refused at login (under pools_lock) */
+    char (*disabled)[CFG_NAME];
+    size_t ndisabled;
+    atomic_bool paused_all; /* PAUSE without a database (SHOW STATE) */
+    bool syslog_on;         /* syslog = 1 at start (fixed until a restart) */
 };
 
 void srv_log(server *s, const char *level, const char *fmt, ...)
@@ -205,13 +212,50 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
                 const char *as_user, const login_creds *cr, char *err, size_t errlen);
 void pools_destroy(server *s);
 void pools_apply_config(server *s); /* after a reload or SET, workers held */
+/* RECONNECT: close the server connections of db ("" = all) as they are
+ * released; pools_closing: some of them are still open (WAIT_CLOSE). */
+bool pools_reconnect(server *s, const char *db);
+bool pools_closing(server *s, const char *db);
+/* PAUSE's wait: no server connection of db ("" = all) is in use or logging in. */
+bool pools_quiet(server *s, const char *db);
+/* DISABLE/ENABLE db: false if there is no such database. */
+bool db_set_disabled(server *s, const char *db, bool off);
+bool db_disabled(server *s, const char *db);
+/* KILL db: close every client of db (workers frozen); returns how many. */
+int clients_kill(server *s, const char *db);
+void worker_kill_marked(worker *w); /* a worker closes the clients KILL marked */
 /* Pause or resume every pool, or those of database db ("" = all). false: no
  * such database. why goes to the log. */
 bool pools_pause(server *s, const char *db, bool pause, const char *why);
 
+/* One row of SHOW CLIENTS (clients_list) or SHOW SERVERS. */
+typedef struct conn_row {
+    char user[CFG_NAME], db[CFG_NAME], state[16], addr[64], local_addr[64], appname[BE_VALUE];
+    int port, local_port;
+    int64_t connect_ms, request_ms; /* wall clock, ms */
+    int64_t wait_us;
+    const void *ptr, *link;
+    uint32_t remote_pid;
+    size_t prepared;
+} conn_row;
+/* Every client of every worker (malloc'd array; free it); link is the
+ * backend it is linked to, or NULL. Workers must be frozen. */
+size_t clients_list(server *s, conn_row **out);
+/* The address and port of fd's peer (peer) or own end (!peer), as SHOW shows them. */
+void sock_addr(int fd, bool peer, char *addr, size_t len, int *port);
+/* Hold every worker at its safe point (reload.c); -1: another change or
+ * listing is running (only when called from a worker). */
+int server_freeze(server *s);
+void server_thaw(server *s);
+
 /* The admin console: run one simple query; the answer goes into o (without ReadyForQuery).
- * full: an admin_users member; else stats_users, who may only SHOW. */
-void admin_query(server *s, bool full, const char *sql, pq_buf *o);
+ * full: an admin_users member; else stats_users, who may only SHOW.
+ * Returns 0, or ADMIN_WAIT_*: the answer waits until admin_wait_done (db
+ * set to the command's database, CFG_NAME bytes). */
+enum { ADMIN_WAIT_PAUSE = 1, ADMIN_WAIT_CLOSE = 2 };
+int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *db);
+/* The waiting command's condition: true when met (CommandComplete then in o). */
+bool admin_wait_done(server *s, int kind, const char *db, pq_buf *o);
 
 /* Reserve pools: take or give back reserve connections (each worker's tick). */
 void pool_reserve_wanted(spool *p, int64_t now_ms);

@@ -380,3 +380,144 @@ class TestReload(OpsCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+CONN_COLS = ["type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+             "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
+             "remote_pid", "tls", "application_name", "prepared_statements"]
+
+
+class Background:
+    """An admin command that may block (PAUSE, WAIT_CLOSE), run on a thread."""
+
+    def __init__(self, w, sql):
+        self.result = None
+        self.t = threading.Thread(target=lambda: setattr(self, "result", w.admin(sql)))
+        self.t.start()
+
+    def done(self, timeout):
+        self.t.join(timeout)
+        return not self.t.is_alive()
+
+
+class TestConsoleConnections(OpsCase):
+    settings = {"default_pool_size": "2"}
+
+    def rows(self, sql):
+        rows, r = self.admin(sql)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [dict(zip(rows[0], x)) for x in rows[1:]], rows[0]
+
+    def test_show_clients_and_servers(self):
+        busy = psycopg.connect(self.w.dsn(application_name="busy_app"))
+        idle = psycopg.connect(self.w.dsn(application_name="idle_app"))
+        self.addCleanup(busy.close)
+        self.addCleanup(idle.close)
+        pid = busy.execute("SELECT pg_backend_pid()").fetchone()[0]  # a transaction: held
+        idle.execute("SELECT 1")
+        idle.commit()
+        clients, cols = self.rows("SHOW CLIENTS")
+        self.assertEqual(cols, CONN_COLS)
+        apps = {c["application_name"]: c for c in clients if c["database"] == "appdb"}
+        self.assertEqual(set(apps), {"busy_app", "idle_app"})
+        self.assertTrue(any(c["database"] == "pgbouncer" for c in clients))  # this console
+        b = apps["busy_app"]
+        self.assertEqual((b["type"], b["user"], b["state"], b["addr"]), ("C", "app", "active",
+                                                                          "127.0.0.1"))
+        self.assertEqual(b["local_port"], str(self.w.port))
+        self.assertRegex(b["connect_time"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+        self.assertNotEqual(b["link"], "")
+        self.assertEqual(apps["idle_app"]["link"], "")  # transaction mode: no server between
+        servers, cols = self.rows("SHOW SERVERS")
+        self.assertEqual(cols, CONN_COLS)
+        linked = [s for s in servers if s["link"] == b["ptr"]]
+        self.assertEqual(len(linked), 1, servers)
+        s = linked[0]
+        self.assertEqual((s["type"], s["state"], s["remote_pid"], s["port"]),
+                         ("S", "active", str(pid), str(PG.port)))
+        self.assertEqual(s["ptr"], b["link"])
+        self.assertTrue(all(x["state"] in ("active", "idle") for x in servers), servers)
+        busy.commit()
+        state, _ = self.rows("SHOW STATE")
+        self.assertEqual({r["key"]: r["value"] for r in state},
+                         {"active": "yes", "paused": "no", "suspended": "no"})
+
+    def test_pause_waits_for_open_transactions(self):
+        conn = psycopg.connect(self.w.dsn())
+        self.addCleanup(conn.close)
+        conn.execute("SELECT 1")  # a transaction is open
+        bg = Background(self.w, "PAUSE")
+        self.assertFalse(bg.done(1.0), "PAUSE returned while a transaction was open")
+        conn.commit()
+        self.assertTrue(bg.done(10))
+        self.assertIn("PAUSE", bg.result[1].stdout + bg.result[1].stderr)
+        self.assertEqual(bg.result[1].returncode, 0, bg.result[1].stderr)
+        state, _ = self.rows("SHOW STATE")
+        self.assertEqual({r["key"]: r["value"] for r in state}["paused"], "yes")
+        _, r = self.admin("RESUME")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(conn.execute("SELECT 2").fetchone()[0], 2)
+
+    def test_disable_and_enable(self):
+        _, r = self.admin("DISABLE appdb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with self.assertRaises(psycopg.OperationalError) as e:
+            psycopg.connect(self.w.dsn(), connect_timeout=10)
+        self.assertIn("database does not allow connections: appdb", str(e.exception))
+        _, r = self.admin("DISABLE nosuch")
+        self.assertIn("no such database: nosuch", r.stderr)
+        _, r = self.admin("ENABLE appdb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with psycopg.connect(self.w.dsn()) as c:
+            self.assertEqual(c.execute("SELECT 1").fetchone()[0], 1)
+
+    def test_reconnect_and_wait_close(self):
+        conn = psycopg.connect(self.w.dsn())
+        self.addCleanup(conn.close)
+        old = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # held in a transaction
+        _, r = self.admin("RECONNECT appdb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        servers, _ = self.rows("SHOW SERVERS")
+        held = [s for s in servers if s["remote_pid"] == str(old)]
+        self.assertEqual(held[0]["close_needed"], "1", servers)
+        bg = Background(self.w, "WAIT_CLOSE appdb")
+        self.assertFalse(bg.done(1.0), "WAIT_CLOSE returned while an old connection was in use")
+        conn.commit()  # released, so closed
+        self.assertTrue(bg.done(10))
+        self.assertEqual(bg.result[1].returncode, 0, bg.result[1].stderr)
+        new = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        self.assertNotEqual(new, old)
+        conn.commit()
+
+    def test_kill(self):
+        conns = [psycopg.connect(self.w.dsn(), autocommit=True) for _ in range(2)]
+        for c in conns:
+            self.addCleanup(c.close)
+            c.execute("SELECT 1")
+        _, r = self.admin("KILL appdb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for c in conns:
+            with self.assertRaises(psycopg.OperationalError) as e:
+                c.execute("SELECT 1")
+            self.assertIn('database "appdb" killed (KILL)', str(e.exception))
+        # New clients wait until RESUME.
+        got = []
+        t = threading.Thread(target=lambda: got.append(self.w.psql("SELECT 42")))
+        t.start()
+        t.join(1.5)
+        self.assertTrue(t.is_alive(), "a client of a killed database got through before RESUME")
+        _, r = self.admin("RESUME appdb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.join(20)
+        self.assertEqual(got[0].stdout.strip(), "42", got[0].stderr)
+        self.assertIn("KILL appdb: 2 clients closed", self.w.log())
+
+
+class TestSyslogConfig(unittest.TestCase):
+    def test_unknown_facility_is_a_config_error(self):
+        w = Weir(PG, settings={"syslog": "1", "syslog_facility": "nosuch"}, start=False)
+        self.addCleanup(w.stop)
+        rc, log = w.start_fails()
+        self.assertNotEqual(rc, 0)
+        self.assertIn("syslog_facility", log)
+        self.assertIn("unknown facility", log)
