@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "prep.h"
 #include "proto.h"
 
 static char logbuf[4096];
@@ -315,6 +316,138 @@ static void test_error_message_layout(void **state)
     pq_buf_free(&b);
 }
 
+/* --- prepared statements (prep.c) --------------------------------------- */
+
+/* A Parse, Bind or Close body. */
+static uint32_t body_of(uint8_t *b, const char *a, const char *c, bool types)
+{
+    uint32_t n = 0;
+    size_t l = strlen(a) + 1;
+    memcpy(b, a, l);
+    n += (uint32_t)l;
+    if (c) {
+        l = strlen(c) + 1;
+        memcpy(b + n, c, l);
+        n += (uint32_t)l;
+    }
+    if (types) {
+        b[n++] = 0;
+        b[n++] = 0;
+    }
+    return n;
+}
+
+/* The types of the messages in o, as a string. */
+static void types_of(const pq_buf *o, char *out)
+{
+    uint32_t at = o->start;
+    size_t k = 0;
+    while (at + 5 <= o->end) {
+        out[k++] = (char)o->p[at];
+        at += 1 + pq_get32(o->p + at + 1);
+    }
+    out[k] = '\0';
+}
+
+static void test_prep_shared_and_elided(void **state)
+{
+    (void)state;
+    ps_registry *r = ps_registry_new();
+    ps_client *a = ps_client_new(r), *b = ps_client_new(r);
+    ps_cache *sc = NULL;
+    pq_buf o = {0}, due = {0};
+    uint8_t body[128] = {0};
+    char t[32];
+    int nrfq;
+    /* a prepares "s" on the server: a Parse of weir_1 goes out */
+    assert_int_equal(ps_client_msg(a, &sc, 10, 'P', body, body_of(body, "s", "SELECT 1", true), &o),
+                     0);
+    assert_int_equal(ps_client_msg(a, &sc, 10, 'S', NULL, 0, &o), 0);
+    types_of(&o, t);
+    assert_string_equal(t, "PS");
+    assert_memory_equal(o.p + 5, "weir_1", 7);
+    assert_true(ps_server_msg(a, sc, '1', NULL, 0));
+    assert_true(ps_server_msg(a, sc, 'Z', (const uint8_t *)"I", 1));
+    assert_false(ps_busy(a));
+    /* b prepares the same text as "other": nothing goes out, weir answers */
+    pq_buf_reset(&o);
+    assert_int_equal(
+        ps_client_msg(b, &sc, 10, 'P', body, body_of(body, "other", "SELECT 1", true), &o), 0);
+    assert_int_equal(o.end, 0);
+    assert_int_equal(ps_due(b, 'I', &due, &nrfq), 0);
+    types_of(&due, t);
+    assert_string_equal(t, "1");
+    assert_int_equal(ps_registry_count(r), 1);
+    assert_int_equal(ps_cache_count(sc), 1);
+    /* Close by a: answered by weir, the server keeps it for b */
+    pq_buf_reset(&due);
+    assert_int_equal(ps_client_msg(a, &sc, 10, 'C', (const uint8_t *)"Ss", 3, &o), 0);
+    assert_int_equal(o.end, 0);
+    assert_int_equal(ps_due(a, 'I', &due, &nrfq), 0);
+    types_of(&due, t);
+    assert_string_equal(t, "3");
+    assert_int_equal(ps_client_count(a), 0);
+    assert_int_equal(ps_cache_count(sc), 1);
+    ps_client_free(a);
+    ps_client_free(b);
+    ps_cache_free(sc); /* the last reference: the registry is empty again */
+    assert_int_equal(ps_registry_count(r), 0);
+    pq_buf_free(&o);
+    pq_buf_free(&due);
+    ps_registry_free(r);
+}
+
+static void test_prep_eviction_and_failed_pipeline(void **state)
+{
+    (void)state;
+    ps_registry *r = ps_registry_new();
+    ps_client *c = ps_client_new(r);
+    ps_cache *sc = NULL;
+    pq_buf o = {0};
+    uint8_t body[128] = {0};
+    char t[64];
+    /* max 2: the third statement closes the least recently used first */
+    const char *q[] = {"SELECT 1", "SELECT 2", "SELECT 3"};
+    char nm[8];
+    for (int i = 0; i < 3; i++) {
+        snprintf(nm, sizeof nm, "s%d", i);
+        assert_int_equal(ps_client_msg(c, &sc, 2, 'P', body, body_of(body, nm, q[i], true), &o), 0);
+    }
+    assert_int_equal(ps_client_msg(c, &sc, 2, 'S', NULL, 0, &o), 0);
+    types_of(&o, t);
+    assert_string_equal(t, "PPCPS");
+    assert_int_equal(ps_cache_count(sc), 2);
+    /* replies: ParseComplete x2, CloseComplete (hidden), ParseComplete, ReadyForQuery */
+    assert_true(ps_server_msg(c, sc, '1', NULL, 0));
+    assert_true(ps_server_msg(c, sc, '1', NULL, 0));
+    assert_false(ps_server_msg(c, sc, '3', NULL, 0));
+    assert_true(ps_server_msg(c, sc, '1', NULL, 0));
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    /* s0 was closed: a Bind of it prepares it again (reply hidden), evicting another */
+    pq_buf_reset(&o);
+    assert_int_equal(ps_client_msg(c, &sc, 2, 'B', body, body_of(body, "", "s0", false) + 6, &o),
+                     0);
+    types_of(&o, t);
+    assert_string_equal(t, "CPB");
+    /* ... and the pipeline fails at the Bind: PostgreSQL skips to Sync */
+    assert_int_equal(ps_client_msg(c, &sc, 2, 'P', body, body_of(body, "new", "SELEC", true), &o),
+                     0);
+    assert_int_equal(ps_client_msg(c, &sc, 2, 'S', NULL, 0, &o), 0);
+    assert_false(ps_server_msg(c, sc, '3', NULL, 0));
+    assert_false(ps_server_msg(c, sc, '1', NULL, 0));
+    assert_true(ps_server_msg(c, sc, 'E', NULL, 0));
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    assert_false(ps_busy(c));
+    /* the skipped Parse left its name free, and the cache holds what the server has */
+    assert_int_equal(ps_client_count(c), 3);
+    assert_int_equal(ps_cache_count(sc), 2);
+    ps_client_free(c);
+    ps_cache_free(sc);
+    assert_int_equal(ps_registry_count(r), 0);
+    pq_buf_free(&o);
+    ps_registry_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +460,8 @@ int main(void)
         cmocka_unit_test(test_startup_parse),
         cmocka_unit_test(test_framing_any_split),
         cmocka_unit_test(test_error_message_layout),
+        cmocka_unit_test(test_prep_shared_and_elided),
+        cmocka_unit_test(test_prep_eviction_and_failed_pipeline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
