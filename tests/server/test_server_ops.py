@@ -458,6 +458,25 @@ class TestConsoleConnections(OpsCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(conn.execute("SELECT 2").fetchone()[0], 2)
 
+    def test_pause_and_resume_under_pgbench(self):
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=pgbench(self.w, secs=4, clients=8)))
+        t.start()
+        time.sleep(1.0)
+        for _ in range(2):
+            bg = Background(self.w, "PAUSE appdb")
+            self.assertTrue(bg.done(20), "PAUSE did not return under pgbench")
+            self.assertEqual(bg.result[1].returncode, 0, bg.result[1].stderr)
+            time.sleep(0.5)  # clients wait meanwhile
+            _, r = self.admin("RESUME appdb")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            time.sleep(0.5)
+        t.join(60)
+        done, r = out["r"]
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("number of failed transactions: 0", r.stdout)
+        self.assertGreater(done, 100)
+
     def test_disable_and_enable(self):
         _, r = self.admin("DISABLE appdb")
         self.assertEqual(r.returncode, 0, r.stderr)
