@@ -315,7 +315,7 @@ static void fmt_time(char *b, size_t n, int64_t wall_ms)
     strftime(b, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-static void put_conn_row(pq_buf *o, const char *type, const conn_row *r, bool close_needed)
+static void put_conn_row(pq_buf *o, const char *type, const conn_row *r)
 {
     char port[16], lport[16], ct[40], rt[40], wait[24], wait_us[24], ptr[24], link[24], pid[16],
         prep[24];
@@ -341,7 +341,7 @@ static void put_conn_row(pq_buf *o, const char *type, const conn_row *r, bool cl
                                  rt,
                                  wait,
                                  wait_us,
-                                 close_needed ? "1" : "0",
+                                 r->close_needed ? "1" : "0",
                                  ptr,
                                  r->link ? link : NULL,
                                  pid,
@@ -366,7 +366,7 @@ static void show_clients(server *s, pq_buf *o)
     size_t n = clients_list(s, &rows);
     server_thaw(s);
     put_cols(o, conn_cols, NCONN_COLS);
-    for (size_t i = 0; i < n; i++) put_conn_row(o, "C", &rows[i], false);
+    for (size_t i = 0; i < n; i++) put_conn_row(o, "C", &rows[i]);
     free(rows);
     put_complete(o, "SHOW");
 }
@@ -418,8 +418,7 @@ static void server_row(const weir_conn_info *ci, void *ud)
     r->prepared = x ? ps_cache_count(x->ps) : 0;
     const char *app = be_params_get(&be->params, "application_name");
     snprintf(r->appname, sizeof r->appname, "%s", app ? app : "");
-    /* close_needed: RECONNECT or a reload marked it */
-    r->wait_us = ci->id <= atomic_load(&w->p->close_mark) ? -1 : 0;
+    r->close_needed = ci->id <= atomic_load(&w->p->close_mark);
 }
 
 static void show_servers(server *s, pq_buf *o)
@@ -440,11 +439,7 @@ static void show_servers(server *s, pq_buf *o)
     pthread_mutex_unlock(&s->pools_lock);
     server_thaw(s);
     put_cols(o, conn_cols, NCONN_COLS);
-    for (size_t i = 0; i < w.n; i++) {
-        bool close_needed = w.rows[i].wait_us < 0;
-        w.rows[i].wait_us = 0;
-        put_conn_row(o, "S", &w.rows[i], close_needed);
-    }
+    for (size_t i = 0; i < w.n; i++) put_conn_row(o, "S", &w.rows[i]);
     free(w.rows);
     free(clients);
     put_complete(o, "SHOW");

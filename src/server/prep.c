@@ -313,16 +313,12 @@ ps_client *ps_client_new(ps_registry *r)
     return pc;
 }
 
+static void name_remove_all(ps_client *pc);
+
 void ps_client_free(ps_client *pc)
 {
     if (!pc) return;
-    for (size_t i = 0; i < pc->nb; i++)
-        while (pc->b[i]) {
-            ps_name *e = pc->b[i];
-            pc->b[i] = e->next;
-            release(pc->reg, e->st);
-            free(e);
-        }
+    name_remove_all(pc);
     free(pc->b);
     free(pc->dportal);
     ps_client_unlink(pc);
@@ -505,8 +501,11 @@ static int cache_enter(ps_client *pc, ps_cache *sc, ps_stmt *st)
     return -1;
 }
 
-/* Make sure the server has st: if not, a Parse whose reply is hidden. */
-static int ensure(ps_client *pc, ps_cache *sc, uint32_t max, ps_stmt *st, pq_buf *o)
+/* Make sure the server has st: if it lacks it, a Parse (op flags, and the
+ * client's name if it is the client's own Parse). 1: a Parse was sent, 0:
+ * the server has it, -1: out of memory. */
+static int prepare_on(ps_client *pc, ps_cache *sc, uint32_t max, ps_stmt *st, uint8_t flags,
+                      const char *name, pq_buf *o)
 {
     slot *s = cache_find(sc, st->id);
     if (s) {
@@ -517,10 +516,16 @@ static int ensure(ps_client *pc, ps_cache *sc, uint32_t max, ps_stmt *st, pq_buf
     int l = put_name(nm, st->id);
     if (make_room(pc, sc, max, o) || cache_enter(pc, sc, st) ||
         put_parts(o, 'P', nm, (uint32_t)l + 1, st->body, st->len, NULL, 0) ||
-        push(pc, OP_PARSE, F_DROP | F_CACHED, st->id))
+        push_named(pc, OP_PARSE, flags | F_CACHED, st->id, name))
         return -1;
     pc->parse_s++;
-    return 0;
+    return 1;
+}
+
+/* Before a Bind or Describe of st: a Parse whose reply is hidden, if needed. */
+static int ensure(ps_client *pc, ps_cache *sc, uint32_t max, ps_stmt *st, pq_buf *o)
+{
+    return prepare_on(pc, sc, max, st, F_DROP, NULL, o) < 0 ? -1 : 0;
 }
 
 /* DEALLOCATE [PREPARE] { name | ALL } [;] as a whole query: 1 with *all or
@@ -617,18 +622,9 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
             release(pc->reg, st);
             return -1;
         }
-        slot *s = cache_find(sc, st->id);
-        if (s) {
-            s->used = ++sc->clock;
-            return push_named(pc, OP_SYN_PARSE, 0, 0, name);
-        }
-        int l = put_name(nm, st->id);
-        if (make_room(pc, sc, max, o) || cache_enter(pc, sc, st) ||
-            put_parts(o, 'P', nm, (uint32_t)l + 1, p, (uint32_t)(end - p), NULL, 0) ||
-            push_named(pc, OP_PARSE, F_CACHED, st->id, name))
-            return -1;
-        pc->parse_s++;
-        return 0;
+        /* Sent as weir's statement, or answered by weir if the server has it. */
+        int rc = prepare_on(pc, sc, max, st, 0, name, o);
+        return rc ? (rc < 0 ? -1 : 0) : push_named(pc, OP_SYN_PARSE, 0, 0, name);
     }
     case 'B': {
         const char *portal = pq_get_str(&p, end), *name = portal ? pq_get_str(&p, end) : NULL;

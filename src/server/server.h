@@ -237,6 +237,7 @@ typedef struct conn_row {
     const void *ptr, *link;
     uint32_t remote_pid;
     size_t prepared;
+    bool close_needed; /* a server connection RECONNECT (or a reload) marked */
 } conn_row;
 /* Every client of every worker (malloc'd array; free it); link is the
  * backend it is linked to, or NULL. Workers must be frozen. */

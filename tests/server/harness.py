@@ -56,6 +56,12 @@ class Postgres:
                            capture_output=True, text=True, check=True)
         return r.stdout.strip()
 
+    def pgbench_init(self):
+        """pgbench's tables (scale 1) in appdb, owned by app."""
+        subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(self.port),
+                        "-U", "app", "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"),
+                       check=True, capture_output=True)
+
     def destroy(self):
         subprocess.run(["sh", PG_CLUSTER, "destroy", self.dir], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -40,9 +40,7 @@ def setUpModule():
     with open(hba, "w") as f:
         f.write("host all app_md5 127.0.0.1/32 md5\n" + rules)
     PG.sql("SELECT pg_reload_conf()")
-    subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U", "app",
-                    "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
-                   capture_output=True)
+    PG.pgbench_init()
 
 
 def slurp(path):

@@ -27,9 +27,7 @@ def setUpModule():
     PG.sql("CREATE TABLE IF NOT EXISTS f (id int primary key, v text);"
            " INSERT INTO f VALUES (1, 'one') ON CONFLICT DO NOTHING; GRANT ALL ON f TO app")
     PG.sql("CREATE ROLE app2 LOGIN PASSWORD 's3cret'; GRANT CONNECT ON DATABASE appdb TO app2")
-    subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U", "app",
-                    "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
-                   capture_output=True)
+    PG.pgbench_init()
 
 
 def tearDownModule():

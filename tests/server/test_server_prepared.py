@@ -27,9 +27,7 @@ PG = None
 def setUpModule():
     global PG
     PG = Postgres()
-    subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(PG.port), "-U",
-                    "app", "appdb"], env=dict(os.environ, PGPASSWORD="s3cret"), check=True,
-                   capture_output=True)
+    PG.pgbench_init()
 
 
 def tearDownModule():
