@@ -13,9 +13,11 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The main job: for now, the engine demo (examples/demo.c).
+# The main job: weir on examples/weir.ini (an SQLite demo over HTTP on
+# 127.0.0.1:8080, the PostgreSQL door on 127.0.0.1:6432). Paths in the file
+# are relative to examples/.
 run: deps build
-	$(BUILD)/weir_demo
+	cd examples && exec $(abspath $(BUILD))/weir weir.ini
 
 # Install what the suite needs (Debian, as root), build, run everything.
 test: deps build

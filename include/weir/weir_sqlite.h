@@ -52,7 +52,8 @@ WEIR_API sqlite3 *weir_sqlite_db(const weir_conn *c);
 
 /** Prepare sql on c, or take it from c's statement cache (reset, bindings
  *  cleared). The statement belongs to the cache: do not finalize it; it is
- *  valid until checkin. Returns 0, or WEIR_EDRIVER with SQLite's message
+ *  valid until checkin. Returns 0, WEIR_EINVAL if sql holds no statement
+ *  (only blanks or comments), or WEIR_EDRIVER with SQLite's message
  *  available from sqlite3_errmsg(weir_sqlite_db(c)). */
 WEIR_API int weir_sqlite_prepare_cached(weir_conn *c, const char *sql,
                                         sqlite3_stmt **out) WEIR_MUSTCHECK;

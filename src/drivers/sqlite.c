@@ -242,6 +242,7 @@ int weir_sqlite_prepare_cached(weir_conn *wc, const char *sql, sqlite3_stmt **ou
     sqlite3_stmt *s;
     if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
         return WEIR_EDRIVER;
+    if (!s) return WEIR_EINVAL; /* no statement in sql: only blanks or comments */
     int slot = c->ncache;
     if (c->ncache == c->t->stmt_cache) { /* full: evict the least recently used */
         slot = 0;

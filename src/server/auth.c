@@ -336,3 +336,34 @@ int scram_client_verify(const scram_client *st, const char *server_final, size_t
     if (!v || b64_decode(v, vl, sig, sizeof sig) != 32) return -1;
     return CRYPTO_memcmp(sig, st->server_signature, 32) ? -1 : 0;
 }
+
+int auth_b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen)
+{
+    return b64_decode(in, n, out, outlen);
+}
+
+void auth_sha256(const void *d, size_t n, uint8_t out[32])
+{
+    sha256(d, n, out);
+}
+
+bool auth_password_ok(const char *user, const char *password, const char *secret)
+{
+    if (auth_is_scram_secret(secret)) {
+        scram_secret s;
+        uint8_t salted[32], client_key[32], stored[32];
+        if (scram_secret_parse(secret, &s) ||
+            salted_password(password, s.salt, s.saltlen, s.iter, salted))
+            return false;
+        hmac(salted, 32, "Client Key", 10, client_key);
+        sha256(client_key, 32, stored);
+        return CRYPTO_memcmp(stored, s.stored, 32) == 0;
+    }
+    if (auth_is_md5_hash(secret)) {
+        char h[36];
+        memcpy(h, "md5", 3);
+        md5_hex2(password, strlen(password), user, strlen(user), h + 3);
+        return auth_equal(h, secret);
+    }
+    return auth_equal(password, secret);
+}

@@ -16,6 +16,11 @@ bool auth_is_md5_hash(const char *secret);
 bool auth_is_scram_secret(const char *secret);
 /* Constant-time comparison of two NUL-terminated strings. */
 bool auth_equal(const char *a, const char *b);
+/* Does password match secret (plain, "md5..." hash or SCRAM secret) for user? */
+bool auth_password_ok(const char *user, const char *password, const char *secret);
+/* Standard base64 of n characters into out; the length, or -1. */
+int auth_b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen);
+void auth_sha256(const void *d, size_t n, uint8_t out[32]);
 /* Fill buf with n random bytes (OpenSSL). 0 or -1. */
 int auth_random(void *buf, size_t n);
 

@@ -64,19 +64,20 @@ int be_quote_literal(const char *s, char *out, size_t outlen)
     return 0;
 }
 
-static int wait_fd(int fd, short events, int64_t deadline_ns)
+int be_wait_fd(int fd, short events, int64_t deadline_ns)
 {
     for (;;) {
         int64_t left = deadline_ns - weir_now_ns();
         if (left <= 0) return WEIR_ETIMEDOUT;
         struct pollfd p = {.fd = fd, .events = events};
-        int r = poll(&p, 1, (int)((left + 999999) / 1000000));
+        int64_t ms = (left + 999999) / 1000000;
+        int r = poll(&p, 1, ms > 1000000000 ? 1000000000 : (int)ms);
         if (r > 0) return 0;
         if (r < 0 && errno != EINTR) return WEIR_EDRIVER;
     }
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
+int be_write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
 {
     while (n) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
@@ -87,7 +88,7 @@ static int write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
         }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = wait_fd(fd, POLLOUT, deadline_ns);
+            int rc = be_wait_fd(fd, POLLOUT, deadline_ns);
             if (rc) return rc;
             continue;
         }
@@ -97,7 +98,7 @@ static int write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
 }
 
 /* Read one whole message into b; m->body points into b until the next call. */
-static int read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
+int be_read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
 {
     for (;;) {
         int t = pq_buf_take(b, 1u << 30, m);
@@ -117,7 +118,7 @@ static int read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
         if (r == 0) return WEIR_EDRIVER;
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rc = wait_fd(fd, POLLIN, deadline_ns);
+            int rc = be_wait_fd(fd, POLLIN, deadline_ns);
             if (rc) return rc;
             continue;
         }
@@ -169,7 +170,7 @@ static int open_socket(const be_target *t, int64_t deadline_ns, char *err, size_
         if (r == 0) return fd;
         if (errno != EINPROGRESS) goto fail;
     }
-    int rc = wait_fd(fd, POLLOUT, deadline_ns);
+    int rc = be_wait_fd(fd, POLLOUT, deadline_ns);
     if (rc) {
         close(fd);
         snprintf(err, errlen, "connect to %s:%d timed out", t->host, t->port);
@@ -202,14 +203,14 @@ static int send_startup(int fd, const be_target *t, int64_t deadline_ns)
     }
     pkt[o++] = '\0';
     pq_set32(pkt, (uint32_t)o);
-    return write_all(fd, pkt, o, deadline_ns);
+    return be_write_all(fd, pkt, o, deadline_ns);
 }
 
 static int send_password(int fd, const void *p, size_t n, int64_t deadline_ns)
 {
     pq_buf b = {0};
-    int rc =
-        pq_put_msg(&b, 'p', p, (uint32_t)n) ? WEIR_ENOMEM : write_all(fd, b.p, b.end, deadline_ns);
+    int rc = pq_put_msg(&b, 'p', p, (uint32_t)n) ? WEIR_ENOMEM
+                                                 : be_write_all(fd, b.p, b.end, deadline_ns);
     pq_buf_free(&b);
     return rc;
 }
@@ -292,12 +293,12 @@ static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *er
     pq_buf b = {0};
     int rc = pq_put_msg(&b, 'Q', sql, (uint32_t)strlen(sql) + 1)
                  ? WEIR_ENOMEM
-                 : write_all(be->fd, b.p, b.end, deadline_ns);
+                 : be_write_all(be->fd, b.p, b.end, deadline_ns);
     pq_buf_reset(&b);
     bool failed = false;
     while (rc == 0) {
         pq_msg m;
-        rc = read_msg(be->fd, &b, deadline_ns, &m);
+        rc = be_read_msg(be->fd, &b, deadline_ns, &m);
         if (rc) break;
         if (m.type == 'E') {
             failed = true;
@@ -343,7 +344,7 @@ static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, siz
     int rc = send_startup(fd, t, deadline_ns);
     while (rc == 0) {
         pq_msg m;
-        rc = read_msg(fd, &b, deadline_ns, &m);
+        rc = be_read_msg(fd, &b, deadline_ns, &m);
         if (rc) {
             snprintf(err, errlen,
                      rc == WEIR_ETIMEDOUT ? "server login timed out"
@@ -458,9 +459,9 @@ int be_cancel(const char *host, int port, uint32_t pid, uint32_t key, int64_t ti
     pq_set32(pkt + 4, PQ_CANCEL_CODE);
     pq_set32(pkt + 8, pid);
     pq_set32(pkt + 12, key);
-    int rc = write_all(fd, pkt, sizeof pkt, deadline);
+    int rc = be_write_all(fd, pkt, sizeof pkt, deadline);
     /* The server closes the socket when done; wait for that, bounded. */
-    if (rc == 0 && wait_fd(fd, POLLIN, deadline) == 0) {
+    if (rc == 0 && be_wait_fd(fd, POLLIN, deadline) == 0) {
         char c;
         (void)!recv(fd, &c, 1, 0);
     }

@@ -65,6 +65,15 @@ extern const weir_driver be_driver;
  * connection, as the protocol wants. Blocking, bounded by timeout_ms. */
 int be_cancel(const char *host, int port, uint32_t pid, uint32_t key, int64_t timeout_ms);
 
+/* Blocking I/O on a server connection's non-blocking socket, bounded by a
+ * deadline (weir_now_ns() clock): WEIR_ETIMEDOUT, WEIR_EDRIVER or 0. */
+int be_wait_fd(int fd, short events, int64_t deadline_ns);
+int be_write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns);
+/* Read one whole message into b; m->body points into b until the next call. */
+struct pq_buf;
+struct pq_msg;
+int be_read_msg(int fd, struct pq_buf *b, int64_t deadline_ns, struct pq_msg *m);
+
 /* Quote s as an SQL string literal into out ('...' with '' for '). */
 int be_quote_literal(const char *s, char *out, size_t outlen);
 

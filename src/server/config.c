@@ -92,6 +92,14 @@ static const key keys[] = {
     K(max_prepared_statements, K_INT, "200"),
     K(http_listen_addr, K_STR, ""),
     K(http_listen_port, K_INT, "0"),
+    K(http_workers, K_INT, "0"),
+    K(http_max_body, K_INT, "1048576"),
+    K(http_max_response, K_INT, "16777216"),
+    K(http_max_rows, K_INT, "100000"),
+    K(http_statement_timeout, K_TIME, "30"),
+    K(http_session_idle_timeout, K_TIME, "60"),
+    K(http_max_sessions_per_user, K_INT, "16"),
+    K(http_max_inflight_per_user, K_INT, "64"),
 };
 #undef K
 #define NKEYS (sizeof keys / sizeof *keys)
@@ -547,6 +555,67 @@ static int user_field(void *ud, const char *k, const char *v, char *why, size_t 
     return snprintf(why, whylen, "unknown parameter \"%s\"", k), -1;
 }
 
+/* path as given if absolute, else relative to the directory of file. */
+static bool path_near(char *dst, size_t cap, const char *file, const char *path)
+{
+    const char *slash = strrchr(file, '/');
+    int n = path[0] == '/' || !slash
+                ? snprintf(dst, cap, "%s", path)
+                : snprintf(dst, cap, "%.*s/%s", (int)(slash - file), file, path);
+    return n >= 0 && (size_t)n < cap;
+}
+
+static int lite_field(void *ud, const char *k, const char *v, char *why, size_t whylen)
+{
+    void **a = ud;
+    cfg_db *d = a[0];
+    const char *file = a[1];
+    long long x;
+    if (!strcasecmp(k, "pool_size")) {
+        if (parse_int(v, 1, INT_MAX, &x))
+            return snprintf(why, whylen, "pool_size: bad value \"%s\"", v), -1;
+        d->pool_size = (int)x;
+        return 0;
+    }
+    if (!strcasecmp(k, "create")) {
+        if (parse_bool(v, &d->sqlite_create))
+            return snprintf(why, whylen, "create: bad value \"%s\"", v), -1;
+        return 0;
+    }
+    if (!strcasecmp(k, "init")) {
+        if (!path_near(d->sqlite_init, sizeof d->sqlite_init, file, v))
+            return snprintf(why, whylen, "init: path too long"), -1;
+        return 0;
+    }
+    return snprintf(why, whylen,
+                    "\"%s\" does not apply to an SQLite database (pool_size, create, init do)", k),
+           -1;
+}
+
+/* "sqlite:///abs/path [pool_size=N] [create=1] [init=file.sql]"; a path
+ * without the leading slash is relative to the config file's directory. */
+static int lite_entry(cfg_db *d, const char *file, const char *val, char *why, size_t whylen)
+{
+    if (strncmp(val, "sqlite://", 9))
+        return snprintf(why, whylen, "an SQLite database is written sqlite:///path/to/file.db"), -1;
+    const char *p = val + 9, *e = p;
+    while (*e && !isspace((unsigned char)*e)) e++;
+    char path[CFG_STR];
+    if (e == p || (size_t)(e - p) >= sizeof path)
+        return snprintf(why, whylen, "missing or too long SQLite path in \"%s\"", val), -1;
+    snprintf(path, sizeof path, "%.*s", (int)(e - p), p);
+    if (!strcmp(path, ":memory:") || !strcmp(path, "/:memory:"))
+        return snprintf(why, whylen,
+                        "\":memory:\" would give each connection its own empty database"),
+               -1;
+    if (!path_near(d->sqlite_path, sizeof d->sqlite_path, file, path))
+        return snprintf(why, whylen, "SQLite path too long"), -1;
+    d->host[0] = '\0';
+    d->port = 0;
+    void *a[2] = {d, (void *)file};
+    return parse_connstr(e, lite_field, a, why, whylen);
+}
+
 static void *grow(void *arr, size_t n, size_t size)
 {
     if (n && (n < 4 || (n & (n - 1)))) return arr; /* capacity 4, then doubles at powers of two */
@@ -568,7 +637,13 @@ static int add_db(reader *r, const char *file, int line, const char *name, const
         return -1;
     }
     char why[256];
-    if (parse_connstr(val, db_field, &d, why, sizeof why)) {
+    if (!strncmp(val, "sqlite:", 7)) {
+        if (lite_entry(&d, file, val, why, sizeof why) || !strcmp(name, "*")) {
+            say(r, true, file, line, "database \"%s\": %s", name,
+                strcmp(name, "*") ? why : "the fallback database \"*\" cannot be SQLite");
+            return -1;
+        }
+    } else if (parse_connstr(val, db_field, &d, why, sizeof why)) {
         say(r, true, file, line, "database \"%s\": %s", name, why);
         return -1;
     }
@@ -668,6 +743,19 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
             if (add_db(r, path, lineno, k, v)) rc = -1;
         } else if (!strcasecmp(section, "users")) {
             if (add_user(r, path, lineno, k, v)) rc = -1;
+        } else if (!strcasecmp(section, "http_tokens")) {
+            cfg_secret t;
+            if (!copy_str(t.user, sizeof t.user, k) || !copy_str(t.secret, sizeof t.secret, v) ||
+                strlen(v) < 16) {
+                say(r, true, path, lineno, "[http_tokens] %s: a token must be 16 to %d characters",
+                    k, CFG_STR - 1);
+                rc = -1;
+                continue;
+            }
+            cfg_secret *arr = grow(r->c->tokens, r->c->ntokens, sizeof *arr);
+            if (!arr) return -1;
+            r->c->tokens = arr;
+            r->c->tokens[r->c->ntokens++] = t;
         } else if (!strcasecmp(section, "pgbouncer") || !strcasecmp(section, "weir")) {
             const key *kk = key_find(k);
             if (!kk) {
@@ -783,7 +871,9 @@ int cfg_copy(cfg *dst, const cfg *src)
     dst->dbs = NULL;
     dst->users = NULL;
     dst->secrets = NULL;
-    if ((src->ndbs && !(dst->dbs = malloc(src->ndbs * sizeof *src->dbs))) ||
+    dst->tokens = NULL;
+    if ((src->ntokens && !(dst->tokens = malloc(src->ntokens * sizeof *src->tokens))) ||
+        (src->ndbs && !(dst->dbs = malloc(src->ndbs * sizeof *src->dbs))) ||
         (src->nusers && !(dst->users = malloc(src->nusers * sizeof *src->users))) ||
         (src->nsecrets && !(dst->secrets = malloc(src->nsecrets * sizeof *src->secrets)))) {
         cfg_free(dst);
@@ -792,6 +882,7 @@ int cfg_copy(cfg *dst, const cfg *src)
     if (src->ndbs) memcpy(dst->dbs, src->dbs, src->ndbs * sizeof *src->dbs);
     if (src->nusers) memcpy(dst->users, src->users, src->nusers * sizeof *src->users);
     if (src->nsecrets) memcpy(dst->secrets, src->secrets, src->nsecrets * sizeof *src->secrets);
+    if (src->ntokens) memcpy(dst->tokens, src->tokens, src->ntokens * sizeof *src->tokens);
     return 0;
 }
 
@@ -799,7 +890,8 @@ int cfg_copy(cfg *dst, const cfg *src)
 static const char *const fixed_keys[] = {
     "listen_addr",  "listen_port",    "unix_socket_dir", "unix_socket_mode", "user",
     "pidfile",      "logfile",        "workers",         "http_listen_addr", "http_listen_port",
-    "so_reuseport", "listen_backlog", "syslog",          "syslog_ident",     "syslog_facility"};
+    "so_reuseport", "listen_backlog", "syslog",          "syslog_ident",     "syslog_facility",
+    "http_workers"};
 
 bool cfg_key_changeable(const char *name)
 {
@@ -814,10 +906,12 @@ void cfg_free(cfg *c)
     free(c->dbs);
     free(c->users);
     free(c->secrets);
+    free(c->tokens);
     c->dbs = NULL;
     c->users = NULL;
     c->secrets = NULL;
-    c->ndbs = c->nusers = c->nsecrets = 0;
+    c->tokens = NULL;
+    c->ndbs = c->nusers = c->nsecrets = c->ntokens = 0;
 }
 
 const cfg_db *cfg_find_db(const cfg *c, const char *name)
@@ -849,6 +943,20 @@ const cfg_secret *cfg_find_secret(const cfg *c, const char *user)
     for (size_t i = 0; i < c->nsecrets; i++)
         if (!strcmp(c->secrets[i].user, user)) return &c->secrets[i];
     return NULL;
+}
+
+const cfg_secret *cfg_find_token(const cfg *c, const char *token)
+{
+    size_t tn = strlen(token);
+    const cfg_secret *found = NULL;
+    for (size_t i = 0; i < c->ntokens; i++) {
+        const char *t = c->tokens[i].secret;
+        size_t n = strlen(t);
+        unsigned char diff = (unsigned char)(n != tn);
+        for (size_t k = 0; k < n; k++) diff |= (unsigned char)(t[k] ^ (k < tn ? token[k] : 0));
+        if (!diff && !found) found = &c->tokens[i];
+    }
+    return found;
 }
 
 bool cfg_list_has(const char *list, const char *name)

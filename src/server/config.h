@@ -33,6 +33,11 @@ typedef struct cfg_db {
     char connect_query[CFG_STR];
     char client_encoding[CFG_NAME], datestyle[CFG_NAME], timezone[CFG_NAME];
     char application_name[CFG_NAME];
+    /* "sqlite:///path" (or a path relative to the config file): an SQLite
+     * database, served over HTTP only */
+    char sqlite_path[CFG_STR];
+    bool sqlite_create;        /* create=1: make the file if missing */
+    char sqlite_init[CFG_STR]; /* init=file.sql: run once, when the file is created */
 } cfg_db;
 
 typedef struct cfg_user {
@@ -84,6 +89,13 @@ typedef struct cfg {
     int workers;                    /* event-loop threads; 0 = number of cores */
     char http_listen_addr[CFG_STR]; /* the HTTP door (/metrics, /health, /ready); off unless set */
     int http_listen_port;
+    int http_workers;               /* HTTP request threads; 0 = twice the cores, at least 4 */
+    int http_max_body;              /* bytes of a request body (413 above) */
+    int http_max_response;          /* bytes of a response */
+    int http_max_rows;              /* rows of one result; 0 = no limit */
+    int64_t http_statement_timeout; /* per statement; 0 = none */
+    int64_t http_session_idle_timeout;
+    int http_max_sessions_per_user, http_max_inflight_per_user; /* 0 = no limit */
 
     cfg_db *dbs;
     size_t ndbs;
@@ -91,6 +103,8 @@ typedef struct cfg {
     size_t nusers;
     cfg_secret *secrets;
     size_t nsecrets;
+    cfg_secret *tokens; /* [http_tokens]: user = bearer token (user, secret = token) */
+    size_t ntokens;
     char path[CFG_STR];
 } cfg;
 
@@ -107,6 +121,8 @@ const cfg_db *cfg_find_db(const cfg *c, const char *name);       /* exact, else 
 const cfg_db *cfg_find_db_exact(const cfg *c, const char *name); /* no "*" fallback */
 const cfg_user *cfg_find_user(const cfg *c, const char *name);
 const cfg_secret *cfg_find_secret(const cfg *c, const char *user);
+/* The [http_tokens] entry whose token is token (constant time per entry), or NULL. */
+const cfg_secret *cfg_find_token(const cfg *c, const char *token);
 /* Is name in a comma-separated list like admin_users? */
 bool cfg_list_has(const char *list, const char *name);
 

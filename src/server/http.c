@@ -1,16 +1,13 @@
-/* http.c — weir's HTTP door for operators: /metrics (Prometheus text),
- * /health (the process answers) and /ready (every database reachable, or
- * which is not). Off unless http_listen_port is set.
+/* http.c — weir's HTTP door: /metrics (Prometheus text), /health (the
+ * process answers), /ready (every database reachable, or which is not), and
+ * the SQL API under /v1/ (httpapi.c). Off unless http_listen_port is set.
  *
- * It runs on a thread of its own with libevent's evhttp, not on the
- * workers: a scrape sums every pool's figures and a readiness probe may wait
- * up to a second for a database that does not answer, and neither should
- * delay a single PostgreSQL client.
+ * It runs on threads of its own (httpd.c), not on the workers: a scrape sums
+ * every pool's figures, a readiness probe may wait up to a second for a
+ * database that does not answer, and an SQL request waits for its database;
+ * none of it should delay a single PostgreSQL client.
  */
 #include <errno.h>
-#include <event2/http.h>
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -22,47 +19,35 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "httpd.h"
 #include "server.h"
 
 struct http_door {
     server *s;
-    struct event_base *base;
-    struct evhttp *http;
-    pthread_t thread;
-    bool running;
+    httpd *d;
 };
 
-static void reply(struct evhttp_request *req, int code, const char *reason, const char *type,
-                  const char *body, size_t len)
+static void reply(http_resp *rs, int code, const char *type, const char *body, size_t len)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", type);
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    struct evbuffer *b = evbuffer_new();
-    if (b) evbuffer_add(b, body, len);
-    evhttp_send_reply(req, code, reason, b);
-    if (b) evbuffer_free(b);
+    rs->status = code;
+    rs->ctype = type;
+    sb_add(&rs->body, body, len);
+    sb_str(&rs->headers, "Cache-Control: no-store\r\n");
 }
 
-static void on_metrics(struct evhttp_request *req, void *arg)
+static void on_metrics(server *s, http_resp *rs)
 {
-    struct http_door *d = arg;
     size_t len;
-    pthread_rwlock_rdlock(&d->s->cfg_rw);
-    char *page = metrics_page(d->s, &len);
-    pthread_rwlock_unlock(&d->s->cfg_rw);
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    char *page = metrics_page(s, &len);
+    pthread_rwlock_unlock(&s->cfg_rw);
     if (!page) {
-        reply(req, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
+        reply(rs, 500, "text/plain", "out of memory\n", 14);
         return;
     }
-    reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", page, len);
+    reply(rs, 200, "text/plain; version=0.0.4; charset=utf-8", page, len);
+    api_metrics(s, &rs->body);
     free(page);
-}
-
-static void on_health(struct evhttp_request *req, void *arg)
-{
-    (void)arg;
-    reply(req, 200, "OK", "application/json", "{\"status\":\"ok\"}\n", 16);
 }
 
 /* --- /ready ---------------------------------------------------------------- */
@@ -162,33 +147,16 @@ static void probes_finish(probe *v, size_t n, int timeout_ms)
     free(pf);
 }
 
-static void json_str(struct evbuffer *b, const char *v)
-{
-    evbuffer_add(b, "\"", 1);
-    for (; *v; v++) {
-        unsigned char ch = (unsigned char)*v;
-        if (ch == '"' || ch == '\\')
-            evbuffer_add_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            evbuffer_add_printf(b, "\\u%04x", ch);
-        else
-            evbuffer_add(b, v, 1);
-    }
-    evbuffer_add(b, "\"", 1);
-}
-
 /* A database is ready when its pools have not tripped fail-fast; a database
  * without a pool yet is probed with a TCP (or Unix socket) connect. */
-static void on_ready(struct evhttp_request *req, void *arg)
+static void on_ready(server *s, http_resp *rs)
 {
-    struct http_door *d = arg;
-    server *s = d->s;
     pthread_rwlock_rdlock(&s->cfg_rw); /* a reload waits for this probe */
     const cfg *k = &s->cfg;
     probe *v = calloc(k->ndbs ? k->ndbs : 1, sizeof *v);
     if (!v) {
         pthread_rwlock_unlock(&s->cfg_rw);
-        reply(req, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
+        reply(rs, 500, "text/plain", "out of memory\n", 14);
         return;
     }
     size_t n = 0;
@@ -198,6 +166,13 @@ static void on_ready(struct evhttp_request *req, void *arg)
         probe *p = &v[n++];
         p->db = db;
         p->fd = -1;
+        if (db->sqlite_path[0]) { /* the file is there and readable */
+            if (access(db->sqlite_path, R_OK) == 0)
+                snprintf(p->status, sizeof p->status, "ok");
+            else
+                snprintf(p->status, sizeof p->status, "%s: %s", db->sqlite_path, strerror(errno));
+            continue;
+        }
         bool have = false, down = false;
         pthread_mutex_lock(&s->pools_lock);
         for (spool *sp = s->pools; sp; sp = sp->next) {
@@ -220,43 +195,49 @@ static void on_ready(struct evhttp_request *req, void *arg)
                     : 1000;
     probes_finish(v, n, (int)t);
     bool ready = true;
-    struct evbuffer *b = evbuffer_new();
-    if (!b) {
-        pthread_rwlock_unlock(&s->cfg_rw);
-        free(v);
-        reply(req, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
-        return;
-    }
+    sbuf *b = &rs->body;
     for (size_t i = 0; i < n; i++) ready = ready && !strcmp(v[i].status, "ok");
-    evbuffer_add_printf(b, "{\"ready\":%s,\"databases\":{", ready ? "true" : "false");
+    sb_printf(b, "{\"ready\":%s,\"databases\":{", ready ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
-        if (i) evbuffer_add(b, ",", 1);
-        json_str(b, v[i].db->name);
-        evbuffer_add(b, ":", 1);
-        json_str(b, v[i].status);
+        if (i) sb_add(b, ",", 1);
+        sb_jstr(b, v[i].db->name);
+        sb_add(b, ":", 1);
+        sb_jstr(b, v[i].status);
     }
-    evbuffer_add_printf(b, "}}\n");
+    sb_str(b, "}}\n");
     pthread_rwlock_unlock(&s->cfg_rw);
     free(v);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_send_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", b);
-    evbuffer_free(b);
+    rs->status = ready ? 200 : 503;
+    sb_str(&rs->headers, "Cache-Control: no-store\r\n");
 }
 
-static void on_other(struct evhttp_request *req, void *arg)
+static void on_request(void *ud, http_req *rq, http_resp *rs)
 {
-    (void)arg;
-    static const char body[] = "{\"error\":\"not found: try /metrics, /health or /ready\"}\n";
-    reply(req, 404, "Not Found", "application/json", body, sizeof body - 1);
-}
-
-static void *http_main(void *arg)
-{
-    struct http_door *d = arg;
-    event_base_dispatch(d->base);
-    return NULL;
+    struct http_door *d = ud;
+    server *s = d->s;
+    bool get = !strcmp(rq->method, "GET") || !strcmp(rq->method, "HEAD");
+    if (!strncmp(rq->path, "/v1/", 4)) {
+        api_handle(s, rq, rs, rq->path + 4);
+        return;
+    }
+    const char *p = rq->path;
+    if (!strcmp(p, "/metrics") || !strcmp(p, "/health") || !strcmp(p, "/ready")) {
+        if (!get) {
+            static const char body[] = "{\"message\":\"use GET\"}\n";
+            reply(rs, 405, "application/json", body, sizeof body - 1);
+            sb_str(&rs->headers, "Allow: GET, HEAD\r\n");
+        } else if (p[1] == 'm') {
+            on_metrics(s, rs);
+        } else if (p[1] == 'h') {
+            reply(rs, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+        } else {
+            on_ready(s, rs);
+        }
+        return;
+    }
+    static const char body[] =
+        "{\"message\":\"not found: try /metrics, /health, /ready or /v1/sql\"}\n";
+    reply(rs, 404, "application/json", body, sizeof body - 1);
 }
 
 int http_start(server *s)
@@ -266,49 +247,38 @@ int http_start(server *s)
     struct http_door *d = calloc(1, sizeof *d);
     if (!d) return -1;
     d->s = s;
-    d->base = event_base_new();
-    d->http = d->base ? evhttp_new(d->base) : NULL;
-    if (!d->http) {
-        if (d->base) event_base_free(d->base);
+    if (api_start(s)) {
+        api_stop(s);
         free(d);
         return -1;
     }
     const char *addr = k->http_listen_addr[0] ? k->http_listen_addr : "127.0.0.1";
     if (!strcmp(addr, "*")) addr = "0.0.0.0";
-    if (!evhttp_bind_socket_with_handle(d->http, addr, (ev_uint16_t)k->http_listen_port)) {
-        srv_log(s, "ERROR", "cannot listen for HTTP on %s:%d: %s", addr, k->http_listen_port,
-                strerror(errno));
-        evhttp_free(d->http);
-        event_base_free(d->base);
+    char err[300];
+    if (httpd_start(&d->d, addr, k->http_listen_port, s->nhttp, (size_t)k->http_max_body,
+                    on_request, d, err, sizeof err)) {
+        srv_log(s, "ERROR", "%s", err);
+        api_stop(s);
         free(d);
         return -1;
     }
-    evhttp_set_allowed_methods(d->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_cb(d->http, "/metrics", on_metrics, d);
-    evhttp_set_cb(d->http, "/health", on_health, d);
-    evhttp_set_cb(d->http, "/ready", on_ready, d);
-    evhttp_set_gencb(d->http, on_other, d);
-    evhttp_set_timeout(d->http, 30);
-    if (pthread_create(&d->thread, NULL, http_main, d) != 0) {
-        evhttp_free(d->http);
-        event_base_free(d->base);
-        free(d);
-        return -1;
-    }
-    d->running = true;
     s->http = d;
-    srv_log(s, "LOG", "HTTP on %s:%d (/metrics, /health, /ready)", addr, k->http_listen_port);
+    srv_log(s, "LOG", "HTTP on %s:%d, %d threads (/v1/sql, /v1/sessions, /metrics, /ready)", addr,
+            k->http_listen_port, s->nhttp);
     return 0;
+}
+
+void http_config_changed(server *s)
+{
+    if (s->http) httpd_set_max_body(s->http->d, (size_t)s->cfg.http_max_body);
 }
 
 void http_stop(server *s)
 {
     struct http_door *d = s->http;
     if (!d) return;
-    event_base_loopbreak(d->base);
-    if (d->running) pthread_join(d->thread, NULL);
-    evhttp_free(d->http);
-    event_base_free(d->base);
+    httpd_stop(d->d); /* no request runs after this */
+    api_stop(s);
     free(d);
     s->http = NULL;
 }

@@ -105,6 +105,7 @@ static void install(server *s, cfg *nc)
     cfg old = s->cfg;
     s->cfg = *nc;
     pools_apply_config(s);
+    http_config_changed(s);
     release_all(s);
     cfg_free(&old);
 }

@@ -176,7 +176,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     }
     p = calloc(1, sizeof *p);
     be_target *t = calloc(1, sizeof *t);
-    size_t wsz = sizeof(wstats) * (size_t)(s->nworkers > 0 ? s->nworkers : 1);
+    size_t wsz = sizeof(wstats) * (size_t)(s->nstat > 0 ? s->nstat : 1);
     wstats *ws = aligned_alloc(_Alignof(wstats), wsz);
     if (!p || !t || !ws) {
         free(p);
@@ -632,6 +632,11 @@ int server_start(server *s)
 {
     evthread_use_pthreads();
     s->nworkers = s->cfg.workers > 0 ? s->cfg.workers : cores();
+    s->nhttp = !s->cfg.http_listen_port  ? 0
+               : s->cfg.http_workers > 0 ? s->cfg.http_workers
+               : cores() * 2 > 4         ? cores() * 2
+                                         : 4;
+    s->nstat = s->nworkers + s->nhttp;
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) return -1;
     s->unix_fd = -1;

@@ -157,6 +157,8 @@ static inline void nstate_add(worker *w, cstate st, int d)
 struct server {
     cfg cfg;
     int nworkers;
+    int nhttp; /* HTTP request threads */
+    int nstat; /* blocks of a pool's wstats: one per worker, then one per HTTP thread */
     worker *workers;
     int unix_fd;
     char unix_path[300];
@@ -176,6 +178,7 @@ struct server {
     pthread_mutex_t stats_lock;
     int64_t stats_at_ms, stats_period_ms; /* the last stats_period tick, and its length */
     struct http_door *http;               /* http_listen_addr/port, or NULL */
+    struct http_api *api;                 /* the SQL-over-HTTP state (httpapi.c) */
     /* configuration changes (reload.c): one at a time (change_mu); workers
      * held at a safe point while cfg is swapped; the HTTP thread reads cfg
      * under cfg_rw */
@@ -280,9 +283,20 @@ typedef struct db_stats {
 size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms);
 char *metrics_page(server *s, size_t *len); /* malloc'd; NULL: no memory */
 
-/* http.c: the HTTP door (/metrics, /health, /ready) on a thread of its own. */
+/* http.c: the HTTP door: /metrics, /health, /ready and the SQL API (httpapi.c). */
 int http_start(server *s); /* 0: listening, or off (no http_listen_port) */
 void http_stop(server *s);
+void http_config_changed(server *s); /* after a reload or SET */
+
+/* httpapi.c: SQL over HTTP. */
+struct http_req;
+struct http_resp;
+struct sbuf;
+int api_start(server *s); /* opens the SQLite databases, starts the session reaper */
+void api_stop(server *s); /* ends every session, closes the SQLite databases */
+/* path is below /v1/ */
+void api_handle(server *s, struct http_req *rq, struct http_resp *rs, const char *path);
+void api_metrics(server *s, struct sbuf *b); /* Prometheus lines */
 
 /* reload.c: RELOAD/SIGHUP and SET. 0, or -1 with err set (the running
  * configuration is then unchanged). */

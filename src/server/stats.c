@@ -76,7 +76,7 @@ void stats_tick(server *s, int64_t now_ms)
     pthread_mutex_lock(&s->stats_lock);
     for (spool *p = s->pools; p; p = p->next) {
         st_sum cur;
-        spool_sum(p, s->nworkers, &cur);
+        spool_sum(p, s->nstat, &cur);
         p->delta = cur;
         st_sum_add(&p->delta, &p->prev, -1);
         p->prev = cur;
@@ -133,7 +133,7 @@ size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms)
             n++;
         }
         st_sum cur;
-        spool_sum(p, s->nworkers, &cur);
+        spool_sum(p, s->nstat, &cur);
         st_sum_add(&(*out)[i].total, &cur, 1);
         st_sum_add(&(*out)[i].delta, &p->delta, 1);
     }
@@ -280,7 +280,7 @@ char *metrics_page(server *s, size_t *len)
     sb_printf(&b, "%s", engine);
     free(engine);
     for (size_t i = 0; i < n; i++) {
-        spool_sum(v[i].p, s->nworkers, &v[i].sum);
+        spool_sum(v[i].p, s->nstat, &v[i].sum);
         (void)weir_pool_stats_get(v[i].p->pool, &v[i].st);
         v[i].logged = atomic_load(&v[i].p->cl_logged);
         v[i].waiting = atomic_load(&v[i].p->cl_waiting);

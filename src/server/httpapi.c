@@ -1,0 +1,1216 @@
+/* httpapi.c — SQL over HTTP: /v1/sql, /v1/sessions, /v1/pools (docs/HTTP.md).
+ *
+ * A request authenticates (HTTP Basic against auth_file or auth_query, or a
+ * bearer token from [http_tokens]), names a database, and runs on a pooled
+ * connection: for PostgreSQL one of the same pools the PostgreSQL door uses
+ * (same limits, same figures), for SQLite the database's libweir reader and
+ * writer pools. A session pins one connection across requests until it is
+ * deleted or sits idle past http_session_idle_timeout (then it is rolled
+ * back and released by the reaper thread).
+ *
+ * Requests run on the HTTP threads (httpd.c), which may wait on a database;
+ * the configuration is read under cfg_rw only long enough to copy what a
+ * request needs.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "auth.h"
+#include "httpd.h"
+#include "server.h"
+#include "sqlrun.h"
+#include "weir/weir_sqlite.h"
+
+typedef struct lite_db {
+    char name[CFG_NAME];
+    char path[CFG_STR];
+    weir_sqlite *db; /* NULL if it could not be opened (err says why) */
+    char err[300];
+    struct lite_db *next;
+} lite_db;
+
+typedef struct hsession {
+    char id[33];
+    char user[CFG_NAME], db[CFG_NAME];
+    spool *pool;   /* PostgreSQL */
+    lite_db *lite; /* or SQLite (the writer connection) */
+    weir_conn *conn;
+    int64_t created_wall_ms, last_ms; /* last_ms: weir_now_ms() of the last use */
+    int64_t idle_timeout_ms;
+    bool busy;
+    struct hsession *next;
+} hsession;
+
+typedef struct huser {
+    char name[CFG_NAME];
+    int inflight, sessions;
+    struct huser *next;
+} huser;
+
+#define NCRED    256
+#define CRED_TTL 10000 /* ms a verified password is remembered */
+
+typedef struct cred {
+    char user[CFG_NAME];
+    uint8_t digest[32]; /* sha256(user, 0, password) */
+    int64_t until_ms;
+} cred;
+
+struct http_api {
+    server *s;
+    pthread_mutex_t mu; /* everything below */
+    lite_db *lites;
+    hsession *sessions;
+    huser *users;
+    cred creds[NCRED];
+    pthread_t reaper;
+    pthread_cond_t cv;
+    bool stop, reaper_on;
+    _Atomic uint64_t by_class[6]; /* answers by status class: [2] = 2xx ... */
+    _Atomic uint64_t sessions_opened, sessions_expired;
+};
+
+/* What one request needs, copied out of the configuration. */
+typedef struct rq_ctx {
+    server *s;
+    struct http_api *a;
+    http_req *rq;
+    http_resp *rs;
+    char user[CFG_NAME];
+    char password[CFG_STR];
+    bool have_password, token, privileged;
+    char dbname[CFG_NAME];
+    bool lite;
+    spool *pool;
+    lite_db *ldb;
+    huser *u;
+    sql_opts o;
+    int64_t wait_ms, idle_ms;
+    int max_inflight, max_sessions;
+    char reset_query[CFG_STR];
+} rq_ctx;
+
+/* --- answers --------------------------------------------------------------------- */
+
+static void answer_raw(http_resp *rs, int status, const sbuf *obj)
+{
+    rs->status = status;
+    rs->body.len = 0;
+    sb_add(&rs->body, obj->p, obj->len);
+    sb_add(&rs->body, "\n", 1);
+}
+
+static void fail(rq_ctx *x, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(rq_ctx *x, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sbuf e = {0};
+    sql_error(&e, status, code, "%s", msg);
+    answer_raw(x->rs, status, &e);
+    sb_free(&e);
+    if (status == 401)
+        sb_str(&x->rs->headers, "WWW-Authenticate: Basic realm=\"weir\", charset=\"UTF-8\"\r\n");
+}
+
+static void iso_time(char *out, size_t len, int64_t wall_ms)
+{
+    time_t t = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, len - n, ".%03dZ", (int)(wall_ms % 1000));
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- users: requests in flight and sessions ---------------------------------------- */
+
+static huser *user_get(struct http_api *a, const char *name) /* under a->mu */
+{
+    for (huser *u = a->users; u; u = u->next)
+        if (!strcmp(u->name, name)) return u;
+    huser *u = calloc(1, sizeof *u);
+    if (!u) return NULL;
+    snprintf(u->name, sizeof u->name, "%s", name);
+    u->next = a->users;
+    a->users = u;
+    return u;
+}
+
+/* --- authentication ------------------------------------------------------------------ */
+
+static void cred_digest(const char *user, const char *password, uint8_t out[32])
+{
+    size_t un = strlen(user), pn = strlen(password);
+    char *b = malloc(un + pn + 1);
+    if (!b) {
+        memset(out, 0, 32);
+        return;
+    }
+    memcpy(b, user, un);
+    b[un] = '\0';
+    memcpy(b + un + 1, password, pn);
+    auth_sha256(b, un + pn + 1, out);
+    free(b);
+}
+
+static unsigned cred_slot(const char *user)
+{
+    unsigned h = 2166136261u;
+    for (const char *p = user; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % NCRED;
+}
+
+static bool cred_known(struct http_api *a, const char *user, const uint8_t d[32])
+{
+    pthread_mutex_lock(&a->mu);
+    cred *c = &a->creds[cred_slot(user)];
+    bool ok = !strcmp(c->user, user) && !memcmp(c->digest, d, 32) && c->until_ms > weir_now_ms();
+    pthread_mutex_unlock(&a->mu);
+    return ok;
+}
+
+static void cred_remember(struct http_api *a, const char *user, const uint8_t d[32])
+{
+    pthread_mutex_lock(&a->mu);
+    cred *c = &a->creds[cred_slot(user)];
+    snprintf(c->user, sizeof c->user, "%s", user);
+    memcpy(c->digest, d, 32);
+    c->until_ms = weir_now_ms() + CRED_TTL;
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* The user's name (and password) from the Authorization header; false: 401 sent. */
+static bool who(rq_ctx *x)
+{
+    const char *h = http_header(x->rq, "Authorization");
+    if (!h) {
+        fail(x, 401, "28000",
+             "authentication required: HTTP Basic (user and password) or Authorization: Bearer");
+        return false;
+    }
+    if (!strncasecmp(h, "Basic ", 6)) {
+        const char *b = h + 6;
+        while (*b == ' ') b++;
+        uint8_t dec[CFG_NAME + CFG_STR + 2];
+        int n = auth_b64_decode(b, strlen(b), dec, sizeof dec - 1);
+        char *colon = n > 0 ? memchr(dec, ':', (size_t)n) : NULL;
+        if (!colon || colon == (char *)dec || colon - (char *)dec >= CFG_NAME ||
+            n - (colon - (char *)dec) - 1 >= CFG_STR) {
+            fail(x, 401, "28000", "malformed HTTP Basic credentials");
+            return false;
+        }
+        dec[n] = '\0';
+        *colon = '\0';
+        snprintf(x->user, sizeof x->user, "%.*s", (int)sizeof x->user - 1, (char *)dec);
+        snprintf(x->password, sizeof x->password, "%.*s", (int)sizeof x->password - 1, colon + 1);
+        x->have_password = true;
+        return true;
+    }
+    if (!strncasecmp(h, "Bearer ", 7)) {
+        const char *t = h + 7;
+        while (*t == ' ') t++;
+        pthread_rwlock_rdlock(&x->s->cfg_rw);
+        const cfg_secret *e = cfg_find_token(&x->s->cfg, t);
+        if (e) snprintf(x->user, sizeof x->user, "%s", e->user);
+        pthread_rwlock_unlock(&x->s->cfg_rw);
+        if (!e) {
+            fail(x, 401, "28000", "invalid bearer token");
+            return false;
+        }
+        x->token = true;
+        return true;
+    }
+    fail(x, 401, "28000", "unsupported Authorization scheme: use Basic or Bearer");
+    return false;
+}
+
+/* auth_query for a user not in auth_file: the secret, or "" (no such user). */
+static int secret_by_query(rq_ctx *x, const char *auth_user, const char *query, char *secret,
+                           size_t len, char *why, size_t whylen)
+{
+    server *s = x->s;
+    char err[300];
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    const cfg_db *db = cfg_find_db(&s->cfg, x->dbname);
+    spool *ap = db ? pool_get(s, db, x->dbname, x->user, auth_user, NULL, err, sizeof err) : NULL;
+    pthread_rwlock_unlock(&s->cfg_rw);
+    if (!ap) return snprintf(why, whylen, "auth_query: %.200s", db ? err : "no such database"), -1;
+    weir_conn *c = NULL;
+    int rc = weir_checkout_timeout(ap->pool, x->wait_ms, &c);
+    if (rc) {
+        char e[256];
+        weir_pool_last_error(ap->pool, e, sizeof e);
+        return snprintf(why, whylen, "auth_query: %s", e[0] ? e : weir_strerror(rc)), -1;
+    }
+    backend *be = weir_conn_handle(c);
+    rc = pgx_lookup(be, query, x->user, x->wait_ms, secret, len, why, whylen);
+    weir_checkin(c);
+    return rc;
+}
+
+/* Check the password (or token); false: 401 (or 503) sent. */
+static bool authenticate(rq_ctx *x)
+{
+    server *s = x->s;
+    if (x->token) return true;
+    char secret[CFG_STR] = "", auth_user[CFG_NAME] = "", query[CFG_STR] = "";
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    const cfg *k = &s->cfg;
+    int type = k->auth_type;
+    const cfg_secret *sec = cfg_find_secret(k, x->user);
+    if (sec) snprintf(secret, sizeof secret, "%s", sec->secret);
+    const cfg_db *db = cfg_find_db(k, x->dbname);
+    const char *au = db && db->auth_user[0] ? db->auth_user : k->auth_user;
+    if (!sec && au[0] && !x->lite) {
+        snprintf(auth_user, sizeof auth_user, "%s", au);
+        snprintf(query, sizeof query, "%s", k->auth_query);
+    }
+    pthread_rwlock_unlock(&s->cfg_rw);
+    if (type == AUTH_TRUST || type == AUTH_ANY) return true;
+    uint8_t d[32];
+    cred_digest(x->user, x->password, d);
+    if (cred_known(x->a, x->user, d)) return true;
+    if (!sec && auth_user[0]) {
+        char why[300];
+        if (secret_by_query(x, auth_user, query, secret, sizeof secret, why, sizeof why)) {
+            fail(x, 503, "08P01", "%s", why);
+            return false;
+        }
+    }
+    if (secret[0] && auth_password_ok(x->user, x->password, secret)) {
+        cred_remember(x->a, x->user, d);
+        return true;
+    }
+    fail(x, 401, "28P01", "password authentication failed for user \"%s\"", x->user);
+    return false;
+}
+
+/* --- which database ------------------------------------------------------------------ */
+
+/* Open (or create, and run its init script) an SQLite database. */
+static void lite_open(server *s, lite_db *l, const cfg_db *db)
+{
+    struct stat st;
+    bool fresh = stat(db->sqlite_path, &st) != 0 && errno == ENOENT;
+    weir_sqlite_options so;
+    weir_sqlite_options_init(&so);
+    so.create = db->sqlite_create;
+    weir_options ro;
+    weir_options_init(&ro);
+    snprintf(ro.name, sizeof ro.name, "%s/reader", db->name);
+    ro.max_size = db->pool_size > 0 ? db->pool_size : s->nhttp > 0 ? s->nhttp : 4;
+    ro.acquire_timeout_ms = s->cfg.query_wait_timeout > 0 ? s->cfg.query_wait_timeout : 120000;
+    char err[256] = "";
+    if (weir_sqlite_open(&l->db, db->sqlite_path, &so, &ro, err, sizeof err)) {
+        l->db = NULL;
+        snprintf(l->err, sizeof l->err, "cannot open SQLite database %s: %s", db->sqlite_path, err);
+        srv_log(s, "ERROR", "database %s: %s", db->name, l->err);
+        return;
+    }
+    if (fresh && db->sqlite_init[0]) {
+        FILE *f = fopen(db->sqlite_init, "r");
+        char *sql = NULL;
+        size_t n = 0;
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long len = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            sql = len >= 0 ? malloc((size_t)len + 1) : NULL;
+            n = sql ? fread(sql, 1, (size_t)len, f) : 0;
+            fclose(f);
+        }
+        weir_conn *c = NULL;
+        if (!sql) {
+            srv_log(s, "ERROR", "database %s: cannot read init script %s: %s", db->name,
+                    db->sqlite_init, strerror(errno));
+        } else if (weir_sqlite_checkout_write(l->db, &c) == 0) {
+            sql[n] = '\0';
+            sbuf e = {0};
+            if (litx_exec(c, sql, &e))
+                srv_log(s, "ERROR", "database %s: init script %s: %.*s", db->name, db->sqlite_init,
+                        (int)e.len, e.p);
+            else
+                srv_log(s, "LOG", "database %s: created %s with %s", db->name, db->sqlite_path,
+                        db->sqlite_init);
+            sb_free(&e);
+            weir_checkin(c);
+        }
+        free(sql);
+    }
+}
+
+/* The SQLite database name, opened on first use (a reload may add one). */
+static lite_db *lite_get(server *s, const cfg_db *db)
+{
+    struct http_api *a = s->api;
+    pthread_mutex_lock(&a->mu);
+    lite_db *l = a->lites;
+    while (l && (strcmp(l->name, db->name) || strcmp(l->path, db->sqlite_path))) l = l->next;
+    if (!l && (l = calloc(1, sizeof *l))) {
+        snprintf(l->name, sizeof l->name, "%s", db->name);
+        snprintf(l->path, sizeof l->path, "%s", db->sqlite_path);
+        lite_open(s, l, db);
+        l->next = a->lites;
+        a->lites = l;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return l;
+}
+
+static int hexval(int c)
+{
+    return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
+}
+
+/* Percent-decode [p, p+n) into out; false if it does not fit or is malformed. */
+static bool url_decode(const char *p, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)p[i];
+        if (ch == '%') {
+            if (i + 2 > n - 1) return false;
+            int h = hexval((unsigned char)p[i + 1]), l = hexval((unsigned char)p[i + 2]);
+            if (h < 0 || l < 0) return false;
+            ch = h * 16 + l;
+            i += 2;
+        }
+        if (o + 1 >= cap || ch == 0) return false;
+        out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* x->dbname: from the path (given), the Weir-Database header, a database
+ * named like the user, or the only one configured. Then the pool or the
+ * SQLite database, and the request's limits. false: an error was sent. */
+static bool pick_db(rq_ctx *x, const char *from_path)
+{
+    server *s = x->s;
+    const char *h = http_header(x->rq, "Weir-Database");
+    if (from_path)
+        snprintf(x->dbname, sizeof x->dbname, "%s", from_path);
+    else if (h)
+        snprintf(x->dbname, sizeof x->dbname, "%s", h);
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    const cfg *k = &s->cfg;
+    if (!x->dbname[0]) {
+        if (cfg_find_db_exact(k, x->user)) {
+            snprintf(x->dbname, sizeof x->dbname, "%s", x->user);
+        } else {
+            const cfg_db *only = NULL;
+            size_t n = 0;
+            for (size_t i = 0; i < k->ndbs; i++)
+                if (strcmp(k->dbs[i].name, "*")) only = &k->dbs[i], n++;
+            if (n == 1) snprintf(x->dbname, sizeof x->dbname, "%s", only->name);
+        }
+    }
+    const cfg_db *db = x->dbname[0] ? cfg_find_db(k, x->dbname) : NULL;
+    x->lite = db && db->sqlite_path[0];
+    x->o.max_rows = k->http_max_rows;
+    x->o.max_bytes = (size_t)k->http_max_response;
+    x->o.timeout_ms = k->http_statement_timeout;
+    x->o.cancel_grace_ms = k->cancel_wait_timeout > 0 ? k->cancel_wait_timeout : 5000;
+    x->wait_ms = k->query_wait_timeout > 0 ? k->query_wait_timeout : INT64_C(1) << 40;
+    x->idle_ms = k->http_session_idle_timeout;
+    x->max_inflight = k->http_max_inflight_per_user;
+    x->max_sessions = k->http_max_sessions_per_user;
+    x->privileged = cfg_list_has(k->admin_users, x->user) || cfg_list_has(k->stats_users, x->user);
+    pthread_rwlock_unlock(&s->cfg_rw);
+    if (!x->dbname[0]) {
+        fail(x, 400, "3D000",
+             "which database? POST /v1/databases/{name}/sql, or send a Weir-Database header");
+        return false;
+    }
+    if (!db) {
+        fail(x, 404, "3D000", "no such database: %s", x->dbname);
+        return false;
+    }
+    return true;
+}
+
+/* After authentication: the pool (PostgreSQL) or the SQLite database. */
+static bool open_target(rq_ctx *x)
+{
+    server *s = x->s;
+    if (db_disabled(s, x->dbname)) {
+        fail(x, 503, "57P03", "database does not allow connections: %s", x->dbname);
+        return false;
+    }
+    char err[300] = "";
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    const cfg_db *db = cfg_find_db(&s->cfg, x->dbname);
+    if (db && x->lite) {
+        x->ldb = lite_get(s, db);
+    } else if (db) {
+        login_creds cr = {.secret = x->have_password ? x->password : NULL};
+        x->pool = pool_get(s, db, x->dbname, x->user, NULL, &cr, err, sizeof err);
+        if (x->pool && x->pool->mode == POOL_SESSION)
+            snprintf(x->reset_query, sizeof x->reset_query, "%s", s->cfg.server_reset_query);
+    }
+    pthread_rwlock_unlock(&s->cfg_rw);
+    if (!db) {
+        fail(x, 404, "3D000", "no such database: %s", x->dbname);
+        return false;
+    }
+    if (x->lite && (!x->ldb || !x->ldb->db)) {
+        fail(x, 503, "58030", "%s", x->ldb ? x->ldb->err : "out of memory");
+        return false;
+    }
+    if (!x->lite && !x->pool) {
+        fail(x, 503, "08P01", "%s", err);
+        return false;
+    }
+    return true;
+}
+
+/* Check out a connection; false: 503 sent. */
+static bool take(rq_ctx *x, weir_pool *p, weir_conn **c)
+{
+    int rc = weir_checkout_timeout(p, x->wait_ms, c);
+    if (!rc) return true;
+    char e[256] = "";
+    weir_pool_last_error(p, e, sizeof e);
+    if (rc == WEIR_ETIMEDOUT)
+        fail(x, 503, "53300", "no connection to %s within query_wait_timeout (%lld ms)%s%s",
+             x->dbname, (long long)x->wait_ms, e[0] ? ": " : "", e);
+    else
+        fail(x, 503, "08006", "cannot connect to %s: %s", x->dbname, e[0] ? e : weir_strerror(rc));
+    return false;
+}
+
+/* --- the request body ---------------------------------------------------------------- */
+
+static bool flag(const json_t *body, const char *key, const http_req *rq, const char *hdr, bool def)
+{
+    const json_t *v = json_object_get(body, key);
+    if (json_is_boolean(v)) return json_is_true(v);
+    const char *h = hdr ? http_header(rq, hdr) : NULL;
+    if (h) return !strcasecmp(h, "true") || !strcmp(h, "1");
+    return def;
+}
+
+/* The body as a JSON object; NULL: 400 sent. */
+static json_t *read_body(rq_ctx *x)
+{
+    json_error_t je;
+    json_t *body = json_loadb(x->rq->body, x->rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) {
+        fail(x, 400, "22P02", "malformed JSON at line %d, column %d: %s", je.line, je.column,
+             je.text);
+        return NULL;
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        fail(x, 400, "22P02",
+             "the body must be a JSON object: {\"query\": ..., \"params\": [...]}");
+        return NULL;
+    }
+    x->o.array_mode = flag(body, "arrayMode", x->rq, "Neon-Array-Mode", false);
+    x->o.raw_text = flag(body, "rawTextOutput", x->rq, "Neon-Raw-Text-Output", false);
+    x->o.int8_num = flag(body, "int8AsNumber", x->rq, NULL, false);
+    x->o.numeric_num = flag(body, "numericAsNumber", x->rq, NULL, false);
+    const json_t *t = json_object_get(body, "statementTimeout");
+    if (t) {
+        if (!json_is_integer(t) || json_integer_value(t) <= 0) {
+            json_decref(body);
+            fail(x, 400, "22023", "statementTimeout must be a positive number of milliseconds");
+            return NULL;
+        }
+        int64_t ms = json_integer_value(t);
+        if (!x->o.timeout_ms || ms < x->o.timeout_ms) x->o.timeout_ms = ms;
+    }
+    return body;
+}
+
+/* One statement of the body: {"query": "...", "params": [...]}. 0, or 400 with err set. */
+static int statement(const json_t *q, const char **sql, const json_t **params, sbuf *err)
+{
+    const json_t *s = json_object_get(q, "query");
+    const json_t *p = json_object_get(q, "params");
+    if (!json_is_string(s)) return sql_error(err, 400, "22023", "\"query\" must be a string");
+    if (p && !json_is_array(p) && !json_is_null(p))
+        return sql_error(err, 400, "22023", "\"params\" must be an array");
+    if (strlen(json_string_value(s)) != json_string_length(s))
+        return sql_error(err, 400, "22021", "the query contains a NUL character");
+    *sql = json_string_value(s);
+    *params = json_is_array(p) ? p : NULL;
+    return 0;
+}
+
+/* --- running ------------------------------------------------------------------------- */
+
+typedef struct runner {
+    rq_ctx *x;
+    weir_conn *conn; /* PostgreSQL connection or SQLite writer/reader */
+    bool writer;     /* SQLite: conn is the writer */
+    bool pinned;     /* SQLite: a batch or session: stay on conn */
+} runner;
+
+/* One statement; result appended to out. 0 or an HTTP status (err set). */
+static int run_one(runner *r, const char *sql, const json_t *params, sbuf *out, sbuf *err)
+{
+    rq_ctx *x = r->x;
+    if (!x->lite) return pgx_run(weir_conn_handle(r->conn), sql, params, &x->o, out, err);
+    bool need = false;
+    int st = litx_run(r->conn, sql, params, &x->o, out, err, r->pinned ? NULL : &need);
+    if (st || !need) return st;
+    /* A write on a reader: move to the writer for it. */
+    weir_checkin(r->conn);
+    r->conn = NULL;
+    int rc = weir_checkout_timeout(weir_sqlite_writer(x->ldb->db), x->wait_ms, &r->conn);
+    if (rc) return sql_error(err, 503, "53300", "no SQLite writer within query_wait_timeout");
+    r->writer = true;
+    return litx_run(r->conn, sql, params, &x->o, out, err, NULL);
+}
+
+static int run_exec(runner *r, const char *sql, sbuf *err)
+{
+    if (r->x->lite) return litx_exec(r->conn, sql, err);
+    return pgx_exec(weir_conn_handle(r->conn), sql, &r->x->o, err);
+}
+
+static bool in_txn(runner *r)
+{
+    if (r->x->lite) return !sqlite3_get_autocommit(weir_sqlite_db(r->conn));
+    const backend *be = weir_conn_handle(r->conn);
+    return be->txn != 'I';
+}
+
+static void mark_index(sbuf *err, size_t i)
+{
+    if (err->len && err->p[err->len - 1] == '}') {
+        err->len--;
+        sb_printf(err, ",\"batchIndex\":%zu}", i);
+    }
+}
+
+/* {"queries": [...]}: one transaction (unless a session's is already open). */
+static int run_batch(runner *r, const json_t *body, const json_t *qs, sbuf *out, sbuf *err)
+{
+    rq_ctx *x = r->x;
+    size_t n = json_array_size(qs);
+    for (size_t i = 0; i < n; i++) {
+        const char *sql;
+        const json_t *params;
+        const json_t *q = json_array_get(qs, i);
+        if (!json_is_object(q))
+            return sql_error(err, 400, "22023",
+                             "queries[%zu] must be {\"query\": ..., \"params\": [...]}", i);
+        if (statement(q, &sql, &params, err)) {
+            mark_index(err, i);
+            return 400;
+        }
+    }
+    const json_t *iso = json_object_get(body, "isolationLevel");
+    const char *isoh = http_header(x->rq, "Neon-Batch-Isolation-Level");
+    const char *level = json_is_string(iso) ? json_string_value(iso) : isoh;
+    bool ro = flag(body, "readOnly", x->rq, "Neon-Batch-Read-Only", false);
+    bool deferrable = flag(body, "deferrable", x->rq, "Neon-Batch-Deferrable", false);
+    static const struct {
+        const char *name, *sql;
+    } levels[] = {{"Serializable", "SERIALIZABLE"},
+                  {"RepeatableRead", "REPEATABLE READ"},
+                  {"ReadCommitted", "READ COMMITTED"},
+                  {"ReadUncommitted", "READ UNCOMMITTED"}};
+    const char *lv = NULL;
+    if (level) {
+        for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
+            char alt[32]; /* "REPEATABLE READ" and "repeatable_read" too */
+            snprintf(alt, sizeof alt, "%s", levels[i].sql);
+            if (!strcasecmp(level, levels[i].name) || !strcasecmp(level, alt)) lv = levels[i].sql;
+            for (char *p = alt; *p; p++)
+                if (*p == ' ') *p = '_';
+            if (!strcasecmp(level, alt)) lv = levels[i].sql;
+        }
+        if (!lv)
+            return sql_error(
+                err, 400, "22023",
+                "isolationLevel must be Serializable, RepeatableRead, ReadCommitted or "
+                "ReadUncommitted");
+    }
+    bool own = !in_txn(r);
+    if (own) {
+        char begin[128];
+        if (x->lite)
+            snprintf(begin, sizeof begin, "%s", r->writer ? "BEGIN IMMEDIATE" : "BEGIN");
+        else
+            snprintf(begin, sizeof begin, "BEGIN%s%s%s%s", lv ? " ISOLATION LEVEL " : "",
+                     lv ? lv : "", ro ? " READ ONLY" : "", deferrable ? " DEFERRABLE" : "");
+        int st = run_exec(r, begin, err);
+        if (st) return st;
+    }
+    sb_str(out, "{\"results\":[");
+    for (size_t i = 0; i < n; i++) {
+        const char *sql;
+        const json_t *params;
+        (void)statement(json_array_get(qs, i), &sql, &params, err);
+        if (i) sb_add(out, ",", 1);
+        int st = run_one(r, sql, params, out, err);
+        if (st) {
+            mark_index(err, i);
+            if (own && r->conn) {
+                sbuf e2 = {0};
+                (void)run_exec(r, "ROLLBACK", &e2);
+                sb_free(&e2);
+            }
+            return st;
+        }
+    }
+    if (own) {
+        int st = run_exec(r, "COMMIT", err);
+        if (st) return st;
+    }
+    sb_str(out, "]}");
+    return 0;
+}
+
+/* The body's statement or batch on r's connection. */
+static int run_body(runner *r, const json_t *body, sbuf *out, sbuf *err)
+{
+    const json_t *qs = json_object_get(body, "queries");
+    if (qs) {
+        if (!json_is_array(qs) || !json_array_size(qs))
+            return sql_error(err, 400, "22023", "\"queries\" must be a non-empty array");
+        return run_batch(r, body, qs, out, err);
+    }
+    const char *sql;
+    const json_t *params;
+    int st = statement(body, &sql, &params, err);
+    return st ? st : run_one(r, sql, params, out, err);
+}
+
+static void count(rq_ctx *x, int64_t us, bool xact)
+{
+    if (!x->pool) return;
+    wstats *ws = &x->pool->ws[x->s->nworkers + x->rq->thread];
+    st_time(ws, ST_QUERY, us);
+    if (xact) st_time(ws, ST_XACT, us);
+}
+
+/* --- sessions ------------------------------------------------------------------------ */
+
+/* Roll back and release a session that is out of the table. */
+static void session_end(server *s, hsession *h, const char *why)
+{
+    bool rolled = false;
+    if (h->conn) {
+        sbuf e = {0};
+        if (h->lite) {
+            if (!sqlite3_get_autocommit(weir_sqlite_db(h->conn))) {
+                rolled = true;
+                (void)litx_exec(h->conn, "ROLLBACK", &e);
+            }
+        } else {
+            backend *be = weir_conn_handle(h->conn);
+            if (be->txn != 'I' && !be->unclean) {
+                rolled = true;
+                sql_opts o = {.timeout_ms = 5000};
+                (void)pgx_exec(be, "ROLLBACK", &o, &e);
+            }
+            if (h->pool && h->pool->mode == POOL_SESSION)
+                be->needs_reset = be->target->reset_query[0] != '\0';
+        }
+        sb_free(&e);
+        weir_checkin(h->conn);
+    }
+    srv_log(s, "LOG", "HTTP session %.8s… (%s/%s) %s%s", h->id, h->db, h->user, why,
+            rolled ? ", open transaction rolled back" : "");
+    pthread_mutex_lock(&s->api->mu);
+    huser *u = user_get(s->api, h->user);
+    if (u) u->sessions--;
+    pthread_mutex_unlock(&s->api->mu);
+    free(h);
+}
+
+/* Take session id for this request (busy); NULL: an error was sent. */
+static hsession *session_take(rq_ctx *x, const char *id)
+{
+    struct http_api *a = x->a;
+    pthread_mutex_lock(&a->mu);
+    hsession *h = a->sessions;
+    while (h && strcmp(h->id, id)) h = h->next;
+    if (h && strcmp(h->user, x->user) && !x->privileged) h = NULL;
+    int busy = h && h->busy;
+    if (h && !busy) h->busy = true;
+    pthread_mutex_unlock(&a->mu);
+    if (!h) {
+        fail(x, 404, "08003", "no such session: %s (it may have expired)", id);
+        return NULL;
+    }
+    if (busy) {
+        fail(x, 409, "55006", "session %s is running another request", id);
+        return NULL;
+    }
+    return h;
+}
+
+/* Give a session back after a request; one whose connection broke ends. */
+static void session_give(rq_ctx *x, hsession *h)
+{
+    struct http_api *a = x->a;
+    bool broken = !h->lite && ((backend *)weir_conn_handle(h->conn))->unclean;
+    pthread_mutex_lock(&a->mu);
+    h->busy = false;
+    h->last_ms = weir_now_ms();
+    if (broken) {
+        hsession **pp = &a->sessions;
+        while (*pp && *pp != h) pp = &(*pp)->next;
+        if (*pp) *pp = h->next;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (broken) session_end(x->s, h, "ended: its server connection was lost");
+}
+
+static void session_json(sbuf *b, const hsession *h, int64_t now_ms, int64_t now_wall)
+{
+    char created[40], expires[40];
+    iso_time(created, sizeof created, h->created_wall_ms);
+    int64_t left = h->idle_timeout_ms > 0 ? h->last_ms + h->idle_timeout_ms - now_ms : 0;
+    iso_time(expires, sizeof expires, now_wall + (left > 0 ? left : 0));
+    sb_str(b, "{\"id\":");
+    sb_jstr(b, h->id);
+    sb_str(b, ",\"database\":");
+    sb_jstr(b, h->db);
+    sb_str(b, ",\"user\":");
+    sb_jstr(b, h->user);
+    sb_printf(b, ",\"created_at\":\"%s\",\"expires_at\":", created);
+    if (h->idle_timeout_ms > 0)
+        sb_printf(b, "\"%s\"", expires);
+    else
+        sb_str(b, "null");
+    sb_printf(b, ",\"idle_timeout_ms\":%lld,\"idle_ms\":%lld,\"busy\":%s",
+              (long long)h->idle_timeout_ms, (long long)(now_ms - h->last_ms),
+              h->busy ? "true" : "false");
+    if (!h->busy && h->conn) {
+        const char *t;
+        if (h->lite) {
+            t = sqlite3_get_autocommit(weir_sqlite_db(h->conn)) ? "idle" : "in transaction";
+        } else {
+            char txn = ((const backend *)weir_conn_handle(h->conn))->txn;
+            t = txn == 'I' ? "idle" : txn == 'T' ? "in transaction" : "in failed transaction";
+        }
+        sb_printf(b, ",\"state\":\"%s\"", t);
+    }
+    sb_str(b, "}");
+}
+
+static void session_create(rq_ctx *x)
+{
+    struct http_api *a = x->a;
+    pthread_mutex_lock(&a->mu);
+    bool full = x->max_sessions > 0 && x->u->sessions >= x->max_sessions;
+    if (!full) x->u->sessions++;
+    pthread_mutex_unlock(&a->mu);
+    if (full) {
+        fail(x, 429, "53300", "user \"%s\" has %d sessions open (http_max_sessions_per_user)",
+             x->user, x->max_sessions);
+        return;
+    }
+    hsession *h = calloc(1, sizeof *h);
+    uint8_t rnd[16];
+    weir_conn *c = NULL;
+    if (!h || auth_random(rnd, sizeof rnd) ||
+        !take(x, x->lite ? weir_sqlite_writer(x->ldb->db) : x->pool->pool, &c)) {
+        if (!h)
+            fail(x, 500, "53200", "out of memory");
+        else if (x->rs->status == 200)
+            fail(x, 500, "58000", "no random bytes");
+        free(h);
+        pthread_mutex_lock(&a->mu);
+        x->u->sessions--;
+        pthread_mutex_unlock(&a->mu);
+        return;
+    }
+    for (int i = 0; i < 16; i++) snprintf(h->id + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(h->user, sizeof h->user, "%s", x->user);
+    snprintf(h->db, sizeof h->db, "%s", x->dbname);
+    h->pool = x->lite ? NULL : x->pool;
+    h->lite = x->lite ? x->ldb : NULL;
+    h->conn = c;
+    h->created_wall_ms = wall_ms();
+    h->last_ms = weir_now_ms();
+    h->idle_timeout_ms = x->idle_ms;
+    pthread_mutex_lock(&a->mu);
+    h->next = a->sessions;
+    a->sessions = h;
+    x->rs->status = 201;
+    session_json(&x->rs->body, h, weir_now_ms(), wall_ms());
+    pthread_mutex_unlock(&a->mu);
+    sb_add(&x->rs->body, "\n", 1);
+    a->sessions_opened++;
+}
+
+static void session_delete(rq_ctx *x, const char *id)
+{
+    struct http_api *a = x->a;
+    pthread_mutex_lock(&a->mu);
+    hsession **pp = &a->sessions;
+    while (*pp && strcmp((*pp)->id, id)) pp = &(*pp)->next;
+    hsession *h = *pp;
+    if (h && strcmp(h->user, x->user) && !x->privileged) h = NULL;
+    bool busy = h && h->busy;
+    if (h && !busy) *pp = h->next;
+    pthread_mutex_unlock(&a->mu);
+    if (!h) {
+        fail(x, 404, "08003", "no such session: %s (it may have expired)", id);
+        return;
+    }
+    if (busy) {
+        fail(x, 409, "55006", "session %s is running a request; delete it after", id);
+        return;
+    }
+    bool open = in_txn(&(runner){.x = x, .conn = h->conn});
+    x->rs->status = 200;
+    sb_printf(&x->rs->body, "{\"id\":\"%s\",\"ended\":true,\"rolledBack\":%s}\n", h->id,
+              open ? "true" : "false");
+    session_end(x->s, h, "deleted");
+}
+
+static void session_list(rq_ctx *x)
+{
+    struct http_api *a = x->a;
+    int64_t now = weir_now_ms(), wall = wall_ms();
+    sbuf *b = &x->rs->body;
+    sb_str(b, "{\"sessions\":[");
+    pthread_mutex_lock(&a->mu);
+    bool first = true;
+    for (hsession *h = a->sessions; h; h = h->next) {
+        if (strcmp(h->user, x->user) && !x->privileged) continue;
+        if (!first) sb_add(b, ",", 1);
+        first = false;
+        session_json(b, h, now, wall);
+    }
+    pthread_mutex_unlock(&a->mu);
+    sb_str(b, "]}\n");
+    x->rs->status = 200;
+}
+
+static void *reaper_main(void *arg)
+{
+    server *s = arg;
+    struct http_api *a = s->api;
+    pthread_mutex_lock(&a->mu);
+    while (!a->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+        int64_t now = weir_now_ms();
+        hsession *done = NULL;
+        for (hsession **pp = &a->sessions; *pp;) {
+            hsession *h = *pp;
+            if (!h->busy && h->idle_timeout_ms > 0 && now - h->last_ms >= h->idle_timeout_ms) {
+                *pp = h->next;
+                h->next = done;
+                done = h;
+            } else {
+                pp = &h->next;
+            }
+        }
+        if (!done) continue;
+        pthread_mutex_unlock(&a->mu);
+        while (done) {
+            hsession *h = done;
+            done = h->next;
+            a->sessions_expired++;
+            session_end(s, h, "expired (http_session_idle_timeout)");
+        }
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* --- /v1/sql ------------------------------------------------------------------------- */
+
+static void sql_request(rq_ctx *x)
+{
+    json_t *body = read_body(x);
+    if (!body) return;
+    const char *sid = http_header(x->rq, "Weir-Session");
+    hsession *h = sid ? session_take(x, sid) : NULL;
+    if (sid && !h) {
+        json_decref(body);
+        return;
+    }
+    if (h && strcmp(h->db, x->dbname)) {
+        session_give(x, h);
+        json_decref(body);
+        fail(x, 400, "08P01", "session %s belongs to database %s, not %s", sid, h->db, x->dbname);
+        return;
+    }
+    runner r = {.x = x};
+    bool batch = json_object_get(body, "queries") != NULL;
+    if (h) {
+        r.conn = h->conn;
+        r.writer = r.pinned = true;
+    } else if (x->lite) {
+        /* A statement starts on a reader (and moves if it writes); a batch
+         * takes the writer unless it is read-only. */
+        r.pinned = batch;
+        r.writer = batch && !flag(body, "readOnly", x->rq, "Neon-Batch-Read-Only", false);
+        weir_sqlite *db = x->ldb->db;
+        if (!take(x, r.writer ? weir_sqlite_writer(db) : weir_sqlite_reader(db), &r.conn)) {
+            json_decref(body);
+            return;
+        }
+    } else if (!take(x, x->pool->pool, &r.conn)) {
+        json_decref(body);
+        return;
+    }
+    sbuf out = {0}, err = {0};
+    int64_t t0 = weir_now_ns();
+    int st = run_body(&r, body, &out, &err);
+    count(x, (weir_now_ns() - t0) / 1000, !h);
+    if (h) {
+        h->conn = r.conn;
+        session_give(x, h);
+    } else if (r.conn) {
+        if (!x->lite && x->reset_query[0]) { /* session pooling: a request is a session */
+            backend *be = weir_conn_handle(r.conn);
+            be->needs_reset = true;
+        }
+        weir_checkin(r.conn);
+    }
+    if (st)
+        answer_raw(x->rs, st, &err);
+    else
+        answer_raw(x->rs, 200, &out);
+    sb_free(&out);
+    sb_free(&err);
+    json_decref(body);
+}
+
+/* --- /v1/pools ----------------------------------------------------------------------- */
+
+static void pool_json(sbuf *b, const char *db, const char *user, const char *kind, const char *mode,
+                      weir_pool *p)
+{
+    weir_pool_stats st;
+    if (weir_pool_stats_get(p, &st)) return;
+    sb_str(b, "{\"database\":");
+    sb_jstr(b, db);
+    sb_str(b, ",\"user\":");
+    if (user)
+        sb_jstr(b, user);
+    else
+        sb_str(b, "null");
+    sb_printf(b,
+              ",\"kind\":\"%s\",\"mode\":\"%s\",\"size\":%lld,\"open\":%lld,\"idle\":%lld,"
+              "\"active\":%lld,\"connecting\":%lld,\"waiting\":%lld,\"acquires\":%lld,"
+              "\"acquire_timeouts\":%lld,\"created\":%lld,\"connect_errors\":%lld,"
+              "\"oldest_wait_us\":%lld,\"paused\":%s,\"down\":%s}",
+              kind, mode, (long long)st.max_size, (long long)st.total, (long long)st.idle,
+              (long long)st.active, (long long)st.pending, (long long)st.waiters,
+              (long long)st.acquires_total, (long long)st.acquire_timeouts_total,
+              (long long)st.created_total, (long long)st.connect_errors_total,
+              (long long)st.oldest_wait_us, st.paused ? "true" : "false",
+              st.target_down ? "true" : "false");
+}
+
+static void pools_list(rq_ctx *x)
+{
+    server *s = x->s;
+    sbuf *b = &x->rs->body;
+    bool first = true;
+    sb_str(b, "{\"pools\":[");
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        if (!first) sb_add(b, ",", 1);
+        first = false;
+        pool_json(b, p->db, p->user, "postgresql", cfg_pool_mode_name(p->mode), p->pool);
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    pthread_mutex_lock(&x->a->mu);
+    for (lite_db *l = x->a->lites; l; l = l->next) {
+        if (!l->db) continue;
+        if (!first) sb_add(b, ",", 1);
+        first = false;
+        pool_json(b, l->name, NULL, "sqlite", "writer", weir_sqlite_writer(l->db));
+        sb_add(b, ",", 1);
+        pool_json(b, l->name, NULL, "sqlite", "reader", weir_sqlite_reader(l->db));
+    }
+    int nsess = 0;
+    for (hsession *h = x->a->sessions; h; h = h->next) nsess++;
+    pthread_mutex_unlock(&x->a->mu);
+    sb_printf(b, "],\"sessions\":%d}\n", nsess);
+    x->rs->status = 200;
+}
+
+/* --- the entry points ---------------------------------------------------------------- */
+
+void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
+{
+    rq_ctx x = {.s = s, .a = s->api, .rq = rq, .rs = rs};
+    const char *m = rq->method;
+    bool get = !strcmp(m, "GET") || !strcmp(m, "HEAD"), post = !strcmp(m, "POST");
+    if (!strcmp(path, "pools")) {
+        if (!get) goto method;
+        pools_list(&x);
+        goto done;
+    }
+    /* /v1/databases/{name}/sql and /v1/databases/{name}/sessions */
+    char dbp[CFG_NAME] = "";
+    const char *rest = path;
+    if (!strncmp(path, "databases/", 10)) {
+        const char *name = path + 10, *slash = strchr(name, '/');
+        if (!slash || !url_decode(name, (size_t)(slash - name), dbp, sizeof dbp) || !dbp[0]) {
+            fail(&x, 404, "3D000", "not found: use /v1/databases/{name}/sql");
+            goto done;
+        }
+        rest = slash + 1;
+    }
+    bool sql = !strcmp(rest, "sql"), sessions = !strcmp(rest, "sessions");
+    const char *sid = !strncmp(rest, "sessions/", 9) ? rest + 9 : NULL;
+    if (!sql && !sessions && !(sid && *sid && !dbp[0])) {
+        fail(&x, 404, "42704",
+             "not found: /v1/sql, /v1/databases/{name}/sql, /v1/sessions, /v1/pools");
+        goto done;
+    }
+    if ((sql && !post) || (sessions && !post && !get) || (sid && strcmp(m, "DELETE"))) goto method;
+    if (!who(&x)) goto done;
+    if (sid || (sessions && get)) {
+        /* No database is involved: check the password against auth_file only. */
+        if (!pick_db(&x, dbp[0] ? dbp : NULL)) {
+            if (rs->status != 400) goto done; /* 404 of a named database */
+            rs->status = 200;
+            rs->body.len = 0;
+        }
+        if (!authenticate(&x)) goto done;
+        pthread_rwlock_rdlock(&s->cfg_rw);
+        x.privileged =
+            cfg_list_has(s->cfg.admin_users, x.user) || cfg_list_has(s->cfg.stats_users, x.user);
+        pthread_rwlock_unlock(&s->cfg_rw);
+        if (sid)
+            session_delete(&x, sid);
+        else
+            session_list(&x);
+        goto done;
+    }
+    if (!pick_db(&x, dbp[0] ? dbp : NULL) || !authenticate(&x) || !open_target(&x)) goto done;
+    pthread_mutex_lock(&x.a->mu);
+    x.u = user_get(x.a, x.user);
+    bool over = x.u && x.max_inflight > 0 && x.u->inflight >= x.max_inflight;
+    if (x.u && !over) x.u->inflight++;
+    pthread_mutex_unlock(&x.a->mu);
+    if (!x.u) {
+        fail(&x, 500, "53200", "out of memory");
+        goto done;
+    }
+    if (over) {
+        fail(&x, 429, "53300", "user \"%s\" has %d requests in flight (http_max_inflight_per_user)",
+             x.user, x.max_inflight);
+        goto done;
+    }
+    if (sql)
+        sql_request(&x);
+    else
+        session_create(&x);
+    pthread_mutex_lock(&x.a->mu);
+    x.u->inflight--;
+    pthread_mutex_unlock(&x.a->mu);
+    goto done;
+method:
+    fail(&x, 405, "42501", "method %s not allowed here", m);
+done:
+    if (rs->status >= 100 && rs->status < 600) x.a->by_class[rs->status / 100]++;
+}
+
+int api_start(server *s)
+{
+    struct http_api *a = calloc(1, sizeof *a);
+    if (!a) return -1;
+    a->s = s;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_cond_init(&a->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    s->api = a;
+    /* Open the SQLite databases now: errors show at start, and the demo is created. */
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    for (size_t i = 0; i < s->cfg.ndbs; i++)
+        if (s->cfg.dbs[i].sqlite_path[0]) (void)lite_get(s, &s->cfg.dbs[i]);
+    pthread_rwlock_unlock(&s->cfg_rw);
+    if (pthread_create(&a->reaper, NULL, reaper_main, s) == 0) a->reaper_on = true;
+    return a->reaper_on ? 0 : -1;
+}
+
+void api_stop(server *s)
+{
+    struct http_api *a = s->api;
+    if (!a) return;
+    pthread_mutex_lock(&a->mu);
+    a->stop = true;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    if (a->reaper_on) pthread_join(a->reaper, NULL);
+    while (a->sessions) {
+        hsession *h = a->sessions;
+        a->sessions = h->next;
+        session_end(s, h, "ended: weir is shutting down");
+    }
+    while (a->lites) {
+        lite_db *l = a->lites;
+        a->lites = l->next;
+        weir_sqlite_close(l->db);
+        free(l);
+    }
+    while (a->users) {
+        huser *u = a->users;
+        a->users = u->next;
+        free(u);
+    }
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+    s->api = NULL;
+}
+
+void api_metrics(server *s, sbuf *b)
+{
+    struct http_api *a = s->api;
+    if (!a) return;
+    sb_str(b, "# HELP weir_http_requests_total HTTP API answers by status class.\n"
+              "# TYPE weir_http_requests_total counter\n");
+    for (int c = 2; c <= 5; c++)
+        sb_printf(b, "weir_http_requests_total{class=\"%dxx\"} %llu\n", c,
+                  (unsigned long long)a->by_class[c]);
+    int n = 0;
+    pthread_mutex_lock(&a->mu);
+    for (hsession *h = a->sessions; h; h = h->next) n++;
+    pthread_mutex_unlock(&a->mu);
+    sb_printf(b,
+              "# HELP weir_http_sessions Open HTTP sessions.\n# TYPE weir_http_sessions gauge\n"
+              "weir_http_sessions %d\n"
+              "# HELP weir_http_sessions_opened_total HTTP sessions opened.\n"
+              "# TYPE weir_http_sessions_opened_total counter\n"
+              "weir_http_sessions_opened_total %llu\n"
+              "# HELP weir_http_sessions_expired_total HTTP sessions ended by "
+              "http_session_idle_timeout.\n"
+              "# TYPE weir_http_sessions_expired_total counter\n"
+              "weir_http_sessions_expired_total %llu\n",
+              n, (unsigned long long)a->sessions_opened, (unsigned long long)a->sessions_expired);
+}
