@@ -178,8 +178,10 @@ static void show_databases(server *s, pq_buf *o)
                 any_paused = true;
         }
         snprintf(paused, sizeof paused, "%d", any_paused ? 1 : 0);
+        char lite[CFG_STR + 16];
+        snprintf(lite, sizeof lite, "sqlite://%s", d->sqlite_path); /* an SQLite database */
         const char *v[13] = {d->name,
-                             d->host[0] ? d->host : NULL,
+                             d->sqlite_path[0] ? lite : d->host[0] ? d->host : NULL,
                              port,
                              d->dbname[0] ? d->dbname : d->name,
                              d->user[0] ? d->user : NULL,

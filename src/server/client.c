@@ -1449,6 +1449,13 @@ static void startup_packet(client *c)
         client_close(c, "08P01", "no such database: %s", c->dbname);
         return;
     }
+    if (db->sqlite_path[0]) {
+        client_close(c, "08P01",
+                     "database \"%s\" is an SQLite database: weir serves it over HTTP only "
+                     "(POST /v1/databases/%s/sql)",
+                     c->dbname, c->dbname);
+        return;
+    }
     /* The [databases] entry's defaults for what the client did not send. */
     const char *defaults[NTRACKED] = {db->client_encoding, db->datestyle, db->timezone, NULL, NULL,
                                       db->application_name};
