@@ -181,7 +181,9 @@ static void show_databases(server *s, pq_buf *o)
         char lite[CFG_STR + 16];
         snprintf(lite, sizeof lite, "sqlite://%s", d->sqlite_path); /* an SQLite database */
         const char *v[13] = {d->name,
-                             d->sqlite_path[0] ? lite : d->host[0] ? d->host : NULL,
+                             d->sqlite_path[0] ? lite
+                             : d->host[0]      ? d->host
+                                               : NULL,
                              port,
                              d->dbname[0] ? d->dbname : d->name,
                              d->user[0] ? d->user : NULL,

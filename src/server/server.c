@@ -131,6 +131,10 @@ static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, cons
          * hash from auth_file (enough for md5 servers only). */
         const cfg_secret *sec = cfg_find_secret(k, user);
         const char *sx = sec ? sec->secret : cr ? cr->secret : NULL;
+        const char *cs = cr ? cr->secret : NULL; /* a password the client proved (HTTP Basic) */
+        if (cs && *cs && !auth_is_scram_secret(cs) && !auth_is_md5_hash(cs) && sx &&
+            (auth_is_scram_secret(sx) || auth_is_md5_hash(sx)))
+            sx = cs;
         bool plain = sx && *sx && !auth_is_scram_secret(sx) && !auth_is_md5_hash(sx);
         if (plain || (sx && !db->password[0] && auth_is_md5_hash(sx)))
             snprintf(t->password, sizeof t->password, "%s", sx);

@@ -1,0 +1,592 @@
+"""SQL over HTTP: /v1/sql, batches, sessions, limits and errors, against a real
+PostgreSQL (through weir's pools) and SQLite databases, with real HTTP
+clients: Python's http.client, curl, and Node's fetch.
+"""
+import base64
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import HERE, Postgres, Weir, free_port, wait_port
+
+PG = None
+
+
+def setUpModule():
+    global PG
+    PG = Postgres()
+
+
+def tearDownModule():
+    PG.destroy()
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client (http.client) for one weir."""
+
+    def __init__(self, port, user="app", password="s3cret"):
+        self.port = port
+        self.auth = basic(user, password)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        h = {"Authorization": self.auth, "Content-Type": "application/json"}
+        h.update(headers or {})
+        h = {k: v for k, v in h.items() if v is not None}
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        self.conn.request(method, path, body=data, headers=h)
+        r = self.conn.getresponse()
+        text = r.read().decode()
+        if r.getheader("Connection") == "close":
+            self.conn.close()
+        try:
+            return r.status, json.loads(text), r
+        except ValueError:
+            return r.status, text, r
+
+    def sql(self, db, query, params=None, headers=None, **kw):
+        body = dict(query=query, **kw)
+        if params is not None:
+            body["params"] = params
+        return self.call("POST", "/v1/databases/%s/sql" % db, body, headers)
+
+    def close(self):
+        self.conn.close()
+
+
+class HttpCase(unittest.TestCase):
+    settings = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="weir-http-")
+        cls.lite_path = os.path.join(cls.tmp, "lite.db")
+        cls.http_port = free_port()
+        settings = {"http_listen_port": str(cls.http_port), "http_workers": "4",
+                    "admin_users": "weir", "http_session_idle_timeout": "30"}
+        settings.update(cls.settings)
+        cls.w = Weir(PG, settings=settings, databases={
+            "appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port,
+            "lite": "sqlite://%s create=1" % cls.lite_path,
+        })
+        if not wait_port(cls.http_port):
+            raise RuntimeError(cls.w.log())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.c = Client(self.http_port)
+
+    def tearDown(self):
+        self.c.close()
+
+    def ok(self, db, query, params=None, **kw):
+        st, body, _ = self.c.sql(db, query, params, **kw)
+        self.assertEqual(st, 200, "%s\n%s" % (body, self.w.log()[-2000:]))
+        return body
+
+
+class TestPostgresTypes(HttpCase):
+    def test_every_type(self):
+        r = self.ok("appdb", """select 1::int2 a, 2::int4 b, 3::int8 c, 1.5::float4 d,
+            2.5::float8 e, 1.25::numeric f, true g, null::text h, 'x"y'::text i,
+            '{"a":1}'::json j, '{"b":[1,2]}'::jsonb k, array[1,2,null] l,
+            array[[1,2],[3,4]] m, array['a,b', 'c"d', null] n, array[true,false] o,
+            '2026-01-02'::date p, 'NaN'::float8 q, '\\x0102'::bytea r,
+            '00000000-0000-0000-0000-000000000001'::uuid s, array['{"x":1}'::jsonb] t,
+            10::oid u, 'Infinity'::float8 v, array[1.5]::numeric[] w, 'é'::varchar x""")
+        row = r["rows"][0]
+        self.assertEqual(row, {
+            "a": 1, "b": 2, "c": "3", "d": 1.5, "e": 2.5, "f": "1.25", "g": True, "h": None,
+            "i": 'x"y', "j": {"a": 1}, "k": {"b": [1, 2]}, "l": [1, 2, None],
+            "m": [[1, 2], [3, 4]], "n": ["a,b", 'c"d', None], "o": [True, False],
+            "p": "2026-01-02", "q": "NaN", "r": "\\x0102",
+            "s": "00000000-0000-0000-0000-000000000001", "t": [{"x": 1}], "u": 10,
+            "v": "Infinity", "w": ["1.5"], "x": "é"})
+        types = {f["name"]: f["dataTypeID"] for f in r["fields"]}
+        self.assertEqual(types["c"], 20)
+        self.assertEqual(types["k"], 3802)
+        self.assertEqual(r["command"], "SELECT")
+        self.assertEqual(r["rowCount"], 1)
+        self.assertFalse(r["rowAsArray"])
+
+    def test_numbers_when_asked(self):
+        r = self.ok("appdb", "select 9007199254740993::int8 a, 1.10::numeric b, 'NaN'::numeric c",
+                    int8AsNumber=True, numericAsNumber=True)
+        self.assertIn('"a":9007199254740993', json.dumps(r, separators=(",", ":")))
+        self.assertEqual(r["rows"][0]["b"], 1.1)
+        self.assertEqual(r["rows"][0]["c"], "NaN")
+
+    def test_params_and_modes(self):
+        r = self.ok("appdb", "select $1::int + $2::int s, $3::text t, $4::int[] arr, "
+                    "$5::jsonb j, $6::bool b, $7::text n, $8::float8 f",
+                    [1, 2, "hé", [1, 2, None], {"k": [1]}, True, None, 0.25])
+        self.assertEqual(r["rows"][0], {"s": 3, "t": "hé", "arr": [1, 2, None], "j": {"k": [1]},
+                                        "b": True, "n": None, "f": 0.25})
+        r = self.ok("appdb", "select 1 a, 'x' b", arrayMode=True)
+        self.assertEqual(r["rows"], [[1, "x"]])
+        self.assertTrue(r["rowAsArray"])
+        r = self.ok("appdb", "select 1 a, true b", rawTextOutput=True)
+        self.assertEqual(r["rows"], [{"a": "1", "b": "t"}])
+
+    def test_commands_and_counts(self):
+        self.ok("appdb", "create table if not exists counts (x int)")
+        r = self.ok("appdb", "insert into counts select generate_series(1, 5)")
+        self.assertEqual((r["command"], r["rowCount"], r["rows"], r["fields"]),
+                         ("INSERT", 5, [], []))
+        r = self.ok("appdb", "delete from counts")
+        self.assertEqual((r["command"], r["rowCount"]), ("DELETE", 5))
+        r = self.ok("appdb", "")
+        self.assertEqual(r["command"], "")
+
+    def test_errors_carry_postgres_fields(self):
+        st, e, _ = self.c.sql("appdb", "select * from no_such_table")
+        self.assertEqual(st, 400)
+        self.assertEqual(e["code"], "42P01")
+        self.assertEqual(e["message"], 'relation "no_such_table" does not exist')
+        self.assertEqual(e["severity"], "ERROR")
+        self.assertEqual(e["position"], "15")
+        self.ok("appdb", "create table if not exists uniq (k int primary key)")
+        self.ok("appdb", "insert into uniq values (1) on conflict do nothing")
+        st, e, _ = self.c.sql("appdb", "insert into uniq values (1)")
+        self.assertEqual((st, e["code"], e["constraint"], e["table"]), (400, "23505", "uniq_pkey", "uniq"))
+        self.assertIn("detail", e)
+        st, e, _ = self.c.sql("appdb", "select 1; select 2")
+        self.assertEqual((st, e["code"]), (400, "42601"))
+        st, e, _ = self.c.sql("appdb", "select $1::int", ["nope"])
+        self.assertEqual((st, e["code"]), (400, "22P02"))
+        # the pooled connection is still good after all of these
+        self.assertEqual(self.ok("appdb", "select 7 x")["rows"], [{"x": 7}])
+
+
+class TestBatches(HttpCase):
+    def batch(self, db, queries, **kw):
+        body = dict(queries=[{"query": q, "params": p} if p else {"query": q} for q, p in queries])
+        body.update(kw)
+        return self.c.call("POST", "/v1/databases/%s/sql" % db, body)
+
+    def count(self, db, table):
+        return int(self.ok(db, "select count(*) n from %s" % table)["rows"][0]["n"])
+
+    def test_postgres_batch_commits_or_rolls_back_as_one(self):
+        self.ok("appdb", "create table if not exists b1 (x int check (x > 0))")
+        st, r, _ = self.batch("appdb", [("insert into b1 values ($1)", [1]),
+                                        ("insert into b1 values (2) returning x", None),
+                                        ("select count(*) from b1", None)])
+        self.assertEqual(st, 200, r)
+        self.assertEqual(len(r["results"]), 3)
+        self.assertEqual(r["results"][1]["rows"], [{"x": 2}])
+        before = self.count("appdb", "b1")
+        st, e, _ = self.batch("appdb", [("insert into b1 values (3)", None),
+                                        ("insert into b1 values (-1)", None)])
+        self.assertEqual((st, e["code"], e["batchIndex"]), (400, "23514", 1))
+        self.assertEqual(self.count("appdb", "b1"), before)  # the first insert is gone too
+
+    def test_isolation_and_read_only(self):
+        st, r, _ = self.batch("appdb", [("show transaction_isolation", None),
+                                        ("show transaction_read_only", None)],
+                              isolationLevel="Serializable", readOnly=True)
+        self.assertEqual(st, 200, r)
+        self.assertEqual(r["results"][0]["rows"][0]["transaction_isolation"], "serializable")
+        self.assertEqual(r["results"][1]["rows"][0]["transaction_read_only"], "on")
+        st, e, _ = self.batch("appdb", [("create table ro_t (x int)", None)], readOnly=True)
+        self.assertEqual((st, e["code"]), (400, "25006"))
+        st, e, _ = self.batch("appdb", [("select 1", None)], isolationLevel="Chaotic")
+        self.assertEqual(st, 400)
+        self.assertIn("isolationLevel", e["message"])
+
+    def test_sqlite_batch_commits_or_rolls_back_as_one(self):
+        self.ok("lite", "create table if not exists b2 (x integer check (x > 0))")
+        st, r, _ = self.batch("lite", [("insert into b2 values (?)", [1]),
+                                       ("select count(*) n from b2", None)])
+        self.assertEqual(st, 200, r)
+        self.assertEqual(r["results"][1]["rows"][0]["n"], 1)
+        st, e, _ = self.batch("lite", [("insert into b2 values (5)", None),
+                                       ("insert into b2 values (-1)", None)])
+        self.assertEqual((st, e["code"], e["batchIndex"]), (400, "SQLITE_CONSTRAINT", 1))
+        self.assertEqual(self.count("lite", "b2"), 1)
+
+
+class TestSessions(HttpCase):
+    settings = {"http_session_idle_timeout": "1"}
+
+    def open(self, db="appdb", client=None):
+        st, s, r = (client or self.c).call("POST", "/v1/databases/%s/sessions" % db)
+        self.assertEqual(st, 201, s)
+        self.assertRegex(s["id"], r"^[0-9a-f]{32}$")
+        self.assertRegex(s["expires_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        return s["id"]
+
+    def in_session(self, sid, db, query, client=None):
+        return (client or self.c).call("POST", "/v1/databases/%s/sql" % db, {"query": query},
+                                       {"Weir-Session": sid})
+
+    def test_transaction_spans_requests(self):
+        self.ok("appdb", "create table if not exists s1 (x int)")
+        self.ok("appdb", "delete from s1")
+        sid = self.open()
+        for q in ("begin", "insert into s1 values (1)"):
+            st, r, _ = self.in_session(sid, "appdb", q)
+            self.assertEqual(st, 200, r)
+        # others do not see it yet; the session does
+        self.assertEqual(self.ok("appdb", "select count(*)::int n from s1")["rows"], [{"n": 0}])
+        st, r, _ = self.in_session(sid, "appdb", "select count(*)::int n from s1")
+        self.assertEqual(r["rows"], [{"n": 1}])
+        st, lst, _ = self.c.call("GET", "/v1/sessions")
+        mine = [s for s in lst["sessions"] if s["id"] == sid]
+        self.assertEqual(mine[0]["state"], "in transaction")
+        self.in_session(sid, "appdb", "commit")
+        self.assertEqual(self.ok("appdb", "select count(*)::int n from s1")["rows"], [{"n": 1}])
+        st, r, _ = self.c.call("DELETE", "/v1/sessions/" + sid)
+        self.assertEqual((st, r["ended"], r["rolledBack"]), (200, True, False))
+        st, e, _ = self.in_session(sid, "appdb", "select 1")
+        self.assertEqual(st, 404)
+        self.assertIn("no such session", e["message"])
+
+    def test_idle_session_expires_and_rolls_back(self):
+        self.ok("appdb", "create table if not exists s2 (x int)")
+        sid = self.open()
+        self.in_session(sid, "appdb", "begin")
+        self.in_session(sid, "appdb", "insert into s2 values (42)")
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            st, lst, _ = self.c.call("GET", "/v1/sessions")
+            if not [s for s in lst["sessions"] if s["id"] == sid]:
+                break
+            time.sleep(0.2)
+        st, e, _ = self.in_session(sid, "appdb", "commit")
+        self.assertEqual(st, 404, e)
+        self.assertEqual(self.ok("appdb", "select count(*)::int n from s2 where x = 42")["rows"],
+                         [{"n": 0}])
+        self.assertRegex(self.w.log(), r"HTTP session \w+… \(appdb/app\) expired .*rolled back")
+        st, m, _ = self.c.call("GET", "/metrics")
+        self.assertRegex(m, r"weir_http_sessions_expired_total [1-9]")
+
+    def test_concurrent_sessions_are_isolated(self):
+        self.ok("appdb", "create table if not exists s3 (who text)")
+        self.ok("appdb", "delete from s3")
+        c2 = Client(self.http_port)
+        a, b = self.open(), self.open(client=c2)
+        for sid, cl, name in ((a, self.c, "a"), (b, c2, "b")):
+            self.in_session(sid, "appdb", "begin", cl)
+            self.in_session(sid, "appdb", "insert into s3 values ('%s')" % name, cl)
+        for sid, cl, name in ((a, self.c, "a"), (b, c2, "b")):
+            st, r, _ = self.in_session(sid, "appdb", "select who from s3", cl)
+            self.assertEqual(r["rows"], [{"who": name}])
+        self.in_session(a, "appdb", "commit")
+        self.c.call("DELETE", "/v1/sessions/" + b)  # rolls b back
+        self.assertEqual(self.ok("appdb", "select who from s3")["rows"], [{"who": "a"}])
+        c2.close()
+
+    def test_sqlite_session(self):
+        self.ok("lite", "create table if not exists s4 (x integer)")
+        sid = self.open("lite")
+        self.in_session(sid, "lite", "begin")
+        self.in_session(sid, "lite", "insert into s4 values (1)")
+        st, r, _ = self.in_session(sid, "lite", "select count(*) n from s4")
+        self.assertEqual(r["rows"], [{"n": 1}])
+        self.assertEqual(self.ok("lite", "select count(*) n from s4")["rows"], [{"n": 0}])
+        st, r, _ = self.c.call("DELETE", "/v1/sessions/" + sid)
+        self.assertTrue(r["rolledBack"])
+        self.assertEqual(self.ok("lite", "select count(*) n from s4")["rows"], [{"n": 0}])
+
+    def test_other_users_cannot_use_a_session(self):
+        sid = self.open()
+        other = Client(self.http_port, "weir", "weirpass")  # an admin sees it; app2 would not
+        st, lst, _ = other.call("GET", "/v1/sessions")
+        self.assertIn(sid, [s["id"] for s in lst["sessions"]])
+        other.close()
+        st, e, _ = self.c.call("POST", "/v1/databases/lite/sql", {"query": "select 1"},
+                               {"Weir-Session": sid})
+        self.assertEqual(st, 400)
+        self.assertIn("belongs to database appdb", e["message"])
+        self.c.call("DELETE", "/v1/sessions/" + sid)
+
+
+class TestSqlite(HttpCase):
+    def test_types(self):
+        self.ok("lite", "create table if not exists ty (i integer, r real, t text, b blob, "
+                "n integer, flag boolean, doc json)")
+        self.ok("lite", "delete from ty")
+        r = self.ok("lite", "insert into ty values (?, ?, ?, x'00ff', ?, ?, ?)",
+                    [9007199254740993, 2.0, "é\"", None, True, {"k": [1, None]}])
+        self.assertEqual((r["command"], r["rowCount"]), ("INSERT", 1))
+        r = self.ok("lite", "select * from ty")
+        self.assertEqual(r["rows"], [{"i": 9007199254740993, "r": 2.0, "t": 'é"', "b": "\\x00ff",
+                                      "n": None, "flag": True, "doc": {"k": [1, None]}}])
+        self.assertEqual([f["type"].lower() for f in r["fields"]],
+                         ["integer", "real", "text", "blob", "integer", "boolean", "json"])
+
+    def test_errors(self):
+        st, e, _ = self.c.sql("lite", "select * from nope")
+        self.assertEqual((st, e["code"], e["message"]), (400, "SQLITE_ERROR", "no such table: nope"))
+        st, e, _ = self.c.sql("lite", "select ?", [])
+        self.assertEqual((st, e["code"]), (400, "08P01"))
+        st, e, _ = self.c.sql("lite", "select 1; select 2")
+        self.assertEqual((st, e["code"]), (400, "42601"))
+
+    def test_postgres_door_refuses_sqlite(self):
+        r = self.w.psql("select 1", dbname="lite")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('database "lite" is an SQLite database: weir serves it over HTTP only',
+                      r.stderr)
+
+    def test_pools_listing(self):
+        self.ok("lite", "select 1")
+        self.ok("appdb", "select 1")
+        st, p, _ = self.c.call("GET", "/v1/pools")
+        self.assertEqual(st, 200)
+        kinds = {(x["database"], x["kind"], x["mode"]) for x in p["pools"]}
+        self.assertIn(("lite", "sqlite", "writer"), kinds)
+        self.assertIn(("lite", "sqlite", "reader"), kinds)
+        self.assertIn(("appdb", "postgresql", "transaction"), kinds)
+        pg = [x for x in p["pools"] if x["kind"] == "postgresql"][0]
+        self.assertGreaterEqual(pg["acquires"], 1)
+        self.assertEqual(pg["size"], 4)
+
+
+class TestErrors(HttpCase):
+    settings = {"http_max_body": "1000", "http_max_inflight_per_user": "1",
+                "http_statement_timeout": "1", "http_max_rows": "50"}
+
+    def test_malformed_json(self):
+        st, e, _ = self.c.call("POST", "/v1/databases/appdb/sql", raw="{bad")
+        self.assertEqual((st, e["code"]), (400, "22P02"))
+        self.assertIn("malformed JSON at line 1, column", e["message"])
+        st, e, _ = self.c.call("POST", "/v1/databases/appdb/sql", {"query": 5})
+        self.assertEqual((st, e["message"]), (400, '"query" must be a string'))
+
+    def test_unknown_database(self):
+        st, e, _ = self.c.sql("nodb", "select 1")
+        self.assertEqual((st, e["message"]), (404, "no such database: nodb"))
+
+    def test_wrong_password_and_missing_credentials(self):
+        bad = Client(self.http_port, "app", "wrong")
+        st, e, r = bad.sql("appdb", "select 1")
+        self.assertEqual((st, e["code"], e["message"]),
+                         (401, "28P01", 'password authentication failed for user "app"'))
+        self.assertIn("Basic", r.getheader("WWW-Authenticate"))
+        bad.close()
+        st, e, _ = self.c.call("POST", "/v1/databases/appdb/sql", {"query": "select 1"},
+                               {"Authorization": None})
+        self.assertEqual(st, 401)
+        self.assertIn("authentication required", e["message"])
+        st, e, _ = self.c.call("POST", "/v1/databases/appdb/sql", {"query": "select 1"},
+                               {"Authorization": "Bearer not-a-token-at-all"})
+        self.assertEqual((st, e["message"]), (401, "invalid bearer token"))
+
+    def test_oversized_body_with_curl(self):
+        # curl sends Expect: 100-continue for a big body; weir answers 413 without reading it.
+        body = json.dumps({"query": "select '%s'" % ("x" * 5000)})
+        r = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-u", "app:s3cret",
+                            "http://127.0.0.1:%d/v1/databases/appdb/sql" % self.http_port,
+                            "-H", "Content-Type: application/json", "--data-binary", body],
+                           capture_output=True, text=True, timeout=30)
+        out, code = r.stdout.rsplit("\n", 1)
+        self.assertEqual(code, "413")
+        self.assertEqual(json.loads(out)["message"],
+                         "request body of %d bytes exceeds http_max_body (1000 bytes)"
+                         % len(body.encode()))
+        self.assertEqual(self.ok("appdb", "select 1 x")["rows"], [{"x": 1}])
+
+    def test_too_many_in_flight_and_timeout_while_others_are_served(self):
+        results = {}
+
+        def slow():
+            c = Client(self.http_port)
+            results["slow"] = c.sql("appdb", "select pg_sleep(5)")[:2]
+            c.close()
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.3)
+        # the same user, a second request while the first runs: 429
+        st, e, _ = self.c.sql("appdb", "select 1")
+        self.assertEqual((st, e["code"]), (429, "53300"))
+        self.assertIn("http_max_inflight_per_user", e["message"])
+        # another user is served meanwhile
+        other = Client(self.http_port, "weir", "weirpass")
+        st, r, _ = other.sql("appdb", "select 2 y")
+        self.assertEqual((st, r["rows"]), (200, [{"y": 2}]))
+        other.close()
+        t.join(30)
+        st, e = results["slow"]
+        self.assertEqual((st, e["code"]), (400, "57014"))
+        self.assertEqual(e["message"], "canceling statement due to statement timeout (1000 ms)")
+        self.assertEqual(self.ok("appdb", "select 3 z")["rows"], [{"z": 3}])
+
+    def test_sqlite_statement_timeout(self):
+        st, e, _ = self.c.sql("lite", "with recursive r(i) as (select 1 union all select i + 1 "
+                              "from r) select count(*) from r")
+        self.assertEqual((st, e["code"]), (400, "57014"))
+        self.assertEqual(self.ok("lite", "select 1 x")["rows"], [{"x": 1}])
+
+    def test_row_limit(self):
+        st, e, _ = self.c.sql("appdb", "select generate_series(1, 51)")
+        self.assertEqual((st, e["code"]), (400, "54000"))
+        self.assertIn("more than 50 rows", e["message"])
+        self.assertEqual(len(self.ok("appdb", "select generate_series(1, 50)")["rows"]), 50)
+
+    def test_bad_requests_on_the_wire(self):
+        def raw(data):
+            with socket.create_connection(("127.0.0.1", self.http_port), timeout=10) as s:
+                s.sendall(data)
+                out = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return out.decode()
+                    out += chunk
+        self.assertTrue(raw(b"NONSENSE\r\n\r\n").startswith("HTTP/1.1 400 Bad Request"))
+        r = raw(b"POST /v1/sql HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        self.assertTrue(r.startswith("HTTP/1.1 411"), r)
+        self.assertIn("send Content-Length", r)
+        st, e, _ = self.c.call("GET", "/v1/databases/appdb/sql")
+        self.assertEqual(st, 405)
+        st, e, _ = self.c.call("GET", "/v1/nothing")
+        self.assertEqual(st, 404)
+
+    def test_pipelined_requests_are_answered_in_order(self):
+        auth = basic("app", "s3cret")
+        reqs = b""
+        for i in range(3):
+            body = json.dumps({"query": "select %d n" % i}).encode()
+            reqs += (b"POST /v1/databases/appdb/sql HTTP/1.1\r\nHost: x\r\nAuthorization: " +
+                     auth.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        with socket.create_connection(("127.0.0.1", self.http_port), timeout=10) as s:
+            s.sendall(reqs)
+            data = b""
+            end = time.monotonic() + 10
+            while data.count(b"HTTP/1.1 200") < 3 or not data.endswith(b"\n"):
+                if time.monotonic() > end:
+                    break
+                data += s.recv(65536)
+        ns = [int(x.split(b"}")[0]) for x in data.split(b'"rows":[{"n":')[1:]]
+        self.assertEqual(ns, [0, 1, 2])
+
+
+class TestTokensAndSecrets(unittest.TestCase):
+    """Bearer tokens from [http_tokens]; SCRAM secrets in auth_file; auth_query."""
+
+    def test_token_scram_secret_and_auth_query(self):
+        port = free_port()
+        secret = PG.sql("select rolpassword from pg_authid where rolname = 'app'")
+        self.assertTrue(secret.startswith("SCRAM-SHA-256$"))
+        d = tempfile.mkdtemp(prefix="weir-http-")
+        users = os.path.join(d, "users.txt")
+        with open(users, "w") as f:  # app by its SCRAM secret; weir (auth_user) in plain
+            f.write('"app" "%s"\n"weir" "weirpass"\n' % secret)
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = 'carol') then "
+               "create role carol login password 'carolpw'; end if; end $$")
+        w = Weir(PG, users_file=users, start=False, settings={
+            "http_listen_port": str(port), "auth_type": "scram-sha-256", "auth_user": "weir"})
+        with open(w.ini, "a") as f:
+            f.write("[http_tokens]\napp = tok-0123456789abcdef\n")
+        try:
+            w.start()
+            self.assertTrue(wait_port(port))
+            c = Client(port, "app", "s3cret")  # checked against the SCRAM secret
+            st, r, _ = c.sql("appdb", "select current_user u")
+            self.assertEqual((st, r.get("rows")), (200, [{"u": "app"}]), (r, w.log()))
+            st, r, _ = c.call("POST", "/v1/databases/appdb/sql", {"query": "select current_user u"},
+                              {"Authorization": "Bearer tok-0123456789abcdef"})
+            self.assertEqual((st, r["rows"]), (200, [{"u": "app"}]))
+            carol = Client(port, "carol", "carolpw")  # not in auth_file: auth_query
+            st, r, _ = carol.sql("appdb", "select current_user u")
+            self.assertEqual((st, r["rows"]), (200, [{"u": "carol"}]), w.log())
+            bad = Client(port, "carol", "nope")
+            st, e, _ = bad.sql("appdb", "select 1")
+            self.assertEqual(st, 401)
+            for x in (c, carol, bad):
+                x.close()
+        finally:
+            w.stop()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class TestNodeFetch(HttpCase):
+    """Node's own HTTP client (fetch): a query with params, and a session."""
+
+    def test_node_fetch(self):
+        script = r"""
+const base = process.argv[process.argv.length - 1];
+const auth = 'Basic ' + Buffer.from('app:s3cret').toString('base64');
+const h = {'Authorization': auth, 'Content-Type': 'application/json'};
+(async () => {
+  let r = await fetch(base + '/v1/databases/appdb/sql', {method: 'POST', headers: h,
+      body: JSON.stringify({query: 'select $1::int * 2 as d, $2::jsonb as j', params: [21, {a: [1]}]})});
+  const one = await r.json();
+  r = await fetch(base + '/v1/databases/appdb/sessions', {method: 'POST', headers: h});
+  const s = await r.json();
+  const hs = Object.assign({'Weir-Session': s.id}, h);
+  await fetch(base + '/v1/databases/appdb/sql', {method: 'POST', headers: hs,
+      body: JSON.stringify({query: 'set application_name = \'node-sess\''})});
+  r = await fetch(base + '/v1/databases/appdb/sql', {method: 'POST', headers: hs,
+      body: JSON.stringify({query: 'show application_name'})});
+  const app = await r.json();
+  r = await fetch(base + '/v1/sessions/' + s.id, {method: 'DELETE', headers: h});
+  console.log(JSON.stringify({status: r.status, one: one.rows[0], app: app.rows[0]}));
+})().catch(e => { console.error(e); process.exit(1); });
+"""
+        r = subprocess.run(["node", "-e", script, "--", "http://127.0.0.1:%d" % self.http_port],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(out, {"status": 200, "one": {"d": 42, "j": {"a": [1]}},
+                               "app": {"application_name": "node-sess"}})
+
+
+class TestMakeRunConfig(unittest.TestCase):
+    """examples/weir.ini, as `make run` starts it: the demo database is created
+    on first start and the README's curl line works."""
+
+    def test_demo(self):
+        src = os.path.join(HERE, "..", "..", "examples")
+        d = tempfile.mkdtemp(prefix="weir-demo-")
+        try:
+            for f in ("weir.ini", "userlist.txt", "demo.sql"):
+                shutil.copy(os.path.join(src, f), d)
+            port, pg_port = free_port(), free_port()
+            ini = open(os.path.join(d, "weir.ini")).read()
+            ini = ini.replace("http_listen_port = 8080", "http_listen_port = %d" % port)
+            ini = ini.replace("listen_port = 6432", "listen_port = %d" % pg_port)
+            ini = ini.replace("unix_socket_dir = /tmp", "unix_socket_dir =")
+            open(os.path.join(d, "weir.ini"), "w").write(ini)
+            from harness import WEIR
+            p = subprocess.Popen([WEIR, "weir.ini"], cwd=d, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT)
+            try:
+                self.assertTrue(wait_port(port))
+                readme = open(os.path.join(HERE, "..", "..", "README.md")).read()
+                line = [ln for ln in readme.splitlines() if ln.strip().startswith("curl")][0]
+                line = line.replace("8080", str(port))
+                r = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=30)
+                out = json.loads(r.stdout)
+                self.assertEqual(out["command"], "SELECT")
+                self.assertGreaterEqual(out["rowCount"], 3)
+                self.assertTrue(os.path.exists(os.path.join(d, "demo.db")))
+            finally:
+                p.terminate()
+                out = p.communicate(timeout=20)[0].decode(errors="replace")
+                self.assertEqual(p.returncode, 0, out)
+            self.assertIn("created", out)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
