@@ -25,11 +25,19 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HEAD_MAX     16384 /* request line and headers */
 #define IDLE_TIMEOUT 60    /* seconds a kept-alive connection may sit idle */
 #define READ_CHUNK   16384
+
+static int64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1; /* never 0 */
+}
 
 /* --- sbuf ----------------------------------------------------------------- */
 
@@ -211,6 +219,7 @@ struct hthread {
     size_t qlen, qcap;
     hconn *conns;
     atomic_int nconns;
+    _Atomic int64_t busy_since; /* coarse ms when its running handler started; 0: none */
 };
 
 struct httpd {
@@ -472,7 +481,9 @@ static bool conn_process(hconn *c)
         if (http10 ? !(conn_hdr && !strcasecmp(conn_hdr, "keep-alive"))
                    : (conn_hdr && !strcasecmp(conn_hdr, "close")))
             rs.close = true;
+        atomic_store_explicit(&c->t->busy_since, coarse_ms(), memory_order_relaxed);
         d->h(d->ud, &rq, &rs);
+        atomic_store_explicit(&c->t->busy_since, 0, memory_order_relaxed);
         bool head_only = !strcmp(rq.method, "HEAD");
         free(h);
         off += hlen + (size_t)clen;
@@ -600,12 +611,19 @@ static void *acceptor_main(void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* The thread with the fewest connections; ties in turn. */
+        /* The thread with the fewest connections, passing over threads
+         * stuck in one request (a slow statement) for 100 ms or more; ties
+         * in turn. */
         int best = -1, bestn = 0;
+        bool best_stuck = true;
+        int64_t now = coarse_ms();
         for (int i = 0; i < d->n; i++) {
             int k = (int)((d->rr + (unsigned)i) % (unsigned)d->n);
             int n = atomic_load(&d->t[k].nconns);
-            if (best < 0 || n < bestn) best = k, bestn = n;
+            int64_t since = atomic_load_explicit(&d->t[k].busy_since, memory_order_relaxed);
+            bool stuck = since && now - since >= 100;
+            if (best < 0 || (best_stuck && !stuck) || (stuck == best_stuck && n < bestn))
+                best = k, bestn = n, best_stuck = stuck;
         }
         d->rr++;
         hthread *t = &d->t[best];
