@@ -322,7 +322,7 @@ static void lite_open(server *s, lite_db *l, const cfg_db *db)
     char err[256] = "";
     if (weir_sqlite_open(&l->db, db->sqlite_path, &so, &ro, err, sizeof err)) {
         l->db = NULL;
-        snprintf(l->err, sizeof l->err, "cannot open SQLite database %s: %s", db->sqlite_path, err);
+        snprintf(l->err, sizeof l->err, "cannot open SQLite database: %.250s", err);
         srv_log(s, "ERROR", "database %s: %s", db->name, l->err);
         return;
     }

@@ -577,7 +577,7 @@ static void on_new(evutil_socket_t fd, short what, void *arg)
         char host[NI_MAXHOST] = "?";
         if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0)
             getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, NULL, 0, NI_NUMERICHOST);
-        snprintf(c->peer, sizeof c->peer, "%s", host);
+        snprintf(c->peer, sizeof c->peer, "%.*s", (int)sizeof c->peer - 1, host);
         c->next = t->conns;
         if (t->conns) t->conns->prev = c;
         t->conns = c;
