@@ -1092,17 +1092,13 @@ void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
     if ((sql && !post) || (sessions && !post && !get) || (sid && strcmp(m, "DELETE"))) goto method;
     if (!who(&x)) goto done;
     if (sid || (sessions && get)) {
-        /* No database is involved: check the password against auth_file only. */
+        /* No database is named: one is picked only to know where auth_query would run. */
         if (!pick_db(&x, dbp[0] ? dbp : NULL)) {
             if (rs->status != 400) goto done; /* 404 of a named database */
             rs->status = 200;
             rs->body.len = 0;
         }
-        if (!authenticate(&x)) goto done;
-        pthread_rwlock_rdlock(&s->cfg_rw);
-        x.privileged =
-            cfg_list_has(s->cfg.admin_users, x.user) || cfg_list_has(s->cfg.stats_users, x.user);
-        pthread_rwlock_unlock(&s->cfg_rw);
+        if (!authenticate(&x)) goto done; /* pick_db set x.privileged */
         if (sid)
             session_delete(&x, sid);
         else
