@@ -361,7 +361,8 @@ class TestSqlite(HttpCase):
 
 class TestErrors(HttpCase):
     settings = {"http_max_body": "1000", "http_max_inflight_per_user": "1",
-                "http_statement_timeout": "1", "http_max_rows": "50"}
+                "http_statement_timeout": "1", "http_max_rows": "50",
+                "http_max_response": "4000"}
 
     def test_malformed_json(self):
         st, e, _ = self.c.call("POST", "/v1/databases/appdb/sql", raw="{bad")
@@ -440,6 +441,14 @@ class TestErrors(HttpCase):
         self.assertEqual((st, e["code"]), (400, "54000"))
         self.assertIn("more than 50 rows", e["message"])
         self.assertEqual(len(self.ok("appdb", "select generate_series(1, 50)")["rows"]), 50)
+
+    def test_response_size_limit(self):
+        for db, q in (("appdb", "select repeat('x', 5000) big"),
+                      ("lite", "select hex(zeroblob(2500)) big")):
+            st, e, _ = self.c.sql(db, q)
+            self.assertEqual((st, e["code"]), (400, "54000"), e)
+            self.assertEqual(e["message"], "the response exceeds http_max_response (4000 bytes)")
+        self.assertEqual(self.ok("appdb", "select 'small' s")["rows"], [{"s": "small"}])
 
     def test_bad_requests_on_the_wire(self):
         def raw(data):
