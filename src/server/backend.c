@@ -287,6 +287,22 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
     return WEIR_ECONNECT;
 }
 
+void be_track(backend *be, const pq_msg *m)
+{
+    if (m->type == 'S') {
+        const uint8_t *p = m->body, *end = m->body + m->len - 4;
+        const char *n = pq_get_str(&p, end), *v = n ? pq_get_str(&p, end) : NULL;
+        if (v) be_params_set(&be->params, n, v);
+    } else if (m->type == 'C') {
+        const char *tag = (const char *)m->body;
+        if (m->len > 4 && m->body[m->len - 5] == '\0' &&
+            (!strcmp(tag, "DISCARD ALL") || !strcmp(tag, "DEALLOCATE ALL")))
+            be->ps_gone = true;
+    } else if (m->type == 'Z' && m->len == 5) {
+        be->txn = (char)m->body[0];
+    }
+}
+
 /* Send a simple query and read up to ReadyForQuery; an ErrorResponse makes it fail. */
 static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *err, size_t errlen)
 {
@@ -300,20 +316,11 @@ static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *er
         pq_msg m;
         rc = be_read_msg(be->fd, &b, deadline_ns, &m);
         if (rc) break;
+        be_track(be, &m);
         if (m.type == 'E') {
             failed = true;
             if (err) error_text(&m, err, errlen);
-        } else if (m.type == 'S') {
-            const uint8_t *p = m.body, *end = m.body + m.len - 4;
-            const char *n = pq_get_str(&p, end), *v = n ? pq_get_str(&p, end) : NULL;
-            if (v) be_params_set(&be->params, n, v);
-        } else if (m.type == 'C') {
-            const char *tag = (const char *)m.body;
-            if (m.len > 4 && m.body[m.len - 5] == '\0' &&
-                (!strcmp(tag, "DISCARD ALL") || !strcmp(tag, "DEALLOCATE ALL")))
-                be->ps_gone = true;
-        } else if (m.type == 'Z' && m.len == 5) {
-            be->txn = (char)m.body[0];
+        } else if (m.type == 'Z') {
             break;
         }
     }

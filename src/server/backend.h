@@ -74,6 +74,13 @@ struct pq_buf;
 struct pq_msg;
 int be_read_msg(int fd, struct pq_buf *b, int64_t deadline_ns, struct pq_msg *m);
 
+/* What a message from the server changes in weir's record of the connection:
+ * ParameterStatus (params), a DISCARD ALL / DEALLOCATE ALL tag (ps_gone),
+ * ReadyForQuery (txn). Every reader of server messages outside the byte
+ * pump calls it. */
+struct backend;
+void be_track(struct backend *be, const struct pq_msg *m);
+
 /* Quote s as an SQL string literal into out ('...' with '' for '). */
 int be_quote_literal(const char *s, char *out, size_t outlen);
 

@@ -743,16 +743,24 @@ static void session_end(server *s, hsession *h, const char *why)
     free(h);
 }
 
-/* Take session id for this request (busy); NULL: an error was sent. */
-static hsession *session_take(rq_ctx *x, const char *id)
+/* Session id of this user (or any, for a privileged one), not busy: marked
+ * busy for a request, or taken out of the table to end it. NULL: 404 or 409
+ * sent. */
+static hsession *session_claim(rq_ctx *x, const char *id, bool remove)
 {
     struct http_api *a = x->a;
     pthread_mutex_lock(&a->mu);
-    hsession *h = a->sessions;
-    while (h && strcmp(h->id, id)) h = h->next;
+    hsession **pp = &a->sessions;
+    while (*pp && strcmp((*pp)->id, id)) pp = &(*pp)->next;
+    hsession *h = *pp;
     if (h && strcmp(h->user, x->user) && !x->privileged) h = NULL;
-    int busy = h && h->busy;
-    if (h && !busy) h->busy = true;
+    bool busy = h && h->busy;
+    if (h && !busy) {
+        if (remove)
+            *pp = h->next;
+        else
+            h->busy = true;
+    }
     pthread_mutex_unlock(&a->mu);
     if (!h) {
         fail(x, 404, "08003", "no such session: %s (it may have expired)", id);
@@ -863,23 +871,8 @@ static void session_create(rq_ctx *x)
 
 static void session_delete(rq_ctx *x, const char *id)
 {
-    struct http_api *a = x->a;
-    pthread_mutex_lock(&a->mu);
-    hsession **pp = &a->sessions;
-    while (*pp && strcmp((*pp)->id, id)) pp = &(*pp)->next;
-    hsession *h = *pp;
-    if (h && strcmp(h->user, x->user) && !x->privileged) h = NULL;
-    bool busy = h && h->busy;
-    if (h && !busy) *pp = h->next;
-    pthread_mutex_unlock(&a->mu);
-    if (!h) {
-        fail(x, 404, "08003", "no such session: %s (it may have expired)", id);
-        return;
-    }
-    if (busy) {
-        fail(x, 409, "55006", "session %s is running a request; delete it after", id);
-        return;
-    }
+    hsession *h = session_claim(x, id, true);
+    if (!h) return;
     bool open = in_txn(&(runner){.x = x, .conn = h->conn});
     x->rs->status = 200;
     sb_printf(&x->rs->body, "{\"id\":\"%s\",\"ended\":true,\"rolledBack\":%s}\n", h->id,
@@ -950,7 +943,7 @@ static void sql_request(rq_ctx *x)
     json_t *body = read_body(x);
     if (!body) return;
     const char *sid = http_header(x->rq, "Weir-Session");
-    hsession *h = sid ? session_take(x, sid) : NULL;
+    hsession *h = sid ? session_claim(x, sid, false) : NULL;
     if (sid && !h) {
         json_decref(body);
         return;

@@ -333,13 +333,14 @@ static void pg_error_json(sbuf *err, const pq_msg *m, bool timed_out, int64_t ti
     sb_str(err, "}");
 }
 
-/* Read the next message; past the statement's deadline, cancel it once and
- * wait the grace period for the server's answer. */
+/* Read the next message (be_track applied); past the statement's deadline,
+ * cancel it once and wait the grace period for the server's answer. */
 static int pg_next(backend *be, pq_buf *b, pq_msg *m, int64_t *dl, bool *cancelled,
                    const sql_opts *o)
 {
     for (;;) {
         int rc = be_read_msg(be->fd, b, *dl, m);
+        if (rc == 0) be_track(be, m);
         if (rc != WEIR_ETIMEDOUT || *cancelled || o->timeout_ms <= 0) return rc;
         *cancelled = true;
         char host[256];
@@ -364,24 +365,6 @@ static int lost(backend *be, sbuf *err, bool cancelled)
     return sql_error(err, 502, "08006", "server connection lost");
 }
 
-static bool tag_is(const pq_msg *m, const char *tag)
-{
-    return m->len > 4 && m->body[m->len - 5] == '\0' && !strcmp((const char *)m->body, tag);
-}
-
-static void track(backend *be, const pq_msg *m)
-{
-    if (m->type == 'S') {
-        const uint8_t *p = m->body, *end = m->body + m->len - 4;
-        const char *n = pq_get_str(&p, end), *v = n ? pq_get_str(&p, end) : NULL;
-        if (v) be_params_set(&be->params, n, v);
-    } else if (m->type == 'C' && (tag_is(m, "DISCARD ALL") || tag_is(m, "DEALLOCATE ALL"))) {
-        be->ps_gone = true; /* weir's record of its prepared statements is stale */
-    } else if (m->type == 'Z' && m->len == 5) {
-        be->txn = (char)m->body[0];
-    }
-}
-
 int pgx_exec(backend *be, const char *sql, const sql_opts *o, sbuf *err)
 {
     sbuf w = {0};
@@ -402,7 +385,6 @@ int pgx_exec(backend *be, const char *sql, const sql_opts *o, sbuf *err)
             status = lost(be, err, cancelled);
             break;
         }
-        track(be, &m);
         if (m.type == 'E' && !status) {
             pg_error_json(err, &m, cancelled, o->timeout_ms);
             status = 400;
@@ -490,7 +472,6 @@ int pgx_run(backend *be, const char *sql, const json_t *params, const sql_opts *
             status = lost(be, err, cancelled);
             break;
         }
-        track(be, &m);
         const uint8_t *p = m.body, *end = m.body + m.len - 4;
         if (m.type == 'Z') break;
         if (status) continue; /* drain to ReadyForQuery */
@@ -613,7 +594,6 @@ int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout
             status = lost(be, &err, cancelled);
             break;
         }
-        track(be, &m);
         if (m.type == 'Z') break;
         if (m.type == 'E') {
             const char *msg = pq_error_field(&m, 'M');

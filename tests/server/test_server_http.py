@@ -76,7 +76,8 @@ class HttpCase(unittest.TestCase):
         settings = {"http_listen_port": str(cls.http_port), "http_workers": "4",
                     "admin_users": "weir", "http_session_idle_timeout": "30"}
         settings.update(cls.settings)
-        cls.w = Weir(PG, settings=settings, databases={
+        cls.w = Weir(PG, settings=settings, users={"app": "s3cret", "weir": "weirpass",
+                                                   "bob": "bobpw"}, databases={
             "appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port,
             "lite": "sqlite://%s create=1" % cls.lite_path,
         })
@@ -306,15 +307,24 @@ class TestSessions(HttpCase):
 
     def test_other_users_cannot_use_a_session(self):
         sid = self.open()
-        other = Client(self.http_port, "weir", "weirpass")  # an admin sees it; app2 would not
-        st, lst, _ = other.call("GET", "/v1/sessions")
+        bob = Client(self.http_port, "bob", "bobpw")  # neither its owner nor an admin
+        st, lst, _ = bob.call("GET", "/v1/sessions")
+        self.assertEqual((st, lst["sessions"]), (200, []))
+        st, e, _ = self.in_session(sid, "appdb", "select 1", bob)
+        self.assertEqual((st, e["code"]), (404, "08003"))
+        st, e, _ = bob.call("DELETE", "/v1/sessions/" + sid)
+        self.assertEqual(st, 404)
+        bob.close()
+        admin = Client(self.http_port, "weir", "weirpass")  # admin_users see every session
+        st, lst, _ = admin.call("GET", "/v1/sessions")
         self.assertIn(sid, [s["id"] for s in lst["sessions"]])
-        other.close()
+        admin.close()
         st, e, _ = self.c.call("POST", "/v1/databases/lite/sql", {"query": "select 1"},
                                {"Weir-Session": sid})
         self.assertEqual(st, 400)
         self.assertIn("belongs to database appdb", e["message"])
-        self.c.call("DELETE", "/v1/sessions/" + sid)
+        st, r, _ = self.c.call("DELETE", "/v1/sessions/" + sid)  # still the owner's
+        self.assertEqual((st, r["ended"]), (200, True))
 
 
 class TestSqlite(HttpCase):
