@@ -100,6 +100,9 @@ static const key keys[] = {
     K(http_session_idle_timeout, K_TIME, "60"),
     K(http_max_sessions_per_user, K_INT, "16"),
     K(http_max_inflight_per_user, K_INT, "64"),
+    K(http_max_connections, K_INT, "1000"),
+    K(http_request_timeout, K_TIME, "10"),
+    K(http_idle_timeout, K_TIME, "60"),
 };
 #undef K
 #define NKEYS (sizeof keys / sizeof *keys)

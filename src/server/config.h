@@ -96,6 +96,9 @@ typedef struct cfg {
     int64_t http_statement_timeout; /* per statement; 0 = none */
     int64_t http_session_idle_timeout;
     int http_max_sessions_per_user, http_max_inflight_per_user; /* 0 = no limit */
+    int http_max_connections;     /* open HTTP connections; 0 = no limit */
+    int64_t http_request_timeout; /* a request's head and body, from its first byte */
+    int64_t http_idle_timeout;    /* a kept-alive connection between requests */
 
     cfg_db *dbs;
     size_t ndbs;

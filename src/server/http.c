@@ -5,7 +5,10 @@
  * It runs on threads of its own (httpd.c), not on the workers: a scrape sums
  * every pool's figures, a readiness probe may wait up to a second for a
  * database that does not answer, and an SQL request waits for its database;
- * none of it should delay a single PostgreSQL client.
+ * none of it should delay a single PostgreSQL client. /health and /metrics
+ * never wait, so they are answered on the I/O threads; /ready and the SQL
+ * API run on executors, keyed by database (classify), so neither slow SQL
+ * nor a hung database delays a probe or another database's requests.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +50,22 @@ static void on_metrics(server *s, http_resp *rs)
     }
     reply(rs, 200, "text/plain; version=0.0.4; charset=utf-8", page, len);
     api_metrics(s, &rs->body);
+    if (s->http) {
+        httpd_counters hc;
+        httpd_counters_get(s->http->d, &hc);
+        sb_printf(&rs->body,
+                  "# HELP weir_http_connections Open HTTP connections.\n"
+                  "# TYPE weir_http_connections gauge\nweir_http_connections %lld\n"
+                  "# HELP weir_http_connections_refused_total HTTP connections refused with 503 "
+                  "at http_max_connections.\n"
+                  "# TYPE weir_http_connections_refused_total counter\n"
+                  "weir_http_connections_refused_total %lld\n"
+                  "# HELP weir_http_request_timeouts_total HTTP requests not received whole "
+                  "within http_request_timeout (408).\n"
+                  "# TYPE weir_http_request_timeouts_total counter\n"
+                  "weir_http_request_timeouts_total %lld\n",
+                  hc.connections, hc.refused_over_cap, hc.request_timeouts);
+    }
     free(page);
 }
 
@@ -211,6 +230,31 @@ static void on_ready(server *s, http_resp *rs)
     sb_str(&rs->headers, "Cache-Control: no-store\r\n");
 }
 
+/* Quick (false) or an executor's, keyed by the database it will wait for. */
+static bool classify(void *ud, const http_req *rq, char *key, size_t keylen)
+{
+    (void)ud;
+    const char *p = rq->path;
+    if (!strcmp(p, "/health") || !strcmp(p, "/metrics")) return false;
+    if (strncmp(p, "/v1/", 4)) {
+        snprintf(key, keylen, "%s", strcmp(p, "/ready") ? "" : "/ready");
+        return strcmp(p, "/ready") == 0;
+    }
+    const char *db = NULL;
+    size_t n = 0;
+    if (!strncmp(p, "/v1/databases/", 14)) {
+        db = p + 14;
+        const char *e = strchr(db, '/');
+        n = e ? (size_t)(e - db) : strlen(db);
+    } else if ((db = http_header(rq, "Weir-Database"))) {
+        n = strlen(db);
+    } else {
+        db = "";
+    }
+    snprintf(key, keylen, "db:%.*s", (int)(n < keylen - 4 ? n : keylen - 4), db);
+    return true;
+}
+
 static void on_request(void *ud, http_req *rq, http_resp *rs)
 {
     struct http_door *d = ud;
@@ -240,6 +284,20 @@ static void on_request(void *ud, http_req *rq, http_resp *rs)
     reply(rs, 404, "application/json", body, sizeof body - 1);
 }
 
+static void limits_of(const cfg *k, httpd_limits *lim)
+{
+    lim->max_body = (size_t)k->http_max_body;
+    lim->max_connections = k->http_max_connections;
+    lim->request_timeout_ms = k->http_request_timeout;
+    lim->idle_timeout_ms = k->http_idle_timeout;
+}
+
+static void door_log(void *ud, const char *msg)
+{
+    struct http_door *d = ud;
+    srv_log(d->s, "WARNING", "%s", msg);
+}
+
 int http_start(server *s)
 {
     const cfg *k = &s->cfg;
@@ -255,8 +313,10 @@ int http_start(server *s)
     const char *addr = k->http_listen_addr[0] ? k->http_listen_addr : "127.0.0.1";
     if (!strcmp(addr, "*")) addr = "0.0.0.0";
     char err[300];
-    if (httpd_start(&d->d, addr, k->http_listen_port, s->nhttp, (size_t)k->http_max_body,
-                    on_request, d, err, sizeof err)) {
+    httpd_limits lim;
+    limits_of(k, &lim);
+    if (httpd_start(&d->d, addr, k->http_listen_port, s->nhttp, &lim, on_request, classify, d,
+                    door_log, err, sizeof err)) {
         srv_log(s, "ERROR", "%s", err);
         api_stop(s);
         free(d);
@@ -270,7 +330,10 @@ int http_start(server *s)
 
 void http_config_changed(server *s)
 {
-    if (s->http) httpd_set_max_body(s->http->d, (size_t)s->cfg.http_max_body);
+    if (!s->http) return;
+    httpd_limits lim;
+    limits_of(&s->cfg, &lim);
+    httpd_set_limits(s->http->d, &lim);
 }
 
 void http_stop(server *s)

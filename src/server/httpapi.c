@@ -86,7 +86,8 @@ typedef struct rq_ctx {
     http_resp *rs;
     char user[CFG_NAME];
     char password[CFG_STR];
-    bool have_password, token, privileged;
+    bool have_password, token;
+    bool admin; /* an admin_users member: may list and end anyone's sessions */
     char dbname[CFG_NAME];
     bool lite;
     spool *pool;
@@ -435,7 +436,7 @@ static bool pick_db(rq_ctx *x, const char *from_path)
     x->idle_ms = k->http_session_idle_timeout;
     x->max_inflight = k->http_max_inflight_per_user;
     x->max_sessions = k->http_max_sessions_per_user;
-    x->privileged = cfg_list_has(k->admin_users, x->user) || cfg_list_has(k->stats_users, x->user);
+    x->admin = cfg_list_has(k->admin_users, x->user);
     pthread_rwlock_unlock(&s->cfg_rw);
     if (!x->dbname[0]) {
         fail(x, 400, "3D000",
@@ -703,9 +704,9 @@ static int run_body(runner *r, const json_t *body, sbuf *out, sbuf *err)
 static void count(rq_ctx *x, int64_t us, bool xact)
 {
     if (!x->pool) return;
-    wstats *ws = &x->pool->ws[x->s->nworkers + x->rq->thread];
-    st_time(ws, ST_QUERY, us);
-    if (xact) st_time(ws, ST_XACT, us);
+    wstats *ws = &x->pool->ws[x->s->nworkers];
+    st_time_shared(ws, ST_QUERY, us);
+    if (xact) st_time_shared(ws, ST_XACT, us);
 }
 
 /* --- sessions ------------------------------------------------------------------------ */
@@ -743,9 +744,10 @@ static void session_end(server *s, hsession *h, const char *why)
     free(h);
 }
 
-/* Session id of this user (or any, for a privileged one), not busy: marked
- * busy for a request, or taken out of the table to end it. NULL: 404 or 409
- * sent. */
+/* Session id, not busy: marked busy for a request (its owner only: nobody
+ * else runs SQL in it), or taken out of the table to end it (its owner or an
+ * admin). Anyone else gets the same 404 as for an id that does not exist.
+ * NULL: 404 or 409 sent. */
 static hsession *session_claim(rq_ctx *x, const char *id, bool remove)
 {
     struct http_api *a = x->a;
@@ -753,7 +755,7 @@ static hsession *session_claim(rq_ctx *x, const char *id, bool remove)
     hsession **pp = &a->sessions;
     while (*pp && strcmp((*pp)->id, id)) pp = &(*pp)->next;
     hsession *h = *pp;
-    if (h && strcmp(h->user, x->user) && !x->privileged) h = NULL;
+    if (h && strcmp(h->user, x->user) && !(remove && x->admin)) h = NULL;
     bool busy = h && h->busy;
     if (h && !busy) {
         if (remove)
@@ -889,7 +891,7 @@ static void session_list(rq_ctx *x)
     pthread_mutex_lock(&a->mu);
     bool first = true;
     for (hsession *h = a->sessions; h; h = h->next) {
-        if (strcmp(h->user, x->user) && !x->privileged) continue;
+        if (strcmp(h->user, x->user) && !x->admin) continue; /* ids are secrets */
         if (!first) sb_add(b, ",", 1);
         first = false;
         session_json(b, h, now, wall);
@@ -1091,7 +1093,7 @@ void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
             rs->status = 200;
             rs->body.len = 0;
         }
-        if (!authenticate(&x)) goto done; /* pick_db set x.privileged */
+        if (!authenticate(&x)) goto done; /* pick_db set x.admin */
         if (sid)
             session_delete(&x, sid);
         else

@@ -1,10 +1,24 @@
 /* httpd.c — weir's HTTP/1.1 server (httpd.h has the outline).
  *
- * One acceptor thread, N request threads each with its own libevent loop.
- * A connection lives on one thread for its whole life; requests on it are
- * answered in order. A handler runs to completion on its thread (it may wait
- * for a database), so a thread serves its other connections after it; new
- * connections go to the thread with the fewest.
+ * One acceptor thread, N I/O threads each with its own libevent loop, and a
+ * pool of executor threads for handlers that may wait (SQL).
+ *
+ * A connection lives on one I/O thread for its whole life; requests on it
+ * are answered in order. A request the door's classifier marks as quick
+ * (/health, /metrics) is answered on the I/O thread; any other is a job:
+ * it owns a copy of its head and body, runs on an executor, and its answer
+ * comes back to the connection's thread through that thread's queue. While
+ * a job runs, its connection reads on but starts no other request.
+ *
+ * Executors are started on demand up to EXEC_MAX; jobs carry a key (the
+ * database) and at most EXEC_PER_KEY jobs of one key run at once, the rest
+ * wait in order, so a hung database holds its own requests and no others.
+ *
+ * Limits (httpd_limits): a cap on connections (503 and close above it), a
+ * deadline for a request to arrive whole that starts at its first byte and
+ * is not extended by later bytes (408), and an idle timeout between
+ * requests. accept() failing for want of descriptors backs off (10 ms,
+ * doubling to 1 s) with one log line per 10 s.
  */
 #include "httpd.h"
 
@@ -25,12 +39,14 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#define HEAD_MAX     16384 /* request line and headers */
-#define IDLE_TIMEOUT 60    /* seconds a kept-alive connection may sit idle */
+#define HEAD_MAX     HTTP_HEAD_MAX
 #define READ_CHUNK   16384
+#define EXEC_MAX     256 /* executor threads at most */
+#define EXEC_PER_KEY 64  /* jobs of one key (database) running at once */
 
 static int64_t coarse_ms(void)
 {
@@ -192,20 +208,43 @@ const char *http_reason(int status)
 }
 
 typedef struct hthread hthread;
+typedef struct hjob hjob;
 
 typedef struct hconn {
     hthread *t;
     int fd;
     struct event ev;
+    short armed; /* the events ev is added for */
     char peer[64];
     char *in;
     size_t in_len, in_cap;
     char *out; /* an answer not yet written whole */
     size_t out_len, out_off;
-    bool continued; /* 100 Continue sent for the request at the head of in */
-    bool closing;   /* close once out is written */
+    bool continued;  /* 100 Continue sent for the request at the head of in */
+    bool closing;    /* close once out is written */
+    bool busy;       /* a job of this connection runs on an executor */
+    bool dead;       /* gone while busy: freed when its job comes back */
+    int64_t req_ms;  /* coarse ms of the first byte of the request being read; 0: none */
+    int64_t idle_ms; /* coarse ms since when it has had nothing to do */
     struct hconn *prev, *next;
 } hconn;
+
+struct hjob {
+    hconn *c;
+    http_head head;
+    char *body;
+    http_req rq;
+    http_resp rs;
+    bool head_only;
+    char key[HTTP_KEY_MAX];
+    struct hjob *next;
+};
+
+typedef struct keyrun {
+    char key[HTTP_KEY_MAX];
+    int running;
+    struct keyrun *next;
+} keyrun;
 
 struct hthread {
     httpd *d;
@@ -214,12 +253,12 @@ struct hthread {
     struct event_base *base;
     int efd;
     struct event efd_ev;
-    pthread_mutex_t qlock;
+    pthread_mutex_t qlock; /* q (new fds) and done (finished jobs) */
     int *q;
     size_t qlen, qcap;
+    hjob *done;
     hconn *conns;
     atomic_int nconns;
-    _Atomic int64_t busy_since; /* coarse ms when its running handler started; 0: none */
 };
 
 struct httpd {
@@ -228,10 +267,25 @@ struct httpd {
     pthread_t acceptor;
     int n;
     hthread *t;
+    pthread_mutex_t lim_mu;
+    httpd_limits lim; /* under lim_mu; copied by readers */
     _Atomic size_t max_body;
+    atomic_int max_conns;
+    _Atomic int64_t req_timeout_ms, idle_timeout_ms;
+    atomic_int nconns; /* open connections, all threads */
+    _Atomic long long accepted, refused, timeouts, accept_errors;
     http_handler h;
+    http_classify classify;
     void *ud;
+    void (*log)(void *ud, const char *msg);
     unsigned rr;
+    /* executors */
+    pthread_mutex_t xmu;
+    pthread_cond_t xcv, xgone;
+    hjob *jq, *jq_tail; /* waiting, in order */
+    keyrun *keys;
+    int xthreads, xidle;
+    bool xstop;
 };
 
 int httpd_threads(const httpd *d)
@@ -239,22 +293,47 @@ int httpd_threads(const httpd *d)
     return d ? d->n : 0;
 }
 
-void httpd_set_max_body(httpd *d, size_t max_body)
+static void limits_store(httpd *d, const httpd_limits *lim)
 {
-    if (d) atomic_store(&d->max_body, max_body);
+    atomic_store(&d->max_body, lim->max_body);
+    atomic_store(&d->max_conns, lim->max_connections);
+    atomic_store(&d->req_timeout_ms, lim->request_timeout_ms > 0 ? lim->request_timeout_ms : 10000);
+    atomic_store(&d->idle_timeout_ms, lim->idle_timeout_ms > 0 ? lim->idle_timeout_ms : 60000);
+}
+
+void httpd_set_limits(httpd *d, const httpd_limits *lim)
+{
+    if (d) limits_store(d, lim);
+}
+
+void httpd_counters_get(const httpd *d, httpd_counters *o)
+{
+    memset(o, 0, sizeof *o);
+    if (!d) return;
+    o->connections = atomic_load(&d->nconns);
+    o->refused_over_cap = atomic_load(&d->refused);
+    o->request_timeouts = atomic_load(&d->timeouts);
+    o->accept_errors = atomic_load(&d->accept_errors);
 }
 
 static void conn_free(hconn *c)
 {
     hthread *t = c->t;
-    event_del(&c->ev);
-    close(c->fd);
+    if (c->armed) event_del(&c->ev);
+    c->armed = 0;
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    if (c->busy) { /* its job still runs: freed when the job comes back */
+        c->dead = true;
+        return;
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
         t->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     atomic_fetch_sub(&t->nconns, 1);
+    atomic_fetch_sub(&t->d->nconns, 1);
     free(c->in);
     free(c->out);
     free(c);
@@ -262,12 +341,32 @@ static void conn_free(hconn *c)
 
 static void on_conn(evutil_socket_t fd, short what, void *arg);
 
+/* Watch for what, with the time left before the request deadline (a request
+ * is being read) or the idle timeout (nothing pending). A running job has
+ * no time limit here: the handler enforces its own. */
 static void conn_arm(hconn *c, short what)
 {
-    event_del(&c->ev);
-    event_assign(&c->ev, c->t->base, c->fd, what | EV_PERSIST, on_conn, c);
-    struct timeval tv = {IDLE_TIMEOUT, 0};
-    event_add(&c->ev, &tv);
+    httpd *d = c->t->d;
+    if (!what) { /* stop watching until told again */
+        if (c->armed) event_del(&c->ev);
+        c->armed = 0;
+        return;
+    }
+    int64_t now = coarse_ms(), left;
+    if (c->busy)
+        left = -1;
+    else if (c->req_ms)
+        left = c->req_ms + atomic_load(&d->req_timeout_ms) - now;
+    else
+        left = c->idle_ms + atomic_load(&d->idle_timeout_ms) - now;
+    if (c->armed != what) {
+        if (c->armed) event_del(&c->ev);
+        event_assign(&c->ev, c->t->base, c->fd, what | EV_PERSIST, on_conn, c);
+        c->armed = what;
+    }
+    if (left < 0 && !c->busy) left = 0;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    event_add(&c->ev, left >= 0 ? &tv : NULL);
 }
 
 /* Write out what is pending; false if the connection is gone. */
@@ -364,12 +463,158 @@ static void refuse(hconn *c, int status, const char *msg)
     sb_free(&rs.body);
 }
 
-static char *find_crlf2(char *p, size_t n)
+/* --- executors ------------------------------------------------------------------ */
+
+static keyrun *key_find(httpd *d, const char *key) /* under xmu */
 {
-    for (size_t i = 3; i < n; i++)
-        if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n' && p[i - 3] == '\r')
-            return p + i + 1;
+    for (keyrun *k = d->keys; k; k = k->next)
+        if (!strcmp(k->key, key)) return k;
     return NULL;
+}
+
+/* The first waiting job whose key has room, taken off the queue; NULL if none. */
+static hjob *job_pick(httpd *d) /* under xmu */
+{
+    hjob *prev = NULL;
+    for (hjob *j = d->jq; j; prev = j, j = j->next) {
+        keyrun *k = key_find(d, j->key);
+        if (k && k->running >= EXEC_PER_KEY) continue;
+        if (!k) {
+            k = calloc(1, sizeof *k);
+            if (!k) return NULL; /* try again when memory frees up */
+            snprintf(k->key, sizeof k->key, "%s", j->key);
+            k->next = d->keys;
+            d->keys = k;
+        }
+        k->running++;
+        if (prev)
+            prev->next = j->next;
+        else
+            d->jq = j->next;
+        if (d->jq_tail == j) d->jq_tail = prev;
+        j->next = NULL;
+        return j;
+    }
+    return NULL;
+}
+
+static void key_done(httpd *d, const char *key) /* under xmu */
+{
+    for (keyrun **pp = &d->keys; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->key, key)) {
+            keyrun *k = *pp;
+            if (--k->running == 0) {
+                *pp = k->next;
+                free(k);
+            }
+            return;
+        }
+}
+
+/* A finished job goes back to its connection's thread. */
+static void job_return(hjob *j)
+{
+    hthread *t = j->c->t;
+    pthread_mutex_lock(&t->qlock);
+    j->next = t->done;
+    t->done = j;
+    pthread_mutex_unlock(&t->qlock);
+    uint64_t one = 1;
+    (void)!write(t->efd, &one, sizeof one);
+}
+
+static void *exec_main(void *arg)
+{
+    httpd *d = arg;
+    pthread_mutex_lock(&d->xmu);
+    for (;;) {
+        hjob *j = job_pick(d);
+        if (j) {
+            pthread_mutex_unlock(&d->xmu);
+            d->h(d->ud, &j->rq, &j->rs);
+            pthread_mutex_lock(&d->xmu);
+            key_done(d, j->key);
+            if (d->jq) pthread_cond_signal(&d->xcv); /* one of that key may run now */
+            pthread_mutex_unlock(&d->xmu);
+            job_return(j);
+            pthread_mutex_lock(&d->xmu);
+            continue;
+        }
+        if (d->xstop) break;
+        d->xidle++;
+        pthread_cond_wait(&d->xcv, &d->xmu);
+        d->xidle--;
+    }
+    if (--d->xthreads == 0) pthread_cond_broadcast(&d->xgone);
+    pthread_mutex_unlock(&d->xmu);
+    return NULL;
+}
+
+static void job_free(hjob *j)
+{
+    http_head_free(&j->head);
+    free(j->body);
+    sb_free(&j->rs.body);
+    sb_free(&j->rs.headers);
+    free(j);
+}
+
+/* Queue a job, starting an executor if none is idle. false: out of memory. */
+static bool job_submit(httpd *d, hjob *j)
+{
+    pthread_mutex_lock(&d->xmu);
+    if (d->jq_tail)
+        d->jq_tail->next = j;
+    else
+        d->jq = j;
+    d->jq_tail = j;
+    bool ok = true;
+    if (d->xidle > 0) {
+        pthread_cond_signal(&d->xcv);
+    } else if (d->xthreads < EXEC_MAX) {
+        pthread_t th;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &a, exec_main, d) == 0)
+            d->xthreads++;
+        else if (d->xthreads == 0)
+            ok = false;
+        pthread_attr_destroy(&a);
+    }
+    if (!ok) { /* no executor at all: take it back */
+        hjob *prev = NULL;
+        for (hjob *x = d->jq; x && x != j; x = x->next) prev = x;
+        if (prev)
+            prev->next = NULL;
+        else
+            d->jq = NULL;
+        d->jq_tail = prev;
+    }
+    pthread_mutex_unlock(&d->xmu);
+    return ok;
+}
+
+/* --- requests ------------------------------------------------------------------- */
+
+static bool conn_process(hconn *c);
+
+/* A job's answer, on its connection's thread. */
+static void job_finish(hjob *j)
+{
+    hconn *c = j->c;
+    c->busy = false;
+    if (c->dead) {
+        job_free(j);
+        c->dead = false;
+        conn_free(c);
+        return;
+    }
+    c->idle_ms = coarse_ms();
+    bool ok = send_answer(c, &j->rs, j->head_only);
+    job_free(j);
+    if (!ok || c->out) return;
+    if (conn_process(c) && !c->out) conn_arm(c, EV_READ);
 }
 
 /* Parse and answer the requests whole in c->in. false: c is gone. */
@@ -378,96 +623,37 @@ static bool conn_process(hconn *c)
     httpd *d = c->t->d;
     size_t off = 0;
     bool ok = true;
-    while (ok && !c->out && off < c->in_len) {
+    while (ok && !c->out && !c->busy && off < c->in_len) {
         char *start = c->in + off;
         size_t avail = c->in_len - off;
-        char *end = find_crlf2(start, avail < HEAD_MAX ? avail : HEAD_MAX);
-        if (!end) {
-            if (avail >= HEAD_MAX) {
-                refuse(c, 431, "request line and headers exceed 16 KiB");
-                return false;
-            }
-            break;
-        }
-        size_t hlen = (size_t)(end - start);
-        /* Parse in a copy: the handler gets NUL-terminated strings. */
-        char *h = malloc(hlen + 1);
-        if (!h) {
-            conn_free(c);
+        http_head hd;
+        int status;
+        const char *why;
+        int r = http_parse_head(start, avail, &hd, &status, &why);
+        if (r == HTTP_PARSE_BAD) {
+            refuse(c, status, why);
             return false;
         }
-        memcpy(h, start, hlen);
-        h[hlen] = '\0';
-        http_req rq = {.thread = c->t->id};
-        memcpy(rq.peer, c->peer, sizeof rq.peer);
-        char *line = h, *nl = strstr(line, "\r\n");
-        *nl = '\0';
-        char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-        if (!sp1 || !sp2 || strncmp(sp2 + 1, "HTTP/1.", 7) || !sp2[8] || sp2[9]) {
-            free(h);
-            refuse(c, 400, "malformed request line");
-            return false;
-        }
-        *sp1 = *sp2 = '\0';
-        bool http10 = sp2[8] == '0';
-        rq.method = line;
-        char *target = sp1 + 1, *q = strchr(target, '?');
-        if (q) *q++ = '\0';
-        rq.path = target;
-        rq.query = q ? q : "";
-        bool bad = false, chunked = false, expect = false;
-        long long clen = 0;
-        const char *conn_hdr = NULL;
-        for (char *p = nl + 2; *p && !(p[0] == '\r' && p[1] == '\n');) {
-            char *e = strstr(p, "\r\n");
-            if (!e) break;
-            *e = '\0';
-            char *colon = strchr(p, ':');
-            if (!colon || colon == p || rq.nh == HTTP_MAX_HEADERS) {
-                bad = true;
-                break;
-            }
-            *colon = '\0';
-            char *v = colon + 1;
-            while (*v == ' ' || *v == '\t') v++;
-            for (char *t = v + strlen(v); t > v && (t[-1] == ' ' || t[-1] == '\t');) *--t = '\0';
-            rq.hname[rq.nh] = p;
-            rq.hval[rq.nh++] = v;
-            if (!strcasecmp(p, "Content-Length")) {
-                char *x;
-                errno = 0;
-                clen = strtoll(v, &x, 10);
-                if (errno || *x || clen < 0 || x == v) bad = true;
-            } else if (!strcasecmp(p, "Transfer-Encoding")) {
-                chunked = strcasecmp(v, "identity") != 0;
-            } else if (!strcasecmp(p, "Expect")) {
-                expect = !strcasecmp(v, "100-continue");
-            } else if (!strcasecmp(p, "Connection")) {
-                conn_hdr = v;
-            }
-            p = e + 2;
-        }
-        if (bad) {
-            free(h);
-            refuse(c, 400, "malformed header");
-            return false;
-        }
-        if (chunked) {
-            free(h);
+        if (r == HTTP_PARSE_NEED) break;
+        size_t hlen = hd.skip + hd.len;
+        if (hd.chunked) {
+            http_head_free(&hd);
             refuse(c, 411, "chunked request bodies are not supported: send Content-Length");
             return false;
         }
         size_t max_body = atomic_load(&d->max_body);
-        if ((unsigned long long)clen > max_body) {
+        if ((unsigned long long)hd.content_length > max_body) {
             char m[160];
             snprintf(m, sizeof m, "request body of %lld bytes exceeds http_max_body (%zu bytes)",
-                     clen, max_body);
-            free(h);
+                     hd.content_length, max_body);
+            http_head_free(&hd);
             refuse(c, 413, m);
             return false;
         }
-        if (avail - hlen < (size_t)clen) {
-            free(h);
+        size_t clen = (size_t)hd.content_length;
+        if (avail - hlen < clen) {
+            bool expect = hd.expect_continue;
+            http_head_free(&hd);
             if (expect && !c->continued) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 c->continued = true;
@@ -475,28 +661,60 @@ static bool conn_process(hconn *c)
             }
             break; /* the body is still coming */
         }
-        rq.body = start + hlen;
-        rq.body_len = (size_t)clen;
-        http_resp rs = {.status = 200};
-        if (http10 ? !(conn_hdr && !strcasecmp(conn_hdr, "keep-alive"))
-                   : (conn_hdr && !strcasecmp(conn_hdr, "close")))
-            rs.close = true;
-        atomic_store_explicit(&c->t->busy_since, coarse_ms(), memory_order_relaxed);
-        d->h(d->ud, &rq, &rs);
-        atomic_store_explicit(&c->t->busy_since, 0, memory_order_relaxed);
-        bool head_only = !strcmp(rq.method, "HEAD");
-        free(h);
-        off += hlen + (size_t)clen;
+        hjob *j = calloc(1, sizeof *j);
+        char *body = clen ? malloc(clen) : NULL;
+        if (!j || (clen && !body)) {
+            free(j);
+            free(body);
+            http_head_free(&hd);
+            refuse(c, 503, "out of memory");
+            return false;
+        }
+        if (clen) memcpy(body, start + hlen, clen);
+        j->c = c;
+        j->head = hd;
+        j->body = body;
+        http_req *rq = &j->rq;
+        rq->method = hd.method;
+        rq->path = hd.path;
+        rq->query = hd.query;
+        rq->nh = hd.nh;
+        memcpy(rq->hname, j->head.hname, sizeof rq->hname);
+        memcpy(rq->hval, j->head.hval, sizeof rq->hval);
+        rq->body = body ? body : "";
+        rq->body_len = clen;
+        rq->thread = c->t->id;
+        memcpy(rq->peer, c->peer, sizeof rq->peer);
+        j->rs.status = 200;
+        if (hd.http10 ? !hd.conn_keep_alive : hd.conn_close) j->rs.close = true;
+        j->head_only = !strcmp(hd.method, "HEAD");
+        off += hlen + clen;
         c->continued = false;
-        ok = send_answer(c, &rs, head_only);
-        sb_free(&rs.body);
-        sb_free(&rs.headers);
-        if (!ok) return false;
+        /* The next request, if some of it is here, starts its clock now. */
+        c->req_ms = off < c->in_len ? coarse_ms() : 0;
+        bool quick = !d->classify || !d->classify(d->ud, rq, j->key, sizeof j->key);
+        if (quick) {
+            d->h(d->ud, rq, &j->rs);
+            c->idle_ms = coarse_ms();
+            ok = send_answer(c, &j->rs, j->head_only);
+            job_free(j);
+            if (!ok) return false;
+            continue;
+        }
+        c->busy = true;
+        if (!job_submit(d, j)) {
+            c->busy = false;
+            job_free(j);
+            refuse(c, 503, "cannot start a request thread");
+            return false;
+        }
     }
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
         c->in_len -= off;
     }
+    if (c->in_len && !c->req_ms) c->req_ms = coarse_ms();
+    if (!c->in_len) c->req_ms = 0;
     return true;
 }
 
@@ -504,16 +722,25 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
 {
     hconn *c = arg;
     if (what & EV_TIMEOUT) {
+        if (c->busy) return; /* a job runs: no limit here */
+        if (c->req_ms && !c->out) {
+            atomic_fetch_add(&c->t->d->timeouts, 1);
+            c->req_ms = 0;
+            refuse(c, 408, "the request did not arrive whole within http_request_timeout");
+            return;
+        }
         conn_free(c);
         return;
     }
     if (what & EV_WRITE) {
         if (!conn_flush(c)) return;
         if (c->out) return;
-        conn_arm(c, EV_READ);
+        c->idle_ms = coarse_ms();
         if (!conn_process(c)) return; /* requests that arrived meanwhile */
+        if (!c->out) conn_arm(c, EV_READ);
         return;
     }
+    bool got = false;
     for (;;) {
         size_t max_body = atomic_load(&c->t->d->max_body);
         if (c->in_cap - c->in_len < READ_CHUNK / 2) {
@@ -534,12 +761,19 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
         ssize_t r = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
         if (r > 0) {
             c->in_len += (size_t)r;
+            got = true;
             if (c->in_len < c->in_cap) break;
             continue;
         }
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         conn_free(c); /* EOF or error */
+        return;
+    }
+    if (got && !c->req_ms && !c->busy) c->req_ms = coarse_ms();
+    if (c->busy) {
+        /* Nothing to start until the job is back; stop reading when full. */
+        if (c->in_len == c->in_cap) conn_arm(c, 0);
         return;
     }
     if (!conn_process(c)) return;
@@ -549,6 +783,7 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
         c->in = NULL;
         c->in_cap = 0;
     }
+    conn_arm(c, c->busy && c->in_len == c->in_cap ? 0 : EV_READ);
 }
 
 static void on_new(evutil_socket_t fd, short what, void *arg)
@@ -562,12 +797,28 @@ static void on_new(evutil_socket_t fd, short what, void *arg)
     size_t n = t->qlen;
     t->q = NULL;
     t->qlen = t->qcap = 0;
+    hjob *done = t->done;
+    t->done = NULL;
     pthread_mutex_unlock(&t->qlock);
+    /* Finished jobs, oldest first. */
+    hjob *rev = NULL;
+    while (done) {
+        hjob *j = done;
+        done = j->next;
+        j->next = rev;
+        rev = j;
+    }
+    while (rev) {
+        hjob *j = rev;
+        rev = j->next;
+        job_finish(j);
+    }
     for (size_t i = 0; i < n; i++) {
         hconn *c = calloc(1, sizeof *c);
         if (!c) {
             close(q[i]);
             atomic_fetch_sub(&t->nconns, 1);
+            atomic_fetch_sub(&t->d->nconns, 1);
             continue;
         }
         c->t = t;
@@ -581,9 +832,8 @@ static void on_new(evutil_socket_t fd, short what, void *arg)
         c->next = t->conns;
         if (t->conns) t->conns->prev = c;
         t->conns = c;
-        event_assign(&c->ev, t->base, c->fd, EV_READ | EV_PERSIST, on_conn, c);
-        struct timeval tv = {IDLE_TIMEOUT, 0};
-        event_add(&c->ev, &tv);
+        c->idle_ms = coarse_ms();
+        conn_arm(c, EV_READ);
     }
     free(q);
 }
@@ -595,9 +845,36 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* accept() failed for want of descriptors: wait, longer each time, and say
+ * so once per 10 s. Returns the next wait. */
+static int accept_backoff(httpd *d, int wait_ms, int64_t *last_log, long long *missed)
+{
+    atomic_fetch_add(&d->accept_errors, 1);
+    int64_t now = coarse_ms();
+    if (now - *last_log >= 10000) {
+        if (d->log) {
+            char m[200];
+            snprintf(m, sizeof m,
+                     "HTTP accept() failed: %s (%lld times); accepting paused for %d ms. "
+                     "Raise the open-files limit or lower http_max_connections",
+                     strerror(errno), *missed + 1, wait_ms);
+            d->log(d->ud, m);
+        }
+        *last_log = now;
+        *missed = 0;
+    } else {
+        ++*missed;
+    }
+    poll(NULL, 0, wait_ms);
+    return wait_ms * 2 > 1000 ? 1000 : wait_ms * 2;
+}
+
 static void *acceptor_main(void *arg)
 {
     httpd *d = arg;
+    int backoff = 10;
+    int64_t last_log = -100000;
+    long long missed = 0;
     for (;;) {
         struct pollfd p[2] = {{.fd = d->lfd, .events = POLLIN},
                               {.fd = d->stop_pipe[0], .events = POLLIN}};
@@ -606,24 +883,32 @@ static void *acceptor_main(void *arg)
         if (!(p[0].revents & POLLIN)) continue;
         int fd = accept4(d->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) poll(NULL, 0, 50); /* let fds free up */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                backoff = accept_backoff(d, backoff, &last_log, &missed);
             continue;
         }
+        backoff = 10;
+        int max = atomic_load(&d->max_conns);
+        if (max > 0 && atomic_load(&d->nconns) >= max) {
+            static const char busy[] =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                "Content-Length: 60\r\nConnection: close\r\n\r\n"
+                "{\"message\":\"too many connections (http_max_connections)\"}\n";
+            (void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            close(fd);
+            atomic_fetch_add(&d->refused, 1);
+            continue;
+        }
+        atomic_fetch_add(&d->nconns, 1);
+        atomic_fetch_add(&d->accepted, 1);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* The thread with the fewest connections, passing over threads
-         * stuck in one request (a slow statement) for 100 ms or more; ties
-         * in turn. */
+        /* The thread with the fewest connections; ties in turn. */
         int best = -1, bestn = 0;
-        bool best_stuck = true;
-        int64_t now = coarse_ms();
         for (int i = 0; i < d->n; i++) {
             int k = (int)((d->rr + (unsigned)i) % (unsigned)d->n);
             int n = atomic_load(&d->t[k].nconns);
-            int64_t since = atomic_load_explicit(&d->t[k].busy_since, memory_order_relaxed);
-            bool stuck = since && now - since >= 100;
-            if (best < 0 || (best_stuck && !stuck) || (stuck == best_stuck && n < bestn))
-                best = k, bestn = n, best_stuck = stuck;
+            if (best < 0 || n < bestn) best = k, bestn = n;
         }
         d->rr++;
         hthread *t = &d->t[best];
@@ -635,6 +920,7 @@ static void *acceptor_main(void *arg)
             if (!q) {
                 pthread_mutex_unlock(&t->qlock);
                 atomic_fetch_sub(&t->nconns, 1);
+                atomic_fetch_sub(&d->nconns, 1);
                 close(fd);
                 continue;
             }
@@ -675,6 +961,16 @@ static void threads_free(httpd *d)
 {
     for (int i = 0; i < d->n; i++) {
         hthread *t = &d->t[i];
+        while (t->done) { /* jobs that came back after the loop stopped */
+            hjob *j = t->done;
+            t->done = j->next;
+            j->c->busy = false;
+            if (j->c->dead) {
+                j->c->dead = false;
+                conn_free(j->c);
+            }
+            job_free(j);
+        }
         while (t->conns) conn_free(t->conns);
         for (size_t k = 0; k < t->qlen; k++) close(t->q[k]);
         free(t->q);
@@ -688,14 +984,20 @@ static void threads_free(httpd *d)
     free(d->t);
 }
 
-int httpd_start(httpd **out, const char *addr, int port, int nthreads, size_t max_body,
-                http_handler h, void *ud, char *err, size_t errlen)
+int httpd_start(httpd **out, const char *addr, int port, int nthreads, const httpd_limits *lim,
+                http_handler h, http_classify classify, void *ud,
+                void (*log)(void *ud, const char *msg), char *err, size_t errlen)
 {
     httpd *d = calloc(1, sizeof *d);
     if (!d) return snprintf(err, errlen, "out of memory"), -1;
     d->h = h;
+    d->classify = classify;
     d->ud = ud;
-    atomic_init(&d->max_body, max_body);
+    d->log = log;
+    limits_store(d, lim);
+    pthread_mutex_init(&d->xmu, NULL);
+    pthread_cond_init(&d->xcv, NULL);
+    pthread_cond_init(&d->xgone, NULL);
     d->n = nthreads > 0 ? nthreads : 1;
     d->lfd = listen_on(addr, port, err, errlen);
     d->t = calloc((size_t)d->n, sizeof *d->t);
@@ -745,15 +1047,41 @@ void httpd_stop(httpd *d)
     if (!d) return;
     (void)!write(d->stop_pipe[1], "x", 1);
     pthread_join(d->acceptor, NULL);
+    /* Running jobs finish; waiting ones are dropped with their connections. */
+    pthread_mutex_lock(&d->xmu);
+    hjob *waiting = d->jq;
+    d->jq = d->jq_tail = NULL;
+    d->xstop = true;
+    pthread_cond_broadcast(&d->xcv);
+    while (d->xthreads > 0) pthread_cond_wait(&d->xgone, &d->xmu);
+    pthread_mutex_unlock(&d->xmu);
     for (int i = 0; i < d->n; i++) event_base_loopbreak(d->t[i].base);
     for (int i = 0; i < d->n; i++) {
         uint64_t one = 1; /* wake a loop idle in epoll_wait */
         (void)!write(d->t[i].efd, &one, sizeof one);
         pthread_join(d->t[i].thread, NULL);
     }
+    while (waiting) {
+        hjob *j = waiting;
+        waiting = j->next;
+        j->c->busy = false;
+        if (j->c->dead) {
+            j->c->dead = false;
+            conn_free(j->c);
+        }
+        job_free(j);
+    }
     threads_free(d);
+    while (d->keys) {
+        keyrun *k = d->keys;
+        d->keys = k->next;
+        free(k);
+    }
     close(d->lfd);
     close(d->stop_pipe[0]);
     close(d->stop_pipe[1]);
+    pthread_mutex_destroy(&d->xmu);
+    pthread_cond_destroy(&d->xcv);
+    pthread_cond_destroy(&d->xgone);
     free(d);
 }

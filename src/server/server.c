@@ -640,7 +640,7 @@ int server_start(server *s)
                : s->cfg.http_workers > 0 ? s->cfg.http_workers
                : cores() * 2 > 4         ? cores() * 2
                                          : 4;
-    s->nstat = s->nworkers + s->nhttp;
+    s->nstat = s->nworkers + (s->nhttp ? 1 : 0);
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) return -1;
     s->unix_fd = -1;

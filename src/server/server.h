@@ -59,6 +59,7 @@ static inline void st_add(_Atomic uint64_t *a, uint64_t v)
 }
 /* One query, transaction or wait of us microseconds. */
 void st_time(wstats *w, int kind, int64_t us);
+void st_time_shared(wstats *w, int kind, int64_t us); /* a block written by several threads */
 /* a += b, field by field (b subtracted when sign < 0). */
 void st_sum_add(st_sum *a, const st_sum *b, int sign);
 
@@ -158,7 +159,7 @@ struct server {
     cfg cfg;
     int nworkers;
     int nhttp; /* HTTP request threads */
-    int nstat; /* blocks of a pool's wstats: one per worker, then one per HTTP thread */
+    int nstat; /* blocks of a pool's wstats: one per worker, then one the HTTP door shares */
     worker *workers;
     int unix_fd;
     char unix_path[300];

@@ -14,6 +14,21 @@ const int64_t st_bounds_us[ST_NB] = {100,     250,     500,     1000,    2500,  
                                      10000,   25000,   50000,   100000,  250000, 500000,
                                      1000000, 2500000, 5000000, 10000000};
 
+/* st_time for a block several threads write (the HTTP executors'): locked adds. */
+void st_time_shared(wstats *w, int kind, int64_t us)
+{
+    if (us < 0) us = 0;
+    int b = 0;
+    while (b < ST_NB && us > st_bounds_us[b]) b++;
+    atomic_fetch_add_explicit(&w->h[kind][b], 1, memory_order_relaxed);
+    _Atomic uint64_t *n = kind == ST_QUERY ? &w->query : kind == ST_XACT ? &w->xact : &w->waits;
+    _Atomic uint64_t *t = kind == ST_QUERY  ? &w->query_us
+                          : kind == ST_XACT ? &w->xact_us
+                                            : &w->wait_us;
+    atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(t, (uint64_t)us, memory_order_relaxed);
+}
+
 void st_time(wstats *w, int kind, int64_t us)
 {
     if (us < 0) us = 0;
