@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 
 static void hex(const uint8_t *in, size_t n, char *out)
@@ -142,6 +143,58 @@ int scram_secret_make(const char *password, scram_secret *s)
     hmac(salted, 32, "Client Key", 10, ck);
     sha256(ck, 32, s->stored);
     hmac(salted, 32, "Server Key", 10, s->server);
+    return 0;
+}
+
+/* A random key made once per process: the mock salts derive from it. */
+static uint8_t proc_key[32];
+static int proc_key_rc = -1;
+static pthread_once_t proc_key_once = PTHREAD_ONCE_INIT;
+
+static void proc_key_init(void)
+{
+    proc_key_rc = auth_random(proc_key, sizeof proc_key);
+}
+
+/* HMAC(process key, label + user), 32 bytes. 0 or -1 (no random key). */
+static int user_mac(const char *label, const char *user, uint8_t out[32])
+{
+    pthread_once(&proc_key_once, proc_key_init);
+    if (proc_key_rc) return -1;
+    size_t ll = strlen(label), ul = strlen(user);
+    char *b = malloc(ll + ul + 1);
+    if (!b) return -1;
+    memcpy(b, label, ll);
+    memcpy(b + ll, user, ul + 1);
+    hmac(proc_key, sizeof proc_key, b, ll + ul, out);
+    free(b);
+    return 0;
+}
+
+int scram_secret_for_user(const char *user, const char *password, scram_secret *s)
+{
+    uint8_t m[32];
+    if (user_mac("salt:", user, m)) return -1;
+    s->iter = 4096;
+    s->saltlen = 16;
+    memcpy(s->salt, m, 16);
+    uint8_t salted[32], ck[32];
+    if (salted_password(password, s->salt, 16, 4096, salted)) return -1;
+    hmac(salted, 32, "Client Key", 10, ck);
+    sha256(ck, 32, s->stored);
+    hmac(salted, 32, "Server Key", 10, s->server);
+    return 0;
+}
+
+int scram_secret_mock(const char *user, scram_secret *s)
+{
+    uint8_t m[32];
+    if (user_mac("salt:", user, m)) return -1;
+    s->iter = 4096;
+    s->saltlen = 16;
+    memcpy(s->salt, m, 16);
+    /* Keys nobody knows: no proof can match them. */
+    if (user_mac("stored:", user, s->stored) || user_mac("server:", user, s->server)) return -1;
     return 0;
 }
 
@@ -349,6 +402,13 @@ void auth_sha256(const void *d, size_t n, uint8_t out[32])
 
 bool auth_password_ok(const char *user, const char *password, const char *secret)
 {
+    if (!secret || !secret[0]) { /* no such user: spend what a SCRAM check spends, then no */
+        scram_secret s;
+        uint8_t salted[32];
+        if (scram_secret_mock(user, &s) == 0)
+            (void)salted_password(password, s.salt, s.saltlen, s.iter, salted);
+        return false;
+    }
     if (auth_is_scram_secret(secret)) {
         scram_secret s;
         uint8_t salted[32], client_key[32], stored[32];

@@ -16,7 +16,9 @@ bool auth_is_md5_hash(const char *secret);
 bool auth_is_scram_secret(const char *secret);
 /* Constant-time comparison of two NUL-terminated strings. */
 bool auth_equal(const char *a, const char *b);
-/* Does password match secret (plain, "md5..." hash or SCRAM secret) for user? */
+/* Does password match secret (plain, "md5..." hash or SCRAM secret) for user?
+ * An empty or NULL secret (no such user) is false, after as much work as a
+ * SCRAM secret costs, so the answer's time does not tell. */
 bool auth_password_ok(const char *user, const char *password, const char *secret);
 /* Standard base64 of n characters into out; the length, or -1. */
 int auth_b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen);
@@ -42,6 +44,13 @@ typedef struct scram_secret {
 int scram_secret_parse(const char *text, scram_secret *s);
 /* A secret for a plain password (random salt, 4096 iterations). 0 or -1. */
 int scram_secret_make(const char *password, scram_secret *s);
+/* The same with a salt derived from user and a random key made once per
+ * process: a user is offered the same salt on every login. 0 or -1. */
+int scram_secret_for_user(const char *user, const char *password, scram_secret *s);
+/* A secret for a user who does not exist: the salt as scram_secret_for_user
+ * would give, keys no password matches (PostgreSQL's mock authentication).
+ * 0, or -1 if no random key could be made. */
+int scram_secret_mock(const char *user, scram_secret *s);
 
 /* Server side: a client proving it knows the secret. */
 typedef struct scram_server {

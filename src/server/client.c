@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "authguard.h"
 #include "server.h"
 
 #define HIGH_WATER     (256u * 1024) /* stop reading a side whose output waits above this */
@@ -261,6 +262,8 @@ static void unlink_server(client *c, bool client_gone)
 }
 
 static void auth_lookup_end(client *c, bool clean);
+static const char *peer_of(client *c, char *buf, size_t len);
+static int new_cancel_key(client *c);
 
 static void destroy(client *c)
 {
@@ -928,7 +931,23 @@ static void auth_done(client *c)
         admin_login(c);
         return;
     }
+    if (s->cfg.auth_type != AUTH_ANY && s->cfg.auth_type != AUTH_TRUST) {
+        char peer[64];
+        authguard_passed(s->guard, c->user, peer_of(c, peer, sizeof peer));
+    }
     const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
+    /* Only now, authenticated, may a client learn which databases exist. */
+    if (!db) {
+        client_close(c, "08P01", "no such database: %s", c->dbname);
+        return;
+    }
+    if (db->sqlite_path[0]) {
+        client_close(c, "08P01",
+                     "database \"%s\" is an SQLite database: weir serves it over HTTP only "
+                     "(POST /v1/databases/%s/sql)",
+                     c->dbname, c->dbname);
+        return;
+    }
     login_creds cr = {.secret = c->secret_from_query ? c->secret : NULL};
     if (c->scram && c->scram->have_client_key) {
         cr.client_key = c->scram->client_key;
@@ -948,10 +967,12 @@ static void auth_done(client *c)
         client_close(c, "53200", "out of memory");
         return;
     }
+    if (new_cancel_key(c)) {
+        client_close(c, "58000", "could not generate a cancel key: no random bytes");
+        return;
+    }
     atomic_fetch_add(&c->pool->cl_logged, 1);
     c->counted = true;
-    (void)auth_random(&c->my_pid, sizeof c->my_pid);
-    (void)auth_random(&c->my_key, sizeof c->my_key);
     keys_add(c);
     pthread_mutex_lock(&c->pool->lock);
     bool have = c->pool->have_welcome;
@@ -1170,8 +1191,10 @@ static void admin_login(client *c)
         return;
     }
     c->admin_full = full;
-    (void)auth_random(&c->my_pid, sizeof c->my_pid);
-    (void)auth_random(&c->my_key, sizeof c->my_key);
+    if (new_cancel_key(c)) {
+        client_close(c, "58000", "could not generate a cancel key: no random bytes");
+        return;
+    }
     pq_buf *o = &c->out;
     (void)pq_put_auth(o, 0, NULL, 0);
     (void)pq_put_param(o, "server_version", "15.0 (weir)");
@@ -1221,9 +1244,32 @@ static bool admin_input(client *c)
     return true;
 }
 
+/* The client's address for the login back-off; NULL for a Unix socket. */
+static const char *peer_of(client *c, char *buf, size_t len)
+{
+    int port;
+    if (c->is_unix) return NULL;
+    sock_addr(c->fd, true, buf, len, &port);
+    return buf;
+}
+
 static void auth_failed(client *c)
 {
+    char peer[64];
+    authguard_failed(c->w->srv->guard, c->user, peer_of(c, peer, sizeof peer), now_ms());
     client_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+/* A BackendKeyData for c: a process id in PostgreSQL's range (a positive
+ * int4: clients pass it to pg_terminate_backend) and a random key. -1: no
+ * random bytes; the login must fail. */
+static int new_cancel_key(client *c)
+{
+    if (auth_random(&c->my_pid, sizeof c->my_pid) || auth_random(&c->my_key, sizeof c->my_key))
+        return -1;
+    c->my_pid &= 0x7fffffffu;
+    if (!c->my_pid) c->my_pid = 1;
+    return 0;
 }
 
 /* Start authenticating per auth_type. */
@@ -1244,6 +1290,15 @@ static void auth_start(client *c)
         auth_done(c);
         return;
     }
+    char peer[64];
+    int64_t retry;
+    if (!authguard_allow(s->guard, c->user, peer_of(c, peer, sizeof peer), now_ms(), &retry)) {
+        client_close(c, "28000",
+                     "too many failed logins for user \"%s\" or from this address: try again "
+                     "in %lld s",
+                     c->user, (long long)(retry + 999) / 1000);
+        return;
+    }
     if (!sec) {
         const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
         const char *au = db && db->auth_user[0] ? db->auth_user : s->cfg.auth_user;
@@ -1259,32 +1314,49 @@ static void auth_start(client *c)
     auth_ask(c);
 }
 
-/* Ask the client for its password by the method its secret allows. */
+/* Ask the client for its password by the method auth_type and its secret
+ * allow. A user who does not exist is asked exactly as one who does (for
+ * SCRAM: a mock secret whose salt is the same on every login, as
+ * PostgreSQL's mock authentication), and fails only after answering. */
 static void auth_ask(client *c)
 {
     int type = c->w->srv->cfg.auth_type;
-    /* As PostgreSQL does: a SCRAM secret cannot answer md5, so SCRAM is asked
-     * for; an md5 hash cannot answer SCRAM, so md5 is. */
-    bool is_scram = auth_is_scram_secret(c->secret);
-    bool use_scram =
-        (type == AUTH_SCRAM && !auth_is_md5_hash(c->secret)) || (type == AUTH_MD5 && is_scram);
+    bool is_scram = auth_is_scram_secret(c->secret), is_md5 = auth_is_md5_hash(c->secret);
+    /* auth_type = md5 takes SCRAM from a user whose secret is SCRAM (an md5
+     * hash cannot be made from it); auth_type = scram-sha-256 never takes
+     * md5: a user with only an md5 hash cannot log in (as PostgreSQL). */
+    bool use_scram = type == AUTH_SCRAM || (type == AUTH_MD5 && is_scram);
     if (use_scram) {
         c->scram = calloc(1, sizeof *c->scram);
         if (!c->scram) {
             client_close(c, "53200", "out of memory");
             return;
         }
-        int rc = is_scram ? scram_secret_parse(c->secret, &c->scram->sec)
-                          : scram_secret_make(c->secret[0] ? c->secret : "\x01", &c->scram->sec);
+        int rc;
+        if (is_scram) {
+            rc = scram_secret_parse(c->secret, &c->scram->sec);
+            if (rc) {
+                client_close(c, "28P01", "invalid SCRAM secret for user \"%s\"", c->user);
+                return;
+            }
+        } else if (c->secret[0] && !is_md5) {
+            rc = scram_secret_for_user(c->user, c->secret, &c->scram->sec);
+        } else {
+            c->secret[0] = '\0'; /* no user, or only an md5 hash: the proof cannot pass */
+            rc = scram_secret_mock(c->user, &c->scram->sec);
+        }
         if (rc) {
-            client_close(c, "28P01", "invalid SCRAM secret for user \"%s\"", c->user);
+            client_close(c, "58000", "could not prepare authentication: no random bytes");
             return;
         }
         static const char mech[] = "SCRAM-SHA-256\0";
         (void)pq_put_auth(&c->out, 10, mech, sizeof mech);
         set_state(c, CL_AUTH_SASL_FIRST);
-    } else if (type == AUTH_MD5 || type == AUTH_SCRAM) {
-        (void)auth_random(c->salt, 4);
+    } else if (type == AUTH_MD5) {
+        if (auth_random(c->salt, 4)) {
+            client_close(c, "58000", "could not prepare authentication: no random bytes");
+            return;
+        }
         (void)pq_put_auth(&c->out, 5, c->salt, 4);
         set_state(c, CL_AUTH_PASSWORD);
     } else {
@@ -1297,19 +1369,11 @@ static void auth_ask(client *c)
 
 static bool check_password(client *c, const char *pw, uint32_t len)
 {
-    if (!c->secret[0] || !len || pw[len - 1] != '\0') return false;
-    if (c->state != CL_AUTH_PASSWORD) return false;
-    if (c->w->srv->cfg.auth_type == AUTH_PLAIN) {
-        if (auth_is_md5_hash(c->secret)) {
-            char expect[36], got[36];
-            /* compare md5(pw+user) by hashing both the same way with a fixed salt */
-            static const uint8_t zero[4];
-            auth_md5_response(c->user, c->secret, zero, expect);
-            auth_md5_response(c->user, pw, zero, got);
-            return auth_equal(expect, got);
-        }
-        return auth_equal(c->secret, pw);
-    }
+    if (c->state != CL_AUTH_PASSWORD || !len || pw[len - 1] != '\0') return false;
+    /* Cleartext: checked against the secret whatever its kind; the stored
+     * md5 string itself is not a password. */
+    if (c->w->srv->cfg.auth_type == AUTH_PLAIN) return auth_password_ok(c->user, pw, c->secret);
+    if (!c->secret[0] || auth_is_scram_secret(c->secret)) return false;
     char expect[36];
     auth_md5_response(c->user, c->secret, c->salt, expect);
     return auth_equal(expect, pw);
@@ -1444,26 +1508,18 @@ static void startup_packet(client *c)
         auth_start(c);
         return;
     }
+    /* An unknown database is only said after authentication (auth_done):
+     * before it, a wrong password must not learn which databases exist. */
     const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
-    if (!db) {
-        client_close(c, "08P01", "no such database: %s", c->dbname);
-        return;
+    if (db) { /* the [databases] entry's defaults for what the client did not send */
+        const char *defaults[NTRACKED] = {
+            db->client_encoding, db->datestyle, db->timezone, NULL, NULL, db->application_name};
+        for (size_t k = 0; k < NTRACKED; k++)
+            if (!c->want_set[k] && defaults[k] && defaults[k][0]) {
+                snprintf(c->want[k], BE_VALUE, "%s", defaults[k]);
+                c->want_set[k] = true;
+            }
     }
-    if (db->sqlite_path[0]) {
-        client_close(c, "08P01",
-                     "database \"%s\" is an SQLite database: weir serves it over HTTP only "
-                     "(POST /v1/databases/%s/sql)",
-                     c->dbname, c->dbname);
-        return;
-    }
-    /* The [databases] entry's defaults for what the client did not send. */
-    const char *defaults[NTRACKED] = {db->client_encoding, db->datestyle, db->timezone, NULL, NULL,
-                                      db->application_name};
-    for (size_t k = 0; k < NTRACKED; k++)
-        if (!c->want_set[k] && defaults[k] && defaults[k][0]) {
-            snprintf(c->want[k], BE_VALUE, "%s", defaults[k]);
-            c->want_set[k] = true;
-        }
     set_state(c, CL_AUTH_PASSWORD); /* placeholder until auth_start picks */
     auth_start(c);
 }

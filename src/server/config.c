@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <strings.h>
 
@@ -165,6 +166,7 @@ typedef struct reader {
     void *ud;
     int depth;
     int errors;
+    bool saw_main; /* a [pgbouncer] (or [weir]) section header */
 } reader;
 
 static void say(reader *r, bool error, const char *file, int line, const char *fmt, ...)
@@ -702,6 +704,13 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
         r->depth--;
         return -1;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        say(r, true, NULL, 0, "config file %s is not a regular file", path);
+        fclose(f);
+        r->depth--;
+        return -1;
+    }
     char buf[4096];
     int lineno = 0, rc = 0;
     while (fgets(buf, sizeof buf, f)) {
@@ -727,6 +736,8 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
             }
             *e = '\0';
             snprintf(section, seclen, "%s", trim(s + 1));
+            if (!strcasecmp(section, "pgbouncer") || !strcasecmp(section, "weir"))
+                r->saw_main = true;
             continue;
         }
         char *eq = strchr(s, '=');
@@ -855,6 +866,11 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
     reader r = {.c = c, .log = log, .ud = ud};
     char section[CFG_NAME] = "";
     int rc = read_file(&r, path, section, sizeof section);
+    if (rc == 0 && !r.saw_main) {
+        say(&r, true, path, 0,
+            "no [pgbouncer] section: a file without one would run every setting at its default");
+        rc = -1;
+    }
     if (rc == 0 && c->auth_file[0] && cfg_load_auth_file(c, log, ud)) rc = -1;
     if (rc == 0 && c->auth_type == AUTH_ANY) {
         for (size_t i = 0; i < c->ndbs; i++)
@@ -866,6 +882,30 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
     }
     if (rc) cfg_free(c);
     return rc;
+}
+
+int cfg_check_logins(const cfg *c, const cfg *running, char *why, size_t len)
+{
+    bool password =
+        c->auth_type == AUTH_PLAIN || c->auth_type == AUTH_MD5 || c->auth_type == AUTH_SCRAM;
+    if (!password || c->auth_user[0]) return 0;
+    bool db_auth_user = false;
+    for (size_t i = 0; i < c->ndbs; i++) db_auth_user = db_auth_user || c->dbs[i].auth_user[0];
+    if (db_auth_user) return 0;
+    if (!c->auth_file[0]) {
+        snprintf(why, len,
+                 "auth_type = %s needs auth_file or auth_user: without them every login, "
+                 "the admin's too, would fail",
+                 cfg_auth_type_name(c->auth_type));
+        return -1;
+    }
+    if (!c->nsecrets && running && running->nsecrets) {
+        snprintf(why, len,
+                 "auth_file %s has no users (the running one has %zu): every login would fail",
+                 c->auth_file, running->nsecrets);
+        return -1;
+    }
+    return 0;
 }
 
 int cfg_copy(cfg *dst, const cfg *src)

@@ -143,6 +143,10 @@ int cfg_set(cfg *c, const char *name, const char *value, char *why, size_t whyle
 int cfg_copy(cfg *dst, const cfg *src);
 /* LOG_* of a syslog_facility name; -1 if unknown. */
 int cfg_syslog_facility(const char *name);
+/* Would c lock every user out (password authentication with no auth_file
+ * and no auth_user, or an auth_file emptied while running has users)?
+ * 0, or -1 with why set. running may be NULL. */
+int cfg_check_logins(const cfg *c, const cfg *running, char *why, size_t len);
 /* false for keys only a restart can change (sockets, user, workers, ...). */
 bool cfg_key_changeable(const char *name);
 

@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "authguard.h"
 #include "httpd.h"
 #include "server.h"
 
@@ -50,6 +51,20 @@ static void on_metrics(server *s, http_resp *rs)
     }
     reply(rs, 200, "text/plain; version=0.0.4; charset=utf-8", page, len);
     api_metrics(s, &rs->body);
+    uint64_t failed, refused;
+    authguard_counts(s->guard, &failed, &refused);
+    sb_printf(&rs->body,
+              "# HELP weir_auth_failures_total Failed password attempts, both doors.\n"
+              "# TYPE weir_auth_failures_total counter\nweir_auth_failures_total %llu\n"
+              "# HELP weir_auth_backoff_refusals_total Login attempts refused unchecked by the "
+              "failed-login back-off.\n"
+              "# TYPE weir_auth_backoff_refusals_total counter\n"
+              "weir_auth_backoff_refusals_total %llu\n"
+              "# HELP weir_accept_errors_total accept() failures for want of descriptors or "
+              "memory (PostgreSQL door).\n"
+              "# TYPE weir_accept_errors_total counter\nweir_accept_errors_total %lld\n",
+              (unsigned long long)failed, (unsigned long long)refused,
+              (long long)atomic_load(&s->accept_errors));
     if (s->http) {
         httpd_counters hc;
         httpd_counters_get(s->http->d, &hc);

@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "authguard.h"
 #include "httpd.h"
 #include "server.h"
 #include "sqlrun.h"
@@ -158,10 +159,13 @@ static huser *user_get(struct http_api *a, const char *name) /* under a->mu */
 
 /* --- authentication ------------------------------------------------------------------ */
 
-static void cred_digest(const char *user, const char *password, uint8_t out[32])
+/* sha256(user, 0, password, 0, ctx): ctx is what decided the answer (the
+ * secret, or the database whose auth_query gave it), so a password checked
+ * against one is never taken for another. */
+static void cred_digest(const char *user, const char *password, const char *ctx, uint8_t out[32])
 {
-    size_t un = strlen(user), pn = strlen(password);
-    char *b = malloc(un + pn + 1);
+    size_t un = strlen(user), pn = strlen(password), cn = strlen(ctx);
+    char *b = malloc(un + pn + cn + 2);
     if (!b) {
         memset(out, 0, 32);
         return;
@@ -169,7 +173,9 @@ static void cred_digest(const char *user, const char *password, uint8_t out[32])
     memcpy(b, user, un);
     b[un] = '\0';
     memcpy(b + un + 1, password, pn);
-    auth_sha256(b, un + pn + 1, out);
+    b[un + 1 + pn] = '\0';
+    memcpy(b + un + pn + 2, ctx, cn);
+    auth_sha256(b, un + pn + cn + 2, out);
     free(b);
 }
 
@@ -287,8 +293,21 @@ static bool authenticate(rq_ctx *x)
     }
     pthread_rwlock_unlock(&s->cfg_rw);
     if (type == AUTH_TRUST || type == AUTH_ANY) return true;
+    int64_t retry;
+    if (!authguard_allow(s->guard, x->user, x->rq->peer, weir_now_ms(), &retry)) {
+        fail(x, 429, "28000",
+             "too many failed logins for user \"%s\" or from this address: try again in %lld s",
+             x->user, (long long)(retry + 999) / 1000);
+        sb_printf(&x->rs->headers, "Retry-After: %lld\r\n", (long long)(retry + 999) / 1000);
+        return false;
+    }
+    char ctx[CFG_STR + CFG_NAME * 2 + 8];
+    if (sec || !auth_user[0])
+        snprintf(ctx, sizeof ctx, "file:%s", secret);
+    else
+        snprintf(ctx, sizeof ctx, "query:%s/%s", x->dbname, auth_user);
     uint8_t d[32];
-    cred_digest(x->user, x->password, d);
+    cred_digest(x->user, x->password, ctx, d);
     if (cred_known(x->a, x->user, d)) return true;
     if (!sec && auth_user[0]) {
         char why[300];
@@ -297,10 +316,13 @@ static bool authenticate(rq_ctx *x)
             return false;
         }
     }
-    if (secret[0] && auth_password_ok(x->user, x->password, secret)) {
+    /* An unknown user (empty secret) costs what a SCRAM check costs. */
+    if (auth_password_ok(x->user, x->password, secret)) {
         cred_remember(x->a, x->user, d);
+        authguard_passed(s->guard, x->user, x->rq->peer);
         return true;
     }
+    authguard_failed(s->guard, x->user, x->rq->peer, weir_now_ms());
     fail(x, 401, "28P01", "password authentication failed for user \"%s\"", x->user);
     return false;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,6 +80,56 @@ static int daemonize(server *s)
     }
     s->quiet = true;
     return 0;
+}
+
+/* A pidfile that names a live process means another weir runs: refuse. A
+ * stale one is removed. */
+static int check_pidfile(server *s, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    long pid = 0;
+    int n = fscanf(f, "%ld", &pid);
+    fclose(f);
+    if (n == 1 && pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+        srv_log(s, "ERROR", "pidfile %s names process %ld, which is running: another instance?",
+                path, pid);
+        return -1;
+    }
+    unlink(path);
+    return 0;
+}
+
+/* Raise the soft open-files limit to the hard one, and say when the
+ * configuration may need more descriptors than that. */
+static void fd_limits(server *s)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+    }
+    const cfg *k = &s->cfg;
+    long long need = 64 + k->max_client_conn; /* logs, listeners, eventfds, spare */
+    for (size_t i = 0; i < k->ndbs; i++) {
+        const cfg_db *db = &k->dbs[i];
+        if (db->sqlite_path[0]) continue;
+        int size = db->pool_size >= 0 ? db->pool_size : k->default_pool_size;
+        int reserve = db->reserve_pool >= 0 ? db->reserve_pool : k->reserve_pool_size;
+        int cap = db->max_db_connections > 0 ? db->max_db_connections : k->max_db_connections;
+        need += cap > 0 && cap < size + reserve ? cap : size + reserve;
+    }
+    if (k->http_listen_port) need += k->http_max_connections > 0 ? k->http_max_connections : 0;
+    if (rl.rlim_cur != RLIM_INFINITY && (long long)rl.rlim_cur < need)
+        srv_log(s, "WARNING",
+                "file descriptor limit: %lld (hard %lld), but max_client_conn (%d) + server "
+                "connections + http_max_connections need at least %lld: raise LimitNOFILE / "
+                "ulimit -n, or lower the limits",
+                (long long)rl.rlim_cur, (long long)rl.rlim_max, k->max_client_conn, need);
+    else if (s->verbose)
+        srv_log(s, "LOG", "file descriptor limit: %lld (hard %lld), at least %lld needed",
+                (long long)rl.rlim_cur, (long long)rl.rlim_max, need);
 }
 
 /* Is every server connection back in its pool? */
@@ -166,18 +217,19 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    if (daemon && !s->cfg.pidfile[0]) {
+        srv_log(s, "ERROR", "-d (daemon) needs pidfile configured");
+        return 1;
+    }
+    if (daemon && !s->cfg.logfile[0] && !s->cfg.syslog) {
+        srv_log(s, "ERROR", "-d (daemon) needs logfile or syslog configured");
+        return 1;
+    }
+    if (s->cfg.pidfile[0] && check_pidfile(s, s->cfg.pidfile)) return 1;
+    fd_limits(s); /* before dropping privileges: only root may raise the hard limit */
     if (run_as && drop_privileges(s, run_as)) return 1;
     if (!run_as && s->cfg.user[0] && getuid() == 0 && drop_privileges(s, s->cfg.user)) return 1;
     if (daemon && daemonize(s)) return 1;
-    if (s->cfg.pidfile[0]) {
-        FILE *pf = fopen(s->cfg.pidfile, "w");
-        if (!pf) {
-            srv_log(s, "ERROR", "cannot write pidfile %s: %s", s->cfg.pidfile, strerror(errno));
-            return 1;
-        }
-        fprintf(pf, "%d\n", (int)getpid());
-        fclose(pf);
-    }
 
     /* Workers inherit this mask: signals are taken here, with sigwait. */
     sigset_t set;
@@ -193,6 +245,20 @@ int main(int argc, char **argv)
     if (server_start(s)) {
         srv_log(s, "ERROR", "startup failed");
         return 1;
+    }
+    /* Only now, listening: a start that fails never touches a live weir's pidfile. */
+    bool wrote_pid = false;
+    if (s->cfg.pidfile[0]) {
+        char tmp[PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.tmp", s->cfg.pidfile);
+        FILE *pf = fopen(tmp, "w");
+        if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf) ||
+            rename(tmp, s->cfg.pidfile)) {
+            srv_log(s, "ERROR", "cannot write pidfile %s: %s", s->cfg.pidfile, strerror(errno));
+            server_stop(s);
+            return 1;
+        }
+        wrote_pid = true;
     }
     bool safe_shutdown = false;
     for (;;) {
@@ -225,7 +291,7 @@ int main(int argc, char **argv)
         }
     }
     server_stop(s);
-    if (s->cfg.pidfile[0]) unlink(s->cfg.pidfile);
+    if (wrote_pid) unlink(s->cfg.pidfile);
     cfg_free(&s->cfg);
     srv_log(s, "LOG", "shutdown complete");
     if (s->logf) fclose(s->logf);

@@ -122,6 +122,7 @@ int server_reload(server *s, char *err, size_t errlen)
     errbuf eb = {s, err, errlen};
     cfg nc;
     int rc = cfg_load(&nc, s->cfg.path, reload_log, &eb);
+    if (rc == 0 && (rc = cfg_check_logins(&nc, &s->cfg, err, errlen)) != 0) cfg_free(&nc);
     if (rc) {
         if (!err[0]) snprintf(err, errlen, "cannot load %s", s->cfg.path);
         srv_log(s, "ERROR", "RELOAD failed, keeping the running configuration: %s", err);
@@ -143,11 +144,19 @@ int server_set(server *s, const char *key, const char *value, char *err, size_t 
         snprintf(err, errlen, "another configuration change is in progress");
         return -1;
     }
+    err[0] = '\0';
+    errbuf eb = {s, err, errlen};
     cfg nc;
     int rc = cfg_copy(&nc, &s->cfg);
     if (rc) {
         snprintf(err, errlen, "out of memory");
     } else if ((rc = cfg_set(&nc, key, value, err, errlen)) != 0) {
+        cfg_free(&nc);
+    } else if (!strcmp(key, "auth_file") && cfg_load_auth_file(&nc, reload_log, &eb)) {
+        if (!err[0]) snprintf(err, errlen, "cannot read auth_file %s", nc.auth_file);
+        cfg_free(&nc);
+        rc = -1;
+    } else if ((rc = cfg_check_logins(&nc, &s->cfg, err, errlen)) != 0) {
         cfg_free(&nc);
     } else {
         install(s, &nc);

@@ -1,4 +1,5 @@
 /* server.c — the daemon's frame: logging, pools by (database, user), listeners and workers. */
+#include "authguard.h"
 #include "server.h"
 
 #include <errno.h>
@@ -532,6 +533,34 @@ static int unix_listen(server *s)
     return fd;
 }
 
+/* accept() failed for want of descriptors (or memory): stop accepting on
+ * this worker for a while, longer each time (10 ms doubling to 1 s), and say
+ * so once per 10 s for the whole server. Clients wait in the listen backlog
+ * meanwhile; those already connected are served as before. */
+static void accept_pause(worker *w, int err)
+{
+    server *s = w->srv;
+    atomic_fetch_add(&s->accept_errors, 1);
+    int64_t now = weir_now_ns() / 1000000, last = atomic_load(&s->accept_log_ms);
+    if (now - last >= 10000 && atomic_compare_exchange_strong(&s->accept_log_ms, &last, now))
+        srv_log(s, "WARNING",
+                "accept() failed: %s; accepting paused for %d ms (%lld failures so far). Raise "
+                "the open-files limit (ulimit -n, LimitNOFILE) or lower max_client_conn",
+                strerror(err), w->accept_backoff_ms, (long long)atomic_load(&s->accept_errors));
+    for (int i = 0; i < w->nlisten; i++) event_del(&w->listen_ev[i]);
+    struct timeval tv = {w->accept_backoff_ms / 1000, (w->accept_backoff_ms % 1000) * 1000};
+    event_add(&w->accept_retry, &tv);
+    w->accept_backoff_ms = w->accept_backoff_ms * 2 > 1000 ? 1000 : w->accept_backoff_ms * 2;
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    for (int i = 0; i < w->nlisten; i++) event_add(&w->listen_ev[i], NULL);
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -540,10 +569,11 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < 64; i++) {
         int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                srv_log(w->srv, "WARNING", "accept() failed: %s", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(w, errno);
             return;
         }
+        w->accept_backoff_ms = 10;
         client_accept(w, c, is_unix);
     }
 }
@@ -597,6 +627,8 @@ int worker_init(worker *w, server *s, int id)
     event_add(&w->efd_ev, NULL);
     event_assign(&w->local_ev, w->base, -1, 0, on_local, w);
     event_assign(&w->tick, w->base, -1, EV_PERSIST, on_tick, w);
+    event_assign(&w->accept_retry, w->base, -1, 0, on_accept_retry, w);
+    w->accept_backoff_ms = 10;
     struct timeval tv = {0, 100000};
     event_add(&w->tick, &tv);
     return 0;
@@ -620,6 +652,7 @@ void worker_destroy(worker *w)
     }
     event_del(&w->efd_ev);
     event_del(&w->tick);
+    event_del(&w->accept_retry);
     if (w->base) event_base_free(w->base);
     if (w->efd >= 0) close(w->efd);
     free(w->q);
@@ -649,7 +682,8 @@ int server_start(server *s)
         s->syslog_on = true;
     }
     s->ps_reg = ps_registry_new();
-    if (!s->ps_reg) return -1;
+    s->guard = authguard_new();
+    if (!s->ps_reg || !s->guard) return -1;
     for (int i = 0; i < s->nworkers; i++)
         if (worker_init(&s->workers[i], s, i)) return -1;
 
@@ -659,6 +693,14 @@ int server_start(server *s)
     snprintf(addrs, sizeof addrs, "%s", s->cfg.listen_addr);
     int nlisten = 0;
     for (char *save = NULL, *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
+        /* so_reuseport = 0 (PgBouncer's default): the port must be free, so a
+         * second weir (or anything else) on it fails instead of sharing it.
+         * The workers' own sockets share it among themselves either way. */
+        if (!s->cfg.so_reuseport) {
+            int probe = tcp_listen(s, a, false);
+            if (probe < 0) return -1;
+            close(probe);
+        }
         for (int i = 0; i < s->nworkers; i++) {
             worker *w = &s->workers[i];
             if (w->nlisten >= (int)(sizeof w->listen_ev / sizeof *w->listen_ev) - 1) {
@@ -724,4 +766,6 @@ void server_stop(server *s)
     free(s->disabled);
     ps_registry_free(s->ps_reg); /* after the last client */
     s->ps_reg = NULL;
+    authguard_free(s->guard);
+    s->guard = NULL;
 }

@@ -134,6 +134,8 @@ struct worker {
     int nlisten;
     struct event listen_ev[8];
     struct event tick;
+    struct event accept_retry; /* listening resumes after an accept() back-off */
+    int accept_backoff_ms;
     int efd; /* eventfd: completions are queued */
     struct event efd_ev;
     struct event local_ev; /* completions queued by this worker's own thread: no syscall */
@@ -167,6 +169,9 @@ struct server {
     spool *pools;
     named_limit *limits; /* under pools_lock */
     atomic_int nclients;
+    _Atomic long long accept_errors; /* accept() failing for want of descriptors */
+    struct authguard *guard;         /* failed-login back-off, both doors (authguard.h) */
+    _Atomic int64_t accept_log_ms;   /* the last time that was logged */
     /* cancel keys: (pid, key) given to clients -> the client */
     pthread_mutex_t keys_lock;
     client **keys;

@@ -4,6 +4,7 @@ races, bad reloads, authentication probing and operational traps. Each test
 shows what a client (or the operator) sees, against a real PostgreSQL.
 """
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -285,6 +286,227 @@ class TestSlowSqlDelaysNoProbe(unittest.TestCase):
         finally:
             w.stop()
             hole.close()
+
+
+def pg_login(port, user, dbname, password=None):
+    """A raw login: the authentication request weir sends first (code, data), and
+    with a password, what it answers to it (messages until it closes)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(raw_startup(user=user, database=dbname))
+    hdr = s.recv(5)
+    n = struct.unpack("!I", hdr[1:5])[0]
+    body = b""
+    while len(body) < n - 4:
+        body += s.recv(n - 4 - len(body))
+    first = (hdr[0:1], body)
+    rest = []
+    if password is not None and hdr[0:1] == b"R" and struct.unpack("!I", body[:4])[0] == 3:
+        pw = password.encode() + b"\0"
+        s.sendall(b"p" + struct.pack("!I", len(pw) + 4) + pw)
+        rest = read_messages(s)
+    s.close()
+    return first, rest
+
+
+class TestAuthentication(unittest.TestCase):
+    def test_plain_does_not_take_the_stored_hash_and_checks_any_secret(self):
+        h = "md5" + hashlib.md5(b"s3cretapp").hexdigest()
+        scram = PG.sql("select rolpassword from pg_authid where rolname = 'app'")
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb user=app password=s3cret" % PG.port}
+        for secret in (h, scram):
+            w = Weir(PG, settings={"auth_type": "plain"}, users={"app": secret}, databases=db)
+            try:
+                r = w.psql("select 1", password=h)
+                self.assertNotEqual(r.returncode, 0, "the md5 string itself was taken")
+                self.assertIn('password authentication failed for user "app"', r.stderr)
+                r = w.psql("select current_user", password="s3cret")
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "app"), r.stderr + w.log())
+            finally:
+                w.stop()
+
+    def test_scram_refuses_a_user_with_only_an_md5_hash(self):
+        h = "md5" + hashlib.md5(b"s3cretapp").hexdigest()
+        db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb user=app password=s3cret" % PG.port}
+        w = Weir(PG, settings={"auth_type": "scram-sha-256"}, users={"app": h}, databases=db)
+        try:
+            (t, body), _ = pg_login(w.port, "app", "appdb")
+            self.assertEqual(struct.unpack("!I", body[:4])[0], 10, "SCRAM must be asked, not md5")
+            r = w.psql("select 1", password="s3cret")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn('password authentication failed for user "app"', r.stderr)
+        finally:
+            w.stop()
+
+    def test_unknown_database_is_not_revealed_before_authentication(self):
+        w = Weir(PG)
+        try:
+            r = w.psql("select 1", dbname="nosuchdb", password="wrong")
+            self.assertIn('password authentication failed for user "app"', r.stderr)
+            self.assertNotIn("no such database", r.stderr)
+            r = w.psql("select 1", dbname="nosuchdb")
+            self.assertIn("no such database: nosuchdb", r.stderr)
+        finally:
+            w.stop()
+
+    def test_an_unknown_user_is_asked_like_a_known_one(self):
+        scram = PG.sql("select rolpassword from pg_authid where rolname = 'app'")
+        for auth_type, users, code in (("scram-sha-256", {"app": "s3cret"}, 10),
+                                       ("scram-sha-256", {"app": scram}, 10),
+                                       ("md5", {"app": "s3cret"}, 5)):
+            w = Weir(PG, settings={"auth_type": auth_type}, users=users)
+            try:
+                for user in ("app", "nobody"):
+                    firsts = [pg_login(w.port, user, "appdb")[0][1] for _ in range(2)]
+                    self.assertEqual([struct.unpack("!I", f[:4])[0] for f in firsts], [code] * 2)
+                if code == 10:  # the salt a user is offered never changes, known or not
+                    salts = {}
+                    for user in ("app", "nobody"):
+                        got = set()
+                        for _ in range(2):
+                            got.add(scram_salt(w.port, user))
+                        self.assertEqual(len(got), 1, (auth_type, user, got))
+                        salts[user] = got.pop()
+                    self.assertNotEqual(salts["app"], salts["nobody"])
+            finally:
+                w.stop()
+
+    def test_failed_logins_back_off(self):
+        http_port = free_port()
+        w = Weir(PG, settings={"http_listen_port": str(http_port)})
+        try:
+            self.assertTrue(wait_port(http_port))
+            codes = [call(http_port, "POST", "/v1/databases/appdb/sql", {"query": "select 1"},
+                          password="guess%d" % i)[0] for i in range(8)]
+            self.assertEqual(codes[:5], [401] * 5)
+            self.assertEqual(codes[5:], [429] * 3, codes)
+            st, e = call(http_port, "POST", "/v1/databases/appdb/sql", {"query": "select 1"})
+            self.assertEqual(st, 429)
+            self.assertIn("too many failed logins", e["message"])
+            r = w.psql("select 1")  # the same address on the other door
+            self.assertIn("too many failed logins", r.stderr)
+            time.sleep(1.2)
+            st, r = call(http_port, "POST", "/v1/databases/appdb/sql", {"query": "select 1 n"})
+            self.assertEqual(st, 200, r)
+            st, m = call(http_port, "GET", "/metrics")
+            self.assertRegex(m, r"weir_auth_failures_total [1-9]")
+            self.assertRegex(m, r"weir_auth_backoff_refusals_total [1-9]")
+        finally:
+            w.stop()
+
+    def test_cache_of_a_checked_password_is_per_database(self):
+        """A user known only through one database's auth_query is not let into another."""
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = 'qonly') then "
+               "create role qonly login password 'qpw'; end if; end $$")
+        http_port = free_port()
+        conn = "host=127.0.0.1 port=%d dbname=appdb" % PG.port
+        w = Weir(PG, settings={"http_listen_port": str(http_port), "auth_type": "scram-sha-256"},
+                 users={"weir": "weirpass", "app": "s3cret"},
+                 databases={"withq": conn + " auth_user=weir", "noq": conn})
+        try:
+            self.assertTrue(wait_port(http_port))
+            st, r = call(http_port, "POST", "/v1/databases/withq/sql", {"query": "select 1 n"},
+                         user="qonly", password="qpw")
+            self.assertEqual(st, 200, r)
+            st, r = call(http_port, "POST", "/v1/databases/noq/sql", {"query": "select 1 n"},
+                         user="qonly", password="qpw")
+            self.assertEqual(st, 401, r)
+        finally:
+            w.stop()
+
+
+def scram_salt(port, user):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(raw_startup(user=user, database="appdb"))
+    s.recv(65536)
+    first = b"n,,n=,r=abcdefghijklmnopqrstuvwx"
+    msg = b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first
+    s.sendall(b"p" + struct.pack("!I", len(msg) + 4) + msg)
+    data = s.recv(65536)
+    s.close()
+    text = data[9:].decode()
+    return dict(kv.split("=", 1) for kv in text.split(","))["s"]
+
+
+class TestReloadAndStart(unittest.TestCase):
+    def test_reload_of_a_truncated_file_is_refused(self):
+        w = Weir(PG, settings={"admin_users": "weir"})
+        try:
+            good = open(w.ini).read()
+            with open(w.ini, "w") as f:
+                f.write("[databases]\nappdb = host=127.0.0.1 port=%d dbname=appdb\n" % PG.port)
+            _, r = w.admin("RELOAD")
+            self.assertIn("no [pgbouncer] section", r.stderr)
+            self.assertEqual(w.psql("select 1").stdout.strip(), "1")
+            self.assertEqual(w.psql("select 1", user="weir", password="weirpass").returncode, 0)
+            with open(w.ini, "w") as f:
+                f.write(good.replace("auth_file = ", "; auth_file = "))
+            _, r = w.admin("RELOAD")
+            self.assertIn("needs auth_file or auth_user", r.stderr)
+            _, r = w.admin("SET auth_file = '/nonexistent'")
+            self.assertIn("/nonexistent", r.stderr)
+            self.assertEqual(w.psql("select 1").stdout.strip(), "1")
+        finally:
+            w.stop()
+
+    def test_a_directory_is_not_a_config_file(self):
+        r = subprocess.run([os.environ.get("WEIR_BIN", "build/weir"), "/tmp"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not a regular file", r.stdout + r.stderr)
+
+    def test_daemon_needs_pidfile_and_log(self):
+        w = Weir(PG, start=False)
+        try:
+            r = subprocess.run([os.environ.get("WEIR_BIN", "build/weir"), "-d", w.ini],
+                               capture_output=True, text=True, timeout=20)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("needs pidfile", r.stdout + r.stderr)
+        finally:
+            w.stop()
+
+    def test_second_instance_keeps_the_pidfile_and_the_port(self):
+        tmp = tempfile.mkdtemp()
+        pidfile = os.path.join(tmp, "weir.pid")
+        w = Weir(PG, settings={"pidfile": pidfile})
+        try:
+            end = time.monotonic() + 5
+            while not os.path.exists(pidfile) and time.monotonic() < end:
+                time.sleep(0.05)
+            self.assertEqual(int(open(pidfile).read()), w.proc.pid)
+            w2 = Weir(PG, start=False, settings={"pidfile": pidfile})
+            rc, log = w2.start_fails()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("which is running", log)
+            w2.stop()
+            self.assertEqual(int(open(pidfile).read()), w.proc.pid)
+            # Another weir on the same port (no pidfile) fails: so_reuseport = 0.
+            w3 = Weir(PG, start=False)
+            with open(w3.ini) as f:
+                ini = f.read()
+            with open(w3.ini, "w") as f:
+                f.write(ini.replace("listen_port = %d" % w3.port, "listen_port = %d" % w.port))
+            rc, log = w3.start_fails()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("in use", log)
+            w3.stop()
+            self.assertEqual(w.psql("select 1").stdout.strip(), "1")
+        finally:
+            w.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class TestCancelKeys(unittest.TestCase):
+    def test_backend_pids_fit_in_int4(self):
+        import psycopg
+        w = Weir(PG)
+        try:
+            for _ in range(20):
+                with psycopg.connect(w.dsn()) as c:
+                    pid = c.info.backend_pid
+                    self.assertTrue(0 < pid < 2 ** 31, pid)
+                    c.execute("select pg_terminate_backend(%s) is not null", (pid,))
+        finally:
+            w.stop()
 
 
 if __name__ == "__main__":
