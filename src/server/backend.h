@@ -57,7 +57,12 @@ typedef struct backend {
     be_params params;  /* ParameterStatus as the server last reported it */
     const be_target *target;
     void *ext; /* the server's per-connection state (its event registrations); NULL at connect */
+    /* CancelRequests forwarded to this connection and not yet finished, and
+     * BE_PARKED once its client let it go meanwhile: then the last cancel to
+     * finish checks it in, so no later client's query can be cancelled. */
+    _Atomic unsigned cancels;
 } backend;
+#define BE_PARKED 0x80000000u
 
 extern const weir_driver be_driver;
 

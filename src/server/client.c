@@ -3,7 +3,13 @@
  *
  * Each client belongs to one worker and is touched only by that worker's
  * thread; the only things other threads see are its cancel key (under
- * server.keys_lock) and `cancel_target` (atomic).
+ * server.keys_lock) and `cancel_conn` (under its cancel_mu).
+ *
+ * Cancels: a CancelRequest naming a client's key is forwarded, from a
+ * short-lived thread, to the server connection the client has linked at
+ * that moment; the connection's `cancels` count keeps it out of the pool
+ * until that cancel has finished (PgBouncer's sv_being_canceled), so a
+ * late cancel never reaches the next client's query.
  *
  *   CL_LOGIN --startup_packet()--> CL_AUTH --auth_done()--> CL_WELCOME (no
  *   cached ParameterStatus yet: wait for a server) --> CL_IDLE
@@ -82,7 +88,8 @@ struct client {
     bool want_set[NTRACKED];
     uint32_t my_pid, my_key;
     client *key_next;
-    _Atomic uint64_t cancel_target;  /* server pid << 32 | key while linked, else 0 */
+    pthread_mutex_t cancel_mu;       /* cancel_conn, against handle_cancel on another thread */
+    weir_conn *cancel_conn;          /* the linked server, while a cancel may be forwarded to it */
     int64_t t_connect, t_activity;   /* ms */
     int64_t t_query, t_xact, t_wait; /* us: the oldest request in flight, the open
                                         transaction's start, the checkout's start */
@@ -181,6 +188,13 @@ static void *cancel_thread(void *arg)
 {
     cancel_req *r = arg;
     (void)be_cancel(r->host, r->port, r->pid, r->key, 10000);
+    backend *be = weir_conn_handle(r->conn);
+    /* The last cancel of a connection its client let go gives it back. */
+    if (atomic_fetch_sub(&be->cancels, 1) == (BE_PARKED | 1)) {
+        atomic_store(&be->cancels, 0);
+        weir_checkin(r->conn);
+    }
+    atomic_fetch_sub(&r->srv->cancels_inflight, 1);
     free(r);
     return NULL;
 }
@@ -193,13 +207,19 @@ static void handle_cancel(server *s, uint32_t pid, uint32_t key)
     if (s->keys) {
         for (client *c = s->keys[key_bucket(s, key)]; c; c = c->key_next) {
             if (c->my_key != key || c->my_pid != pid) continue;
-            uint64_t t = atomic_load(&c->cancel_target);
-            if (t && c->pool && (r = malloc(sizeof *r))) {
+            pthread_mutex_lock(&c->cancel_mu);
+            if (c->cancel_conn && c->pool && (r = malloc(sizeof *r))) {
+                backend *be = weir_conn_handle(c->cancel_conn);
+                atomic_fetch_add(&be->cancels, 1);
                 snprintf(r->host, sizeof r->host, "%s", c->pool->target->host);
                 r->port = c->pool->target->port;
-                r->pid = (uint32_t)(t >> 32);
-                r->key = (uint32_t)t;
+                r->pid = be->pid;
+                r->key = be->key;
+                r->conn = c->cancel_conn;
+                r->srv = s;
+                atomic_fetch_add(&s->cancels_inflight, 1);
             }
+            pthread_mutex_unlock(&c->cancel_mu);
             break;
         }
     }
@@ -209,7 +229,18 @@ static void handle_cancel(server *s, uint32_t pid, uint32_t key)
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &a, cancel_thread, r)) free(r);
+    if (pthread_create(&th, &a, cancel_thread, r)) {
+        /* No thread: nothing was sent, undo as if it had finished. */
+        r->host[0] = '\0';
+        r->port = -1;
+        backend *be = weir_conn_handle(r->conn);
+        if (atomic_fetch_sub(&be->cancels, 1) == (BE_PARKED | 1)) {
+            atomic_store(&be->cancels, 0);
+            weir_checkin(r->conn);
+        }
+        atomic_fetch_sub(&s->cancels_inflight, 1);
+        free(r);
+    }
     pthread_attr_destroy(&a);
 }
 
@@ -217,6 +248,7 @@ static void handle_cancel(server *s, uint32_t pid, uint32_t key)
 
 static void free_client(client *c)
 {
+    pthread_mutex_destroy(&c->cancel_mu);
     pq_buf_free(&c->in);
     pq_buf_free(&c->out);
     pq_buf_free(&c->pre);
@@ -235,7 +267,9 @@ static void unlink_server(client *c, bool client_gone)
     }
     c->watch->c = NULL; /* stays registered: see be_watch */
     c->watch = NULL;
-    atomic_store(&c->cancel_target, 0);
+    pthread_mutex_lock(&c->cancel_mu);
+    c->cancel_conn = NULL; /* from here no cancel can start for it */
+    pthread_mutex_unlock(&c->cancel_mu);
     backend *be = c->be;
     bool in_flight = c->pending > 0 || c->skip_rfq > 0 || c->sst.left || pq_buf_len(&c->pre) ||
                      c->in_scanned != c->in.start || c->unsynced || c->cst.left ||
@@ -258,6 +292,10 @@ static void unlink_server(client *c, bool client_gone)
     if (c->ps) ps_client_unlink(c->ps);
     pq_buf_reset(&c->pre);
     if (be->unclean) weir_conn_mark_broken(conn);
+    /* A cancel still on its way to this connection: the last one to finish
+     * checks it in (cancel_thread). */
+    if (atomic_fetch_or(&be->cancels, BE_PARKED) != 0) return;
+    atomic_store(&be->cancels, 0);
     weir_checkin(conn);
 }
 
@@ -638,7 +676,9 @@ static bool link_server(client *c, weir_conn *conn)
     c->watch = &((be_ext *)c->be->ext)->w[c->w->id];
     c->watch->c = c;
     c->sev_flags = 0;
-    atomic_store(&c->cancel_target, (uint64_t)c->be->pid << 32 | c->be->key);
+    pthread_mutex_lock(&c->cancel_mu);
+    c->cancel_conn = conn;
+    pthread_mutex_unlock(&c->cancel_mu);
     if (c->state == CL_WELCOME) {
         spool *p = c->pool;
         pthread_mutex_lock(&p->lock);
@@ -1653,6 +1693,7 @@ void client_accept(worker *w, int fd, bool is_unix)
     c->w = w;
     c->fd = fd;
     c->is_unix = is_unix;
+    pthread_mutex_init(&c->cancel_mu, NULL);
     c->t_connect = c->t_activity = now_ms();
     if (!is_unix) {
         int one = 1;

@@ -754,6 +754,9 @@ void server_stop(server *s)
     for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
     /* Completions that arrived after a worker stopped. */
     for (int i = 0; i < s->nworkers; i++) worker_close_all(&s->workers[i]);
+    /* Cancels in flight give their connections back when they finish (at
+     * most be_cancel's 10 s). */
+    for (int i = 0; i < 1100 && atomic_load(&s->cancels_inflight) > 0; i++) usleep(10000);
     pools_destroy(s);
     for (int i = 0; i < s->nworkers; i++) worker_drain_completions(&s->workers[i]);
     for (int i = 0; i < s->nworkers; i++) worker_destroy(&s->workers[i]);

@@ -117,6 +117,8 @@ typedef struct cancel_req {
     char host[256];
     int port;
     uint32_t pid, key;
+    weir_conn *conn; /* kept out of the pool until this cancel finishes */
+    struct server *srv;
 } cancel_req;
 
 /* A completed asynchronous checkout, queued to the client's worker. */
@@ -171,6 +173,7 @@ struct server {
     atomic_int nclients;
     _Atomic long long accept_errors; /* accept() failing for want of descriptors */
     struct authguard *guard;         /* failed-login back-off, both doors (authguard.h) */
+    atomic_int cancels_inflight;     /* cancel threads running (server_stop waits for them) */
     _Atomic int64_t accept_log_ms;   /* the last time that was logged */
     /* cancel keys: (pid, key) given to clients -> the client */
     pthread_mutex_t keys_lock;

@@ -509,5 +509,50 @@ class TestCancelKeys(unittest.TestCase):
             w.stop()
 
 
+class TestCancelRace(unittest.TestCase):
+    def test_a_late_cancel_never_hits_another_client(self):
+        """Clients cancel their own short queries at random moments (many cancels
+        arrive just as the query ends) while other clients share the same two
+        server connections; no query of the others may be cancelled."""
+        import psycopg
+        import random
+        w = Weir(PG, settings={"default_pool_size": "2"})
+        stop = time.monotonic() + 6
+        victims_cancelled, victim_queries, cancels = [], [0], [0]
+
+        def victim():
+            with psycopg.connect(w.dsn(), autocommit=True) as c:
+                while time.monotonic() < stop:
+                    try:
+                        c.execute("select count(*) from generate_series(1, 2000)")
+                        victim_queries[0] += 1
+                    except psycopg.errors.QueryCanceled as e:
+                        victims_cancelled.append(str(e))
+
+        def canceller():
+            with psycopg.connect(w.dsn(), autocommit=True) as c:
+                while time.monotonic() < stop:
+                    t = threading.Timer(random.uniform(0, 0.003), c.cancel)
+                    t.start()
+                    try:
+                        c.execute("select pg_sleep(0.001)")
+                    except psycopg.errors.QueryCanceled:
+                        pass
+                    t.join()
+                    cancels[0] += 1
+        try:
+            ts = [threading.Thread(target=victim) for _ in range(4)]
+            ts += [threading.Thread(target=canceller) for _ in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(30)
+            self.assertGreater(cancels[0], 100)
+            self.assertGreater(victim_queries[0], 100)
+            self.assertEqual(victims_cancelled, [])
+        finally:
+            w.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
