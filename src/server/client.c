@@ -49,6 +49,7 @@
 #define READ_CHUNK     16384u
 #define LOGIN_CHUNK    1024u      /* reads before login: startup and auth messages are small */
 #define CLIENT_MAX_MSG (1u << 30) /* PostgreSQL's own limit for a message */
+#define STREAM_OVER    65536u     /* a simple Query longer than this streams (see ps_whole) */
 
 /* Parameters a client may set that weir keeps in line on every server it lands on. */
 static const char *const tracked[] = {
@@ -77,6 +78,7 @@ struct client {
     pq_stream xst; /* ps: the framing of c->in as it is translated */
     ps_client *ps; /* named prepared statements kept by weir (transaction/statement mode) */
     bool sst_drop;
+    bool in_whole_need; /* c->in ends in part of a message weir must see whole: read on */
     int skip_rfq, pending;
     spool *pool;
     weir_conn *conn;
@@ -806,15 +808,33 @@ static bool valid_frontend_type(char t)
     return t && strchr("BCcdDEfFHPpQSX", t);
 }
 
+/* Which message types at p (n bytes) must be framed whole. With prepared
+ * statements weir reads Parse, Bind, Describe, Close and Query messages
+ * whole to rename statements; a Query longer than STREAM_OVER streams
+ * instead (it cannot be a DEALLOCATE weir needs to see), so a huge query
+ * costs no buffer of its size. Parse and Bind of any size are held whole. */
+static const char *ps_whole(const client *c, const uint8_t *p, uint32_t n)
+{
+    if (!c->ps) return "X";
+    if (n >= 5 && p[0] == 'Q' && pq_get32(p + 1) > STREAM_OVER) return "X";
+    return PS_WHOLE_IN;
+}
+
 /* Scan new client bytes: count requests, notice Terminate. false: closed. */
 static bool scan_in(client *c)
 {
+    c->in_whole_need = false;
     while (c->in_scanned < c->in.end) {
         pq_msg m;
         uint32_t used;
-        int r = pq_next(&c->cst, c->in.p + c->in_scanned, c->in.end - c->in_scanned, CLIENT_MAX_MSG,
-                        c->ps ? PS_WHOLE_IN : "X", &m, &used);
-        if (r == PQ_NEED) break;
+        const uint8_t *p = c->in.p + c->in_scanned;
+        uint32_t n = c->in.end - c->in_scanned;
+        int r =
+            pq_next(&c->cst, p, n, CLIENT_MAX_MSG, c->cst.left ? "" : ps_whole(c, p, n), &m, &used);
+        if (r == PQ_NEED) {
+            c->in_whole_need = n >= 5; /* a whole message's header is here, its body coming */
+            break;
+        }
         if (r == PQ_BAD) {
             client_close(c, "08P01", "invalid message length");
             return false;
@@ -861,8 +881,10 @@ static bool ps_translate(client *c)
     while (c->in.start < c->in_scanned) {
         pq_msg m;
         uint32_t used;
-        int r = pq_next(&c->xst, c->in.p + c->in.start, c->in_scanned - c->in.start, CLIENT_MAX_MSG,
-                        PS_WHOLE_IN, &m, &used);
+        const uint8_t *p = c->in.p + c->in.start;
+        uint32_t n = c->in_scanned - c->in.start;
+        int r =
+            pq_next(&c->xst, p, n, CLIENT_MAX_MSG, c->xst.left ? "" : ps_whole(c, p, n), &m, &used);
         if (r == PQ_NEED || r == PQ_BAD) break; /* cannot happen: scan_in framed these bytes */
         int rc;
         if (r == PQ_MSG && m.body) {
@@ -1660,7 +1682,12 @@ static void update_events(client *c)
     if (c->fd < 0) return;
     if (c->in.p || c->out.p) shed_buffers(c);
     short cw = 0;
-    if (!c->terminate && pq_buf_len(&c->in) < HIGH_WATER) cw |= EV_READ;
+    /* Read while what waits for the server is under the high-water mark, or
+     * while a message weir must see whole is still arriving (its size is
+     * the client's to choose, up to PostgreSQL's 1 GB). */
+    if (!c->terminate &&
+        (pq_buf_len(&c->in) + pq_buf_len(&c->pre) < HIGH_WATER || c->in_whole_need))
+        cw |= EV_READ;
     if (c->out_scanned > c->out.start) cw |= EV_WRITE;
     set_event(c, &c->cev, c->fd, &c->cev_flags, cw, on_client);
     if (c->be) {

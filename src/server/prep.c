@@ -731,7 +731,8 @@ void ps_take_counts(ps_client *pc, uint64_t *parse_c, uint64_t *parse_s, uint64_
 
 int ps_client_other(ps_client *pc, char t)
 {
-    return t == 'F' ? push(pc, OP_QUERY, 0, 0) : 0;
+    /* 'Q' here is a long simple query passed through without a look inside. */
+    return t == 'F' || t == 'Q' ? push(pc, OP_QUERY, 0, 0) : 0;
 }
 
 /* --- server messages ------------------------------------------------------ */
