@@ -962,6 +962,53 @@ static void *reaper_main(void *arg)
 
 /* --- /v1/sql ------------------------------------------------------------------------- */
 
+/* Could this SQL leave state on its connection beyond its transaction: a
+ * session SET/RESET or set_config, a prepared statement, LISTEN, a cursor
+ * WITH HOLD, a temporary table, LOAD, a session advisory lock? A word scan
+ * outside string literals; a false alarm only costs a DISCARD ALL. */
+static bool sql_may_change_session(const char *q)
+{
+    static const char *const words[] = {"set",     "reset", "set_config", "prepare",   "listen",
+                                        "declare", "load",  "temp",       "temporary", NULL};
+    for (const char *p = q; *p;) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '\'') { /* skip a literal ('' inside is a quote) */
+            for (p++; *p; p++) {
+                if (*p != '\'') continue;
+                if (p[1] != '\'') break;
+                p++;
+            }
+            if (*p) p++;
+            continue;
+        }
+        if (!(isalpha(ch) || ch == '_')) {
+            p++;
+            continue;
+        }
+        const char *w = p;
+        while (isalnum((unsigned char)*p) || *p == '_' || *p == '$') p++;
+        size_t n = (size_t)(p - w);
+        if (n >= 11 && !strncasecmp(w, "pg_advisory", 11)) return true;
+        for (int i = 0; words[i]; i++)
+            if (strlen(words[i]) == n && !strncasecmp(w, words[i], n)) return true;
+    }
+    return false;
+}
+
+static bool body_may_change_session(const json_t *body)
+{
+    const json_t *qs = json_object_get(body, "queries");
+    if (json_is_array(qs)) {
+        for (size_t i = 0; i < json_array_size(qs); i++) {
+            const json_t *q = json_object_get(json_array_get(qs, i), "query");
+            if (json_is_string(q) && sql_may_change_session(json_string_value(q))) return true;
+        }
+        return false;
+    }
+    const json_t *q = json_object_get(body, "query");
+    return json_is_string(q) && sql_may_change_session(json_string_value(q));
+}
+
 static void sql_request(rq_ctx *x)
 {
     json_t *body = read_body(x);
@@ -1005,9 +1052,18 @@ static void sql_request(rq_ctx *x)
         h->conn = r.conn;
         session_give(x, h);
     } else if (r.conn) {
-        if (!x->lite && x->reset_query[0]) { /* session pooling: a request is a session */
-            backend *be = weir_conn_handle(r.conn);
+        backend *be = x->lite ? NULL : weir_conn_handle(r.conn);
+        if (be && x->reset_query[0]) { /* session pooling: a request is a session */
             be->needs_reset = true;
+        } else if (be && !be->unclean && body_may_change_session(body)) {
+            /* A request without a session is its own unit: what it set for
+             * the session must not reach the next user of the connection. */
+            sbuf e = {0};
+            sql_opts o = {.timeout_ms = 5000};
+            if (be->txn != 'I') (void)pgx_exec(be, "ROLLBACK", &o, &e);
+            if (be->txn != 'I' || pgx_exec(be, "DISCARD ALL", &o, &e)) be->unclean = true;
+            sb_free(&e);
+            if (be->unclean) weir_conn_mark_broken(r.conn);
         }
         weir_checkin(r.conn);
     }

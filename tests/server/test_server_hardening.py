@@ -288,6 +288,34 @@ class TestSlowSqlDelaysNoProbe(unittest.TestCase):
             hole.close()
 
 
+class TestStatelessRequestsLeaveNoState(HttpDoor):
+    settings = {"default_pool_size": "1"}
+
+    def test_set_without_a_session_does_not_leak(self):
+        default = self.w.psql("show search_path").stdout.strip()
+        for q in ("set search_path = leaked", "select set_config('search_path', 'leaked', false)",
+                  "SET SESSION search_path TO 'a', 'b'"):
+            st, r = call(self.http_port, "POST", "/v1/databases/appdb/sql", {"query": q})
+            self.assertEqual(st, 200, r)
+            st, r = call(self.http_port, "POST", "/v1/databases/appdb/sql",
+                         {"query": "show search_path"})
+            self.assertEqual(r["rows"][0]["search_path"], default, q)
+            self.assertEqual(self.w.psql("show search_path").stdout.strip(), default, q)
+        st, r = call(self.http_port, "POST", "/v1/databases/appdb/sql",
+                     {"queries": [{"query": "select 1"}, {"query": "set search_path = b"}]})
+        self.assertEqual(st, 200, r)
+        self.assertEqual(self.w.psql("show search_path").stdout.strip(), default)
+        # Inside a session the setting stays, as it should.
+        st, r = call(self.http_port, "POST", "/v1/databases/appdb/sessions")
+        sid = r["id"]
+        call(self.http_port, "POST", "/v1/databases/appdb/sql", {"query": "set search_path = s"},
+             headers={"Weir-Session": sid})
+        st, r = call(self.http_port, "POST", "/v1/databases/appdb/sql",
+                     {"query": "show search_path"}, headers={"Weir-Session": sid})
+        self.assertEqual(r["rows"][0]["search_path"], "s")
+        call(self.http_port, "DELETE", "/v1/sessions/" + sid)
+
+
 def pg_login(port, user, dbname, password=None):
     """A raw login: the authentication request weir sends first (code, data), and
     with a password, what it answers to it (messages until it closes)."""
