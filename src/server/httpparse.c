@@ -128,10 +128,11 @@ int http_parse_head(const char *p, size_t n, http_head *h, int *status, const ch
         char *c = l;
         while (tchar((unsigned char)*c)) c++;
         if (c == l || *c != ':') {
+            const char *msg = *c == ' ' || *c == '\t'
+                                  ? "malformed header: whitespace before the colon"
+                                  : "malformed header";
             http_head_free(h);
-            return bad(status, why, 400,
-                       *c == ' ' || *c == '\t' ? "malformed header: whitespace before the colon"
-                                               : "malformed header");
+            return bad(status, why, 400, msg);
         }
         if (h->nh == HTTP_MAX_HEADERS) {
             http_head_free(h);

@@ -1,7 +1,9 @@
 #!/bin/sh
-# run.sh SECONDS [BUILD_DIR] — build the libFuzzer target with clang and fuzz for SECONDS.
-# The corpus lives in BUILD_DIR/fuzz-corpus (seeded with a few real messages);
-# findings are written to BUILD_DIR/fuzz-findings and fail the run.
+# run.sh SECONDS [BUILD_DIR] — build the libFuzzer targets with clang and fuzz each for SECONDS:
+# fuzz_proto (the PostgreSQL door's parsers) and fuzz_http (the HTTP request head).
+# Corpora live in BUILD_DIR/fuzz-corpus and BUILD_DIR/fuzz-corpus-http (seeded
+# with a few real messages); findings are written to BUILD_DIR/fuzz-findings
+# and fail the run.
 set -eu
 secs=${1:-30}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,3 +26,18 @@ printf '\025n,,n=,r=abcdefghijklmnopc=biws,r=abcdefghijklmnop,p=AAAA' >"$corpus/
     exit 1
 }
 grep -E "stat::number_of_executed_units|Done" "$out/fuzz.log" | tail -2
+
+hbin="$out/fuzz_http"
+"$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE \
+    -I"$root/src/server" "$here/fuzz_http.c" "$root/src/server/httpparse.c" -o "$hbin"
+hcorpus="$out/fuzz-corpus-http"
+mkdir -p "$hcorpus"
+printf '\377GET /health HTTP/1.1\r\nHost: x\r\n\r\n' >"$hcorpus/get"
+printf '\040POST /v1/sql?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\nConnection: keep-alive, close\r\nExpect: 100-continue\r\n\r\n{"query":"select 1"}' >"$hcorpus/post"
+printf '\010\r\nGET / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n' >"$hcorpus/te"
+"$hbin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$out/fuzz-findings/http-" "$hcorpus" 2>"$out/fuzz-http.log" || {
+    tail -40 "$out/fuzz-http.log" >&2
+    exit 1
+}
+grep -E "stat::number_of_executed_units|Done" "$out/fuzz-http.log" | tail -2
