@@ -39,7 +39,7 @@ static void reply(http_resp *rs, int code, const char *type, const char *body, s
     sb_str(&rs->headers, "Cache-Control: no-store\r\n");
 }
 
-static void on_metrics(server *s, http_resp *rs)
+static void on_metrics(server *s, const http_req *rq, http_resp *rs)
 {
     size_t len;
     pthread_rwlock_rdlock(&s->cfg_rw);
@@ -65,9 +65,9 @@ static void on_metrics(server *s, http_resp *rs)
               "# TYPE weir_accept_errors_total counter\nweir_accept_errors_total %lld\n",
               (unsigned long long)failed, (unsigned long long)refused,
               (long long)atomic_load(&s->accept_errors));
-    if (s->http) {
+    {
         httpd_counters hc;
-        httpd_counters_get(s->http->d, &hc);
+        httpd_counters_get(rq->door, &hc);
         sb_printf(&rs->body,
                   "# HELP weir_http_connections Open HTTP connections.\n"
                   "# TYPE weir_http_connections gauge\nweir_http_connections %lld\n"
@@ -286,7 +286,7 @@ static void on_request(void *ud, http_req *rq, http_resp *rs)
             reply(rs, 405, "application/json", body, sizeof body - 1);
             sb_str(&rs->headers, "Allow: GET, HEAD\r\n");
         } else if (p[1] == 'm') {
-            on_metrics(s, rs);
+            on_metrics(s, rq, rs);
         } else if (p[1] == 'h') {
             reply(rs, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
         } else {

@@ -684,6 +684,7 @@ static bool conn_process(hconn *c)
         rq->body = body ? body : "";
         rq->body_len = clen;
         rq->thread = c->t->id;
+        rq->door = d;
         memcpy(rq->peer, c->peer, sizeof rq->peer);
         j->rs.status = 200;
         if (hd.http10 ? !hd.conn_keep_alive : hd.conn_close) j->rs.close = true;

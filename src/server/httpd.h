@@ -42,8 +42,9 @@ typedef struct http_req {
     const char *hname[HTTP_MAX_HEADERS], *hval[HTTP_MAX_HEADERS];
     const char *body;
     size_t body_len;
-    int thread;    /* which I/O thread read it, 0..n-1 */
-    char peer[64]; /* the client's address */
+    int thread;               /* which I/O thread read it, 0..n-1 */
+    const struct httpd *door; /* the server that read it (httpd_counters_get) */
+    char peer[64];            /* the client's address */
 } http_req;
 
 /* A request header (case-insensitive name), or NULL. */

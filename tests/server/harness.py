@@ -5,6 +5,7 @@ a temporary directory: superuser weir/weirpass, role app/s3cret owning appdb,
 SCRAM over TCP). weir is the binary under test, started with a pgbouncer.ini
 written by the test; its log is kept and shown when a test fails.
 """
+import base64
 import os
 import shutil
 import socket
@@ -16,6 +17,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_CLUSTER = os.path.join(HERE, "..", "integration", "pg_cluster.sh")
 WEIR = os.environ.get("WEIR_BIN", os.path.join(HERE, "..", "..", "build", "weir"))
+
+
+def basic(user, password):
+    """An HTTP Basic Authorization value."""
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 def free_port():

@@ -3,7 +3,6 @@ descriptor floods, other users' sessions, slow and hung databases, cancel
 races, bad reloads, authentication probing and operational traps. Each test
 shows what a client (or the operator) sees, against a real PostgreSQL.
 """
-import base64
 import hashlib
 import http.client
 import json
@@ -18,7 +17,7 @@ import threading
 import time
 import unittest
 
-from harness import Postgres, Weir, error_fields, free_port, raw_startup, read_messages, wait_port
+from harness import basic, Postgres, Weir, error_fields, free_port, raw_startup, read_messages, wait_port
 
 PG = None
 
@@ -30,10 +29,6 @@ def setUpModule():
 
 def tearDownModule():
     PG.destroy()
-
-
-def basic(user, password):
-    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 def raw_http(port, data, timeout=10):
@@ -605,13 +600,16 @@ class TestLargeMessages(unittest.TestCase):
                 for n in sizes:
                     cur.execute("select length('%s')" % ("x" * n))
                     self.assertEqual(cur.fetchone()[0], n)
-                streamed_peak = peak_rss_mb(w.proc.pid)
-                self.assertLess(streamed_peak, 64, "a streamed query was buffered whole")
+                # Memory bounds in the plain build (sanitizers multiply memory).
+                bounded = not os.environ.get("WEIR_TEST_SLOW")
+                if bounded:
+                    self.assertLess(peak_rss_mb(w.proc.pid), 64, "a streamed query was buffered")
                 for n in sizes:  # Parse/Bind/Execute with one big parameter
                     r = c.execute("select length(%s::text)", ("y" * n,)).fetchone()
                     self.assertEqual(r[0], n)
                 # Bounded by a few times the largest message, not leaking per message.
-                self.assertLess(peak_rss_mb(w.proc.pid), 4 * 100 + 64)
+                if bounded:
+                    self.assertLess(peak_rss_mb(w.proc.pid), 4 * 100 + 64)
                 self.assertEqual(c.execute("select 1").fetchone()[0], 1)
             self.assertEqual(w.psql("select 2").stdout.strip(), "2")
         finally:

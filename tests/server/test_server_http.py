@@ -2,7 +2,6 @@
 PostgreSQL (through weir's pools) and SQLite databases, with real HTTP
 clients: Python's http.client, curl, and Node's fetch.
 """
-import base64
 import http.client
 import json
 import os
@@ -14,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import HERE, Postgres, Weir, free_port, wait_port
+from harness import basic, HERE, Postgres, Weir, free_port, wait_port
 
 PG = None
 
@@ -26,10 +25,6 @@ def setUpModule():
 
 def tearDownModule():
     PG.destroy()
-
-
-def basic(user, password):
-    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 class Client:
