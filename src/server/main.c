@@ -242,19 +242,22 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* pidfile cannot change without a restart; read it before the workers
+     * start, since a RELOAD swaps s->cfg under them. */
+    char pidpath[PATH_MAX];
+    snprintf(pidpath, sizeof pidpath, "%s", s->cfg.pidfile);
     if (server_start(s)) {
         srv_log(s, "ERROR", "startup failed");
         return 1;
     }
     /* Only now, listening: a start that fails never touches a live weir's pidfile. */
     bool wrote_pid = false;
-    if (s->cfg.pidfile[0]) {
+    if (pidpath[0]) {
         char tmp[PATH_MAX + 8];
-        snprintf(tmp, sizeof tmp, "%s.tmp", s->cfg.pidfile);
+        snprintf(tmp, sizeof tmp, "%s.tmp", pidpath);
         FILE *pf = fopen(tmp, "w");
-        if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf) ||
-            rename(tmp, s->cfg.pidfile)) {
-            srv_log(s, "ERROR", "cannot write pidfile %s: %s", s->cfg.pidfile, strerror(errno));
+        if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf) || rename(tmp, pidpath)) {
+            srv_log(s, "ERROR", "cannot write pidfile %s: %s", pidpath, strerror(errno));
             server_stop(s);
             return 1;
         }
@@ -291,7 +294,7 @@ int main(int argc, char **argv)
         }
     }
     server_stop(s);
-    if (wrote_pid) unlink(s->cfg.pidfile);
+    if (wrote_pid) unlink(pidpath);
     cfg_free(&s->cfg);
     srv_log(s, "LOG", "shutdown complete");
     if (s->logf) fclose(s->logf);
