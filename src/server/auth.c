@@ -134,18 +134,6 @@ int scram_secret_parse(const char *text, scram_secret *s)
     return 0;
 }
 
-int scram_secret_make(const char *password, scram_secret *s)
-{
-    s->iter = 4096;
-    s->saltlen = 16;
-    uint8_t salted[32], ck[32];
-    if (auth_random(s->salt, 16) || salted_password(password, s->salt, 16, 4096, salted)) return -1;
-    hmac(salted, 32, "Client Key", 10, ck);
-    sha256(ck, 32, s->stored);
-    hmac(salted, 32, "Server Key", 10, s->server);
-    return 0;
-}
-
 /* A random key made once per process: the mock salts derive from it. */
 static uint8_t proc_key[32];
 static int proc_key_rc = -1;
@@ -173,12 +161,11 @@ static int user_mac(const char *label, const char *user, uint8_t out[32])
 
 int scram_secret_for_user(const char *user, const char *password, scram_secret *s)
 {
-    uint8_t m[32];
+    uint8_t m[32], salted[32], ck[32];
     if (user_mac("salt:", user, m)) return -1;
     s->iter = 4096;
     s->saltlen = 16;
     memcpy(s->salt, m, 16);
-    uint8_t salted[32], ck[32];
     if (salted_password(password, s->salt, 16, 4096, salted)) return -1;
     hmac(salted, 32, "Client Key", 10, ck);
     sha256(ck, 32, s->stored);

@@ -42,10 +42,9 @@ typedef struct scram_secret {
 
 /* "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>". 0 or -1. */
 int scram_secret_parse(const char *text, scram_secret *s);
-/* A secret for a plain password (random salt, 4096 iterations). 0 or -1. */
-int scram_secret_make(const char *password, scram_secret *s);
-/* The same with a salt derived from user and a random key made once per
- * process: a user is offered the same salt on every login. 0 or -1. */
+/* A secret for user's plain password: 4096 iterations, and a salt derived
+ * from user and a random key made once per process, so a user is offered
+ * the same salt on every login. 0 or -1. */
 int scram_secret_for_user(const char *user, const char *password, scram_secret *s);
 /* A secret for a user who does not exist: the salt as scram_secret_for_user
  * would give, keys no password matches (PostgreSQL's mock authentication).

@@ -186,18 +186,24 @@ static void keys_remove(client *c)
     pthread_mutex_unlock(&s->keys_lock);
 }
 
-static void *cancel_thread(void *arg)
+/* A forwarded cancel is over (sent, or never sent): the last one of a
+ * connection its client let go gives the connection back. */
+static void cancel_finish(cancel_req *r)
 {
-    cancel_req *r = arg;
-    (void)be_cancel(r->host, r->port, r->pid, r->key, 10000);
     backend *be = weir_conn_handle(r->conn);
-    /* The last cancel of a connection its client let go gives it back. */
     if (atomic_fetch_sub(&be->cancels, 1) == (BE_PARKED | 1)) {
         atomic_store(&be->cancels, 0);
         weir_checkin(r->conn);
     }
     atomic_fetch_sub(&r->srv->cancels_inflight, 1);
     free(r);
+}
+
+static void *cancel_thread(void *arg)
+{
+    cancel_req *r = arg;
+    (void)be_cancel(r->host, r->port, r->pid, r->key, 10000);
+    cancel_finish(r);
     return NULL;
 }
 
@@ -231,18 +237,7 @@ static void handle_cancel(server *s, uint32_t pid, uint32_t key)
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &a, cancel_thread, r)) {
-        /* No thread: nothing was sent, undo as if it had finished. */
-        r->host[0] = '\0';
-        r->port = -1;
-        backend *be = weir_conn_handle(r->conn);
-        if (atomic_fetch_sub(&be->cancels, 1) == (BE_PARKED | 1)) {
-            atomic_store(&be->cancels, 0);
-            weir_checkin(r->conn);
-        }
-        atomic_fetch_sub(&s->cancels_inflight, 1);
-        free(r);
-    }
+    if (pthread_create(&th, &a, cancel_thread, r)) cancel_finish(r); /* no thread: not sent */
     pthread_attr_destroy(&a);
 }
 

@@ -53,6 +53,8 @@ static void on_metrics(server *s, const http_req *rq, http_resp *rs)
     api_metrics(s, &rs->body);
     uint64_t failed, refused;
     authguard_counts(s->guard, &failed, &refused);
+    httpd_counters hc;
+    httpd_counters_get(rq->door, &hc);
     sb_printf(&rs->body,
               "# HELP weir_auth_failures_total Failed password attempts, both doors.\n"
               "# TYPE weir_auth_failures_total counter\nweir_auth_failures_total %llu\n"
@@ -61,26 +63,21 @@ static void on_metrics(server *s, const http_req *rq, http_resp *rs)
               "# TYPE weir_auth_backoff_refusals_total counter\n"
               "weir_auth_backoff_refusals_total %llu\n"
               "# HELP weir_accept_errors_total accept() failures for want of descriptors or "
-              "memory (PostgreSQL door).\n"
-              "# TYPE weir_accept_errors_total counter\nweir_accept_errors_total %lld\n",
+              "memory, both doors.\n"
+              "# TYPE weir_accept_errors_total counter\nweir_accept_errors_total %lld\n"
+              "# HELP weir_http_connections Open HTTP connections.\n"
+              "# TYPE weir_http_connections gauge\nweir_http_connections %lld\n"
+              "# HELP weir_http_connections_refused_total HTTP connections refused with 503 "
+              "at http_max_connections.\n"
+              "# TYPE weir_http_connections_refused_total counter\n"
+              "weir_http_connections_refused_total %lld\n"
+              "# HELP weir_http_request_timeouts_total HTTP requests not received whole "
+              "within http_request_timeout (408).\n"
+              "# TYPE weir_http_request_timeouts_total counter\n"
+              "weir_http_request_timeouts_total %lld\n",
               (unsigned long long)failed, (unsigned long long)refused,
-              (long long)atomic_load(&s->accept_errors));
-    {
-        httpd_counters hc;
-        httpd_counters_get(rq->door, &hc);
-        sb_printf(&rs->body,
-                  "# HELP weir_http_connections Open HTTP connections.\n"
-                  "# TYPE weir_http_connections gauge\nweir_http_connections %lld\n"
-                  "# HELP weir_http_connections_refused_total HTTP connections refused with 503 "
-                  "at http_max_connections.\n"
-                  "# TYPE weir_http_connections_refused_total counter\n"
-                  "weir_http_connections_refused_total %lld\n"
-                  "# HELP weir_http_request_timeouts_total HTTP requests not received whole "
-                  "within http_request_timeout (408).\n"
-                  "# TYPE weir_http_request_timeouts_total counter\n"
-                  "weir_http_request_timeouts_total %lld\n",
-                  hc.connections, hc.refused_over_cap, hc.request_timeouts);
-    }
+              (long long)atomic_load(&s->accept_errors) + hc.accept_errors, hc.connections,
+              hc.refused_over_cap, hc.request_timeouts);
     free(page);
 }
 
@@ -250,11 +247,11 @@ static bool classify(void *ud, const http_req *rq, char *key, size_t keylen)
 {
     (void)ud;
     const char *p = rq->path;
-    if (!strcmp(p, "/health") || !strcmp(p, "/metrics")) return false;
-    if (strncmp(p, "/v1/", 4)) {
-        snprintf(key, keylen, "%s", strcmp(p, "/ready") ? "" : "/ready");
-        return strcmp(p, "/ready") == 0;
+    if (!strcmp(p, "/ready")) { /* its probes may wait up to a second */
+        snprintf(key, keylen, "/ready");
+        return true;
     }
+    if (strncmp(p, "/v1/", 4)) return false; /* /health, /metrics, 404s */
     const char *db = NULL;
     size_t n = 0;
     if (!strncmp(p, "/v1/databases/", 14)) {

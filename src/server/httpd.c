@@ -267,13 +267,11 @@ struct httpd {
     pthread_t acceptor;
     int n;
     hthread *t;
-    pthread_mutex_t lim_mu;
-    httpd_limits lim; /* under lim_mu; copied by readers */
     _Atomic size_t max_body;
     atomic_int max_conns;
     _Atomic int64_t req_timeout_ms, idle_timeout_ms;
     atomic_int nconns; /* open connections, all threads */
-    _Atomic long long accepted, refused, timeouts, accept_errors;
+    _Atomic long long refused, timeouts, accept_errors;
     http_handler h;
     http_classify classify;
     void *ud;
@@ -901,7 +899,6 @@ static void *acceptor_main(void *arg)
             continue;
         }
         atomic_fetch_add(&d->nconns, 1);
-        atomic_fetch_add(&d->accepted, 1);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         /* The thread with the fewest connections; ties in turn. */

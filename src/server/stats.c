@@ -14,41 +14,36 @@ const int64_t st_bounds_us[ST_NB] = {100,     250,     500,     1000,    2500,  
                                      10000,   25000,   50000,   100000,  250000, 500000,
                                      1000000, 2500000, 5000000, 10000000};
 
-/* st_time for a block several threads write (the HTTP executors'): locked adds. */
-void st_time_shared(wstats *w, int kind, int64_t us)
+/* The counters one time of this kind adds to: its histogram bucket, count and total. */
+static void st_fields(wstats *w, int kind, int64_t us, _Atomic uint64_t **bucket,
+                      _Atomic uint64_t **n, _Atomic uint64_t **total)
 {
-    if (us < 0) us = 0;
     int b = 0;
     while (b < ST_NB && us > st_bounds_us[b]) b++;
-    atomic_fetch_add_explicit(&w->h[kind][b], 1, memory_order_relaxed);
-    _Atomic uint64_t *n = kind == ST_QUERY ? &w->query : kind == ST_XACT ? &w->xact : &w->waits;
-    _Atomic uint64_t *t = kind == ST_QUERY  ? &w->query_us
-                          : kind == ST_XACT ? &w->xact_us
-                                            : &w->wait_us;
-    atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(t, (uint64_t)us, memory_order_relaxed);
+    *bucket = &w->h[kind][b];
+    *n = kind == ST_QUERY ? &w->query : kind == ST_XACT ? &w->xact : &w->waits;
+    *total = kind == ST_QUERY ? &w->query_us : kind == ST_XACT ? &w->xact_us : &w->wait_us;
 }
 
 void st_time(wstats *w, int kind, int64_t us)
 {
     if (us < 0) us = 0;
-    int b = 0;
-    while (b < ST_NB && us > st_bounds_us[b]) b++;
-    st_add(&w->h[kind][b], 1);
-    switch (kind) {
-    case ST_QUERY:
-        st_add(&w->query, 1);
-        st_add(&w->query_us, (uint64_t)us);
-        break;
-    case ST_XACT:
-        st_add(&w->xact, 1);
-        st_add(&w->xact_us, (uint64_t)us);
-        break;
-    default:
-        st_add(&w->waits, 1);
-        st_add(&w->wait_us, (uint64_t)us);
-        break;
-    }
+    _Atomic uint64_t *bucket, *n, *total;
+    st_fields(w, kind, us, &bucket, &n, &total);
+    st_add(bucket, 1);
+    st_add(n, 1);
+    st_add(total, (uint64_t)us);
+}
+
+/* st_time for a block several threads write (the HTTP executors'): locked adds. */
+void st_time_shared(wstats *w, int kind, int64_t us)
+{
+    if (us < 0) us = 0;
+    _Atomic uint64_t *bucket, *n, *total;
+    st_fields(w, kind, us, &bucket, &n, &total);
+    atomic_fetch_add_explicit(bucket, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(total, (uint64_t)us, memory_order_relaxed);
 }
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
