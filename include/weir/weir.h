@@ -323,6 +323,11 @@ WEIR_API int weir_pool_resize(weir_pool *pool, int64_t max_size, int64_t min_idl
 /** Close every idle connection now and every checked-out one when it comes
  *  back (after a failover). Returns how many were closed now. */
 WEIR_API int weir_pool_evict_all(weir_pool *pool);
+/** The caller knows the target may accept connections now (new credentials,
+ *  a repaired network): forget the failed connects, so a pool that is down
+ *  (fail_fast) stops failing checkouts at once and the next connect is tried
+ *  without waiting out the back-off. A pool that is not down is unaffected. */
+WEIR_API int weir_pool_retry_now(weir_pool *pool);
 
 /* ------------------------------------------------------------------------
  * Shared limits: one cap on open connections across several pools (all the

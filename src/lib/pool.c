@@ -1565,6 +1565,21 @@ int weir_pool_evict_all(weir_pool *p)
     return n;
 }
 
+int weir_pool_retry_now(weir_pool *p)
+{
+    if (!p) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    lock(p);
+    if (p->down || p->consecutive_failures) {
+        p->down = false;
+        p->consecutive_failures = 0;
+        p->next_attempt_ns = 0;
+        kick_creator(p);
+    }
+    unlock(p);
+    return 0;
+}
+
 int weir_limit_create(weir_limit **out, int64_t max)
 {
     if (!out) return WEIR_EINVAL;

@@ -165,6 +165,37 @@ static void pool_shape(const cfg *k, const cfg_db *db, const char *user, int *si
                                               : k->pool_mode;
 }
 
+/* A client that proved its password brings what the pool should log in
+ * with when the config has no password for the user: its SCRAM keys, or the
+ * password itself. If that differs from what the pool has (a new secret
+ * after ALTER ROLE and RELOAD, or a pool first made by a login that had no
+ * keys), the pool takes it, and a pool whose logins have been failing tries
+ * again at once rather than answering with the old cached error. Under
+ * pools_lock. */
+static void pool_take_login(server *s, spool *p, const cfg_db *db, const login_creds *cr)
+{
+    if (!cr || (!cr->client_key && !(cr->secret && *cr->secret))) return;
+    be_target *n = calloc(1, sizeof *n);
+    if (!n) return;
+    target_conn(&s->cfg, db, p->db, p->user, cr, n);
+    be_target *t = p->target;
+    pthread_mutex_lock(&t->mu);
+    bool changed = (n->password[0] || n->have_keys) &&
+                   (strcmp(n->password, t->password) || n->have_keys != t->have_keys ||
+                    (n->have_keys && (memcmp(n->client_key, t->client_key, 32) ||
+                                      memcmp(n->server_key, t->server_key, 32))));
+    if (changed) {
+        memcpy(t->password, n->password, sizeof t->password);
+        t->have_keys = n->have_keys;
+        memcpy(t->client_key, n->client_key, 32);
+        memcpy(t->server_key, n->server_key, 32);
+    }
+    pthread_mutex_unlock(&t->mu);
+    explicit_bzero(n, sizeof *n);
+    free(n);
+    if (changed) (void)weir_pool_retry_now(p->pool);
+}
+
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen)
 {
@@ -176,6 +207,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     for (p = s->pools; p; p = p->next)
         if (!strcmp(p->db, dbname) && !strcmp(p->user, user)) break;
     if (p) {
+        pool_take_login(s, p, db, cr);
         pthread_mutex_unlock(&s->pools_lock);
         return p;
     }

@@ -437,6 +437,65 @@ class TestAuthentication(unittest.TestCase):
             w.stop()
 
 
+class TestPoolLoginFollowsTheClients(unittest.TestCase):
+    """A pool logs in to the server with what its clients proved (their SCRAM
+    keys) when the config holds no password: a new password must reach it, and
+    a login that had no keys must not leave a failure behind for one that has."""
+
+    def setUp(self):
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = 'rot') then "
+               "create role rot login; end if; end $$")
+        PG.sql("alter role rot password 'old-pw'")
+
+    def secret(self):
+        return PG.sql("select rolpassword from pg_authid where rolname = 'rot'")
+
+    def test_a_changed_password_reaches_the_pool_after_reload(self):
+        w = Weir(PG, settings={"auth_type": "scram-sha-256", "admin_users": "weir"},
+                 users={"rot": self.secret(), "weir": "weirpass"})
+        try:
+            r = w.psql("select current_user", user="rot", password="old-pw")
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "rot"), r.stderr + w.log())
+            PG.sql("alter role rot password 'new-pw'")
+            with open(os.path.join(w.dir, "users.txt"), "w") as f:
+                f.write('"rot" "%s"\n"weir" "weirpass"\n' % self.secret())
+            for cmd in ("RELOAD", "RECONNECT"):
+                _, res = w.admin(cmd)
+                self.assertEqual(res.returncode, 0, res.stderr)
+            r = w.psql("select current_user", user="rot", password="old-pw")
+            self.assertIn('password authentication failed for user "rot"', r.stderr)
+            # the old keys fail at the server once; the new ones must not meet that error
+            for _ in range(3):
+                r = w.psql("select current_user", user="rot", password="new-pw")
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "rot"), r.stderr + w.log())
+        finally:
+            w.stop()
+
+    def test_a_keyless_login_failure_is_not_cached_against_a_client_with_keys(self):
+        http_port = free_port()
+        w = Weir(PG, start=False, settings={"auth_type": "scram-sha-256",
+                                            "http_listen_port": str(http_port),
+                                            "server_login_retry": "30"},
+                 users={"rot": self.secret(), "weir": "weirpass"})
+        with open(w.ini, "a") as f:
+            f.write("[http_tokens]\nrot = tok-0123456789abcdef\n")
+        try:
+            w.start()
+            self.assertTrue(wait_port(http_port))
+            # a token proves no password: with only a SCRAM secret, weir has
+            # nothing to log in to the server with
+            st, r = call(http_port, "POST", "/v1/databases/appdb/sql", {"query": "select 1 n"},
+                         headers={"Authorization": "Bearer tok-0123456789abcdef"})
+            self.assertNotEqual(st, 200, r)
+            # the password, proved over SCRAM, gives the pool keys: served at once
+            t0 = time.monotonic()
+            r = w.psql("select current_user", user="rot", password="old-pw")
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "rot"), r.stderr + w.log())
+            self.assertLess(time.monotonic() - t0, 10)
+        finally:
+            w.stop()
+
+
 def scram_salt(port, user):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(raw_startup(user=user, database="appdb"))

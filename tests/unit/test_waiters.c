@@ -355,6 +355,31 @@ static void fail_fast_gives_driver_error_and_recovers(void **state)
     weir_checkin(c);
 }
 
+/* New credentials: the caller says so, and a down pool tries again at once
+ * instead of failing fast until its (here 10 s) back-off runs out. */
+static void retry_now_ends_a_down_state_at_once(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_down(f->fake, true);
+    f->o.backoff_min_ms = 10000;
+    f->o.backoff_max_ms = 10000;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), WEIR_ECONNECT);
+    assert_true(pool_stats(f->pool).target_down);
+    weir_fake_set_down(f->fake, false);
+    /* without being told, the pool keeps failing fast during the back-off */
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), WEIR_ECONNECT);
+    assert_int_equal(weir_pool_retry_now(f->pool), 0);
+    assert_false(pool_stats(f->pool).target_down);
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), 0);
+    assert_true(ms_since(t0) < 1000);
+    weir_checkin(c);
+    assert_int_equal(weir_pool_retry_now(NULL), WEIR_EINVAL);
+}
+
 static void without_fail_fast_waiters_time_out(void **state)
 {
     fixture *f = *state;
@@ -525,6 +550,7 @@ int main(void)
         T(drain_with_waiters),
         T(destroy_with_waiters),
         T(fail_fast_gives_driver_error_and_recovers),
+        T(retry_now_ends_a_down_state_at_once),
         T(without_fail_fast_waiters_time_out),
         T(reconnect_backoff_grows),
         T(nth_connect_failure_is_retried),
