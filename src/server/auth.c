@@ -4,7 +4,9 @@
  * PostgreSQL's own tools produce by default, work; others may not.
  */
 #include "auth.h"
+#include "config.h"
 
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -79,15 +81,17 @@ static int b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen)
 /* Decode exactly; returns the byte count or -1. */
 static int b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen)
 {
-    if (n % 4 || 3 * (n / 4) > outlen + 2) return -1;
-    uint8_t tmp[512];
-    if (3 * (n / 4) > sizeof tmp) return -1;
-    int r = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)n);
-    if (r < 0) return -1;
-    if (n >= 1 && in[n - 1] == '=') r--;
-    if (n >= 2 && in[n - 2] == '=') r--;
-    if (r < 0 || (size_t)r > outlen) return -1;
-    memcpy(out, tmp, (size_t)r);
+    if (n % 4 || n > INT_MAX || 3 * (n / 4) > outlen + 2) return -1;
+    /* EVP_DecodeBlock writes 3 bytes per 4, padding included: where out has
+     * no room for those, decode into scratch space first. */
+    uint8_t tmp[128], *dst = 3 * (n / 4) <= outlen ? out : tmp;
+    if (dst == tmp && 3 * (n / 4) > sizeof tmp && !(dst = malloc(3 * (n / 4)))) return -1;
+    int r = EVP_DecodeBlock(dst, (const unsigned char *)in, (int)n);
+    if (r >= 0 && n >= 1 && in[n - 1] == '=') r--;
+    if (r >= 0 && n >= 2 && in[n - 2] == '=') r--;
+    if (r < 0 || (size_t)r > outlen) r = -1;
+    if (r > 0 && dst != out) memcpy(out, dst, (size_t)r);
+    if (dst != out && dst != tmp) free(dst);
     return r;
 }
 
@@ -208,11 +212,26 @@ static int make_nonce(char *out, size_t outlen)
     return b64_encode(r, sizeof r, out, outlen) < 0 ? -1 : 0;
 }
 
-int scram_server_first(scram_server *st, const char *msg, size_t len, char *out, size_t outlen,
-                       const char **why)
+/* A SCRAM nonce: printable ASCII but ',' (RFC 5802), as PostgreSQL checks. */
+static bool nonce_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x21 || p[i] > 0x7e || p[i] == ',') return false;
+    return n > 0;
+}
+
+void scram_server_clear(scram_server *st)
+{
+    free(st->nonce);
+    free(st->client_first_bare);
+    free(st->server_first);
+    st->nonce = st->client_first_bare = st->server_first = NULL;
+}
+
+int scram_server_first(scram_server *st, const char *msg, size_t len, const char **why)
 {
     *why = "malformed SCRAM message";
-    if (len < 3 || memchr(msg, '\0', len)) return -1;
+    if (len < 3 || len > CFG_SECRET_MAX || memchr(msg, '\0', len)) return -1;
     /* gs2 header: "n,," or "y,,"; channel binding ("p=") is not offered */
     if (msg[0] == 'p') {
         *why = "channel binding is not supported";
@@ -223,21 +242,31 @@ int scram_server_first(scram_server *st, const char *msg, size_t len, char *out,
     if (!c2) return -1;
     const char *bare = c2 + 1;
     size_t blen = len - (size_t)(bare - msg);
-    if (blen >= sizeof st->client_first_bare) return -1;
     size_t nlen;
     const char *cn = attr(bare, blen, 'r', &nlen);
-    if (!cn || nlen == 0 || nlen > 64) return -1;
+    if (!cn || !nonce_ok(cn, nlen)) {
+        if (cn) *why = "non-printable characters in SCRAM nonce";
+        return -1;
+    }
+    scram_server_clear(st);
+    char sn[32], salt[100];
+    if (make_nonce(sn, sizeof sn) ||
+        b64_encode(st->sec.salt, (size_t)st->sec.saltlen, salt, sizeof salt) < 0)
+        return -1;
+    size_t snl = strlen(sn), fl = nlen + snl + strlen(salt) + 32;
+    st->client_first_bare = malloc(blen + 1);
+    st->nonce = malloc(nlen + snl + 1);
+    st->server_first = malloc(fl);
+    if (!st->client_first_bare || !st->nonce || !st->server_first) {
+        scram_server_clear(st);
+        *why = "out of memory";
+        return -1;
+    }
     memcpy(st->client_first_bare, bare, blen);
     st->client_first_bare[blen] = '\0';
-    char sn[32];
-    if (make_nonce(sn, sizeof sn)) return -1;
-    snprintf(st->nonce, sizeof st->nonce, "%.*s%s", (int)nlen, cn, sn);
-    char salt[100];
-    if (b64_encode(st->sec.salt, (size_t)st->sec.saltlen, salt, sizeof salt) < 0) return -1;
-    int n = snprintf(st->server_first, sizeof st->server_first, "r=%s,s=%s,i=%d", st->nonce, salt,
-                     st->sec.iter);
-    if (n < 0 || (size_t)n >= sizeof st->server_first || (size_t)n >= outlen) return -1;
-    memcpy(out, st->server_first, (size_t)n + 1);
+    memcpy(st->nonce, cn, nlen);
+    memcpy(st->nonce + nlen, sn, snl + 1);
+    snprintf(st->server_first, fl, "r=%s,s=%s,i=%d", st->nonce, salt, st->sec.iter);
     return 0;
 }
 
@@ -245,7 +274,7 @@ int scram_server_final(scram_server *st, const char *msg, size_t len, char *out,
                        const char **why)
 {
     *why = "malformed SCRAM message";
-    if (len > 1024 || memchr(msg, '\0', len)) return -1;
+    if (!st->nonce || len > CFG_SECRET_MAX || memchr(msg, '\0', len)) return -1;
     size_t cl, rl, pl;
     const char *c = attr(msg, len, 'c', &cl), *r = attr(msg, len, 'r', &rl);
     const char *p = attr(msg, len, 'p', &pl);
@@ -259,15 +288,26 @@ int scram_server_final(scram_server *st, const char *msg, size_t len, char *out,
         return -1;
     }
     uint8_t proof[32];
-    if (b64_decode(p, pl, proof, sizeof proof) != 32) return -1;
+    if (p < msg + 3 || b64_decode(p, pl, proof, sizeof proof) != 32) return -1;
     /* client-final-without-proof: everything before ",p=" */
     size_t wlen = (size_t)(p - 3 - msg);
-    char am[1600];
-    int n = snprintf(am, sizeof am, "%s,%s,%.*s", st->client_first_bare, st->server_first,
-                     (int)wlen, msg);
-    if (n < 0 || (size_t)n >= sizeof am) return -1;
-    uint8_t csig[32], ck[32], h[32];
-    hmac(st->sec.stored, 32, am, (size_t)n, csig);
+    size_t bl = strlen(st->client_first_bare), fl = strlen(st->server_first);
+    size_t an = bl + 1 + fl + 1 + wlen;
+    char *am = malloc(an + 1);
+    if (!am) {
+        *why = "out of memory";
+        return -1;
+    }
+    memcpy(am, st->client_first_bare, bl);
+    am[bl] = ',';
+    memcpy(am + bl + 1, st->server_first, fl);
+    am[bl + 1 + fl] = ',';
+    memcpy(am + bl + fl + 2, msg, wlen);
+    am[an] = '\0';
+    uint8_t csig[32], ck[32], h[32], ssig[32];
+    hmac(st->sec.stored, 32, am, an, csig);
+    hmac(st->sec.server, 32, am, an, ssig);
+    free(am);
     for (int i = 0; i < 32; i++) ck[i] = proof[i] ^ csig[i];
     sha256(ck, 32, h);
     if (CRYPTO_memcmp(h, st->sec.stored, 32)) {
@@ -276,8 +316,6 @@ int scram_server_final(scram_server *st, const char *msg, size_t len, char *out,
     }
     memcpy(st->client_key, ck, 32);
     st->have_client_key = true;
-    uint8_t ssig[32];
-    hmac(st->sec.server, 32, am, (size_t)n, ssig);
     char b[64];
     if (b64_encode(ssig, 32, b, sizeof b) < 0) return -1;
     if ((size_t)snprintf(out, outlen, "v=%s", b) >= outlen) return -1;

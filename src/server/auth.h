@@ -51,12 +51,14 @@ int scram_secret_for_user(const char *user, const char *password, scram_secret *
  * 0, or -1 if no random key could be made. */
 int scram_secret_mock(const char *user, scram_secret *s);
 
-/* Server side: a client proving it knows the secret. */
+/* Server side: a client proving it knows the secret. The strings are owned
+ * (each as long as the client's nonce makes it); scram_server_clear frees
+ * them. */
 typedef struct scram_server {
     scram_secret sec;
-    char nonce[96];
-    char client_first_bare[512];
-    char server_first[256];
+    char *nonce;             /* the client's nonce and weir's */
+    char *client_first_bare; /* as the client sent it */
+    char *server_first;      /* as weir sent it */
     /* After a good proof: the client's ClientKey, with which weir can log in
      * to PostgreSQL as this user without knowing the password, as long as
      * the server holds the same secret (SCRAM pass-through). */
@@ -64,12 +66,14 @@ typedef struct scram_server {
     uint8_t client_key[32];
 } scram_server;
 
-/* client-first-message in, server-first-message out. 0, or -1 with why. */
-int scram_server_first(scram_server *st, const char *msg, size_t len, char *out, size_t outlen,
-                       const char **why);
+/* client-first-message in (at most CFG_SECRET_MAX bytes, as PostgreSQL); 0
+ * with the server-first-message to send in st->server_first, or -1 with why. */
+int scram_server_first(scram_server *st, const char *msg, size_t len, const char **why);
 /* client-final-message in, server-final-message out. 0 (proof good), or -1 with why. */
 int scram_server_final(scram_server *st, const char *msg, size_t len, char *out, size_t outlen,
                        const char **why);
+/* Free what the exchange allocated (st itself is the caller's). */
+void scram_server_clear(scram_server *st);
 
 /* Client side: weir logging in to PostgreSQL. */
 typedef struct scram_client {

@@ -223,17 +223,18 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
     uint32_t code = pq_get32(m->body);
     const uint8_t *data = m->body + 4;
     size_t dlen = m->len - 8;
-    bool md5_only = auth_is_md5_hash(t->password);
+    const char *pw = t->password ? t->password : "";
+    bool md5_only = auth_is_md5_hash(pw);
     switch (code) {
     case 0:
         return 0;
     case 3: /* cleartext */
-        if (md5_only || !t->password[0]) break;
-        return send_password(fd, t->password, strlen(t->password) + 1, deadline_ns);
+        if (md5_only || !pw[0]) break;
+        return send_password(fd, pw, strlen(pw) + 1, deadline_ns);
     case 5: { /* md5 */
-        if (!t->password[0] || dlen < 4) break;
+        if (!pw[0] || dlen < 4) break;
         char resp[36];
-        auth_md5_response(t->user, t->password, data, resp);
+        auth_md5_response(t->user, pw, data, resp);
         return send_password(fd, resp, 36, deadline_ns);
     }
     case 10: { /* SASL: mechanism list */
@@ -247,7 +248,7 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
             snprintf(err, errlen, "server offers no SASL mechanism weir supports");
             return WEIR_ECONNECT;
         }
-        if ((!t->password[0] || md5_only) && !t->have_keys) break;
+        if ((!pw[0] || md5_only) && !t->have_keys) break;
         char first[160];
         int n = scram_client_first(sc, first, sizeof first);
         if (n < 0) return WEIR_EDRIVER;
@@ -260,8 +261,8 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
     case 11: { /* SASLContinue */
         char fin[300];
         const char *why;
-        int n = t->password[0] && !md5_only
-                    ? scram_client_final(sc, t->password, (const char *)data, dlen, fin, sizeof fin,
+        int n = pw[0] && !md5_only
+                    ? scram_client_final(sc, pw, (const char *)data, dlen, fin, sizeof fin,
                                          &why)
                     : scram_client_final_keys(sc, t->client_key, t->server_key, (const char *)data,
                                               dlen, fin, sizeof fin, &why);
@@ -329,13 +330,46 @@ static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *er
     return rc ? rc : failed ? WEIR_EDRIVER : 0;
 }
 
+static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, void **out,
+                    char *err, size_t errlen);
+
 static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, size_t errlen)
 {
     be_target *orig = ctx, tc;
     pthread_mutex_lock(&orig->mu);
     memcpy(&tc, orig, sizeof tc); /* a reload may change the target meanwhile */
+    tc.password = NULL;
+    int prc = be_target_set_password(&tc, orig->password);
     pthread_mutex_unlock(&orig->mu);
-    const be_target *t = &tc;
+    if (prc) return prc;
+    int rc = be_login(orig, &tc, deadline_ns, out, err, errlen);
+    (void)be_target_set_password(&tc, NULL);
+    return rc;
+}
+
+int be_target_set_password(be_target *t, const char *pw)
+{
+    if (t->password) {
+        explicit_bzero(t->password, strlen(t->password));
+        free(t->password);
+    }
+    t->password = NULL;
+    if (!pw || !*pw) return 0;
+    return (t->password = strdup(pw)) ? 0 : WEIR_ENOMEM;
+}
+
+void be_target_free(void *p)
+{
+    be_target *t = p;
+    if (!t) return;
+    (void)be_target_set_password(t, NULL);
+    free(t);
+}
+
+/* Open and log in a connection for orig, from t (a private copy of it). */
+static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, void **out,
+                    char *err, size_t errlen)
+{
     int fd = open_socket(t, deadline_ns, err, errlen);
     if (fd < 0) return fd;
     backend *be = calloc(1, sizeof *be);
@@ -450,7 +484,7 @@ const weir_driver be_driver = {
     .reset = be_reset,
     .close = be_close,
     .describe = be_describe,
-    .ctx_free = free,
+    .ctx_free = be_target_free,
 };
 
 int be_cancel(const char *host, int port, uint32_t pid, uint32_t key, int64_t timeout_ms)

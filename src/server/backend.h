@@ -32,7 +32,7 @@ typedef struct be_target {
     char host[256];
     int port;
     char dbname[64], user[64];
-    char password[256]; /* plain, or "md5..." (enough for md5 auth only); "" = none */
+    char *password; /* owned: plain, or "md5..." (enough for md5 auth only); NULL = none */
     /* SCRAM pass-through: a client's ClientKey and the ServerKey of its
      * secret, used when there is no plain password. */
     bool have_keys;
@@ -44,6 +44,12 @@ typedef struct be_target {
     bool tcp_keepalive;
     char describe[256];
 } be_target;
+
+/* Replace t's password (NULL or "": none); the old one is wiped. Under mu
+ * once the target is shared. 0, or WEIR_ENOMEM (then t has none). */
+int be_target_set_password(be_target *t, const char *pw);
+/* The driver's ctx_free: the password wiped, then t. */
+void be_target_free(void *t);
 
 /* One server connection. While a client holds it, the client's worker owns
  * all I/O on fd; otherwise the engine's threads may validate or reset it. */

@@ -84,7 +84,7 @@ struct client {
     weir_conn *conn;
     backend *be;
     char user[CFG_NAME], dbname[CFG_NAME];
-    char secret[CFG_STR];
+    char *secret; /* owned: the user's secret while logging in; NULL: none (or no such user) */
     const char *want_val[NTRACKED];
     char want[NTRACKED][BE_VALUE];
     bool want_set[NTRACKED];
@@ -243,13 +243,41 @@ static void handle_cancel(server *s, uint32_t pid, uint32_t key)
 
 /* --- life and death ------------------------------------------------------ */
 
+/* The user's secret ("" when there is none). */
+static const char *secret_of(const client *c)
+{
+    return c->secret ? c->secret : "";
+}
+
+static void clear_secret(client *c)
+{
+    if (c->secret) {
+        explicit_bzero(c->secret, strlen(c->secret));
+        free(c->secret);
+    }
+    c->secret = NULL;
+}
+
+/* The first n bytes of s become the secret; false when out of memory. */
+static bool set_secret(client *c, const char *s, size_t n)
+{
+    clear_secret(c);
+    if (!n) return true;
+    if (!(c->secret = malloc(n + 1))) return false;
+    memcpy(c->secret, s, n);
+    c->secret[n] = '\0';
+    return true;
+}
+
 static void free_client(client *c)
 {
+    clear_secret(c);
     pthread_mutex_destroy(&c->cancel_mu);
     pq_buf_free(&c->in);
     pq_buf_free(&c->out);
     pq_buf_free(&c->pre);
     ps_client_free(c->ps);
+    if (c->scram) scram_server_clear(c->scram);
     free(c->scram);
     free(c);
 }
@@ -1133,17 +1161,21 @@ static int auth_lookup_msg(client *c, const pq_msg *m)
             int32_t len = (int32_t)pq_get32(p);
             p += 4;
             if (len < 0) {
-                if (col == 1) c->secret[0] = '\0';
+                if (col == 1) clear_secret(c);
                 continue;
             }
             if (e - p < len) return -1;
             if (col == 1) {
-                if ((size_t)len >= sizeof c->secret) {
-                    snprintf(aq->err, sizeof aq->err, "secret from auth_query too long");
+                if (len > CFG_SECRET_MAX || memchr(p, '\0', (size_t)len)) {
+                    snprintf(aq->err, sizeof aq->err,
+                             "secret from auth_query longer than %d bytes or with a NUL",
+                             CFG_SECRET_MAX);
                     return 0;
                 }
-                memcpy(c->secret, p, (size_t)len);
-                c->secret[len] = '\0';
+                if (!set_secret(c, (const char *)p, (size_t)len)) {
+                    snprintf(aq->err, sizeof aq->err, "out of memory");
+                    return 0;
+                }
             }
             p += len;
         }
@@ -1188,8 +1220,8 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
         }
         if (r > 0) break;
     }
-    if (!aq->got_row) c->secret[0] = '\0'; /* no such user: it will fail like a wrong password */
-    c->secret_from_query = c->secret[0] != '\0';
+    if (!aq->got_row) clear_secret(c); /* no such user: it will fail like a wrong password */
+    c->secret_from_query = c->secret != NULL;
     auth_lookup_end(c, true);
     c->pool = NULL;
     auth_ask(c);
@@ -1364,9 +1396,10 @@ static void auth_start(client *c)
             return;
         }
         /* Ask anyway, so that a missing user looks like a wrong password. */
-        c->secret[0] = '\0';
-    } else {
-        snprintf(c->secret, sizeof c->secret, "%s", sec->secret);
+        clear_secret(c);
+    } else if (!set_secret(c, sec->secret, strlen(sec->secret))) {
+        client_close(c, "53200", "out of memory");
+        return;
     }
     auth_ask(c);
 }
@@ -1378,7 +1411,8 @@ static void auth_start(client *c)
 static void auth_ask(client *c)
 {
     int type = c->w->srv->cfg.auth_type;
-    bool is_scram = auth_is_scram_secret(c->secret), is_md5 = auth_is_md5_hash(c->secret);
+    const char *secret = secret_of(c);
+    bool is_scram = auth_is_scram_secret(secret), is_md5 = auth_is_md5_hash(secret);
     /* auth_type = md5 takes SCRAM from a user whose secret is SCRAM (an md5
      * hash cannot be made from it); auth_type = scram-sha-256 never takes
      * md5: a user with only an md5 hash cannot log in (as PostgreSQL). */
@@ -1391,15 +1425,15 @@ static void auth_ask(client *c)
         }
         int rc;
         if (is_scram) {
-            rc = scram_secret_parse(c->secret, &c->scram->sec);
+            rc = scram_secret_parse(secret, &c->scram->sec);
             if (rc) {
                 client_close(c, "28P01", "invalid SCRAM secret for user \"%s\"", c->user);
                 return;
             }
-        } else if (c->secret[0] && !is_md5) {
-            rc = scram_secret_for_user(c->user, c->secret, &c->scram->sec);
+        } else if (secret[0] && !is_md5) {
+            rc = scram_secret_for_user(c->user, secret, &c->scram->sec);
         } else {
-            c->secret[0] = '\0'; /* no user, or only an md5 hash: the proof cannot pass */
+            clear_secret(c); /* no user, or only an md5 hash: the proof cannot pass */
             rc = scram_secret_mock(c->user, &c->scram->sec);
         }
         if (rc) {
@@ -1429,10 +1463,11 @@ static bool check_password(client *c, const char *pw, uint32_t len)
     if (c->state != CL_AUTH_PASSWORD || !len || pw[len - 1] != '\0') return false;
     /* Cleartext: checked against the secret whatever its kind; the stored
      * md5 string itself is not a password. */
-    if (c->w->srv->cfg.auth_type == AUTH_PLAIN) return auth_password_ok(c->user, pw, c->secret);
-    if (!c->secret[0] || auth_is_scram_secret(c->secret)) return false;
+    const char *secret = secret_of(c);
+    if (c->w->srv->cfg.auth_type == AUTH_PLAIN) return auth_password_ok(c->user, pw, secret);
+    if (!secret[0] || auth_is_scram_secret(secret)) return false;
     char expect[36];
-    auth_md5_response(c->user, c->secret, c->salt, expect);
+    auth_md5_response(c->user, secret, c->salt, expect);
     return auth_equal(expect, pw);
 }
 
@@ -1465,12 +1500,11 @@ static void auth_message(client *c, const pq_msg *m)
             client_close(c, "08P01", "malformed SASL message");
             return;
         }
-        char out[256];
-        if (scram_server_first(c->scram, (const char *)q + 4, (size_t)(e - q - 4), out, sizeof out,
-                               &why)) {
+        if (scram_server_first(c->scram, (const char *)q + 4, (size_t)(e - q - 4), &why)) {
             client_close(c, "08P01", "%s", why);
             return;
         }
+        const char *out = c->scram->server_first;
         (void)pq_put_auth(&c->out, 11, out, (uint32_t)strlen(out));
         c->out_scanned = c->out.end;
         set_state(c, CL_AUTH_SASL_FINAL);
@@ -1478,9 +1512,9 @@ static void auth_message(client *c, const pq_msg *m)
         return;
     }
     char out[128];
-    if (!c->secret[0] ||
+    if (!c->secret ||
         scram_server_final(c->scram, (const char *)m->body, blen, out, sizeof out, &why)) {
-        if (why && strcmp(why, "password authentication failed") && c->secret[0])
+        if (why && strcmp(why, "password authentication failed") && c->secret)
             client_close(c, "08P01", "%s", why);
         else
             auth_failed(c);
@@ -1593,7 +1627,7 @@ static void login_data(client *c)
             continue;
         }
         pq_msg m;
-        int t = pq_buf_take(&c->in, 8192, &m);
+        int t = pq_buf_take(&c->in, CFG_SECRET_MAX + 4, &m);
         if (t == PQ_NEED) return;
         if (t == PQ_BAD) {
             client_close(c, "08P01", "invalid length of authentication message");

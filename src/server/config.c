@@ -711,9 +711,10 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
         r->depth--;
         return -1;
     }
-    char buf[4096];
+    char *buf = NULL;
+    size_t bufcap = 0;
     int lineno = 0, rc = 0;
-    while (fgets(buf, sizeof buf, f)) {
+    while (getline(&buf, &bufcap, f) >= 0) {
         lineno++;
         char *s = trim(buf);
         if (!*s || *s == ';' || *s == '#') continue;
@@ -758,16 +759,15 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
         } else if (!strcasecmp(section, "users")) {
             if (add_user(r, path, lineno, k, v)) rc = -1;
         } else if (!strcasecmp(section, "http_tokens")) {
-            cfg_secret t;
-            if (!copy_str(t.user, sizeof t.user, k) || !copy_str(t.secret, sizeof t.secret, v) ||
-                strlen(v) < 16) {
+            cfg_secret t = {.secret = NULL};
+            if (!copy_str(t.user, sizeof t.user, k) || strlen(v) < 16 || strlen(v) >= CFG_STR) {
                 say(r, true, path, lineno, "[http_tokens] %s: a token must be 16 to %d characters",
                     k, CFG_STR - 1);
                 rc = -1;
                 continue;
             }
             cfg_secret *arr = grow(r->c->tokens, r->c->ntokens, sizeof *arr);
-            if (!arr) return -1;
+            if (!arr || !(t.secret = strdup(v))) return -1;
             r->c->tokens = arr;
             r->c->tokens[r->c->ntokens++] = t;
         } else if (!strcasecmp(section, "pgbouncer") || !strcasecmp(section, "weir")) {
@@ -791,6 +791,7 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
             say(r, false, path, lineno, "unknown section [%s]; ignored", section);
         }
     }
+    free(buf);
     fclose(f);
     r->depth--;
     return rc;
@@ -825,10 +826,35 @@ static int parse_quoted(const char **pp, char *out, size_t cap)
     return 0;
 }
 
+static void secrets_free(cfg_secret *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i].secret) {
+            explicit_bzero(a[i].secret, strlen(a[i].secret));
+            free(a[i].secret);
+        }
+    free(a);
+}
+
+/* A copy of n secrets, each string its own; NULL when out of memory. */
+static cfg_secret *secrets_copy(const cfg_secret *src, size_t n)
+{
+    cfg_secret *a = calloc(n, sizeof *a);
+    if (!a) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        a[i] = src[i];
+        if (!(a[i].secret = strdup(src[i].secret))) {
+            secrets_free(a, i);
+            return NULL;
+        }
+    }
+    return a;
+}
+
 int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud)
 {
     reader r = {.c = c, .log = log, .ud = ud};
-    free(c->secrets);
+    secrets_free(c->secrets, c->nsecrets);
     c->secrets = NULL;
     c->nsecrets = 0;
     if (!c->auth_file[0]) return 0;
@@ -837,24 +863,43 @@ int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg
         say(&r, true, NULL, 0, "cannot open auth_file %s: %s", c->auth_file, strerror(errno));
         return -1;
     }
-    char buf[2048];
+    char *buf = NULL;
+    size_t bufcap = 0;
+    ssize_t n;
     int lineno = 0, rc = 0;
-    while (fgets(buf, sizeof buf, f)) {
+    while ((n = getline(&buf, &bufcap, f)) >= 0) {
         lineno++;
         const char *p = trim(buf);
         if (!*p || *p == ';' || *p == '#') continue;
-        cfg_secret s;
+        cfg_secret s = {.secret = malloc((size_t)n + 1)};
+        if (!s.secret) {
+            say(&r, true, c->auth_file, lineno, "out of memory");
+            rc = -1;
+            break;
+        }
         if (parse_quoted(&p, s.user, sizeof s.user) ||
-            parse_quoted(&p, s.secret, sizeof s.secret)) {
+            parse_quoted(&p, s.secret, (size_t)n + 1)) {
             say(&r, true, c->auth_file, lineno, "syntax error: expected \"user\" \"password\"");
+            free(s.secret);
+            rc = -1;
+            continue;
+        }
+        if (strlen(s.secret) > CFG_SECRET_MAX) {
+            say(&r, true, c->auth_file, lineno,
+                "the password of \"%s\" is longer than %d bytes", s.user, CFG_SECRET_MAX);
+            free(s.secret);
             rc = -1;
             continue;
         }
         cfg_secret *arr = grow(c->secrets, c->nsecrets, sizeof *arr);
-        if (!arr) break;
+        if (!arr) {
+            free(s.secret);
+            break;
+        }
         c->secrets = arr;
         c->secrets[c->nsecrets++] = s;
     }
+    free(buf);
     fclose(f);
     return rc;
 }
@@ -915,18 +960,19 @@ int cfg_copy(cfg *dst, const cfg *src)
     dst->users = NULL;
     dst->secrets = NULL;
     dst->tokens = NULL;
-    if ((src->ntokens && !(dst->tokens = malloc(src->ntokens * sizeof *src->tokens))) ||
-        (src->ndbs && !(dst->dbs = malloc(src->ndbs * sizeof *src->dbs))) ||
-        (src->nusers && !(dst->users = malloc(src->nusers * sizeof *src->users))) ||
-        (src->nsecrets && !(dst->secrets = malloc(src->nsecrets * sizeof *src->secrets)))) {
-        cfg_free(dst);
-        return -1;
-    }
+    dst->nsecrets = dst->ntokens = 0; /* until copied: what cfg_free may free */
+    if (src->ndbs && !(dst->dbs = malloc(src->ndbs * sizeof *src->dbs))) goto fail;
+    if (src->nusers && !(dst->users = malloc(src->nusers * sizeof *src->users))) goto fail;
+    if (src->ntokens && !(dst->tokens = secrets_copy(src->tokens, src->ntokens))) goto fail;
+    dst->ntokens = src->ntokens;
+    if (src->nsecrets && !(dst->secrets = secrets_copy(src->secrets, src->nsecrets))) goto fail;
+    dst->nsecrets = src->nsecrets;
     if (src->ndbs) memcpy(dst->dbs, src->dbs, src->ndbs * sizeof *src->dbs);
     if (src->nusers) memcpy(dst->users, src->users, src->nusers * sizeof *src->users);
-    if (src->nsecrets) memcpy(dst->secrets, src->secrets, src->nsecrets * sizeof *src->secrets);
-    if (src->ntokens) memcpy(dst->tokens, src->tokens, src->ntokens * sizeof *src->tokens);
     return 0;
+fail:
+    cfg_free(dst);
+    return -1;
 }
 
 /* Keys a running weir cannot take: sockets, process identity, threads. */
@@ -948,8 +994,8 @@ void cfg_free(cfg *c)
     if (!c) return;
     free(c->dbs);
     free(c->users);
-    free(c->secrets);
-    free(c->tokens);
+    secrets_free(c->secrets, c->nsecrets);
+    secrets_free(c->tokens, c->ntokens);
     c->dbs = NULL;
     c->users = NULL;
     c->secrets = NULL;

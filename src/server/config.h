@@ -8,6 +8,9 @@
 
 #define CFG_NAME 64
 #define CFG_STR  256
+/* The longest password or secret weir takes (auth_file, auth_query, a
+ * client's password message): PostgreSQL's longest authentication message. */
+#define CFG_SECRET_MAX 65535
 
 enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION = 1, POOL_STATEMENT = 2, POOL_UNSET = -1 };
 
@@ -49,8 +52,7 @@ typedef struct cfg_user {
 /* One auth_file line. */
 typedef struct cfg_secret {
     char user[CFG_NAME];
-    char secret[CFG_STR]; /* plain, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>"
-                           */
+    char *secret; /* owned: plain, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>" */
 } cfg_secret;
 
 /* [pgbouncer]. Durations in milliseconds. */

@@ -86,7 +86,7 @@ typedef struct rq_ctx {
     http_req *rq;
     http_resp *rs;
     char user[CFG_NAME];
-    char password[CFG_STR];
+    char *password; /* owned: from HTTP Basic (as long as the request head allows) */
     bool have_password, token;
     bool admin; /* an admin_users member: may list and end anyone's sessions */
     char dbname[CFG_NAME];
@@ -217,18 +217,29 @@ static bool who(rq_ctx *x)
     if (!strncasecmp(h, "Basic ", 6)) {
         const char *b = h + 6;
         while (*b == ' ') b++;
-        uint8_t dec[CFG_NAME + CFG_STR + 2];
-        int n = auth_b64_decode(b, strlen(b), dec, sizeof dec - 1);
+        size_t bl = strlen(b);
+        uint8_t *dec = malloc(bl / 4 * 3 + 4);
+        int n = dec ? auth_b64_decode(b, bl, dec, bl / 4 * 3 + 3) : -1;
         char *colon = n > 0 ? memchr(dec, ':', (size_t)n) : NULL;
-        if (!colon || colon == (char *)dec || colon - (char *)dec >= CFG_NAME ||
-            n - (colon - (char *)dec) - 1 >= CFG_STR) {
+        if (!colon || colon == (char *)dec || colon - (char *)dec >= CFG_NAME) {
+            free(dec);
             fail(x, 401, "28000", "malformed HTTP Basic credentials");
             return false;
         }
         dec[n] = '\0';
         *colon = '\0';
-        snprintf(x->user, sizeof x->user, "%.*s", (int)sizeof x->user - 1, (char *)dec);
-        snprintf(x->password, sizeof x->password, "%.*s", (int)sizeof x->password - 1, colon + 1);
+        snprintf(x->user, sizeof x->user, "%s", (char *)dec);
+        size_t pl = (size_t)n - (size_t)(colon + 1 - (char *)dec);
+        x->password = malloc(pl + 1);
+        if (x->password) {
+            memcpy(x->password, colon + 1, pl + 1);
+        }
+        explicit_bzero(dec, (size_t)n);
+        free(dec);
+        if (!x->password) {
+            fail(x, 500, "53200", "out of memory");
+            return false;
+        }
         x->have_password = true;
         return true;
     }
@@ -251,8 +262,8 @@ static bool who(rq_ctx *x)
 }
 
 /* auth_query for a user not in auth_file: the secret, or "" (no such user). */
-static int secret_by_query(rq_ctx *x, const char *auth_user, const char *query, char *secret,
-                           size_t len, char *why, size_t whylen)
+static int secret_by_query(rq_ctx *x, const char *auth_user, const char *query, char **secret,
+                           char *why, size_t whylen)
 {
     server *s = x->s;
     char err[300];
@@ -269,30 +280,18 @@ static int secret_by_query(rq_ctx *x, const char *auth_user, const char *query, 
         return snprintf(why, whylen, "auth_query: %s", e[0] ? e : weir_strerror(rc)), -1;
     }
     backend *be = weir_conn_handle(c);
-    rc = pgx_lookup(be, query, x->user, x->wait_ms, secret, len, why, whylen);
+    rc = pgx_lookup(be, query, x->user, x->wait_ms, secret, why, whylen);
     weir_checkin(c);
     return rc;
 }
 
-/* Check the password (or token); false: 401 (or 503) sent. */
-static bool authenticate(rq_ctx *x)
+/* x's password against the user's secret from auth_file (from_file), or
+ * from auth_query as auth_user (then *secret is set here); false: 401, 429
+ * or 503 sent. */
+static bool check_password(rq_ctx *x, bool from_file, char *secret, const char *auth_user,
+                           const char *query)
 {
     server *s = x->s;
-    if (x->token) return true;
-    char secret[CFG_STR] = "", auth_user[CFG_NAME] = "", query[CFG_STR] = "";
-    pthread_rwlock_rdlock(&s->cfg_rw);
-    const cfg *k = &s->cfg;
-    int type = k->auth_type;
-    const cfg_secret *sec = cfg_find_secret(k, x->user);
-    if (sec) snprintf(secret, sizeof secret, "%s", sec->secret);
-    const cfg_db *db = cfg_find_db(k, x->dbname);
-    const char *au = db && db->auth_user[0] ? db->auth_user : k->auth_user;
-    if (!sec && au[0] && !x->lite) {
-        snprintf(auth_user, sizeof auth_user, "%s", au);
-        snprintf(query, sizeof query, "%s", k->auth_query);
-    }
-    pthread_rwlock_unlock(&s->cfg_rw);
-    if (type == AUTH_TRUST || type == AUTH_ANY) return true;
     int64_t retry;
     if (!authguard_allow(s->guard, x->user, x->rq->peer, weir_now_ms(), &retry)) {
         fail(x, 429, "28000",
@@ -301,23 +300,37 @@ static bool authenticate(rq_ctx *x)
         sb_printf(&x->rs->headers, "Retry-After: %lld\r\n", (long long)(retry + 999) / 1000);
         return false;
     }
-    char ctx[CFG_STR + CFG_NAME * 2 + 8];
-    if (sec || !auth_user[0])
-        snprintf(ctx, sizeof ctx, "file:%s", secret);
-    else
+    /* What decided the answer: the secret itself (by its digest), or the
+     * database whose auth_query gives it. */
+    char ctx[CFG_NAME * 2 + 80];
+    if (from_file || !auth_user[0]) {
+        uint8_t h[32];
+        const char *sx = secret ? secret : "";
+        auth_sha256(sx, strlen(sx), h);
+        int o = snprintf(ctx, sizeof ctx, "file:");
+        for (int i = 0; i < 32; i++) o += snprintf(ctx + o, sizeof ctx - (size_t)o, "%02x", h[i]);
+    } else {
         snprintf(ctx, sizeof ctx, "query:%s/%s", x->dbname, auth_user);
+    }
     uint8_t d[32];
     cred_digest(x->user, x->password, ctx, d);
     if (cred_known(x->a, x->user, d)) return true;
-    if (!sec && auth_user[0]) {
+    char *looked = NULL;
+    if (!from_file && auth_user[0]) {
         char why[300];
-        if (secret_by_query(x, auth_user, query, secret, sizeof secret, why, sizeof why)) {
+        if (secret_by_query(x, auth_user, query, &looked, why, sizeof why)) {
             fail(x, 503, "08P01", "%s", why);
             return false;
         }
+        secret = looked;
     }
-    /* An unknown user (empty secret) costs what a SCRAM check costs. */
-    if (auth_password_ok(x->user, x->password, secret)) {
+    /* An unknown user (no secret) costs what a SCRAM check costs. */
+    bool ok = auth_password_ok(x->user, x->password, secret);
+    if (looked) {
+        explicit_bzero(looked, strlen(looked));
+        free(looked);
+    }
+    if (ok) {
         cred_remember(x->a, x->user, d);
         authguard_passed(s->guard, x->user, x->rq->peer);
         return true;
@@ -325,6 +338,39 @@ static bool authenticate(rq_ctx *x)
     authguard_failed(s->guard, x->user, x->rq->peer, weir_now_ms());
     fail(x, 401, "28P01", "password authentication failed for user \"%s\"", x->user);
     return false;
+}
+
+/* Check the password (or token); false: 401 (or 503) sent. */
+static bool authenticate(rq_ctx *x)
+{
+    server *s = x->s;
+    if (x->token) return true;
+    char *secret = NULL, auth_user[CFG_NAME] = "", query[CFG_STR] = "";
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    const cfg *k = &s->cfg;
+    int type = k->auth_type;
+    const cfg_secret *sec = cfg_find_secret(k, x->user);
+    bool from_file = sec != NULL, oom = sec && !(secret = strdup(sec->secret));
+    const cfg_db *db = cfg_find_db(k, x->dbname);
+    const char *au = db && db->auth_user[0] ? db->auth_user : k->auth_user;
+    if (!sec && au[0] && !x->lite) {
+        snprintf(auth_user, sizeof auth_user, "%s", au);
+        snprintf(query, sizeof query, "%s", k->auth_query);
+    }
+    pthread_rwlock_unlock(&s->cfg_rw);
+    bool ok = false;
+    if (oom) {
+        fail(x, 500, "53200", "out of memory");
+    } else if (type == AUTH_TRUST || type == AUTH_ANY) {
+        ok = true;
+    } else {
+        ok = check_password(x, from_file, secret, auth_user, query);
+    }
+    if (secret) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+    }
+    return ok;
 }
 
 /* --- which database ------------------------------------------------------------------ */
@@ -1204,6 +1250,10 @@ void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
 method:
     fail(&x, 405, "42501", "method %s not allowed here", m);
 done:
+    if (x.password) {
+        explicit_bzero(x.password, strlen(x.password));
+        free(x.password);
+    }
     if (rs->status >= 100 && rs->status < 600) x.a->by_class[rs->status / 100]++;
 }
 

@@ -126,7 +126,7 @@ static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, cons
     snprintf(t->dbname, sizeof t->dbname, "%s", db->dbname[0] ? db->dbname : dbname);
     snprintf(t->user, sizeof t->user, "%s", user);
     if (db->user[0] && db->password[0]) {
-        snprintf(t->password, sizeof t->password, "%s", db->password);
+        (void)be_target_set_password(t, db->password);
     } else {
         /* A plain password from auth_file, else the database's, else an md5
          * hash from auth_file (enough for md5 servers only). */
@@ -138,9 +138,9 @@ static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, cons
             sx = cs;
         bool plain = sx && *sx && !auth_is_scram_secret(sx) && !auth_is_md5_hash(sx);
         if (plain || (sx && !db->password[0] && auth_is_md5_hash(sx)))
-            snprintf(t->password, sizeof t->password, "%s", sx);
+            (void)be_target_set_password(t, sx);
         else if (db->password[0])
-            snprintf(t->password, sizeof t->password, "%s", db->password);
+            (void)be_target_set_password(t, db->password);
         /* No plain password: log in with the client's own SCRAM keys. */
         if (!plain && cr && cr->client_key && cr->server_key) {
             t->have_keys = true;
@@ -178,19 +178,21 @@ static void pool_take_login(server *s, spool *p, const cfg_db *db, const login_c
     be_target *n = calloc(1, sizeof *n);
     if (!n) return;
     target_conn(&s->cfg, db, p->db, p->user, cr, n);
+    const char *np = n->password ? n->password : "";
     be_target *t = p->target;
     pthread_mutex_lock(&t->mu);
-    bool changed = (n->password[0] || n->have_keys) &&
-                   (strcmp(n->password, t->password) || n->have_keys != t->have_keys ||
+    bool changed = (np[0] || n->have_keys) &&
+                   (strcmp(np, t->password ? t->password : "") || n->have_keys != t->have_keys ||
                     (n->have_keys && (memcmp(n->client_key, t->client_key, 32) ||
                                       memcmp(n->server_key, t->server_key, 32))));
     if (changed) {
-        memcpy(t->password, n->password, sizeof t->password);
+        (void)be_target_set_password(t, np);
         t->have_keys = n->have_keys;
         memcpy(t->client_key, n->client_key, 32);
         memcpy(t->server_key, n->server_key, 32);
     }
     pthread_mutex_unlock(&t->mu);
+    (void)be_target_set_password(n, NULL);
     explicit_bzero(n, sizeof *n);
     free(n);
     if (changed) (void)weir_pool_retry_now(p->pool);
@@ -348,14 +350,15 @@ void pools_apply_config(server *s)
         target_conn(k, db, p->db, p->user, NULL, &n);
         pthread_mutex_lock(&t->mu);
         bool moved = strcmp(n.host, t->host) || n.port != t->port || strcmp(n.dbname, t->dbname) ||
-                     (n.password[0] && strcmp(n.password, t->password));
+                     (n.password && strcmp(n.password, t->password ? t->password : ""));
         if (moved) {
             snprintf(t->host, sizeof t->host, "%s", n.host);
             t->port = n.port;
             snprintf(t->dbname, sizeof t->dbname, "%s", n.dbname);
-            if (n.password[0]) snprintf(t->password, sizeof t->password, "%s", n.password);
+            if (n.password) (void)be_target_set_password(t, n.password);
         }
         pthread_mutex_unlock(&t->mu);
+        (void)be_target_set_password(&n, NULL);
         if (moved) {
             srv_log(s, "LOG", "pool %s/%s: server settings changed; reconnecting", p->db, p->user);
             mark_closing(p);

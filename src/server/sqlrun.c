@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config.h"
 #include "proto.h"
 #include "weir/weir_sqlite.h"
 
@@ -576,17 +577,17 @@ int pgx_run(backend *be, const char *sql, const json_t *params, const sql_opts *
     return status;
 }
 
-int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout_ms, char *secret,
-               size_t len, char *why, size_t whylen)
+int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout_ms, char **secret,
+               char *why, size_t whylen)
 {
     sbuf err = {0};
     json_t *params = json_pack("[s]", user);
     int64_t dl = deadline_after(timeout_ms);
     int status = params ? pg_send(be, query, params, 0, dl, &err) : 500;
     json_decref(params);
-    secret[0] = '\0';
+    *secret = NULL;
     pq_buf b = {0};
-    bool cancelled = false;
+    bool cancelled = false, bad = false;
     sql_opts o = {.timeout_ms = timeout_ms};
     while (!status) {
         pq_msg m;
@@ -607,15 +608,32 @@ int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout
                 int32_t l = (int32_t)pq_get32(p);
                 p += 4;
                 if (l > end - p) break;
-                if (i == (n >= 2 ? 1 : 0) && l >= 0)
-                    snprintf(secret, len, "%.*s", (int)l, (const char *)p);
+                if (i == (n >= 2 ? 1 : 0) && l > 0 && !*secret) {
+                    if (l > CFG_SECRET_MAX || memchr(p, '\0', (size_t)l)) {
+                        snprintf(why, whylen, "auth_query: secret longer than %d bytes or with a NUL",
+                                 CFG_SECRET_MAX);
+                        bad = true; /* read on to ReadyForQuery */
+                    } else if ((*secret = malloc((size_t)l + 1))) {
+                        memcpy(*secret, p, (size_t)l);
+                        (*secret)[l] = '\0';
+                    } else {
+                        snprintf(why, whylen, "auth_query: out of memory");
+                        bad = true;
+                    }
+                }
                 if (l > 0) p += l;
             }
         }
     }
     if (status && status != 400) snprintf(why, whylen, "auth_query: server connection lost");
+    if (bad && !status) status = 400;
     pq_buf_free(&b);
     sb_free(&err);
+    if (status && *secret) {
+        explicit_bzero(*secret, strlen(*secret));
+        free(*secret);
+        *secret = NULL;
+    }
     return status ? -1 : 0;
 }
 

@@ -35,10 +35,10 @@ int pgx_run(backend *be, const char *sql, const json_t *params, const sql_opts *
             sbuf *err);
 /* A statement of weir's own (BEGIN ..., COMMIT, ROLLBACK, SET ...), no result. */
 int pgx_exec(backend *be, const char *sql, const sql_opts *o, sbuf *err);
-/* auth_query: the secret (second column) for user, "" if there is no row.
- * 0, or -1 with a reason in why. */
-int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout_ms, char *secret,
-               size_t len, char *why, size_t whylen);
+/* auth_query: the secret (second column) for user in *secret (malloc'd; NULL
+ * if there is no row or it is NULL or empty). 0, or -1 with a reason in why. */
+int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout_ms, char **secret,
+               char *why, size_t whylen);
 
 /* SQLite, on a checked-out connection of a weir_sqlite pool. If writer_needed
  * is not NULL and the statement would write, nothing runs: *writer_needed is

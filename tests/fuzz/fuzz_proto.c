@@ -68,8 +68,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why;
     scram_server st = ss;
     uint32_t half = cut < size ? cut : (uint32_t)size;
-    if (scram_server_first(&st, text, half, out, sizeof out, &why) == 0)
+    if (scram_server_first(&st, text, half, &why) == 0)
         (void)scram_server_final(&st, text + half, size - half, out, sizeof out, &why);
+    scram_server_clear(&st);
     scram_client sc;
     memset(&sc, 0, sizeof sc);
     strcpy(sc.nonce, "abc");

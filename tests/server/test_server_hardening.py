@@ -496,6 +496,82 @@ class TestPoolLoginFollowsTheClients(unittest.TestCase):
             w.stop()
 
 
+class TestLongPasswords(unittest.TestCase):
+    """Passwords as long as PostgreSQL takes (PgBouncer allows 65 535 bytes):
+    in auth_file, over each auth_type, to the server, and over HTTP Basic;
+    SASL messages over 8 kB."""
+
+    LONG = ("pw-" + "x7Q" * 21843)[:65530]
+
+    @classmethod
+    def setUpClass(cls):
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = 'longpw') then "
+               "create role longpw login; end if; end $$")
+        PG.sql("alter role longpw password '%s'" % cls.LONG)
+
+    def test_each_auth_type_and_the_server_login(self):
+        for auth_type in ("scram-sha-256", "md5", "plain"):
+            http_port = free_port()
+            w = Weir(PG, settings={"auth_type": auth_type, "http_listen_port": str(http_port)},
+                     users={"longpw": self.LONG, "weir": "weirpass"})
+            try:
+                r = w.psql("select current_user", user="longpw", password=self.LONG)
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "longpw"),
+                                 auth_type + ": " + r.stderr + w.log()[-2000:])
+                r = w.psql("select 1", user="longpw", password=self.LONG[:-1] + "y")
+                self.assertIn('password authentication failed for user "longpw"', r.stderr)
+            finally:
+                w.stop()
+
+    def test_http_basic_with_a_long_password(self):
+        mid = self.LONG[:10000]
+        PG.sql("alter role longpw password '%s'" % mid)
+        http_port = free_port()
+        w = Weir(PG, settings={"http_listen_port": str(http_port)},
+                 users={"longpw": mid, "weir": "weirpass"})
+        try:
+            self.assertTrue(wait_port(http_port))
+            st, r = call(http_port, "POST", "/v1/databases/appdb/sql",
+                         {"query": "select current_user u"}, user="longpw", password=mid)
+            self.assertEqual((st, r.get("rows")), (200, [{"u": "longpw"}]), r)
+            st, r = call(http_port, "POST", "/v1/databases/appdb/sql", {"query": "select 1"},
+                         user="longpw", password=mid + "z")
+            self.assertEqual(st, 401, r)
+        finally:
+            w.stop()
+            PG.sql("alter role longpw password '%s'" % self.LONG)
+
+    def test_a_sasl_message_over_8_kb(self):
+        w = Weir(PG, settings={"auth_type": "scram-sha-256"})
+        try:
+            nonce = b"N" * 12000
+            s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+            s.sendall(raw_startup(user="app", database="appdb"))
+            self.assertEqual(struct.unpack("!I", read_messages(s, 1.0)[0][1][:4])[0], 10)
+            first = b"n,,n=,r=" + nonce
+            msg = b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first
+            s.sendall(b"p" + struct.pack("!I", len(msg) + 4) + msg)
+            (t, body), = read_messages(s, 1.0)[:1]
+            self.assertEqual((t, struct.unpack("!I", body[:4])[0]), (b"R", 11), body[:200])
+            self.assertTrue(body[4:].startswith(b"r=" + nonce), body[:100])
+            s.close()
+            # a nonce that is not printable is refused with PostgreSQL's message
+            s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+            s.sendall(raw_startup(user="app", database="appdb"))
+            read_messages(s, 1.0)
+            first = b"n,,n=,r=ab\x01cd"
+            msg = b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first
+            s.sendall(b"p" + struct.pack("!I", len(msg) + 4) + msg)
+            (t, body), = read_messages(s, 1.0)[:1]
+            self.assertEqual(t, b"E")
+            self.assertIn("non-printable characters in SCRAM nonce", error_fields(body)["M"])
+            s.close()
+            r = w.psql("select 1")  # the door still serves
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            w.stop()
+
+
 def scram_salt(port, user):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(raw_startup(user=user, database="appdb"))

@@ -169,6 +169,35 @@ static void test_scram_rfc7677_client(void **state)
     assert_int_equal(scram_client_verify(&sc, bad, strlen(bad)), -1);
 }
 
+/* SASL messages as long as PostgreSQL takes; nonces it would refuse; a
+ * client-final whose proof comes first (once read before the message). */
+static void test_scram_server_limits(void **state)
+{
+    (void)state;
+    scram_server ss;
+    memset(&ss, 0, sizeof ss);
+    assert_int_equal(scram_secret_for_user("u", "pw", &ss.sec), 0);
+    const char *why;
+    size_t n = 20000;
+    char *m = malloc(65537);
+    assert_non_null(m);
+    memcpy(m, "n,,n=,r=", 8);
+    memset(m + 8, 'k', n - 8);
+    m[n] = '\0';
+    assert_int_equal(scram_server_first(&ss, m, n, &why), 0);
+    assert_int_equal(strncmp(ss.server_first, "r=kkkk", 6), 0);
+    assert_true(strlen(ss.nonce) > n - 8);
+    char out[128];
+    assert_int_equal(scram_server_final(&ss, "p=AAAA,c=biws,r=x", 17, out, sizeof out, &why), -1);
+    assert_int_equal(scram_server_first(&ss, "n,,n=,r=a\001b", 11, &why), -1);
+    assert_string_equal(why, "non-printable characters in SCRAM nonce");
+    assert_int_equal(scram_server_first(&ss, "n,,n=,r=a,b", 11, &why), 0); /* nonce "a" */
+    memset(m + 8, 'k', 65536 - 8);
+    assert_int_equal(scram_server_first(&ss, m, 65536, &why), -1); /* over 65 535 */
+    free(m);
+    scram_server_clear(&ss);
+}
+
 /* Our server side against our client side, with right and wrong passwords. */
 static void test_scram_round_trip(void **state)
 {
@@ -182,7 +211,8 @@ static void test_scram_round_trip(void **state)
         const char *why;
         int n = scram_client_first(&sc, first, sizeof first);
         assert_true(n > 0);
-        assert_int_equal(scram_server_first(&ss, first, (size_t)n, sfirst, sizeof sfirst, &why), 0);
+        assert_int_equal(scram_server_first(&ss, first, (size_t)n, &why), 0);
+        snprintf(sfirst, sizeof sfirst, "%s", ss.server_first);
         n = scram_client_final(&sc, wrong ? "guess" : "s3cret", sfirst, strlen(sfirst), cfinal,
                                sizeof cfinal, &why);
         assert_true(n > 0);
@@ -194,6 +224,7 @@ static void test_scram_round_trip(void **state)
             assert_int_equal(rc, 0);
             assert_int_equal(scram_client_verify(&sc, sfinal, strlen(sfinal)), 0);
         }
+        scram_server_clear(&ss);
     }
     /* A secret as PostgreSQL stores it parses; junk does not. */
     scram_secret s;
@@ -456,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_auth_file),
         cmocka_unit_test(test_scram_rfc7677_client),
         cmocka_unit_test(test_scram_round_trip),
+        cmocka_unit_test(test_scram_server_limits),
         cmocka_unit_test(test_md5),
         cmocka_unit_test(test_startup_parse),
         cmocka_unit_test(test_framing_any_split),
