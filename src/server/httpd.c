@@ -21,6 +21,7 @@
  * doubling to 1 s) with one log line per 10 s.
  */
 #include "httpd.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,8 +113,21 @@ void sb_json_str(sbuf *b, const char *s, size_t n)
     size_t run = 0; /* bytes copied as they are, in one go */
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\') {
+        if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\') {
             run++;
+            continue;
+        }
+        if (ch >= 0x80) {
+            size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+            if (l) {
+                run += l;
+                i += l - 1;
+                continue;
+            }
+            /* not UTF-8: U+FFFD, so the answer stays valid JSON */
+            sb_add(b, s + i - run, run);
+            run = 0;
+            sb_add(b, "\\ufffd", 6);
             continue;
         }
         sb_add(b, s + i - run, run);

@@ -1,5 +1,6 @@
 /* proto.c — PostgreSQL wire protocol (v3): buffers, framing, builders, startup parsing. */
 #include "proto.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,9 @@ int pq_put_error(pq_buf *b, const char *severity, const char *sqlstate, const ch
     *o++ = 'C';
     memcpy(o, sqlstate, lc + 1), o += lc + 1;
     *o++ = 'M';
-    memcpy(o, msg, lm), o += lm;
+    memcpy(o, msg, lm);
+    utf8_scrub((char *)o, lm); /* a client's names in it are not trusted to be UTF-8 */
+    o += lm;
     *o++ = '\0';
     *o++ = '\0';
     b->end += n + 5;

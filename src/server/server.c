@@ -1,6 +1,7 @@
 /* server.c — the daemon's frame: logging, pools by (database, user), listeners and workers. */
 #include "authguard.h"
 #include "server.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <event2/thread.h>
@@ -41,6 +42,7 @@ void srv_log(server *s, const char *level, const char *fmt, ...)
     va_end(ap);
     char masked[1200];
     weir_mask_credentials(msg, masked, sizeof masked);
+    utf8_scrub(masked, strlen(masked)); /* names from clients: no forged lines */
     pthread_mutex_lock(&s->log_lock);
     if (!s->quiet) fprintf(stderr, "%s [%d] %s %s\n", ts, (int)getpid(), level, masked);
     if (s->logf) {

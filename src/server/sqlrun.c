@@ -84,7 +84,7 @@ static uint32_t array_elem(uint32_t oid)
 /* PostgreSQL's text of a finite number is a valid JSON number. */
 static bool finite_number(const char *v, size_t n)
 {
-    size_t i = v[0] == '-' ? 1 : 0;
+    size_t i = n && v[0] == '-' ? 1 : 0;
     return n > i && isdigit((unsigned char)v[i]);
 }
 

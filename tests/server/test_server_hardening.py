@@ -3,6 +3,7 @@ descriptor floods, other users' sessions, slow and hung databases, cancel
 races, bad reloads, authentication probing and operational traps. Each test
 shows what a client (or the operator) sees, against a real PostgreSQL.
 """
+import base64
 import hashlib
 import http.client
 import json
@@ -568,6 +569,49 @@ class TestLongPasswords(unittest.TestCase):
             s.close()
             r = w.psql("select 1")  # the door still serves
             self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            w.stop()
+
+
+class TestClientTextInErrors(unittest.TestCase):
+    """Names a client sends come back in errors and logs: never as invalid
+    UTF-8 (a client library that decodes the message would fail on it), never
+    as a forged log line."""
+
+    def test_pg_door_http_door_and_log(self):
+        http_port = free_port()
+        w = Weir(PG, settings={"http_listen_port": str(http_port)})
+        try:
+            body = struct.pack("!I", 196608)
+            for k, v in ((b"user", b"app"), (b"database", b"appdb"), (b"opt\xff\xc0\x80", b"1")):
+                body += k + b"\0" + v + b"\0"
+            body += b"\0"
+            s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+            s.sendall(struct.pack("!I", len(body) + 4) + body)
+            (t, e), = read_messages(s, 2.0)[:1]
+            s.close()
+            self.assertEqual(t, b"E")
+            m = dict((p[0:1], p[1:]) for p in e.split(b"\0") if p)[b"M"]
+            self.assertEqual(m.decode("utf-8"), "unsupported startup parameter: opt???")
+            # HTTP Basic with a user name that is not UTF-8, and a line feed
+            self.assertTrue(wait_port(http_port))
+            cred = base64.b64encode(b"ev\xffil\n2099-01-01 FATAL forged:pw").decode()
+            c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+            c.request("POST", "/v1/databases/appdb/sql", body=json.dumps({"query": "select 1"}),
+                      headers={"Authorization": "Basic " + cred})
+            r = c.getresponse()
+            raw = r.read()
+            c.close()
+            self.assertEqual(r.status, 401)
+            msg = json.loads(raw.decode("utf-8"))["message"]  # strict: valid UTF-8, valid JSON
+            self.assertIn("\ufffd", msg)
+            # the login failure is logged with the name, on one line
+            r = w.psql("select 1", user="ev\n2099-01-01 FATAL forged", password="x")
+            self.assertNotEqual(r.returncode, 0)
+            log = w.log()
+            self.assertIn("FATAL forged", log)
+            self.assertFalse(any(ln.startswith("2099-01-01 FATAL forged") for ln in log.splitlines()),
+                             log[-2000:])
         finally:
             w.stop()
 
