@@ -570,61 +570,15 @@ static bool take(rq_ctx *x, weir_pool *p, weir_conn **c)
 
 /* --- the request body ---------------------------------------------------------------- */
 
-static bool flag(const json_t *body, const char *key, const http_req *rq, const char *hdr, bool def)
+/* The body decoded (sqlreq.c); false: 400 sent. */
+static bool read_body(rq_ctx *x, sql_req *q)
 {
-    const json_t *v = json_object_get(body, key);
-    if (json_is_boolean(v)) return json_is_true(v);
-    const char *h = hdr ? http_header(rq, hdr) : NULL;
-    if (h) return !strcasecmp(h, "true") || !strcmp(h, "1");
-    return def;
-}
-
-/* The body as a JSON object; NULL: 400 sent. */
-static json_t *read_body(rq_ctx *x)
-{
-    json_error_t je;
-    json_t *body = json_loadb(x->rq->body, x->rq->body_len, JSON_REJECT_DUPLICATES, &je);
-    if (!body) {
-        fail(x, 400, "22P02", "malformed JSON at line %d, column %d: %s", je.line, je.column,
-             je.text);
-        return NULL;
-    }
-    if (!json_is_object(body)) {
-        json_decref(body);
-        fail(x, 400, "22P02",
-             "the body must be a JSON object: {\"query\": ..., \"params\": [...]}");
-        return NULL;
-    }
-    x->o.array_mode = flag(body, "arrayMode", x->rq, "Neon-Array-Mode", false);
-    x->o.raw_text = flag(body, "rawTextOutput", x->rq, "Neon-Raw-Text-Output", false);
-    x->o.int8_num = flag(body, "int8AsNumber", x->rq, NULL, false);
-    x->o.numeric_num = flag(body, "numericAsNumber", x->rq, NULL, false);
-    const json_t *t = json_object_get(body, "statementTimeout");
-    if (t) {
-        if (!json_is_integer(t) || json_integer_value(t) <= 0) {
-            json_decref(body);
-            fail(x, 400, "22023", "statementTimeout must be a positive number of milliseconds");
-            return NULL;
-        }
-        int64_t ms = json_integer_value(t);
-        if (!x->o.timeout_ms || ms < x->o.timeout_ms) x->o.timeout_ms = ms;
-    }
-    return body;
-}
-
-/* One statement of the body: {"query": "...", "params": [...]}. 0, or 400 with err set. */
-static int statement(const json_t *q, const char **sql, const json_t **params, sbuf *err)
-{
-    const json_t *s = json_object_get(q, "query");
-    const json_t *p = json_object_get(q, "params");
-    if (!json_is_string(s)) return sql_error(err, 400, "22023", "\"query\" must be a string");
-    if (p && !json_is_array(p) && !json_is_null(p))
-        return sql_error(err, 400, "22023", "\"params\" must be an array");
-    if (strlen(json_string_value(s)) != json_string_length(s))
-        return sql_error(err, 400, "22021", "the query contains a NUL character");
-    *sql = json_string_value(s);
-    *params = json_is_array(p) ? p : NULL;
-    return 0;
+    sql_headers h = {.name = x->rq->hname, .value = x->rq->hval, .n = x->rq->nh};
+    sbuf err = {0};
+    int st = sql_req_decode(q, &x->o, x->rq->body, x->rq->body_len, &h, &err);
+    if (st) answer_raw(x->rs, st, &err);
+    sb_free(&err);
+    return st == 0;
 }
 
 /* --- running ------------------------------------------------------------------------- */
@@ -666,66 +620,20 @@ static bool in_txn(runner *r)
     return be->txn != 'I';
 }
 
-static void mark_index(sbuf *err, size_t i)
-{
-    if (err->len && err->p[err->len - 1] == '}') {
-        err->len--;
-        sb_printf(err, ",\"batchIndex\":%zu}", i);
-    }
-}
-
 /* {"queries": [...]}: one transaction (unless a session's is already open). */
-static int run_batch(runner *r, const json_t *body, const json_t *qs, sbuf *out, sbuf *err)
+static int run_batch(runner *r, const sql_req *q, sbuf *out, sbuf *err)
 {
     rq_ctx *x = r->x;
-    size_t n = json_array_size(qs);
-    for (size_t i = 0; i < n; i++) {
-        const char *sql;
-        const json_t *params;
-        const json_t *q = json_array_get(qs, i);
-        if (!json_is_object(q))
-            return sql_error(err, 400, "22023",
-                             "queries[%zu] must be {\"query\": ..., \"params\": [...]}", i);
-        if (statement(q, &sql, &params, err)) {
-            mark_index(err, i);
-            return 400;
-        }
-    }
-    const json_t *iso = json_object_get(body, "isolationLevel");
-    const char *isoh = http_header(x->rq, "Neon-Batch-Isolation-Level");
-    const char *level = json_is_string(iso) ? json_string_value(iso) : isoh;
-    bool ro = flag(body, "readOnly", x->rq, "Neon-Batch-Read-Only", false);
-    bool deferrable = flag(body, "deferrable", x->rq, "Neon-Batch-Deferrable", false);
-    static const struct {
-        const char *name, *sql;
-    } levels[] = {{"Serializable", "SERIALIZABLE"},
-                  {"RepeatableRead", "REPEATABLE READ"},
-                  {"ReadCommitted", "READ COMMITTED"},
-                  {"ReadUncommitted", "READ UNCOMMITTED"}};
-    const char *lv = NULL;
-    if (level) {
-        for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
-            char alt[32]; /* "REPEATABLE READ" and "repeatable_read" too */
-            snprintf(alt, sizeof alt, "%s", levels[i].sql);
-            if (!strcasecmp(level, levels[i].name) || !strcasecmp(level, alt)) lv = levels[i].sql;
-            for (char *p = alt; *p; p++)
-                if (*p == ' ') *p = '_';
-            if (!strcasecmp(level, alt)) lv = levels[i].sql;
-        }
-        if (!lv)
-            return sql_error(
-                err, 400, "22023",
-                "isolationLevel must be Serializable, RepeatableRead, ReadCommitted or "
-                "ReadUncommitted");
-    }
+    size_t n = json_array_size(q->queries);
     bool own = !in_txn(r);
     if (own) {
         char begin[128];
         if (x->lite)
             snprintf(begin, sizeof begin, "%s", r->writer ? "BEGIN IMMEDIATE" : "BEGIN");
         else
-            snprintf(begin, sizeof begin, "BEGIN%s%s%s%s", lv ? " ISOLATION LEVEL " : "",
-                     lv ? lv : "", ro ? " READ ONLY" : "", deferrable ? " DEFERRABLE" : "");
+            snprintf(begin, sizeof begin, "BEGIN%s%s%s%s", q->isolation ? " ISOLATION LEVEL " : "",
+                     q->isolation ? q->isolation : "", q->read_only ? " READ ONLY" : "",
+                     q->deferrable ? " DEFERRABLE" : "");
         int st = run_exec(r, begin, err);
         if (st) return st;
     }
@@ -733,11 +641,14 @@ static int run_batch(runner *r, const json_t *body, const json_t *qs, sbuf *out,
     for (size_t i = 0; i < n; i++) {
         const char *sql;
         const json_t *params;
-        (void)statement(json_array_get(qs, i), &sql, &params, err);
+        sql_req_statement(q, i, &sql, &params);
         if (i) sb_add(out, ",", 1);
         int st = run_one(r, sql, params, out, err);
         if (st) {
-            mark_index(err, i);
+            if (err->len && err->p[err->len - 1] == '}') { /* which statement failed */
+                err->len--;
+                sb_printf(err, ",\"batchIndex\":%zu}", i);
+            }
             if (own && r->conn) {
                 sbuf e2 = {0};
                 (void)run_exec(r, "ROLLBACK", &e2);
@@ -755,18 +666,9 @@ static int run_batch(runner *r, const json_t *body, const json_t *qs, sbuf *out,
 }
 
 /* The body's statement or batch on r's connection. */
-static int run_body(runner *r, const json_t *body, sbuf *out, sbuf *err)
+static int run_body(runner *r, const sql_req *q, sbuf *out, sbuf *err)
 {
-    const json_t *qs = json_object_get(body, "queries");
-    if (qs) {
-        if (!json_is_array(qs) || !json_array_size(qs))
-            return sql_error(err, 400, "22023", "\"queries\" must be a non-empty array");
-        return run_batch(r, body, qs, out, err);
-    }
-    const char *sql;
-    const json_t *params;
-    int st = statement(body, &sql, &params, err);
-    return st ? st : run_one(r, sql, params, out, err);
+    return q->queries ? run_batch(r, q, out, err) : run_one(r, q->sql, q->params, out, err);
 }
 
 static void count(rq_ctx *x, int64_t us, bool xact)
@@ -1008,71 +910,24 @@ static void *reaper_main(void *arg)
 
 /* --- /v1/sql ------------------------------------------------------------------------- */
 
-/* Could this SQL leave state on its connection beyond its transaction: a
- * session SET/RESET or set_config, a prepared statement, LISTEN, a cursor
- * WITH HOLD, a temporary table, LOAD, a session advisory lock? A word scan
- * outside string literals; a false alarm only costs a DISCARD ALL. */
-static bool sql_may_change_session(const char *q)
-{
-    static const char *const words[] = {"set",     "reset", "set_config", "prepare",   "listen",
-                                        "declare", "load",  "temp",       "temporary", NULL};
-    for (const char *p = q; *p;) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '\'') { /* skip a literal ('' inside is a quote) */
-            for (p++; *p; p++) {
-                if (*p != '\'') continue;
-                if (p[1] != '\'') break;
-                p++;
-            }
-            if (*p) p++;
-            continue;
-        }
-        if (!(isalpha(ch) || ch == '_')) {
-            p++;
-            continue;
-        }
-        const char *w = p;
-        while (isalnum((unsigned char)*p) || *p == '_' || *p == '$') p++;
-        size_t n = (size_t)(p - w);
-        if (n >= 11 && !strncasecmp(w, "pg_advisory", 11)) return true;
-        for (int i = 0; words[i]; i++)
-            if (strlen(words[i]) == n && !strncasecmp(w, words[i], n)) return true;
-    }
-    return false;
-}
-
-static bool body_may_change_session(const json_t *body)
-{
-    const json_t *qs = json_object_get(body, "queries");
-    if (json_is_array(qs)) {
-        for (size_t i = 0; i < json_array_size(qs); i++) {
-            const json_t *q = json_object_get(json_array_get(qs, i), "query");
-            if (json_is_string(q) && sql_may_change_session(json_string_value(q))) return true;
-        }
-        return false;
-    }
-    const json_t *q = json_object_get(body, "query");
-    return json_is_string(q) && sql_may_change_session(json_string_value(q));
-}
-
 static void sql_request(rq_ctx *x)
 {
-    json_t *body = read_body(x);
-    if (!body) return;
+    sql_req q;
+    if (!read_body(x, &q)) return;
     const char *sid = http_header(x->rq, "Weir-Session");
     hsession *h = sid ? session_claim(x, sid, false) : NULL;
     if (sid && !h) {
-        json_decref(body);
+        sql_req_free(&q);
         return;
     }
     if (h && strcmp(h->db, x->dbname)) {
         session_give(x, h);
-        json_decref(body);
+        sql_req_free(&q);
         fail(x, 400, "08P01", "session %s belongs to database %s, not %s", sid, h->db, x->dbname);
         return;
     }
     runner r = {.x = x};
-    bool batch = json_object_get(body, "queries") != NULL;
+    bool batch = q.queries != NULL;
     if (h) {
         r.conn = h->conn;
         r.writer = r.pinned = true;
@@ -1080,19 +935,19 @@ static void sql_request(rq_ctx *x)
         /* A statement starts on a reader (and moves if it writes); a batch
          * takes the writer unless it is read-only. */
         r.pinned = batch;
-        r.writer = batch && !flag(body, "readOnly", x->rq, "Neon-Batch-Read-Only", false);
+        r.writer = batch && !q.read_only;
         weir_sqlite *db = x->ldb->db;
         if (!take(x, r.writer ? weir_sqlite_writer(db) : weir_sqlite_reader(db), &r.conn)) {
-            json_decref(body);
+            sql_req_free(&q);
             return;
         }
     } else if (!take(x, x->pool->pool, &r.conn)) {
-        json_decref(body);
+        sql_req_free(&q);
         return;
     }
     sbuf out = {0}, err = {0};
     int64_t t0 = weir_now_ns();
-    int st = run_body(&r, body, &out, &err);
+    int st = run_body(&r, &q, &out, &err);
     count(x, (weir_now_ns() - t0) / 1000, !h);
     if (h) {
         h->conn = r.conn;
@@ -1101,7 +956,7 @@ static void sql_request(rq_ctx *x)
         backend *be = x->lite ? NULL : weir_conn_handle(r.conn);
         if (be && x->reset_query[0]) { /* session pooling: a request is a session */
             be->needs_reset = true;
-        } else if (be && !be->unclean && body_may_change_session(body)) {
+        } else if (be && !be->unclean && sql_req_may_change_session(&q)) {
             /* A request without a session is its own unit: what it set for
              * the session must not reach the next user of the connection. */
             sbuf e = {0};
@@ -1119,7 +974,7 @@ static void sql_request(rq_ctx *x)
         answer_raw(x->rs, 200, &out);
     sb_free(&out);
     sb_free(&err);
-    json_decref(body);
+    sql_req_free(&q);
 }
 
 /* --- /v1/pools ----------------------------------------------------------------------- */

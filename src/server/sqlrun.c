@@ -24,22 +24,6 @@
 #include "proto.h"
 #include "weir/weir_sqlite.h"
 
-int sql_error(sbuf *err, int status, const char *code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    err->len = 0;
-    sb_str(err, "{\"message\":");
-    sb_jstr(err, msg);
-    sb_str(err, ",\"code\":");
-    sb_jstr(err, code);
-    sb_str(err, "}");
-    return status;
-}
-
 static int64_t deadline_after(int64_t ms)
 {
     return ms > 0 ? weir_now_ns() + ms * 1000000 : INT64_MAX / 2;
@@ -200,106 +184,6 @@ static bool pg_array(sbuf *b, uint32_t el, const char **pp, const char *end, con
     return true;
 }
 
-/* --- PostgreSQL parameters ------------------------------------------------------ */
-
-static void array_literal(sbuf *t, const json_t *a)
-{
-    sb_add(t, "{", 1);
-    for (size_t i = 0; i < json_array_size(a); i++) {
-        const json_t *v = json_array_get(a, i);
-        if (i) sb_add(t, ",", 1);
-        if (json_is_null(v)) {
-            sb_str(t, "NULL");
-        } else if (json_is_array(v)) {
-            array_literal(t, v);
-        } else if (json_is_integer(v)) {
-            sb_printf(t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        } else if (json_is_real(v)) {
-            sb_printf(t, "%.17g", json_real_value(v));
-        } else if (json_is_boolean(v)) {
-            sb_str(t, json_is_true(v) ? "true" : "false");
-        } else {
-            char *dump = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            const char *s = dump ? dump : json_string_value(v);
-            size_t n = dump ? strlen(dump) : json_string_length(v);
-            sb_add(t, "\"", 1);
-            for (size_t k = 0; k < n; k++) {
-                if (s[k] == '"' || s[k] == '\\') sb_add(t, "\\", 1);
-                sb_add(t, s + k, 1);
-            }
-            sb_add(t, "\"", 1);
-            free(dump);
-        }
-    }
-    sb_add(t, "}", 1);
-}
-
-/* A JSON parameter as PostgreSQL text into t; false for null. */
-static bool param_text(sbuf *t, const json_t *v)
-{
-    t->len = 0;
-    switch (json_typeof(v)) {
-    case JSON_NULL:
-        return false;
-    case JSON_STRING:
-        sb_add(t, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        sb_printf(t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        break;
-    case JSON_REAL:
-        sb_printf(t, "%.17g", json_real_value(v));
-        break;
-    case JSON_TRUE:
-        sb_str(t, "true");
-        break;
-    case JSON_FALSE:
-        sb_str(t, "false");
-        break;
-    case JSON_ARRAY:
-        array_literal(t, v);
-        break;
-    case JSON_OBJECT: {
-        char *dump = json_dumps(v, JSON_COMPACT);
-        if (dump)
-            sb_str(t, dump);
-        else
-            t->oom = true;
-        free(dump);
-        break;
-    }
-    }
-    return true;
-}
-
-/* --- PostgreSQL messages ---------------------------------------------------------- */
-
-static size_t msg_begin(sbuf *w, char type)
-{
-    sb_add(w, &type, 1);
-    sb_add(w, "\0\0\0\0", 4);
-    return w->len - 4;
-}
-
-static void msg_end(sbuf *w, size_t at)
-{
-    if (!w->oom) pq_set32((uint8_t *)w->p + at, (uint32_t)(w->len - at));
-}
-
-static void put16(sbuf *w, int v)
-{
-    uint8_t b[2];
-    pq_set16(b, (uint16_t)v);
-    sb_add(w, b, 2);
-}
-
-static void put32(sbuf *w, uint32_t v)
-{
-    uint8_t b[4];
-    pq_set32(b, v);
-    sb_add(w, b, 4);
-}
-
 /* An ErrorResponse as the error object. */
 static void pg_error_json(sbuf *err, const pq_msg *m, bool timed_out, int64_t timeout_ms)
 {
@@ -369,9 +253,7 @@ static int lost(backend *be, sbuf *err, bool cancelled)
 int pgx_exec(backend *be, const char *sql, const sql_opts *o, sbuf *err)
 {
     sbuf w = {0};
-    size_t at = msg_begin(&w, 'Q');
-    sb_add(&w, sql, strlen(sql) + 1);
-    msg_end(&w, at);
+    sql_pg_query(&w, sql);
     if (w.oom) return sql_error(err, 500, "53200", "out of memory");
     int64_t dl = deadline_after(o->timeout_ms);
     int rc = be_write_all(be->fd, (uint8_t *)w.p, w.len, dl);
@@ -406,45 +288,10 @@ static int pg_send(backend *be, const char *sql, const json_t *params, int64_t m
         int st = pgx_exec(be, "SET client_encoding TO 'UTF8'", &so, err);
         if (st) return st;
     }
-    sbuf w = {0}, t = {0};
-    size_t at = msg_begin(&w, 'P');
-    sb_add(&w, "", 1);
-    sb_add(&w, sql, strlen(sql) + 1);
-    put16(&w, 0);
-    msg_end(&w, at);
-    size_t np = json_array_size(params);
-    at = msg_begin(&w, 'B');
-    sb_add(&w, "\0", 2); /* portal "", statement "" */
-    put16(&w, 0);        /* parameters in text */
-    put16(&w, (int)np);
-    for (size_t i = 0; i < np; i++) {
-        if (!param_text(&t, json_array_get(params, i))) {
-            put32(&w, 0xffffffffu);
-            continue;
-        }
-        put32(&w, (uint32_t)t.len);
-        sb_add(&w, t.p, t.len);
-    }
-    put16(&w, 0); /* results in text */
-    msg_end(&w, at);
-    at = msg_begin(&w, 'D');
-    sb_add(&w, "P", 2);
-    msg_end(&w, at);
-    at = msg_begin(&w, 'E');
-    sb_add(&w, "", 1);
-    put32(&w, max_rows > 0 && max_rows < INT32_MAX ? (uint32_t)max_rows + 1 : 0);
-    msg_end(&w, at);
-    at = msg_begin(&w, 'S');
-    msg_end(&w, at);
-    int status = 0;
-    if (w.oom || t.oom || np > 65535) {
-        status = np > 65535 ? sql_error(err, 400, "54000", "more than 65535 parameters")
-                            : sql_error(err, 500, "53200", "out of memory");
-    } else if (be_write_all(be->fd, (uint8_t *)w.p, w.len, dl)) {
-        status = lost(be, err, false);
-    }
+    sbuf w = {0};
+    int status = sql_pg_extended(&w, sql, params, max_rows, err);
+    if (!status && be_write_all(be->fd, (uint8_t *)w.p, w.len, dl)) status = lost(be, err, false);
     sb_free(&w);
-    sb_free(&t);
     return status;
 }
 

@@ -15,18 +15,9 @@
 
 #include "backend.h"
 #include "httpd.h"
+#include "sqlreq.h"
 #include "weir/weir.h"
 
-typedef struct sql_opts {
-    bool array_mode;         /* rows as arrays instead of objects */
-    bool int8_num;           /* int8 as a JSON number (default: a string) */
-    bool numeric_num;        /* numeric as a JSON number (default: a string) */
-    bool raw_text;           /* every value as PostgreSQL's text (null stays null) */
-    int64_t max_rows;        /* more rows than this is an error; 0 = no limit */
-    size_t max_bytes;        /* a response longer than this is an error; 0 = no limit */
-    int64_t timeout_ms;      /* statement timeout; 0 = none */
-    int64_t cancel_grace_ms; /* after a cancel, how long to wait for the server's answer */
-} sql_opts;
 
 /* PostgreSQL. Each returns 0 (result appended to out), or an HTTP status with
  * the error object in err. A connection that can no longer be trusted has
@@ -47,8 +38,5 @@ int litx_run(weir_conn *c, const char *sql, const json_t *params, const sql_opts
              sbuf *err, bool *writer_needed);
 int litx_exec(weir_conn *c, const char *sql, sbuf *err);
 
-/* An error object of weir's own: {"message": msg, "code": code}. Returns status. */
-int sql_error(sbuf *err, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 #endif

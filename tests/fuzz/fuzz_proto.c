@@ -1,4 +1,7 @@
-/* fuzz_proto.c — libFuzzer target: everything weir parses from a client before trusting it.
+/* fuzz_proto.c — libFuzzer target: what the PostgreSQL door parses from a client before it
+ * is authenticated (with fuzz_prep, which covers the prepared-statement rewriting of what it
+ * sends afterwards, and fuzz_http and fuzz_json, the HTTP door's request head and body, this
+ * is every parser of client input in weir).
  *
  * The input is cut in two at a point taken from its first byte, and fed to:
  * the startup-packet parser, the message framer (as bytes arrive in two

@@ -1,6 +1,8 @@
 #!/bin/sh
 # run.sh SECONDS [BUILD_DIR] — build the libFuzzer targets with clang and fuzz each for SECONDS:
-# fuzz_proto (the PostgreSQL door's parsers) and fuzz_http (the HTTP request head).
+# fuzz_proto (the PostgreSQL door's parsers), fuzz_http (the HTTP request head), fuzz_json
+# (the SQL-over-HTTP body and its PostgreSQL messages) and fuzz_prep (prepared-statement
+# rewriting of client messages in transaction pooling).
 # Corpora live in BUILD_DIR/fuzz-corpus-<target> (seeded with a few real
 # messages); findings are written to BUILD_DIR/fuzz-findings and fail the run.
 set -eu
@@ -44,3 +46,19 @@ printf '\377GET /health HTTP/1.1\r\nHost: x\r\n\r\n' >"$c/get"
 printf '\040POST /v1/sql?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\nConnection: keep-alive, close\r\nExpect: 100-continue\r\n\r\n{"query":"select 1"}' >"$c/post"
 printf '\010\r\nGET / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n' >"$c/te"
 fuzz fuzz_http
+
+build fuzz_json "$here/fuzz_json.c" "$root/src/server/sqlreq.c" "$root/src/server/sbuf.c" \
+    "$root/src/server/proto.c" $(pkg-config --cflags --libs jansson)
+c="$out/fuzz-corpus-fuzz_json"
+# seeds: the first byte turns Neon-* headers on
+printf '\000{"query":"select $1::int, $2","params":[1,"x\\u00e9",null,[1,[2,null]],{"a":1},true,1.5]}' >"$c/one"
+printf '\037{"queries":[{"query":"set x = 1"},{"query":"select 1","params":[]}],"isolationLevel":"Serializable","readOnly":true}' >"$c/batch"
+printf '\200{"query":"select 1","statementTimeout":5,"arrayMode":true}' >"$c/opts"
+fuzz fuzz_json
+
+build fuzz_prep "$here/fuzz_prep.c" "$root/src/server/prep.c" "$root/src/server/proto.c" -lpthread
+c="$out/fuzz-corpus-fuzz_prep"
+# seeds: Parse "s1" / Bind / Execute / Sync from client 0, then the server's answers
+printf '\000P\000\022s1\000select 1\000\000\000\000B\000\016\000s1\000\000\000\000\000\000\000\000\000E\000\005\000\000\000\000\000\000S\000\000\0011\000\000\0012\000\000\001C\000\011SELECT 1\000\001Z\000\001I' >"$c/parse"
+printf '\002Q\000\020deallocate all\000\000C\000\007\000S\000\000\002P\000\022s1\000select 2\000\000\000' >"$c/dealloc"
+fuzz fuzz_prep
