@@ -49,7 +49,8 @@
 #define READ_CHUNK     16384u
 #define LOGIN_CHUNK    1024u      /* reads before login: startup and auth messages are small */
 #define CLIENT_MAX_MSG (1u << 30) /* PostgreSQL's own limit for a message */
-#define STREAM_OVER    65536u     /* a simple Query longer than this streams (see ps_whole) */
+#define STREAM_OVER    65536u     /* a simple Query or a Bind longer than this streams (ps_whole) */
+#define BIND_HEAD_MAX  65536u     /* a streamed Bind's portal and statement names, at most */
 
 /* Parameters a client may set that weir keeps in line on every server it lands on. */
 static const char *const tracked[] = {
@@ -76,6 +77,7 @@ struct client {
     uint32_t in_scanned, out_scanned;
     pq_stream cst, sst;
     pq_stream xst; /* ps: the framing of c->in as it is translated */
+    bool xdrop;    /* ps: the rest of the message at xst is dropped, not passed */
     ps_client *ps; /* named prepared statements kept by weir (transaction/statement mode) */
     bool sst_drop;
     bool in_whole_need; /* c->in ends in part of a message weir must see whole: read on */
@@ -313,6 +315,7 @@ static void unlink_server(client *c, bool client_gone)
     c->unsynced = false;
     c->sst = (pq_stream){0};
     c->xst = (pq_stream){0};
+    c->xdrop = false;
     c->sst_drop = false;
     if (c->ps) ps_client_unlink(c->ps);
     pq_buf_reset(&c->pre);
@@ -839,7 +842,7 @@ static bool valid_frontend_type(char t)
 static const char *ps_whole(const client *c, const uint8_t *p, uint32_t n)
 {
     if (!c->ps) return "X";
-    if (n >= 5 && p[0] == 'Q' && pq_get32(p + 1) > STREAM_OVER) return "X";
+    if (n >= 5 && (p[0] == 'Q' || p[0] == 'B') && pq_get32(p + 1) > STREAM_OVER) return "X";
     return PS_WHOLE_IN;
 }
 
@@ -890,6 +893,33 @@ static bool scan_in(client *c)
     return true;
 }
 
+/* A Bind over STREAM_OVER at p (n bytes of it here): only its portal and
+ * statement names are looked at (prep.h), the rest streams. 1: done,
+ * c->in moved past the names; 0: the names are not all here yet; -1: c is
+ * gone. */
+static int bind_head(client *c, const uint8_t *p, uint32_t n, uint32_t max)
+{
+    uint32_t len = pq_get32(p + 1) - 4, avail = n - 5 < len ? n - 5 : len;
+    const uint8_t *b = p + 5, *z1 = memchr(b, 0, avail);
+    const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, avail - (uint32_t)(z1 + 1 - b)) : NULL;
+    if (!z2) {
+        if (avail < len && avail < BIND_HEAD_MAX) return 0;
+        client_close(c, "08P01", "invalid Bind message: portal and statement names missing or "
+                                 "longer than %u bytes", BIND_HEAD_MAX);
+        return -1;
+    }
+    uint32_t nh = (uint32_t)(z2 + 1 - b);
+    int rc = ps_client_bind_head(c->ps, &((be_ext *)c->be->ext)->ps, max, b, nh, len, &c->pre);
+    if (rc < 0) {
+        client_close(c, "53200", "out of memory");
+        return -1;
+    }
+    c->xst.left = len - nh;
+    c->xdrop = rc == 1 && c->xst.left > 0;
+    c->in.start += 5 + nh;
+    return 1;
+}
+
 /* max_prepared_statements: move the scanned client messages to c->pre,
  * statement names rewritten for the linked server (prep.h), and put the
  * replies weir makes itself in c->out. false: c is gone. */
@@ -906,12 +936,20 @@ static bool ps_translate(client *c)
         uint32_t used;
         const uint8_t *p = c->in.p + c->in.start;
         uint32_t n = c->in_scanned - c->in.start;
+        if (!c->xst.left && n >= 5 && p[0] == 'B' && pq_get32(p + 1) > STREAM_OVER) {
+            int rc = bind_head(c, p, n, max);
+            if (rc < 0) return false;
+            if (rc == 0) break; /* its names are still coming */
+            continue;
+        }
         int r =
             pq_next(&c->xst, p, n, CLIENT_MAX_MSG, c->xst.left ? "" : ps_whole(c, p, n), &m, &used);
         if (r == PQ_NEED || r == PQ_BAD) break; /* cannot happen: scan_in framed these bytes */
-        int rc;
+        int rc = 0;
         if (r == PQ_MSG && m.body) {
             rc = ps_client_msg(c->ps, &x->ps, max, m.type, m.body, m.len - 4, &c->pre);
+        } else if (r == PQ_PASS && c->xdrop) {
+            c->xdrop = c->xst.left > 0; /* the rest of a Bind weir answered itself */
         } else {
             rc = r == PQ_MSG ? ps_client_other(c->ps, m.type) : 0;
             if (!rc) rc = pq_put_raw(&c->pre, c->in.p + c->in.start, used);

@@ -571,6 +571,56 @@ static int parse_deallocate(const char *q, bool *all, char *out, size_t outlen)
     return 1;
 }
 
+/* A Bind of portal to statement name: rest (nrest bytes: its parameters and
+ * formats) follows the names, and then follow more bytes that the caller
+ * streams after it. 0: the Bind (rewritten) is in o, with the length for all
+ * of it; 1: weir answers it itself, nothing is written (the caller drops
+ * what follows); -1: out of memory. */
+static int bind_msg(ps_client *pc, ps_cache *sc, uint32_t max, const char *portal,
+                    const char *name, const uint8_t *rest, uint32_t nrest, uint32_t follow,
+                    pq_buf *o)
+{
+    if (pc->dportal && !strcmp(portal, pc->dportal)) {
+        free(pc->dportal); /* that portal is bound anew */
+        pc->dportal = NULL;
+    }
+    if (!*name && pc->udealloc) {
+        if (!(pc->dportal = strdup(portal))) return -1;
+        return push(pc, OP_SYN_BIND, 0, 0) ? -1 : 1;
+    }
+    ps_name *e = *name ? name_find(pc, name) : NULL;
+    char nm[NAME_MAX_];
+    if (e) {
+        pc->bind++;
+        if (ensure(pc, sc, max, e->st, o)) return -1;
+        name = nm;
+        put_name(nm, e->st->id);
+    }
+    uint32_t lp = (uint32_t)strlen(portal) + 1, ln = (uint32_t)strlen(name) + 1;
+    if (pq_buf_reserve(o, 5 + lp + ln + nrest) || push(pc, OP_BIND, 0, 0)) return -1;
+    uint8_t *w = o->p + o->end;
+    *w = 'B';
+    pq_set32(w + 1, 4 + lp + ln + nrest + follow);
+    memcpy(w + 5, portal, lp);
+    memcpy(w + 5 + lp, name, ln);
+    if (nrest) memcpy(w + 5 + lp + ln, rest, nrest);
+    o->end += 5 + lp + ln + nrest;
+    return 0;
+}
+
+int ps_client_bind_head(ps_client *pc, ps_cache **scp, uint32_t max, const uint8_t *head,
+                        uint32_t nh, uint32_t len, pq_buf *o)
+{
+    if (!*scp) {
+        if (!(*scp = calloc(1, sizeof **scp))) return -1;
+        (*scp)->reg = pc->reg;
+    }
+    const uint8_t *p = head, *end = head + nh;
+    const char *portal = pq_get_str(&p, end), *name = portal ? pq_get_str(&p, end) : NULL;
+    if (!name || p != end || nh > len) return -1; /* the caller found the names */
+    return bind_msg(pc, *scp, max ? max : 1, portal, name, NULL, 0, len - nh, o);
+}
+
 int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uint8_t *body,
                   uint32_t len, pq_buf *o)
 {
@@ -628,27 +678,12 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
     }
     case 'B': {
         const char *portal = pq_get_str(&p, end), *name = portal ? pq_get_str(&p, end) : NULL;
-        if (portal && pc->dportal && !strcmp(portal, pc->dportal)) {
-            free(pc->dportal); /* that portal is bound anew */
-            pc->dportal = NULL;
-        }
-        if (name && !*name && pc->udealloc) {
-            if (!(pc->dportal = strdup(portal))) return -1;
-            return push(pc, OP_SYN_BIND, 0, 0);
-        }
-        ps_name *e = name && *name ? name_find(pc, name) : NULL;
-        if (!e) {
+        if (!name) {
             if (push(pc, OP_BIND, 0, 0)) return -1;
-            break;
+            break; /* malformed: the server says so */
         }
-        pc->bind++;
-        if (ensure(pc, sc, max, e->st, o)) return -1;
-        int l = put_name(nm, e->st->id);
-        return put_parts(o, 'B', portal, (uint32_t)strlen(portal) + 1, nm, (uint32_t)l + 1, p,
-                         (uint32_t)(end - p)) ||
-                       push(pc, OP_BIND, 0, 0)
-                   ? -1
-                   : 0;
+        int rc = bind_msg(pc, sc, max, portal, name, p, (uint32_t)(end - p), 0, o);
+        return rc < 0 ? -1 : 0;
     }
     case 'D':
     case 'C': {

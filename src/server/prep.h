@@ -60,6 +60,15 @@ size_t ps_cache_count(const ps_cache *sc);
  * memory. */
 int ps_client_msg(ps_client *pc, ps_cache **sc, uint32_t max, char t, const uint8_t *body,
                   uint32_t len, pq_buf *to_server);
+/* The head of a Bind too long to hold whole: head (nh bytes) is its portal
+ * and statement names, NUL-terminated; len is its whole body's length. Done
+ * as ps_client_msg would, except that the len - nh bytes after the names
+ * are not here: 0, the rewritten Bind's header and names are in to_server,
+ * its length counting those bytes, which the caller passes after it as
+ * they are; 1, weir answers this Bind itself and the caller drops them; -1,
+ * out of memory. */
+int ps_client_bind_head(ps_client *pc, ps_cache **sc, uint32_t max, const uint8_t *head,
+                        uint32_t nh, uint32_t len, pq_buf *to_server);
 /* Named-statement traffic since the last call (then zeroed): client Parse
  * messages, Parse messages sent to servers, Bind messages. */
 void ps_take_counts(ps_client *pc, uint64_t *parse_c, uint64_t *parse_s, uint64_t *bind);

@@ -50,7 +50,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cur ^= 1;
         }
         ps_client *c = pc[cur];
-        if (!(ctl & 1)) {
+        const uint8_t *z1 = n ? memchr(body, 0, n) : NULL;
+        const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, n - (size_t)(z1 + 1 - body)) : NULL;
+        if (!(ctl & 1) && t == 'B' && (ctl & 8) && z2) {
+            /* a Bind as client.c streams a long one: its names, then the rest as it is */
+            uint32_t nh = (uint32_t)(z2 + 1 - body);
+            int rc = ps_client_bind_head(c, &sc, 3, body, nh, n, &to_server);
+            if (rc < 0) abort();
+            if (rc == 0 && pq_put_raw(&to_server, body + nh, n - nh)) abort();
+            check_frames(&to_server);
+            to_server.start = to_server.end = 0;
+        } else if (!(ctl & 1)) {
             int rc = strchr(PS_WHOLE_IN, t) && t
                          ? ps_client_msg(c, &sc, 3, t, body, n, &to_server)
                          : ps_client_other(c, t);

@@ -765,8 +765,10 @@ def peak_rss_mb(pid):
 
 
 class TestLargeMessages(unittest.TestCase):
-    """Messages far above the 256 KiB read mark pass in every mode; a simple
-    query streams (weir's memory stays small), Parse/Bind are held whole."""
+    """Messages far above the 256 KiB read mark pass in every mode. A simple
+    query and a Bind (its parameters) stream, so weir's memory stays small
+    whatever their size; a Parse, whose text weir keeps for other server
+    connections, is held whole."""
 
     def run_sizes(self, mode, prepared):
         import psycopg
@@ -774,21 +776,25 @@ class TestLargeMessages(unittest.TestCase):
                                "default_pool_size": "2"})
         try:
             sizes = (300 * 1024, 16 << 20, 100 << 20)
+            # Memory bounds in the plain build (sanitizers multiply memory).
+            bounded = not os.environ.get("WEIR_TEST_SLOW")
             with psycopg.connect(w.dsn(), autocommit=True) as c:
                 cur = psycopg.ClientCursor(c)  # the simple query protocol: one 'Q' message
                 for n in sizes:
                     cur.execute("select length('%s')" % ("x" * n))
                     self.assertEqual(cur.fetchone()[0], n)
-                # Memory bounds in the plain build (sanitizers multiply memory).
-                bounded = not os.environ.get("WEIR_TEST_SLOW")
                 if bounded:
                     self.assertLess(peak_rss_mb(w.proc.pid), 64, "a streamed query was buffered")
-                for n in sizes:  # Parse/Bind/Execute with one big parameter
-                    r = c.execute("select length(%s::text)", ("y" * n,)).fetchone()
-                    self.assertEqual(r[0], n)
-                # Bounded by a few times the largest message, not leaking per message.
+                for prepare in (False, True):  # unnamed, then a named statement
+                    for n in sizes:  # Parse/Bind/Execute with one big parameter
+                        r = c.execute("select length(%s::text)", ("y" * n,),
+                                      prepare=prepare).fetchone()
+                        self.assertEqual(r[0], n)
                 if bounded:
-                    self.assertLess(peak_rss_mb(w.proc.pid), 4 * 100 + 64)
+                    self.assertLess(peak_rss_mb(w.proc.pid), 64, "a Bind was buffered")
+                # a 16 MiB statement text in a named Parse: held whole, passes
+                big = "select length('%s')" % ("z" * (16 << 20))
+                self.assertEqual(c.execute(big, prepare=True).fetchone()[0], 16 << 20)
                 self.assertEqual(c.execute("select 1").fetchone()[0], 1)
             self.assertEqual(w.psql("select 2").stdout.strip(), "2")
         finally:
