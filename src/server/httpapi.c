@@ -954,7 +954,9 @@ static void sql_request(rq_ctx *x)
         session_give(x, h);
     } else if (r.conn) {
         backend *be = x->lite ? NULL : weir_conn_handle(r.conn);
-        if (be && x->reset_query[0]) { /* session pooling: a request is a session */
+        if (!be && sql_req_may_change_session(&q)) {
+            weir_conn_mark_broken(r.conn); /* SQLite: a fresh connection, not a reset */
+        } else if (be && x->reset_query[0]) { /* session pooling: a request is a session */
             be->needs_reset = true;
         } else if (be && !be->unclean && sql_req_may_change_session(&q)) {
             /* A request without a session is its own unit: what it set for

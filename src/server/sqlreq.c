@@ -176,8 +176,9 @@ void sql_req_statement(const sql_req *r, size_t i, const char **sql, const json_
 
 bool sql_may_change_session(const char *q)
 {
-    static const char *const words[] = {"set",     "reset", "set_config", "prepare",   "listen",
-                                        "declare", "load",  "temp",       "temporary", NULL};
+    static const char *const words[] = {
+        "set",  "reset",     "set_config", "prepare", "listen", "declare", "load",
+        "temp", "temporary", "pragma",     "attach",  "detach", NULL};
     for (const char *p = q; *p;) {
         unsigned char ch = (unsigned char)*p;
         if (!(isalpha(ch) || ch == '_')) {

@@ -336,6 +336,18 @@ class TestSqlite(HttpCase):
         self.assertEqual([f["type"].lower() for f in r["fields"]],
                          ["integer", "real", "text", "blob", "integer", "boolean", "json"])
 
+    def test_pragma_without_a_session_does_not_reach_later_requests(self):
+        """weir opens SQLite connections with foreign_keys on; a request that
+        turns it off (or attaches a database) leaves no trace for the next."""
+        for _ in range(4):  # whichever connection it lands on
+            self.ok("lite", "pragma foreign_keys = off")
+            self.ok("lite", "attach database ':memory:' as side")
+        for _ in range(8):
+            r = self.ok("lite", "pragma foreign_keys")
+            self.assertEqual(r["rows"], [{"foreign_keys": 1}])
+            r = self.ok("lite", "select count(*) n from pragma_database_list where name = 'side'")
+            self.assertEqual(r["rows"], [{"n": 0}])
+
     def test_errors(self):
         st, e, _ = self.c.sql("lite", "select * from nope")
         self.assertEqual((st, e["code"], e["message"]), (400, "SQLITE_ERROR", "no such table: nope"))
