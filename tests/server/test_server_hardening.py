@@ -18,7 +18,8 @@ import threading
 import time
 import unittest
 
-from harness import basic, Postgres, Weir, error_fields, free_port, raw_startup, read_messages, wait_port
+from harness import (WEIR, basic, Postgres, Weir, error_fields, free_port, raw_startup,
+                     read_messages, wait_port)
 
 PG = None
 
@@ -178,6 +179,51 @@ class TestHttpParser(HttpDoor):
         self.assertTrue(r.startswith("HTTP/1.1 200"), r)
         st, m = call(self.http_port, "GET", "/metrics")
         self.assertIn("weir_http_connections_refused_total", m)
+
+
+class TestDescriptorExhaustion(unittest.TestCase):
+    """The PostgreSQL door out of descriptors: accept() fails with EMFILE. weir
+    backs off (one log line per 10 s, not a busy loop), and serves again as
+    soon as descriptors come free."""
+
+    def test_pg_door_backs_off_and_recovers(self):
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+        w = Weir(PG, start=False, settings={"max_client_conn": "1000"})
+        w.log_fh = open(w.logfile, "ab")
+        w.proc = subprocess.Popen([WEIR, w.ini],
+                                  stdout=w.log_fh, stderr=subprocess.STDOUT, preexec_fn=low_limit)
+        flood = []
+        try:
+            self.assertTrue(wait_port(w.port), w.log())
+            self.assertIn("max_client_conn", w.log())  # warned at start: 1000 > 96
+            for _ in range(120):
+                flood.append(socket.create_connection(("127.0.0.1", w.port), timeout=5))
+            time.sleep(0.5)
+            def cpu():
+                with open("/proc/%d/stat" % w.proc.pid) as f:
+                    v = f.read().rsplit(")", 1)[1].split()
+                return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+            c0, t0 = cpu(), time.monotonic()
+            time.sleep(3)
+            used = (cpu() - c0) / (time.monotonic() - t0)
+            self.assertLess(used, 0.3, "weir spins on accept(): %.2f cores" % used)
+            lines = [ln for ln in w.log().splitlines() if "accept() failed" in ln]
+            self.assertTrue(1 <= len(lines) <= 2, lines)
+            for f in flood:
+                f.close()
+            flood = []
+            deadline = time.monotonic() + 10
+            while True:  # the backlog drains (closed peers), then a real client is served
+                r = w.psql("select 1")
+                if r.returncode == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), r.stderr + w.log()[-2000:])
+        finally:
+            for f in flood:
+                f.close()
+            w.stop()
 
 
 class TestSessionsBelongToTheirOwner(HttpDoor):
