@@ -376,10 +376,6 @@ class TestReload(OpsCase):
                          ("yes", "no"))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 CONN_COLS = ["type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
              "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
              "remote_pid", "tls", "application_name", "prepared_statements"]
@@ -455,6 +451,26 @@ class TestConsoleConnections(OpsCase):
         _, r = self.admin("RESUME")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(conn.execute("SELECT 2").fetchone()[0], 2)
+
+    def test_a_query_is_held_while_paused_and_runs_after_resume(self):
+        conn = psycopg.connect(self.w.dsn(), autocommit=True)
+        self.addCleanup(conn.close)
+        conn.execute("SELECT 1")
+        bg = Background(self.w, "PAUSE appdb")
+        self.assertTrue(bg.done(10))
+        self.assertEqual(bg.result[1].returncode, 0, bg.result[1].stderr)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(
+            r=conn.execute("SELECT now(), clock_timestamp()").fetchone(), t=time.monotonic()))
+        t0 = time.monotonic()
+        t.start()
+        t.join(1.5)
+        self.assertTrue(t.is_alive(), "a query ran while its database was paused")
+        _, r = self.admin("RESUME appdb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.join(10)
+        self.assertFalse(t.is_alive(), "the held query did not run after RESUME")
+        self.assertGreaterEqual(out["t"] - t0, 1.5)  # answered only after the RESUME
 
     def test_pause_and_resume_under_pgbench(self):
         out = {}
@@ -538,3 +554,7 @@ class TestSyslogConfig(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("syslog_facility", log)
         self.assertIn("unknown facility", log)
+
+
+if __name__ == "__main__":
+    unittest.main()
