@@ -10,7 +10,8 @@ import os
 import subprocess
 import sys
 
-build = sys.argv[1] if len(sys.argv) > 1 else "build"
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "build")
 objs = sorted(glob.glob(os.path.join(build, "CMakeFiles", "*.dir", "src", "server",
                                      "**", "*.o"), recursive=True))
 if not objs:
@@ -18,8 +19,10 @@ if not objs:
 
 defined, used = {}, {}
 for o in objs:
-    name = os.path.relpath(o, os.path.join(os.path.dirname(o).split("/src/server")[0],
-                                           "src", "server"))[:-4]  # "pg/client.c.o" -> "pg/client"
+    src = o.split("/src/server/", 1)[1][:-2]  # ".../src/server/pg/client.c.o" -> "pg/client.c"
+    if not os.path.exists(os.path.join(root, "src", "server", src)):
+        continue  # left behind by a file that moved
+    name = src[:-2]
     out = subprocess.run(["nm", "--defined-only", "-g", o], capture_output=True, text=True).stdout
     for ln in out.splitlines():
         parts = ln.split()
@@ -31,7 +34,7 @@ for o in objs:
 edges = {n: sorted({defined[s] for s in syms if s in defined and defined[s] != n})
          for n, syms in used.items()}
 for n in sorted(edges):
-    print("%-16s -> %s" % (n, " ".join(edges[n]) or "-"))
+    print("%-18s -> %s" % (n, " ".join(edges[n]) or "-"))
 
 # Tarjan's strongly connected components
 index, low, on, stack, sccs, counter = {}, {}, set(), [], [], [0]

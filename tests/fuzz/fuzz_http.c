@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "httpparse.h"
+#include "http/httpparse.h"
 
 static void check(const char *p, size_t n)
 {

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
-#include "sqlreq.h"
+#include "pg/proto.h"
+#include "http/sqlreq.h"
 
 /* The messages must follow each other exactly to the end of w. */
 static void check_frames(const sbuf *w)

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prep.h"
-#include "proto.h"
+#include "pg/prep.h"
+#include "pg/proto.h"
 
 static void check_frames(const pq_buf *b)
 {

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
-#include "proto.h"
+#include "core/auth.h"
+#include "pg/proto.h"
 
 static void frame(const uint8_t *data, size_t size, uint32_t cut)
 {

@@ -31,7 +31,7 @@ fuzz() {
     grep -E "stat::number_of_executed_units|Done" "$out/$1.log" | tail -2
 }
 
-build fuzz_proto "$here/fuzz_proto.c" "$root/src/server/proto.c" "$root/src/server/auth.c" -lcrypto
+build fuzz_proto "$here/fuzz_proto.c" "$root/src/server/pg/proto.c" "$root/src/server/core/auth.c" -lcrypto
 c="$out/fuzz-corpus-fuzz_proto"
 # seeds: a startup packet, a query + ReadyForQuery, a SCRAM client-first/final pair
 printf '\000\000\000\000\037\000\003\000\000user\000app\000database\000x\000\000' >"$c/startup"
@@ -39,7 +39,7 @@ printf '\005Q\000\000\000\015select 1\000Z\000\000\000\005I' >"$c/frames"
 printf '\025n,,n=,r=abcdefghijklmnopc=biws,r=abcdefghijklmnop,p=AAAA' >"$c/scram"
 fuzz fuzz_proto
 
-build fuzz_http "$here/fuzz_http.c" "$root/src/server/httpparse.c"
+build fuzz_http "$here/fuzz_http.c" "$root/src/server/http/httpparse.c"
 c="$out/fuzz-corpus-fuzz_http"
 # seeds: the first byte picks where a second parse cuts the input
 printf '\377GET /health HTTP/1.1\r\nHost: x\r\n\r\n' >"$c/get"
@@ -47,8 +47,8 @@ printf '\040POST /v1/sql?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\nConnec
 printf '\010\r\nGET / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n' >"$c/te"
 fuzz fuzz_http
 
-build fuzz_json "$here/fuzz_json.c" "$root/src/server/sqlreq.c" "$root/src/server/sbuf.c" \
-    "$root/src/server/proto.c" $(pkg-config --cflags --libs jansson)
+build fuzz_json "$here/fuzz_json.c" "$root/src/server/http/sqlreq.c" "$root/src/server/core/sbuf.c" \
+    "$root/src/server/pg/proto.c" $(pkg-config --cflags --libs jansson)
 c="$out/fuzz-corpus-fuzz_json"
 # seeds: the first byte turns Neon-* headers on
 printf '\000{"query":"select $1::int, $2","params":[1,"x\\u00e9",null,[1,[2,null]],{"a":1},true,1.5]}' >"$c/one"
@@ -56,7 +56,7 @@ printf '\037{"queries":[{"query":"set x = 1"},{"query":"select 1","params":[]}],
 printf '\200{"query":"select 1","statementTimeout":5,"arrayMode":true}' >"$c/opts"
 fuzz fuzz_json
 
-build fuzz_prep "$here/fuzz_prep.c" "$root/src/server/prep.c" "$root/src/server/proto.c" -lpthread
+build fuzz_prep "$here/fuzz_prep.c" "$root/src/server/pg/prep.c" "$root/src/server/pg/proto.c" -lpthread
 c="$out/fuzz-corpus-fuzz_prep"
 # seeds: Parse "s1" / Bind / Execute / Sync from client 0, then the server's answers
 printf '\000P\000\022s1\000select 1\000\000\000\000B\000\016\000s1\000\000\000\000\000\000\000\000\000E\000\005\000\000\000\000\000\000S\000\000\0011\000\000\0012\000\000\001C\000\011SELECT 1\000\001Z\000\001I' >"$c/parse"

@@ -9,10 +9,10 @@
 
 #include <cmocka.h>
 
-#include "auth.h"
-#include "config.h"
-#include "prep.h"
-#include "proto.h"
+#include "core/auth.h"
+#include "core/config.h"
+#include "pg/prep.h"
+#include "pg/proto.h"
 
 static char logbuf[4096];
 

@@ -1,7 +1,7 @@
 /* server.c — the daemon's frame: logging, pools by (database, user), listeners and workers. */
-#include "authguard.h"
-#include "server.h"
-#include "utf8.h"
+#include "core/authguard.h"
+#include "core/server.h"
+#include "core/utf8.h"
 
 #include <errno.h>
 #include <event2/thread.h>
@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "core/auth.h"
 
 void client_accept(worker *w, int fd, bool is_unix);
 void worker_timeouts(worker *w);

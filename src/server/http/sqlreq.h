@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "sbuf.h"
+#include "core/sbuf.h"
 
 typedef struct sql_opts {
     bool array_mode;         /* rows as arrays instead of objects */

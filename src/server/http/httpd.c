@@ -20,7 +20,7 @@
  * requests. accept() failing for want of descriptors backs off (10 ms,
  * doubling to 1 s) with one log line per 10 s.
  */
-#include "httpd.h"
+#include "http/httpd.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* httpparse.c — the HTTP/1.1 request head parser (httpparse.h has the rules). */
-#include "httpparse.h"
+#include "http/httpparse.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "core/server.h"
 
 #define T_TEXT 25
 #define T_INT8 20

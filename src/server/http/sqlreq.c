@@ -1,6 +1,6 @@
 /* sqlreq.c — an SQL-over-HTTP request body, decoded and checked, and its
  * statements as PostgreSQL messages (sqlreq.h). */
-#include "sqlreq.h"
+#include "http/sqlreq.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proto.h"
+#include "pg/proto.h"
 
 int sql_error(sbuf *err, int status, const char *code, const char *fmt, ...)
 {

@@ -41,9 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth.h"
-#include "authguard.h"
-#include "server.h"
+#include "core/auth.h"
+#include "core/authguard.h"
+#include "core/server.h"
 
 #define HIGH_WATER     (256u * 1024) /* stop reading a side whose output waits above this */
 #define READ_CHUNK     16384u

@@ -13,9 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sbuf.h"
+#include "core/sbuf.h"
 
-#include "httpparse.h"
+#include "http/httpparse.h"
 
 typedef struct http_req {
     const char *method; /* "GET", "POST", ... */

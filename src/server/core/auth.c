@@ -3,8 +3,8 @@
  * Passwords are used as given (no SASLprep): ASCII passwords, which is what
  * PostgreSQL's own tools produce by default, work; others may not.
  */
-#include "auth.h"
-#include "config.h"
+#include "core/auth.h"
+#include "core/config.h"
 
 #include <limits.h>
 #include <openssl/crypto.h>

@@ -22,9 +22,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "authguard.h"
-#include "httpd.h"
-#include "server.h"
+#include "core/authguard.h"
+#include "http/httpd.h"
+#include "core/server.h"
 
 struct http_door {
     server *s;

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto.h"
+#include "pg/proto.h"
 
 typedef struct ps_registry ps_registry;
 typedef struct ps_cache ps_cache;

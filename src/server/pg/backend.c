@@ -8,7 +8,7 @@
  * asked for one. These run on the engine's threads or on the worker that
  * checks the connection in, on a socket nobody else is using.
  */
-#include "backend.h"
+#include "pg/backend.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,8 +24,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "auth.h"
-#include "proto.h"
+#include "core/auth.h"
+#include "pg/proto.h"
 
 bool be_params_set(be_params *p, const char *name, const char *value)
 {

@@ -9,10 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "backend.h"
-#include "config.h"
-#include "prep.h"
-#include "proto.h"
+#include "pg/backend.h"
+#include "core/config.h"
+#include "pg/prep.h"
+#include "pg/proto.h"
 #include "weir/weir.h"
 
 #define WEIR_VERSION_TEXT "weir 0.1.0"

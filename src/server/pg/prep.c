@@ -1,5 +1,5 @@
 /* prep.c — named prepared statements across server connections (see prep.h). */
-#include "prep.h"
+#include "pg/prep.h"
 
 #include <ctype.h>
 #include <inttypes.h>

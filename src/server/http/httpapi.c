@@ -23,11 +23,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "auth.h"
-#include "authguard.h"
-#include "httpd.h"
-#include "server.h"
-#include "sqlrun.h"
+#include "core/auth.h"
+#include "core/authguard.h"
+#include "http/httpd.h"
+#include "core/server.h"
+#include "http/sqlrun.h"
 #include "weir/weir_sqlite.h"
 
 typedef struct lite_db {

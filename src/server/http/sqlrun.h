@@ -13,9 +13,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "backend.h"
-#include "httpd.h"
-#include "sqlreq.h"
+#include "pg/backend.h"
+#include "http/httpd.h"
+#include "http/sqlreq.h"
 #include "weir/weir.h"
 
 

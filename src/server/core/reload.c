@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "core/server.h"
 
 /* Called by a worker at its safe point: wait while a change is in progress. */
 void worker_hold_point(worker *w)

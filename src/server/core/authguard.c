@@ -5,7 +5,7 @@
  * oldest failure in it is replaced. One mutex guards it all: it is taken
  * once per login attempt, never on the query path.
  */
-#include "authguard.h"
+#include "core/authguard.h"
 
 #include <pthread.h>
 #include <stdio.h>

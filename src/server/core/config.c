@@ -5,7 +5,7 @@
  * are accepted with a warning saying so; unknown keys are a warning naming
  * file:line; a bad value is an error naming file:line and the key.
  */
-#include "config.h"
+#include "core/config.h"
 
 #include <ctype.h>
 #include <errno.h>

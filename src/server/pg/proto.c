@@ -1,6 +1,6 @@
 /* proto.c — PostgreSQL wire protocol (v3): buffers, framing, builders, startup parsing. */
-#include "proto.h"
-#include "utf8.h"
+#include "pg/proto.h"
+#include "core/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
  * SQLite: a cached prepared statement on a libweir SQLite connection; the
  * statement timeout is a progress handler.
  */
-#include "sqlrun.h"
+#include "http/sqlrun.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -20,8 +20,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
-#include "proto.h"
+#include "core/config.h"
+#include "pg/proto.h"
 #include "weir/weir_sqlite.h"
 
 static int64_t deadline_after(int64_t ms)

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "core/server.h"
 
 static void usage(FILE *f)
 {

@@ -1,12 +1,12 @@
 /* sbuf.c — the growable byte buffer (sbuf.h). */
-#include "sbuf.h"
+#include "core/sbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "core/utf8.h"
 
 static bool sb_room(sbuf *b, size_t n)
 {
