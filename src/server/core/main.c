@@ -20,7 +20,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/log.h"
+#include "core/pools.h"
+#include "core/reload.h"
 #include "core/server.h"
+#include "core/worker.h"
+#include "http/http.h"
+#include "pg/client.h"
+
+/* The HTTP door first: it reads the pools the workers' stop destroys. */
+static void stop(server *s)
+{
+    atomic_store(&s->shutting_down, true);
+    http_stop(s);
+    server_stop(s);
+}
 
 static void usage(FILE *f)
 {
@@ -246,7 +260,9 @@ int main(int argc, char **argv)
      * start, since a RELOAD swaps s->cfg under them. */
     char pidpath[PATH_MAX];
     snprintf(pidpath, sizeof pidpath, "%s", s->cfg.pidfile);
-    if (server_start(s)) {
+    s->door = &pg_door;
+    s->config_changed = http_config_changed;
+    if (server_start(s) || http_start(s)) {
         srv_log(s, "ERROR", "startup failed");
         return 1;
     }
@@ -258,7 +274,7 @@ int main(int argc, char **argv)
         FILE *pf = fopen(tmp, "w");
         if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf) || rename(tmp, pidpath)) {
             srv_log(s, "ERROR", "cannot write pidfile %s: %s", pidpath, strerror(errno));
-            server_stop(s);
+            stop(s);
             return 1;
         }
         wrote_pid = true;
@@ -293,7 +309,7 @@ int main(int argc, char **argv)
             (void)server_reload(s, err, sizeof err);    /* it logs the outcome */
         }
     }
-    server_stop(s);
+    stop(s);
     if (wrote_pid) unlink(pidpath);
     cfg_free(&s->cfg);
     srv_log(s, "LOG", "shutdown complete");

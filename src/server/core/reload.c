@@ -15,60 +15,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/reload.h"
+
+#include "core/log.h"
+#include "core/pools.h"
 #include "core/server.h"
-
-/* Called by a worker at its safe point: wait while a change is in progress. */
-void worker_hold_point(worker *w)
-{
-    server *s = w->srv;
-    if (!atomic_load_explicit(&s->holding, memory_order_acquire)) return;
-    pthread_mutex_lock(&s->hold_mu);
-    if (s->holding) {
-        s->held++;
-        pthread_cond_broadcast(&s->hold_cv);
-        while (s->holding) pthread_cond_wait(&s->hold_cv, &s->hold_mu);
-        s->held--;
-    }
-    pthread_mutex_unlock(&s->hold_mu);
-}
-
-/* Hold every worker but the caller's own (if the caller is one). */
-static void hold_all(server *s)
-{
-    pthread_mutex_lock(&s->hold_mu);
-    atomic_store_explicit(&s->holding, true, memory_order_release);
-    int want = s->nworkers - (current_worker ? 1 : 0);
-    uint64_t one = 1;
-    for (int i = 0; i < s->nworkers; i++)
-        if (&s->workers[i] != current_worker) (void)!write(s->workers[i].efd, &one, sizeof one);
-    while (s->held < want) pthread_cond_wait(&s->hold_cv, &s->hold_mu);
-    pthread_rwlock_wrlock(&s->cfg_rw);
-}
-
-static void release_all(server *s)
-{
-    pthread_rwlock_unlock(&s->cfg_rw);
-    atomic_store_explicit(&s->holding, false, memory_order_release);
-    pthread_cond_broadcast(&s->hold_cv);
-    pthread_mutex_unlock(&s->hold_mu);
-}
-
-int server_freeze(server *s)
-{
-    if (current_worker) {
-        if (pthread_mutex_trylock(&s->change_mu)) return -1;
-    } else {
-        pthread_mutex_lock(&s->change_mu);
-    }
-    hold_all(s);
-    return 0;
-}
-
-void server_thaw(server *s)
-{
-    release_all(s);
-    pthread_mutex_unlock(&s->change_mu);
-}
+#include "core/worker.h"
 
 typedef struct errbuf {
     server *s;
@@ -101,12 +53,12 @@ static void install(server *s, cfg *nc)
         }
     }
     snprintf(nc->path, sizeof nc->path, "%s", s->cfg.path);
-    hold_all(s);
+    workers_hold(s);
     cfg old = s->cfg;
     s->cfg = *nc;
     pools_apply_config(s);
-    http_config_changed(s);
-    release_all(s);
+    if (s->config_changed) s->config_changed(s);
+    workers_release(s);
     cfg_free(&old);
 }
 

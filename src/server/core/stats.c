@@ -9,6 +9,13 @@
 #include <string.h>
 
 #include "core/server.h"
+#include "core/stats.h"
+#include "core/sbuf.h"
+#include "core/log.h"
+#include "core/pools.h"
+#include "core/worker.h"
+#include "pg/client.h"
+#include "http/httpapi.h"
 
 const int64_t st_bounds_us[ST_NB] = {100,     250,     500,     1000,    2500,   5000,
                                      10000,   25000,   50000,   100000,  250000, 500000,
@@ -154,41 +161,6 @@ size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms)
 
 /* --- Prometheus ----------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap <= b->len + (size_t)n) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->failed = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
 /* A label value, escaped as the exposition format wants. */
 static void sb_label(sbuf *b, const char *v)
 {
@@ -196,9 +168,9 @@ static void sb_label(sbuf *b, const char *v)
         if (*v == '\\' || *v == '"')
             sb_printf(b, "\\%c", *v);
         else if (*v == '\n')
-            sb_printf(b, "\\n");
+            sb_str(b, "\\n");
         else
-            sb_printf(b, "%c", *v);
+            sb_add(b, v, 1);
     }
 }
 
@@ -353,7 +325,7 @@ char *metrics_page(server *s, size_t *len)
          "Time a client waited for a server connection (0 when one was free).");
     hist(&b, "weir_client_wait_seconds", v, n, ST_WAIT);
     free(v);
-    if (b.failed) {
+    if (b.oom) {
         free(b.p);
         return NULL;
     }

@@ -25,6 +25,11 @@
 #include "core/authguard.h"
 #include "http/httpd.h"
 #include "core/server.h"
+#include "http/http.h"
+#include "http/httpapi.h"
+#include "core/log.h"
+#include "core/stats.h"
+#include "core/pools.h"
 
 struct http_door {
     server *s;

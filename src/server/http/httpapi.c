@@ -29,6 +29,11 @@
 #include "core/server.h"
 #include "http/sqlrun.h"
 #include "weir/weir_sqlite.h"
+#include "http/httpapi.h"
+#include "core/log.h"
+#include "core/pools.h"
+#include "core/stats.h"
+#include "pg/backend.h"
 
 typedef struct lite_db {
     char name[CFG_NAME];

@@ -15,7 +15,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pg/admin.h"
+
+#include "core/io.h"
+#include "core/log.h"
+#include "core/pools.h"
+#include "core/reload.h"
 #include "core/server.h"
+#include "core/stats.h"
+#include "core/worker.h"
+#include "pg/client.h"
 
 #define T_TEXT 25
 #define T_INT8 20
@@ -310,6 +319,94 @@ static const col conn_cols[] = {{"type", T_TEXT},
                                 {"application_name", T_TEXT},
                                 {"prepared_statements", T_INT8}};
 #define NCONN_COLS ((int)(sizeof conn_cols / sizeof *conn_cols))
+
+/* One row of SHOW CLIENTS or SHOW SERVERS. */
+typedef struct conn_row {
+    char user[CFG_NAME], db[CFG_NAME], state[16], addr[64], local_addr[64], appname[BE_VALUE];
+    int port, local_port;
+    int64_t connect_ms, request_ms; /* wall clock, ms */
+    int64_t wait_us;
+    const void *ptr, *link;
+    uint32_t remote_pid;
+    size_t prepared;
+    bool close_needed; /* a server connection RECONNECT (or a reload) marked */
+} conn_row;
+
+/* --- SHOW CLIENTS and KILL: the console reads and marks the workers' clients
+ * (workers frozen) -------------------------------------------------------- */
+
+static const char *client_state_name(cstate st)
+{
+    switch (st) {
+    case CL_IDLE:
+    case CL_ACTIVE:
+        return "active";
+    case CL_WAITING:
+    case CL_WELCOME:
+        return "waiting";
+    default:
+        return "login";
+    }
+}
+
+/* Every client of every worker (malloc'd array; free it); link is the
+ * backend it is linked to, or NULL. */
+static size_t clients_list(server *s, conn_row **out)
+{
+    size_t n = 0, cap = 0;
+    conn_row *rows = NULL;
+    int64_t mono = weir_now_ms(), wall = (int64_t)time(NULL) * 1000;
+    for (int i = 0; i < s->nworkers; i++)
+        for (client *c = s->workers[i].clients; c; c = c->next) {
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 64;
+                conn_row *r = realloc(rows, nc * sizeof *r);
+                if (!r) goto done; /* out of memory: the rows so far */
+                rows = r;
+                cap = nc;
+            }
+            conn_row *r = &rows[n];
+            memset(r, 0, sizeof *r);
+            snprintf(r->user, sizeof r->user, "%s", c->user);
+            snprintf(r->db, sizeof r->db, "%s", c->dbname);
+            snprintf(r->state, sizeof r->state, "%s", client_state_name(c->state));
+            sock_addr(c->fd, true, r->addr, sizeof r->addr, &r->port);
+            sock_addr(c->fd, false, r->local_addr, sizeof r->local_addr, &r->local_port);
+            if (c->is_unix) r->port = s->cfg.listen_port;
+            r->connect_ms = wall - (mono - c->t_connect);
+            r->request_ms = wall - (mono - c->t_activity);
+            if (c->state == CL_WAITING) r->wait_us = (weir_now_ns() / 1000) - c->t_wait;
+            r->ptr = c;
+            r->link = c->be;
+            if (c->want_set[NTRACKED - 1])
+                snprintf(r->appname, sizeof r->appname, "%s", c->want[NTRACKED - 1]);
+            r->prepared = c->ps ? ps_client_count(c->ps) : 0;
+            n++;
+        }
+done:
+    *out = rows;
+    return n;
+}
+
+/* --- KILL ----------------------------------------------------------------- */
+
+/* KILL db: mark every client of db; their workers close them. */
+static int clients_kill(server *s, const char *db)
+{
+    int n = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        bool any = false;
+        for (client *c = w->clients; c; c = c->next)
+            if (!c->admin && !strcmp(c->dbname, db)) {
+                c->killed = true;
+                any = true;
+                n++;
+            }
+        if (any) atomic_store(&w->kill_pending, true);
+    }
+    return n;
+}
 
 static void fmt_time(char *b, size_t n, int64_t wall_ms)
 {

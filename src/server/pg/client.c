@@ -41,9 +41,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pg/client.h"
+
 #include "core/auth.h"
 #include "core/authguard.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "core/pools.h"
 #include "core/server.h"
+#include "core/stats.h"
+#include "pg/admin.h"
 
 #define HIGH_WATER     (256u * 1024) /* stop reading a side whose output waits above this */
 #define READ_CHUNK     16384u
@@ -52,58 +59,20 @@
 #define STREAM_OVER    65536u     /* a simple Query or a Bind longer than this streams (ps_whole) */
 #define BIND_HEAD_MAX  65536u     /* a streamed Bind's portal and statement names, at most */
 
+/* A connection to cancel, handed to a short-lived thread. */
+typedef struct cancel_req {
+    char host[256];
+    int port;
+    uint32_t pid, key;
+    weir_conn *conn; /* kept out of the pool until this cancel finishes */
+    struct server *srv;
+} cancel_req;
+
 /* Parameters a client may set that weir keeps in line on every server it lands on. */
-static const char *const tracked[] = {
+static const char *const tracked[NTRACKED] = {
     "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
     "application_name"};
-#define NTRACKED (sizeof tracked / sizeof *tracked)
 
-struct client {
-    worker *w;
-    int fd;
-    cstate state;
-    struct event cev, sev; /* sev: write interest on the server, when a send was short */
-    short cev_flags, sev_flags;
-    be_watch *watch; /* the server's read registration in this worker */
-    bool terminate, zombie, checkout_pending, reject, unsynced, stmt_refused;
-    bool admin, admin_full; /* on the admin console; an admin_users member */
-    bool counted;           /* in its pool's cl_logged */
-    bool is_unix;
-    bool killed;    /* KILL: closed by its worker (worker_kill_marked) */
-    int admin_wait; /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
-    char admin_wait_db[CFG_NAME];
-    uint64_t req;
-    pq_buf in, out, pre;
-    uint32_t in_scanned, out_scanned;
-    pq_stream cst, sst;
-    pq_stream xst; /* ps: the framing of c->in as it is translated */
-    bool xdrop;    /* ps: the rest of the message at xst is dropped, not passed */
-    ps_client *ps; /* named prepared statements kept by weir (transaction/statement mode) */
-    bool sst_drop;
-    bool in_whole_need; /* c->in ends in part of a message weir must see whole: read on */
-    int skip_rfq, pending;
-    spool *pool;
-    weir_conn *conn;
-    backend *be;
-    char user[CFG_NAME], dbname[CFG_NAME];
-    char *secret; /* owned: the user's secret while logging in; NULL: none (or no such user) */
-    const char *want_val[NTRACKED];
-    char want[NTRACKED][BE_VALUE];
-    bool want_set[NTRACKED];
-    uint32_t my_pid, my_key;
-    client *key_next;
-    pthread_mutex_t cancel_mu;       /* cancel_conn, against handle_cancel on another thread */
-    weir_conn *cancel_conn;          /* the linked server, while a cancel may be forwarded to it */
-    int64_t t_connect, t_activity;   /* ms */
-    int64_t t_query, t_xact, t_wait; /* us: the oldest request in flight, the open
-                                        transaction's start, the checkout's start */
-    bool in_xact;
-    uint8_t salt[4];
-    scram_server *scram;
-    struct auth_lookup *aq; /* during CL_AUTH_QUERY */
-    bool secret_from_query;
-    client *prev, *next;
-};
 
 /* ------------------------------------------------------------------------ */
 
@@ -366,7 +335,7 @@ static void destroy(client *c)
     w->graveyard = c;
 }
 
-void worker_free_graveyard(worker *w)
+static void free_graveyard(worker *w)
 {
     while (w->graveyard) {
         client *c = w->graveyard;
@@ -740,29 +709,13 @@ static void checkout_failed(client *c, int status)
     }
 }
 
+/* The engine's callback (any thread): the result goes to c's worker. */
 static void on_checkout(weir_conn *conn, int status, void *ud)
 {
     client *c = ud;
-    worker *w = c->w;
-    pthread_mutex_lock(&w->qlock);
-    if (w->qlen == w->qcap) {
-        size_t cap = w->qcap ? w->qcap * 2 : 64;
-        completion *q = realloc(w->q, cap * sizeof *q);
-        if (!q) {
-            /* Cannot happen in practice; dropping it would lose a connection. */
-            abort();
-        }
-        w->q = q;
-        w->qcap = cap;
-    }
-    w->q[w->qlen++] = (completion){.c = c, .conn = conn, .status = status};
-    pthread_mutex_unlock(&w->qlock);
-    if (current_worker == w) {
-        event_active(&w->local_ev, EV_READ, 0);
-        return;
-    }
-    uint64_t one = 1;
-    (void)!write(w->efd, &one, sizeof one);
+    c->done_conn = conn;
+    c->done_status = status;
+    worker_post(c->w, &c->done);
 }
 
 /* false: c is gone */
@@ -789,42 +742,27 @@ static bool request_server(client *c)
     return false;
 }
 
-void worker_drain_completions(worker *w)
+/* A checkout finished (c's worker): link the server, or say why not. */
+static void checkout_done(completion *cp)
 {
-    for (;;) {
-        pthread_mutex_lock(&w->qlock);
-        size_t n = w->qlen;
-        completion batch[64];
-        if (n > 64) n = 64;
-        if (!n) {
-            pthread_mutex_unlock(&w->qlock);
-            return;
-        }
-        memcpy(batch, w->q, n * sizeof *batch);
-        memmove(w->q, w->q + n, (w->qlen - n) * sizeof *w->q);
-        w->qlen -= n;
-        pthread_mutex_unlock(&w->qlock);
-        if (!n) return;
-        for (size_t i = 0; i < n; i++) {
-            client *c = batch[i].c;
-            c->checkout_pending = false;
-            if (c->zombie) {
-                if (batch[i].conn) weir_checkin(batch[i].conn);
-                free_client(c);
-                continue;
-            }
-            if (batch[i].status) {
-                checkout_failed(c, batch[i].status);
-                continue;
-            }
-            if (c->state == CL_AUTH_QUERY) {
-                auth_lookup_send(c, batch[i].conn);
-                continue;
-            }
-            st_time(&c->pool->ws[w->id], ST_WAIT, now_us() - c->t_wait);
-            if (link_server(c, batch[i].conn)) process_in(c);
-        }
+    client *c = (client *)((char *)cp - offsetof(client, done));
+    weir_conn *conn = c->done_conn;
+    c->checkout_pending = false;
+    if (c->zombie) {
+        if (conn) weir_checkin(conn);
+        free_client(c);
+        return;
     }
+    if (c->done_status) {
+        checkout_failed(c, c->done_status);
+        return;
+    }
+    if (c->state == CL_AUTH_QUERY) {
+        auth_lookup_send(c, conn);
+        return;
+    }
+    st_time(&c->pool->ws[c->w->id], ST_WAIT, now_us() - c->t_wait);
+    if (link_server(c, conn)) process_in(c);
 }
 
 /* --- the client side ----------------------------------------------------- */
@@ -1776,7 +1714,7 @@ static void update_events(client *c)
 
 /* --- accepting and timeouts ---------------------------------------------- */
 
-void client_accept(worker *w, int fd, bool is_unix)
+static void client_accept(worker *w, int fd, bool is_unix)
 {
     server *s = w->srv;
     client *c = calloc(1, sizeof *c);
@@ -1788,6 +1726,7 @@ void client_accept(worker *w, int fd, bool is_unix)
     c->fd = fd;
     c->is_unix = is_unix;
     pthread_mutex_init(&c->cancel_mu, NULL);
+    c->done.fn = checkout_done;
     c->t_connect = c->t_activity = now_ms();
     if (!is_unix) {
         int one = 1;
@@ -1804,7 +1743,7 @@ void client_accept(worker *w, int fd, bool is_unix)
     update_events(c);
 }
 
-void worker_timeouts(worker *w)
+static void timeouts(worker *w)
 {
     const cfg *k = &w->srv->cfg;
     int64_t now = now_ms();
@@ -1859,106 +1798,15 @@ void worker_timeouts(worker *w)
 }
 
 /* On shutdown: every client goes, servers are given back. */
-void worker_close_all(worker *w)
+static void close_all(worker *w)
 {
     while (w->clients) client_close(w->clients, "08P01", "pooler is shutting down");
-    worker_drain_completions(w);
-    worker_free_graveyard(w);
+    worker_drain(w);
+    free_graveyard(w);
 }
 
-/* --- SHOW CLIENTS -------------------------------------------------------- */
-
-void sock_addr(int fd, bool peer, char *addr, size_t len, int *port)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    snprintf(addr, len, "unix");
-    *port = 0;
-    if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
-              : getsockname(fd, (struct sockaddr *)&ss, &sl)))
-        return;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, addr, (socklen_t)len);
-        *port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)len);
-        *port = ntohs(a->sin6_port);
-    }
-}
-
-static const char *client_state_name(cstate st)
-{
-    switch (st) {
-    case CL_IDLE:
-    case CL_ACTIVE:
-        return "active";
-    case CL_WAITING:
-    case CL_WELCOME:
-        return "waiting";
-    default:
-        return "login";
-    }
-}
-
-size_t clients_list(server *s, conn_row **out)
-{
-    size_t n = 0, cap = 0;
-    conn_row *rows = NULL;
-    int64_t mono = now_ms(), wall = (int64_t)time(NULL) * 1000;
-    for (int i = 0; i < s->nworkers; i++)
-        for (client *c = s->workers[i].clients; c; c = c->next) {
-            if (n == cap) {
-                size_t nc = cap ? cap * 2 : 64;
-                conn_row *r = realloc(rows, nc * sizeof *r);
-                if (!r) goto done; /* out of memory: the rows so far */
-                rows = r;
-                cap = nc;
-            }
-            conn_row *r = &rows[n];
-            memset(r, 0, sizeof *r);
-            snprintf(r->user, sizeof r->user, "%s", c->user);
-            snprintf(r->db, sizeof r->db, "%s", c->dbname);
-            snprintf(r->state, sizeof r->state, "%s", client_state_name(c->state));
-            sock_addr(c->fd, true, r->addr, sizeof r->addr, &r->port);
-            sock_addr(c->fd, false, r->local_addr, sizeof r->local_addr, &r->local_port);
-            if (c->is_unix) r->port = s->cfg.listen_port;
-            r->connect_ms = wall - (mono - c->t_connect);
-            r->request_ms = wall - (mono - c->t_activity);
-            if (c->state == CL_WAITING) r->wait_us = now_us() - c->t_wait;
-            r->ptr = c;
-            r->link = c->be;
-            if (c->want_set[NTRACKED - 1])
-                snprintf(r->appname, sizeof r->appname, "%s", c->want[NTRACKED - 1]);
-            r->prepared = c->ps ? ps_client_count(c->ps) : 0;
-            n++;
-        }
-done:
-    *out = rows;
-    return n;
-}
-
-/* --- KILL ----------------------------------------------------------------- */
-
-int clients_kill(server *s, const char *db)
-{
-    int n = 0;
-    for (int i = 0; i < s->nworkers; i++) {
-        worker *w = &s->workers[i];
-        bool any = false;
-        for (client *c = w->clients; c; c = c->next)
-            if (!c->admin && !strcmp(c->dbname, db)) {
-                c->killed = true;
-                any = true;
-                n++;
-            }
-        if (any) atomic_store(&w->kill_pending, true);
-    }
-    return n;
-}
-
-void worker_kill_marked(worker *w)
+/* A worker closes the clients KILL (admin.c) marked. */
+static void kill_marked(worker *w)
 {
     client *next;
     for (client *c = w->clients; c; c = next) {
@@ -1966,3 +1814,28 @@ void worker_kill_marked(worker *w)
         if (c->killed) client_close(c, "08P01", "database \"%s\" killed (KILL)", c->dbname);
     }
 }
+
+static void tick(worker *w)
+{
+    timeouts(w);
+    free_graveyard(w);
+}
+
+/* Before a server connection closes (the pool's on_destroy, any thread):
+ * drop its registrations in every worker. */
+static void server_gone(backend *be)
+{
+    be_ext *x = be->ext;
+    for (int i = 0; i < x->n; i++)
+        if (event_initialized(&x->w[i].ev))
+            event_del(&x->w[i].ev); /* waits for a running callback */
+    ps_cache_free(x->ps);
+    free(x);
+    be->ext = NULL;
+}
+
+const worker_door pg_door = {.accept = client_accept,
+                             .tick = tick,
+                             .kill_marked = kill_marked,
+                             .close_all = close_all,
+                             .server_gone = server_gone};

@@ -1,0 +1,45 @@
+/* log.c — the server's log: stderr (unless quiet), logfile and syslog, with
+ * credentials masked and client text scrubbed (no forged lines). */
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/server.h"
+#include "core/utf8.h"
+#include "weir/weir.h"
+
+void srv_log(server *s, const char *level, const char *fmt, ...)
+{
+    char ts[64], msg[1200];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03ld UTC", now.tv_nsec / 1000000);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char masked[1200];
+    weir_mask_credentials(msg, masked, sizeof masked);
+    utf8_scrub(masked, strlen(masked)); /* names from clients: no forged lines */
+    pthread_mutex_lock(&s->log_lock);
+    if (!s->quiet) fprintf(stderr, "%s [%d] %s %s\n", ts, (int)getpid(), level, masked);
+    if (s->logf) {
+        fprintf(s->logf, "%s [%d] %s %s\n", ts, (int)getpid(), level, masked);
+        fflush(s->logf);
+    }
+    pthread_mutex_unlock(&s->log_lock);
+    if (s->syslog_on) {
+        int prio = !strcmp(level, "ERROR") || !strcmp(level, "FATAL") ? LOG_ERR
+                   : !strcmp(level, "WARNING")                        ? LOG_WARNING
+                                                                      : LOG_INFO;
+        syslog(prio, "%s %s", level, masked);
+    }
+}

@@ -1,0 +1,458 @@
+/* pools.c — server connection pools by (database, user): made on the first
+ * login that needs one, with what the pool logs in with (target_conn), the
+ * shared caps (max_db_connections, max_user_connections), and what the
+ * console and a reload do to them: apply a new config, RECONNECT, PAUSE,
+ * DISABLE, and the reserve pool. */
+#include "core/pools.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/auth.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "core/server.h"
+#include "core/worker.h"
+#include "pg/prep.h"
+
+static void pool_log(void *ud, weir_log_level level, const char *msg)
+{
+    spool *p = ud;
+    if (level >= WEIR_LOG_WARN || p->srv->verbose)
+        srv_log(p->srv,
+                level >= WEIR_LOG_ERROR  ? "ERROR"
+                : level == WEIR_LOG_WARN ? "WARNING"
+                                         : "LOG",
+                "S: %s/%s %s", p->db, p->user, msg);
+}
+
+/* A server connection waiting in the pool must have nothing to say: if its
+ * socket is readable the server closed it (or is about to), or sent
+ * something unasked (a FATAL from an admin shutdown). */
+static int pool_on_checkout(void *ud, weir_conn *c)
+{
+    (void)ud;
+    /* Busy connections are not checked: a syscall per transaction is too
+     * dear, and a server that died mid-burst shows on the first read. */
+    if (weir_conn_idle_ms(c) < 50) return 0;
+    const backend *be = weir_conn_handle(c);
+    return io_quiet(be->fd) ? 0 : -1;
+}
+
+/* Before a server connection is closed: the door lets go of it (its
+ * registrations in every worker). */
+static void pool_on_destroy(void *ud, weir_conn *c)
+{
+    spool *p = ud;
+    backend *be = weir_conn_handle(c);
+    if (be && be->ext && p->srv->door->server_gone) p->srv->door->server_gone(be);
+}
+
+/* The shared limit called key with cap max, made on first use. Under pools_lock. */
+static weir_limit *limit_get(server *s, const char *kind, const char *name, int max)
+{
+    char key[sizeof((named_limit *)0)->key];
+    snprintf(key, sizeof key, "%s:%s", kind, name);
+    for (named_limit *n = s->limits; n; n = n->next)
+        if (!strcmp(n->key, key)) return n->limit;
+    named_limit *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    if (weir_limit_create(&n->limit, max)) {
+        free(n);
+        return NULL;
+    }
+    snprintf(n->key, sizeof n->key, "%s", key);
+    n->next = s->limits;
+    s->limits = n;
+    return n->limit;
+}
+
+/* The connection part of a pool's target: where, as whom, with what secret. */
+static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, const char *user,
+                        const login_creds *cr, be_target *t)
+{
+    snprintf(t->host, sizeof t->host, "%s", db->host);
+    t->port = db->port;
+    snprintf(t->dbname, sizeof t->dbname, "%s", db->dbname[0] ? db->dbname : dbname);
+    snprintf(t->user, sizeof t->user, "%s", user);
+    if (db->user[0] && db->password[0]) {
+        (void)be_target_set_password(t, db->password);
+    } else {
+        /* A plain password from auth_file, else the database's, else an md5
+         * hash from auth_file (enough for md5 servers only). */
+        const cfg_secret *sec = cfg_find_secret(k, user);
+        const char *sx = sec ? sec->secret : cr ? cr->secret : NULL;
+        const char *cs = cr ? cr->secret : NULL; /* a password the client proved (HTTP Basic) */
+        if (cs && *cs && !auth_is_scram_secret(cs) && !auth_is_md5_hash(cs) && sx &&
+            (auth_is_scram_secret(sx) || auth_is_md5_hash(sx)))
+            sx = cs;
+        bool plain = sx && *sx && !auth_is_scram_secret(sx) && !auth_is_md5_hash(sx);
+        if (plain || (sx && !db->password[0] && auth_is_md5_hash(sx)))
+            (void)be_target_set_password(t, sx);
+        else if (db->password[0])
+            (void)be_target_set_password(t, db->password);
+        /* No plain password: log in with the client's own SCRAM keys. */
+        if (!plain && cr && cr->client_key && cr->server_key) {
+            t->have_keys = true;
+            memcpy(t->client_key, cr->client_key, 32);
+            memcpy(t->server_key, cr->server_key, 32);
+        }
+    }
+}
+
+/* A pool's size, min_pool_size, reserve and mode from the config. */
+static void pool_shape(const cfg *k, const cfg_db *db, const char *user, int *size, int *minp,
+                       int *reserve, int *mode)
+{
+    int sz = db->pool_size >= 0 ? db->pool_size : k->default_pool_size;
+    *size = sz > 0 ? sz : 1;
+    int m = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
+    *minp = m < *size ? m : *size;
+    *reserve = db->reserve_pool >= 0 ? db->reserve_pool : k->reserve_pool_size;
+    const cfg_user *u = cfg_find_user(k, user);
+    *mode = db->pool_mode != POOL_UNSET       ? db->pool_mode
+            : u && u->pool_mode != POOL_UNSET ? u->pool_mode
+                                              : k->pool_mode;
+}
+
+/* A client that proved its password brings what the pool should log in
+ * with when the config has no password for the user: its SCRAM keys, or the
+ * password itself. If that differs from what the pool has (a new secret
+ * after ALTER ROLE and RELOAD, or a pool first made by a login that had no
+ * keys), the pool takes it, and a pool whose logins have been failing tries
+ * again at once rather than answering with the old cached error. Under
+ * pools_lock. */
+static void pool_take_login(server *s, spool *p, const cfg_db *db, const login_creds *cr)
+{
+    if (!cr || (!cr->client_key && !(cr->secret && *cr->secret))) return;
+    be_target *n = calloc(1, sizeof *n);
+    if (!n) return;
+    target_conn(&s->cfg, db, p->db, p->user, cr, n);
+    const char *np = n->password ? n->password : "";
+    be_target *t = p->target;
+    pthread_mutex_lock(&t->mu);
+    bool changed = (np[0] || n->have_keys) &&
+                   (strcmp(np, t->password ? t->password : "") || n->have_keys != t->have_keys ||
+                    (n->have_keys && (memcmp(n->client_key, t->client_key, 32) ||
+                                      memcmp(n->server_key, t->server_key, 32))));
+    if (changed) {
+        (void)be_target_set_password(t, np);
+        t->have_keys = n->have_keys;
+        memcpy(t->client_key, n->client_key, 32);
+        memcpy(t->server_key, n->server_key, 32);
+    }
+    pthread_mutex_unlock(&t->mu);
+    (void)be_target_set_password(n, NULL);
+    explicit_bzero(n, sizeof *n);
+    free(n);
+    if (changed) (void)weir_pool_retry_now(p->pool);
+}
+
+spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
+                const char *as_user, const login_creds *cr, char *err, size_t errlen)
+{
+    const cfg *k = &s->cfg;
+    const char *user = as_user ? as_user : db->user[0] ? db->user : client_user;
+    if (strcmp(user, client_user)) cr = NULL; /* a client's credentials are for itself only */
+    pthread_mutex_lock(&s->pools_lock);
+    spool *p;
+    for (p = s->pools; p; p = p->next)
+        if (!strcmp(p->db, dbname) && !strcmp(p->user, user)) break;
+    if (p) {
+        pool_take_login(s, p, db, cr);
+        pthread_mutex_unlock(&s->pools_lock);
+        return p;
+    }
+    p = calloc(1, sizeof *p);
+    be_target *t = calloc(1, sizeof *t);
+    size_t wsz = sizeof(wstats) * (size_t)(s->nstat > 0 ? s->nstat : 1);
+    wstats *ws = aligned_alloc(_Alignof(wstats), wsz);
+    if (!p || !t || !ws) {
+        free(p);
+        free(t);
+        free(ws);
+        pthread_mutex_unlock(&s->pools_lock);
+        snprintf(err, errlen, "no memory for pool");
+        return NULL;
+    }
+    p->srv = s;
+    memset(ws, 0, wsz);
+    p->ws = ws;
+    snprintf(p->db, sizeof p->db, "%s", dbname);
+    snprintf(p->user, sizeof p->user, "%s", user);
+    int size, minp, reserve;
+    pool_shape(k, db, client_user, &size, &minp, &reserve, &p->mode);
+    pthread_mutex_init(&p->lock, NULL);
+
+    pthread_mutex_init(&t->mu, NULL);
+    target_conn(k, db, dbname, user, cr, t);
+    snprintf(t->check_query, sizeof t->check_query, "%s", k->server_check_query);
+    snprintf(t->reset_query, sizeof t->reset_query, "%s", k->server_reset_query);
+    snprintf(t->connect_query, sizeof t->connect_query, "%s", db->connect_query);
+    t->io_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
+    t->tcp_keepalive = k->tcp_keepalive;
+    snprintf(t->describe, sizeof t->describe, "postgres://%.60s@%.120s:%d/%.60s", t->user,
+             t->host[0] ? t->host : "/tmp", t->port, t->dbname);
+
+    weir_options o;
+    weir_options_init(&o);
+    snprintf(o.name, sizeof o.name, "%s/%s", p->db, p->user);
+    o.max_size = size;
+    o.min_idle = minp;
+    o.acquire_timeout_ms = k->query_wait_timeout > 0 ? k->query_wait_timeout : INT64_C(1) << 40;
+    o.connect_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
+    o.idle_timeout_ms = k->server_idle_timeout;
+    o.max_lifetime_ms = k->server_lifetime;
+    o.validate_idle_after_ms = k->server_check_query[0] ? k->server_check_delay : -1;
+    int64_t retry = k->server_login_retry > 0 ? k->server_login_retry : 1;
+    o.backoff_min_ms = retry < 10 ? retry : 10;
+    o.backoff_max_ms = retry;
+    o.fail_fast = true;
+    o.creator_threads = o.max_size < 4 ? o.max_size : 4;
+    weir_hooks h = {.ud = p,
+                    .on_log = pool_log,
+                    .on_checkout = pool_on_checkout,
+                    .on_destroy = pool_on_destroy};
+    int rc = weir_pool_create(&p->pool, &be_driver, t, &o, &h);
+    if (rc) {
+        pthread_mutex_unlock(&s->pools_lock);
+        pthread_mutex_destroy(&p->lock);
+        free(p->ws);
+        free(p);
+        snprintf(err, errlen, "cannot create pool: %s", weir_strerror(rc));
+        return NULL;
+    }
+    p->target = t;
+    p->size = (int)o.max_size;
+    p->reserve = reserve;
+    p->reserve_timeout = k->reserve_pool_timeout;
+    /* Shared caps, attached before the pool can have opened anything it
+     * would not count (min_pool_size connects start at once, so they may
+     * be counted a moment late, never lost). */
+    int maxdb = db->max_db_connections >= 0 ? db->max_db_connections : k->max_db_connections;
+    const cfg_user *pu = cfg_find_user(k, user);
+    int maxuser =
+        pu && pu->max_user_connections >= 0 ? pu->max_user_connections : k->max_user_connections;
+    weir_limit *ldb = maxdb > 0 ? limit_get(s, "db", dbname, maxdb) : NULL;
+    weir_limit *luser = maxuser > 0 ? limit_get(s, "user", user, maxuser) : NULL;
+    if ((maxdb > 0 && (!ldb || weir_pool_attach_limit(p->pool, ldb))) ||
+        (maxuser > 0 && (!luser || weir_pool_attach_limit(p->pool, luser))))
+        srv_log(s, "WARNING", "pool %s/%s: cannot apply max_db_connections/max_user_connections",
+                p->db, p->user);
+    p->next = s->pools;
+    s->pools = p;
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "new pool %s/%s (%s, %s pooling, size %lld)", p->db, p->user, t->describe,
+            cfg_pool_mode_name(p->mode), (long long)o.max_size);
+    return p;
+}
+
+void pools_destroy(server *s)
+{
+    spool *p = s->pools;
+    s->pools = NULL;
+    while (p) {
+        spool *next = p->next;
+        weir_pool_destroy(p->pool);
+        pthread_mutex_destroy(&p->lock);
+        free(p->ws);
+        free(p);
+        p = next;
+    }
+    while (s->limits) {
+        named_limit *n = s->limits;
+        s->limits = n->next;
+        weir_limit_destroy(n->limit);
+        free(n);
+    }
+}
+
+/* After a reload or SET, with every worker held: bring each pool in line
+ * with s->cfg (size, min_pool_size, reserve, mode, and the server it goes
+ * to: a pool whose host, port, dbname or password changed closes its
+ * connections as they come back, like PgBouncer's RECONNECT). */
+static void mark_closing(spool *p);
+
+void pools_apply_config(server *s)
+{
+    const cfg *k = &s->cfg;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        const cfg_db *db = cfg_find_db(k, p->db);
+        if (!db) {
+            srv_log(s, "LOG", "pool %s/%s: database no longer in the config; new logins refused",
+                    p->db, p->user);
+            continue;
+        }
+        int size, minp, reserve, mode;
+        pool_shape(k, db, p->user, &size, &minp, &reserve, &mode);
+        if (size != p->size || reserve != p->reserve) {
+            int64_t cap = size + (atomic_load(&p->reserve_on) ? reserve : 0);
+            (void)weir_pool_resize(p->pool, cap, minp);
+            srv_log(s, "LOG", "pool %s/%s: size %d -> %d", p->db, p->user, p->size, size);
+        }
+        p->size = size;
+        p->reserve = reserve;
+        p->reserve_timeout = k->reserve_pool_timeout;
+        p->mode = mode;
+        be_target *t = p->target, n;
+        memset(&n, 0, sizeof n);
+        target_conn(k, db, p->db, p->user, NULL, &n);
+        pthread_mutex_lock(&t->mu);
+        bool moved = strcmp(n.host, t->host) || n.port != t->port || strcmp(n.dbname, t->dbname) ||
+                     (n.password && strcmp(n.password, t->password ? t->password : ""));
+        if (moved) {
+            snprintf(t->host, sizeof t->host, "%s", n.host);
+            t->port = n.port;
+            snprintf(t->dbname, sizeof t->dbname, "%s", n.dbname);
+            if (n.password) (void)be_target_set_password(t, n.password);
+        }
+        pthread_mutex_unlock(&t->mu);
+        (void)be_target_set_password(&n, NULL);
+        if (moved) {
+            srv_log(s, "LOG", "pool %s/%s: server settings changed; reconnecting", p->db, p->user);
+            mark_closing(p);
+            (void)weir_pool_evict_all(p->pool);
+        }
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+}
+
+static void max_id(const weir_conn_info *ci, void *ud)
+{
+    uint64_t *m = ud;
+    if (ci->id > *m) *m = ci->id;
+}
+
+/* The connections open now are the ones closing (ids only grow). */
+static void mark_closing(spool *p)
+{
+    uint64_t m = 0;
+    (void)weir_pool_foreach_conn(p->pool, max_id, &m);
+    atomic_store(&p->close_mark, m);
+}
+
+bool pools_reconnect(server *s, const char *db)
+{
+    if (db[0] && !cfg_find_db_exact(&s->cfg, db)) return false;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next)
+        if (!db[0] || !strcmp(p->db, db)) {
+            mark_closing(p);
+            (void)weir_pool_evict_all(p->pool);
+        }
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "RECONNECT %s: server connections close as they are released",
+            db[0] ? db : "every pool");
+    return true;
+}
+
+typedef struct old_conns {
+    uint64_t mark;
+    bool any;
+} old_conns;
+
+static void find_old(const weir_conn_info *ci, void *ud)
+{
+    old_conns *o = ud;
+    if (ci->id <= o->mark) o->any = true;
+}
+
+bool pools_closing(server *s, const char *db)
+{
+    bool any = false;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p && !any; p = p->next) {
+        if (db[0] && strcmp(p->db, db)) continue;
+        old_conns o = {atomic_load(&p->close_mark), false};
+        if (o.mark) (void)weir_pool_foreach_conn(p->pool, find_old, &o);
+        any = o.any;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    return any;
+}
+
+bool pools_quiet(server *s, const char *db)
+{
+    bool quiet = true;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p && quiet; p = p->next) {
+        weir_pool_stats st;
+        if ((!db[0] || !strcmp(p->db, db)) && weir_pool_stats_get(p->pool, &st) == 0)
+            quiet = st.active == 0 && st.pending == 0;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    return quiet;
+}
+
+bool db_disabled(server *s, const char *db)
+{
+    bool off = false;
+    pthread_mutex_lock(&s->pools_lock);
+    for (size_t i = 0; i < s->ndisabled && !off; i++) off = !strcmp(s->disabled[i], db);
+    pthread_mutex_unlock(&s->pools_lock);
+    return off;
+}
+
+bool db_set_disabled(server *s, const char *db, bool off)
+{
+    if (!db[0] || !cfg_find_db_exact(&s->cfg, db)) return false;
+    pthread_mutex_lock(&s->pools_lock);
+    size_t i = 0;
+    while (i < s->ndisabled && strcmp(s->disabled[i], db)) i++;
+    if (off && i == s->ndisabled) {
+        char(*d)[CFG_NAME] = realloc(s->disabled, (s->ndisabled + 1) * sizeof *d);
+        if (d) {
+            s->disabled = d;
+            snprintf(d[s->ndisabled++], CFG_NAME, "%s", db);
+        }
+    } else if (!off && i < s->ndisabled) {
+        memmove(&s->disabled[i], &s->disabled[i + 1], (s->ndisabled - i - 1) * sizeof *s->disabled);
+        s->ndisabled--;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "%s %s (admin console)", off ? "DISABLE" : "ENABLE", db);
+    return true;
+}
+
+bool pools_pause(server *s, const char *db, bool pause, const char *why)
+{
+    if (db[0] && !cfg_find_db(&s->cfg, db)) return false;
+    if (!db[0]) atomic_store(&s->paused_all, pause);
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next)
+        if (!db[0] || !strcmp(p->db, db))
+            (void)(pause ? weir_pool_pause(p->pool) : weir_pool_resume(p->pool));
+    pthread_mutex_unlock(&s->pools_lock);
+    srv_log(s, "LOG", "%s %s (%s)", pause ? "paused" : "resumed", db[0] ? db : "every pool", why);
+    return true;
+}
+
+/* A client of p has waited reserve_pool_timeout: open the reserve. */
+void pool_reserve_wanted(spool *p, int64_t now)
+{
+    if (p->reserve <= 0) return;
+    atomic_store(&p->last_long_wait_ms, now);
+    bool off = false;
+    if (!atomic_compare_exchange_strong(&p->reserve_on, &off, true)) return;
+    srv_log(p->srv, "LOG", "S: %s/%s taking connections from reserve_pool (up to %d more)", p->db,
+            p->user, p->reserve);
+    (void)weir_pool_resize(p->pool, p->size + p->reserve, -1);
+}
+
+/* Give reserves back once nobody has waited long for reserve_pool_timeout. */
+void pools_reserve_tick(server *s, int64_t now)
+{
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        if (!atomic_load(&p->reserve_on)) continue;
+        int64_t quiet = p->reserve_timeout > 1000 ? p->reserve_timeout : 1000;
+        if (now - atomic_load(&p->last_long_wait_ms) < quiet) continue;
+        bool on = true;
+        if (!atomic_compare_exchange_strong(&p->reserve_on, &on, false)) continue;
+        (void)weir_pool_resize(p->pool, p->size, -1);
+        srv_log(s, "LOG", "S: %s/%s reserve_pool given back", p->db, p->user);
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+}

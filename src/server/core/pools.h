@@ -1,0 +1,80 @@
+/* pools.h — server connection pools by (database, user) (pools.c). */
+#ifndef WEIR_SERVER_POOLS_H
+#define WEIR_SERVER_POOLS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/stats.h"
+#include "pg/backend.h"
+#include "weir/weir.h"
+
+typedef struct server server;
+
+/* One pool of server connections: a (database, user) pair. Created on the
+ * first login that needs it and kept for the server's life. */
+typedef struct spool {
+    server *srv;
+    char db[CFG_NAME], user[CFG_NAME];
+    int mode; /* POOL_SESSION / POOL_TRANSACTION / POOL_STATEMENT */
+    weir_pool *pool;
+    be_target *target;    /* owned by the pool (driver ctx) */
+    pthread_mutex_t lock; /* guards welcome */
+    bool have_welcome;
+    be_params welcome; /* the first server connection's ParameterStatus set */
+    /* reserve_pool_size: extra connections once a client has waited
+     * reserve_pool_timeout; given back when nobody has waited that long for
+     * as long again. */
+    int size, reserve;
+    int64_t reserve_timeout;
+    atomic_bool reserve_on;
+    atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
+    _Atomic int64_t last_long_wait_ms;
+    _Atomic uint64_t close_mark; /* RECONNECT: connections with an id up to this are closing */
+    wstats *ws;                  /* one per worker */
+    st_sum prev, delta; /* at the last stats_period tick, and the period before it (stats_lock) */
+    struct spool *next;
+} spool;
+
+/* A shared cap (max_db_connections, max_user_connections) by name. */
+typedef struct named_limit {
+    char key[CFG_NAME + 8]; /* "db:<name>" or "user:<name>" */
+    weir_limit *limit;
+    struct named_limit *next;
+} named_limit;
+
+/* What a client's login taught weir about its credentials, for server logins
+ * when the config has no password for the user. */
+typedef struct login_creds {
+    const char *secret;        /* from auth_query (md5 hash, SCRAM secret or plain); NULL */
+    const uint8_t *client_key; /* after a SCRAM login: the ClientKey (32 bytes); NULL */
+    const uint8_t *server_key; /* and the secret's ServerKey */
+} login_creds;
+
+/* The pool for (dbname, user): user is the [databases] entry's forced user,
+ * else as_user if given (auth_user's pool), else the client's. A client that
+ * proved its password (cr) hands the pool what it proved. */
+spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
+                const char *as_user, const login_creds *cr, char *err, size_t errlen);
+void pools_destroy(server *s);
+void pools_apply_config(server *s); /* after a reload or SET, workers held */
+/* RECONNECT: close the server connections of db ("" = all) as they are
+ * released; pools_closing: some of them are still open (WAIT_CLOSE). */
+bool pools_reconnect(server *s, const char *db);
+bool pools_closing(server *s, const char *db);
+/* PAUSE's wait: no server connection of db ("" = all) is in use or logging in. */
+bool pools_quiet(server *s, const char *db);
+/* DISABLE/ENABLE db: false if there is no such database. */
+bool db_set_disabled(server *s, const char *db, bool off);
+bool db_disabled(server *s, const char *db);
+/* Pause or resume every pool, or those of database db ("" = all). false: no
+ * such database. why goes to the log. */
+bool pools_pause(server *s, const char *db, bool pause, const char *why);
+/* Reserve pools: take or give back reserve connections (each worker's tick). */
+void pool_reserve_wanted(spool *p, int64_t now_ms);
+void pools_reserve_tick(server *s, int64_t now_ms);
+
+#endif

@@ -1,0 +1,246 @@
+/* worker.c — a worker thread (worker.h): its event loop, listeners and
+ * accept() back-off, the completion queue, the tick, and the safe point
+ * where configuration changes hold every worker. */
+#include "core/worker.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/pools.h"
+#include "core/server.h"
+#include "core/stats.h"
+#include "weir/weir.h"
+
+/* --- accepting ---------------------------------------------------------------- */
+
+/* accept() failed for want of descriptors (or memory): stop accepting on
+ * this worker for a while, longer each time (10 ms doubling to 1 s), and say
+ * so once per 10 s for the whole server. Clients wait in the listen backlog
+ * meanwhile; those already connected are served as before. */
+static void accept_pause(worker *w, int err)
+{
+    server *s = w->srv;
+    atomic_fetch_add(&s->accept_errors, 1);
+    int64_t now = weir_now_ns() / 1000000, last = atomic_load(&s->accept_log_ms);
+    if (now - last >= 10000 && atomic_compare_exchange_strong(&s->accept_log_ms, &last, now))
+        srv_log(s, "WARNING",
+                "accept() failed: %s; accepting paused for %d ms (%lld failures so far). Raise "
+                "the open-files limit (ulimit -n, LimitNOFILE) or lower max_client_conn",
+                strerror(err), w->accept_backoff_ms, (long long)atomic_load(&s->accept_errors));
+    for (int i = 0; i < w->nlisten; i++) event_del(&w->listen_ev[i]);
+    struct timeval tv = {w->accept_backoff_ms / 1000, (w->accept_backoff_ms % 1000) * 1000};
+    event_add(&w->accept_retry, &tv);
+    w->accept_backoff_ms = w->accept_backoff_ms * 2 > 1000 ? 1000 : w->accept_backoff_ms * 2;
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    for (int i = 0; i < w->nlisten; i++) event_add(&w->listen_ev[i], NULL);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    worker *w = arg;
+    bool is_unix = fd == w->srv->unix_fd;
+    for (int i = 0; i < 64; i++) {
+        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(w, errno);
+            return;
+        }
+        w->accept_backoff_ms = 10;
+        w->srv->door->accept(w, c, is_unix);
+    }
+}
+
+int worker_listen(worker *w, int fd)
+{
+    if (w->nlisten >= (int)(sizeof w->listen_ev / sizeof *w->listen_ev)) return -1;
+    event_assign(&w->listen_ev[w->nlisten], w->base, fd, EV_READ | EV_PERSIST, on_accept, w);
+    event_add(&w->listen_ev[w->nlisten], NULL);
+    w->nlisten++;
+    return 0;
+}
+
+/* --- completions ---------------------------------------------------------- */
+
+void worker_post(worker *w, completion *cp)
+{
+    cp->next = NULL;
+    pthread_mutex_lock(&w->qlock);
+    *w->qtail = cp;
+    w->qtail = &cp->next;
+    pthread_mutex_unlock(&w->qlock);
+    if (current_worker == w) { /* its own thread: no syscall */
+        event_active(&w->local_ev, EV_READ, 0);
+        return;
+    }
+    uint64_t one = 1;
+    (void)!write(w->efd, &one, sizeof one);
+}
+
+void worker_drain(worker *w)
+{
+    for (;;) {
+        pthread_mutex_lock(&w->qlock);
+        completion *cp = w->qhead;
+        w->qhead = NULL;
+        w->qtail = &w->qhead;
+        pthread_mutex_unlock(&w->qlock);
+        if (!cp) return;
+        while (cp) {
+            completion *next = cp->next; /* fn may free cp's owner */
+            cp->fn(cp);
+            cp = next;
+        }
+    }
+}
+
+/* --- the safe point ---------------------------------------------------------- */
+
+/* Called by a worker at its safe point: wait while a change is in progress. */
+static void hold_point(worker *w)
+{
+    server *s = w->srv;
+    if (!atomic_load_explicit(&s->holding, memory_order_acquire)) return;
+    pthread_mutex_lock(&s->hold_mu);
+    if (s->holding) {
+        s->held++;
+        pthread_cond_broadcast(&s->hold_cv);
+        while (s->holding) pthread_cond_wait(&s->hold_cv, &s->hold_mu);
+        s->held--;
+    }
+    pthread_mutex_unlock(&s->hold_mu);
+}
+
+/* Hold every worker but the caller's own (if the caller is one). */
+void workers_hold(server *s)
+{
+    pthread_mutex_lock(&s->hold_mu);
+    atomic_store_explicit(&s->holding, true, memory_order_release);
+    int want = s->nworkers - (current_worker ? 1 : 0);
+    uint64_t one = 1;
+    for (int i = 0; i < s->nworkers; i++)
+        if (&s->workers[i] != current_worker) (void)!write(s->workers[i].efd, &one, sizeof one);
+    while (s->held < want) pthread_cond_wait(&s->hold_cv, &s->hold_mu);
+    pthread_rwlock_wrlock(&s->cfg_rw);
+}
+
+void workers_release(server *s)
+{
+    pthread_rwlock_unlock(&s->cfg_rw);
+    atomic_store_explicit(&s->holding, false, memory_order_release);
+    pthread_cond_broadcast(&s->hold_cv);
+    pthread_mutex_unlock(&s->hold_mu);
+}
+
+int server_freeze(server *s)
+{
+    if (current_worker) {
+        if (pthread_mutex_trylock(&s->change_mu)) return -1;
+    } else {
+        pthread_mutex_lock(&s->change_mu);
+    }
+    workers_hold(s);
+    return 0;
+}
+
+void server_thaw(server *s)
+{
+    workers_release(s);
+    pthread_mutex_unlock(&s->change_mu);
+}
+
+/* --- the loop ----------------------------------------------------------------- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    w->srv->door->tick(w);
+    if (w->id == 0) {
+        int64_t now = weir_now_ns() / 1000000;
+        pools_reserve_tick(w->srv, now);
+        stats_tick(w->srv, now);
+    }
+    if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
+}
+
+static void on_efd(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t v;
+    (void)!read(fd, &v, sizeof v);
+    worker *w = arg;
+    hold_point(w);
+    if (atomic_exchange(&w->kill_pending, false)) w->srv->door->kill_marked(w);
+    worker_drain(w);
+    if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
+}
+
+_Thread_local worker *current_worker;
+
+static void on_local(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_drain(arg);
+}
+
+int worker_init(worker *w, server *s, int id)
+{
+    memset(w, 0, sizeof *w);
+    w->srv = s;
+    w->id = id;
+    w->base = event_base_new();
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!w->base || w->efd < 0) return -1;
+    pthread_mutex_init(&w->qlock, NULL);
+    w->qtail = &w->qhead;
+    event_assign(&w->efd_ev, w->base, w->efd, EV_READ | EV_PERSIST, on_efd, w);
+    event_add(&w->efd_ev, NULL);
+    event_assign(&w->local_ev, w->base, -1, 0, on_local, w);
+    event_assign(&w->tick, w->base, -1, EV_PERSIST, on_tick, w);
+    event_assign(&w->accept_retry, w->base, -1, 0, on_accept_retry, w);
+    w->accept_backoff_ms = 10;
+    struct timeval tv = {0, 100000};
+    event_add(&w->tick, &tv);
+    return 0;
+}
+
+void *worker_main(void *arg)
+{
+    worker *w = arg;
+    current_worker = w;
+    event_base_dispatch(w->base);
+    w->srv->door->close_all(w);
+    return NULL;
+}
+
+void worker_destroy(worker *w)
+{
+    for (int i = 0; i < w->nlisten; i++) {
+        evutil_socket_t fd = event_get_fd(&w->listen_ev[i]);
+        event_del(&w->listen_ev[i]);
+        if (fd != w->srv->unix_fd) close(fd); /* this worker's own TCP socket */
+    }
+    event_del(&w->efd_ev);
+    event_del(&w->tick);
+    event_del(&w->accept_retry);
+    if (w->base) event_base_free(w->base);
+    if (w->efd >= 0) close(w->efd);
+    pthread_mutex_destroy(&w->qlock);
+}

@@ -1,0 +1,94 @@
+/* worker.h — a worker thread: one libevent loop serving its share of the
+ * connections, its listeners (with the accept() back-off), a queue of
+ * completions other threads hand it, its 100 ms tick, and the safe point
+ * where a configuration change holds it (worker.c). What it does with a
+ * connection is its door's (worker_door: the PostgreSQL door, pg/client.c). */
+#ifndef WEIR_SERVER_WORKER_H
+#define WEIR_SERVER_WORKER_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct server server;
+typedef struct worker worker;
+struct backend;
+
+/* Work handed to a worker from another thread (or queued by its own):
+ * fn runs on the worker's thread. The node lives in its owner (a client),
+ * so queueing allocates nothing and cannot fail. */
+typedef struct completion {
+    struct completion *next;
+    void (*fn)(struct completion *cp);
+} completion;
+
+/* The door a worker serves: called on the worker's thread. */
+typedef struct worker_door worker_door;
+struct worker_door {
+    void (*accept)(worker *w, int fd, bool is_unix); /* a new connection */
+    void (*tick)(worker *w);                        /* every 100 ms: timeouts, freeing */
+    void (*kill_marked)(worker *w);                 /* KILL marked some connections */
+    void (*close_all)(worker *w);                   /* shutting down */
+    /* A server connection is about to close (any thread): drop what the
+     * door keeps for it (be->ext). */
+    void (*server_gone)(struct backend *be);
+};
+
+#define WORKER_NSTATES 16 /* per-state connection counts: the door's states fit */
+
+struct worker {
+    server *srv;
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    int nlisten;
+    struct event listen_ev[8];
+    struct event tick;
+    struct event accept_retry; /* listening resumes after an accept() back-off */
+    int accept_backoff_ms;
+    int efd; /* eventfd: completions are queued */
+    struct event efd_ev;
+    struct event local_ev; /* completions queued by this worker's own thread: no syscall */
+    pthread_mutex_t qlock;
+    completion *qhead, **qtail; /* completions queued to this worker (qlock) */
+    struct client *clients;   /* every client of this worker (the door's) */
+    struct client *graveyard; /* freed at the next tick */
+    _Atomic int nstate[WORKER_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
+    atomic_bool kill_pending;       /* KILL marked some of its clients */
+    atomic_bool stop;
+};
+
+/* Only the worker itself changes its nstate: a relaxed load and store. */
+static inline void nstate_add(worker *w, int st, int d)
+{
+    atomic_store_explicit(&w->nstate[st],
+                          atomic_load_explicit(&w->nstate[st], memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
+
+int worker_init(worker *w, server *s, int id);
+void *worker_main(void *arg);
+void worker_destroy(worker *w);
+/* Queue cp to w (any thread); fn runs on w's thread, in order. */
+void worker_post(worker *w, completion *cp);
+/* Run what is queued now (w's thread, or after it stopped). */
+void worker_drain(worker *w);
+/* Accept on fd (a listening socket) in w's loop. 0 or -1. */
+int worker_listen(worker *w, int fd);
+
+/* A configuration change: hold every worker at its safe point (between
+ * events) while cfg is swapped, then let them go. -1: another change or
+ * listing is running (only when called from a worker). */
+int server_freeze(server *s);
+void server_thaw(server *s);
+/* The same with change_mu already held by the caller (reload.c): every
+ * worker but the caller's own waits at its safe point, and cfg_rw is
+ * write-locked, until workers_release. */
+void workers_hold(server *s);
+void workers_release(server *s);
+
+#endif

@@ -1,0 +1,21 @@
+/* admin.h — the admin console (admin.c): the virtual database "pgbouncer"
+ * (also "weir") with PgBouncer's commands. */
+#ifndef WEIR_SERVER_ADMIN_H
+#define WEIR_SERVER_ADMIN_H
+
+#include <stdbool.h>
+
+#include "pg/proto.h"
+
+typedef struct server server;
+
+/* Run one simple query; the answer goes into o (without ReadyForQuery).
+ * full: an admin_users member; else stats_users, who may only SHOW.
+ * Returns 0, or ADMIN_WAIT_*: the answer waits until admin_wait_done (db
+ * set to the command's database, CFG_NAME bytes). */
+enum { ADMIN_WAIT_PAUSE = 1, ADMIN_WAIT_CLOSE = 2 };
+int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *db);
+/* The waiting command's condition: true when met (CommandComplete then in o). */
+bool admin_wait_done(server *s, int kind, const char *db, pq_buf *o);
+
+#endif

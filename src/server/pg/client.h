@@ -1,0 +1,114 @@
+/* client.h — a PostgreSQL-door client (client.c): its states and the
+ * struct the console (admin.c) reads for SHOW CLIENTS and marks for KILL;
+ * the door the workers serve (pg_door); what the door keeps per server
+ * connection. */
+#ifndef WEIR_SERVER_CLIENT_H
+#define WEIR_SERVER_CLIENT_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/worker.h"
+#include "pg/backend.h"
+#include "pg/prep.h"
+#include "pg/proto.h"
+#include "weir/weir.h"
+
+typedef struct client client;
+typedef struct spool spool;
+typedef struct scram_server scram_server;
+
+/* A client's state (client.c has the diagram). */
+typedef enum cstate {
+    CL_LOGIN,
+    CL_AUTH_QUERY,    /* the user's secret is being looked up with auth_query */
+    CL_AUTH_PASSWORD, /* cleartext or md5 asked */
+    CL_AUTH_SASL_FIRST,
+    CL_AUTH_SASL_FINAL,
+    CL_WELCOME,
+    CL_IDLE,
+    CL_WAITING,
+    CL_ACTIVE,
+    CL_NSTATES
+} cstate;
+_Static_assert(CL_NSTATES <= WORKER_NSTATES, "a worker counts every client state");
+
+#define NTRACKED 6 /* parameters kept in line on every server (client.c: tracked) */
+
+/* A server connection's read registration in one worker's event loop. It
+ * stays registered while the connection waits in the pool, so a worker that
+ * gets the same connection back (the engine's thread affinity) pays no
+ * epoll_ctl. Only that worker touches it, except the thread closing the
+ * connection (pool hook on_destroy), which deletes every registration first. */
+typedef struct be_watch {
+    struct event ev;
+    client *c; /* this worker's client using the connection, or NULL */
+    bool added;
+} be_watch;
+
+typedef struct be_ext {
+    ps_cache *ps; /* its prepared statements (max_prepared_statements); NULL until the first */
+    int n;
+    be_watch w[];
+} be_ext;
+
+struct client {
+    worker *w;
+    int fd;
+    cstate state;
+    struct event cev, sev; /* sev: write interest on the server, when a send was short */
+    short cev_flags, sev_flags;
+    be_watch *watch; /* the server's read registration in this worker */
+    bool terminate, zombie, checkout_pending, reject, unsynced, stmt_refused;
+    bool admin, admin_full; /* on the admin console; an admin_users member */
+    bool counted;           /* in its pool's cl_logged */
+    bool is_unix;
+    bool killed;    /* KILL: closed by its worker (worker_kill_marked) */
+    int admin_wait; /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
+    char admin_wait_db[CFG_NAME];
+    uint64_t req;
+    completion done; /* the checkout's result, queued to the worker (checkout_done) */
+    weir_conn *done_conn;
+    int done_status;
+    pq_buf in, out, pre;
+    uint32_t in_scanned, out_scanned;
+    pq_stream cst, sst;
+    pq_stream xst; /* ps: the framing of c->in as it is translated */
+    bool xdrop;    /* ps: the rest of the message at xst is dropped, not passed */
+    ps_client *ps; /* named prepared statements kept by weir (transaction/statement mode) */
+    bool sst_drop;
+    bool in_whole_need; /* c->in ends in part of a message weir must see whole: read on */
+    int skip_rfq, pending;
+    spool *pool;
+    weir_conn *conn;
+    backend *be;
+    char user[CFG_NAME], dbname[CFG_NAME];
+    char *secret; /* owned: the user's secret while logging in; NULL: none (or no such user) */
+    const char *want_val[NTRACKED];
+    char want[NTRACKED][BE_VALUE];
+    bool want_set[NTRACKED];
+    uint32_t my_pid, my_key;
+    client *key_next;
+    pthread_mutex_t cancel_mu;       /* cancel_conn, against handle_cancel on another thread */
+    weir_conn *cancel_conn;          /* the linked server, while a cancel may be forwarded to it */
+    int64_t t_connect, t_activity;   /* ms */
+    int64_t t_query, t_xact, t_wait; /* us: the oldest request in flight, the open
+                                        transaction's start, the checkout's start */
+    bool in_xact;
+    uint8_t salt[4];
+    scram_server *scram;
+    struct auth_lookup *aq; /* during CL_AUTH_QUERY */
+    bool secret_from_query;
+    client *prev, *next;
+};
+
+
+
+/* The PostgreSQL door: what a worker does with its connections. */
+extern const worker_door pg_door;
+
+#endif
