@@ -14,7 +14,13 @@ ssize_t io_recv(int fd, void *buf, size_t n)
 
 ssize_t io_send(int fd, const void *buf, size_t n)
 {
-    return send(fd, buf, n, MSG_NOSIGNAL);
+    return send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+ssize_t io_writev(int fd, const struct iovec *iov, int n)
+{
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 bool io_quiet(int fd)

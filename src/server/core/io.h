@@ -9,8 +9,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct iovec;
+
 ssize_t io_recv(int fd, void *buf, size_t n);
-ssize_t io_send(int fd, const void *buf, size_t n); /* no SIGPIPE */
+ssize_t io_send(int fd, const void *buf, size_t n); /* never blocks, no SIGPIPE */
+ssize_t io_writev(int fd, const struct iovec *iov, int n); /* the same, gathered */
 /* An idle connection has nothing to say: false if it is closed, failed, or
  * has bytes waiting (a server's unasked FATAL). Reads nothing. */
 bool io_quiet(int fd);

@@ -21,6 +21,7 @@
  * doubling to 1 s) with one log line per 10 s.
  */
 #include "http/httpd.h"
+#include "core/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -272,7 +273,7 @@ static void conn_arm(hconn *c, short what)
 static bool conn_flush(hconn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = io_send(c->fd, c->out + c->out_off, c->out_len - c->out_off);
         if (w > 0) {
             c->out_off += (size_t)w;
             continue;
@@ -302,7 +303,7 @@ static bool conn_send(hconn *c, const char *head, size_t hlen, const char *body,
     if (!c->out) {
         struct iovec iov[2] = {{(void *)head, hlen}, {(void *)body, blen}};
         for (;;) {
-            ssize_t w = writev(c->fd, iov, blen ? 2 : 1);
+            ssize_t w = io_writev(c->fd, iov, blen ? 2 : 1);
             if (w < 0 && errno == EINTR) continue;
             if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
                 conn_free(c);
@@ -658,7 +659,7 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
             /* Full of pipelined requests: answer those first, read the rest after. */
             if (c->in_len == c->in_cap) break;
         }
-        ssize_t r = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        ssize_t r = io_recv(fd, c->in + c->in_len, c->in_cap - c->in_len);
         if (r > 0) {
             c->in_len += (size_t)r;
             got = true;
@@ -794,7 +795,7 @@ static void *acceptor_main(void *arg)
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                 "Content-Length: 60\r\nConnection: close\r\n\r\n"
                 "{\"message\":\"too many connections (http_max_connections)\"}\n";
-            (void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)!io_send(fd, busy, sizeof busy - 1);
             close(fd);
             atomic_fetch_add(&d->refused, 1);
             continue;

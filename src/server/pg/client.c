@@ -361,8 +361,8 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
             /* Whatever was already on its way to the client goes first. */
             uint32_t pend = c->out_scanned - c->out.start;
             if (pend)
-                (void)!send(c->fd, c->out.p + c->out.start, pend, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)!send(c->fd, tmp.p, tmp.end, MSG_NOSIGNAL | MSG_DONTWAIT);
+                (void)!io_send(c->fd, c->out.p + c->out.start, pend);
+            (void)!io_send(c->fd, tmp.p, tmp.end);
         }
         pq_buf_free(&tmp);
     } else if (c->w->srv->cfg.log_disconnections && c->state >= CL_IDLE) {
@@ -379,7 +379,7 @@ static bool flush_out(client *c)
 {
     while (c->out_scanned > c->out.start) {
         ssize_t n =
-            send(c->fd, c->out.p + c->out.start, c->out_scanned - c->out.start, MSG_NOSIGNAL);
+            io_send(c->fd, c->out.p + c->out.start, c->out_scanned - c->out.start);
         if (n > 0) {
             c->out.start += (uint32_t)n;
             wstats *ws = cws(c);
@@ -406,7 +406,7 @@ static bool flush_in(client *c)
         pq_buf *b = bufs[i];
         uint32_t *lim = i ? &c->in_scanned : &b->end;
         while (*lim > b->start) {
-            ssize_t n = send(c->be->fd, b->p + b->start, *lim - b->start, MSG_NOSIGNAL);
+            ssize_t n = io_send(c->be->fd, b->p + b->start, *lim - b->start);
             if (n > 0) {
                 b->start += (uint32_t)n;
                 continue;
@@ -592,7 +592,7 @@ static bool read_server(client *c)
         server_lost(c);
         return false;
     }
-    ssize_t n = recv(c->be->fd, c->out.p + c->out.end, c->out.cap - c->out.end, 0);
+    ssize_t n = io_recv(c->be->fd, c->out.p + c->out.end, c->out.cap - c->out.end);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         server_lost(c);
         return false;
@@ -1174,7 +1174,7 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
         auth_lookup_fail(c, "out of memory");
         return;
     }
-    ssize_t n = recv(fd, aq->buf.p + aq->buf.end, aq->buf.cap - aq->buf.end, 0);
+    ssize_t n = io_recv(fd, aq->buf.p + aq->buf.end, aq->buf.cap - aq->buf.end);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (n <= 0) {
         auth_lookup_fail(c, "server connection lost");
@@ -1231,7 +1231,7 @@ static void auth_lookup_send(client *c, weir_conn *conn)
     rc |= pq_put_msg(b, 'E', exec, sizeof exec);
     rc |= pq_put_msg(b, 'S', NULL, 0);
     /* A few hundred bytes to an idle connection go in one send. */
-    ssize_t n = rc ? -1 : send(be->fd, b->p, b->end, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = rc ? -1 : io_send(be->fd, b->p, b->end);
     bool sent = n >= 0 && (uint32_t)n == b->end;
     pq_buf_reset(b);
     if (!sent) {
@@ -1630,7 +1630,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
             client_close(c, "53200", "out of memory");
             return;
         }
-        ssize_t n = recv(fd, c->in.p + c->in.end, c->in.cap - c->in.end, 0);
+        ssize_t n = io_recv(fd, c->in.p + c->in.end, c->in.cap - c->in.end);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             if (c->state >= CL_IDLE && c->w->srv->cfg.log_disconnections)
                 srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: client unexpected eof",
