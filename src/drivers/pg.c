@@ -1,6 +1,9 @@
 /* pg.c — the PostgreSQL driver: non-blocking connect, validate, reset, close. */
 #include "weir/weir_pg.h"
 
+#include "../lib/scheme.h"
+
+#include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -290,3 +293,39 @@ PGconn *weir_pg_conn(const weir_conn *c)
 {
     return c ? weir_conn_handle(c) : NULL;
 }
+
+/* --- the registry's postgres:// scheme ------------------------------------ */
+
+/* postgres://[userinfo@]host[:port][/db][?query]: the host lower-cased, the
+ * default port made explicit, "postgresql" spelt "postgres". */
+static int pg_normalize(const char *url, const char *rest, char *out, size_t len, char *err,
+                        size_t errlen)
+{
+    (void)url;
+    (void)err;
+    (void)errlen;
+    const char *end = rest + strcspn(rest, "/?");
+    const char *at = NULL;
+    for (const char *p = rest; p < end; p++)
+        if (*p == '@') at = p;
+    const char *hostp = at ? at + 1 : rest;
+    char host[256] = "";
+    size_t hl = (size_t)(end - hostp);
+    if (hl >= sizeof host) return WEIR_ERANGE;
+    for (size_t i = 0; i < hl; i++) host[i] = (char)tolower((unsigned char)hostp[i]);
+    host[hl] = '\0';
+    bool has_port = strchr(host, ':') && host[0] != '[';
+    if (host[0] == '[') has_port = strstr(host, "]:") != NULL;
+    bool multi = strchr(host, ',') != NULL;
+    int n = snprintf(out, len, "postgres://%.*s%s%s%s", at ? (int)(at - rest + 1) : 0, rest, host,
+                     (!has_port && !multi && host[0]) ? ":5432" : "", end);
+    return n < 0 || (size_t)n >= len ? WEIR_ERANGE : 0;
+}
+
+static int pg_make(const char *key, const weir_options *o, weir_pool **out, char *err,
+                   size_t errlen)
+{
+    return weir_pg_pool_create(out, key, NULL, o, NULL, err, errlen);
+}
+
+const weir__scheme weir__scheme_pg = {"postgres", "postgresql", pg_normalize, pg_make};

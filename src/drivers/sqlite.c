@@ -1,6 +1,8 @@
 /* sqlite.c — the SQLite driver: pragmas, a statement cache, and the read/write pair. */
 #include "weir/weir_sqlite.h"
 
+#include "../lib/scheme.h"
+
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -348,3 +350,48 @@ weir_pool *weir_sqlite_reader(weir_sqlite *db)
 {
     return db ? db->reader : NULL;
 }
+
+/* --- the registry's sqlite:// scheme -------------------------------------- */
+
+/* sqlite:///absolute/path[?create=1&busy_timeout=MS] */
+static int lite_normalize(const char *url, const char *rest, char *out, size_t len, char *err,
+                          size_t errlen)
+{
+    if (rest[0] != '/') {
+        snprintf(err, errlen, "sqlite URL needs an absolute path: sqlite:///path/to/db (got %s)",
+                 url);
+        return WEIR_EINVAL;
+    }
+    int n = snprintf(out, len, "sqlite://%s", rest);
+    return n < 0 || (size_t)n >= len ? WEIR_ERANGE : 0;
+}
+
+static int lite_make(const char *key, const weir_options *o, weir_pool **out, char *err,
+                     size_t errlen)
+{
+    char path[1024];
+    if (snprintf(path, sizeof path, "%s", key + 9) >= (int)sizeof path) return WEIR_ERANGE;
+    weir_sqlite_options so;
+    weir_sqlite_options_init(&so);
+    char *q = strchr(path, '?');
+    if (q) {
+        *q++ = '\0';
+        for (char *save = NULL, *kv = strtok_r(q, "&", &save); kv;
+             kv = strtok_r(NULL, "&", &save)) {
+            if (strcmp(kv, "create=1") == 0 || strcmp(kv, "create=true") == 0)
+                so.create = true;
+            else if (strncmp(kv, "busy_timeout=", 13) == 0)
+                so.busy_timeout_ms = atoll(kv + 13);
+            else {
+                snprintf(err, errlen, "unknown sqlite URL parameter \"%s\"", kv);
+                return WEIR_EINVAL;
+            }
+        }
+    }
+    void *ctx;
+    int rc = weir_sqlite_target_new(path, &so, &ctx, err, errlen);
+    if (rc) return rc;
+    return weir_pool_create(out, weir_sqlite_driver(), ctx, o, NULL);
+}
+
+const weir__scheme weir__scheme_sqlite = {"sqlite", NULL, lite_normalize, lite_make};

@@ -7,13 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#ifdef WEIR_WITH_PG
-#include "weir/weir_pg.h"
-#endif
-#ifdef WEIR_WITH_SQLITE
-#include "weir/weir_sqlite.h"
-#endif
+#include "scheme.h"
 
 #define URL_MAX 1024
 
@@ -38,9 +34,14 @@ struct weir_registry {
     bool janitor_started;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
+/* The scheme called name (by its name or alias), or NULL. */
+static const weir__scheme *scheme_named(const char *name, size_t n)
 {
-    if (err && errlen) snprintf(err, errlen, fmt, arg);
+    for (const weir__scheme *const *s = weir__schemes; *s; s++)
+        if ((strlen((*s)->name) == n && !strncasecmp((*s)->name, name, n)) ||
+            ((*s)->alias && strlen((*s)->alias) == n && !strncasecmp((*s)->alias, name, n)))
+            return *s;
+    return NULL;
 }
 
 int weir_url_normalize(const char *url, char *out, size_t len, char *err, size_t errlen)
@@ -52,43 +53,27 @@ int weir_url_normalize(const char *url, char *out, size_t len, char *err, size_t
         if (err && errlen) snprintf(err, errlen, "not a URL (expected scheme://...)");
         return WEIR_EINVAL;
     }
-    char scheme[32];
     size_t sl = (size_t)(sep - url);
-    if (sl >= sizeof scheme) return WEIR_EINVAL;
-    for (size_t i = 0; i < sl; i++) scheme[i] = (char)tolower((unsigned char)url[i]);
-    scheme[sl] = '\0';
-    const char *rest = sep + 3;
-    if (strcmp(scheme, "sqlite") == 0) {
-        if (rest[0] != '/') {
-            set_err(err, errlen, "sqlite URL needs an absolute path: sqlite:///path/to/db (got %s)",
-                    url);
-            return WEIR_EINVAL;
+    const weir__scheme *sc = sl < 32 ? scheme_named(url, sl) : NULL;
+    if (!sc) {
+        if (err && errlen) {
+            int o = snprintf(err, errlen, "unknown scheme \"%.*s\" (known:", (int)(sl < 32 ? sl : 32),
+                             url);
+            for (const weir__scheme *const *s = weir__schemes; *s && o >= 0 && (size_t)o < errlen;
+                 s++) {
+                o += snprintf(err + o, errlen - (size_t)o, "%s %s://", s == weir__schemes ? "" : ",",
+                              (*s)->name);
+                if ((*s)->alias && (size_t)o < errlen)
+                    o += snprintf(err + o, errlen - (size_t)o, ", %s://", (*s)->alias);
+            }
+            if (o >= 0 && (size_t)o < errlen)
+                snprintf(err + o, errlen - (size_t)o, "%s)", weir__schemes[0] ? "" : " none");
         }
-        int n = snprintf(out, len, "sqlite://%s", rest);
-        return n < 0 || (size_t)n >= len ? WEIR_ERANGE : 0;
-    }
-    if (strcmp(scheme, "postgres") != 0 && strcmp(scheme, "postgresql") != 0) {
-        set_err(err, errlen, "unknown scheme \"%s\" (known: postgres://, postgresql://, sqlite://)",
-                scheme);
         return WEIR_EINVAL;
     }
-    /* postgres://[userinfo@]host[:port][/db][?query] */
-    const char *end = rest + strcspn(rest, "/?");
-    const char *at = NULL;
-    for (const char *p = rest; p < end; p++)
-        if (*p == '@') at = p;
-    const char *hostp = at ? at + 1 : rest;
-    char host[256] = "";
-    size_t hl = (size_t)(end - hostp);
-    if (hl >= sizeof host) return WEIR_ERANGE;
-    for (size_t i = 0; i < hl; i++) host[i] = (char)tolower((unsigned char)hostp[i]);
-    host[hl] = '\0';
-    bool has_port = strchr(host, ':') && host[0] != '[';
-    if (host[0] == '[') has_port = strstr(host, "]:") != NULL;
-    bool multi = strchr(host, ',') != NULL;
-    int n = snprintf(out, len, "postgres://%.*s%s%s%s", at ? (int)(at - rest + 1) : 0, rest, host,
-                     (!has_port && !multi && host[0]) ? ":5432" : "", end);
-    return n < 0 || (size_t)n >= len ? WEIR_ERANGE : 0;
+    char tmp[256];
+    if (!err) err = tmp, errlen = sizeof tmp;
+    return sc->normalize(url, sep + 3, out, len, err, errlen);
 }
 
 static weir_pool **all_pools(weir_registry *r, size_t *n) /* under the lock */
@@ -201,43 +186,10 @@ static int make_pool(weir_registry *r, const char *key, weir_pool **out, char *e
     weir_mask_credentials(key, o.name, sizeof o.name);
     char tmp[256];
     if (!err) err = tmp, errlen = sizeof tmp;
-    if (strncmp(key, "postgres://", 11) == 0) {
-#ifdef WEIR_WITH_PG
-        return weir_pg_pool_create(out, key, NULL, &o, NULL, err, errlen);
-#else
-        snprintf(err, errlen, "this libweir was built without the PostgreSQL driver");
-        return WEIR_EINVAL;
-#endif
-    }
-#ifdef WEIR_WITH_SQLITE
-    /* sqlite:///path[?create=1&busy_timeout=MS] */
-    char path[URL_MAX];
-    snprintf(path, sizeof path, "%s", key + 9);
-    weir_sqlite_options so;
-    weir_sqlite_options_init(&so);
-    char *q = strchr(path, '?');
-    if (q) {
-        *q++ = '\0';
-        for (char *save = NULL, *kv = strtok_r(q, "&", &save); kv;
-             kv = strtok_r(NULL, "&", &save)) {
-            if (strcmp(kv, "create=1") == 0 || strcmp(kv, "create=true") == 0)
-                so.create = true;
-            else if (strncmp(kv, "busy_timeout=", 13) == 0)
-                so.busy_timeout_ms = atoll(kv + 13);
-            else {
-                snprintf(err, errlen, "unknown sqlite URL parameter \"%s\"", kv);
-                return WEIR_EINVAL;
-            }
-        }
-    }
-    void *ctx;
-    int rc = weir_sqlite_target_new(path, &so, &ctx, err, errlen);
-    if (rc) return rc;
-    return weir_pool_create(out, weir_sqlite_driver(), ctx, &o, NULL);
-#else
-    snprintf(err, errlen, "this libweir was built without the SQLite driver");
-    return WEIR_EINVAL;
-#endif
+    const char *sep = strstr(key, "://");
+    const weir__scheme *sc = sep ? scheme_named(key, (size_t)(sep - key)) : NULL;
+    if (!sc) return WEIR_EINVAL; /* keys come from weir_url_normalize */
+    return sc->make(key, &o, out, err, errlen);
 }
 
 int weir_registry_acquire(weir_registry *r, const char *url, weir_pool **out, char *err,

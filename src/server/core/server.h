@@ -12,7 +12,8 @@
 
 #include "core/config.h"
 
-#define WEIR_VERSION_TEXT "weir 0.1.0"
+#define WEIR_VERSION      "0.1.0"
+#define WEIR_VERSION_TEXT "weir " WEIR_VERSION
 
 typedef struct server server;
 typedef struct worker worker;

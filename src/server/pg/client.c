@@ -953,6 +953,20 @@ static bool process_in(client *c)
     return true;
 }
 
+/* The end of a login, the one writer of it: AuthenticationOk, the
+ * ParameterStatus set w, the client's BackendKeyData, ReadyForQuery. */
+static void put_welcome(client *c, const be_params *w)
+{
+    pq_buf *o = &c->out;
+    (void)pq_put_auth(o, 0, NULL, 0);
+    for (int i = 0; i < w->n; i++) (void)pq_put_param(o, w->name[i], w->value[i]);
+    (void)pq_put_key(o, c->my_pid, c->my_key);
+    (void)pq_put_ready(o, 'I');
+    c->out_scanned = c->out.end;
+}
+
+/* A pooled login: the pool's first server's parameters, the client's own
+ * tracked ones over them. */
 static void send_welcome(client *c)
 {
     spool *p = c->pool;
@@ -971,12 +985,7 @@ static void send_welcome(client *c)
             }
         }
     }
-    pq_buf *o = &c->out;
-    (void)pq_put_auth(o, 0, NULL, 0);
-    for (int i = 0; i < w.n; i++) (void)pq_put_param(o, w.name[i], w.value[i]);
-    (void)pq_put_key(o, c->my_pid, c->my_key);
-    (void)pq_put_ready(o, 'I');
-    c->out_scanned = c->out.end;
+    put_welcome(c, &w);
     if (c->w->srv->cfg.log_connections)
         srv_log(c->w->srv, "LOG", "C-%p: %s/%s login attempt: db=%s user=%s", (void *)c, c->dbname,
                 c->user, c->dbname, c->user);
@@ -1260,18 +1269,17 @@ static void admin_login(client *c)
         client_close(c, "58000", "could not generate a cancel key: no random bytes");
         return;
     }
-    pq_buf *o = &c->out;
-    (void)pq_put_auth(o, 0, NULL, 0);
-    (void)pq_put_param(o, "server_version", "15.0 (weir)");
-    (void)pq_put_param(o, "server_encoding", "UTF8");
-    (void)pq_put_param(o, "client_encoding", "UTF8");
-    (void)pq_put_param(o, "DateStyle", "ISO");
-    (void)pq_put_param(o, "standard_conforming_strings", "on");
-    (void)pq_put_param(o, "integer_datetimes", "on");
-    (void)pq_put_param(o, "application_name", "");
-    (void)pq_put_key(o, c->my_pid, c->my_key);
-    (void)pq_put_ready(o, 'I');
-    c->out_scanned = c->out.end;
+    /* The console's own parameters; its version is weir's, as PgBouncer's
+     * console says "<version>/bouncer". */
+    static const char *const console[][2] = {
+        {"server_version", WEIR_VERSION "/weir"}, {"server_encoding", "UTF8"},
+        {"client_encoding", "UTF8"},              {"DateStyle", "ISO"},
+        {"standard_conforming_strings", "on"},    {"integer_datetimes", "on"},
+        {"application_name", ""}};
+    be_params w = {0};
+    for (size_t i = 0; i < sizeof console / sizeof *console; i++)
+        be_params_set(&w, console[i][0], console[i][1]);
+    put_welcome(c, &w);
     srv_log(s, "LOG", "C-%p: %s/%s login to the admin console (%s)", (void *)c, c->dbname, c->user,
             full ? "admin" : "stats");
     set_state(c, CL_IDLE);
