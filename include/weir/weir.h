@@ -326,7 +326,9 @@ WEIR_API int weir_pool_evict_all(weir_pool *pool);
 /** The caller knows the target may accept connections now (new credentials,
  *  a repaired network): forget the failed connects, so a pool that is down
  *  (fail_fast) stops failing checkouts at once and the next connect is tried
- *  without waiting out the back-off. A pool that is not down is unaffected. */
+ *  without waiting out the back-off. A connect already under way when this
+ *  is called does not count if it fails (it may have used the old
+ *  credentials): it is tried again at once. */
 WEIR_API int weir_pool_retry_now(weir_pool *pool);
 
 /* ------------------------------------------------------------------------

@@ -112,6 +112,7 @@ struct weir_pool {
     uint64_t next_req_id, next_conn_id;
     bool stopping;
     bool down;   /* fail-fast tripped */
+    uint64_t retry_gen; /* weir_pool_retry_now calls: older attempts' failures do not count */
     bool fenced; /* a heavy fence was made since the queue last became non-empty */
     int consecutive_failures;
     int64_t next_attempt_ns;

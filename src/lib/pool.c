@@ -1056,6 +1056,7 @@ static void *creator_main(void *arg)
         p->total++;
         p->in_flight++;
         update_over_cap(p);
+        uint64_t gen = p->retry_gen;
         unlock(p);
 
         char err[512] = "";
@@ -1081,9 +1082,12 @@ static void *creator_main(void *arg)
             update_over_cap(p);
             atomic_fetch_add(&p->connect_errors_total, 1);
             set_last_error(p, err[0] ? err : weir_strerror(rc));
-            p->consecutive_failures++;
-            p->next_attempt_ns = done + backoff_ns(p);
-            bool trip = p->o.fail_fast && p->total - p->in_flight == 0;
+            /* Begun before weir_pool_retry_now: it says nothing about the
+             * target as it is now; try again at once. */
+            bool stale = gen != p->retry_gen;
+            if (!stale) p->consecutive_failures++;
+            p->next_attempt_ns = stale ? 0 : done + backoff_ns(p);
+            bool trip = !stale && p->o.fail_fast && p->total - p->in_flight == 0;
             if (trip) {
                 if (!p->down)
                     weir__log(p, WEIR_LOG_WARN, "pool %s: target down: %s", p->name, p->last_error);
@@ -1570,6 +1574,7 @@ int weir_pool_retry_now(weir_pool *p)
     if (!p) return WEIR_EINVAL;
     if (weir__forked(p)) return WEIR_EFORK;
     lock(p);
+    p->retry_gen++;
     if (p->down || p->consecutive_failures) {
         p->down = false;
         p->consecutive_failures = 0;
