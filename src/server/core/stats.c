@@ -270,8 +270,9 @@ char *metrics_page(server *s, size_t *len)
 
     /* clients, all pools */
     static const char *const gname[4] = {"login", "idle", "waiting", "active"};
-    /* every state before CL_IDLE is logging in */
-    static const int group[CL_NSTATES] = {[CL_IDLE] = 1, [CL_WAITING] = 2, [CL_ACTIVE] = 3};
+    /* every state before CL_IDLE is logging in; the console counts as idle */
+    static const int group[CL_NSTATES] = {
+        [CL_IDLE] = 1, [CL_CONSOLE] = 1, [CL_WAITING] = 2, [CL_ACTIVE] = 3};
     long long by[4] = {0};
     for (int w = 0; w < s->nworkers; w++)
         for (int st = 0; st < CL_NSTATES; st++)

@@ -340,6 +340,7 @@ static const char *client_state_name(cstate st)
     switch (st) {
     case CL_IDLE:
     case CL_ACTIVE:
+    case CL_CONSOLE:
         return "active";
     case CL_WAITING:
     case CL_WELCOME:

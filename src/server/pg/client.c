@@ -11,12 +11,21 @@
  * until that cancel has finished (PgBouncer's sv_being_canceled), so a
  * late cancel never reaches the next client's query.
  *
- *   CL_LOGIN --startup_packet()--> CL_AUTH --auth_done()--> CL_WELCOME (no
- *   cached ParameterStatus yet: wait for a server) --> CL_IDLE
+ *   CL_LOGIN --startup_packet()--> CL_AUTH_START --auth_start()--> [CL_AUTH_QUERY
+ *            (auth_user's lookup) -->] CL_AUTH_PASSWORD or CL_AUTH_SASL_FIRST -->
+ *            CL_AUTH_SASL_FINAL --auth_done()--> CL_WELCOME (no cached
+ *            ParameterStatus yet: wait for a server), CL_IDLE, or CL_CONSOLE
  *   CL_IDLE --data, request_server()--> CL_WAITING --link()--> CL_ACTIVE
+ *            (or straight to CL_ACTIVE when a connection is free)
  *   CL_ACTIVE --ReadyForQuery 'I', nothing in flight, transaction pooling,
  *            unlink()--> CL_IDLE
- *   any --client_close()--> gone (or a zombie until its checkout completes)
+ *   any --client_close()--> CL_CLOSED (freed at the next tick, or when its
+ *            checkout completes)
+ * moves[] below is that diagram as data; set_state refuses anything else.
+ *
+ * A function that may close its client says so: it returns false (an int
+ * one, -1) when the client is gone, and its caller then touches nothing
+ * but returns; code that gets no such answer checks c->state == CL_CLOSED.
  *
  * Client -> server bytes go through c->in: scanned for message boundaries
  * (counting the requests that will each end in a ReadyForQuery) and sent
@@ -108,14 +117,56 @@ static int reserve(pq_buf *b, uint32_t *scanned, uint32_t n)
     return rc;
 }
 
-static void set_state(client *c, cstate s)
+/* The legal moves: bit t of moves[f] allows f -> t. */
+#define M(st) (1u << (st))
+static const uint32_t moves[CL_NSTATES] = {
+    [CL_LOGIN] = M(CL_AUTH_START) | M(CL_CLOSED),
+    [CL_AUTH_START] = M(CL_AUTH_QUERY) | M(CL_AUTH_PASSWORD) | M(CL_AUTH_SASL_FIRST) |
+                      M(CL_WELCOME) | M(CL_IDLE) | M(CL_CONSOLE) | M(CL_CLOSED),
+    [CL_AUTH_QUERY] = M(CL_AUTH_PASSWORD) | M(CL_AUTH_SASL_FIRST) | M(CL_CLOSED),
+    [CL_AUTH_PASSWORD] = M(CL_WELCOME) | M(CL_IDLE) | M(CL_CONSOLE) | M(CL_CLOSED),
+    [CL_AUTH_SASL_FIRST] = M(CL_AUTH_SASL_FINAL) | M(CL_CLOSED),
+    [CL_AUTH_SASL_FINAL] = M(CL_WELCOME) | M(CL_IDLE) | M(CL_CONSOLE) | M(CL_CLOSED),
+    [CL_WELCOME] = M(CL_ACTIVE) | M(CL_CLOSED),
+    [CL_IDLE] = M(CL_WAITING) | M(CL_ACTIVE) | M(CL_CLOSED),
+    [CL_WAITING] = M(CL_ACTIVE) | M(CL_CLOSED),
+    [CL_ACTIVE] = M(CL_IDLE) | M(CL_CLOSED),
+    [CL_CONSOLE] = M(CL_CLOSED),
+    [CL_CLOSED] = 0,
+};
+
+static const char *const state_names[CL_NSTATES] = {
+    "login",      "auth_start", "auth_query", "auth_password", "auth_sasl_first",
+    "auth_sasl_final", "welcome", "idle",   "waiting",       "active",
+    "console",    "closed"};
+
+/* The one way a client changes state: checked against moves in every build,
+ * with the worker's per-state counts and the pool's waiting count kept. A
+ * refused move changes nothing, is logged, and the client is closed at the
+ * next tick (false). */
+static bool set_state(client *c, cstate to)
 {
-    nstate_add(c->w, c->state, -1);
-    nstate_add(c->w, s, 1);
-    if (c->counted && (c->state == CL_WAITING) != (s == CL_WAITING))
-        atomic_fetch_add(&c->pool->cl_waiting, s == CL_WAITING ? 1 : -1);
-    c->state = s;
+    cstate from = c->state;
+    if (from == to) return true;
+    if (!(moves[from] & M(to))) {
+        srv_log(c->w->srv, "ERROR", "C-%p: internal error: client state %s -> %s refused",
+                (void *)c, state_names[from], state_names[to]);
+        c->bad_move = true;
+        return false;
+    }
+    nstate_add(c->w, from, -1);
+    if (to != CL_CLOSED) nstate_add(c->w, to, 1);
+    if (c->counted && (from == CL_WAITING) != (to == CL_WAITING))
+        atomic_fetch_add(&c->pool->cl_waiting, to == CL_WAITING ? 1 : -1);
+    c->state = to;
     c->t_activity = now_ms();
+    return true;
+}
+
+/* Logged in: to a pool or to the console (whether a server is linked or not). */
+static bool logged_in(const client *c)
+{
+    return c->state >= CL_IDLE && c->state <= CL_CONSOLE;
 }
 
 /* --- cancel keys --------------------------------------------------------- */
@@ -304,13 +355,13 @@ static void destroy(client *c)
 {
     worker *w = c->w;
     server *s = w->srv;
+    if (c->state == CL_CLOSED) return;
     if (c->cev_flags) event_del(&c->cev);
     c->cev_flags = 0;
     if (c->aq) auth_lookup_end(c, false);
     unlink_server(c, true);
-    nstate_add(w, c->state, -1);
+    (void)set_state(c, CL_CLOSED);
     if (c->counted) {
-        if (c->state == CL_WAITING) atomic_fetch_sub(&c->pool->cl_waiting, 1);
         atomic_fetch_sub(&c->pool->cl_logged, 1);
         c->counted = false;
     }
@@ -325,8 +376,7 @@ static void destroy(client *c)
     c->fd = -1;
     atomic_fetch_sub(&s->nclients, 1);
     if (c->checkout_pending) {
-        /* Its completion is (or will be) in our queue: free it there. */
-        c->zombie = true;
+        /* Its completion is (or will be) in our queue: freed there. */
         (void)weir_checkout_cancel(c->pool->pool, c->req);
         return;
     }
@@ -365,7 +415,7 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
             (void)!io_send(c->fd, tmp.p, tmp.end);
         }
         pq_buf_free(&tmp);
-    } else if (c->w->srv->cfg.log_disconnections && c->state >= CL_IDLE) {
+    } else if (c->w->srv->cfg.log_disconnections && logged_in(c)) {
         srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: client close request", (void *)c,
                 c->dbname, c->user);
     }
@@ -748,7 +798,7 @@ static void checkout_done(completion *cp)
     client *c = (client *)((char *)cp - offsetof(client, done));
     weir_conn *conn = c->done_conn;
     c->checkout_pending = false;
-    if (c->zombie) {
+    if (c->state == CL_CLOSED) { /* closed while it waited */
         if (conn) weir_checkin(conn);
         free_client(c);
         return;
@@ -924,7 +974,7 @@ static bool admin_input(client *c);
 
 static bool process_in(client *c)
 {
-    if (c->admin) return admin_input(c);
+    if (c->state == CL_CONSOLE) return admin_input(c);
     if (!scan_in(c)) return false;
     if (c->state == CL_WAITING || c->state == CL_WELCOME) {
         update_events(c); /* keep it until a server comes */
@@ -1282,7 +1332,7 @@ static void admin_login(client *c)
     put_welcome(c, &w);
     srv_log(s, "LOG", "C-%p: %s/%s login to the admin console (%s)", (void *)c, c->dbname, c->user,
             full ? "admin" : "stats");
-    set_state(c, CL_IDLE);
+    set_state(c, CL_CONSOLE);
     if (flush_out(c)) (void)process_in(c);
 }
 
@@ -1579,7 +1629,7 @@ static void startup_packet(client *c)
     if ((!strcmp(c->dbname, "pgbouncer") || !strcmp(c->dbname, "weir")) &&
         !cfg_find_db_exact(&s->cfg, c->dbname)) {
         c->admin = true;
-        set_state(c, CL_AUTH_PASSWORD); /* placeholder until auth_start picks */
+        set_state(c, CL_AUTH_START);
         auth_start(c);
         return;
     }
@@ -1595,18 +1645,18 @@ static void startup_packet(client *c)
                 c->want_set[k] = true;
             }
     }
-    set_state(c, CL_AUTH_PASSWORD); /* placeholder until auth_start picks */
+    set_state(c, CL_AUTH_START);
     auth_start(c);
 }
 
 static void login_data(client *c)
 {
-    while (c->fd >= 0 && (c->state == CL_LOGIN || c->state == CL_AUTH_PASSWORD ||
+    while ((c->state == CL_LOGIN || c->state == CL_AUTH_PASSWORD ||
                           c->state == CL_AUTH_SASL_FIRST || c->state == CL_AUTH_SASL_FINAL)) {
         if (c->state == CL_LOGIN) {
             uint32_t before = pq_buf_len(&c->in);
             startup_packet(c);
-            if (c->fd < 0 || c->zombie) return;
+            if (c->state == CL_CLOSED) return;
             if (pq_buf_len(&c->in) == before && c->state == CL_LOGIN) return; /* need more */
             continue;
         }
@@ -1619,7 +1669,7 @@ static void login_data(client *c)
         }
         c->in_scanned = c->in.start;
         auth_message(c, &m);
-        if (c->fd < 0 || c->zombie) return;
+        if (c->state == CL_CLOSED) return;
     }
 }
 
@@ -1628,7 +1678,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
     client *c = arg;
     if (what & EV_WRITE) {
         if (!flush_out(c)) return;
-        if (!c->conn && c->state == CL_IDLE && pq_buf_len(&c->in)) {
+        if (!c->conn && (c->state == CL_IDLE || c->state == CL_CONSOLE) && pq_buf_len(&c->in)) {
             (void)process_in(c);
             return;
         }
@@ -1640,7 +1690,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
         }
         ssize_t n = io_recv(fd, c->in.p + c->in.end, c->in.cap - c->in.end);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            if (c->state >= CL_IDLE && c->w->srv->cfg.log_disconnections)
+            if (logged_in(c) && c->w->srv->cfg.log_disconnections)
                 srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: client unexpected eof",
                         (void *)c, c->dbname, c->user);
             destroy(c);
@@ -1653,7 +1703,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
             if (ws) st_add(&ws->recv, (uint64_t)n);
             if (c->state < CL_WELCOME) {
                 login_data(c);
-                if (c->fd < 0 || c->zombie) return;
+                if (c->state == CL_CLOSED) return;
                 if (c->state < CL_WELCOME) {
                     update_events(c);
                     return;
@@ -1681,7 +1731,8 @@ static void set_event(client *c, struct event *ev, int fd, short *cur, short wan
  * clients cost their sockets and this struct, not 32 KB each. */
 static void shed_buffers(client *c)
 {
-    if (c->conn || c->state != CL_IDLE || c->cst.left || pq_buf_len(&c->in) ||
+    if (c->conn || (c->state != CL_IDLE && c->state != CL_CONSOLE) || c->cst.left ||
+        pq_buf_len(&c->in) ||
         c->out.start != c->out.end || pq_buf_len(&c->pre))
         return;
     pq_buf_free(&c->in);
@@ -1692,7 +1743,7 @@ static void shed_buffers(client *c)
 
 static void update_events(client *c)
 {
-    if (c->fd < 0) return;
+    if (c->state == CL_CLOSED) return;
     if (c->in.p || c->out.p) shed_buffers(c);
     short cw = 0;
     /* Read while what waits for the server is under the high-water mark, or
@@ -1759,6 +1810,10 @@ static void timeouts(worker *w)
     for (client *c = w->clients; c; c = next) {
         next = c->next;
         int64_t idle = now - c->t_activity;
+        if (c->bad_move) {
+            client_close(c, "08P01", "internal error (the log says which)");
+            continue;
+        }
         if (c->admin_wait) {
             if (admin_wait_done(w->srv, c->admin_wait, c->admin_wait_db, &c->out)) {
                 c->admin_wait = 0;
@@ -1771,6 +1826,7 @@ static void timeouts(worker *w)
         }
         switch (c->state) {
         case CL_LOGIN:
+        case CL_AUTH_START:
         case CL_AUTH_QUERY:
         case CL_AUTH_PASSWORD:
         case CL_AUTH_SASL_FIRST:
@@ -1780,6 +1836,7 @@ static void timeouts(worker *w)
                 client_close(c, "08P01", "client_login_timeout");
             break;
         case CL_IDLE:
+        case CL_CONSOLE:
             if (k->client_idle_timeout > 0 && idle > k->client_idle_timeout)
                 client_close(c, "08P01", "client_idle_timeout");
             break;
@@ -1799,6 +1856,7 @@ static void timeouts(worker *w)
                 client_close(c, "08P01", "client_idle_timeout");
             }
             break;
+        case CL_CLOSED:
         case CL_NSTATES:
             break;
         }

@@ -22,17 +22,21 @@ typedef struct client client;
 typedef struct spool spool;
 typedef struct scram_server scram_server;
 
-/* A client's state (client.c has the diagram). */
+/* A client's state; client.c has the diagram and the table of legal moves
+ * (set_state is the only way to change it, and refuses any other). */
 typedef enum cstate {
-    CL_LOGIN,
-    CL_AUTH_QUERY,    /* the user's secret is being looked up with auth_query */
-    CL_AUTH_PASSWORD, /* cleartext or md5 asked */
-    CL_AUTH_SASL_FIRST,
-    CL_AUTH_SASL_FINAL,
-    CL_WELCOME,
-    CL_IDLE,
-    CL_WAITING,
-    CL_ACTIVE,
+    CL_LOGIN,           /* waiting for the startup packet */
+    CL_AUTH_START,      /* the authentication method is being chosen */
+    CL_AUTH_QUERY,      /* the user's secret is being looked up with auth_query */
+    CL_AUTH_PASSWORD,   /* cleartext or md5 asked */
+    CL_AUTH_SASL_FIRST, /* SCRAM: client-first-message awaited */
+    CL_AUTH_SASL_FINAL, /* SCRAM: client-final-message awaited */
+    CL_WELCOME,         /* authenticated; the pool's first server brings the parameters */
+    CL_IDLE,            /* logged in, no server connection */
+    CL_WAITING,         /* waiting for a server connection */
+    CL_ACTIVE,          /* linked to a server connection */
+    CL_CONSOLE,         /* logged in to the admin console */
+    CL_CLOSED,          /* socket closed: freed at the next tick, or when its checkout completes */
     CL_NSTATES
 } cstate;
 _Static_assert(CL_NSTATES <= WORKER_NSTATES, "a worker counts every client state");
@@ -63,7 +67,8 @@ struct client {
     struct event cev, sev; /* sev: write interest on the server, when a send was short */
     short cev_flags, sev_flags;
     be_watch *watch; /* the server's read registration in this worker */
-    bool terminate, zombie, checkout_pending, reject, unsynced, stmt_refused;
+    bool terminate, checkout_pending, reject, unsynced, stmt_refused;
+    bool bad_move;          /* set_state refused a move: the next tick closes it */
     bool admin, admin_full; /* on the admin console; an admin_users member */
     bool counted;           /* in its pool's cl_logged */
     bool is_unix;
