@@ -53,6 +53,7 @@ struct server {
     int64_t stats_at_ms, stats_period_ms; /* the last stats_period tick, and its length */
     struct http_door *http;               /* http_listen_addr/port, or NULL */
     struct http_api *api;                 /* the SQL-over-HTTP state (httpapi.c) */
+    struct lite_dbs *lite;                /* the HTTP door's SQLite databases (literun.c) */
     /* After a reload or SET has swapped cfg (workers held): what else must
      * follow it (the HTTP door's limits); NULL: nothing. */
     void (*config_changed)(server *s);

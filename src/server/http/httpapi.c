@@ -15,7 +15,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,27 +26,19 @@
 #include "core/authguard.h"
 #include "http/httpd.h"
 #include "core/server.h"
-#include "http/sqlrun.h"
-#include "weir/weir_sqlite.h"
+#include "http/sqlexec.h"
 #include "http/httpapi.h"
 #include "core/log.h"
 #include "core/pools.h"
 #include "core/stats.h"
 #include "pg/backend.h"
 
-typedef struct lite_db {
-    char name[CFG_NAME];
-    char path[CFG_STR];
-    weir_sqlite *db; /* NULL if it could not be opened (err says why) */
-    char err[300];
-    struct lite_db *next;
-} lite_db;
 
 typedef struct hsession {
     char id[33];
     char user[CFG_NAME], db[CFG_NAME];
-    spool *pool;   /* PostgreSQL */
-    lite_db *lite; /* or SQLite (the writer connection) */
+    const sql_engine *eng;
+    void *target; /* the engine's database (a pool, an SQLite pair) */
     weir_conn *conn;
     int64_t created_wall_ms, last_ms; /* last_ms: weir_now_ms() of the last use */
     int64_t idle_timeout_ms;
@@ -73,7 +64,6 @@ typedef struct cred {
 struct http_api {
     server *s;
     pthread_mutex_t mu; /* everything below */
-    lite_db *lites;
     hsession *sessions;
     huser *users;
     cred creds[NCRED];
@@ -95,14 +85,12 @@ typedef struct rq_ctx {
     bool have_password, token;
     bool admin; /* an admin_users member: may list and end anyone's sessions */
     char dbname[CFG_NAME];
-    bool lite;
-    spool *pool;
-    lite_db *ldb;
+    const sql_engine *eng; /* the kind of the database (pick_db) */
+    void *target;          /* and the database itself (open_target) */
     huser *u;
     sql_opts o;
     int64_t wait_ms, idle_ms;
     int max_inflight, max_sessions;
-    char reset_query[CFG_STR];
 } rq_ctx;
 
 /* --- answers --------------------------------------------------------------------- */
@@ -358,7 +346,7 @@ static bool authenticate(rq_ctx *x)
     bool from_file = sec != NULL, oom = sec && !(secret = strdup(sec->secret));
     const cfg_db *db = cfg_find_db(k, x->dbname);
     const char *au = db && db->auth_user[0] ? db->auth_user : k->auth_user;
-    if (!sec && au[0] && !x->lite) {
+    if (!sec && au[0] && x->eng == &sql_engine_pg) {
         snprintf(auth_user, sizeof auth_user, "%s", au);
         snprintf(query, sizeof query, "%s", k->auth_query);
     }
@@ -379,76 +367,6 @@ static bool authenticate(rq_ctx *x)
 }
 
 /* --- which database ------------------------------------------------------------------ */
-
-/* Open (or create, and run its init script) an SQLite database. */
-static void lite_open(server *s, lite_db *l, const cfg_db *db)
-{
-    struct stat st;
-    bool fresh = stat(db->sqlite_path, &st) != 0 && errno == ENOENT;
-    weir_sqlite_options so;
-    weir_sqlite_options_init(&so);
-    so.create = db->sqlite_create;
-    weir_options ro;
-    weir_options_init(&ro);
-    snprintf(ro.name, sizeof ro.name, "%s/reader", db->name);
-    ro.max_size = db->pool_size > 0 ? db->pool_size : s->nhttp > 0 ? s->nhttp : 4;
-    ro.acquire_timeout_ms = s->cfg.query_wait_timeout > 0 ? s->cfg.query_wait_timeout : 120000;
-    char err[256] = "";
-    if (weir_sqlite_open(&l->db, db->sqlite_path, &so, &ro, err, sizeof err)) {
-        l->db = NULL;
-        snprintf(l->err, sizeof l->err, "cannot open SQLite database: %.250s", err);
-        srv_log(s, "ERROR", "database %s: %s", db->name, l->err);
-        return;
-    }
-    if (fresh && db->sqlite_init[0]) {
-        FILE *f = fopen(db->sqlite_init, "r");
-        char *sql = NULL;
-        size_t n = 0;
-        if (f) {
-            fseek(f, 0, SEEK_END);
-            long len = ftell(f);
-            fseek(f, 0, SEEK_SET);
-            sql = len >= 0 ? malloc((size_t)len + 1) : NULL;
-            n = sql ? fread(sql, 1, (size_t)len, f) : 0;
-            fclose(f);
-        }
-        weir_conn *c = NULL;
-        if (!sql) {
-            srv_log(s, "ERROR", "database %s: cannot read init script %s: %s", db->name,
-                    db->sqlite_init, strerror(errno));
-        } else if (weir_sqlite_checkout_write(l->db, &c) == 0) {
-            sql[n] = '\0';
-            sbuf e = {0};
-            if (litx_exec(c, sql, &e))
-                srv_log(s, "ERROR", "database %s: init script %s: %.*s", db->name, db->sqlite_init,
-                        (int)e.len, e.p);
-            else
-                srv_log(s, "LOG", "database %s: created %s with %s", db->name, db->sqlite_path,
-                        db->sqlite_init);
-            sb_free(&e);
-            weir_checkin(c);
-        }
-        free(sql);
-    }
-}
-
-/* The SQLite database name, opened on first use (a reload may add one). */
-static lite_db *lite_get(server *s, const cfg_db *db)
-{
-    struct http_api *a = s->api;
-    pthread_mutex_lock(&a->mu);
-    lite_db *l = a->lites;
-    while (l && (strcmp(l->name, db->name) || strcmp(l->path, db->sqlite_path))) l = l->next;
-    if (!l && (l = calloc(1, sizeof *l))) {
-        snprintf(l->name, sizeof l->name, "%s", db->name);
-        snprintf(l->path, sizeof l->path, "%s", db->sqlite_path);
-        lite_open(s, l, db);
-        l->next = a->lites;
-        a->lites = l;
-    }
-    pthread_mutex_unlock(&a->mu);
-    return l;
-}
 
 static int hexval(int c)
 {
@@ -500,7 +418,7 @@ static bool pick_db(rq_ctx *x, const char *from_path)
         }
     }
     const cfg_db *db = x->dbname[0] ? cfg_find_db(k, x->dbname) : NULL;
-    x->lite = db && db->sqlite_path[0];
+    x->eng = !db ? NULL : db->sqlite_path[0] ? sql_engine_sqlite : &sql_engine_pg;
     x->o.max_rows = k->http_max_rows;
     x->o.max_bytes = (size_t)k->http_max_response;
     x->o.timeout_ms = k->http_statement_timeout;
@@ -520,10 +438,16 @@ static bool pick_db(rq_ctx *x, const char *from_path)
         fail(x, 404, "3D000", "no such database: %s", x->dbname);
         return false;
     }
+    if (!x->eng) {
+        fail(x, 503, "0A000",
+             "database %s is an SQLite database, and this weir was built without SQLite",
+             x->dbname);
+        return false;
+    }
     return true;
 }
 
-/* After authentication: the pool (PostgreSQL) or the SQLite database. */
+/* After authentication: the database, from its engine. */
 static bool open_target(rq_ctx *x)
 {
     server *s = x->s;
@@ -532,27 +456,21 @@ static bool open_target(rq_ctx *x)
         return false;
     }
     char err[300] = "";
+    const char *code = "08P01";
+    int st = 404;
     pthread_rwlock_rdlock(&s->cfg_rw);
     const cfg_db *db = cfg_find_db(&s->cfg, x->dbname);
-    if (db && x->lite) {
-        x->ldb = lite_get(s, db);
-    } else if (db) {
+    if (db) {
         login_creds cr = {.secret = x->have_password ? x->password : NULL};
-        x->pool = pool_get(s, db, x->dbname, x->user, NULL, &cr, err, sizeof err);
-        if (x->pool && x->pool->mode == POOL_SESSION)
-            snprintf(x->reset_query, sizeof x->reset_query, "%s", s->cfg.server_reset_query);
+        st = x->eng->target(s, db, x->dbname, x->user, &cr, &x->target, &code, err, sizeof err);
     }
     pthread_rwlock_unlock(&s->cfg_rw);
-    if (!db) {
+    if (st == 404) {
         fail(x, 404, "3D000", "no such database: %s", x->dbname);
         return false;
     }
-    if (x->lite && (!x->ldb || !x->ldb->db)) {
-        fail(x, 503, "58030", "%s", x->ldb ? x->ldb->err : "out of memory");
-        return false;
-    }
-    if (!x->lite && !x->pool) {
-        fail(x, 503, "08P01", "%s", err);
+    if (st) {
+        fail(x, st, code, "%s", err);
         return false;
     }
     return true;
@@ -590,39 +508,19 @@ static bool read_body(rq_ctx *x, sql_req *q)
 
 typedef struct runner {
     rq_ctx *x;
-    weir_conn *conn; /* PostgreSQL connection or SQLite writer/reader */
-    bool writer;     /* SQLite: conn is the writer */
-    bool pinned;     /* SQLite: a batch or session: stay on conn */
+    weir_conn *conn; /* from the engine's pool; it may move it (SQLite: to the writer) */
+    bool writer;     /* conn is the writer (SQLite) */
+    bool pinned;     /* a batch or session: stay on conn */
 } runner;
 
 /* One statement; result appended to out. 0 or an HTTP status (err set). */
 static int run_one(runner *r, const char *sql, const json_t *params, sbuf *out, sbuf *err)
 {
     rq_ctx *x = r->x;
-    if (!x->lite) return pgx_run(weir_conn_handle(r->conn), sql, params, &x->o, out, err);
-    bool need = false;
-    int st = litx_run(r->conn, sql, params, &x->o, out, err, r->pinned ? NULL : &need);
-    if (st || !need) return st;
-    /* A write on a reader: move to the writer for it. */
-    weir_checkin(r->conn);
-    r->conn = NULL;
-    int rc = weir_checkout_timeout(weir_sqlite_writer(x->ldb->db), x->wait_ms, &r->conn);
-    if (rc) return sql_error(err, 503, "53300", "no SQLite writer within query_wait_timeout");
-    r->writer = true;
-    return litx_run(r->conn, sql, params, &x->o, out, err, NULL);
-}
-
-static int run_exec(runner *r, const char *sql, sbuf *err)
-{
-    if (r->x->lite) return litx_exec(r->conn, sql, err);
-    return pgx_exec(weir_conn_handle(r->conn), sql, &r->x->o, err);
-}
-
-static bool in_txn(runner *r)
-{
-    if (r->x->lite) return !sqlite3_get_autocommit(weir_sqlite_db(r->conn));
-    const backend *be = weir_conn_handle(r->conn);
-    return be->txn != 'I';
+    weir_conn *before = r->conn;
+    int st = x->eng->run(x->target, &r->conn, r->pinned, x->wait_ms, sql, params, &x->o, out, err);
+    if (r->conn != before) r->writer = true;
+    return st;
 }
 
 /* {"queries": [...]}: one transaction (unless a session's is already open). */
@@ -630,16 +528,11 @@ static int run_batch(runner *r, const sql_req *q, sbuf *out, sbuf *err)
 {
     rq_ctx *x = r->x;
     size_t n = json_array_size(q->queries);
-    bool own = !in_txn(r);
+    bool own = x->eng->txn(r->conn) == 'I';
     if (own) {
         char begin[128];
-        if (x->lite)
-            snprintf(begin, sizeof begin, "%s", r->writer ? "BEGIN IMMEDIATE" : "BEGIN");
-        else
-            snprintf(begin, sizeof begin, "BEGIN%s%s%s%s", q->isolation ? " ISOLATION LEVEL " : "",
-                     q->isolation ? q->isolation : "", q->read_only ? " READ ONLY" : "",
-                     q->deferrable ? " DEFERRABLE" : "");
-        int st = run_exec(r, begin, err);
+        x->eng->begin(q, r->writer, begin, sizeof begin);
+        int st = x->eng->exec(r->conn, begin, &x->o, err);
         if (st) return st;
     }
     sb_str(out, "{\"results\":[");
@@ -656,14 +549,14 @@ static int run_batch(runner *r, const sql_req *q, sbuf *out, sbuf *err)
             }
             if (own && r->conn) {
                 sbuf e2 = {0};
-                (void)run_exec(r, "ROLLBACK", &e2);
+                (void)x->eng->exec(r->conn, "ROLLBACK", &x->o, &e2);
                 sb_free(&e2);
             }
             return st;
         }
     }
     if (own) {
-        int st = run_exec(r, "COMMIT", err);
+        int st = x->eng->exec(r->conn, "COMMIT", &x->o, err);
         if (st) return st;
     }
     sb_str(out, "]}");
@@ -678,8 +571,8 @@ static int run_body(runner *r, const sql_req *q, sbuf *out, sbuf *err)
 
 static void count(rq_ctx *x, int64_t us, bool xact)
 {
-    if (!x->pool) return;
-    wstats *ws = &x->pool->ws[x->s->nworkers];
+    wstats *ws = x->eng->stats(x->s, x->target);
+    if (!ws) return;
     st_time_shared(ws, ST_QUERY, us);
     if (xact) st_time_shared(ws, ST_XACT, us);
 }
@@ -692,21 +585,12 @@ static void session_end(server *s, hsession *h, const char *why)
     bool rolled = false;
     if (h->conn) {
         sbuf e = {0};
-        if (h->lite) {
-            if (!sqlite3_get_autocommit(weir_sqlite_db(h->conn))) {
-                rolled = true;
-                (void)litx_exec(h->conn, "ROLLBACK", &e);
-            }
-        } else {
-            backend *be = weir_conn_handle(h->conn);
-            if (be->txn != 'I' && !be->unclean) {
-                rolled = true;
-                sql_opts o = {.timeout_ms = 5000};
-                (void)pgx_exec(be, "ROLLBACK", &o, &e);
-            }
-            if (h->pool && h->pool->mode == POOL_SESSION)
-                be->needs_reset = be->target->reset_query[0] != '\0';
+        if (h->eng->txn(h->conn) != 'I' && !h->eng->lost(h->conn)) {
+            rolled = true;
+            sql_opts o = {.timeout_ms = 5000};
+            (void)h->eng->exec(h->conn, "ROLLBACK", &o, &e);
         }
+        h->eng->end_session(h->target, h->conn);
         sb_free(&e);
         weir_checkin(h->conn);
     }
@@ -754,7 +638,7 @@ static hsession *session_claim(rq_ctx *x, const char *id, bool remove)
 static void session_give(rq_ctx *x, hsession *h)
 {
     struct http_api *a = x->a;
-    bool broken = !h->lite && ((backend *)weir_conn_handle(h->conn))->unclean;
+    bool broken = h->eng->lost(h->conn);
     pthread_mutex_lock(&a->mu);
     h->busy = false;
     h->last_ms = weir_now_ms();
@@ -788,13 +672,8 @@ static void session_json(sbuf *b, const hsession *h, int64_t now_ms, int64_t now
               (long long)h->idle_timeout_ms, (long long)(now_ms - h->last_ms),
               h->busy ? "true" : "false");
     if (!h->busy && h->conn) {
-        const char *t;
-        if (h->lite) {
-            t = sqlite3_get_autocommit(weir_sqlite_db(h->conn)) ? "idle" : "in transaction";
-        } else {
-            char txn = ((const backend *)weir_conn_handle(h->conn))->txn;
-            t = txn == 'I' ? "idle" : txn == 'T' ? "in transaction" : "in failed transaction";
-        }
+        char txn = h->eng->txn(h->conn);
+        const char *t = txn == 'I' ? "idle" : txn == 'T' ? "in transaction" : "in failed transaction";
         sb_printf(b, ",\"state\":\"%s\"", t);
     }
     sb_str(b, "}");
@@ -816,7 +695,7 @@ static void session_create(rq_ctx *x)
     uint8_t rnd[16];
     weir_conn *c = NULL;
     if (!h || auth_random(rnd, sizeof rnd) ||
-        !take(x, x->lite ? weir_sqlite_writer(x->ldb->db) : x->pool->pool, &c)) {
+        !take(x, x->eng->pool(x->target, true), &c)) {
         if (!h)
             fail(x, 500, "53200", "out of memory");
         else if (x->rs->status == 200)
@@ -830,8 +709,8 @@ static void session_create(rq_ctx *x)
     for (int i = 0; i < 16; i++) snprintf(h->id + 2 * i, 3, "%02x", rnd[i]);
     snprintf(h->user, sizeof h->user, "%s", x->user);
     snprintf(h->db, sizeof h->db, "%s", x->dbname);
-    h->pool = x->lite ? NULL : x->pool;
-    h->lite = x->lite ? x->ldb : NULL;
+    h->eng = x->eng;
+    h->target = x->target;
     h->conn = c;
     h->created_wall_ms = wall_ms();
     h->last_ms = weir_now_ms();
@@ -850,7 +729,7 @@ static void session_delete(rq_ctx *x, const char *id)
 {
     hsession *h = session_claim(x, id, true);
     if (!h) return;
-    bool open = in_txn(&(runner){.x = x, .conn = h->conn});
+    bool open = h->eng->txn(h->conn) != 'I';
     x->rs->status = 200;
     sb_printf(&x->rs->body, "{\"id\":\"%s\",\"ended\":true,\"rolledBack\":%s}\n", h->id,
               open ? "true" : "false");
@@ -936,19 +815,16 @@ static void sql_request(rq_ctx *x)
     if (h) {
         r.conn = h->conn;
         r.writer = r.pinned = true;
-    } else if (x->lite) {
-        /* A statement starts on a reader (and moves if it writes); a batch
-         * takes the writer unless it is read-only. */
+    } else {
+        /* A statement starts where its engine says (SQLite: on a reader, moving
+         * to the writer if it writes); a batch takes the writer unless it is
+         * read-only. */
         r.pinned = batch;
         r.writer = batch && !q.read_only;
-        weir_sqlite *db = x->ldb->db;
-        if (!take(x, r.writer ? weir_sqlite_writer(db) : weir_sqlite_reader(db), &r.conn)) {
+        if (!take(x, x->eng->pool(x->target, r.writer), &r.conn)) {
             sql_req_free(&q);
             return;
         }
-    } else if (!take(x, x->pool->pool, &r.conn)) {
-        sql_req_free(&q);
-        return;
     }
     sbuf out = {0}, err = {0};
     int64_t t0 = weir_now_ns();
@@ -958,21 +834,9 @@ static void sql_request(rq_ctx *x)
         h->conn = r.conn;
         session_give(x, h);
     } else if (r.conn) {
-        backend *be = x->lite ? NULL : weir_conn_handle(r.conn);
-        if (!be && sql_req_may_change_session(&q)) {
-            weir_conn_mark_broken(r.conn); /* SQLite: a fresh connection, not a reset */
-        } else if (be && x->reset_query[0]) { /* session pooling: a request is a session */
-            be->needs_reset = true;
-        } else if (be && !be->unclean && sql_req_may_change_session(&q)) {
-            /* A request without a session is its own unit: what it set for
-             * the session must not reach the next user of the connection. */
-            sbuf e = {0};
-            sql_opts o = {.timeout_ms = 5000};
-            if (be->txn != 'I') (void)pgx_exec(be, "ROLLBACK", &o, &e);
-            if (be->txn != 'I' || pgx_exec(be, "DISCARD ALL", &o, &e)) be->unclean = true;
-            sb_free(&e);
-            if (be->unclean) weir_conn_mark_broken(r.conn);
-        }
+        /* A request without a session is its own unit: what it set must not
+         * reach the next user of the connection. */
+        x->eng->done(x->target, r.conn, &q);
         weir_checkin(r.conn);
     }
     if (st)
@@ -986,54 +850,16 @@ static void sql_request(rq_ctx *x)
 
 /* --- /v1/pools ----------------------------------------------------------------------- */
 
-static void pool_json(sbuf *b, const char *db, const char *user, const char *kind, const char *mode,
-                      weir_pool *p)
-{
-    weir_pool_stats st;
-    if (weir_pool_stats_get(p, &st)) return;
-    sb_str(b, "{\"database\":");
-    sb_jstr(b, db);
-    sb_str(b, ",\"user\":");
-    if (user)
-        sb_jstr(b, user);
-    else
-        sb_str(b, "null");
-    sb_printf(b,
-              ",\"kind\":\"%s\",\"mode\":\"%s\",\"size\":%lld,\"open\":%lld,\"idle\":%lld,"
-              "\"active\":%lld,\"connecting\":%lld,\"waiting\":%lld,\"acquires\":%lld,"
-              "\"acquire_timeouts\":%lld,\"created\":%lld,\"connect_errors\":%lld,"
-              "\"oldest_wait_us\":%lld,\"paused\":%s,\"down\":%s}",
-              kind, mode, (long long)st.max_size, (long long)st.total, (long long)st.idle,
-              (long long)st.active, (long long)st.pending, (long long)st.waiters,
-              (long long)st.acquires_total, (long long)st.acquire_timeouts_total,
-              (long long)st.created_total, (long long)st.connect_errors_total,
-              (long long)st.oldest_wait_us, st.paused ? "true" : "false",
-              st.target_down ? "true" : "false");
-}
-
 static void pools_list(rq_ctx *x)
 {
     server *s = x->s;
     sbuf *b = &x->rs->body;
     bool first = true;
     sb_str(b, "{\"pools\":[");
-    pthread_mutex_lock(&s->pools_lock);
-    for (spool *p = s->pools; p; p = p->next) {
-        if (!first) sb_add(b, ",", 1);
-        first = false;
-        pool_json(b, p->db, p->user, "postgresql", cfg_pool_mode_name(p->mode), p->pool);
-    }
-    pthread_mutex_unlock(&s->pools_lock);
-    pthread_mutex_lock(&x->a->mu);
-    for (lite_db *l = x->a->lites; l; l = l->next) {
-        if (!l->db) continue;
-        if (!first) sb_add(b, ",", 1);
-        first = false;
-        pool_json(b, l->name, NULL, "sqlite", "writer", weir_sqlite_writer(l->db));
-        sb_add(b, ",", 1);
-        pool_json(b, l->name, NULL, "sqlite", "reader", weir_sqlite_reader(l->db));
-    }
+    sql_engine_pg.list(s, b, &first);
+    if (sql_engine_sqlite) sql_engine_sqlite->list(s, b, &first);
     int nsess = 0;
+    pthread_mutex_lock(&x->a->mu);
     for (hsession *h = x->a->sessions; h; h = h->next) nsess++;
     pthread_mutex_unlock(&x->a->mu);
     sb_printf(b, "],\"sessions\":%d}\n", nsess);
@@ -1130,11 +956,18 @@ int api_start(server *s)
     pthread_cond_init(&a->cv, &ca);
     pthread_condattr_destroy(&ca);
     s->api = a;
-    /* Open the SQLite databases now: errors show at start, and the demo is created. */
+    /* Each engine opens what it serves now: errors show at start, and the
+     * demo database is created. */
     pthread_rwlock_rdlock(&s->cfg_rw);
-    for (size_t i = 0; i < s->cfg.ndbs; i++)
-        if (s->cfg.dbs[i].sqlite_path[0]) (void)lite_get(s, &s->cfg.dbs[i]);
+    int rc = sql_engine_pg.start(s) || (sql_engine_sqlite && sql_engine_sqlite->start(s));
+    for (size_t i = 0; !sql_engine_sqlite && i < s->cfg.ndbs; i++)
+        if (s->cfg.dbs[i].sqlite_path[0])
+            srv_log(s, "WARNING",
+                    "database %s is an SQLite database, and this weir was built without SQLite: "
+                    "its requests are refused",
+                    s->cfg.dbs[i].name);
     pthread_rwlock_unlock(&s->cfg_rw);
+    if (rc) return -1;
     if (pthread_create(&a->reaper, NULL, reaper_main, s) == 0) a->reaper_on = true;
     return a->reaper_on ? 0 : -1;
 }
@@ -1153,12 +986,8 @@ void api_stop(server *s)
         a->sessions = h->next;
         session_end(s, h, "ended: weir is shutting down");
     }
-    while (a->lites) {
-        lite_db *l = a->lites;
-        a->lites = l->next;
-        weir_sqlite_close(l->db);
-        free(l);
-    }
+    sql_engine_pg.stop(s);
+    if (sql_engine_sqlite) sql_engine_sqlite->stop(s);
     while (a->users) {
         huser *u = a->users;
         a->users = u->next;

@@ -1,5 +1,5 @@
 /* httpapi.h — SQL over HTTP (httpapi.c): authentication, which database,
- * sessions, limits; statements run by sqlrun.c. */
+ * sessions, limits; statements run by an engine (sqlexec.h). */
 #ifndef WEIR_SERVER_HTTPAPI_H
 #define WEIR_SERVER_HTTPAPI_H
 

@@ -1,33 +1,22 @@
-/* sqlrun.c — one statement for the HTTP door, as JSON (sqlrun.h).
- *
- * PostgreSQL: Parse/Bind/Describe/Execute/Sync of the unnamed statement with
- * text parameters and text results, written in one go on a pooled server
- * connection; values are turned into JSON by type OID. A statement that
+/* pgrun.c — the HTTP door's SQL on PostgreSQL (sqlexec.h's sql_engine_pg):
+ * Parse/Bind/Describe/Execute/Sync of the unnamed statement with text
+ * parameters and text results, written in one go on a connection of weir's
+ * pools; values are turned into JSON by type OID. A statement that
  * outlives its timeout gets a CancelRequest, and the connection is kept if
- * the server answers it.
- *
- * SQLite: a cached prepared statement on a libweir SQLite connection; the
- * statement timeout is a progress handler.
+ * the server answers it. Also auth_query for the HTTP door (pgx_lookup).
  */
-#include "http/sqlrun.h"
+#include "http/sqlexec.h"
 
 #include <ctype.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "core/config.h"
+#include "core/server.h"
 #include "pg/proto.h"
-#include "weir/weir_sqlite.h"
-
-static int64_t deadline_after(int64_t ms)
-{
-    return ms > 0 ? weir_now_ns() + ms * 1000000 : INT64_MAX / 2;
-}
 
 /* The first word of a command tag or statement, and the count at its end. */
 static void result_tail(sbuf *out, const char *tag, int64_t rows_seen)
@@ -237,7 +226,7 @@ static int pg_next(backend *be, pq_buf *b, pq_msg *m, int64_t *dl, bool *cancell
         pthread_mutex_unlock(mu);
         int64_t grace = o->cancel_grace_ms > 0 ? o->cancel_grace_ms : 5000;
         (void)be_cancel(host, port, be->pid, be->key, grace);
-        *dl = deadline_after(grace);
+        *dl = sql_deadline_after(grace);
     }
 }
 
@@ -250,12 +239,12 @@ static int lost(backend *be, sbuf *err, bool cancelled)
     return sql_error(err, 502, "08006", "server connection lost");
 }
 
-int pgx_exec(backend *be, const char *sql, const sql_opts *o, sbuf *err)
+static int pgx_exec(backend *be, const char *sql, const sql_opts *o, sbuf *err)
 {
     sbuf w = {0};
     sql_pg_query(&w, sql);
     if (w.oom) return sql_error(err, 500, "53200", "out of memory");
-    int64_t dl = deadline_after(o->timeout_ms);
+    int64_t dl = sql_deadline_after(o->timeout_ms);
     int rc = be_write_all(be->fd, (uint8_t *)w.p, w.len, dl);
     sb_free(&w);
     if (rc) return lost(be, err, false);
@@ -300,10 +289,10 @@ typedef struct pg_field {
     uint32_t type;
 } pg_field;
 
-int pgx_run(backend *be, const char *sql, const json_t *params, const sql_opts *o, sbuf *out,
+static int pgx_run(backend *be, const char *sql, const json_t *params, const sql_opts *o, sbuf *out,
             sbuf *err)
 {
-    int64_t dl = deadline_after(o->timeout_ms);
+    int64_t dl = sql_deadline_after(o->timeout_ms);
     int status = pg_send(be, sql, params, o->max_rows, dl, err);
     if (status) return status;
     pq_buf b = {0};
@@ -429,7 +418,7 @@ int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout
 {
     sbuf err = {0};
     json_t *params = json_pack("[s]", user);
-    int64_t dl = deadline_after(timeout_ms);
+    int64_t dl = sql_deadline_after(timeout_ms);
     int status = params ? pg_send(be, query, params, 0, dl, &err) : 500;
     json_decref(params);
     *secret = NULL;
@@ -484,264 +473,147 @@ int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout
     return status ? -1 : 0;
 }
 
-/* --- SQLite ---------------------------------------------------------------------- */
 
-static const char *lite_code(int rc)
+/* --- the engine ------------------------------------------------------------------ */
+
+static int pg_target(server *s, const cfg_db *db, const char *dbname, const char *user,
+                     const login_creds *cr, void **t, const char **code, char *err, size_t errlen)
 {
-    static const char *names[] = {
-        "SQLITE_OK",       "SQLITE_ERROR",     "SQLITE_INTERNAL", "SQLITE_PERM",
-        "SQLITE_ABORT",    "SQLITE_BUSY",      "SQLITE_LOCKED",   "SQLITE_NOMEM",
-        "SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR",    "SQLITE_CORRUPT",
-        "SQLITE_NOTFOUND", "SQLITE_FULL",      "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
-        "SQLITE_EMPTY",    "SQLITE_SCHEMA",    "SQLITE_TOOBIG",   "SQLITE_CONSTRAINT",
-        "SQLITE_MISMATCH", "SQLITE_MISUSE",    "SQLITE_NOLFS",    "SQLITE_AUTH",
-        "SQLITE_FORMAT",   "SQLITE_RANGE",     "SQLITE_NOTADB",
-    };
-    int p = rc & 0xff;
-    return p >= 0 && p < (int)(sizeof names / sizeof *names) ? names[p] : "SQLITE_ERROR";
+    spool *p = pool_get(s, db, dbname, user, NULL, cr, err, errlen);
+    *t = p;
+    *code = "08P01";
+    return p ? 0 : 503;
 }
 
-typedef struct lite_clock {
-    int64_t deadline_ns;
-    bool fired;
-} lite_clock;
-
-static int lite_progress(void *arg)
+static weir_pool *pg_pool(void *t, bool write)
 {
-    lite_clock *k = arg;
-    if (weir_now_ns() < k->deadline_ns) return 0;
-    k->fired = true;
-    return 1;
+    (void)write;
+    return ((spool *)t)->pool;
 }
 
-static int lite_error(sbuf *err, sqlite3 *db, int rc, const lite_clock *k, const sql_opts *o)
+static int pg_run(void *t, weir_conn **c, bool pinned, int64_t wait_ms, const char *sql,
+                  const json_t *params, const sql_opts *o, sbuf *out, sbuf *err)
 {
-    if (k && k->fired)
-        return sql_error(err, 400, "57014",
-                         "canceling statement due to statement timeout (%lld ms)",
-                         (long long)o->timeout_ms);
-    err->len = 0;
-    sb_str(err, "{\"message\":");
-    sb_jstr(err, sqlite3_errmsg(db));
-    sb_str(err, ",\"code\":");
-    sb_jstr(err, lite_code(rc));
-    sb_printf(err, ",\"extendedCode\":%d}", rc);
-    return 400;
+    (void)t;
+    (void)pinned;
+    (void)wait_ms;
+    return pgx_run(weir_conn_handle(*c), sql, params, o, out, err);
 }
 
-static bool blank(const char *s)
+static int pg_exec(weir_conn *c, const char *sql, const sql_opts *o, sbuf *err)
 {
-    while (isspace((unsigned char)*s) || *s == ';') s++;
-    return !*s;
+    return pgx_exec(weir_conn_handle(c), sql, o, err);
 }
 
-static void lite_value(sbuf *out, sqlite3_stmt *st, int i, const char *decl, const sql_opts *o)
+static char pg_txn(weir_conn *c)
 {
-    int t = sqlite3_column_type(st, i);
-    if (t == SQLITE_NULL) {
-        sb_str(out, "null");
-        return;
-    }
-    if (o->raw_text && t != SQLITE_BLOB) {
-        sb_json_str(out, (const char *)sqlite3_column_text(st, i),
-                    (size_t)sqlite3_column_bytes(st, i));
-        return;
-    }
-    switch (t) {
-    case SQLITE_INTEGER: {
-        long long v = sqlite3_column_int64(st, i);
-        if (decl && (!strcasecmp(decl, "BOOLEAN") || !strcasecmp(decl, "BOOL")) &&
-            (v == 0 || v == 1))
-            sb_str(out, v ? "true" : "false");
-        else
-            sb_printf(out, "%lld", v);
-        return;
-    }
-    case SQLITE_FLOAT: {
-        double v = sqlite3_column_double(st, i);
-        if (!isfinite(v)) {
-            sb_jstr(out, isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
-            return;
-        }
-        char buf[40];
-        snprintf(buf, sizeof buf, "%.15g", v);
-        if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
-        if (!strpbrk(buf, ".eEn")) strcat(buf, ".0"); /* stays a float for clients that care */
-        sb_str(out, buf);
-        return;
-    }
-    case SQLITE_TEXT: {
-        const char *v = (const char *)sqlite3_column_text(st, i);
-        size_t n = (size_t)sqlite3_column_bytes(st, i);
-        if (decl && !strcasecmp(decl, "JSON")) {
-            json_t *j = json_loadb(v, n, JSON_DECODE_ANY, NULL);
-            if (j) {
-                json_decref(j);
-                sb_add(out, v, n);
-                return;
-            }
-        }
-        sb_json_str(out, v, n);
-        return;
-    }
-    default: { /* BLOB: PostgreSQL's bytea text, \x and hex */
-        static const char hex[] = "0123456789abcdef";
-        const unsigned char *v = sqlite3_column_blob(st, i);
-        int n = sqlite3_column_bytes(st, i);
-        sb_str(out, "\"\\\\x");
-        for (int k = 0; k < n; k++) {
-            char h[2] = {hex[v[k] >> 4], hex[v[k] & 15]};
-            sb_add(out, h, 2);
-        }
-        sb_add(out, "\"", 1);
-    }
-    }
+    return ((const backend *)weir_conn_handle(c))->txn;
 }
 
-static int lite_bind(sqlite3_stmt *st, const json_t *params, sbuf *err)
+static void pg_begin(const sql_req *q, bool writer, char *out, size_t len)
 {
-    int want = sqlite3_bind_parameter_count(st);
-    int have = (int)json_array_size(params);
-    if (want != have)
-        return sql_error(err, 400, "08P01",
-                         "bind message supplies %d parameters, but prepared statement requires %d",
-                         have, want);
-    for (int i = 0; i < have; i++) {
-        const json_t *v = json_array_get(params, (size_t)i);
-        int rc;
-        switch (json_typeof(v)) {
-        case JSON_NULL:
-            rc = sqlite3_bind_null(st, i + 1);
-            break;
-        case JSON_INTEGER:
-            rc = sqlite3_bind_int64(st, i + 1, json_integer_value(v));
-            break;
-        case JSON_REAL:
-            rc = sqlite3_bind_double(st, i + 1, json_real_value(v));
-            break;
-        case JSON_TRUE:
-            rc = sqlite3_bind_int(st, i + 1, 1);
-            break;
-        case JSON_FALSE:
-            rc = sqlite3_bind_int(st, i + 1, 0);
-            break;
-        case JSON_STRING:
-            rc = sqlite3_bind_text(st, i + 1, json_string_value(v), (int)json_string_length(v),
-                                   SQLITE_TRANSIENT);
-            break;
-        default: {
-            char *dump = json_dumps(v, JSON_COMPACT);
-            rc = dump ? sqlite3_bind_text(st, i + 1, dump, -1, free) : SQLITE_NOMEM;
-        }
-        }
-        if (rc != SQLITE_OK)
-            return sql_error(err, 400, lite_code(rc), "parameter $%d: %s", i + 1,
-                             sqlite3_errstr(rc));
+    (void)writer;
+    snprintf(out, len, "BEGIN%s%s%s%s", q->isolation ? " ISOLATION LEVEL " : "",
+             q->isolation ? q->isolation : "", q->read_only ? " READ ONLY" : "",
+             q->deferrable ? " DEFERRABLE" : "");
+}
+
+/* In session pooling a request is a session that ends: server_reset_query
+ * runs before the connection's next user. In transaction pooling, what the
+ * request could have set for the session is undone (DISCARD ALL), or the
+ * connection closed if that fails. */
+static void pg_done(void *t, weir_conn *c, const sql_req *q)
+{
+    spool *p = t;
+    backend *be = weir_conn_handle(c);
+    if (p->mode == POOL_SESSION) {
+        be->needs_reset = be->target->reset_query[0] != '\0';
+        return;
     }
+    if (be->unclean || !sql_req_may_change_session(q)) return;
+    sbuf e = {0};
+    sql_opts o = {.timeout_ms = 5000};
+    if (be->txn != 'I') (void)pgx_exec(be, "ROLLBACK", &o, &e);
+    if (be->txn != 'I' || pgx_exec(be, "DISCARD ALL", &o, &e)) be->unclean = true;
+    sb_free(&e);
+    if (be->unclean) weir_conn_mark_broken(c);
+}
+
+static void pg_end_session(void *t, weir_conn *c)
+{
+    spool *p = t;
+    backend *be = weir_conn_handle(c);
+    if (p->mode == POOL_SESSION) be->needs_reset = be->target->reset_query[0] != '\0';
+}
+
+static bool pg_lost(weir_conn *c)
+{
+    return ((const backend *)weir_conn_handle(c))->unclean;
+}
+
+static wstats *pg_stats(server *s, void *t)
+{
+    return &((spool *)t)->ws[s->nworkers];
+}
+
+void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, const char *mode,
+                   weir_pool *p)
+{
+    weir_pool_stats st;
+    if (weir_pool_stats_get(p, &st)) return;
+    sb_str(b, "{\"database\":");
+    sb_jstr(b, db);
+    sb_str(b, ",\"user\":");
+    if (user)
+        sb_jstr(b, user);
+    else
+        sb_str(b, "null");
+    sb_printf(b,
+              ",\"kind\":\"%s\",\"mode\":\"%s\",\"size\":%lld,\"open\":%lld,\"idle\":%lld,"
+              "\"active\":%lld,\"connecting\":%lld,\"waiting\":%lld,\"acquires\":%lld,"
+              "\"acquire_timeouts\":%lld,\"created\":%lld,\"connect_errors\":%lld,"
+              "\"oldest_wait_us\":%lld,\"paused\":%s,\"down\":%s}",
+              kind, mode, (long long)st.max_size, (long long)st.total, (long long)st.idle,
+              (long long)st.active, (long long)st.pending, (long long)st.waiters,
+              (long long)st.acquires_total, (long long)st.acquire_timeouts_total,
+              (long long)st.created_total, (long long)st.connect_errors_total,
+              (long long)st.oldest_wait_us, st.paused ? "true" : "false",
+              st.target_down ? "true" : "false");
+}
+
+static void pg_list(server *s, sbuf *b, bool *first)
+{
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        if (!*first) sb_add(b, ",", 1);
+        *first = false;
+        sql_pool_json(b, p->db, p->user, "postgresql", cfg_pool_mode_name(p->mode), p->pool);
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+}
+
+static int pg_start(server *s)
+{
+    (void)s; /* pools are made on first use */
     return 0;
 }
 
-int litx_run(weir_conn *c, const char *sql, const json_t *params, const sql_opts *o, sbuf *out,
-             sbuf *err, bool *writer_needed)
+static void pg_stop(server *s)
 {
-    sqlite3 *db = weir_sqlite_db(c);
-    sqlite3_stmt *st = NULL;
-    int rc = blank(sql) ? WEIR_EINVAL : weir_sqlite_prepare_cached(c, sql, &st);
-    if (rc == WEIR_EINVAL) { /* nothing to run, as PostgreSQL's EmptyQueryResponse */
-        sb_str(out,
-               "{\"fields\":[],\"rows\":[],\"command\":\"\",\"rowCount\":null,\"rowAsArray\":");
-        sb_str(out, o->array_mode ? "true}" : "false}");
-        return 0;
-    }
-    if (rc == WEIR_ENOMEM) return sql_error(err, 500, "53200", "out of memory");
-    if (rc) return lite_error(err, db, sqlite3_extended_errcode(db), NULL, o);
-    const char *text = sqlite3_sql(st);
-    if (text && !blank(sql + strlen(text)))
-        return sql_error(err, 400, "42601",
-                         "cannot insert multiple commands into a prepared statement");
-    if (writer_needed && !sqlite3_stmt_readonly(st)) {
-        *writer_needed = true;
-        return 0;
-    }
-    int status = lite_bind(st, params, err);
-    if (status) return status;
-    lite_clock k = {.deadline_ns = deadline_after(o->timeout_ms)};
-    if (o->timeout_ms > 0) sqlite3_progress_handler(db, 1000, lite_progress, &k);
-    size_t start = out->len;
-    int nc = sqlite3_column_count(st);
-    sb_str(out, "{\"fields\":[");
-    for (int i = 0; i < nc; i++) {
-        const char *decl = sqlite3_column_decltype(st, i);
-        sb_str(out, i ? ",{\"name\":" : "{\"name\":");
-        sb_jstr(out, sqlite3_column_name(st, i));
-        sb_str(out, ",\"type\":");
-        if (decl)
-            sb_jstr(out, decl);
-        else
-            sb_str(out, "null");
-        sb_str(out, "}");
-    }
-    sb_str(out, "],\"rows\":[");
-    int64_t rows = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (o->max_rows && rows == o->max_rows) {
-            status =
-                sql_error(err, 400, "54000", "the result has more than %lld rows (http_max_rows)",
-                          (long long)o->max_rows);
-            break;
-        }
-        sb_str(out, rows ? (o->array_mode ? ",[" : ",{") : (o->array_mode ? "[" : "{"));
-        for (int i = 0; i < nc; i++) {
-            if (i) sb_add(out, ",", 1);
-            if (!o->array_mode) {
-                sb_jstr(out, sqlite3_column_name(st, i));
-                sb_add(out, ":", 1);
-            }
-            lite_value(out, st, i, sqlite3_column_decltype(st, i), o);
-        }
-        sb_add(out, o->array_mode ? "]" : "}", 1);
-        rows++;
-        if (o->max_bytes && out->len - start > o->max_bytes) {
-            status = sql_error(err, 400, "54000",
-                               "the response exceeds http_max_response (%zu bytes)", o->max_bytes);
-            break;
-        }
-    }
-    if (!status && rc != SQLITE_DONE)
-        status = lite_error(err, db, sqlite3_extended_errcode(db), &k, o);
-    if (o->timeout_ms > 0) sqlite3_progress_handler(db, 0, NULL, NULL);
-    if (!status) {
-        /* The command: the statement's first word, as PostgreSQL's tag would start. */
-        const char *s = text ? text : sql;
-        while (isspace((unsigned char)*s) || *s == '(') s++;
-        char cmd[32];
-        size_t n = 0;
-        while (n + 1 < sizeof cmd && isalpha((unsigned char)s[n])) {
-            cmd[n] = (char)toupper((unsigned char)s[n]);
-            n++;
-        }
-        cmd[n] = '\0';
-        sb_str(out, "],\"command\":");
-        sb_jstr(out, cmd);
-        bool dml = !strcmp(cmd, "INSERT") || !strcmp(cmd, "UPDATE") || !strcmp(cmd, "DELETE") ||
-                   !strcmp(cmd, "REPLACE");
-        if (dml && !nc)
-            sb_printf(out, ",\"rowCount\":%lld", (long long)sqlite3_changes64(db));
-        else if (nc)
-            sb_printf(out, ",\"rowCount\":%lld", (long long)rows);
-        else
-            sb_str(out, ",\"rowCount\":null");
-        sb_printf(out, ",\"rowAsArray\":%s}", o->array_mode ? "true" : "false");
-    } else {
-        out->len = start;
-    }
-    sqlite3_reset(st); /* ends its read transaction now, not at checkin */
-    return status;
+    (void)s; /* the pools are the server's */
 }
 
-int litx_exec(weir_conn *c, const char *sql, sbuf *err)
-{
-    sqlite3 *db = weir_sqlite_db(c);
-    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : lite_error(err, db, sqlite3_extended_errcode(db), NULL, NULL);
-}
+const sql_engine sql_engine_pg = {.kind = "postgresql",
+                                  .target = pg_target,
+                                  .pool = pg_pool,
+                                  .run = pg_run,
+                                  .exec = pg_exec,
+                                  .txn = pg_txn,
+                                  .begin = pg_begin,
+                                  .done = pg_done,
+                                  .end_session = pg_end_session,
+                                  .lost = pg_lost,
+                                  .stats = pg_stats,
+                                  .list = pg_list,
+                                  .start = pg_start,
+                                  .stop = pg_stop};
