@@ -26,6 +26,7 @@
 #include "http/httpd.h"
 #include "core/server.h"
 #include "http/http.h"
+#include "pg/backend.h"
 #include "http/httpapi.h"
 #include "core/log.h"
 #include "core/stats.h"
@@ -98,52 +99,14 @@ typedef struct probe {
 static void probe_start(probe *p)
 {
     const cfg_db *db = p->db;
-    p->fd = -1;
-    const char *host = db->host[0] ? db->host : "/tmp";
-    int port = db->port > 0 ? db->port : 5432;
-    if (host[0] == '/') {
-        struct sockaddr_un a = {.sun_family = AF_UNIX};
-        int n = snprintf(a.sun_path, sizeof a.sun_path, "%s/.s.PGSQL.%d", host, port);
-        if (n < 0 || (size_t)n >= sizeof a.sun_path) {
-            snprintf(p->status, sizeof p->status, "socket path too long: %s", host);
-            return;
-        }
-        p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (p->fd >= 0 && connect(p->fd, (struct sockaddr *)&a, sizeof a) == 0) {
-            snprintf(p->status, sizeof p->status, "ok");
-            close(p->fd);
-            p->fd = -1;
-        } else if (p->fd >= 0 && errno != EINPROGRESS && errno != EAGAIN) {
-            snprintf(p->status, sizeof p->status, "connect to %s: %s", a.sun_path, strerror(errno));
-            close(p->fd);
-            p->fd = -1;
-        }
-        return;
-    }
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    int e = getaddrinfo(host, ps, &hints, &ai);
-    if (e || !ai) {
-        snprintf(p->status, sizeof p->status, "cannot resolve %s: %s", host, gai_strerror(e));
-        return;
-    }
-    p->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (p->fd < 0) {
-        snprintf(p->status, sizeof p->status, "socket: %s", strerror(errno));
-    } else if (connect(p->fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+    int rc = be_connect_start(db->host, db->port, false, &p->fd, p->status, sizeof p->status);
+    if (rc == 0) {
         snprintf(p->status, sizeof p->status, "ok");
         close(p->fd);
         p->fd = -1;
-    } else if (errno != EINPROGRESS) {
-        snprintf(p->status, sizeof p->status, "connect to %s:%d: %s", host, port, strerror(errno));
-        close(p->fd);
-        p->fd = -1;
     }
-    freeaddrinfo(ai);
 }
 
-/* Wait for every connect in progress, up to timeout_ms in all. */
 static void probes_finish(probe *v, size_t n, int timeout_ms)
 {
     struct pollfd *pf = calloc(n ? n : 1, sizeof *pf);

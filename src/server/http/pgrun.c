@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "core/server.h"
+#include "pg/authq.h"
 #include "pg/proto.h"
 
 /* The first word of a command tag or statement, and the count at its end. */
@@ -416,14 +417,18 @@ static int pgx_run(backend *be, const char *sql, const json_t *params, const sql
 int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout_ms, char **secret,
                char *why, size_t whylen)
 {
-    sbuf err = {0};
-    json_t *params = json_pack("[s]", user);
-    int64_t dl = sql_deadline_after(timeout_ms);
-    int status = params ? pg_send(be, query, params, 0, dl, &err) : 500;
-    json_decref(params);
     *secret = NULL;
+    sbuf err = {0};
     pq_buf b = {0};
-    bool cancelled = false, bad = false;
+    int64_t dl = sql_deadline_after(timeout_ms);
+    int status = 0;
+    if (authq_request(&b, query, user))
+        status = sql_error(&err, 500, "53200", "out of memory");
+    else if (be_write_all(be->fd, b.p, b.end, dl))
+        status = lost(be, &err, false);
+    pq_buf_reset(&b);
+    authq q = {0};
+    bool cancelled = false;
     sql_opts o = {.timeout_ms = timeout_ms};
     while (!status) {
         pq_msg m;
@@ -431,48 +436,24 @@ int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout
             status = lost(be, &err, cancelled);
             break;
         }
-        if (m.type == 'Z') break;
-        if (m.type == 'E') {
-            const char *msg = pq_error_field(&m, 'M');
-            snprintf(why, whylen, "%s", msg ? msg : "auth_query failed");
-            status = 400;
-        } else if (m.type == 'D' && m.len >= 6) {
-            const uint8_t *p = m.body, *end = m.body + m.len - 4;
-            int n = pq_get16(p);
-            p += 2;
-            for (int i = 0; i < n && end - p >= 4; i++) {
-                int32_t l = (int32_t)pq_get32(p);
-                p += 4;
-                if (l > end - p) break;
-                if (i == (n >= 2 ? 1 : 0) && l > 0 && !*secret) {
-                    if (l > CFG_SECRET_MAX || memchr(p, '\0', (size_t)l)) {
-                        snprintf(why, whylen, "auth_query: secret longer than %d bytes or with a NUL",
-                                 CFG_SECRET_MAX);
-                        bad = true; /* read on to ReadyForQuery */
-                    } else if ((*secret = malloc((size_t)l + 1))) {
-                        memcpy(*secret, p, (size_t)l);
-                        (*secret)[l] = '\0';
-                    } else {
-                        snprintf(why, whylen, "auth_query: out of memory");
-                        bad = true;
-                    }
-                }
-                if (l > 0) p += l;
-            }
+        int r = authq_answer(&q, &m);
+        if (r < 0) {
+            be->unclean = true; /* the rest of the answer cannot be found */
+            status = 502;
         }
+        if (r) break;
     }
-    if (status && status != 400) snprintf(why, whylen, "auth_query: server connection lost");
-    if (bad && !status) status = 400;
+    if (status && !q.err[0]) snprintf(why, whylen, "auth_query: server connection lost");
+    else if (q.err[0]) snprintf(why, whylen, "auth_query: %s", q.err);
     pq_buf_free(&b);
     sb_free(&err);
-    if (status && *secret) {
-        explicit_bzero(*secret, strlen(*secret));
-        free(*secret);
-        *secret = NULL;
+    if (status || q.err[0]) {
+        authq_clear(&q);
+        return -1;
     }
-    return status ? -1 : 0;
+    *secret = q.secret; /* NULL when there is no such user */
+    return 0;
 }
-
 
 /* --- the engine ------------------------------------------------------------------ */
 

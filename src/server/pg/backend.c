@@ -134,59 +134,79 @@ static void error_text(const pq_msg *m, char *out, size_t outlen)
     snprintf(out, outlen, "%s: %s", sev ? sev : "ERROR", msg ? msg : "");
 }
 
-static int open_socket(const be_target *t, int64_t deadline_ns, char *err, size_t errlen)
+int be_connect_start(const char *host, int port, bool keepalive, int *fdp, char *err,
+                     size_t errlen)
 {
-    int fd = -1;
-    if (t->host[0] == '/' || !t->host[0]) {
+    *fdp = -1;
+    if (port <= 0) port = 5432;
+    int fd;
+    if (host[0] == '/' || !host[0]) {
+        const char *dir = host[0] ? host : "/tmp";
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int pl = snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/.s.PGSQL.%d",
-                          t->host[0] ? t->host : "/tmp", t->port);
-        if (pl < 0 || (size_t)pl >= sizeof sa.sun_path || strlen(t->host) > 90) {
-            snprintf(err, errlen, "socket directory too long: %s", t->host);
+        int pl = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/.s.PGSQL.%d", dir, port);
+        if (pl < 0 || (size_t)pl >= sizeof sa.sun_path) {
+            snprintf(err, errlen, "socket directory too long: %s", dir);
             return WEIR_ECONNECT;
         }
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) goto fail;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) return fd;
-        if (errno != EINPROGRESS && errno != EAGAIN) goto fail;
-    } else {
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-        char port[16];
-        snprintf(port, sizeof port, "%d", t->port);
-        int g = getaddrinfo(t->host, port, &hints, &ai);
-        if (g) {
-            snprintf(err, errlen, "could not resolve host \"%s\": %s", t->host, gai_strerror(g));
-            return WEIR_ECONNECT;
-        }
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            freeaddrinfo(ai);
-            goto fail;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (t->tcp_keepalive) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-        int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
-        freeaddrinfo(ai);
-        if (r == 0) return fd;
-        if (errno != EINPROGRESS) goto fail;
+        *fdp = fd;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) return 0;
+        if (errno == EINPROGRESS || errno == EAGAIN) return 1;
+        snprintf(err, errlen, "could not connect to %s: %s", sa.sun_path, strerror(errno));
+        close(fd);
+        *fdp = -1;
+        return WEIR_ECONNECT;
     }
-    int rc = be_wait_fd(fd, POLLOUT, deadline_ns);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    int g = getaddrinfo(host, ps, &hints, &ai);
+    if (g || !ai) {
+        snprintf(err, errlen, "could not resolve host \"%s\": %s", host, gai_strerror(g));
+        return WEIR_ECONNECT;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        goto fail;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (keepalive) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    *fdp = fd;
+    if (r == 0) return 0;
+    if (errno == EINPROGRESS) return 1;
+    snprintf(err, errlen, "could not connect to %s:%d: %s", host, port, strerror(errno));
+    close(fd);
+    *fdp = -1;
+    return WEIR_ECONNECT;
+fail:
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    return WEIR_ECONNECT;
+}
+
+static int open_socket(const be_target *t, int64_t deadline_ns, char *err, size_t errlen)
+{
+    int fd;
+    int rc = be_connect_start(t->host, t->port, t->tcp_keepalive, &fd, err, errlen);
+    if (rc <= 0) return rc ? rc : fd;
+    rc = be_wait_fd(fd, POLLOUT, deadline_ns);
     if (rc) {
         close(fd);
-        snprintf(err, errlen, "connect to %s:%d timed out", t->host, t->port);
+        snprintf(err, errlen, "connect to %s:%d timed out", t->host[0] ? t->host : "/tmp",
+                 t->port);
         return rc;
     }
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
     if (soerr == 0) return fd;
-    errno = soerr;
-fail:;
-    int e = errno;
-    if (fd >= 0) close(fd);
+    close(fd);
     snprintf(err, errlen, "could not connect to %s:%d: %s", t->host[0] ? t->host : "/tmp", t->port,
-             strerror(e));
+             strerror(soerr));
     return WEIR_ECONNECT;
 }
 

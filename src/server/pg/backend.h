@@ -48,6 +48,14 @@ typedef struct be_target {
 /* Replace t's password (NULL or "": none); the old one is wiped. Under mu
  * once the target is shared. 0, or WEIR_ENOMEM (then t has none). */
 int be_target_set_password(be_target *t, const char *pw);
+/* Start a non-blocking connect to a PostgreSQL server: host is a name or
+ * an address, or a socket directory ("" or beginning with '/': the Unix
+ * socket <dir>/.s.PGSQL.<port>, /tmp when empty); port 5432 when 0. The one
+ * way weir connects to a server (server logins, cancels, /ready's probes).
+ * *fd is the socket. 0: connected; 1: under way (wait for POLLOUT, then
+ * read SO_ERROR); WEIR_ECONNECT with err set. */
+int be_connect_start(const char *host, int port, bool keepalive, int *fd, char *err,
+                     size_t errlen);
 /* The driver's ctx_free: the password wiped, then t. */
 void be_target_free(void *t);
 

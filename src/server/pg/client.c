@@ -60,6 +60,7 @@
 #include "core/server.h"
 #include "core/stats.h"
 #include "pg/admin.h"
+#include "pg/authq.h"
 
 #define HIGH_WATER     (256u * 1024) /* stop reading a side whose output waits above this */
 #define READ_CHUNK     16384u
@@ -1117,8 +1118,7 @@ typedef struct auth_lookup {
     weir_conn *conn;
     struct event ev; /* readable server, or the time limit */
     pq_buf buf;
-    bool got_row;
-    char err[256];
+    authq q; /* the answer so far (authq.h) */
 } auth_lookup;
 
 static void auth_lookup_start(client *c, const cfg_db *db, const char *auth_user)
@@ -1162,6 +1162,7 @@ static void auth_lookup_end(client *c, bool clean)
         weir_checkin(aq->conn);
     }
     pq_buf_free(&aq->buf);
+    authq_clear(&aq->q);
     free(aq);
 }
 
@@ -1173,52 +1174,6 @@ static void auth_lookup_fail(client *c, const char *reason)
             c->user, why);
     auth_lookup_end(c, false);
     client_close(c, "08P01", "auth_query failed: %s", why);
-}
-
-/* One server message of the lookup. 1: done, 0: more, -1: failed (aq->err). */
-static int auth_lookup_msg(client *c, const pq_msg *m)
-{
-    auth_lookup *aq = c->aq;
-    const uint8_t *p = m->body, *e = m->body + m->len - 4;
-    if (m->type == 'E') {
-        const char *msg = pq_error_field(m, 'M');
-        if (!aq->err[0]) snprintf(aq->err, sizeof aq->err, "%s", msg ? msg : "error");
-    } else if (m->type == 'D' && !aq->got_row) {
-        /* usename, passwd: the second column is the secret (NULL: none) */
-        aq->got_row = true;
-        if (e - p < 2 || pq_get16(p) < 2) {
-            snprintf(aq->err, sizeof aq->err, "auth_query must return two columns");
-            return 0;
-        }
-        p += 2;
-        for (int col = 0; col < 2; col++) {
-            if (e - p < 4) return -1;
-            int32_t len = (int32_t)pq_get32(p);
-            p += 4;
-            if (len < 0) {
-                if (col == 1) clear_secret(c);
-                continue;
-            }
-            if (e - p < len) return -1;
-            if (col == 1) {
-                if (len > CFG_SECRET_MAX || memchr(p, '\0', (size_t)len)) {
-                    snprintf(aq->err, sizeof aq->err,
-                             "secret from auth_query longer than %d bytes or with a NUL",
-                             CFG_SECRET_MAX);
-                    return 0;
-                }
-                if (!set_secret(c, (const char *)p, (size_t)len)) {
-                    snprintf(aq->err, sizeof aq->err, "out of memory");
-                    return 0;
-                }
-            }
-            p += len;
-        }
-    } else if (m->type == 'Z' && m->len == 5) {
-        ((backend *)weir_conn_handle(aq->conn))->txn = (char)m->body[0];
-        return aq->err[0] ? -1 : 1;
-    }
-    return 0;
 }
 
 static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
@@ -1248,14 +1203,18 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
             auth_lookup_fail(c, "malformed answer from the server");
             return;
         }
-        int r = auth_lookup_msg(c, &m);
-        if (r < 0) {
-            auth_lookup_fail(c, aq->err[0] ? aq->err : "malformed answer from the server");
+        int r = authq_answer(&aq->q, &m);
+        if (m.type == 'Z' && m.len == 5) ((backend *)weir_conn_handle(aq->conn))->txn = (char)m.body[0];
+        if (r < 0 || (r > 0 && aq->q.err[0])) {
+            auth_lookup_fail(c, aq->q.err);
             return;
         }
         if (r > 0) break;
     }
-    if (!aq->got_row) clear_secret(c); /* no such user: it will fail like a wrong password */
+    /* No row, or no secret: no such user, which fails like a wrong password. */
+    clear_secret(c);
+    c->secret = aq->q.secret; /* taken over */
+    aq->q.secret = NULL;
     c->secret_from_query = c->secret != NULL;
     auth_lookup_end(c, true);
     c->pool = NULL;
@@ -1268,27 +1227,8 @@ static void auth_lookup_send(client *c, weir_conn *conn)
     auth_lookup *aq = c->aq;
     aq->conn = conn;
     backend *be = weir_conn_handle(conn);
-    const char *q = c->w->srv->cfg.auth_query;
-    size_t ql = strlen(q), ul = strlen(c->user);
-    uint8_t body[CFG_STR + CFG_NAME + 32];
     pq_buf *b = &aq->buf;
-    /* Parse (unnamed), Bind ($1 as text), Execute, Sync */
-    body[0] = '\0';
-    memcpy(body + 1, q, ql + 1);
-    pq_set16(body + 2 + ql, 0);
-    int rc = pq_put_msg(b, 'P', body, (uint32_t)(ql + 4));
-    uint8_t *o = body;
-    *o++ = '\0';
-    *o++ = '\0';
-    pq_set16(o, 0);
-    pq_set16(o + 2, 1);
-    pq_set32(o + 4, (uint32_t)ul);
-    memcpy(o + 8, c->user, ul);
-    pq_set16(o + 8 + ul, 0);
-    rc |= pq_put_msg(b, 'B', body, (uint32_t)(12 + ul));
-    static const uint8_t exec[5] = {0, 0, 0, 0, 0};
-    rc |= pq_put_msg(b, 'E', exec, sizeof exec);
-    rc |= pq_put_msg(b, 'S', NULL, 0);
+    int rc = authq_request(b, c->w->srv->cfg.auth_query, c->user);
     /* A few hundred bytes to an idle connection go in one send. */
     ssize_t n = rc ? -1 : io_send(be->fd, b->p, b->end);
     bool sent = n >= 0 && (uint32_t)n == b->end;
