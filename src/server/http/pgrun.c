@@ -218,15 +218,8 @@ static int pg_next(backend *be, pq_buf *b, pq_msg *m, int64_t *dl, bool *cancell
         if (rc == 0) be_track(be, m);
         if (rc != WEIR_ETIMEDOUT || *cancelled || o->timeout_ms <= 0) return rc;
         *cancelled = true;
-        char host[256];
-        int port;
-        pthread_mutex_t *mu = (pthread_mutex_t *)&be->target->mu;
-        pthread_mutex_lock(mu);
-        snprintf(host, sizeof host, "%s", be->target->host[0] ? be->target->host : "/tmp");
-        port = be->target->port;
-        pthread_mutex_unlock(mu);
         int64_t grace = o->cancel_grace_ms > 0 ? o->cancel_grace_ms : 5000;
-        (void)be_cancel(host, port, be->pid, be->key, grace);
+        (void)be_cancel(be->host, be->port, be->pid, be->key, grace);
         *dl = sql_deadline_after(grace);
     }
 }

@@ -401,6 +401,8 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
     be->fd = fd;
     be->txn = 'I';
     be->target = orig;
+    snprintf(be->host, sizeof be->host, "%s", t->host);
+    be->port = t->port;
     pq_buf b = {0};
     scram_client sc;
     int rc = send_startup(fd, t, deadline_ns);

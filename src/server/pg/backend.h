@@ -23,11 +23,12 @@ typedef struct be_params {
 bool be_params_set(be_params *p, const char *name, const char *value);
 const char *be_params_get(const be_params *p, const char *name);
 
-/* What a pool's connections are opened with (the driver context). Immutable
- * once the pool exists. */
+/* What a pool's connections are opened with (the driver context), made with
+ * the pool. Where and as whom (host, port, dbname, password, the keys)
+ * change on a reload or a client's new password: read and write them under
+ * mu (be_connect takes a copy; a connection keeps its own host and port). The queries,
+ * timeouts and describe are fixed for the pool's life. */
 typedef struct be_target {
-    /* host, port, dbname, user, password and the keys may change on reload:
-     * read them under mu (be_connect takes a copy), write them under mu. */
     pthread_mutex_t mu;
     char host[256];
     int port;
@@ -69,7 +70,9 @@ typedef struct backend {
     bool ps_gone; /* a reset ran DISCARD ALL / DEALLOCATE ALL: its prepared statements are gone */
     uint32_t pid, key; /* BackendKeyData, for cancel requests */
     be_params params;  /* ParameterStatus as the server last reported it */
-    const be_target *target;
+    be_target *target; /* its pool's (whose address may have moved since: see host) */
+    char host[256];    /* where this connection went (cancels go there): "" = /tmp */
+    int port;
     void *ext; /* the server's per-connection state (its event registrations); NULL at connect */
     /* CancelRequests forwarded to this connection and not yet finished, and
      * BE_PARKED once its client let it go meanwhile: then the last cancel to

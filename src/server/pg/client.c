@@ -242,8 +242,8 @@ static void handle_cancel(server *s, uint32_t pid, uint32_t key)
             if (c->cancel_conn && c->pool && (r = malloc(sizeof *r))) {
                 backend *be = weir_conn_handle(c->cancel_conn);
                 atomic_fetch_add(&be->cancels, 1);
-                snprintf(r->host, sizeof r->host, "%s", c->pool->target->host);
-                r->port = c->pool->target->port;
+                snprintf(r->host, sizeof r->host, "%s", be->host);
+                r->port = be->port;
                 r->pid = be->pid;
                 r->key = be->key;
                 r->conn = c->cancel_conn;
