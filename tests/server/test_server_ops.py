@@ -402,6 +402,21 @@ class TestConsoleConnections(OpsCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return [dict(zip(rows[0], x)) for x in rows[1:]], rows[0]
 
+    def held_until_resume(self, fn, what):
+        """Run fn on a thread: it must still wait 1.5 s later, and finish
+        after RESUME appdb. Returns (fn's result, seconds it took)."""
+        out = {}
+        t0 = time.monotonic()
+        t = threading.Thread(target=lambda: out.update(r=fn(), t=time.monotonic() - t0))
+        t.start()
+        t.join(1.5)
+        self.assertTrue(t.is_alive(), what + " got through before RESUME")
+        _, r = self.admin("RESUME appdb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.join(20)
+        self.assertFalse(t.is_alive(), what + " did not go on after RESUME")
+        return out["r"], out["t"]
+
     def test_show_clients_and_servers(self):
         busy = psycopg.connect(self.w.dsn(application_name="busy_app"))
         idle = psycopg.connect(self.w.dsn(application_name="idle_app"))
@@ -459,18 +474,10 @@ class TestConsoleConnections(OpsCase):
         bg = Background(self.w, "PAUSE appdb")
         self.assertTrue(bg.done(10))
         self.assertEqual(bg.result[1].returncode, 0, bg.result[1].stderr)
-        out = {}
-        t = threading.Thread(target=lambda: out.update(
-            r=conn.execute("SELECT now(), clock_timestamp()").fetchone(), t=time.monotonic()))
-        t0 = time.monotonic()
-        t.start()
-        t.join(1.5)
-        self.assertTrue(t.is_alive(), "a query ran while its database was paused")
-        _, r = self.admin("RESUME appdb")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        t.join(10)
-        self.assertFalse(t.is_alive(), "the held query did not run after RESUME")
-        self.assertGreaterEqual(out["t"] - t0, 1.5)  # answered only after the RESUME
+        row, secs = self.held_until_resume(lambda: conn.execute("SELECT 7").fetchone(),
+                                           "a query of a paused database")
+        self.assertEqual(row[0], 7)
+        self.assertGreaterEqual(secs, 1.5)  # answered only after the RESUME
 
     def test_pause_and_resume_under_pgbench(self):
         out = {}
@@ -534,15 +541,9 @@ class TestConsoleConnections(OpsCase):
                 c.execute("SELECT 1")
             self.assertIn('database "appdb" killed (KILL)', str(e.exception))
         # New clients wait until RESUME.
-        got = []
-        t = threading.Thread(target=lambda: got.append(self.w.psql("SELECT 42")))
-        t.start()
-        t.join(1.5)
-        self.assertTrue(t.is_alive(), "a client of a killed database got through before RESUME")
-        _, r = self.admin("RESUME appdb")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        t.join(20)
-        self.assertEqual(got[0].stdout.strip(), "42", got[0].stderr)
+        got, _ = self.held_until_resume(lambda: self.w.psql("SELECT 42"),
+                                        "a client of a killed database")
+        self.assertEqual(got.stdout.strip(), "42", got.stderr)
         self.assertIn("KILL appdb: 2 clients closed", self.w.log())
 
 
