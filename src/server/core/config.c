@@ -91,6 +91,16 @@ static const key keys[] = {
     K(disable_pqexec, K_BOOL, "0"),
     K(workers, K_INT, "0"),
     K(max_prepared_statements, K_INT, "200"),
+    K(client_tls_sslmode, K_NAME, "disable"),
+    K(client_tls_key_file, K_STR, ""),
+    K(client_tls_cert_file, K_STR, ""),
+    K(client_tls_ca_file, K_STR, ""),
+    K(client_tls_protocols, K_STR, "secure"),
+    K(client_tls_ciphers, K_STR, "default"),
+    K(client_tls13_ciphers, K_STR, ""),
+    K(client_tls_ecdhcurve, K_NAME, "auto"),
+    K(client_tls_dheparams, K_NAME, "auto"),
+    K(server_tls_sslmode, K_NAME, "prefer"),
     K(http_listen_addr, K_STR, ""),
     K(http_listen_port, K_INT, "0"),
     K(http_workers, K_INT, "0"),
@@ -142,15 +152,6 @@ static const char *const unsupported[] = {
     "tcp_defer_accept",
     "tcp_socket_buffer",
     "track_extra_parameters",
-    "client_tls_sslmode",
-    "client_tls_key_file",
-    "client_tls_cert_file",
-    "client_tls_ca_file",
-    "client_tls_protocols",
-    "client_tls_ciphers",
-    "client_tls_ecdhcurve",
-    "client_tls_dheparams",
-    "server_tls_sslmode",
     "server_tls_key_file",
     "server_tls_cert_file",
     "server_tls_ca_file",
@@ -917,6 +918,11 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
         rc = -1;
     }
     if (rc == 0 && c->auth_file[0] && cfg_load_auth_file(c, log, ud)) rc = -1;
+    char why[256];
+    if (rc == 0 && cfg_check_tls(c, why, sizeof why)) {
+        say(&r, true, path, 0, "%s", why);
+        rc = -1;
+    }
     if (rc == 0 && c->auth_type == AUTH_ANY) {
         for (size_t i = 0; i < c->ndbs; i++)
             if (!c->dbs[i].user[0]) {
@@ -927,6 +933,45 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
     }
     if (rc) cfg_free(c);
     return rc;
+}
+
+int cfg_sslmode(const char *mode)
+{
+    static const char *const modes[] = {"disable", "allow",     "prefer",
+                                        "require", "verify-ca", "verify-full"};
+    for (int i = 0; i < 6; i++)
+        if (!strcasecmp(mode, modes[i])) return i;
+    return -1;
+}
+
+int cfg_check_tls(const cfg *c, char *why, size_t len)
+{
+    int cm = cfg_sslmode(c->client_tls_sslmode), sm = cfg_sslmode(c->server_tls_sslmode);
+    if (cm < 0 || sm < 0) {
+        snprintf(why, len,
+                 "%s_tls_sslmode must be disable, allow, prefer, require, verify-ca or verify-full",
+                 cm < 0 ? "client" : "server");
+        return -1;
+    }
+    if (cm > SSLMODE_DISABLE && (!c->client_tls_key_file[0] || !c->client_tls_cert_file[0])) {
+        snprintf(why, len, "client_tls_sslmode = %s needs client_tls_key_file and "
+                           "client_tls_cert_file", c->client_tls_sslmode);
+        return -1;
+    }
+    if (cm >= SSLMODE_VERIFY_CA && !c->client_tls_ca_file[0]) {
+        snprintf(why, len, "client_tls_sslmode = %s needs client_tls_ca_file (to check client "
+                           "certificates against)", c->client_tls_sslmode);
+        return -1;
+    }
+    /* TLS towards servers is not built yet: a mode that promises it must
+     * not quietly connect in plain text. */
+    if (sm >= SSLMODE_REQUIRE) {
+        snprintf(why, len, "server_tls_sslmode = %s: weir does not speak TLS to servers yet, and "
+                           "will not connect in plain text where TLS is required; use disable, "
+                           "allow or prefer", c->server_tls_sslmode);
+        return -1;
+    }
+    return 0;
 }
 
 int cfg_check_logins(const cfg *c, const cfg *running, char *why, size_t len)

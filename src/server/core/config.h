@@ -87,6 +87,12 @@ typedef struct cfg {
     bool tcp_keepalive, so_reuseport, application_name_add_host, disable_pqexec;
     int tcp_keepcnt, tcp_keepidle, tcp_keepintvl, tcp_user_timeout;
     int max_prepared_statements; /* per server connection, transaction/statement mode; 0 = off */
+    /* TLS towards clients (PgBouncer's client_tls_*; tls.c) */
+    char client_tls_sslmode[CFG_NAME]; /* disable, allow, prefer, require, verify-ca, verify-full */
+    char client_tls_key_file[CFG_STR], client_tls_cert_file[CFG_STR], client_tls_ca_file[CFG_STR];
+    char client_tls_protocols[CFG_STR], client_tls_ciphers[CFG_STR], client_tls13_ciphers[CFG_STR];
+    char client_tls_ecdhcurve[CFG_NAME], client_tls_dheparams[CFG_NAME];
+    char server_tls_sslmode[CFG_NAME]; /* towards servers: only disable, allow and prefer for now */
     /* weir's own */
     int workers;                    /* event-loop threads; 0 = number of cores */
     char http_listen_addr[CFG_STR]; /* the HTTP door (/metrics, /health, /ready); off unless set */
@@ -128,6 +134,18 @@ const cfg_user *cfg_find_user(const cfg *c, const char *name);
 const cfg_secret *cfg_find_secret(const cfg *c, const char *user);
 /* The [http_tokens] entry whose token is token (constant time per entry), or NULL. */
 const cfg_secret *cfg_find_token(const cfg *c, const char *token);
+/* sslmode names, as libpq's and PgBouncer's, in order of strength. */
+enum {
+    SSLMODE_DISABLE,
+    SSLMODE_ALLOW,
+    SSLMODE_PREFER,
+    SSLMODE_REQUIRE,
+    SSLMODE_VERIFY_CA,
+    SSLMODE_VERIFY_FULL
+};
+int cfg_sslmode(const char *mode); /* SSLMODE_*, or -1 */
+/* The TLS keys make sense together (cfg_load and reload call it). 0, or -1 with why. */
+int cfg_check_tls(const cfg *c, char *why, size_t len);
 /* Is name in a comma-separated list like admin_users? */
 bool cfg_list_has(const char *list, const char *name);
 

@@ -3,18 +3,54 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
-ssize_t io_recv(int fd, void *buf, size_t n)
+/* An OpenSSL result as recv/send's. */
+static ssize_t tls_result(SSL *tls, int r)
 {
-    return recv(fd, buf, n, 0);
+    if (r > 0) return r;
+    switch (SSL_get_error(tls, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (!errno) return 0; /* the peer closed without close_notify */
+        return -1;
+    default:
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
 }
 
-ssize_t io_send(int fd, const void *buf, size_t n)
+ssize_t io_recv(int fd, SSL *tls, void *buf, size_t n)
 {
-    return send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (!tls) return recv(fd, buf, n, 0);
+    if (n > INT_MAX) n = INT_MAX;
+    errno = 0;
+    return tls_result(tls, SSL_read(tls, buf, (int)n));
+}
+
+ssize_t io_send(int fd, SSL *tls, const void *buf, size_t n)
+{
+    if (!tls) return send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (!n) return 0;
+    if (n > INT_MAX) n = INT_MAX;
+    errno = 0;
+    return tls_result(tls, SSL_write(tls, buf, (int)n));
+}
+
+size_t io_pending(SSL *tls)
+{
+    return tls ? (size_t)SSL_pending(tls) : 0;
 }
 
 ssize_t io_writev(int fd, const struct iovec *iov, int n)

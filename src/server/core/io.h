@@ -1,7 +1,8 @@
 /* io.h — every read and write on a client or server socket goes through
- * here (io.c), so that TLS later changes this module, the listener and the
- * server login, and nothing else. Non-blocking sockets; the results are
- * recv(2)'s and send(2)'s (errno set). */
+ * here (io.c), in the clear or over TLS (tls is the connection's SSL, or
+ * NULL). Non-blocking sockets; the results are recv(2)'s and send(2)'s:
+ * > 0 bytes, 0 at the end, -1 with errno (EAGAIN: try when the socket is
+ * ready again). */
 #ifndef WEIR_SERVER_IO_H
 #define WEIR_SERVER_IO_H
 
@@ -10,10 +11,14 @@
 #include <sys/types.h>
 
 struct iovec;
+typedef struct ssl_st SSL;
 
-ssize_t io_recv(int fd, void *buf, size_t n);
-ssize_t io_send(int fd, const void *buf, size_t n); /* never blocks, no SIGPIPE */
-ssize_t io_writev(int fd, const struct iovec *iov, int n); /* the same, gathered */
+ssize_t io_recv(int fd, SSL *tls, void *buf, size_t n);
+ssize_t io_send(int fd, SSL *tls, const void *buf, size_t n); /* never blocks, no SIGPIPE */
+ssize_t io_writev(int fd, const struct iovec *iov, int n);    /* the same, gathered (clear) */
+/* Bytes TLS has decrypted and holds for the next io_recv (the socket will
+ * not say so): read them before waiting for the socket. */
+size_t io_pending(SSL *tls);
 /* An idle connection has nothing to say: false if it is closed, failed, or
  * has bytes waiting (a server's unasked FATAL). Reads nothing. */
 bool io_quiet(int fd);

@@ -24,6 +24,7 @@
 #include "core/pools.h"
 #include "core/reload.h"
 #include "core/server.h"
+#include "core/tls.h"
 #include "core/worker.h"
 #include "http/http.h"
 #include "pg/client.h"
@@ -180,6 +181,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&s->stats_lock, NULL);
     pthread_mutex_init(&s->change_mu, NULL);
     pthread_mutex_init(&s->hold_mu, NULL);
+    pthread_mutex_init(&s->tls_mu, NULL);
     pthread_cond_init(&s->hold_cv, NULL);
     pthread_rwlock_init(&s->cfg_rw, NULL);
     int ch;
@@ -259,9 +261,14 @@ int main(int argc, char **argv)
     /* pidfile cannot change without a restart; read it before the workers
      * start, since a RELOAD swaps s->cfg under them. */
     char pidpath[PATH_MAX];
-    snprintf(pidpath, sizeof pidpath, "%s", s->cfg.pidfile);
+    snprintf(pidpath, sizeof pidpath, "%.*s", (int)sizeof s->cfg.pidfile - 1, s->cfg.pidfile);
     s->door = &pg_door;
     s->config_changed = http_config_changed;
+    char why[300];
+    if (tls_client_setup(s, why, sizeof why)) {
+        srv_log(s, "ERROR", "TLS: %s; not starting", why);
+        return 1;
+    }
     if (server_start(s) || http_start(s)) {
         srv_log(s, "ERROR", "startup failed");
         return 1;
@@ -310,6 +317,7 @@ int main(int argc, char **argv)
         }
     }
     stop(s);
+    tls_free(s);
     if (wrote_pid) unlink(pidpath);
     cfg_free(&s->cfg);
     srv_log(s, "LOG", "shutdown complete");

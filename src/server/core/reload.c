@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/pools.h"
 #include "core/server.h"
+#include "core/tls.h"
 #include "core/worker.h"
 
 typedef struct errbuf {
@@ -58,6 +59,11 @@ static void install(server *s, cfg *nc)
     s->cfg = *nc;
     pools_apply_config(s);
     if (s->config_changed) s->config_changed(s);
+    /* New handshakes use the new certificates; connections keep theirs. A
+     * bad file keeps the context in use. */
+    char why[300];
+    if (tls_client_setup(s, why, sizeof why))
+        srv_log(s, "ERROR", "TLS: %s; the TLS settings in use are kept", why);
     workers_release(s);
     cfg_free(&old);
 }
@@ -108,7 +114,8 @@ int server_set(server *s, const char *key, const char *value, char *err, size_t 
         if (!err[0]) snprintf(err, errlen, "cannot read auth_file %s", nc.auth_file);
         cfg_free(&nc);
         rc = -1;
-    } else if ((rc = cfg_check_logins(&nc, &s->cfg, err, errlen)) != 0) {
+    } else if ((rc = cfg_check_logins(&nc, &s->cfg, err, errlen)) != 0 ||
+               (rc = cfg_check_tls(&nc, err, errlen)) != 0) {
         cfg_free(&nc);
     } else {
         install(s, &nc);

@@ -71,6 +71,9 @@ struct server {
     size_t ndisabled;
     atomic_bool paused_all; /* PAUSE without a database (SHOW STATE) */
     bool syslog_on;         /* syslog = 1 at start (fixed until a restart) */
+    /* TLS towards clients (tls.c): the context, remade by a reload */
+    pthread_mutex_t tls_mu;
+    struct ssl_ctx_st *tls_client; /* NULL: client_tls_sslmode = disable */
 };
 
 /* Listeners and workers (s->door set first); the HTTP door is main's. 0 or -1. */

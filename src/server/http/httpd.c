@@ -273,7 +273,7 @@ static void conn_arm(hconn *c, short what)
 static bool conn_flush(hconn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = io_send(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+        ssize_t w = io_send(c->fd, NULL, c->out + c->out_off, c->out_len - c->out_off);
         if (w > 0) {
             c->out_off += (size_t)w;
             continue;
@@ -659,7 +659,7 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
             /* Full of pipelined requests: answer those first, read the rest after. */
             if (c->in_len == c->in_cap) break;
         }
-        ssize_t r = io_recv(fd, c->in + c->in_len, c->in_cap - c->in_len);
+        ssize_t r = io_recv(fd, NULL, c->in + c->in_len, c->in_cap - c->in_len);
         if (r > 0) {
             c->in_len += (size_t)r;
             got = true;
@@ -795,7 +795,7 @@ static void *acceptor_main(void *arg)
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                 "Content-Length: 60\r\nConnection: close\r\n\r\n"
                 "{\"message\":\"too many connections (http_max_connections)\"}\n";
-            (void)!io_send(fd, busy, sizeof busy - 1);
+            (void)!io_send(fd, NULL, busy, sizeof busy - 1);
             close(fd);
             atomic_fetch_add(&d->refused, 1);
             continue;

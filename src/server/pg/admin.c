@@ -330,6 +330,7 @@ typedef struct conn_row {
     uint32_t remote_pid;
     size_t prepared;
     bool close_needed; /* a server connection RECONNECT (or a reload) marked */
+    char tls[80];      /* "TLSv1.3/TLS_AES_256_GCM_SHA384", or "" */
 } conn_row;
 
 /* --- SHOW CLIENTS and KILL: the console reads and marks the workers' clients
@@ -382,6 +383,7 @@ static size_t clients_list(server *s, conn_row **out)
             if (c->want_set[NTRACKED - 1])
                 snprintf(r->appname, sizeof r->appname, "%s", c->want[NTRACKED - 1]);
             r->prepared = c->ps ? ps_client_count(c->ps) : 0;
+            if (c->tls && c->state != CL_TLS) tls_describe(c->tls, r->tls, sizeof r->tls);
             n++;
         }
 done:
@@ -447,7 +449,7 @@ static void put_conn_row(pq_buf *o, const char *type, const conn_row *r)
                                  ptr,
                                  r->link ? link : NULL,
                                  pid,
-                                 NULL,
+                                 r->tls[0] ? r->tls : NULL,
                                  r->appname,
                                  prep};
     put_row(o, v, NCONN_COLS);

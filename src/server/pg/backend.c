@@ -81,7 +81,7 @@ int be_wait_fd(int fd, short events, int64_t deadline_ns)
 int be_write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
 {
     while (n) {
-        ssize_t w = io_send(fd, p, n);
+        ssize_t w = io_send(fd, NULL, p, n);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
@@ -111,7 +111,7 @@ int be_read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
         } else if (pq_buf_reserve(b, 4096)) {
             return WEIR_ENOMEM;
         }
-        ssize_t r = io_recv(fd, b->p + b->end, b->cap - b->end);
+        ssize_t r = io_recv(fd, NULL, b->p + b->end, b->cap - b->end);
         if (r > 0) {
             b->end += (uint32_t)r;
             continue;
@@ -488,7 +488,7 @@ static void be_close(void *ctx, void *conn)
     if (!be) return;
     /* Terminate politely; the socket is closed either way. */
     static const uint8_t term[5] = {'X', 0, 0, 0, 4};
-    if (!be->unclean) (void)!io_send(be->fd, term, sizeof term);
+    if (!be->unclean) (void)!io_send(be->fd, NULL, term, sizeof term);
     close(be->fd);
     free(be);
 }
@@ -527,7 +527,7 @@ int be_cancel(const char *host, int port, uint32_t pid, uint32_t key, int64_t ti
     /* The server closes the socket when done; wait for that, bounded. */
     if (rc == 0 && be_wait_fd(fd, POLLIN, deadline) == 0) {
         char c;
-        (void)!io_recv(fd, &c, 1);
+        (void)!io_recv(fd, NULL, &c, 1);
     }
     close(fd);
     return rc;

@@ -121,7 +121,8 @@ static int reserve(pq_buf *b, uint32_t *scanned, uint32_t n)
 /* The legal moves: bit t of moves[f] allows f -> t. */
 #define M(st) (1u << (st))
 static const uint32_t moves[CL_NSTATES] = {
-    [CL_LOGIN] = M(CL_AUTH_START) | M(CL_CLOSED),
+    [CL_LOGIN] = M(CL_TLS) | M(CL_AUTH_START) | M(CL_CLOSED),
+    [CL_TLS] = M(CL_LOGIN) | M(CL_CLOSED),
     [CL_AUTH_START] = M(CL_AUTH_QUERY) | M(CL_AUTH_PASSWORD) | M(CL_AUTH_SASL_FIRST) |
                       M(CL_WELCOME) | M(CL_IDLE) | M(CL_CONSOLE) | M(CL_CLOSED),
     [CL_AUTH_QUERY] = M(CL_AUTH_PASSWORD) | M(CL_AUTH_SASL_FIRST) | M(CL_CLOSED),
@@ -137,7 +138,7 @@ static const uint32_t moves[CL_NSTATES] = {
 };
 
 static const char *const state_names[CL_NSTATES] = {
-    "login",      "auth_start", "auth_query", "auth_password", "auth_sasl_first",
+    "login",      "tls",        "auth_start", "auth_query", "auth_password", "auth_sasl_first",
     "auth_sasl_final", "welcome", "idle",   "waiting",       "active",
     "console",    "closed"};
 
@@ -373,6 +374,8 @@ static void destroy(client *c)
         w->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
+    tls_close(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
     atomic_fetch_sub(&s->nclients, 1);
@@ -412,8 +415,8 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
             /* Whatever was already on its way to the client goes first. */
             uint32_t pend = c->out_scanned - c->out.start;
             if (pend)
-                (void)!io_send(c->fd, c->out.p + c->out.start, pend);
-            (void)!io_send(c->fd, tmp.p, tmp.end);
+                (void)!io_send(c->fd, c->tls, c->out.p + c->out.start, pend);
+            (void)!io_send(c->fd, c->tls, tmp.p, tmp.end);
         }
         pq_buf_free(&tmp);
     } else if (c->w->srv->cfg.log_disconnections && logged_in(c)) {
@@ -430,7 +433,7 @@ static bool flush_out(client *c)
 {
     while (c->out_scanned > c->out.start) {
         ssize_t n =
-            io_send(c->fd, c->out.p + c->out.start, c->out_scanned - c->out.start);
+            io_send(c->fd, c->tls, c->out.p + c->out.start, c->out_scanned - c->out.start);
         if (n > 0) {
             c->out.start += (uint32_t)n;
             wstats *ws = cws(c);
@@ -457,7 +460,7 @@ static bool flush_in(client *c)
         pq_buf *b = bufs[i];
         uint32_t *lim = i ? &c->in_scanned : &b->end;
         while (*lim > b->start) {
-            ssize_t n = io_send(c->be->fd, b->p + b->start, *lim - b->start);
+            ssize_t n = io_send(c->be->fd, NULL, b->p + b->start, *lim - b->start);
             if (n > 0) {
                 b->start += (uint32_t)n;
                 continue;
@@ -643,7 +646,7 @@ static bool read_server(client *c)
         server_lost(c);
         return false;
     }
-    ssize_t n = io_recv(c->be->fd, c->out.p + c->out.end, c->out.cap - c->out.end);
+    ssize_t n = io_recv(c->be->fd, NULL, c->out.p + c->out.end, c->out.cap - c->out.end);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         server_lost(c);
         return false;
@@ -1188,7 +1191,7 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
         auth_lookup_fail(c, "out of memory");
         return;
     }
-    ssize_t n = io_recv(fd, aq->buf.p + aq->buf.end, aq->buf.cap - aq->buf.end);
+    ssize_t n = io_recv(fd, NULL, aq->buf.p + aq->buf.end, aq->buf.cap - aq->buf.end);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (n <= 0) {
         auth_lookup_fail(c, "server connection lost");
@@ -1230,7 +1233,7 @@ static void auth_lookup_send(client *c, weir_conn *conn)
     pq_buf *b = &aq->buf;
     int rc = authq_request(b, c->w->srv->cfg.auth_query, c->user);
     /* A few hundred bytes to an idle connection go in one send. */
-    ssize_t n = rc ? -1 : io_send(be->fd, b->p, b->end);
+    ssize_t n = rc ? -1 : io_send(be->fd, NULL, b->p, b->end);
     bool sent = n >= 0 && (uint32_t)n == b->end;
     pq_buf_reset(b);
     if (!sent) {
@@ -1499,6 +1502,24 @@ static void auth_message(client *c, const pq_msg *m)
     auth_done(c);
 }
 
+/* One step of the TLS handshake (CL_TLS). */
+static void tls_step(client *c)
+{
+    char why[300];
+    int r = tls_handshake(c->tls, why, sizeof why);
+    if (r < 0) {
+        char peer[64];
+        srv_log(c->w->srv, "WARNING", "C-%p: %s: %s", (void *)c, peer_of(c, peer, sizeof peer),
+                why);
+        destroy(c); /* mid-handshake there is no way to tell the client more */
+        return;
+    }
+    c->tls_want_write = r == 2;
+    if (r == 1) set_state(c, CL_LOGIN);
+    update_events(c);
+    if (r == 1 && io_pending(c->tls)) event_active(&c->cev, EV_READ, 0);
+}
+
 static bool ignored_param(server *s, const char *name)
 {
     return cfg_list_has(s->cfg.ignore_startup_parameters, name);
@@ -1525,8 +1546,28 @@ static void startup_packet(client *c)
     }
     c->in.start += len;
     c->in_scanned = c->in.start;
+    if (st.code == PQ_SSL_CODE && !c->tls && s->tls_client) {
+        /* Bytes sent after the SSLRequest would be taken as if they had come
+         * over TLS (CVE-2021-23222's lesson): refuse them. */
+        if (pq_buf_len(&c->in)) {
+            client_close(c, "08P01", "received unencrypted data after SSL request");
+            return;
+        }
+        (void)pq_put_raw(&c->out, "S", 1);
+        c->out_scanned = c->out.end;
+        if (!flush_out(c)) return;
+        if (!(c->tls = tls_accept_new(s, c->fd))) {
+            srv_log(s, "WARNING", "C-%p: cannot start TLS (out of memory)", (void *)c);
+            destroy(c);
+            return;
+        }
+        set_state(c, CL_TLS);
+        tls_step(c);
+        return;
+    }
     if (st.code == PQ_SSL_CODE || st.code == PQ_GSSENC_CODE) {
-        /* No TLS yet: 'N', and the client goes on in plain text. */
+        /* No TLS here (client_tls_sslmode = disable, or already on; no GSS):
+         * 'N', and the client goes on as it is. */
         (void)pq_put_raw(&c->out, "N", 1);
         c->out_scanned = c->out.end;
         if (flush_out(c)) update_events(c);
@@ -1535,6 +1576,10 @@ static void startup_packet(client *c)
     if (st.code == PQ_CANCEL_CODE) {
         handle_cancel(s, st.cancel_pid, st.cancel_key);
         destroy(c);
+        return;
+    }
+    if (!c->tls && !c->is_unix && cfg_sslmode(s->cfg.client_tls_sslmode) >= SSLMODE_REQUIRE) {
+        client_close(c, "28000", "SSL required");
         return;
     }
     if (c->reject) {
@@ -1616,6 +1661,10 @@ static void login_data(client *c)
 static void on_client(evutil_socket_t fd, short what, void *arg)
 {
     client *c = arg;
+    if (c->state == CL_TLS) {
+        tls_step(c);
+        return;
+    }
     if (what & EV_WRITE) {
         if (!flush_out(c)) return;
         if (!c->conn && (c->state == CL_IDLE || c->state == CL_CONSOLE) && pq_buf_len(&c->in)) {
@@ -1628,7 +1677,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
             client_close(c, "53200", "out of memory");
             return;
         }
-        ssize_t n = io_recv(fd, c->in.p + c->in.end, c->in.cap - c->in.end);
+        ssize_t n = io_recv(fd, c->tls, c->in.p + c->in.end, c->in.cap - c->in.end);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             if (logged_in(c) && c->w->srv->cfg.log_disconnections)
                 srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: client unexpected eof",
@@ -1639,6 +1688,8 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
         if (n > 0) {
             c->in.end += (uint32_t)n;
             c->t_activity = now_ms();
+            /* TLS may hold more, already read from the socket: come back for it. */
+            if (io_pending(c->tls)) event_active(&c->cev, EV_READ, 0);
             wstats *ws = cws(c);
             if (ws) st_add(&ws->recv, (uint64_t)n);
             if (c->state < CL_WELCOME) {
@@ -1684,6 +1735,11 @@ static void shed_buffers(client *c)
 static void update_events(client *c)
 {
     if (c->state == CL_CLOSED) return;
+    if (c->state == CL_TLS) {
+        set_event(c, &c->cev, c->fd, &c->cev_flags, c->tls_want_write ? EV_WRITE : EV_READ,
+                  on_client);
+        return;
+    }
     if (c->in.p || c->out.p) shed_buffers(c);
     short cw = 0;
     /* Read while what waits for the server is under the high-water mark, or
@@ -1766,6 +1822,7 @@ static void timeouts(worker *w)
         }
         switch (c->state) {
         case CL_LOGIN:
+        case CL_TLS:
         case CL_AUTH_START:
         case CL_AUTH_QUERY:
         case CL_AUTH_PASSWORD:

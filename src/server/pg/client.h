@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/tls.h"
 #include "core/worker.h"
 #include "pg/backend.h"
 #include "pg/prep.h"
@@ -26,6 +27,7 @@ typedef struct scram_server scram_server;
  * (set_state is the only way to change it, and refuses any other). */
 typedef enum cstate {
     CL_LOGIN,           /* waiting for the startup packet */
+    CL_TLS,             /* the TLS handshake after an SSLRequest; then CL_LOGIN again */
     CL_AUTH_START,      /* the authentication method is being chosen */
     CL_AUTH_QUERY,      /* the user's secret is being looked up with auth_query */
     CL_AUTH_PASSWORD,   /* cleartext or md5 asked */
@@ -75,6 +77,8 @@ struct client {
     bool killed;    /* KILL: closed by its worker (worker_kill_marked) */
     int admin_wait; /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
     char admin_wait_db[CFG_NAME];
+    SSL *tls;            /* after an SSLRequest answered 'S': every byte goes through it */
+    bool tls_want_write; /* the handshake waits to write */
     uint64_t req;
     completion done; /* the checkout's result, queued to the worker (checkout_done) */
     weir_conn *done_conn;

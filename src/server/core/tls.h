@@ -1,0 +1,31 @@
+/* tls.h — TLS on the PostgreSQL door (OpenSSL): the context made from the
+ * client_tls_* keys, remade on RELOAD (a bad file keeps the one in use), and
+ * a connection's handshake and description. Reads and writes go through
+ * io.c, which is given the connection's SSL. */
+#ifndef WEIR_SERVER_TLS_H
+#define WEIR_SERVER_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/config.h"
+
+typedef struct ssl_st SSL;
+typedef struct server server;
+
+/* Make (or remake, after a reload) the context for client connections from
+ * s->cfg; with client_tls_sslmode = disable there is none. 0, or -1 with why
+ * (the context in use, if any, is kept). */
+int tls_client_setup(server *s, char *why, size_t len);
+void tls_free(server *s);
+/* A TLS connection on fd towards a client, or NULL (no context, or out of
+ * memory). The context is taken by reference: a reload does not end it. */
+SSL *tls_accept_new(server *s, int fd);
+/* One step of the handshake: 1 done, 0 wants to read, 2 wants to write,
+ * -1 failed (why says what OpenSSL said). */
+int tls_handshake(SSL *ssl, char *why, size_t len);
+/* "TLSv1.3/TLS_AES_256_GCM_SHA384" as SHOW CLIENTS' tls column shows it. */
+void tls_describe(SSL *ssl, char *out, size_t len);
+void tls_close(SSL *ssl); /* a quiet close_notify, then freed */
+
+#endif

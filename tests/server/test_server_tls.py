@@ -1,0 +1,210 @@
+"""TLS on the PostgreSQL door (client_tls_*): real clients (psql, psycopg,
+pgbench, openssl s_client) against weir with certificates from a throwaway
+CA the test makes with openssl. Each refusal shows the message a user sees.
+"""
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import Postgres, Weir, raw_startup, read_messages
+
+PG = None
+CERTS = None
+
+
+def setUpModule():
+    global PG, CERTS
+    PG = Postgres()
+    CERTS = make_certs()
+
+
+def tearDownModule():
+    PG.destroy()
+    shutil.rmtree(CERTS, ignore_errors=True)
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs():
+    """ca (and a second, unrelated ca2); server.crt for localhost and
+    127.0.0.1, signed by ca; server2.crt the same with another subject;
+    client.crt (CN=app) signed by ca."""
+    d = tempfile.mkdtemp(prefix="weir-tls-")
+    ext = os.path.join(d, "san.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for ca in ("ca", "ca2"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                "/CN=weir test %s" % ca, "-keyout", ca + ".key", "-out", ca + ".crt", cwd=d)
+    for name, cn, extra in (("server", "localhost", ["-extfile", ext]),
+                            ("server2", "localhost-renewed", ["-extfile", ext]),
+                            ("client", "app", [])):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + cn,
+                "-keyout", name + ".key", "-out", name + ".csr", cwd=d)
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", name + ".crt", *extra, cwd=d)
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o600)
+    return d
+
+
+def cert(name):
+    return os.path.join(CERTS, name)
+
+
+def tls_weir(mode, **extra):
+    d = tempfile.mkdtemp(prefix="weir-tlsconf-")
+    for f in ("server.key", "server.crt", "ca.crt"):
+        shutil.copy(cert(f), d)  # a copy: the reload test changes them
+    settings = {"client_tls_sslmode": mode,
+                "client_tls_key_file": os.path.join(d, "server.key"),
+                "client_tls_cert_file": os.path.join(d, "server.crt"),
+                "admin_users": "weir"}
+    settings.update(extra)
+    w = Weir(PG, settings=settings)
+    w.tls_dir = d
+    return w
+
+
+def psql(w, sslmode, sql="select 1", host="127.0.0.1", **params):
+    conn = "host=%s port=%d user=app dbname=appdb sslmode=%s" % (host, w.port, sslmode)
+    for k, v in params.items():
+        conn += " %s=%s" % (k, v)
+    return subprocess.run(["psql", "-X", "-A", "-t", "-c", sql, conn], capture_output=True,
+                          text=True, timeout=30,
+                          env=dict(os.environ, PGPASSWORD="s3cret", PGCONNECT_TIMEOUT="10"))
+
+
+def server_subject(port):
+    """The subject of the certificate weir presents (openssl s_client's STARTTLS)."""
+    r = subprocess.run(["openssl", "s_client", "-starttls", "postgres", "-connect",
+                        "127.0.0.1:%d" % port], input="", capture_output=True, text=True,
+                       timeout=20)
+    for line in r.stdout.splitlines():
+        if line.startswith("subject="):
+            return line
+    return r.stdout + r.stderr
+
+
+class TestClientTls(unittest.TestCase):
+    def test_require_refuses_plain_text_and_serves_tls(self):
+        import psycopg
+        w = tls_weir("require")
+        try:
+            r = psql(w, "disable")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("SSL required", r.stderr)
+            with psycopg.connect(w.dsn(sslmode="require")) as c:
+                self.assertTrue(c.pgconn.ssl_in_use)
+                self.assertEqual(c.execute("select 41 + 1").fetchone()[0], 42)
+                rows, _ = w.admin("SHOW CLIENTS")
+                cols = rows[0]
+                tls = [dict(zip(cols, x))["tls"] for x in rows[1:]
+                       if dict(zip(cols, x))["database"] == "appdb"]
+                self.assertEqual(len(tls), 1, rows)
+                self.assertRegex(tls[0], r"^TLSv1\.[23]/")
+            # the client checks weir's certificate and name
+            r = psql(w, "verify-full", host="localhost", sslrootcert=cert("ca.crt"))
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), r.stderr)
+            r = psql(w, "verify-full", host="localhost", sslrootcert=cert("ca2.crt"))
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("certificate verify failed", r.stderr)
+            # the Unix socket needs no TLS (nothing crosses a network)
+        finally:
+            w.stop()
+
+    def test_prefer_serves_both(self):
+        w = tls_weir("prefer")
+        try:
+            for mode in ("disable", "prefer", "require"):
+                r = psql(w, mode, "select 1")
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), mode + r.stderr)
+        finally:
+            w.stop()
+
+    def test_client_certificates(self):
+        w = tls_weir("verify-ca", client_tls_ca_file=cert("ca.crt"))
+        try:
+            r = psql(w, "require", sslcert=cert("client.crt"), sslkey=cert("client.key"))
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), r.stderr + w.log())
+            r = psql(w, "require")  # no certificate
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("certificate", r.stderr)
+            self.assertIn("TLS handshake failed", w.log())
+        finally:
+            w.stop()
+
+    def test_unencrypted_data_after_the_ssl_request(self):
+        w = tls_weir("prefer")
+        try:
+            s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+            s.sendall(struct.pack("!II", 8, 80877103) + raw_startup())
+            msgs = read_messages(s, 2.0)
+            s.close()
+            self.assertEqual(msgs[0][0], b"E", msgs)
+            self.assertIn(b"received unencrypted data after SSL request", msgs[0][1])
+            r = psql(w, "require")
+            self.assertEqual(r.returncode, 0, r.stderr)  # the door still serves
+        finally:
+            w.stop()
+
+    def test_reload_takes_new_certificates_without_dropping_anyone(self):
+        PG.pgbench_init()
+        w = tls_weir("require")
+        try:
+            self.assertIn("CN = localhost", server_subject(w.port).replace("CN=", "CN = "))
+            out = {}
+
+            def bench():
+                out["r"] = subprocess.run(
+                    ["pgbench", "-n", "-S", "-c", "4", "-T", "4", "-h", "127.0.0.1", "-p",
+                     str(w.port), "-U", "app", "appdb"], capture_output=True, text=True,
+                    env=dict(os.environ, PGPASSWORD="s3cret", PGSSLMODE="require"), timeout=60)
+            t = threading.Thread(target=bench)
+            t.start()
+            time.sleep(1)
+            for f in ("server.key", "server.crt"):
+                shutil.copy(cert(f.replace("server", "server2")), os.path.join(w.tls_dir, f))
+            _, r = w.admin("RELOAD")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("localhost-renewed", server_subject(w.port))
+            # a bad file: refused, the certificates in use kept
+            with open(os.path.join(w.tls_dir, "server.crt"), "w") as f:
+                f.write("not a certificate\n")
+            _, r = w.admin("RELOAD")
+            self.assertIn("the TLS settings in use are kept", w.log())
+            self.assertIn("localhost-renewed", server_subject(w.port))
+            t.join(60)
+            self.assertEqual(out["r"].returncode, 0, out["r"].stdout + out["r"].stderr)
+            self.assertIn("number of failed transactions: 0", out["r"].stdout)
+        finally:
+            w.stop()
+
+    def test_bad_settings_stop_the_start(self):
+        for settings, msg in (
+                ({"client_tls_sslmode": "sometimes"}, "client_tls_sslmode must be"),
+                ({"client_tls_sslmode": "require"}, "needs client_tls_key_file"),
+                ({"client_tls_sslmode": "verify-full", "client_tls_key_file": cert("server.key"),
+                  "client_tls_cert_file": cert("server.crt")}, "needs client_tls_ca_file"),
+                ({"client_tls_sslmode": "require", "client_tls_key_file": cert("client.key"),
+                  "client_tls_cert_file": cert("server.crt")}, "key values mismatch"),
+                ({"server_tls_sslmode": "verify-full"}, "will not connect in plain text")):
+            w = Weir(PG, start=False, settings=settings)
+            try:
+                rc, log = w.start_fails()
+                self.assertNotEqual(rc, 0)
+                self.assertIn(msg, log)
+            finally:
+                w.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
