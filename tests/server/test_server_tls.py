@@ -36,7 +36,7 @@ def openssl(*args, cwd):
 def make_certs():
     """ca (and a second, unrelated ca2); server.crt for localhost and
     127.0.0.1, signed by ca; server2.crt the same with another subject;
-    client.crt (CN=app) signed by ca."""
+    pg.crt for another name (elsewhere.example) only; client.crt (CN=app)."""
     d = tempfile.mkdtemp(prefix="weir-tls-")
     ext = os.path.join(d, "san.ext")
     with open(ext, "w") as f:
@@ -44,8 +44,12 @@ def make_certs():
     for ca in ("ca", "ca2"):
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
                 "/CN=weir test %s" % ca, "-keyout", ca + ".key", "-out", ca + ".crt", cwd=d)
+    other = os.path.join(d, "other.ext")
+    with open(other, "w") as f:
+        f.write("subjectAltName=DNS:elsewhere.example\n")
     for name, cn, extra in (("server", "localhost", ["-extfile", ext]),
                             ("server2", "localhost-renewed", ["-extfile", ext]),
+                            ("pg", "elsewhere.example", ["-extfile", other]),
                             ("client", "app", [])):
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + cn,
                 "-keyout", name + ".key", "-out", name + ".csr", cwd=d)
@@ -196,7 +200,7 @@ class TestClientTls(unittest.TestCase):
                   "client_tls_cert_file": cert("server.crt")}, "needs client_tls_ca_file"),
                 ({"client_tls_sslmode": "require", "client_tls_key_file": cert("client.key"),
                   "client_tls_cert_file": cert("server.crt")}, "key values mismatch"),
-                ({"server_tls_sslmode": "verify-full"}, "will not connect in plain text")):
+                ({"server_tls_key_file": cert("client.key")}, "go together")):
             w = Weir(PG, start=False, settings=settings)
             try:
                 rc, log = w.start_fails()
@@ -204,6 +208,98 @@ class TestClientTls(unittest.TestCase):
                 self.assertIn(msg, log)
             finally:
                 w.stop()
+
+
+class TestServerTls(unittest.TestCase):
+    """weir to PostgreSQL over TLS: a cluster with ssl = on that only takes
+    hostssl connections, and a certificate for another name than the one
+    weir dials, so that verify-ca passes and verify-full must not."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = Postgres()
+        data = os.path.join(cls.pg.dir, "data")
+        for src, dst in (("pg.crt", "server.crt"), ("pg.key", "server.key")):
+            shutil.copy(cert(src), os.path.join(data, dst))
+            os.chmod(os.path.join(data, dst), 0o600)
+            if os.getuid() == 0:
+                shutil.chown(os.path.join(data, dst), "postgres")
+        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+            f.write("ssl = on\n")
+        hba = os.path.join(data, "pg_hba.conf")
+        with open(hba) as f:
+            lines = f.read().replace("host    all", "hostssl all").replace(
+                "host    replication", "hostssl replication")
+        with open(hba, "w") as f:
+            f.write(lines)
+        cls.pg.stop()
+        cls.pg.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.destroy()
+
+    def weir(self, pg, mode, **extra):
+        settings = {"server_tls_sslmode": mode, "server_login_retry": "0.2"}
+        settings.update(extra)
+        return Weir(pg, settings=settings)
+
+    def ssl_in_use(self, w):
+        return w.psql("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+
+    def test_modes_against_a_hostssl_only_server(self):
+        for mode, extra in (("prefer", {}), ("require", {}),
+                            ("verify-ca", {"server_tls_ca_file": cert("ca.crt")})):
+            w = self.weir(self.pg, mode, **extra)
+            try:
+                r = self.ssl_in_use(w)
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "t"),
+                                 mode + ": " + r.stderr + w.log()[-1500:])
+            finally:
+                w.stop()
+
+    def test_verification_failures_are_refused_and_said(self):
+        for mode, ca, why in (("verify-full", "ca.crt", "IP address mismatch"),
+                              ("verify-ca", "ca2.crt", "certificate verify failed"),
+                              ("disable", "ca.crt", "no encryption")):
+            w = self.weir(self.pg, mode, server_tls_ca_file=cert(ca))
+            try:
+                r = w.psql("select 1")
+                self.assertNotEqual(r.returncode, 0, mode)
+                self.assertIn(why, r.stderr, mode)
+            finally:
+                w.stop()
+
+    def test_require_never_falls_back_to_plain_text(self):
+        w = self.weir(PG, "require")  # the module's cluster has ssl = off
+        try:
+            r = w.psql("select 1")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("server does not support SSL, but SSL was required", r.stderr)
+        finally:
+            w.stop()
+        w = self.weir(PG, "prefer")  # prefer does
+        try:
+            r = self.ssl_in_use(w)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "f"), r.stderr)
+        finally:
+            w.stop()
+
+    def test_tls_on_both_sides_under_pgbench(self):
+        self.pg.pgbench_init()
+        w = Weir(self.pg, settings={
+            "client_tls_sslmode": "require", "client_tls_key_file": cert("server.key"),
+            "client_tls_cert_file": cert("server.crt"), "server_tls_sslmode": "verify-ca",
+            "server_tls_ca_file": cert("ca.crt")})
+        try:
+            r = subprocess.run(["pgbench", "-n", "-c", "8", "-T", "3", "-h", "127.0.0.1", "-p",
+                                str(w.port), "-U", "app", "appdb"], capture_output=True, text=True,
+                               env=dict(os.environ, PGPASSWORD="s3cret", PGSSLMODE="require"),
+                               timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr + w.log()[-1500:])
+            self.assertIn("number of failed transactions: 0", r.stdout)
+        finally:
+            w.stop()
 
 
 if __name__ == "__main__":

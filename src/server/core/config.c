@@ -101,6 +101,12 @@ static const key keys[] = {
     K(client_tls_ecdhcurve, K_NAME, "auto"),
     K(client_tls_dheparams, K_NAME, "auto"),
     K(server_tls_sslmode, K_NAME, "prefer"),
+    K(server_tls_key_file, K_STR, ""),
+    K(server_tls_cert_file, K_STR, ""),
+    K(server_tls_ca_file, K_STR, ""),
+    K(server_tls_protocols, K_STR, "secure"),
+    K(server_tls_ciphers, K_STR, "default"),
+    K(server_tls13_ciphers, K_STR, ""),
     K(http_listen_addr, K_STR, ""),
     K(http_listen_port, K_INT, "0"),
     K(http_workers, K_INT, "0"),
@@ -152,11 +158,6 @@ static const char *const unsupported[] = {
     "tcp_defer_accept",
     "tcp_socket_buffer",
     "track_extra_parameters",
-    "server_tls_key_file",
-    "server_tls_cert_file",
-    "server_tls_ca_file",
-    "server_tls_protocols",
-    "server_tls_ciphers",
     "http_listen_addr",
     "http_listen_port",
 };
@@ -963,12 +964,9 @@ int cfg_check_tls(const cfg *c, char *why, size_t len)
                            "certificates against)", c->client_tls_sslmode);
         return -1;
     }
-    /* TLS towards servers is not built yet: a mode that promises it must
-     * not quietly connect in plain text. */
-    if (sm >= SSLMODE_REQUIRE) {
-        snprintf(why, len, "server_tls_sslmode = %s: weir does not speak TLS to servers yet, and "
-                           "will not connect in plain text where TLS is required; use disable, "
-                           "allow or prefer", c->server_tls_sslmode);
+    if (!c->server_tls_key_file[0] != !c->server_tls_cert_file[0]) {
+        snprintf(why, len, "server_tls_key_file and server_tls_cert_file go together (weir's "
+                           "client certificate towards servers)");
         return -1;
     }
     return 0;

@@ -92,7 +92,10 @@ typedef struct cfg {
     char client_tls_key_file[CFG_STR], client_tls_cert_file[CFG_STR], client_tls_ca_file[CFG_STR];
     char client_tls_protocols[CFG_STR], client_tls_ciphers[CFG_STR], client_tls13_ciphers[CFG_STR];
     char client_tls_ecdhcurve[CFG_NAME], client_tls_dheparams[CFG_NAME];
-    char server_tls_sslmode[CFG_NAME]; /* towards servers: only disable, allow and prefer for now */
+    /* TLS towards servers (server_tls_*) */
+    char server_tls_sslmode[CFG_NAME];
+    char server_tls_key_file[CFG_STR], server_tls_cert_file[CFG_STR], server_tls_ca_file[CFG_STR];
+    char server_tls_protocols[CFG_STR], server_tls_ciphers[CFG_STR], server_tls13_ciphers[CFG_STR];
     /* weir's own */
     int workers;                    /* event-loop threads; 0 = number of cores */
     char http_listen_addr[CFG_STR]; /* the HTTP door (/metrics, /health, /ready); off unless set */

@@ -192,6 +192,8 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     snprintf(t->connect_query, sizeof t->connect_query, "%s", db->connect_query);
     t->io_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
     t->tcp_keepalive = k->tcp_keepalive;
+    t->sslmode = cfg_sslmode(k->server_tls_sslmode);
+    t->tls = s->tls_out;
     snprintf(t->describe, sizeof t->describe, "postgres://%.60s@%.120s:%d/%.60s", t->user,
              t->host[0] ? t->host : "/tmp", t->port, t->dbname);
 
@@ -300,9 +302,11 @@ void pools_apply_config(server *s)
         memset(&n, 0, sizeof n);
         target_conn(k, db, p->db, p->user, NULL, &n);
         pthread_mutex_lock(&t->mu);
-        bool moved = strcmp(n.host, t->host) || n.port != t->port || strcmp(n.dbname, t->dbname) ||
+        int sslmode = cfg_sslmode(k->server_tls_sslmode);
+        bool moved = sslmode != t->sslmode || strcmp(n.host, t->host) || n.port != t->port || strcmp(n.dbname, t->dbname) ||
                      (n.password && strcmp(n.password, t->password ? t->password : ""));
         if (moved) {
+            t->sslmode = sslmode;
             snprintf(t->host, sizeof t->host, "%s", n.host);
             t->port = n.port;
             snprintf(t->dbname, sizeof t->dbname, "%s", n.dbname);

@@ -74,6 +74,7 @@ struct server {
     /* TLS towards clients (tls.c): the context, remade by a reload */
     pthread_mutex_t tls_mu;
     struct ssl_ctx_st *tls_client; /* NULL: client_tls_sslmode = disable */
+    struct tls_ref *tls_out;       /* towards servers (server_tls_*; tls.c) */
 };
 
 /* Listeners and workers (s->door set first); the HTTP door is main's. 0 or -1. */

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -54,75 +55,104 @@ static int protocols(SSL_CTX *ctx, const char *spec, char *why, size_t len)
     return 0;
 }
 
-static SSL_CTX *make_ctx(const cfg *k, char *why, size_t len)
+/* The keys of one side: client_tls_* (weir as the TLS server) or server_tls_*. */
+typedef struct side {
+    bool to_servers;
+    const char *sslmode, *key_file, *cert_file, *ca_file, *protocols, *ciphers, *tls13, *ecdh;
+    const char *dh, *prefix;
+} side;
+
+static SSL_CTX *make_ctx(const side *k, char *why, size_t len)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = SSL_CTX_new(k->to_servers ? TLS_client_method() : TLS_server_method());
     if (!ctx) {
         ossl_error(why, len, "cannot make a TLS context");
         return NULL;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+                                 (k->to_servers ? 0 : SSL_OP_CIPHER_SERVER_PREFERENCE));
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (protocols(ctx, k->client_tls_protocols, why, len)) goto fail;
-    const char *ciphers = strcasecmp(k->client_tls_ciphers, "default") &&
-                                  strcasecmp(k->client_tls_ciphers, "secure")
-                              ? k->client_tls_ciphers
+    char what[64];
+#define WHAT(key) (snprintf(what, sizeof what, "%s_%s", k->prefix, key), what)
+    if (protocols(ctx, k->protocols, why, len)) goto fail;
+    const char *ciphers = strcasecmp(k->ciphers, "default") && strcasecmp(k->ciphers, "secure")
+                              ? k->ciphers
                               : "HIGH:!aNULL:!MD5:!3DES";
     if (!SSL_CTX_set_cipher_list(ctx, ciphers)) {
-        ossl_error(why, len, "client_tls_ciphers");
+        ossl_error(why, len, WHAT("ciphers"));
         goto fail;
     }
-    if (k->client_tls13_ciphers[0] && !SSL_CTX_set_ciphersuites(ctx, k->client_tls13_ciphers)) {
-        ossl_error(why, len, "client_tls13_ciphers");
+    if (k->tls13[0] && !SSL_CTX_set_ciphersuites(ctx, k->tls13)) {
+        ossl_error(why, len, WHAT("tls13_ciphers"));
         goto fail;
     }
-    if (strcasecmp(k->client_tls_ecdhcurve, "auto") &&
-        !SSL_CTX_set1_groups_list(ctx, k->client_tls_ecdhcurve)) {
-        ossl_error(why, len, "client_tls_ecdhcurve");
+    if (k->ecdh && strcasecmp(k->ecdh, "auto") && !SSL_CTX_set1_groups_list(ctx, k->ecdh)) {
+        ossl_error(why, len, WHAT("ecdhcurve"));
         goto fail;
     }
-    if (strcasecmp(k->client_tls_dheparams, "auto") && strcasecmp(k->client_tls_dheparams, "none")) {
-        snprintf(why, len, "client_tls_dheparams: only auto and none are supported");
+    if (k->dh && strcasecmp(k->dh, "auto") && strcasecmp(k->dh, "none")) {
+        snprintf(why, len, "%s_dheparams: only auto and none are supported", k->prefix);
         goto fail;
     }
-    if (!strcasecmp(k->client_tls_dheparams, "auto")) SSL_CTX_set_dh_auto(ctx, 1);
-    if (SSL_CTX_use_certificate_chain_file(ctx, k->client_tls_cert_file) != 1) {
-        ossl_error(why, len, "client_tls_cert_file");
+    if (k->dh && !strcasecmp(k->dh, "auto")) SSL_CTX_set_dh_auto(ctx, 1);
+    /* Towards servers the certificate is weir's own client certificate, optional. */
+    if (k->cert_file[0] && SSL_CTX_use_certificate_chain_file(ctx, k->cert_file) != 1) {
+        ossl_error(why, len, WHAT("cert_file"));
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, k->client_tls_key_file, SSL_FILETYPE_PEM) != 1) {
-        ossl_error(why, len, "client_tls_key_file (it must be the key of client_tls_cert_file)");
+    if (k->key_file[0] && SSL_CTX_use_PrivateKey_file(ctx, k->key_file, SSL_FILETYPE_PEM) != 1) {
+        snprintf(what, sizeof what, "%s_key_file (it must be the key of %s_cert_file)", k->prefix,
+                 k->prefix);
+        ossl_error(why, len, what);
         goto fail;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        ossl_error(why, len, "client_tls_key_file does not match client_tls_cert_file");
+    if (k->key_file[0] && SSL_CTX_check_private_key(ctx) != 1) {
+        ossl_error(why, len, WHAT("key_file does not match the cert_file"));
         goto fail;
     }
-    if (k->client_tls_ca_file[0]) {
-        if (SSL_CTX_load_verify_locations(ctx, k->client_tls_ca_file, NULL) != 1) {
-            ossl_error(why, len, "client_tls_ca_file");
-            goto fail;
-        }
+    if (k->ca_file[0] && SSL_CTX_load_verify_locations(ctx, k->ca_file, NULL) != 1) {
+        ossl_error(why, len, WHAT("ca_file"));
+        goto fail;
+    }
+    if (k->to_servers) {
+        if (!k->ca_file[0]) SSL_CTX_set_default_verify_paths(ctx); /* the system's CAs */
+    } else if (k->ca_file[0]) {
         /* Ask for a client certificate; verify-ca and verify-full require one. */
         int mode = SSL_VERIFY_PEER;
-        if (cfg_sslmode(k->client_tls_sslmode) >= SSLMODE_VERIFY_CA)
-            mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        if (cfg_sslmode(k->sslmode) >= SSLMODE_VERIFY_CA) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         SSL_CTX_set_verify(ctx, mode, NULL);
     }
+#undef WHAT
     return ctx;
 fail:
     SSL_CTX_free(ctx);
     return NULL;
 }
 
+struct tls_ref {
+    pthread_mutex_t mu;
+    SSL_CTX *ctx; /* NULL: server_tls_sslmode = disable */
+};
+
 int tls_client_setup(server *s, char *why, size_t len)
 {
+    const cfg *c = &s->cfg;
+    side k = {false,
+              c->client_tls_sslmode,
+              c->client_tls_key_file,
+              c->client_tls_cert_file,
+              c->client_tls_ca_file,
+              c->client_tls_protocols,
+              c->client_tls_ciphers,
+              c->client_tls13_ciphers,
+              c->client_tls_ecdhcurve,
+              c->client_tls_dheparams,
+              "client_tls"};
     SSL_CTX *ctx = NULL;
-    if (cfg_sslmode(s->cfg.client_tls_sslmode) > SSLMODE_DISABLE) {
-        ctx = make_ctx(&s->cfg, why, len);
+    if (cfg_sslmode(c->client_tls_sslmode) > SSLMODE_DISABLE) {
+        ctx = make_ctx(&k, why, len);
         if (!ctx) return -1;
     }
     pthread_mutex_lock(&s->tls_mu);
@@ -133,10 +163,82 @@ int tls_client_setup(server *s, char *why, size_t len)
     return 0;
 }
 
+int tls_server_setup(server *s, char *why, size_t len)
+{
+    const cfg *c = &s->cfg;
+    side k = {true,
+              c->server_tls_sslmode,
+              c->server_tls_key_file,
+              c->server_tls_cert_file,
+              c->server_tls_ca_file,
+              c->server_tls_protocols,
+              c->server_tls_ciphers,
+              c->server_tls13_ciphers,
+              NULL,
+              NULL,
+              "server_tls"};
+    if (!s->tls_out) {
+        if (!(s->tls_out = calloc(1, sizeof *s->tls_out))) {
+            snprintf(why, len, "out of memory");
+            return -1;
+        }
+        pthread_mutex_init(&s->tls_out->mu, NULL);
+    }
+    SSL_CTX *ctx = NULL;
+    if (cfg_sslmode(c->server_tls_sslmode) > SSLMODE_DISABLE) {
+        ctx = make_ctx(&k, why, len);
+        if (!ctx) return -1;
+    }
+    pthread_mutex_lock(&s->tls_out->mu);
+    SSL_CTX *old = s->tls_out->ctx;
+    s->tls_out->ctx = ctx;
+    pthread_mutex_unlock(&s->tls_out->mu);
+    SSL_CTX_free(old);
+    return 0;
+}
+
 void tls_free(server *s)
 {
     SSL_CTX_free(s->tls_client);
     s->tls_client = NULL;
+    if (s->tls_out) {
+        SSL_CTX_free(s->tls_out->ctx);
+        pthread_mutex_destroy(&s->tls_out->mu);
+        free(s->tls_out);
+        s->tls_out = NULL;
+    }
+}
+
+SSL *tls_connect_new(tls_ref *r, int fd, const char *host, int sslmode, char *why, size_t len)
+{
+    SSL *ssl = NULL;
+    if (r) {
+        pthread_mutex_lock(&r->mu);
+        ssl = r->ctx ? SSL_new(r->ctx) : NULL;
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (!ssl) {
+        snprintf(why, len, r && r->ctx ? "out of memory" : "no TLS context for servers");
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    bool literal = strspn(host, "0123456789.") == strlen(host) || strchr(host, ':');
+    if (SSL_set_fd(ssl, fd) != 1 || (!literal && SSL_set_tlsext_host_name(ssl, host) != 1)) {
+        ossl_error(why, len, "cannot set up TLS");
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (sslmode >= SSLMODE_VERIFY_CA) {
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+        if (sslmode == SSLMODE_VERIFY_FULL && SSL_set1_host(ssl, host) != 1) {
+            ossl_error(why, len, "cannot check the server's name");
+            SSL_free(ssl);
+            return NULL;
+        }
+    } else {
+        SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL); /* require: encrypted, not checked (libpq) */
+    }
+    return ssl;
 }
 
 SSL *tls_accept_new(server *s, int fd)
@@ -161,6 +263,13 @@ int tls_handshake(SSL *ssl, char *why, size_t len)
     int e = SSL_get_error(ssl, r);
     if (e == SSL_ERROR_WANT_READ) return 0;
     if (e == SSL_ERROR_WANT_WRITE) return 2;
+    long v = SSL_get_verify_result(ssl);
+    if (v != X509_V_OK) {
+        snprintf(why, len, "TLS handshake failed: certificate verify failed: %s",
+                 X509_verify_cert_error_string(v));
+        ERR_clear_error();
+        return -1;
+    }
     ossl_error(why, len, "TLS handshake failed");
     return -1;
 }

@@ -1,7 +1,7 @@
-/* tls.h — TLS on the PostgreSQL door (OpenSSL): the context made from the
- * client_tls_* keys, remade on RELOAD (a bad file keeps the one in use), and
- * a connection's handshake and description. Reads and writes go through
- * io.c, which is given the connection's SSL. */
+/* tls.h — TLS (OpenSSL) towards clients (client_tls_*) and towards servers
+ * (server_tls_*): the contexts, remade on RELOAD (a bad file keeps the ones
+ * in use), and a connection's handshake and description. Reads and writes
+ * go through io.c, which is given the connection's SSL. */
 #ifndef WEIR_SERVER_TLS_H
 #define WEIR_SERVER_TLS_H
 
@@ -12,12 +12,21 @@
 
 typedef struct ssl_st SSL;
 typedef struct server server;
+/* The context for connections to servers, one per process, remade on
+ * RELOAD: every pool's target points at it. */
+typedef struct tls_ref tls_ref;
 
 /* Make (or remake, after a reload) the context for client connections from
  * s->cfg; with client_tls_sslmode = disable there is none. 0, or -1 with why
  * (the context in use, if any, is kept). */
 int tls_client_setup(server *s, char *why, size_t len);
+/* The same for connections to servers (server_tls_*): s->tls_out. */
+int tls_server_setup(server *s, char *why, size_t len);
 void tls_free(server *s);
+/* A TLS connection on fd towards a server at host: SNI, and the checks of
+ * sslmode (verify-ca: the chain; verify-full: the chain and the name), or
+ * NULL with why. */
+SSL *tls_connect_new(tls_ref *r, int fd, const char *host, int sslmode, char *why, size_t len);
 /* A TLS connection on fd towards a client, or NULL (no context, or out of
  * memory). The context is taken by reference: a reload does not end it. */
 SSL *tls_accept_new(server *s, int fd);

@@ -214,7 +214,7 @@ static int pg_next(backend *be, pq_buf *b, pq_msg *m, int64_t *dl, bool *cancell
                    const sql_opts *o)
 {
     for (;;) {
-        int rc = be_read_msg(be->fd, b, *dl, m);
+        int rc = be_read_msg(be->fd, be->tls, b, *dl, m);
         if (rc == 0) be_track(be, m);
         if (rc != WEIR_ETIMEDOUT || *cancelled || o->timeout_ms <= 0) return rc;
         *cancelled = true;
@@ -239,7 +239,7 @@ static int pgx_exec(backend *be, const char *sql, const sql_opts *o, sbuf *err)
     sql_pg_query(&w, sql);
     if (w.oom) return sql_error(err, 500, "53200", "out of memory");
     int64_t dl = sql_deadline_after(o->timeout_ms);
-    int rc = be_write_all(be->fd, (uint8_t *)w.p, w.len, dl);
+    int rc = be_write_all(be->fd, be->tls, (uint8_t *)w.p, w.len, dl);
     sb_free(&w);
     if (rc) return lost(be, err, false);
     pq_buf b = {0};
@@ -273,7 +273,7 @@ static int pg_send(backend *be, const char *sql, const json_t *params, int64_t m
     }
     sbuf w = {0};
     int status = sql_pg_extended(&w, sql, params, max_rows, err);
-    if (!status && be_write_all(be->fd, (uint8_t *)w.p, w.len, dl)) status = lost(be, err, false);
+    if (!status && be_write_all(be->fd, be->tls, (uint8_t *)w.p, w.len, dl)) status = lost(be, err, false);
     sb_free(&w);
     return status;
 }
@@ -417,7 +417,7 @@ int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout
     int status = 0;
     if (authq_request(&b, query, user))
         status = sql_error(&err, 500, "53200", "out of memory");
-    else if (be_write_all(be->fd, b.p, b.end, dl))
+    else if (be_write_all(be->fd, be->tls, b.p, b.end, dl))
         status = lost(be, &err, false);
     pq_buf_reset(&b);
     authq q = {0};

@@ -520,6 +520,7 @@ static void server_row(const weir_conn_info *ci, void *ud)
     r->remote_pid = be->pid;
     const be_ext *x = be->ext;
     r->prepared = x ? ps_cache_count(x->ps) : 0;
+    if (be->tls) tls_describe(be->tls, r->tls, sizeof r->tls);
     const char *app = be_params_get(&be->params, "application_name");
     snprintf(r->appname, sizeof r->appname, "%s", app ? app : "");
     r->close_needed = ci->id <= atomic_load(&w->p->close_mark);

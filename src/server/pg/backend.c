@@ -26,6 +26,7 @@
 
 #include "core/auth.h"
 #include "pg/proto.h"
+#include "core/tls.h"
 #include "core/io.h"
 
 bool be_params_set(be_params *p, const char *name, const char *value)
@@ -78,10 +79,10 @@ int be_wait_fd(int fd, short events, int64_t deadline_ns)
     }
 }
 
-int be_write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
+int be_write_all(int fd, SSL *tls, const uint8_t *p, size_t n, int64_t deadline_ns)
 {
     while (n) {
-        ssize_t w = io_send(fd, NULL, p, n);
+        ssize_t w = io_send(fd, tls, p, n);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
@@ -99,7 +100,7 @@ int be_write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns)
 }
 
 /* Read one whole message into b; m->body points into b until the next call. */
-int be_read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
+int be_read_msg(int fd, SSL *tls, pq_buf *b, int64_t deadline_ns, pq_msg *m)
 {
     for (;;) {
         int t = pq_buf_take(b, 1u << 30, m);
@@ -111,7 +112,7 @@ int be_read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
         } else if (pq_buf_reserve(b, 4096)) {
             return WEIR_ENOMEM;
         }
-        ssize_t r = io_recv(fd, NULL, b->p + b->end, b->cap - b->end);
+        ssize_t r = io_recv(fd, tls, b->p + b->end, b->cap - b->end);
         if (r > 0) {
             b->end += (uint32_t)r;
             continue;
@@ -119,6 +120,7 @@ int be_read_msg(int fd, pq_buf *b, int64_t deadline_ns, pq_msg *m)
         if (r == 0) return WEIR_EDRIVER;
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (io_pending(tls)) continue;
             int rc = be_wait_fd(fd, POLLIN, deadline_ns);
             if (rc) return rc;
             continue;
@@ -210,7 +212,7 @@ static int open_socket(const be_target *t, int64_t deadline_ns, char *err, size_
     return WEIR_ECONNECT;
 }
 
-static int send_startup(int fd, const be_target *t, int64_t deadline_ns)
+static int send_startup(int fd, SSL *tls, const be_target *t, int64_t deadline_ns)
 {
     uint8_t pkt[512];
     size_t o = 4;
@@ -224,20 +226,20 @@ static int send_startup(int fd, const be_target *t, int64_t deadline_ns)
     }
     pkt[o++] = '\0';
     pq_set32(pkt, (uint32_t)o);
-    return be_write_all(fd, pkt, o, deadline_ns);
+    return be_write_all(fd, tls, pkt, o, deadline_ns);
 }
 
-static int send_password(int fd, const void *p, size_t n, int64_t deadline_ns)
+static int send_password(int fd, SSL *tls, const void *p, size_t n, int64_t deadline_ns)
 {
     pq_buf b = {0};
     int rc = pq_put_msg(&b, 'p', p, (uint32_t)n) ? WEIR_ENOMEM
-                                                 : be_write_all(fd, b.p, b.end, deadline_ns);
+                                                 : be_write_all(fd, tls, b.p, b.end, deadline_ns);
     pq_buf_free(&b);
     return rc;
 }
 
 /* One authentication request from the server. */
-static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client *sc,
+static int handle_auth(int fd, SSL *tls, const be_target *t, const pq_msg *m, scram_client *sc,
                        int64_t deadline_ns, char *err, size_t errlen)
 {
     if (m->len < 8) return WEIR_EDRIVER;
@@ -251,12 +253,12 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
         return 0;
     case 3: /* cleartext */
         if (md5_only || !pw[0]) break;
-        return send_password(fd, pw, strlen(pw) + 1, deadline_ns);
+        return send_password(fd, tls, pw, strlen(pw) + 1, deadline_ns);
     case 5: { /* md5 */
         if (!pw[0] || dlen < 4) break;
         char resp[36];
         auth_md5_response(t->user, pw, data, resp);
-        return send_password(fd, resp, 36, deadline_ns);
+        return send_password(fd, tls, resp, 36, deadline_ns);
     }
     case 10: { /* SASL: mechanism list */
         bool ok = false;
@@ -277,7 +279,7 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
         memcpy(body, "SCRAM-SHA-256", 14);
         pq_set32(body + 14, (uint32_t)n);
         memcpy(body + 18, first, (size_t)n);
-        return send_password(fd, body, 18 + (size_t)n, deadline_ns);
+        return send_password(fd, tls, body, 18 + (size_t)n, deadline_ns);
     }
     case 11: { /* SASLContinue */
         char fin[300];
@@ -291,7 +293,7 @@ static int handle_auth(int fd, const be_target *t, const pq_msg *m, scram_client
             snprintf(err, errlen, "%s", why);
             return WEIR_ECONNECT;
         }
-        return send_password(fd, fin, (size_t)n, deadline_ns);
+        return send_password(fd, tls, fin, (size_t)n, deadline_ns);
     }
     case 12: /* SASLFinal */
         if (scram_client_verify(sc, (const char *)data, dlen)) {
@@ -331,12 +333,12 @@ static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *er
     pq_buf b = {0};
     int rc = pq_put_msg(&b, 'Q', sql, (uint32_t)strlen(sql) + 1)
                  ? WEIR_ENOMEM
-                 : be_write_all(be->fd, b.p, b.end, deadline_ns);
+                 : be_write_all(be->fd, be->tls, b.p, b.end, deadline_ns);
     pq_buf_reset(&b);
     bool failed = false;
     while (rc == 0) {
         pq_msg m;
-        rc = be_read_msg(be->fd, &b, deadline_ns, &m);
+        rc = be_read_msg(be->fd, be->tls, &b, deadline_ns, &m);
         if (rc) break;
         be_track(be, &m);
         if (m.type == 'E') {
@@ -387,6 +389,60 @@ void be_target_free(void *p)
     free(t);
 }
 
+/* SSLRequest, then the TLS handshake if the server says 'S' (be->tls set).
+ * sslmode prefer goes on in plain text after an 'N'; require and stronger
+ * fail, as libpq does. 0, or an error with err set. */
+static int tls_to_server(backend *be, const be_target *t, int64_t deadline_ns, char *err,
+                         size_t errlen)
+{
+    static const uint8_t req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+    int rc = be_write_all(be->fd, NULL, req, sizeof req, deadline_ns);
+    char answer = 0;
+    while (rc == 0) {
+        ssize_t n = io_recv(be->fd, NULL, &answer, 1);
+        if (n == 1) break;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            rc = be_wait_fd(be->fd, POLLIN, deadline_ns);
+            continue;
+        }
+        rc = WEIR_ECONNECT;
+    }
+    if (rc) {
+        snprintf(err, errlen, "server closed the connection at its SSLRequest");
+        return rc;
+    }
+    if (answer == 'N') {
+        if (t->sslmode < SSLMODE_REQUIRE) return 0;
+        snprintf(err, errlen, "server does not support SSL, but SSL was required "
+                              "(server_tls_sslmode = %s)",
+                 t->sslmode == SSLMODE_REQUIRE     ? "require"
+                 : t->sslmode == SSLMODE_VERIFY_CA ? "verify-ca"
+                                                   : "verify-full");
+        return WEIR_ECONNECT;
+    }
+    if (answer != 'S') {
+        snprintf(err, errlen, "unexpected answer to SSLRequest from the server");
+        return WEIR_ECONNECT;
+    }
+    char why[300];
+    be->tls = tls_connect_new(t->tls, be->fd, t->host, t->sslmode, why, sizeof why);
+    for (int r = be->tls ? 0 : -1; r != 1;) {
+        if (r < 0) {
+            snprintf(err, errlen, "TLS to the server failed: %s", why);
+            return WEIR_ECONNECT;
+        }
+        r = tls_handshake(be->tls, why, sizeof why);
+        if (r == 0 || r == 2) {
+            int w = be_wait_fd(be->fd, r == 0 ? POLLIN : POLLOUT, deadline_ns);
+            if (w) {
+                snprintf(err, errlen, "TLS to the server timed out");
+                return w;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Open and log in a connection for orig, from t (a private copy of it). */
 static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, void **out,
                     char *err, size_t errlen)
@@ -405,10 +461,14 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
     be->port = t->port;
     pq_buf b = {0};
     scram_client sc;
-    int rc = send_startup(fd, t, deadline_ns);
+    /* TLS over TCP only, as libpq: a Unix socket does not cross a network. */
+    bool tcp = t->host[0] && t->host[0] != '/';
+    int rc = tcp && t->sslmode >= SSLMODE_PREFER ? tls_to_server(be, t, deadline_ns, err, errlen) : 0;
+    if (rc == 0) rc = send_startup(fd, be->tls, t, deadline_ns);
     while (rc == 0) {
         pq_msg m;
-        rc = be_read_msg(fd, &b, deadline_ns, &m);
+        rc = be_read_msg(fd, be->tls, &b, deadline_ns, &m);
+        if (rc && err[0] && !b.end) break; /* the TLS step said why */
         if (rc) {
             snprintf(err, errlen,
                      rc == WEIR_ETIMEDOUT ? "server login timed out"
@@ -416,7 +476,7 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
             break;
         }
         if (m.type == 'R') {
-            rc = handle_auth(fd, t, &m, &sc, deadline_ns, err, errlen);
+            rc = handle_auth(fd, be->tls, t, &m, &sc, deadline_ns, err, errlen);
         } else if (m.type == 'E') {
             char e[512];
             error_text(&m, e, sizeof e);
@@ -440,6 +500,7 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
         if (rc) snprintf(err, errlen, "connect_query failed: %s", e);
     }
     if (rc) {
+        tls_close(be->tls);
         close(fd);
         free(be);
         return rc == WEIR_ETIMEDOUT ? rc : rc == WEIR_ENOMEM ? rc : WEIR_ECONNECT;
@@ -488,7 +549,8 @@ static void be_close(void *ctx, void *conn)
     if (!be) return;
     /* Terminate politely; the socket is closed either way. */
     static const uint8_t term[5] = {'X', 0, 0, 0, 4};
-    if (!be->unclean) (void)!io_send(be->fd, NULL, term, sizeof term);
+    if (!be->unclean) (void)!io_send(be->fd, be->tls, term, sizeof term);
+    tls_close(be->tls);
     close(be->fd);
     free(be);
 }
@@ -523,7 +585,7 @@ int be_cancel(const char *host, int port, uint32_t pid, uint32_t key, int64_t ti
     pq_set32(pkt + 4, PQ_CANCEL_CODE);
     pq_set32(pkt + 8, pid);
     pq_set32(pkt + 12, key);
-    int rc = be_write_all(fd, pkt, sizeof pkt, deadline);
+    int rc = be_write_all(fd, NULL, pkt, sizeof pkt, deadline);
     /* The server closes the socket when done; wait for that, bounded. */
     if (rc == 0 && be_wait_fd(fd, POLLIN, deadline) == 0) {
         char c;

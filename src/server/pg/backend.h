@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/tls.h"
 #include "weir/weir.h"
 
 #define BE_MAX_PARAMS 32
@@ -43,6 +44,8 @@ typedef struct be_target {
     char connect_query[256];
     int64_t io_timeout_ms; /* for check, reset and connect queries */
     bool tcp_keepalive;
+    int sslmode;    /* server_tls_sslmode (SSLMODE_*); over a Unix socket, never TLS */
+    tls_ref *tls;   /* the server's context for connections to servers */
     char describe[256];
 } be_target;
 
@@ -71,6 +74,7 @@ typedef struct backend {
     uint32_t pid, key; /* BackendKeyData, for cancel requests */
     be_params params;  /* ParameterStatus as the server last reported it */
     be_target *target; /* its pool's (whose address may have moved since: see host) */
+    SSL *tls;          /* TLS to the server (server_tls_sslmode), or NULL */
     char host[256];    /* where this connection went (cancels go there): "" = /tmp */
     int port;
     void *ext; /* the server's per-connection state (its event registrations); NULL at connect */
@@ -90,11 +94,11 @@ int be_cancel(const char *host, int port, uint32_t pid, uint32_t key, int64_t ti
 /* Blocking I/O on a server connection's non-blocking socket, bounded by a
  * deadline (weir_now_ns() clock): WEIR_ETIMEDOUT, WEIR_EDRIVER or 0. */
 int be_wait_fd(int fd, short events, int64_t deadline_ns);
-int be_write_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ns);
+int be_write_all(int fd, SSL *tls, const uint8_t *p, size_t n, int64_t deadline_ns);
 /* Read one whole message into b; m->body points into b until the next call. */
 struct pq_buf;
 struct pq_msg;
-int be_read_msg(int fd, struct pq_buf *b, int64_t deadline_ns, struct pq_msg *m);
+int be_read_msg(int fd, SSL *tls, struct pq_buf *b, int64_t deadline_ns, struct pq_msg *m);
 
 /* What a message from the server changes in weir's record of the connection:
  * ParameterStatus (params), a DISCARD ALL / DEALLOCATE ALL tag (ps_gone),

@@ -460,7 +460,7 @@ static bool flush_in(client *c)
         pq_buf *b = bufs[i];
         uint32_t *lim = i ? &c->in_scanned : &b->end;
         while (*lim > b->start) {
-            ssize_t n = io_send(c->be->fd, NULL, b->p + b->start, *lim - b->start);
+            ssize_t n = io_send(c->be->fd, c->be->tls, b->p + b->start, *lim - b->start);
             if (n > 0) {
                 b->start += (uint32_t)n;
                 continue;
@@ -646,7 +646,7 @@ static bool read_server(client *c)
         server_lost(c);
         return false;
     }
-    ssize_t n = io_recv(c->be->fd, NULL, c->out.p + c->out.end, c->out.cap - c->out.end);
+    ssize_t n = io_recv(c->be->fd, c->be->tls, c->out.p + c->out.end, c->out.cap - c->out.end);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         server_lost(c);
         return false;
@@ -1191,13 +1191,15 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
         auth_lookup_fail(c, "out of memory");
         return;
     }
-    ssize_t n = io_recv(fd, NULL, aq->buf.p + aq->buf.end, aq->buf.cap - aq->buf.end);
+    SSL *tls = ((backend *)weir_conn_handle(aq->conn))->tls;
+    ssize_t n = io_recv(fd, tls, aq->buf.p + aq->buf.end, aq->buf.cap - aq->buf.end);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (n <= 0) {
         auth_lookup_fail(c, "server connection lost");
         return;
     }
     aq->buf.end += (uint32_t)n;
+    if (io_pending(tls)) event_active(&aq->ev, EV_READ, 0); /* TLS holds more */
     for (;;) {
         pq_msg m;
         int t = pq_buf_take(&aq->buf, 1u << 20, &m);
@@ -1233,7 +1235,7 @@ static void auth_lookup_send(client *c, weir_conn *conn)
     pq_buf *b = &aq->buf;
     int rc = authq_request(b, c->w->srv->cfg.auth_query, c->user);
     /* A few hundred bytes to an idle connection go in one send. */
-    ssize_t n = rc ? -1 : io_send(be->fd, NULL, b->p, b->end);
+    ssize_t n = rc ? -1 : io_send(be->fd, be->tls, b->p, b->end);
     bool sent = n >= 0 && (uint32_t)n == b->end;
     pq_buf_reset(b);
     if (!sent) {
@@ -1750,6 +1752,8 @@ static void update_events(client *c)
         cw |= EV_READ;
     if (c->out_scanned > c->out.start) cw |= EV_WRITE;
     set_event(c, &c->cev, c->fd, &c->cev_flags, cw, on_client);
+    /* Bytes TLS already took off the socket wake nobody: come back for them. */
+    if ((cw & EV_READ) && io_pending(c->tls)) event_active(&c->cev, EV_READ, 0);
     if (c->be) {
         be_watch *bw = c->watch;
         bool rd = c->out_scanned - c->out.start < HIGH_WATER;
@@ -1762,6 +1766,7 @@ static void update_events(client *c)
             event_del(&bw->ev);
             bw->added = false;
         }
+        if (rd && io_pending(c->be->tls)) event_active(&bw->ev, EV_READ, 0);
         short sw = pq_buf_len(&c->pre) || c->in_scanned > c->in.start ? EV_WRITE : 0;
         set_event(c, &c->sev, c->be->fd, &c->sev_flags, sw, on_server);
     }
