@@ -269,7 +269,7 @@ int main(int argc, char **argv)
         srv_log(s, "ERROR", "TLS: %s; not starting", why);
         return 1;
     }
-    if (server_start(s) || http_start(s)) {
+    if (server_start(s) || http_start(s) || server_run(s)) {
         srv_log(s, "ERROR", "startup failed");
         return 1;
     }

@@ -155,6 +155,11 @@ int server_start(server *s)
         srv_log(s, "ERROR", "nothing to listen on: set listen_addr or unix_socket_dir");
         return -1;
     }
+    return 0;
+}
+
+int server_run(server *s)
+{
     for (int i = 0; i < s->nworkers; i++)
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i])) return -1;
     srv_log(s, "LOG", "process up: %s, %d worker%s", WEIR_VERSION_TEXT, s->nworkers,

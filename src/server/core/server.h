@@ -77,8 +77,11 @@ struct server {
     struct tls_ref *tls_out;       /* towards servers (server_tls_*; tls.c) */
 };
 
-/* Listeners and workers (s->door set first); the HTTP door is main's. 0 or -1. */
+/* Listeners and workers, not yet running (s->door set first). 0 or -1. */
 int server_start(server *s);
+/* The workers' threads start: from now on a RELOAD may change s->cfg, so
+ * whatever reads it unlocked at start (the HTTP door) starts before. */
+int server_run(server *s);
 /* Stop the loops, join the workers, close everything. */
 void server_stop(server *s);
 
