@@ -12,7 +12,22 @@ import threading
 import time
 import unittest
 
-from harness import Postgres, Weir, raw_startup, read_messages
+from harness import Postgres, Weir, free_port, raw_startup, read_messages, wait_port
+
+
+def w_setting(w, key):
+    with open(w.ini) as f:
+        for line in f:
+            if line.startswith(key + " = "):
+                return line.split(" = ", 1)[1].strip()
+
+
+def http_get(port, path):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path)
+    r = c.getresponse()
+    return r.status, r.read().decode()
 
 PG = None
 CERTS = None
@@ -135,7 +150,9 @@ class TestClientTls(unittest.TestCase):
             w.stop()
 
     def test_client_certificates(self):
-        w = tls_weir("verify-ca", client_tls_ca_file=cert("ca.crt"))
+        w = tls_weir("verify-ca", client_tls_ca_file=cert("ca.crt"), http_listen_port=str(free_port()))
+        w.http_port = w_setting(w, "http_listen_port")
+        self.assertTrue(wait_port(int(w.http_port)))
         try:
             r = psql(w, "require", sslcert=cert("client.crt"), sslkey=cert("client.key"))
             self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), r.stderr + w.log())
@@ -143,6 +160,10 @@ class TestClientTls(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("certificate", r.stderr)
             self.assertIn("TLS handshake failed", w.log())
+            http_port = int(w.http_port)
+            st, m = http_get(http_port, "/metrics")
+            self.assertRegex(m, r"weir_tls_handshakes_total [1-9]")
+            self.assertRegex(m, r"weir_tls_handshake_failures_total [1-9]")
         finally:
             w.stop()
 

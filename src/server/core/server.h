@@ -37,6 +37,7 @@ struct server {
     named_limit *limits; /* under pools_lock */
     atomic_int nclients;
     _Atomic long long accept_errors; /* accept() failing for want of descriptors */
+    _Atomic long long tls_handshakes, tls_failures; /* TLS handshakes with clients and servers */
     struct authguard *guard;         /* failed-login back-off, both doors (authguard.h) */
     atomic_int cancels_inflight;     /* cancel threads running (server_stop waits for them) */
     _Atomic int64_t accept_log_ms;   /* the last time that was logged */

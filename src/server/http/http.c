@@ -71,6 +71,12 @@ static void on_metrics(server *s, const http_req *rq, http_resp *rs)
               "# HELP weir_accept_errors_total accept() failures for want of descriptors or "
               "memory, both doors.\n"
               "# TYPE weir_accept_errors_total counter\nweir_accept_errors_total %lld\n"
+              "# HELP weir_tls_handshakes_total TLS handshakes completed with clients.\n"
+              "# TYPE weir_tls_handshakes_total counter\nweir_tls_handshakes_total %lld\n"
+              "# HELP weir_tls_handshake_failures_total TLS handshakes with clients that failed "
+              "(a bad or missing certificate, a protocol or cipher mismatch).\n"
+              "# TYPE weir_tls_handshake_failures_total counter\n"
+              "weir_tls_handshake_failures_total %lld\n"
               "# HELP weir_http_connections Open HTTP connections.\n"
               "# TYPE weir_http_connections gauge\nweir_http_connections %lld\n"
               "# HELP weir_http_connections_refused_total HTTP connections refused with 503 "
@@ -82,7 +88,9 @@ static void on_metrics(server *s, const http_req *rq, http_resp *rs)
               "# TYPE weir_http_request_timeouts_total counter\n"
               "weir_http_request_timeouts_total %lld\n",
               (unsigned long long)failed, (unsigned long long)refused,
-              (long long)atomic_load(&s->accept_errors) + hc.accept_errors, hc.connections,
+              (long long)atomic_load(&s->accept_errors) + hc.accept_errors,
+              (long long)atomic_load(&s->tls_handshakes), (long long)atomic_load(&s->tls_failures),
+              hc.connections,
               hc.refused_over_cap, hc.request_timeouts);
     free(page);
 }

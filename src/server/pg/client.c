@@ -1509,7 +1509,9 @@ static void tls_step(client *c)
 {
     char why[300];
     int r = tls_handshake(c->tls, why, sizeof why);
+    if (r == 1) atomic_fetch_add(&c->w->srv->tls_handshakes, 1);
     if (r < 0) {
+        atomic_fetch_add(&c->w->srv->tls_failures, 1);
         char peer[64];
         srv_log(c->w->srv, "WARNING", "C-%p: %s: %s", (void *)c, peer_of(c, peer, sizeof peer),
                 why);
