@@ -221,7 +221,8 @@ class TestClientTls(unittest.TestCase):
                   "client_tls_cert_file": cert("server.crt")}, "needs client_tls_ca_file"),
                 ({"client_tls_sslmode": "require", "client_tls_key_file": cert("client.key"),
                   "client_tls_cert_file": cert("server.crt")}, "key values mismatch"),
-                ({"server_tls_key_file": cert("client.key")}, "go together")):
+                ({"server_tls_key_file": cert("client.key")}, "go together"),
+                ({"auth_type": "cert"}, "auth_type = cert needs TLS towards clients")):
             w = Weir(PG, start=False, settings=settings)
             try:
                 rc, log = w.start_fails()
@@ -229,6 +230,50 @@ class TestClientTls(unittest.TestCase):
                 self.assertIn(msg, log)
             finally:
                 w.stop()
+
+
+class TestCertAndPeerLogins(unittest.TestCase):
+    def test_cert_the_certificate_names_the_user(self):
+        w = tls_weir("require", client_tls_ca_file=cert("ca.crt"), auth_type="cert")
+        try:
+            with_cert = {"sslcert": cert("client.crt"), "sslkey": cert("client.key")}
+            r = psql(w, "require", "select current_user", **with_cert)  # CN=app, user app
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "app"), r.stderr + w.log())
+            conn = "host=127.0.0.1 port=%d user=weir dbname=appdb sslmode=require sslcert=%s " \
+                   "sslkey=%s" % (w.port, cert("client.crt"), cert("client.key"))
+            r = subprocess.run(["psql", "-X", "-c", "select 1", conn], capture_output=True,
+                               text=True, timeout=30)
+            self.assertIn('TLS certificate name mismatch: "app" is not user "weir"', r.stderr)
+            r = psql(w, "require")
+            self.assertIn("TLS client certificate missing", r.stderr)
+        finally:
+            w.stop()
+
+    def test_peer_and_the_consoles_own_way_in(self):
+        import pwd
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = '%s') then "
+               "create role \"%s\" login password 'mepw'; end if; end $$" % (me, me))
+        sock = tempfile.mkdtemp(prefix="weir-sock-")
+        w = Weir(PG, settings={"auth_type": "peer", "unix_socket_dir": sock},
+                 users={me: "mepw", "app": "s3cret"})
+        try:
+            def over_socket(user, db="appdb", sql="select current_user"):
+                return subprocess.run(["psql", "-X", "-A", "-t", "-h", sock, "-p", str(w.port),
+                                       "-U", user, "-d", db, "-c", sql], capture_output=True,
+                                      text=True, timeout=30)
+            r = over_socket(me)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, me), r.stderr + w.log())
+            r = over_socket("app")
+            self.assertIn('peer authentication failed for user "app"', r.stderr)
+            r = w.psql("select 1")  # TCP
+            self.assertIn("peer authentication works over the Unix socket only", r.stderr)
+            r = over_socket("pgbouncer", "pgbouncer", "SHOW VERSION")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("weir", r.stdout)
+        finally:
+            w.stop()
+            shutil.rmtree(sock, ignore_errors=True)
 
 
 class TestServerTls(unittest.TestCase):

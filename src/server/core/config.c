@@ -264,7 +264,9 @@ static int parse_auth(const char *v)
              {"trust", AUTH_TRUST},
              {"plain", AUTH_PLAIN},
              {"md5", AUTH_MD5},
-             {"scram-sha-256", AUTH_SCRAM}};
+             {"scram-sha-256", AUTH_SCRAM},
+             {"cert", AUTH_CERT},
+             {"peer", AUTH_PEER}};
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         if (!strcasecmp(v, t[i].name)) return t[i].type;
     return -1;
@@ -279,8 +281,8 @@ const char *cfg_pool_mode_name(int mode)
 
 const char *cfg_auth_type_name(int type)
 {
-    static const char *const n[] = {"any", "trust", "plain", "md5", "scram-sha-256"};
-    return type >= 0 && type <= AUTH_SCRAM ? n[type] : "?";
+    static const char *const n[] = {"any", "trust", "plain", "md5", "scram-sha-256", "cert", "peer"};
+    return type >= 0 && type <= AUTH_PEER ? n[type] : "?";
 }
 
 static const key *key_find(const char *name)
@@ -367,13 +369,13 @@ static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen
     case K_AUTH: {
         int a = parse_auth(v);
         if (a < 0) {
-            if (!strcasecmp(v, "hba") || !strcasecmp(v, "cert") || !strcasecmp(v, "pam"))
+            if (!strcasecmp(v, "hba") || !strcasecmp(v, "pam") || !strcasecmp(v, "ldap"))
                 snprintf(why, whylen,
-                         "auth_type %s is not supported by weir (use any, trust, plain, md5 or "
-                         "scram-sha-256)",
+                         "auth_type %s is not supported by weir (use any, trust, plain, md5, "
+                         "scram-sha-256, cert or peer)",
                          v);
             else
-                snprintf(why, whylen, "must be any, trust, plain, md5 or scram-sha-256");
+                snprintf(why, whylen, "must be any, trust, plain, md5, scram-sha-256, cert or peer");
             return -1;
         }
         *(int *)p = a;
@@ -962,6 +964,11 @@ int cfg_check_tls(const cfg *c, char *why, size_t len)
     if (cm >= SSLMODE_VERIFY_CA && !c->client_tls_ca_file[0]) {
         snprintf(why, len, "client_tls_sslmode = %s needs client_tls_ca_file (to check client "
                            "certificates against)", c->client_tls_sslmode);
+        return -1;
+    }
+    if (c->auth_type == AUTH_CERT && (cm == SSLMODE_DISABLE || !c->client_tls_ca_file[0])) {
+        snprintf(why, len, "auth_type = cert needs TLS towards clients (client_tls_sslmode) and "
+                           "client_tls_ca_file to check their certificates");
         return -1;
     }
     if (!c->server_tls_key_file[0] != !c->server_tls_cert_file[0]) {

@@ -20,6 +20,8 @@ enum auth_type {
     AUTH_PLAIN, /* cleartext password */
     AUTH_MD5,
     AUTH_SCRAM,
+    AUTH_CERT, /* a TLS client certificate whose CN is the user name */
+    AUTH_PEER, /* the Unix socket peer's OS user name is the user name */
 };
 
 /* One [databases] entry. Numbers at -1 mean "not set: use [pgbouncer]'s". */

@@ -288,3 +288,15 @@ void tls_close(SSL *ssl)
     SSL_free(ssl);
     ERR_clear_error();
 }
+
+int tls_peer_cn(SSL *ssl, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (!ssl || SSL_get_verify_result(ssl) != X509_V_OK) return -1;
+    X509 *x = SSL_get1_peer_certificate(ssl);
+    if (!x) return -1;
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out, (int)len);
+    X509_free(x);
+    /* A CN with a NUL inside would compare equal to its prefix: refuse it. */
+    return n > 0 && (size_t)n < len && strlen(out) == (size_t)n ? 0 : -1;
+}

@@ -36,5 +36,8 @@ int tls_handshake(SSL *ssl, char *why, size_t len);
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384" as SHOW CLIENTS' tls column shows it. */
 void tls_describe(SSL *ssl, char *out, size_t len);
 void tls_close(SSL *ssl); /* a quiet close_notify, then freed */
+/* The CommonName of the certificate the peer presented and the handshake
+ * verified, into out: 0; -1 if there is none (no certificate, or no CN). */
+int tls_peer_cn(SSL *ssl, char *out, size_t len);
 
 #endif

@@ -356,6 +356,10 @@ static bool authenticate(rq_ctx *x)
         fail(x, 500, "53200", "out of memory");
     } else if (type == AUTH_TRUST || type == AUTH_ANY) {
         ok = true;
+    } else if (type == AUTH_CERT || type == AUTH_PEER) {
+        fail(x, 401, "28000",
+             "auth_type = %s: the HTTP door takes bearer tokens only ([http_tokens])",
+             cfg_auth_type_name(type));
     } else {
         ok = check_password(x, from_file, secret, auth_user, query);
     }

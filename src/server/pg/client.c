@@ -48,6 +48,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include "pg/client.h"
@@ -1253,7 +1254,7 @@ static void auth_lookup_send(client *c, weir_conn *conn)
 static void admin_login(client *c)
 {
     server *s = c->w->srv;
-    bool full = cfg_list_has(s->cfg.admin_users, c->user);
+    bool full = c->admin_peer || cfg_list_has(s->cfg.admin_users, c->user);
     bool stats = full || cfg_list_has(s->cfg.stats_users, c->user) || s->cfg.auth_type == AUTH_ANY;
     if (!stats) {
         client_close(c, "08P01", "not allowed");
@@ -1340,6 +1341,24 @@ static int new_cancel_key(client *c)
     return 0;
 }
 
+/* The uid at the other end of a Unix socket; (uid_t)-1 if unknown. */
+static uid_t peer_uid(const client *c)
+{
+    struct ucred cr;
+    socklen_t l = sizeof cr;
+    if (!c->is_unix || getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &l)) return (uid_t)-1;
+    return cr.uid;
+}
+
+/* The OS user name of uid: 0, or -1. */
+static int os_user(uid_t uid, char *out, size_t len)
+{
+    struct passwd pw, *r = NULL;
+    char buf[4096];
+    if (uid == (uid_t)-1 || getpwuid_r(uid, &pw, buf, sizeof buf, &r) || !r) return -1;
+    return snprintf(out, len, "%s", pw.pw_name) < (int)len ? 0 : -1;
+}
+
 /* Start authenticating per auth_type. */
 static void auth_start(client *c)
 {
@@ -1347,6 +1366,36 @@ static void auth_start(client *c)
     int type = s->cfg.auth_type;
     if (type == AUTH_ANY) {
         auth_done(c);
+        return;
+    }
+    /* The console, over the Unix socket, to user pgbouncer by the OS user
+     * weir runs as: no password (PgBouncer's way in for its operator). */
+    if (c->admin && c->is_unix && !strcmp(c->user, "pgbouncer") && peer_uid(c) == geteuid()) {
+        c->admin_peer = true;
+        auth_done(c);
+        return;
+    }
+    if (type == AUTH_CERT) {
+        char cn[CFG_NAME + 1];
+        if (!c->tls)
+            client_close(c, "28000", "certificate authentication needs TLS (sslmode=require)");
+        else if (tls_peer_cn(c->tls, cn, sizeof cn))
+            client_close(c, "28000", "TLS client certificate missing");
+        else if (strcmp(cn, c->user))
+            client_close(c, "28000", "TLS certificate name mismatch: \"%s\" is not user \"%s\"",
+                         cn, c->user);
+        else
+            auth_done(c);
+        return;
+    }
+    if (type == AUTH_PEER) {
+        char os[CFG_NAME];
+        if (!c->is_unix)
+            client_close(c, "28000", "peer authentication works over the Unix socket only");
+        else if (os_user(peer_uid(c), os, sizeof os) || strcmp(os, c->user))
+            client_close(c, "28000", "peer authentication failed for user \"%s\"", c->user);
+        else
+            auth_done(c);
         return;
     }
     const cfg_secret *sec = cfg_find_secret(&s->cfg, c->user);

@@ -72,6 +72,7 @@ struct client {
     bool terminate, checkout_pending, reject, unsynced, stmt_refused;
     bool bad_move;          /* set_state refused a move: the next tick closes it */
     bool admin, admin_full; /* on the admin console; an admin_users member */
+    bool admin_peer;        /* user pgbouncer over the Unix socket by weir's own OS user */
     bool counted;           /* in its pool's cl_logged */
     bool is_unix;
     bool killed;    /* KILL: closed by its worker (worker_kill_marked) */
