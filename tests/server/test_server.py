@@ -140,6 +140,64 @@ class TestAuth(unittest.TestCase):
         self.check("scram-sha-256", {"weir_auth": "authpw"}, "s3cret", databases=db,
                    settings={"auth_query": self.AUTH_QUERY["auth_query"]})
 
+    def test_auth_dbname_runs_auth_query_elsewhere(self):
+        """otherdb has no user_lookup(): auth_dbname sends the lookup to appdb's."""
+        if not PG.sql("select 1 from pg_database where datname = 'otherdb'"):
+            PG.sql("create database otherdb owner app")
+        base = "host=127.0.0.1 port=%d" % PG.port
+        for per_db in (True, False):
+            dbs = {"appdb": base + " dbname=appdb",
+                   "otherdb": base + " dbname=otherdb" + (" auth_dbname=appdb" if per_db else "")}
+            settings = dict(self.AUTH_QUERY)
+            if not per_db:
+                settings["auth_dbname"] = "appdb"
+            w = Weir(PG, settings=dict(settings, auth_type="scram-sha-256"),
+                     users={"weir_auth": "authpw"}, databases=dbs)
+            try:
+                r = w.psql("select current_database()", dbname="otherdb")
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "otherdb"),
+                                 r.stderr + w.log())
+            finally:
+                w.stop()
+        # without it, the lookup runs in otherdb, where the function is not
+        w = Weir(PG, settings=dict(self.AUTH_QUERY, auth_type="scram-sha-256"),
+                 users={"weir_auth": "authpw"},
+                 databases={"otherdb": base + " dbname=otherdb"})
+        try:
+            r = w.psql("select 1", dbname="otherdb")
+            self.assertIn("auth_query failed", r.stderr)
+        finally:
+            w.stop()
+
+    def test_trust_looks_up_users_absent_from_auth_file(self):
+        import base64
+        import http.client
+        import json
+        from harness import free_port
+        http_port = free_port()
+        w = Weir(PG, settings=dict(self.AUTH_QUERY, auth_type="trust",
+                                   http_listen_port=str(http_port)),
+                 users={"weir_auth": "authpw"})
+        try:
+            self.assertTrue(wait_port(http_port))
+            for user, status in (("app_md5", 200), ("nobody", 401)):  # the HTTP door the same
+                c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=20)
+                auth = base64.b64encode(("%s:x" % user).encode()).decode()
+                c.request("POST", "/v1/databases/appdb/sql", json.dumps({"query": "select 1 n"}),
+                          {"Authorization": "Basic " + auth})
+                r = c.getresponse()
+                body = r.read().decode()
+                self.assertEqual(r.status, status, body)
+                if status == 401:
+                    self.assertIn("no such user: nobody", body)
+            # app_md5 is found by auth_query; its md5 hash logs weir in to the server
+            r = w.psql("select current_user", user="app_md5", password="")
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "app_md5"), r.stderr + w.log())
+            r = w.psql("select 1", user="nobody", password="")
+            self.assertIn("no such user: nobody", r.stderr)
+        finally:
+            w.stop()
+
     def test_auth_query_failing(self):
         """A broken auth_query: the client hears why, and weir goes on serving."""
         w = Weir(PG, settings={"auth_type": "md5", "auth_user": "weir_auth",

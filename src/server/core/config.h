@@ -33,6 +33,7 @@ typedef struct cfg_db {
     char user[CFG_NAME];
     char password[CFG_STR];
     char auth_user[CFG_NAME];
+    char auth_dbname[CFG_NAME]; /* where auth_query runs ("": the client's database) */
     int pool_size, min_pool_size, reserve_pool, max_db_connections;
     int pool_mode;
     char connect_query[CFG_STR];
@@ -69,6 +70,7 @@ typedef struct cfg {
     int auth_type;
     char auth_file[CFG_STR];
     char auth_user[CFG_NAME];
+    char auth_dbname[CFG_NAME]; /* where auth_query runs ("": the client's database) */
     char auth_query[CFG_STR];
     char admin_users[CFG_STR], stats_users[CFG_STR];
     char ignore_startup_parameters[CFG_STR];

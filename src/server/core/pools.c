@@ -460,3 +460,17 @@ void pools_reserve_tick(server *s, int64_t now)
     }
     pthread_mutex_unlock(&s->pools_lock);
 }
+
+spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const char *client_user,
+                       const char *auth_user, char *err, size_t errlen)
+{
+    const char *adb = db->auth_dbname[0] ? db->auth_dbname : s->cfg.auth_dbname;
+    if (!adb[0]) return pool_get(s, db, dbname, client_user, auth_user, NULL, err, errlen);
+    const cfg_db *a = cfg_find_db(&s->cfg, adb);
+    if (!a || a->sqlite_path[0]) {
+        snprintf(err, errlen, "auth_dbname \"%s\" is not a PostgreSQL database in [databases]",
+                 adb);
+        return NULL;
+    }
+    return pool_get(s, a, adb, client_user, auth_user, NULL, err, errlen);
+}

@@ -59,6 +59,11 @@ typedef struct login_creds {
  * proved its password (cr) hands the pool what it proved. */
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen);
+/* Where auth_query runs for a client of db (the entry for dbname): the pool
+ * of auth_user on the database's auth_dbname, else [pgbouncer]'s, else the
+ * client's database itself. Both doors look secrets up through it. */
+spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const char *client_user,
+                       const char *auth_user, char *err, size_t errlen);
 void pools_destroy(server *s);
 void pools_apply_config(server *s); /* after a reload or SET, workers held */
 /* RECONNECT: close the server connections of db ("" = all) as they are

@@ -83,6 +83,8 @@ typedef struct rq_ctx {
     char user[CFG_NAME];
     char *password; /* owned: from HTTP Basic (as long as the request head allows) */
     bool have_password, token;
+    bool proved;   /* the password was checked against a secret: it may log in to the server */
+    char *qsecret; /* owned: trust with auth_query: the secret the lookup found (md5 or plain) */
     bool admin; /* an admin_users member: may list and end anyone's sessions */
     char dbname[CFG_NAME];
     const sql_engine *eng; /* the kind of the database (pick_db) */
@@ -256,13 +258,13 @@ static bool who(rq_ctx *x)
 
 /* auth_query for a user not in auth_file: the secret, or "" (no such user). */
 static int secret_by_query(rq_ctx *x, const char *auth_user, const char *query, char **secret,
-                           char *why, size_t whylen)
+                           bool *named, char *why, size_t whylen)
 {
     server *s = x->s;
     char err[300];
     pthread_rwlock_rdlock(&s->cfg_rw);
     const cfg_db *db = cfg_find_db(&s->cfg, x->dbname);
-    spool *ap = db ? pool_get(s, db, x->dbname, x->user, auth_user, NULL, err, sizeof err) : NULL;
+    spool *ap = db ? pool_auth_query(s, db, x->dbname, x->user, auth_user, err, sizeof err) : NULL;
     pthread_rwlock_unlock(&s->cfg_rw);
     if (!ap) return snprintf(why, whylen, "auth_query: %.200s", db ? err : "no such database"), -1;
     weir_conn *c = NULL;
@@ -273,7 +275,7 @@ static int secret_by_query(rq_ctx *x, const char *auth_user, const char *query, 
         return snprintf(why, whylen, "auth_query: %s", e[0] ? e : weir_strerror(rc)), -1;
     }
     backend *be = weir_conn_handle(c);
-    rc = pgx_lookup(be, query, x->user, x->wait_ms, secret, why, whylen);
+    rc = pgx_lookup(be, query, x->user, x->wait_ms, secret, named, why, whylen);
     weir_checkin(c);
     return rc;
 }
@@ -307,11 +309,12 @@ static bool check_password(rq_ctx *x, bool from_file, char *secret, const char *
     }
     uint8_t d[32];
     cred_digest(x->user, x->password, ctx, d);
-    if (cred_known(x->a, x->user, d)) return true;
+    if (cred_known(x->a, x->user, d)) return x->proved = true;
     char *looked = NULL;
     if (!from_file && auth_user[0]) {
         char why[300];
-        if (secret_by_query(x, auth_user, query, &looked, why, sizeof why)) {
+        bool named;
+        if (secret_by_query(x, auth_user, query, &looked, &named, why, sizeof why)) {
             fail(x, 503, "08P01", "%s", why);
             return false;
         }
@@ -324,6 +327,7 @@ static bool check_password(rq_ctx *x, bool from_file, char *secret, const char *
         free(looked);
     }
     if (ok) {
+        x->proved = true;
         cred_remember(x->a, x->user, d);
         authguard_passed(s->guard, x->user, x->rq->peer);
         return true;
@@ -344,6 +348,7 @@ static bool authenticate(rq_ctx *x)
     int type = k->auth_type;
     const cfg_secret *sec = cfg_find_secret(k, x->user);
     bool from_file = sec != NULL, oom = sec && !(secret = strdup(sec->secret));
+    bool k_auth_file = k->auth_file[0] != '\0';
     const cfg_db *db = cfg_find_db(k, x->dbname);
     const char *au = db && db->auth_user[0] ? db->auth_user : k->auth_user;
     if (!sec && au[0] && x->eng == &sql_engine_pg) {
@@ -354,8 +359,18 @@ static bool authenticate(rq_ctx *x)
     bool ok = false;
     if (oom) {
         fail(x, 500, "53200", "out of memory");
-    } else if (type == AUTH_TRUST || type == AUTH_ANY) {
+    } else if (type == AUTH_ANY || (type == AUTH_TRUST && (from_file || !k_auth_file))) {
         ok = true;
+    } else if (type == AUTH_TRUST) {
+        /* as the PostgreSQL door: absent from auth_file, the user must be
+         * found by auth_query (when there is an auth_user) */
+        char why[300];
+        char *found = NULL;
+        bool named = false;
+        ok = auth_user[0] && !secret_by_query(x, auth_user, query, &found, &named, why, sizeof why) &&
+             named;
+        x->qsecret = found; /* what the server login may use, as the PostgreSQL door's */
+        if (!ok) fail(x, 401, "28000", "no such user: %s", x->user);
     } else if (type == AUTH_CERT || type == AUTH_PEER) {
         fail(x, 401, "28000",
              "auth_type = %s: the HTTP door takes bearer tokens only ([http_tokens])",
@@ -465,7 +480,9 @@ static bool open_target(rq_ctx *x)
     pthread_rwlock_rdlock(&s->cfg_rw);
     const cfg_db *db = cfg_find_db(&s->cfg, x->dbname);
     if (db) {
-        login_creds cr = {.secret = x->have_password ? x->password : NULL};
+        /* Only a password that was checked lends itself to the server login
+         * (under trust the client's is just what it typed). */
+        login_creds cr = {.secret = x->proved ? x->password : x->qsecret};
         st = x->eng->target(s, db, x->dbname, x->user, &cr, &x->target, &code, err, sizeof err);
     }
     pthread_rwlock_unlock(&s->cfg_rw);
@@ -945,6 +962,10 @@ done:
     if (x.password) {
         explicit_bzero(x.password, strlen(x.password));
         free(x.password);
+    }
+    if (x.qsecret) {
+        explicit_bzero(x.qsecret, strlen(x.qsecret));
+        free(x.qsecret);
     }
     if (rs->status >= 100 && rs->status < 600) x.a->by_class[rs->status / 100]++;
 }

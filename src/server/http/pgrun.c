@@ -408,9 +408,10 @@ static int pgx_run(backend *be, const char *sql, const json_t *params, const sql
 }
 
 int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout_ms, char **secret,
-               char *why, size_t whylen)
+               bool *named, char *why, size_t whylen)
 {
     *secret = NULL;
+    *named = false;
     sbuf err = {0};
     pq_buf b = {0};
     int64_t dl = sql_deadline_after(timeout_ms);
@@ -445,6 +446,7 @@ int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout
         return -1;
     }
     *secret = q.secret; /* NULL when there is no such user */
+    *named = q.named;
     return 0;
 }
 

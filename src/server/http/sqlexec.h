@@ -67,9 +67,10 @@ void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, 
                    weir_pool *p);
 
 /* auth_query: the secret (second column) for user in *secret (malloc'd; NULL
- * if there is no row or it is NULL or empty). 0, or -1 with a reason in why. */
+ * if there is no row or it is NULL or empty); *named: the row names a user
+ * (the user exists, whatever its secret). 0, or -1 with a reason in why. */
 int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout_ms, char **secret,
-               char *why, size_t whylen);
+               bool *named, char *why, size_t whylen);
 
 static inline int64_t sql_deadline_after(int64_t ms)
 {

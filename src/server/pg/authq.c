@@ -71,6 +71,7 @@ int authq_answer(authq *q, const pq_msg *m)
             int32_t len = (int32_t)pq_get32(p);
             p += 4;
             if (len < 0) continue; /* NULL */
+            if (col == 0) q->named = true;
             if (e - p < len) goto bad;
             if (col == 1) set_secret(q, p, (size_t)len);
             p += len;

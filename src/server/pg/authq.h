@@ -12,6 +12,7 @@
 
 typedef struct authq {
     bool got_row;
+    bool named;    /* the row's first column (the user name) is not NULL: the user exists */
     char *secret;  /* owned: the first row's second column; NULL if NULL, empty or no row */
     char err[256]; /* the server's error, or what was wrong with its answer */
 } authq;

@@ -126,7 +126,8 @@ static const uint32_t moves[CL_NSTATES] = {
     [CL_TLS] = M(CL_LOGIN) | M(CL_CLOSED),
     [CL_AUTH_START] = M(CL_AUTH_QUERY) | M(CL_AUTH_PASSWORD) | M(CL_AUTH_SASL_FIRST) |
                       M(CL_WELCOME) | M(CL_IDLE) | M(CL_CONSOLE) | M(CL_CLOSED),
-    [CL_AUTH_QUERY] = M(CL_AUTH_PASSWORD) | M(CL_AUTH_SASL_FIRST) | M(CL_CLOSED),
+    [CL_AUTH_QUERY] = M(CL_AUTH_PASSWORD) | M(CL_AUTH_SASL_FIRST) | M(CL_WELCOME) | M(CL_IDLE) |
+                      M(CL_CLOSED), /* trust: found, in */
     [CL_AUTH_PASSWORD] = M(CL_WELCOME) | M(CL_IDLE) | M(CL_CONSOLE) | M(CL_CLOSED),
     [CL_AUTH_SASL_FIRST] = M(CL_AUTH_SASL_FINAL) | M(CL_CLOSED),
     [CL_AUTH_SASL_FINAL] = M(CL_WELCOME) | M(CL_IDLE) | M(CL_CONSOLE) | M(CL_CLOSED),
@@ -1129,9 +1130,9 @@ static void auth_lookup_start(client *c, const cfg_db *db, const char *auth_user
 {
     server *s = c->w->srv;
     char err[300];
-    spool *ap = pool_get(s, db, c->dbname, c->user, auth_user, NULL, err, sizeof err);
+    spool *ap = pool_auth_query(s, db, c->dbname, c->user, auth_user, err, sizeof err);
     if (!ap) {
-        client_close(c, "08P01", "%s", err);
+        client_close(c, "08P01", "auth_query failed: %s", err);
         return;
     }
     c->aq = calloc(1, sizeof *c->aq);
@@ -1222,8 +1223,16 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
     c->secret = aq->q.secret; /* taken over */
     aq->q.secret = NULL;
     c->secret_from_query = c->secret != NULL;
+    bool found = aq->q.named; /* a function returning a record answers NULLs for nobody */
     auth_lookup_end(c, true);
     c->pool = NULL;
+    if (c->w->srv->cfg.auth_type == AUTH_TRUST) { /* trust: found is enough */
+        if (found)
+            auth_done(c);
+        else
+            client_close(c, "28000", "no such user: %s", c->user);
+        return;
+    }
     auth_ask(c);
 }
 
@@ -1400,9 +1409,19 @@ static void auth_start(client *c)
     }
     const cfg_secret *sec = cfg_find_secret(&s->cfg, c->user);
     if (type == AUTH_TRUST) {
-        if (s->cfg.auth_file[0] && !sec) {
-            client_close(c, "28000", "no such user: %s", c->user);
-            return;
+        if (!sec) {
+            /* A user absent from auth_file is looked up with auth_query
+             * when there is an auth_user, and refused only if not found. */
+            const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
+            const char *au = db && db->auth_user[0] ? db->auth_user : s->cfg.auth_user;
+            if (db && !db->sqlite_path[0] && au[0]) {
+                auth_lookup_start(c, db, au);
+                return;
+            }
+            if (s->cfg.auth_file[0]) {
+                client_close(c, "28000", "no such user: %s", c->user);
+                return;
+            }
         }
         auth_done(c);
         return;
