@@ -408,7 +408,9 @@ static int tls_to_server(backend *be, const be_target *t, int64_t deadline_ns, c
         rc = WEIR_ECONNECT;
     }
     if (rc) {
-        snprintf(err, errlen, "server closed the connection at its SSLRequest");
+        snprintf(err, errlen, rc == WEIR_ETIMEDOUT
+                                  ? "server login timed out"
+                                  : "server closed the connection at its SSLRequest");
         return rc;
     }
     if (answer == 'N') {
