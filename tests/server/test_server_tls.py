@@ -93,13 +93,14 @@ def tls_weir(mode, **extra):
     return w
 
 
-def psql(w, sslmode, sql="select 1", host="127.0.0.1", **params):
+def psql(w, sslmode, sql="select 1", host="127.0.0.1", password_override=None, **params):
     conn = "host=%s port=%d user=app dbname=appdb sslmode=%s" % (host, w.port, sslmode)
     for k, v in params.items():
         conn += " %s=%s" % (k, v)
     return subprocess.run(["psql", "-X", "-A", "-t", "-c", sql, conn], capture_output=True,
                           text=True, timeout=30,
-                          env=dict(os.environ, PGPASSWORD="s3cret", PGCONNECT_TIMEOUT="10"))
+                          env=dict(os.environ, PGPASSWORD=password_override or "s3cret",
+                                   PGCONNECT_TIMEOUT="10"))
 
 
 def server_subject(port):
@@ -137,6 +138,20 @@ class TestClientTls(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("certificate verify failed", r.stderr)
             # the Unix socket needs no TLS (nothing crosses a network)
+        finally:
+            w.stop()
+
+    def test_scram_channel_binding(self):
+        """SCRAM-SHA-256-PLUS (tls-server-end-point) over TLS: libpq's
+        channel_binding=require works through weir."""
+        w = tls_weir("require", auth_type="scram-sha-256")
+        try:
+            for cb in ("require", "prefer", "disable"):
+                r = psql(w, "require", "select current_user", channel_binding=cb)
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "app"),
+                                 cb + ": " + r.stderr + w.log()[-1500:])
+            r = psql(w, "require", channel_binding="require", password_override="wrong")
+            self.assertIn('password authentication failed for user "app"', r.stderr)
         finally:
             w.stop()
 

@@ -194,6 +194,18 @@ static void test_scram_server_limits(void **state)
     assert_int_equal(scram_server_first(&ss, "n,,n=,r=a,b", 11, &why), 0); /* nonce "a" */
     memset(m + 8, 'k', 65536 - 8);
     assert_int_equal(scram_server_first(&ss, m, 65536, &why), -1); /* over 65 535 */
+    /* channel binding: a downgrade ("y" while weir offers -PLUS) and binding
+     * data under the plain mechanism are refused */
+    ss.cbind_len = 32;
+    assert_int_equal(scram_server_first(&ss, "y,,n=,r=abc", 11, &why), -1);
+    assert_string_equal(why, "SCRAM channel binding negotiation error");
+    assert_int_equal(scram_server_first(&ss, "p=tls-server-end-point,,n=,r=abc", 32, &why), -1);
+    ss.plus = true;
+    assert_int_equal(scram_server_first(&ss, "n,,n=,r=abc", 11, &why), -1);
+    assert_string_equal(why, "channel binding is required by SCRAM-SHA-256-PLUS");
+    assert_int_equal(scram_server_first(&ss, "p=tls-unique,,n=,r=abc", 22, &why), -1);
+    assert_string_equal(why, "unsupported SCRAM channel-binding type");
+    assert_int_equal(scram_server_first(&ss, "p=tls-server-end-point,,n=,r=abc", 32, &why), 0);
     free(m);
     scram_server_clear(&ss);
 }

@@ -232,14 +232,35 @@ int scram_server_first(scram_server *st, const char *msg, size_t len, const char
 {
     *why = "malformed SCRAM message";
     if (len < 3 || len > CFG_SECRET_MAX || memchr(msg, '\0', len)) return -1;
-    /* gs2 header: "n,," or "y,,"; channel binding ("p=") is not offered */
+    /* gs2 header: "p=tls-server-end-point,," (SCRAM-SHA-256-PLUS), "n,," (no
+     * channel binding) or "y,," (the client could, but thinks weir cannot:
+     * with TLS on, that is a downgrade, refused as PostgreSQL does) */
+    const char *c1 = memchr(msg, ',', len);
+    if (!c1) return -1;
     if (msg[0] == 'p') {
-        *why = "channel binding is not supported";
+        static const char tsep[] = "p=tls-server-end-point";
+        if (!st->plus) {
+            *why = "the client selected SCRAM-SHA-256 without channel binding, but the SCRAM "
+                   "message includes channel binding data";
+            return -1;
+        }
+        if ((size_t)(c1 - msg) != sizeof tsep - 1 || memcmp(msg, tsep, sizeof tsep - 1)) {
+            *why = "unsupported SCRAM channel-binding type";
+            return -1;
+        }
+    } else if (st->plus) {
+        *why = "channel binding is required by SCRAM-SHA-256-PLUS";
+        return -1;
+    } else if ((msg[0] != 'n' && msg[0] != 'y') || c1 != msg + 1) {
+        return -1;
+    } else if (msg[0] == 'y' && st->cbind_len) {
+        *why = "SCRAM channel binding negotiation error";
         return -1;
     }
-    if ((msg[0] != 'n' && msg[0] != 'y') || msg[1] != ',') return -1;
-    const char *c2 = memchr(msg + 2, ',', len - 2);
-    if (!c2) return -1;
+    const char *c2 = memchr(c1 + 1, ',', len - (size_t)(c1 + 1 - msg));
+    if (!c2 || (size_t)(c2 + 1 - msg) >= sizeof st->gs2) return -1;
+    memcpy(st->gs2, msg, (size_t)(c2 + 1 - msg));
+    st->gs2[c2 + 1 - msg] = '\0';
     const char *bare = c2 + 1;
     size_t blen = len - (size_t)(bare - msg);
     size_t nlen;
@@ -279,8 +300,15 @@ int scram_server_final(scram_server *st, const char *msg, size_t len, char *out,
     const char *c = attr(msg, len, 'c', &cl), *r = attr(msg, len, 'r', &rl);
     const char *p = attr(msg, len, 'p', &pl);
     if (!c || !r || !p) return -1;
-    if (!((cl == 4 && !memcmp(c, "biws", 4)) || (cl == 4 && !memcmp(c, "eSws", 4)))) {
-        *why = "unexpected SCRAM channel-binding data";
+    /* c= is base64(gs2 header, then the binding data for -PLUS) */
+    uint8_t cb[sizeof st->gs2 + sizeof st->cbind];
+    size_t gl = strlen(st->gs2), bl0 = st->plus ? st->cbind_len : 0;
+    memcpy(cb, st->gs2, gl);
+    if (bl0) memcpy(cb + gl, st->cbind, bl0);
+    char want[2 * (sizeof cb) + 4];
+    int wl = b64_encode(cb, gl + bl0, want, sizeof want);
+    if (wl < 0 || cl != (size_t)wl || CRYPTO_memcmp(c, want, cl)) {
+        *why = "SCRAM channel binding check failed";
         return -1;
     }
     if (rl != strlen(st->nonce) || memcmp(r, st->nonce, rl)) {

@@ -56,6 +56,13 @@ int scram_secret_mock(const char *user, scram_secret *s);
  * them. */
 typedef struct scram_server {
     scram_secret sec;
+    /* Channel binding (tls-server-end-point), set before the first message:
+     * cbind is the hash of weir's TLS certificate (cbind_len 0: no TLS), and
+     * plus says the client chose SCRAM-SHA-256-PLUS. */
+    uint8_t cbind[64];
+    size_t cbind_len;
+    bool plus;
+    char gs2[64]; /* the client's gs2 header, as sent ("n,,", "p=tls-server-end-point,,") */
     char *nonce;             /* the client's nonce and weir's */
     char *client_first_bare; /* as the client sent it */
     char *server_first;      /* as weir sent it */

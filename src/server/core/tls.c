@@ -3,6 +3,9 @@
 #include "core/tls.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -299,4 +302,16 @@ int tls_peer_cn(SSL *ssl, char *out, size_t len)
     X509_free(x);
     /* A CN with a NUL inside would compare equal to its prefix: refuse it. */
     return n > 0 && (size_t)n < len && strlen(out) == (size_t)n ? 0 : -1;
+}
+
+size_t tls_cbind(SSL *ssl, unsigned char *out, size_t cap)
+{
+    X509 *x = SSL_get_certificate(ssl); /* not a new reference */
+    int md_nid = NID_undef, pk_nid;
+    if (!x || !OBJ_find_sigid_algs(X509_get_signature_nid(x), &md_nid, &pk_nid)) return 0;
+    const EVP_MD *md = md_nid == NID_md5 || md_nid == NID_sha1 ? EVP_sha256()
+                                                              : EVP_get_digestbynid(md_nid);
+    unsigned int n = 0;
+    if (!md || (size_t)EVP_MD_size(md) > cap || X509_digest(x, md, out, &n) != 1) return 0;
+    return n;
 }

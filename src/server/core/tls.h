@@ -36,6 +36,10 @@ int tls_handshake(SSL *ssl, char *why, size_t len);
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384" as SHOW CLIENTS' tls column shows it. */
 void tls_describe(SSL *ssl, char *out, size_t len);
 void tls_close(SSL *ssl); /* a quiet close_notify, then freed */
+/* SCRAM's tls-server-end-point binding data (RFC 5929): the hash of weir's
+ * own certificate on ssl, with its signature's hash (SHA-256 for MD5 and
+ * SHA-1). Its length, or 0. */
+size_t tls_cbind(SSL *ssl, unsigned char *out, size_t cap);
 /* The CommonName of the certificate the peer presented and the handshake
  * verified, into out: 0; -1 if there is none (no certificate, or no CN). */
 int tls_peer_cn(SSL *ssl, char *out, size_t len);

@@ -1487,8 +1487,14 @@ static void auth_ask(client *c)
             client_close(c, "58000", "could not prepare authentication: no random bytes");
             return;
         }
+        /* Over TLS, channel binding too (tls-server-end-point), preferred first. */
         static const char mech[] = "SCRAM-SHA-256\0";
-        (void)pq_put_auth(&c->out, 10, mech, sizeof mech);
+        static const char mech_plus[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
+        c->scram->cbind_len = c->tls ? tls_cbind(c->tls, c->scram->cbind, sizeof c->scram->cbind) : 0;
+        if (c->scram->cbind_len)
+            (void)pq_put_auth(&c->out, 10, mech_plus, sizeof mech_plus);
+        else
+            (void)pq_put_auth(&c->out, 10, mech, sizeof mech);
         set_state(c, CL_AUTH_SASL_FIRST);
     } else if (type == AUTH_MD5) {
         if (auth_random(c->salt, 4)) {
@@ -1539,10 +1545,12 @@ static void auth_message(client *c, const pq_msg *m)
     if (c->state == CL_AUTH_SASL_FIRST) {
         const uint8_t *q = m->body, *e = m->body + blen;
         const char *mech = pq_get_str(&q, e);
-        if (!mech || strcmp(mech, "SCRAM-SHA-256")) {
+        bool plus = mech && c->scram->cbind_len && !strcmp(mech, "SCRAM-SHA-256-PLUS");
+        if (!mech || (!plus && strcmp(mech, "SCRAM-SHA-256"))) {
             client_close(c, "08P01", "client selected an invalid SASL authentication mechanism");
             return;
         }
+        c->scram->plus = plus;
         if (e - q < 4 || pq_get32(q) != (uint32_t)(e - q - 4)) {
             client_close(c, "08P01", "malformed SASL message");
             return;
