@@ -155,6 +155,32 @@ class TestClientTls(unittest.TestCase):
         finally:
             w.stop()
 
+    def test_direct_tls_as_postgresql_17(self):
+        """sslnegotiation=direct: TLS from the first byte, ALPN "postgresql"
+        required (Python's ssl module plays the PostgreSQL 17 client)."""
+        import ssl
+        w = tls_weir("require")
+        try:
+            for alpn in (["postgresql"], None):
+                ctx = ssl.create_default_context(cafile=cert("ca.crt"))
+                if alpn:
+                    ctx.set_alpn_protocols(alpn)
+                raw = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+                s = ctx.wrap_socket(raw, server_hostname="localhost")
+                s.sendall(raw_startup())
+                try:
+                    data = s.recv(65536)
+                except (ssl.SSLError, ConnectionResetError):
+                    data = b""
+                s.close()
+                if alpn:
+                    self.assertEqual(data[:1], b"R", data)  # asked for a password, over TLS
+                else:
+                    self.assertEqual(data, b"")
+            self.assertIn('direct TLS connection without ALPN protocol "postgresql"', w.log())
+        finally:
+            w.stop()
+
     def test_prefer_serves_both(self):
         w = tls_weir("prefer")
         try:

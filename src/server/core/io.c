@@ -59,6 +59,12 @@ ssize_t io_writev(int fd, const struct iovec *iov, int n)
     return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+int io_peek_byte(int fd)
+{
+    unsigned char b;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 ? b : -1;
+}
+
 bool io_quiet(int fd)
 {
     char b;

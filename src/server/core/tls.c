@@ -134,6 +134,30 @@ fail:
     return NULL;
 }
 
+/* ALPN: "postgresql" when the client offers it (PostgreSQL 17's direct TLS
+ * requires it; libpq sends it with every TLS connection). */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const unsigned char pg[] = "\x0apostgresql";
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, outlen, pg, sizeof pg - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+bool tls_alpn_postgresql(SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return n == 10 && !memcmp(p, "postgresql", 10);
+}
+
 struct tls_ref {
     pthread_mutex_t mu;
     SSL_CTX *ctx; /* NULL: server_tls_sslmode = disable */
@@ -157,6 +181,7 @@ int tls_client_setup(server *s, char *why, size_t len)
     if (cfg_sslmode(c->client_tls_sslmode) > SSLMODE_DISABLE) {
         ctx = make_ctx(&k, why, len);
         if (!ctx) return -1;
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     }
     pthread_mutex_lock(&s->tls_mu);
     SSL_CTX *old = s->tls_client;

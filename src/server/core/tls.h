@@ -36,6 +36,8 @@ int tls_handshake(SSL *ssl, char *why, size_t len);
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384" as SHOW CLIENTS' tls column shows it. */
 void tls_describe(SSL *ssl, char *out, size_t len);
 void tls_close(SSL *ssl); /* a quiet close_notify, then freed */
+/* The handshake agreed on ALPN "postgresql". */
+bool tls_alpn_postgresql(SSL *ssl);
 /* SCRAM's tls-server-end-point binding data (RFC 5929): the hash of weir's
  * own certificate on ssl, with its signature's hash (SHA-256 for MD5 and
  * SHA-1). Its length, or 0. */

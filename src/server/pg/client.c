@@ -1595,6 +1595,13 @@ static void tls_step(client *c)
         return;
     }
     c->tls_want_write = r == 2;
+    if (r == 1 && c->tls_direct && !tls_alpn_postgresql(c->tls)) {
+        /* as PostgreSQL 17: direct TLS must say it is for postgresql */
+        srv_log(c->w->srv, "WARNING",
+                "C-%p: direct TLS connection without ALPN protocol \"postgresql\"", (void *)c);
+        destroy(c);
+        return;
+    }
     if (r == 1) set_state(c, CL_LOGIN);
     update_events(c);
     if (r == 1 && io_pending(c->tls)) event_active(&c->cev, EV_READ, 0);
@@ -1744,6 +1751,21 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
     if (c->state == CL_TLS) {
         tls_step(c);
         return;
+    }
+    /* A TLS record as the very first byte: direct TLS, no SSLRequest (a
+     * startup packet begins with its length, never 0x16). */
+    if (c->state == CL_LOGIN && !c->tls && !pq_buf_len(&c->in) && c->w->srv->tls_client &&
+        (what & EV_READ)) {
+        if (io_peek_byte(fd) == 0x16) {
+            if (!(c->tls = tls_accept_new(c->w->srv, c->fd))) {
+                destroy(c);
+                return;
+            }
+            c->tls_direct = true;
+            set_state(c, CL_TLS);
+            tls_step(c);
+            return;
+        }
     }
     if (what & EV_WRITE) {
         if (!flush_out(c)) return;

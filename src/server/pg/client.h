@@ -80,6 +80,7 @@ struct client {
     char admin_wait_db[CFG_NAME];
     SSL *tls;            /* after an SSLRequest answered 'S': every byte goes through it */
     bool tls_want_write; /* the handshake waits to write */
+    bool tls_direct;     /* TLS from the first byte (PostgreSQL 17's sslnegotiation=direct) */
     uint64_t req;
     completion done; /* the checkout's result, queued to the worker (checkout_done) */
     weir_conn *done_conn;
