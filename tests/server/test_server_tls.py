@@ -273,6 +273,46 @@ class TestClientTls(unittest.TestCase):
                 w.stop()
 
 
+class TestHttps(unittest.TestCase):
+    def curl(self, url, *args):
+        return subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", cert("ca.crt")] +
+                              list(args) + [url], capture_output=True, text=True, timeout=30)
+
+    def test_require_and_prefer(self):
+        for mode in ("require", "prefer"):
+            port = free_port()
+            w = tls_weir("disable", http_listen_port=str(port), http_tls_sslmode=mode)
+            try:
+                self.assertTrue(wait_port(port))
+                base = "https://localhost:%d" % port
+                r = self.curl(base + "/health")
+                self.assertEqual(r.returncode, 0, r.stderr + w.log())
+                self.assertIn('"ok"', r.stdout)
+                # SQL with Basic credentials, and an answer of many TLS records
+                r = self.curl(base + "/v1/databases/appdb/sql", "-u", "app:s3cret", "-d",
+                              '{"query": "select repeat(\'x\', 200000) big"}')
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("x" * 200000, r.stdout)
+                r = self.curl("http://127.0.0.1:%d/health" % port)
+                if mode == "require":
+                    self.assertNotEqual(r.returncode, 0)  # plain HTTP gets no answer
+                else:
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertIn('"ok"', r.stdout)
+            finally:
+                w.stop()
+
+    def test_the_door_needs_a_certificate(self):
+        w = Weir(PG, start=False, settings={"http_listen_port": str(free_port()),
+                                            "http_tls_sslmode": "require"})
+        try:
+            rc, log = w.start_fails()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("http_tls_sslmode = require needs http_tls_key_file", log)
+        finally:
+            w.stop()
+
+
 class TestCertAndPeerLogins(unittest.TestCase):
     def test_cert_the_certificate_names_the_user(self):
         w = tls_weir("require", client_tls_ca_file=cert("ca.crt"), auth_type="cert")

@@ -108,6 +108,9 @@ static const key keys[] = {
     K(server_tls_protocols, K_STR, "secure"),
     K(server_tls_ciphers, K_STR, "default"),
     K(server_tls13_ciphers, K_STR, ""),
+    K(http_tls_sslmode, K_NAME, "disable"),
+    K(http_tls_key_file, K_STR, ""),
+    K(http_tls_cert_file, K_STR, ""),
     K(http_listen_addr, K_STR, ""),
     K(http_listen_port, K_INT, "0"),
     K(http_workers, K_INT, "0"),
@@ -966,6 +969,19 @@ int cfg_check_tls(const cfg *c, char *why, size_t len)
     if (cm >= SSLMODE_VERIFY_CA && !c->client_tls_ca_file[0]) {
         snprintf(why, len, "client_tls_sslmode = %s needs client_tls_ca_file (to check client "
                            "certificates against)", c->client_tls_sslmode);
+        return -1;
+    }
+    int hm = cfg_sslmode(c->http_tls_sslmode);
+    if (hm != SSLMODE_DISABLE && hm != SSLMODE_PREFER && hm != SSLMODE_REQUIRE) {
+        snprintf(why, len, "http_tls_sslmode must be disable, prefer or require");
+        return -1;
+    }
+    if (hm != SSLMODE_DISABLE &&
+        !(c->http_tls_key_file[0] ? c->http_tls_cert_file[0]
+                                  : c->client_tls_key_file[0] && c->client_tls_cert_file[0])) {
+        snprintf(why, len, "http_tls_sslmode = %s needs http_tls_key_file and http_tls_cert_file "
+                           "(or client_tls_key_file and client_tls_cert_file)",
+                 c->http_tls_sslmode);
         return -1;
     }
     if (c->auth_type == AUTH_CERT && (cm == SSLMODE_DISABLE || !c->client_tls_ca_file[0])) {

@@ -103,6 +103,8 @@ typedef struct cfg {
     /* weir's own */
     int workers;                    /* event-loop threads; 0 = number of cores */
     char http_listen_addr[CFG_STR]; /* the HTTP door (/metrics, /health, /ready); off unless set */
+    char http_tls_sslmode[CFG_NAME]; /* disable, prefer (HTTPS and HTTP on one port), require */
+    char http_tls_key_file[CFG_STR], http_tls_cert_file[CFG_STR]; /* "": the client_tls_* ones */
     int http_listen_port;
     int http_workers;               /* HTTP request threads; 0 = twice the cores, at least 4 */
     int http_max_body;              /* bytes of a request body (413 above) */

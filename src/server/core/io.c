@@ -62,7 +62,9 @@ ssize_t io_writev(int fd, const struct iovec *iov, int n)
 int io_peek_byte(int fd)
 {
     unsigned char b;
-    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 ? b : -1;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 1 ? b : n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ? -2
+                                                                                             : -1;
 }
 
 bool io_quiet(int fd)

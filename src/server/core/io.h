@@ -19,7 +19,8 @@ ssize_t io_writev(int fd, const struct iovec *iov, int n);    /* the same, gathe
 /* Bytes TLS has decrypted and holds for the next io_recv (the socket will
  * not say so): read them before waiting for the socket. */
 size_t io_pending(SSL *tls);
-/* The next byte on fd, left there; -1 if none is there yet. */
+/* The next byte on fd, left there; -1 if none is there yet, -2 at the end
+ * (or an error). */
 int io_peek_byte(int fd);
 /* An idle connection has nothing to say: false if it is closed, failed, or
  * has bytes waiting (a server's unasked FATAL). Reads nothing. */

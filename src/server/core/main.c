@@ -265,7 +265,8 @@ int main(int argc, char **argv)
     s->door = &pg_door;
     s->config_changed = http_config_changed;
     char why[300];
-    if (tls_client_setup(s, why, sizeof why) || tls_server_setup(s, why, sizeof why)) {
+    if (tls_client_setup(s, why, sizeof why) || tls_server_setup(s, why, sizeof why) ||
+        tls_http_setup(s, why, sizeof why)) {
         srv_log(s, "ERROR", "TLS: %s; not starting", why);
         return 1;
     }

@@ -62,7 +62,8 @@ static void install(server *s, cfg *nc)
     /* New handshakes use the new certificates; connections keep theirs. A
      * bad file keeps the context in use. */
     char why[300];
-    if (tls_client_setup(s, why, sizeof why) || tls_server_setup(s, why, sizeof why))
+    if (tls_client_setup(s, why, sizeof why) || tls_server_setup(s, why, sizeof why) ||
+        tls_http_setup(s, why, sizeof why))
         srv_log(s, "ERROR", "TLS: %s; the TLS settings in use are kept", why);
     workers_release(s);
     cfg_free(&old);

@@ -75,6 +75,7 @@ struct server {
     /* TLS towards clients (tls.c): the context, remade by a reload */
     pthread_mutex_t tls_mu;
     struct ssl_ctx_st *tls_client; /* NULL: client_tls_sslmode = disable */
+    struct ssl_ctx_st *tls_http;   /* NULL: http_tls_sslmode = disable */
     struct tls_ref *tls_out;       /* towards servers (server_tls_*; tls.c) */
 };
 

@@ -191,6 +191,47 @@ int tls_client_setup(server *s, char *why, size_t len)
     return 0;
 }
 
+int tls_http_setup(server *s, char *why, size_t len)
+{
+    const cfg *c = &s->cfg;
+    bool own = c->http_tls_key_file[0];
+    side k = {false,
+              "require",
+              own ? c->http_tls_key_file : c->client_tls_key_file,
+              own ? c->http_tls_cert_file : c->client_tls_cert_file,
+              "",
+              c->client_tls_protocols,
+              c->client_tls_ciphers,
+              c->client_tls13_ciphers,
+              c->client_tls_ecdhcurve,
+              c->client_tls_dheparams,
+              own ? "http_tls" : "client_tls"};
+    SSL_CTX *ctx = NULL;
+    if (cfg_sslmode(c->http_tls_sslmode) > SSLMODE_DISABLE) {
+        ctx = make_ctx(&k, why, len);
+        if (!ctx) return -1;
+    }
+    pthread_mutex_lock(&s->tls_mu);
+    SSL_CTX *old = s->tls_http;
+    s->tls_http = ctx;
+    pthread_mutex_unlock(&s->tls_mu);
+    SSL_CTX_free(old);
+    return 0;
+}
+
+SSL *tls_http_new(server *s, int fd)
+{
+    pthread_mutex_lock(&s->tls_mu);
+    SSL *ssl = s->tls_http ? SSL_new(s->tls_http) : NULL;
+    pthread_mutex_unlock(&s->tls_mu);
+    if (ssl && SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (ssl) SSL_set_accept_state(ssl);
+    return ssl;
+}
+
 int tls_server_setup(server *s, char *why, size_t len)
 {
     const cfg *c = &s->cfg;
@@ -229,6 +270,8 @@ void tls_free(server *s)
 {
     SSL_CTX_free(s->tls_client);
     s->tls_client = NULL;
+    SSL_CTX_free(s->tls_http);
+    s->tls_http = NULL;
     if (s->tls_out) {
         SSL_CTX_free(s->tls_out->ctx);
         pthread_mutex_destroy(&s->tls_out->mu);

@@ -22,6 +22,10 @@ typedef struct tls_ref tls_ref;
 int tls_client_setup(server *s, char *why, size_t len);
 /* The same for connections to servers (server_tls_*): s->tls_out. */
 int tls_server_setup(server *s, char *why, size_t len);
+/* The same for the HTTP door (http_tls_*; the client_tls_* files when its
+ * own are not set), and a TLS connection on one of its sockets. */
+int tls_http_setup(server *s, char *why, size_t len);
+SSL *tls_http_new(server *s, int fd);
 void tls_free(server *s);
 /* A TLS connection on fd towards a server at host: SNI, and the checks of
  * sslmode (verify-ca: the chain; verify-full: the chain and the name), or

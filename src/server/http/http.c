@@ -27,6 +27,7 @@
 #include "core/server.h"
 #include "http/http.h"
 #include "pg/backend.h"
+#include "core/tls.h"
 #include "http/httpapi.h"
 #include "core/log.h"
 #include "core/stats.h"
@@ -286,6 +287,12 @@ static void door_log(void *ud, const char *msg)
     srv_log(d->s, "WARNING", "%s", msg);
 }
 
+/* An accepted connection's TLS (the door's ud is the http_door). */
+static SSL *https_conn(void *ud, int fd)
+{
+    return tls_http_new(((struct http_door *)ud)->s, fd);
+}
+
 int http_start(server *s)
 {
     const cfg *k = &s->cfg;
@@ -303,15 +310,19 @@ int http_start(server *s)
     char err[300];
     httpd_limits lim;
     limits_of(k, &lim);
-    if (httpd_start(&d->d, addr, k->http_listen_port, s->nhttp, &lim, on_request, classify, d,
-                    door_log, err, sizeof err)) {
+    int tm = cfg_sslmode(k->http_tls_sslmode);
+    httpd_tls tls = {.new_conn = tm > SSLMODE_DISABLE ? https_conn : NULL,
+                     .sniff = tm == SSLMODE_PREFER};
+    if (httpd_start(&d->d, addr, k->http_listen_port, s->nhttp, &lim, &tls, on_request, classify,
+                    d, door_log, err, sizeof err)) {
         srv_log(s, "ERROR", "%s", err);
         api_stop(s);
         free(d);
         return -1;
     }
     s->http = d;
-    srv_log(s, "LOG", "HTTP on %s:%d, %d threads (/v1/sql, /v1/sessions, /metrics, /ready)", addr,
+    srv_log(s, "LOG", "HTTP%s on %s:%d, %d threads (/v1/sql, /v1/sessions, /metrics, /ready)",
+            tm == SSLMODE_REQUIRE ? "S" : tm == SSLMODE_PREFER ? " and HTTPS" : "", addr,
             k->http_listen_port, s->nhttp);
     return 0;
 }

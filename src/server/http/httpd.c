@@ -22,6 +22,7 @@
  */
 #include "http/httpd.h"
 #include "core/io.h"
+#include "core/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -115,6 +116,9 @@ typedef struct hjob hjob;
 typedef struct hconn {
     hthread *t;
     int fd;
+    SSL *tls;        /* HTTPS: every byte through it */
+    bool tls_decide; /* prefer: the first byte says TLS or plain */
+    bool handshake;  /* the TLS handshake is under way */
     struct event ev;
     short armed; /* the events ev is added for */
     char peer[64];
@@ -174,6 +178,7 @@ struct httpd {
     _Atomic int64_t req_timeout_ms, idle_timeout_ms;
     atomic_int nconns; /* open connections, all threads */
     _Atomic long long refused, timeouts, accept_errors;
+    httpd_tls tls; /* HTTPS, or new_conn NULL */
     http_handler h;
     http_classify classify;
     void *ud;
@@ -221,6 +226,8 @@ static void conn_free(hconn *c)
     hthread *t = c->t;
     if (c->armed) event_del(&c->ev);
     c->armed = 0;
+    tls_close(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     if (c->busy) { /* its job still runs: freed when the job comes back */
@@ -273,7 +280,7 @@ static void conn_arm(hconn *c, short what)
 static bool conn_flush(hconn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = io_send(c->fd, NULL, c->out + c->out_off, c->out_len - c->out_off);
+        ssize_t w = io_send(c->fd, c->tls, c->out + c->out_off, c->out_len - c->out_off);
         if (w > 0) {
             c->out_off += (size_t)w;
             continue;
@@ -300,7 +307,7 @@ static bool conn_flush(hconn *c)
 static bool conn_send(hconn *c, const char *head, size_t hlen, const char *body, size_t blen)
 {
     size_t done = 0, total = hlen + blen;
-    if (!c->out) {
+    if (!c->out && !c->tls) { /* over TLS everything goes through out and conn_flush */
         struct iovec iov[2] = {{(void *)head, hlen}, {(void *)body, blen}};
         for (;;) {
             ssize_t w = io_writev(c->fd, iov, blen ? 2 : 1);
@@ -619,6 +626,20 @@ static bool conn_process(hconn *c)
     return true;
 }
 
+/* Begin TLS on c (its handshake runs in on_conn, under the request
+ * deadline); false if c is gone. */
+static bool start_tls(hconn *c)
+{
+    httpd *d = c->t->d;
+    if (!(c->tls = d->tls.new_conn(d->ud, c->fd))) {
+        conn_free(c);
+        return false;
+    }
+    c->handshake = true;
+    c->req_ms = coarse_ms();
+    return true;
+}
+
 static void on_conn(evutil_socket_t fd, short what, void *arg)
 {
     hconn *c = arg;
@@ -632,6 +653,33 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
         }
         conn_free(c);
         return;
+    }
+    if (c->tls_decide) { /* prefer: a TLS record first means HTTPS */
+        int b = io_peek_byte(fd);
+        if (b == -1) return;
+        c->tls_decide = false;
+        if (b == 0x16 && !start_tls(c)) return;
+    }
+    if (c->handshake) {
+        char why[300];
+        int r = tls_handshake(c->tls, why, sizeof why);
+        if (r < 0) {
+            c->t->d->log(c->t->d->ud, why);
+            conn_free(c);
+            return;
+        }
+        if (r != 1) {
+            conn_arm(c, r == 2 ? EV_WRITE : EV_READ);
+            return;
+        }
+        c->handshake = false;
+        c->req_ms = 0;
+        c->idle_ms = coarse_ms();
+        if (!io_pending(c->tls)) {
+            conn_arm(c, EV_READ);
+            return;
+        }
+        what = EV_READ;
     }
     if (what & EV_WRITE) {
         if (!conn_flush(c)) return;
@@ -659,11 +707,12 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
             /* Full of pipelined requests: answer those first, read the rest after. */
             if (c->in_len == c->in_cap) break;
         }
-        ssize_t r = io_recv(fd, NULL, c->in + c->in_len, c->in_cap - c->in_len);
+        ssize_t r = io_recv(fd, c->tls, c->in + c->in_len, c->in_cap - c->in_len);
         if (r > 0) {
             c->in_len += (size_t)r;
             got = true;
-            if (c->in_len < c->in_cap) break;
+            /* a short read empties the socket, but TLS gives one record at a time */
+            if (c->in_len < c->in_cap && !io_pending(c->tls)) break;
             continue;
         }
         if (r < 0 && errno == EINTR) continue;
@@ -734,6 +783,12 @@ static void on_new(evutil_socket_t fd, short what, void *arg)
         if (t->conns) t->conns->prev = c;
         t->conns = c;
         c->idle_ms = coarse_ms();
+        if (t->d->tls.new_conn) {
+            if (t->d->tls.sniff)
+                c->tls_decide = true;
+            else if (!start_tls(c))
+                continue;
+        }
         conn_arm(c, EV_READ);
     }
     free(q);
@@ -885,11 +940,12 @@ static void threads_free(httpd *d)
 }
 
 int httpd_start(httpd **out, const char *addr, int port, int nthreads, const httpd_limits *lim,
-                http_handler h, http_classify classify, void *ud,
+                const httpd_tls *tls, http_handler h, http_classify classify, void *ud,
                 void (*log)(void *ud, const char *msg), char *err, size_t errlen)
 {
     httpd *d = calloc(1, sizeof *d);
     if (!d) return snprintf(err, errlen, "out of memory"), -1;
+    if (tls) d->tls = *tls;
     d->h = h;
     d->classify = classify;
     d->ud = ud;

@@ -63,6 +63,15 @@ typedef struct httpd_limits {
     int64_t idle_timeout_ms;    /* a kept-alive connection with nothing pending is closed */
 } httpd_limits;
 
+/* TLS on the door: new_conn makes an accepted socket's TLS state (NULL: it
+ * is closed). sniff: a connection whose first byte is not a TLS record is
+ * served in plain HTTP on the same port; otherwise every one must be TLS. */
+typedef struct ssl_st SSL;
+typedef struct httpd_tls {
+    SSL *(*new_conn)(void *ud, int fd);
+    bool sniff;
+} httpd_tls;
+
 /* Counters for /metrics (relaxed reads). */
 typedef struct httpd_counters {
     long long connections, refused_over_cap, request_timeouts, accept_errors;
@@ -72,7 +81,7 @@ typedef struct httpd_counters {
  * reason in err. log (may be NULL) gets the door's own warnings, such as
  * accept() failing for want of file descriptors (once per 10 s at most). */
 int httpd_start(httpd **out, const char *addr, int port, int nthreads, const httpd_limits *lim,
-                http_handler h, http_classify classify, void *ud,
+                const httpd_tls *tls, http_handler h, http_classify classify, void *ud,
                 void (*log)(void *ud, const char *msg), char *err, size_t errlen);
 void httpd_set_limits(httpd *d, const httpd_limits *lim);
 void httpd_counters_get(const httpd *d, httpd_counters *out);
