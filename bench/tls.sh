@@ -5,7 +5,8 @@
 #
 # One throwaway PostgreSQL; weir and PgBouncer with the same settings
 # (transaction pooling, md5 from one auth_file, client_tls_sslmode = require
-# with the same key and certificate, made here with openssl). PgBouncer is
+# with the same key and certificate, made here with openssl); weir also with
+# workers = 1, as PgBouncer runs one thread. PgBouncer is
 # $PGBOUNCER_BIN, else ../shared/peers/pgbouncer-1.25.2/pgbouncer when it is
 # there, else Debian's. Figures, each a line "RESULT tls_pgbench ...":
 #   kind=connect: pgbench -C -S, a new TLS connection per transaction
@@ -41,8 +42,10 @@ chmod 755 "$dir"
 pg_port=$((20000 + RANDOM % 20000))
 weir_port=$((pg_port + 1))
 pgb_port=$((pg_port + 2))
+weir1_port=$((pg_port + 3))
 cleanup() {
     [ -n "${weir_pid:-}" ] && kill "$weir_pid" 2>/dev/null && wait "$weir_pid" 2>/dev/null
+    [ -n "${weir1_pid:-}" ] && kill "$weir1_pid" 2>/dev/null && wait "$weir1_pid" 2>/dev/null
     [ -f "$dir/pgb.pid" ] && kill "$(cat "$dir/pgb.pid")" 2>/dev/null
     sleep 0.3
     sh "$cluster" destroy "$dir/pg" >/dev/null 2>&1 || true
@@ -76,11 +79,15 @@ client_tls_key_file = $dir/server.key
 client_tls_cert_file = $dir/server.crt
 server_tls_sslmode = disable"
 printf '%s\nlisten_port = %s\n' "$common" "$weir_port" >"$dir/weir.ini"
+# weir with one worker, as PgBouncer has one thread (on a small machine shared with PostgreSQL)
+printf '%s\nlisten_port = %s\nworkers = 1\n' "$common" "$weir1_port" >"$dir/weir1.ini"
 printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
     "$common" "$pgb_port" "$dir" "$dir" >"$dir/pgb.ini"
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
 "$weir_bin" -q "$dir/weir.ini" &
 weir_pid=$!
+"$weir_bin" -q "$dir/weir1.ini" &
+weir1_pid=$!
 if [ "$(id -u)" = 0 ]; then
     runuser -u postgres -- sh -c "ulimit -n \$(ulimit -Hn); '$pgb' -d -q '$dir/pgb.ini'"
 else
@@ -120,8 +127,10 @@ for c in $clients; do
     cc=$c
     [ "$cc" -gt 50 ] && cc=50 # new connections per transaction: the handshake rate, not the backlog
     run weir "$weir_port" "$weir_pid" connect "$cc" -C
+    run weir_1worker "$weir1_port" "$weir1_pid" connect "$cc" -C
     run pgbouncer "$pgb_port" "$pgb_pid" connect "$cc" -C
     run weir "$weir_port" "$weir_pid" steady "$c"
+    run weir_1worker "$weir1_port" "$weir1_pid" steady "$c"
     run pgbouncer "$pgb_port" "$pgb_pid" steady "$c"
 done
 echo "RESULT tls_pgbench pgbouncer=$("$pgb" --version 2>/dev/null | head -1 | tr ' ' '_')"
