@@ -547,6 +547,59 @@ class TestConsoleConnections(OpsCase):
         self.assertIn("KILL appdb: 2 clients closed", self.w.log())
 
 
+class TestPgBouncer125Keys(unittest.TestCase):
+    """[databases] and [users] keys of PgBouncer 1.25: taken and honoured; an
+    unknown one is a warning with file and line, not a refusal."""
+
+    def test_keys_start_and_limits_hold(self):
+        db = ("host=127.0.0.1 port=%d dbname=appdb reserve_pool_size=1 server_lifetime=3600 "
+              "query_wait_timeout=5 load_balance_hosts=disable max_db_client_connections=2 "
+              "auth_query='SELECT usename, passwd FROM pg_shadow WHERE usename=$1' "
+              "frobnicate=1" % PG.port)
+        w = Weir(PG, start=False, databases={"appdb": db})
+        with open(w.ini, "a") as f:
+            f.write("[users]\napp = pool_size=3 reserve_pool_size=1 max_user_client_connections=5 "
+                    "query_timeout=30 idle_transaction_timeout=30 client_idle_timeout=1 "
+                    "transaction_timeout=30 whatever=2\n")
+        try:
+            w.start()
+            log = w.log()
+            self.assertRegex(log, r'weir\.ini:2: database "appdb": unknown parameter\(s\) '
+                                  r'frobnicate ignored')
+            self.assertIn('user "app": unknown parameter(s) whatever ignored', log)
+            conns = [psycopg.connect(w.dsn(), autocommit=True) for _ in range(2)]
+            with self.assertRaises(psycopg.OperationalError) as e:
+                psycopg.connect(w.dsn())
+            self.assertIn("no more connections allowed (max_db_client_connections)",
+                          str(e.exception))
+            # app's own client_idle_timeout (1 s) closes the idle ones
+            time.sleep(2.5)
+            for c in conns:
+                with self.assertRaises(psycopg.OperationalError) as e:
+                    c.execute("select 1")
+                self.assertIn("client_idle_timeout", str(e.exception))
+                c.close()
+            r = w.psql("select 1")  # their places are free again
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            w.stop()
+
+    def test_transaction_timeout_per_user(self):
+        w = Weir(PG, start=False)
+        with open(w.ini, "a") as f:
+            f.write("[users]\napp = transaction_timeout=1\n")
+        try:
+            w.start()
+            with psycopg.connect(w.dsn()) as c:
+                c.execute("select 1")  # a transaction is open now
+                time.sleep(1.8)
+                with self.assertRaises(psycopg.OperationalError) as e:
+                    c.execute("select 2")
+                self.assertIn("transaction timeout", str(e.exception))
+        finally:
+            w.stop()
+
+
 class TestSyslogConfig(unittest.TestCase):
     def test_unknown_facility_is_a_config_error(self):
         w = Weir(PG, settings={"syslog": "1", "syslog_facility": "nosuch"}, start=False)

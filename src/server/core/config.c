@@ -108,6 +108,9 @@ static const key keys[] = {
     K(server_tls_protocols, K_STR, "secure"),
     K(server_tls_ciphers, K_STR, "default"),
     K(server_tls13_ciphers, K_STR, ""),
+    K(max_db_client_connections, K_INT, "0"),
+    K(max_user_client_connections, K_INT, "0"),
+    K(transaction_timeout, K_TIME, "0"),
     K(http_tls_sslmode, K_NAME, "disable"),
     K(http_tls_key_file, K_STR, ""),
     K(http_tls_cert_file, K_STR, ""),
@@ -496,9 +499,23 @@ static int parse_connstr(const char *s,
     }
 }
 
+/* What a [databases] or [users] line's keys go into; keys weir does not
+ * know are listed in ignored (a warning, as PgBouncer gives). */
+typedef struct field_sink {
+    void *entry;
+    char ignored[200];
+} field_sink;
+
+static void ignore_key(field_sink *f, const char *k)
+{
+    size_t n = strlen(f->ignored);
+    snprintf(f->ignored + n, sizeof f->ignored - n, "%s%s", n ? ", " : "", k);
+}
+
 static int db_field(void *ud, const char *k, const char *v, char *why, size_t whylen)
 {
-    cfg_db *d = ud;
+    field_sink *f = ud;
+    cfg_db *d = f->entry;
     long long x;
     struct {
         const char *name;
@@ -511,11 +528,13 @@ static int db_field(void *ud, const char *k, const char *v, char *why, size_t wh
         {"password", d->password, sizeof d->password},
         {"auth_user", d->auth_user, sizeof d->auth_user},
         {"auth_dbname", d->auth_dbname, sizeof d->auth_dbname},
+        {"auth_query", d->auth_query, sizeof d->auth_query},
         {"connect_query", d->connect_query, sizeof d->connect_query},
         {"client_encoding", d->client_encoding, sizeof d->client_encoding},
         {"datestyle", d->datestyle, sizeof d->datestyle},
         {"timezone", d->timezone, sizeof d->timezone},
         {"application_name", d->application_name, sizeof d->application_name},
+        {"load_balance_hosts", d->load_balance_hosts, sizeof d->load_balance_hosts},
     };
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         if (strcasecmp(k, strs[i].name)) continue;
@@ -532,7 +551,9 @@ static int db_field(void *ud, const char *k, const char *v, char *why, size_t wh
         {"pool_size", &d->pool_size, 0, INT_MAX},
         {"min_pool_size", &d->min_pool_size, 0, INT_MAX},
         {"reserve_pool", &d->reserve_pool, 0, INT_MAX},
+        {"reserve_pool_size", &d->reserve_pool, 0, INT_MAX}, /* PgBouncer 1.25's name */
         {"max_db_connections", &d->max_db_connections, 0, INT_MAX},
+        {"max_db_client_connections", &d->max_db_client_connections, 0, INT_MAX},
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         if (strcasecmp(k, ints[i].name)) continue;
@@ -541,18 +562,31 @@ static int db_field(void *ud, const char *k, const char *v, char *why, size_t wh
         *ints[i].dst = (int)x;
         return 0;
     }
+    struct {
+        const char *name;
+        int64_t *dst;
+    } times[] = {{"query_wait_timeout", &d->query_wait_timeout},
+                 {"server_lifetime", &d->server_lifetime}};
+    for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
+        if (strcasecmp(k, times[i].name)) continue;
+        if (parse_time(v, times[i].dst))
+            return snprintf(why, whylen, "%s: not a duration: \"%s\"", k, v), -1;
+        return 0;
+    }
     if (!strcasecmp(k, "pool_mode")) {
         if ((d->pool_mode = parse_mode(v)) < 0)
             return snprintf(why, whylen, "pool_mode: must be session, transaction or statement"),
                    -1;
         return 0;
     }
-    return snprintf(why, whylen, "unknown parameter \"%s\"", k), -1;
+    ignore_key(f, k);
+    return 0;
 }
 
 static int user_field(void *ud, const char *k, const char *v, char *why, size_t whylen)
 {
-    cfg_user *u = ud;
+    field_sink *f = ud;
+    cfg_user *u = f->entry;
     long long x;
     if (!strcasecmp(k, "pool_mode")) {
         if ((u->pool_mode = parse_mode(v)) < 0)
@@ -560,13 +594,36 @@ static int user_field(void *ud, const char *k, const char *v, char *why, size_t 
                    -1;
         return 0;
     }
-    if (!strcasecmp(k, "max_user_connections")) {
+    struct {
+        const char *name;
+        int *dst;
+    } ints[] = {{"max_user_connections", &u->max_user_connections},
+                {"pool_size", &u->pool_size},
+                {"reserve_pool", &u->reserve_pool},
+                {"reserve_pool_size", &u->reserve_pool},
+                {"max_user_client_connections", &u->max_user_client_connections}};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        if (strcasecmp(k, ints[i].name)) continue;
         if (parse_int(v, 0, INT_MAX, &x))
-            return snprintf(why, whylen, "max_user_connections: bad value \"%s\"", v), -1;
-        u->max_user_connections = (int)x;
+            return snprintf(why, whylen, "%s: bad value \"%s\"", k, v), -1;
+        *ints[i].dst = (int)x;
         return 0;
     }
-    return snprintf(why, whylen, "unknown parameter \"%s\"", k), -1;
+    struct {
+        const char *name;
+        int64_t *dst;
+    } times[] = {{"query_timeout", &u->query_timeout},
+                 {"idle_transaction_timeout", &u->idle_transaction_timeout},
+                 {"client_idle_timeout", &u->client_idle_timeout},
+                 {"transaction_timeout", &u->transaction_timeout}};
+    for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
+        if (strcasecmp(k, times[i].name)) continue;
+        if (parse_time(v, times[i].dst))
+            return snprintf(why, whylen, "%s: not a duration: \"%s\"", k, v), -1;
+        return 0;
+    }
+    ignore_key(f, k);
+    return 0;
 }
 
 /* path as given if absolute, else relative to the directory of file. */
@@ -645,7 +702,11 @@ static int add_db(reader *r, const char *file, int line, const char *name, const
                 .min_pool_size = -1,
                 .reserve_pool = -1,
                 .max_db_connections = -1,
+                .max_db_client_connections = -1,
+                .query_wait_timeout = -1,
+                .server_lifetime = -1,
                 .pool_mode = POOL_UNSET};
+    field_sink sink = {.entry = &d};
     if (!copy_str(d.name, sizeof d.name, name)) {
         say(r, true, file, line, "database name \"%s\" too long", name);
         return -1;
@@ -657,10 +718,13 @@ static int add_db(reader *r, const char *file, int line, const char *name, const
                 strcmp(name, "*") ? why : "the fallback database \"*\" cannot be SQLite");
             return -1;
         }
-    } else if (parse_connstr(val, db_field, &d, why, sizeof why)) {
+    } else if (parse_connstr(val, db_field, &sink, why, sizeof why)) {
         say(r, true, file, line, "database \"%s\": %s", name, why);
         return -1;
     }
+    if (sink.ignored[0])
+        say(r, false, file, line, "database \"%s\": unknown parameter(s) %s ignored", name,
+            sink.ignored);
     if (!d.dbname[0]) copy_str(d.dbname, sizeof d.dbname, strcmp(name, "*") ? name : "");
     for (size_t i = 0; i < c->ndbs; i++)
         if (!strcmp(c->dbs[i].name, name)) {
@@ -677,16 +741,28 @@ static int add_db(reader *r, const char *file, int line, const char *name, const
 static int add_user(reader *r, const char *file, int line, const char *name, const char *val)
 {
     cfg *c = r->c;
-    cfg_user u = {.pool_mode = POOL_UNSET, .max_user_connections = -1};
+    cfg_user u = {.pool_mode = POOL_UNSET,
+                  .max_user_connections = -1,
+                  .pool_size = -1,
+                  .reserve_pool = -1,
+                  .max_user_client_connections = -1,
+                  .query_timeout = -1,
+                  .idle_transaction_timeout = -1,
+                  .client_idle_timeout = -1,
+                  .transaction_timeout = -1};
+    field_sink sink = {.entry = &u};
     if (!copy_str(u.name, sizeof u.name, name)) {
         say(r, true, file, line, "user name \"%s\" too long", name);
         return -1;
     }
     char why[256];
-    if (parse_connstr(val, user_field, &u, why, sizeof why)) {
+    if (parse_connstr(val, user_field, &sink, why, sizeof why)) {
         say(r, true, file, line, "user \"%s\": %s", name, why);
         return -1;
     }
+    if (sink.ignored[0])
+        say(r, false, file, line, "user \"%s\": unknown parameter(s) %s ignored", name,
+            sink.ignored);
     cfg_user *p = grow(c->users, c->nusers, sizeof *p);
     if (!p) return -1;
     c->users = p;

@@ -35,6 +35,10 @@ typedef struct cfg_db {
     char auth_user[CFG_NAME];
     char auth_dbname[CFG_NAME]; /* where auth_query runs ("": the client's database) */
     int pool_size, min_pool_size, reserve_pool, max_db_connections;
+    int max_db_client_connections; /* logged-in clients of this database; -1: [pgbouncer]'s */
+    int64_t query_wait_timeout, server_lifetime; /* ms; -1: [pgbouncer]'s */
+    char auth_query[CFG_STR];                   /* "": [pgbouncer]'s */
+    char load_balance_hosts[CFG_NAME];          /* PgBouncer 1.24's; one host only here */
     int pool_mode;
     char connect_query[CFG_STR];
     char client_encoding[CFG_NAME], datestyle[CFG_NAME], timezone[CFG_NAME];
@@ -46,10 +50,14 @@ typedef struct cfg_db {
     char sqlite_init[CFG_STR]; /* init=file.sql: run once, when the file is created */
 } cfg_db;
 
+/* One [users] entry. Numbers at -1 mean "not set: use [pgbouncer]'s". */
 typedef struct cfg_user {
     char name[CFG_NAME];
     int pool_mode;
     int max_user_connections;
+    int pool_size, reserve_pool, max_user_client_connections;
+    int64_t query_timeout, idle_transaction_timeout, client_idle_timeout,
+        transaction_timeout; /* ms */
 } cfg_user;
 
 /* One auth_file line. */
@@ -91,6 +99,8 @@ typedef struct cfg {
     bool tcp_keepalive, so_reuseport, application_name_add_host, disable_pqexec;
     int tcp_keepcnt, tcp_keepidle, tcp_keepintvl, tcp_user_timeout;
     int max_prepared_statements; /* per server connection, transaction/statement mode; 0 = off */
+    int max_db_client_connections, max_user_client_connections; /* 0 = no limit */
+    int64_t transaction_timeout; /* a transaction open longer is ended; 0 = none */
     /* TLS towards clients (PgBouncer's client_tls_*; tls.c) */
     char client_tls_sslmode[CFG_NAME]; /* disable, allow, prefer, require, verify-ca, verify-full */
     char client_tls_key_file[CFG_STR], client_tls_cert_file[CFG_STR], client_tls_ca_file[CFG_STR];

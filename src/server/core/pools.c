@@ -105,12 +105,17 @@ static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, cons
 static void pool_shape(const cfg *k, const cfg_db *db, const char *user, int *size, int *minp,
                        int *reserve, int *mode)
 {
-    int sz = db->pool_size >= 0 ? db->pool_size : k->default_pool_size;
+    /* the database's setting, else the user's ([users]), else [pgbouncer]'s */
+    const cfg_user *u = cfg_find_user(k, user);
+    int sz = db->pool_size >= 0               ? db->pool_size
+             : u && u->pool_size >= 0 ? u->pool_size
+                                              : k->default_pool_size;
     *size = sz > 0 ? sz : 1;
     int m = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
     *minp = m < *size ? m : *size;
-    *reserve = db->reserve_pool >= 0 ? db->reserve_pool : k->reserve_pool_size;
-    const cfg_user *u = cfg_find_user(k, user);
+    *reserve = db->reserve_pool >= 0             ? db->reserve_pool
+               : u && u->reserve_pool >= 0 ? u->reserve_pool
+                                                 : k->reserve_pool_size;
     *mode = db->pool_mode != POOL_UNSET       ? db->pool_mode
             : u && u->pool_mode != POOL_UNSET ? u->pool_mode
                                               : k->pool_mode;
@@ -202,10 +207,12 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     snprintf(o.name, sizeof o.name, "%s/%s", p->db, p->user);
     o.max_size = size;
     o.min_idle = minp;
-    o.acquire_timeout_ms = k->query_wait_timeout > 0 ? k->query_wait_timeout : INT64_C(1) << 40;
+    int64_t qwt = db->query_wait_timeout >= 0 ? db->query_wait_timeout : k->query_wait_timeout;
+    p->query_wait_ms = qwt > 0 ? qwt : INT64_C(1) << 40;
+    o.acquire_timeout_ms = p->query_wait_ms;
     o.connect_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
     o.idle_timeout_ms = k->server_idle_timeout;
-    o.max_lifetime_ms = k->server_lifetime;
+    o.max_lifetime_ms = db->server_lifetime >= 0 ? db->server_lifetime : k->server_lifetime;
     o.validate_idle_after_ms = k->server_check_query[0] ? k->server_check_delay : -1;
     int64_t retry = k->server_login_retry > 0 ? k->server_login_retry : 1;
     o.backoff_min_ms = retry < 10 ? retry : 10;
@@ -266,6 +273,11 @@ void pools_destroy(server *s)
         named_limit *n = s->limits;
         s->limits = n->next;
         weir_limit_destroy(n->limit);
+        free(n);
+    }
+    while (s->counts) {
+        named_count *n = s->counts;
+        s->counts = n->next;
         free(n);
     }
 }
@@ -473,4 +485,62 @@ spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const ch
         return NULL;
     }
     return pool_get(s, a, adb, client_user, auth_user, NULL, err, errlen);
+}
+
+/* The count of logged-in clients called key ("db:NAME", "user:NAME"), made
+ * on first use. Under pools_lock. */
+static named_count *count_get(server *s, const char *kind, const char *name)
+{
+    char key[sizeof((named_count *)0)->key];
+    snprintf(key, sizeof key, "%s:%s", kind, name);
+    for (named_count *n = s->counts; n; n = n->next)
+        if (!strcmp(n->key, key)) return n;
+    named_count *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    snprintf(n->key, sizeof n->key, "%s", key);
+    n->next = s->counts;
+    s->counts = n;
+    return n;
+}
+
+int clients_admit(server *s, const char *db, const char *user, named_count **dbc,
+                  named_count **userc, char *why, size_t len)
+{
+    const cfg *k = &s->cfg;
+    const cfg_db *d = cfg_find_db(k, db);
+    const cfg_user *u = cfg_find_user(k, user);
+    int maxdb = d && d->max_db_client_connections >= 0 ? d->max_db_client_connections
+                                                       : k->max_db_client_connections;
+    int maxuser = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+                                                           : k->max_user_client_connections;
+    *dbc = *userc = NULL;
+    pthread_mutex_lock(&s->pools_lock);
+    named_count *a = count_get(s, "db", db), *b = count_get(s, "user", user);
+    int rc = 0;
+    if (!a || !b) {
+        snprintf(why, len, "out of memory");
+        rc = -1;
+    } else if (maxdb > 0 && a->n >= maxdb) {
+        snprintf(why, len, "no more connections allowed (max_db_client_connections)");
+        rc = -1;
+    } else if (maxuser > 0 && b->n >= maxuser) {
+        snprintf(why, len, "no more connections allowed (max_user_client_connections)");
+        rc = -1;
+    } else {
+        a->n++;
+        b->n++;
+        *dbc = a;
+        *userc = b;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    return rc;
+}
+
+void clients_leave(server *s, named_count *dbc, named_count *userc)
+{
+    if (!dbc) return;
+    pthread_mutex_lock(&s->pools_lock);
+    dbc->n--;
+    userc->n--;
+    pthread_mutex_unlock(&s->pools_lock);
 }

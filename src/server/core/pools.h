@@ -30,6 +30,7 @@ typedef struct spool {
      * as long again. */
     int size, reserve;
     int64_t reserve_timeout;
+    int64_t query_wait_ms; /* query_wait_timeout (the database's, else [pgbouncer]'s; no limit: huge) */
     atomic_bool reserve_on;
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
@@ -45,6 +46,20 @@ typedef struct named_limit {
     weir_limit *limit;
     struct named_limit *next;
 } named_limit;
+
+/* Logged-in clients by database or by user (max_db_client_connections,
+ * max_user_client_connections). */
+typedef struct named_count {
+    char key[CFG_NAME + 8]; /* "db:<name>" or "user:<name>" */
+    int n;                  /* under pools_lock */
+    struct named_count *next;
+} named_count;
+
+/* A client logging in to db as user: counted, unless db or user is at its
+ * limit (0, or -1 with PgBouncer's message in why). clients_leave undoes it. */
+int clients_admit(server *s, const char *db, const char *user, named_count **dbc,
+                  named_count **userc, char *why, size_t len);
+void clients_leave(server *s, named_count *dbc, named_count *userc);
 
 /* What a client's login taught weir about its credentials, for server logins
  * when the config has no password for the user. */

@@ -35,6 +35,7 @@ struct server {
     pthread_mutex_t pools_lock;
     spool *pools;
     named_limit *limits; /* under pools_lock */
+    struct named_count *counts; /* logged-in clients by database and user (pools.c) */
     atomic_int nclients;
     _Atomic long long accept_errors; /* accept() failing for want of descriptors */
     _Atomic long long tls_handshakes, tls_failures; /* TLS handshakes with clients and servers */

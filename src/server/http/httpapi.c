@@ -353,7 +353,7 @@ static bool authenticate(rq_ctx *x)
     const char *au = db && db->auth_user[0] ? db->auth_user : k->auth_user;
     if (!sec && au[0] && x->eng == &sql_engine_pg) {
         snprintf(auth_user, sizeof auth_user, "%s", au);
-        snprintf(query, sizeof query, "%s", k->auth_query);
+        snprintf(query, sizeof query, "%s", db->auth_query[0] ? db->auth_query : k->auth_query);
     }
     pthread_rwlock_unlock(&s->cfg_rw);
     bool ok = false;

@@ -369,6 +369,8 @@ static void destroy(client *c)
         atomic_fetch_sub(&c->pool->cl_logged, 1);
         c->counted = false;
     }
+    clients_leave(s, c->dbc, c->userc);
+    c->dbc = c->userc = NULL;
     if (c->my_key || c->my_pid) keys_remove(c);
     if (c->prev)
         c->prev->next = c->next;
@@ -778,8 +780,7 @@ static void on_checkout(weir_conn *conn, int status, void *ud)
 static bool request_server(client *c)
 {
     weir_conn *conn = NULL;
-    int64_t wait = c->w->srv->cfg.query_wait_timeout;
-    if (wait <= 0) wait = INT64_C(1) << 40; /* no limit */
+    int64_t wait = c->pool->query_wait_ms; /* the database's, else [pgbouncer]'s */
     int rc = weir_checkout_async(c->pool->pool, wait, on_checkout, c, &conn, &c->req);
     if (rc == 0) {
         st_time(&c->pool->ws[c->w->id], ST_WAIT, 0);
@@ -1074,6 +1075,10 @@ static void auth_done(client *c)
                      c->dbname, c->dbname);
         return;
     }
+    if (clients_admit(s, c->dbname, c->user, &c->dbc, &c->userc, err, sizeof err)) {
+        client_close(c, "53300", "%s", err);
+        return;
+    }
     login_creds cr = {.secret = c->secret_from_query ? c->secret : NULL};
     if (c->scram && c->scram->have_client_key) {
         cr.client_key = c->scram->client_key;
@@ -1243,7 +1248,9 @@ static void auth_lookup_send(client *c, weir_conn *conn)
     aq->conn = conn;
     backend *be = weir_conn_handle(conn);
     pq_buf *b = &aq->buf;
-    int rc = authq_request(b, c->w->srv->cfg.auth_query, c->user);
+    const cfg *k = &c->w->srv->cfg;
+    const cfg_db *db = cfg_find_db(k, c->dbname);
+    int rc = authq_request(b, db && db->auth_query[0] ? db->auth_query : k->auth_query, c->user);
     /* A few hundred bytes to an idle connection go in one send. */
     ssize_t n = rc ? -1 : io_send(be->fd, be->tls, b->p, b->end);
     bool sent = n >= 0 && (uint32_t)n == b->end;
@@ -1903,6 +1910,14 @@ static void client_accept(worker *w, int fd, bool is_unix)
     update_events(c);
 }
 
+/* A [users] entry's timeout, else [pgbouncer]'s (ms; 0: none). */
+static int64_t user_timeout(const cfg_user *u, size_t off, int64_t global)
+{
+    if (!u) return global;
+    int64_t v = *(const int64_t *)((const char *)u + off);
+    return v >= 0 ? v : global;
+}
+
 static void timeouts(worker *w)
 {
     const cfg *k = &w->srv->cfg;
@@ -1925,6 +1940,19 @@ static void timeouts(worker *w)
             }
             continue;
         }
+        const cfg_user *u = c->state >= CL_IDLE ? cfg_find_user(k, c->user) : NULL;
+        int64_t idle_to = user_timeout(u, offsetof(cfg_user, client_idle_timeout),
+                                       k->client_idle_timeout);
+        int64_t query_to = user_timeout(u, offsetof(cfg_user, query_timeout), k->query_timeout);
+        int64_t itx_to = user_timeout(u, offsetof(cfg_user, idle_transaction_timeout),
+                                      k->idle_transaction_timeout);
+        int64_t tx_to = user_timeout(u, offsetof(cfg_user, transaction_timeout),
+                                     k->transaction_timeout);
+        if (tx_to > 0 && c->in_xact && c->state != CL_CONSOLE &&
+            now - c->t_xact / 1000 > tx_to) {
+            client_close(c, "08P01", "transaction timeout");
+            continue;
+        }
         switch (c->state) {
         case CL_LOGIN:
         case CL_TLS:
@@ -1939,8 +1967,7 @@ static void timeouts(worker *w)
             break;
         case CL_IDLE:
         case CL_CONSOLE:
-            if (k->client_idle_timeout > 0 && idle > k->client_idle_timeout)
-                client_close(c, "08P01", "client_idle_timeout");
+            if (idle_to > 0 && idle > idle_to) client_close(c, "08P01", "client_idle_timeout");
             break;
         case CL_WAITING:
             /* the engine times the wait (query_wait_timeout) */
@@ -1949,12 +1976,12 @@ static void timeouts(worker *w)
             break;
         case CL_ACTIVE:
             if (c->pending) {
-                if (k->query_timeout > 0 && now - c->t_query / 1000 > k->query_timeout)
+                if (query_to > 0 && now - c->t_query / 1000 > query_to)
                     client_close(c, "08P01", "query_timeout");
             } else if (c->be && c->be->txn != 'I') {
-                if (k->idle_transaction_timeout > 0 && idle > k->idle_transaction_timeout)
+                if (itx_to > 0 && idle > itx_to)
                     client_close(c, "08P01", "idle transaction timeout");
-            } else if (k->client_idle_timeout > 0 && idle > k->client_idle_timeout) {
+            } else if (idle_to > 0 && idle > idle_to) {
                 client_close(c, "08P01", "client_idle_timeout");
             }
             break;

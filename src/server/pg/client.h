@@ -74,6 +74,7 @@ struct client {
     bool admin, admin_full; /* on the admin console; an admin_users member */
     bool admin_peer;        /* user pgbouncer over the Unix socket by weir's own OS user */
     bool counted;           /* in its pool's cl_logged */
+    struct named_count *dbc, *userc; /* counted by database and user (clients_admit) */
     bool is_unix;
     bool killed;    /* KILL: closed by its worker (worker_kill_marked) */
     int admin_wait; /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
