@@ -34,17 +34,10 @@ done
 command -v wrk >/dev/null || { echo "wrk not installed (apt-get install wrk)" >&2; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-dir=$(mktemp -d /tmp/weir-bench-http.XXXXXX)
-chmod 755 "$dir"
-pg_port=$((20000 + RANDOM % 20000))
+. "$here/common.sh"
+bench_start http
 weir_port=$((pg_port + 1))
 http_port=$((pg_port + 2))
-cleanup() {
-    [ -n "${weir_pid:-}" ] && kill "$weir_pid" 2>/dev/null && wait "$weir_pid" 2>/dev/null
-    sh "$cluster" destroy "$dir/pg" >/dev/null 2>&1 || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
 
 max_conn=$(( $(echo "$conns" | tr " " "\n" | sort -n | tail -1) + 50 ))
 PG_MAX_CONNECTIONS=$max_conn sh "$cluster" start "$dir/pg" "$pg_port" >/dev/null
@@ -81,6 +74,7 @@ EOF
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
 "$weir_bin" -q "$dir/weir.ini" &
 weir_pid=$!
+bench_track "$weir_pid"
 for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$http_port/health" && break
     sleep 0.1

@@ -37,21 +37,11 @@ pgb=${PGBOUNCER_BIN:-}
 pgb=$(readlink -f "$pgb")
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-dir=$(mktemp -d /tmp/weir-bench-tls.XXXXXX)
-chmod 755 "$dir"
-pg_port=$((20000 + RANDOM % 20000))
+. "$here/common.sh"
+bench_start tls
 weir_port=$((pg_port + 1))
 pgb_port=$((pg_port + 2))
 weir1_port=$((pg_port + 3))
-cleanup() {
-    [ -n "${weir_pid:-}" ] && kill "$weir_pid" 2>/dev/null && wait "$weir_pid" 2>/dev/null
-    [ -n "${weir1_pid:-}" ] && kill "$weir1_pid" 2>/dev/null && wait "$weir1_pid" 2>/dev/null
-    [ -f "$dir/pgb.pid" ] && kill "$(cat "$dir/pgb.pid")" 2>/dev/null
-    sleep 0.3
-    sh "$cluster" destroy "$dir/pg" >/dev/null 2>&1 || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
 
 max=$(echo "$clients" | tr " " "\n" | sort -n | tail -1)
 PG_MAX_CONNECTIONS=$((max + 100)) sh "$cluster" start "$dir/pg" "$pg_port"
@@ -86,8 +76,10 @@ printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
 "$weir_bin" -q "$dir/weir.ini" &
 weir_pid=$!
+bench_track "$weir_pid"
 "$weir_bin" -q "$dir/weir1.ini" &
 weir1_pid=$!
+bench_track "$weir1_pid"
 if [ "$(id -u)" = 0 ]; then
     runuser -u postgres -- sh -c "ulimit -n \$(ulimit -Hn); '$pgb' -d -q '$dir/pgb.ini'"
 else
@@ -100,8 +92,6 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 pgb_pid=$(cat "$dir/pgb.pid")
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
 
 # run TARGET PORT PID KIND CLIENTS [pgbench args]
 run() {

@@ -164,73 +164,73 @@ struct tls_ref {
     SSL_CTX *ctx; /* NULL: server_tls_sslmode = disable */
 };
 
-int tls_client_setup(server *s, char *why, size_t len)
+/* Make the context for side k when on (else none) and put it in *slot under
+ * mu; the old one goes (connections made from it hold their own reference). */
+static int install_ctx(const side *k, bool on, bool alpn, pthread_mutex_t *mu, SSL_CTX **slot,
+                       char *why, size_t len)
 {
-    const cfg *c = &s->cfg;
-    side k = {false,
-              c->client_tls_sslmode,
-              c->client_tls_key_file,
-              c->client_tls_cert_file,
-              c->client_tls_ca_file,
-              c->client_tls_protocols,
-              c->client_tls_ciphers,
-              c->client_tls13_ciphers,
-              c->client_tls_ecdhcurve,
-              c->client_tls_dheparams,
-              "client_tls"};
     SSL_CTX *ctx = NULL;
-    if (cfg_sslmode(c->client_tls_sslmode) > SSLMODE_DISABLE) {
-        ctx = make_ctx(&k, why, len);
-        if (!ctx) return -1;
-        SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    if (on) {
+        if (!(ctx = make_ctx(k, why, len))) return -1;
+        if (alpn) SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     }
-    pthread_mutex_lock(&s->tls_mu);
-    SSL_CTX *old = s->tls_client;
-    s->tls_client = ctx;
-    pthread_mutex_unlock(&s->tls_mu);
-    SSL_CTX_free(old); /* connections made from it hold their own reference */
-    return 0;
-}
-
-int tls_http_setup(server *s, char *why, size_t len)
-{
-    const cfg *c = &s->cfg;
-    bool own = c->http_tls_key_file[0];
-    side k = {false,
-              "require",
-              own ? c->http_tls_key_file : c->client_tls_key_file,
-              own ? c->http_tls_cert_file : c->client_tls_cert_file,
-              "",
-              c->client_tls_protocols,
-              c->client_tls_ciphers,
-              c->client_tls13_ciphers,
-              c->client_tls_ecdhcurve,
-              c->client_tls_dheparams,
-              own ? "http_tls" : "client_tls"};
-    SSL_CTX *ctx = NULL;
-    if (cfg_sslmode(c->http_tls_sslmode) > SSLMODE_DISABLE) {
-        ctx = make_ctx(&k, why, len);
-        if (!ctx) return -1;
-    }
-    pthread_mutex_lock(&s->tls_mu);
-    SSL_CTX *old = s->tls_http;
-    s->tls_http = ctx;
-    pthread_mutex_unlock(&s->tls_mu);
+    pthread_mutex_lock(mu);
+    SSL_CTX *old = *slot;
+    *slot = ctx;
+    pthread_mutex_unlock(mu);
     SSL_CTX_free(old);
     return 0;
 }
 
-SSL *tls_http_new(server *s, int fd)
+/* A TLS connection accepted on fd from the context in *slot, or NULL. */
+static SSL *accept_from(pthread_mutex_t *mu, SSL_CTX *const *slot, int fd)
 {
-    pthread_mutex_lock(&s->tls_mu);
-    SSL *ssl = s->tls_http ? SSL_new(s->tls_http) : NULL;
-    pthread_mutex_unlock(&s->tls_mu);
-    if (ssl && SSL_set_fd(ssl, fd) != 1) {
+    pthread_mutex_lock(mu);
+    SSL *ssl = *slot ? SSL_new(*slot) : NULL;
+    pthread_mutex_unlock(mu);
+    if (!ssl) return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
         SSL_free(ssl);
         return NULL;
     }
-    if (ssl) SSL_set_accept_state(ssl);
+    SSL_set_accept_state(ssl);
     return ssl;
+}
+
+/* The client_tls_* keys (the HTTP door's: its own key and certificate when set). */
+static side towards_clients(const cfg *c, bool http)
+{
+    bool own = http && c->http_tls_key_file[0];
+    return (side){false,
+                  http ? "require" : c->client_tls_sslmode,
+                  own ? c->http_tls_key_file : c->client_tls_key_file,
+                  own ? c->http_tls_cert_file : c->client_tls_cert_file,
+                  http ? "" : c->client_tls_ca_file,
+                  c->client_tls_protocols,
+                  c->client_tls_ciphers,
+                  c->client_tls13_ciphers,
+                  c->client_tls_ecdhcurve,
+                  c->client_tls_dheparams,
+                  own ? "http_tls" : "client_tls"};
+}
+
+int tls_client_setup(server *s, char *why, size_t len)
+{
+    side k = towards_clients(&s->cfg, false);
+    return install_ctx(&k, cfg_sslmode(s->cfg.client_tls_sslmode) > SSLMODE_DISABLE, true,
+                       &s->tls_mu, &s->tls_client, why, len);
+}
+
+int tls_http_setup(server *s, char *why, size_t len)
+{
+    side k = towards_clients(&s->cfg, true);
+    return install_ctx(&k, cfg_sslmode(s->cfg.http_tls_sslmode) > SSLMODE_DISABLE, false,
+                       &s->tls_mu, &s->tls_http, why, len);
+}
+
+SSL *tls_http_new(server *s, int fd)
+{
+    return accept_from(&s->tls_mu, &s->tls_http, fd);
 }
 
 int tls_server_setup(server *s, char *why, size_t len)
@@ -254,17 +254,8 @@ int tls_server_setup(server *s, char *why, size_t len)
         }
         pthread_mutex_init(&s->tls_out->mu, NULL);
     }
-    SSL_CTX *ctx = NULL;
-    if (cfg_sslmode(c->server_tls_sslmode) > SSLMODE_DISABLE) {
-        ctx = make_ctx(&k, why, len);
-        if (!ctx) return -1;
-    }
-    pthread_mutex_lock(&s->tls_out->mu);
-    SSL_CTX *old = s->tls_out->ctx;
-    s->tls_out->ctx = ctx;
-    pthread_mutex_unlock(&s->tls_out->mu);
-    SSL_CTX_free(old);
-    return 0;
+    return install_ctx(&k, cfg_sslmode(c->server_tls_sslmode) > SSLMODE_DISABLE, false,
+                       &s->tls_out->mu, &s->tls_out->ctx, why, len);
 }
 
 void tls_free(server *s)
@@ -315,16 +306,7 @@ SSL *tls_connect_new(tls_ref *r, int fd, const char *host, int sslmode, char *wh
 
 SSL *tls_accept_new(server *s, int fd)
 {
-    pthread_mutex_lock(&s->tls_mu);
-    SSL *ssl = s->tls_client ? SSL_new(s->tls_client) : NULL;
-    pthread_mutex_unlock(&s->tls_mu);
-    if (!ssl) return NULL;
-    if (SSL_set_fd(ssl, fd) != 1) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    SSL_set_accept_state(ssl);
-    return ssl;
+    return accept_from(&s->tls_mu, &s->tls_client, fd);
 }
 
 int tls_handshake(SSL *ssl, char *why, size_t len)
