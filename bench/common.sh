@@ -23,3 +23,33 @@ bench_cleanup() {
 # utime + stime of a process, in clock ticks ($hz a second)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
+
+# start_poolers COMMON PGBOUNCER: weir ($weir_port, and $weir1_port with one
+# worker: PgBouncer has one thread) and PgBouncer ($pgb_port) from the same
+# pgbouncer.ini text COMMON; sets weir_pid, weir1_pid, pgb_pid.
+start_poolers() {
+    local common=$1 pgb=$2
+    printf '%s\nlisten_port = %s\n' "$common" "$weir_port" >"$dir/weir.ini"
+    printf '%s\nlisten_port = %s\nworkers = 1\n' "$common" "$weir1_port" >"$dir/weir1.ini"
+    printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
+        "$common" "$pgb_port" "$dir" "$dir" >"$dir/pgb.ini"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
+    "$weir_bin" -q "$dir/weir.ini" &
+    weir_pid=$!
+    bench_track "$weir_pid"
+    "$weir_bin" -q "$dir/weir1.ini" &
+    weir1_pid=$!
+    bench_track "$weir1_pid"
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- sh -c "ulimit -n \$(ulimit -Hn); '$pgb' -d -q '$dir/pgb.ini'"
+    else
+        "$pgb" -d -q "$dir/pgb.ini"
+    fi
+    for _ in $(seq 100); do
+        [ -f "$dir/pgb.pid" ] &&
+            psql -h 127.0.0.1 -p "$weir_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 &&
+            psql -h 127.0.0.1 -p "$pgb_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    pgb_pid=$(cat "$dir/pgb.pid")
+}

@@ -69,29 +69,7 @@ default_pool_size = 20
 max_client_conn = 5000
 log_connections = 0
 log_disconnections = 0"
-printf '%s\nlisten_port = %s\n' "$common" "$weir_port" >"$dir/weir.ini"
-# weir with one worker: on a small machine shared with PostgreSQL and pgbench
-printf '%s\nlisten_port = %s\nworkers = 1\n' "$common" "$weir1_port" >"$dir/weir1.ini"
-printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
-    "$common" "$pgb_port" "$dir" "$dir" >"$dir/pgb.ini"
-[ "$(id -u)" = 0 ] && chown -R postgres "$dir"
-
-"$weir_bin" -q "$dir/weir.ini" &
-weir_pid=$!
-bench_track "$weir_pid"
-"$weir_bin" -q "$dir/weir1.ini" &
-weir1_pid=$!
-bench_track "$weir1_pid"
-if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- sh -c "ulimit -n \$(ulimit -Hn); pgbouncer -d -q '$dir/pgb.ini'"
-else
-    pgbouncer -d -q "$dir/pgb.ini"
-fi
-for _ in $(seq 100); do
-    [ -f "$dir/pgb.pid" ] && psql -h 127.0.0.1 -p "$weir_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 && break
-    sleep 0.1
-done
-pgb_pid=$(cat "$dir/pgb.pid")
+start_poolers "$common" "$(command -v pgbouncer)"
 
 
 # run_pgbench TARGET PORT PID CLIENTS MODE [extra pgbench args]

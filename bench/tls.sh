@@ -68,30 +68,8 @@ client_tls_sslmode = require
 client_tls_key_file = $dir/server.key
 client_tls_cert_file = $dir/server.crt
 server_tls_sslmode = disable"
-printf '%s\nlisten_port = %s\n' "$common" "$weir_port" >"$dir/weir.ini"
-# weir with one worker, as PgBouncer has one thread (on a small machine shared with PostgreSQL)
-printf '%s\nlisten_port = %s\nworkers = 1\n' "$common" "$weir1_port" >"$dir/weir1.ini"
-printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
-    "$common" "$pgb_port" "$dir" "$dir" >"$dir/pgb.ini"
-[ "$(id -u)" = 0 ] && chown -R postgres "$dir"
-"$weir_bin" -q "$dir/weir.ini" &
-weir_pid=$!
-bench_track "$weir_pid"
-"$weir_bin" -q "$dir/weir1.ini" &
-weir1_pid=$!
-bench_track "$weir1_pid"
-if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- sh -c "ulimit -n \$(ulimit -Hn); '$pgb' -d -q '$dir/pgb.ini'"
-else
-    "$pgb" -d -q "$dir/pgb.ini"
-fi
 export PGSSLMODE=require
-for _ in $(seq 100); do
-    [ -f "$dir/pgb.pid" ] && psql -h 127.0.0.1 -p "$weir_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 &&
-        psql -h 127.0.0.1 -p "$pgb_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 && break
-    sleep 0.1
-done
-pgb_pid=$(cat "$dir/pgb.pid")
+start_poolers "$common" "$pgb"
 
 # run TARGET PORT PID KIND CLIENTS [pgbench args]
 run() {
