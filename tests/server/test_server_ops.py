@@ -584,6 +584,23 @@ class TestPgBouncer125Keys(unittest.TestCase):
         finally:
             w.stop()
 
+    def test_listen_addr_star_takes_ipv6_too(self):
+        import socket
+        try:
+            socket.socket(socket.AF_INET6).bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback on this machine")
+        w = Weir(PG, settings={"listen_addr": "*"})
+        try:
+            for host in ("127.0.0.1", "::1"):
+                r = subprocess.run(["psql", "-X", "-A", "-t", "-h", host, "-p", str(w.port), "-U",
+                                    "app", "-d", "appdb", "-c", "select 1"], capture_output=True,
+                                   text=True, timeout=30, env=dict(os.environ, PGPASSWORD="s3cret"))
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), host + r.stderr)
+            self.assertIn("listening on :::%d" % w.port, w.log())
+        finally:
+            w.stop()
+
     def test_transaction_timeout_per_user(self):
         w = Weir(PG, start=False)
         with open(w.ini, "a") as f:

@@ -27,14 +27,31 @@
 
 /* --- listeners ----------------------------------------------------------- */
 
+/* Can addr be listened on (the port free, the family there)? A socket, or -1. */
+static int tcp_listen_quiet(server *s, const char *addr)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->cfg.listen_port);
+    if (getaddrinfo(addr, port, &hints, &ai)) return -1;
+    int one = 1, fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd >= 0 && bind(fd, ai->ai_addr, ai->ai_addrlen)) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
 static int tcp_listen(server *s, const char *addr, bool reuseport)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
     char port[16];
     snprintf(port, sizeof port, "%d", s->cfg.listen_port);
-    const char *host = !strcmp(addr, "*") ? NULL : addr;
-    if (!host) hints.ai_family = AF_INET;
-    int g = getaddrinfo(host, port, &hints, &ai);
+    int g = getaddrinfo(addr, port, &hints, &ai);
     if (g) {
         srv_log(s, "ERROR", "listen_addr %s: %s", addr, gai_strerror(g));
         return -1;
@@ -43,6 +60,8 @@ static int tcp_listen(server *s, const char *addr, bool reuseport)
     int one = 1;
     if (fd >= 0) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        /* "::" takes IPv6 only; 0.0.0.0 is listened on apart (listen_addr = *) */
+        if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
         if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     }
     if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, s->cfg.listen_backlog)) {
@@ -117,10 +136,28 @@ int server_start(server *s)
 
     /* TCP: with several workers, each gets its own SO_REUSEPORT socket per
      * address and the kernel spreads connections across them. */
-    char addrs[CFG_STR];
-    snprintf(addrs, sizeof addrs, "%s", s->cfg.listen_addr);
+    char addrs[CFG_STR * 2] = "";
+    { /* "*": every IPv4 and IPv6 address, as PgBouncer */
+        char list[CFG_STR];
+        snprintf(list, sizeof list, "%s", s->cfg.listen_addr);
+        for (char *save = NULL, *a = strtok_r(list, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
+            size_t n = strlen(addrs);
+            snprintf(addrs + n, sizeof addrs - n, "%s%s", n ? "," : "",
+                     strcmp(a, "*") ? a : "0.0.0.0,*6");
+        }
+    }
     int nlisten = 0;
     for (char *save = NULL, *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
+        bool any6 = !strcmp(a, "*6"); /* a machine without IPv6 just says so */
+        if (any6) {
+            a = "::";
+            int probe = tcp_listen_quiet(s, a);
+            if (probe < 0) {
+                srv_log(s, "LOG", "listen_addr *: no IPv6 here; IPv4 only");
+                continue;
+            }
+            close(probe);
+        }
         /* so_reuseport = 0 (PgBouncer's default): the port must be free, so a
          * second weir (or anything else) on it fails instead of sharing it.
          * The workers' own sockets share it among themselves either way. */
