@@ -309,6 +309,8 @@ void pools_apply_config(server *s)
         p->size = size;
         p->reserve = reserve;
         p->reserve_timeout = k->reserve_pool_timeout;
+        int64_t qwt = db->query_wait_timeout >= 0 ? db->query_wait_timeout : k->query_wait_timeout;
+        p->query_wait_ms = qwt > 0 ? qwt : INT64_C(1) << 40; /* workers are held */
         p->mode = mode;
         be_target *t = p->target, n;
         memset(&n, 0, sizeof n);
