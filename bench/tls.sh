@@ -68,8 +68,10 @@ client_tls_sslmode = require
 client_tls_key_file = $dir/server.key
 client_tls_cert_file = $dir/server.crt
 server_tls_sslmode = disable"
+# a copy in $dir, which the postgres user (PgBouncer's, when root) can read
+cp "$pgb" "$dir/pgbouncer"
 export PGSSLMODE=require
-start_poolers "$common" "$pgb"
+start_poolers "$common" "$dir/pgbouncer"
 
 # run TARGET PORT PID KIND CLIENTS [pgbench args]
 run() {
