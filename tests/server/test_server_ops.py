@@ -8,7 +8,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -600,6 +602,27 @@ class TestPgBouncer125Keys(unittest.TestCase):
             self.assertIn("listening on :::%d" % w.port, w.log())
         finally:
             w.stop()
+
+    def test_sighup_reopens_the_logfile(self):
+        """logrotate's way: the file is renamed, SIGHUP, and weir writes a new one."""
+        d = tempfile.mkdtemp(prefix="weir-log-")
+        path = os.path.join(d, "weir.log")
+        w = Weir(PG, settings={"logfile": path})
+        try:
+            self.assertTrue(os.path.exists(path))
+            os.rename(path, path + ".1")
+            w.proc.send_signal(signal.SIGHUP)
+            for _ in range(50):
+                if os.path.exists(path) and "got SIGHUP" in open(path).read():
+                    break
+                time.sleep(0.1)
+            with open(path) as f:
+                self.assertIn("got SIGHUP, reloading", f.read())
+            with open(path + ".1") as f:
+                self.assertNotIn("got SIGHUP", f.read())
+        finally:
+            w.stop()
+            shutil.rmtree(d, ignore_errors=True)
 
     def test_transaction_timeout_per_user(self):
         w = Weir(PG, start=False)

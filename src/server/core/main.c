@@ -3,8 +3,9 @@
  * SIGINT: safe shutdown (new clients are refused, pools pause, and weir exits
  * once every server connection is back: each transaction ends first);
  * SIGTERM, or a second SIGINT: immediate shutdown (clients are told "pooler
- * is shutting down"); SIGUSR1: pause, SIGUSR2: resume; SIGHUP: reload the
- * config file (a bad file keeps the running configuration).
+ * is shutting down"); SIGUSR1: pause, SIGUSR2: resume; SIGHUP: reopen the
+ * logfile (logrotate) and reload the config file (a bad file keeps the
+ * running configuration).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,24 @@
 #include "core/worker.h"
 #include "http/http.h"
 #include "pg/client.h"
+
+/* The logfile opened again at its path (after logrotate renamed it); the
+ * old stream is kept if the new one cannot be opened. */
+static void reopen_log(server *s)
+{
+    if (!s->logf || !s->logpath[0]) return;
+    FILE *f = fopen(s->logpath, "a");
+    if (!f) {
+        srv_log(s, "WARNING", "cannot reopen logfile %s: %s; still writing the old one",
+                s->logpath, strerror(errno));
+        return;
+    }
+    pthread_mutex_lock(&s->log_lock);
+    FILE *old = s->logf;
+    s->logf = f;
+    pthread_mutex_unlock(&s->log_lock);
+    fclose(old);
+}
 
 /* The HTTP door first: it reads the pools the workers' stop destroys. */
 static void stop(server *s)
@@ -227,6 +246,7 @@ int main(int argc, char **argv)
     }
     s->verbose += s->cfg.verbose;
     if (s->cfg.logfile[0]) {
+        snprintf(s->logpath, sizeof s->logpath, "%.*s", (int)sizeof s->logpath - 1, s->cfg.logfile);
         s->logf = fopen(s->cfg.logfile, "a");
         if (!s->logf) {
             srv_log(s, "ERROR", "cannot open logfile %s: %s", s->cfg.logfile, strerror(errno));
@@ -313,6 +333,7 @@ int main(int argc, char **argv)
         if (sig == SIGUSR2) (void)pools_pause(s, "", false, "SIGUSR2");
         if (sig == SIGHUP) {
             char err[400];
+            reopen_log(s); /* logrotate moved it away: a new file at the same path */
             srv_log(s, "LOG", "got SIGHUP, reloading"); /* cfg is read under change_mu */
             (void)server_reload(s, err, sizeof err);    /* it logs the outcome */
         }

@@ -49,7 +49,8 @@ struct server {
     atomic_bool shutting_down;
     bool quiet;
     int verbose;
-    FILE *logf;
+    FILE *logf;          /* under log_lock once workers run */
+    char logpath[CFG_STR]; /* the logfile's path at start (SIGHUP reopens it) */
     pthread_mutex_t log_lock;
     pthread_mutex_t stats_lock;
     int64_t stats_at_ms, stats_period_ms; /* the last stats_period tick, and its length */
