@@ -9,6 +9,7 @@ pipeline).
 import os
 import re
 import socket
+import time
 import struct
 import subprocess
 import sys
@@ -277,6 +278,57 @@ class TestProtocol(PreparedCase):
         self.assertEqual(c.run(parse("bad", "SELECT 'fixed'"), parse("x", "SELECT 'x'"),
                                bind("bad"), execute(), bind("x"), execute(), SYNC),
                          ["1", "1", "2", ("D", "fixed"), "C", "2", ("D", "x"), "C", "Z"])
+
+    def test_messages_after_an_error_before_the_sync(self):
+        """An error comes back before the client's Sync was sent: what the
+        client sends until that Sync is skipped by PostgreSQL, answered by
+        nothing, and a Parse among it creates no statement."""
+        c = self.raw()
+        self.assertEqual(c.run(parse("q", "SELECT 1"), SYNC), ["1", "Z"])
+        c.s.sendall(parse("", "SELECT aaaa") + bind("") + execute() + msg(b"H"))
+        t, body = c.read()
+        self.assertEqual((t, error_fields(body)["C"]), (b"E", "42703"))
+        # sent after the error, before the Sync: skipped, and not waited for
+        self.assertEqual(c.run(bind("q"), execute(), parse("r", "SELECT 2"), SYNC), ["Z"])
+        self.assertEqual(c.run(bind("q"), execute(), SYNC), ["2", ("D", "1"), "C", "Z"])
+        # "r" was skipped: it does not exist, and can be prepared
+        self.assertEqual(c.run(parse("r", "SELECT 2"), bind("r"), execute(), SYNC),
+                         ["1", "2", ("D", "2"), "C", "Z"])
+
+    def test_psycopg_pipeline_error_with_a_delayed_sync(self):
+        """The same with psycopg, as PgBouncer's suite does it: the prepared
+        statement after the Sync used to hang the client."""
+        with psycopg.connect(self.w.dsn()) as conn:
+            conn.execute("SELECT 1", prepare=True).fetchone()
+        out = {}
+
+        def run():
+            with psycopg.connect(self.w.dsn(), autocommit=True) as conn:
+                with conn.pipeline() as p, conn.cursor() as cur:
+                    cur.execute("SELECT aaaa")
+                    time.sleep(0.1)
+                    try:
+                        cur.execute("SELECT 123")
+                    except psycopg.errors.UndefinedColumn:
+                        out["error"] = True
+                    try:
+                        cur.fetchall()
+                    except psycopg.errors.PipelineAborted:
+                        out["aborted"] = True
+                    p.sync()
+                    cur.execute("SELECT 1", prepare=True)
+                    out["rows"] = cur.fetchall()
+
+        def guarded():
+            try:
+                run()
+            except Exception as e:  # shown by the assertion below
+                out["exception"] = repr(e)
+        t = threading.Thread(target=guarded, daemon=True)
+        t.start()
+        t.join(15)
+        self.assertFalse(t.is_alive(), "the client hung: " + self.w.log()[-1500:])
+        self.assertEqual(out, {"error": True, "aborted": True, "rows": [(1,)]})
 
     def test_describe_statement(self):
         c = self.raw()

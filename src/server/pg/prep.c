@@ -303,6 +303,10 @@ struct ps_client {
      * portal bound to it (malloc'd, or NULL). */
     uint8_t udealloc;
     char *dportal;
+    /* An error came back before the client's Sync was here: PostgreSQL
+     * skips what the client sends until that Sync, so weir passes it on
+     * as it is and expects no answer to it. */
+    bool skipping;
 };
 
 ps_client *ps_client_new(ps_registry *r)
@@ -332,6 +336,7 @@ void ps_client_unlink(ps_client *pc)
 {
     while (pc->len) pop(pc);
     pc->head = 0;
+    pc->skipping = false;
 }
 
 bool ps_busy(const ps_client *pc)
@@ -580,6 +585,18 @@ static int bind_msg(ps_client *pc, ps_cache *sc, uint32_t max, const char *porta
                     const char *name, const uint8_t *rest, uint32_t nrest, uint32_t follow,
                     pq_buf *o)
 {
+    if (pc->skipping) { /* skipped by the server until the Sync: as it is */
+        uint32_t lp = (uint32_t)strlen(portal) + 1, ln = (uint32_t)strlen(name) + 1;
+        if (pq_buf_reserve(o, 5 + lp + ln + nrest)) return -1;
+        uint8_t *w = o->p + o->end;
+        *w = 'B';
+        pq_set32(w + 1, 4 + lp + ln + nrest + follow);
+        memcpy(w + 5, portal, lp);
+        memcpy(w + 5 + lp, name, ln);
+        if (nrest) memcpy(w + 5 + lp + ln, rest, nrest);
+        o->end += 5 + lp + ln + nrest;
+        return 0;
+    }
     if (pc->dportal && !strcmp(portal, pc->dportal)) {
         free(pc->dportal); /* that portal is bound anew */
         pc->dportal = NULL;
@@ -630,6 +647,10 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
     }
     ps_cache *sc = *scp;
     if (!max) max = 1;
+    if (pc->skipping) { /* the server skips it: as it is, no answer expected */
+        if (t != 'S') return put_parts(o, t, body, len, NULL, 0, NULL, 0);
+        pc->skipping = false;
+    }
     const uint8_t *p = body, *end = body + len;
     char nm[NAME_MAX_];
     switch (t) {
@@ -766,6 +787,7 @@ void ps_take_counts(ps_client *pc, uint64_t *parse_c, uint64_t *parse_s, uint64_
 
 int ps_client_other(ps_client *pc, char t)
 {
+    if (pc->skipping) return 0; /* skipped by the server until the Sync */
     /* 'Q' here is a long simple query passed through without a look inside. */
     return t == 'F' || t == 'Q' ? push(pc, OP_QUERY, 0, 0) : 0;
 }
@@ -821,6 +843,7 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
             undo(pc, sc, op);
             pop(pc);
         } while ((op = head(pc)) && op->kind != OP_SYNC);
+        if (!op) pc->skipping = true; /* its Sync has not come yet */
         return true;
     }
     if (!terminal(op->kind, t)) return true;
