@@ -33,7 +33,6 @@
 #include "core/stats.h"
 #include "pg/backend.h"
 
-
 typedef struct hsession {
     char id[33];
     char user[CFG_NAME], db[CFG_NAME];
@@ -85,7 +84,7 @@ typedef struct rq_ctx {
     bool have_password, token;
     bool proved;   /* the password was checked against a secret: it may log in to the server */
     char *qsecret; /* owned: trust with auth_query: the secret the lookup found (md5 or plain) */
-    bool admin; /* an admin_users member: may list and end anyone's sessions */
+    bool admin;    /* an admin_users member: may list and end anyone's sessions */
     char dbname[CFG_NAME];
     const sql_engine *eng; /* the kind of the database (pick_db) */
     void *target;          /* and the database itself (open_target) */
@@ -367,10 +366,11 @@ static bool authenticate(rq_ctx *x)
         char why[300];
         char *found = NULL;
         bool named = false;
-        ok = auth_user[0] && !secret_by_query(x, auth_user, query, &found, &named, why, sizeof why) &&
-             named;
+        ok = auth_user[0] &&
+             !secret_by_query(x, auth_user, query, &found, &named, why, sizeof why) && named;
         x->qsecret = found; /* what the server login may use, as the PostgreSQL door's */
-        if (!ok) fail(x, 401, "28000", "no such user: %s", x->user);
+        if (!ok)
+            fail(x, 401, "28000", "\"trust\" authentication failed: no such user: %s", x->user);
     } else if (type == AUTH_CERT || type == AUTH_PEER) {
         fail(x, 401, "28000",
              "auth_type = %s: the HTTP door takes bearer tokens only ([http_tokens])",
@@ -694,7 +694,9 @@ static void session_json(sbuf *b, const hsession *h, int64_t now_ms, int64_t now
               h->busy ? "true" : "false");
     if (!h->busy && h->conn) {
         char txn = h->eng->txn(h->conn);
-        const char *t = txn == 'I' ? "idle" : txn == 'T' ? "in transaction" : "in failed transaction";
+        const char *t = txn == 'I'   ? "idle"
+                        : txn == 'T' ? "in transaction"
+                                     : "in failed transaction";
         sb_printf(b, ",\"state\":\"%s\"", t);
     }
     sb_str(b, "}");
@@ -715,8 +717,7 @@ static void session_create(rq_ctx *x)
     hsession *h = calloc(1, sizeof *h);
     uint8_t rnd[16];
     weir_conn *c = NULL;
-    if (!h || auth_random(rnd, sizeof rnd) ||
-        !take(x, x->eng->pool(x->target, true), &c)) {
+    if (!h || auth_random(rnd, sizeof rnd) || !take(x, x->eng->pool(x->target, true), &c)) {
         if (!h)
             fail(x, 500, "53200", "out of memory");
         else if (x->rs->status == 200)

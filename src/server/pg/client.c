@@ -84,7 +84,6 @@ static const char *const tracked[NTRACKED] = {
     "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
     "application_name"};
 
-
 /* ------------------------------------------------------------------------ */
 
 static void update_events(client *c);
@@ -140,9 +139,9 @@ static const uint32_t moves[CL_NSTATES] = {
 };
 
 static const char *const state_names[CL_NSTATES] = {
-    "login",      "tls",        "auth_start", "auth_query", "auth_password", "auth_sasl_first",
-    "auth_sasl_final", "welcome", "idle",   "waiting",       "active",
-    "console",    "closed"};
+    "login",           "tls",     "auth_start", "auth_query", "auth_password", "auth_sasl_first",
+    "auth_sasl_final", "welcome", "idle",       "waiting",    "active",        "console",
+    "closed"};
 
 /* The one way a client changes state: checked against moves in every build,
  * with the worker's per-state counts and the pool's waiting count kept. A
@@ -411,15 +410,19 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        /* as PgBouncer words it: "pooler error", then "closing because" */
         if (c->w->srv->cfg.log_pooler_errors)
             srv_log(c->w->srv, "WARNING", "C-%p: %s/%s pooler error: %s", (void *)c,
                     c->dbname[0] ? c->dbname : "(nodb)", c->user[0] ? c->user : "(nouser)", msg);
+        if (c->w->srv->cfg.log_disconnections)
+            srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: %s (age=%llds)", (void *)c,
+                    c->dbname[0] ? c->dbname : "(nodb)", c->user[0] ? c->user : "(nouser)", msg,
+                    (long long)(now_ms() - c->t_connect) / 1000);
         pq_buf tmp = {0};
         if (pq_put_error(&tmp, "FATAL", sqlstate, msg) == 0) {
             /* Whatever was already on its way to the client goes first. */
             uint32_t pend = c->out_scanned - c->out.start;
-            if (pend)
-                (void)!io_send(c->fd, c->tls, c->out.p + c->out.start, pend);
+            if (pend) (void)!io_send(c->fd, c->tls, c->out.p + c->out.start, pend);
             (void)!io_send(c->fd, c->tls, tmp.p, tmp.end);
         }
         pq_buf_free(&tmp);
@@ -436,8 +439,7 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
 static bool flush_out(client *c)
 {
     while (c->out_scanned > c->out.start) {
-        ssize_t n =
-            io_send(c->fd, c->tls, c->out.p + c->out.start, c->out_scanned - c->out.start);
+        ssize_t n = io_send(c->fd, c->tls, c->out.p + c->out.start, c->out_scanned - c->out.start);
         if (n > 0) {
             c->out.start += (uint32_t)n;
             wstats *ws = cws(c);
@@ -899,8 +901,10 @@ static int bind_head(client *c, const uint8_t *p, uint32_t n, uint32_t max)
     const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, avail - (uint32_t)(z1 + 1 - b)) : NULL;
     if (!z2) {
         if (avail < len && avail < BIND_HEAD_MAX) return 0;
-        client_close(c, "08P01", "invalid Bind message: portal and statement names missing or "
-                                 "longer than %u bytes", BIND_HEAD_MAX);
+        client_close(c, "08P01",
+                     "invalid Bind message: portal and statement names missing or "
+                     "longer than %u bytes",
+                     BIND_HEAD_MAX);
         return -1;
     }
     uint32_t nh = (uint32_t)(z2 + 1 - b);
@@ -1216,7 +1220,8 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
             return;
         }
         int r = authq_answer(&aq->q, &m);
-        if (m.type == 'Z' && m.len == 5) ((backend *)weir_conn_handle(aq->conn))->txn = (char)m.body[0];
+        if (m.type == 'Z' && m.len == 5)
+            ((backend *)weir_conn_handle(aq->conn))->txn = (char)m.body[0];
         if (r < 0 || (r > 0 && aq->q.err[0])) {
             auth_lookup_fail(c, aq->q.err);
             return;
@@ -1235,7 +1240,7 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
         if (found)
             auth_done(c);
         else
-            client_close(c, "28000", "no such user: %s", c->user);
+            client_close(c, "28000", "\"trust\" authentication failed: no such user: %s", c->user);
         return;
     }
     auth_ask(c);
@@ -1283,11 +1288,13 @@ static void admin_login(client *c)
     }
     /* The console's own parameters; its version is weir's, as PgBouncer's
      * console says "<version>/bouncer". */
-    static const char *const console[][2] = {
-        {"server_version", WEIR_VERSION "/weir"}, {"server_encoding", "UTF8"},
-        {"client_encoding", "UTF8"},              {"DateStyle", "ISO"},
-        {"standard_conforming_strings", "on"},    {"integer_datetimes", "on"},
-        {"application_name", ""}};
+    static const char *const console[][2] = {{"server_version", WEIR_VERSION "/weir"},
+                                             {"server_encoding", "UTF8"},
+                                             {"client_encoding", "UTF8"},
+                                             {"DateStyle", "ISO"},
+                                             {"standard_conforming_strings", "on"},
+                                             {"integer_datetimes", "on"},
+                                             {"application_name", ""}};
     be_params w = {0};
     for (size_t i = 0; i < sizeof console / sizeof *console; i++)
         be_params_set(&w, console[i][0], console[i][1]);
@@ -1398,8 +1405,8 @@ static void auth_start(client *c)
         else if (tls_peer_cn(c->tls, cn, sizeof cn))
             client_close(c, "28000", "TLS client certificate missing");
         else if (strcmp(cn, c->user))
-            client_close(c, "28000", "TLS certificate name mismatch: \"%s\" is not user \"%s\"",
-                         cn, c->user);
+            client_close(c, "28000", "TLS certificate name mismatch: \"%s\" is not user \"%s\"", cn,
+                         c->user);
         else
             auth_done(c);
         return;
@@ -1426,7 +1433,8 @@ static void auth_start(client *c)
                 return;
             }
             if (s->cfg.auth_file[0]) {
-                client_close(c, "28000", "no such user: %s", c->user);
+                client_close(c, "28000", "\"trust\" authentication failed: no such user: %s",
+                             c->user);
                 return;
             }
         }
@@ -1497,7 +1505,8 @@ static void auth_ask(client *c)
         /* Over TLS, channel binding too (tls-server-end-point), preferred first. */
         static const char mech[] = "SCRAM-SHA-256\0";
         static const char mech_plus[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
-        c->scram->cbind_len = c->tls ? tls_cbind(c->tls, c->scram->cbind, sizeof c->scram->cbind) : 0;
+        c->scram->cbind_len =
+            c->tls ? tls_cbind(c->tls, c->scram->cbind, sizeof c->scram->cbind) : 0;
         if (c->scram->cbind_len)
             (void)pq_put_auth(&c->out, 10, mech_plus, sizeof mech_plus);
         else
@@ -1731,7 +1740,7 @@ static void startup_packet(client *c)
 static void login_data(client *c)
 {
     while ((c->state == CL_LOGIN || c->state == CL_AUTH_PASSWORD ||
-                          c->state == CL_AUTH_SASL_FIRST || c->state == CL_AUTH_SASL_FINAL)) {
+            c->state == CL_AUTH_SASL_FIRST || c->state == CL_AUTH_SASL_FINAL)) {
         if (c->state == CL_LOGIN) {
             uint32_t before = pq_buf_len(&c->in);
             startup_packet(c);
@@ -1832,8 +1841,7 @@ static void set_event(client *c, struct event *ev, int fd, short *cur, short wan
 static void shed_buffers(client *c)
 {
     if (c->conn || (c->state != CL_IDLE && c->state != CL_CONSOLE) || c->cst.left ||
-        pq_buf_len(&c->in) ||
-        c->out.start != c->out.end || pq_buf_len(&c->pre))
+        pq_buf_len(&c->in) || c->out.start != c->out.end || pq_buf_len(&c->pre))
         return;
     pq_buf_free(&c->in);
     pq_buf_free(&c->out);
@@ -1941,15 +1949,14 @@ static void timeouts(worker *w)
             continue;
         }
         const cfg_user *u = c->state >= CL_IDLE ? cfg_find_user(k, c->user) : NULL;
-        int64_t idle_to = user_timeout(u, offsetof(cfg_user, client_idle_timeout),
-                                       k->client_idle_timeout);
+        int64_t idle_to =
+            user_timeout(u, offsetof(cfg_user, client_idle_timeout), k->client_idle_timeout);
         int64_t query_to = user_timeout(u, offsetof(cfg_user, query_timeout), k->query_timeout);
         int64_t itx_to = user_timeout(u, offsetof(cfg_user, idle_transaction_timeout),
                                       k->idle_transaction_timeout);
-        int64_t tx_to = user_timeout(u, offsetof(cfg_user, transaction_timeout),
-                                     k->transaction_timeout);
-        if (tx_to > 0 && c->in_xact && c->state != CL_CONSOLE &&
-            now - c->t_xact / 1000 > tx_to) {
+        int64_t tx_to =
+            user_timeout(u, offsetof(cfg_user, transaction_timeout), k->transaction_timeout);
+        if (tx_to > 0 && c->in_xact && c->state != CL_CONSOLE && now - c->t_xact / 1000 > tx_to) {
             client_close(c, "08P01", "transaction timeout");
             continue;
         }
