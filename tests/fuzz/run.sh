@@ -2,7 +2,8 @@
 # run.sh SECONDS [BUILD_DIR] — build the libFuzzer targets with clang and fuzz each for SECONDS:
 # fuzz_proto (the PostgreSQL door's parsers), fuzz_http (the HTTP request head), fuzz_json
 # (the SQL-over-HTTP body and its PostgreSQL messages) and fuzz_prep (prepared-statement
-# rewriting of client messages in transaction pooling).
+# rewriting of client messages in transaction pooling) and fuzz_hba (auth_hba_file and
+# auth_ident_file).
 # Corpora live in BUILD_DIR/fuzz-corpus-<target> (seeded with a few real
 # messages); findings are written to BUILD_DIR/fuzz-findings and fail the run.
 set -eu
@@ -62,3 +63,9 @@ c="$out/fuzz-corpus-fuzz_prep"
 printf '\000P\000\022s1\000select 1\000\000\000\000B\000\016\000s1\000\000\000\000\000\000\000\000\000E\000\005\000\000\000\000\000\000S\000\000\0011\000\000\0012\000\000\001C\000\011SELECT 1\000\001Z\000\001I' >"$c/parse"
 printf '\002Q\000\020deallocate all\000\000C\000\007\000S\000\000\002P\000\022s1\000select 2\000\000\000' >"$c/dealloc"
 fuzz fuzz_prep
+
+build fuzz_hba "$here/fuzz_hba.c" "$root/src/server/core/hba.c"
+c="$out/fuzz-corpus-fuzz_hba"
+# seeds: rules of every kind, then (after a 0xff byte) an ident map
+printf 'local all postgres peer map=m\nhost "q""x",all u1 , u2 10.0.0.0/8 md5 # c\nhostssl all @f 0.0.0.0/0 cert\nhost db all 192.168.1.0 255.255.255.0 trust\nhost /^t_ all ::1/128 ldap ldapserver=x\nhostssl all all all scram-sha-256 clientcert=verify-full\nhost replication,sameuser all all \\\n reject\n\377m alice alice\nm /^(.*)@corp$ \\1\nm "root" all\n' >"$c/rules"
+fuzz fuzz_hba

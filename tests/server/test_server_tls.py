@@ -79,7 +79,7 @@ def cert(name):
     return os.path.join(CERTS, name)
 
 
-def tls_weir(mode, **extra):
+def tls_weir(mode, users=None, **extra):
     d = tempfile.mkdtemp(prefix="weir-tlsconf-")
     for f in ("server.key", "server.crt", "ca.crt"):
         shutil.copy(cert(f), d)  # a copy: the reload test changes them
@@ -88,7 +88,7 @@ def tls_weir(mode, **extra):
                 "client_tls_cert_file": os.path.join(d, "server.crt"),
                 "admin_users": "weir"}
     settings.update(extra)
-    w = Weir(PG, settings=settings)
+    w = Weir(PG, settings=settings, users=users)
     w.tls_dir = d
     return w
 
@@ -355,6 +355,184 @@ class TestCertAndPeerLogins(unittest.TestCase):
         finally:
             w.stop()
             shutil.rmtree(sock, ignore_errors=True)
+
+
+def auth_request(port, user, database="appdb"):
+    """The first answer to a startup packet over TCP: ('R', code) for an
+    authentication request (3 cleartext, 5 md5, 10 SASL), or ('E', text)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(raw_startup(user=user, database=database))
+        msgs = read_messages(s, timeout=2.0)
+    finally:
+        s.close()
+    t, body = msgs[0]
+    if t == b"R":
+        return "R", struct.unpack("!I", body[:4])[0]
+    return t.decode(), body.decode(errors="replace")
+
+
+class TestHba(unittest.TestCase):
+    """auth_type = hba: pg_hba.conf rules with every method weir has, an
+    ident map for cert and for peer, a user list from @file, a method weir
+    does not have; RELOAD with new rules and with a broken file."""
+
+    def setUp(self):
+        import pwd
+        self.me = me = pwd.getpwuid(os.geteuid()).pw_name
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = '%s') then "
+               "create role \"%s\" login password 'mepw'; end if; end $$" % (me, me))
+        self.sock = tempfile.mkdtemp(prefix="weir-sock-")
+        d = self.conf = tempfile.mkdtemp(prefix="weir-hba-")
+        self.hba = os.path.join(d, "hba.conf")
+        self.rules = (
+            "# TYPE  DATABASE   USER        ADDRESS        METHOD\n"
+            "local   pgbouncer  pgbouncer                  peer\n"
+            "local   appdb      all                        peer map=ops\n"
+            "hostssl appdb      app,weir    127.0.0.1/32   cert map=certs\n"
+            "hostnossl appdb    app         127.0.0.1/32   scram-sha-256\n"
+            "host    appdb      weir        127.0.0.1/32   md5\n"
+            "host    appdb      blocked     127.0.0.1/32   reject\n"
+            "host    appdb      ldapuser    127.0.0.1/32   ldap ldapserver=ldap.example\n"
+            "host    pgbouncer  weir        127.0.0.1/32   password\n"
+            "host    appdb      @trusted.txt  127.0.0.0 255.0.0.0  trust\n")
+        with open(self.hba, "w") as f:
+            f.write(self.rules)
+        with open(os.path.join(d, "trusted.txt"), "w") as f:
+            f.write("# users trusted from this host\n%s\n" % me)
+        with open(os.path.join(d, "ident.conf"), "w") as f:
+            f.write("ops    %s   app\nops    %s   %s\ncerts  app  app\ncerts  app  weir\n"
+                    % (me, me, me))
+        self.w = tls_weir("prefer", users={"app": "s3cret", "weir": "weirpass", me: "mepw"},
+                          client_tls_ca_file=cert("ca.crt"), auth_type="hba",
+                          auth_hba_file=self.hba,
+                          auth_ident_file=os.path.join(d, "ident.conf"),
+                          unix_socket_dir=self.sock, admin_users="weir",
+                          http_listen_port=str(free_port()), http_listen_addr="127.0.0.1")
+
+    def tearDown(self):
+        self.w.stop()
+        shutil.rmtree(self.sock, ignore_errors=True)
+        shutil.rmtree(self.conf, ignore_errors=True)
+
+    def over_socket(self, user, db="appdb", sql="select current_user"):
+        return subprocess.run(["psql", "-X", "-A", "-t", "-h", self.sock, "-p", str(self.w.port),
+                               "-U", user, "-d", db, "-c", sql], capture_output=True, text=True,
+                              timeout=30)
+
+    def tcp(self, user, sslmode="disable", password="", db="appdb", **params):
+        conn = "host=127.0.0.1 port=%d user=%s dbname=%s sslmode=%s" % (self.w.port, user, db,
+                                                                        sslmode)
+        for k, v in params.items():
+            conn += " %s=%s" % (k, v)
+        return subprocess.run(["psql", "-X", "-A", "-t", "-c", "select current_user", conn],
+                              capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10"))
+
+    def test_every_method(self):
+        w, me = self.w, self.me
+        self.assertIn("authentication method ldap is not supported by weir: logins this rule "
+                      "matches are refused", w.log())
+        # peer with an ident map: the OS user may be app, and itself, not weir
+        r = self.over_socket("app")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "app"), r.stderr + w.log())
+        r = self.over_socket(me)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, me), r.stderr)
+        r = self.over_socket("weir")
+        self.assertIn('peer authentication failed for user "weir"', r.stderr)
+        self.assertIn('ident map "ops" has no match for OS user "%s" as user "weir"' % me, w.log())
+        # peer for the console's pgbouncer user
+        r = self.over_socket("pgbouncer", "pgbouncer", "SHOW VERSION")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # cert with an ident map: CN=app may be app or weir
+        with_cert = {"sslcert": cert("client.crt"), "sslkey": cert("client.key"),
+                     "sslrootcert": cert("ca.crt")}
+        for user in ("app", "weir"):
+            r = self.tcp(user, "verify-full", host="localhost", **with_cert)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, user), r.stderr + w.log())
+        r = self.tcp("app", "require")  # the cert rule, and no certificate
+        self.assertIn("TLS client certificate missing", r.stderr)
+        # scram-sha-256 for app without TLS (hostnossl), md5 for weir: the
+        # request weir makes says which
+        self.assertEqual(auth_request(w.port, "app"), ("R", 10))
+        self.assertEqual(auth_request(w.port, "weir"), ("R", 5))
+        self.assertEqual(auth_request(w.port, "weir", "pgbouncer"), ("R", 3))
+        r = self.tcp("app", password="s3cret")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "app"), r.stderr)
+        r = self.tcp("app", password="wrong")
+        self.assertIn('password authentication failed for user "app"', r.stderr)
+        rows, res = w.admin("SHOW VERSION")  # password method, on the console
+        self.assertEqual(res.returncode, 0, res.stderr)
+        # trust, for a user listed in @trusted.txt
+        r = self.tcp(me)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, me), r.stderr)
+        # reject, no rule, a method weir does not have
+        r = self.tcp("blocked")
+        self.assertIn('pg_hba.conf rejects connection for host "127.0.0.1", user "blocked", '
+                      'database "appdb", no encryption', r.stderr)
+        r = self.tcp("nobody", db="otherdb")
+        self.assertIn('no pg_hba.conf entry for host "127.0.0.1", user "nobody", database '
+                      '"otherdb", no encryption', r.stderr)
+        r = self.tcp("nobody", "require", db="otherdb")
+        self.assertIn('database "otherdb", SSL encryption', r.stderr)
+        r = self.tcp("ldapuser")
+        self.assertIn("authentication method ldap (auth_hba_file line 8) is not supported by "
+                      "weir", r.stderr)
+
+    def test_http_door_follows_the_rules(self):
+        import base64
+        import http.client
+        import json
+
+        def post(user, password):
+            c = http.client.HTTPConnection("127.0.0.1", int(w_setting(self.w, "http_listen_port")),
+                                           timeout=10)
+            auth = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+            c.request("POST", "/v1/databases/appdb/sql", json.dumps({"query": "select 1 as x"}),
+                      {"Authorization": "Basic " + auth, "Content-Type": "application/json"})
+            r = c.getresponse()
+            out = r.status, r.read().decode()
+            c.close()
+            return out
+        st, body = post("app", "s3cret")  # hostnossl scram-sha-256: the password is checked
+        self.assertEqual(st, 200, body)
+        st, body = post("app", "wrong")
+        self.assertEqual(st, 401, body)
+        st, body = post("blocked", "x")
+        self.assertEqual(st, 403, body)
+        self.assertIn("pg_hba.conf rejects connection for host", body)
+
+    def test_reload_new_rules_and_a_broken_file(self):
+        w = self.w
+        self.assertEqual(self.tcp("app", password="s3cret").returncode, 0)
+        with open(self.hba, "w") as f:
+            f.write("host appdb app 127.0.0.1/32 reject\n" + self.rules)
+        rows, r = w.admin("RELOAD")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.tcp("app", password="s3cret")
+        self.assertIn("pg_hba.conf rejects connection", r.stderr)
+        # a mistake keeps the rules in use, and says where it is
+        with open(self.hba, "w") as f:
+            f.write(self.rules + "host appdb app 10.0.0.0/40 md5\n")
+        rows, r = w.admin("RELOAD")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("hba.conf:11: mask length 40 in \"10.0.0.0/40\" is more than 32",
+                      r.stderr)
+        r = self.tcp("app", password="s3cret")
+        self.assertIn("pg_hba.conf rejects connection", r.stderr)
+        self.assertEqual(self.tcp("weir", password="weirpass").returncode, 0)
+
+    def test_start_refuses_a_broken_file(self):
+        with open(self.hba, "a") as f:
+            f.write("host all +admins 127.0.0.1/32 md5\n")
+        w2 = Weir(PG, settings={"auth_type": "hba", "auth_hba_file": self.hba}, start=False)
+        try:
+            rc, log = w2.start_fails()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("hba.conf:11: \"+admins\": group membership (+role) is not supported",
+                          log)
+        finally:
+            w2.stop()
 
 
 class TestServerTls(unittest.TestCase):

@@ -6,6 +6,7 @@
  * file:line; a bad value is an error naming file:line and the key.
  */
 #include "core/config.h"
+#include "core/hba.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -42,6 +43,8 @@ static const key keys[] = {
     K(pool_mode, K_MODE, "session"),
     K(auth_type, K_AUTH, "md5"),
     K(auth_file, K_STR, ""),
+    K(auth_hba_file, K_STR, ""),
+    K(auth_ident_file, K_STR, ""),
     K(auth_user, K_NAME, ""),
     K(auth_dbname, K_NAME, ""),
     K(auth_query, K_STR, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"),
@@ -147,26 +150,12 @@ int cfg_syslog_facility(const char *name)
 
 /* PgBouncer keys weir reads but does not act on (yet): a warning, not an error. */
 static const char *const unsupported[] = {
-    "auth_hba_file",
-    "auth_dbname",
-    "unix_socket_group",
-    "server_round_robin",
-    "peer_id",
-    "service_name",
-    "job_name",
-    "conffile",
-    "autodb_idle_timeout",
-    "dns_max_ttl",
-    "dns_nxdomain_ttl",
-    "dns_zone_check_period",
-    "resolv_conf",
-    "server_fast_close",
-    "sbuf_loopcnt",
-    "tcp_defer_accept",
-    "tcp_socket_buffer",
-    "track_extra_parameters",
-    "http_listen_addr",
-    "http_listen_port",
+    "unix_socket_group",      "server_round_robin", "peer_id",
+    "service_name",           "job_name",           "conffile",
+    "autodb_idle_timeout",    "dns_max_ttl",        "dns_nxdomain_ttl",
+    "dns_zone_check_period",  "resolv_conf",        "server_fast_close",
+    "sbuf_loopcnt",           "tcp_defer_accept",   "tcp_socket_buffer",
+    "track_extra_parameters", "http_listen_addr",   "http_listen_port",
 };
 
 typedef struct reader {
@@ -273,7 +262,8 @@ static int parse_auth(const char *v)
              {"md5", AUTH_MD5},
              {"scram-sha-256", AUTH_SCRAM},
              {"cert", AUTH_CERT},
-             {"peer", AUTH_PEER}};
+             {"peer", AUTH_PEER},
+             {"hba", AUTH_HBA}};
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         if (!strcasecmp(v, t[i].name)) return t[i].type;
     return -1;
@@ -288,8 +278,9 @@ const char *cfg_pool_mode_name(int mode)
 
 const char *cfg_auth_type_name(int type)
 {
-    static const char *const n[] = {"any", "trust", "plain", "md5", "scram-sha-256", "cert", "peer"};
-    return type >= 0 && type <= AUTH_PEER ? n[type] : "?";
+    static const char *const n[] = {"any",           "trust", "plain", "md5",
+                                    "scram-sha-256", "cert",  "peer",  "hba"};
+    return type >= 0 && type <= AUTH_HBA ? n[type] : "?";
 }
 
 static const key *key_find(const char *name)
@@ -376,13 +367,14 @@ static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen
     case K_AUTH: {
         int a = parse_auth(v);
         if (a < 0) {
-            if (!strcasecmp(v, "hba") || !strcasecmp(v, "pam") || !strcasecmp(v, "ldap"))
+            if (!strcasecmp(v, "pam") || !strcasecmp(v, "ldap"))
                 snprintf(why, whylen,
                          "auth_type %s is not supported by weir (use any, trust, plain, md5, "
-                         "scram-sha-256, cert or peer)",
+                         "scram-sha-256, cert, peer or hba)",
                          v);
             else
-                snprintf(why, whylen, "must be any, trust, plain, md5, scram-sha-256, cert or peer");
+                snprintf(why, whylen,
+                         "must be any, trust, plain, md5, scram-sha-256, cert, peer or hba");
             return -1;
         }
         *(int *)p = a;
@@ -962,16 +954,15 @@ int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg
             rc = -1;
             break;
         }
-        if (parse_quoted(&p, s.user, sizeof s.user) ||
-            parse_quoted(&p, s.secret, (size_t)n + 1)) {
+        if (parse_quoted(&p, s.user, sizeof s.user) || parse_quoted(&p, s.secret, (size_t)n + 1)) {
             say(&r, true, c->auth_file, lineno, "syntax error: expected \"user\" \"password\"");
             free(s.secret);
             rc = -1;
             continue;
         }
         if (strlen(s.secret) > CFG_SECRET_MAX) {
-            say(&r, true, c->auth_file, lineno,
-                "the password of \"%s\" is longer than %d bytes", s.user, CFG_SECRET_MAX);
+            say(&r, true, c->auth_file, lineno, "the password of \"%s\" is longer than %d bytes",
+                s.user, CFG_SECRET_MAX);
             free(s.secret);
             rc = -1;
             continue;
@@ -989,6 +980,30 @@ int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg
     return rc;
 }
 
+static void hba_warn(void *ud, const char *msg)
+{
+    say(ud, false, NULL, 0, "%s", msg);
+}
+
+int cfg_load_hba(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud)
+{
+    reader r = {.c = c, .log = log, .ud = ud};
+    hba_unref(c->hba);
+    c->hba = NULL;
+    if (c->auth_type != AUTH_HBA) return 0;
+    if (!c->auth_hba_file[0]) {
+        say(&r, true, NULL, 0, "auth_type = hba needs auth_hba_file (rules in pg_hba.conf's form)");
+        return -1;
+    }
+    char err[600];
+    c->hba = hba_load(c->auth_hba_file, c->auth_ident_file, hba_warn, &r, err, sizeof err);
+    if (!c->hba) {
+        say(&r, true, NULL, 0, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const char *msg), void *ud)
 {
     set_defaults(c);
@@ -1002,6 +1017,7 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
         rc = -1;
     }
     if (rc == 0 && c->auth_file[0] && cfg_load_auth_file(c, log, ud)) rc = -1;
+    if (rc == 0 && cfg_load_hba(c, log, ud)) rc = -1;
     char why[256];
     if (rc == 0 && cfg_check_tls(c, why, sizeof why)) {
         say(&r, true, path, 0, "%s", why);
@@ -1038,13 +1054,17 @@ int cfg_check_tls(const cfg *c, char *why, size_t len)
         return -1;
     }
     if (cm > SSLMODE_DISABLE && (!c->client_tls_key_file[0] || !c->client_tls_cert_file[0])) {
-        snprintf(why, len, "client_tls_sslmode = %s needs client_tls_key_file and "
-                           "client_tls_cert_file", c->client_tls_sslmode);
+        snprintf(why, len,
+                 "client_tls_sslmode = %s needs client_tls_key_file and "
+                 "client_tls_cert_file",
+                 c->client_tls_sslmode);
         return -1;
     }
     if (cm >= SSLMODE_VERIFY_CA && !c->client_tls_ca_file[0]) {
-        snprintf(why, len, "client_tls_sslmode = %s needs client_tls_ca_file (to check client "
-                           "certificates against)", c->client_tls_sslmode);
+        snprintf(why, len,
+                 "client_tls_sslmode = %s needs client_tls_ca_file (to check client "
+                 "certificates against)",
+                 c->client_tls_sslmode);
         return -1;
     }
     int hm = cfg_sslmode(c->http_tls_sslmode);
@@ -1055,19 +1075,22 @@ int cfg_check_tls(const cfg *c, char *why, size_t len)
     if (hm != SSLMODE_DISABLE &&
         !(c->http_tls_key_file[0] ? c->http_tls_cert_file[0]
                                   : c->client_tls_key_file[0] && c->client_tls_cert_file[0])) {
-        snprintf(why, len, "http_tls_sslmode = %s needs http_tls_key_file and http_tls_cert_file "
-                           "(or client_tls_key_file and client_tls_cert_file)",
+        snprintf(why, len,
+                 "http_tls_sslmode = %s needs http_tls_key_file and http_tls_cert_file "
+                 "(or client_tls_key_file and client_tls_cert_file)",
                  c->http_tls_sslmode);
         return -1;
     }
     if (c->auth_type == AUTH_CERT && (cm == SSLMODE_DISABLE || !c->client_tls_ca_file[0])) {
-        snprintf(why, len, "auth_type = cert needs TLS towards clients (client_tls_sslmode) and "
-                           "client_tls_ca_file to check their certificates");
+        snprintf(why, len,
+                 "auth_type = cert needs TLS towards clients (client_tls_sslmode) and "
+                 "client_tls_ca_file to check their certificates");
         return -1;
     }
     if (!c->server_tls_key_file[0] != !c->server_tls_cert_file[0]) {
-        snprintf(why, len, "server_tls_key_file and server_tls_cert_file go together (weir's "
-                           "client certificate towards servers)");
+        snprintf(why, len,
+                 "server_tls_key_file and server_tls_cert_file go together (weir's "
+                 "client certificate towards servers)");
         return -1;
     }
     return 0;
@@ -1105,6 +1128,7 @@ int cfg_copy(cfg *dst, const cfg *src)
     dst->secrets = NULL;
     dst->tokens = NULL;
     dst->nsecrets = dst->ntokens = 0; /* until copied: what cfg_free may free */
+    hba_ref(dst->hba);                /* shared: the rules never change once read */
     if (src->ndbs && !(dst->dbs = malloc(src->ndbs * sizeof *src->dbs))) goto fail;
     if (src->nusers && !(dst->users = malloc(src->nusers * sizeof *src->users))) goto fail;
     if (src->ntokens && !(dst->tokens = secrets_copy(src->tokens, src->ntokens))) goto fail;
@@ -1140,6 +1164,8 @@ void cfg_free(cfg *c)
     free(c->users);
     secrets_free(c->secrets, c->nsecrets);
     secrets_free(c->tokens, c->ntokens);
+    hba_unref(c->hba);
+    c->hba = NULL;
     c->dbs = NULL;
     c->users = NULL;
     c->secrets = NULL;

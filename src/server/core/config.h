@@ -22,7 +22,10 @@ enum auth_type {
     AUTH_SCRAM,
     AUTH_CERT, /* a TLS client certificate whose CN is the user name */
     AUTH_PEER, /* the Unix socket peer's OS user name is the user name */
+    AUTH_HBA,  /* per login, by auth_hba_file's first matching rule */
 };
+
+struct hba;
 
 /* One [databases] entry. Numbers at -1 mean "not set: use [pgbouncer]'s". */
 typedef struct cfg_db {
@@ -37,8 +40,8 @@ typedef struct cfg_db {
     int pool_size, min_pool_size, reserve_pool, max_db_connections;
     int max_db_client_connections; /* logged-in clients of this database; -1: [pgbouncer]'s */
     int64_t query_wait_timeout, server_lifetime; /* ms; -1: [pgbouncer]'s */
-    char auth_query[CFG_STR];                   /* "": [pgbouncer]'s */
-    char load_balance_hosts[CFG_NAME];          /* PgBouncer 1.24's; one host only here */
+    char auth_query[CFG_STR];                    /* "": [pgbouncer]'s */
+    char load_balance_hosts[CFG_NAME];           /* PgBouncer 1.24's; one host only here */
     int pool_mode;
     char connect_query[CFG_STR];
     char client_encoding[CFG_NAME], datestyle[CFG_NAME], timezone[CFG_NAME];
@@ -63,7 +66,8 @@ typedef struct cfg_user {
 /* One auth_file line. */
 typedef struct cfg_secret {
     char user[CFG_NAME];
-    char *secret; /* owned: plain, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>" */
+    char *
+        secret; /* owned: plain, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>" */
 } cfg_secret;
 
 /* [pgbouncer]. Durations in milliseconds. */
@@ -77,6 +81,7 @@ typedef struct cfg {
     int pool_mode;
     int auth_type;
     char auth_file[CFG_STR];
+    char auth_hba_file[CFG_STR], auth_ident_file[CFG_STR];
     char auth_user[CFG_NAME];
     char auth_dbname[CFG_NAME]; /* where auth_query runs ("": the client's database) */
     char auth_query[CFG_STR];
@@ -111,8 +116,8 @@ typedef struct cfg {
     char server_tls_key_file[CFG_STR], server_tls_cert_file[CFG_STR], server_tls_ca_file[CFG_STR];
     char server_tls_protocols[CFG_STR], server_tls_ciphers[CFG_STR], server_tls13_ciphers[CFG_STR];
     /* weir's own */
-    int workers;                    /* event-loop threads; 0 = number of cores */
-    char http_listen_addr[CFG_STR]; /* the HTTP door (/metrics, /health, /ready); off unless set */
+    int workers;                     /* event-loop threads; 0 = number of cores */
+    char http_listen_addr[CFG_STR];  /* the HTTP door (/metrics, /health, /ready); off unless set */
     char http_tls_sslmode[CFG_NAME]; /* disable, prefer (HTTPS and HTTP on one port), require */
     char http_tls_key_file[CFG_STR], http_tls_cert_file[CFG_STR]; /* "": the client_tls_* ones */
     int http_listen_port;
@@ -133,6 +138,7 @@ typedef struct cfg {
     size_t nusers;
     cfg_secret *secrets;
     size_t nsecrets;
+    struct hba *hba;    /* auth_type = hba: the rules (shared by copies, by reference count) */
     cfg_secret *tokens; /* [http_tokens]: user = bearer token (user, secret = token) */
     size_t ntokens;
     char path[CFG_STR];
@@ -146,6 +152,9 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
 void cfg_free(cfg *c);
 /* Reload auth_file into c (part of cfg_load; also on its own). 0 or -1. */
 int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud);
+/* (Re)load auth_hba_file and auth_ident_file into c when auth_type = hba
+ * (part of cfg_load; also on its own). 0 or -1. */
+int cfg_load_hba(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud);
 
 const cfg_db *cfg_find_db(const cfg *c, const char *name);       /* exact, else "*", else NULL */
 const cfg_db *cfg_find_db_exact(const cfg *c, const char *name); /* no "*" fallback */

@@ -115,6 +115,12 @@ int server_set(server *s, const char *key, const char *value, char *err, size_t 
         if (!err[0]) snprintf(err, errlen, "cannot read auth_file %s", nc.auth_file);
         cfg_free(&nc);
         rc = -1;
+    } else if ((!strcmp(key, "auth_type") || !strcmp(key, "auth_hba_file") ||
+                !strcmp(key, "auth_ident_file")) &&
+               cfg_load_hba(&nc, reload_log, &eb)) {
+        if (!err[0]) snprintf(err, errlen, "cannot read auth_hba_file %s", nc.auth_hba_file);
+        cfg_free(&nc);
+        rc = -1;
     } else if ((rc = cfg_check_logins(&nc, &s->cfg, err, errlen)) != 0 ||
                (rc = cfg_check_tls(&nc, err, errlen)) != 0) {
         cfg_free(&nc);

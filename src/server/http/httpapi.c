@@ -12,6 +12,7 @@
  * the configuration is read under cfg_rw only long enough to copy what a
  * request needs.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -24,6 +25,7 @@
 
 #include "core/auth.h"
 #include "core/authguard.h"
+#include "core/hba.h"
 #include "http/httpd.h"
 #include "core/server.h"
 #include "http/sqlexec.h"
@@ -350,13 +352,59 @@ static bool authenticate(rq_ctx *x)
     bool k_auth_file = k->auth_file[0] != '\0';
     const cfg_db *db = cfg_find_db(k, x->dbname);
     const char *au = db && db->auth_user[0] ? db->auth_user : k->auth_user;
+    hba_rule_info rule = {0};
+    bool hba_found = false;
+    if (type == AUTH_HBA) { /* the HTTP door is a host (or hostssl) connection */
+        hba_login q = {.tls = x->rq->tls, .db = x->dbname, .user = x->user};
+        unsigned char a6[16];
+        if (inet_pton(AF_INET, x->rq->peer, q.addr) == 1) {
+            q.family = AF_INET;
+        } else if (inet_pton(AF_INET6, x->rq->peer, a6) == 1) {
+            static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+            bool m = !memcmp(a6, v4mapped, 12);
+            q.family = m ? AF_INET : AF_INET6;
+            memcpy(q.addr, m ? a6 + 12 : a6, m ? 4 : 16);
+        }
+        hba_found = hba_match(k->hba, &q, &rule);
+    }
     if (!sec && au[0] && x->eng == &sql_engine_pg) {
         snprintf(auth_user, sizeof auth_user, "%s", au);
         snprintf(query, sizeof query, "%s", db->auth_query[0] ? db->auth_query : k->auth_query);
     }
     pthread_rwlock_unlock(&s->cfg_rw);
     bool ok = false;
-    if (oom) {
+    const char *enc = x->rq->tls ? "SSL encryption" : "no encryption";
+    static const int by_rule[] = {
+        [HBA_TRUST] = AUTH_TRUST, [HBA_MD5] = AUTH_MD5,   [HBA_PASSWORD] = AUTH_PLAIN,
+        [HBA_SCRAM] = AUTH_SCRAM, [HBA_CERT] = AUTH_CERT, [HBA_PEER] = AUTH_PEER};
+    bool answered = false;
+    if (type == AUTH_HBA) {
+        answered = true;
+        if (!hba_found)
+            fail(x, 403, "28000",
+                 "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\", %s",
+                 x->rq->peer, x->user, x->dbname, enc);
+        else if (rule.method == HBA_REJECT)
+            fail(x, 403, "28000",
+                 "pg_hba.conf rejects connection for host \"%s\", user \"%s\", database "
+                 "\"%s\", %s",
+                 x->rq->peer, x->user, x->dbname, enc);
+        else if (rule.method == HBA_UNSUPPORTED)
+            fail(x, 403, "28000",
+                 "auth_hba_file line %d: authentication method %s is not supported by weir",
+                 rule.line, rule.method_name);
+        else if (rule.clientcert)
+            fail(x, 403, "28000",
+                 "auth_hba_file line %d wants a client certificate: the HTTP door takes none",
+                 rule.line);
+        else {
+            type = by_rule[rule.method];
+            answered = false;
+        }
+    }
+    if (answered) {
+        /* refused by the rules */
+    } else if (oom) {
         fail(x, 500, "53200", "out of memory");
     } else if (type == AUTH_ANY || (type == AUTH_TRUST && (from_file || !k_auth_file))) {
         ok = true;
@@ -373,7 +421,8 @@ static bool authenticate(rq_ctx *x)
             fail(x, 401, "28000", "\"trust\" authentication failed: no such user: %s", x->user);
     } else if (type == AUTH_CERT || type == AUTH_PEER) {
         fail(x, 401, "28000",
-             "auth_type = %s: the HTTP door takes bearer tokens only ([http_tokens])",
+             "authentication method %s: the HTTP door takes bearer tokens only "
+             "([http_tokens]) for such users",
              cfg_auth_type_name(type));
     } else {
         ok = check_password(x, from_file, secret, auth_user, query);

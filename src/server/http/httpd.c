@@ -593,6 +593,7 @@ static bool conn_process(hconn *c)
         rq->thread = c->t->id;
         rq->door = d;
         memcpy(rq->peer, c->peer, sizeof rq->peer);
+        rq->tls = c->tls != NULL;
         j->rs.status = 200;
         if (hd.http10 ? !hd.conn_keep_alive : hd.conn_close) j->rs.close = true;
         j->head_only = !strcmp(hd.method, "HEAD");

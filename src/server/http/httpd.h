@@ -28,6 +28,7 @@ typedef struct http_req {
     int thread;               /* which I/O thread read it, 0..n-1 */
     const struct httpd *door; /* the server that read it (httpd_counters_get) */
     char peer[64];            /* the client's address */
+    bool tls;                 /* it came over HTTPS */
 } http_req;
 
 /* A request header (case-insensitive name), or NULL. */

@@ -55,6 +55,7 @@
 
 #include "core/auth.h"
 #include "core/authguard.h"
+#include "core/hba.h"
 #include "core/io.h"
 #include "core/log.h"
 #include "core/pools.h"
@@ -1062,7 +1063,7 @@ static void auth_done(client *c)
         admin_login(c);
         return;
     }
-    if (s->cfg.auth_type != AUTH_ANY && s->cfg.auth_type != AUTH_TRUST) {
+    if (c->auth_method != AUTH_ANY && c->auth_method != AUTH_TRUST) {
         char peer[64];
         authguard_passed(s->guard, c->user, peer_of(c, peer, sizeof peer));
     }
@@ -1236,7 +1237,7 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
     bool found = aq->q.named; /* a function returning a record answers NULLs for nobody */
     auth_lookup_end(c, true);
     c->pool = NULL;
-    if (c->w->srv->cfg.auth_type == AUTH_TRUST) { /* trust: found is enough */
+    if (c->auth_method == AUTH_TRUST) { /* trust: found is enough */
         if (found)
             auth_done(c);
         else
@@ -1382,11 +1383,102 @@ static int os_user(uid_t uid, char *out, size_t len)
     return snprintf(out, len, "%s", pw.pw_name) < (int)len ? 0 : -1;
 }
 
-/* Start authenticating per auth_type. */
+/* The client's address for an hba lookup (IPv4-mapped IPv6 as IPv4). */
+static void hba_addr(const client *c, hba_login *q)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    q->family = AF_UNSPEC;
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &l)) return;
+    if (ss.ss_family == AF_INET) {
+        q->family = AF_INET;
+        memcpy(q->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            q->family = AF_INET;
+            memcpy(q->addr, a->s6_addr + 12, 4);
+        } else {
+            q->family = AF_INET6;
+            memcpy(q->addr, a->s6_addr, 16);
+        }
+    }
+}
+
+/* auth_type = hba: the first rule of auth_hba_file matching this login
+ * decides its method (c->auth_method, c->auth_map). 0, or -1 with the
+ * client closed, in PostgreSQL's words. */
+static int hba_pick(client *c)
+{
+    server *s = c->w->srv;
+    hba_login q = {.local = c->is_unix, .tls = c->tls != NULL, .db = c->dbname, .user = c->user};
+    if (!q.local) hba_addr(c, &q);
+    char host[64] = "[local]";
+    if (!q.local) peer_of(c, host, sizeof host);
+    const char *enc = c->tls ? "SSL encryption" : "no encryption";
+    hba_rule_info r;
+    if (!hba_match(s->cfg.hba, &q, &r)) {
+        client_close(c, "28000",
+                     "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\", %s", host,
+                     c->user, c->dbname, enc);
+        return -1;
+    }
+    static const int method[] = {
+        [HBA_TRUST] = AUTH_TRUST, [HBA_MD5] = AUTH_MD5,   [HBA_PASSWORD] = AUTH_PLAIN,
+        [HBA_SCRAM] = AUTH_SCRAM, [HBA_CERT] = AUTH_CERT, [HBA_PEER] = AUTH_PEER};
+    if (r.method == HBA_REJECT) {
+        client_close(c, "28000",
+                     "pg_hba.conf rejects connection for host \"%s\", user \"%s\", database "
+                     "\"%s\", %s",
+                     host, c->user, c->dbname, enc);
+        return -1;
+    }
+    if (r.method == HBA_UNSUPPORTED) {
+        client_close(c, "28000",
+                     "authentication method %s (auth_hba_file line %d) is not supported by weir",
+                     r.method_name, r.line);
+        return -1;
+    }
+    if (r.clientcert) { /* a password method that also wants a valid certificate */
+        char cn[CFG_NAME + 1];
+        if (tls_peer_cn(c->tls, cn, sizeof cn)) {
+            client_close(c, "28000",
+                         "connection requires a valid client certificate (auth_hba_file line %d)",
+                         r.line);
+            return -1;
+        }
+        if (r.clientcert == 2 && strcmp(cn, c->user)) {
+            client_close(c, "28000",
+                         "certificate validation (clientcert=verify-full) failed for user "
+                         "\"%s\": CN mismatch",
+                         c->user);
+            return -1;
+        }
+    }
+    c->auth_method = method[r.method];
+    snprintf(c->auth_map, sizeof c->auth_map, "%s", r.map);
+    return 0;
+}
+
+/* Does the name the certificate or the OS vouches for (sys) let the client
+ * log in as its user: equal, or by the rule's ident map. */
+static bool ident_ok(client *c, const char *sys, const char *how)
+{
+    if (!c->auth_map[0]) return !strcmp(sys, c->user);
+    if (hba_ident_match(c->w->srv->cfg.hba, c->auth_map, sys, c->user)) return true;
+    srv_log(c->w->srv, "WARNING",
+            "C-%p: %s/%s ident map \"%s\" has no match for %s \"%s\" as user \"%s\"", (void *)c,
+            c->dbname, c->user, c->auth_map, how, sys, c->user);
+    return false;
+}
+
+/* Start authenticating per auth_type (or auth_hba_file's rule). */
 static void auth_start(client *c)
 {
     server *s = c->w->srv;
     int type = s->cfg.auth_type;
+    c->auth_method = type;
+    c->auth_map[0] = '\0';
     if (type == AUTH_ANY) {
         auth_done(c);
         return;
@@ -1398,15 +1490,21 @@ static void auth_start(client *c)
         auth_done(c);
         return;
     }
+    if (type == AUTH_HBA) {
+        if (hba_pick(c)) return;
+        type = c->auth_method;
+    }
     if (type == AUTH_CERT) {
         char cn[CFG_NAME + 1];
         if (!c->tls)
             client_close(c, "28000", "certificate authentication needs TLS (sslmode=require)");
         else if (tls_peer_cn(c->tls, cn, sizeof cn))
             client_close(c, "28000", "TLS client certificate missing");
-        else if (strcmp(cn, c->user))
+        else if (!c->auth_map[0] && strcmp(cn, c->user))
             client_close(c, "28000", "TLS certificate name mismatch: \"%s\" is not user \"%s\"", cn,
                          c->user);
+        else if (!ident_ok(c, cn, "certificate name"))
+            client_close(c, "28000", "certificate authentication failed for user \"%s\"", c->user);
         else
             auth_done(c);
         return;
@@ -1415,7 +1513,7 @@ static void auth_start(client *c)
         char os[CFG_NAME];
         if (!c->is_unix)
             client_close(c, "28000", "peer authentication works over the Unix socket only");
-        else if (os_user(peer_uid(c), os, sizeof os) || strcmp(os, c->user))
+        else if (os_user(peer_uid(c), os, sizeof os) || !ident_ok(c, os, "OS user"))
             client_close(c, "28000", "peer authentication failed for user \"%s\"", c->user);
         else
             auth_done(c);
@@ -1472,7 +1570,7 @@ static void auth_start(client *c)
  * PostgreSQL's mock authentication), and fails only after answering. */
 static void auth_ask(client *c)
 {
-    int type = c->w->srv->cfg.auth_type;
+    int type = c->auth_method;
     const char *secret = secret_of(c);
     bool is_scram = auth_is_scram_secret(secret), is_md5 = auth_is_md5_hash(secret);
     /* auth_type = md5 takes SCRAM from a user whose secret is SCRAM (an md5
@@ -1533,7 +1631,7 @@ static bool check_password(client *c, const char *pw, uint32_t len)
     /* Cleartext: checked against the secret whatever its kind; the stored
      * md5 string itself is not a password. */
     const char *secret = secret_of(c);
-    if (c->w->srv->cfg.auth_type == AUTH_PLAIN) return auth_password_ok(c->user, pw, secret);
+    if (c->auth_method == AUTH_PLAIN) return auth_password_ok(c->user, pw, secret);
     if (!secret[0] || auth_is_scram_secret(secret)) return false;
     char expect[36];
     auth_md5_response(c->user, secret, c->salt, expect);

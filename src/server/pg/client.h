@@ -115,6 +115,8 @@ struct client {
     scram_server *scram;
     struct auth_lookup *aq; /* during CL_AUTH_QUERY */
     bool secret_from_query;
+    int auth_method;         /* AUTH_*: auth_type, or auth_hba_file's rule for this login */
+    char auth_map[CFG_NAME]; /* that rule's map= (cert, peer), or "" */
     client *prev, *next;
 };
 
