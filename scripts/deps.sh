@@ -10,7 +10,7 @@ need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for pkg in cmake gcc make pkg-config libcmocka-dev valgrind libpq-dev postgresql-15 libsqlite3-dev \
     libzdb-dev libevent-dev libssl-dev pgbouncer python3-psycopg clang libclang-rt-14-dev nodejs \
-    prometheus libjansson-dev wrk openssl curl; do
+    prometheus libjansson-dev libidn-dev wrk openssl curl; do
     have "$pkg" || need="$need $pkg"
 done
 node_dir=${WEIR_NODE_DIR:-/var/cache/weir-test/node}

@@ -32,7 +32,7 @@ fuzz() {
     grep -E "stat::number_of_executed_units|Done" "$out/$1.log" | tail -2
 }
 
-build fuzz_proto "$here/fuzz_proto.c" "$root/src/server/pg/proto.c" "$root/src/server/core/auth.c" -lcrypto
+build fuzz_proto "$here/fuzz_proto.c" "$root/src/server/pg/proto.c" "$root/src/server/core/auth.c" -lcrypto $(pkg-config --libs libidn)
 c="$out/fuzz-corpus-fuzz_proto"
 # seeds: a startup packet, a query + ReadyForQuery, a SCRAM client-first/final pair
 printf '\000\000\000\000\037\000\003\000\000user\000app\000database\000x\000\000' >"$c/startup"

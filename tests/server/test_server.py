@@ -108,6 +108,27 @@ class TestAuth(unittest.TestCase):
     def test_scram_with_plain_password(self):
         self.check("scram-sha-256", {"app": "s3cret"}, "s3cret")
 
+    def test_scram_password_is_saslprepped_as_postgresql_does(self):
+        """A non-ASCII password: PostgreSQL keeps the SCRAM secret of its
+        SASLprep form (U+2168 ROMAN NUMERAL NINE is "IX", U+00AD is
+        nothing), libpq proves with that form, and weir, which holds the
+        password in plain text in auth_file, must derive the same key on
+        both sides (the client's login and its own login to PostgreSQL)."""
+        pw = "\u2168p\u00e4ss\u00adw\u00f6rd"
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = 'uni') then "
+               "create role uni login; end if; end $$; set password_encryption = "
+               "'scram-sha-256'; alter role uni password '%s'; grant connect on database "
+               "appdb to uni" % pw)
+        w = Weir(PG, settings={"auth_type": "scram-sha-256"}, users={"uni": pw})
+        try:
+            for given in (pw, "IXp\u00e4ssw\u00f6rd"):  # the same password after SASLprep
+                r = w.psql("select current_user", user="uni", password=given)
+                self.assertEqual((r.returncode, r.stdout.strip()), (0, "uni"), r.stderr + w.log())
+            r = w.psql("select 1", user="uni", password="IXpassword")
+            self.assertIn('password authentication failed for user "uni"', r.stderr)
+        finally:
+            w.stop()
+
     def test_scram_with_scram_secret(self):
         secret = PG.sql("select rolpassword from pg_authid where rolname = 'app'")
         self.assertTrue(secret.startswith("SCRAM-SHA-256$"))

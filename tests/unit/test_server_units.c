@@ -100,11 +100,16 @@ static void test_config_errors_name_file_line(void **state)
         strstr(logbuf, "u2.ini:2: invalid value \"70000\" for listen_port: out of range"));
 
     logbuf[0] = '\0';
-    p = write_file("u3.ini", "[pgbouncer]\nauth_type = hba\n");
+    p = write_file("u3.ini", "[pgbouncer]\nauth_type = pam\n");
     assert_int_equal(cfg_load(&c, p, cap_log, NULL), -1);
     assert_non_null(strstr(logbuf,
-                           "u3.ini:2: invalid value \"hba\" for auth_type: auth_type hba is not "
+                           "u3.ini:2: invalid value \"pam\" for auth_type: auth_type pam is not "
                            "supported by weir"));
+
+    logbuf[0] = '\0';
+    p = write_file("u3b.ini", "[pgbouncer]\nauth_type = hba\n");
+    assert_int_equal(cfg_load(&c, p, cap_log, NULL), -1);
+    assert_non_null(strstr(logbuf, "auth_type = hba needs auth_hba_file"));
 
     logbuf[0] = '\0';
     p = write_file("u4.ini", "[pgbouncer]\nmystery = 1\nserver_round_robin = 1\nlisten_port\n");
@@ -491,6 +496,45 @@ static void test_prep_eviction_and_failed_pipeline(void **state)
     ps_registry_free(r);
 }
 
+/* SASLprep (RFC 4013) as PostgreSQL applies it to SCRAM passwords. */
+static void test_saslprep(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"s3cret", "s3cret"},   /* ASCII: as it is */
+        {"a\x07b", "a\x07b"},   /* ASCII, even a control character */
+        {"I\xc2\xadX", "IX"},   /* U+00AD maps to nothing */
+        {"\xe2\x85\xa8", "IX"}, /* U+2168: NFKC */
+        {"\xc2\xaa", "a"},      /* U+00AA: NFKC */
+        {"a\xc2\xa0"
+         "b",
+         "a b"},                            /* a non-ASCII space is a space */
+        {"\xff\xfe", "\xff\xfe"},           /* not UTF-8: as it is */
+        {"a\xef\xbf\xbe", "a\xef\xbf\xbe"}, /* U+FFFE is prohibited: as it is */
+        {"\xd8\xa7"
+         "1",
+         "\xd8\xa7"
+         "1"}, /* bad bidi (RandAL, then L/EN): as it is */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *p = auth_saslprep(cases[i].in);
+        assert_non_null(p);
+        assert_string_equal(p, cases[i].out);
+        free(p);
+    }
+    /* A SCRAM secret of "IX" (as PostgreSQL stores it for the password
+     * U+2168) takes every form of that password, and nothing else. */
+    const char *secret = "SCRAM-SHA-256$4096:d2Vpci1zYXNscHJlcC0xNg==$oGNPz1Uc2MNASHETy+94TbycNv"
+                         "xPC/Tz1WhWQSUGKjM=:8YjGFutO6/pXR7RbHDUYGuzcoUlV9DPGo57ByxxJ+3w=";
+    assert_true(auth_password_ok("u", "IX", secret));
+    assert_true(auth_password_ok("u", "\xe2\x85\xa8", secret));
+    assert_true(auth_password_ok("u", "I\xc2\xadX", secret));
+    assert_false(auth_password_ok("u", "IY", secret));
+    assert_false(auth_password_ok("u", "ix", secret));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_error_message_layout),
         cmocka_unit_test(test_prep_shared_and_elided),
         cmocka_unit_test(test_prep_eviction_and_failed_pipeline),
+        cmocka_unit_test(test_saslprep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /* auth.c — md5 and SCRAM-SHA-256 (RFC 5802, RFC 7677) on OpenSSL's primitives.
  *
- * Passwords are used as given (no SASLprep): ASCII passwords, which is what
- * PostgreSQL's own tools produce by default, work; others may not.
+ * SCRAM passwords are SASLprep'd (libidn's RFC 4013 profile) as PostgreSQL
+ * and libpq do, so a non-ASCII password works whichever side made the secret.
  */
 #include "core/auth.h"
 #include "core/config.h"
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
+#include <stringprep.h>
 
 static void hex(const uint8_t *in, size_t n, char *out)
 {
@@ -107,13 +108,32 @@ static void sha256(const uint8_t *d, size_t n, uint8_t out[32])
     EVP_Digest(d, n, out, &len, EVP_sha256(), NULL);
 }
 
+/* A password as SCRAM uses it: SASLprep'd (RFC 4013) as PostgreSQL and libpq
+ * do. As PostgreSQL: pure ASCII is taken as it is, and a password that is
+ * not valid UTF-8 or that SASLprep refuses (prohibited characters, bad
+ * bidirectional text) is used as it is too. NULL when out of memory. */
+char *auth_saslprep(const char *password)
+{
+    bool ascii = true;
+    for (const unsigned char *p = (const unsigned char *)password; *p && ascii; p++)
+        ascii = *p < 0x80;
+    char *out = NULL;
+    if (!ascii && stringprep_profile(password, &out, "SASLprep", 0) == STRINGPREP_OK) return out;
+    free(out);
+    return strdup(password);
+}
+
 static int salted_password(const char *password, const uint8_t *salt, int saltlen, int iter,
                            uint8_t out[32])
 {
-    return PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, saltlen, iter, EVP_sha256(), 32,
-                             out) == 1
-               ? 0
-               : -1;
+    char *pw = auth_saslprep(password);
+    if (!pw) return -1;
+    int rc = PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, saltlen, iter, EVP_sha256(), 32, out) == 1
+                 ? 0
+                 : -1;
+    explicit_bzero(pw, strlen(pw));
+    free(pw);
+    return rc;
 }
 
 int scram_secret_parse(const char *text, scram_secret *s)

@@ -16,6 +16,9 @@ bool auth_is_md5_hash(const char *secret);
 bool auth_is_scram_secret(const char *secret);
 /* Constant-time comparison of two NUL-terminated strings. */
 bool auth_equal(const char *a, const char *b);
+/* password as SCRAM uses it (SASLprep, RFC 4013, as PostgreSQL: as it is
+ * when pure ASCII, not UTF-8, or refused by SASLprep); malloc'd, or NULL. */
+char *auth_saslprep(const char *password);
 /* Does password match secret (plain, "md5..." hash or SCRAM secret) for user?
  * An empty or NULL secret (no such user) is false, after as much work as a
  * SCRAM secret costs, so the answer's time does not tell. */
@@ -63,7 +66,7 @@ typedef struct scram_server {
     size_t cbind_len;
     bool plus;
     char gs2[64]; /* the client's gs2 header, as sent ("n,,", "p=tls-server-end-point,,") */
-    char *nonce;             /* the client's nonce and weir's */
+    char *nonce;  /* the client's nonce and weir's */
     char *client_first_bare; /* as the client sent it */
     char *server_first;      /* as weir sent it */
     /* After a good proof: the client's ClientKey, with which weir can log in
