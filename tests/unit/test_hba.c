@@ -146,6 +146,10 @@ static void test_rules(void **state)
 static void test_masks(void **state)
 {
     (void)state;
+    hba *q = parse("host \"/^((tenant_[a-z]{1,8}){1,3})$\" /^(svc|app)_[0-9]+$ all md5\n");
+    assert_string_equal(lookup(q, "tenant_ab", "app_7", "1.1.1.1", ""), "md5");
+    assert_string_equal(lookup(q, "tenant_abcdefghi", "app_7", "1.1.1.1", ""), "none");
+    hba_unref(q);
     hba *h = parse("host d u 199.199.199.199/32 trust\n"
                    "host d u 128.0.0.0/9 trust\n"
                    "host d u 128.0.0.0/8 md5\n"
@@ -204,6 +208,12 @@ static void test_errors(void **state)
          "hba.conf:1: \"include\" directives are not supported in auth_hba_file"},
         {"host all all 1.2.3.4/32 md5,\n", "hba.conf:1: a comma-separated list ends with a comma"},
         {"local all a,,b md5\n", "hba.conf:1: empty entry in a comma-separated list"},
+        {"host /a++++++++++++++++++++++++++++++++++++++++ all 1.2.3.4/32 md5\n",
+         "hba.conf:1: regular expression \"a++++++++++++++++++++++++++++++++++++++++\" is too "
+         "complex (repetitions of repetitions)"},
+        {"host all /(((a{99}){99}){99}) 1.2.3.4/32 md5\n",
+         "hba.conf:1: regular expression \"(((a{99}){99}){99})\" is too complex (repetitions "
+         "of repetitions)"},
         {"local all @missing.txt md5\n", NULL /* names the file: checked by prefix */},
         {"host /a( all 1.2.3.4/32 md5\n", NULL},
     };

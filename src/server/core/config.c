@@ -1018,6 +1018,10 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
     }
     if (rc == 0 && c->auth_file[0] && cfg_load_auth_file(c, log, ud)) rc = -1;
     if (rc == 0 && cfg_load_hba(c, log, ud)) rc = -1;
+    if (rc == 0 && !strcmp(c->auth_dbname, "pgbouncer") && !cfg_find_db_exact(c, "pgbouncer")) {
+        say(&r, true, path, 0, "cannot use the reserved \"pgbouncer\" database as an auth_dbname");
+        rc = -1;
+    }
     char why[256];
     if (rc == 0 && cfg_check_tls(c, why, sizeof why)) {
         say(&r, true, path, 0, "%s", why);

@@ -296,8 +296,69 @@ static void names_free(namelist *l)
     l->n = 0;
 }
 
+/* About how many nodes glibc's regcomp makes of re: it copies a repeated
+ * part once per repetition ("x+" is "xx*", "x{2,5}" five x's), so nested
+ * repetitions grow exponentially ("a++++...", "((a{9}){9}){9}"). A rough
+ * upper bound, to refuse such a pattern before it takes all the memory. */
+#define REGEX_MAX_NODES 4096
+static double regex_size(const char *re)
+{
+    double sum[64] = {0};
+    int depth = 0;
+    double last = 0; /* the size of the atom a quantifier would repeat */
+    for (const char *p = re; *p; p++) {
+        char c = *p;
+        if (c == '\\') {
+            if (p[1]) p++;
+            last = 1;
+        } else if (c == '[') {
+            const char *q = p + 1;
+            if (*q == '^') q++;
+            if (*q == ']') q++;
+            while (*q && *q != ']') q++;
+            p = *q ? q : q - 1;
+            last = 1;
+        } else if (c == '(') {
+            if (depth == 63) return 1e300;
+            sum[++depth] = 0;
+            last = 0;
+            continue;
+        } else if (c == ')' && depth > 0) {
+            last = sum[depth--] + 1;
+        } else if (c == '+' || c == '{') {
+            double n = 2;
+            if (c == '{') { /* {m}, {m,}, {m,n}: about max(m, n) + 1 copies */
+                double m = 0, k = 0;
+                const char *q = p + 1;
+                while (*q >= '0' && *q <= '9') m = m * 10 + (*q++ - '0');
+                if (*q == ',') q++;
+                while (*q >= '0' && *q <= '9') k = k * 10 + (*q++ - '0');
+                n = (m > k ? m : k) + 1;
+                if (*q == '}') p = q;
+            }
+            sum[depth] += last * (n - 1);
+            last *= n;
+            if (sum[depth] > 1e12) return 1e300;
+            continue;
+        } else if (c == '*' || c == '?' || c == '|' || c == '^' || c == '$') {
+            sum[depth] += 1;
+            continue;
+        } else {
+            last = 1;
+        }
+        sum[depth] += last;
+    }
+    while (depth > 0) sum[depth - 1] += sum[depth], depth--;
+    return sum[0];
+}
+
 static regex_t *compile(const char *re, int flags, perr *e)
 {
+    if (strlen(re) > 1024 || regex_size(re) > REGEX_MAX_NODES) {
+        fail(e, "regular expression \"%.60s%s\" is too complex (repetitions of repetitions)", re,
+             strlen(re) > 60 ? "..." : "");
+        return NULL;
+    }
     regex_t *r = malloc(sizeof *r);
     if (!r) {
         fail(e, "out of memory");
@@ -384,7 +445,7 @@ static int add_token(listctx *x, const tok *t, perr *e)
                     "\"%s\": group membership (+role) is not supported: weir does not know "
                     "role membership; list the users, or use @file",
                     s);
-    } else if (!t->quoted && s[0] == '/') {
+    } else if (s[0] == '/') { /* quoted too: a regex with a comma must be (PostgreSQL 16) */
         nm.kind = N_REGEX;
         if (!(nm.re = compile(s + 1, REG_NOSUB, e))) return -1;
     } else if (!(nm.s = strdup(s))) {
@@ -692,7 +753,7 @@ static int ident_line(void *ud, const char *line, perr *e)
     }
     ident_ent en = {0};
     en.user_all = !u->quoted && !strcmp(u->s, "all");
-    if (!sy->quoted && sy->s[0] == '/' && !(en.re = compile(sy->s + 1, 0, e))) {
+    if (sy->s[0] == '/' && !(en.re = compile(sy->s + 1, 0, e))) {
         rc = -1;
         goto out;
     }

@@ -107,15 +107,15 @@ static void pool_shape(const cfg *k, const cfg_db *db, const char *user, int *si
 {
     /* the database's setting, else the user's ([users]), else [pgbouncer]'s */
     const cfg_user *u = cfg_find_user(k, user);
-    int sz = db->pool_size >= 0               ? db->pool_size
+    int sz = db->pool_size >= 0       ? db->pool_size
              : u && u->pool_size >= 0 ? u->pool_size
-                                              : k->default_pool_size;
+                                      : k->default_pool_size;
     *size = sz > 0 ? sz : 1;
     int m = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
     *minp = m < *size ? m : *size;
-    *reserve = db->reserve_pool >= 0             ? db->reserve_pool
+    *reserve = db->reserve_pool >= 0       ? db->reserve_pool
                : u && u->reserve_pool >= 0 ? u->reserve_pool
-                                                 : k->reserve_pool_size;
+                                           : k->reserve_pool_size;
     *mode = db->pool_mode != POOL_UNSET       ? db->pool_mode
             : u && u->pool_mode != POOL_UNSET ? u->pool_mode
                                               : k->pool_mode;
@@ -317,7 +317,8 @@ void pools_apply_config(server *s)
         target_conn(k, db, p->db, p->user, NULL, &n);
         pthread_mutex_lock(&t->mu);
         int sslmode = cfg_sslmode(k->server_tls_sslmode);
-        bool moved = sslmode != t->sslmode || strcmp(n.host, t->host) || n.port != t->port || strcmp(n.dbname, t->dbname) ||
+        bool moved = sslmode != t->sslmode || strcmp(n.host, t->host) || n.port != t->port ||
+                     strcmp(n.dbname, t->dbname) ||
                      (n.password && strcmp(n.password, t->password ? t->password : ""));
         if (moved) {
             t->sslmode = sslmode;
@@ -476,14 +477,30 @@ void pools_reserve_tick(server *s, int64_t now)
 }
 
 spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const char *client_user,
-                       const char *auth_user, char *err, size_t errlen)
+                       const char *auth_user, int *why, char *err, size_t errlen)
 {
-    const char *adb = db->auth_dbname[0] ? db->auth_dbname : s->cfg.auth_dbname;
+    if (why) *why = AUTHDB_OTHER;
+    /* The console (no [databases] entry of its name: db is "*") takes
+     * [pgbouncer]'s auth_dbname first, as PgBouncer; a database its own. */
+    bool console = (!strcmp(dbname, "pgbouncer") || !strcmp(dbname, "weir")) &&
+                   !cfg_find_db_exact(&s->cfg, dbname);
+    const char *adb = console ? (s->cfg.auth_dbname[0] ? s->cfg.auth_dbname : db->auth_dbname)
+                              : (db->auth_dbname[0] ? db->auth_dbname : s->cfg.auth_dbname);
+    if (!strcmp(adb, "pgbouncer") && !cfg_find_db_exact(&s->cfg, adb)) {
+        snprintf(err, errlen, "cannot use the reserved \"pgbouncer\" database as an auth_dbname");
+        if (why) *why = AUTHDB_NOT_CONFIGURED;
+        return NULL;
+    }
     if (!adb[0]) return pool_get(s, db, dbname, client_user, auth_user, NULL, err, errlen);
     const cfg_db *a = cfg_find_db(&s->cfg, adb);
     if (!a || a->sqlite_path[0]) {
-        snprintf(err, errlen, "auth_dbname \"%s\" is not a PostgreSQL database in [databases]",
-                 adb);
+        snprintf(err, errlen, "authentication database \"%s\" is not configured", adb);
+        if (why) *why = AUTHDB_NOT_CONFIGURED;
+        return NULL;
+    }
+    if (db_disabled(s, adb)) {
+        snprintf(err, errlen, "authentication database \"%s\" is disabled", adb);
+        if (why) *why = AUTHDB_DISABLED;
         return NULL;
     }
     return pool_get(s, a, adb, client_user, auth_user, NULL, err, errlen);

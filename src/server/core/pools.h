@@ -30,7 +30,8 @@ typedef struct spool {
      * as long again. */
     int size, reserve;
     int64_t reserve_timeout;
-    int64_t query_wait_ms; /* query_wait_timeout (the database's, else [pgbouncer]'s; no limit: huge) */
+    int64_t
+        query_wait_ms; /* query_wait_timeout (the database's, else [pgbouncer]'s; no limit: huge) */
     atomic_bool reserve_on;
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
@@ -76,9 +77,12 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
                 const char *as_user, const login_creds *cr, char *err, size_t errlen);
 /* Where auth_query runs for a client of db (the entry for dbname): the pool
  * of auth_user on the database's auth_dbname, else [pgbouncer]'s, else the
- * client's database itself. Both doors look secrets up through it. */
+ * client's database itself. Both doors look secrets up through it. NULL with
+ * err, and *why (may be NULL) saying whether the auth_dbname is missing
+ * from [databases] or disabled. */
+enum { AUTHDB_OTHER, AUTHDB_NOT_CONFIGURED, AUTHDB_DISABLED };
 spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const char *client_user,
-                       const char *auth_user, char *err, size_t errlen);
+                       const char *auth_user, int *why, char *err, size_t errlen);
 void pools_destroy(server *s);
 void pools_apply_config(server *s); /* after a reload or SET, workers held */
 /* RECONNECT: close the server connections of db ("" = all) as they are

@@ -1140,9 +1140,17 @@ static void auth_lookup_start(client *c, const cfg_db *db, const char *auth_user
 {
     server *s = c->w->srv;
     char err[300];
-    spool *ap = pool_auth_query(s, db, c->dbname, c->user, auth_user, err, sizeof err);
+    int why;
+    spool *ap = pool_auth_query(s, db, c->dbname, c->user, auth_user, &why, err, sizeof err);
+    if (!ap && why == AUTHDB_NOT_CONFIGURED) {
+        /* as PgBouncer: the detail for the operator, not for a client
+         * that has not logged in yet */
+        srv_log(s, "WARNING", "C-%p: %s/%s %s", (void *)c, c->dbname, c->user, err);
+        client_close(c, "08P01", "bouncer config error");
+        return;
+    }
     if (!ap) {
-        client_close(c, "08P01", "auth_query failed: %s", err);
+        client_close(c, "08P01", why == AUTHDB_DISABLED ? "%s" : "auth_query failed: %s", err);
         return;
     }
     c->aq = calloc(1, sizeof *c->aq);
