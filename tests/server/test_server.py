@@ -190,6 +190,43 @@ class TestAuth(unittest.TestCase):
         finally:
             w.stop()
 
+    def test_auth_dbname_missing_disabled_or_reserved(self):
+        """A missing auth_dbname: the client learns only "bouncer config
+        error", the log says which; a disabled one says so; "pgbouncer" (the
+        console) cannot be one: per database, its logins fail as missing;
+        in [pgbouncer], weir does not start."""
+        base = "host=127.0.0.1 port=%d" % PG.port
+        dbs = {"appdb": base + " dbname=appdb",
+               "lost": base + " dbname=appdb auth_dbname=nowhere",
+               "console": base + " dbname=appdb auth_dbname=pgbouncer",
+               "viaapp": base + " dbname=appdb auth_dbname=appdb"}
+        w = Weir(PG, settings=dict(self.AUTH_QUERY, auth_type="scram-sha-256",
+                                   admin_users="weir_auth"),
+                 users={"weir_auth": "authpw"}, databases=dbs)
+        try:
+            r = w.psql("select 1", dbname="lost")
+            self.assertIn("bouncer config error", r.stderr)
+            self.assertNotIn("nowhere", r.stderr)
+            self.assertIn('authentication database "nowhere" is not configured', w.log())
+            r = w.psql("select 1", dbname="console")
+            self.assertIn("bouncer config error", r.stderr)
+            self.assertIn('cannot use the reserved "pgbouncer" database as an auth_dbname',
+                          w.log())
+            self.assertEqual(w.psql("select 1", dbname="viaapp").returncode, 0)
+            rows, res = w.admin("DISABLE appdb", user="weir_auth", password="authpw")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            r = w.psql("select 1", dbname="viaapp")
+            self.assertIn('authentication database "appdb" is disabled', r.stderr)
+        finally:
+            w.stop()
+        w = Weir(PG, settings=dict(self.AUTH_QUERY, auth_dbname="pgbouncer"), start=False)
+        try:
+            rc, log = w.start_fails()
+            self.assertNotEqual(rc, 0)
+            self.assertIn('cannot use the reserved "pgbouncer" database as an auth_dbname', log)
+        finally:
+            w.stop()
+
     def test_trust_looks_up_users_absent_from_auth_file(self):
         import base64
         import http.client
