@@ -246,7 +246,7 @@ class TestClientTls(unittest.TestCase):
             with open(os.path.join(w.tls_dir, "server.crt"), "w") as f:
                 f.write("not a certificate\n")
             _, r = w.admin("RELOAD")
-            self.assertIn("the TLS settings in use are kept", w.log())
+            self.assertIn("the TLS settings in use towards clients are kept", w.log())
             self.assertIn("localhost-renewed", server_subject(w.port))
             t.join(60)
             self.assertEqual(out["r"].returncode, 0, out["r"].stdout + out["r"].stderr)
@@ -262,7 +262,6 @@ class TestClientTls(unittest.TestCase):
                   "client_tls_cert_file": cert("server.crt")}, "needs client_tls_ca_file"),
                 ({"client_tls_sslmode": "require", "client_tls_key_file": cert("client.key"),
                   "client_tls_cert_file": cert("server.crt")}, "key values mismatch"),
-                ({"server_tls_key_file": cert("client.key")}, "go together"),
                 ({"auth_type": "cert"}, "auth_type = cert needs TLS towards clients")):
             w = Weir(PG, start=False, settings=settings)
             try:
@@ -309,6 +308,28 @@ class TestHttps(unittest.TestCase):
             rc, log = w.start_fails()
             self.assertNotEqual(rc, 0)
             self.assertIn("http_tls_sslmode = require needs http_tls_key_file", log)
+        finally:
+            w.stop()
+
+
+class TestTlsSettingsOnline(unittest.TestCase):
+    def test_ciphers_online_and_a_bad_list_kept_out(self):
+        w = tls_weir("require", client_tls_protocols="tlsv1.3",
+                     client_tls13_ciphers="TLS_CHACHA20_POLY1305_SHA256", log_connections="1")
+        try:
+            r = psql(w, "require")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("login attempt: db=appdb user=app tls=TLSv1.3/"
+                          "TLS_CHACHA20_POLY1305_SHA256", w.log())
+            rows, res = w.admin("SET client_tls13_ciphers = 'TLS_AES_256_GCM_SHA384'")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            self.assertEqual(psql(w, "require").returncode, 0)
+            self.assertIn("tls=TLSv1.3/TLS_AES_256_GCM_SHA384", w.log())
+            rows, res = w.admin("SET client_tls13_ciphers = 'unknown'")
+            self.assertIn("failed to set the TLSv1.3 cipher suites (client_tls13_ciphers)",
+                          w.log())
+            r = psql(w, "require")  # the context in use is kept
+            self.assertEqual(r.returncode, 0, r.stderr)
         finally:
             w.stop()
 
@@ -594,6 +615,44 @@ class TestServerTls(unittest.TestCase):
                 self.assertIn(why, r.stderr, mode)
             finally:
                 w.stop()
+
+    def test_a_tls_change_remakes_server_connections_and_forgets_the_failure(self):
+        """A wrong CA: refused, and the failure is cached (server_login_retry
+        is long here). SET server_tls_ca_file to the right one: the next
+        login connects at once. A RELOAD that changes another server_tls_*
+        key closes the pool's connections ("database configuration
+        changed"); one that changes nothing keeps them."""
+        w = self.weir(self.pg, "verify-ca", server_tls_ca_file=cert("ca2.crt"),
+                      server_login_retry="60", admin_users="weir")
+        try:
+            r = w.psql("select 1")
+            self.assertIn("certificate verify failed", r.stderr)
+            rows, res = w.admin("SET server_tls_ca_file = '%s'" % cert("ca.crt"))
+            self.assertEqual(res.returncode, 0, res.stderr)
+            r = self.ssl_in_use(w)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "t"), r.stderr + w.log())
+            pid = w.psql("select pg_backend_pid()").stdout.strip()
+            with open(w.ini) as f:  # the file says what SET did: RELOAD changes nothing
+                text = f.read().replace(cert("ca2.crt"), cert("ca.crt"))
+            with open(w.ini, "w") as f:
+                f.write(text)
+            said = w.log().count("database configuration changed")
+            self.assertEqual(said, 1)  # the SET's
+            w.admin("RELOAD")  # nothing changed: the same server connection
+            self.assertEqual(w.psql("select pg_backend_pid()").stdout.strip(), pid)
+            self.assertEqual(w.log().count("database configuration changed"), said)
+            with open(w.ini, "a") as f:
+                f.write("server_tls_protocols = tlsv1.3\n")
+            w.admin("RELOAD")
+            self.assertIn("pool appdb/app: database configuration changed", w.log())
+            r = w.psql("select pg_backend_pid(), version from pg_stat_ssl "
+                       "where pid = pg_backend_pid()")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            newpid, version = r.stdout.strip().split("|")
+            self.assertNotEqual(newpid, pid)
+            self.assertEqual(version, "TLSv1.3")
+        finally:
+            w.stop()
 
     def test_require_never_falls_back_to_plain_text(self):
         w = self.weir(PG, "require")  # the module's cluster has ssl = off

@@ -288,7 +288,7 @@ void pools_destroy(server *s)
  * connections as they come back, like PgBouncer's RECONNECT). */
 static void mark_closing(spool *p);
 
-void pools_apply_config(server *s)
+void pools_apply_config(server *s, bool tls_out)
 {
     const cfg *k = &s->cfg;
     pthread_mutex_lock(&s->pools_lock);
@@ -317,8 +317,8 @@ void pools_apply_config(server *s)
         target_conn(k, db, p->db, p->user, NULL, &n);
         pthread_mutex_lock(&t->mu);
         int sslmode = cfg_sslmode(k->server_tls_sslmode);
-        bool moved = sslmode != t->sslmode || strcmp(n.host, t->host) || n.port != t->port ||
-                     strcmp(n.dbname, t->dbname) ||
+        bool moved = tls_out || sslmode != t->sslmode || strcmp(n.host, t->host) ||
+                     n.port != t->port || strcmp(n.dbname, t->dbname) ||
                      (n.password && strcmp(n.password, t->password ? t->password : ""));
         if (moved) {
             t->sslmode = sslmode;
@@ -330,9 +330,13 @@ void pools_apply_config(server *s)
         pthread_mutex_unlock(&t->mu);
         (void)be_target_set_password(&n, NULL);
         if (moved) {
-            srv_log(s, "LOG", "pool %s/%s: server settings changed; reconnecting", p->db, p->user);
+            srv_log(s, "LOG",
+                    "pool %s/%s: database configuration changed (server address, database, "
+                    "password or TLS); reconnecting",
+                    p->db, p->user);
             mark_closing(p);
             (void)weir_pool_evict_all(p->pool);
+            (void)weir_pool_retry_now(p->pool); /* a login failure cached before is moot */
         }
     }
     pthread_mutex_unlock(&s->pools_lock);

@@ -84,7 +84,9 @@ enum { AUTHDB_OTHER, AUTHDB_NOT_CONFIGURED, AUTHDB_DISABLED };
 spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                        const char *auth_user, int *why, char *err, size_t errlen);
 void pools_destroy(server *s);
-void pools_apply_config(server *s); /* after a reload or SET, workers held */
+/* After a reload or SET, workers held; tls_out: TLS towards servers changed
+ * (every pool's connections are remade). */
+void pools_apply_config(server *s, bool tls_out);
 /* RECONNECT: close the server connections of db ("" = all) as they are
  * released; pools_closing: some of them are still open (WAIT_CLOSE). */
 bool pools_reconnect(server *s, const char *db);

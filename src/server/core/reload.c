@@ -57,14 +57,33 @@ static void install(server *s, cfg *nc)
     workers_hold(s);
     cfg old = s->cfg;
     s->cfg = *nc;
-    pools_apply_config(s);
-    if (s->config_changed) s->config_changed(s);
+    /* TLS towards servers changed: their connections are remade (as
+     * PgBouncer: "database configuration changed") */
+    const cfg *o = &old;
+    bool tls_out = strcmp(o->server_tls_sslmode, nc->server_tls_sslmode) ||
+                   strcmp(o->server_tls_key_file, nc->server_tls_key_file) ||
+                   strcmp(o->server_tls_cert_file, nc->server_tls_cert_file) ||
+                   strcmp(o->server_tls_ca_file, nc->server_tls_ca_file) ||
+                   strcmp(o->server_tls_protocols, nc->server_tls_protocols) ||
+                   strcmp(o->server_tls_ciphers, nc->server_tls_ciphers) ||
+                   strcmp(o->server_tls13_ciphers, nc->server_tls13_ciphers);
     /* New handshakes use the new certificates; connections keep theirs. A
-     * bad file keeps the context in use. */
+     * bad file keeps that side's context in use; each side on its own. */
     char why[300];
-    if (tls_client_setup(s, why, sizeof why) || tls_server_setup(s, why, sizeof why) ||
-        tls_http_setup(s, why, sizeof why))
-        srv_log(s, "ERROR", "TLS: %s; the TLS settings in use are kept", why);
+    if (tls_client_setup(s, why, sizeof why))
+        srv_log(s, "ERROR",
+                "TLS setup failed: %s; the TLS settings in use towards clients are "
+                "kept",
+                why);
+    if (tls_server_setup(s, why, sizeof why))
+        srv_log(s, "ERROR",
+                "TLS setup failed: %s; the TLS settings in use towards servers are "
+                "kept",
+                why);
+    if (tls_http_setup(s, why, sizeof why))
+        srv_log(s, "ERROR", "TLS setup failed: %s; the HTTPS settings in use are kept", why);
+    pools_apply_config(s, tls_out);
+    if (s->config_changed) s->config_changed(s);
     workers_release(s);
     cfg_free(&old);
 }

@@ -89,7 +89,9 @@ static SSL_CTX *make_ctx(const side *k, char *why, size_t len)
         goto fail;
     }
     if (k->tls13[0] && !SSL_CTX_set_ciphersuites(ctx, k->tls13)) {
-        ossl_error(why, len, WHAT("tls13_ciphers"));
+        snprintf(what, sizeof what, "failed to set the TLSv1.3 cipher suites (%s13_ciphers)",
+                 k->prefix);
+        ossl_error(why, len, what);
         goto fail;
     }
     if (k->ecdh && strcasecmp(k->ecdh, "auto") && !SSL_CTX_set1_groups_list(ctx, k->ecdh)) {
@@ -101,18 +103,21 @@ static SSL_CTX *make_ctx(const side *k, char *why, size_t len)
         goto fail;
     }
     if (k->dh && !strcasecmp(k->dh, "auto")) SSL_CTX_set_dh_auto(ctx, 1);
-    /* Towards servers the certificate is weir's own client certificate, optional. */
-    if (k->cert_file[0] && SSL_CTX_use_certificate_chain_file(ctx, k->cert_file) != 1) {
+    /* Towards servers the certificate is weir's own client certificate,
+     * optional, and used only when both files are given. */
+    bool pair = !k->to_servers || (k->cert_file[0] && k->key_file[0]);
+    if (pair && k->cert_file[0] && SSL_CTX_use_certificate_chain_file(ctx, k->cert_file) != 1) {
         ossl_error(why, len, WHAT("cert_file"));
         goto fail;
     }
-    if (k->key_file[0] && SSL_CTX_use_PrivateKey_file(ctx, k->key_file, SSL_FILETYPE_PEM) != 1) {
+    if (pair && k->key_file[0] &&
+        SSL_CTX_use_PrivateKey_file(ctx, k->key_file, SSL_FILETYPE_PEM) != 1) {
         snprintf(what, sizeof what, "%s_key_file (it must be the key of %s_cert_file)", k->prefix,
                  k->prefix);
         ossl_error(why, len, what);
         goto fail;
     }
-    if (k->key_file[0] && SSL_CTX_check_private_key(ctx) != 1) {
+    if (pair && k->key_file[0] && SSL_CTX_check_private_key(ctx) != 1) {
         ossl_error(why, len, WHAT("key_file does not match the cert_file"));
         goto fail;
     }
@@ -144,8 +149,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     (void)arg;
     static const unsigned char pg[] = "\x0apostgresql";
     unsigned char *sel = NULL;
-    if (SSL_select_next_proto(&sel, outlen, pg, sizeof pg - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, pg, sizeof pg - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -360,8 +364,8 @@ size_t tls_cbind(SSL *ssl, unsigned char *out, size_t cap)
     X509 *x = SSL_get_certificate(ssl); /* not a new reference */
     int md_nid = NID_undef, pk_nid;
     if (!x || !OBJ_find_sigid_algs(X509_get_signature_nid(x), &md_nid, &pk_nid)) return 0;
-    const EVP_MD *md = md_nid == NID_md5 || md_nid == NID_sha1 ? EVP_sha256()
-                                                              : EVP_get_digestbynid(md_nid);
+    const EVP_MD *md =
+        md_nid == NID_md5 || md_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(md_nid);
     unsigned int n = 0;
     if (!md || (size_t)EVP_MD_size(md) > cap || X509_digest(x, md, out, &n) != 1) return 0;
     return n;

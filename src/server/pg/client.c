@@ -1048,9 +1048,15 @@ static void send_welcome(client *c)
         }
     }
     put_welcome(c, &w);
-    if (c->w->srv->cfg.log_connections)
-        srv_log(c->w->srv, "LOG", "C-%p: %s/%s login attempt: db=%s user=%s", (void *)c, c->dbname,
-                c->user, c->dbname, c->user);
+    if (c->w->srv->cfg.log_connections) {
+        char tls[128] = "";
+        if (c->tls) { /* as PgBouncer: " tls=TLSv1.3/TLS_AES_256_GCM_SHA384" */
+            memcpy(tls, " tls=", 5);
+            tls_describe(c->tls, tls + 5, sizeof tls - 5);
+        }
+        srv_log(c->w->srv, "LOG", "C-%p: %s/%s login attempt: db=%s user=%s%s", (void *)c,
+                c->dbname, c->user, c->dbname, c->user, tls);
+    }
 }
 
 static void admin_login(client *c);
