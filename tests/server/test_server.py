@@ -526,8 +526,13 @@ class TestAdminConsole(unittest.TestCase):
                   "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
                   "pool_mode"]
     DATABASES_COLS = ["name", "host", "port", "database", "force_user", "pool_size",
-                      "min_pool_size", "reserve_pool", "pool_mode", "max_connections",
-                      "current_connections", "paused", "disabled"]
+                      "min_pool_size", "reserve_pool_size", "server_lifetime", "pool_mode",
+                      "load_balance_hosts", "max_connections", "current_connections",
+                      "max_client_connections", "current_client_connections", "paused",
+                      "disabled"]
+    USERS_COLS = ["name", "pool_size", "reserve_pool_size", "pool_mode", "max_user_connections",
+                  "current_connections", "max_user_client_connections",
+                  "current_client_connections"]
 
     def setUp(self):
         self.w = Weir(PG, settings={"admin_users": "weir", "stats_users": "app",
@@ -584,6 +589,47 @@ class TestAdminConsole(unittest.TestCase):
         self.assertIn("bad SHOW command: NONSENSE", r.stderr)
         _, r = self.admin("DROP TABLE t")
         self.assertIn("invalid command 'DROP TABLE t', use SHOW HELP;", r.stderr)
+
+    def test_client_counts_and_limits_in_show_users_and_databases(self):
+        """SHOW USERS lists [users], auth_file users and users with clients,
+        with the limits in force and how many clients each has; SHOW
+        DATABASES counts clients per database, the console's own row too.
+        The console's clients count; admin_users are never refused by
+        max_user_client_connections, stats_users are."""
+        import psycopg
+        with open(self.w.ini, "a") as f:
+            f.write("max_user_client_connections = 1\n[users]\napp = pool_size=3 "
+                    "max_user_client_connections=2\n")
+        _, r = self.admin("RELOAD")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with psycopg.connect(self.w.dsn()) as a, psycopg.connect(self.w.dsn()) as b:
+            rows, _ = self.admin("SHOW USERS")
+            self.assertEqual(rows[0], self.USERS_COLS)
+            users = {x[0]: dict(zip(rows[0], x)) for x in rows[1:]}
+            self.assertEqual(set(users), {"app", "weir", "weir_auth"})
+            app = users["app"]
+            self.assertEqual((app["pool_size"], app["reserve_pool_size"]), ("3", ""))
+            self.assertEqual((app["max_user_client_connections"],
+                              app["current_client_connections"]), ("2", "2"))
+            self.assertEqual(users["weir"]["current_client_connections"], "1")  # this console
+            self.assertEqual(users["weir"]["max_user_client_connections"], "1")
+            r = self.w.psql("select 1")
+            self.assertIn("no more connections allowed (max_user_client_connections)", r.stderr)
+            rows, _ = self.admin("SHOW DATABASES")
+            dbs = {x[0]: dict(zip(rows[0], x)) for x in rows[1:]}
+            self.assertEqual(dbs["appdb"]["current_client_connections"], "2")
+            self.assertEqual(dbs["pgbouncer"]["current_client_connections"], "1")
+            self.assertEqual(dbs["pgbouncer"]["force_user"], "pgbouncer")
+            # an admin past the limit still gets in; a stats user does not
+            console = self.w.dsn(user="weir", password="weirpass", dbname="pgbouncer")
+            with psycopg.connect(console, autocommit=True), \
+                    psycopg.connect(console, autocommit=True) as c2:
+                rows = c2.execute("SHOW USERS").fetchall()
+                self.assertEqual({x[0]: x[7] for x in rows}["weir"], 2)
+            _, r = self.admin("SHOW POOLS", user="app", password="s3cret")
+            self.assertIn("no more connections allowed (max_user_client_connections)", r.stderr)
+        _, r = self.admin("SET max_user_client_connections = 0")
+        self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_who_may_log_in(self):
         rows, r = self.admin("SHOW POOLS", user="app", password="s3cret")  # stats_users

@@ -526,7 +526,44 @@ static named_count *count_get(server *s, const char *kind, const char *name)
     return n;
 }
 
-int clients_admit(server *s, const char *db, const char *user, named_count **dbc,
+typedef struct namebag {
+    char (*v)[CFG_NAME];
+    size_t n;
+} namebag;
+
+static void bag_add(namebag *b, const char *name)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (!strcmp(b->v[i], name)) return;
+    char(*nv)[CFG_NAME] = realloc(b->v, (b->n + 1) * sizeof *nv);
+    if (!nv) return;
+    b->v = nv;
+    snprintf(b->v[b->n++], CFG_NAME, "%s", name);
+}
+
+void users_known(server *s, void (*fn)(void *ud, const char *name), void *ud)
+{
+    const cfg *k = &s->cfg;
+    namebag b = {0};
+    for (size_t i = 0; i < k->nusers; i++) bag_add(&b, k->users[i].name);
+    for (size_t i = 0; i < k->nsecrets; i++) bag_add(&b, k->secrets[i].user);
+    for (named_count *n = s->counts; n; n = n->next)
+        if (!strncmp(n->key, "user:", 5)) bag_add(&b, n->key + 5);
+    for (spool *p = s->pools; p; p = p->next) bag_add(&b, p->user);
+    for (size_t i = 0; i < b.n; i++) fn(ud, b.v[i]);
+    free(b.v);
+}
+
+int clients_counted(server *s, const char *kind, const char *name)
+{
+    char key[sizeof((named_count *)0)->key];
+    snprintf(key, sizeof key, "%s:%s", kind, name);
+    for (named_count *n = s->counts; n; n = n->next)
+        if (!strcmp(n->key, key)) return n->n;
+    return 0;
+}
+
+int clients_admit(server *s, const char *db, const char *user, bool unlimited, named_count **dbc,
                   named_count **userc, char *why, size_t len)
 {
     const cfg *k = &s->cfg;
@@ -543,10 +580,10 @@ int clients_admit(server *s, const char *db, const char *user, named_count **dbc
     if (!a || !b) {
         snprintf(why, len, "out of memory");
         rc = -1;
-    } else if (maxdb > 0 && a->n >= maxdb) {
+    } else if (!unlimited && maxdb > 0 && a->n >= maxdb) {
         snprintf(why, len, "no more connections allowed (max_db_client_connections)");
         rc = -1;
-    } else if (maxuser > 0 && b->n >= maxuser) {
+    } else if (!unlimited && maxuser > 0 && b->n >= maxuser) {
         snprintf(why, len, "no more connections allowed (max_user_client_connections)");
         rc = -1;
     } else {

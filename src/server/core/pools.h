@@ -57,9 +57,16 @@ typedef struct named_count {
 } named_count;
 
 /* A client logging in to db as user: counted, unless db or user is at its
- * limit (0, or -1 with PgBouncer's message in why). clients_leave undoes it. */
-int clients_admit(server *s, const char *db, const char *user, named_count **dbc,
+ * limit (0, or -1 with PgBouncer's message in why); an unlimited one (the
+ * console's admin_users) is counted whatever the limits. clients_leave
+ * undoes it. */
+int clients_admit(server *s, const char *db, const char *user, bool unlimited, named_count **dbc,
                   named_count **userc, char *why, size_t len);
+/* How many logged-in clients kind ("db" or "user") name has. Under pools_lock. */
+int clients_counted(server *s, const char *kind, const char *name);
+/* The user names SHOW USERS lists: [users], auth_file, and every user with
+ * clients or a pool; fn is called once per name. Under pools_lock. */
+void users_known(server *s, void (*fn)(void *ud, const char *name), void *ud);
 void clients_leave(server *s, named_count *dbc, named_count *userc);
 
 /* What a client's login taught weir about its credentials, for server logins

@@ -152,6 +152,8 @@ static long long db_connections(server *s, const char *name)
     return n;
 }
 
+/* PgBouncer 1.25's columns. The console is a row of its own, as PgBouncer
+ * lists its "pgbouncer" database. */
 static void show_databases(server *s, pq_buf *o)
 {
     static const col c[] = {{"name", T_TEXT},
@@ -161,52 +163,95 @@ static void show_databases(server *s, pq_buf *o)
                             {"force_user", T_TEXT},
                             {"pool_size", T_INT8},
                             {"min_pool_size", T_INT8},
-                            {"reserve_pool", T_INT8},
+                            {"reserve_pool_size", T_INT8},
+                            {"server_lifetime", T_INT8},
                             {"pool_mode", T_TEXT},
+                            {"load_balance_hosts", T_TEXT},
                             {"max_connections", T_INT8},
                             {"current_connections", T_INT8},
+                            {"max_client_connections", T_INT8},
+                            {"current_client_connections", T_INT8},
                             {"paused", T_INT8},
                             {"disabled", T_INT8}};
-    put_cols(o, c, 13);
+    enum { NC = sizeof c / sizeof *c };
+    put_cols(o, c, NC);
     const cfg *k = &s->cfg;
+    bool *off = calloc(k->ndbs + 1, sizeof *off); /* db_disabled takes pools_lock itself */
+    for (size_t i = 0; off && i <= k->ndbs; i++)
+        off[i] = db_disabled(s, i < k->ndbs ? k->dbs[i].name : "pgbouncer");
     pthread_mutex_lock(&s->pools_lock);
-    for (size_t i = 0; i < k->ndbs; i++) {
-        const cfg_db *d = &k->dbs[i];
-        char port[16], size[16], minp[16], res[16], maxc[16], cur[16], paused[4];
-        fmt_int(port, sizeof port, d->port);
-        fmt_int(size, sizeof size, d->pool_size >= 0 ? d->pool_size : k->default_pool_size);
-        fmt_int(minp, sizeof minp, d->min_pool_size >= 0 ? d->min_pool_size : k->min_pool_size);
-        fmt_int(res, sizeof res, d->reserve_pool >= 0 ? d->reserve_pool : k->reserve_pool_size);
+    for (size_t i = 0; i <= k->ndbs; i++) {
+        bool console = i == k->ndbs;
+        if (console && cfg_find_db_exact(k, "pgbouncer")) break;
+        const cfg_db *d = console ? NULL : &k->dbs[i];
+        const char *name = console ? "pgbouncer" : d->name;
+        char port[16], size[16], minp[16], res[16], life[24], maxc[16], cur[16], maxcl[16],
+            curcl[16], paused[4], disabled[4];
+        fmt_int(port, sizeof port, console ? k->listen_port : d->port);
+        fmt_int(size, sizeof size,
+                console             ? 2
+                : d->pool_size >= 0 ? d->pool_size
+                                    : k->default_pool_size);
+        fmt_int(minp, sizeof minp,
+                console                 ? 0
+                : d->min_pool_size >= 0 ? d->min_pool_size
+                                        : k->min_pool_size);
+        fmt_int(res, sizeof res,
+                console                ? 0
+                : d->reserve_pool >= 0 ? d->reserve_pool
+                                       : k->reserve_pool_size);
+        int64_t lt = console                   ? 0
+                     : d->server_lifetime >= 0 ? d->server_lifetime
+                                               : k->server_lifetime;
+        fmt_int(life, sizeof life, lt / 1000);
         fmt_int(maxc, sizeof maxc,
-                d->max_db_connections >= 0 ? d->max_db_connections : k->max_db_connections);
-        fmt_int(cur, sizeof cur, db_connections(s, d->name));
+                console                      ? 0
+                : d->max_db_connections >= 0 ? d->max_db_connections
+                                             : k->max_db_connections);
+        fmt_int(cur, sizeof cur, console ? 0 : db_connections(s, d->name));
+        fmt_int(maxcl, sizeof maxcl,
+                !console && d->max_db_client_connections >= 0 ? d->max_db_client_connections
+                                                              : k->max_db_client_connections);
+        fmt_int(curcl, sizeof curcl, clients_counted(s, "db", name));
         bool any_paused = false;
         for (spool *p = s->pools; p; p = p->next) {
             weir_pool_stats st;
-            if (!strcmp(p->db, d->name) && weir_pool_stats_get(p->pool, &st) == 0 && st.paused)
+            if (!strcmp(p->db, name) && weir_pool_stats_get(p->pool, &st) == 0 && st.paused)
                 any_paused = true;
         }
         snprintf(paused, sizeof paused, "%d", any_paused ? 1 : 0);
-        char lite[CFG_STR + 16];
-        snprintf(lite, sizeof lite, "sqlite://%s", d->sqlite_path); /* an SQLite database */
-        const char *v[13] = {d->name,
-                             d->sqlite_path[0] ? lite
-                             : d->host[0]      ? d->host
-                                               : NULL,
+        snprintf(disabled, sizeof disabled, "%d", off && off[i] ? 1 : 0);
+        char lite[CFG_STR + 16] = "";
+        if (!console) snprintf(lite, sizeof lite, "sqlite://%s", d->sqlite_path);
+        const char *host = console ? NULL : d->sqlite_path[0] ? lite : d->host[0] ? d->host : NULL;
+        const char *mode = console                      ? "statement"
+                           : d->pool_mode != POOL_UNSET ? cfg_pool_mode_name(d->pool_mode)
+                                                        : NULL;
+        const char *v[NC] = {name,
+                             host,
                              port,
-                             d->dbname[0] ? d->dbname : d->name,
-                             d->user[0] ? d->user : NULL,
+                             console        ? "pgbouncer"
+                             : d->dbname[0] ? d->dbname
+                                            : d->name,
+                             console      ? "pgbouncer"
+                             : d->user[0] ? d->user
+                                          : NULL,
                              size,
                              minp,
                              res,
-                             d->pool_mode != POOL_UNSET ? cfg_pool_mode_name(d->pool_mode) : NULL,
+                             life,
+                             mode,
+                             console || !d->load_balance_hosts[0] ? NULL : d->load_balance_hosts,
                              maxc,
                              cur,
+                             maxcl,
+                             curcl,
                              paused,
-                             "0"};
-        put_row(o, v, 13);
+                             disabled};
+        put_row(o, v, NC);
     }
     pthread_mutex_unlock(&s->pools_lock);
+    free(off);
     put_complete(o, "SHOW");
 }
 
@@ -251,16 +296,58 @@ static void show_pools(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
+typedef struct users_ctx {
+    server *s;
+    pq_buf *o;
+} users_ctx;
+
+static void user_row(void *ud, const char *name)
+{
+    users_ctx *x = ud;
+    server *s = x->s;
+    const cfg *k = &s->cfg;
+    const cfg_user *u = cfg_find_user(k, name);
+    char size[16] = "", res[16] = "", maxc[16], cur[16], maxcl[16], curcl[16];
+    if (u && u->pool_size >= 0) fmt_int(size, sizeof size, u->pool_size);
+    if (u && u->reserve_pool >= 0) fmt_int(res, sizeof res, u->reserve_pool);
+    fmt_int(maxc, sizeof maxc,
+            u && u->max_user_connections >= 0 ? u->max_user_connections : k->max_user_connections);
+    long long n = 0;
+    for (spool *p = s->pools; p; p = p->next) {
+        weir_pool_stats st;
+        if (!strcmp(p->user, name) && weir_pool_stats_get(p->pool, &st) == 0)
+            n += st.total + st.pending;
+    }
+    fmt_int(cur, sizeof cur, n);
+    fmt_int(maxcl, sizeof maxcl,
+            u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+                                                     : k->max_user_client_connections);
+    fmt_int(curcl, sizeof curcl, clients_counted(s, "user", name));
+    const char *v[8] = {
+        name,  size,
+        res,   u && u->pool_mode != POOL_UNSET ? cfg_pool_mode_name(u->pool_mode) : NULL,
+        maxc,  cur,
+        maxcl, curcl};
+    put_row(x->o, v, 8);
+}
+
+/* PgBouncer 1.25's columns; pool_size and reserve_pool_size are the
+ * [users] entry's, "" when it sets none. */
 static void show_users(server *s, pq_buf *o)
 {
-    static const col c[] = {{"name", T_TEXT}, {"pool_mode", T_TEXT}};
-    put_cols(o, c, 2);
-    for (size_t i = 0; i < s->cfg.nusers; i++) {
-        const cfg_user *u = &s->cfg.users[i];
-        const char *v[2] = {u->name,
-                            u->pool_mode != POOL_UNSET ? cfg_pool_mode_name(u->pool_mode) : NULL};
-        put_row(o, v, 2);
-    }
+    static const col c[] = {{"name", T_TEXT},
+                            {"pool_size", T_TEXT},
+                            {"reserve_pool_size", T_TEXT},
+                            {"pool_mode", T_TEXT},
+                            {"max_user_connections", T_INT8},
+                            {"current_connections", T_INT8},
+                            {"max_user_client_connections", T_INT8},
+                            {"current_client_connections", T_INT8}};
+    put_cols(o, c, 8);
+    users_ctx x = {s, o};
+    pthread_mutex_lock(&s->pools_lock);
+    users_known(s, user_row, &x);
+    pthread_mutex_unlock(&s->pools_lock);
     put_complete(o, "SHOW");
 }
 

@@ -1086,7 +1086,7 @@ static void auth_done(client *c)
                      c->dbname, c->dbname);
         return;
     }
-    if (clients_admit(s, c->dbname, c->user, &c->dbc, &c->userc, err, sizeof err)) {
+    if (clients_admit(s, c->dbname, c->user, false, &c->dbc, &c->userc, err, sizeof err)) {
         client_close(c, "53300", "%s", err);
         return;
     }
@@ -1297,6 +1297,11 @@ static void admin_login(client *c)
         return;
     }
     c->admin_full = full;
+    char err[200]; /* counted as PgBouncer counts its console's clients; admins never refused */
+    if (clients_admit(s, c->dbname, c->user, full, &c->dbc, &c->userc, err, sizeof err)) {
+        client_close(c, "53300", "%s", err);
+        return;
+    }
     if (new_cancel_key(c)) {
         client_close(c, "58000", "could not generate a cancel key: no random bytes");
         return;
