@@ -25,16 +25,18 @@ from harness import Postgres, Weir, free_port, wait_port  # noqa: E402
 
 PG = None
 
-STATS_COLS = ["database", "total_xact_count", "total_query_count", "total_received", "total_sent",
-              "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_count",
-              "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
-              "avg_wait_time"]
-PART_COLS = ["database", "xact_count", "query_count", "bytes_received", "bytes_sent", "xact_time",
-             "query_time", "wait_time"]
-TOTALS_ROWS = ["total_xact_count", "total_query_count", "total_client_bytes",
-               "total_server_bytes", "total_xact_time", "total_query_time", "total_wait_time",
-               "avg_xact_count", "avg_query_count", "avg_client_bytes", "avg_server_bytes",
-               "avg_xact_time", "avg_query_time", "avg_wait_time"]
+# PgBouncer 1.25's columns and names
+FIGURES = ["server_assignment_count", "xact_count", "query_count", "received", "sent",
+           "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count",
+           "bind_count", "client_login_count"]
+STATS_COLS = (["database"] + ["total_" + f for f in FIGURES] +
+              ["avg_" + {"received": "recv", "sent": "sent"}.get(f, f) for f in FIGURES])
+TOTALS_PART = ["database"] + [("bytes_" + f if f in ("received", "sent") else f) for f in FIGURES]
+AVERAGES_PART = TOTALS_PART[:9] + ["avg_" + f for f in FIGURES[8:]]
+TOTALS_NAMES = ["server_assignment_count", "xact_count", "query_count", "client_bytes",
+                "server_bytes", "xact_time", "query_time", "wait_time", "ps_client_parse_count",
+                "ps_server_parse_count", "ps_bind_count", "client_login_count"]
+TOTALS_ROWS = ["total_" + f for f in TOTALS_NAMES] + ["avg_" + f for f in TOTALS_NAMES]
 
 
 def setUpModule():
@@ -103,6 +105,12 @@ class TestStatsCommands(OpsCase):
         self.assertGreater(s["total_sent"], n * 20)
         self.assertGreater(s["total_query_time"], 0)
         self.assertGreaterEqual(s["total_xact_time"], s["total_query_time"] * 0.9)
+        # pgbench's 4 clients log in once each (and pgbench may open one more
+        # to read the scale); in transaction pooling each transaction is a
+        # server assignment
+        self.assertGreaterEqual(s["total_client_login_count"], 4)
+        self.assertLessEqual(s["total_client_login_count"], 5)
+        self.assertGreaterEqual(s["total_server_assignment_count"], s["total_xact_count"])
         # ...so the last period's averages are those of an idle second
         self.assertEqual(s["avg_xact_count"], 0)
         # while load runs, the averages show it
@@ -116,11 +124,11 @@ class TestStatsCommands(OpsCase):
         self.assertGreater(s2["avg_recv"], 0)
 
         rows, _ = self.admin("SHOW STATS_TOTALS")
-        self.assertEqual(rows[0], PART_COLS)
+        self.assertEqual(rows[0], TOTALS_PART)
         tot = dict(zip(rows[0], rows[1]))
         self.assertGreaterEqual(int(tot["xact_count"]), n)
         rows, _ = self.admin("SHOW STATS_AVERAGES")
-        self.assertEqual(rows[0], PART_COLS)
+        self.assertEqual(rows[0], AVERAGES_PART)
         rows, _ = self.admin("SHOW TOTALS")
         self.assertEqual(rows[0], ["name", "value"])
         self.assertEqual([x[0] for x in rows[1:]], TOTALS_ROWS)

@@ -71,6 +71,7 @@ void spool_sum(const spool *p, int nworkers, st_sum *out)
         out->ps_parse_c += LD(w->ps_parse_c);
         out->ps_parse_s += LD(w->ps_parse_s);
         out->ps_bind += LD(w->ps_bind);
+        out->logins += LD(w->logins);
         for (int k = 0; k < ST_NH; k++)
             for (int b = 0; b <= ST_NB; b++) out->h[k][b] += LD(w->h[k][b]);
     }
@@ -126,6 +127,11 @@ void stats_average(const st_sum *d, int64_t period_ms, stats_avg *a)
     a->xact_us = d->xact ? d->xact_us / d->xact : 0;
     a->query_us = d->query ? d->query_us / d->query : 0;
     a->wait_us = d->waits ? d->wait_us / d->waits : 0;
+    a->assign = d->waits * 1000 / (uint64_t)period_ms; /* every assignment records its wait */
+    a->parse_c = d->ps_parse_c * 1000 / (uint64_t)period_ms;
+    a->parse_s = d->ps_parse_s * 1000 / (uint64_t)period_ms;
+    a->bind = d->ps_bind * 1000 / (uint64_t)period_ms;
+    a->logins = d->logins * 1000 / (uint64_t)period_ms;
 }
 
 size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms)

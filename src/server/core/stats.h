@@ -21,11 +21,13 @@ enum { ST_QUERY, ST_XACT, ST_WAIT, ST_NH };
 typedef struct st_sum {
     uint64_t xact, query, recv, sent, xact_us, query_us, wait_us, waits;
     uint64_t ps_parse_c, ps_parse_s, ps_bind; /* prepared statements (prep.h) */
+    uint64_t logins;                          /* clients logged in */
     uint64_t h[ST_NH][ST_NB + 1];
 } st_sum;
 typedef struct wstats {
     _Atomic uint64_t xact, query, recv, sent, xact_us, query_us, wait_us, waits;
     _Atomic uint64_t ps_parse_c, ps_parse_s, ps_bind;
+    _Atomic uint64_t logins;
     _Atomic uint64_t h[ST_NH][ST_NB + 1];
 } __attribute__((aligned(64))) wstats;
 extern const int64_t st_bounds_us[ST_NB];
@@ -46,6 +48,7 @@ void stats_tick(server *s, int64_t now_ms); /* worker 0, every tick */
 /* Per second (counts, bytes) and per item (times, us) over a period. */
 typedef struct stats_avg {
     uint64_t xact, query, recv, sent, xact_us, query_us, wait_us;
+    uint64_t assign, parse_c, parse_s, bind, logins; /* per second */
 } stats_avg;
 void stats_average(const st_sum *delta, int64_t period_ms, stats_avg *a);
 /* Totals and the last period's figures, summed per database: a malloc'd

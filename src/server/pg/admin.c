@@ -648,6 +648,70 @@ static void show_state(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
+/* The SHOW STATS family's figures, in PgBouncer 1.25's order and names:
+ * twelve totals, then twelve averages. */
+enum { NSTAT = 12 };
+static const char *const stat_names[NSTAT] = {"server_assignment_count",
+                                              "xact_count",
+                                              "query_count",
+                                              "received",
+                                              "sent",
+                                              "xact_time",
+                                              "query_time",
+                                              "wait_time",
+                                              "client_parse_count",
+                                              "server_parse_count",
+                                              "bind_count",
+                                              "client_login_count"};
+/* SHOW TOTALS' own names (PgBouncer's internal ones) */
+static const char *const totals_names[NSTAT] = {"server_assignment_count",
+                                                "xact_count",
+                                                "query_count",
+                                                "client_bytes",
+                                                "server_bytes",
+                                                "xact_time",
+                                                "query_time",
+                                                "wait_time",
+                                                "ps_client_parse_count",
+                                                "ps_server_parse_count",
+                                                "ps_bind_count",
+                                                "client_login_count"};
+
+static void stat_values(const st_sum *t, const stats_avg *a, uint64_t tv[NSTAT], uint64_t av[NSTAT])
+{
+    const uint64_t x[NSTAT] = {t->waits,      t->xact,       t->query,    t->recv,
+                               t->sent,       t->xact_us,    t->query_us, t->wait_us,
+                               t->ps_parse_c, t->ps_parse_s, t->ps_bind,  t->logins};
+    const uint64_t y[NSTAT] = {a->assign,   a->xact,    a->query,   a->recv,    a->sent, a->xact_us,
+                               a->query_us, a->wait_us, a->parse_c, a->parse_s, a->bind, a->logins};
+    memcpy(tv, x, sizeof x);
+    memcpy(av, y, sizeof y);
+}
+
+enum { COL_STATS_TOTAL, COL_STATS_AVG, COL_TOTALS_PART, COL_AVERAGES_PART };
+/* The i-th figure's column name in each command (PgBouncer's quirks kept:
+ * avg_recv/avg_sent, bytes_received/bytes_sent, and STATS_AVERAGES'
+ * avg_-prefixed prepared-statement and login columns). */
+static void stat_col(char *out, size_t len, int kind, int i)
+{
+    const char *n = stat_names[i];
+    bool bytes = i == 3 || i == 4;
+    switch (kind) {
+    case COL_STATS_TOTAL:
+        snprintf(out, len, "total_%s", n);
+        break;
+    case COL_STATS_AVG:
+        snprintf(out, len, "avg_%s", bytes ? (i == 3 ? "recv" : "sent") : n);
+        break;
+    default:
+        snprintf(out, len, "%s%s",
+                 bytes                                 ? "bytes_"
+                 : kind == COL_AVERAGES_PART && i >= 8 ? "avg_"
+                                                       : "",
+                 n);
+    }
+}
+
 /* SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS: per database (or all),
  * totals since start and averages over the last stats_period. */
 static void show_stats(server *s, pq_buf *o, const char *what)
@@ -664,6 +728,7 @@ static void show_stats(server *s, pq_buf *o, const char *what)
              : !strcasecmp(what, "STATS_TOTALS")   ? TOTALS
              : !strcasecmp(what, "STATS_AVERAGES") ? AVERAGES
                                                    : SUM;
+    char names[2 * NSTAT][40];
     if (kind == SUM) {
         db_stats all = {.db = ""};
         for (size_t i = 0; i < n; i++) {
@@ -672,61 +737,50 @@ static void show_stats(server *s, pq_buf *o, const char *what)
         }
         stats_avg a;
         stats_average(&all.delta, period, &a);
-        const st_sum *t = &all.total;
-        struct {
-            const char *name;
-            uint64_t v;
-        } rows[] = {{"total_xact_count", t->xact},   {"total_query_count", t->query},
-                    {"total_client_bytes", t->recv}, {"total_server_bytes", t->sent},
-                    {"total_xact_time", t->xact_us}, {"total_query_time", t->query_us},
-                    {"total_wait_time", t->wait_us}, {"avg_xact_count", a.xact},
-                    {"avg_query_count", a.query},    {"avg_client_bytes", a.recv},
-                    {"avg_server_bytes", a.sent},    {"avg_xact_time", a.xact_us},
-                    {"avg_query_time", a.query_us},  {"avg_wait_time", a.wait_us}};
+        uint64_t tv[NSTAT], av[NSTAT];
+        stat_values(&all.total, &a, tv, av);
         static const col c[] = {{"name", T_TEXT}, {"value", T_INT8}};
         put_cols(o, c, 2);
-        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        for (int i = 0; i < 2 * NSTAT; i++) {
             char v[24];
-            fmt_int(v, sizeof v, (long long)rows[i].v);
-            const char *r[2] = {rows[i].name, v};
+            snprintf(names[i], sizeof names[i], "%s_%s", i < NSTAT ? "total" : "avg",
+                     totals_names[i % NSTAT]);
+            fmt_int(v, sizeof v, (long long)(i < NSTAT ? tv[i] : av[i - NSTAT]));
+            const char *r[2] = {names[i], v};
             put_row(o, r, 2);
         }
         free(d);
         put_complete(o, "SHOW");
         return;
     }
-    static const col all_cols[] = {
-        {"database", T_TEXT},         {"total_xact_count", T_INT8}, {"total_query_count", T_INT8},
-        {"total_received", T_INT8},   {"total_sent", T_INT8},       {"total_xact_time", T_INT8},
-        {"total_query_time", T_INT8}, {"total_wait_time", T_INT8},  {"avg_xact_count", T_INT8},
-        {"avg_query_count", T_INT8},  {"avg_recv", T_INT8},         {"avg_sent", T_INT8},
-        {"avg_xact_time", T_INT8},    {"avg_query_time", T_INT8},   {"avg_wait_time", T_INT8}};
-    static const col part_cols[] = {{"database", T_TEXT},    {"xact_count", T_INT8},
-                                    {"query_count", T_INT8}, {"bytes_received", T_INT8},
-                                    {"bytes_sent", T_INT8},  {"xact_time", T_INT8},
-                                    {"query_time", T_INT8},  {"wait_time", T_INT8}};
-    if (kind == ALL)
-        put_cols(o, all_cols, 15);
-    else
-        put_cols(o, part_cols, 8);
+    col cols[1 + 2 * NSTAT] = {{"database", T_TEXT}};
+    int nc = 1;
+    for (int i = 0; i < NSTAT && kind != AVERAGES; i++, nc++) {
+        stat_col(names[nc - 1], sizeof names[0], kind == ALL ? COL_STATS_TOTAL : COL_TOTALS_PART,
+                 i);
+        cols[nc] = (col){names[nc - 1], T_INT8};
+    }
+    for (int i = 0; i < NSTAT && kind != TOTALS; i++, nc++) {
+        stat_col(names[nc - 1], sizeof names[0], kind == ALL ? COL_STATS_AVG : COL_AVERAGES_PART,
+                 i);
+        cols[nc] = (col){names[nc - 1], T_INT8};
+    }
+    put_cols(o, cols, nc);
     for (size_t i = 0; i < n; i++) {
-        const st_sum *t = &d[i].total;
         stats_avg a;
         stats_average(&d[i].delta, period, &a);
-        uint64_t tv[7] = {t->xact, t->query, t->recv, t->sent, t->xact_us, t->query_us, t->wait_us};
-        uint64_t av[7] = {a.xact, a.query, a.recv, a.sent, a.xact_us, a.query_us, a.wait_us};
-        char num[14][24];
-        const char *v[15] = {d[i].db};
+        uint64_t tv[NSTAT], av[NSTAT];
+        stat_values(&d[i].total, &a, tv, av);
+        char num[2 * NSTAT][24];
+        const char *v[1 + 2 * NSTAT] = {d[i].db};
         int nv = 1;
-        for (int k = 0; k < 7 && kind != AVERAGES; k++) {
+        for (int k = 0; k < NSTAT && kind != AVERAGES; k++, nv++) {
             fmt_int(num[nv - 1], 24, (long long)tv[k]);
             v[nv] = num[nv - 1];
-            nv++;
         }
-        for (int k = 0; k < 7 && kind != TOTALS; k++) {
+        for (int k = 0; k < NSTAT && kind != TOTALS; k++, nv++) {
             fmt_int(num[nv - 1], 24, (long long)av[k]);
             v[nv] = num[nv - 1];
-            nv++;
         }
         put_row(o, v, nv);
     }

@@ -1114,6 +1114,7 @@ static void auth_done(client *c)
         return;
     }
     atomic_fetch_add(&c->pool->cl_logged, 1);
+    st_add(&c->pool->ws[c->w->id].logins, 1); /* this worker's block: only it writes */
     c->counted = true;
     keys_add(c);
     pthread_mutex_lock(&c->pool->lock);
