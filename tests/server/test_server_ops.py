@@ -321,7 +321,8 @@ class TestReload(OpsCase):
         with open(self.w.ini, "a") as f:
             f.write("default_pool_size = lots\n")
         _, r = self.admin("RELOAD")
-        self.assertRegex(r.stderr, r"RELOAD failed, the running configuration is kept: "
+        self.assertRegex(r.stderr, r"RELOAD failed, see logs for additional details \(the "
+                                   r"running configuration is kept\): "
                                    r".*weir\.ini:\d+: .*default_pool_size")
         os.kill(self.w.proc.pid, 1)
         deadline = time.time() + 10
@@ -386,9 +387,11 @@ class TestReload(OpsCase):
                          ("yes", "no"))
 
 
-CONN_COLS = ["type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
-             "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
-             "remote_pid", "tls", "application_name", "prepared_statements"]
+CONN_COLS = ["type", "user", "database", "replication", "state", "addr", "port", "local_addr",
+             "local_port", "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr",
+             "link", "remote_pid", "tls", "application_name", "prepared_statements", "id"]
+SOCKET_COLS = CONN_COLS + ["recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain",
+                           "pkt_avail", "send_avail"]
 
 
 class Background:
@@ -447,6 +450,8 @@ class TestConsoleConnections(OpsCase):
         self.assertRegex(b["connect_time"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
         self.assertNotEqual(b["link"], "")
         self.assertEqual(apps["idle_app"]["link"], "")  # transaction mode: no server between
+        self.assertEqual(apps["idle_app"]["state"], "idle")
+        self.assertEqual(b["replication"], "none")
         servers, cols = self.rows("SHOW SERVERS")
         self.assertEqual(cols, CONN_COLS)
         linked = [s for s in servers if s["link"] == b["ptr"]]
@@ -456,6 +461,17 @@ class TestConsoleConnections(OpsCase):
                          ("S", "active", str(pid), str(PG.port)))
         self.assertEqual(s["ptr"], b["link"])
         self.assertTrue(all(x["state"] in ("active", "idle") for x in servers), servers)
+        # ids: one counter for clients and servers, each its own
+        ids = [int(c["id"]) for c in clients] + [int(x["id"]) for x in servers]
+        self.assertEqual(len(ids), len(set(ids)), ids)
+        socks, cols = self.rows("SHOW SOCKETS")
+        self.assertEqual(cols, SOCKET_COLS)
+        sock_ids = {x["id"] for x in socks}
+        for x in list(apps.values()) + servers:  # every client and server is a socket
+            self.assertIn(x["id"], sock_ids)
+        active, _ = self.rows("SHOW ACTIVE_SOCKETS")
+        self.assertIn(b["id"], [x["id"] for x in active])
+        self.assertNotIn(apps["idle_app"]["id"], [x["id"] for x in active])
         busy.commit()
         state, _ = self.rows("SHOW STATE")
         self.assertEqual({r["key"]: r["value"] for r in state},
@@ -555,6 +571,33 @@ class TestConsoleConnections(OpsCase):
                                         "a client of a killed database")
         self.assertEqual(got.stdout.strip(), "42", got.stderr)
         self.assertIn("KILL appdb: 2 clients closed", self.w.log())
+
+
+    def test_kill_client_and_kill_everyone(self):
+        conns = [psycopg.connect(self.w.dsn(application_name="k%d" % i), autocommit=True)
+                 for i in range(3)]
+        for c in conns:
+            self.addCleanup(c.close)
+            c.execute("SELECT 1")
+        clients, _ = self.rows("SHOW CLIENTS")
+        ids = {c["application_name"]: c["id"] for c in clients if c["database"] == "appdb"}
+        _, r = self.admin("KILL_CLIENT %s" % ids["k0"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with self.assertRaises(psycopg.OperationalError):
+            conns[0].execute("SELECT 1")
+        self.assertEqual(conns[1].execute("SELECT 1").fetchone()[0], 1)
+        _, r = self.admin("KILL_CLIENT %s" % ids["k0"])  # gone now
+        self.assertIn("client not found", r.stderr)
+        _, r = self.admin("KILL_CLIENT nonsense")
+        self.assertIn("invalid client pointer supplied", r.stderr)
+        # KILL alone: every database's clients, not the console's
+        _, r = self.admin("KILL")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for c in conns[1:]:
+            with self.assertRaises(psycopg.OperationalError):
+                c.execute("SELECT 1")
+        self.assertIn("KILL (every database): 2 clients closed", self.w.log())
+        self.admin("RESUME")
 
 
 class TestPgBouncer125Keys(unittest.TestCase):

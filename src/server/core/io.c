@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -63,8 +64,9 @@ int io_peek_byte(int fd)
 {
     unsigned char b;
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 1 ? b : n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ? -2
-                                                                                             : -1;
+    return n == 1                                                                  ? b
+           : n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ? -2
+                                                                                   : -1;
 }
 
 bool io_quiet(int fd)
@@ -92,4 +94,10 @@ void sock_addr(int fd, bool peer, char *addr, size_t len, int *port)
         inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)len);
         *port = ntohs(a->sin6_port);
     }
+}
+
+uint64_t io_new_id(void)
+{
+    static _Atomic uint64_t next = 1;
+    return atomic_fetch_add(&next, 1);
 }

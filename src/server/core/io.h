@@ -7,6 +7,7 @@
 #define WEIR_SERVER_IO_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -28,5 +29,8 @@ bool io_quiet(int fd);
 /* The address and port of fd's peer (peer) or own end (!peer), as SHOW
  * shows them ("unix" and 0 for a Unix socket). */
 void sock_addr(int fd, bool peer, char *addr, size_t len, int *port);
+/* A new socket id (SHOW CLIENTS/SERVERS/SOCKETS' id, KILL_CLIENT's
+ * argument): clients and servers count from one counter, from 1. */
+uint64_t io_new_id(void);
 
 #endif

@@ -37,8 +37,8 @@ static void reopen_log(server *s)
     if (!s->logf || !s->logpath[0]) return;
     FILE *f = fopen(s->logpath, "a");
     if (!f) {
-        srv_log(s, "WARNING", "cannot reopen logfile %s: %s; still writing the old one",
-                s->logpath, strerror(errno));
+        srv_log(s, "WARNING", "cannot reopen logfile %s: %s; still writing the old one", s->logpath,
+                strerror(errno));
         return;
     }
     pthread_mutex_lock(&s->log_lock);

@@ -213,6 +213,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     o.connect_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
     o.idle_timeout_ms = k->server_idle_timeout;
     o.max_lifetime_ms = db->server_lifetime >= 0 ? db->server_lifetime : k->server_lifetime;
+    atomic_store(&p->use_once, o.max_lifetime_ms == 0);
     o.validate_idle_after_ms = k->server_check_query[0] ? k->server_check_delay : -1;
     int64_t retry = k->server_login_retry > 0 ? k->server_login_retry : 1;
     o.backoff_min_ms = retry < 10 ? retry : 10;
@@ -312,6 +313,8 @@ void pools_apply_config(server *s, bool tls_out)
         int64_t qwt = db->query_wait_timeout >= 0 ? db->query_wait_timeout : k->query_wait_timeout;
         p->query_wait_ms = qwt > 0 ? qwt : INT64_C(1) << 40; /* workers are held */
         p->mode = mode;
+        int64_t lifetime = db->server_lifetime >= 0 ? db->server_lifetime : k->server_lifetime;
+        atomic_store(&p->use_once, lifetime == 0);
         be_target *t = p->target, n;
         memset(&n, 0, sizeof n);
         target_conn(k, db, p->db, p->user, NULL, &n);

@@ -33,6 +33,8 @@ typedef struct spool {
     int64_t
         query_wait_ms; /* query_wait_timeout (the database's, else [pgbouncer]'s; no limit: huge) */
     atomic_bool reserve_on;
+    atomic_bool
+        use_once; /* server_lifetime = 0: a server connection serves one client, as PgBouncer */
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
     _Atomic uint64_t close_mark; /* RECONNECT: connections with an id up to this are closing */

@@ -117,4 +117,3 @@ void sb_free(sbuf *b)
     free(b->p);
     *b = (sbuf){0};
 }
-

@@ -123,6 +123,7 @@ int server_start(server *s)
     s->nstat = s->nworkers + (s->nhttp ? 1 : 0);
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) return -1;
+    if (!(s->console = stats_console_new(s))) return -1;
     s->unix_fd = -1;
     if (s->cfg.syslog) { /* syslog* are fixed until a restart */
         openlog(s->cfg.syslog_ident, LOG_PID, cfg_syslog_facility(s->cfg.syslog_facility));
@@ -140,7 +141,8 @@ int server_start(server *s)
     { /* "*": every IPv4 and IPv6 address, as PgBouncer */
         char list[CFG_STR];
         snprintf(list, sizeof list, "%s", s->cfg.listen_addr);
-        for (char *save = NULL, *a = strtok_r(list, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
+        for (char *save = NULL, *a = strtok_r(list, ", ", &save); a;
+             a = strtok_r(NULL, ", ", &save)) {
             size_t n = strlen(addrs);
             snprintf(addrs + n, sizeof addrs - n, "%s%s", n ? "," : "",
                      strcmp(a, "*") ? a : "0.0.0.0,*6");
@@ -225,6 +227,8 @@ void server_stop(server *s)
         unlink(s->unix_path);
     }
     free(s->workers);
+    stats_console_free(s->console);
+    s->console = NULL;
     free(s->keys);
     free(s->disabled);
     ps_registry_free(s->ps_reg); /* after the last client */

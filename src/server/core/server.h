@@ -34,14 +34,14 @@ struct server {
     char unix_path[300];
     pthread_mutex_t pools_lock;
     spool *pools;
-    named_limit *limits; /* under pools_lock */
+    named_limit *limits;        /* under pools_lock */
     struct named_count *counts; /* logged-in clients by database and user (pools.c) */
     atomic_int nclients;
-    _Atomic long long accept_errors; /* accept() failing for want of descriptors */
+    _Atomic long long accept_errors;                /* accept() failing for want of descriptors */
     _Atomic long long tls_handshakes, tls_failures; /* TLS handshakes with clients and servers */
-    struct authguard *guard;         /* failed-login back-off, both doors (authguard.h) */
-    atomic_int cancels_inflight;     /* cancel threads running (server_stop waits for them) */
-    _Atomic int64_t accept_log_ms;   /* the last time that was logged */
+    struct authguard *guard;       /* failed-login back-off, both doors (authguard.h) */
+    atomic_int cancels_inflight;   /* cancel threads running (server_stop waits for them) */
+    _Atomic int64_t accept_log_ms; /* the last time that was logged */
     /* cancel keys: (pid, key) given to clients -> the client */
     pthread_mutex_t keys_lock;
     struct client **keys;
@@ -49,14 +49,17 @@ struct server {
     atomic_bool shutting_down;
     bool quiet;
     int verbose;
-    FILE *logf;          /* under log_lock once workers run */
+    FILE *logf;            /* under log_lock once workers run */
     char logpath[CFG_STR]; /* the logfile's path at start (SIGHUP reopens it) */
     pthread_mutex_t log_lock;
     pthread_mutex_t stats_lock;
     int64_t stats_at_ms, stats_period_ms; /* the last stats_period tick, and its length */
-    struct http_door *http;               /* http_listen_addr/port, or NULL */
-    struct http_api *api;                 /* the SQL-over-HTTP state (httpapi.c) */
-    struct lite_dbs *lite;                /* the HTTP door's SQLite databases (literun.c) */
+    /* The console's figures (SHOW STATS' "pgbouncer" row, as PgBouncer's):
+     * not a pool, only its ws (one block per worker), prev and delta. */
+    struct spool *console;
+    struct http_door *http; /* http_listen_addr/port, or NULL */
+    struct http_api *api;   /* the SQL-over-HTTP state (httpapi.c) */
+    struct lite_dbs *lite;  /* the HTTP door's SQLite databases (literun.c) */
     /* After a reload or SET has swapped cfg (workers held): what else must
      * follow it (the HTTP door's limits); NULL: nothing. */
     void (*config_changed)(server *s);

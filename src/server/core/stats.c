@@ -100,6 +100,13 @@ void stats_tick(server *s, int64_t now_ms)
         p->prev = cur;
         st_sum_add(&total, &p->delta, 1);
     }
+    if (s->console) { /* its own period; not in the log line's traffic */
+        st_sum cur;
+        spool_sum(s->console, s->nstat, &cur);
+        s->console->delta = cur;
+        st_sum_add(&s->console->delta, &s->console->prev, -1);
+        s->console->prev = cur;
+    }
     s->stats_period_ms = now_ms - s->stats_at_ms;
     s->stats_at_ms = now_ms;
     int64_t ms = s->stats_period_ms;
@@ -134,6 +141,40 @@ void stats_average(const st_sum *d, int64_t period_ms, stats_avg *a)
     a->logins = d->logins * 1000 / (uint64_t)period_ms;
 }
 
+static bool grow_stats(db_stats **out, size_t *cap)
+{
+    size_t nc = *cap ? *cap * 2 : 8;
+    db_stats *v = realloc(*out, nc * sizeof *v);
+    if (!v) return false;
+    *out = v;
+    *cap = nc;
+    return true;
+}
+
+spool *stats_console_new(server *s)
+{
+    spool *p = calloc(1, sizeof *p);
+    size_t wsz = sizeof(wstats) * (size_t)(s->nstat > 0 ? s->nstat : 1);
+    wstats *ws = p ? aligned_alloc(_Alignof(wstats), wsz) : NULL;
+    if (!ws) {
+        free(p);
+        return NULL;
+    }
+    memset(ws, 0, wsz);
+    p->ws = ws;
+    p->srv = s;
+    snprintf(p->db, sizeof p->db, "pgbouncer");
+    snprintf(p->user, sizeof p->user, "pgbouncer");
+    return p;
+}
+
+void stats_console_free(spool *p)
+{
+    if (!p) return;
+    free(p->ws);
+    free(p);
+}
+
 size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms)
 {
     *out = NULL;
@@ -159,6 +200,13 @@ size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms)
         spool_sum(p, s->nstat, &cur);
         st_sum_add(&(*out)[i].total, &cur, 1);
         st_sum_add(&(*out)[i].delta, &p->delta, 1);
+    }
+    if (s->console && !(n == cap && !grow_stats(out, &cap))) { /* the console's row, last */
+        db_stats *d = &(*out)[n++];
+        memset(d, 0, sizeof *d);
+        snprintf(d->db, sizeof d->db, "pgbouncer");
+        spool_sum(s->console, s->nstat, &d->total);
+        d->delta = s->console->delta;
     }
     pthread_mutex_unlock(&s->stats_lock);
     pthread_mutex_unlock(&s->pools_lock);

@@ -58,6 +58,9 @@ typedef struct db_stats {
     st_sum total, delta;
 } db_stats;
 size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms);
+/* The console's figures block (server.h: console), and its end. */
+spool *stats_console_new(server *s);
+void stats_console_free(spool *p);
 char *metrics_page(server *s, size_t *len); /* malloc'd; NULL: no memory */
 
 #endif

@@ -28,9 +28,9 @@ typedef struct completion {
 typedef struct worker_door worker_door;
 struct worker_door {
     void (*accept)(worker *w, int fd, bool is_unix); /* a new connection */
-    void (*tick)(worker *w);                        /* every 100 ms: timeouts, freeing */
-    void (*kill_marked)(worker *w);                 /* KILL marked some connections */
-    void (*close_all)(worker *w);                   /* shutting down */
+    void (*tick)(worker *w);                         /* every 100 ms: timeouts, freeing */
+    void (*kill_marked)(worker *w);                  /* KILL marked some connections */
+    void (*close_all)(worker *w);                    /* shutting down */
     /* A server connection is about to close (any thread): drop what the
      * door keeps for it (be->ext). */
     void (*server_gone)(struct backend *be);
@@ -53,10 +53,11 @@ struct worker {
     struct event local_ev; /* completions queued by this worker's own thread: no syscall */
     pthread_mutex_t qlock;
     completion *qhead, **qtail; /* completions queued to this worker (qlock) */
-    struct client *clients;   /* every client of this worker (the door's) */
-    struct client *graveyard; /* freed at the next tick */
-    _Atomic int nstate[WORKER_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
-    atomic_bool kill_pending;       /* KILL marked some of its clients */
+    struct client *clients;     /* every client of this worker (the door's) */
+    struct client *graveyard;   /* freed at the next tick */
+    _Atomic int
+        nstate[WORKER_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
+    atomic_bool kill_pending;   /* KILL marked some of its clients */
     atomic_bool stop;
 };
 

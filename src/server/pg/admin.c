@@ -7,6 +7,7 @@
  * ReadyForQuery. Users in stats_users may only SHOW.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +107,9 @@ static void put_notice(pq_buf *o, const char *msg, const char *detail)
 
 static const char help_text[] =
     "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
-    "\tSHOW LISTS|STATE\n"
+    "\tSHOW PEERS|PEER_POOLS\n"
+    "\tSHOW SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
+    "\tSHOW DNS_HOSTS|DNS_ZONES\n"
     "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
     "\tSET key = arg\n"
     "\tRELOAD\n"
@@ -115,7 +118,8 @@ static const char help_text[] =
     "\tDISABLE <db>\n"
     "\tENABLE <db>\n"
     "\tRECONNECT [<db>]\n"
-    "\tKILL <db>\n"
+    "\tKILL [<db>]\n"
+    "\tKILL_CLIENT <id>\n"
     "\tSHUTDOWN\n"
     "\tWAIT_CLOSE [<db>]";
 
@@ -384,11 +388,12 @@ static void show_lists(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
-/* SHOW CLIENTS and SHOW SERVERS: PgBouncer 1.18's columns, and 1.21's
- * prepared_statements. */
+/* SHOW CLIENTS and SHOW SERVERS: PgBouncer 1.25's columns; SHOW SOCKETS
+ * adds its buffer columns. */
 static const col conn_cols[] = {{"type", T_TEXT},
                                 {"user", T_TEXT},
                                 {"database", T_TEXT},
+                                {"replication", T_TEXT},
                                 {"state", T_TEXT},
                                 {"addr", T_TEXT},
                                 {"port", T_INT8},
@@ -404,8 +409,18 @@ static const col conn_cols[] = {{"type", T_TEXT},
                                 {"remote_pid", T_INT8},
                                 {"tls", T_TEXT},
                                 {"application_name", T_TEXT},
-                                {"prepared_statements", T_INT8}};
-#define NCONN_COLS ((int)(sizeof conn_cols / sizeof *conn_cols))
+                                {"prepared_statements", T_INT8},
+                                {"id", T_INT8},
+                                /* SHOW SOCKETS only */
+                                {"recv_pos", T_INT8},
+                                {"pkt_pos", T_INT8},
+                                {"pkt_remain", T_INT8},
+                                {"send_pos", T_INT8},
+                                {"send_remain", T_INT8},
+                                {"pkt_avail", T_INT8},
+                                {"send_avail", T_INT8}};
+#define NSOCK_COLS ((int)(sizeof conn_cols / sizeof *conn_cols))
+#define NCONN_COLS (NSOCK_COLS - 7)
 
 /* One row of SHOW CLIENTS or SHOW SERVERS. */
 typedef struct conn_row {
@@ -418,18 +433,25 @@ typedef struct conn_row {
     size_t prepared;
     bool close_needed; /* a server connection RECONNECT (or a reload) marked */
     char tls[80];      /* "TLSv1.3/TLS_AES_256_GCM_SHA384", or "" */
+    uint64_t id;
+    size_t in_avail, out_avail; /* bytes buffered from and to the peer (SHOW SOCKETS) */
+    bool active;                /* for SHOW ACTIVE_SOCKETS */
 } conn_row;
 
 /* --- SHOW CLIENTS and KILL: the console reads and marks the workers' clients
  * (workers frozen) -------------------------------------------------------- */
 
-static const char *client_state_name(cstate st)
+/* PgBouncer 1.25's client states: active (linked to a server connection),
+ * idle (nothing waiting), waiting (for a server); "login" before that. The
+ * console's own clients are active while they are being answered. */
+static const char *client_state_name(const client *c)
 {
-    switch (st) {
-    case CL_IDLE:
+    switch (c->state) {
     case CL_ACTIVE:
     case CL_CONSOLE:
         return "active";
+    case CL_IDLE:
+        return c->be ? "active" : "idle";
     case CL_WAITING:
     case CL_WELCOME:
         return "waiting";
@@ -458,7 +480,11 @@ static size_t clients_list(server *s, conn_row **out)
             memset(r, 0, sizeof *r);
             snprintf(r->user, sizeof r->user, "%s", c->user);
             snprintf(r->db, sizeof r->db, "%s", c->dbname);
-            snprintf(r->state, sizeof r->state, "%s", client_state_name(c->state));
+            snprintf(r->state, sizeof r->state, "%s", client_state_name(c));
+            r->id = c->id;
+            r->in_avail = pq_buf_len(&c->in);
+            r->out_avail = pq_buf_len(&c->out);
+            r->active = c->state != CL_IDLE || c->be || r->in_avail || r->out_avail;
             sock_addr(c->fd, true, r->addr, sizeof r->addr, &r->port);
             sock_addr(c->fd, false, r->local_addr, sizeof r->local_addr, &r->local_port);
             if (c->is_unix) r->port = s->cfg.listen_port;
@@ -480,7 +506,30 @@ done:
 
 /* --- KILL ----------------------------------------------------------------- */
 
-/* KILL db: mark every client of db; their workers close them. */
+/* Wake the workers that have clients to close. */
+static void wake_killers(server *s)
+{
+    uint64_t one = 1;
+    for (int i = 0; i < s->nworkers; i++)
+        if (atomic_load(&s->workers[i].kill_pending))
+            (void)!write(s->workers[i].efd, &one, sizeof one);
+}
+
+/* KILL_CLIENT id: mark that client (the console's too); 1, or 0 if none. */
+static int clients_kill_id(server *s, uint64_t id)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        for (client *c = s->workers[i].clients; c; c = c->next)
+            if (c->id == id && c->state != CL_CLOSED) {
+                c->killed = true;
+                atomic_store(&s->workers[i].kill_pending, true);
+                return 1;
+            }
+    return 0;
+}
+
+/* KILL db ("": every database): mark every client of db but the console's;
+ * their workers close them. */
 static int clients_kill(server *s, const char *db)
 {
     int n = 0;
@@ -488,7 +537,7 @@ static int clients_kill(server *s, const char *db)
         worker *w = &s->workers[i];
         bool any = false;
         for (client *c = w->clients; c; c = c->next)
-            if (!c->admin && !strcmp(c->dbname, db)) {
+            if (!c->admin && (!db[0] || !strcmp(c->dbname, db))) {
                 c->killed = true;
                 any = true;
                 n++;
@@ -506,10 +555,10 @@ static void fmt_time(char *b, size_t n, int64_t wall_ms)
     strftime(b, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-static void put_conn_row(pq_buf *o, const char *type, const conn_row *r)
+static void put_conn_row(pq_buf *o, const char *type, const conn_row *r, bool sockets)
 {
     char port[16], lport[16], ct[40], rt[40], wait[24], wait_us[24], ptr[24], link[24], pid[16],
-        prep[24];
+        prep[24], id[24], inb[24], outb[24];
     fmt_int(port, sizeof port, r->port);
     fmt_int(lport, sizeof lport, r->local_port);
     fmt_time(ct, sizeof ct, r->connect_ms);
@@ -520,26 +569,26 @@ static void put_conn_row(pq_buf *o, const char *type, const conn_row *r)
     if (r->link) snprintf(link, sizeof link, "%p", r->link);
     fmt_int(pid, sizeof pid, r->remote_pid);
     fmt_int(prep, sizeof prep, (long long)r->prepared);
-    const char *v[NCONN_COLS] = {type,
-                                 r->user,
-                                 r->db,
-                                 r->state,
-                                 r->addr,
-                                 port,
-                                 r->local_addr,
-                                 lport,
-                                 ct,
-                                 rt,
-                                 wait,
-                                 wait_us,
-                                 r->close_needed ? "1" : "0",
-                                 ptr,
-                                 r->link ? link : NULL,
-                                 pid,
-                                 r->tls[0] ? r->tls : NULL,
-                                 r->appname,
-                                 prep};
-    put_row(o, v, NCONN_COLS);
+    fmt_int(id, sizeof id, (long long)r->id);
+    fmt_int(inb, sizeof inb, (long long)r->in_avail);
+    fmt_int(outb, sizeof outb, (long long)r->out_avail);
+    /* weir's buffers are not PgBouncer's sbuf: what is buffered each way is
+     * pkt_avail and send_avail; the sbuf positions are 0 */
+    const char *v[NSOCK_COLS] = {type,       r->user,
+                                 r->db,      "none",
+                                 r->state,   r->addr,
+                                 port,       r->local_addr,
+                                 lport,      ct,
+                                 rt,         wait,
+                                 wait_us,    r->close_needed ? "1" : "0",
+                                 ptr,        r->link ? link : NULL,
+                                 pid,        r->tls[0] ? r->tls : NULL,
+                                 r->appname, prep,
+                                 id,         "0",
+                                 "0",        "0",
+                                 "0",        "0",
+                                 inb,        outb};
+    put_row(o, v, sockets ? NSOCK_COLS : NCONN_COLS);
 }
 
 static void busy_error(pq_buf *o)
@@ -557,7 +606,7 @@ static void show_clients(server *s, pq_buf *o)
     size_t n = clients_list(s, &rows);
     server_thaw(s);
     put_cols(o, conn_cols, NCONN_COLS);
-    for (size_t i = 0; i < n; i++) put_conn_row(o, "C", &rows[i]);
+    for (size_t i = 0; i < n; i++) put_conn_row(o, "C", &rows[i], false);
     free(rows);
     put_complete(o, "SHOW");
 }
@@ -604,6 +653,8 @@ static void server_row(const weir_conn_info *ci, void *ud)
     r->connect_ms = w->wall - (w->mono - ci->created_ms);
     r->request_ms = w->wall - (w->mono - (ci->taken_ms ? ci->taken_ms : ci->last_used_ms));
     r->ptr = be;
+    r->id = be->id;
+    r->active = linked;
     r->remote_pid = be->pid;
     const be_ext *x = be->ext;
     r->prepared = x ? ps_cache_count(x->ps) : 0;
@@ -613,7 +664,8 @@ static void server_row(const weir_conn_info *ci, void *ud)
     r->close_needed = ci->id <= atomic_load(&w->p->close_mark);
 }
 
-static void show_servers(server *s, pq_buf *o)
+/* SHOW SERVERS, and SHOW SOCKETS / ACTIVE_SOCKETS (clients and servers). */
+static void show_servers(server *s, pq_buf *o, bool sockets, bool only_active)
 {
     conn_row *clients;
     if (server_freeze(s)) {
@@ -630,10 +682,73 @@ static void show_servers(server *s, pq_buf *o)
     }
     pthread_mutex_unlock(&s->pools_lock);
     server_thaw(s);
-    put_cols(o, conn_cols, NCONN_COLS);
-    for (size_t i = 0; i < w.n; i++) put_conn_row(o, "S", &w.rows[i]);
+    put_cols(o, conn_cols, sockets ? NSOCK_COLS : NCONN_COLS);
+    for (size_t i = 0; sockets && i < w.nclients; i++)
+        if (!only_active || clients[i].active) put_conn_row(o, "C", &clients[i], true);
+    for (size_t i = 0; i < w.n; i++)
+        if (!only_active || w.rows[i].active) put_conn_row(o, "S", &w.rows[i], sockets);
     free(w.rows);
     free(clients);
+    put_complete(o, "SHOW");
+}
+
+/* SHOW MEM: weir's objects (PgBouncer shows its slab caches): how many
+ * there are and their size; weir allocates each with malloc, so none is
+ * kept free. */
+static void show_mem(server *s, pq_buf *o)
+{
+    static const col c[] = {{"name", T_TEXT},
+                            {"size", T_INT8},
+                            {"used", T_INT8},
+                            {"free", T_INT8},
+                            {"memtotal", T_INT8}};
+    put_cols(o, c, 5);
+    long long servers = 0, pools = 0;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool *p = s->pools; p; p = p->next) {
+        weir_pool_stats st;
+        pools++;
+        if (weir_pool_stats_get(p->pool, &st) == 0) servers += st.total;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    struct {
+        const char *name;
+        long long size, used;
+    } rows[] = {{"client", (long long)sizeof(client), atomic_load(&s->nclients)},
+                {"server", (long long)sizeof(backend), servers},
+                {"pool", (long long)sizeof(spool), pools}};
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        char size[24], used[24], total[24];
+        fmt_int(size, sizeof size, rows[i].size);
+        fmt_int(used, sizeof used, rows[i].used);
+        fmt_int(total, sizeof total, rows[i].size * rows[i].used);
+        const char *v[5] = {rows[i].name, size, used, "0", total};
+        put_row(o, v, 5);
+    }
+    put_complete(o, "SHOW");
+}
+
+/* Commands whose answer has no rows here: no [peers] (peering is not
+ * supported), no DNS cache (weir resolves a host at each connect). */
+static void show_empty(pq_buf *o, const char *what)
+{
+    static const col peers[] = {
+        {"peer_id", T_INT8}, {"host", T_TEXT}, {"port", T_INT8}, {"pool_size", T_INT8}};
+    static const col peer_pools[] = {{"database", T_TEXT},
+                                     {"cl_active_cancel_req", T_INT8},
+                                     {"cl_waiting_cancel_req", T_INT8},
+                                     {"sv_active_cancel", T_INT8},
+                                     {"sv_login", T_INT8}};
+    static const col hosts[] = {{"hostname", T_TEXT}, {"ttl", T_INT8}, {"addrs", T_TEXT}};
+    static const col zones[] = {{"zonename", T_TEXT}, {"serial", T_INT8}, {"count", T_INT8}};
+    if (!strcasecmp(what, "PEERS"))
+        put_cols(o, peers, 4);
+    else if (!strcasecmp(what, "PEER_POOLS"))
+        put_cols(o, peer_pools, 5);
+    else if (!strcasecmp(what, "DNS_HOSTS"))
+        put_cols(o, hosts, 3);
+    else
+        put_cols(o, zones, 3);
     put_complete(o, "SHOW");
 }
 
@@ -895,7 +1010,14 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
         } else if (!strcasecmp(what, "CLIENTS")) {
             show_clients(s, o);
         } else if (!strcasecmp(what, "SERVERS")) {
-            show_servers(s, o);
+            show_servers(s, o, false, false);
+        } else if (!strcasecmp(what, "SOCKETS") || !strcasecmp(what, "ACTIVE_SOCKETS")) {
+            show_servers(s, o, true, !strcasecmp(what, "ACTIVE_SOCKETS"));
+        } else if (!strcasecmp(what, "MEM")) {
+            show_mem(s, o);
+        } else if (!strcasecmp(what, "PEERS") || !strcasecmp(what, "PEER_POOLS") ||
+                   !strcasecmp(what, "DNS_HOSTS") || !strcasecmp(what, "DNS_ZONES")) {
+            show_empty(o, what);
         } else if (!strcasecmp(what, "STATE")) {
             show_state(s, o);
         } else {
@@ -949,12 +1071,31 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
         snprintf(wait_db, CFG_NAME, "%s", p);
         return admin_wait_done(s, ADMIN_WAIT_CLOSE, p, o) ? 0 : ADMIN_WAIT_CLOSE;
     }
-    if (word(&p, "KILL")) {
-        if (!*p) {
-            put_error(o, "42601", "KILL needs a database");
+    if (word(&p, "KILL_CLIENT")) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long id = strtoull(p, &end, 10);
+        if (!*p || !end || *end || errno || *p == '-') {
+            put_error(o, "08P01", "invalid client pointer supplied");
             return 0;
         }
-        if (!cfg_find_db_exact(&s->cfg, p)) {
+        if (server_freeze(s)) {
+            busy_error(o);
+            return 0;
+        }
+        int n = clients_kill_id(s, id);
+        server_thaw(s);
+        wake_killers(s);
+        if (!n) {
+            put_error(o, "08P01", "client not found");
+            return 0;
+        }
+        srv_log(s, "LOG", "KILL_CLIENT %llu", id);
+        put_complete(o, "KILL_CLIENT");
+        return 0;
+    }
+    if (word(&p, "KILL")) {
+        if (*p && !cfg_find_db_exact(&s->cfg, p)) {
             no_such_db(o, p);
             return 0;
         }
@@ -966,12 +1107,10 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
         (void)pools_pause(s, p, true, "KILL");
         int n = clients_kill(s, p);
         server_thaw(s);
-        uint64_t one = 1;
-        for (int i = 0; i < s->nworkers; i++)
-            if (atomic_load(&s->workers[i].kill_pending))
-                (void)!write(s->workers[i].efd, &one, sizeof one);
+        wake_killers(s);
         (void)pools_reconnect(s, p);
-        srv_log(s, "LOG", "KILL %s: %d client%s closed", p, n, n == 1 ? "" : "s");
+        srv_log(s, "LOG", "KILL %s: %d client%s closed", *p ? p : "(every database)", n,
+                n == 1 ? "" : "s");
         put_complete(o, "KILL");
         return 0;
     }
@@ -979,7 +1118,10 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
         char err[400];
         if (server_reload(s, err, sizeof err)) {
             char m[500];
-            snprintf(m, sizeof m, "RELOAD failed, the running configuration is kept: %s", err);
+            snprintf(m, sizeof m,
+                     "RELOAD failed, see logs for additional details (the running configuration "
+                     "is kept): %s",
+                     err);
             put_error(o, "F0000", m);
             return 0;
         }

@@ -136,8 +136,7 @@ static void error_text(const pq_msg *m, char *out, size_t outlen)
     snprintf(out, outlen, "%s: %s", sev ? sev : "ERROR", msg ? msg : "");
 }
 
-int be_connect_start(const char *host, int port, bool keepalive, int *fdp, char *err,
-                     size_t errlen)
+int be_connect_start(const char *host, int port, bool keepalive, int *fdp, char *err, size_t errlen)
 {
     *fdp = -1;
     if (port <= 0) port = 5432;
@@ -198,8 +197,7 @@ static int open_socket(const be_target *t, int64_t deadline_ns, char *err, size_
     rc = be_wait_fd(fd, POLLOUT, deadline_ns);
     if (rc) {
         close(fd);
-        snprintf(err, errlen, "connect to %s:%d timed out", t->host[0] ? t->host : "/tmp",
-                 t->port);
+        snprintf(err, errlen, "connect to %s:%d timed out", t->host[0] ? t->host : "/tmp", t->port);
         return rc;
     }
     int soerr = 0;
@@ -285,8 +283,7 @@ static int handle_auth(int fd, SSL *tls, const be_target *t, const pq_msg *m, sc
         char fin[300];
         const char *why;
         int n = pw[0] && !md5_only
-                    ? scram_client_final(sc, pw, (const char *)data, dlen, fin, sizeof fin,
-                                         &why)
+                    ? scram_client_final(sc, pw, (const char *)data, dlen, fin, sizeof fin, &why)
                     : scram_client_final_keys(sc, t->client_key, t->server_key, (const char *)data,
                                               dlen, fin, sizeof fin, &why);
         if (n < 0) {
@@ -353,8 +350,8 @@ static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *er
     return rc ? rc : failed ? WEIR_EDRIVER : 0;
 }
 
-static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, void **out,
-                    char *err, size_t errlen);
+static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, void **out, char *err,
+                    size_t errlen);
 
 static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, size_t errlen)
 {
@@ -408,15 +405,16 @@ static int tls_to_server(backend *be, const be_target *t, int64_t deadline_ns, c
         rc = WEIR_ECONNECT;
     }
     if (rc) {
-        snprintf(err, errlen, rc == WEIR_ETIMEDOUT
-                                  ? "server login timed out"
-                                  : "server closed the connection at its SSLRequest");
+        snprintf(err, errlen,
+                 rc == WEIR_ETIMEDOUT ? "server login timed out"
+                                      : "server closed the connection at its SSLRequest");
         return rc;
     }
     if (answer == 'N') {
         if (t->sslmode < SSLMODE_REQUIRE) return 0;
-        snprintf(err, errlen, "server does not support SSL, but SSL was required "
-                              "(server_tls_sslmode = %s)",
+        snprintf(err, errlen,
+                 "server does not support SSL, but SSL was required "
+                 "(server_tls_sslmode = %s)",
                  t->sslmode == SSLMODE_REQUIRE     ? "require"
                  : t->sslmode == SSLMODE_VERIFY_CA ? "verify-ca"
                                                    : "verify-full");
@@ -446,8 +444,8 @@ static int tls_to_server(backend *be, const be_target *t, int64_t deadline_ns, c
 }
 
 /* Open and log in a connection for orig, from t (a private copy of it). */
-static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, void **out,
-                    char *err, size_t errlen)
+static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, void **out, char *err,
+                    size_t errlen)
 {
     int fd = open_socket(t, deadline_ns, err, errlen);
     if (fd < 0) return fd;
@@ -457,6 +455,7 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
         return WEIR_ENOMEM;
     }
     be->fd = fd;
+    be->id = io_new_id();
     be->txn = 'I';
     be->target = orig;
     snprintf(be->host, sizeof be->host, "%s", t->host);
@@ -465,7 +464,8 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
     scram_client sc;
     /* TLS over TCP only, as libpq: a Unix socket does not cross a network. */
     bool tcp = t->host[0] && t->host[0] != '/';
-    int rc = tcp && t->sslmode >= SSLMODE_PREFER ? tls_to_server(be, t, deadline_ns, err, errlen) : 0;
+    int rc =
+        tcp && t->sslmode >= SSLMODE_PREFER ? tls_to_server(be, t, deadline_ns, err, errlen) : 0;
     if (rc == 0) rc = send_startup(fd, be->tls, t, deadline_ns);
     while (rc == 0) {
         pq_msg m;

@@ -67,6 +67,7 @@ void be_target_free(void *t);
  * all I/O on fd; otherwise the engine's threads may validate or reset it. */
 typedef struct backend {
     int fd;
+    uint64_t id;      /* io_new_id(): SHOW SERVERS' id */
     char txn;         /* status of the last ReadyForQuery: 'I', 'T' or 'E' */
     bool needs_reset; /* run reset_query before the next user (session pooling) */
     bool unclean;     /* released with a request in flight: never reuse */

@@ -343,7 +343,7 @@ static void unlink_server(client *c, bool client_gone)
     c->sst_drop = false;
     if (c->ps) ps_client_unlink(c->ps);
     pq_buf_reset(&c->pre);
-    if (be->unclean) weir_conn_mark_broken(conn);
+    if (be->unclean || atomic_load(&c->pool->use_once)) weir_conn_mark_broken(conn);
     /* A cancel still on its way to this connection: the last one to finish
      * checks it in (cancel_thread). */
     if (atomic_fetch_or(&be->cancels, BE_PARKED) != 0) return;
@@ -1303,6 +1303,7 @@ static void admin_login(client *c)
         client_close(c, "53300", "%s", err);
         return;
     }
+    st_add(&s->console->ws[c->w->id].logins, 1);
     if (new_cancel_key(c)) {
         client_close(c, "58000", "could not generate a cancel key: no random bytes");
         return;
@@ -1345,8 +1346,14 @@ static bool admin_input(client *c)
             client_close(c, "08P01", "the admin console takes simple queries only");
             return false;
         }
+        wstats *ws = &c->w->srv->console->ws[c->w->id]; /* SHOW STATS' "pgbouncer" row */
+        st_add(&ws->query, 1);
+        st_add(&ws->xact, 1);
+        st_add(&ws->recv, m.len + 1);
+        uint32_t before = c->out.end;
         c->admin_wait =
             admin_query(c->w->srv, c->admin_full, (const char *)m.body, &c->out, c->admin_wait_db);
+        st_add(&ws->sent, c->out.end - before);
         if (!c->admin_wait) (void)pq_put_ready(&c->out, 'I');
         c->out_scanned = c->out.end;
         if (c->admin_wait) break; /* later commands wait for this one (worker_timeouts) */
@@ -2017,6 +2024,7 @@ static void client_accept(worker *w, int fd, bool is_unix)
     }
     c->w = w;
     c->fd = fd;
+    c->id = io_new_id();
     c->is_unix = is_unix;
     pthread_mutex_init(&c->cancel_mu, NULL);
     c->done.fn = checkout_done;

@@ -65,6 +65,7 @@ typedef struct be_ext {
 struct client {
     worker *w;
     int fd;
+    uint64_t id; /* io_new_id(): SHOW CLIENTS' id, KILL_CLIENT's argument */
     cstate state;
     struct event cev, sev; /* sev: write interest on the server, when a send was short */
     short cev_flags, sev_flags;

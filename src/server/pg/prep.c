@@ -581,9 +581,8 @@ static int parse_deallocate(const char *q, bool *all, char *out, size_t outlen)
  * streams after it. 0: the Bind (rewritten) is in o, with the length for all
  * of it; 1: weir answers it itself, nothing is written (the caller drops
  * what follows); -1: out of memory. */
-static int bind_msg(ps_client *pc, ps_cache *sc, uint32_t max, const char *portal,
-                    const char *name, const uint8_t *rest, uint32_t nrest, uint32_t follow,
-                    pq_buf *o)
+static int bind_msg(ps_client *pc, ps_cache *sc, uint32_t max, const char *portal, const char *name,
+                    const uint8_t *rest, uint32_t nrest, uint32_t follow, pq_buf *o)
 {
     if (pc->skipping) { /* skipped by the server until the Sync: as it is */
         uint32_t lp = (uint32_t)strlen(portal) + 1, ln = (uint32_t)strlen(name) + 1;
