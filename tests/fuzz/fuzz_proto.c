@@ -39,6 +39,13 @@ static void frame(const uint8_t *data, size_t size, uint32_t cut)
     }
 }
 
+/* Each setting of an options parameter: a name (never empty) and a value. */
+static void opt_seen(void *ud, const char *name, const char *value)
+{
+    (void)ud;
+    if (!name[0] || strchr(name, '=') || !value) abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 1 << 16) return 0;
@@ -50,7 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pq_startup st;
         const char *why;
         uint32_t len = pq_get32(data);
-        if (len <= size) (void)pq_parse_startup(data, len, &st, &why);
+        if (len <= size && pq_parse_startup(data, len, &st, &why) == 0) {
+            const char *opts = pq_startup_get(&st, "options");
+            if (opts && pq_parse_options(opts, opt_seen, NULL, &why) && !why) abort();
+        }
     }
     frame(data, size, cut);
 

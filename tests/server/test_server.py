@@ -435,6 +435,48 @@ class TestTransactionPooling(WeirCase):
         self.assertIn("node-postgres ok", r.stdout)
 
 
+class TestOptionsParameter(WeirCase):
+    """libpq's options ("-c name=value"): the parameters weir keeps in line
+    follow each client across pooled server connections; others are refused
+    with the name, unless ignore_startup_parameters names them."""
+    settings = {"pool_mode": "transaction", "default_pool_size": "1",
+                "ignore_startup_parameters": "extra_float_digits", "admin_users": "weir"}
+
+    def opts(self, options):
+        return psycopg.connect(self.w.dsn(), autocommit=True, options=options)
+
+    def value(self, sql, options):
+        with self.opts(options) as c:
+            return c.execute(sql).fetchone()[0]
+
+    def test_settings_taken_and_kept_in_line(self):
+        opts = "-c timezone=Europe/Lisbon  -c    datestyle=German,\\ YMD"
+        with self.opts(opts) as a, self.connect() as b:
+            self.assertEqual(a.execute("SHOW timezone").fetchone()[0], "Europe/Lisbon")
+            self.assertEqual(a.execute("SHOW datestyle").fetchone()[0], "German, YMD")
+            # the one server connection goes between them, each sees its own
+            self.assertNotEqual(b.execute("SHOW timezone").fetchone()[0], "Europe/Lisbon")
+            self.assertEqual(a.execute("SHOW timezone").fetchone()[0], "Europe/Lisbon")
+        self.assertEqual(self.value("SHOW timezone", "--timezone=Asia/Tokyo"), "Asia/Tokyo")
+        # named in ignore_startup_parameters: taken as given, not applied
+        self.assertEqual(self.value("SHOW extra_float_digits", "-c extra_float_digits=2"), "1")
+
+    def test_refusals_and_ignore_options(self):
+        for opts, msg in (("-d", "unsupported options startup parameter: only '-c config=val' "
+                                 "and '--config=val' are allowed"),
+                          ("-c timezone", "only '-c config=val'"),
+                          ("-c enable_seqscan=false",
+                           "unsupported startup parameter in options: enable_seqscan")):
+            with self.assertRaises(psycopg.OperationalError) as e:
+                self.opts(opts)
+            self.assertIn(msg, str(e.exception))
+        _, r = self.w.admin("SET ignore_startup_parameters = options")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.value("SHOW enable_seqscan", "-c enable_seqscan=false"), "on")
+        self.assertEqual(self.value("SHOW timezone", "-ctimezone=Europe/Lisbon -cx=y"),
+                         "Europe/Lisbon")
+
+
 class TestSessionPooling(WeirCase):
     settings = {"pool_mode": "session", "default_pool_size": "1"}
 

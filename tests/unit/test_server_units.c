@@ -496,6 +496,44 @@ static void test_prep_eviction_and_failed_pipeline(void **state)
     ps_registry_free(r);
 }
 
+static void opt_collect(void *ud, const char *name, const char *value)
+{
+    char *out = ud;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "[%s=%s]", name, value);
+}
+
+/* The options startup parameter, split as PostgreSQL splits it. */
+static void test_options_parameter(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } ok[] = {
+        {"  -c    datestyle=German,\\ YMD", "[datestyle=German, YMD]"},
+        {"-c timezone=Europe/Lisbon  -c    datestyle=German,\\ YMD",
+         "[timezone=Europe/Lisbon][datestyle=German, YMD]"},
+        {"-ctimezone=UTC  --date-style=ISO", "[timezone=UTC][date_style=ISO]"},
+        {"-c t\\imezone=\\E\\u\\r\\o\\pe/Lisbon", "[timezone=Europe/Lisbon]"},
+        {"-c a=", "[a=]"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        char out[512] = "";
+        const char *why = NULL;
+        assert_int_equal(pq_parse_options(ok[i].in, opt_collect, out, &why), 0);
+        assert_string_equal(out, ok[i].out);
+    }
+    static const char *const bad[] = {"-d", "-c timezone", "-c", "-c =x", "timezone=UTC", "--=x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char out[512] = "";
+        const char *why = NULL;
+        assert_int_equal(pq_parse_options(bad[i], opt_collect, out, &why), -1);
+        assert_string_equal(why, "unsupported options startup parameter: only '-c config=val' "
+                                 "and '--config=val' are allowed");
+    }
+}
+
 /* SASLprep (RFC 4013) as PostgreSQL applies it to SCRAM passwords. */
 static void test_saslprep(void **state)
 {
@@ -551,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_prep_shared_and_elided),
         cmocka_unit_test(test_prep_eviction_and_failed_pipeline),
         cmocka_unit_test(test_saslprep),
+        cmocka_unit_test(test_options_parameter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1753,6 +1753,46 @@ static bool ignored_param(server *s, const char *name)
     return cfg_list_has(s->cfg.ignore_startup_parameters, name);
 }
 
+/* A startup parameter weir keeps in line (tracked): 0 taken, -1 not one of
+ * them, 1 too long. */
+static int take_param(client *c, const char *name, const char *value)
+{
+    for (size_t k = 0; k < NTRACKED; k++)
+        if (!strcasecmp(tracked[k], name)) {
+            size_t n = strlen(value);
+            if (n >= BE_VALUE && k != NTRACKED - 1) return 1;
+            if (n >= BE_VALUE) { /* application_name: clipped (PostgreSQL clips it to 63) */
+                n = BE_VALUE - 1;
+                while (n > 0 && ((unsigned char)value[n] & 0xC0) == 0x80) n--;
+            }
+            snprintf(c->want[k], BE_VALUE, "%.*s", (int)n, value);
+            c->want_set[k] = true;
+            return 0;
+        }
+    return -1;
+}
+
+typedef struct opt_ctx {
+    client *c;
+    char err[160]; /* the first refusal */
+} opt_ctx;
+
+static void opt_one(void *ud, const char *name, const char *value)
+{
+    opt_ctx *x = ud;
+    server *s = x->c->w->srv;
+    int r = take_param(x->c, name, value);
+    if (r == 0 || x->err[0]) return;
+    if (r < 0 && (ignored_param(s, name) || ignored_param(s, "options"))) return;
+    if (r > 0)
+        snprintf(x->err, sizeof x->err,
+                 "startup parameter %.64s in options: its value is longer "
+                 "than %d bytes",
+                 name, BE_VALUE - 1);
+    else
+        snprintf(x->err, sizeof x->err, "unsupported startup parameter in options: %.64s", name);
+}
+
 /* The startup packet, or an SSL/GSS/cancel request. */
 static void startup_packet(client *c)
 {
@@ -1827,17 +1867,31 @@ static void startup_packet(client *c)
     snprintf(c->dbname, sizeof c->dbname, "%s", dbn && *dbn ? dbn : user);
     for (int i = 0; i < st.nparams; i++) {
         const char *n = st.names[i];
-        if (!strcmp(n, "user") || !strcmp(n, "database")) continue;
-        bool found = false;
-        for (size_t k = 0; k < NTRACKED; k++)
-            if (!strcasecmp(tracked[k], n)) {
-                snprintf(c->want[k], BE_VALUE, "%s", st.values[i]);
-                c->want_set[k] = true;
-                found = true;
-            }
-        if (found || ignored_param(s, n)) continue;
-        client_close(c, "08P01", "unsupported startup parameter: %s", n);
+        if (!strcmp(n, "user") || !strcmp(n, "database") || !strcmp(n, "options")) continue;
+        int r = take_param(c, n, st.values[i]);
+        if (r == 0 || (r < 0 && ignored_param(s, n))) continue;
+        if (r > 0)
+            client_close(c, "08P01", "startup parameter %s: its value is longer than %d bytes", n,
+                         BE_VALUE - 1);
+        else
+            client_close(c, "08P01", "unsupported startup parameter: %s", n);
         return;
+    }
+    /* options: "-c name=value" settings of the parameters weir keeps in
+     * line; others are refused unless ignore_startup_parameters names them
+     * (or names options itself), as PgBouncer 1.25 */
+    const char *opts = pq_startup_get(&st, "options");
+    if (opts) {
+        opt_ctx x = {.c = c};
+        const char *bad;
+        if (pq_parse_options(opts, opt_one, &x, &bad)) {
+            client_close(c, "08P01", "%s", bad);
+            return;
+        }
+        if (x.err[0]) {
+            client_close(c, "08P01", "%s", x.err);
+            return;
+        }
     }
     if ((!strcmp(c->dbname, "pgbouncer") || !strcmp(c->dbname, "weir")) &&
         !cfg_find_db_exact(&s->cfg, c->dbname)) {

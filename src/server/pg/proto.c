@@ -235,3 +235,65 @@ int pq_next(pq_stream *st, const uint8_t *p, uint32_t n, uint32_t max_len, const
     st->left = m->len - 4;
     return PQ_MSG;
 }
+
+/* The next blank-separated word of *pp into out (backslash escapes), or
+ * false at the end. out has room for strlen(*pp) + 1. */
+static bool opt_word(const char **pp, char *out)
+{
+    const char *p = *pp;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (!*p) return false;
+    size_t n = 0;
+    while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+        if (*p == '\\' && p[1]) p++;
+        out[n++] = *p++;
+    }
+    out[n] = '\0';
+    *pp = p;
+    return true;
+}
+
+int pq_parse_options(const char *opts, void (*fn)(void *ud, const char *name, const char *value),
+                     void *ud, const char **why)
+{
+    static const char bad[] =
+        "unsupported options startup parameter: only '-c config=val' and '--config=val' are "
+        "allowed";
+    size_t len = strlen(opts);
+    char *w = malloc(len + 1);
+    if (!w) {
+        *why = "out of memory";
+        return -1;
+    }
+    int rc = 0;
+    const char *p = opts;
+    while (rc == 0 && opt_word(&p, w)) {
+        char *setting;
+        if (!strcmp(w, "-c")) { /* "-c name=value": the setting is the next word */
+            if (!opt_word(&p, w)) {
+                rc = -1;
+                break;
+            }
+            setting = w;
+        } else if (!strncmp(w, "-c", 2)) {
+            setting = w + 2;
+        } else if (!strncmp(w, "--", 2)) {
+            setting = w + 2;
+            for (char *q = setting; *q && *q != '='; q++) /* --foo-bar=x is foo_bar */
+                if (*q == '-') *q = '_';
+        } else {
+            rc = -1;
+            break;
+        }
+        char *eq = strchr(setting, '=');
+        if (!eq || eq == setting) {
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        fn(ud, setting, eq + 1);
+    }
+    free(w);
+    if (rc) *why = bad;
+    return rc;
+}

@@ -76,6 +76,12 @@ typedef struct pq_startup {
  * writable only in that names and values point into it. */
 int pq_parse_startup(const uint8_t *p, uint32_t len, pq_startup *out, const char **why);
 const char *pq_startup_get(const pq_startup *s, const char *name);
+/* The "options" startup parameter as PostgreSQL splits it (blanks separate,
+ * a backslash takes the next character as it is): only "-c name=value",
+ * "-cname=value" and "--name=value" are taken, each given to fn. 0, or -1
+ * with why (PgBouncer's words) for anything else. */
+int pq_parse_options(const char *opts, void (*fn)(void *ud, const char *name, const char *value),
+                     void *ud, const char **why);
 
 /* Framing of a stream of typed messages ('T' + int32 length + body). */
 typedef struct pq_stream {
