@@ -129,7 +129,7 @@ class Weir:
         except OSError:
             return ""
 
-    def stop(self, sig=15):
+    def stop(self, sig=3):  # SIGQUIT: now (SIGTERM waits for the clients to leave)
         rc = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)

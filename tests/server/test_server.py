@@ -6,8 +6,10 @@ parameters, cancel, and the command line.
 import hashlib
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -721,14 +723,14 @@ class TestCommandLine(unittest.TestCase):
             self.assertIn(opt, r.stdout)
 
     def test_safe_shutdown_waits_for_the_transaction(self):
-        """SIGINT: new clients are refused, an open transaction finishes, then weir exits 0."""
+        """SIGINT: new connections are refused, an open transaction finishes, then weir exits 0."""
         w = Weir(PG, settings={"auth_type": "trust"})
         try:
             a = psycopg.connect(w.dsn())
             a.execute("INSERT INTO t VALUES (9001, 'safe') ON CONFLICT (id) DO UPDATE SET v = 'safe'")
             w.proc.send_signal(2)
             time.sleep(0.5)
-            with self.assertRaisesRegex(psycopg.OperationalError, "pooler is shutting down"):
+            with self.assertRaisesRegex(psycopg.OperationalError, "Connection refused"):
                 psycopg.connect(w.dsn())
             self.assertIsNone(w.proc.poll(), "weir left before the transaction ended")
             a.commit()
@@ -736,6 +738,86 @@ class TestCommandLine(unittest.TestCase):
             a.close()
             self.assertEqual(PG.sql("select v from t where id = 9001"), "safe")
             self.assertIn("safe shutdown: waiting for transactions to end", w.log())
+        finally:
+            w.stop()
+
+    def test_shutdown_modes(self):
+        """PgBouncer 1.25's: SIGTERM (SHUTDOWN WAIT_FOR_CLIENTS) stops accepting
+        and exits once the clients have left, the console still reachable
+        over the Unix socket meanwhile; SHUTDOWN WAIT_FOR_SERVERS closes the
+        clients that want a server ("server shutting down"); a second
+        signal, or SIGQUIT, stops at once; RESUME and SIGUSR2 are refused."""
+        sock = tempfile.mkdtemp(prefix="weir-sock-")
+        self.addCleanup(shutil.rmtree, sock, True)
+        settings = {"auth_type": "trust", "unix_socket_dir": sock, "admin_users": "weir",
+                    "pool_mode": "transaction"}
+
+        def console(sql):
+            return subprocess.run(["psql", "-X", "-A", "-t", "-h", sock, "-p", str(w.port),
+                                   "-U", "weir", "-d", "pgbouncer", "-c", sql],
+                                  capture_output=True, text=True, timeout=30)
+        w = Weir(PG, settings=settings)
+        try:
+            a = psycopg.connect(w.dsn(), autocommit=True)
+            w.proc.send_signal(15)
+            time.sleep(0.5)
+            self.assertEqual(a.execute("select 1").fetchone()[0], 1)  # still served
+            with self.assertRaisesRegex(psycopg.OperationalError, "Connection refused"):
+                psycopg.connect(w.dsn())
+            r = console("SHOW VERSION")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = console("RESUME")
+            self.assertIn("pooler is shutting down", r.stderr)
+            r = subprocess.run(["psql", "-X", "-h", sock, "-p", str(w.port), "-U", "app", "-d",
+                                "appdb", "-c", "select 1"], capture_output=True, text=True,
+                               timeout=30)
+            self.assertIn("pooler is shutting down", r.stderr)  # the socket: console only
+            w.proc.send_signal(12)
+            time.sleep(0.3)
+            self.assertIsNone(w.proc.poll())
+            a.close()  # the last client leaves
+            self.assertEqual(w.proc.wait(10), 0)
+            log = w.log()
+            self.assertIn("got SIGUSR2 while shutting down, ignoring", log)
+            self.assertIn("every client has left; shutting down", log)
+        finally:
+            w.stop()
+        w = Weir(PG, settings=dict(settings, default_pool_size="1"))
+        try:
+            holder = psycopg.connect(w.dsn())
+            holder.execute("select 1")  # a transaction holds the only server connection
+            waiter = psycopg.connect(w.dsn(), autocommit=True)
+            done = {}
+
+            def wait():
+                try:
+                    waiter.execute("select 2")
+                    done["r"] = "served"
+                except psycopg.OperationalError as e:
+                    done["r"] = str(e)
+            th = threading.Thread(target=wait)
+            th.start()
+            time.sleep(0.5)  # waiting for the server connection
+            r = console("SHUTDOWN WAIT_FOR_SERVERS")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            th.join(10)
+            self.assertIn("server shutting down", done.get("r", ""))
+            self.assertEqual(holder.execute("select 3").fetchone()[0], 3)  # its transaction goes on
+            self.assertIsNone(w.proc.poll())
+            holder.commit()  # the server connection is back: weir exits
+            self.assertEqual(w.proc.wait(10), 0)
+            self.assertIn("closing because: server shutting down", w.log())
+        finally:
+            w.stop()
+        w = Weir(PG, settings=settings)
+        try:
+            a = psycopg.connect(w.dsn(), autocommit=True)
+            w.proc.send_signal(15)
+            time.sleep(0.3)
+            w.proc.send_signal(15)  # a second one: now
+            self.assertEqual(w.proc.wait(10), 0)
+            self.assertIn("got SIGTERM, shutting down now", w.log())
+            a.close()
         finally:
             w.stop()
 

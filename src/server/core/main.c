@@ -1,9 +1,11 @@
 /* main.c — weir's command line and signals, as PgBouncer's:
  *   weir [-d] [-q] [-v] [-u user] [-V] [-h] config.ini
- * SIGINT: safe shutdown (new clients are refused, pools pause, and weir exits
- * once every server connection is back: each transaction ends first);
- * SIGTERM, or a second SIGINT: immediate shutdown (clients are told "pooler
- * is shutting down"); SIGUSR1: pause, SIGUSR2: resume; SIGHUP: reopen the
+ * SIGINT: safe shutdown (SHUTDOWN WAIT_FOR_SERVERS: new connections are
+ * refused, pools pause, and weir exits once every server connection is back:
+ * each transaction ends first); SIGTERM: super-safe shutdown (SHUTDOWN
+ * WAIT_FOR_CLIENTS: weir exits once every client has left); SIGQUIT, or a
+ * second shutdown signal: immediate shutdown (clients are told "pooler is
+ * shutting down"); SIGUSR1: pause, SIGUSR2: resume; SIGHUP: reopen the
  * logfile (logrotate) and reload the config file (a bad file keeps the
  * running configuration).
  */
@@ -272,6 +274,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGUSR2);
@@ -307,26 +310,44 @@ int main(int argc, char **argv)
         }
         wrote_pid = true;
     }
-    bool safe_shutdown = false;
     for (;;) {
-        if (safe_shutdown && all_released(s)) {
+        int mode = atomic_load(&s->shutdown_mode);
+        if (mode == SHUTDOWN_WAIT_FOR_SERVERS && all_released(s)) {
             srv_log(s, "LOG", "every server connection is back; shutting down");
+            break;
+        }
+        if (mode == SHUTDOWN_WAIT_FOR_CLIENTS && server_app_clients(s) == 0) {
+            srv_log(s, "LOG", "every client has left; shutting down");
             break;
         }
         struct timespec tick = {0, 100000000};
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig < 0) continue;
-        if (sig == SIGTERM || (sig == SIGINT && safe_shutdown)) {
-            srv_log(s, "LOG", "got %s, shutting down now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        const char *name = sig == SIGINT    ? "SIGINT"
+                           : sig == SIGTERM ? "SIGTERM"
+                           : sig == SIGQUIT ? "SIGQUIT"
+                                            : "";
+        if (sig == SIGQUIT || ((sig == SIGTERM || sig == SIGINT) && mode)) {
+            srv_log(s, "LOG", "got %s, shutting down now", name);
             break;
         }
         if (sig == SIGINT) {
             srv_log(s, "LOG",
                     "got SIGINT, safe shutdown: waiting for transactions to end "
-                    "(SIGTERM to stop now)");
-            atomic_store(&s->shutting_down, true); /* new clients are refused */
-            (void)pools_pause(s, "", true, "safe shutdown");
-            safe_shutdown = true;
+                    "(SIGINT, SIGTERM or SIGQUIT to stop now)");
+            server_shutdown(s, SHUTDOWN_WAIT_FOR_SERVERS);
+            continue;
+        }
+        if (sig == SIGTERM) {
+            srv_log(s, "LOG",
+                    "got SIGTERM, shutdown once every client has left (SIGINT, SIGTERM or "
+                    "SIGQUIT to stop now)");
+            server_shutdown(s, SHUTDOWN_WAIT_FOR_CLIENTS);
+            continue;
+        }
+        if ((sig == SIGUSR1 || sig == SIGUSR2) && mode) {
+            srv_log(s, "LOG", "got %s while shutting down, ignoring",
+                    sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
             continue;
         }
         if (sig == SIGUSR1) (void)pools_pause(s, "", true, "SIGUSR1");

@@ -236,3 +236,25 @@ void server_stop(server *s)
     authguard_free(s->guard);
     s->guard = NULL;
 }
+
+void server_shutdown(server *s, int mode)
+{
+    int none = SHUTDOWN_NONE;
+    if (!atomic_compare_exchange_strong(&s->shutdown_mode, &none, mode)) return;
+    atomic_store(&s->shutting_down, true); /* new logins: the console's only */
+    if (mode == SHUTDOWN_WAIT_FOR_SERVERS) (void)pools_pause(s, "", true, "shutdown");
+    uint64_t one = 1;
+    for (int i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        atomic_store(&w->unlisten_pending, true);
+        if (mode == SHUTDOWN_WAIT_FOR_SERVERS) atomic_store(&w->close_waiting_pending, true);
+        (void)!write(w->efd, &one, sizeof one);
+    }
+}
+
+int server_app_clients(server *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->nworkers; i++) n += s->door->app_clients(&s->workers[i]);
+    return n;
+}

@@ -47,6 +47,7 @@ struct server {
     struct client **keys;
     size_t keys_cap, nkeys;
     atomic_bool shutting_down;
+    atomic_int shutdown_mode; /* SHUTDOWN_*: a shutdown that waits, begun by server_shutdown */
     bool quiet;
     int verbose;
     FILE *logf;            /* under log_lock once workers run */
@@ -91,5 +92,16 @@ int server_start(server *s);
 int server_run(server *s);
 /* Stop the loops, join the workers, close everything. */
 void server_stop(server *s);
+
+/* A shutdown that waits, as PgBouncer 1.25's: both stop accepting (the TCP
+ * listeners close; the Unix socket stays, for the console only).
+ * WAIT_FOR_SERVERS (SIGINT) also pauses every pool and closes the clients
+ * waiting for a server ("server shutting down"); weir exits once every
+ * server connection is back. WAIT_FOR_CLIENTS (SIGTERM) exits once every
+ * client but the console's has left. */
+enum { SHUTDOWN_NONE, SHUTDOWN_WAIT_FOR_SERVERS, SHUTDOWN_WAIT_FOR_CLIENTS };
+void server_shutdown(server *s, int mode);
+/* Clients other than the console's, on every worker. */
+int server_app_clients(server *s);
 
 #endif

@@ -45,7 +45,21 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     worker *w = arg;
-    for (int i = 0; i < w->nlisten; i++) event_add(&w->listen_ev[i], NULL);
+    for (int i = 0; i < w->nlisten; i++)
+        if (!w->listen_gone[i]) event_add(&w->listen_ev[i], NULL);
+}
+
+/* A shutdown: this worker's TCP listeners close (new connections are
+ * refused); the Unix socket stays, for the console. */
+static void unlisten(worker *w)
+{
+    for (int i = 0; i < w->nlisten; i++) {
+        evutil_socket_t fd = event_get_fd(&w->listen_ev[i]);
+        if (w->listen_gone[i] || fd == w->srv->unix_fd) continue;
+        event_del(&w->listen_ev[i]);
+        close(fd);
+        w->listen_gone[i] = true;
+    }
 }
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
@@ -187,6 +201,8 @@ static void on_efd(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     hold_point(w);
     if (atomic_exchange(&w->kill_pending, false)) w->srv->door->kill_marked(w);
+    if (atomic_exchange(&w->unlisten_pending, false)) unlisten(w);
+    if (atomic_exchange(&w->close_waiting_pending, false)) w->srv->door->close_waiting(w);
     worker_drain(w);
     if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
 }
@@ -233,6 +249,7 @@ void *worker_main(void *arg)
 void worker_destroy(worker *w)
 {
     for (int i = 0; i < w->nlisten; i++) {
+        if (w->listen_gone[i]) continue;
         evutil_socket_t fd = event_get_fd(&w->listen_ev[i]);
         event_del(&w->listen_ev[i]);
         if (fd != w->srv->unix_fd) close(fd); /* this worker's own TCP socket */

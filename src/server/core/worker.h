@@ -34,6 +34,10 @@ struct worker_door {
     /* A server connection is about to close (any thread): drop what the
      * door keeps for it (be->ext). */
     void (*server_gone)(struct backend *be);
+    /* SHUTDOWN WAIT_FOR_SERVERS: close the clients waiting for a server. */
+    void (*close_waiting)(worker *w);
+    /* Clients other than the console's (any thread: read from counts). */
+    int (*app_clients)(worker *w);
 };
 
 #define WORKER_NSTATES 16 /* per-state connection counts: the door's states fit */
@@ -45,6 +49,7 @@ struct worker {
     struct event_base *base;
     int nlisten;
     struct event listen_ev[8];
+    bool listen_gone[8]; /* a TCP listener closed by a shutdown (the Unix one stays) */
     struct event tick;
     struct event accept_retry; /* listening resumes after an accept() back-off */
     int accept_backoff_ms;
@@ -58,6 +63,7 @@ struct worker {
     _Atomic int
         nstate[WORKER_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
     atomic_bool kill_pending;   /* KILL marked some of its clients */
+    atomic_bool unlisten_pending, close_waiting_pending; /* a shutdown began (server_shutdown) */
     atomic_bool stop;
 };
 

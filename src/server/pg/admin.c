@@ -120,7 +120,7 @@ static const char help_text[] =
     "\tRECONNECT [<db>]\n"
     "\tKILL [<db>]\n"
     "\tKILL_CLIENT <id>\n"
-    "\tSHUTDOWN\n"
+    "\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]\n"
     "\tWAIT_CLOSE [<db>]";
 
 static void show_config(server *s, pq_buf *o)
@@ -1033,6 +1033,10 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
     }
     if (word(&p, "PAUSE") || word(&p, "RESUME")) {
         bool pause = !strncasecmp(cmd, "PAUSE", 5);
+        if (atomic_load(&s->shutting_down)) {
+            put_error(o, "08P01", "pooler is shutting down");
+            return 0;
+        }
         if (!pools_pause(s, p, pause, "admin console")) {
             no_such_db(o, p);
             return 0;
@@ -1132,10 +1136,20 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
         admin_set(s, p, o);
         return 0;
     }
-    if (word(&p, "SHUTDOWN") && !*p) {
-        srv_log(s, "LOG", "SHUTDOWN from the admin console");
+    if (word(&p, "SHUTDOWN")) {
+        /* as PgBouncer's signals: SIGQUIT now, SIGINT for WAIT_FOR_SERVERS,
+         * SIGTERM for WAIT_FOR_CLIENTS; main's sigwait takes them */
+        int sig = !*p                                  ? SIGQUIT
+                  : !strcasecmp(p, "WAIT_FOR_SERVERS") ? SIGINT
+                  : !strcasecmp(p, "WAIT_FOR_CLIENTS") ? SIGTERM
+                                                       : 0;
+        if (!sig) {
+            put_error(o, "42601", "SHUTDOWN takes nothing, WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
+            return 0;
+        }
+        srv_log(s, "LOG", "SHUTDOWN%s%s from the admin console", *p ? " " : "", p);
         put_complete(o, "SHUTDOWN");
-        kill(getpid(), SIGTERM); /* main's sigwait takes it */
+        kill(getpid(), sig);
         return 0;
     }
     char m[300];

@@ -782,6 +782,11 @@ static void on_checkout(weir_conn *conn, int status, void *ud)
 /* false: c is gone */
 static bool request_server(client *c)
 {
+    if (atomic_load(&c->w->srv->shutdown_mode) == SHUTDOWN_WAIT_FOR_SERVERS) {
+        /* the pools are paused for good: as PgBouncer, the client goes */
+        client_close(c, "08P01", "server shutting down");
+        return false;
+    }
     weir_conn *conn = NULL;
     int64_t wait = c->pool->query_wait_ms; /* the database's, else [pgbouncer]'s */
     int rc = weir_checkout_async(c->pool->pool, wait, on_checkout, c, &conn, &c->req);
@@ -1851,10 +1856,7 @@ static void startup_packet(client *c)
         return;
     }
     if (c->reject) {
-        if (atomic_load(&s->shutting_down))
-            client_close(c, "08P01", "pooler is shutting down");
-        else
-            client_close(c, "08P01", "no more connections allowed (max_client_conn)");
+        client_close(c, "08P01", "no more connections allowed (max_client_conn)");
         return;
     }
     const char *user = pq_startup_get(&st, "user");
@@ -1893,8 +1895,13 @@ static void startup_packet(client *c)
             return;
         }
     }
-    if ((!strcmp(c->dbname, "pgbouncer") || !strcmp(c->dbname, "weir")) &&
-        !cfg_find_db_exact(&s->cfg, c->dbname)) {
+    bool console = (!strcmp(c->dbname, "pgbouncer") || !strcmp(c->dbname, "weir")) &&
+                   !cfg_find_db_exact(&s->cfg, c->dbname);
+    if (atomic_load(&s->shutting_down) && !console) { /* only the console, while shutting down */
+        client_close(c, "08P01", "pooler is shutting down");
+        return;
+    }
+    if (console) {
         c->admin = true;
         set_state(c, CL_AUTH_START);
         auth_start(c);
@@ -2089,7 +2096,7 @@ static void client_accept(worker *w, int fd, bool is_unix)
         if (s->cfg.tcp_keepalive) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     }
     int n = atomic_fetch_add(&s->nclients, 1) + 1;
-    if (n > s->cfg.max_client_conn || atomic_load(&s->shutting_down)) c->reject = true;
+    if (n > s->cfg.max_client_conn) c->reject = true;
     c->next = w->clients;
     if (c->next) c->next->prev = c;
     w->clients = c;
@@ -2179,6 +2186,27 @@ static void timeouts(worker *w)
     }
 }
 
+/* SHUTDOWN WAIT_FOR_SERVERS: the clients waiting for a server go (those
+ * that would wait later go in request_server). */
+static void close_waiting(worker *w)
+{
+    client *next;
+    for (client *c = w->clients; c; c = next) {
+        next = c->next;
+        if (c->state == CL_WAITING || c->state == CL_WELCOME)
+            client_close(c, "08P01", "server shutting down");
+    }
+}
+
+/* Clients other than the console's (read from the worker's counts). */
+static int app_clients(worker *w)
+{
+    int n = 0;
+    for (int st = 0; st < CL_NSTATES; st++)
+        if (st != CL_CONSOLE && st != CL_CLOSED) n += atomic_load(&w->nstate[st]);
+    return n;
+}
+
 /* On shutdown: every client goes, servers are given back. */
 static void close_all(worker *w)
 {
@@ -2220,4 +2248,6 @@ const worker_door pg_door = {.accept = client_accept,
                              .tick = tick,
                              .kill_marked = kill_marked,
                              .close_all = close_all,
-                             .server_gone = server_gone};
+                             .server_gone = server_gone,
+                             .close_waiting = close_waiting,
+                             .app_clients = app_clients};
