@@ -3,6 +3,7 @@ pgbench, openssl s_client) against weir with certificates from a throwaway
 CA the test makes with openssl. Each refusal shows the message a user sees.
 """
 import os
+import re
 import shutil
 import socket
 import struct
@@ -622,15 +623,24 @@ class TestServerTls(unittest.TestCase):
         login connects at once. A RELOAD that changes another server_tls_*
         key closes the pool's connections ("database configuration
         changed"); one that changes nothing keeps them."""
+        http_port = free_port()
         w = self.weir(self.pg, "verify-ca", server_tls_ca_file=cert("ca2.crt"),
-                      server_login_retry="60", admin_users="weir")
+                      server_login_retry="60", admin_users="weir",
+                      http_listen_port=str(http_port))
+
+        def metric(name):
+            st, page = http_get(http_port, "/metrics")
+            return int(re.search(r"^%s (\d+)$" % name, page, re.M).group(1))
         try:
             r = w.psql("select 1")
             self.assertIn("certificate verify failed", r.stderr)
+            self.assertGreaterEqual(metric("weir_tls_server_handshake_failures_total"), 1)
+            self.assertEqual(metric("weir_tls_server_handshakes_total"), 0)
             rows, res = w.admin("SET server_tls_ca_file = '%s'" % cert("ca.crt"))
             self.assertEqual(res.returncode, 0, res.stderr)
             r = self.ssl_in_use(w)
             self.assertEqual((r.returncode, r.stdout.strip()), (0, "t"), r.stderr + w.log())
+            self.assertGreaterEqual(metric("weir_tls_server_handshakes_total"), 1)
             pid = w.psql("select pg_backend_pid()").stdout.strip()
             with open(w.ini) as f:  # the file says what SET did: RELOAD changes nothing
                 text = f.read().replace(cert("ca2.crt"), cert("ca.crt"))

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 
@@ -165,8 +166,20 @@ bool tls_alpn_postgresql(SSL *ssl)
 
 struct tls_ref {
     pthread_mutex_t mu;
-    SSL_CTX *ctx; /* NULL: server_tls_sslmode = disable */
+    SSL_CTX *ctx;                           /* NULL: server_tls_sslmode = disable */
+    _Atomic long long handshakes, failures; /* with servers (/metrics) */
 };
+
+void tls_ref_count(tls_ref *r, bool ok)
+{
+    if (r) atomic_fetch_add(ok ? &r->handshakes : &r->failures, 1);
+}
+
+void tls_ref_counts(tls_ref *r, long long *ok, long long *failed)
+{
+    *ok = r ? atomic_load(&r->handshakes) : 0;
+    *failed = r ? atomic_load(&r->failures) : 0;
+}
 
 /* Make the context for side k when on (else none) and put it in *slot under
  * mu; the old one goes (connections made from it hold their own reference). */

@@ -15,6 +15,9 @@ typedef struct server server;
 /* The context for connections to servers, one per process, remade on
  * RELOAD: every pool's target points at it. */
 typedef struct tls_ref tls_ref;
+/* A TLS handshake with a server ended (ok or not); the counts so far. */
+void tls_ref_count(tls_ref *r, bool ok);
+void tls_ref_counts(tls_ref *r, long long *ok, long long *failed);
 
 /* Make (or remake, after a reload) the context for client connections from
  * s->cfg; with client_tls_sslmode = disable there is none. 0, or -1 with why

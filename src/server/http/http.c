@@ -62,6 +62,8 @@ static void on_metrics(server *s, const http_req *rq, http_resp *rs)
     authguard_counts(s->guard, &failed, &refused);
     httpd_counters hc;
     httpd_counters_get(rq->door, &hc);
+    long long srv_ok, srv_failed;
+    tls_ref_counts(s->tls_out, &srv_ok, &srv_failed);
     sb_printf(&rs->body,
               "# HELP weir_auth_failures_total Failed password attempts, both doors.\n"
               "# TYPE weir_auth_failures_total counter\nweir_auth_failures_total %llu\n"
@@ -78,6 +80,14 @@ static void on_metrics(server *s, const http_req *rq, http_resp *rs)
               "(a bad or missing certificate, a protocol or cipher mismatch).\n"
               "# TYPE weir_tls_handshake_failures_total counter\n"
               "weir_tls_handshake_failures_total %lld\n"
+              "# HELP weir_tls_server_handshakes_total TLS handshakes completed with "
+              "servers (server_tls_sslmode).\n"
+              "# TYPE weir_tls_server_handshakes_total counter\n"
+              "weir_tls_server_handshakes_total %lld\n"
+              "# HELP weir_tls_server_handshake_failures_total TLS handshakes with servers "
+              "that failed or timed out (a certificate refused, a protocol mismatch).\n"
+              "# TYPE weir_tls_server_handshake_failures_total counter\n"
+              "weir_tls_server_handshake_failures_total %lld\n"
               "# HELP weir_http_connections Open HTTP connections.\n"
               "# TYPE weir_http_connections gauge\nweir_http_connections %lld\n"
               "# HELP weir_http_connections_refused_total HTTP connections refused with 503 "
@@ -91,8 +101,7 @@ static void on_metrics(server *s, const http_req *rq, http_resp *rs)
               (unsigned long long)failed, (unsigned long long)refused,
               (long long)atomic_load(&s->accept_errors) + hc.accept_errors,
               (long long)atomic_load(&s->tls_handshakes), (long long)atomic_load(&s->tls_failures),
-              hc.connections,
-              hc.refused_over_cap, hc.request_timeouts);
+              srv_ok, srv_failed, hc.connections, hc.refused_over_cap, hc.request_timeouts);
     free(page);
 }
 
@@ -313,8 +322,8 @@ int http_start(server *s)
     int tm = cfg_sslmode(k->http_tls_sslmode);
     httpd_tls tls = {.new_conn = tm > SSLMODE_DISABLE ? https_conn : NULL,
                      .sniff = tm == SSLMODE_PREFER};
-    if (httpd_start(&d->d, addr, k->http_listen_port, s->nhttp, &lim, &tls, on_request, classify,
-                    d, door_log, err, sizeof err)) {
+    if (httpd_start(&d->d, addr, k->http_listen_port, s->nhttp, &lim, &tls, on_request, classify, d,
+                    door_log, err, sizeof err)) {
         srv_log(s, "ERROR", "%s", err);
         api_stop(s);
         free(d);
@@ -322,8 +331,10 @@ int http_start(server *s)
     }
     s->http = d;
     srv_log(s, "LOG", "HTTP%s on %s:%d, %d threads (/v1/sql, /v1/sessions, /metrics, /ready)",
-            tm == SSLMODE_REQUIRE ? "S" : tm == SSLMODE_PREFER ? " and HTTPS" : "", addr,
-            k->http_listen_port, s->nhttp);
+            tm == SSLMODE_REQUIRE  ? "S"
+            : tm == SSLMODE_PREFER ? " and HTTPS"
+                                   : "",
+            addr, k->http_listen_port, s->nhttp);
     return 0;
 }
 

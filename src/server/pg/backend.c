@@ -428,6 +428,7 @@ static int tls_to_server(backend *be, const be_target *t, int64_t deadline_ns, c
     be->tls = tls_connect_new(t->tls, be->fd, t->host, t->sslmode, why, sizeof why);
     for (int r = be->tls ? 0 : -1; r != 1;) {
         if (r < 0) {
+            if (be->tls) tls_ref_count(t->tls, false);
             snprintf(err, errlen, "TLS to the server failed: %s", why);
             return WEIR_ECONNECT;
         }
@@ -435,11 +436,13 @@ static int tls_to_server(backend *be, const be_target *t, int64_t deadline_ns, c
         if (r == 0 || r == 2) {
             int w = be_wait_fd(be->fd, r == 0 ? POLLIN : POLLOUT, deadline_ns);
             if (w) {
+                tls_ref_count(t->tls, false);
                 snprintf(err, errlen, "TLS to the server timed out");
                 return w;
             }
         }
     }
+    tls_ref_count(t->tls, true);
     return 0;
 }
 
