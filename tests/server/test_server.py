@@ -96,6 +96,8 @@ class TestAuth(unittest.TestCase):
             r = w.psql("select 1", user="nobody", password="x")
             if auth_type not in ("trust", "any"):
                 self.assertIn('password authentication failed for user "nobody"', r.stderr)
+            if auth_type == "scram-sha-256":  # PgBouncer's words too
+                self.assertIn("(SASL authentication failed)", r.stderr)
         finally:
             w.stop()
 

@@ -1378,11 +1378,13 @@ static const char *peer_of(client *c, char *buf, size_t len)
     return buf;
 }
 
-static void auth_failed(client *c)
+/* PostgreSQL's words; a failed SCRAM exchange adds PgBouncer's. */
+static void auth_failed(client *c, bool sasl)
 {
     char peer[64];
     authguard_failed(c->w->srv->guard, c->user, peer_of(c, peer, sizeof peer), now_ms());
-    client_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+    client_close(c, "28P01", "password authentication failed for user \"%s\"%s", c->user,
+                 sasl ? " (SASL authentication failed)" : "");
 }
 
 /* A BackendKeyData for c: a process id in PostgreSQL's range (a positive
@@ -1682,7 +1684,7 @@ static void auth_message(client *c, const pq_msg *m)
     }
     if (c->state == CL_AUTH_PASSWORD) {
         if (!check_password(c, (const char *)m->body, blen)) {
-            auth_failed(c);
+            auth_failed(c, false);
             return;
         }
         auth_done(c);
@@ -1718,7 +1720,7 @@ static void auth_message(client *c, const pq_msg *m)
         if (why && strcmp(why, "password authentication failed") && c->secret)
             client_close(c, "08P01", "%s", why);
         else
-            auth_failed(c);
+            auth_failed(c, true);
         return;
     }
     (void)pq_put_auth(&c->out, 12, out, (uint32_t)strlen(out));
