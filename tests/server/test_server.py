@@ -299,8 +299,10 @@ class TestAuth(unittest.TestCase):
         try:
             r = w.psql("select 1")
             self.assertNotEqual(r.returncode, 0)
-            self.assertIn("server login has been failing", r.stderr)
             self.assertIn('password authentication failed for user "app"', r.stderr)
+            # the server's own words reach the client, PgBouncer's line the log
+            self.assertIn('server login failed: FATAL password authentication failed for user '
+                          '"app"', w.log())
             self.assertNotIn("nope", r.stderr + w.log())
         finally:
             w.stop()

@@ -140,7 +140,9 @@ class TestMalformed(FaultCase):
         self.assert_still_serving()
 
     def test_unsupported_startup_parameter(self):
-        self.expect_error(raw_startup(options="-c work_mem=1MB"), "unsupported startup parameter: options")
+        self.expect_error(raw_startup(geqo="off"), "unsupported startup parameter: geqo")
+        self.expect_error(raw_startup(options="-c work_mem=1MB"),
+                          "unsupported startup parameter in options: work_mem")
 
     def test_ssl_request_is_declined(self):
         s = socket.create_connection(("127.0.0.1", self.w.port), timeout=5)
@@ -249,7 +251,6 @@ class TestServerTimeouts(unittest.TestCase):
             t0 = time.monotonic()
             r = w.psql("select 1")
             self.assertLess(time.monotonic() - t0, 3)
-            self.assertIn("server login has been failing", r.stderr)
             self.assertIn("server login timed out", r.stderr)
         finally:
             w.stop()

@@ -483,9 +483,10 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
         if (m.type == 'R') {
             rc = handle_auth(fd, be->tls, t, &m, &sc, deadline_ns, err, errlen);
         } else if (m.type == 'E') {
-            char e[512];
-            error_text(&m, e, sizeof e);
-            snprintf(err, errlen, "server login failed: %s", e);
+            /* PgBouncer's words: "server login failed: FATAL <message>" */
+            const char *sev = pq_error_field(&m, 'S'), *msg = pq_error_field(&m, 'M');
+            snprintf(err, errlen, "server login failed: %s %s", sev ? sev : "ERROR",
+                     msg ? msg : "");
             rc = WEIR_ECONNECT;
         } else if (m.type == 'S') {
             const uint8_t *p = m.body, *end = m.body + m.len - 4;

@@ -759,10 +759,19 @@ static void checkout_failed(client *c, int status)
     if (status == WEIR_ETIMEDOUT) {
         client_close(c, "08P01", "query_wait_timeout");
     } else if (status == WEIR_ECONNECT) {
+        /* The last login's error (cached until server_login_retry): the
+         * server's own words when it refused ("server login failed: FATAL
+         * <message>" gives <message>, as PgBouncer passes it on), else why
+         * weir could not reach it. */
         char e[400];
         weir_pool_last_error(c->pool->pool, e, sizeof e);
-        client_close(c, "08P01",
-                     "server login has been failing, cached error: %s (server_login_retry)", e);
+        const char *msg = e;
+        static const char pre[] = "server login failed: ";
+        if (!strncmp(e, pre, sizeof pre - 1)) {
+            const char *sp = strchr(e + sizeof pre - 1, ' ');
+            if (sp && sp[1]) msg = sp + 1;
+        }
+        client_close(c, "08P01", "%s", msg[0] ? msg : "server login failed");
     } else if (status == WEIR_ECLOSED) {
         client_close(c, "08P01", "pooler is shutting down");
     } else {
