@@ -604,6 +604,35 @@ class TestPgBouncer125Keys(unittest.TestCase):
     """[databases] and [users] keys of PgBouncer 1.25: taken and honoured; an
     unknown one is a warning with file and line, not a refusal."""
 
+    def test_pool_size_is_the_pool_users_first(self):
+        """As PgBouncer: [users] pool_size beats the database's; a database
+        with a forced user= sizes its pool by that user, not by the client."""
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = 'forced_u') "
+               "then create role forced_u login password 'fpw'; end if; end $$; "
+               "grant connect on database appdb to forced_u")
+        base = "host=127.0.0.1 port=%d dbname=appdb pool_size=3" % PG.port
+        w = Weir(PG, start=False, settings={"query_wait_timeout": "1"},
+                 databases={"appdb": base, "forced": base + " user=forced_u password=fpw"})
+        with open(w.ini, "a") as f:
+            f.write("[users]\napp = pool_size=1\n")
+        try:
+            w.start()
+            held = psycopg.connect(w.dsn())
+            held.execute("select 1")  # holds app's only server connection on appdb
+            with self.assertRaises(psycopg.OperationalError) as e:
+                with psycopg.connect(w.dsn()) as c:
+                    c.execute("select 2")
+            self.assertIn("query_wait_timeout", str(e.exception))
+            held.close()
+            # forced: the pool is forced_u's (3), app's [users] entry does not apply
+            held = [psycopg.connect(w.dsn(dbname="forced")) for _ in range(3)]
+            pids = {c.execute("select pg_backend_pid()").fetchone()[0] for c in held}
+            self.assertEqual(len(pids), 3)
+            for c in held:
+                c.close()
+        finally:
+            w.stop()
+
     def test_keys_start_and_limits_hold(self):
         db = ("host=127.0.0.1 port=%d dbname=appdb reserve_pool_size=1 server_lifetime=3600 "
               "query_wait_timeout=5 load_balance_hosts=disable max_db_client_connections=2 "

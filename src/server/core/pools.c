@@ -105,20 +105,21 @@ static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, cons
 static void pool_shape(const cfg *k, const cfg_db *db, const char *user, int *size, int *minp,
                        int *reserve, int *mode)
 {
-    /* the database's setting, else the user's ([users]), else [pgbouncer]'s */
+    /* As PgBouncer: the pool's user's setting ([users]; the forced user's
+     * for a database with user=), else the database's, else [pgbouncer]'s. */
     const cfg_user *u = cfg_find_user(k, user);
-    int sz = db->pool_size >= 0       ? db->pool_size
-             : u && u->pool_size >= 0 ? u->pool_size
-                                      : k->default_pool_size;
+    int sz = u && u->pool_size >= 0 ? u->pool_size
+             : db->pool_size >= 0   ? db->pool_size
+                                    : k->default_pool_size;
     *size = sz > 0 ? sz : 1;
     int m = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
     *minp = m < *size ? m : *size;
-    *reserve = db->reserve_pool >= 0       ? db->reserve_pool
-               : u && u->reserve_pool >= 0 ? u->reserve_pool
-                                           : k->reserve_pool_size;
-    *mode = db->pool_mode != POOL_UNSET       ? db->pool_mode
-            : u && u->pool_mode != POOL_UNSET ? u->pool_mode
-                                              : k->pool_mode;
+    *reserve = u && u->reserve_pool >= 0 ? u->reserve_pool
+               : db->reserve_pool >= 0   ? db->reserve_pool
+                                         : k->reserve_pool_size;
+    *mode = u && u->pool_mode != POOL_UNSET ? u->pool_mode
+            : db->pool_mode != POOL_UNSET   ? db->pool_mode
+                                            : k->pool_mode;
 }
 
 /* A client that proved its password brings what the pool should log in
@@ -187,7 +188,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     snprintf(p->db, sizeof p->db, "%s", dbname);
     snprintf(p->user, sizeof p->user, "%s", user);
     int size, minp, reserve;
-    pool_shape(k, db, client_user, &size, &minp, &reserve, &p->mode);
+    pool_shape(k, db, user, &size, &minp, &reserve, &p->mode);
     pthread_mutex_init(&p->lock, NULL);
 
     pthread_mutex_init(&t->mu, NULL);
