@@ -633,6 +633,26 @@ class TestPgBouncer125Keys(unittest.TestCase):
         finally:
             w.stop()
 
+    def test_min_pool_size_fills_forced_user_pools_at_start(self):
+        PG.sql("do $$ begin if not exists (select from pg_roles where rolname = 'warm_u') "
+               "then create role warm_u login password 'wpw'; end if; end $$; "
+               "grant connect on database appdb to warm_u")
+        base = "host=127.0.0.1 port=%d dbname=appdb min_pool_size=2" % PG.port
+        w = Weir(PG, settings={"admin_users": "weir"},
+                 databases={"warm": base + " user=warm_u password=wpw", "cold": base})
+
+        def count(user):
+            return int(PG.sql("select count(*) from pg_stat_activity where usename = '%s'" % user))
+        try:
+            deadline = time.time() + 10
+            while count("warm_u") < 2 and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(count("warm_u"), 2, w.log())  # no client came
+            rows, _ = w.admin("SHOW POOLS", user="weir", password="weirpass")
+            self.assertEqual([r[:2] for r in rows[1:]], [["warm", "warm_u"]])  # cold: none yet
+        finally:
+            w.stop()
+
     def test_keys_start_and_limits_hold(self):
         db = ("host=127.0.0.1 port=%d dbname=appdb reserve_pool_size=1 server_lifetime=3600 "
               "query_wait_timeout=5 load_balance_hosts=disable max_db_client_connections=2 "

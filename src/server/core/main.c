@@ -297,6 +297,9 @@ int main(int argc, char **argv)
         srv_log(s, "ERROR", "startup failed");
         return 1;
     }
+    pthread_mutex_lock(&s->change_mu); /* s->cfg may change under a RELOAD from now on */
+    pools_warm(s);
+    pthread_mutex_unlock(&s->change_mu);
     /* Only now, listening: a start that fails never touches a live weir's pidfile. */
     bool wrote_pid = false;
     if (pidpath[0]) {

@@ -346,6 +346,20 @@ void pools_apply_config(server *s, bool tls_out)
     pthread_mutex_unlock(&s->pools_lock);
 }
 
+void pools_warm(server *s)
+{
+    const cfg *k = &s->cfg;
+    for (size_t i = 0; i < k->ndbs; i++) {
+        const cfg_db *db = &k->dbs[i];
+        int minp = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
+        if (!db->user[0] || minp <= 0 || db->sqlite_path[0] || !strcmp(db->name, "*")) continue;
+        char err[256];
+        if (!pool_get(s, db, db->name, db->user, NULL, NULL, err, sizeof err))
+            srv_log(s, "WARNING", "pool %s/%s: cannot make it for min_pool_size: %s", db->name,
+                    db->user, err);
+    }
+}
+
 static void max_id(const weir_conn_info *ci, void *ud)
 {
     uint64_t *m = ud;

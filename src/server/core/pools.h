@@ -96,6 +96,10 @@ void pools_destroy(server *s);
 /* After a reload or SET, workers held; tls_out: TLS towards servers changed
  * (every pool's connections are remade). */
 void pools_apply_config(server *s, bool tls_out);
+/* Databases with a forced user= and a min_pool_size get their pool now (at
+ * start and after a reload), so that it fills before any client comes, as
+ * PgBouncer's janitor does; other pools are made by their first client. */
+void pools_warm(server *s);
 /* RECONNECT: close the server connections of db ("" = all) as they are
  * released; pools_closing: some of them are still open (WAIT_CLOSE). */
 bool pools_reconnect(server *s, const char *db);

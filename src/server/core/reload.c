@@ -83,6 +83,7 @@ static void install(server *s, cfg *nc)
     if (tls_http_setup(s, why, sizeof why))
         srv_log(s, "ERROR", "TLS setup failed: %s; the HTTPS settings in use are kept", why);
     pools_apply_config(s, tls_out);
+    pools_warm(s);
     if (s->config_changed) s->config_changed(s);
     workers_release(s);
     cfg_free(&old);
