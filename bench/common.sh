@@ -8,9 +8,25 @@
 bench_start() {
     dir=$(mktemp -d "/tmp/weir-bench-$1.XXXXXX")
     chmod 755 "$dir"
-    pg_port=$((20000 + RANDOM % 20000))
+    # five ports in a row that nothing listens on: the cluster's and the poolers'
+    local try p busy
+    for try in $(seq 50); do
+        pg_port=$((20000 + RANDOM % 20000))
+        busy=0
+        for p in $(seq "$pg_port" $((pg_port + 4))); do
+            port_busy "$p" && busy=1 && break
+        done
+        [ "$busy" = 0 ] && break
+    done
     bench_pids=""
     trap bench_cleanup EXIT
+}
+port_busy() {
+    if command -v ss >/dev/null 2>&1; then
+        [ -n "$(ss -Htan "sport = :$1" 2>/dev/null)" ]
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
 }
 bench_track() { bench_pids="$bench_pids $1"; }
 bench_cleanup() {
@@ -20,8 +36,23 @@ bench_cleanup() {
     sh "$cluster" destroy "$dir/pg" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
-# utime + stime of a process, in clock ticks ($hz a second)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime + stime of a process, in clock ticks ($hz a second); a pooler that
+# has gone away ends the benchmark with its log, not a bare awk error
+cpu_ticks() {
+    if [ ! -r "/proc/$1/stat" ]; then
+        echo "benchmark: the pooler with pid $1 has exited; its log:" >&2
+        pooler_logs >&2
+        exit 1
+    fi
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+pooler_logs() {
+    local f
+    for f in "$dir"/weir*.log "$dir/pgb.log"; do
+        [ -f "$f" ] && echo "== $f" && tail -20 "$f"
+    done
+    return 0
+}
 hz=$(getconf CLK_TCK)
 
 # start_poolers COMMON PGBOUNCER: weir ($weir_port, and $weir1_port with one
@@ -34,10 +65,10 @@ start_poolers() {
     printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
         "$common" "$pgb_port" "$dir" "$dir" >"$dir/pgb.ini"
     [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
-    "$weir_bin" -q "$dir/weir.ini" &
+    "$weir_bin" "$dir/weir.ini" >"$dir/weir.log" 2>&1 &
     weir_pid=$!
     bench_track "$weir_pid"
-    "$weir_bin" -q "$dir/weir1.ini" &
+    "$weir_bin" "$dir/weir1.ini" >"$dir/weir1.log" 2>&1 &
     weir1_pid=$!
     bench_track "$weir1_pid"
     if [ "$(id -u)" = 0 ]; then
@@ -48,8 +79,17 @@ start_poolers() {
     for _ in $(seq 100); do
         [ -f "$dir/pgb.pid" ] &&
             psql -h 127.0.0.1 -p "$weir_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 &&
+            psql -h 127.0.0.1 -p "$weir1_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 &&
             psql -h 127.0.0.1 -p "$pgb_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 && break
         sleep 0.1
     done
-    pgb_pid=$(cat "$dir/pgb.pid")
+    pgb_pid=$(cat "$dir/pgb.pid" 2>/dev/null || echo 0)
+    local p
+    for p in "$weir_pid" "$weir1_pid" "$pgb_pid"; do
+        if ! kill -0 "$p" 2>/dev/null; then
+            echo "benchmark: a pooler did not start (pid $p); logs:" >&2
+            pooler_logs >&2
+            exit 1
+        fi
+    done
 }

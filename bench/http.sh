@@ -72,13 +72,14 @@ http_listen_port = $http_port
 http_max_inflight_per_user = 0
 EOF
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
-"$weir_bin" -q "$dir/weir.ini" &
+"$weir_bin" "$dir/weir.ini" >"$dir/weir.log" 2>&1 &
 weir_pid=$!
 bench_track "$weir_pid"
 for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$http_port/health" && break
     sleep 0.1
 done
+kill -0 "$weir_pid" 2>/dev/null || { echo "benchmark: weir did not start; its log:" >&2; pooler_logs >&2; exit 1; }
 
 auth=$(printf 'app:s3cret' | base64)
 lua() { # lua NAME BODY
