@@ -373,6 +373,8 @@ class TestSharedLimits(unittest.TestCase):
         self.assertGreaterEqual(took, 0.4)
         self.assertLess(took, 3)
         self.assertIn("taking connections from reserve_pool", w.log())
+        # and one line per connection taken from it, as PgBouncer counts them
+        self.assertEqual(w.log().count("taking connection from reserve_pool"), 1, w.log())
         a.commit()
         deadline = time.monotonic() + 5
         while "reserve_pool given back" not in w.log() and time.monotonic() < deadline:

@@ -740,6 +740,61 @@ class TestPgBouncer125Keys(unittest.TestCase):
             w.stop()
 
 
+class TestHostLists(unittest.TestCase):
+    """host=a,b with load_balance_hosts (PgBouncer 1.24+), and the server
+    connection lines PgBouncer logs (log_connections, log_disconnections)."""
+
+    def test_disable_moves_past_a_bad_host_and_stays(self):
+        db = ("host=no-such-host.invalid,127.0.0.1 port=%d dbname=appdb "
+              "load_balance_hosts=disable" % PG.port)
+        w = Weir(PG, databases={"appdb": db})
+        try:
+            conns = [psycopg.connect(w.dsn()) for _ in range(2)]
+            for c in conns:
+                c.execute("select 1")  # two server connections, both made
+            log = w.log()
+            self.assertEqual(len(re.findall(r"closing because: server DNS lookup failed", log)), 1,
+                             log)
+            self.assertEqual(len(re.findall(r"appdb/app@127\.0\.0\.1:%d new connection to server "
+                                            r"\(from 127\.0\.0\.1:\d+\)" % PG.port, log)), 2, log)
+            for c in conns:
+                c.close()
+        finally:
+            w.stop()
+
+    def test_round_robin_takes_each_host_in_turn(self):
+        """Good host first: disable stays on it; round-robin starts the
+        second connection at the bad one (and moves on from it)."""
+        for lb, failures in (("disable", 0), ("round-robin", 1)):
+            db = ("host=127.0.0.1,no-such-host.invalid port=%d dbname=appdb "
+                  "load_balance_hosts=%s" % (PG.port, lb))
+            w = Weir(PG, databases={"appdb": db})
+            try:
+                conns = [psycopg.connect(w.dsn()) for _ in range(2)]
+                for c in conns:
+                    c.execute("select 1")
+                log = w.log()
+                self.assertEqual(len(re.findall("server DNS lookup failed", log)), failures, lb)
+                self.assertEqual(len(re.findall("new connection to server", log)), 2, lb)
+                for c in conns:
+                    c.close()
+            finally:
+                w.stop()
+
+    def test_every_host_down_is_an_error_naming_the_last(self):
+        db = "host=no-such-host.invalid,127.0.0.1 port=1 dbname=appdb"
+        w = Weir(PG, databases={"appdb": db})
+        try:
+            with self.assertRaises(psycopg.OperationalError) as e:
+                psycopg.connect(w.dsn(), connect_timeout=10)
+            self.assertIn("could not connect to 127.0.0.1:1", str(e.exception))
+            log = w.log()
+            self.assertIn("closing because: server DNS lookup failed", log)
+            self.assertIn("closing because: connect failed", log)
+        finally:
+            w.stop()
+
+
 class TestSyslogConfig(unittest.TestCase):
     def test_unknown_facility_is_a_config_error(self):
         w = Weir(PG, settings={"syslog": "1", "syslog_facility": "nosuch"}, start=False)

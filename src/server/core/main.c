@@ -247,6 +247,8 @@ int main(int argc, char **argv)
         return 1;
     }
     s->verbose += s->cfg.verbose;
+    atomic_store(&s->log_connections, s->cfg.log_connections);
+    atomic_store(&s->log_disconnections, s->cfg.log_disconnections);
     if (s->cfg.logfile[0]) {
         snprintf(s->logpath, sizeof s->logpath, "%.*s", (int)sizeof s->logpath - 1, s->cfg.logfile);
         s->logf = fopen(s->cfg.logfile, "a");

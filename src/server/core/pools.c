@@ -40,6 +40,42 @@ static int pool_on_checkout(void *ud, weir_conn *c)
     return io_quiet(be->fd) ? 0 : -1;
 }
 
+/* A new server connection: logged as PgBouncer's "new connection to
+ * server" (log_connections), and, once past the pool's own size, as taken
+ * from the reserve pool, one line each, as PgBouncer counts them. */
+static int pool_on_create(void *ud, weir_conn *c)
+{
+    spool *p = ud;
+    const backend *be = weir_conn_handle(c);
+    if (atomic_load(&p->reserve_on)) {
+        weir_pool_stats st;
+        weir_pool_stats_get(p->pool, &st);
+        if (st.total + st.pending > atomic_load(&p->size))
+            srv_log(p->srv, "LOG", "S-%llu: %s/%s taking connection from reserve_pool",
+                    (unsigned long long)be->id, p->db, p->user);
+    }
+    if (atomic_load(&p->srv->log_connections)) {
+        char addr[64];
+        int port = 0;
+        sock_addr(be->fd, false, addr, sizeof addr, &port);
+        bool v6 = strchr(addr, ':') != NULL; /* as PgBouncer: [::1]:port */
+        srv_log(p->srv, "LOG", "S-%llu: %s/%s@%s:%d new connection to server (from %s%s%s:%d)",
+                (unsigned long long)be->id, p->db, p->user, be->host[0] ? be->host : "unix",
+                be->port, v6 ? "[" : "", addr, v6 ? "]" : "", port);
+    }
+    return 0;
+}
+
+/* A server connect that failed at one host (of a list, maybe), worded as
+ * PgBouncer's log_disconnections line. */
+static void pool_on_connect_fail(void *ud, const char *host, int port, const char *why)
+{
+    spool *p = ud;
+    if (atomic_load(&p->srv->log_disconnections))
+        srv_log(p->srv, "LOG", "S: %s/%s@%s:%d closing because: %s (age=0s)", p->db, p->user,
+                host[0] ? host : "unix", port, why);
+}
+
 /* Before a server connection is closed: the door lets go of it (its
  * registrations in every worker). */
 static void pool_on_destroy(void *ud, weir_conn *c)
@@ -73,6 +109,7 @@ static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, cons
                         const login_creds *cr, be_target *t)
 {
     snprintf(t->host, sizeof t->host, "%s", db->host);
+    t->round_robin = strcmp(db->load_balance_hosts, "disable") != 0;
     t->port = db->port;
     snprintf(t->dbname, sizeof t->dbname, "%s", db->dbname[0] ? db->dbname : dbname);
     snprintf(t->user, sizeof t->user, "%s", user);
@@ -197,6 +234,8 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     snprintf(t->reset_query, sizeof t->reset_query, "%s", k->server_reset_query);
     snprintf(t->connect_query, sizeof t->connect_query, "%s", db->connect_query);
     t->io_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
+    t->on_fail = pool_on_connect_fail;
+    t->on_fail_ud = p;
     t->tcp_keepalive = k->tcp_keepalive;
     t->sslmode = cfg_sslmode(k->server_tls_sslmode);
     t->tls = s->tls_out;
@@ -224,6 +263,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     weir_hooks h = {.ud = p,
                     .on_log = pool_log,
                     .on_checkout = pool_on_checkout,
+                    .on_create = pool_on_create,
                     .on_destroy = pool_on_destroy};
     int rc = weir_pool_create(&p->pool, &be_driver, t, &o, &h);
     if (rc) {
@@ -324,8 +364,10 @@ void pools_apply_config(server *s, bool tls_out)
         bool moved = tls_out || sslmode != t->sslmode || strcmp(n.host, t->host) ||
                      n.port != t->port || strcmp(n.dbname, t->dbname) ||
                      (n.password && strcmp(n.password, t->password ? t->password : ""));
+        t->round_robin = n.round_robin;
         if (moved) {
             t->sslmode = sslmode;
+            t->host_next = 0;
             snprintf(t->host, sizeof t->host, "%s", n.host);
             t->port = n.port;
             snprintf(t->dbname, sizeof t->dbname, "%s", n.dbname);

@@ -28,7 +28,8 @@ typedef struct spool {
     /* reserve_pool_size: extra connections once a client has waited
      * reserve_pool_timeout; given back when nobody has waited that long for
      * as long again. */
-    int size, reserve;
+    atomic_int size; /* read by the engine's threads (pool_on_create) */
+    int reserve;
     int64_t reserve_timeout;
     int64_t
         query_wait_ms; /* query_wait_timeout (the database's, else [pgbouncer]'s; no limit: huge) */

@@ -57,6 +57,8 @@ static void install(server *s, cfg *nc)
     workers_hold(s);
     cfg old = s->cfg;
     s->cfg = *nc;
+    atomic_store(&s->log_connections, nc->log_connections);
+    atomic_store(&s->log_disconnections, nc->log_disconnections);
     /* TLS towards servers changed: their connections are remade (as
      * PgBouncer: "database configuration changed") */
     const cfg *o = &old;

@@ -353,6 +353,34 @@ static int run_query(backend *be, const char *sql, int64_t deadline_ns, char *er
 static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, void **out, char *err,
                     size_t errlen);
 
+/* Entry i (0-based) of a comma-separated host list, blanks trimmed, into
+ * out; the number of entries. */
+static int host_entry(const char *list, int i, char *out, size_t outlen)
+{
+    int n = 0;
+    const char *p = list;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *a = p, *z = p + len;
+        while (a < z && (*a == ' ' || *a == '\t')) a++;
+        while (z > a && (z[-1] == ' ' || z[-1] == '\t')) z--;
+        if (n == i) snprintf(out, outlen, "%.*s", (int)(z - a), a);
+        n++;
+        if (!e) return n;
+        p = e + 1;
+    }
+}
+
+/* PgBouncer's reason for a failed connect, from what open_socket said. */
+static const char *fail_reason(int rc, const char *err)
+{
+    if (!strncmp(err, "could not resolve host", 22)) return "server DNS lookup failed";
+    if (rc == WEIR_ETIMEDOUT) return "connect timeout";
+    if (!strncmp(err, "could not connect", 17)) return "connect failed";
+    return NULL; /* the server refused the login: logged as such */
+}
+
 static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, size_t errlen)
 {
     be_target *orig = ctx, tc;
@@ -360,9 +388,28 @@ static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, siz
     memcpy(&tc, orig, sizeof tc); /* a reload may change the target meanwhile */
     tc.password = NULL;
     int prc = be_target_set_password(&tc, orig->password);
+    char list[sizeof tc.host];
+    memcpy(list, tc.host, sizeof list);
+    int nhosts = host_entry(list, 0, tc.host, sizeof tc.host);
+    unsigned first = orig->host_next;
+    if (nhosts > 1 && orig->round_robin) orig->host_next++;
     pthread_mutex_unlock(&orig->mu);
     if (prc) return prc;
-    int rc = be_login(orig, &tc, deadline_ns, out, err, errlen);
+    int rc = WEIR_ECONNECT;
+    for (int k = 0; k < nhosts; k++) {
+        host_entry(list, (int)((first + (unsigned)k) % (unsigned)nhosts), tc.host, sizeof tc.host);
+        err[0] = 0;
+        rc = be_login(orig, &tc, deadline_ns, out, err, errlen);
+        if (rc == 0) break;
+        const char *why = fail_reason(rc, err);
+        if (tc.on_fail && why) tc.on_fail(tc.on_fail_ud, tc.host, tc.port, why);
+        if (nhosts > 1 && !tc.round_robin) { /* disable: later connections start past it too */
+            pthread_mutex_lock(&orig->mu);
+            if (orig->host_next == first + (unsigned)k) orig->host_next++;
+            pthread_mutex_unlock(&orig->mu);
+        }
+        if (weir_now_ns() >= deadline_ns) break;
+    }
     (void)be_target_set_password(&tc, NULL);
     return rc;
 }

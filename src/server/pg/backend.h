@@ -47,6 +47,16 @@ typedef struct be_target {
     int sslmode;    /* server_tls_sslmode (SSLMODE_*); over a Unix socket, never TLS */
     tls_ref *tls;   /* the server's context for connections to servers */
     char describe[256];
+    /* host may be a comma-separated list (PgBouncer 1.24): round_robin
+     * (load_balance_hosts = round-robin) starts each new connection at the
+     * next entry; otherwise (disable) at the entry that last worked. A
+     * failed entry moves on to the next, within the same connect. Under mu. */
+    bool round_robin;
+    unsigned host_next;
+    /* A failed attempt at one host, for the log (may be NULL): why is
+     * PgBouncer's "closing because" reason. */
+    void (*on_fail)(void *ud, const char *host, int port, const char *why);
+    void *on_fail_ud;
 } be_target;
 
 /* Replace t's password (NULL or "": none); the old one is wiped. Under mu
