@@ -724,6 +724,16 @@ class TestPgBouncer125Keys(unittest.TestCase):
             w.stop()
             shutil.rmtree(d, ignore_errors=True)
 
+    def test_auto_database_is_logged_once(self):
+        w = Weir(PG, databases={"*": "host=127.0.0.1 port=%d" % PG.port})
+        try:
+            for _ in range(2):
+                r = w.psql("select 1")
+                self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(w.log().count("registered new auto-database: appdb"), 1, w.log())
+        finally:
+            w.stop()
+
     def test_transaction_timeout_per_user(self):
         w = Weir(PG, start=False)
         with open(w.ini, "a") as f:

@@ -207,6 +207,11 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
         pthread_mutex_unlock(&s->pools_lock);
         return p;
     }
+    /* The first pool of a database the "*" entry stands for, as PgBouncer's
+     * auto-database */
+    bool autodb = !strcmp(db->name, "*");
+    for (spool *q = s->pools; autodb && q; q = q->next)
+        if (!strcmp(q->db, dbname)) autodb = false;
     p = calloc(1, sizeof *p);
     be_target *t = calloc(1, sizeof *t);
     size_t wsz = sizeof(wstats) * (size_t)(s->nstat > 0 ? s->nstat : 1);
@@ -294,6 +299,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     p->next = s->pools;
     s->pools = p;
     pthread_mutex_unlock(&s->pools_lock);
+    if (autodb) srv_log(s, "LOG", "registered new auto-database: %s", p->db);
     srv_log(s, "LOG", "new pool %s/%s (%s, %s pooling, size %lld)", p->db, p->user, t->describe,
             cfg_pool_mode_name(p->mode), (long long)o.max_size);
     return p;
