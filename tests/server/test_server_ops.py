@@ -724,6 +724,15 @@ class TestPgBouncer125Keys(unittest.TestCase):
             w.stop()
             shutil.rmtree(d, ignore_errors=True)
 
+    def test_login_notify_message(self):
+        w = Weir(PG, settings={"login_notify_message": "You are now connected to weir"})
+        try:
+            r = w.psql("select 1")
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), r.stderr)
+            self.assertEqual(r.stderr, "NOTICE:  You are now connected to weir\n")
+        finally:
+            w.stop()
+
     def test_auto_database_is_logged_once(self):
         w = Weir(PG, databases={"*": "host=127.0.0.1 port=%d" % PG.port})
         try:

@@ -51,6 +51,7 @@ static const key keys[] = {
     K(admin_users, K_STR, ""),
     K(stats_users, K_STR, ""),
     K(ignore_startup_parameters, K_STR, ""),
+    K(login_notify_message, K_STR, ""),
     K(max_client_conn, K_INT, "100"),
     K(default_pool_size, K_INT, "20"),
     K(min_pool_size, K_INT, "0"),

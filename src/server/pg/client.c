@@ -1037,6 +1037,8 @@ static void put_welcome(client *c, const be_params *w)
     (void)pq_put_auth(o, 0, NULL, 0);
     for (int i = 0; i < w->n; i++) (void)pq_put_param(o, w->name[i], w->value[i]);
     (void)pq_put_key(o, c->my_pid, c->my_key);
+    if (c->w->srv->cfg.login_notify_message[0])
+        (void)pq_put_notice(o, c->w->srv->cfg.login_notify_message);
     (void)pq_put_ready(o, 'I');
     c->out_scanned = c->out.end;
 }

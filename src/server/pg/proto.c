@@ -50,14 +50,28 @@ int pq_put_msg(pq_buf *b, char type, const void *body, uint32_t n)
     return 0;
 }
 
+static int put_report(pq_buf *b, char type, const char *severity, const char *sqlstate,
+                      const char *msg);
+
 int pq_put_error(pq_buf *b, const char *severity, const char *sqlstate, const char *msg)
+{
+    return put_report(b, 'E', severity, sqlstate, msg);
+}
+
+int pq_put_notice(pq_buf *b, const char *msg)
+{
+    return put_report(b, 'N', "NOTICE", "00000", msg);
+}
+
+static int put_report(pq_buf *b, char type, const char *severity, const char *sqlstate,
+                      const char *msg)
 {
     size_t ls = strlen(severity), lc = strlen(sqlstate), lm = strlen(msg);
     if (lm > 8000) lm = 8000;
     uint32_t n = (uint32_t)(4 + ls + 1 + ls + 1 + lc + 1 + lm + 1 + 1); /* 4 field codes */
     if (pq_buf_reserve(b, n + 5)) return -1;
     uint8_t *o = b->p + b->end;
-    *o++ = 'E';
+    *o++ = (uint8_t)type;
     pq_set32(o, n + 4);
     o += 4;
     *o++ = 'S';

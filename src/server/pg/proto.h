@@ -37,6 +37,8 @@ int pq_put_raw(pq_buf *b, const void *p, uint32_t n);
 int pq_put_msg(pq_buf *b, char type, const void *body, uint32_t n);
 /* ErrorResponse (severity "ERROR"/"FATAL") with SQLSTATE and message. */
 int pq_put_error(pq_buf *b, const char *severity, const char *sqlstate, const char *msg);
+/* A NoticeResponse (severity NOTICE, 00000) saying msg. */
+int pq_put_notice(pq_buf *b, const char *msg);
 int pq_put_auth(pq_buf *b, uint32_t code, const void *data, uint32_t n);
 int pq_put_param(pq_buf *b, const char *name, const char *value);
 int pq_put_key(pq_buf *b, uint32_t pid, uint32_t key);
