@@ -238,6 +238,27 @@ class TestQueryWait(FaultCase):
         holder.close()
 
 
+class TestQueryWaitNotify(FaultCase):
+    settings = {"query_wait_notify": "1", "default_pool_size": "1", "pool_mode": "transaction"}
+
+    def test_a_waiting_client_is_told_once_per_wait(self):
+        notices = []
+        holder = psycopg.connect(self.w.dsn())
+        holder.execute("select 1")  # a transaction holds the only server connection
+        c = psycopg.connect(self.w.dsn(), autocommit=True)
+        c.add_notice_handler(lambda d: notices.append(d.message_primary))
+        t = threading.Timer(2.5, holder.commit)
+        t.start()
+        self.assertEqual(c.execute("select 2").fetchone()[0], 2)  # waited about 2.5 s
+        t.join()
+        self.assertEqual(notices, ["No server connection available in postgres backend, "
+                                   "client being queued"])
+        self.assertEqual(c.execute("select 3").fetchone()[0], 3)  # no wait: no notice
+        self.assertEqual(len(notices), 1)
+        holder.close()
+        c.close()
+
+
 class TestServerTimeouts(unittest.TestCase):
     def test_server_connect_timeout(self):
         """A server that accepts but never answers: login times out, clients hear why."""

@@ -69,6 +69,7 @@ static const key keys[] = {
     K(server_login_retry, K_TIME, "15"),
     K(query_timeout, K_TIME, "0"),
     K(query_wait_timeout, K_TIME, "120"),
+    K(query_wait_notify, K_TIME, "5"),
     K(client_idle_timeout, K_TIME, "0"),
     K(client_login_timeout, K_TIME, "60"),
     K(idle_transaction_timeout, K_TIME, "0"),

@@ -95,7 +95,7 @@ typedef struct cfg {
     char server_check_query[CFG_STR];
     char login_notify_message[CFG_STR]; /* a NOTICE to every client after its login */
     int64_t server_check_delay, server_lifetime, server_idle_timeout, server_connect_timeout,
-        server_login_retry, query_timeout, query_wait_timeout, client_idle_timeout,
+        server_login_retry, query_timeout, query_wait_timeout, query_wait_notify, client_idle_timeout,
         client_login_timeout, idle_transaction_timeout, cancel_wait_timeout, suspend_timeout,
         stats_period;
     int max_packet_size, pkt_buf, listen_backlog;

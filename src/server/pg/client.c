@@ -805,6 +805,7 @@ static bool request_server(client *c)
     }
     if (rc == WEIR_PENDING) {
         c->t_wait = now_us();
+        c->wait_notified = false;
         /* Only now: a checkout served at once never counts as waiting. Its
          * completion runs on this thread, after this returns. */
         if (c->state != CL_WELCOME) set_state(c, CL_WAITING);
@@ -2180,6 +2181,16 @@ static void timeouts(worker *w)
             /* the engine times the wait (query_wait_timeout) */
             if (c->pool->reserve > 0 && idle >= c->pool->reserve_timeout)
                 pool_reserve_wanted(c->pool, now);
+            /* query_wait_notify: told once per wait, in PgBouncer's words */
+            if (k->query_wait_notify > 0 && !c->wait_notified &&
+                now - c->t_wait / 1000 >= k->query_wait_notify && c->out.end == c->out_scanned) {
+                c->wait_notified = true;
+                (void)pq_put_notice(&c->out, "No server connection available in postgres "
+                                             "backend, client being queued");
+                c->out_scanned = c->out.end;
+                if (!flush_out(c)) continue;
+                update_events(c);
+            }
             break;
         case CL_ACTIVE:
             if (c->pending) {

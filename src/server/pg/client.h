@@ -71,6 +71,7 @@ struct client {
     short cev_flags, sev_flags;
     be_watch *watch; /* the server's read registration in this worker */
     bool terminate, checkout_pending, reject, unsynced, stmt_refused;
+    bool wait_notified; /* query_wait_notify's NOTICE sent for this wait */
     bool bad_move;          /* set_state refused a move: the next tick closes it */
     bool admin, admin_full; /* on the admin console; an admin_users member */
     bool admin_peer;        /* user pgbouncer over the Unix socket by weir's own OS user */
