@@ -259,6 +259,39 @@ class TestQueryWaitNotify(FaultCase):
         c.close()
 
 
+class TestServerCheckQuery(unittest.TestCase):
+    def test_check_runs_before_an_idle_connection_is_reused(self):
+        PG.sql("create sequence if not exists weir_check_seq; "
+               "grant usage on sequence weir_check_seq to app")
+        w = Weir(PG, settings={"server_check_query": "select nextval('weir_check_seq')",
+                               "server_check_delay": "0", "pool_mode": "transaction",
+                               "default_pool_size": "1"})
+        try:
+            used = "select case when is_called then last_value else 0 end from weir_check_seq"
+            before = int(PG.sql(used))
+            pids = set()
+            for _ in range(3):
+                with psycopg.connect(w.dsn(), autocommit=True) as c:
+                    pids.add(c.execute("select pg_backend_pid()").fetchone()[0])
+                time.sleep(0.05)
+            self.assertEqual(len(pids), 1)  # one server connection, checked and reused
+            after = int(PG.sql(used))
+            self.assertGreaterEqual(after - before, 2)  # checked before the 2nd and 3rd use
+        finally:
+            w.stop()
+
+    def test_default_is_an_empty_query(self):
+        w = Weir(PG, settings={"admin_users": "weir"})
+        try:
+            rows, _ = w.admin("SHOW CONFIG", user="weir", password="weirpass")
+            conf = {r[0]: r[1] for r in rows[1:]}
+            self.assertEqual(conf["server_check_query"], "<empty>")
+            with psycopg.connect(w.dsn(), autocommit=True) as c:  # and it serves
+                self.assertEqual(c.execute("select 1").fetchone()[0], 1)
+        finally:
+            w.stop()
+
+
 class TestServerTimeouts(unittest.TestCase):
     def test_server_connect_timeout(self):
         """A server that accepts but never answers: login times out, clients hear why."""

@@ -61,7 +61,7 @@ static const key keys[] = {
     K(max_user_connections, K_INT, "0"),
     K(server_reset_query, K_STR, "DISCARD ALL"),
     K(server_reset_query_always, K_BOOL, "0"),
-    K(server_check_query, K_STR, "select 1"),
+    K(server_check_query, K_STR, "<empty>"),
     K(server_check_delay, K_TIME, "30"),
     K(server_lifetime, K_TIME, "3600"),
     K(server_idle_timeout, K_TIME, "600"),

@@ -235,7 +235,10 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
 
     pthread_mutex_init(&t->mu, NULL);
     target_conn(k, db, dbname, user, cr, t);
-    snprintf(t->check_query, sizeof t->check_query, "%s", k->server_check_query);
+    /* PgBouncer 1.25: "<empty>" sends an empty query, "" checks nothing */
+    t->check = k->server_check_query[0] != 0;
+    snprintf(t->check_query, sizeof t->check_query, "%s",
+             strcmp(k->server_check_query, "<empty>") ? k->server_check_query : "");
     snprintf(t->reset_query, sizeof t->reset_query, "%s", k->server_reset_query);
     snprintf(t->connect_query, sizeof t->connect_query, "%s", db->connect_query);
     t->io_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;

@@ -566,7 +566,7 @@ static int be_validate(void *ctx, void *conn, int64_t deadline_ns, char *err, si
 {
     const be_target *t = ctx;
     backend *be = conn;
-    if (!t->check_query[0]) return 0;
+    if (!t->check) return 0;
     return run_query(be, t->check_query, deadline_ns, err, errlen);
 }
 

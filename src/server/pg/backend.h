@@ -39,6 +39,7 @@ typedef struct be_target {
      * secret, used when there is no plain password. */
     bool have_keys;
     uint8_t client_key[32], server_key[32];
+    bool check;            /* server_check_query is set: check_query ("": an empty query) */
     char check_query[256];
     char reset_query[256];
     char connect_query[256];
