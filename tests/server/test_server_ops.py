@@ -733,6 +733,32 @@ class TestPgBouncer125Keys(unittest.TestCase):
         finally:
             w.stop()
 
+    def test_server_fast_close(self):
+        """Session pooling: after RECONNECT a client's server goes at once
+        (between transactions), and so does the client, told why."""
+        w = Weir(PG, settings={"pool_mode": "session", "server_fast_close": "1",
+                               "admin_users": "weir"})
+        try:
+            idle = psycopg.connect(w.dsn(), autocommit=True)
+            idle.execute("select 1")
+            busy = psycopg.connect(w.dsn())
+            busy.execute("select 1")  # inside a transaction: kept until it ends
+            w.admin("RECONNECT appdb", user="weir", password="weirpass")
+            time.sleep(1)
+            with self.assertRaises(psycopg.OperationalError) as e:
+                idle.execute("select 1")
+            self.assertIn("database configuration changed", str(e.exception))
+            self.assertEqual(busy.execute("select 2").fetchone()[0], 2)
+            busy.commit()
+            time.sleep(1)
+            with self.assertRaises(psycopg.OperationalError):
+                busy.execute("select 3")
+            self.assertIn("closing because: database configuration changed", w.log())
+            idle.close()
+            busy.close()
+        finally:
+            w.stop()
+
     def test_auto_database_is_logged_once(self):
         w = Weir(PG, databases={"*": "host=127.0.0.1 port=%d" % PG.port})
         try:

@@ -52,6 +52,7 @@ static const key keys[] = {
     K(stats_users, K_STR, ""),
     K(ignore_startup_parameters, K_STR, ""),
     K(login_notify_message, K_STR, ""),
+    K(server_fast_close, K_BOOL, "0"),
     K(max_client_conn, K_INT, "100"),
     K(default_pool_size, K_INT, "20"),
     K(min_pool_size, K_INT, "0"),
@@ -155,7 +156,7 @@ static const char *const unsupported[] = {
     "unix_socket_group",      "server_round_robin", "peer_id",
     "service_name",           "job_name",           "conffile",
     "autodb_idle_timeout",    "dns_max_ttl",        "dns_nxdomain_ttl",
-    "dns_zone_check_period",  "resolv_conf",        "server_fast_close",
+    "dns_zone_check_period",  "resolv_conf",
     "sbuf_loopcnt",           "tcp_defer_accept",   "tcp_socket_buffer",
     "track_extra_parameters", "http_listen_addr",   "http_listen_port",
 };

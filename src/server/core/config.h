@@ -100,6 +100,7 @@ typedef struct cfg {
         stats_period;
     int max_packet_size, pkt_buf, listen_backlog;
     bool log_connections, log_disconnections, log_pooler_errors, log_stats, syslog;
+    bool server_fast_close; /* session clients on a server marked closing go at once */
     char syslog_ident[CFG_NAME], syslog_facility[CFG_NAME];
     int verbose;
     bool tcp_keepalive, so_reuseport, application_name_add_host, disable_pqexec;

@@ -414,15 +414,18 @@ void pools_warm(server *s)
 static void max_id(const weir_conn_info *ci, void *ud)
 {
     uint64_t *m = ud;
-    if (ci->id > *m) *m = ci->id;
+    if (ci->id > m[0]) m[0] = ci->id;
+    const backend *be = ci->handle;
+    if (be && be->id > m[1]) m[1] = be->id;
 }
 
 /* The connections open now are the ones closing (ids only grow). */
 static void mark_closing(spool *p)
 {
-    uint64_t m = 0;
-    (void)weir_pool_foreach_conn(p->pool, max_id, &m);
-    atomic_store(&p->close_mark, m);
+    uint64_t m[2] = {0, 0};
+    (void)weir_pool_foreach_conn(p->pool, max_id, m);
+    atomic_store(&p->close_mark, m[0]);
+    atomic_store(&p->close_mark_be, m[1]);
 }
 
 bool pools_reconnect(server *s, const char *db)

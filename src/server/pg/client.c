@@ -2161,6 +2161,14 @@ static void timeouts(worker *w)
             client_close(c, "08P01", "transaction timeout");
             continue;
         }
+        if (k->server_fast_close && c->be && c->pool && !c->pending && c->be->txn == 'I' &&
+            (c->state == CL_IDLE || c->state == CL_ACTIVE) &&
+            c->be->id <= atomic_load(&c->pool->close_mark_be)) {
+            /* RECONNECT or a changed database: a session's server goes now,
+             * between transactions, and so does its client */
+            client_close(c, "08P01", "database configuration changed");
+            continue;
+        }
         switch (c->state) {
         case CL_LOGIN:
         case CL_TLS:
