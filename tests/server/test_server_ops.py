@@ -840,6 +840,77 @@ class TestHostLists(unittest.TestCase):
             w.stop()
 
 
+class TestReplication(unittest.TestCase):
+    """replication=database|true (PgBouncer 1.23+): a connection of the
+    client's own with its startup parameters, streaming through weir."""
+
+    @classmethod
+    def setUpClass(cls):
+        dbs = {"appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port,
+               "replication": "host=127.0.0.1 port=%d dbname=replication" % PG.port}
+        cls.w = Weir(PG, databases=dbs)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+
+    def psql(self, conninfo, sql, password="weirpass"):
+        return subprocess.run(["psql", "-X", "-A", "-t", "host=127.0.0.1 port=%d %s"
+                               % (self.w.port, conninfo), "-c", sql], capture_output=True,
+                              text=True, timeout=60, env=dict(os.environ, PGPASSWORD=password))
+
+    def walsenders(self):
+        return int(PG.sql("select count(*) from pg_stat_activity where backend_type = 'walsender'"))
+
+    def test_logical_and_physical(self):
+        logical = ("user=weir dbname=appdb replication=database application_name=abc "
+                   "options='-c enable_seqscan=off'")
+        r = self.psql(logical, "IDENTIFY_SYSTEM")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.strip().endswith("|appdb"), r.stdout)
+        # the server was logged in with the client's own parameters
+        self.assertEqual(self.psql(logical, "SHOW enable_seqscan").stdout.strip(), "off")
+        self.assertEqual(self.psql(logical, "SHOW application_name").stdout.strip(), "abc")
+        r = self.psql("user=weir dbname=appdb replication=true", "IDENTIFY_SYSTEM")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.psql("user=weir dbname=appdb", "select 1").stdout.strip(), "1")
+        deadline = time.time() + 5  # each client's server went with it
+        while self.walsenders() and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.walsenders(), 0)
+
+    def test_pg_basebackup_streams_through_weir(self):
+        d = tempfile.mkdtemp(prefix="weir-bb-")
+        os.chmod(d, 0o777)
+        try:
+            r = subprocess.run(["pg_basebackup", "-d", "host=127.0.0.1 port=%d user=weir"
+                                % self.w.port, "--checkpoint=fast", "-X", "stream", "-D",
+                                os.path.join(d, "bb")], capture_output=True, text=True,
+                               timeout=120, env=dict(os.environ, PGPASSWORD="weirpass"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(os.path.exists(os.path.join(d, "bb", "PG_VERSION")))
+            self.assertTrue(os.listdir(os.path.join(d, "bb", "pg_wal")))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_unprivileged_is_login_failed_with_the_reason_logged(self):
+        r = self.psql("user=app dbname=appdb replication=database", "IDENTIFY_SYSTEM",
+                      password="s3cret")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("login failed", r.stderr)
+        log = self.w.log()
+        self.assertIn("must be superuser or replication role to start walsender", log)
+        self.assertIn("closing because: login failed (age", log)
+        # the ordinary pool of the same user is not harmed
+        r = self.psql("user=app dbname=appdb", "select 1", password="s3cret")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), r.stderr)
+
+    def test_bad_value_is_refused(self):
+        r = self.psql("user=weir dbname=appdb replication=maybe", "IDENTIFY_SYSTEM")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('invalid value for parameter "replication"', r.stderr)
+
+
 class TestSyslogConfig(unittest.TestCase):
     def test_unknown_facility_is_a_config_error(self):
         w = Weir(PG, settings={"syslog": "1", "syslog_facility": "nosuch"}, start=False)

@@ -192,10 +192,12 @@ static void pool_take_login(server *s, spool *p, const cfg_db *db, const login_c
     if (changed) (void)weir_pool_retry_now(p->pool);
 }
 
+static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const char *user,
+                        const login_creds *cr, const repl_spec *repl, char *err, size_t errlen);
+
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen)
 {
-    const cfg *k = &s->cfg;
     const char *user = as_user ? as_user : db->user[0] ? db->user : client_user;
     if (strcmp(user, client_user)) cr = NULL; /* a client's credentials are for itself only */
     pthread_mutex_lock(&s->pools_lock);
@@ -212,7 +214,48 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     bool autodb = !strcmp(db->name, "*");
     for (spool *q = s->pools; autodb && q; q = q->next)
         if (!strcmp(q->db, dbname)) autodb = false;
-    p = calloc(1, sizeof *p);
+    p = pool_make(s, db, dbname, user, cr, NULL, err, errlen);
+    if (p) {
+        p->next = s->pools;
+        s->pools = p;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    if (!p) return NULL;
+    if (autodb) srv_log(s, "LOG", "registered new auto-database: %s", p->db);
+    srv_log(s, "LOG", "new pool %s/%s (%s, %s pooling, size %d)", p->db, p->user,
+            p->target->describe, cfg_pool_mode_name(p->mode), atomic_load(&p->size));
+    return p;
+}
+
+spool *pool_replication(server *s, const cfg_db *db, const char *dbname, const char *client_user,
+                        const login_creds *cr, const repl_spec *repl, char *err, size_t errlen)
+{
+    const char *user = db->user[0] ? db->user : client_user;
+    if (strcmp(user, client_user)) cr = NULL;
+    pthread_mutex_lock(&s->pools_lock);
+    spool *p = pool_make(s, db, dbname, user, cr, repl, err, errlen);
+    pthread_mutex_unlock(&s->pools_lock);
+    return p;
+}
+
+void pool_release_private(spool *p)
+{
+    if (!p || !p->private_pool) return;
+    weir_pool_destroy(p->pool);
+    pthread_mutex_destroy(&p->lock);
+    free(p->ws);
+    free(p);
+}
+
+/* A new pool, under pools_lock; repl: a replication client's own (one
+ * server connection with the client's startup parameters, closed after it,
+ * counted against pool_size with the other replication connections of the
+ * same database and user). */
+static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const char *user,
+                        const login_creds *cr, const repl_spec *repl, char *err, size_t errlen)
+{
+    const cfg *k = &s->cfg;
+    spool *p = calloc(1, sizeof *p);
     be_target *t = calloc(1, sizeof *t);
     size_t wsz = sizeof(wstats) * (size_t)(s->nstat > 0 ? s->nstat : 1);
     wstats *ws = aligned_alloc(_Alignof(wstats), wsz);
@@ -220,7 +263,6 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
         free(p);
         free(t);
         free(ws);
-        pthread_mutex_unlock(&s->pools_lock);
         snprintf(err, errlen, "no memory for pool");
         return NULL;
     }
@@ -249,6 +291,21 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     t->tls = s->tls_out;
     snprintf(t->describe, sizeof t->describe, "postgres://%.60s@%.120s:%d/%.60s", t->user,
              t->host[0] ? t->host : "/tmp", t->port, t->dbname);
+    if (repl) { /* a walsender takes no SQL of weir's own */
+        t->check = false;
+        t->reset_query[0] = t->connect_query[0] = 0;
+        if (!(t->startup_extra = malloc(repl->len ? repl->len : 1))) {
+            be_target_free(t);
+            free(ws);
+            free(p);
+            snprintf(err, errlen, "no memory for pool");
+            return NULL;
+        }
+        memcpy(t->startup_extra, repl->params, repl->len);
+        t->startup_extra_len = repl->len;
+        p->mode = POOL_SESSION;
+        p->private_pool = true;
+    }
 
     weir_options o;
     weir_options_init(&o);
@@ -267,6 +324,14 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     o.backoff_min_ms = retry < 10 ? retry : 10;
     o.backoff_max_ms = retry;
     o.fail_fast = true;
+    if (repl) {
+        snprintf(o.name, sizeof o.name, "%.50s/%.50s (replication)", p->db, p->user);
+        o.max_size = 1;
+        o.min_idle = 0;
+        o.validate_idle_after_ms = -1;
+        atomic_store(&p->use_once, true);
+        reserve = 0;
+    }
     o.creator_threads = o.max_size < 4 ? o.max_size : 4;
     weir_hooks h = {.ud = p,
                     .on_log = pool_log,
@@ -275,7 +340,6 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
                     .on_destroy = pool_on_destroy};
     int rc = weir_pool_create(&p->pool, &be_driver, t, &o, &h);
     if (rc) {
-        pthread_mutex_unlock(&s->pools_lock);
         pthread_mutex_destroy(&p->lock);
         free(p->ws);
         free(p);
@@ -299,12 +363,14 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
         (maxuser > 0 && (!luser || weir_pool_attach_limit(p->pool, luser))))
         srv_log(s, "WARNING", "pool %s/%s: cannot apply max_db_connections/max_user_connections",
                 p->db, p->user);
-    p->next = s->pools;
-    s->pools = p;
-    pthread_mutex_unlock(&s->pools_lock);
-    if (autodb) srv_log(s, "LOG", "registered new auto-database: %s", p->db);
-    srv_log(s, "LOG", "new pool %s/%s (%s, %s pooling, size %lld)", p->db, p->user, t->describe,
-            cfg_pool_mode_name(p->mode), (long long)o.max_size);
+    if (repl) { /* replication connections of (db, user) share its pool_size */
+        char key[CFG_NAME];
+        snprintf(key, sizeof key, "%.30s/%.30s", dbname, user);
+        weir_limit *lr = limit_get(s, "repl", key, size);
+        if (!lr || weir_pool_attach_limit(p->pool, lr))
+            srv_log(s, "WARNING", "pool %s/%s: cannot apply pool_size to replication", p->db,
+                    p->user);
+    }
     return p;
 }
 

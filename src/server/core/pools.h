@@ -36,6 +36,7 @@ typedef struct spool {
     atomic_bool reserve_on;
     atomic_bool
         use_once; /* server_lifetime = 0: a server connection serves one client, as PgBouncer */
+    bool private_pool; /* a replication client's own: not in s->pools (pool_release_private) */
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
     _Atomic uint64_t close_mark; /* RECONNECT: connections with an id up to this are closing */
@@ -86,6 +87,20 @@ typedef struct login_creds {
  * proved its password (cr) hands the pool what it proved. */
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen);
+/* A replication client's startup parameters, passed to its server as they
+ * are: name\0value\0 pairs, "replication" among them. */
+typedef struct repl_spec {
+    const char *params;
+    size_t len;
+} repl_spec;
+/* A replication client's own pool (PgBouncer 1.23+): one server connection
+ * logged in with the client's startup parameters, session mode, closed
+ * when the client goes; replication connections of one (database, user)
+ * share its pool_size. Not listed in s->pools; pool_release_private frees it
+ * once its client has let go of it. */
+spool *pool_replication(server *s, const cfg_db *db, const char *dbname, const char *client_user,
+                        const login_creds *cr, const repl_spec *repl, char *err, size_t errlen);
+void pool_release_private(spool *p);
 /* Where auth_query runs for a client of db (the entry for dbname): the pool
  * of auth_user on the database's auth_dbname, else [pgbouncer]'s, else the
  * client's database itself. Both doors look secrets up through it. NULL with

@@ -436,6 +436,7 @@ typedef struct conn_row {
     uint64_t id;
     size_t in_avail, out_avail; /* bytes buffered from and to the peer (SHOW SOCKETS) */
     bool active;                /* for SHOW ACTIVE_SOCKETS */
+    const char *replication;    /* "none", "physical" or "database" */
 } conn_row;
 
 /* --- SHOW CLIENTS and KILL: the console reads and marks the workers' clients
@@ -495,6 +496,7 @@ static size_t clients_list(server *s, conn_row **out)
             r->link = c->be;
             if (c->want_set[NTRACKED - 1])
                 snprintf(r->appname, sizeof r->appname, "%s", c->want[NTRACKED - 1]);
+            r->replication = c->replication;
             r->prepared = c->ps ? ps_client_count(c->ps) : 0;
             if (c->tls && c->state != CL_TLS) tls_describe(c->tls, r->tls, sizeof r->tls);
             n++;
@@ -575,7 +577,7 @@ static void put_conn_row(pq_buf *o, const char *type, const conn_row *r, bool so
     /* weir's buffers are not PgBouncer's sbuf: what is buffered each way is
      * pkt_avail and send_avail; the sbuf positions are 0 */
     const char *v[NSOCK_COLS] = {type,       r->user,
-                                 r->db,      "none",
+                                 r->db,      r->replication ? r->replication : "none",
                                  r->state,   r->addr,
                                  port,       r->local_addr,
                                  lport,      ct,

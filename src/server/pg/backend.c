@@ -212,7 +212,10 @@ static int open_socket(const be_target *t, int64_t deadline_ns, char *err, size_
 
 static int send_startup(int fd, SSL *tls, const be_target *t, int64_t deadline_ns)
 {
-    uint8_t pkt[512];
+    pq_buf b = {0};
+    size_t n = 8 + 5 + strlen(t->user) + 1 + 9 + strlen(t->dbname) + 1 + t->startup_extra_len + 1;
+    if (pq_buf_reserve(&b, (uint32_t)n)) return WEIR_ENOMEM;
+    uint8_t *pkt = b.p;
     size_t o = 4;
     pq_set32(pkt + o, PQ_PROTO_V3);
     o += 4;
@@ -222,9 +225,15 @@ static int send_startup(int fd, SSL *tls, const be_target *t, int64_t deadline_n
         memcpy(pkt + o, kv[i], l);
         o += l;
     }
+    if (t->startup_extra_len) {
+        memcpy(pkt + o, t->startup_extra, t->startup_extra_len);
+        o += t->startup_extra_len;
+    }
     pkt[o++] = '\0';
     pq_set32(pkt, (uint32_t)o);
-    return be_write_all(fd, tls, pkt, o, deadline_ns);
+    int rc = be_write_all(fd, tls, pkt, o, deadline_ns);
+    pq_buf_free(&b);
+    return rc;
 }
 
 static int send_password(int fd, SSL *tls, const void *p, size_t n, int64_t deadline_ns)
@@ -402,6 +411,13 @@ static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, siz
         rc = be_login(orig, &tc, deadline_ns, out, err, errlen);
         if (rc == 0) break;
         const char *why = fail_reason(rc, err);
+        static const char refused[] = "server login failed: ";
+        if (!why && !strncmp(err, refused, sizeof refused - 1)) {
+            /* PgBouncer's reason: the server's message, "login failed" for
+             * a replication connection */
+            const char *sp = strchr(err + sizeof refused - 1, ' ');
+            why = tc.startup_extra ? "login failed" : sp && sp[1] ? sp + 1 : err;
+        }
         if (tc.on_fail && why) tc.on_fail(tc.on_fail_ud, tc.host, tc.port, why);
         if (nhosts > 1 && !tc.round_robin) { /* disable: later connections start past it too */
             pthread_mutex_lock(&orig->mu);
@@ -430,6 +446,7 @@ void be_target_free(void *p)
     be_target *t = p;
     if (!t) return;
     (void)be_target_set_password(t, NULL);
+    free(t->startup_extra);
     free(t);
 }
 

@@ -48,6 +48,10 @@ typedef struct be_target {
     int sslmode;    /* server_tls_sslmode (SSLMODE_*); over a Unix socket, never TLS */
     tls_ref *tls;   /* the server's context for connections to servers */
     char describe[256];
+    /* More startup parameters (name\0value\0 pairs; owned, NULL: none): a
+     * replication client's, passed on as they are. */
+    char *startup_extra;
+    size_t startup_extra_len;
     /* host may be a comma-separated list (PgBouncer 1.24): round_robin
      * (load_balance_hosts = round-robin) starts each new connection at the
      * next entry; otherwise (disable) at the entry that last worked. A

@@ -297,6 +297,11 @@ static bool set_secret(client *c, const char *s, size_t n)
 
 static void free_client(client *c)
 {
+    /* a replication client's own pool: its server was checked in (and
+     * closed) by now, and no cancel can be on its way to it */
+    if (c->pool && c->pool->private_pool) pool_release_private(c->pool);
+    c->pool = NULL;
+    free(c->repl);
     clear_secret(c);
     pthread_mutex_destroy(&c->cancel_mu);
     pq_buf_free(&c->in);
@@ -735,7 +740,7 @@ static bool link_server(client *c, weir_conn *conn)
     c->watch->c = c;
     c->sev_flags = 0;
     pthread_mutex_lock(&c->cancel_mu);
-    c->cancel_conn = conn;
+    if (!c->pool->private_pool) c->cancel_conn = conn; /* see free_client */
     pthread_mutex_unlock(&c->cancel_mu);
     if (c->state == CL_WELCOME) {
         spool *p = c->pool;
@@ -771,6 +776,8 @@ static void checkout_failed(client *c, int status)
             const char *sp = strchr(e + sizeof pre - 1, ' ');
             if (sp && sp[1]) msg = sp + 1;
         }
+        if (c->pool->private_pool && msg != e) /* a replication login: PgBouncer's words; */
+            msg = "login failed";               /* the server's are in the log */
         client_close(c, "08P01", "%s", msg[0] ? msg : "server login failed");
     } else if (status == WEIR_ECLOSED) {
         client_close(c, "08P01", "pooler is shutting down");
@@ -1116,7 +1123,12 @@ static void auth_done(client *c)
         client_close(c, "08P01", "database does not allow connections: %s", c->dbname);
         return;
     }
-    c->pool = db ? pool_get(s, db, c->dbname, c->user, NULL, &cr, err, sizeof err) : NULL;
+    if (c->repl) {
+        repl_spec rs = {c->repl, c->repl_len};
+        c->pool = pool_replication(s, db, c->dbname, c->user, &cr, &rs, err, sizeof err);
+    } else {
+        c->pool = pool_get(s, db, c->dbname, c->user, NULL, &cr, err, sizeof err);
+    }
     if (!c->pool) {
         client_close(c, "08P01", "%s", db ? err : "no such database");
         return;
@@ -1767,6 +1779,20 @@ static void tls_step(client *c)
     if (r == 1 && io_pending(c->tls)) event_active(&c->cev, EV_READ, 0);
 }
 
+/* The replication startup parameter: 0 none, 1 physical, 2 logical
+ * (database), -1 not a value PostgreSQL takes. */
+static int replication_kind(const char *v)
+{
+    static const char *const yes[] = {"true", "on", "yes", "1"}, *const no[] = {"false", "off",
+                                                                                 "no", "0"};
+    if (!strcasecmp(v, "database")) return 2;
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(v, yes[i])) return 1;
+        if (!strcasecmp(v, no[i])) return 0;
+    }
+    return -1;
+}
+
 static bool ignored_param(server *s, const char *name)
 {
     return cfg_list_has(s->cfg.ignore_startup_parameters, name);
@@ -1881,7 +1907,34 @@ static void startup_packet(client *c)
     }
     snprintf(c->user, sizeof c->user, "%s", user);
     snprintf(c->dbname, sizeof c->dbname, "%s", dbn && *dbn ? dbn : user);
-    for (int i = 0; i < st.nparams; i++) {
+    /* replication=database|true: a replication connection (PgBouncer 1.23+),
+     * its startup parameters passed to its own server as they are */
+    const char *rv = pq_startup_get(&st, "replication");
+    int repl = rv ? replication_kind(rv) : 0;
+    if (repl < 0) {
+        client_close(c, "08P01", "invalid value for parameter \"replication\": \"%.40s\"", rv);
+        return;
+    }
+    if (repl > 0) {
+        size_t n = 0;
+        for (int i = 0; i < st.nparams; i++)
+            if (strcmp(st.names[i], "user") && strcmp(st.names[i], "database"))
+                n += strlen(st.names[i]) + strlen(st.values[i]) + 2;
+        if (!(c->repl = malloc(n ? n : 1))) {
+            client_close(c, "53200", "out of memory");
+            return;
+        }
+        for (int i = 0; i < st.nparams; i++) {
+            if (!strcmp(st.names[i], "user") || !strcmp(st.names[i], "database")) continue;
+            (void)take_param(c, st.names[i], st.values[i]); /* for SHOW CLIENTS' sake */
+            size_t a = strlen(st.names[i]) + 1, b = strlen(st.values[i]) + 1;
+            memcpy(c->repl + c->repl_len, st.names[i], a);
+            memcpy(c->repl + c->repl_len + a, st.values[i], b);
+            c->repl_len += a + b;
+        }
+        c->replication = repl == 2 ? "database" : "physical";
+    }
+    for (int i = 0; i < st.nparams && !repl; i++) {
         const char *n = st.names[i];
         if (!strcmp(n, "user") || !strcmp(n, "database") || !strcmp(n, "options")) continue;
         int r = take_param(c, n, st.values[i]);
@@ -1896,7 +1949,7 @@ static void startup_packet(client *c)
     /* options: "-c name=value" settings of the parameters weir keeps in
      * line; others are refused unless ignore_startup_parameters names them
      * (or names options itself), as PgBouncer 1.25 */
-    const char *opts = pq_startup_get(&st, "options");
+    const char *opts = repl ? NULL : pq_startup_get(&st, "options");
     if (opts) {
         opt_ctx x = {.c = c};
         const char *bad;

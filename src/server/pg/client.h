@@ -72,6 +72,11 @@ struct client {
     be_watch *watch; /* the server's read registration in this worker */
     bool terminate, checkout_pending, reject, unsynced, stmt_refused;
     bool wait_notified; /* query_wait_notify's NOTICE sent for this wait */
+    /* A replication connection: its startup parameters (name\0value\0
+     * pairs, owned) for its own server, and SHOW CLIENTS' word for it. */
+    char *repl;
+    size_t repl_len;
+    const char *replication; /* NULL, "physical" or "database" */
     bool bad_move;          /* set_state refused a move: the next tick closes it */
     bool admin, admin_full; /* on the admin console; an admin_users member */
     bool admin_peer;        /* user pgbouncer over the Unix socket by weir's own OS user */
