@@ -303,6 +303,8 @@ class TestAuth(unittest.TestCase):
             # the server's own words reach the client, PgBouncer's line the log
             self.assertIn('server login failed: FATAL password authentication failed for user '
                           '"app"', w.log())
+            self.assertIn('closing because: password authentication failed for user "app" (age=',
+                          w.log())
             self.assertNotIn("nope", r.stderr + w.log())
         finally:
             w.stop()
