@@ -268,6 +268,19 @@ class TestProtocol(PreparedCase):
         r = c.run(query("DEALLOCATE nosuch"))
         self.assertEqual(r[0][1:], ("26000", 'prepared statement "nosuch" does not exist'))
 
+    def test_discard_all_forgets_the_clients_statements(self):
+        """As on PostgreSQL: after DISCARD ALL a statement the client had
+        prepared does not exist (it used to stay usable through weir)."""
+        c = self.raw()
+        self.assertEqual(c.run(parse("d", "SELECT 'd'"), SYNC), ["1", "Z"])
+        self.assertEqual(c.run(bind("d"), execute(), SYNC), ["2", ("D", "d"), "C", "Z"])
+        self.assertEqual(types(c.run(query("DISCARD ALL"))), ["C", "Z"])
+        r = c.run(bind("d"), execute(), SYNC)
+        self.assertEqual(r[0][1:], ("26000", 'prepared statement "d" does not exist'))
+        # and the name is free for a new statement
+        self.assertEqual(c.run(parse("d", "SELECT 'd2'"), bind("d"), execute(), SYNC),
+                         ["1", "2", ("D", "d2"), "C", "Z"])
+
     def test_failed_parse_in_a_pipeline(self):
         c = self.raw()
         # The Parse fails: PostgreSQL skips to Sync, and so do weir's own replies.

@@ -830,8 +830,12 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
     if (t == 'C' && body && sc) {
         const char *tag = (const char *)body;
         if (len > 0 && body[len - 1] == '\0' &&
-            (!strcmp(tag, "DISCARD ALL") || !strcmp(tag, "DEALLOCATE ALL")))
+            (!strcmp(tag, "DISCARD ALL") || !strcmp(tag, "DEALLOCATE ALL"))) {
             ps_cache_clear(sc);
+            /* the client's own command: its statements are gone, as on
+             * PostgreSQL (a later Bind of one is "does not exist") */
+            name_remove_all(pc);
+        }
     }
     ps_op *op = head(pc);
     if (!op || op->kind >= OP_SYN) return true;
