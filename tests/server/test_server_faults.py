@@ -238,6 +238,27 @@ class TestQueryWait(FaultCase):
         holder.close()
 
 
+class TestQueryWaitPerUser(unittest.TestCase):
+    def test_users_query_wait_timeout_beats_the_databases(self):
+        db = "host=127.0.0.1 port=%d dbname=appdb pool_size=1 query_wait_timeout=200" % PG.port
+        w = Weir(PG, start=False, settings={"pool_mode": "transaction"}, databases={"appdb": db})
+        with open(w.ini, "a") as f:
+            f.write("[users]\napp = query_wait_timeout=1\n")
+        try:
+            w.start()
+            holder = psycopg.connect(w.dsn())
+            holder.execute("select 1")  # holds the only server connection
+            t0 = time.monotonic()
+            with self.assertRaises(psycopg.OperationalError) as e:
+                with psycopg.connect(w.dsn()) as c:
+                    c.execute("select 2")
+            self.assertIn("query_wait_timeout", str(e.exception))
+            self.assertLess(time.monotonic() - t0, 5)
+            holder.close()
+        finally:
+            w.stop()
+
+
 class TestQueryWaitNotify(FaultCase):
     settings = {"query_wait_notify": "1", "default_pool_size": "1", "pool_mode": "transaction"}
 

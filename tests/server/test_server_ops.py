@@ -529,7 +529,7 @@ class TestConsoleConnections(OpsCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         with self.assertRaises(psycopg.OperationalError) as e:
             psycopg.connect(self.w.dsn(), connect_timeout=10)
-        self.assertIn("database does not allow connections: appdb", str(e.exception))
+        self.assertIn('database "appdb" is disabled', str(e.exception))
         _, r = self.admin("DISABLE nosuch")
         self.assertIn("no such database: nosuch", r.stderr)
         _, r = self.admin("ENABLE appdb")

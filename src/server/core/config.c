@@ -610,7 +610,8 @@ static int user_field(void *ud, const char *k, const char *v, char *why, size_t 
     } times[] = {{"query_timeout", &u->query_timeout},
                  {"idle_transaction_timeout", &u->idle_transaction_timeout},
                  {"client_idle_timeout", &u->client_idle_timeout},
-                 {"transaction_timeout", &u->transaction_timeout}};
+                 {"transaction_timeout", &u->transaction_timeout},
+                 {"query_wait_timeout", &u->query_wait_timeout}};
     for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
         if (strcasecmp(k, times[i].name)) continue;
         if (parse_time(v, times[i].dst))
@@ -744,7 +745,8 @@ static int add_user(reader *r, const char *file, int line, const char *name, con
                   .query_timeout = -1,
                   .idle_transaction_timeout = -1,
                   .client_idle_timeout = -1,
-                  .transaction_timeout = -1};
+                  .transaction_timeout = -1,
+                  .query_wait_timeout = -1};
     field_sink sink = {.entry = &u};
     if (!copy_str(u.name, sizeof u.name, name)) {
         say(r, true, file, line, "user name \"%s\" too long", name);

@@ -60,7 +60,7 @@ typedef struct cfg_user {
     int max_user_connections;
     int pool_size, reserve_pool, max_user_client_connections;
     int64_t query_timeout, idle_transaction_timeout, client_idle_timeout,
-        transaction_timeout; /* ms */
+        transaction_timeout, query_wait_timeout; /* ms */
 } cfg_user;
 
 /* One auth_file line. */

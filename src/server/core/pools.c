@@ -138,6 +138,17 @@ static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, cons
     }
 }
 
+/* query_wait_timeout for a pool: the user's, else the database's, else
+ * [pgbouncer]'s (ms; none: huge). */
+static int64_t pool_query_wait(const cfg *k, const cfg_db *db, const char *user)
+{
+    const cfg_user *u = cfg_find_user(k, user);
+    int64_t qwt = u && u->query_wait_timeout >= 0 ? u->query_wait_timeout
+                  : db->query_wait_timeout >= 0   ? db->query_wait_timeout
+                                                  : k->query_wait_timeout;
+    return qwt > 0 ? qwt : INT64_C(1) << 40;
+}
+
 /* A pool's size, min_pool_size, reserve and mode from the config. */
 static void pool_shape(const cfg *k, const cfg_db *db, const char *user, int *size, int *minp,
                        int *reserve, int *mode)
@@ -312,8 +323,7 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     snprintf(o.name, sizeof o.name, "%s/%s", p->db, p->user);
     o.max_size = size;
     o.min_idle = minp;
-    int64_t qwt = db->query_wait_timeout >= 0 ? db->query_wait_timeout : k->query_wait_timeout;
-    p->query_wait_ms = qwt > 0 ? qwt : INT64_C(1) << 40;
+    p->query_wait_ms = pool_query_wait(k, db, user);
     o.acquire_timeout_ms = p->query_wait_ms;
     o.connect_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
     o.idle_timeout_ms = k->server_idle_timeout;
@@ -426,8 +436,7 @@ void pools_apply_config(server *s, bool tls_out)
         p->size = size;
         p->reserve = reserve;
         p->reserve_timeout = k->reserve_pool_timeout;
-        int64_t qwt = db->query_wait_timeout >= 0 ? db->query_wait_timeout : k->query_wait_timeout;
-        p->query_wait_ms = qwt > 0 ? qwt : INT64_C(1) << 40; /* workers are held */
+        p->query_wait_ms = pool_query_wait(k, db, p->user); /* workers are held */
         p->mode = mode;
         int64_t lifetime = db->server_lifetime >= 0 ? db->server_lifetime : k->server_lifetime;
         atomic_store(&p->use_once, lifetime == 0);

@@ -520,7 +520,7 @@ static bool open_target(rq_ctx *x)
 {
     server *s = x->s;
     if (db_disabled(s, x->dbname)) {
-        fail(x, 503, "57P03", "database does not allow connections: %s", x->dbname);
+        fail(x, 503, "57P03", "database \"%s\" is disabled", x->dbname);
         return false;
     }
     char err[300] = "";

@@ -1120,7 +1120,7 @@ static void auth_done(client *c)
         cr.server_key = c->scram->sec.server;
     }
     if (db && db_disabled(s, c->dbname)) {
-        client_close(c, "08P01", "database does not allow connections: %s", c->dbname);
+        client_close(c, "08P01", "database \"%s\" is disabled", c->dbname);
         return;
     }
     if (c->repl) {
