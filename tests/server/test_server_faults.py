@@ -193,7 +193,7 @@ class TestTimeouts(FaultCase):
         t0 = time.monotonic()
         s.sendall(query_msg("select pg_sleep(4)"))
         err = first_error(read_messages(s))
-        self.assertEqual(err["M"], "query_timeout")
+        self.assertEqual(err["M"], "query timeout")
         self.assertLess(time.monotonic() - t0, 2.5)
         self.assert_still_serving()
 

@@ -2256,7 +2256,7 @@ static void timeouts(worker *w)
         case CL_ACTIVE:
             if (c->pending) {
                 if (query_to > 0 && now - c->t_query / 1000 > query_to)
-                    client_close(c, "08P01", "query_timeout");
+                    client_close(c, "08P01", "query timeout"); /* PgBouncer's words */
             } else if (c->be && c->be->txn != 'I') {
                 if (itx_to > 0 && idle > itx_to)
                     client_close(c, "08P01", "idle transaction timeout");
