@@ -259,6 +259,22 @@ class TestQueryWaitPerUser(unittest.TestCase):
             w.stop()
 
 
+class TestQueryTimeoutWhileWaiting(FaultCase):
+    settings = {"query_timeout": "1", "query_wait_timeout": "10", "default_pool_size": "1",
+                "pool_mode": "transaction"}
+
+    def test_a_client_waiting_for_a_server_counts_against_query_timeout(self):
+        holder = psycopg.connect(self.w.dsn())
+        holder.execute("select 1")  # holds the only server connection
+        t0 = time.monotonic()
+        with self.assertRaises(psycopg.OperationalError) as e:
+            with psycopg.connect(self.w.dsn()) as c:
+                c.execute("select 2")
+        self.assertIn("query_timeout", str(e.exception))  # PgBouncer's word for a waiting one
+        self.assertLess(time.monotonic() - t0, 5)
+        holder.close()
+
+
 class TestQueryWaitNotify(FaultCase):
     settings = {"query_wait_notify": "1", "default_pool_size": "1", "pool_mode": "transaction"}
 

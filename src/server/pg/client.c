@@ -2239,7 +2239,12 @@ static void timeouts(worker *w)
             if (idle_to > 0 && idle > idle_to) client_close(c, "08P01", "client_idle_timeout");
             break;
         case CL_WAITING:
-            /* the engine times the wait (query_wait_timeout) */
+            /* the engine times the wait (query_wait_timeout); query_timeout
+             * counts it too, as PgBouncer, which words it so */
+            if (query_to > 0 && now - c->t_wait / 1000 > query_to) {
+                client_close(c, "08P01", "query_timeout");
+                continue;
+            }
             if (c->pool->reserve > 0 && idle >= c->pool->reserve_timeout)
                 pool_reserve_wanted(c->pool, now);
             /* query_wait_notify: told once per wait, in PgBouncer's words */
