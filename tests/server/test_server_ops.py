@@ -505,6 +505,31 @@ class TestConsoleConnections(OpsCase):
         self.assertEqual(row[0], 7)
         self.assertGreaterEqual(secs, 1.5)  # answered only after the RESUME
 
+    def test_suspend_holds_clients_and_resume_lets_them_on(self):
+        conn = psycopg.connect(self.w.dsn(), autocommit=True)
+        self.addCleanup(conn.close)
+        conn.execute("SELECT 1")
+        _, r = self.admin("SUSPEND")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, r = self.admin("SUSPEND")  # the console is still read; once is enough
+        self.assertIn("already suspended", r.stderr)
+        out = {}
+        t0 = time.monotonic()
+        t = threading.Thread(target=lambda: out.update(
+            r=conn.execute("SELECT 8").fetchone()[0], t=time.monotonic() - t0))
+        t.start()
+        late = threading.Thread(target=lambda: out.update(late=self.w.psql("select 9").stdout))
+        late.start()  # a new client waits too
+        t.join(1.5)
+        self.assertTrue(t.is_alive(), "a query was answered while suspended")
+        self.assertTrue(late.is_alive(), "a new client was answered while suspended")
+        _, r = self.admin("RESUME")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.join(20)
+        late.join(20)
+        self.assertEqual((out["r"], out["late"].strip()), (8, "9"))
+        self.assertGreaterEqual(out["t"], 1.5)
+
     def test_pause_and_resume_under_pgbench(self):
         out = {}
         t = threading.Thread(target=lambda: out.update(r=pgbench(self.w, secs=4, clients=8)))

@@ -77,6 +77,7 @@ struct server {
     char (*disabled)[CFG_NAME];
     size_t ndisabled;
     atomic_bool log_connections, log_disconnections; /* cfg's, for the engine's threads */
+    atomic_bool suspended; /* SUSPEND: clients' sockets are not read until RESUME */
     atomic_bool paused_all; /* PAUSE without a database (SHOW STATE) */
     bool syslog_on;         /* syslog = 1 at start (fixed until a restart) */
     /* TLS towards clients (tls.c): the context, remade by a reload */

@@ -49,6 +49,7 @@ struct worker {
     struct event_base *base;
     int nlisten;
     struct event listen_ev[8];
+    atomic_bool suspended_seen; /* the door's view of s->suspended (its tick) */
     bool listen_gone[8]; /* a TCP listener closed by a shutdown (the Unix one stays) */
     struct event tick;
     struct event accept_retry; /* listening resumes after an accept() back-off */

@@ -115,6 +115,7 @@ static const char help_text[] =
     "\tRELOAD\n"
     "\tPAUSE [<db>]\n"
     "\tRESUME [<db>]\n"
+    "\tSUSPEND\n"
     "\tDISABLE <db>\n"
     "\tENABLE <db>\n"
     "\tRECONNECT [<db>]\n"
@@ -967,6 +968,12 @@ static void admin_set(server *s, const char *p, pq_buf *o)
 
 bool admin_wait_done(server *s, int kind, const char *db, pq_buf *o)
 {
+    if (kind == ADMIN_WAIT_SUSPEND) { /* every worker has stopped reading its clients */
+        for (int i = 0; i < s->nworkers; i++)
+            if (!atomic_load(&s->workers[i].suspended_seen)) return false;
+        put_complete(o, "SUSPEND");
+        return true;
+    }
     if (kind == ADMIN_WAIT_PAUSE ? !pools_quiet(s, db) : pools_closing(s, db)) return false;
     put_complete(o, kind == ADMIN_WAIT_PAUSE ? "PAUSE" : "WAIT_CLOSE");
     return true;
@@ -1033,10 +1040,29 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
         put_error(o, "42501", "admin access needed");
         return 0;
     }
+    if (word(&p, "SUSPEND")) {
+        /* PgBouncer's: no client socket is read until RESUME (the console's
+         * are); what was read is answered and flushed. */
+        if (atomic_load(&s->shutting_down)) {
+            put_error(o, "08P01", "pooler is shutting down");
+        } else if (atomic_exchange(&s->suspended, true)) {
+            put_error(o, "08P01", "already suspended");
+        } else {
+            srv_log(s, "LOG", "SUSPEND (admin console): client sockets are not read until RESUME");
+            /* answered once every worker has taken it in (its next tick) */
+            return ADMIN_WAIT_SUSPEND;
+        }
+        return 0;
+    }
     if (word(&p, "PAUSE") || word(&p, "RESUME")) {
         bool pause = !strncasecmp(cmd, "PAUSE", 5);
         if (atomic_load(&s->shutting_down)) {
             put_error(o, "08P01", "pooler is shutting down");
+            return 0;
+        }
+        if (!pause && !*p && atomic_exchange(&s->suspended, false)) {
+            srv_log(s, "LOG", "RESUME (admin console): client sockets are read again");
+            put_complete(o, "RESUME");
             return 0;
         }
         if (!pools_pause(s, p, pause, "admin console")) {

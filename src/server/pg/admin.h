@@ -13,7 +13,7 @@ typedef struct server server;
  * full: an admin_users member; else stats_users, who may only SHOW.
  * Returns 0, or ADMIN_WAIT_*: the answer waits until admin_wait_done (db
  * set to the command's database, CFG_NAME bytes). */
-enum { ADMIN_WAIT_PAUSE = 1, ADMIN_WAIT_CLOSE = 2 };
+enum { ADMIN_WAIT_PAUSE = 1, ADMIN_WAIT_CLOSE = 2, ADMIN_WAIT_SUSPEND = 3 };
 int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *db);
 /* The waiting command's condition: true when met (CommandComplete then in o). */
 bool admin_wait_done(server *s, int kind, const char *db, pq_buf *o);

@@ -2116,7 +2116,8 @@ static void update_events(client *c)
      * while a message weir must see whole is still arriving (its size is
      * the client's to choose, up to PostgreSQL's 1 GB). */
     if (!c->terminate &&
-        (pq_buf_len(&c->in) + pq_buf_len(&c->pre) < HIGH_WATER || c->in_whole_need))
+        (pq_buf_len(&c->in) + pq_buf_len(&c->pre) < HIGH_WATER || c->in_whole_need) &&
+        (c->admin || !logged_in(c) || !atomic_load(&c->w->srv->suspended))) /* SUSPEND */
         cw |= EV_READ;
     if (c->out_scanned > c->out.start) cw |= EV_WRITE;
     set_event(c, &c->cev, c->fd, &c->cev_flags, cw, on_client);
@@ -2317,6 +2318,15 @@ static void kill_marked(worker *w)
 
 static void tick(worker *w)
 {
+    bool susp = atomic_load(&w->srv->suspended);
+    if (susp != atomic_load(&w->suspended_seen)) { /* SUSPEND or RESUME: every client again */
+        client *next;
+        for (client *c = w->clients; c; c = next) {
+            next = c->next;
+            update_events(c);
+        }
+        atomic_store(&w->suspended_seen, susp);
+    }
     timeouts(w);
     free_graveyard(w);
 }
