@@ -28,7 +28,16 @@ fi
 [ -x "$bin" ] || { echo "not an executable: $bin" >&2; exit 2; }
 
 out=$(mktemp -d "${TMPDIR:-/tmp}/weir-compat.XXXXXX")
-trap 'rm -rf "$out"' EXIT
+chmod 755 "$out"
+# Whatever the suite leaves running (a pooler a test restarted, a cluster
+# of an interrupted run) lives under $out: stopped on the way out.
+reap() {
+    pkill -KILL -f "$out/" 2>/dev/null
+    sleep 0.5
+    rm -rf "$out"
+}
+trap reap EXIT
+trap 'exit 130' INT TERM
 # a writable copy: the suite writes its certificates beside its tests
 cp -r "$suite" "$out/suite" && chmod -R u+w "$out/suite" || exit 1
 
@@ -37,7 +46,8 @@ cp -r "$suite" "$out/suite" && chmod -R u+w "$out/suite" || exit 1
 run() {
     local log=$1
     shift
-    "$out/suite/run.sh" "$bin" -q -rfE --tb=no -p no:cacheprovider "$@" >"$log" 2>&1
+    TMPDIR=$out "$out/suite/run.sh" "$bin" -q -rfE --tb=no -p no:cacheprovider "$@" >"$log" 2>&1 </dev/null
+    pkill -KILL -f "$out/pgb-suite" 2>/dev/null # poolers and clusters a test left behind
     sed -n -E 's#^(FAILED|ERROR) ([^ ]*/)?test/([^ ]+).*#\3#p' "$log" | sort -u >"$log.ids"
 }
 

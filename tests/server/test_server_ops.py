@@ -21,7 +21,7 @@ import urllib.request
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Postgres, Weir, free_port, wait_port  # noqa: E402
+from harness import WEIR, Postgres, Weir, free_port, wait_port  # noqa: E402
 
 PG = None
 
@@ -934,6 +934,57 @@ class TestReplication(unittest.TestCase):
         r = self.psql("user=weir dbname=appdb replication=maybe", "IDENTIFY_SYSTEM")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('invalid value for parameter "replication"', r.stderr)
+
+
+class TestOnlineRestart(unittest.TestCase):
+    """-R: the running weir hands over (no socket passing): it stops taking
+    clients, serves its own until they leave, then exits."""
+
+    def test_reboot_hands_over_without_cutting_a_query(self):
+        sd = tempfile.mkdtemp(prefix="weir-sock-")
+        os.chmod(sd, 0o755)
+        pidfile = os.path.join(sd, "weir.pid")
+        w = Weir(PG, settings={"unix_socket_dir": sd, "pidfile": pidfile})
+        new = None
+        try:
+            out = {}
+
+            def slow():
+                with psycopg.connect(w.dsn()) as c:
+                    out["r"] = c.execute("select pg_sleep(2), 5").fetchone()[1]
+            t = threading.Thread(target=slow)
+            t.start()
+            time.sleep(0.5)
+            new = subprocess.Popen([WEIR, "-R", w.ini], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+            w.proc.wait(timeout=20)  # the old one leaves once its client has
+            t.join(10)
+            self.assertEqual(out.get("r"), 5)  # the query on the old one was not cut
+            self.assertEqual(w.proc.returncode, 0)
+            with psycopg.connect(w.dsn()) as c:  # the new one serves
+                self.assertEqual(c.execute("select 1").fetchone()[0], 1)
+            with open(pidfile) as f:  # and its pidfile stayed
+                self.assertEqual(int(f.read()), new.pid)
+            self.assertTrue(os.path.exists(os.path.join(sd, ".s.PGSQL.%d" % w.port)))
+            self.assertIn("SHUTDOWN WAIT_FOR_CLIENTS from the admin console", w.log())
+            new.terminate()
+            self.assertIn("-R: the running weir stops taking clients", new.communicate(timeout=10)[1])
+        finally:
+            if new and new.poll() is None:
+                new.kill()
+                new.wait(10)
+            w.stop()
+            shutil.rmtree(sd, ignore_errors=True)
+
+    def test_reboot_with_nothing_running_says_so(self):
+        sd = tempfile.mkdtemp(prefix="weir-sock-")
+        w = Weir(PG, start=False, settings={"unix_socket_dir": sd})
+        try:
+            r = subprocess.run([WEIR, "-R", w.ini], capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("-R: no running weir to take over from at", r.stderr + w.log())
+        finally:
+            shutil.rmtree(sd, ignore_errors=True)
 
 
 class TestSyslogConfig(unittest.TestCase):

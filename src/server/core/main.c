@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/handover.h"
 #include "core/log.h"
 #include "core/pools.h"
 #include "core/reload.h"
@@ -67,6 +68,7 @@ static void usage(FILE *f)
                "  -d, --daemon         run in the background (as a daemon)\n"
                "  -q, --quiet          run quietly (no log lines on stderr)\n"
                "  -v, --verbose        more log lines (repeat for more)\n"
+               "  -R, --reboot         online restart: take over from the running weir\n"
                "  -u, --user=USERNAME  run as this user\n"
                "  -V, --version        show the version, then exit\n"
                "  -h, --help           show this help, then exit\n\n"
@@ -116,6 +118,17 @@ static int daemonize(server *s)
     }
     s->quiet = true;
     return 0;
+}
+
+/* Does the pidfile still name this process? */
+static bool pidfile_is_mine(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    long pid = 0;
+    int n = fscanf(f, "%ld", &pid);
+    fclose(f);
+    return n == 1 && pid == (long)getpid();
 }
 
 /* A pidfile that names a live process means another weir runs: refuse. A
@@ -227,8 +240,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'R':
-            fprintf(stderr, "weir: -R (online restart) is not supported\n");
-            return 1;
+            s->takeover = true;
+            break;
         default:
             usage(stderr);
             return 1;
@@ -265,7 +278,24 @@ int main(int argc, char **argv)
         srv_log(s, "ERROR", "-d (daemon) needs logfile or syslog configured");
         return 1;
     }
-    if (s->cfg.pidfile[0] && check_pidfile(s, s->cfg.pidfile)) return 1;
+    if (s->takeover) {
+        /* -R: the running weir is asked to hand over (handover.h) */
+        char hpath[PATH_MAX], herr[400];
+        if (!s->cfg.unix_socket_dir[0]) {
+            srv_log(s, "ERROR", "-R needs unix_socket_dir: the running weir is asked over it");
+            return 1;
+        }
+        snprintf(hpath, sizeof hpath, "%.*s/.s.PGSQL.%d", (int)sizeof s->cfg.unix_socket_dir - 1,
+                 s->cfg.unix_socket_dir, s->cfg.listen_port);
+        if (handover_request(hpath, herr, sizeof herr)) {
+            srv_log(s, "ERROR", "-R: %s", herr);
+            return 1;
+        }
+        srv_log(s, "LOG", "-R: the running weir stops taking clients and exits once its own "
+                          "have left; this one takes the new ones");
+    } else if (s->cfg.pidfile[0] && check_pidfile(s, s->cfg.pidfile)) {
+        return 1;
+    }
     fd_limits(s); /* before dropping privileges: only root may raise the hard limit */
     if (run_as && drop_privileges(s, run_as)) return 1;
     if (!run_as && s->cfg.user[0] && getuid() == 0 && drop_privileges(s, s->cfg.user)) return 1;
@@ -366,7 +396,7 @@ int main(int argc, char **argv)
     }
     stop(s);
     tls_free(s);
-    if (wrote_pid) unlink(pidpath);
+    if (wrote_pid && pidfile_is_mine(pidpath)) unlink(pidpath); /* after -R: the new one's */
     cfg_free(&s->cfg);
     srv_log(s, "LOG", "shutdown complete");
     if (s->logf) fclose(s->logf);

@@ -85,8 +85,10 @@ static int unix_listen(server *s)
         return -1;
     }
     memcpy(sa.sun_path, s->unix_path, strlen(s->unix_path) + 1);
-    /* A stale socket from a dead process is removed; a live one refuses us. */
-    int probe = socket(AF_UNIX, SOCK_STREAM, 0);
+    /* A stale socket from a dead process is removed; a live one refuses us,
+     * except under -R, where the old process keeps its own (unnamed from
+     * now on) for the console until it exits. */
+    int probe = s->takeover ? -1 : socket(AF_UNIX, SOCK_STREAM, 0);
     if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
         close(probe);
         srv_log(s, "ERROR", "%s is in use by another server", s->unix_path);
@@ -103,6 +105,8 @@ static int unix_listen(server *s)
         return -1;
     }
     chmod(s->unix_path, (mode_t)s->cfg.unix_socket_mode);
+    struct stat st;
+    s->unix_ino = stat(s->unix_path, &st) ? 0 : st.st_ino;
     return fd;
 }
 
@@ -163,6 +167,17 @@ int server_start(server *s)
         /* so_reuseport = 0 (PgBouncer's default): the port must be free, so a
          * second weir (or anything else) on it fails instead of sharing it.
          * The workers' own sockets share it among themselves either way. */
+        /* -R: the old process closes its listeners once asked; until then
+         * the port is not ours (a shared one would split new clients with a
+         * listener about to close). */
+        for (int i = 0; s->takeover && i < 100; i++) {
+            int probe = tcp_listen_quiet(s, a);
+            if (probe >= 0) {
+                close(probe);
+                break;
+            }
+            usleep(100000);
+        }
         if (!s->cfg.so_reuseport) {
             int probe = tcp_listen(s, a, false);
             if (probe < 0) return -1;
@@ -224,7 +239,9 @@ void server_stop(server *s)
     for (int i = 0; i < s->nworkers; i++) worker_destroy(&s->workers[i]);
     if (s->unix_fd >= 0) {
         close(s->unix_fd);
-        unlink(s->unix_path);
+        /* only if the name is still ours: after -R it is the new process's */
+        struct stat st;
+        if (!stat(s->unix_path, &st) && st.st_ino == s->unix_ino) unlink(s->unix_path);
     }
     free(s->workers);
     stats_console_free(s->console);

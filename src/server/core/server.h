@@ -49,6 +49,8 @@ struct server {
     atomic_bool shutting_down;
     atomic_int shutdown_mode; /* SHUTDOWN_*: a shutdown that waits, begun by server_shutdown */
     bool quiet;
+    bool takeover; /* -R: started to take over from a running weir (handover.h) */
+    unsigned long unix_ino; /* the Unix socket's inode, to unlink only our own */
     int verbose;
     FILE *logf;            /* under log_lock once workers run */
     char logpath[CFG_STR]; /* the logfile's path at start (SIGHUP reopens it) */
