@@ -223,11 +223,17 @@ class TestAuth(unittest.TestCase):
             self.assertIn('authentication database "appdb" is disabled', r.stderr)
         finally:
             w.stop()
-        w = Weir(PG, settings=dict(self.AUTH_QUERY, auth_dbname="pgbouncer"), start=False)
+        logfile = os.path.join(tempfile.mkdtemp(prefix="weir-log-"), "weir.log")
+        w = Weir(PG, settings=dict(self.AUTH_QUERY, auth_dbname="pgbouncer", logfile=logfile),
+                 start=False)
         try:
             rc, log = w.start_fails()
             self.assertNotEqual(rc, 0)
             self.assertIn('cannot use the reserved "pgbouncer" database as an auth_dbname', log)
+            with open(logfile) as f:  # the logfile says why too, though it was not open yet
+                text = f.read()
+            self.assertIn('cannot use the reserved "pgbouncer" database as an auth_dbname', text)
+            self.assertIn("not starting", text)
         finally:
             w.stop()
 

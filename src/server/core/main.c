@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/handover.h"
@@ -76,10 +77,39 @@ static void usage(FILE *f)
                "sections with PgBouncer's keys; see docs/SERVER.md.\n");
 }
 
+/* What the config file's reading said before the logfile was open: kept,
+ * so that the logfile gets it too (a start refused for a bad config says
+ * why where the operator looks, as PgBouncer). */
+static char early_log[16384];
+static size_t early_len;
+
 static void cfg_log(void *ud, bool error, const char *msg)
 {
     server *s = ud;
     srv_log(s, error ? "ERROR" : "WARNING", "%s", msg);
+    if (!s->logf && early_len < sizeof early_log) {
+        int n = snprintf(early_log + early_len, sizeof early_log - early_len, "%s %s\n",
+                         error ? "ERROR" : "WARNING", msg);
+        if (n > 0) early_len += (size_t)n < sizeof early_log - early_len
+                                    ? (size_t)n
+                                    : sizeof early_log - early_len - 1;
+    }
+}
+
+/* The kept lines into the logfile f, each with the pid, as srv_log writes. */
+static void early_to(FILE *f)
+{
+    char ts[64];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03ld UTC", now.tv_nsec / 1000000);
+    for (char *line = early_log, *nl; early_len && (nl = strchr(line, '\n')); line = nl + 1)
+        fprintf(f, "%s [%d] %.*s\n", ts, (int)getpid(), (int)(nl - line), line);
+    fflush(f);
+    early_len = 0;
 }
 
 static int drop_privileges(server *s, const char *user)
@@ -257,6 +287,12 @@ int main(int argc, char **argv)
     const char *cfg_path = realpath(argv[optind], path) ? path : argv[optind];
     if (cfg_load(&s->cfg, cfg_path, cfg_log, s)) {
         srv_log(s, "ERROR", "cannot load config file %s; not starting", argv[optind]);
+        FILE *lf = s->cfg.logfile[0] ? fopen(s->cfg.logfile, "a") : NULL;
+        if (lf) {
+            cfg_log(s, true, "cannot load config file; not starting");
+            early_to(lf);
+            fclose(lf);
+        }
         return 1;
     }
     s->verbose += s->cfg.verbose;
@@ -269,6 +305,7 @@ int main(int argc, char **argv)
             srv_log(s, "ERROR", "cannot open logfile %s: %s", s->cfg.logfile, strerror(errno));
             return 1;
         }
+        early_to(s->logf); /* the config's warnings, read before it was open */
     }
     if (daemon && !s->cfg.pidfile[0]) {
         srv_log(s, "ERROR", "-d (daemon) needs pidfile configured");
