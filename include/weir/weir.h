@@ -156,7 +156,7 @@ typedef struct weir_options {
     int64_t leak_threshold_ms; /**< report a checkout held longer [0 = off] */
     int64_t backoff_min_ms;    /**< first reconnect delay after a failure [10 ms] */
     int64_t backoff_max_ms;    /**< reconnect delay cap [5 s] */
-    bool fail_fast;            /**< target down: waiters get the connect error at once [true] */
+    bool fail_fast;            /**< a connect fails while no usable connection is open (evicted ones do not count): waiters get its error at once [true] */
     int64_t creator_threads;   /**< threads that open connections [1] */
     int64_t housekeeping_ms;   /**< housekeeper period [250 ms] */
 } weir_options;

@@ -1003,6 +1003,17 @@ static weir_conn *slot_reserve(weir_pool *p) /* under the lock: an EMPTY slot, n
     return c;
 }
 
+/* Open connections that may still serve: not connecting, not evicted (an
+ * evicted one in use is closed when it comes back). Under the lock. */
+static int usable_conns(weir_pool *p)
+{
+    uint32_t gen = atomic_load(&p->evict_gen);
+    int n = 0;
+    for (int i = 0; i < p->nslots; i++)
+        if (slot_state(p->slots[i]) != WEIR__EMPTY && p->slots[i]->gen == gen) n++;
+    return n;
+}
+
 static int64_t backoff_ns(weir_pool *p) /* under the lock */
 {
     double ms = (double)p->o.backoff_min_ms;
@@ -1047,6 +1058,7 @@ static void *creator_main(void *arg)
             continue;
         }
         weir_conn *c = slot_reserve(p);
+        if (c) c->gen = UINT32_MAX; /* connecting: counts as no usable connection yet */
         if (!c) {
             limits_release(p);
             set_last_error(p, "out of memory");
@@ -1087,7 +1099,7 @@ static void *creator_main(void *arg)
             bool stale = gen != p->retry_gen;
             if (!stale) p->consecutive_failures++;
             p->next_attempt_ns = stale ? 0 : done + backoff_ns(p);
-            bool trip = !stale && p->o.fail_fast && p->total - p->in_flight == 0;
+            bool trip = !stale && p->o.fail_fast && usable_conns(p) == 0;
             if (trip) {
                 if (!p->down)
                     weir__log(p, WEIR_LOG_WARN, "pool %s: target down: %s", p->name, p->last_error);

@@ -27,7 +27,8 @@ if [ ! -x "$suite/run.sh" ]; then
 fi
 [ -x "$bin" ] || { echo "not an executable: $bin" >&2; exit 2; }
 
-out=$(mktemp -d "${TMPDIR:-/tmp}/weir-compat.XXXXXX")
+# A short path: the suite's Unix sockets live deep below it (108 bytes at most)
+out=$(mktemp -d /tmp/wc.XXXXXX)
 chmod 755 "$out"
 # Whatever the suite leaves running (a pooler a test restarted, a cluster
 # of an interrupted run) lives under $out: stopped on the way out.

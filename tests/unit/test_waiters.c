@@ -380,6 +380,27 @@ static void retry_now_ends_a_down_state_at_once(void **state)
     assert_int_equal(weir_pool_retry_now(NULL), WEIR_EINVAL);
 }
 
+/* Only an evicted connection is open (RECONNECT: closed when it comes back)
+ * and a new connect fails: the waiters get that error at once, as when
+ * nothing is open (PgBouncer's kill_pool_logins), not after their timeout. */
+static void fail_fast_counts_evicted_connections_as_gone(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    f->o.max_size = 2;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &held), 0);
+    assert_int_equal(weir_pool_evict_all(f->pool), 0); /* held is in use: not closed yet */
+    weir_fake_set_down(f->fake, true);
+    weir_conn *c;
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), WEIR_ECONNECT);
+    assert_true(ms_since(t0) < 2000);
+    assert_true(pool_stats(f->pool).target_down);
+    weir_checkin(held);
+}
+
 static void without_fail_fast_waiters_time_out(void **state)
 {
     fixture *f = *state;
@@ -551,6 +572,7 @@ int main(void)
         T(destroy_with_waiters),
         T(fail_fast_gives_driver_error_and_recovers),
         T(retry_now_ends_a_down_state_at_once),
+        T(fail_fast_counts_evicted_connections_as_gone),
         T(without_fail_fast_waiters_time_out),
         T(reconnect_backoff_grows),
         T(nth_connect_failure_is_retried),

@@ -316,7 +316,9 @@ static bool check_password(rq_ctx *x, bool from_file, char *secret, const char *
         char why[300];
         bool named;
         if (secret_by_query(x, auth_user, query, &looked, &named, why, sizeof why)) {
-            fail(x, 503, "08P01", "%s", why);
+            /* not yet authenticated: PgBouncer's words; the log has why */
+            srv_log(x->s, "WARNING", "HTTP %s/%s %s", x->dbname, x->user, why);
+            fail(x, 503, "08P01", "bouncer config error");
             return false;
         }
         secret = looked;

@@ -312,8 +312,14 @@ static int handle_auth(int fd, SSL *tls, const be_target *t, const pq_msg *m, sc
                  code);
         return WEIR_ECONNECT;
     }
-    snprintf(err, errlen, "server asks for a password and none is configured for user \"%s\"%s",
-             t->user, md5_only ? " (an md5 hash does not do for this method)" : "");
+    if (md5_only) /* PgBouncer's words first */
+        snprintf(err, errlen,
+                 "wrong password type: the server asks for %s and user \"%s\" has only an "
+                 "md5 hash (a plain password, or the client's own SCRAM login, is needed)",
+                 code == 3 ? "a cleartext password" : "SCRAM", t->user);
+    else
+        snprintf(err, errlen, "server asks for a password and none is configured for user \"%s\"",
+                 t->user);
     return WEIR_ECONNECT;
 }
 

@@ -1232,7 +1232,9 @@ static void auth_lookup_fail(client *c, const char *reason)
     srv_log(c->w->srv, "WARNING", "C-%p: %s/%s auth_query failed: %s", (void *)c, c->dbname,
             c->user, why);
     auth_lookup_end(c, false);
-    client_close(c, "08P01", "auth_query failed: %s", why);
+    /* as PgBouncer: a client not yet authenticated learns nothing of the
+     * server's error; the log has it */
+    client_close(c, "08P01", "bouncer config error");
 }
 
 static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
@@ -1407,8 +1409,9 @@ static void auth_failed(client *c, bool sasl)
 {
     char peer[64];
     authguard_failed(c->w->srv->guard, c->user, peer_of(c, peer, sizeof peer), now_ms());
-    client_close(c, "28P01", "password authentication failed for user \"%s\"%s", c->user,
-                 sasl ? " (SASL authentication failed)" : "");
+    /* PgBouncer's phrase first, PostgreSQL's after it */
+    client_close(c, "28P01", "%spassword authentication failed for user \"%s\"",
+                 sasl ? "SASL authentication failed: " : "", c->user);
 }
 
 /* A BackendKeyData for c: a process id in PostgreSQL's range (a positive
