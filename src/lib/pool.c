@@ -574,7 +574,7 @@ static weir_conn *take_locked(weir_pool *p, int *rc)
         weir_conn *c = idle_pop(p);
         if (!c) c = steal(p);
         if (c) return c;
-        if (p->down && p->o.fail_fast) {
+        if (p->down && p->o.fail_fast && !p->o.wait_while_down) {
             *rc = WEIR_ECONNECT;
             return NULL;
         }

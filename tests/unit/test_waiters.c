@@ -401,6 +401,32 @@ static void fail_fast_counts_evicted_connections_as_gone(void **state)
     weir_checkin(held);
 }
 
+/* wait_while_down: a checkout while the target is down waits for the next
+ * attempt: served if the target is back, else that attempt's error. */
+static void wait_while_down_waits_for_the_next_attempt(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_down(f->fake, true);
+    f->o.backoff_min_ms = 300;
+    f->o.backoff_max_ms = 300;
+    f->o.wait_while_down = true;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), WEIR_ECONNECT);
+    assert_true(pool_stats(f->pool).target_down);
+    /* still down: the next attempt's error, not a timeout and not at once */
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), WEIR_ECONNECT);
+    assert_true(ms_since(t0) >= 50 && ms_since(t0) < 2000); /* it waited for the attempt */
+    /* back: the waiter is served by the next attempt, no error seen */
+    weir_fake_set_down(f->fake, false);
+    t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), 0);
+    assert_true(ms_since(t0) < 2000);
+    weir_checkin(c);
+}
+
 static void without_fail_fast_waiters_time_out(void **state)
 {
     fixture *f = *state;
@@ -573,6 +599,7 @@ int main(void)
         T(fail_fast_gives_driver_error_and_recovers),
         T(retry_now_ends_a_down_state_at_once),
         T(fail_fast_counts_evicted_connections_as_gone),
+        T(wait_while_down_waits_for_the_next_attempt),
         T(without_fail_fast_waiters_time_out),
         T(reconnect_backoff_grows),
         T(nth_connect_failure_is_retried),

@@ -334,6 +334,10 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     o.backoff_min_ms = retry < 10 ? retry : 10;
     o.backoff_max_ms = retry;
     o.fail_fast = true;
+    /* as PgBouncer: clients that come while the server is down wait for the
+     * next login attempt (server_login_retry), so a restart is transparent;
+     * a failed attempt still fails them all at once */
+    o.wait_while_down = true;
     if (repl) {
         snprintf(o.name, sizeof o.name, "%.50s/%.50s (replication)", p->db, p->user);
         o.max_size = 1;
