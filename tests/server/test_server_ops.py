@@ -955,7 +955,7 @@ class TestOnlineRestart(unittest.TestCase):
             t = threading.Thread(target=slow)
             t.start()
             time.sleep(0.5)
-            new = subprocess.Popen([WEIR, "-R", w.ini], stdout=subprocess.DEVNULL,
+            new = subprocess.Popen([WEIR, "--reboot", w.ini], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
             w.proc.wait(timeout=20)  # the old one leaves once its client has
             t.join(10)

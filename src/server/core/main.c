@@ -230,6 +230,7 @@ int main(int argc, char **argv)
         {"daemon", no_argument, NULL, 'd'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
+        {"reboot", no_argument, NULL, 'R'},
         {"user", required_argument, NULL, 'u'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
