@@ -63,7 +63,8 @@ WEIR_API const char *weir_version(void);
     XX(ETYPE, 11, "option has another type")                                                       \
     XX(EDRIVER, 12, "driver error")                                                                \
     XX(EALREADY, 13, "request already completed")                                                  \
-    XX(ENOTFOUND, 14, "not found")
+    XX(ENOTFOUND, 14, "not found")                                                                 \
+    XX(EREFUSED, 15, "the target refused the login")
 
 typedef enum weir_errno {
 #define WEIR__ERR_ENUM(name, num, msg) WEIR_##name = -(num),
@@ -157,6 +158,7 @@ typedef struct weir_options {
     int64_t backoff_min_ms;    /**< first reconnect delay after a failure [10 ms] */
     int64_t backoff_max_ms;    /**< reconnect delay cap [5 s] */
     bool fail_fast;            /**< a connect fails while no usable connection is open (evicted ones do not count): waiters get its error at once [true] */
+    bool fail_fast_unreachable; /**< fail_fast also when the target cannot be reached; false: only a driver's WEIR_EREFUSED (the target answered and refused the login) trips it, and waiters wait through unreachable spells [true] */
     bool wait_while_down; /**< with fail_fast: a checkout while the target is down waits for the next connect (after the back-off) instead of failing at once; that connect's error still fails every waiter [false] */
     int64_t creator_threads;   /**< threads that open connections [1] */
     int64_t housekeeping_ms;   /**< housekeeper period [250 ms] */
@@ -396,6 +398,7 @@ typedef struct weir_pool_stats {
     int64_t oldest_wait_us; /**< how long the longest-waiting caller has waited; 0 = none */
     bool paused;
     bool target_down; /**< fail-fast has tripped and no connect has succeeded since */
+    bool failing;     /**< the last connect failed (weir_pool_last_error says why) */
 } weir_pool_stats;
 
 /** Snapshot the pool's figures into *st. */

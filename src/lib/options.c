@@ -34,6 +34,7 @@ static const option_def options[] = {
     {{"backoff_min", WEIR_OPT_DURATION, "10ms", "first reconnect delay after a failed connect (doubles, jittered)"}, OFF(backoff_min_ms), 1, DAY},
     {{"backoff_max", WEIR_OPT_DURATION, "5s", "longest reconnect delay"}, OFF(backoff_max_ms), 1, DAY},
     {{"fail_fast", WEIR_OPT_BOOL, "true", "when the target is down, waiters get the connect error at once instead of a timeout"}, OFF(fail_fast), 0, 1},
+    {{"fail_fast_unreachable", WEIR_OPT_BOOL, "true", "fail_fast also when the target cannot be reached (false: only when it refuses the login, WEIR_EREFUSED)"}, OFF(fail_fast_unreachable), 0, 1},
     {{"wait_while_down", WEIR_OPT_BOOL, "false", "with fail_fast: a checkout while the target is down waits for the next connect attempt instead of failing at once"}, OFF(wait_while_down), 0, 1},
     {{"creator_threads", WEIR_OPT_INT, "1", "threads that open connections in the background"}, OFF(creator_threads), 1, 64},
     {{"housekeeping_period", WEIR_OPT_DURATION, "250ms", "how often idle, lifetime, keepalive, min_idle and leaks are checked"}, OFF(housekeeping_ms), 10, 60000},

@@ -1099,7 +1099,8 @@ static void *creator_main(void *arg)
             bool stale = gen != p->retry_gen;
             if (!stale) p->consecutive_failures++;
             p->next_attempt_ns = stale ? 0 : done + backoff_ns(p);
-            bool trip = !stale && p->o.fail_fast && usable_conns(p) == 0;
+            bool trip = !stale && p->o.fail_fast &&
+                        (rc == WEIR_EREFUSED || p->o.fail_fast_unreachable) && usable_conns(p) == 0;
             if (trip) {
                 if (!p->down)
                     weir__log(p, WEIR_LOG_WARN, "pool %s: target down: %s", p->name, p->last_error);
@@ -1708,6 +1709,7 @@ int weir_pool_stats_get(weir_pool *p, weir_pool_stats *st)
     st->max_size = p->o.max_size;
     st->paused = atomic_load(&p->run) == WEIR__PAUSED;
     st->target_down = p->down;
+    st->failing = p->consecutive_failures > 0;
     if (p->wq_head) st->oldest_wait_us = (weir_now_ns() - p->wq_head->start_ns) / 1000;
     unlock(p);
     st->acquire_timeouts_total = atomic_load(&p->acquire_timeouts_total);

@@ -215,6 +215,8 @@ class TestHttpDoor(OpsCase):
 
 
 class TestReadyWithADeadDatabase(OpsCase):
+    settings = {"query_wait_timeout": "1"}  # a client of "gone" waits through the retries
+
     def setUp(self):
         self.dead = free_port()
         self.databases = {"appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port,
@@ -337,9 +339,10 @@ class TestReload(OpsCase):
         self.rewrite(db_other="host=127.0.0.1 port=%d dbname=appdb" % dead)
         _, r = self.admin("RELOAD")
         self.assertEqual(r.stderr, "")
+        _, r = self.admin("SET query_wait_timeout = 1")  # a client waits through the retries
         r = self.w.psql("select 1", dbname="other")
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("%d" % dead, r.stderr)
+        self.assertIn("query_wait_timeout: could not connect to 127.0.0.1:%d" % dead, r.stderr)
         # point it at the real server: the pool reconnects there
         self.rewrite(db_other="host=127.0.0.1 port=%d dbname=appdb" % PG.port)
         _, r = self.admin("RELOAD")
@@ -853,11 +856,12 @@ class TestHostLists(unittest.TestCase):
 
     def test_every_host_down_is_an_error_naming_the_last(self):
         db = "host=no-such-host.invalid,127.0.0.1 port=1 dbname=appdb"
-        w = Weir(PG, databases={"appdb": db})
+        w = Weir(PG, databases={"appdb": db}, settings={"query_wait_timeout": "1"})
         try:
             with self.assertRaises(psycopg.OperationalError) as e:
                 psycopg.connect(w.dsn(), connect_timeout=10)
-            self.assertIn("could not connect to 127.0.0.1:1", str(e.exception))
+            # the client waited through the retries, then hears why
+            self.assertIn("query_wait_timeout: could not connect to 127.0.0.1:1", str(e.exception))
             log = w.log()
             self.assertIn("closing because: server DNS lookup failed", log)
             self.assertIn("closing because: connect failed", log)

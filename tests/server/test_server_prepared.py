@@ -250,6 +250,7 @@ class TestProtocol(PreparedCase):
         r = c.run(parse("d", "SELECT 2"), bind("d"), execute(), SYNC)
         self.assertEqual(types(r), ["E", "Z"])
         self.assertEqual(r[0][1], "42P05")  # duplicate_prepared_statement
+        self.assertIn("prepared statement 'd' was already prepared", self.w.log())  # PgBouncer's
         self.assertEqual(c.run(bind("d"), execute(), SYNC), ["2", ("D", "1"), "C", "Z"])
 
     def test_deallocate_name_and_all(self):

@@ -427,6 +427,33 @@ static void wait_while_down_waits_for_the_next_attempt(void **state)
     weir_checkin(c);
 }
 
+/* fail_fast_unreachable off: a target that cannot be reached does not trip
+ * fail-fast (only a refused login, WEIR_EREFUSED, would): waiters wait
+ * through the retries, and the stats say the connects are failing. */
+static void unreachable_target_keeps_waiters_waiting(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_down(f->fake, true);
+    f->o.fail_fast_unreachable = false;
+    f->o.backoff_min_ms = 20;
+    f->o.backoff_max_ms = 50;
+    fixture_open(f);
+    weir_conn *c;
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_timeout(f->pool, 300, &c), WEIR_ETIMEDOUT);
+    assert_true(ms_since(t0) >= 299);
+    weir_pool_stats st = pool_stats(f->pool);
+    assert_false(st.target_down);
+    assert_true(st.failing);
+    assert_true(st.connect_errors_total >= 2); /* it kept trying meanwhile */
+    /* back within a waiter's time: that waiter is served */
+    weir_fake_set_down(f->fake, false);
+    assert_int_equal(weir_checkout_timeout(f->pool, 2000, &c), 0);
+    assert_false(pool_stats(f->pool).failing);
+    weir_checkin(c);
+}
+
 static void without_fail_fast_waiters_time_out(void **state)
 {
     fixture *f = *state;
@@ -600,6 +627,7 @@ int main(void)
         T(retry_now_ends_a_down_state_at_once),
         T(fail_fast_counts_evicted_connections_as_gone),
         T(wait_while_down_waits_for_the_next_attempt),
+        T(unreachable_target_keeps_waiters_waiting),
         T(without_fail_fast_waiters_time_out),
         T(reconnect_backoff_grows),
         T(nth_connect_failure_is_retried),

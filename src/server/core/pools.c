@@ -338,6 +338,10 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
      * next login attempt (server_login_retry), so a restart is transparent;
      * a failed attempt still fails them all at once */
     o.wait_while_down = true;
+    /* and only a refused login fails the waiting clients at once (PgBouncer's
+     * kill_pool_logins); while the server cannot be reached they wait, up to
+     * query_wait_timeout, through the retries */
+    o.fail_fast_unreachable = false;
     if (repl) {
         snprintf(o.name, sizeof o.name, "%.50s/%.50s (replication)", p->db, p->user);
         o.max_size = 1;

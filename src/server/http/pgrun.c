@@ -554,7 +554,7 @@ void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, 
               (long long)st.acquires_total, (long long)st.acquire_timeouts_total,
               (long long)st.created_total, (long long)st.connect_errors_total,
               (long long)st.oldest_wait_us, st.paused ? "true" : "false",
-              st.target_down ? "true" : "false");
+              st.target_down || (st.failing && st.total == 0) ? "true" : "false");
 }
 
 static void pg_list(server *s, sbuf *b, bool *first)

@@ -276,7 +276,7 @@ static int handle_auth(int fd, SSL *tls, const be_target *t, const pq_msg *m, sc
         }
         if (!ok) {
             snprintf(err, errlen, "server offers no SASL mechanism weir supports");
-            return WEIR_ECONNECT;
+            return WEIR_EREFUSED;
         }
         if ((!pw[0] || md5_only) && !t->have_keys) break;
         char first[160];
@@ -297,20 +297,20 @@ static int handle_auth(int fd, SSL *tls, const be_target *t, const pq_msg *m, sc
                                               dlen, fin, sizeof fin, &why);
         if (n < 0) {
             snprintf(err, errlen, "%s", why);
-            return WEIR_ECONNECT;
+            return WEIR_EREFUSED;
         }
         return send_password(fd, tls, fin, (size_t)n, deadline_ns);
     }
     case 12: /* SASLFinal */
         if (scram_client_verify(sc, (const char *)data, dlen)) {
             snprintf(err, errlen, "the server's SCRAM signature is wrong");
-            return WEIR_ECONNECT;
+            return WEIR_EREFUSED;
         }
         return 0;
     default:
         snprintf(err, errlen, "server asks for an authentication method weir does not support (%u)",
                  code);
-        return WEIR_ECONNECT;
+        return WEIR_EREFUSED;
     }
     if (md5_only) /* PgBouncer's words first */
         snprintf(err, errlen,
@@ -320,7 +320,7 @@ static int handle_auth(int fd, SSL *tls, const be_target *t, const pq_msg *m, sc
     else
         snprintf(err, errlen, "server asks for a password and none is configured for user \"%s\"",
                  t->user);
-    return WEIR_ECONNECT;
+    return WEIR_EREFUSED;
 }
 
 void be_track(backend *be, const pq_msg *m)
@@ -488,11 +488,11 @@ static int tls_to_server(backend *be, const be_target *t, int64_t deadline_ns, c
                  t->sslmode == SSLMODE_REQUIRE     ? "require"
                  : t->sslmode == SSLMODE_VERIFY_CA ? "verify-ca"
                                                    : "verify-full");
-        return WEIR_ECONNECT;
+        return WEIR_EREFUSED; /* a setting to fix, not a spell to wait out */
     }
     if (answer != 'S') {
         snprintf(err, errlen, "unexpected answer to SSLRequest from the server");
-        return WEIR_ECONNECT;
+        return WEIR_EREFUSED;
     }
     char why[300];
     be->tls = tls_connect_new(t->tls, be->fd, t->host, t->sslmode, why, sizeof why);
@@ -500,7 +500,7 @@ static int tls_to_server(backend *be, const be_target *t, int64_t deadline_ns, c
         if (r < 0) {
             if (be->tls) tls_ref_count(t->tls, false);
             snprintf(err, errlen, "TLS to the server failed: %s", why);
-            return WEIR_ECONNECT;
+            return WEIR_EREFUSED; /* a certificate that does not verify: fail fast */
         }
         r = tls_handshake(be->tls, why, sizeof why);
         if (r == 0 || r == 2) {
@@ -557,7 +557,7 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
             const char *sev = pq_error_field(&m, 'S'), *msg = pq_error_field(&m, 'M');
             snprintf(err, errlen, "server login failed: %s %s", sev ? sev : "ERROR",
                      msg ? msg : "");
-            rc = WEIR_ECONNECT;
+            rc = WEIR_EREFUSED; /* it answered, and said no */
         } else if (m.type == 'S') {
             const uint8_t *p = m.body, *end = m.body + m.len - 4;
             const char *n = pq_get_str(&p, end), *v = n ? pq_get_str(&p, end) : NULL;
@@ -573,13 +573,19 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
     if (rc == 0 && t->connect_query[0]) {
         char e[400];
         rc = run_query(be, t->connect_query, deadline_ns, e, sizeof e);
-        if (rc) snprintf(err, errlen, "connect_query failed: %s", e);
+        if (rc) {
+            snprintf(err, errlen, "connect_query failed: %s", e);
+            rc = WEIR_EREFUSED;
+        }
     }
     if (rc) {
         tls_close(be->tls);
         close(fd);
         free(be);
-        return rc == WEIR_ETIMEDOUT ? rc : rc == WEIR_ENOMEM ? rc : WEIR_ECONNECT;
+        /* refused (the server said no): clients waiting hear it at once;
+         * unreachable (or timed out): they wait for the next attempt */
+        return rc == WEIR_ETIMEDOUT || rc == WEIR_ENOMEM || rc == WEIR_EREFUSED ? rc
+                                                                                  : WEIR_ECONNECT;
     }
     *out = be;
     return 0;

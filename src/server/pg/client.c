@@ -759,10 +759,24 @@ static bool link_server(client *c, weir_conn *conn)
     return true;
 }
 
+/* Why no server connection came, if weir knows (its last connect failed):
+ * ": <error>" after PgBouncer's word, else "". */
+static void wait_reason(client *c, char *out, size_t n)
+{
+    weir_pool_stats st;
+    char e[380] = "";
+    out[0] = 0;
+    if (c->pool && !weir_pool_stats_get(c->pool->pool, &st) && st.failing)
+        weir_pool_last_error(c->pool->pool, e, sizeof e);
+    if (e[0]) snprintf(out, n, ": %s", e);
+}
+
 static void checkout_failed(client *c, int status)
 {
     if (status == WEIR_ETIMEDOUT) {
-        client_close(c, "08P01", "query_wait_timeout");
+        char e[400];
+        wait_reason(c, e, sizeof e);
+        client_close(c, "08P01", "query_wait_timeout%s", e);
     } else if (status == WEIR_ECONNECT) {
         /* The last login's error (cached until server_login_retry): the
          * server's own words when it refused ("server login failed: FATAL
@@ -970,6 +984,10 @@ static bool ps_translate(client *c)
         int rc = 0;
         if (r == PQ_MSG && m.body) {
             rc = ps_client_msg(c->ps, &x->ps, max, m.type, m.body, m.len - 4, &c->pre);
+            char dup[64];
+            if (ps_take_duplicate(c->ps, dup, sizeof dup)) /* PgBouncer's line */
+                srv_log(c->w->srv, "LOG", "C-%p: %s/%s prepared statement '%s' was already prepared",
+                        (void *)c, c->dbname, c->user, dup);
         } else if (r == PQ_PASS && c->xdrop) {
             c->xdrop = c->xst.left > 0; /* the rest of a Bind weir answered itself */
         } else {
@@ -2246,7 +2264,9 @@ static void timeouts(worker *w)
             /* the engine times the wait (query_wait_timeout); query_timeout
              * counts it too, as PgBouncer, which words it so */
             if (query_to > 0 && now - c->t_wait / 1000 > query_to) {
-                client_close(c, "08P01", "query_timeout");
+                char e[400];
+                wait_reason(c, e, sizeof e);
+                client_close(c, "08P01", "query_timeout%s", e);
                 continue;
             }
             if (c->pool->reserve > 0 && idle >= c->pool->reserve_timeout)

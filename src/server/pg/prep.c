@@ -307,6 +307,9 @@ struct ps_client {
      * skips what the client sends until that Sync, so weir passes it on
      * as it is and expects no answer to it. */
     bool skipping;
+    /* A Parse of a name the client already has (PostgreSQL refuses it):
+     * that name, for the log (ps_take_duplicate); "" none. */
+    char dup[64];
 };
 
 ps_client *ps_client_new(ps_registry *r)
@@ -679,6 +682,7 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
         ps_name *e = name_find(pc, name);
         if (e) {
             /* Already exists: the server says so, naming weir's statement. */
+            snprintf(pc->dup, sizeof pc->dup, "%s", name);
             if (ensure(pc, sc, max, e->st, o)) return -1;
             int l = put_name(nm, e->st->id);
             return put_parts(o, 'P', nm, (uint32_t)l + 1, e->st->body, e->st->len, NULL, 0) ||
@@ -890,4 +894,12 @@ int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq)
         pop(pc);
     }
     return 0;
+}
+
+bool ps_take_duplicate(ps_client *pc, char *name, size_t n)
+{
+    if (!pc || !pc->dup[0]) return false;
+    snprintf(name, n, "%s", pc->dup);
+    pc->dup[0] = 0;
+    return true;
 }

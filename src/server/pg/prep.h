@@ -72,6 +72,9 @@ int ps_client_bind_head(ps_client *pc, ps_cache **sc, uint32_t max, const uint8_
 /* Named-statement traffic since the last call (then zeroed): client Parse
  * messages, Parse messages sent to servers, Bind messages. */
 void ps_take_counts(ps_client *pc, uint64_t *parse_c, uint64_t *parse_s, uint64_t *bind);
+/* The name of a statement the client prepared again since the last call
+ * (PostgreSQL refuses that): true, with it in name. */
+bool ps_take_duplicate(ps_client *pc, char *name, size_t n);
 /* A client message not in PS_WHOLE_IN (its header): noted, passed as is. */
 int ps_client_other(ps_client *pc, char t);
 
