@@ -854,14 +854,15 @@ class TestHostLists(unittest.TestCase):
             finally:
                 w.stop()
 
-    def test_every_host_down_is_an_error_naming_the_last(self):
+    def test_every_host_down_is_an_error_naming_one(self):
         db = "host=no-such-host.invalid,127.0.0.1 port=1 dbname=appdb"
         w = Weir(PG, databases={"appdb": db}, settings={"query_wait_timeout": "1"})
         try:
             with self.assertRaises(psycopg.OperationalError) as e:
                 psycopg.connect(w.dsn(), connect_timeout=10)
             # the client waited through the retries, then hears why
-            self.assertIn("query_wait_timeout: could not connect to 127.0.0.1:1", str(e.exception))
+            self.assertRegex(str(e.exception), "query_wait_timeout: could not (connect to "
+                                               "127.0.0.1:1|resolve host \"no-such-host.invalid\")")
             log = w.log()
             self.assertIn("closing because: server DNS lookup failed", log)
             self.assertIn("closing because: connect failed", log)
