@@ -486,9 +486,18 @@ static void test_prep_eviction_and_failed_pipeline(void **state)
     assert_true(ps_server_msg(c, sc, 'E', NULL, 0));
     assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
     assert_false(ps_busy(c));
-    /* the skipped Parse left its name free, and the cache holds what the server has */
-    assert_int_equal(ps_client_count(c), 3);
+    /* the skipped Parse's name is kept, unconfirmed (as PgBouncer keeps it:
+     * psycopg takes it as prepared), and the cache holds what the server has */
+    assert_int_equal(ps_client_count(c), 4);
     assert_int_equal(ps_cache_count(sc), 2);
+    /* a new Parse of that name replaces it: sent, not refused as a duplicate */
+    pq_buf_reset(&o);
+    assert_int_equal(ps_client_msg(c, &sc, 2, 'P', body, body_of(body, "new", "SELECT 9", true), &o),
+                     0);
+    assert_int_equal(ps_client_count(c), 4);
+    types_of(&o, t);
+    assert_non_null(strchr(t, 'P'));
+    assert_null(strchr(t, 'E'));
     ps_client_free(c);
     ps_cache_free(sc);
     assert_int_equal(ps_registry_count(r), 0);

@@ -129,6 +129,7 @@ static void target_conn(const cfg *k, const cfg_db *db, const char *dbname, cons
             (void)be_target_set_password(t, sx);
         else if (db->password[0])
             (void)be_target_set_password(t, db->password);
+        t->scram_secret_only = !plain && sx && auth_is_scram_secret(sx);
         /* No plain password: log in with the client's own SCRAM keys. */
         if (!plain && cr && cr->client_key && cr->server_key) {
             t->have_keys = true;
@@ -330,8 +331,10 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     o.max_lifetime_ms = db->server_lifetime >= 0 ? db->server_lifetime : k->server_lifetime;
     atomic_store(&p->use_once, o.max_lifetime_ms == 0);
     o.validate_idle_after_ms = k->server_check_query[0] ? k->server_check_delay : -1;
+    /* As PgBouncer: one attempt per server_login_retry after a failure, not
+     * a quick ramp that would knock on a refusing server many times a second */
     int64_t retry = k->server_login_retry > 0 ? k->server_login_retry : 1;
-    o.backoff_min_ms = retry < 10 ? retry : 10;
+    o.backoff_min_ms = retry;
     o.backoff_max_ms = retry;
     o.fail_fast = true;
     /* as PgBouncer: clients that come while the server is down wait for the

@@ -27,6 +27,7 @@ typedef struct errbuf {
     server *s;
     char *err;
     size_t len;
+    bool logged; /* err is a line reload_log already wrote */
 } errbuf;
 
 /* cfg_load's messages: warnings to the log, the first error kept for the caller too. */
@@ -34,7 +35,10 @@ static void reload_log(void *ud, bool error, const char *msg)
 {
     errbuf *e = ud;
     srv_log(e->s, error ? "ERROR" : "WARNING", "%s", msg);
-    if (error && e->err && !e->err[0]) snprintf(e->err, e->len, "%s", msg);
+    if (error && e->err && !e->err[0]) {
+        snprintf(e->err, e->len, "%s", msg);
+        e->logged = true;
+    }
 }
 
 /* Swap nc in (taking its arrays) with the workers held, keeping what only a
@@ -100,13 +104,16 @@ int server_reload(server *s, char *err, size_t errlen)
         return -1;
     }
     err[0] = '\0';
-    errbuf eb = {s, err, errlen};
+    errbuf eb = {s, err, errlen, false};
     cfg nc;
     int rc = cfg_load(&nc, s->cfg.path, reload_log, &eb);
     if (rc == 0 && (rc = cfg_check_logins(&nc, &s->cfg, err, errlen)) != 0) cfg_free(&nc);
     if (rc) {
         if (!err[0]) snprintf(err, errlen, "cannot load %s", s->cfg.path);
-        srv_log(s, "ERROR", "RELOAD failed, keeping the running configuration: %s", err);
+        if (eb.logged) /* said just above, once: log readers count lines */
+            srv_log(s, "ERROR", "RELOAD failed, keeping the running configuration");
+        else
+            srv_log(s, "ERROR", "RELOAD failed, keeping the running configuration: %s", err);
     } else {
         install(s, &nc);
         srv_log(s, "LOG", "configuration reloaded from %s", s->cfg.path);
@@ -126,7 +133,7 @@ int server_set(server *s, const char *key, const char *value, char *err, size_t 
         return -1;
     }
     err[0] = '\0';
-    errbuf eb = {s, err, errlen};
+    errbuf eb = {s, err, errlen, false};
     cfg nc;
     int rc = cfg_copy(&nc, &s->cfg);
     if (rc) {

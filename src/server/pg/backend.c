@@ -317,6 +317,11 @@ static int handle_auth(int fd, SSL *tls, const be_target *t, const pq_msg *m, sc
                  "wrong password type: the server asks for %s and user \"%s\" has only an "
                  "md5 hash (a plain password, or the client's own SCRAM login, is needed)",
                  code == 3 ? "a cleartext password" : "SCRAM", t->user);
+    else if (t->scram_secret_only) /* PgBouncer's words first */
+        snprintf(err, errlen,
+                 "wrong password type: user \"%s\" has only a SCRAM secret, which logs in to the "
+                 "server only for a client that itself logged in with SCRAM",
+                 t->user);
     else
         snprintf(err, errlen, "server asks for a password and none is configured for user \"%s\"",
                  t->user);

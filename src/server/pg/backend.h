@@ -38,6 +38,7 @@ typedef struct be_target {
     /* SCRAM pass-through: a client's ClientKey and the ServerKey of its
      * secret, used when there is no plain password. */
     bool have_keys;
+    bool scram_secret_only; /* auth_file has only a SCRAM secret for the user (for the message) */
     uint8_t client_key[32], server_key[32];
     bool check;            /* server_check_query is set: check_query ("": an empty query) */
     char check_query[256];

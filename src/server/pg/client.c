@@ -2244,6 +2244,15 @@ static void timeouts(worker *w)
             client_close(c, "08P01", "database configuration changed");
             continue;
         }
+        /* query_timeout counts a wait for a server connection too, a new
+         * client's first one included, as PgBouncer, which words it so */
+        if ((c->state == CL_WAITING || (c->state == CL_WELCOME && c->checkout_pending)) &&
+            query_to > 0 && now - c->t_wait / 1000 > query_to) {
+            char e[400];
+            wait_reason(c, e, sizeof e);
+            client_close(c, "08P01", "query_timeout%s", e);
+            continue;
+        }
         switch (c->state) {
         case CL_LOGIN:
         case CL_TLS:
@@ -2262,13 +2271,7 @@ static void timeouts(worker *w)
             break;
         case CL_WAITING:
             /* the engine times the wait (query_wait_timeout); query_timeout
-             * counts it too, as PgBouncer, which words it so */
-            if (query_to > 0 && now - c->t_wait / 1000 > query_to) {
-                char e[400];
-                wait_reason(c, e, sizeof e);
-                client_close(c, "08P01", "query_timeout%s", e);
-                continue;
-            }
+             * counts it too (see above) */
             if (c->pool->reserve > 0 && idle >= c->pool->reserve_timeout)
                 pool_reserve_wanted(c->pool, now);
             /* query_wait_notify: told once per wait, in PgBouncer's words */

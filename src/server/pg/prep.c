@@ -259,6 +259,10 @@ typedef struct ps_name {
     struct ps_name *next;
     ps_stmt *st;
     uint64_t hash;
+    /* A Parse PostgreSQL skipped (it came after an error, before the Sync):
+     * kept, as PgBouncer keeps it, for drivers that take it as done (psycopg
+     * does); a new Parse of the name replaces it without a 42P05. */
+    bool unconfirmed;
     char name[];
 } ps_name;
 
@@ -386,6 +390,7 @@ static int name_add(ps_client *pc, const char *name, ps_stmt *st)
     ps_name *e = malloc(sizeof *e + l + 1);
     if (!e) return -1;
     e->st = st;
+    e->unconfirmed = false;
     e->hash = fnv(name, l);
     memcpy(e->name, name, l + 1);
     e->next = pc->b[e->hash & (pc->nb - 1)];
@@ -650,6 +655,19 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
     ps_cache *sc = *scp;
     if (!max) max = 1;
     if (pc->skipping) { /* the server skips it: as it is, no answer expected */
+        if (t == 'P') { /* a named Parse is kept, unconfirmed (see ps_name) */
+            const uint8_t *q = body, *qend = body + len;
+            const char *name = pq_get_str(&q, qend);
+            if (name && *name && !name_find(pc, name)) {
+                ps_stmt *st = intern(pc->reg, q, (uint32_t)(qend - q));
+                if (!st) return -1;
+                if (name_add(pc, name, st)) {
+                    release(pc->reg, st);
+                    return -1;
+                }
+                name_find(pc, name)->unconfirmed = true;
+            }
+        }
         if (t != 'S') return put_parts(o, t, body, len, NULL, 0, NULL, 0);
         pc->skipping = false;
     }
@@ -680,6 +698,10 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
         /* p: the query and parameter types, as the registry keeps them */
         pc->parse_c++;
         ps_name *e = name_find(pc, name);
+        if (e && e->unconfirmed) { /* never really prepared: this Parse replaces it */
+            name_remove(pc, name);
+            e = NULL;
+        }
         if (e) {
             /* Already exists: the server says so, naming weir's statement. */
             snprintf(pc->dup, sizeof pc->dup, "%s", name);
@@ -816,9 +838,15 @@ static bool terminal(uint8_t kind, char t)
 }
 
 /* An op PostgreSQL did not carry out (it failed, or was skipped after an error). */
-static void undo(ps_client *pc, ps_cache *sc, ps_op *op)
+static void undo(ps_client *pc, ps_cache *sc, ps_op *op, bool failed)
 {
-    if (op->name) name_remove(pc, op->name); /* the client's Parse did not happen */
+    if (op->name) { /* the client's Parse failed (removed), or was skipped (kept, unconfirmed) */
+        ps_name *e = failed ? NULL : name_find(pc, op->name);
+        if (e)
+            e->unconfirmed = true;
+        else
+            name_remove(pc, op->name);
+    }
     if (!sc) return;
     if (op->kind == OP_PARSE && (op->flags & F_CACHED)) {
         ps_stmt *st = cache_take(sc, op->id);
@@ -846,8 +874,10 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
     if (t == 'E') {
         if (op->kind == OP_SYNC || op->kind == OP_QUERY) return true;
         /* PostgreSQL skips everything up to the next Sync, weir's replies included. */
+        bool first = true; /* the message the error answers; the rest were skipped */
         do {
-            undo(pc, sc, op);
+            undo(pc, sc, op, first);
+            first = false;
             pop(pc);
         } while ((op = head(pc)) && op->kind != OP_SYNC);
         if (!op) pc->skipping = true; /* its Sync has not come yet */
