@@ -13,15 +13,20 @@
 #include "core/utf8.h"
 #include "weir/weir.h"
 
-void srv_log(server *s, const char *level, const char *fmt, ...)
+void log_timestamp(char ts[64])
 {
-    char ts[64], msg[1200];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03ld UTC", now.tv_nsec / 1000000);
+    size_t n = strftime(ts, 64, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(ts + n, 64 - n, ".%03ld UTC", now.tv_nsec / 1000000);
+}
+
+void srv_log(server *s, const char *level, const char *fmt, ...)
+{
+    char ts[64], msg[1200];
+    log_timestamp(ts);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

@@ -100,12 +100,7 @@ static void cfg_log(void *ud, bool error, const char *msg)
 static void early_to(FILE *f)
 {
     char ts[64];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    struct tm tm;
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03ld UTC", now.tv_nsec / 1000000);
+    log_timestamp(ts);
     for (char *line = early_log, *nl; early_len && (nl = strchr(line, '\n')); line = nl + 1)
         fprintf(f, "%s [%d] %.*s\n", ts, (int)getpid(), (int)(nl - line), line);
     fflush(f);

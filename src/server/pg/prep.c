@@ -259,9 +259,10 @@ typedef struct ps_name {
     struct ps_name *next;
     ps_stmt *st;
     uint64_t hash;
-    /* A Parse PostgreSQL skipped (it came after an error, before the Sync):
-     * kept, as PgBouncer keeps it, for drivers that take it as done (psycopg
-     * does); a new Parse of the name replaces it without a 42P05. */
+    /* A Parse that failed, or that PostgreSQL skipped (after an error,
+     * before the Sync): kept, as PgBouncer keeps it, for drivers that take
+     * it as done (psycopg does: a later Bind prepares it on the server
+     * then); a new Parse of the name replaces it without a 42P05. */
     bool unconfirmed;
     char name[];
 } ps_name;
@@ -838,14 +839,11 @@ static bool terminal(uint8_t kind, char t)
 }
 
 /* An op PostgreSQL did not carry out (it failed, or was skipped after an error). */
-static void undo(ps_client *pc, ps_cache *sc, ps_op *op, bool failed)
+static void undo(ps_client *pc, ps_cache *sc, ps_op *op)
 {
-    if (op->name) { /* the client's Parse failed (removed), or was skipped (kept, unconfirmed) */
-        ps_name *e = failed ? NULL : name_find(pc, op->name);
-        if (e)
-            e->unconfirmed = true;
-        else
-            name_remove(pc, op->name);
+    if (op->name) { /* the client's Parse failed or was skipped: kept, unconfirmed (ps_name) */
+        ps_name *e = name_find(pc, op->name);
+        if (e) e->unconfirmed = true;
     }
     if (!sc) return;
     if (op->kind == OP_PARSE && (op->flags & F_CACHED)) {
@@ -874,10 +872,8 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
     if (t == 'E') {
         if (op->kind == OP_SYNC || op->kind == OP_QUERY) return true;
         /* PostgreSQL skips everything up to the next Sync, weir's replies included. */
-        bool first = true; /* the message the error answers; the rest were skipped */
         do {
-            undo(pc, sc, op, first);
-            first = false;
+            undo(pc, sc, op);
             pop(pc);
         } while ((op = head(pc)) && op->kind != OP_SYNC);
         if (!op) pc->skipping = true; /* its Sync has not come yet */
