@@ -835,6 +835,30 @@ class TestHostLists(unittest.TestCase):
         finally:
             w.stop()
 
+    def test_disable_probes_one_connect_at_a_time(self):
+        """Two connections opened at once with a bad first host: the second
+        starts where the first found a working one (one DNS failure, not two)."""
+        db = ("host=no-such-host.invalid,127.0.0.1 port=%d dbname=appdb "
+              "load_balance_hosts=disable" % PG.port)
+        w = Weir(PG, databases={"appdb": db})
+        try:
+            out = []
+
+            def sleeper():
+                with psycopg.connect(w.dsn()) as c:
+                    out.append(c.execute("select pg_sleep(0.5), 1").fetchone()[1])
+            ts = [threading.Thread(target=sleeper) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(20)
+            self.assertEqual(out, [1, 1])
+            log = w.log()
+            self.assertEqual(log.count("server DNS lookup failed"), 1, log)
+            self.assertEqual(log.count("new connection to server"), 2, log)
+        finally:
+            w.stop()
+
     def test_round_robin_takes_each_host_in_turn(self):
         """Good host first: disable stays on it; round-robin starts the
         second connection at the bad one (and moves on from it)."""

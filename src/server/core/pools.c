@@ -288,6 +288,7 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     pthread_mutex_init(&p->lock, NULL);
 
     pthread_mutex_init(&t->mu, NULL);
+    pthread_mutex_init(&t->probe_mu, NULL);
     target_conn(k, db, dbname, user, cr, t);
     /* PgBouncer 1.25: "<empty>" sends an empty query, "" checks nothing */
     t->check = k->server_check_query[0] != 0;
@@ -463,6 +464,7 @@ void pools_apply_config(server *s, bool tls_out)
         if (moved) {
             t->sslmode = sslmode;
             t->host_next = 0;
+            t->host_ok = false;
             snprintf(t->host, sizeof t->host, "%s", n.host);
             t->port = n.port;
             snprintf(t->dbname, sizeof t->dbname, "%s", n.dbname);

@@ -413,8 +413,18 @@ static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, siz
     int nhosts = host_entry(list, 0, tc.host, sizeof tc.host);
     unsigned first = orig->host_next;
     if (nhosts > 1 && orig->round_robin) orig->host_next++;
+    /* disable, while no entry is known to work: one connect at a time, so
+     * that the second starts where the first found a working entry (not at
+     * the same bad one) */
+    bool probe = nhosts > 1 && !orig->round_robin && !orig->host_ok;
     pthread_mutex_unlock(&orig->mu);
     if (prc) return prc;
+    if (probe) {
+        pthread_mutex_lock(&orig->probe_mu);
+        pthread_mutex_lock(&orig->mu);
+        first = orig->host_next;
+        pthread_mutex_unlock(&orig->mu);
+    }
     int rc = WEIR_ECONNECT;
     for (int k = 0; k < nhosts; k++) {
         host_entry(list, (int)((first + (unsigned)k) % (unsigned)nhosts), tc.host, sizeof tc.host);
@@ -437,6 +447,12 @@ static int be_connect(void *ctx, int64_t deadline_ns, void **out, char *err, siz
         }
         if (weir_now_ns() >= deadline_ns) break;
     }
+    if (nhosts > 1 && !tc.round_robin) {
+        pthread_mutex_lock(&orig->mu);
+        orig->host_ok = rc == 0;
+        pthread_mutex_unlock(&orig->mu);
+    }
+    if (probe) pthread_mutex_unlock(&orig->probe_mu);
     (void)be_target_set_password(&tc, NULL);
     return rc;
 }

@@ -59,6 +59,8 @@ typedef struct be_target {
      * failed entry moves on to the next, within the same connect. Under mu. */
     bool round_robin;
     unsigned host_next;
+    bool host_ok;             /* disable: the entry at host_next worked last time */
+    pthread_mutex_t probe_mu; /* disable, no entry known to work: one connect at a time */
     /* A failed attempt at one host, for the log (may be NULL): why is
      * PgBouncer's "closing because" reason. */
     void (*on_fail)(void *ud, const char *host, int port, const char *why);
