@@ -157,11 +157,17 @@ typedef struct weir_options {
     int64_t leak_threshold_ms; /**< report a checkout held longer [0 = off] */
     int64_t backoff_min_ms;    /**< first reconnect delay after a failure [10 ms] */
     int64_t backoff_max_ms;    /**< reconnect delay cap [5 s] */
-    bool fail_fast;            /**< a connect fails while no usable connection is open (evicted ones do not count): waiters get its error at once [true] */
-    bool fail_fast_unreachable; /**< fail_fast also when the target cannot be reached; false: only a driver's WEIR_EREFUSED (the target answered and refused the login) trips it, and waiters wait through unreachable spells [true] */
-    bool wait_while_down; /**< with fail_fast: a checkout while the target is down waits for the next connect (after the back-off) instead of failing at once; that connect's error still fails every waiter [false] */
-    int64_t creator_threads;   /**< threads that open connections [1] */
-    int64_t housekeeping_ms;   /**< housekeeper period [250 ms] */
+    bool fail_fast; /**< a connect fails while no usable connection is open (evicted ones do not
+                       count): waiters get its error at once [true] */
+    bool
+        fail_fast_unreachable; /**< fail_fast also when the target cannot be reached; false: only a
+                                  driver's WEIR_EREFUSED (the target answered and refused the login)
+                                  trips it, and waiters wait through unreachable spells [true] */
+    bool wait_while_down;    /**< with fail_fast: a checkout while the target is down waits for the
+                                next connect (after the back-off) instead of failing at once; that
+                                connect's error still fails every waiter [false] */
+    int64_t creator_threads; /**< threads that open connections [1] */
+    int64_t housekeeping_ms; /**< housekeeper period [250 ms] */
 } weir_options;
 
 typedef struct weir_option_info {

@@ -492,8 +492,8 @@ static void test_prep_eviction_and_failed_pipeline(void **state)
     assert_int_equal(ps_cache_count(sc), 2);
     /* a new Parse of that name replaces it: sent, not refused as a duplicate */
     pq_buf_reset(&o);
-    assert_int_equal(ps_client_msg(c, &sc, 2, 'P', body, body_of(body, "new", "SELECT 9", true), &o),
-                     0);
+    assert_int_equal(
+        ps_client_msg(c, &sc, 2, 'P', body, body_of(body, "new", "SELECT 9", true), &o), 0);
     assert_int_equal(ps_client_count(c), 4);
     types_of(&o, t);
     assert_non_null(strchr(t, 'P'));

@@ -153,12 +153,12 @@ int cfg_syslog_facility(const char *name)
 
 /* PgBouncer keys weir reads but does not act on (yet): a warning, not an error. */
 static const char *const unsupported[] = {
-    "unix_socket_group",      "server_round_robin", "peer_id",
-    "service_name",           "job_name",           "conffile",
-    "autodb_idle_timeout",    "dns_max_ttl",        "dns_nxdomain_ttl",
-    "dns_zone_check_period",  "resolv_conf",
-    "sbuf_loopcnt",           "tcp_defer_accept",   "tcp_socket_buffer",
-    "track_extra_parameters", "http_listen_addr",   "http_listen_port",
+    "unix_socket_group",     "server_round_robin", "peer_id",
+    "service_name",          "job_name",           "conffile",
+    "autodb_idle_timeout",   "dns_max_ttl",        "dns_nxdomain_ttl",
+    "dns_zone_check_period", "resolv_conf",        "sbuf_loopcnt",
+    "tcp_defer_accept",      "tcp_socket_buffer",  "track_extra_parameters",
+    "http_listen_addr",      "http_listen_port",
 };
 
 typedef struct reader {

@@ -59,8 +59,8 @@ typedef struct cfg_user {
     int pool_mode;
     int max_user_connections;
     int pool_size, reserve_pool, max_user_client_connections;
-    int64_t query_timeout, idle_transaction_timeout, client_idle_timeout,
-        transaction_timeout, query_wait_timeout; /* ms */
+    int64_t query_timeout, idle_transaction_timeout, client_idle_timeout, transaction_timeout,
+        query_wait_timeout; /* ms */
 } cfg_user;
 
 /* One auth_file line. */
@@ -95,9 +95,9 @@ typedef struct cfg {
     char server_check_query[CFG_STR];
     char login_notify_message[CFG_STR]; /* a NOTICE to every client after its login */
     int64_t server_check_delay, server_lifetime, server_idle_timeout, server_connect_timeout,
-        server_login_retry, query_timeout, query_wait_timeout, query_wait_notify, client_idle_timeout,
-        client_login_timeout, idle_transaction_timeout, cancel_wait_timeout, suspend_timeout,
-        stats_period;
+        server_login_retry, query_timeout, query_wait_timeout, query_wait_notify,
+        client_idle_timeout, client_login_timeout, idle_transaction_timeout, cancel_wait_timeout,
+        suspend_timeout, stats_period;
     int max_packet_size, pkt_buf, listen_backlog;
     bool log_connections, log_disconnections, log_pooler_errors, log_stats, syslog;
     bool server_fast_close; /* session clients on a server marked closing go at once */

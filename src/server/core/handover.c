@@ -95,8 +95,7 @@ int handover_request(const char *path, char *err, size_t errlen)
     memcpy(sa.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
-        snprintf(err, errlen, "no running weir to take over from at %s: %s", path,
-                 strerror(errno));
+        snprintf(err, errlen, "no running weir to take over from at %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }

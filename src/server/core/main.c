@@ -90,9 +90,10 @@ static void cfg_log(void *ud, bool error, const char *msg)
     if (!s->logf && early_len < sizeof early_log) {
         int n = snprintf(early_log + early_len, sizeof early_log - early_len, "%s %s\n",
                          error ? "ERROR" : "WARNING", msg);
-        if (n > 0) early_len += (size_t)n < sizeof early_log - early_len
-                                    ? (size_t)n
-                                    : sizeof early_log - early_len - 1;
+        if (n > 0)
+            early_len += (size_t)n < sizeof early_log - early_len
+                             ? (size_t)n
+                             : sizeof early_log - early_len - 1;
     }
 }
 
@@ -222,14 +223,10 @@ static bool all_released(server *s)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"daemon", no_argument, NULL, 'd'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"reboot", no_argument, NULL, 'R'},
-        {"user", required_argument, NULL, 'u'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"daemon", no_argument, NULL, 'd'},     {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},    {"reboot", no_argument, NULL, 'R'},
+        {"user", required_argument, NULL, 'u'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     bool daemon = false;
     const char *run_as = NULL;
@@ -324,8 +321,9 @@ int main(int argc, char **argv)
             srv_log(s, "ERROR", "-R: %s", herr);
             return 1;
         }
-        srv_log(s, "LOG", "-R: the running weir stops taking clients and exits once its own "
-                          "have left; this one takes the new ones");
+        srv_log(s, "LOG",
+                "-R: the running weir stops taking clients and exits once its own "
+                "have left; this one takes the new ones");
     } else if (s->cfg.pidfile[0] && check_pidfile(s, s->cfg.pidfile)) {
         return 1;
     }

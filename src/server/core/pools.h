@@ -39,9 +39,9 @@ typedef struct spool {
     bool private_pool; /* a replication client's own: not in s->pools (pool_release_private) */
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
-    _Atomic uint64_t close_mark; /* RECONNECT: connections with an id up to this are closing */
+    _Atomic uint64_t close_mark;    /* RECONNECT: connections with an id up to this are closing */
     _Atomic uint64_t close_mark_be; /* the same, as backend ids (server_fast_close) */
-    wstats *ws;                  /* one per worker */
+    wstats *ws;                     /* one per worker */
     st_sum prev, delta; /* at the last stats_period tick, and the period before it (stats_lock) */
     struct spool *next;
 } spool;

@@ -49,7 +49,7 @@ struct server {
     atomic_bool shutting_down;
     atomic_int shutdown_mode; /* SHUTDOWN_*: a shutdown that waits, begun by server_shutdown */
     bool quiet;
-    bool takeover; /* -R: started to take over from a running weir (handover.h) */
+    bool takeover;          /* -R: started to take over from a running weir (handover.h) */
     unsigned long unix_ino; /* the Unix socket's inode, to unlink only our own */
     int verbose;
     FILE *logf;            /* under log_lock once workers run */
@@ -79,7 +79,7 @@ struct server {
     char (*disabled)[CFG_NAME];
     size_t ndisabled;
     atomic_bool log_connections, log_disconnections; /* cfg's, for the engine's threads */
-    atomic_bool suspended; /* SUSPEND: clients' sockets are not read until RESUME */
+    atomic_bool suspended;  /* SUSPEND: clients' sockets are not read until RESUME */
     atomic_bool paused_all; /* PAUSE without a database (SHOW STATE) */
     bool syslog_on;         /* syslog = 1 at start (fixed until a restart) */
     /* TLS towards clients (tls.c): the context, remade by a reload */

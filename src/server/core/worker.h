@@ -50,7 +50,7 @@ struct worker {
     int nlisten;
     struct event listen_ev[8];
     atomic_bool suspended_seen; /* the door's view of s->suspended (its tick) */
-    bool listen_gone[8]; /* a TCP listener closed by a shutdown (the Unix one stays) */
+    bool listen_gone[8];        /* a TCP listener closed by a shutdown (the Unix one stays) */
     struct event tick;
     struct event accept_retry; /* listening resumes after an accept() back-off */
     int accept_backoff_ms;

@@ -265,7 +265,8 @@ static int secret_by_query(rq_ctx *x, const char *auth_user, const char *query, 
     char err[300];
     pthread_rwlock_rdlock(&s->cfg_rw);
     const cfg_db *db = cfg_find_db(&s->cfg, x->dbname);
-    spool *ap = db ? pool_auth_query(s, db, x->dbname, x->user, auth_user, NULL, err, sizeof err) : NULL;
+    spool *ap =
+        db ? pool_auth_query(s, db, x->dbname, x->user, auth_user, NULL, err, sizeof err) : NULL;
     pthread_rwlock_unlock(&s->cfg_rw);
     if (!ap) return snprintf(why, whylen, "auth_query: %.200s", db ? err : "no such database"), -1;
     weir_conn *c = NULL;

@@ -273,7 +273,8 @@ static int pg_send(backend *be, const char *sql, const json_t *params, int64_t m
     }
     sbuf w = {0};
     int status = sql_pg_extended(&w, sql, params, max_rows, err);
-    if (!status && be_write_all(be->fd, be->tls, (uint8_t *)w.p, w.len, dl)) status = lost(be, err, false);
+    if (!status && be_write_all(be->fd, be->tls, (uint8_t *)w.p, w.len, dl))
+        status = lost(be, err, false);
     sb_free(&w);
     return status;
 }
@@ -284,7 +285,7 @@ typedef struct pg_field {
 } pg_field;
 
 static int pgx_run(backend *be, const char *sql, const json_t *params, const sql_opts *o, sbuf *out,
-            sbuf *err)
+                   sbuf *err)
 {
     int64_t dl = sql_deadline_after(o->timeout_ms);
     int status = pg_send(be, sql, params, o->max_rows, dl, err);
@@ -437,8 +438,10 @@ int pgx_lookup(backend *be, const char *query, const char *user, int64_t timeout
         }
         if (r) break;
     }
-    if (status && !q.err[0]) snprintf(why, whylen, "auth_query: server connection lost");
-    else if (q.err[0]) snprintf(why, whylen, "auth_query: %s", q.err);
+    if (status && !q.err[0])
+        snprintf(why, whylen, "auth_query: server connection lost");
+    else if (q.err[0])
+        snprintf(why, whylen, "auth_query: %s", q.err);
     pq_buf_free(&b);
     sb_free(&err);
     if (status || q.err[0]) {

@@ -606,7 +606,7 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
         /* refused (the server said no): clients waiting hear it at once;
          * unreachable (or timed out): they wait for the next attempt */
         return rc == WEIR_ETIMEDOUT || rc == WEIR_ENOMEM || rc == WEIR_EREFUSED ? rc
-                                                                                  : WEIR_ECONNECT;
+                                                                                : WEIR_ECONNECT;
     }
     *out = be;
     return 0;

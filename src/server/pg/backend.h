@@ -40,14 +40,14 @@ typedef struct be_target {
     bool have_keys;
     bool scram_secret_only; /* auth_file has only a SCRAM secret for the user (for the message) */
     uint8_t client_key[32], server_key[32];
-    bool check;            /* server_check_query is set: check_query ("": an empty query) */
+    bool check; /* server_check_query is set: check_query ("": an empty query) */
     char check_query[256];
     char reset_query[256];
     char connect_query[256];
     int64_t io_timeout_ms; /* for check, reset and connect queries */
     bool tcp_keepalive;
-    int sslmode;    /* server_tls_sslmode (SSLMODE_*); over a Unix socket, never TLS */
-    tls_ref *tls;   /* the server's context for connections to servers */
+    int sslmode;  /* server_tls_sslmode (SSLMODE_*); over a Unix socket, never TLS */
+    tls_ref *tls; /* the server's context for connections to servers */
     char describe[256];
     /* More startup parameters (name\0value\0 pairs; owned, NULL: none): a
      * replication client's, passed on as they are. */
@@ -76,8 +76,7 @@ int be_target_set_password(be_target *t, const char *pw);
  * way weir connects to a server (server logins, cancels, /ready's probes).
  * *fd is the socket. 0: connected; 1: under way (wait for POLLOUT, then
  * read SO_ERROR); WEIR_ECONNECT with err set. */
-int be_connect_start(const char *host, int port, bool keepalive, int *fd, char *err,
-                     size_t errlen);
+int be_connect_start(const char *host, int port, bool keepalive, int *fd, char *err, size_t errlen);
 /* The driver's ctx_free: the password wiped, then t. */
 void be_target_free(void *t);
 

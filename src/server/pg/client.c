@@ -791,7 +791,7 @@ static void checkout_failed(client *c, int status)
             if (sp && sp[1]) msg = sp + 1;
         }
         if (c->pool->private_pool && msg != e) /* a replication login: PgBouncer's words; */
-            msg = "login failed";               /* the server's are in the log */
+            msg = "login failed";              /* the server's are in the log */
         client_close(c, "08P01", "%s", msg[0] ? msg : "server login failed");
     } else if (status == WEIR_ECLOSED) {
         client_close(c, "08P01", "pooler is shutting down");
@@ -986,8 +986,9 @@ static bool ps_translate(client *c)
             rc = ps_client_msg(c->ps, &x->ps, max, m.type, m.body, m.len - 4, &c->pre);
             char dup[64];
             if (ps_take_duplicate(c->ps, dup, sizeof dup)) /* PgBouncer's line */
-                srv_log(c->w->srv, "LOG", "C-%p: %s/%s prepared statement '%s' was already prepared",
-                        (void *)c, c->dbname, c->user, dup);
+                srv_log(c->w->srv, "LOG",
+                        "C-%p: %s/%s prepared statement '%s' was already prepared", (void *)c,
+                        c->dbname, c->user, dup);
         } else if (r == PQ_PASS && c->xdrop) {
             c->xdrop = c->xst.left > 0; /* the rest of a Bind weir answered itself */
         } else {
@@ -1805,7 +1806,7 @@ static void tls_step(client *c)
 static int replication_kind(const char *v)
 {
     static const char *const yes[] = {"true", "on", "yes", "1"}, *const no[] = {"false", "off",
-                                                                                 "no", "0"};
+                                                                                "no", "0"};
     if (!strcasecmp(v, "database")) return 2;
     for (size_t i = 0; i < 4; i++) {
         if (!strcasecmp(v, yes[i])) return 1;

@@ -76,11 +76,11 @@ struct client {
      * pairs, owned) for its own server, and SHOW CLIENTS' word for it. */
     char *repl;
     size_t repl_len;
-    const char *replication; /* NULL, "physical" or "database" */
-    bool bad_move;          /* set_state refused a move: the next tick closes it */
-    bool admin, admin_full; /* on the admin console; an admin_users member */
-    bool admin_peer;        /* user pgbouncer over the Unix socket by weir's own OS user */
-    bool counted;           /* in its pool's cl_logged */
+    const char *replication;         /* NULL, "physical" or "database" */
+    bool bad_move;                   /* set_state refused a move: the next tick closes it */
+    bool admin, admin_full;          /* on the admin console; an admin_users member */
+    bool admin_peer;                 /* user pgbouncer over the Unix socket by weir's own OS user */
+    bool counted;                    /* in its pool's cl_logged */
     struct named_count *dbc, *userc; /* counted by database and user (clients_admit) */
     bool is_unix;
     bool killed;    /* KILL: closed by its worker (worker_kill_marked) */
@@ -126,8 +126,6 @@ struct client {
     char auth_map[CFG_NAME]; /* that rule's map= (cert, peer), or "" */
     client *prev, *next;
 };
-
-
 
 /* The PostgreSQL door: what a worker does with its connections. */
 extern const worker_door pg_door;
