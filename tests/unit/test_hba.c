@@ -214,6 +214,10 @@ static void test_errors(void **state)
         {"host all /(((a{99}){99}){99}) 1.2.3.4/32 md5\n",
          "hba.conf:1: regular expression \"(((a{99}){99}){99})\" is too complex (repetitions "
          "of repetitions)"},
+        /* found by fuzz_hba: stacked quantifiers made regcomp recurse for seconds */
+        {"host all /^(.*)p?*** 1.2.3.4/32 md5\n",
+         "hba.conf:1: regular expression \"^(.*)p?***\" is too complex (repetitions of "
+         "repetitions)"},
         {"local all @missing.txt md5\n", NULL /* names the file: checked by prefix */},
         {"host /a( all 1.2.3.4/32 md5\n", NULL},
     };

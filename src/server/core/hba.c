@@ -299,15 +299,22 @@ static void names_free(namelist *l)
 /* About how many nodes glibc's regcomp makes of re: it copies a repeated
  * part once per repetition ("x+" is "xx*", "x{2,5}" five x's), so nested
  * repetitions grow exponentially ("a++++...", "((a{9}){9}){9}"). A rough
- * upper bound, to refuse such a pattern before it takes all the memory. */
+ * upper bound, to refuse such a pattern before it takes all the memory.
+ * Quantifiers stacked on quantifiers ("a?*****...") make its epsilon
+ * closures recurse once per level: more than two in a row are refused too. */
 #define REGEX_MAX_NODES 4096
 static double regex_size(const char *re)
 {
     double sum[64] = {0};
-    int depth = 0;
+    int depth = 0, stacked = 0;
     double last = 0; /* the size of the atom a quantifier would repeat */
     for (const char *p = re; *p; p++) {
         char c = *p;
+        if (c == '*' || c == '?' || c == '+' || c == '{') {
+            if (++stacked > 2) return 1e300;
+        } else {
+            stacked = 0;
+        }
         if (c == '\\') {
             if (p[1]) p++;
             last = 1;
