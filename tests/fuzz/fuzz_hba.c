@@ -21,8 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!err[0]) abort(); /* a refusal always says why */
         return 0;
     }
-    if (cut && hba_parse_ident(h, cut + 1, size - n1 - 1, "ident.conf", err, sizeof err) &&
-        !err[0])
+    if (cut && hba_parse_ident(h, cut + 1, size - n1 - 1, "ident.conf", err, sizeof err) && !err[0])
         abort();
     static const struct {
         bool local, tls, repl;
@@ -33,8 +32,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              {false, false, true, "::1", "replication", "admin"},
              {false, true, false, "fe80::1", "x\"y", "a , b"}};
     for (size_t i = 0; i < sizeof q / sizeof *q; i++) {
-        hba_login l = {.local = q[i].local, .tls = q[i].tls, .replication = q[i].repl,
-                       .db = q[i].db, .user = q[i].user};
+        hba_login l = {.local = q[i].local,
+                       .tls = q[i].tls,
+                       .replication = q[i].repl,
+                       .db = q[i].db,
+                       .user = q[i].user};
         if (q[i].addr) {
             l.family = strchr(q[i].addr, ':') ? AF_INET6 : AF_INET;
             inet_pton(l.family, q[i].addr, l.addr);

@@ -585,6 +585,24 @@ static int parse_deallocate(const char *q, bool *all, char *out, size_t outlen)
     return 1;
 }
 
+/* A Bind's header, portal and statement names and the nrest bytes of rest
+ * into o; its length counts follow more bytes the caller passes after it.
+ * 0, or -1: out of memory. */
+static int put_bind(pq_buf *o, const char *portal, const char *name, const uint8_t *rest,
+                    uint32_t nrest, uint32_t follow)
+{
+    uint32_t lp = (uint32_t)strlen(portal) + 1, ln = (uint32_t)strlen(name) + 1;
+    if (pq_buf_reserve(o, 5 + lp + ln + nrest)) return -1;
+    uint8_t *w = o->p + o->end;
+    *w = 'B';
+    pq_set32(w + 1, 4 + lp + ln + nrest + follow);
+    memcpy(w + 5, portal, lp);
+    memcpy(w + 5 + lp, name, ln);
+    if (nrest) memcpy(w + 5 + lp + ln, rest, nrest);
+    o->end += 5 + lp + ln + nrest;
+    return 0;
+}
+
 /* A Bind of portal to statement name: rest (nrest bytes: its parameters and
  * formats) follows the names, and then follow more bytes that the caller
  * streams after it. 0: the Bind (rewritten) is in o, with the length for all
@@ -593,18 +611,8 @@ static int parse_deallocate(const char *q, bool *all, char *out, size_t outlen)
 static int bind_msg(ps_client *pc, ps_cache *sc, uint32_t max, const char *portal, const char *name,
                     const uint8_t *rest, uint32_t nrest, uint32_t follow, pq_buf *o)
 {
-    if (pc->skipping) { /* skipped by the server until the Sync: as it is */
-        uint32_t lp = (uint32_t)strlen(portal) + 1, ln = (uint32_t)strlen(name) + 1;
-        if (pq_buf_reserve(o, 5 + lp + ln + nrest)) return -1;
-        uint8_t *w = o->p + o->end;
-        *w = 'B';
-        pq_set32(w + 1, 4 + lp + ln + nrest + follow);
-        memcpy(w + 5, portal, lp);
-        memcpy(w + 5 + lp, name, ln);
-        if (nrest) memcpy(w + 5 + lp + ln, rest, nrest);
-        o->end += 5 + lp + ln + nrest;
-        return 0;
-    }
+    if (pc->skipping) /* skipped by the server until the Sync: as it is */
+        return put_bind(o, portal, name, rest, nrest, follow);
     if (pc->dportal && !strcmp(portal, pc->dportal)) {
         free(pc->dportal); /* that portal is bound anew */
         pc->dportal = NULL;
@@ -621,16 +629,8 @@ static int bind_msg(ps_client *pc, ps_cache *sc, uint32_t max, const char *porta
         name = nm;
         put_name(nm, e->st->id);
     }
-    uint32_t lp = (uint32_t)strlen(portal) + 1, ln = (uint32_t)strlen(name) + 1;
-    if (pq_buf_reserve(o, 5 + lp + ln + nrest) || push(pc, OP_BIND, 0, 0)) return -1;
-    uint8_t *w = o->p + o->end;
-    *w = 'B';
-    pq_set32(w + 1, 4 + lp + ln + nrest + follow);
-    memcpy(w + 5, portal, lp);
-    memcpy(w + 5 + lp, name, ln);
-    if (nrest) memcpy(w + 5 + lp + ln, rest, nrest);
-    o->end += 5 + lp + ln + nrest;
-    return 0;
+    if (push(pc, OP_BIND, 0, 0)) return -1;
+    return put_bind(o, portal, name, rest, nrest, follow);
 }
 
 int ps_client_bind_head(ps_client *pc, ps_cache **scp, uint32_t max, const uint8_t *head,
