@@ -115,9 +115,10 @@ class Weir:
         if start:
             self.start()
 
-    def start(self, expect_ok=True):
+    def start(self, expect_ok=True, env=None):
         self.log_fh = open(self.logfile, "ab")
-        self.proc = subprocess.Popen([WEIR, self.ini], stdout=self.log_fh, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([WEIR, self.ini], stdout=self.log_fh, stderr=subprocess.STDOUT,
+                                     env=env)
         if expect_ok and not wait_port(self.port):
             raise RuntimeError("weir did not start:\n" + self.log())
         return self.proc

@@ -26,6 +26,7 @@
 
 #include "core/handover.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/pools.h"
 #include "core/reload.h"
 #include "core/server.h"
@@ -362,6 +363,7 @@ int main(int argc, char **argv)
     }
     pthread_mutex_lock(&s->change_mu); /* s->cfg may change under a RELOAD from now on */
     pools_warm(s);
+    int port = s->cfg.listen_port; /* cannot change online */
     pthread_mutex_unlock(&s->change_mu);
     /* Only now, listening: a start that fails never touches a live weir's pidfile. */
     bool wrote_pid = false;
@@ -376,8 +378,30 @@ int main(int argc, char **argv)
         }
         wrote_pid = true;
     }
+    notify_init(); /* after -d: the pid systemd watches is this one */
+    (void)notify_send("READY=1\nMAINPID=%d\nSTATUS=serving on port %d", (int)getpid(), port);
+    bool said_stopping = false;
+    int said_clients = -1;
+    struct timespec said_at = {0, 0};
     for (;;) {
         int mode = atomic_load(&s->shutdown_mode);
+        notify_watchdog();
+        if (mode && !said_stopping) {
+            said_stopping = true;
+            (void)notify_send("STOPPING=1\nSTATUS=%s",
+                              mode == SHUTDOWN_WAIT_FOR_CLIENTS
+                                  ? "shutting down once every client has left"
+                                  : "shutting down once every transaction has ended");
+        } else if (!mode) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int n = atomic_load(&s->nclients);
+            if (n != said_clients && now.tv_sec - said_at.tv_sec >= 2) {
+                said_clients = n;
+                said_at = now;
+                (void)notify_send("STATUS=serving on port %d, %d client connections", port, n);
+            }
+        }
         if (mode == SHUTDOWN_WAIT_FOR_SERVERS && all_released(s)) {
             srv_log(s, "LOG", "every server connection is back; shutting down");
             break;
@@ -425,6 +449,7 @@ int main(int argc, char **argv)
             (void)server_reload(s, err, sizeof err);    /* it logs the outcome */
         }
     }
+    if (!said_stopping) (void)notify_send("STOPPING=1\nSTATUS=shutting down");
     stop(s);
     tls_free(s);
     if (wrote_pid && pidfile_is_mine(pidpath)) unlink(pidpath); /* after -R: the new one's */

@@ -18,6 +18,7 @@
 #include "core/reload.h"
 
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/pools.h"
 #include "core/server.h"
 #include "core/tls.h"
@@ -104,6 +105,7 @@ int server_reload(server *s, char *err, size_t errlen)
         return -1;
     }
     err[0] = '\0';
+    notify_reloading(); /* systemd: RELOADING=1 now, READY=1 once done either way */
     errbuf eb = {s, err, errlen, false};
     cfg nc;
     int rc = cfg_load(&nc, s->cfg.path, reload_log, &eb);
@@ -118,6 +120,8 @@ int server_reload(server *s, char *err, size_t errlen)
         install(s, &nc);
         srv_log(s, "LOG", "configuration reloaded from %s", s->cfg.path);
     }
+    (void)notify_send("READY=1\nSTATUS=%s", rc ? "RELOAD failed, the running configuration is kept"
+                                               : "serving; configuration reloaded");
     pthread_mutex_unlock(&s->change_mu);
     return rc;
 }
