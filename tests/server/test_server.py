@@ -590,7 +590,8 @@ class TestAdminConsole(unittest.TestCase):
                       "min_pool_size", "reserve_pool_size", "server_lifetime", "pool_mode",
                       "load_balance_hosts", "max_connections", "current_connections",
                       "max_client_connections", "current_client_connections", "paused",
-                      "disabled"]
+                      "disabled",
+                      "reserve_pool"]  # after PgBouncer 1.25's: its pre-1.24 name, for exporters
     USERS_COLS = ["name", "pool_size", "reserve_pool_size", "pool_mode", "max_user_connections",
                   "current_connections", "max_user_client_connections",
                   "current_client_connections"]

@@ -204,5 +204,164 @@ class TestLogrotate(unittest.TestCase):
             shutil.rmtree(d, ignore_errors=True)
 
 
+# pgbouncer_exporter's (prometheus-community, Go) queries and column mapping,
+# from its collector.go: SHOW <namespace> -> {column: metric suffix}; labels
+# are the columns mapped to LABEL there.
+GO_EXPORTER = {
+    "databases": {"pool_size": "pool_size", "reserve_pool_size": "reserve_pool",
+                  "max_connections": "max_connections",
+                  "current_connections": "current_connections", "paused": "paused",
+                  "disabled": "disabled"},
+    "stats_totals": {"query_count": "queries_pooled_total",
+                     "query_time": "queries_duration_seconds_total",
+                     "bytes_received": "received_bytes_total", "requests": "queries_total",
+                     "bytes_sent": "sent_bytes_total", "wait_time": "client_wait_seconds_total",
+                     "xact_count": "sql_transactions_pooled_total",
+                     "xact_time": "server_in_transaction_seconds_total",
+                     "client_parse_count": "client_parses_total",
+                     "server_parse_count": "server_parses_total", "bind_count": "binds_total",
+                     "server_assignment_count": "server_assignments_total"},
+    "pools": {"cl_active": "client_active_connections",
+              "cl_active_cancel_req": "client_active_cancel_connections",
+              "cl_waiting": "client_waiting_connections",
+              "cl_waiting_cancel_req": "client_waiting_cancel_connections",
+              "sv_active": "server_active_connections",
+              "sv_active_cancel": "server_active_cancel_connections",
+              "sv_being_canceled": "server_being_canceled_connections",
+              "sv_idle": "server_idle_connections", "sv_used": "server_used_connections",
+              "sv_tested": "server_testing_connections", "sv_login": "server_login_connections",
+              "maxwait": "client_maxwait_seconds"},
+}
+GO_LABELS = {"databases": ["name", "host", "port", "database", "force_user", "pool_mode"],
+             "stats_totals": ["database"], "pools": ["database", "user"]}
+GO_LISTS = {"databases": "databases", "users": "users", "pools": "pools",
+            "free_clients": "free_clients", "used_clients": "used_clients",
+            "login_clients": "login_clients", "free_servers": "free_servers",
+            "used_servers": "used_servers", "dns_names": "cached_dns_names",
+            "dns_zones": "cached_dns_zones", "dns_queries": "in_flight_dns_queries"}
+GO_CONFIG = {"max_client_conn": "config_max_client_connections",
+             "max_user_connections": "config_max_user_connections"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestExporters(unittest.TestCase):
+    """The exporters operators already run, against weir's console."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Weir(PG, settings={"admin_users": "pgbouncer", "max_user_connections": "50"},
+                     users={"app": "s3cret", "weir": "weirpass", "pgbouncer": "exporterpw"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+
+    def traffic(self):
+        for _ in range(3):
+            self.assertEqual(self.w.psql("select 1").stdout.strip(), "1")
+
+    def test_go_exporter_queries_yield_every_metric(self):
+        """Each query pgbouncer_exporter sends, read as it reads them: every
+        mapped column is there and numeric, every label column is there."""
+        import psycopg
+        self.traffic()
+        held = psycopg.connect(self.w.dsn())  # one client for SHOW CLIENTS' grouping
+        metrics = {"up", "version_info"}
+        try:
+            with psycopg.connect(self.w.dsn(user="pgbouncer", password="exporterpw",
+                                            dbname="pgbouncer"), autocommit=True) as c:
+                cur = c.execute("SHOW VERSION")
+                self.assertEqual([d.name for d in cur.description], ["version"])
+                self.assertRegex(cur.fetchone()[0], r"\d+\.\d+")
+                cur = c.execute("SHOW LISTS")
+                self.assertEqual(len(cur.description), 2)
+                lists = dict(cur.fetchall())
+                for k, name in GO_LISTS.items():
+                    self.assertIn(k, lists)
+                    float(lists[k])
+                    metrics.add(name)
+                self.assertEqual(int(lists["used_clients"]), 2)  # held and this one
+                cur = c.execute("SHOW CONFIG")
+                self.assertIn(len(cur.description), (3, 4))
+                conf = {r[0]: r[1] for r in cur.fetchall()}
+                for k, name in GO_CONFIG.items():
+                    float(conf[k])
+                    metrics.add(name)
+                cur = c.execute("SHOW CLIENTS")
+                cols = [d.name for d in cur.description]
+                for k in ("database", "user", "state", "application_name"):
+                    self.assertIn(k, cols)
+                if cur.fetchall():
+                    metrics.add("client_connections")
+                for ns, mapping in GO_EXPORTER.items():
+                    cur = c.execute("SHOW %s" % ns.upper())
+                    cols = [d.name for d in cur.description]
+                    rows = cur.fetchall()
+                    self.assertTrue(rows, ns)
+                    for label in GO_LABELS[ns]:
+                        self.assertIn(label, cols, "SHOW %s lacks label column %s" % (ns, label))
+                    for col, suffix in mapping.items():
+                        self.assertIn(col, cols, "SHOW %s lacks %s" % (ns, col))
+                        for r in rows:
+                            v = r[cols.index(col)]
+                            self.assertIsNotNone(v, (ns, col))
+                            float(v)
+                        metrics.add("%s_%s" % (ns, suffix))
+        finally:
+            held.close()
+        # 2 + 11 lists + 2 config + client_connections + 6 + 12 + 12
+        self.assertEqual(len(metrics), 46, sorted(metrics))
+
+    def test_debian_exporter_scrapes(self):
+        """Debian's prometheus-pgbouncer-exporter: starts, and its page has
+        every family it knows, with weir's figures."""
+        exe = "/usr/bin/prometheus-pgbouncer-exporter"
+        if not os.path.exists(exe):
+            self.skipTest("prometheus-pgbouncer-exporter is not installed")
+        self.traffic()
+        port = free_port()
+        env = dict(os.environ, PGPASSWORD="exporterpw")
+        p = subprocess.Popen([exe, "--pgbouncer-host", "127.0.0.1", "--pgbouncer-port",
+                              str(self.w.port), "--pgbouncer-user", "pgbouncer", "--host",
+                              "127.0.0.1", "--port", str(port)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        try:
+            import urllib.request
+            body = None
+            end = time.monotonic() + 20
+            while time.monotonic() < end and p.poll() is None:
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                                timeout=5) as r:
+                        body = r.read().decode()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            if body is None:
+                p.kill()
+                self.fail("exporter did not serve:\n" + p.stdout.read().decode())
+            for fam in ("pgbouncer_requests_total", "pgbouncer_received_bytes_total",
+                        "pgbouncer_active_clients", "pgbouncer_waiting_clients",
+                        "pgbouncer_pool_size", "pgbouncer_reserve_pool", "pgbouncer_dns_names",
+                        "pgbouncer_used_clients", "pgbouncer_login_clients"):
+                self.assertRegex(body, r"(?m)^%s(\{|\s)" % fam, body[:3000])
+            m = re.search(r'(?m)^pgbouncer_requests_total\{database="appdb"\} (\S+)', body)
+            self.assertIsNotNone(m, body[:3000])
+            self.assertGreaterEqual(float(m.group(1)), 3)
+            # a second scrape: the exporter keeps its one console connection
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+                self.assertEqual(r.status, 200)
+            self.assertIsNone(p.poll())
+        finally:
+            p.terminate()
+            out = p.communicate(timeout=10)[0].decode()
+        self.assertNotIn("Traceback", out)
+
+
 if __name__ == "__main__":
     unittest.main()

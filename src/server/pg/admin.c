@@ -177,7 +177,10 @@ static void show_databases(server *s, pq_buf *o)
                             {"max_client_connections", T_INT8},
                             {"current_client_connections", T_INT8},
                             {"paused", T_INT8},
-                            {"disabled", T_INT8}};
+                            {"disabled", T_INT8},
+                            /* after PgBouncer 1.25's: reserve_pool_size's name
+                             * before 1.24, which Debian's exporter reads */
+                            {"reserve_pool", T_INT8}};
     enum { NC = sizeof c / sizeof *c };
     put_cols(o, c, NC);
     const cfg *k = &s->cfg;
@@ -252,7 +255,8 @@ static void show_databases(server *s, pq_buf *o)
                              maxcl,
                              curcl,
                              paused,
-                             disabled};
+                             disabled,
+                             res};
         put_row(o, v, NC);
     }
     pthread_mutex_unlock(&s->pools_lock);
@@ -356,11 +360,17 @@ static void show_users(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
+static void busy_error(pq_buf *o);
+static const char *client_state_name(const client *c);
+
+/* SHOW LISTS: PgBouncer 1.25's fourteen rows, in its order (exporters read
+ * them by name: Debian's prometheus-pgbouncer-exporter needs every one).
+ * weir keeps no slab caches, peers or DNS cache of its own (getaddrinfo
+ * resolves each connect), so free_*, peer* and dns_* are 0. */
 static void show_lists(server *s, pq_buf *o)
 {
     static const col c[] = {{"list", T_TEXT}, {"items", T_INT8}};
-    put_cols(o, c, 2);
-    long long pools = 0, used = 0, idle = 0;
+    long long pools = 0, used = 0, idle = 0, login = 0;
     pthread_mutex_lock(&s->pools_lock);
     for (spool *p = s->pools; p; p = p->next) {
         weir_pool_stats st;
@@ -371,15 +381,32 @@ static void show_lists(server *s, pq_buf *o)
         }
     }
     pthread_mutex_unlock(&s->pools_lock);
+    if (server_freeze(s)) {
+        busy_error(o);
+        return;
+    }
+    for (int i = 0; i < s->nworkers; i++)
+        for (client *cl = s->workers[i].clients; cl; cl = cl->next)
+            if (!strcmp(client_state_name(cl), "login")) login++;
+    server_thaw(s);
+    put_cols(o, c, 2);
     struct {
         const char *name;
         long long v;
     } rows[] = {{"databases", (long long)s->cfg.ndbs},
                 {"users", (long long)s->cfg.nusers},
+                {"peers", 0},
                 {"pools", pools},
+                {"peer_pools", 0},
+                {"free_clients", 0},
                 {"used_clients", atomic_load(&s->nclients)},
-                {"used_servers", used},
-                {"idle_servers", idle}};
+                {"login_clients", login},
+                {"free_servers", 0},
+                {"used_servers", used + idle},
+                {"dns_names", 0},
+                {"dns_zones", 0},
+                {"dns_queries", 0},
+                {"dns_pending", 0}};
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
         char n[24];
         fmt_int(n, sizeof n, rows[i].v);
@@ -871,7 +898,7 @@ static void show_stats(server *s, pq_buf *o, const char *what)
         put_complete(o, "SHOW");
         return;
     }
-    col cols[1 + 2 * NSTAT] = {{"database", T_TEXT}};
+    col cols[2 + 2 * NSTAT] = {{"database", T_TEXT}};
     int nc = 1;
     for (int i = 0; i < NSTAT && kind != AVERAGES; i++, nc++) {
         stat_col(names[nc - 1], sizeof names[0], kind == ALL ? COL_STATS_TOTAL : COL_TOTALS_PART,
@@ -883,14 +910,20 @@ static void show_stats(server *s, pq_buf *o, const char *what)
                  i);
         cols[nc] = (col){names[nc - 1], T_INT8};
     }
+    /* One column after PgBouncer 1.25's: PgBouncer 1.7's name for the query
+     * count, which exporters still read (Debian's prometheus-pgbouncer-exporter
+     * needs SHOW STATS' total_requests; pgbouncer_exporter maps STATS_TOTALS'
+     * requests); readers by name ignore it. */
+    if (kind == ALL) cols[nc++] = (col){"total_requests", T_INT8};
+    if (kind == TOTALS) cols[nc++] = (col){"requests", T_INT8};
     put_cols(o, cols, nc);
     for (size_t i = 0; i < n; i++) {
         stats_avg a;
         stats_average(&d[i].delta, period, &a);
         uint64_t tv[NSTAT], av[NSTAT];
         stat_values(&d[i].total, &a, tv, av);
-        char num[2 * NSTAT][24];
-        const char *v[1 + 2 * NSTAT] = {d[i].db};
+        char num[2 * NSTAT + 1][24];
+        const char *v[2 + 2 * NSTAT] = {d[i].db};
         int nv = 1;
         for (int k = 0; k < NSTAT && kind != AVERAGES; k++, nv++) {
             fmt_int(num[nv - 1], 24, (long long)tv[k]);
@@ -899,6 +932,11 @@ static void show_stats(server *s, pq_buf *o, const char *what)
         for (int k = 0; k < NSTAT && kind != TOTALS; k++, nv++) {
             fmt_int(num[nv - 1], 24, (long long)av[k]);
             v[nv] = num[nv - 1];
+        }
+        if (kind == ALL || kind == TOTALS) {
+            fmt_int(num[nv - 1], 24, (long long)tv[2]);
+            v[nv] = num[nv - 1];
+            nv++;
         }
         put_row(o, v, nv);
     }
