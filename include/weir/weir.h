@@ -434,6 +434,15 @@ WEIR_API int weir_pool_foreach_conn(weir_pool *pool, void (*fn)(const weir_conn_
  *  *len (may be NULL) receives its length. */
 WEIR_API char *weir_pool_prometheus(weir_pool *pool, size_t *len);
 
+/** The labels that name this pool's series on the Prometheus page, in place
+ *  of the default pool="<name>": n pairs (label names as Prometheus wants
+ *  them, [a-zA-Z_][a-zA-Z0-9_]*, not "__"-prefixed, and none of the labels
+ *  the families use themselves: state, reason, le); values are escaped
+ *  here. n = 0 restores pool="<name>". 0, or WEIR_EINVAL (a bad name, or
+ *  more than 1 KiB of labels in all). */
+WEIR_API int weir_pool_set_metric_labels(weir_pool *pool, const char *const *names,
+                                         const char *const *values, size_t n);
+
 /** One page for n pools (each family's HELP and TYPE once, then every pool's
  *  series), as weir_pool_prometheus(). An empty page ("") for n = 0. */
 WEIR_API char *weir_pools_prometheus(weir_pool *const *pools, size_t n, size_t *len);

@@ -27,6 +27,7 @@ enum weir__state {
 /* Histogram bucket upper bounds, in seconds. */
 #define WEIR__ACQ_NB   12 /* acquire and connect */
 #define WEIR__USAGE_NB 10 /* usage (kept in ms on the hot path) */
+#define WEIR__LABELS_MAX 1024 /* weir_pool_set_metric_labels: escaped text */
 extern const double weir__acq_bounds[WEIR__ACQ_NB];
 extern const int64_t weir__usage_bounds_ms[WEIR__USAGE_NB];
 
@@ -132,6 +133,7 @@ struct weir_pool {
     weir__hist acquire_hist, connect_hist;
     char last_error[512];
     char name[WEIR_NAME_MAX];
+    char metric_labels[WEIR__LABELS_MAX]; /* "" for pool="<name>"; under mu */
 };
 
 /* The hot path's clock: CLOCK_MONOTONIC_COARSE (a few ns through the vDSO,

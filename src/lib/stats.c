@@ -1,6 +1,7 @@
 /* stats.c — histograms and the Prometheus text exposition of a pool. */
 #include "internal.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,36 +21,68 @@ void weir__hist_observe(weir__hist *h, int64_t ns)
     atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
 }
 
-/* Prometheus label values escape \, " and newline. */
-static void label(weir__buf *b, const char *v)
-{
-    char tmp[WEIR_NAME_MAX * 2 + 1];
-    size_t o = 0;
-    for (; *v && o + 2 < sizeof tmp; v++) {
-        if (*v == '\\' || *v == '"')
-            tmp[o++] = '\\', tmp[o++] = *v;
-        else if (*v == '\n')
-            tmp[o++] = '\\', tmp[o++] = 'n';
-        else
-            tmp[o++] = *v;
-    }
-    tmp[o] = '\0';
-    weir__buf_printf(b, "%s", tmp);
-}
-
 static void head(weir__buf *b, const char *name, const char *type, const char *help)
 {
     weir__buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void series(weir__buf *b, const char *name, const char *pool, const char *extra)
+/* name{labels[,extra]}: labels is the pool's label text, already escaped. */
+static void series(weir__buf *b, const char *name, const char *labels, const char *extra)
 {
-    weir__buf_printf(b, "%s{pool=\"", name);
-    label(b, pool);
-    weir__buf_printf(b, "\"%s%s}", extra ? "," : "", extra ? extra : "");
+    weir__buf_printf(b, "%s{%s%s%s}", name, labels, extra ? "," : "", extra ? extra : "");
 }
 
-static void hist_text(weir__buf *b, const char *name, const char *pool, const double *bounds,
+/* Appends v escaped (\\, \", \n) to out[*o..]; false if it does not fit. */
+static bool escape_into(char *out, size_t cap, size_t *o, const char *v)
+{
+    for (; *v; v++) {
+        const char *e = *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : *v == '\n' ? "\\n" : NULL;
+        size_t k = e ? 2 : 1;
+        if (*o + k >= cap) return false;
+        if (e)
+            memcpy(out + *o, e, 2);
+        else
+            out[*o] = *v;
+        *o += k;
+    }
+    out[*o] = '\0';
+    return true;
+}
+
+static bool label_name_ok(const char *n)
+{
+    if (!n || !(isalpha((unsigned char)n[0]) || n[0] == '_')) return false;
+    if (n[0] == '_' && n[1] == '_') return false;
+    for (const char *c = n; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '_')) return false;
+    return strcmp(n, "state") && strcmp(n, "reason") && strcmp(n, "le");
+}
+
+int weir_pool_set_metric_labels(weir_pool *p, const char *const *names, const char *const *values,
+                                size_t n)
+{
+    if (!p || (n && (!names || !values))) return WEIR_EINVAL;
+    char text[WEIR__LABELS_MAX] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!label_name_ok(names[i]) || !values[i]) return WEIR_EINVAL;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(names[j], names[i])) return WEIR_EINVAL;
+        int w = snprintf(text + o, sizeof text - o, "%s%s=\"", i ? "," : "", names[i]);
+        if (w < 0 || (size_t)w >= sizeof text - o) return WEIR_EINVAL;
+        o += (size_t)w;
+        if (!escape_into(text, sizeof text, &o, values[i]) || o + 2 > sizeof text)
+            return WEIR_EINVAL;
+        text[o++] = '"';
+        text[o] = '\0';
+    }
+    pthread_mutex_lock(&p->mu);
+    memcpy(p->metric_labels, text, o + 1);
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+static void hist_text(weir__buf *b, const char *name, const char *labels, const double *bounds,
                       int nb, const uint64_t *counts, double sum)
 {
     char metric[96], le[64];
@@ -61,14 +94,14 @@ static void hist_text(weir__buf *b, const char *name, const char *pool, const do
             snprintf(le, sizeof le, "le=\"%g\"", bounds[i]);
         else
             snprintf(le, sizeof le, "le=\"+Inf\"");
-        series(b, metric, pool, le);
+        series(b, metric, labels, le);
         weir__buf_printf(b, " %" PRIu64 "\n", cum);
     }
     snprintf(metric, sizeof metric, "%s_sum", name);
-    series(b, metric, pool, NULL);
+    series(b, metric, labels, NULL);
     weir__buf_printf(b, " %.9g\n", sum);
     snprintf(metric, sizeof metric, "%s_count", name);
-    series(b, metric, pool, NULL);
+    series(b, metric, labels, NULL);
     weir__buf_printf(b, " %" PRIu64 "\n", cum);
 }
 
@@ -78,6 +111,7 @@ typedef struct snap {
     weir_pool_stats st;
     uint64_t acq[WEIR__ACQ_NB + 1], con[WEIR__ACQ_NB + 1], use[WEIR__USAGE_NB + 1];
     double acq_sum, con_sum, use_sum;
+    char labels[WEIR__LABELS_MAX]; /* escaped: pool="<name>", or the pool's own */
 } snap;
 
 static bool take(weir_pool *p, snap *s)
@@ -98,6 +132,15 @@ static bool take(weir_pool *p, snap *s)
     s->con_sum = (double)atomic_load(&p->connect_hist.sum_ns) / 1e9;
     uint64_t usum = 0;
     pthread_mutex_lock(&p->mu);
+    if (p->metric_labels[0]) {
+        memcpy(s->labels, p->metric_labels, sizeof s->labels);
+    } else {
+        size_t o = sizeof "pool=\"" - 1;
+        memcpy(s->labels, "pool=\"", o + 1);
+        (void)escape_into(s->labels, sizeof s->labels - 1, &o, p->name); /* names are short */
+        s->labels[o++] = '"';
+        s->labels[o] = '\0';
+    }
     for (int k = 0; k < p->nslots; k++) {
         weir_conn *c = p->slots[k];
         for (int i = 0; i <= WEIR__USAGE_NB; i++)
@@ -117,16 +160,16 @@ typedef void (*family_fn)(weir__buf *b, const char *metric, const snap *s);
 
 static void f_connections(weir__buf *b, const char *m, const snap *s)
 {
-    series(b, m, s->p->name, "state=\"idle\"");
+    series(b, m, s->labels, "state=\"idle\"");
     weir__buf_printf(b, " %" PRId64 "\n", s->st.idle);
-    series(b, m, s->p->name, "state=\"active\"");
+    series(b, m, s->labels, "state=\"active\"");
     weir__buf_printf(b, " %" PRId64 "\n", s->st.active);
 }
 
 #define GAUGE_FN(fname, expr)                                                                      \
     static void fname(weir__buf *b, const char *m, const snap *s)                                  \
     {                                                                                              \
-        series(b, m, s->p->name, NULL);                                                            \
+        series(b, m, s->labels, NULL);                                                             \
         weir__buf_printf(b, " %" PRId64 "\n", (int64_t)(expr));                                    \
     }
 GAUGE_FN(f_pending, s->st.pending)
@@ -141,15 +184,15 @@ GAUGE_FN(f_up, s->st.target_down ? 0 : 1)
 
 static void f_acquire(weir__buf *b, const char *m, const snap *s)
 {
-    hist_text(b, m, s->p->name, weir__acq_bounds, WEIR__ACQ_NB, s->acq, s->acq_sum);
+    hist_text(b, m, s->labels, weir__acq_bounds, WEIR__ACQ_NB, s->acq, s->acq_sum);
 }
 static void f_usage(weir__buf *b, const char *m, const snap *s)
 {
-    hist_text(b, m, s->p->name, usage_bounds, WEIR__USAGE_NB, s->use, s->use_sum);
+    hist_text(b, m, s->labels, usage_bounds, WEIR__USAGE_NB, s->use, s->use_sum);
 }
 static void f_connect(weir__buf *b, const char *m, const snap *s)
 {
-    hist_text(b, m, s->p->name, weir__acq_bounds, WEIR__ACQ_NB, s->con, s->con_sum);
+    hist_text(b, m, s->labels, weir__acq_bounds, WEIR__ACQ_NB, s->con, s->con_sum);
 }
 static void f_closed(weir__buf *b, const char *m, const snap *s)
 {
@@ -158,7 +201,7 @@ static void f_closed(weir__buf *b, const char *m, const snap *s)
     for (int r = 0; r < WEIR_CLOSE_REASONS; r++) {
         char extra[48];
         snprintf(extra, sizeof extra, "reason=\"%s\"", reasons[r]);
-        series(b, m, s->p->name, extra);
+        series(b, m, s->labels, extra);
         weir__buf_printf(b, " %" PRId64 "\n", s->st.closed_total[r]);
     }
 }

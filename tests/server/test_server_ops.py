@@ -185,8 +185,24 @@ class TestHttpDoor(OpsCase):
         self.assertEqual(self.metric(text, "weir_query_duration_seconds_bucket",
                                      le="+Inf", **pool),
                          self.metric(text, "weir_query_duration_seconds_count", **pool))
-        self.assertIsNotNone(self.metric(text, "weir_pool_acquire_seconds_count",
-                                         pool="appdb/app"))  # the engine's families
+        # the engine's families, in the same labels as the rest: one scheme throughout
+        self.assertIsNotNone(self.metric(text, "weir_pool_acquire_seconds_count", **pool))
+        self.assertNotIn('pool="', text)
+        # pgbouncer_exporter's names, so its dashboards work unchanged
+        self.assertEqual(self.metric(text, "pgbouncer_up"), 1)
+        self.assertRegex(text, r'(?m)^pgbouncer_version_info\{version="weir \d')
+        self.assertGreaterEqual(
+            self.metric(text, "pgbouncer_stats_totals_queries_pooled_total", database="appdb"), n)
+        self.assertGreaterEqual(
+            self.metric(text, "pgbouncer_stats_queries_pooled_total", database="appdb"), n)
+        self.assertGreater(self.metric(text, "pgbouncer_stats_totals_queries_duration_seconds_total",
+                                       database="appdb"), 0)
+        self.assertEqual(self.metric(text, "pgbouncer_databases_pool_size", database="appdb"), 4)
+        self.assertIsNotNone(self.metric(text, "pgbouncer_pools_client_active_connections",
+                                         **pool))
+        self.assertIsNotNone(self.metric(text, "pgbouncer_pools_server_idle_connections", **pool))
+        self.assertGreaterEqual(self.metric(text, "pgbouncer_used_clients"), 0)
+        self.assertEqual(self.metric(text, "pgbouncer_config_max_client_connections"), 100)
         # a client holding a transaction shows up as an active client and server link
         with psycopg.connect(self.w.dsn()) as conn:
             conn.execute("select 1")
@@ -194,6 +210,10 @@ class TestHttpDoor(OpsCase):
             self.assertEqual(self.metric(text, "weir_server_connections", state="active",
                                          **pool), 1)
             self.assertEqual(self.metric(text, "weir_clients", state="active"), 1)
+            self.assertEqual(self.metric(text, "pgbouncer_pools_server_active_connections",
+                                         **pool), 1)
+            self.assertEqual(self.metric(text, "pgbouncer_client_connections", database="appdb",
+                                         user="app", state="active"), 1)
             conn.rollback()
         # weir releases the server just after passing ROLLBACK's answer on
         deadline = time.time() + 5

@@ -499,6 +499,35 @@ static void stats_conn_info_and_prometheus(void **state)
         if (!strstr(text, must[i])) fail_msg("missing from metrics: %s\n%s", must[i], text);
     }
     free(text);
+
+    /* labels of the caller's choosing in place of pool="...", escaped */
+    const char *ln[2] = {"database", "user"}, *lv[2] = {"app\\db", "bob\n\"x\""};
+    assert_int_equal(weir_pool_set_metric_labels(f->pool, ln, lv, 2), 0);
+    text = weir_pool_prometheus(f->pool, NULL);
+    assert_non_null(text);
+    const char *want = "weir_pool_connections{database=\"app\\\\db\",user=\"bob\\n\\\"x\\\"\","
+                       "state=\"idle\"} 1\n";
+    if (!strstr(text, want)) fail_msg("missing from metrics: %s\n%s", want, text);
+    assert_null(strstr(text, "pool=\""));
+    free(text);
+    /* refused: bad names, reserved names, duplicates, too long */
+    const char *bad[] = {"1x", "__x", "state", "le", "reason", "a-b", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *n1[1] = {bad[i]}, *v1[1] = {"v"};
+        assert_int_equal(weir_pool_set_metric_labels(f->pool, n1, v1, 1), WEIR_EINVAL);
+    }
+    const char *dn[2] = {"a", "a"}, *dv[2] = {"1", "2"};
+    assert_int_equal(weir_pool_set_metric_labels(f->pool, dn, dv, 2), WEIR_EINVAL);
+    char big[1100];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    const char *bn[1] = {"a"}, *bv[1] = {big};
+    assert_int_equal(weir_pool_set_metric_labels(f->pool, bn, bv, 1), WEIR_EINVAL);
+    /* n = 0: back to pool="..." */
+    assert_int_equal(weir_pool_set_metric_labels(f->pool, NULL, NULL, 0), 0);
+    text = weir_pool_prometheus(f->pool, NULL);
+    assert_non_null(strstr(text, "weir_pool_waiters{pool=\"orders \\\"eu\\\"\"} 0\n"));
+    free(text);
     weir_checkin(d);
 }
 

@@ -126,6 +126,7 @@ static const key keys[] = {
     K(http_max_body, K_INT, "1048576"),
     K(http_max_response, K_INT, "16777216"),
     K(http_max_rows, K_INT, "100000"),
+    K(http_metrics_pgbouncer, K_BOOL, "1"),
     K(http_statement_timeout, K_TIME, "30"),
     K(http_session_idle_timeout, K_TIME, "60"),
     K(http_max_sessions_per_user, K_INT, "16"),

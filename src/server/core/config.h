@@ -127,6 +127,7 @@ typedef struct cfg {
     int http_max_body;              /* bytes of a request body (413 above) */
     int http_max_response;          /* bytes of a response */
     int http_max_rows;              /* rows of one result; 0 = no limit */
+    bool http_metrics_pgbouncer;    /* /metrics also in pgbouncer_exporter's names */
     int64_t http_statement_timeout; /* per statement; 0 = none */
     int64_t http_session_idle_timeout;
     int http_max_sessions_per_user, http_max_inflight_per_user; /* 0 = no limit */

@@ -368,6 +368,9 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
         snprintf(err, errlen, "cannot create pool: %s", weir_strerror(rc));
         return NULL;
     }
+    /* /metrics: one label scheme on the page, the engine's families too */
+    const char *ln[2] = {"database", "user"}, *lv[2] = {p->db, p->user};
+    (void)weir_pool_set_metric_labels(p->pool, ln, lv, 2);
     p->target = t;
     p->size = (int)o.max_size;
     p->reserve = reserve;

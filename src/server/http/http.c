@@ -24,6 +24,7 @@
 
 #include "core/authguard.h"
 #include "http/httpd.h"
+#include "http/promcompat.h"
 #include "core/server.h"
 #include "http/http.h"
 #include "pg/backend.h"
@@ -103,6 +104,7 @@ static void on_metrics(server *s, const http_req *rq, http_resp *rs)
               (long long)atomic_load(&s->tls_handshakes), (long long)atomic_load(&s->tls_failures),
               srv_ok, srv_failed, hc.connections, hc.refused_over_cap, hc.request_timeouts);
     free(page);
+    promcompat_page(s, &rs->body); /* outside cfg_rw: it takes it itself */
 }
 
 /* --- /ready ---------------------------------------------------------------- */

@@ -360,9 +360,6 @@ static void show_users(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
-static void busy_error(pq_buf *o);
-static const char *client_state_name(const client *c);
-
 /* SHOW LISTS: PgBouncer 1.25's fourteen rows, in its order (exporters read
  * them by name: Debian's prometheus-pgbouncer-exporter needs every one).
  * weir keeps no slab caches, peers or DNS cache of its own (getaddrinfo
@@ -381,14 +378,11 @@ static void show_lists(server *s, pq_buf *o)
         }
     }
     pthread_mutex_unlock(&s->pools_lock);
-    if (server_freeze(s)) {
-        busy_error(o);
-        return;
-    }
+    /* clients logging in: every state before CL_IDLE (counters, no freeze) */
     for (int i = 0; i < s->nworkers; i++)
-        for (client *cl = s->workers[i].clients; cl; cl = cl->next)
-            if (!strcmp(client_state_name(cl), "login")) login++;
-    server_thaw(s);
+        for (int st = 0; st < CL_IDLE; st++)
+            login += atomic_load_explicit(&s->workers[i].nstate[st], memory_order_relaxed);
+    if (login < 0) login = 0;
     put_cols(o, c, 2);
     struct {
         const char *name;
