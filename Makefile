@@ -8,6 +8,7 @@ CMAKE_FLAGS ?=
 all: build
 
 $(BUILD)/CMakeCache.txt:
+	@scripts/deps.sh build
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 
 build: $(BUILD)/CMakeCache.txt
@@ -15,8 +16,18 @@ build: $(BUILD)/CMakeCache.txt
 
 # The main job: weir on examples/weir.ini (an SQLite demo over HTTP on
 # 127.0.0.1:8080, the PostgreSQL door on 127.0.0.1:6432). Paths in the file
-# are relative to examples/.
-run: deps build
+# are relative to examples/. Builds weir alone (no tests, no benchmarks);
+# Ctrl-C stops it (SIGINT: a safe shutdown).
+run: $(BUILD)/CMakeCache.txt
+	@scripts/deps.sh build
+	cmake --build $(BUILD) -j $(JOBS) --target weir
+	@echo
+	@echo "weir is starting on the embedded SQLite demo (examples/weir.ini):"
+	@echo "  open     http://127.0.0.1:8080/          (user demo, password demo)"
+	@echo "  psql     psql 'host=127.0.0.1 port=6432 dbname=demo user=demo password=demo'"
+	@echo "  console  psql 'host=127.0.0.1 port=6432 dbname=pgbouncer user=demo password=demo' -c 'SHOW POOLS'"
+	@echo "  stop     Ctrl-C"
+	@echo
 	cd examples && exec $(abspath $(BUILD))/weir weir.ini
 
 # Install what the suite needs (Debian, as root), build, run everything.

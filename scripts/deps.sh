@@ -5,17 +5,24 @@
 # node-postgres: Debian's node-pg wants Debian's nodejs, which conflicts with
 # a nodejs from elsewhere; the tests only need its JavaScript, so the .debs are
 # fetched with apt-get download and unpacked into $WEIR_NODE_DIR.
+#
+#   scripts/deps.sh         everything: the build, the suite and the benchmarks
+#   scripts/deps.sh build   only what building weir needs (make run)
 set -e
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in cmake gcc make pkg-config libcmocka-dev valgrind libpq-dev postgresql-15 libsqlite3-dev \
-    libzdb-dev libevent-dev libssl-dev pgbouncer python3-psycopg clang libclang-rt-14-dev nodejs \
-    prometheus libjansson-dev libidn-dev wrk openssl curl; do
+build="cmake gcc make pkg-config libcmocka-dev libpq-dev libsqlite3-dev libevent-dev libssl-dev \
+    libjansson-dev libidn-dev"
+suite="valgrind postgresql-15 libzdb-dev pgbouncer python3-psycopg clang libclang-rt-14-dev \
+    nodejs prometheus wrk openssl curl systemd prometheus-pgbouncer-exporter pgbadger"
+pkgs=$build
+[ "${1:-}" = build ] || pkgs="$build $suite"
+for pkg in $pkgs; do
     have "$pkg" || need="$need $pkg"
 done
 node_dir=${WEIR_NODE_DIR:-/var/cache/weir-test/node}
 node_missing=0
-[ -f "$node_dir/usr/share/nodejs/pg/lib/index.js" ] || node_missing=1
+[ "${1:-}" = build ] || [ -f "$node_dir/usr/share/nodejs/pg/lib/index.js" ] || node_missing=1
 [ -z "$need" ] && [ "$node_missing" = 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages:$need$([ $node_missing = 1 ] && echo ' node-pg (unpacked)')" \
