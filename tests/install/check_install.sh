@@ -12,8 +12,13 @@ cat > "$prefix/app.c" <<'C'
 #include <stdio.h>
 #include <string.h>
 #include <weir/weir.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
 int main(void)
 {
+    /* a program that calls the drivers' libraries itself, through the
+     * handles weir_conn_handle() gives, needs nothing but weir's flags */
+    if (PQlibVersion() <= 0 || sqlite3_libversion_number() <= 0) return 1;
     weir_options o;
     weir_options_init(&o);
     if (weir_options_set(&o, "max_size", "3") != 0 || o.max_size != 3) return 1;
@@ -24,8 +29,10 @@ int main(void)
 C
 cc "$prefix/app.c" -o "$prefix/app-shared" $(pkg-config --cflags --libs weir)
 LD_LIBRARY_PATH=$(dirname "$libdir") "$prefix/app-shared"
+# static libweir.a, shared libpq and SQLite (Debian ships no static libpq
+# dependencies, so pkg-config --static cannot be used for libpq here)
 cc "$prefix/app.c" -o "$prefix/app-static" $(pkg-config --cflags weir) \
-    "$(dirname "$libdir")/libweir.a" -lpthread
+    "$(dirname "$libdir")/libweir.a" $(pkg-config --libs weir | sed 's/-lweir\b//') -lpthread
 "$prefix/app-static"
 # only the API is exported from the shared library
 if nm -D --defined-only "$(dirname "$libdir")/libweir.so" | grep -v ' weir_' | grep -q ' T '; then
