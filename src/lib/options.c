@@ -76,6 +76,10 @@ int weir__parse_duration_ms(const char *s, int64_t *out)
     if (end == s || errno) return WEIR_EINVAL;
     while (isspace((unsigned char)*end)) end++;
     double mul = 1;
+    /* A bare number would be seconds in a pgbouncer.ini and milliseconds to
+     * HikariCP's users: ambiguous, so refused. 0 and -1 mean the same in any
+     * unit (off, never). */
+    if (*end == '\0' && v != 0 && v != -1) return WEIR_EINVAL;
     if (*end == '\0' || strcmp(end, "ms") == 0)
         mul = 1;
     else if (strcmp(end, "us") == 0)

@@ -77,8 +77,15 @@ static void option_setters(void **state)
     assert_int_equal(o.idle_timeout_ms, 600000);
     assert_int_equal(weir_options_set(&o, "max_lifetime", "1h"), 0);
     assert_int_equal(o.max_lifetime_ms, 3600000);
-    assert_int_equal(weir_options_set(&o, "keepalive", "250"), 0);
+    assert_int_equal(weir_options_set(&o, "keepalive", "250ms"), 0);
     assert_int_equal(o.keepalive_ms, 250);
+    /* a bare number is ambiguous (seconds in pgbouncer.ini, ms elsewhere):
+     * refused, but for 0 (off) and -1 (never), the same in any unit */
+    assert_int_equal(weir_options_set(&o, "keepalive", "250"), WEIR_EINVAL);
+    assert_int_equal(o.keepalive_ms, 250);
+    assert_int_equal(weir_options_set(&o, "leak_threshold", "0"), 0);
+    assert_int_equal(weir_options_set(&o, "validate_idle_after", "-1"), 0);
+    assert_int_equal(o.validate_idle_after_ms, -1);
     assert_int_equal(weir_options_set(&o, "fail_fast", "off"), 0);
     assert_false(o.fail_fast);
     assert_int_equal(weir_options_set(&o, "name", "orders-db"), 0);
