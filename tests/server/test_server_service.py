@@ -204,6 +204,46 @@ class TestLogrotate(unittest.TestCase):
             shutil.rmtree(d, ignore_errors=True)
 
 
+class TestPgBadger(unittest.TestCase):
+    @unittest.skipUnless(shutil.which("pgbadger"), "pgbadger is not installed")
+    def test_pgbadger_reads_the_log_as_pgbouncers(self):
+        """pgBadger (Debian) recognises weir's log as PgBouncer's by itself
+        and reports its connections per database, user and host, and errors."""
+        w = Weir(PG, settings={"log_connections": "1", "log_disconnections": "1",
+                               "stats_period": "1"})
+        try:
+            for _ in range(12):
+                self.assertEqual(w.psql("select 1").stdout.strip(), "1")
+            self.assertNotEqual(w.psql("select 1", password="wrong").returncode, 0)
+            time.sleep(1.5)  # a stats line
+            log = w.log()
+        finally:
+            w.stop()
+        self.assertRegex(log, r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \[\d+\] LOG "
+                              r"C-0x[0-9a-f]+: appdb/app@127\.0\.0\.1:\d+ login attempt: "
+                              r"db=appdb user=app")
+        self.assertRegex(log, r"(?m) LOG stats: \d+ xacts/s, \d+ queries/s, in \d+ B/s")
+        d = tempfile.mkdtemp(prefix="weir-pgbadger-")
+        try:
+            path = os.path.join(d, "weir.log")
+            with open(path, "w") as f:
+                f.write(log)
+            out = os.path.join(d, "report.txt")
+            r = subprocess.run(["pgbadger", "-q", "-x", "text", "-o", out, path],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out) as f:
+                report = f.read()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        self.assertIn("pgBouncer connections per database", report, report)
+        m = re.search(r"(?m)^appdb - ([\d,]+)$", report)
+        self.assertIsNotNone(m, report)
+        self.assertGreaterEqual(int(m.group(1).replace(",", "")), 12)
+        self.assertRegex(report, r"(?m)^127\.0\.0\.1 - [\d,]+$")
+        self.assertIn('password authentication failed for user "app"', report)
+
+
 # pgbouncer_exporter's (prometheus-community, Go) queries and column mapping,
 # from its collector.go: SHOW <namespace> -> {column: metric suffix}; labels
 # are the columns mapped to LABEL there.

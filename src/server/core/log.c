@@ -18,9 +18,11 @@ void log_timestamp(char ts[64])
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
-    gmtime_r(&now.tv_sec, &tm);
+    localtime_r(&now.tv_sec, &tm); /* local time (TZ), named as PgBouncer names it */
     size_t n = strftime(ts, 64, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(ts + n, 64 - n, ".%03ld UTC", now.tv_nsec / 1000000);
+    char zone[16];
+    if (!strftime(zone, sizeof zone, "%Z", &tm) || !zone[0]) strftime(zone, sizeof zone, "%z", &tm);
+    snprintf(ts + n, 64 - n, ".%03ld %s", now.tv_nsec / 1000000, zone);
 }
 
 void srv_log(server *s, const char *level, const char *fmt, ...)

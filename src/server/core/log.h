@@ -9,7 +9,8 @@ typedef struct server server;
  * masked; ill-formed UTF-8 and control characters from clients scrubbed. */
 void srv_log(server *s, const char *level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Now, as log lines begin: "2026-01-02 03:04:05.678 UTC" (ts: 64 bytes). */
+/* Now, as log lines begin, in local time with its zone, as PgBouncer writes
+ * it: "2026-01-02 03:04:05.678 CET" (ts: 64 bytes). */
 void log_timestamp(char ts[64]);
 
 #endif

@@ -360,6 +360,19 @@ static void auth_lookup_end(client *c, bool clean);
 static const char *peer_of(client *c, char *buf, size_t len);
 static int new_cancel_key(client *c);
 
+enum { WHO_LEN = 2 * CFG_NAME + 80 };
+/* "db/user@addr:port" as PgBouncer's log lines name a client (pgBadger reads
+ * it): "@unix:port" over the Unix socket. */
+static const char *who(client *c, char *buf, size_t len)
+{
+    char addr[64] = "unix";
+    int port = c->w->srv->cfg.listen_port;
+    if (!c->is_unix) sock_addr(c->fd, true, addr, sizeof addr, &port);
+    snprintf(buf, len, "%s/%s@%s:%d", c->dbname[0] ? c->dbname : "(nodb)",
+             c->user[0] ? c->user : "(nouser)", addr, port);
+    return buf;
+}
+
 static void destroy(client *c)
 {
     worker *w = c->w;
@@ -411,19 +424,18 @@ static void free_graveyard(worker *w)
 static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
 {
     if (fmt) {
-        char msg[512];
+        char msg[512], wb[WHO_LEN];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
         /* as PgBouncer words it: "pooler error", then "closing because" */
         if (c->w->srv->cfg.log_pooler_errors)
-            srv_log(c->w->srv, "WARNING", "C-%p: %s/%s pooler error: %s", (void *)c,
-                    c->dbname[0] ? c->dbname : "(nodb)", c->user[0] ? c->user : "(nouser)", msg);
+            srv_log(c->w->srv, "WARNING", "C-%p: %s pooler error: %s", (void *)c,
+                    who(c, wb, sizeof wb), msg);
         if (c->w->srv->cfg.log_disconnections)
-            srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: %s (age=%llds)", (void *)c,
-                    c->dbname[0] ? c->dbname : "(nodb)", c->user[0] ? c->user : "(nouser)", msg,
-                    (long long)(now_ms() - c->t_connect) / 1000);
+            srv_log(c->w->srv, "LOG", "C-%p: %s closing because: %s (age=%llds)", (void *)c,
+                    who(c, wb, sizeof wb), msg, (long long)(now_ms() - c->t_connect) / 1000);
         pq_buf tmp = {0};
         if (pq_put_error(&tmp, "FATAL", sqlstate, msg) == 0) {
             /* Whatever was already on its way to the client goes first. */
@@ -433,8 +445,9 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
         }
         pq_buf_free(&tmp);
     } else if (c->w->srv->cfg.log_disconnections && logged_in(c)) {
-        srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: client close request", (void *)c,
-                c->dbname, c->user);
+        char wb[WHO_LEN];
+        srv_log(c->w->srv, "LOG", "C-%p: %s closing because: client close request", (void *)c,
+                who(c, wb, sizeof wb));
     }
     destroy(c);
 }
@@ -984,11 +997,10 @@ static bool ps_translate(client *c)
         int rc = 0;
         if (r == PQ_MSG && m.body) {
             rc = ps_client_msg(c->ps, &x->ps, max, m.type, m.body, m.len - 4, &c->pre);
-            char dup[64];
+            char dup[64], wb[WHO_LEN];
             if (ps_take_duplicate(c->ps, dup, sizeof dup)) /* PgBouncer's line */
-                srv_log(c->w->srv, "LOG",
-                        "C-%p: %s/%s prepared statement '%s' was already prepared", (void *)c,
-                        c->dbname, c->user, dup);
+                srv_log(c->w->srv, "LOG", "C-%p: %s prepared statement '%s' was already prepared",
+                        (void *)c, who(c, wb, sizeof wb), dup);
         } else if (r == PQ_PASS && c->xdrop) {
             c->xdrop = c->xst.left > 0; /* the rest of a Bind weir answered itself */
         } else {
@@ -1097,8 +1109,9 @@ static void send_welcome(client *c)
             memcpy(tls, " tls=", 5);
             tls_describe(c->tls, tls + 5, sizeof tls - 5);
         }
-        srv_log(c->w->srv, "LOG", "C-%p: %s/%s login attempt: db=%s user=%s%s", (void *)c,
-                c->dbname, c->user, c->dbname, c->user, tls);
+        char wb[WHO_LEN];
+        srv_log(c->w->srv, "LOG", "C-%p: %s login attempt: db=%s user=%s%s", (void *)c,
+                who(c, wb, sizeof wb), c->dbname, c->user, tls);
     }
 }
 
@@ -1200,7 +1213,8 @@ static void auth_lookup_start(client *c, const cfg_db *db, const char *auth_user
     if (!ap && why == AUTHDB_NOT_CONFIGURED) {
         /* as PgBouncer: the detail for the operator, not for a client
          * that has not logged in yet */
-        srv_log(s, "WARNING", "C-%p: %s/%s %s", (void *)c, c->dbname, c->user, err);
+        char wb[WHO_LEN];
+        srv_log(s, "WARNING", "C-%p: %s %s", (void *)c, who(c, wb, sizeof wb), err);
         client_close(c, "08P01", "bouncer config error");
         return;
     }
@@ -1248,8 +1262,9 @@ static void auth_lookup_fail(client *c, const char *reason)
 {
     char why[256]; /* reason may live in c->aq, which goes first */
     snprintf(why, sizeof why, "%s", reason);
-    srv_log(c->w->srv, "WARNING", "C-%p: %s/%s auth_query failed: %s", (void *)c, c->dbname,
-            c->user, why);
+    char wb[WHO_LEN];
+    srv_log(c->w->srv, "WARNING", "C-%p: %s auth_query failed: %s", (void *)c,
+            who(c, wb, sizeof wb), why);
     auth_lookup_end(c, false);
     /* as PgBouncer: a client not yet authenticated learns nothing of the
      * server's error; the log has it */
@@ -1371,7 +1386,8 @@ static void admin_login(client *c)
     for (size_t i = 0; i < sizeof console / sizeof *console; i++)
         be_params_set(&w, console[i][0], console[i][1]);
     put_welcome(c, &w);
-    srv_log(s, "LOG", "C-%p: %s/%s login to the admin console (%s)", (void *)c, c->dbname, c->user,
+    char wb[WHO_LEN];
+    srv_log(s, "LOG", "C-%p: %s login to the admin console (%s)", (void *)c, who(c, wb, sizeof wb),
             full ? "admin" : "stats");
     set_state(c, CL_CONSOLE);
     if (flush_out(c)) (void)process_in(c);
@@ -2072,9 +2088,11 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
         }
         ssize_t n = io_recv(fd, c->tls, c->in.p + c->in.end, c->in.cap - c->in.end);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            if (logged_in(c) && c->w->srv->cfg.log_disconnections)
-                srv_log(c->w->srv, "LOG", "C-%p: %s/%s closing because: client unexpected eof",
-                        (void *)c, c->dbname, c->user);
+            if (logged_in(c) && c->w->srv->cfg.log_disconnections) {
+                char wb[WHO_LEN];
+                srv_log(c->w->srv, "LOG", "C-%p: %s closing because: client unexpected eof",
+                        (void *)c, who(c, wb, sizeof wb));
+            }
             destroy(c);
             return;
         }
