@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test bench deps install clean format
+.PHONY: all build run test bench deps install deb clean format
 
 all: build
 
@@ -43,8 +43,12 @@ deps:
 install: build
 	cmake --install $(BUILD)
 
+# Debian packages (weir, libweir-dev) in build-deb/: see scripts/mkdeb.sh
+deb: deps
+	scripts/mkdeb.sh
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-deb

@@ -14,7 +14,8 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 build="cmake gcc make pkg-config libcmocka-dev libpq-dev libsqlite3-dev libevent-dev libssl-dev \
     libjansson-dev libidn-dev"
 suite="valgrind postgresql-15 libzdb-dev pgbouncer python3-psycopg clang libclang-rt-14-dev \
-    nodejs prometheus wrk openssl curl systemd prometheus-pgbouncer-exporter pgbadger"
+    nodejs prometheus wrk openssl curl systemd prometheus-pgbouncer-exporter pgbadger \
+    pandoc dpkg-dev lintian"
 pkgs=$build
 [ "${1:-}" = build ] || pkgs="$build $suite"
 for pkg in $pkgs; do

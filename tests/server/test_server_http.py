@@ -69,7 +69,8 @@ class HttpCase(unittest.TestCase):
         cls.lite_path = os.path.join(cls.tmp, "lite.db")
         cls.http_port = free_port()
         settings = {"http_listen_port": str(cls.http_port), "http_workers": "4",
-                    "admin_users": "weir", "http_session_idle_timeout": "30"}
+                    "admin_users": "weir", "stats_users": "bob",
+                    "http_session_idle_timeout": "30"}
         settings.update(cls.settings)
         cls.w = Weir(PG, settings=settings, users={"app": "s3cret", "weir": "weirpass",
                                                    "bob": "bobpw"}, databases={
@@ -365,7 +366,18 @@ class TestSqlite(HttpCase):
     def test_pools_listing(self):
         self.ok("lite", "select 1")
         self.ok("appdb", "select 1")
-        st, p, _ = self.c.call("GET", "/v1/pools")
+        # the console's rule: admin_users and stats_users only, with a proved password
+        st, e, r = self.c.call("GET", "/v1/pools", headers={"Authorization": None})
+        self.assertEqual((st, e["code"]), (401, "28000"))
+        self.assertIn("Basic", r.getheader("WWW-Authenticate"))
+        st, e, _ = self.c.call("GET", "/v1/pools")  # app: neither
+        self.assertEqual((st, e["code"]), (403, "42501"), e)
+        self.assertIn('user "app" is in neither admin_users nor stats_users', e["message"])
+        st, e, _ = Client(self.http_port, "bob", "wrong").call("GET", "/v1/pools")
+        self.assertEqual(st, 401)
+        st, p, _ = Client(self.http_port, "bob", "bobpw").call("GET", "/v1/pools")  # stats_users
+        self.assertEqual(st, 200)
+        st, p, _ = Client(self.http_port, "weir", "weirpass").call("GET", "/v1/pools")  # admin
         self.assertEqual(st, 200)
         kinds = {(x["database"], x["kind"], x["mode"]) for x in p["pools"]}
         self.assertIn(("lite", "sqlite", "writer"), kinds)
@@ -374,6 +386,34 @@ class TestSqlite(HttpCase):
         pg = [x for x in p["pools"] if x["kind"] == "postgresql"][0]
         self.assertGreaterEqual(pg["acquires"], 1)
         self.assertEqual(pg["size"], 4)
+
+    def test_console_over_http(self):
+        """GET /v1/show/{what}: the console's SHOW answers as JSON, numbers as
+        numbers, for admin_users and stats_users."""
+        self.ok("appdb", "select 1")
+        bob = Client(self.http_port, "bob", "bobpw")
+        st, j, _ = bob.call("GET", "/v1/show/pools")
+        self.assertEqual(st, 200, j)
+        self.assertEqual(j["columns"][:3], ["database", "user", "cl_active"])
+        row = [r for r in j["rows"] if r[0] == "appdb"][0]
+        self.assertIsInstance(row[2], int)
+        st, j, _ = bob.call("GET", "/v1/show/servers")
+        self.assertEqual(st, 200)
+        cols = j["columns"]
+        self.assertIn("connect_time", cols)
+        self.assertTrue(any(r[cols.index("database")] == "appdb" for r in j["rows"]), j)
+        st, j, _ = bob.call("GET", "/v1/show/clients")
+        self.assertEqual(st, 200)
+        st, j, _ = bob.call("GET", "/v1/show/lists")
+        self.assertEqual(dict(j["rows"])["databases"], 2)
+        st, e, _ = bob.call("GET", "/v1/show/config")  # not offered: settings stay on the console
+        self.assertEqual(st, 404)
+        st, e, _ = bob.call("GET", "/v1/show/pools;shutdown")
+        self.assertEqual(st, 404)
+        st, e, _ = self.c.call("GET", "/v1/show/pools")
+        self.assertEqual(st, 403)
+        st, e, _ = bob.call("POST", "/v1/show/pools", {})
+        self.assertEqual(st, 405)
 
 
 class TestErrors(HttpCase):

@@ -32,6 +32,7 @@
 #include "http/httpapi.h"
 #include "core/log.h"
 #include "core/pools.h"
+#include "http/promcompat.h"
 #include "core/stats.h"
 #include "pg/backend.h"
 
@@ -940,6 +941,71 @@ static void pools_list(rq_ctx *x)
     x->rs->status = 200;
 }
 
+/* --- the operators' views: /v1/pools, /v1/show/{what}, the live page ----------------- */
+
+/* A proved password (or token) of an admin_users or stats_users member, as
+ * the console asks of SHOW; false: 401 or 403 sent. */
+static bool ops_auth(rq_ctx *x)
+{
+    if (!who(x)) return false;
+    /* No database is named: one is picked only to know where auth_query would run. */
+    if (!pick_db(x, NULL)) {
+        if (x->rs->status != 400) return false;
+        x->rs->status = 200;
+        x->rs->body.len = 0;
+        x->rs->headers.len = 0;
+    }
+    if (!authenticate(x)) return false;
+    pthread_rwlock_rdlock(&x->s->cfg_rw);
+    bool ok = cfg_list_has(x->s->cfg.admin_users, x->user) ||
+              cfg_list_has(x->s->cfg.stats_users, x->user);
+    pthread_rwlock_unlock(&x->s->cfg_rw);
+    if (!ok)
+        fail(x, 403, "42501", "user \"%s\" is in neither admin_users nor stats_users", x->user);
+    return ok;
+}
+
+static void show_json(rq_ctx *x, const char *what)
+{
+    sbuf *b = &x->rs->body;
+    b->len = 0;
+    int rc = console_json(x->s, what, b);
+    if (rc == -1) {
+        fail(x, 404, "42704",
+             "not found: /v1/show/{pools|clients|servers|databases|stats|lists|users|mem|"
+             "totals|state|version}");
+        return;
+    }
+    if (rc) {
+        fail(x, 503, "55006", "another configuration change or listing is running; try again");
+        return;
+    }
+    x->rs->status = 200;
+}
+
+static void ctx_free(rq_ctx *x)
+{
+    if (x->password) {
+        explicit_bzero(x->password, strlen(x->password));
+        free(x->password);
+        x->password = NULL;
+    }
+    if (x->qsecret) {
+        explicit_bzero(x->qsecret, strlen(x->qsecret));
+        free(x->qsecret);
+        x->qsecret = NULL;
+    }
+}
+
+bool api_ops_login(server *s, http_req *rq, http_resp *rs)
+{
+    rq_ctx x = {.s = s, .a = s->api, .rq = rq, .rs = rs};
+    bool ok = ops_auth(&x);
+    ctx_free(&x);
+    if (rs->status >= 100 && rs->status < 600) x.a->by_class[rs->status / 100]++;
+    return ok;
+}
+
 /* --- the entry points ---------------------------------------------------------------- */
 
 void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
@@ -947,9 +1013,13 @@ void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
     rq_ctx x = {.s = s, .a = s->api, .rq = rq, .rs = rs};
     const char *m = rq->method;
     bool get = !strcmp(m, "GET") || !strcmp(m, "HEAD"), post = !strcmp(m, "POST");
-    if (!strcmp(path, "pools")) {
+    if (!strcmp(path, "pools") || !strncmp(path, "show/", 5)) {
         if (!get) goto method;
-        pools_list(&x);
+        if (!ops_auth(&x)) goto done;
+        if (path[0] == 'p')
+            pools_list(&x);
+        else
+            show_json(&x, path + 5);
         goto done;
     }
     /* /v1/databases/{name}/sql and /v1/databases/{name}/sessions */
@@ -1012,14 +1082,7 @@ void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
 method:
     fail(&x, 405, "42501", "method %s not allowed here", m);
 done:
-    if (x.password) {
-        explicit_bzero(x.password, strlen(x.password));
-        free(x.password);
-    }
-    if (x.qsecret) {
-        explicit_bzero(x.qsecret, strlen(x.qsecret));
-        free(x.qsecret);
-    }
+    ctx_free(&x);
     if (rs->status >= 100 && rs->status < 600) x.a->by_class[rs->status / 100]++;
 }
 

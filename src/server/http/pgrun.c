@@ -551,13 +551,19 @@ void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, 
               ",\"kind\":\"%s\",\"mode\":\"%s\",\"size\":%lld,\"open\":%lld,\"idle\":%lld,"
               "\"active\":%lld,\"connecting\":%lld,\"waiting\":%lld,\"acquires\":%lld,"
               "\"acquire_timeouts\":%lld,\"created\":%lld,\"connect_errors\":%lld,"
-              "\"oldest_wait_us\":%lld,\"paused\":%s,\"down\":%s}",
+              "\"oldest_wait_us\":%lld,\"paused\":%s,\"down\":%s",
               kind, mode, (long long)st.max_size, (long long)st.total, (long long)st.idle,
               (long long)st.active, (long long)st.pending, (long long)st.waiters,
               (long long)st.acquires_total, (long long)st.acquire_timeouts_total,
               (long long)st.created_total, (long long)st.connect_errors_total,
               (long long)st.oldest_wait_us, st.paused ? "true" : "false",
               st.target_down || (st.failing && st.total == 0) ? "true" : "false");
+    char err[512];
+    if (weir_pool_last_error(p, err, sizeof err) > 0) { /* masked by the engine */
+        sb_str(b, ",\"last_error\":");
+        sb_jstr(b, err);
+    }
+    sb_str(b, "}");
 }
 
 static void pg_list(server *s, sbuf *b, bool *first)

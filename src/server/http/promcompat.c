@@ -8,6 +8,7 @@
 #include "http/promcompat.h"
 
 #include <math.h>
+#include <strings.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ enum { MAXCOLS = 48 };
 typedef struct table {
     int ncols;
     const char *cols[MAXCOLS];
+    uint32_t types[MAXCOLS]; /* type OIDs: int8 20, int4 23, numeric 1700, ... */
     size_t nrows, cap;
     const char **cells; /* nrows * ncols, pointing into buf */
     char *buf;          /* a copy of the answer's bytes, made NUL-terminated */
@@ -65,6 +67,7 @@ static bool parse(const uint8_t *p, uint32_t n, table *t)
                 size_t l = (size_t)(z - body);
                 memcpy(t->buf + bo, name, l + 1);
                 t->cols[f] = t->buf + bo;
+                t->types[f] = be32(z + 1 + 6); /* after the table OID and column number */
                 bo += l + 1;
                 body = z + 1 + 18;
             }
@@ -331,6 +334,76 @@ static void clients(sbuf *b, const table *t)
         sb_printf(b, "\"} %ld\n", g[k].n);
     }
     free(g);
+}
+
+static bool needs_freeze(const char *what)
+{
+    return !strcasecmp(what, "CLIENTS") || !strcasecmp(what, "SERVERS") ||
+           !strcasecmp(what, "SOCKETS") || !strcasecmp(what, "ACTIVE_SOCKETS");
+}
+
+/* The console's answer to SHOW what, read as the console reads it: under
+ * cfg_rw, but for the commands that hold the workers (which take it). */
+static bool show(server *s, const char *what, table *t)
+{
+    if (needs_freeze(what)) return run(s, what, t);
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    bool ok = run(s, what, t);
+    pthread_rwlock_unlock(&s->cfg_rw);
+    return ok;
+}
+
+static void json_str(sbuf *b, const char *v)
+{
+    sb_str(b, "\"");
+    for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            sb_printf(b, "\\%c", *c);
+        else if (*c < 0x20)
+            sb_printf(b, "\\u%04x", *c);
+        else
+            sb_add(b, c, 1);
+    }
+    sb_str(b, "\"");
+}
+
+static const char *const showable[] = {"POOLS",  "CLIENTS", "SERVERS", "DATABASES", "STATS",
+                                       "LISTS",  "USERS",   "MEM",     "TOTALS",    "STATE",
+                                       "VERSION"};
+
+int console_json(server *s, const char *what, sbuf *b)
+{
+    bool known = false;
+    for (size_t i = 0; i < sizeof showable / sizeof *showable; i++)
+        if (!strcasecmp(what, showable[i])) known = true;
+    if (!known) return -1;
+    table t;
+    if (!show(s, what, &t)) return -2;
+    sb_str(b, "{\"columns\":[");
+    for (int c = 0; c < t.ncols; c++) {
+        if (c) sb_str(b, ",");
+        json_str(b, t.cols[c]);
+    }
+    sb_str(b, "],\"rows\":[");
+    for (size_t r = 0; r < t.nrows; r++) {
+        sb_str(b, r ? ",[" : "[");
+        for (int c = 0; c < t.ncols; c++) {
+            if (c) sb_str(b, ",");
+            const char *v = cell(&t, r, c);
+            uint32_t ty = t.types[c];
+            double d;
+            if (!v)
+                sb_str(b, "null");
+            else if ((ty == 20 || ty == 21 || ty == 23 || ty == 1700) && number(v, 1, &d))
+                sb_str(b, v); /* the console's own digits */
+            else
+                json_str(b, v);
+        }
+        sb_str(b, "]");
+    }
+    sb_str(b, "]}\n");
+    table_free(&t);
+    return 0;
 }
 
 void promcompat_page(server *s, sbuf *b)

@@ -15,4 +15,11 @@ typedef struct server server;
  * the workers, which takes it). */
 void promcompat_page(server *s, sbuf *b);
 
+/* The admin console's answer to SHOW what (POOLS, CLIENTS, SERVERS,
+ * DATABASES, STATS, LISTS, USERS, MEM, TOTALS, STATE, VERSION) as JSON:
+ * {"columns":[...],"rows":[[...],...]}, numbers as numbers, NULL as null.
+ * 0; -1 for a command not in that list; -2 if the console refused (busy).
+ * Call it without holding cfg_rw. */
+int console_json(server *s, const char *what, sbuf *b);
+
 #endif
