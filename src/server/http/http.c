@@ -47,6 +47,40 @@ static void reply(http_resp *rs, int code, const char *type, const char *body, s
     sb_str(&rs->headers, "Cache-Control: no-store\r\n");
 }
 
+/* The live page's files (page_assets.c, made by cmake/embed.cmake). */
+extern const unsigned char page_index_html[], page_weir_js[], page_weir_css[];
+extern const size_t page_index_html_len, page_weir_js_len, page_weir_css_len;
+
+/* GET /: the page, for admin_users and stats_users (its data comes from
+ * /v1/pools and /v1/show/servers, behind the same login); /weir.js and
+ * /weir.css hold no data. Scripts only from weir itself: no inline code, no
+ * other origin, no framing. */
+static bool on_page(server *s, http_req *rq, http_resp *rs)
+{
+    const char *p = rq->path;
+    const unsigned char *body;
+    size_t len;
+    const char *type;
+    if (!strcmp(p, "/")) {
+        if (!api_ops_login(s, rq, rs)) return true; /* 401 or 403 in rs */
+        body = page_index_html, len = page_index_html_len, type = "text/html; charset=utf-8";
+    } else if (!strcmp(p, "/weir.js")) {
+        body = page_weir_js, len = page_weir_js_len, type = "text/javascript; charset=utf-8";
+    } else if (!strcmp(p, "/weir.css")) {
+        body = page_weir_css, len = page_weir_css_len, type = "text/css; charset=utf-8";
+    } else {
+        return false;
+    }
+    reply(rs, 200, type, (const char *)body, len);
+    sb_str(&rs->headers, "Content-Security-Policy: default-src 'none'; script-src 'self'; "
+                         "style-src 'self'; connect-src 'self'; img-src 'self'; "
+                         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"
+                         "X-Content-Type-Options: nosniff\r\n"
+                         "X-Frame-Options: DENY\r\n"
+                         "Referrer-Policy: no-referrer\r\n");
+    return true;
+}
+
 static void on_metrics(server *s, const http_req *rq, http_resp *rs)
 {
     size_t len;
@@ -242,6 +276,12 @@ static bool classify(void *ud, const http_req *rq, char *key, size_t keylen)
         snprintf(key, keylen, "/ready");
         return true;
     }
+    /* /metrics asks the console, which may wait for a reload; the page's
+     * login may check a SCRAM secret or wait for auth_query */
+    if (!strcmp(p, "/metrics") || !strcmp(p, "/")) {
+        snprintf(key, keylen, "%s", p[1] ? "/metrics" : "/page");
+        return true;
+    }
     if (strncmp(p, "/v1/", 4)) return false; /* /health, /metrics, 404s */
     const char *db = NULL;
     size_t n = 0;
@@ -282,8 +322,9 @@ static void on_request(void *ud, http_req *rq, http_resp *rs)
         }
         return;
     }
+    if (get && on_page(s, rq, rs)) return;
     static const char body[] =
-        "{\"message\":\"not found: try /metrics, /health, /ready or /v1/sql\"}\n";
+        "{\"message\":\"not found: try /, /metrics, /health, /ready or /v1/sql\"}\n";
     reply(rs, 404, "application/json", body, sizeof body - 1);
 }
 
