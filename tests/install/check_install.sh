@@ -40,3 +40,15 @@ if nm -D --defined-only "$(dirname "$libdir")/libweir.so" | grep -v ' weir_' | g
     nm -D --defined-only "$(dirname "$libdir")/libweir.so" | grep ' T ' | grep -v ' weir_' >&2
     exit 1
 fi
+# the man pages, when pandoc made them
+if [ -f "$build_dir/man/weir.1" ]; then
+    for m in man1/weir.1 man5/weir.ini.5; do
+        [ -s "$prefix/share/man/$m" ] || { echo "make install did not install $m" >&2; exit 1; }
+    done
+    if command -v man >/dev/null && ! man -l -P cat "$prefix/share/man/man1/weir.1" 2>/dev/null | grep -q "connection pooler"; then
+        echo "man weir.1 does not render" >&2
+        exit 1
+    fi
+else
+    echo "man pages not built (pandoc not installed): their install is not checked"
+fi
