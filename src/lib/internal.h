@@ -25,8 +25,8 @@ enum weir__state {
 };
 
 /* Histogram bucket upper bounds, in seconds. */
-#define WEIR__ACQ_NB   12 /* acquire and connect */
-#define WEIR__USAGE_NB 10 /* usage (kept in ms on the hot path) */
+#define WEIR__ACQ_NB     12   /* acquire and connect */
+#define WEIR__USAGE_NB   10   /* usage (kept in ms on the hot path) */
 #define WEIR__LABELS_MAX 1024 /* weir_pool_set_metric_labels: escaped text */
 extern const double weir__acq_bounds[WEIR__ACQ_NB];
 extern const int64_t weir__usage_bounds_ms[WEIR__USAGE_NB];
@@ -112,9 +112,9 @@ struct weir_pool {
     weir__waiter *wq_head, *wq_tail; /* FIFO */
     uint64_t next_req_id, next_conn_id;
     bool stopping;
-    bool down;   /* fail-fast tripped */
+    bool down;          /* fail-fast tripped */
     uint64_t retry_gen; /* weir_pool_retry_now calls: older attempts' failures do not count */
-    bool fenced; /* a heavy fence was made since the queue last became non-empty */
+    bool fenced;        /* a heavy fence was made since the queue last became non-empty */
     int consecutive_failures;
     int64_t next_attempt_ns;
     uint64_t rng;

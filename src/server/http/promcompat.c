@@ -367,9 +367,9 @@ static void json_str(sbuf *b, const char *v)
     sb_str(b, "\"");
 }
 
-static const char *const showable[] = {"POOLS",  "CLIENTS", "SERVERS", "DATABASES", "STATS",
-                                       "LISTS",  "USERS",   "MEM",     "TOTALS",    "STATE",
-                                       "VERSION"};
+static const char *const showable[] = {"POOLS",  "CLIENTS", "SERVERS", "DATABASES",
+                                       "STATS",  "LISTS",   "USERS",   "MEM",
+                                       "TOTALS", "STATE",   "VERSION"};
 
 int console_json(server *s, const char *what, sbuf *b)
 {
