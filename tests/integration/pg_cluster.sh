@@ -9,6 +9,9 @@
 #
 # Roles: superuser "weir" (password "weirpass"), "app" (password "s3cret")
 # owning database "appdb". Run as root, the cluster runs as user postgres.
+# With PG_SSL=1 at creation: TLS on (a throwaway CA in DIR/ca.crt signs the
+# server's certificate for localhost and 127.0.0.1; DIR/other-ca.crt is a CA
+# that signed nothing) and TCP logins over TLS only (hostssl).
 set -eu
 cmd=$1
 dir=$2
@@ -38,6 +41,24 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 CONF
+        if [ "${PG_SSL:-0}" = 1 ]; then
+            (cd "$dir" &&
+                openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=weir-test-ca \
+                    -keyout ca.key -out ca.crt &&
+                openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca \
+                    -keyout other-ca.key -out other-ca.crt &&
+                openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+                    -keyout server.key -out server.csr &&
+                printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext &&
+                openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+                    -days 2 -extfile san.ext -out server.crt) >"$dir/openssl.log" 2>&1 ||
+                { cat "$dir/openssl.log" >&2; exit 1; }
+            chmod 600 "$dir/server.key"
+            [ "$(id -u)" = 0 ] && chown postgres "$dir/server.key" "$dir/server.crt"
+            printf "ssl = on\nssl_cert_file = '%s/server.crt'\nssl_key_file = '%s/server.key'\n" \
+                "$dir" "$dir" >>"$dir/data/postgresql.conf"
+            sed -i 's/^host /hostssl /' "$dir/data/pg_hba.conf"
+        fi
         created=1
     fi
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start >/dev/null ||

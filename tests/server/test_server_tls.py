@@ -201,6 +201,10 @@ class TestClientTls(unittest.TestCase):
             r = psql(w, "require")  # no certificate
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("certificate", r.stderr)
+            # the client may see the alert before weir has written its line
+            end = time.monotonic() + 5
+            while "TLS handshake failed" not in w.log() and time.monotonic() < end:
+                time.sleep(0.05)
             self.assertIn("TLS handshake failed", w.log())
             http_port = int(w.http_port)
             st, m = http_get(http_port, "/metrics")

@@ -53,6 +53,27 @@ static void reopen_log(server *s)
     fclose(old);
 }
 
+/* The watchdog's question: has every worker's loop turned within half of
+ * WatchdogSec (at least 2 s: a reload holds them for a moment)? A stuck
+ * worker stops the pings, and systemd restarts weir. */
+static bool workers_alive(server *s)
+{
+    uint64_t wd = notify_watchdog_usec();
+    if (!wd) return true;
+    int64_t limit = (int64_t)(wd / 2000), now = weir_now_ms();
+    if (limit < 2000) limit = 2000;
+    for (int i = 0; i < s->nworkers; i++) {
+        int64_t t = atomic_load_explicit(&s->workers[i].ticked_ms, memory_order_relaxed);
+        if (t && now - t > limit) {
+            static bool said;
+            if (!said) srv_log(s, "WARNING", "worker %d has not run for %lld ms: no WATCHDOG=1", i, (long long)(now - t));
+            said = true;
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The HTTP door first: it reads the pools the workers' stop destroys. */
 static void stop(server *s)
 {
@@ -385,7 +406,7 @@ int main(int argc, char **argv)
     struct timespec said_at = {0, 0};
     for (;;) {
         int mode = atomic_load(&s->shutdown_mode);
-        notify_watchdog();
+        notify_watchdog(workers_alive(s));
         if (mode && !said_stopping) {
             said_stopping = true;
             (void)notify_send("STOPPING=1\nSTATUS=%s",

@@ -70,9 +70,9 @@ void notify_reloading(void)
                           (unsigned long long)t.tv_nsec / 1000ull);
 }
 
-void notify_watchdog(void)
+void notify_watchdog(bool healthy)
 {
-    if (!wd_usec) return;
+    if (!wd_usec || !healthy) return; /* systemd restarts a weir that stops saying it */
     uint64_t now = now_usec();
     if (now - wd_last < wd_usec / 2) return;
     wd_last = now;

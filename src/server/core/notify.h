@@ -14,9 +14,9 @@ void notify_init(void);
 int notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload wants too. */
 void notify_reloading(void);
-/* WATCHDOG=1 when half of WatchdogSec has passed since the last one; call it
- * often (the main loop does, every 100 ms). */
-void notify_watchdog(void);
+/* WATCHDOG=1 when half of WatchdogSec has passed since the last one, if
+ * healthy; call it often (the main loop does, every 100 ms). */
+void notify_watchdog(bool healthy);
 /* The watchdog interval systemd asked for, in microseconds (0: none). */
 uint64_t notify_watchdog_usec(void);
 

@@ -184,6 +184,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     worker *w = arg;
+    atomic_store_explicit(&w->ticked_ms, weir_now_ms(), memory_order_relaxed);
     w->srv->door->tick(w);
     if (w->id == 0) {
         int64_t now = weir_now_ns() / 1000000;

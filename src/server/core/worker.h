@@ -66,6 +66,7 @@ struct worker {
     atomic_bool kill_pending;   /* KILL marked some of its clients */
     atomic_bool unlisten_pending, close_waiting_pending; /* a shutdown began (server_shutdown) */
     atomic_bool stop;
+    _Atomic int64_t ticked_ms; /* weir_now_ms() at its last tick: the watchdog's proof of life */
 };
 
 /* Only the worker itself changes its nstate: a relaxed load and store. */
