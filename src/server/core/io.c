@@ -49,9 +49,12 @@ ssize_t io_send(int fd, SSL *tls, const void *buf, size_t n)
     return tls_result(tls, SSL_write(tls, buf, (int)n));
 }
 
+/* Bytes OpenSSL holds that the socket will not announce again: decrypted
+ * ones, and (with read-ahead) records read from the socket but not yet
+ * decrypted. */
 size_t io_pending(SSL *tls)
 {
-    return tls ? (size_t)SSL_pending(tls) : 0;
+    return tls ? (size_t)SSL_pending(tls) + (SSL_has_pending(tls) ? 1 : 0) : 0;
 }
 
 ssize_t io_writev(int fd, const struct iovec *iov, int n)
