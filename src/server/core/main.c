@@ -353,6 +353,7 @@ int main(int argc, char **argv)
     if (run_as && drop_privileges(s, run_as)) return 1;
     if (!run_as && s->cfg.user[0] && getuid() == 0 && drop_privileges(s, s->cfg.user)) return 1;
     if (daemon && daemonize(s)) return 1;
+    notify_init(); /* after -d (the pid systemd watches), before any thread reads it */
 
     /* Workers inherit this mask: signals are taken here, with sigwait. */
     sigset_t set;
@@ -399,7 +400,6 @@ int main(int argc, char **argv)
         }
         wrote_pid = true;
     }
-    notify_init(); /* after -d: the pid systemd watches is this one */
     (void)notify_send("READY=1\nMAINPID=%d\nSTATUS=serving on port %d", (int)getpid(), port);
     bool said_stopping = false;
     int said_clients = -1;
