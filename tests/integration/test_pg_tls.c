@@ -8,46 +8,13 @@
 
 #include <libpq-fe.h>
 
+#include "cluster.h"
 #include "weir/weir_pg.h"
-
-static char cluster_dir[256];
-static int port;
-static char script[512];
-
-static int sh(const char *fmt, ...) WEIR_PRINTF(1, 2);
-static int sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
-static void destroy_cluster(void)
-{
-    if (cluster_dir[0]) sh("%s destroy %s", script, cluster_dir);
-    cluster_dir[0] = '\0';
-}
 
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(script, sizeof script, "%s/pg_cluster.sh", WEIR_TEST_DIR);
-    snprintf(cluster_dir, sizeof cluster_dir, "/tmp/weir-pgtls-XXXXXX");
-    if (!mkdtemp(cluster_dir)) return -1;
-    port = 20000 + (int)((getpid() + 7919) % 20000);
-    atexit(destroy_cluster); /* also when a test aborts */
-    if (sh("PG_SSL=1 %s start %s %d", script, cluster_dir, port) != 0) return -1;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    destroy_cluster();
-    return 0;
+    return start_cluster("PG_SSL=1 ", 7919);
 }
 
 /* A pool on host with these TLS settings; its first checkout's result. */
@@ -143,8 +110,7 @@ static void plain_text_is_refused_by_hostssl(void **state)
     (void)state;
     char err[512];
     weir_pool *p;
-    assert_int_equal(try_pool("127.0.0.1", "sslmode=disable", &p, err, sizeof err),
-                     WEIR_ECONNECT);
+    assert_int_equal(try_pool("127.0.0.1", "sslmode=disable", &p, err, sizeof err), WEIR_ECONNECT);
     expect_error(err, "no pg_hba.conf entry for host \"127.0.0.1\"");
     expect_error(err, "no encryption");
     weir_pool_destroy(p);

@@ -66,7 +66,9 @@ static bool workers_alive(server *s)
         int64_t t = atomic_load_explicit(&s->workers[i].ticked_ms, memory_order_relaxed);
         if (t && now - t > limit) {
             static bool said;
-            if (!said) srv_log(s, "WARNING", "worker %d has not run for %lld ms: no WATCHDOG=1", i, (long long)(now - t));
+            if (!said)
+                srv_log(s, "WARNING", "worker %d has not run for %lld ms: no WATCHDOG=1", i,
+                        (long long)(now - t));
             said = true;
             return false;
         }

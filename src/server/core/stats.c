@@ -215,10 +215,9 @@ size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms)
 
 /* --- Prometheus ----------------------------------------------------------- */
 
-/* A label value, escaped as the exposition format wants. */
-static void sb_label(sbuf *b, const char *v)
+void sb_label(sbuf *b, const char *v)
 {
-    for (; *v; v++) {
+    for (; v && *v; v++) {
         if (*v == '\\' || *v == '"')
             sb_printf(b, "\\%c", *v);
         else if (*v == '\n')

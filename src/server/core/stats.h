@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/sbuf.h"
 
 typedef struct server server;
 typedef struct spool spool;
@@ -62,5 +63,7 @@ size_t stats_by_db(server *s, db_stats **out, int64_t *period_ms);
 spool *stats_console_new(server *s);
 void stats_console_free(spool *p);
 char *metrics_page(server *s, size_t *len); /* malloc'd; NULL: no memory */
+/* A Prometheus label value, escaped as the exposition format wants (\\, \", \n). */
+void sb_label(sbuf *b, const char *v);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/server.h"
+#include "core/stats.h"
 #include "pg/admin.h"
 #include "pg/proto.h"
 
@@ -138,18 +139,6 @@ static const char *cell(const table *t, size_t row, int c)
     return c < 0 ? NULL : t->cells[row * (size_t)t->ncols + (size_t)c];
 }
 
-static void label_value(sbuf *b, const char *v)
-{
-    for (; v && *v; v++) {
-        if (*v == '\\' || *v == '"')
-            sb_printf(b, "\\%c", *v);
-        else if (*v == '\n')
-            sb_str(b, "\\n");
-        else
-            sb_add(b, v, 1);
-    }
-}
-
 static bool number(const char *v, double factor, double *out)
 {
     if (!v || !*v) return false;
@@ -257,7 +246,7 @@ static void namespace(sbuf *b, const char *ns, const table *t, const mapping *m,
             sb_printf(b, "pgbouncer_%s_%s{", ns, m->metric);
             for (int l = 0; l < nl; l++) {
                 sb_printf(b, "%s%s=\"", l ? "," : "", labels[l]);
-                label_value(b, cell(t, r, lc[l]));
+                sb_label(b, cell(t, r, lc[l]));
                 sb_str(b, "\"");
             }
             sb_printf(b, "} %.17g\n", v);
@@ -324,13 +313,13 @@ static void clients(sbuf *b, const table *t)
               "# TYPE pgbouncer_client_connections gauge\n");
     for (size_t k = 0; k < ng; k++) {
         sb_str(b, "pgbouncer_client_connections{database=\"");
-        label_value(b, g[k].db);
+        sb_label(b, g[k].db);
         sb_str(b, "\",user=\"");
-        label_value(b, g[k].user);
+        sb_label(b, g[k].user);
         sb_str(b, "\",application_name=\"");
-        label_value(b, g[k].app);
+        sb_label(b, g[k].app);
         sb_str(b, "\",state=\"");
-        label_value(b, g[k].state);
+        sb_label(b, g[k].state);
         sb_printf(b, "\"} %ld\n", g[k].n);
     }
     free(g);
@@ -426,7 +415,7 @@ void promcompat_page(server *s, sbuf *b)
     if (okv && ver.nrows) {
         sb_str(b, "# HELP pgbouncer_version_info The pgbouncer version info\n"
                   "# TYPE pgbouncer_version_info gauge\npgbouncer_version_info{version=\"");
-        label_value(b, cell(&ver, 0, 0));
+        sb_label(b, cell(&ver, 0, 0));
         sb_str(b, "\"} 1\n");
     }
     if (okl)
