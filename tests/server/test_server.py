@@ -585,7 +585,7 @@ class TestAdminConsole(unittest.TestCase):
     POOLS_COLS = ["database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
                   "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
                   "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
-                  "pool_mode"]
+                  "pool_mode", "load_balance_hosts"]
     DATABASES_COLS = ["name", "host", "port", "database", "force_user", "pool_size",
                       "min_pool_size", "reserve_pool_size", "server_lifetime", "pool_mode",
                       "load_balance_hosts", "max_connections", "current_connections",
@@ -651,6 +651,39 @@ class TestAdminConsole(unittest.TestCase):
         self.assertIn("bad SHOW command: NONSENSE", r.stderr)
         _, r = self.admin("DROP TABLE t")
         self.assertIn("invalid command 'DROP TABLE t', use SHOW HELP;", r.stderr)
+
+    def test_column_types_as_pgbouncer_sends_them(self):
+        """Typed clients see PgBouncer 1.25's column types: counts and
+        settings int4, statistics numeric, names and times text."""
+        import psycopg
+        INT4, INT8, NUMERIC, TEXT = 23, 20, 1700, 25
+        self.assertEqual(self.w.psql("select 1").stdout.strip(), "1")
+        want = {
+            "POOLS": {"database": TEXT, "cl_active": INT4, "maxwait_us": INT4, "pool_mode": TEXT,
+                      "load_balance_hosts": TEXT},
+            "DATABASES": {"name": TEXT, "port": INT4, "pool_size": INT4, "pool_mode": TEXT,
+                          "disabled": INT4},
+            "USERS": {"name": TEXT, "pool_size": TEXT, "reserve_pool_size": TEXT,
+                      "max_user_connections": INT4},
+            "LISTS": {"list": TEXT, "items": INT4},
+            "STATS": {"database": TEXT, "total_xact_count": NUMERIC, "avg_wait_time": NUMERIC},
+            "STATS_TOTALS": {"xact_count": NUMERIC},
+            "TOTALS": {"name": TEXT, "value": NUMERIC},
+            "CLIENTS": {"port": INT4, "connect_time": TEXT, "wait_us": INT4, "ptr": TEXT,
+                        "id": INT4},
+            "SERVERS": {"remote_pid": INT4, "prepared_statements": INT4},
+            "MEM": {"name": TEXT, "size": INT4},
+            "PEER_POOLS": {"peer_id": INT4, "sv_login": INT4},
+            "DNS_ZONES": {"serial": INT8, "count": INT4},
+        }
+        with psycopg.connect(self.w.dsn(user="weir", password="weirpass", dbname="pgbouncer"),
+                             autocommit=True) as c:
+            for what, cols in want.items():
+                cur = c.execute("SHOW " + what)
+                types = {d.name: d.type_code for d in cur.description}
+                for name, oid in cols.items():
+                    self.assertEqual(types.get(name), oid, "SHOW %s column %s" % (what, name))
+                cur.fetchall()  # and the values parse as those types
 
     def test_client_counts_and_limits_in_show_users_and_databases(self):
         """SHOW USERS lists [users], auth_file users and users with clients,

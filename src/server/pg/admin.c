@@ -27,8 +27,12 @@
 #include "core/worker.h"
 #include "pg/client.h"
 
-#define T_TEXT 25
-#define T_INT8 20
+/* Column types as PgBouncer 1.25 sends them (typed clients notice):
+ * counts and settings int4, statistics numeric, names and times text. */
+#define T_TEXT    25
+#define T_INT8    20
+#define T_INT4    23
+#define T_NUMERIC 1700
 
 typedef struct col {
     const char *name;
@@ -48,7 +52,7 @@ static void put_cols(pq_buf *o, const col *c, int n)
         pq_set32(body + off, 0); /* table */
         pq_set16(body + off + 4, 0);
         pq_set32(body + off + 6, (uint32_t)c[i].type);
-        pq_set16(body + off + 10, c[i].type == T_INT8 ? 8 : 0xFFFF);
+        pq_set16(body + off + 10, c[i].type == T_INT8 ? 8 : c[i].type == T_INT4 ? 4 : 0xFFFF);
         pq_set32(body + off + 12, 0xFFFFFFFFu); /* typmod -1 */
         pq_set16(body + off + 16, 0);           /* text format */
         off += 18;
@@ -163,24 +167,24 @@ static void show_databases(server *s, pq_buf *o)
 {
     static const col c[] = {{"name", T_TEXT},
                             {"host", T_TEXT},
-                            {"port", T_INT8},
+                            {"port", T_INT4},
                             {"database", T_TEXT},
                             {"force_user", T_TEXT},
-                            {"pool_size", T_INT8},
-                            {"min_pool_size", T_INT8},
-                            {"reserve_pool_size", T_INT8},
-                            {"server_lifetime", T_INT8},
+                            {"pool_size", T_INT4},
+                            {"min_pool_size", T_INT4},
+                            {"reserve_pool_size", T_INT4},
+                            {"server_lifetime", T_INT4},
                             {"pool_mode", T_TEXT},
                             {"load_balance_hosts", T_TEXT},
-                            {"max_connections", T_INT8},
-                            {"current_connections", T_INT8},
-                            {"max_client_connections", T_INT8},
-                            {"current_client_connections", T_INT8},
-                            {"paused", T_INT8},
-                            {"disabled", T_INT8},
+                            {"max_connections", T_INT4},
+                            {"current_connections", T_INT4},
+                            {"max_client_connections", T_INT4},
+                            {"current_client_connections", T_INT4},
+                            {"paused", T_INT4},
+                            {"disabled", T_INT4},
                             /* after PgBouncer 1.25's: reserve_pool_size's name
                              * before 1.24, which Debian's exporter reads */
-                            {"reserve_pool", T_INT8}};
+                            {"reserve_pool", T_INT4}};
     enum { NC = sizeof c / sizeof *c };
     put_cols(o, c, NC);
     const cfg *k = &s->cfg;
@@ -268,21 +272,22 @@ static void show_pools(server *s, pq_buf *o)
 {
     static const col c[] = {{"database", T_TEXT},
                             {"user", T_TEXT},
-                            {"cl_active", T_INT8},
-                            {"cl_waiting", T_INT8},
-                            {"cl_active_cancel_req", T_INT8},
-                            {"cl_waiting_cancel_req", T_INT8},
-                            {"sv_active", T_INT8},
-                            {"sv_active_cancel", T_INT8},
-                            {"sv_being_canceled", T_INT8},
-                            {"sv_idle", T_INT8},
-                            {"sv_used", T_INT8},
-                            {"sv_tested", T_INT8},
-                            {"sv_login", T_INT8},
-                            {"maxwait", T_INT8},
-                            {"maxwait_us", T_INT8},
-                            {"pool_mode", T_TEXT}};
-    put_cols(o, c, 16);
+                            {"cl_active", T_INT4},
+                            {"cl_waiting", T_INT4},
+                            {"cl_active_cancel_req", T_INT4},
+                            {"cl_waiting_cancel_req", T_INT4},
+                            {"sv_active", T_INT4},
+                            {"sv_active_cancel", T_INT4},
+                            {"sv_being_canceled", T_INT4},
+                            {"sv_idle", T_INT4},
+                            {"sv_used", T_INT4},
+                            {"sv_tested", T_INT4},
+                            {"sv_login", T_INT4},
+                            {"maxwait", T_INT4},
+                            {"maxwait_us", T_INT4},
+                            {"pool_mode", T_TEXT},
+                            {"load_balance_hosts", T_TEXT}};
+    put_cols(o, c, 17);
     pthread_mutex_lock(&s->pools_lock);
     for (spool *p = s->pools; p; p = p->next) {
         weir_pool_stats st;
@@ -296,10 +301,13 @@ static void show_pools(server *s, pq_buf *o)
         fmt_int(n[4], 24, st.pending);
         fmt_int(n[5], 24, st.oldest_wait_us / 1000000);
         fmt_int(n[6], 24, st.oldest_wait_us % 1000000);
-        const char *v[16] = {
+        const cfg_db *d = cfg_find_db(&s->cfg, p->db);
+        const char *lb = d && d->load_balance_hosts[0] ? d->load_balance_hosts : NULL;
+        const char *v[17] = {
             p->db, p->user, n[0], n[1], "0",  "0",  n[2], "0",
-            "0",   n[3],    "0",  "0",  n[4], n[5], n[6], cfg_pool_mode_name(p->mode)};
-        put_row(o, v, 16);
+            "0",   n[3],    "0",  "0",  n[4], n[5], n[6], cfg_pool_mode_name(p->mode),
+            lb};
+        put_row(o, v, 17);
     }
     pthread_mutex_unlock(&s->pools_lock);
     put_complete(o, "SHOW");
@@ -348,10 +356,10 @@ static void show_users(server *s, pq_buf *o)
                             {"pool_size", T_TEXT},
                             {"reserve_pool_size", T_TEXT},
                             {"pool_mode", T_TEXT},
-                            {"max_user_connections", T_INT8},
-                            {"current_connections", T_INT8},
-                            {"max_user_client_connections", T_INT8},
-                            {"current_client_connections", T_INT8}};
+                            {"max_user_connections", T_INT4},
+                            {"current_connections", T_INT4},
+                            {"max_user_client_connections", T_INT4},
+                            {"current_client_connections", T_INT4}};
     put_cols(o, c, 8);
     users_ctx x = {s, o};
     pthread_mutex_lock(&s->pools_lock);
@@ -366,7 +374,7 @@ static void show_users(server *s, pq_buf *o)
  * resolves each connect), so free_*, peer* and dns_* are 0. */
 static void show_lists(server *s, pq_buf *o)
 {
-    static const col c[] = {{"list", T_TEXT}, {"items", T_INT8}};
+    static const col c[] = {{"list", T_TEXT}, {"items", T_INT4}};
     long long pools = 0, used = 0, idle = 0, login = 0;
     pthread_mutex_lock(&s->pools_lock);
     for (spool *p = s->pools; p; p = p->next) {
@@ -418,29 +426,29 @@ static const col conn_cols[] = {{"type", T_TEXT},
                                 {"replication", T_TEXT},
                                 {"state", T_TEXT},
                                 {"addr", T_TEXT},
-                                {"port", T_INT8},
+                                {"port", T_INT4},
                                 {"local_addr", T_TEXT},
-                                {"local_port", T_INT8},
+                                {"local_port", T_INT4},
                                 {"connect_time", T_TEXT},
                                 {"request_time", T_TEXT},
-                                {"wait", T_INT8},
-                                {"wait_us", T_INT8},
-                                {"close_needed", T_INT8},
+                                {"wait", T_INT4},
+                                {"wait_us", T_INT4},
+                                {"close_needed", T_INT4},
                                 {"ptr", T_TEXT},
                                 {"link", T_TEXT},
-                                {"remote_pid", T_INT8},
+                                {"remote_pid", T_INT4},
                                 {"tls", T_TEXT},
                                 {"application_name", T_TEXT},
-                                {"prepared_statements", T_INT8},
-                                {"id", T_INT8},
+                                {"prepared_statements", T_INT4},
+                                {"id", T_INT4},
                                 /* SHOW SOCKETS only */
-                                {"recv_pos", T_INT8},
-                                {"pkt_pos", T_INT8},
-                                {"pkt_remain", T_INT8},
-                                {"send_pos", T_INT8},
-                                {"send_remain", T_INT8},
-                                {"pkt_avail", T_INT8},
-                                {"send_avail", T_INT8}};
+                                {"recv_pos", T_INT4},
+                                {"pkt_pos", T_INT4},
+                                {"pkt_remain", T_INT4},
+                                {"send_pos", T_INT4},
+                                {"send_remain", T_INT4},
+                                {"pkt_avail", T_INT4},
+                                {"send_avail", T_INT4}};
 #define NSOCK_COLS ((int)(sizeof conn_cols / sizeof *conn_cols))
 #define NCONN_COLS (NSOCK_COLS - 7)
 
@@ -722,10 +730,10 @@ static void show_servers(server *s, pq_buf *o, bool sockets, bool only_active)
 static void show_mem(server *s, pq_buf *o)
 {
     static const col c[] = {{"name", T_TEXT},
-                            {"size", T_INT8},
-                            {"used", T_INT8},
-                            {"free", T_INT8},
-                            {"memtotal", T_INT8}};
+                            {"size", T_INT4},
+                            {"used", T_INT4},
+                            {"free", T_INT4},
+                            {"memtotal", T_INT4}};
     put_cols(o, c, 5);
     long long servers = 0, pools = 0;
     pthread_mutex_lock(&s->pools_lock);
@@ -757,14 +765,14 @@ static void show_mem(server *s, pq_buf *o)
 static void show_empty(pq_buf *o, const char *what)
 {
     static const col peers[] = {
-        {"peer_id", T_INT8}, {"host", T_TEXT}, {"port", T_INT8}, {"pool_size", T_INT8}};
-    static const col peer_pools[] = {{"database", T_TEXT},
-                                     {"cl_active_cancel_req", T_INT8},
-                                     {"cl_waiting_cancel_req", T_INT8},
-                                     {"sv_active_cancel", T_INT8},
-                                     {"sv_login", T_INT8}};
+        {"peer_id", T_INT4}, {"host", T_TEXT}, {"port", T_INT4}, {"pool_size", T_INT4}};
+    static const col peer_pools[] = {{"peer_id", T_INT4},
+                                     {"cl_active_cancel_req", T_INT4},
+                                     {"cl_waiting_cancel_req", T_INT4},
+                                     {"sv_active_cancel", T_INT4},
+                                     {"sv_login", T_INT4}};
     static const col hosts[] = {{"hostname", T_TEXT}, {"ttl", T_INT8}, {"addrs", T_TEXT}};
-    static const col zones[] = {{"zonename", T_TEXT}, {"serial", T_INT8}, {"count", T_INT8}};
+    static const col zones[] = {{"zonename", T_TEXT}, {"serial", T_INT8}, {"count", T_INT4}};
     if (!strcasecmp(what, "PEERS"))
         put_cols(o, peers, 4);
     else if (!strcasecmp(what, "PEER_POOLS"))
@@ -878,7 +886,7 @@ static void show_stats(server *s, pq_buf *o, const char *what)
         stats_average(&all.delta, period, &a);
         uint64_t tv[NSTAT], av[NSTAT];
         stat_values(&all.total, &a, tv, av);
-        static const col c[] = {{"name", T_TEXT}, {"value", T_INT8}};
+        static const col c[] = {{"name", T_TEXT}, {"value", T_NUMERIC}};
         put_cols(o, c, 2);
         for (int i = 0; i < 2 * NSTAT; i++) {
             char v[24];
@@ -897,19 +905,19 @@ static void show_stats(server *s, pq_buf *o, const char *what)
     for (int i = 0; i < NSTAT && kind != AVERAGES; i++, nc++) {
         stat_col(names[nc - 1], sizeof names[0], kind == ALL ? COL_STATS_TOTAL : COL_TOTALS_PART,
                  i);
-        cols[nc] = (col){names[nc - 1], T_INT8};
+        cols[nc] = (col){names[nc - 1], T_NUMERIC};
     }
     for (int i = 0; i < NSTAT && kind != TOTALS; i++, nc++) {
         stat_col(names[nc - 1], sizeof names[0], kind == ALL ? COL_STATS_AVG : COL_AVERAGES_PART,
                  i);
-        cols[nc] = (col){names[nc - 1], T_INT8};
+        cols[nc] = (col){names[nc - 1], T_NUMERIC};
     }
     /* One column after PgBouncer 1.25's: PgBouncer 1.7's name for the query
      * count, which exporters still read (Debian's prometheus-pgbouncer-exporter
      * needs SHOW STATS' total_requests; pgbouncer_exporter maps STATS_TOTALS'
      * requests); readers by name ignore it. */
-    if (kind == ALL) cols[nc++] = (col){"total_requests", T_INT8};
-    if (kind == TOTALS) cols[nc++] = (col){"requests", T_INT8};
+    if (kind == ALL) cols[nc++] = (col){"total_requests", T_NUMERIC};
+    if (kind == TOTALS) cols[nc++] = (col){"requests", T_NUMERIC};
     put_cols(o, cols, nc);
     for (size_t i = 0; i < n; i++) {
         stats_avg a;
