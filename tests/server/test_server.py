@@ -496,6 +496,68 @@ class TestOptionsParameter(WeirCase):
                          "Europe/Lisbon")
 
 
+class TestTrackExtraParameters(WeirCase):
+    """track_extra_parameters (PgBouncer 1.25): more startup parameters kept
+    in line across pooled server connections; search_path is the usual one.
+    PostgreSQL 15 does not report search_path, so weir remembers what it SET
+    on each server connection, and forgets it when the reset query runs."""
+    settings = {"pool_mode": "transaction", "default_pool_size": "1",
+                "track_extra_parameters": "IntervalStyle, search_path"}
+
+    def opts(self, options):
+        return psycopg.connect(self.w.dsn(), autocommit=True, options=options)
+
+    def test_search_path_follows_each_client(self):
+        PG.sql("CREATE SCHEMA IF NOT EXISTS extra_a AUTHORIZATION app")
+        with self.opts("-c search_path=extra_a,public") as a, self.connect() as b, \
+                self.opts("-c search_path=pg_catalog") as c:
+            # as PostgreSQL itself shows and reads them (checked against it directly)
+            for _ in range(2):  # one server connection between the three
+                self.assertEqual(a.execute("SHOW search_path").fetchone()[0], "extra_a,public")
+                self.assertEqual(a.execute("SELECT current_schemas(false)").fetchone()[0],
+                                 ["extra_a", "public"])
+                self.assertEqual(c.execute("SHOW search_path").fetchone()[0], "pg_catalog")
+                # b set nothing: it gets what the server has (as in PgBouncer)
+                b.execute("SELECT 1")
+                self.assertEqual(a.execute("SHOW search_path").fetchone()[0], "extra_a,public")
+        # a startup parameter of its own works as well as options
+        r = subprocess.run(["psql", "-X", "-A", "-t", "-c", "SHOW search_path",
+                            "host=127.0.0.1 port=%d user=app dbname=appdb password=s3cret "
+                            "options='-c search_path=extra_a'" % self.w.port],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.stdout.strip(), "extra_a", r.stderr)
+
+    def test_not_listed_is_refused(self):
+        w2 = Weir(PG, settings={"pool_mode": "transaction"})  # the default: IntervalStyle
+        try:
+            with self.assertRaises(psycopg.OperationalError) as e:
+                psycopg.connect(w2.dsn(), options="-c search_path=public")
+            self.assertIn("unsupported startup parameter in options: search_path",
+                          str(e.exception))
+        finally:
+            w2.stop()
+
+
+
+class TestTrackExtraParametersSession(WeirCase):
+    settings = {"pool_mode": "session", "default_pool_size": "1",
+                "track_extra_parameters": "search_path"}
+
+    def test_reset_query_forgets_what_weir_set(self):
+        """Session pooling: the reset query (DISCARD ALL) undoes the SET; the
+        next client that wants the same search_path gets it set again."""
+        pids = set()
+        for _ in range(3):
+            with psycopg.connect(self.w.dsn(), autocommit=True,
+                                 options="-c search_path=pg_catalog,public") as a:
+                self.assertEqual(a.execute("SHOW search_path").fetchone()[0],
+                                 "pg_catalog,public")
+                pids.add(a.execute("SELECT pg_backend_pid()").fetchone()[0])
+            with self.connect() as b:  # no search_path: the server's default after the reset
+                self.assertEqual(b.execute("SHOW search_path").fetchone()[0], '"$user", public')
+        self.assertEqual(len(pids), 1)  # the one server connection, reset between clients
+
+
 class TestSessionPooling(WeirCase):
     settings = {"pool_mode": "session", "default_pool_size": "1"}
 

@@ -51,6 +51,7 @@ static const key keys[] = {
     K(admin_users, K_STR, ""),
     K(stats_users, K_STR, ""),
     K(ignore_startup_parameters, K_STR, ""),
+    K(track_extra_parameters, K_STR, "IntervalStyle"),
     K(login_notify_message, K_STR, ""),
     K(server_fast_close, K_BOOL, "0"),
     K(max_client_conn, K_INT, "100"),
@@ -158,8 +159,8 @@ static const char *const unsupported[] = {
     "service_name",          "job_name",           "conffile",
     "autodb_idle_timeout",   "dns_max_ttl",        "dns_nxdomain_ttl",
     "dns_zone_check_period", "resolv_conf",        "sbuf_loopcnt",
-    "tcp_defer_accept",      "tcp_socket_buffer",  "track_extra_parameters",
-    "http_listen_addr",      "http_listen_port",
+    "tcp_defer_accept",      "tcp_socket_buffer",  "http_listen_addr",
+    "http_listen_port",
 };
 
 typedef struct reader {

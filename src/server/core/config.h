@@ -87,6 +87,7 @@ typedef struct cfg {
     char auth_query[CFG_STR];
     char admin_users[CFG_STR], stats_users[CFG_STR];
     char ignore_startup_parameters[CFG_STR];
+    char track_extra_parameters[CFG_STR]; /* more parameters kept in line (client.c) */
     int max_client_conn, default_pool_size, min_pool_size, reserve_pool_size;
     int max_db_connections, max_user_connections;
     int64_t reserve_pool_timeout;

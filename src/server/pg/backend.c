@@ -638,6 +638,7 @@ static int be_reset(void *ctx, void *conn, char *err, size_t errlen)
         if (rc) return rc;
     }
     if (be->needs_reset && t->reset_query[0]) {
+        be->xset.n = 0; /* DISCARD ALL (or the reset query) undid weir's SETs */
         int rc = run_query(be, t->reset_query, deadline, err, errlen);
         if (rc) return rc;
     }

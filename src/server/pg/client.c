@@ -34,6 +34,7 @@
  * messages (the SETs that bring a server's session in line with the
  * client's parameters) are dropped from the stream.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -710,8 +711,28 @@ static void on_server(evutil_socket_t fd, short what, void *arg)
 /* Bring the server's session in line with what the client believes it set. */
 static void sync_params(client *c)
 {
-    char sql[2048];
+    char sql[4096];
     size_t o = 0;
+    /* track_extra_parameters: PostgreSQL may not report these (search_path
+     * before 18), so the value weir SET on this server is remembered as the
+     * server's own; a change a client makes with SET itself is not seen (as
+     * in PgBouncer). */
+    for (int i = 0; i < c->nextra; i++) {
+        const char *have = be_params_get(&c->be->params, c->xname[i]); /* reported */
+        if (!have) have = be_params_get(&c->be->xset, c->xname[i]);
+        if (have && !strcmp(have, c->xwant[i])) continue;
+        /* set_config() reads the value as the startup packet's -c does
+         * (search_path=a,b is two schemas; SET search_path='a,b' is one) */
+        char lit[2 * BE_VALUE + 3], nlit[2 * 64 + 3];
+        if (be_quote_literal(c->xwant[i], lit, sizeof lit) ||
+            be_quote_literal(c->xname[i], nlit, sizeof nlit))
+            continue;
+        int n = snprintf(sql + o, sizeof sql - o, "SELECT pg_catalog.set_config(%s,%s,false);",
+                         nlit, lit);
+        if (n < 0 || (size_t)n >= sizeof sql - o) break;
+        o += (size_t)n;
+        be_params_set(&c->be->xset, c->xname[i], c->xwant[i]);
+    }
     for (size_t i = 0; i < NTRACKED; i++) {
         if (!c->want_set[i]) continue;
         const char *have = be_params_get(&c->be->params, tracked[i]);
@@ -1836,8 +1857,23 @@ static bool ignored_param(server *s, const char *name)
     return cfg_list_has(s->cfg.ignore_startup_parameters, name);
 }
 
-/* A startup parameter weir keeps in line (tracked): 0 taken, -1 not one of
- * them, 1 too long. */
+/* name in a comma-separated list, case aside (parameter names are) */
+static bool list_has_nocase(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        while (*p == ',' || isspace((unsigned char)*p)) p++;
+        const char *s = p;
+        while (*p && *p != ',') p++;
+        const char *e = p;
+        while (e > s && isspace((unsigned char)e[-1])) e--;
+        if ((size_t)(e - s) == n && !strncasecmp(s, name, n)) return true;
+    }
+    return false;
+}
+
+/* A startup parameter weir keeps in line (tracked, or named by
+ * track_extra_parameters): 0 taken, -1 not one of them, 1 too long. */
 static int take_param(client *c, const char *name, const char *value)
 {
     for (size_t k = 0; k < NTRACKED; k++)
@@ -1852,7 +1888,23 @@ static int take_param(client *c, const char *name, const char *value)
             c->want_set[k] = true;
             return 0;
         }
-    return -1;
+    /* track_extra_parameters: a plain identifier of 63 bytes at most (it goes
+     * into SET unquoted), up to NEXTRA of them */
+    if (!list_has_nocase(c->w->srv->cfg.track_extra_parameters, name)) return -1;
+    size_t nl = strlen(name);
+    if (!nl || nl >= sizeof c->xname[0]) return -1;
+    for (const char *q = name; *q; q++)
+        if (!(isalnum((unsigned char)*q) || *q == '_' || *q == '.')) return -1;
+    if (strlen(value) >= BE_VALUE) return 1;
+    int i = 0;
+    while (i < c->nextra && strcasecmp(c->xname[i], name)) i++;
+    if (i == c->nextra) {
+        if (c->nextra == NEXTRA) return -1;
+        c->nextra++;
+    }
+    snprintf(c->xname[i], sizeof c->xname[i], "%s", name);
+    snprintf(c->xwant[i], BE_VALUE, "%s", value);
+    return 0;
 }
 
 typedef struct opt_ctx {

@@ -44,6 +44,7 @@ typedef enum cstate {
 _Static_assert(CL_NSTATES <= WORKER_NSTATES, "a worker counts every client state");
 
 #define NTRACKED 6 /* parameters kept in line on every server (client.c: tracked) */
+#define NEXTRA   8 /* and of track_extra_parameters, per client */
 
 /* A server connection's read registration in one worker's event loop. It
  * stays registered while the connection waits in the pool, so a worker that
@@ -110,6 +111,10 @@ struct client {
     const char *want_val[NTRACKED];
     char want[NTRACKED][BE_VALUE];
     bool want_set[NTRACKED];
+    /* track_extra_parameters the client set: names as it sent them */
+    char xname[NEXTRA][64];
+    char xwant[NEXTRA][BE_VALUE];
+    int nextra;
     uint32_t my_pid, my_key;
     client *key_next;
     pthread_mutex_t cancel_mu;       /* cancel_conn, against handle_cancel on another thread */
