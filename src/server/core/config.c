@@ -1226,7 +1226,7 @@ const cfg_secret *cfg_find_token(const cfg *c, const char *token)
     return found;
 }
 
-bool cfg_list_has(const char *list, const char *name)
+static bool list_has(const char *list, const char *name, bool nocase)
 {
     size_t n = strlen(name);
     const char *p = list;
@@ -1236,7 +1236,18 @@ bool cfg_list_has(const char *list, const char *name)
         while (*p && *p != ',') p++;
         const char *e = p;
         while (e > s && isspace((unsigned char)e[-1])) e--;
-        if ((size_t)(e - s) == n && !strncmp(s, name, n)) return true;
+        if ((size_t)(e - s) == n && !(nocase ? strncasecmp(s, name, n) : strncmp(s, name, n)))
+            return true;
     }
     return false;
+}
+
+bool cfg_list_has(const char *list, const char *name)
+{
+    return list_has(list, name, false);
+}
+
+bool cfg_list_has_nocase(const char *list, const char *name)
+{
+    return list_has(list, name, true);
 }

@@ -180,6 +180,8 @@ int cfg_sslmode(const char *mode); /* SSLMODE_*, or -1 */
 int cfg_check_tls(const cfg *c, char *why, size_t len);
 /* Is name in a comma-separated list like admin_users? */
 bool cfg_list_has(const char *list, const char *name);
+/* The same, case aside (parameter names). */
+bool cfg_list_has_nocase(const char *list, const char *name);
 
 const char *cfg_pool_mode_name(int mode);
 const char *cfg_auth_type_name(int type);

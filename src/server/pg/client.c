@@ -1857,21 +1857,6 @@ static bool ignored_param(server *s, const char *name)
     return cfg_list_has(s->cfg.ignore_startup_parameters, name);
 }
 
-/* name in a comma-separated list, case aside (parameter names are) */
-static bool list_has_nocase(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        while (*p == ',' || isspace((unsigned char)*p)) p++;
-        const char *s = p;
-        while (*p && *p != ',') p++;
-        const char *e = p;
-        while (e > s && isspace((unsigned char)e[-1])) e--;
-        if ((size_t)(e - s) == n && !strncasecmp(s, name, n)) return true;
-    }
-    return false;
-}
-
 /* A startup parameter weir keeps in line (tracked, or named by
  * track_extra_parameters): 0 taken, -1 not one of them, 1 too long. */
 static int take_param(client *c, const char *name, const char *value)
@@ -1890,7 +1875,7 @@ static int take_param(client *c, const char *name, const char *value)
         }
     /* track_extra_parameters: a plain identifier of 63 bytes at most (it goes
      * into SET unquoted), up to NEXTRA of them */
-    if (!list_has_nocase(c->w->srv->cfg.track_extra_parameters, name)) return -1;
+    if (!cfg_list_has_nocase(c->w->srv->cfg.track_extra_parameters, name)) return -1;
     size_t nl = strlen(name);
     if (!nl || nl >= sizeof c->xname[0]) return -1;
     for (const char *q = name; *q; q++)
