@@ -288,6 +288,10 @@ WEIR_API weir_pool *weir_conn_pool(const weir_conn *c);
 /** Milliseconds since c was last checked in or out (coarse clock, ~4 ms).
  *  In an on_checkout hook: how long it sat idle. */
 WEIR_API int64_t weir_conn_idle_ms(const weir_conn *c);
+/** Inside the on_destroy hook: why the connection is being closed
+ *  (WEIR_CLOSE_IDLE, _LIFETIME, _BROKEN, _USES, _EVICTED, as counted in
+ *  closed_total); -1 outside the hook. */
+WEIR_API int weir_conn_close_reason(const weir_conn *c);
 
 /** Completion of an asynchronous checkout: status 0 and c, or a negative
  *  code (WEIR_ETIMEDOUT, WEIR_ECLOSED, WEIR_ECONNECT, WEIR_ECANCELED) and c

@@ -42,6 +42,7 @@ struct weir_conn {
     weir_pool *pool;
     void *handle;
     bool broken;
+    int close_reason;   /* WEIR_CLOSE_*, while on_destroy runs; -1 otherwise */
     uint32_t gen;       /* pool's evict generation when opened */
     int64_t expires_ms; /* 0 = never */
     _Atomic int64_t last_used_ms;

@@ -450,7 +450,9 @@ static void limits_reclaim(weir_pool *p)
 /* Close the connection in c, which the caller holds (INUSE or BUSY). */
 static void close_conn(weir_pool *p, weir_conn *c, int reason)
 {
+    c->close_reason = reason;
     if (p->hooks.on_destroy) p->hooks.on_destroy(p->hooks.ud, c);
+    c->close_reason = -1;
     p->drv->close(p->ctx, c->handle);
     atomic_fetch_add(&p->closed_total[reason], 1);
     lock(p);
@@ -973,6 +975,11 @@ weir_pool *weir_conn_pool(const weir_conn *c)
     return c ? c->pool : NULL;
 }
 
+int weir_conn_close_reason(const weir_conn *c)
+{
+    return c ? c->close_reason : -1;
+}
+
 int64_t weir_conn_idle_ms(const weir_conn *c)
 {
     return weir__coarse_ms() - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed);
@@ -998,6 +1005,7 @@ static weir_conn *slot_reserve(weir_pool *p) /* under the lock: an EMPTY slot, n
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
     c->pool = p;
+    c->close_reason = -1;
     atomic_init(&c->state, WEIR__BUSY);
     p->slots[p->nslots++] = c;
     return c;

@@ -276,6 +276,7 @@ static void keepalive_finds_dead_idle(void **state)
 typedef struct hook_counts {
     _Atomic int create, checkout, checkin, destroy;
     _Atomic int refuse_checkout;
+    _Atomic int last_reason;
 } hook_counts;
 
 static int h_create(void *ud, weir_conn *c)
@@ -299,7 +300,7 @@ static int h_checkin(void *ud, weir_conn *c)
 }
 static void h_destroy(void *ud, weir_conn *c)
 {
-    (void)c;
+    atomic_store(&((hook_counts *)ud)->last_reason, weir_conn_close_reason(c));
     atomic_fetch_add(&((hook_counts *)ud)->destroy, 1);
 }
 
@@ -326,11 +327,18 @@ static void hooks_are_called(void **state)
     atomic_store(&h.refuse_checkout, 1);
     assert_int_equal(weir_checkout(f->pool, &c), 0);
     assert_int_equal(h.destroy, 1);
+    assert_int_equal(h.last_reason, WEIR_CLOSE_BROKEN); /* the hook's reason, in the hook */
+    assert_int_equal(weir_conn_close_reason(c), -1);    /* and none outside it */
     assert_int_equal(h.create, 2);
+    weir_checkin(c);
+    /* evicted: the reason the server logs as PgBouncer's "closing because: evicted" */
+    assert_int_equal(weir_pool_evict_all(f->pool), 1); /* the idle one, closed now */
+    assert_int_equal(h.last_reason, WEIR_CLOSE_EVICTED);
+    assert_int_equal(weir_checkout(f->pool, &c), 0);
     weir_checkin(c);
     weir_pool_destroy(f->pool);
     f->pool = NULL;
-    assert_int_equal(h.destroy, 2);
+    assert_int_equal(h.destroy, 3);
 }
 
 static int refuse_create(void *ud, weir_conn *c)

@@ -83,6 +83,16 @@ static void pool_on_destroy(void *ud, weir_conn *c)
     spool *p = ud;
     backend *be = weir_conn_handle(c);
     if (be && be->ext && p->srv->door->server_gone) p->srv->door->server_gone(be);
+    /* PgBouncer's words for what the pool itself closes (log_disconnections) */
+    int r = weir_conn_close_reason(c);
+    const char *why = r == WEIR_CLOSE_IDLE       ? "server idle timeout"
+                      : r == WEIR_CLOSE_LIFETIME ? "server lifetime over"
+                      : r == WEIR_CLOSE_EVICTED  ? "evicted"
+                                                 : NULL;
+    if (why && be && atomic_load(&p->srv->log_disconnections))
+        srv_log(p->srv, "LOG", "S-%llu: %s/%s@%s:%d closing because: %s",
+                (unsigned long long)be->id, p->db, p->user, be->host[0] ? be->host : "unix",
+                be->port, why);
 }
 
 /* The shared limit called key with cap max, made on first use. Under pools_lock. */
@@ -285,6 +295,7 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     snprintf(p->user, sizeof p->user, "%s", user);
     int size, minp, reserve;
     pool_shape(k, db, user, &size, &minp, &reserve, &p->mode);
+    const int shared_max = size + reserve; /* before a replication pool drops reserve */
     pthread_mutex_init(&p->lock, NULL);
 
     pthread_mutex_init(&t->mu, NULL);
@@ -388,13 +399,22 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
         (maxuser > 0 && (!luser || weir_pool_attach_limit(p->pool, luser))))
         srv_log(s, "WARNING", "pool %s/%s: cannot apply max_db_connections/max_user_connections",
                 p->db, p->user);
+    char key[CFG_NAME];
+    snprintf(key, sizeof key, "%.30s/%.30s", dbname, user);
     if (repl) { /* replication connections of (db, user) share its pool_size */
-        char key[CFG_NAME];
-        snprintf(key, sizeof key, "%.30s/%.30s", dbname, user);
         weir_limit *lr = limit_get(s, "repl", key, size);
         if (!lr || weir_pool_attach_limit(p->pool, lr))
             srv_log(s, "WARNING", "pool %s/%s: cannot apply pool_size to replication", p->db,
                     p->user);
+    }
+    /* ... and with the normal connections, reserve included: a replication
+     * client on a full pool makes an idle normal connection close
+     * ("evicted"), as in PgBouncer */
+    p->size_limit = limit_get(s, "size", key, shared_max);
+    if (!p->size_limit || weir_pool_attach_limit(p->pool, p->size_limit)) {
+        p->size_limit = NULL;
+        srv_log(s, "WARNING", "pool %s/%s: cannot share pool_size with replication", p->db,
+                p->user);
     }
     return p;
 }
@@ -445,6 +465,7 @@ void pools_apply_config(server *s, bool tls_out)
         pool_shape(k, db, p->user, &size, &minp, &reserve, &mode);
         if (size != p->size || reserve != p->reserve) {
             int64_t cap = size + (atomic_load(&p->reserve_on) ? reserve : 0);
+            if (p->size_limit) (void)weir_limit_set_max(p->size_limit, size + reserve);
             (void)weir_pool_resize(p->pool, cap, minp);
             srv_log(s, "LOG", "pool %s/%s: size %d -> %d", p->db, p->user, p->size, size);
         }

@@ -37,6 +37,9 @@ typedef struct spool {
     atomic_bool
         use_once; /* server_lifetime = 0: a server connection serves one client, as PgBouncer */
     bool private_pool; /* a replication client's own: not in s->pools (pool_release_private) */
+    /* pool_size (+ reserve) of (db, user), shared with its replication
+     * connections, as PgBouncer counts them; NULL if it could not be made */
+    weir_limit *size_limit;
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
     _Atomic uint64_t close_mark;    /* RECONNECT: connections with an id up to this are closing */
