@@ -520,6 +520,8 @@ class TestHba(unittest.TestCase):
             out = r.status, r.read().decode()
             c.close()
             return out
+        # the HTTP door listens a moment after the PostgreSQL one
+        self.assertTrue(wait_port(int(w_setting(self.w, "http_listen_port"))), self.w.log())
         st, body = post("app", "s3cret")  # hostnossl scram-sha-256: the password is checked
         self.assertEqual(st, 200, body)
         st, body = post("app", "wrong")
