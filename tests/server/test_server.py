@@ -502,7 +502,14 @@ class TestTrackExtraParameters(WeirCase):
     PostgreSQL 15 does not report search_path, so weir remembers what it SET
     on each server connection, and forgets it when the reset query runs."""
     settings = {"pool_mode": "transaction", "default_pool_size": "1",
-                "track_extra_parameters": "IntervalStyle, search_path"}
+                "track_extra_parameters": "IntervalStyle, search_path, statement_timeout"}
+
+    def test_a_refused_value_does_not_undo_the_others(self):
+        """The extra parameters go in a query of their own: a value PostgreSQL
+        refuses leaves the tracked ones (timezone here) applied."""
+        with self.opts("-c timezone=Asia/Tokyo -c statement_timeout=nonsense") as a:
+            self.assertEqual(a.execute("SHOW timezone").fetchone()[0], "Asia/Tokyo")
+            self.assertEqual(a.execute("SELECT 2").fetchone()[0], 2)
 
     def opts(self, options):
         return psycopg.connect(self.w.dsn(), autocommit=True, options=options)

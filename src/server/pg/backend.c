@@ -638,7 +638,7 @@ static int be_reset(void *ctx, void *conn, char *err, size_t errlen)
         if (rc) return rc;
     }
     if (be->needs_reset && t->reset_query[0]) {
-        be->xset.n = 0; /* DISCARD ALL (or the reset query) undid weir's SETs */
+        if (be->xset) be->xset->n = 0; /* DISCARD ALL (or the reset query) undid weir's SETs */
         int rc = run_query(be, t->reset_query, deadline, err, errlen);
         if (rc) return rc;
     }
@@ -656,6 +656,7 @@ static void be_close(void *ctx, void *conn)
     if (!be->unclean) (void)!io_send(be->fd, be->tls, term, sizeof term);
     tls_close(be->tls);
     close(be->fd);
+    free(be->xset);
     free(be);
 }
 

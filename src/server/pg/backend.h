@@ -91,7 +91,7 @@ typedef struct backend {
     bool ps_gone; /* a reset ran DISCARD ALL / DEALLOCATE ALL: its prepared statements are gone */
     uint32_t pid, key; /* BackendKeyData, for cancel requests */
     be_params params;  /* ParameterStatus as the server last reported it */
-    be_params xset;    /* track_extra_parameters weir SET here (not reported by the server) */
+    be_params *xset;   /* track_extra_parameters weir SET here (not reported); NULL: none */
     be_target *target; /* its pool's (whose address may have moved since: see host) */
     SSL *tls;          /* TLS to the server (server_tls_sslmode), or NULL */
     char host[256];    /* where this connection went (cancels go there): "" = /tmp */

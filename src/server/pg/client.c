@@ -303,6 +303,7 @@ static void free_client(client *c)
     if (c->pool && c->pool->private_pool) pool_release_private(c->pool);
     c->pool = NULL;
     free(c->repl);
+    free(c->xwant);
     clear_secret(c);
     pthread_mutex_destroy(&c->cancel_mu);
     pq_buf_free(&c->in);
@@ -708,31 +709,42 @@ static void on_server(evutil_socket_t fd, short what, void *arg)
     update_events(c);
 }
 
-/* Bring the server's session in line with what the client believes it set. */
-static void sync_params(client *c)
+/* track_extra_parameters, as a query of its own after the tracked SETs, so
+ * that a value PostgreSQL refuses cannot roll those back with it.
+ * PostgreSQL may not report these (search_path before 18), so the value
+ * weir sets on a server is remembered as the server's own until the reset
+ * query; a change a client makes with SET itself is not seen (as in
+ * PgBouncer). set_config() reads the value as the startup packet's -c does
+ * (search_path=a,b is two schemas; SET search_path='a,b' is one). */
+static void sync_extra(client *c)
 {
+    if (!c->xwant) return;
+    backend *be = c->be;
+    if (!be->xset && !(be->xset = calloc(1, sizeof *be->xset))) return;
     char sql[4096];
     size_t o = 0;
-    /* track_extra_parameters: PostgreSQL may not report these (search_path
-     * before 18), so the value weir SET on this server is remembered as the
-     * server's own; a change a client makes with SET itself is not seen (as
-     * in PgBouncer). */
-    for (int i = 0; i < c->nextra; i++) {
-        const char *have = be_params_get(&c->be->params, c->xname[i]); /* reported */
-        if (!have) have = be_params_get(&c->be->xset, c->xname[i]);
-        if (have && !strcmp(have, c->xwant[i])) continue;
-        /* set_config() reads the value as the startup packet's -c does
-         * (search_path=a,b is two schemas; SET search_path='a,b' is one) */
-        char lit[2 * BE_VALUE + 3], nlit[2 * 64 + 3];
-        if (be_quote_literal(c->xwant[i], lit, sizeof lit) ||
-            be_quote_literal(c->xname[i], nlit, sizeof nlit))
+    for (int i = 0; i < c->xwant->n; i++) {
+        const char *name = c->xwant->name[i], *want = c->xwant->value[i];
+        const char *have = be_params_get(&be->params, name); /* reported */
+        if (!have) have = be_params_get(be->xset, name);
+        if (have && !strcmp(have, want)) continue;
+        char lit[2 * BE_VALUE + 3], nlit[2 * BE_NAME + 3];
+        if (be_quote_literal(want, lit, sizeof lit) || be_quote_literal(name, nlit, sizeof nlit))
             continue;
         int n = snprintf(sql + o, sizeof sql - o, "SELECT pg_catalog.set_config(%s,%s,false);",
                          nlit, lit);
         if (n < 0 || (size_t)n >= sizeof sql - o) break;
         o += (size_t)n;
-        be_params_set(&c->be->xset, c->xname[i], c->xwant[i]);
+        be_params_set(be->xset, name, want);
     }
+    if (o && pq_put_msg(&c->pre, 'Q', sql, (uint32_t)o + 1) == 0) c->skip_rfq++;
+}
+
+/* Bring the server's session in line with what the client believes it set. */
+static void sync_params(client *c)
+{
+    char sql[2048];
+    size_t o = 0;
     for (size_t i = 0; i < NTRACKED; i++) {
         if (!c->want_set[i]) continue;
         const char *have = be_params_get(&c->be->params, tracked[i]);
@@ -743,8 +755,8 @@ static void sync_params(client *c)
         if (n < 0 || (size_t)n >= sizeof sql - o) break;
         o += (size_t)n;
     }
-    if (!o) return;
-    if (pq_put_msg(&c->pre, 'Q', sql, (uint32_t)o + 1) == 0) c->skip_rfq++;
+    if (o && pq_put_msg(&c->pre, 'Q', sql, (uint32_t)o + 1) == 0) c->skip_rfq++;
+    sync_extra(c);
 }
 
 static void send_welcome(client *c);
@@ -1873,22 +1885,17 @@ static int take_param(client *c, const char *name, const char *value)
             c->want_set[k] = true;
             return 0;
         }
-    /* track_extra_parameters: a plain identifier of 63 bytes at most (it goes
-     * into SET unquoted), up to NEXTRA of them */
+    /* track_extra_parameters: a GUC-like name (letters, digits, _ and .,
+     * as PostgreSQL's), up to NEXTRA of them */
     if (!cfg_list_has_nocase(c->w->srv->cfg.track_extra_parameters, name)) return -1;
     size_t nl = strlen(name);
-    if (!nl || nl >= sizeof c->xname[0]) return -1;
+    if (!nl || nl >= BE_NAME) return -1;
     for (const char *q = name; *q; q++)
         if (!(isalnum((unsigned char)*q) || *q == '_' || *q == '.')) return -1;
     if (strlen(value) >= BE_VALUE) return 1;
-    int i = 0;
-    while (i < c->nextra && strcasecmp(c->xname[i], name)) i++;
-    if (i == c->nextra) {
-        if (c->nextra == NEXTRA) return -1;
-        c->nextra++;
-    }
-    snprintf(c->xname[i], sizeof c->xname[i], "%s", name);
-    snprintf(c->xwant[i], BE_VALUE, "%s", value);
+    if (!c->xwant && !(c->xwant = calloc(1, sizeof *c->xwant))) return -1;
+    if (!be_params_get(c->xwant, name) && c->xwant->n == NEXTRA) return -1;
+    (void)be_params_set(c->xwant, name, value);
     return 0;
 }
 

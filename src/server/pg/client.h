@@ -111,10 +111,9 @@ struct client {
     const char *want_val[NTRACKED];
     char want[NTRACKED][BE_VALUE];
     bool want_set[NTRACKED];
-    /* track_extra_parameters the client set: names as it sent them */
-    char xname[NEXTRA][64];
-    char xwant[NEXTRA][BE_VALUE];
-    int nextra;
+    /* track_extra_parameters the client set (names as it sent them);
+     * allocated on the first, as few clients send any */
+    be_params *xwant;
     uint32_t my_pid, my_key;
     client *key_next;
     pthread_mutex_t cancel_mu;       /* cancel_conn, against handle_cancel on another thread */
