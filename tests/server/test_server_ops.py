@@ -916,6 +916,38 @@ class TestHostLists(unittest.TestCase):
             w.stop()
 
 
+class TestServerCloseLines(unittest.TestCase):
+    """What the pool closes itself is logged in PgBouncer's words, and only
+    with the right one: an idle timeout, a RECONNECT; nothing at shutdown."""
+
+    def test_close_reasons(self):
+        w = Weir(PG, settings={"server_idle_timeout": "1", "admin_users": "weir"})
+        try:
+            self.assertEqual(w.psql("select 1").stdout.strip(), "1")
+            end = time.monotonic() + 10
+            while "closing because: server idle timeout" not in w.log() and \
+                    time.monotonic() < end:
+                time.sleep(0.2)
+            self.assertRegex(w.log(), r"S-\d+: appdb/app@127\.0\.0\.1:\d+ closing because: "
+                                      r"server idle timeout")
+            with psycopg.connect(w.dsn()) as c:
+                c.execute("select 1")  # a server connection held in a transaction
+                _, r = w.admin("RECONNECT appdb")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                c.rollback()  # released: closed, as RECONNECT asked
+            end = time.monotonic() + 10
+            while "database configuration changed" not in w.log() and time.monotonic() < end:
+                time.sleep(0.2)
+            self.assertIn("closing because: database configuration changed", w.log())
+            self.assertEqual(w.psql("select 1").stdout.strip(), "1")  # a new one, left open
+            before = w.log().count("closing because")
+            w.proc.send_signal(signal.SIGTERM)  # every client has left: exits
+            self.assertEqual(w.proc.wait(timeout=20), 0)
+            self.assertEqual(w.log().count("closing because"), before)  # not "idle timeout"
+        finally:
+            w.stop()
+
+
 class TestReplication(unittest.TestCase):
     """replication=database|true (PgBouncer 1.23+): a connection of the
     client's own with its startup parameters, streaming through weir."""
@@ -980,6 +1012,31 @@ class TestReplication(unittest.TestCase):
         # the ordinary pool of the same user is not harmed
         r = self.psql("user=app dbname=appdb", "select 1", password="s3cret")
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "1"), r.stderr)
+
+    def test_full_pool_evicts_an_idle_normal_connection(self):
+        """As PgBouncer: replication and normal connections of one database and
+        user share pool_size; a replication client finding it full of idle
+        normal connections makes one close ("evicted") instead of waiting."""
+        w = Weir(PG, settings={"default_pool_size": "1", "query_wait_timeout": "5"},
+                 databases={"appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port},
+                 users={"weir": "weirpass"})
+        try:
+            env = dict(os.environ, PGPASSWORD="weirpass")
+            r = subprocess.run(["psql", "-X", "-A", "-t", "host=127.0.0.1 port=%d user=weir "
+                                "dbname=appdb" % w.port, "-c", "select 1"],
+                               capture_output=True, text=True, timeout=30, env=env)
+            self.assertEqual(r.stdout.strip(), "1", r.stderr)  # the pool's one, now idle
+            t0 = time.monotonic()
+            r = subprocess.run(["psql", "-X", "-A", "-t", "host=127.0.0.1 port=%d user=weir "
+                                "dbname=appdb replication=database" % w.port, "-c",
+                                "IDENTIFY_SYSTEM"], capture_output=True, text=True, timeout=30,
+                               env=env)
+            self.assertEqual(r.returncode, 0, r.stderr + w.log())
+            self.assertLess(time.monotonic() - t0, 4)  # not a query_wait_timeout
+            self.assertRegex(w.log(), r"S-\d+: appdb/weir@127\.0\.0\.1:\d+ closing because: "
+                                      r"evicted")
+        finally:
+            w.stop()
 
     def test_bad_value_is_refused(self):
         r = self.psql("user=weir dbname=appdb replication=maybe", "IDENTIFY_SYSTEM")

@@ -83,13 +83,26 @@ static void pool_on_destroy(void *ud, weir_conn *c)
     spool *p = ud;
     backend *be = weir_conn_handle(c);
     if (be && be->ext && p->srv->door->server_gone) p->srv->door->server_gone(be);
-    /* PgBouncer's words for what the pool itself closes (log_disconnections) */
+    /* PgBouncer's words for what the pool closes itself (log_disconnections).
+     * The engine's "idle" covers an idle timeout and a pool shrinking (a
+     * RELOAD, the reserve given back): told apart by how long it sat. Not
+     * at shutdown, nor for a replication client's own pool going with it. */
+    if (!be || p->private_pool || atomic_load(&p->srv->shutting_down) ||
+        !atomic_load(&p->srv->log_disconnections))
+        return;
     int r = weir_conn_close_reason(c);
-    const char *why = r == WEIR_CLOSE_IDLE       ? "server idle timeout"
-                      : r == WEIR_CLOSE_LIFETIME ? "server lifetime over"
-                      : r == WEIR_CLOSE_EVICTED  ? "evicted"
-                                                 : NULL;
-    if (why && be && atomic_load(&p->srv->log_disconnections))
+    const char *why = NULL;
+    if (be->id <= atomic_load(&p->close_mark_be)) /* RECONNECT, or the server moved */
+        why = "database configuration changed";
+    else if (r == WEIR_CLOSE_LIFETIME)
+        why = "server lifetime over";
+    else if (r == WEIR_CLOSE_EVICTED)
+        why = "evicted";
+    else if (r == WEIR_CLOSE_IDLE)
+        why = p->idle_timeout_ms > 0 && weir_conn_idle_ms(c) >= p->idle_timeout_ms
+                  ? "server idle timeout"
+                  : "too many servers in the pool";
+    if (why)
         srv_log(p->srv, "LOG", "S-%llu: %s/%s@%s:%d closing because: %s",
                 (unsigned long long)be->id, p->db, p->user, be->host[0] ? be->host : "unix",
                 be->port, why);
@@ -340,6 +353,7 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     o.acquire_timeout_ms = p->query_wait_ms;
     o.connect_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
     o.idle_timeout_ms = k->server_idle_timeout;
+    p->idle_timeout_ms = o.idle_timeout_ms; /* for the close lines (a pool option: fixed) */
     o.max_lifetime_ms = db->server_lifetime >= 0 ? db->server_lifetime : k->server_lifetime;
     atomic_store(&p->use_once, o.max_lifetime_ms == 0);
     o.validate_idle_after_ms = k->server_check_query[0] ? k->server_check_delay : -1;

@@ -40,6 +40,7 @@ typedef struct spool {
     /* pool_size (+ reserve) of (db, user), shared with its replication
      * connections, as PgBouncer counts them; NULL if it could not be made */
     weir_limit *size_limit;
+    int64_t idle_timeout_ms;          /* the engine's idle_timeout, set before the pool starts */
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
     _Atomic int64_t last_long_wait_ms;
     _Atomic uint64_t close_mark;    /* RECONNECT: connections with an id up to this are closing */
