@@ -16,6 +16,14 @@ typedef struct server server;
 
 /* One pool of server connections: a (database, user) pair. Created on the
  * first login that needs it and kept for the server's life. */
+/* A pool /ready and /v1/pools call down: a refused login tripped
+ * fail-fast, or its connects fail while it has nothing open (clients wait
+ * through the retries meanwhile). */
+static inline bool pool_stats_down(const weir_pool_stats *st)
+{
+    return st->target_down || (st->failing && st->total == 0);
+}
+
 typedef struct spool {
     server *srv;
     char db[CFG_NAME], user[CFG_NAME];

@@ -232,10 +232,7 @@ static void on_ready(server *s, http_resp *rs)
             if (strcmp(sp->db, db->name)) continue;
             weir_pool_stats st;
             have = true;
-            /* down: a refused login tripped fail-fast, or its connects fail
-             * and it has nothing open (clients wait through the retries) */
-            if (weir_pool_stats_get(sp->pool, &st) == 0 &&
-                (st.target_down || (st.failing && st.total == 0)) && !down) {
+            if (weir_pool_stats_get(sp->pool, &st) == 0 && pool_stats_down(&st) && !down) {
                 down = true;
                 char e[256];
                 weir_pool_last_error(sp->pool, e, sizeof e);

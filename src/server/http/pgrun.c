@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/pools.h"
 #include "core/server.h"
 #include "pg/authq.h"
 #include "pg/proto.h"
@@ -557,7 +558,7 @@ void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, 
               (long long)st.acquires_total, (long long)st.acquire_timeouts_total,
               (long long)st.created_total, (long long)st.connect_errors_total,
               (long long)st.oldest_wait_us, st.paused ? "true" : "false",
-              st.target_down || (st.failing && st.total == 0) ? "true" : "false");
+              pool_stats_down(&st) ? "true" : "false");
     char err[512];
     if (weir_pool_last_error(p, err, sizeof err) > 0) { /* masked by the engine */
         sb_str(b, ",\"last_error\":");

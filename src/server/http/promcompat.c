@@ -28,17 +28,7 @@ typedef struct table {
     size_t nrows, cap;
     const char **cells; /* nrows * ncols, pointing into buf */
     char *buf;          /* a copy of the answer's bytes, made NUL-terminated */
-    bool ok;
 } table;
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static uint16_t be16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 /* Reads the RowDescription and DataRows of an answer; false on an error
  * answer or anything unexpected. Cells are copied so that each ends in NUL. */
@@ -51,14 +41,14 @@ static bool parse(const uint8_t *p, uint32_t n, table *t)
     uint32_t i = 0;
     while (i + 5 <= n) {
         char type = (char)p[i];
-        uint32_t len = be32(p + i + 1);
+        uint32_t len = pq_get32(p + i + 1);
         if (len < 4 || len > n - i - 1) return false;
         const uint8_t *body = p + i + 5, *end = p + i + 1 + len;
         i += 1 + len;
         if (type == 'E') return false;
         if (type == 'T') {
             if (end - body < 2) return false;
-            int nf = be16(body);
+            int nf = pq_get16(body);
             body += 2;
             if (nf > MAXCOLS) return false;
             for (int f = 0; f < nf; f++) {
@@ -68,13 +58,13 @@ static bool parse(const uint8_t *p, uint32_t n, table *t)
                 size_t l = (size_t)(z - body);
                 memcpy(t->buf + bo, name, l + 1);
                 t->cols[f] = t->buf + bo;
-                t->types[f] = be32(z + 1 + 6); /* after the table OID and column number */
+                t->types[f] = pq_get32(z + 1 + 6); /* after the table OID and column number */
                 bo += l + 1;
                 body = z + 1 + 18;
             }
             t->ncols = nf;
         } else if (type == 'D') {
-            if (end - body < 2 || be16(body) != t->ncols) return false;
+            if (end - body < 2 || pq_get16(body) != t->ncols) return false;
             body += 2;
             if (t->nrows == t->cap) {
                 size_t nc = t->cap ? t->cap * 2 : 16;
@@ -85,7 +75,7 @@ static bool parse(const uint8_t *p, uint32_t n, table *t)
             }
             for (int f = 0; f < t->ncols; f++) {
                 if (end - body < 4) return false;
-                uint32_t l = be32(body);
+                uint32_t l = pq_get32(body);
                 body += 4;
                 const char **cell = &t->cells[t->nrows * (size_t)t->ncols + (size_t)f];
                 if (l == 0xffffffffu) {
@@ -102,8 +92,7 @@ static bool parse(const uint8_t *p, uint32_t n, table *t)
             t->nrows++;
         }
     }
-    t->ok = t->ncols > 0;
-    return t->ok;
+    return t->ncols > 0;
 }
 
 static void table_free(table *t)
@@ -342,20 +331,6 @@ static bool show(server *s, const char *what, table *t)
     return ok;
 }
 
-static void json_str(sbuf *b, const char *v)
-{
-    sb_str(b, "\"");
-    for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            sb_printf(b, "\\%c", *c);
-        else if (*c < 0x20)
-            sb_printf(b, "\\u%04x", *c);
-        else
-            sb_add(b, c, 1);
-    }
-    sb_str(b, "\"");
-}
-
 static const char *const showable[] = {"POOLS",  "CLIENTS", "SERVERS", "DATABASES",
                                        "STATS",  "LISTS",   "USERS",   "MEM",
                                        "TOTALS", "STATE",   "VERSION"};
@@ -371,7 +346,7 @@ int console_json(server *s, const char *what, sbuf *b)
     sb_str(b, "{\"columns\":[");
     for (int c = 0; c < t.ncols; c++) {
         if (c) sb_str(b, ",");
-        json_str(b, t.cols[c]);
+        sb_jstr(b, t.cols[c]);
     }
     sb_str(b, "],\"rows\":[");
     for (size_t r = 0; r < t.nrows; r++) {
@@ -386,7 +361,7 @@ int console_json(server *s, const char *what, sbuf *b)
             else if ((ty == 20 || ty == 21 || ty == 23 || ty == 1700) && number(v, 1, &d))
                 sb_str(b, v); /* the console's own digits */
             else
-                json_str(b, v);
+                sb_jstr(b, v);
         }
         sb_str(b, "]");
     }
@@ -397,16 +372,15 @@ int console_json(server *s, const char *what, sbuf *b)
 
 void promcompat_page(server *s, sbuf *b)
 {
-    table ver, lists, conf, dbs, stats, pools, cl;
-    /* the console reads s->cfg: under cfg_rw, as a reload swaps it */
     pthread_rwlock_rdlock(&s->cfg_rw);
     bool on = s->cfg.http_metrics_pgbouncer;
-    bool okv = on && run(s, "VERSION", &ver), okl = on && run(s, "LISTS", &lists),
-         okc = on && run(s, "CONFIG", &conf), okd = on && run(s, "DATABASES", &dbs),
-         oks = on && run(s, "STATS_TOTALS", &stats), okp = on && run(s, "POOLS", &pools);
     pthread_rwlock_unlock(&s->cfg_rw);
     if (!on) return;
-    bool okcl = run(s, "CLIENTS", &cl); /* holds the workers, which takes cfg_rw itself */
+    table ver, lists, conf, dbs, stats, pools, cl;
+    bool okv = show(s, "VERSION", &ver), okl = show(s, "LISTS", &lists),
+         okc = show(s, "CONFIG", &conf), okd = show(s, "DATABASES", &dbs),
+         oks = show(s, "STATS_TOTALS", &stats), okp = show(s, "POOLS", &pools),
+         okcl = show(s, "CLIENTS", &cl);
     bool up = okv && okl && okc && okd && oks && okp && okcl;
     sb_printf(b,
               "# HELP pgbouncer_up The pgbouncer scrape succeeded\n# TYPE pgbouncer_up gauge\n"
