@@ -376,7 +376,8 @@ class TestReload(OpsCase):
                 break
             time.sleep(0.2)
         self.assertEqual(r.stdout.strip(), "moved", r.stderr)
-        self.assertIn("pool other/app: database configuration changed", self.w.log())
+        self.assertIn("pool other/app: its server address, database, password or TLS changed; "
+                      "reconnecting", self.w.log())
 
     def test_reload_reads_the_auth_file_again(self):
         auth = os.path.join(self.w.dir, "users.txt")

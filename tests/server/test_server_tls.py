@@ -652,15 +652,16 @@ class TestServerTls(unittest.TestCase):
                 text = f.read().replace(cert("ca2.crt"), cert("ca.crt"))
             with open(w.ini, "w") as f:
                 f.write(text)
-            said = w.log().count("database configuration changed")
+            said = w.log().count("TLS changed; reconnecting")
             self.assertEqual(said, 1)  # the SET's
             w.admin("RELOAD")  # nothing changed: the same server connection
             self.assertEqual(w.psql("select pg_backend_pid()").stdout.strip(), pid)
-            self.assertEqual(w.log().count("database configuration changed"), said)
+            self.assertEqual(w.log().count("TLS changed; reconnecting"), said)
             with open(w.ini, "a") as f:
                 f.write("server_tls_protocols = tlsv1.3\n")
             w.admin("RELOAD")
-            self.assertIn("pool appdb/app: database configuration changed", w.log())
+            self.assertIn("pool appdb/app: its server address, database, password or TLS "
+                          "changed; reconnecting", w.log())
             r = w.psql("select pg_backend_pid(), version from pg_stat_ssl "
                        "where pid = pg_backend_pid()")
             self.assertEqual(r.returncode, 0, r.stderr)

@@ -512,8 +512,8 @@ void pools_apply_config(server *s, bool tls_out)
         (void)be_target_set_password(&n, NULL);
         if (moved) {
             srv_log(s, "LOG",
-                    "pool %s/%s: database configuration changed (server address, database, "
-                    "password or TLS); reconnecting",
+                    "pool %s/%s: its server address, database, password or TLS changed; "
+                    "reconnecting",
                     p->db, p->user);
             mark_closing(p);
             (void)weir_pool_evict_all(p->pool);
