@@ -350,6 +350,76 @@ class TestProtocol(PreparedCase):
         self.assertEqual(c.run(describe_stmt("q"), SYNC), ["t", "T", "Z"])
 
 
+class TestSchemaChange(PreparedCase):
+    """After ALTER TABLE, PostgreSQL fails a statement prepared before it
+    (0A000 cached plan must not change result type) until it is prepared
+    again; drivers recover by Close and Parse. weir shares the statement as
+    weir_<n>, and used to answer that Parse from its registry, so the
+    failure went on for this client and every later one on that server."""
+    settings = {"default_pool_size": "1"}
+
+    def setUp(self):
+        super().setUp()
+        PG.sql("DROP TABLE IF EXISTS shape; CREATE TABLE shape (a int); INSERT INTO shape VALUES (1); "
+               "GRANT SELECT ON shape TO app")
+        self.addCleanup(PG.sql, "DROP TABLE IF EXISTS shape")
+
+    def columns(self, c, *msgs):
+        """The replies, a DataRow as ("D", number of columns)."""
+        c.s.sendall(b"".join(msgs))
+        out = []
+        for t, body in c.until_ready():
+            if t == b"D":
+                out.append(("D", struct.unpack("!H", body[:2])[0]))
+            elif t == b"E":
+                out.append(("E", error_fields(body).get("C")))
+            elif t not in (b"S", b"N"):
+                out.append(t.decode())
+        return out
+
+    def test_prepared_again_after_alter_table(self):
+        q = "SELECT * FROM shape"
+        c, d = self.raw(), self.raw()
+        self.assertEqual(self.columns(c, parse("s", q), bind("s"), execute(), SYNC),
+                         ["1", "2", ("D", 1), "C", "Z"])
+        self.assertEqual(self.columns(d, parse("other", q), bind("other"), execute(), SYNC),
+                         ["1", "2", ("D", 1), "C", "Z"])
+        PG.sql("ALTER TABLE shape ADD COLUMN b int DEFAULT 2")
+        # As directly on PostgreSQL: the old statement fails.
+        self.assertEqual(self.columns(c, bind("s"), execute(), SYNC), [("E", "0A000"), "Z"])
+        # The driver's recovery, Close and Parse of the same text, now works.
+        self.assertEqual(self.columns(c, close_stmt("s"), parse("s", q), bind("s"), execute(),
+                                      SYNC), ["3", "1", "2", ("D", 2), "C", "Z"])
+        self.assertEqual(self.columns(c, bind("s"), execute(), SYNC), ["2", ("D", 2), "C", "Z"])
+        # Another client's statement from before is stale too, as on
+        # PostgreSQL, until it prepares it again (DEALLOCATE, then Parse).
+        self.assertEqual(self.columns(d, bind("other"), execute(), SYNC), [("E", "0A000"), "Z"])
+        self.assertEqual(self.columns(d, query("DEALLOCATE other")), ["C", "Z"])
+        self.assertEqual(self.columns(d, parse("other", q), bind("other"), execute(), SYNC),
+                         ["1", "2", ("D", 2), "C", "Z"])
+        # A client that comes later gets the new shape at once.
+        e = self.raw()
+        self.assertEqual(self.columns(e, parse("late", q), bind("late"), execute(), SYNC),
+                         ["1", "2", ("D", 2), "C", "Z"])
+
+    def test_psycopg_recovers_by_preparing_again(self):
+        """psycopg's low-level calls as a driver's retry makes them."""
+        q = b"SELECT * FROM shape"
+        with psycopg.connect(self.w.dsn(), autocommit=True) as conn:
+            pg = conn.pgconn
+            self.assertEqual(pg.prepare(b"p", q).status, psycopg.pq.ExecStatus.COMMAND_OK)
+            self.assertEqual(pg.exec_prepared(b"p", []).nfields, 1)
+            PG.sql("ALTER TABLE shape ADD COLUMN c text DEFAULT 'x'")
+            r = pg.exec_prepared(b"p", [])
+            self.assertEqual(r.status, psycopg.pq.ExecStatus.FATAL_ERROR)
+            self.assertEqual(r.error_field(psycopg.pq.DiagnosticField.SQLSTATE), b"0A000")
+            pg.exec_(b"DEALLOCATE p")
+            self.assertEqual(pg.prepare(b"p", q).status, psycopg.pq.ExecStatus.COMMAND_OK)
+            r = pg.exec_prepared(b"p", [])
+            self.assertEqual(r.status, psycopg.pq.ExecStatus.TUPLES_OK)
+            self.assertEqual(r.nfields, 2)
+
+
 class TestCacheBound(PreparedCase):
     settings = {"default_pool_size": "1", "max_prepared_statements": "3"}
 

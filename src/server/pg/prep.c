@@ -17,6 +17,7 @@ typedef struct ps_stmt {
     struct ps_stmt *next;
     uint64_t id, hash;
     int refs;     /* client names pointing here (under the registry's mu) */
+    bool retired; /* out of the lookup: its plan went stale (see ps_server_msg) */
     uint32_t len; /* of body: the query, NUL, then the parameter types as Parse has them */
     uint8_t body[];
 } ps_stmt;
@@ -106,6 +107,7 @@ static ps_stmt *intern(ps_registry *r, const uint8_t *body, uint32_t len)
             s->id = r->next_id++;
             s->hash = h;
             s->refs = 0;
+            s->retired = false;
             s->len = len;
             memcpy(s->body, body, len);
             if (r->n >= r->nb) registry_grow(r);
@@ -123,11 +125,28 @@ static void release(ps_registry *r, ps_stmt *s)
 {
     pthread_mutex_lock(&r->mu);
     if (--s->refs == 0) {
+        if (!s->retired) {
+            ps_stmt **pp = &r->b[s->hash & (r->nb - 1)];
+            while (*pp != s) pp = &(*pp)->next;
+            *pp = s->next;
+            r->n--;
+        }
+        free(s);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Take s out of the lookup: the next Parse of its text gets a new id, so a
+ * new name on the server, prepared there afresh. Those holding s keep it. */
+static void retire(ps_registry *r, ps_stmt *s)
+{
+    pthread_mutex_lock(&r->mu);
+    if (!s->retired) {
         ps_stmt **pp = &r->b[s->hash & (r->nb - 1)];
         while (*pp != s) pp = &(*pp)->next;
         *pp = s->next;
         r->n--;
-        free(s);
+        s->retired = true;
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -629,7 +648,7 @@ static int bind_msg(ps_client *pc, ps_cache *sc, uint32_t max, const char *porta
         name = nm;
         put_name(nm, e->st->id);
     }
-    if (push(pc, OP_BIND, 0, 0)) return -1;
+    if (push(pc, OP_BIND, 0, e ? e->st->id : 0)) return -1;
     return put_bind(o, portal, name, rest, nrest, follow);
 }
 
@@ -855,6 +874,30 @@ static void undo(ps_client *pc, ps_cache *sc, ps_op *op)
     }
 }
 
+/* An ErrorResponse saying a prepared statement's result type changed under
+ * it (a table it reads was altered): 0A000 from RevalidateCachedQuery, or by
+ * its English text where the routine is not sent. PostgreSQL keeps failing
+ * that statement until it is prepared again, which a driver does by Close
+ * and Parse; weir, which shares the statement, would answer that Parse from
+ * its registry and the failure would go on for everyone. */
+static bool stale_plan(const uint8_t *body, uint32_t len)
+{
+    const uint8_t *p = body, *end = body + len;
+    bool code = false, where = false;
+    while (p < end && *p) {
+        char f = (char)*p++;
+        const char *v = pq_get_str(&p, end);
+        if (!v) return false;
+        if (f == 'C')
+            code = !strcmp(v, "0A000");
+        else if (f == 'R' && !strcmp(v, "RevalidateCachedQuery"))
+            where = true;
+        else if (f == 'M' && !strcmp(v, "cached plan must not change result type"))
+            where = true;
+    }
+    return code && where;
+}
+
 bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
 {
     if (t == 'C' && body && sc) {
@@ -871,6 +914,10 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
     if (!op || op->kind >= OP_SYN) return true;
     if (t == 'E') {
         if (op->kind == OP_SYNC || op->kind == OP_QUERY) return true;
+        if (op->kind == OP_BIND && op->id && sc && body && stale_plan(body, len)) {
+            slot *s = cache_find(sc, op->id);
+            if (s) retire(pc->reg, s->st);
+        }
         /* PostgreSQL skips everything up to the next Sync, weir's replies included. */
         do {
             undo(pc, sc, op);

@@ -19,7 +19,9 @@
  * others), and DEALLOCATE name / ALL sent as a simple query is answered by
  * weir too. The queue keeps weir's own replies in the place PostgreSQL would
  * have put them, and after an ErrorResponse drops what PostgreSQL skips up
- * to the next Sync.
+ * to the next Sync. A statement whose plan went stale (0A000 cached plan must
+ * not change result type) leaves the registry, so the client's retry, and
+ * every later Parse of its text, prepares it afresh under a new name.
  */
 #ifndef WEIR_SERVER_PREP_H
 #define WEIR_SERVER_PREP_H
@@ -52,7 +54,7 @@ size_t ps_cache_count(const ps_cache *sc);
 
 /* The whole-message types the translation needs to see whole. */
 #define PS_WHOLE_IN  "XPBDCQES"
-#define PS_WHOLE_OUT "ZSC"
+#define PS_WHOLE_OUT "ZSCE"
 
 /* One whole client message of type t (a type in PS_WHOLE_IN) for a server
  * connection whose cache is *sc (made when NULL): what goes to the server is
