@@ -186,6 +186,23 @@ def raw_startup(user="app", database="appdb", **params):
     return struct.pack("!I", len(body) + 4) + body
 
 
+def read_until(sock, t, timeout=15.0):
+    """Read messages up to and including one of type t; returns [(type, body)]."""
+    sock.settimeout(timeout)
+    data, out = b"", []
+    while True:
+        while len(data) >= 5 and len(data) >= 1 + struct.unpack("!I", data[1:5])[0]:
+            n = struct.unpack("!I", data[1:5])[0]
+            out.append((data[0:1], data[5:1 + n]))
+            data = data[1 + n:]
+            if out[-1][0] == t:
+                return out
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before %r; so far %r" % (t, out))
+        data += chunk
+
+
 def read_messages(sock, timeout=5.0):
     """Read until the peer closes or goes quiet; returns [(type, body)]."""
     sock.settimeout(timeout)

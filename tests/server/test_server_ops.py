@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import sys
@@ -21,7 +23,8 @@ import urllib.request
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import WEIR, Postgres, Weir, free_port, wait_port  # noqa: E402
+from harness import (WEIR, Postgres, Weir, error_fields, free_port, raw_startup,  # noqa: E402
+                     read_until, wait_port)
 
 PG = None
 
@@ -1094,6 +1097,162 @@ class TestOnlineRestart(unittest.TestCase):
             self.assertIn("-R: no running weir to take over from at", r.stderr + w.log())
         finally:
             shutil.rmtree(sd, ignore_errors=True)
+
+
+class TestPeering(unittest.TestCase):
+    """peer_id and [peers]: a CancelRequest that a load balancer hands to
+    another weir process reaches the one serving the query. The cancel
+    goes to B's port directly here, as a balancer would send it."""
+
+    def setUp(self):
+        self.a = Weir(PG, start=False, settings={"auth_type": "trust", "peer_id": "1",
+                                                  "admin_users": "weir"})
+        self.b = Weir(PG, start=False, settings={"auth_type": "trust", "peer_id": "2",
+                                                  "admin_users": "weir"})
+        peers = "[peers]\n1 = host=127.0.0.1 port=%d\n2 = host=127.0.0.1 port=%d pool_size=3\n" % (
+            self.a.port, self.b.port)
+        for w in (self.a, self.b):  # the same [peers] for both: each skips its own
+            with open(w.ini, "a") as f:
+                f.write(peers)
+            w.start()
+            self.addCleanup(w.stop)
+
+    def login(self, w):
+        """A raw client of w: (socket, pid, key) from its BackendKeyData."""
+        s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+        s.sendall(raw_startup())
+        pid = key = None
+        for t, body in read_until(s, b"Z"):
+            if t == b"K":
+                pid, key = struct.unpack("!II", body)
+        self.assertIsNotNone(pid)
+        return s, pid, key
+
+    def cancel(self, w, pid, key):
+        c = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+        c.sendall(struct.pack("!IIII", 16, 80877102, pid, key))
+        c.settimeout(15)
+        self.assertEqual(c.recv(1), b"")  # weir closes it once it is dealt with
+        c.close()
+
+    def run_sleep(self, s, secs):
+        s.sendall(b"Q" + struct.pack("!I", 4 + len("select pg_sleep(%s)" % secs) + 1) +
+                  ("select pg_sleep(%s)" % secs).encode() + b"\0")
+
+    def outcome(self, s):
+        """The SQLSTATE of the query's error, or "ok"."""
+        for t, body in read_until(s, b"Z"):
+            if t == b"E":
+                return error_fields(body).get("C")
+        return "ok"
+
+    def test_cancel_on_the_other_process_is_forwarded(self):
+        s, pid, key = self.login(self.a)
+        # the key carries peer id 1 (bytes 1 and 2, PgBouncer's layout), TTL bits set
+        self.assertEqual((pid >> 16 & 0xff) | (pid >> 8 & 0xff) << 8, 1)
+        self.assertEqual(key & 3, 3)
+        t0 = time.monotonic()
+        self.run_sleep(s, 5)
+        time.sleep(0.5)
+        self.cancel(self.b, pid, key)
+        self.assertEqual(self.outcome(s), "57014")  # canceling statement due to user request
+        self.assertLess(time.monotonic() - t0, 4)
+        s.close()
+        # B shows its peer (A), not itself
+        rows, r = self.b.admin("SHOW PEERS")
+        self.assertEqual(rows, [["peer_id", "host", "port", "pool_size"],
+                                ["1", "127.0.0.1", str(self.a.port), "4"]], r.stderr)
+        rows, _ = self.b.admin("SHOW PEER_POOLS")
+        self.assertEqual(rows[0], ["peer_id", "cl_active_cancel_req", "cl_waiting_cancel_req",
+                                   "sv_active_cancel", "sv_login"])
+        self.assertEqual(rows[1], ["1", "0", "0", "0", "0"])
+        rows, _ = self.a.admin("SHOW LISTS")
+        self.assertIn(["peers", "1"], rows)
+
+    def test_cancel_on_its_own_process_still_works(self):
+        s, pid, key = self.login(self.a)
+        self.run_sleep(s, 5)
+        time.sleep(0.5)
+        self.cancel(self.a, pid, key)
+        self.assertEqual(self.outcome(s), "57014")
+        s.close()
+
+    def test_spent_ttl_and_unknown_peer_are_dropped_and_logged(self):
+        s, pid, key = self.login(self.a)
+        self.run_sleep(s, 1)
+        time.sleep(0.3)
+        self.cancel(self.b, pid, key & ~3)  # forwarded three times already
+        unknown = (pid & 0x7f0000ff) | 7 << 16  # peer 7 is in no [peers]
+        self.cancel(self.b, unknown, key)
+        self.assertEqual(self.outcome(s), "ok")  # not cancelled
+        s.close()
+        self.assertIn("failed to forward cancel request because its TTL was exhausted",
+                      self.b.log())
+        self.assertIn("could not find peer to forward request to (peer_id 7)", self.b.log())
+
+    def test_peered_with_pgbouncer(self):
+        """The key layout is PgBouncer's: a PgBouncer 1.25 process and weir
+        forward each other's cancels (a migration behind one balancer)."""
+        exe = os.environ.get("WEIR_PGBOUNCER") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "peers",
+            "pgbouncer-1.25.2", "pgbouncer")
+        if not os.access(exe, os.X_OK):
+            self.skipTest("PgBouncer 1.25 not at hand (WEIR_PGBOUNCER, or ../shared/peers)")
+        d = tempfile.mkdtemp(prefix="weir-pgb-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o777)  # as root PgBouncer runs as nobody (-u)
+        port = free_port()
+        with open(os.path.join(d, "users.txt"), "w") as f:
+            f.write('"app" "s3cret"\n')
+        with open(os.path.join(d, "pgb.ini"), "w") as f:
+            f.write("[databases]\nappdb = host=127.0.0.1 port=%d dbname=appdb\n[pgbouncer]\n"
+                    "listen_addr = 127.0.0.1\nlisten_port = %d\nunix_socket_dir =\n"
+                    "auth_type = trust\nauth_file = %s/users.txt\npool_mode = transaction\n"
+                    "logfile = %s/pgb.log\npeer_id = 3\n[peers]\n1 = host=127.0.0.1 port=%d\n"
+                    % (PG.port, port, d, d, self.a.port))
+        for n in os.listdir(d):
+            os.chmod(os.path.join(d, n), 0o666)
+        p = subprocess.Popen([exe] + (["-u", "nobody"] if os.getuid() == 0 else []) +
+                             [os.path.join(d, "pgb.ini")], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.addCleanup(p.wait, 10)
+        self.addCleanup(p.terminate)
+        self.assertTrue(wait_port(port))
+        with open(self.a.ini, "a") as f:  # A learns of peer 3 by RELOAD
+            f.write("3 = host=127.0.0.1 port=%d\n" % port)
+        self.a.admin("RELOAD")
+        for home, other in ((port, self.a), (self.a.port, None)):
+            s = socket.create_connection(("127.0.0.1", home), timeout=10)
+            s.sendall(raw_startup())
+            pid = key = None
+            for t, body in read_until(s, b"Z"):
+                pid, key = struct.unpack("!II", body) if t == b"K" else (pid, key)
+            self.run_sleep(s, 5)
+            time.sleep(0.5)
+            if other:  # PgBouncer's client, cancelled through weir
+                self.cancel(other, pid, key)
+            else:  # weir's client, cancelled through PgBouncer
+                c = socket.create_connection(("127.0.0.1", port), timeout=10)
+                c.sendall(struct.pack("!IIII", 16, 80877102, pid, key))
+                c.settimeout(15)
+                c.recv(1)
+                c.close()
+            self.assertEqual(self.outcome(s), "57014")
+            s.close()
+
+    def test_config_errors(self):
+        w = Weir(PG, start=False, settings={"peer_id": "16384"})
+        self.addCleanup(w.stop)
+        rc, log = w.start_fails()
+        self.assertNotEqual(rc, 0)
+        self.assertIn('invalid value "16384" for peer_id: out of range (0..16383)', log)
+        w2 = Weir(PG, start=False, settings={"peer_id": "1"})
+        self.addCleanup(w2.stop)
+        with open(w2.ini, "a") as f:
+            f.write("[peers]\n3 = port=7000\n")
+        rc, log = w2.start_fails()
+        self.assertNotEqual(rc, 0)
+        self.assertIn("host was not provided for peer 3", log)
 
 
 class TestSyslogConfig(unittest.TestCase):

@@ -118,6 +118,7 @@ static const key keys[] = {
     K(max_db_client_connections, K_INT, "0"),
     K(max_user_client_connections, K_INT, "0"),
     K(transaction_timeout, K_TIME, "0"),
+    K(peer_id, K_INT, "0"),
     K(http_tls_sslmode, K_NAME, "disable"),
     K(http_tls_key_file, K_STR, ""),
     K(http_tls_cert_file, K_STR, ""),
@@ -155,12 +156,11 @@ int cfg_syslog_facility(const char *name)
 
 /* PgBouncer keys weir reads but does not act on (yet): a warning, not an error. */
 static const char *const unsupported[] = {
-    "unix_socket_group",     "server_round_robin", "peer_id",
-    "service_name",          "job_name",           "conffile",
-    "autodb_idle_timeout",   "dns_max_ttl",        "dns_nxdomain_ttl",
-    "dns_zone_check_period", "resolv_conf",        "sbuf_loopcnt",
-    "tcp_defer_accept",      "tcp_socket_buffer",  "http_listen_addr",
-    "http_listen_port",
+    "unix_socket_group", "server_round_robin", "service_name",
+    "job_name",          "conffile",           "autodb_idle_timeout",
+    "dns_max_ttl",       "dns_nxdomain_ttl",   "dns_zone_check_period",
+    "resolv_conf",       "sbuf_loopcnt",       "tcp_defer_accept",
+    "tcp_socket_buffer", "http_listen_addr",   "http_listen_port",
 };
 
 typedef struct reader {
@@ -314,6 +314,10 @@ static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen
         }
         if (!strcmp(k->name, "listen_port") && (x < 1 || x > 65535)) {
             snprintf(why, whylen, "out of range (1..65535)");
+            return -1;
+        }
+        if (!strcmp(k->name, "peer_id") && x > CFG_PEER_ID_MAX) {
+            snprintf(why, whylen, "out of range (0..%d)", CFG_PEER_ID_MAX);
             return -1;
         }
         if (!strcmp(k->name, "workers") && x > 256) {
@@ -769,6 +773,67 @@ static int add_user(reader *r, const char *file, int line, const char *name, con
     return 0;
 }
 
+static int peer_field(void *ud, const char *k, const char *v, char *why, size_t whylen)
+{
+    field_sink *f = ud;
+    cfg_peer *p = f->entry;
+    long long x;
+    if (!strcasecmp(k, "host")) {
+        if (!copy_str(p->host, sizeof p->host, v))
+            return snprintf(why, whylen, "host: too long"), -1;
+        return 0;
+    }
+    if (!strcasecmp(k, "port")) {
+        if (parse_int(v, 1, 65535, &x))
+            return snprintf(why, whylen, "port: bad value \"%s\" (1..65535)", v), -1;
+        p->port = (int)x;
+        return 0;
+    }
+    if (!strcasecmp(k, "pool_size")) {
+        if (parse_int(v, 1, INT_MAX, &x))
+            return snprintf(why, whylen, "pool_size: bad value \"%s\"", v), -1;
+        p->pool_size = (int)x;
+        return 0;
+    }
+    ignore_key(f, k);
+    return 0;
+}
+
+/* [peers]: "<peer_id> = host=... port=... pool_size=..." */
+static int add_peer(reader *r, const char *file, int line, const char *name, const char *val)
+{
+    cfg *c = r->c;
+    cfg_peer pe = {.port = 6432, .pool_size = -1};
+    long long id;
+    if (parse_int(name, 1, CFG_PEER_ID_MAX, &id)) {
+        say(r, true, file, line, "[peers] \"%s\": a peer id must be 1..%d", name, CFG_PEER_ID_MAX);
+        return -1;
+    }
+    pe.id = (int)id;
+    field_sink sink = {.entry = &pe};
+    char why[256];
+    if (parse_connstr(val, peer_field, &sink, why, sizeof why)) {
+        say(r, true, file, line, "peer %d: %s", pe.id, why);
+        return -1;
+    }
+    if (sink.ignored[0])
+        say(r, false, file, line, "peer %d: unknown parameter(s) %s ignored", pe.id, sink.ignored);
+    if (!pe.host[0]) {
+        say(r, true, file, line, "host was not provided for peer %d", pe.id);
+        return -1;
+    }
+    for (size_t i = 0; i < c->npeers; i++)
+        if (c->peers[i].id == pe.id) {
+            c->peers[i] = pe; /* the later line wins, as in [databases] */
+            return 0;
+        }
+    cfg_peer *p = grow(c->peers, c->npeers, sizeof *p);
+    if (!p) return -1;
+    c->peers = p;
+    c->peers[c->npeers++] = pe;
+    return 0;
+}
+
 static bool is_unsupported(const char *k)
 {
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
@@ -842,6 +907,8 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
             if (add_db(r, path, lineno, k, v)) rc = -1;
         } else if (!strcasecmp(section, "users")) {
             if (add_user(r, path, lineno, k, v)) rc = -1;
+        } else if (!strcasecmp(section, "peers")) {
+            if (add_peer(r, path, lineno, k, v)) rc = -1;
         } else if (!strcasecmp(section, "http_tokens")) {
             cfg_secret t = {.secret = NULL};
             if (!copy_str(t.user, sizeof t.user, k) || strlen(v) < 16 || strlen(v) >= CFG_STR) {
@@ -1133,18 +1200,21 @@ int cfg_copy(cfg *dst, const cfg *src)
     *dst = *src;
     dst->dbs = NULL;
     dst->users = NULL;
+    dst->peers = NULL;
     dst->secrets = NULL;
     dst->tokens = NULL;
     dst->nsecrets = dst->ntokens = 0; /* until copied: what cfg_free may free */
     hba_ref(dst->hba);                /* shared: the rules never change once read */
     if (src->ndbs && !(dst->dbs = malloc(src->ndbs * sizeof *src->dbs))) goto fail;
     if (src->nusers && !(dst->users = malloc(src->nusers * sizeof *src->users))) goto fail;
+    if (src->npeers && !(dst->peers = malloc(src->npeers * sizeof *src->peers))) goto fail;
     if (src->ntokens && !(dst->tokens = secrets_copy(src->tokens, src->ntokens))) goto fail;
     dst->ntokens = src->ntokens;
     if (src->nsecrets && !(dst->secrets = secrets_copy(src->secrets, src->nsecrets))) goto fail;
     dst->nsecrets = src->nsecrets;
     if (src->ndbs) memcpy(dst->dbs, src->dbs, src->ndbs * sizeof *src->dbs);
     if (src->nusers) memcpy(dst->users, src->users, src->nusers * sizeof *src->users);
+    if (src->npeers) memcpy(dst->peers, src->peers, src->npeers * sizeof *src->peers);
     return 0;
 fail:
     cfg_free(dst);
@@ -1170,15 +1240,17 @@ void cfg_free(cfg *c)
     if (!c) return;
     free(c->dbs);
     free(c->users);
+    free(c->peers);
     secrets_free(c->secrets, c->nsecrets);
     secrets_free(c->tokens, c->ntokens);
     hba_unref(c->hba);
     c->hba = NULL;
     c->dbs = NULL;
     c->users = NULL;
+    c->peers = NULL;
     c->secrets = NULL;
     c->tokens = NULL;
-    c->ndbs = c->nusers = c->nsecrets = c->ntokens = 0;
+    c->ndbs = c->nusers = c->npeers = c->nsecrets = c->ntokens = 0;
 }
 
 const cfg_db *cfg_find_db(const cfg *c, const char *name)
@@ -1189,6 +1261,13 @@ const cfg_db *cfg_find_db(const cfg *c, const char *name)
         if (!strcmp(c->dbs[i].name, "*")) star = &c->dbs[i];
     }
     return star;
+}
+
+const cfg_peer *cfg_find_peer(const cfg *c, int id)
+{
+    for (size_t i = 0; i < c->npeers; i++)
+        if (c->peers[i].id == id) return &c->peers[i];
+    return NULL;
 }
 
 const cfg_db *cfg_find_db_exact(const cfg *c, const char *name)

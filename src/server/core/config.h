@@ -63,6 +63,16 @@ typedef struct cfg_user {
         query_wait_timeout; /* ms */
 } cfg_user;
 
+/* One [peers] entry: where cancel requests carrying its peer_id go. */
+typedef struct cfg_peer {
+    int id;             /* 1..16383 */
+    char host[CFG_STR]; /* a name, an address, or a Unix socket directory */
+    int port;
+    int pool_size; /* cancel requests in flight to it at once; -1: default_pool_size */
+} cfg_peer;
+
+#define CFG_PEER_ID_MAX 16383
+
 /* One auth_file line. */
 typedef struct cfg_secret {
     char user[CFG_NAME];
@@ -109,6 +119,7 @@ typedef struct cfg {
     int max_prepared_statements; /* per server connection, transaction/statement mode; 0 = off */
     int max_db_client_connections, max_user_client_connections; /* 0 = no limit */
     int64_t transaction_timeout; /* a transaction open longer is ended; 0 = none */
+    int peer_id; /* this process in a [peers] group (cancel keys carry it); 0 = no peering */
     /* TLS towards clients (PgBouncer's client_tls_*; tls.c) */
     char client_tls_sslmode[CFG_NAME]; /* disable, allow, prefer, require, verify-ca, verify-full */
     char client_tls_key_file[CFG_STR], client_tls_cert_file[CFG_STR], client_tls_ca_file[CFG_STR];
@@ -140,6 +151,8 @@ typedef struct cfg {
     size_t ndbs;
     cfg_user *users;
     size_t nusers;
+    cfg_peer *peers;
+    size_t npeers;
     cfg_secret *secrets;
     size_t nsecrets;
     struct hba *hba;    /* auth_type = hba: the rules (shared by copies, by reference count) */
@@ -163,6 +176,7 @@ int cfg_load_hba(cfg *c, void (*log)(void *ud, bool error, const char *msg), voi
 const cfg_db *cfg_find_db(const cfg *c, const char *name);       /* exact, else "*", else NULL */
 const cfg_db *cfg_find_db_exact(const cfg *c, const char *name); /* no "*" fallback */
 const cfg_user *cfg_find_user(const cfg *c, const char *name);
+const cfg_peer *cfg_find_peer(const cfg *c, int id);
 const cfg_secret *cfg_find_secret(const cfg *c, const char *user);
 /* The [http_tokens] entry whose token is token (constant time per entry), or NULL. */
 const cfg_secret *cfg_find_token(const cfg *c, const char *token);

@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/pools.h"
 #include "core/worker.h"
+#include "pg/peering.h"
 #include "pg/prep.h"
 
 /* --- listeners ----------------------------------------------------------- */
@@ -235,6 +236,7 @@ void server_stop(server *s)
      * most be_cancel's 10 s). */
     for (int i = 0; i < 1100 && atomic_load(&s->cancels_inflight) > 0; i++) usleep(10000);
     pools_destroy(s);
+    if (!atomic_load(&s->cancels_inflight)) peer_free(s);
     for (int i = 0; i < s->nworkers; i++) worker_drain(&s->workers[i]);
     for (int i = 0; i < s->nworkers; i++) worker_destroy(&s->workers[i]);
     if (s->unix_fd >= 0) {

@@ -26,6 +26,7 @@
 #include "core/stats.h"
 #include "core/worker.h"
 #include "pg/client.h"
+#include "pg/peering.h"
 
 /* Column types as PgBouncer 1.25 sends them (typed clients notice):
  * counts and settings int4, statistics numeric, names and times text. */
@@ -370,8 +371,9 @@ static void show_users(server *s, pq_buf *o)
 
 /* SHOW LISTS: PgBouncer 1.25's fourteen rows, in its order (exporters read
  * them by name: Debian's prometheus-pgbouncer-exporter needs every one).
- * weir keeps no slab caches, peers or DNS cache of its own (getaddrinfo
- * resolves each connect), so free_*, peer* and dns_* are 0. */
+ * weir keeps no slab caches or DNS cache of its own (getaddrinfo resolves
+ * each connect), so free_* and dns_* are 0; every peer has its row in SHOW
+ * PEER_POOLS. */
 static void show_lists(server *s, pq_buf *o)
 {
     static const col c[] = {{"list", T_TEXT}, {"items", T_INT4}};
@@ -391,15 +393,17 @@ static void show_lists(server *s, pq_buf *o)
         for (int st = 0; st < CL_IDLE; st++)
             login += atomic_load_explicit(&s->workers[i].nstate[st], memory_order_relaxed);
     if (login < 0) login = 0;
+    long long peers = 0;
+    for (size_t i = 0; i < s->cfg.npeers; i++) peers += s->cfg.peers[i].id != s->cfg.peer_id;
     put_cols(o, c, 2);
     struct {
         const char *name;
         long long v;
     } rows[] = {{"databases", (long long)s->cfg.ndbs},
                 {"users", (long long)s->cfg.nusers},
-                {"peers", 0},
+                {"peers", peers},
                 {"pools", pools},
-                {"peer_pools", 0},
+                {"peer_pools", peers},
                 {"free_clients", 0},
                 {"used_clients", atomic_load(&s->nclients)},
                 {"login_clients", login},
@@ -760,9 +764,10 @@ static void show_mem(server *s, pq_buf *o)
     put_complete(o, "SHOW");
 }
 
-/* Commands whose answer has no rows here: no [peers] (peering is not
- * supported), no DNS cache (weir resolves a host at each connect). */
-static void show_empty(pq_buf *o, const char *what)
+/* SHOW PEERS, and SHOW PEER_POOLS: a forward under way is one active
+ * cancel request and one server connection to the peer, as PgBouncer counts
+ * them; this process's own entry is not a peer. */
+static void show_peers(server *s, pq_buf *o, bool pools)
 {
     static const col peers[] = {
         {"peer_id", T_INT4}, {"host", T_TEXT}, {"port", T_INT4}, {"pool_size", T_INT4}};
@@ -771,13 +776,36 @@ static void show_empty(pq_buf *o, const char *what)
                                      {"cl_waiting_cancel_req", T_INT4},
                                      {"sv_active_cancel", T_INT4},
                                      {"sv_login", T_INT4}};
+    put_cols(o, pools ? peer_pools : peers, pools ? 5 : 4);
+    for (size_t i = 0; i < s->cfg.npeers; i++) {
+        const cfg_peer *pe = &s->cfg.peers[i];
+        if (pe->id == s->cfg.peer_id) continue;
+        char id[16], a[16], b[16];
+        fmt_int(id, sizeof id, pe->id);
+        if (pools) {
+            int active, waiting;
+            peer_load(s, pe->id, &active, &waiting);
+            fmt_int(a, sizeof a, active);
+            fmt_int(b, sizeof b, waiting);
+            const char *v[5] = {id, a, b, a, "0"};
+            put_row(o, v, 5);
+        } else {
+            fmt_int(a, sizeof a, pe->port);
+            fmt_int(b, sizeof b, pe->pool_size > 0 ? pe->pool_size : s->cfg.default_pool_size);
+            const char *v[4] = {id, pe->host, a, b};
+            put_row(o, v, 4);
+        }
+    }
+    put_complete(o, "SHOW");
+}
+
+/* Commands whose answer has no rows here: no DNS cache (weir resolves a
+ * host at each connect). */
+static void show_empty(pq_buf *o, const char *what)
+{
     static const col hosts[] = {{"hostname", T_TEXT}, {"ttl", T_INT8}, {"addrs", T_TEXT}};
     static const col zones[] = {{"zonename", T_TEXT}, {"serial", T_INT8}, {"count", T_INT4}};
-    if (!strcasecmp(what, "PEERS"))
-        put_cols(o, peers, 4);
-    else if (!strcasecmp(what, "PEER_POOLS"))
-        put_cols(o, peer_pools, 5);
-    else if (!strcasecmp(what, "DNS_HOSTS"))
+    if (!strcasecmp(what, "DNS_HOSTS"))
         put_cols(o, hosts, 3);
     else
         put_cols(o, zones, 3);
@@ -1064,8 +1092,9 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
             show_servers(s, o, true, !strcasecmp(what, "ACTIVE_SOCKETS"));
         } else if (!strcasecmp(what, "MEM")) {
             show_mem(s, o);
-        } else if (!strcasecmp(what, "PEERS") || !strcasecmp(what, "PEER_POOLS") ||
-                   !strcasecmp(what, "DNS_HOSTS") || !strcasecmp(what, "DNS_ZONES")) {
+        } else if (!strcasecmp(what, "PEERS") || !strcasecmp(what, "PEER_POOLS")) {
+            show_peers(s, o, !strcasecmp(what, "PEER_POOLS"));
+        } else if (!strcasecmp(what, "DNS_HOSTS") || !strcasecmp(what, "DNS_ZONES")) {
             show_empty(o, what);
         } else if (!strcasecmp(what, "STATE")) {
             show_state(s, o);

@@ -64,6 +64,7 @@
 #include "core/stats.h"
 #include "pg/admin.h"
 #include "pg/authq.h"
+#include "pg/peering.h"
 
 #define HIGH_WATER     (256u * 1024) /* stop reading a side whose output waits above this */
 #define READ_CHUNK     16384u
@@ -237,6 +238,7 @@ static void *cancel_thread(void *arg)
 /* A CancelRequest: forward it to the server running that client's query, if any. */
 static void handle_cancel(server *s, uint32_t pid, uint32_t key)
 {
+    if (peer_route_cancel(s, pid, &key)) return; /* another process's: forwarded */
     cancel_req *r = NULL;
     pthread_mutex_lock(&s->keys_lock);
     if (s->keys) {
@@ -1490,6 +1492,7 @@ static int new_cancel_key(client *c)
     if (auth_random(&c->my_pid, sizeof c->my_pid) || auth_random(&c->my_key, sizeof c->my_key))
         return -1;
     c->my_pid &= 0x7fffffffu;
+    if (c->w->srv->cfg.peer_id > 0) peer_stamp(c->w->srv->cfg.peer_id, &c->my_pid, &c->my_key);
     if (!c->my_pid) c->my_pid = 1;
     return 0;
 }
