@@ -23,7 +23,7 @@ import urllib.request
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (WEIR, Postgres, Weir, error_fields, free_port, raw_startup,  # noqa: E402
+from harness import (WEIR, Postgres, Weir, basic, error_fields, free_port, raw_startup,  # noqa: E402
                      read_until, wait_port)
 
 PG = None
@@ -1097,6 +1097,97 @@ class TestOnlineRestart(unittest.TestCase):
             self.assertIn("-R: no running weir to take over from at", r.stderr + w.log())
         finally:
             shutil.rmtree(sd, ignore_errors=True)
+
+
+class TestPoolIdleTimeout(OpsCase):
+    """pool_idle_timeout (PgBouncer 1.25): a pool nobody has used for that
+    long and that has no server connection is freed, and made again by the
+    next client; whatever still holds it keeps it."""
+    settings = {"pool_idle_timeout": "1", "server_idle_timeout": "1"}
+
+    def pools(self):
+        rows, _ = self.admin("SHOW POOLS")
+        return [(r[0], r[1]) for r in rows[1:] if r[0] != "pgbouncer"]
+
+    def wait_for(self, cond, secs=8):
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            if cond():
+                return True
+            time.sleep(0.2)
+        return cond()
+
+    def http(self, method, path, body=None, headers=None):
+        h = {"Authorization": basic("app", "s3cret"), "Content-Type": "application/json"}
+        h.update(headers or {})
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.http_port, path),
+                                     data=json.dumps(body).encode() if body else None,
+                                     headers=h, method=method)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read().decode() or "null")
+
+    def test_idle_pool_freed_and_made_again(self):
+        with psycopg.connect(self.w.dsn()) as c:
+            c.execute("select 1")
+        self.assertEqual(self.pools(), [("appdb", "app")])
+        # scrapes meanwhile neither keep it nor trip over its freeing
+        stop = threading.Event()
+
+        def scrape():
+            while not stop.is_set():
+                self.get("/metrics")
+        t = threading.Thread(target=scrape)
+        t.start()
+        try:
+            self.assertTrue(self.wait_for(lambda: self.pools() == []), self.w.log()[-2000:])
+        finally:
+            stop.set()
+            t.join(10)
+        self.assertIn("cleaning up idle pool appdb/app", self.w.log())
+        self.assertEqual(PG.sql("select count(*) from pg_stat_activity where usename = 'app'"), "0")
+        with psycopg.connect(self.w.dsn()) as c:  # a new pool serves
+            self.assertEqual(c.execute("select 2").fetchone()[0], 2)
+        self.assertEqual(self.pools(), [("appdb", "app")])
+        self.assertEqual(self.w.log().count("new pool appdb/app"), 2)
+
+    def test_a_connected_client_keeps_its_pool(self):
+        with psycopg.connect(self.w.dsn(), autocommit=True) as c:
+            c.execute("select 1")
+            time.sleep(3)  # its server connection goes (server_idle_timeout), the pool stays
+            self.assertEqual(self.pools(), [("appdb", "app")])
+            self.assertEqual(c.execute("select 3").fetchone()[0], 3)
+        self.assertNotIn("cleaning up idle pool", self.w.log())
+
+    def test_an_http_session_keeps_its_pool(self):
+        sid = self.http("POST", "/v1/databases/appdb/sessions")["id"]
+        time.sleep(3)
+        self.assertEqual(self.pools(), [("appdb", "app")])
+        r = self.http("POST", "/v1/databases/appdb/sql", {"query": "select 4 as n"},
+                      {"Weir-Session": sid})
+        self.assertEqual(r["rows"], [{"n": 4}])
+        self.http("DELETE", "/v1/sessions/" + sid)
+        self.assertTrue(self.wait_for(lambda: self.pools() == []), self.w.log()[-2000:])
+        # a plain HTTP request makes it again
+        self.assertEqual(self.http("POST", "/v1/databases/appdb/sql",
+                                   {"query": "select 5 as n"})["rows"], [{"n": 5}])
+
+
+class TestPoolIdleTimeoutMinPoolSize(OpsCase):
+    """A pool with min_pool_size is kept, as PgBouncer 1.25 keeps it, even
+    when its database cannot be reached."""
+    settings = {"pool_idle_timeout": "1"}
+
+    @property
+    def databases(self):
+        return {"appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port,
+                "deaddb": "host=127.0.0.1 port=%d dbname=nosuch user=app password=s3cret "
+                          "min_pool_size=2" % free_port()}
+
+    def test_kept(self):
+        time.sleep(3)
+        rows, _ = self.admin("SHOW POOLS")
+        self.assertIn(("deaddb", "app"), [(r[0], r[1]) for r in rows[1:]])
+        self.assertNotIn("cleaning up idle pool", self.w.log())
 
 
 class TestPeering(unittest.TestCase):

@@ -119,6 +119,7 @@ static const key keys[] = {
     K(max_user_client_connections, K_INT, "0"),
     K(transaction_timeout, K_TIME, "0"),
     K(peer_id, K_INT, "0"),
+    K(pool_idle_timeout, K_TIME, "0"),
     K(http_tls_sslmode, K_NAME, "disable"),
     K(http_tls_key_file, K_STR, ""),
     K(http_tls_cert_file, K_STR, ""),

@@ -120,6 +120,7 @@ typedef struct cfg {
     int max_db_client_connections, max_user_client_connections; /* 0 = no limit */
     int64_t transaction_timeout; /* a transaction open longer is ended; 0 = none */
     int peer_id; /* this process in a [peers] group (cancel keys carry it); 0 = no peering */
+    int64_t pool_idle_timeout; /* a pool unused that long, with no server connection, is freed */
     /* TLS towards clients (PgBouncer's client_tls_*; tls.c) */
     char client_tls_sslmode[CFG_NAME]; /* disable, allow, prefer, require, verify-ca, verify-full */
     char client_tls_key_file[CFG_STR], client_tls_cert_file[CFG_STR], client_tls_ca_file[CFG_STR];

@@ -240,6 +240,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     for (p = s->pools; p; p = p->next)
         if (!strcmp(p->db, dbname) && !strcmp(p->user, user)) break;
     if (p) {
+        atomic_fetch_add(&p->pins, 1);
         pool_take_login(s, p, db, cr);
         pthread_mutex_unlock(&s->pools_lock);
         return p;
@@ -251,6 +252,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
         if (!strcmp(q->db, dbname)) autodb = false;
     p = pool_make(s, db, dbname, user, cr, NULL, err, errlen);
     if (p) {
+        atomic_store(&p->pins, 1);
         p->next = s->pools;
         s->pools = p;
     }
@@ -273,13 +275,60 @@ spool *pool_replication(server *s, const cfg_db *db, const char *dbname, const c
     return p;
 }
 
-void pool_release_private(spool *p)
+static void spool_free(spool *p)
 {
-    if (!p || !p->private_pool) return;
     weir_pool_destroy(p->pool);
     pthread_mutex_destroy(&p->lock);
     free(p->ws);
     free(p);
+}
+
+void pool_release_private(spool *p)
+{
+    if (!p || !p->private_pool) return;
+    spool_free(p);
+}
+
+void pool_unpin(spool *p)
+{
+    if (!p || p->private_pool) return;
+    atomic_store(&p->last_unpin_ms, weir_now_ms());
+    atomic_fetch_sub(&p->pins, 1);
+}
+
+void pools_idle_tick(server *s, int64_t now)
+{
+    int64_t limit = s->cfg.pool_idle_timeout;
+    static int64_t scanned; /* worker 0's tick only: every 250 ms is enough */
+    if (limit <= 0 || now - scanned < 250) return;
+    scanned = now;
+    spool *dead = NULL;
+    pthread_mutex_lock(&s->pools_lock);
+    for (spool **pp = &s->pools; *pp;) {
+        spool *p = *pp;
+        weir_pool_stats st;
+        int size, minp, reserve, mode;
+        const cfg_db *db = cfg_find_db(&s->cfg, p->db);
+        if (db) pool_shape(&s->cfg, db, p->user, &size, &minp, &reserve, &mode);
+        /* Nobody can pin it from here: pool_get takes pools_lock too. */
+        bool idle = atomic_load(&p->pins) == 0 && now - atomic_load(&p->last_unpin_ms) >= limit &&
+                    (!db || minp <= 0) && weir_pool_stats_get(p->pool, &st) == 0 && st.total == 0 &&
+                    st.pending == 0 && st.waiters == 0 && !st.paused;
+        if (!idle) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        p->next = dead;
+        dead = p;
+    }
+    pthread_mutex_unlock(&s->pools_lock);
+    while (dead) {
+        spool *p = dead;
+        dead = p->next;
+        srv_log(s, "LOG", "cleaning up idle pool %s/%s", p->db, p->user);
+        spool_free(p); /* its figures leave SHOW STATS' sums with it, as in PgBouncer */
+    }
 }
 
 /* A new pool, under pools_lock; repl: a replication client's own (one
@@ -439,10 +488,7 @@ void pools_destroy(server *s)
     s->pools = NULL;
     while (p) {
         spool *next = p->next;
-        weir_pool_destroy(p->pool);
-        pthread_mutex_destroy(&p->lock);
-        free(p->ws);
-        free(p);
+        spool_free(p);
         p = next;
     }
     while (s->limits) {
@@ -531,9 +577,11 @@ void pools_warm(server *s)
         int minp = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
         if (!db->user[0] || minp <= 0 || db->sqlite_path[0] || !strcmp(db->name, "*")) continue;
         char err[256];
-        if (!pool_get(s, db, db->name, db->user, NULL, NULL, err, sizeof err))
+        spool *p = pool_get(s, db, db->name, db->user, NULL, NULL, err, sizeof err);
+        if (!p)
             srv_log(s, "WARNING", "pool %s/%s: cannot make it for min_pool_size: %s", db->name,
                     db->user, err);
+        pool_unpin(p);
     }
 }
 

@@ -15,7 +15,9 @@
 typedef struct server server;
 
 /* One pool of server connections: a (database, user) pair. Created on the
- * first login that needs it and kept for the server's life. */
+ * first login that needs it; freed by pool_idle_timeout once nobody holds
+ * it (pins) and it has no server connection, else kept for the server's
+ * life. */
 /* A pool /ready and /v1/pools call down: a refused login tripped
  * fail-fast, or its connects fail while it has nothing open (clients wait
  * through the retries meanwhile). */
@@ -50,6 +52,11 @@ typedef struct spool {
     weir_limit *size_limit;
     int64_t idle_timeout_ms;          /* the engine's idle_timeout, set before the pool starts */
     atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
+    /* Holders: each client on it (or looking up a secret through it), each
+     * HTTP request and session (pool_get pins, pool_unpin lets go). Only a
+     * pool nobody pins may be freed; last_unpin_ms: when the last let go. */
+    atomic_int pins;
+    _Atomic int64_t last_unpin_ms;
     _Atomic int64_t last_long_wait_ms;
     _Atomic uint64_t close_mark;    /* RECONNECT: connections with an id up to this are closing */
     _Atomic uint64_t close_mark_be; /* the same, as backend ids (server_fast_close) */
@@ -96,7 +103,8 @@ typedef struct login_creds {
 
 /* The pool for (dbname, user): user is the [databases] entry's forced user,
  * else as_user if given (auth_user's pool), else the client's. A client that
- * proved its password (cr) hands the pool what it proved. */
+ * proved its password (cr) hands the pool what it proved. The pool comes
+ * pinned: the caller calls pool_unpin when done with it. */
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen);
 /* A replication client's startup parameters, passed to its server as they
@@ -113,6 +121,13 @@ typedef struct repl_spec {
 spool *pool_replication(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                         const login_creds *cr, const repl_spec *repl, char *err, size_t errlen);
 void pool_release_private(spool *p);
+/* Done with a pool from pool_get or pool_auth_query (NULL, or a private
+ * pool: nothing). */
+void pool_unpin(spool *p);
+/* pool_idle_timeout: free the pools nobody has pinned for that long that
+ * have no server connection, no min_pool_size and are not paused (worker
+ * 0's tick). */
+void pools_idle_tick(server *s, int64_t now_ms);
 /* Where auth_query runs for a client of db (the entry for dbname): the pool
  * of auth_user on the database's auth_dbname, else [pgbouncer]'s, else the
  * client's database itself. Both doors look secrets up through it. NULL with
@@ -120,7 +135,7 @@ void pool_release_private(spool *p);
  * from [databases] or disabled. */
 enum { AUTHDB_OTHER, AUTHDB_NOT_CONFIGURED, AUTHDB_DISABLED };
 spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const char *client_user,
-                       const char *auth_user, int *why, char *err, size_t errlen);
+                       const char *auth_user, int *why, char *err, size_t errlen); /* pinned */
 void pools_destroy(server *s);
 /* After a reload or SET, workers held; tls_out: TLS towards servers changed
  * (every pool's connections are remade). */

@@ -288,7 +288,9 @@ char *metrics_page(server *s, size_t *len)
 {
     *len = 0;
     sbuf b = {0};
-    pthread_mutex_lock(&s->pools_lock); /* pools are never freed before shutdown */
+    /* Each pool is pinned while the page is made (pool_idle_timeout may
+     * free an unpinned one); not by pool_unpin, which would count as use. */
+    pthread_mutex_lock(&s->pools_lock);
     size_t n = 0;
     for (spool *p = s->pools; p; p = p->next) n++;
     psnap *v = calloc(n ? n : 1, sizeof *v);
@@ -303,12 +305,14 @@ char *metrics_page(server *s, size_t *len)
     for (spool *p = s->pools; p; p = p->next, k++) {
         v[k].p = p;
         wp[k] = p->pool;
+        atomic_fetch_add(&p->pins, 1);
     }
     pthread_mutex_unlock(&s->pools_lock);
     size_t elen = 0;
     char *engine = weir_pools_prometheus(wp, n, &elen);
     free(wp);
     if (!engine) {
+        for (size_t i = 0; i < n; i++) atomic_fetch_sub(&v[i].p->pins, 1);
         free(v);
         return NULL;
     }
@@ -378,6 +382,7 @@ char *metrics_page(server *s, size_t *len)
     head(&b, "weir_client_wait_seconds", "histogram",
          "Time a client waited for a server connection (0 when one was free).");
     hist(&b, "weir_client_wait_seconds", v, n, ST_WAIT);
+    for (size_t i = 0; i < n; i++) atomic_fetch_sub(&v[i].p->pins, 1);
     free(v);
     if (b.oom) {
         free(b.p);

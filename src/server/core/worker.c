@@ -189,6 +189,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (w->id == 0) {
         int64_t now = weir_now_ns() / 1000000;
         pools_reserve_tick(w->srv, now);
+        pools_idle_tick(w->srv, now);
         stats_tick(w->srv, now);
     }
     if (atomic_load(&w->stop)) event_base_loopbreak(w->base);

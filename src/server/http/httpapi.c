@@ -275,11 +275,13 @@ static int secret_by_query(rq_ctx *x, const char *auth_user, const char *query, 
     if (rc) {
         char e[256];
         weir_pool_last_error(ap->pool, e, sizeof e);
+        pool_unpin(ap);
         return snprintf(why, whylen, "auth_query: %s", e[0] ? e : weir_strerror(rc)), -1;
     }
     backend *be = weir_conn_handle(c);
     rc = pgx_lookup(be, query, x->user, x->wait_ms, secret, named, why, whylen);
     weir_checkin(c);
+    pool_unpin(ap);
     return rc;
 }
 
@@ -668,6 +670,7 @@ static void session_end(server *s, hsession *h, const char *why)
         sb_free(&e);
         weir_checkin(h->conn);
     }
+    if (h->eng->hold) h->eng->hold(h->target, -1);
     srv_log(s, "LOG", "HTTP session %.8s… (%s/%s) %s%s", h->id, h->db, h->user, why,
             rolled ? ", open transaction rolled back" : "");
     pthread_mutex_lock(&s->api->mu);
@@ -786,6 +789,7 @@ static void session_create(rq_ctx *x)
     snprintf(h->db, sizeof h->db, "%s", x->dbname);
     h->eng = x->eng;
     h->target = x->target;
+    if (h->eng->hold) h->eng->hold(h->target, 1); /* the session's own hold */
     h->conn = c;
     h->created_wall_ms = wall_ms();
     h->last_ms = weir_now_ms();
@@ -985,6 +989,8 @@ static void show_json(rq_ctx *x, const char *what)
 
 static void ctx_free(rq_ctx *x)
 {
+    if (x->target && x->eng->hold) x->eng->hold(x->target, -1);
+    x->target = NULL;
     if (x->password) {
         explicit_bzero(x->password, strlen(x->password));
         free(x->password);

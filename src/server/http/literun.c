@@ -191,8 +191,8 @@ static int lite_bind(sqlite3_stmt *st, const json_t *params, sbuf *err)
     return 0;
 }
 
-static int litx_run(weir_conn *c, const char *sql, const json_t *params, const sql_opts *o, sbuf *out,
-             sbuf *err, bool *writer_needed)
+static int litx_run(weir_conn *c, const char *sql, const json_t *params, const sql_opts *o,
+                    sbuf *out, sbuf *err, bool *writer_needed)
 {
     sqlite3 *db = weir_sqlite_db(c);
     sqlite3_stmt *st = NULL;
@@ -371,8 +371,7 @@ static lite_db *lite_get(server *s, const cfg_db *db)
 /* --- the engine ------------------------------------------------------------------ */
 
 static int lite_target(server *s, const cfg_db *db, const char *dbname, const char *user,
-                       const login_creds *cr, void **t, const char **code, char *err,
-                       size_t errlen)
+                       const login_creds *cr, void **t, const char **code, char *err, size_t errlen)
 {
     (void)dbname;
     (void)user;

@@ -465,6 +465,14 @@ static int pg_target(server *s, const cfg_db *db, const char *dbname, const char
     return p ? 0 : 503;
 }
 
+static void pg_hold(void *t, int delta)
+{
+    if (delta > 0)
+        atomic_fetch_add(&((spool *)t)->pins, 1); /* held already: nothing can free it */
+    else
+        pool_unpin(t);
+}
+
 static weir_pool *pg_pool(void *t, bool write)
 {
     (void)write;
@@ -591,6 +599,7 @@ static void pg_stop(server *s)
 
 const sql_engine sql_engine_pg = {.kind = "postgresql",
                                   .target = pg_target,
+                                  .hold = pg_hold,
                                   .pool = pg_pool,
                                   .run = pg_run,
                                   .exec = pg_exec,

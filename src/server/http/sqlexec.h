@@ -31,6 +31,9 @@ typedef struct sql_engine {
      * in err. Called under cfg_rw. */
     int (*target)(server *s, const cfg_db *db, const char *dbname, const char *user,
                   const login_creds *cr, void **t, const char **code, char *err, size_t errlen);
+    /* One more holder of t (delta 1), or one less (-1): target's *t comes
+     * held once, for the request. NULL: t lives as long as the server. */
+    void (*hold)(void *t, int delta);
     /* Where a request's connection comes from; write: it will write
      * (SQLite: the writer rather than a reader). */
     weir_pool *(*pool)(void *t, bool write);

@@ -109,8 +109,8 @@ static int batch(sql_req *r, const sql_headers *h, sbuf *err)
         }
     }
     const json_t *iso = json_object_get(r->root, "isolationLevel");
-    const char *level = json_is_string(iso) ? json_string_value(iso)
-                                            : header(h, "Neon-Batch-Isolation-Level");
+    const char *level =
+        json_is_string(iso) ? json_string_value(iso) : header(h, "Neon-Batch-Isolation-Level");
     r->read_only = flag(r->root, "readOnly", h, "Neon-Batch-Read-Only", false);
     r->deferrable = flag(r->root, "deferrable", h, "Neon-Batch-Deferrable", false);
     if (level && !(r->isolation = isolation_sql(level)))
@@ -176,9 +176,9 @@ void sql_req_statement(const sql_req *r, size_t i, const char **sql, const json_
 
 bool sql_may_change_session(const char *q)
 {
-    static const char *const words[] = {
-        "set",  "reset",     "set_config", "prepare", "listen", "declare", "load",
-        "temp", "temporary", "pragma",     "attach",  "detach", NULL};
+    static const char *const words[] = {"set",     "reset",  "set_config", "prepare",   "listen",
+                                        "declare", "load",   "temp",       "temporary", "pragma",
+                                        "attach",  "detach", NULL};
     for (const char *p = q; *p;) {
         unsigned char ch = (unsigned char)*p;
         if (!(isalpha(ch) || ch == '_')) {

@@ -51,9 +51,9 @@ void sql_req_free(sql_req *r);
 void sql_req_statement(const sql_req *r, size_t i, const char **sql, const json_t **params);
 /* Could the request leave state on its connection beyond its transaction
  * (SET, set_config, PREPARE, LISTEN, DECLARE ... WITH HOLD, LOAD, temporary
- * tables, session advisory locks; SQLite's PRAGMA, ATTACH, DETACH)? A scan for those words anywhere, literals
- * and comments included (dynamic SQL runs what is in them): a false alarm
- * costs a DISCARD ALL, a miss would leak state to another request. */
+ * tables, session advisory locks; SQLite's PRAGMA, ATTACH, DETACH)? A scan for those words
+ * anywhere, literals and comments included (dynamic SQL runs what is in them): a false alarm costs
+ * a DISCARD ALL, a miss would leak state to another request. */
 bool sql_req_may_change_session(const sql_req *r);
 bool sql_may_change_session(const char *sql);
 

@@ -302,7 +302,10 @@ static void free_client(client *c)
 {
     /* a replication client's own pool: its server was checked in (and
      * closed) by now, and no cancel can be on its way to it */
-    if (c->pool && c->pool->private_pool) pool_release_private(c->pool);
+    if (c->pool && c->pool->private_pool)
+        pool_release_private(c->pool);
+    else
+        pool_unpin(c->pool);
     c->pool = NULL;
     free(c->repl);
     free(c->xwant);
@@ -1351,6 +1354,7 @@ static void on_auth_reply(evutil_socket_t fd, short what, void *arg)
     c->secret_from_query = c->secret != NULL;
     bool found = aq->q.named; /* a function returning a record answers NULLs for nobody */
     auth_lookup_end(c, true);
+    pool_unpin(c->pool); /* the auth_query pool: the client's own comes next */
     c->pool = NULL;
     if (c->auth_method == AUTH_TRUST) { /* trust: found is enough */
         if (found)
