@@ -75,6 +75,7 @@ typedef struct weir__waiter {
     void *ud;
     uint64_t id;
     int64_t start_ns, deadline_ns;
+    const void *owner; /* async: the thread that queued it (checkin_slow's local preference) */
     const char *file;
     int line;
 } weir__waiter;

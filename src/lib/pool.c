@@ -43,6 +43,9 @@
  * the oldest waiter is woken to take it. A thread already running may take
  * it first; that avoids a convoy behind sleeping threads and bounds the
  * unfairness to about a millisecond (Go's sync.Mutex does the same).
+ * Locality: a checkin hands the connection to an async waiter queued by its
+ * own thread, if one queued at most LOCAL_SKEW_NS (5 ms) after the oldest
+ * (an event loop serving its own client wakes nobody).
  *
  * A waiter pays for the barrier only before it sleeps, and only if no barrier
  * was made since the queue last became non-empty (p->fenced): every checkin
@@ -71,6 +74,11 @@
 /* A waiter that has waited this long gets returned connections handed to it
  * directly, even while asleep (like Go's sync.Mutex starvation mode). */
 #define HANDOFF_AFTER_NS 1000000
+/* A returned connection goes to an asynchronous waiter queued by the thread
+ * returning it rather than to the oldest waiter, if that one queued at most
+ * this much later than the oldest (see checkin_slow), looking this far. */
+#define LOCAL_SKEW_NS 5000000 /* 5 ms */
+#define LOCAL_LOOK    64
 
 static inline void cpu_relax(void)
 {
@@ -144,6 +152,9 @@ static inline tl_entry *tl_for(const weir_pool *pool)
 {
     return &tl_cache[pool->id % TL_WAYS];
 }
+
+/* This thread, as an async waiter's owner. */
+static _Thread_local char tl_me __attribute__((tls_model("initial-exec")));
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -798,6 +809,7 @@ int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb
         w->line = line;
         w->start_ns = start;
         w->deadline_ns = start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000;
+        w->owner = &tl_me;
         w->id = ++p->next_req_id;
         c = enqueue(p, w, false);
         if (!c) {
@@ -863,6 +875,21 @@ static __attribute__((noinline)) void checkin_slow(weir_pool *p, weir_conn *c)
         return;
     }
     weir__waiter *w = run == WEIR__RUNNING ? p->wq_head : NULL;
+    /* Locality: an event loop that returns a connection and also has a
+     * client waiting for one serves that client itself: no wake-up of
+     * another thread, and the connection's socket stays with the loop that
+     * has it registered. Only a waiter that queued within LOCAL_SKEW_NS of
+     * the oldest may go first: no waiter is passed over by one that came
+     * more than that after it (docs/ENGINE.md, "Fairness"). */
+    if (w && w->async && w->owner != &tl_me) {
+        weir__waiter *l = w->next;
+        for (int i = 0; l && i < LOCAL_LOOK && l->start_ns - w->start_ns <= LOCAL_SKEW_NS;
+             i++, l = l->next)
+            if (l->async && l->owner == &tl_me) {
+                w = l;
+                break;
+            }
+    }
     if (w && (w->async || atomic_load(&w->spinning) ||
               weir_now_ns() - w->start_ns >= HANDOFF_AFTER_NS)) {
         wq_remove(p, w);

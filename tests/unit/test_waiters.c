@@ -214,6 +214,80 @@ static void async_checkout(void **state)
     assert_int_equal(weir_checkout_async(f->pool, 0, NULL, NULL, &now2, &req), WEIR_EINVAL);
 }
 
+/* Queue an async waiter from another thread (its owner). */
+typedef struct remote_req {
+    weir_pool *pool;
+    async_result *r;
+    int rc;
+} remote_req;
+
+static void *remote_main(void *arg)
+{
+    remote_req *q = arg;
+    weir_conn *now = NULL;
+    uint64_t req;
+    q->rc = weir_checkout_async(q->pool, 5000, on_async, q->r, &now, &req);
+    return NULL;
+}
+
+static void queue_from_other_thread(weir_pool *p, async_result *r)
+{
+    remote_req q = {p, r, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, remote_main, &q);
+    pthread_join(th, NULL);
+    assert_int_equal(q.rc, WEIR_PENDING);
+}
+
+/* A connection returned by a thread that has its own async waiter queued
+ * goes to that waiter (no cross-thread wake-up), but only if it queued
+ * within 5 ms of the oldest: the unfairness stays bounded. */
+static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    /* the other thread's waiter is older by less than the bound */
+    async_result other = ASYNC_RESULT_INIT, mine = ASYNC_RESULT_INIT;
+    int64_t t0 = weir_now_ns();
+    queue_from_other_thread(f->pool, &other);
+    weir_conn *now = NULL;
+    uint64_t req;
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &mine, &now, &req), WEIR_PENDING);
+    bool within = weir_now_ns() - t0 < 4000000; /* not so under valgrind, maybe */
+    weir_checkin(held);
+    weir_conn *last;
+    if (within) {
+        assert_int_equal(async_fired(&mine), 1); /* served here, on this thread */
+        assert_int_equal(async_fired(&other), 0);
+        assert_true(pthread_equal(mine.thread, pthread_self()));
+        /* this thread has nobody waiting now: the other one's turn */
+        weir_checkin(mine.conn);
+        assert_int_equal(async_fired(&other), 1);
+        assert_int_equal(other.status, 0);
+        last = other.conn;
+    } else { /* queued too far apart: FIFO */
+        assert_int_equal(async_fired(&other), 1);
+        assert_int_equal(async_fired(&mine), 0);
+        weir_checkin(other.conn);
+        assert_int_equal(async_fired(&mine), 1);
+        last = mine.conn;
+    }
+    /* older than the bound: FIFO wins over locality */
+    async_result old = ASYNC_RESULT_INIT, late = ASYNC_RESULT_INIT;
+    queue_from_other_thread(f->pool, &old);
+    sleep_ms(20);
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &late, &now, &req), WEIR_PENDING);
+    weir_checkin(last);
+    assert_int_equal(async_fired(&old), 1);
+    assert_int_equal(async_fired(&late), 0);
+    weir_checkin(old.conn);
+    assert_int_equal(async_fired(&late), 1);
+    weir_checkin(late.conn);
+}
+
 static void async_fails_without_callback(void **state)
 {
     fixture *f = *state;
@@ -620,6 +694,7 @@ int main(void)
         T(every_waiter_served_or_timed_out_in_time),
         T(max_waiters_sheds_load),
         T(async_checkout),
+        T(async_checkin_prefers_its_own_thread_within_the_bound),
         T(async_fails_without_callback),
         T(drain_with_waiters),
         T(destroy_with_waiters),

@@ -94,6 +94,7 @@ void worker_post(worker *w, completion *cp)
 {
     cp->next = NULL;
     pthread_mutex_lock(&w->qlock);
+    bool was_empty = !w->qhead;
     *w->qtail = cp;
     w->qtail = &cp->next;
     pthread_mutex_unlock(&w->qlock);
@@ -101,6 +102,11 @@ void worker_post(worker *w, completion *cp)
         event_active(&w->local_ev, EV_READ, 0);
         return;
     }
+    /* A queue that had something already has its wake-up on the way (an
+     * eventfd write, or the worker's own event): the worker drains it all
+     * (worker_drain empties it until it stays empty), so hand-offs that
+     * come in a burst cost one write and one wake-up. */
+    if (!was_empty) return;
     uint64_t one = 1;
     (void)!write(w->efd, &one, sizeof one);
 }
