@@ -8,12 +8,12 @@
 bench_start() {
     dir=$(mktemp -d "/tmp/weir-bench-$1.XXXXXX")
     chmod 755 "$dir"
-    # five ports in a row that nothing listens on: the cluster's and the poolers'
+    # eight ports in a row that nothing listens on: the cluster's and the poolers'
     local try p busy
     for try in $(seq 50); do
         pg_port=$((20000 + RANDOM % 20000))
         busy=0
-        for p in $(seq "$pg_port" $((pg_port + 4))); do
+        for p in $(seq "$pg_port" $((pg_port + 7))); do
             port_busy "$p" && busy=1 && break
         done
         [ "$busy" = 0 ] && break
@@ -31,7 +31,10 @@ port_busy() {
 bench_track() { bench_pids="$bench_pids $1"; }
 bench_cleanup() {
     for p in $bench_pids; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-    [ -f "$dir/pgb.pid" ] && kill "$(cat "$dir/pgb.pid")" 2>/dev/null
+    local f
+    for f in "$dir"/pgb*.pid "$dir/odyssey.pid"; do
+        [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null
+    done
     sleep 0.3
     sh "$cluster" destroy "$dir/pg" >/dev/null 2>&1 || true
     rm -rf "$dir"

@@ -4,9 +4,12 @@
 #   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
 #                      [--prepared-clients "10 100 500"] [--prepared-only]
 #
-# A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (default
-# workers = cores, and workers = 1) and Debian's
-# PgBouncer with the same pgbouncer.ini settings: transaction pooling,
+# A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (the default
+# workers, and workers = 1 and 2), Debian's PgBouncer (1.18) and, when they
+# are at hand, PgBouncer 1.25.2 ($WEIR_PGBOUNCER, else
+# ../shared/peers/pgbouncer-1.25.2/pgbouncer beside the checkout) and Odyssey
+# ($WEIR_ODYSSEY, else ../shared/peers/odyssey-1.5.3/odyssey, 2 workers), each
+# skipped with a line saying so when absent; the same settings for all: transaction pooling,
 # default_pool_size 20, md5 auth from the same auth_file. For each client
 # count and protocol (simple, extended): pgbench -S through weir, through
 # PgBouncer and directly; tps, average latency and the pooler's CPU
@@ -51,7 +54,7 @@ weir_port=$((pg_port + 1))
 pgb_port=$((pg_port + 2))
 weir1_port=$((pg_port + 3))
 
-max_conn=$(( $(echo "$clients $prepared_clients" | tr " " "\n" | sort -n | tail -1) + 100 )) # + 3 pools of 20
+max_conn=$(( $(echo "$clients $prepared_clients" | tr " " "\n" | sort -n | tail -1) + 200 )) # + 6 pools of 20, and room
 PG_MAX_CONNECTIONS=$max_conn sh "$cluster" start "$dir/pg" "$pg_port"
 export PGPASSWORD=s3cret
 pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
@@ -70,6 +73,97 @@ max_client_conn = 5000
 log_connections = 0
 log_disconnections = 0"
 start_poolers "$common" "$(command -v pgbouncer)"
+
+# More targets: weir with 2 workers, PgBouncer 1.25.2 and Odyssey (optional).
+weir2_port=$((pg_port + 4))
+pgb125_port=$((pg_port + 5))
+ody_port=$((pg_port + 6))
+printf '%s\nlisten_port = %s\nworkers = 2\n' "$common" "$weir2_port" >"$dir/weir2.ini"
+"$weir_bin" "$dir/weir2.ini" >"$dir/weir2.log" 2>&1 &
+weir2_pid=$!
+bench_track "$weir2_pid"
+targets="weir:$weir_port:$weir_pid weir_1worker:$weir1_port:$weir1_pid weir_2workers:$weir2_port:$weir2_pid pgbouncer:$pgb_port:$pgb_pid"
+as_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pgb125=${WEIR_PGBOUNCER:-$root/../shared/peers/pgbouncer-1.25.2/pgbouncer}
+if [ -x "$pgb125" ]; then
+    printf '%s\nlisten_port = %s\nlogfile = %s/pgb125.log\npidfile = %s/pgb125.pid\n' \
+        "$common" "$pgb125_port" "$dir" "$dir" >"$dir/pgb125.ini"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir/pgb125.ini"
+    as_user sh -c "ulimit -n \$(ulimit -Hn); '$pgb125' -d -q '$dir/pgb125.ini'"
+else
+    echo "benchmark: PgBouncer 1.25.2 not found at $pgb125 (set WEIR_PGBOUNCER): skipped" >&2
+fi
+ody=${WEIR_ODYSSEY:-$root/../shared/peers/odyssey-1.5.3/odyssey}
+if [ -x "$ody" ]; then
+    # the comparison config of ../shared/peers/odyssey-1.5.3 (2 workers), on our ports
+    cat >"$dir/odyssey.conf" <<EOF
+log_format "%p %t %l [%i %s] (%c) %m\\n"
+pid_file "$dir/odyssey.pid"
+daemonize yes
+log_file "$dir/odyssey.log"
+log_debug no
+log_config no
+log_session no
+log_query no
+log_stats no
+workers 2
+resolvers 1
+readahead 8192
+cache_coroutine 0
+coroutine_stack_size 16
+nodelay yes
+keepalive 15
+listen {
+    host "127.0.0.1"
+    port $ody_port
+    backlog 128
+    tls "disable"
+}
+storage "pg" {
+    type "remote"
+    host "127.0.0.1:$pg_port"
+}
+database "appdb" {
+    user "app" {
+        authentication "md5"
+        password "s3cret"
+        storage "pg"
+        storage_user "app"
+        storage_password "s3cret"
+        pool "transaction"
+        pool_size 20
+        pool_timeout 0
+        pool_discard no
+        pool_cancel yes
+        pool_rollback yes
+    }
+}
+EOF
+    [ "$(id -u)" = 0 ] && chown postgres "$dir/odyssey.conf"
+    as_user sh -c "ulimit -n \$(ulimit -Hn); '$ody' '$dir/odyssey.conf'" >/dev/null 2>&1
+else
+    echo "benchmark: Odyssey not found at $ody (set WEIR_ODYSSEY): skipped" >&2
+fi
+for _ in $(seq 100); do
+    ok=1
+    psql -h 127.0.0.1 -p "$weir2_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
+    if [ -x "$pgb125" ]; then
+        psql -h 127.0.0.1 -p "$pgb125_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
+    fi
+    if [ -x "$ody" ]; then
+        psql -h 127.0.0.1 -p "$ody_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
+    fi
+    [ "$ok" = 1 ] && break
+    sleep 0.1
+done
+if [ -x "$pgb125" ]; then
+    pgb125_pid=$(cat "$dir/pgb125.pid" 2>/dev/null || echo 0)
+    [ "$pgb125_pid" != 0 ] && targets="$targets pgbouncer_1.25:$pgb125_port:$pgb125_pid"
+fi
+if [ -x "$ody" ]; then
+    ody_pid=$(cat "$dir/odyssey.pid" 2>/dev/null || echo 0)
+    [ "$ody_pid" != 0 ] && targets="$targets odyssey:$ody_port:$ody_pid"
+fi
 
 
 # run_pgbench TARGET PORT PID CLIENTS MODE [extra pgbench args]
@@ -107,6 +201,9 @@ prepared() {
             local prep=$last_tps
             echo "RESULT server_prepared clients=$c weir_extended_tps=$ext weir_prepared_tps=$prep ratio=$(awk -v a="$prep" -v b="$ext" 'BEGIN{printf "%.2f", b ? a / b : 0}')"
             run_pgbench pgbouncer "$pgb_port" "$pgb_pid" "$c" prepared
+            if [ "$quick" != 1 ] && [ "${pgb125_pid:-0}" != 0 ]; then
+                run_pgbench pgbouncer_1.25 "$pgb125_port" "$pgb125_pid" "$c" prepared
+            fi
             [ "$c" -gt 200 ] && continue # as above: PostgreSQL takes 200 here
             [ "$quick" = 1 ] && continue
             run_pgbench direct "$pg_port" 0 "$c" prepared
@@ -124,9 +221,12 @@ for r in $(seq "$repeat"); do
             # --quick: the simple protocol only, and PostgreSQL directly at the smallest
             # count only (SCRAM logins of many clients would eat a short run)
             [ "$quick" = 1 ] && [ "$mode" = extended ] && continue
-            run_pgbench weir "$weir_port" "$weir_pid" "$c" "$mode"
-            run_pgbench weir_1worker "$weir1_port" "$weir1_pid" "$c" "$mode"
-            run_pgbench pgbouncer "$pgb_port" "$pgb_pid" "$c" "$mode"
+            for t in $targets; do
+                IFS=: read -r tn tp tpid <<<"$t"
+                # --quick: weir and PgBouncer only (under 20 s)
+                [ "$quick" = 1 ] && case "$tn" in weir | pgbouncer) ;; *) continue ;; esac
+                run_pgbench "$tn" "$tp" "$tpid" "$c" "$mode"
+            done
             [ "$quick" = 1 ] && [ "$c" != "${clients%% *}" ] && continue
             # PostgreSQL here takes 200 connections: more fail, and the flood of
             # refused logins disturbs the next figure, so direct stops at 200.
@@ -140,14 +240,18 @@ for r in $(seq "$repeat"); do
     run_pgbench weir "$weir_port" "$weir_pid" 10 simple -C
     [ "$quick" = 1 ] || run_pgbench weir_1worker "$weir1_port" "$weir1_pid" 10 simple -C
     run_pgbench pgbouncer "$pgb_port" "$pgb_pid" 10 simple -C
+    if [ "$quick" != 1 ] && [ "${pgb125_pid:-0}" != 0 ]; then
+        run_pgbench pgbouncer_1.25 "$pgb125_port" "$pgb125_pid" 10 simple -C
+    fi
     secs=$full
 done
 
 # one SELECT 1 round trip on a held connection
 printf 'SELECT 1;\n' >"$dir/one.sql"
-for t in "direct $pg_port" "weir $weir_port" "weir_1worker $weir1_port" "pgbouncer $pgb_port"; do
-    set -- $t
-    [ "$quick" = 1 ] && [ "$1" = weir_1worker ] && continue # --quick: under 20 s
+for t in "direct:$pg_port:0" $targets; do
+    IFS=: read -r tn tp _ <<<"$t"
+    set -- "$tn" "$tp"
+    [ "$quick" = 1 ] && case "$1" in weir | direct | pgbouncer) ;; *) continue ;; esac # --quick: under 20 s
     lat=$(pgbench -n -h 127.0.0.1 -p "$2" -U app -c 1 $([ "$quick" = 1 ] && echo "-t 3000" || echo "-T $secs") -f "$dir/one.sql" appdb 2>&1 |
         awk '/latency average/{print $4}')
     echo "RESULT server_roundtrip target=$1 select1_us=$(awk -v l="$lat" 'BEGIN{printf "%.1f", l * 1000}')"

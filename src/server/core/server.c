@@ -120,7 +120,10 @@ static int cores(void)
 int server_start(server *s)
 {
     evthread_use_pthreads();
-    s->nworkers = s->cfg.workers > 0 ? s->cfg.workers : cores();
+    /* Half the cores, at least one: PostgreSQL (and often the clients)
+     * share the machine, and more loops than that measured slower on 2
+     * cores and on 16 (docs/BENCHMARKS.md, "workers"). */
+    s->nworkers = s->cfg.workers > 0 ? s->cfg.workers : (cores() + 1) / 2;
     s->nhttp = !s->cfg.http_listen_port  ? 0
                : s->cfg.http_workers > 0 ? s->cfg.http_workers
                : cores() * 2 > 4         ? cores() * 2
