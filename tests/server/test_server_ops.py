@@ -1190,6 +1190,40 @@ class TestPoolIdleTimeoutMinPoolSize(OpsCase):
         self.assertNotIn("cleaning up idle pool", self.w.log())
 
 
+class TestResetOffTheLoop(unittest.TestCase):
+    """The ROLLBACK and server_reset_query a released server connection
+    needs run off the worker's event loop: its other clients are not held
+    up for that round trip, and a [databases] entry that points at weir's own
+    console (its reset goes to this very worker) cannot stall it."""
+
+    def test_a_slow_reset_does_not_hold_up_the_worker(self):
+        w = Weir(PG, settings={"workers": "1", "pool_mode": "session",
+                               "server_reset_query": "SELECT pg_sleep(2)"})
+        self.addCleanup(w.stop)
+        with psycopg.connect(w.dsn(), autocommit=True) as a:
+            a.execute("select 1")
+        # a's server connection is being reset for 2 s; b, on the same
+        # (only) worker, gets another connection and is served at once
+        t0 = time.monotonic()
+        with psycopg.connect(w.dsn(), autocommit=True) as b:
+            self.assertEqual(b.execute("select 7").fetchone()[0], 7)
+        self.assertLess(time.monotonic() - t0, 1.0, w.log()[-2000:])
+
+    def test_a_database_pointing_at_the_console_itself(self):
+        w = Weir(PG, start=False, settings={"workers": "1", "pool_mode": "session",
+                                            "admin_users": "weir", "stats_users": "app"})
+        with open(w.ini, "a") as f:
+            f.write("[databases]\nloop = host=127.0.0.1 port=%d dbname=pgbouncer\n" % w.port)
+        w.start()
+        self.addCleanup(w.stop)
+        for i in range(3):  # each release resets the connection to weir's own console
+            t0 = time.monotonic()
+            with psycopg.connect(w.dsn(dbname="loop"), autocommit=True,
+                                 connect_timeout=5) as c:
+                self.assertTrue(c.execute("SHOW VERSION").fetchone()[0].startswith("weir"))
+            self.assertLess(time.monotonic() - t0, 3.0, w.log()[-3000:])
+
+
 class TestPeering(unittest.TestCase):
     """peer_id and [peers]: a CancelRequest that a load balancer hands to
     another weir process reaches the one serving the query. The cancel

@@ -39,9 +39,9 @@ struct server {
     atomic_int nclients;
     _Atomic long long accept_errors;                /* accept() failing for want of descriptors */
     _Atomic long long tls_handshakes, tls_failures; /* TLS handshakes with clients and servers */
-    struct authguard *guard;       /* failed-login back-off, both doors (authguard.h) */
-    atomic_int cancels_inflight;   /* cancel threads running (server_stop waits for them) */
-    struct peering *peering;       /* forwards to [peers] under way (pg/peering.c) */
+    struct authguard *guard;     /* failed-login back-off, both doors (authguard.h) */
+    atomic_int cancels_inflight; /* cancel and reset threads running (server_stop waits for them) */
+    struct peering *peering;     /* forwards to [peers] under way (pg/peering.c) */
     _Atomic int64_t accept_log_ms; /* the last time that was logged */
     /* cancel keys: (pid, key) given to clients -> the client */
     pthread_mutex_t keys_lock;

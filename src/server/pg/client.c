@@ -270,6 +270,47 @@ static void handle_cancel(server *s, uint32_t pid, uint32_t key)
     pthread_attr_destroy(&a);
 }
 
+/* A server connection that needs a ROLLBACK or the reset query before the
+ * next user: the engine's checkin runs them (be_reset), which here would
+ * block this worker's loop for a round trip, and until io_timeout when the
+ * server is this very worker (a [databases] entry pointing at weir's own
+ * console). They run on a short-lived thread instead; the connection stays
+ * checked out until they are done, so nobody gets it early. server_stop
+ * waits for these as for cancels. */
+typedef struct reset_req {
+    server *srv;
+    weir_conn *conn;
+} reset_req;
+
+static void *reset_thread(void *arg)
+{
+    reset_req *r = arg;
+    weir_checkin(r->conn);
+    atomic_fetch_sub(&r->srv->cancels_inflight, 1);
+    free(r);
+    return NULL;
+}
+
+static void checkin_off_loop(server *s, weir_conn *conn)
+{
+    const backend *be = weir_conn_handle(conn);
+    reset_req *r = !be->unclean && (be->txn != 'I' || be->needs_reset) ? malloc(sizeof *r) : NULL;
+    if (r) {
+        *r = (reset_req){s, conn};
+        atomic_fetch_add(&s->cancels_inflight, 1);
+        pthread_t th;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&th, &a, reset_thread, r);
+        pthread_attr_destroy(&a);
+        if (rc == 0) return;
+        atomic_fetch_sub(&s->cancels_inflight, 1);
+        free(r);
+    }
+    weir_checkin(conn); /* clean (or to be closed): nothing to wait for */
+}
+
 /* --- life and death ------------------------------------------------------ */
 
 /* The user's secret ("" when there is none). */
@@ -360,7 +401,7 @@ static void unlink_server(client *c, bool client_gone)
      * checks it in (cancel_thread). */
     if (atomic_fetch_or(&be->cancels, BE_PARKED) != 0) return;
     atomic_store(&be->cancels, 0);
-    weir_checkin(conn);
+    checkin_off_loop(c->w->srv, conn);
 }
 
 static void auth_lookup_end(client *c, bool clean);
