@@ -151,7 +151,8 @@ typedef struct weir_options {
     int64_t idle_timeout_ms;    /**< close idle connections above min_idle [10 min]; 0 = never */
     int64_t max_lifetime_ms;    /**< retire connections, minus 0-5 % jitter [30 min]; 0 = never */
     int64_t keepalive_ms;       /**< validate idle connections this often [0 = off] */
-    int64_t validate_idle_after_ms; /**< validate on checkout if idle longer [500 ms]; -1 = never */
+    int64_t validate_idle_after_ms; /**< validate on checkout if idle this long [500 ms]; 0 = every
+                                       checkout of an idle connection; -1 = never */
     int64_t max_uses;               /**< retire after N checkouts [0 = unlimited] */
     int64_t max_waiters;       /**< over this, checkout fails with WEIR_EBUSY [0 = unlimited] */
     int64_t leak_threshold_ms; /**< report a checkout held longer [0 = off] */

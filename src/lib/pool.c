@@ -520,7 +520,7 @@ static __attribute__((noinline)) bool prepare_slow(weir_pool *p, weir_conn *c, c
         reason = WEIR_CLOSE_EVICTED;
     else if (c->expires_ms && now >= c->expires_ms)
         reason = WEIR_CLOSE_LIFETIME;
-    else if (!fresh && now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >
+    else if (!fresh && now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >=
                            p->validate_after_eff) {
         char err[512] = "";
         int rc = p->drv->validate(
@@ -550,7 +550,7 @@ static inline bool prepare(weir_pool *p, weir_conn *c, const char *file, int lin
     int64_t now = weir__coarse_ms();
     if (UNLIKELY(c->gen != atomic_load_explicit(&p->evict_gen, memory_order_relaxed) ||
                  (c->expires_ms && now >= c->expires_ms) || !p->plain_checkout ||
-                 (!fresh && now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >
+                 (!fresh && now - atomic_load_explicit(&c->last_used_ms, memory_order_relaxed) >=
                                 p->validate_after_eff)))
         return prepare_slow(p, c, file, line, fresh);
     record_checkout(c, now, file, line);

@@ -1190,6 +1190,38 @@ class TestPoolIdleTimeoutMinPoolSize(OpsCase):
         self.assertNotIn("cleaning up idle pool", self.w.log())
 
 
+class TestMinPoolSizeUnderACap(unittest.TestCase):
+    """min_pool_size above max_db_connections / max_user_connections: the
+    pool fills only up to the cap. The engine began filling min_pool_size
+    before the caps were attached, and opened 3 where 2 were allowed."""
+
+    def check(self, databases):
+        w = Weir(PG, settings={"pool_mode": "transaction"}, databases=databases)
+        self.addCleanup(w.stop)
+        seen = []
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                seen.append(int(PG.sql("select count(*) from pg_stat_activity where "
+                                       "usename = 'app' and datname = 'appdb'")))
+                time.sleep(0.05)
+        t = threading.Thread(target=sample)
+        t.start()
+        try:
+            with psycopg.connect(w.dsn(dbname="capped")) as c:
+                c.execute("select pg_sleep(1.5)")
+        finally:
+            stop.set()
+            t.join(10)
+        self.assertLessEqual(max(seen), 2, seen)
+        self.assertEqual(w.log().count("new connection to server"), 2, w.log()[-3000:])
+
+    def test_max_db_connections(self):
+        self.check({"capped": "host=127.0.0.1 port=%d dbname=appdb min_pool_size=5 pool_size=5 "
+                              "max_db_connections=2" % PG.port})
+
+
 class TestResetOffTheLoop(unittest.TestCase):
     """The ROLLBACK and server_reset_query a released server connection
     needs run off the worker's event loop: its other clients are not held

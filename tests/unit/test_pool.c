@@ -87,6 +87,24 @@ static void idle_is_lifo(void **state)
     weir_checkin(a);
 }
 
+/* 0: every checkout of a connection that was returned validates it, however
+ * soon (the coarse clock reads 0 ms for a quick return: PgBouncer's
+ * server_check_delay = 0 checks every time). */
+static void validate_after_zero_means_every_time(void **state)
+{
+    fixture *f = *state;
+    f->o.validate_idle_after_ms = 0;
+    fixture_open(f);
+    weir_conn *c;
+    assert_int_equal(weir_checkout(f->pool, &c), 0); /* new: not validated */
+    weir_checkin(c);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(weir_checkout(f->pool, &c), 0);
+        weir_checkin(c);
+    }
+    assert_int_equal(fake_counts(f->fake).validates, 5);
+}
+
 static void validates_only_after_idle(void **state)
 {
     fixture *f = *state;
@@ -707,6 +725,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(checkout_and_reuse),
         T(idle_is_lifo),
+        T(validate_after_zero_means_every_time),
         T(validates_only_after_idle),
         T(dirty_is_reset_or_closed),
         T(max_uses_retires),

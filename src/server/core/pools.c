@@ -397,7 +397,11 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     weir_options_init(&o);
     snprintf(o.name, sizeof o.name, "%s/%s", p->db, p->user);
     o.max_size = size;
-    o.min_idle = minp;
+    /* min_pool_size is set once the shared caps are attached (below): the
+     * engine starts filling min_idle at once, and connects begun before a
+     * cap is attached would be over it (max_db_connections = 2 with
+     * min_pool_size = 5 opened 3). */
+    o.min_idle = 0;
     p->query_wait_ms = pool_query_wait(k, db, user);
     o.acquire_timeout_ms = p->query_wait_ms;
     o.connect_timeout_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
@@ -449,9 +453,8 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     p->size = (int)o.max_size;
     p->reserve = reserve;
     p->reserve_timeout = k->reserve_pool_timeout;
-    /* Shared caps, attached before the pool can have opened anything it
-     * would not count (min_pool_size connects start at once, so they may
-     * be counted a moment late, never lost). */
+    /* Shared caps, attached before the pool opens anything (no checkout can
+     * come before pool_make returns, and min_idle is 0 until below). */
     int maxdb = db->max_db_connections >= 0 ? db->max_db_connections : k->max_db_connections;
     const cfg_user *pu = cfg_find_user(k, user);
     int maxuser =
@@ -479,6 +482,7 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
         srv_log(s, "WARNING", "pool %s/%s: cannot share pool_size with replication", p->db,
                 p->user);
     }
+    if (!repl && minp > 0) (void)weir_pool_resize(p->pool, o.max_size, minp);
     return p;
 }
 
