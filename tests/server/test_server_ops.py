@@ -1195,6 +1195,11 @@ class TestMinPoolSizeUnderACap(unittest.TestCase):
     pool fills only up to the cap. The engine began filling min_pool_size
     before the caps were attached, and opened 3 where 2 were allowed."""
 
+    @classmethod
+    def setUpClass(cls):
+        # a database of its own: no other test's backends in the count
+        PG.sql("CREATE DATABASE capdb OWNER app")
+
     def check(self, databases):
         w = Weir(PG, settings={"pool_mode": "transaction"}, databases=databases)
         self.addCleanup(w.stop)
@@ -1204,7 +1209,7 @@ class TestMinPoolSizeUnderACap(unittest.TestCase):
         def sample():
             while not stop.is_set():
                 seen.append(int(PG.sql("select count(*) from pg_stat_activity where "
-                                       "usename = 'app' and datname = 'appdb'")))
+                                       "datname = 'capdb'")))
                 time.sleep(0.05)
         t = threading.Thread(target=sample)
         t.start()
@@ -1218,7 +1223,7 @@ class TestMinPoolSizeUnderACap(unittest.TestCase):
         self.assertEqual(w.log().count("new connection to server"), 2, w.log()[-3000:])
 
     def test_max_db_connections(self):
-        self.check({"capped": "host=127.0.0.1 port=%d dbname=appdb min_pool_size=5 pool_size=5 "
+        self.check({"capped": "host=127.0.0.1 port=%d dbname=capdb min_pool_size=5 pool_size=5 "
                               "max_db_connections=2" % PG.port})
 
 
