@@ -2,8 +2,8 @@
 # run.sh SECONDS [BUILD_DIR] — build the libFuzzer targets with clang and fuzz each for SECONDS:
 # fuzz_proto (the PostgreSQL door's parsers), fuzz_http (the HTTP request head), fuzz_json
 # (the SQL-over-HTTP body and its PostgreSQL messages) and fuzz_prep (prepared-statement
-# rewriting of client messages in transaction pooling) and fuzz_hba (auth_hba_file and
-# auth_ident_file).
+# rewriting of client messages in transaction pooling), fuzz_hba (auth_hba_file and
+# auth_ident_file) and fuzz_config (the configuration file).
 # Corpora live in BUILD_DIR/fuzz-corpus-<target> (seeded with a few real
 # messages); findings are written to BUILD_DIR/fuzz-findings and fail the run.
 set -eu
@@ -70,3 +70,10 @@ c="$out/fuzz-corpus-fuzz_hba"
 # seeds: rules of every kind, then (after a 0xff byte) an ident map
 printf 'local all postgres peer map=m\nhost "q""x",all u1 , u2 10.0.0.0/8 md5 # c\nhostssl all @f 0.0.0.0/0 cert\nhost db all 192.168.1.0 255.255.255.0 trust\nhost /^t_ all ::1/128 ldap ldapserver=x\nhostssl all all all scram-sha-256 clientcert=verify-full\nhost replication,sameuser all all \\\n reject\n\377m alice alice\nm /^(.*)@corp$ \\1\nm "root" all\n' >"$c/rules"
 fuzz fuzz_hba
+
+build fuzz_config "$here/fuzz_config.c" "$root/src/server/core/config.c" "$root/src/server/core/hba.c"
+c="$out/fuzz-corpus-fuzz_config"
+# seeds: every section, a key of each type, a peer list
+printf '[databases]\nappdb = host=127.0.0.1,::1 port=5432 dbname=app pool_size=5 min_pool_size=1 load_balance_hosts=round-robin\n* = host=/tmp\n[users]\napp = pool_mode=session max_user_connections=3 query_timeout=1.5\n[peers]\n1 = host=/tmp/w1 port=6432 pool_size=4\n2 = host=10.0.0.2\n[http_tokens]\nbot = 0123456789abcdef0123\n[pgbouncer]\nlisten_port = 6432\npeer_id = 1\nauth_type = md5\npool_mode = transaction\nserver_lifetime = 10min\nunix_socket_mode = 0700\nso_reuseport = yes\n' >"$c/full"
+printf '[pgbouncer]\n%%include missing.ini\nlisten_port = 0\n[weird section\nkey\n = v\n' >"$c/bad"
+fuzz fuzz_config
