@@ -240,7 +240,7 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     for (p = s->pools; p; p = p->next)
         if (!strcmp(p->db, dbname) && !strcmp(p->user, user)) break;
     if (p) {
-        atomic_fetch_add(&p->pins, 1);
+        pool_pin(p);
         pool_take_login(s, p, db, cr);
         pthread_mutex_unlock(&s->pools_lock);
         return p;
@@ -293,6 +293,16 @@ void pool_unpin(spool *p)
 {
     if (!p || p->private_pool) return;
     atomic_store(&p->last_unpin_ms, weir_now_ms());
+    atomic_fetch_sub(&p->pins, 1);
+}
+
+void pool_pin(spool *p)
+{
+    atomic_fetch_add(&p->pins, 1);
+}
+
+void pool_unpin_quiet(spool *p)
+{
     atomic_fetch_sub(&p->pins, 1);
 }
 

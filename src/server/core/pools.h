@@ -14,10 +14,6 @@
 
 typedef struct server server;
 
-/* One pool of server connections: a (database, user) pair. Created on the
- * first login that needs it; freed by pool_idle_timeout once nobody holds
- * it (pins) and it has no server connection, else kept for the server's
- * life. */
 /* A pool /ready and /v1/pools call down: a refused login tripped
  * fail-fast, or its connects fail while it has nothing open (clients wait
  * through the retries meanwhile). */
@@ -26,6 +22,10 @@ static inline bool pool_stats_down(const weir_pool_stats *st)
     return st->target_down || (st->failing && st->total == 0);
 }
 
+/* One pool of server connections: a (database, user) pair. Created on the
+ * first login that needs it; freed by pool_idle_timeout once nobody holds
+ * it (pins) and it has no server connection, else kept for the server's
+ * life. */
 typedef struct spool {
     server *srv;
     char db[CFG_NAME], user[CFG_NAME];
@@ -124,6 +124,11 @@ void pool_release_private(spool *p);
 /* Done with a pool from pool_get or pool_auth_query (NULL, or a private
  * pool: nothing). */
 void pool_unpin(spool *p);
+/* One more pin on a pool the caller holds already, or that it reached
+ * under pools_lock. quiet: pool_unpin_quiet lets go, which does not count
+ * as use of the pool (a /metrics scrape must not keep a pool alive). */
+void pool_pin(spool *p);
+void pool_unpin_quiet(spool *p);
 /* pool_idle_timeout: free the pools nobody has pinned for that long that
  * have no server connection, no min_pool_size and are not paused (worker
  * 0's tick). */

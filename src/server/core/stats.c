@@ -289,7 +289,7 @@ char *metrics_page(server *s, size_t *len)
     *len = 0;
     sbuf b = {0};
     /* Each pool is pinned while the page is made (pool_idle_timeout may
-     * free an unpinned one); not by pool_unpin, which would count as use. */
+     * free an unpinned one), quietly: a scrape is not use. */
     pthread_mutex_lock(&s->pools_lock);
     size_t n = 0;
     for (spool *p = s->pools; p; p = p->next) n++;
@@ -305,14 +305,14 @@ char *metrics_page(server *s, size_t *len)
     for (spool *p = s->pools; p; p = p->next, k++) {
         v[k].p = p;
         wp[k] = p->pool;
-        atomic_fetch_add(&p->pins, 1);
+        pool_pin(p);
     }
     pthread_mutex_unlock(&s->pools_lock);
     size_t elen = 0;
     char *engine = weir_pools_prometheus(wp, n, &elen);
     free(wp);
     if (!engine) {
-        for (size_t i = 0; i < n; i++) atomic_fetch_sub(&v[i].p->pins, 1);
+        for (size_t i = 0; i < n; i++) pool_unpin_quiet(v[i].p);
         free(v);
         return NULL;
     }
@@ -382,7 +382,7 @@ char *metrics_page(server *s, size_t *len)
     head(&b, "weir_client_wait_seconds", "histogram",
          "Time a client waited for a server connection (0 when one was free).");
     hist(&b, "weir_client_wait_seconds", v, n, ST_WAIT);
-    for (size_t i = 0; i < n; i++) atomic_fetch_sub(&v[i].p->pins, 1);
+    for (size_t i = 0; i < n; i++) pool_unpin_quiet(v[i].p);
     free(v);
     if (b.oom) {
         free(b.p);

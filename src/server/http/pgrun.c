@@ -468,7 +468,7 @@ static int pg_target(server *s, const cfg_db *db, const char *dbname, const char
 static void pg_hold(void *t, int delta)
 {
     if (delta > 0)
-        atomic_fetch_add(&((spool *)t)->pins, 1); /* held already: nothing can free it */
+        pool_pin(t); /* held already: nothing can free it */
     else
         pool_unpin(t);
 }
