@@ -1342,6 +1342,26 @@ class TestPeering(unittest.TestCase):
         self.assertEqual(self.outcome(s), "57014")
         s.close()
 
+    def test_keys_given_before_peering_was_turned_on(self):
+        """A RELOAD that turns peering on: clients already in hold keys
+        without a peer id; a cancel for one still reaches it."""
+        w = Weir(PG, settings={"auth_type": "trust", "admin_users": "weir"})
+        self.addCleanup(w.stop)
+        s, pid, key = self.login(w)
+        with open(w.ini, "a") as f:
+            f.write("[pgbouncer]\npeer_id = 1\n[peers]\n2 = host=127.0.0.1 port=%d\n" % self.b.port)
+        rows, r = w.admin("RELOAD")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows, _ = w.admin("SHOW PEERS")
+        self.assertEqual(len(rows), 2)  # the header and peer 2: the reload took
+        self.run_sleep(s, 5)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        self.cancel(w, pid, key)
+        self.assertEqual(self.outcome(s), "57014", w.log()[-2000:])
+        self.assertLess(time.monotonic() - t0, 3)
+        s.close()
+
     def test_spent_ttl_and_unknown_peer_are_dropped_and_logged(self):
         s, pid, key = self.login(self.a)
         self.run_sleep(s, 1)

@@ -235,15 +235,17 @@ static void *cancel_thread(void *arg)
     return NULL;
 }
 
-/* A CancelRequest: forward it to the server running that client's query, if any. */
-static void handle_cancel(server *s, uint32_t pid, uint32_t key)
+/* The client whose key (pid, key) is: forward the cancel to the server
+ * running its query, if any. false: no such client here. */
+static bool cancel_local(server *s, uint32_t pid, uint32_t key)
 {
-    if (peer_route_cancel(s, pid, &key)) return; /* another process's: forwarded */
     cancel_req *r = NULL;
+    bool found = false;
     pthread_mutex_lock(&s->keys_lock);
     if (s->keys) {
         for (client *c = s->keys[key_bucket(s, key)]; c; c = c->key_next) {
             if (c->my_key != key || c->my_pid != pid) continue;
+            found = true;
             pthread_mutex_lock(&c->cancel_mu);
             if (c->cancel_conn && c->pool && (r = malloc(sizeof *r))) {
                 backend *be = weir_conn_handle(c->cancel_conn);
@@ -261,13 +263,25 @@ static void handle_cancel(server *s, uint32_t pid, uint32_t key)
         }
     }
     pthread_mutex_unlock(&s->keys_lock);
-    if (!r) return;
+    if (!r) return found;
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&th, &a, cancel_thread, r)) cancel_finish(r); /* no thread: not sent */
     pthread_attr_destroy(&a);
+    return true;
+}
+
+/* A CancelRequest. A key of this process's own clients is looked up first:
+ * keys given before a RELOAD turned peering on carry no peer id. Else, with
+ * peering on, the key names its process: another's is forwarded (or
+ * dropped), and this one's is looked up again with its TTL bits restored. */
+static void handle_cancel(server *s, uint32_t pid, uint32_t key)
+{
+    uint32_t k = key;
+    if (cancel_local(s, pid, key) || peer_route_cancel(s, pid, &k)) return;
+    if (k != key) (void)cancel_local(s, pid, k);
 }
 
 /* A server connection that needs a ROLLBACK or the reset query before the
