@@ -256,7 +256,9 @@ static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
     weir_conn *now = NULL;
     uint64_t req;
     assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &mine, &now, &req), WEIR_PENDING);
-    bool within = weir_now_ns() - t0 < 4000000; /* not so under valgrind, maybe */
+    /* The engine compares the two waiters' start times; from here they are
+     * known to be at most this far apart (more under valgrind, maybe). */
+    bool within = weir_now_ns() - t0 < 4000000;
     weir_checkin(held);
     weir_conn *last;
     if (within) {
@@ -268,12 +270,12 @@ static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
         assert_int_equal(async_fired(&other), 1);
         assert_int_equal(other.status, 0);
         last = other.conn;
-    } else { /* queued too far apart: FIFO */
-        assert_int_equal(async_fired(&other), 1);
-        assert_int_equal(async_fired(&mine), 0);
-        weir_checkin(other.conn);
-        assert_int_equal(async_fired(&mine), 1);
-        last = mine.conn;
+    } else { /* either may have been first: exactly one, then the other */
+        bool o = async_fired(&other) == 1;
+        assert_int_equal(async_fired(&other) + async_fired(&mine), 1);
+        weir_checkin(o ? other.conn : mine.conn);
+        assert_int_equal(async_fired(&other) + async_fired(&mine), 2);
+        last = o ? mine.conn : other.conn;
     }
     /* older than the bound: FIFO wins over locality */
     async_result old = ASYNC_RESULT_INIT, late = ASYNC_RESULT_INIT;
