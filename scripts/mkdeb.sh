@@ -112,7 +112,7 @@ Depends: $ldepends
 Section: libs
 Priority: optional
 Description: embeddable connection pool engine
- libweir pools connections to PostgreSQL and SQLite (and any driver you
+ libweir pools connections to PostgreSQL, SQLite and MySQL/MariaDB (and any driver you
  write): min/max sizes, timeouts, lifetimes, validation, fair waiters,
  load shedding, reconnect back-off, pause/drain/resize and Prometheus
  metrics, thread-safe, with a registry of pools keyed by URL.
@@ -132,11 +132,11 @@ Version: $debversion
 Architecture: $arch
 Maintainer: weir authors <weir@example.org>
 Installed-Size: $(du -ks "$d" | cut -f1)
-Depends: libweir0 (= $debversion), libpq-dev, libsqlite3-dev
+Depends: libweir0 (= $debversion), libpq-dev, libsqlite3-dev, libmariadb-dev
 Section: libdevel
 Priority: optional
 Description: embeddable connection pool engine (development files)
- libweir pools connections to PostgreSQL and SQLite (and any driver you
+ libweir pools connections to PostgreSQL, SQLite and MySQL/MariaDB (and any driver you
  write). This package has the headers, the static library, libweir.so and
  weir.pc for pkg-config.
 EOF

@@ -1,6 +1,7 @@
 /* cluster.h — a throwaway PostgreSQL for an integration test program, made
  * by pg_cluster.sh in a temporary directory and removed at exit, also when a
- * test aborts. One per program. */
+ * test aborts. One per program. A program that defines CLUSTER_SCRIPT first
+ * gets another server made the same way (mysql_cluster.sh: MariaDB). */
 #ifndef WEIR_TEST_CLUSTER_H
 #define WEIR_TEST_CLUSTER_H
 
@@ -8,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#ifndef CLUSTER_SCRIPT
+#define CLUSTER_SCRIPT "pg_cluster.sh"
+#endif
 
 static char cluster_dir[256];
 static int port;
@@ -34,8 +39,8 @@ static void destroy_cluster(void)
  * two programs' ports apart. 0, or -1. */
 static int start_cluster(const char *env, int salt)
 {
-    snprintf(script, sizeof script, "%s/pg_cluster.sh", WEIR_TEST_DIR);
-    snprintf(cluster_dir, sizeof cluster_dir, "/tmp/weir-pg-XXXXXX");
+    snprintf(script, sizeof script, "%s/%s", WEIR_TEST_DIR, CLUSTER_SCRIPT);
+    snprintf(cluster_dir, sizeof cluster_dir, "/tmp/weir-db-XXXXXX");
     if (!mkdtemp(cluster_dir)) return -1;
     port = 20000 + (int)((getpid() + salt) % 20000);
     atexit(destroy_cluster);
