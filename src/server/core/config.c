@@ -690,6 +690,42 @@ static int lite_entry(cfg_db *d, const char *file, const char *val, char *why, s
     return parse_connstr(e, lite_field, a, why, whylen);
 }
 
+static int my_field(void *ud, const char *k, const char *v, char *why, size_t whylen)
+{
+    cfg_db *d = ud;
+    long long x;
+    if (!strcasecmp(k, "pool_size")) {
+        if (parse_int(v, 1, INT_MAX, &x))
+            return snprintf(why, whylen, "pool_size: bad value \"%s\"", v), -1;
+        d->pool_size = (int)x;
+        return 0;
+    }
+    if (!strcasecmp(k, "server_lifetime")) {
+        if (parse_time(v, &d->server_lifetime))
+            return snprintf(why, whylen, "server_lifetime: not a duration: \"%s\"", v), -1;
+        return 0;
+    }
+    return snprintf(why, whylen,
+                    "\"%s\" does not apply to a MySQL database (pool_size, server_lifetime do; "
+                    "the driver's options go in the URL)",
+                    k),
+           -1;
+}
+
+/* "mysql://user:pw@host:port/db?opt=v [pool_size=N] [server_lifetime=T]"
+ * (or mariadb://): the URL as libweir's MySQL driver reads it. */
+static int my_entry(cfg_db *d, const char *val, char *why, size_t whylen)
+{
+    const char *e = val;
+    while (*e && !isspace((unsigned char)*e)) e++;
+    if ((size_t)(e - val) >= sizeof d->mysql_url)
+        return snprintf(why, whylen, "MySQL URL too long"), -1;
+    snprintf(d->mysql_url, sizeof d->mysql_url, "%.*s", (int)(e - val), val);
+    d->host[0] = '\0';
+    d->port = 0;
+    return parse_connstr(e, my_field, d, why, whylen);
+}
+
 static void *grow(void *arr, size_t n, size_t size)
 {
     if (n && (n < 4 || (n & (n - 1)))) return arr; /* capacity 4, then doubles at powers of two */
@@ -719,6 +755,12 @@ static int add_db(reader *r, const char *file, int line, const char *name, const
         if (lite_entry(&d, file, val, why, sizeof why) || !strcmp(name, "*")) {
             say(r, true, file, line, "database \"%s\": %s", name,
                 strcmp(name, "*") ? why : "the fallback database \"*\" cannot be SQLite");
+            return -1;
+        }
+    } else if (!strncasecmp(val, "mysql://", 8) || !strncasecmp(val, "mariadb://", 10)) {
+        if (my_entry(&d, val, why, sizeof why) || !strcmp(name, "*")) {
+            say(r, true, file, line, "database \"%s\": %s", name,
+                strcmp(name, "*") ? why : "the fallback database \"*\" cannot be MySQL");
             return -1;
         }
     } else if (parse_connstr(val, db_field, &sink, why, sizeof why)) {

@@ -51,7 +51,16 @@ typedef struct cfg_db {
     char sqlite_path[CFG_STR];
     bool sqlite_create;        /* create=1: make the file if missing */
     char sqlite_init[CFG_STR]; /* init=file.sql: run once, when the file is created */
+    /* "mysql://user:pw@host:port/db?...": a MySQL or MariaDB database,
+     * served over HTTP only (libweir's MySQL driver) */
+    char mysql_url[CFG_STR];
 } cfg_db;
+
+/* A database the PostgreSQL door does not serve (SQLite, MySQL): HTTP only. */
+static inline bool cfg_db_http_only(const cfg_db *d)
+{
+    return d->sqlite_path[0] || d->mysql_url[0];
+}
 
 /* One [users] entry. Numbers at -1 mean "not set: use [pgbouncer]'s". */
 typedef struct cfg_user {

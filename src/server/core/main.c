@@ -213,7 +213,7 @@ static void fd_limits(server *s)
     long long need = 64 + k->max_client_conn; /* logs, listeners, eventfds, spare */
     for (size_t i = 0; i < k->ndbs; i++) {
         const cfg_db *db = &k->dbs[i];
-        if (db->sqlite_path[0]) continue;
+        if (cfg_db_http_only(db)) continue;
         int size = db->pool_size >= 0 ? db->pool_size : k->default_pool_size;
         int reserve = db->reserve_pool >= 0 ? db->reserve_pool : k->reserve_pool_size;
         int cap = db->max_db_connections > 0 ? db->max_db_connections : k->max_db_connections;

@@ -589,7 +589,7 @@ void pools_warm(server *s)
     for (size_t i = 0; i < k->ndbs; i++) {
         const cfg_db *db = &k->dbs[i];
         int minp = db->min_pool_size >= 0 ? db->min_pool_size : k->min_pool_size;
-        if (!db->user[0] || minp <= 0 || db->sqlite_path[0] || !strcmp(db->name, "*")) continue;
+        if (!db->user[0] || minp <= 0 || cfg_db_http_only(db) || !strcmp(db->name, "*")) continue;
         char err[256];
         spool *p = pool_get(s, db, db->name, db->user, NULL, NULL, err, sizeof err);
         if (!p)
@@ -757,7 +757,7 @@ spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const ch
     }
     if (!adb[0]) return pool_get(s, db, dbname, client_user, auth_user, NULL, err, errlen);
     const cfg_db *a = cfg_find_db(&s->cfg, adb);
-    if (!a || a->sqlite_path[0]) {
+    if (!a || cfg_db_http_only(a)) {
         snprintf(err, errlen, "authentication database \"%s\" is not configured", adb);
         if (why) *why = AUTHDB_NOT_CONFIGURED;
         return NULL;

@@ -64,6 +64,7 @@ struct server {
     struct http_door *http; /* http_listen_addr/port, or NULL */
     struct http_api *api;   /* the SQL-over-HTTP state (httpapi.c) */
     struct lite_dbs *lite;  /* the HTTP door's SQLite databases (literun.c) */
+    struct my_dbs *mysql;   /* the HTTP door's MySQL databases (myrun.c) */
     /* After a reload or SET has swapped cfg (workers held): what else must
      * follow it (the HTTP door's limits); NULL: nothing. */
     void (*config_changed)(server *s);

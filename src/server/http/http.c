@@ -30,6 +30,7 @@
 #include "pg/backend.h"
 #include "core/tls.h"
 #include "http/httpapi.h"
+#include "http/sqlexec.h"
 #include "core/log.h"
 #include "core/stats.h"
 #include "core/pools.h"
@@ -224,6 +225,10 @@ static void on_ready(server *s, http_resp *rs)
                 snprintf(p->status, sizeof p->status, "ok");
             else
                 snprintf(p->status, sizeof p->status, "%s: %s", db->sqlite_path, strerror(errno));
+            continue;
+        }
+        if (db->mysql_url[0]) { /* its pool can hand out a connection */
+            sql_mysql_ready(s, db, p->status, sizeof p->status);
             continue;
         }
         bool have = false, down = false;

@@ -492,7 +492,10 @@ static bool pick_db(rq_ctx *x, const char *from_path)
         }
     }
     const cfg_db *db = x->dbname[0] ? cfg_find_db(k, x->dbname) : NULL;
-    x->eng = !db ? NULL : db->sqlite_path[0] ? sql_engine_sqlite : &sql_engine_pg;
+    x->eng = !db                  ? NULL
+             : db->sqlite_path[0] ? sql_engine_sqlite
+             : db->mysql_url[0]   ? sql_engine_mysql
+                                  : &sql_engine_pg;
     x->o.max_rows = k->http_max_rows;
     x->o.max_bytes = (size_t)k->http_max_response;
     x->o.timeout_ms = k->http_statement_timeout;
@@ -937,6 +940,7 @@ static void pools_list(rq_ctx *x)
     sb_str(b, "{\"pools\":[");
     sql_engine_pg.list(s, b, &first);
     if (sql_engine_sqlite) sql_engine_sqlite->list(s, b, &first);
+    if (sql_engine_mysql) sql_engine_mysql->list(s, b, &first);
     int nsess = 0;
     pthread_mutex_lock(&x->a->mu);
     for (hsession *h = x->a->sessions; h; h = h->next) nsess++;
@@ -1106,7 +1110,14 @@ int api_start(server *s)
     /* Each engine opens what it serves now: errors show at start, and the
      * demo database is created. */
     pthread_rwlock_rdlock(&s->cfg_rw);
-    int rc = sql_engine_pg.start(s) || (sql_engine_sqlite && sql_engine_sqlite->start(s));
+    int rc = sql_engine_pg.start(s) || (sql_engine_sqlite && sql_engine_sqlite->start(s)) ||
+             (sql_engine_mysql && sql_engine_mysql->start(s));
+    for (size_t i = 0; !sql_engine_mysql && i < s->cfg.ndbs; i++)
+        if (s->cfg.dbs[i].mysql_url[0])
+            srv_log(s, "WARNING",
+                    "database %s is a MySQL database, and this weir was built without MySQL: "
+                    "its requests are refused",
+                    s->cfg.dbs[i].name);
     for (size_t i = 0; !sql_engine_sqlite && i < s->cfg.ndbs; i++)
         if (s->cfg.dbs[i].sqlite_path[0])
             srv_log(s, "WARNING",
@@ -1135,6 +1146,7 @@ void api_stop(server *s)
     }
     sql_engine_pg.stop(s);
     if (sql_engine_sqlite) sql_engine_sqlite->stop(s);
+    if (sql_engine_mysql) sql_engine_mysql->stop(s);
     while (a->users) {
         huser *u = a->users;
         a->users = u->next;

@@ -1,7 +1,8 @@
 /* sqlexec.h — how the HTTP door runs SQL on one kind of database. httpapi.c
  * speaks only this interface; each kind implements it: PostgreSQL through
  * weir's own pools and wire protocol (pgrun.c), SQLite through libweir's
- * SQLite driver (literun.c, absent from a build without SQLite).
+ * SQLite driver (literun.c, absent from a build without SQLite), MySQL and
+ * MariaDB through libweir's MySQL driver (myrun.c, absent without it).
  *
  * A result is {"command","rowCount","rows","fields","rowAsArray"}; an error is
  * {"message","code",...} with PostgreSQL's fields, and an HTTP status.
@@ -23,7 +24,7 @@
 typedef struct server server;
 
 typedef struct sql_engine {
-    const char *kind; /* "postgres" or "sqlite" */
+    const char *kind; /* "postgresql", "sqlite" or "mysql" */
     /* The database behind db (the entry for dbname) for user, made or
      * opened on first use: *t is
      * the engine's (a pool, an SQLite pair). cr: what the user's login
@@ -64,6 +65,11 @@ typedef struct sql_engine {
 
 extern const sql_engine sql_engine_pg;
 extern const sql_engine *const sql_engine_sqlite; /* NULL in a build without SQLite */
+extern const sql_engine *const sql_engine_mysql;  /* NULL in a build without MySQL */
+
+/* /ready for a MySQL database: "ok" once its pool hands out a connection
+ * (within a second), else why not, in status. */
+void sql_mysql_ready(server *s, const cfg_db *db, char *status, size_t len);
 
 /* One JSON object of /v1/pools. */
 void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, const char *mode,

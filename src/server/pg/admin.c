@@ -235,8 +235,10 @@ static void show_databases(server *s, pq_buf *o)
         snprintf(paused, sizeof paused, "%d", any_paused ? 1 : 0);
         snprintf(disabled, sizeof disabled, "%d", off && off[i] ? 1 : 0);
         char lite[CFG_STR + 16] = "";
-        if (!console) snprintf(lite, sizeof lite, "sqlite://%s", d->sqlite_path);
-        const char *host = console ? NULL : d->sqlite_path[0] ? lite : d->host[0] ? d->host : NULL;
+        if (!console && d->sqlite_path[0])
+            snprintf(lite, sizeof lite, "sqlite://%s", d->sqlite_path);
+        if (!console && d->mysql_url[0]) weir_mask_credentials(d->mysql_url, lite, sizeof lite);
+        const char *host = console ? NULL : lite[0] ? lite : d->host[0] ? d->host : NULL;
         const char *mode = console                      ? "statement"
                            : d->pool_mode != POOL_UNSET ? cfg_pool_mode_name(d->pool_mode)
                                                         : NULL;

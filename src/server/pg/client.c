@@ -1228,11 +1228,11 @@ static void auth_done(client *c)
         client_close(c, "08P01", "no such database: %s", c->dbname);
         return;
     }
-    if (db->sqlite_path[0]) {
+    if (cfg_db_http_only(db)) {
         client_close(c, "08P01",
-                     "database \"%s\" is an SQLite database: weir serves it over HTTP only "
+                     "database \"%s\" is an %s database: weir serves it over HTTP only "
                      "(POST /v1/databases/%s/sql)",
-                     c->dbname, c->dbname);
+                     c->dbname, db->sqlite_path[0] ? "SQLite" : "MySQL", c->dbname);
         return;
     }
     if (clients_admit(s, c->dbname, c->user, false, &c->dbc, &c->userc, err, sizeof err)) {
@@ -1717,7 +1717,7 @@ static void auth_start(client *c)
              * when there is an auth_user, and refused only if not found. */
             const cfg_db *db = cfg_find_db(&s->cfg, c->dbname);
             const char *au = db && db->auth_user[0] ? db->auth_user : s->cfg.auth_user;
-            if (db && !db->sqlite_path[0] && au[0]) {
+            if (db && !cfg_db_http_only(db) && au[0]) {
                 auth_lookup_start(c, db, au);
                 return;
             }
