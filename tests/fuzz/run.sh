@@ -3,7 +3,8 @@
 # fuzz_proto (the PostgreSQL door's parsers), fuzz_http (the HTTP request head), fuzz_json
 # (the SQL-over-HTTP body and its PostgreSQL messages) and fuzz_prep (prepared-statement
 # rewriting of client messages in transaction pooling), fuzz_hba (auth_hba_file and
-# auth_ident_file) and fuzz_config (the configuration file).
+# auth_ident_file), fuzz_config (the configuration file) and fuzz_mysql_url (the MySQL
+# driver's URLs).
 # Corpora live in BUILD_DIR/fuzz-corpus-<target> (seeded with a few real
 # messages); findings are written to BUILD_DIR/fuzz-findings and fail the run.
 set -eu
@@ -77,3 +78,15 @@ c="$out/fuzz-corpus-fuzz_config"
 printf '[databases]\nappdb = host=127.0.0.1,::1 port=5432 dbname=app pool_size=5 min_pool_size=1 load_balance_hosts=round-robin\n* = host=/tmp\n[users]\napp = pool_mode=session max_user_connections=3 query_timeout=1.5\n[peers]\n1 = host=/tmp/w1 port=6432 pool_size=4\n2 = host=10.0.0.2\n[http_tokens]\nbot = 0123456789abcdef0123\n[pgbouncer]\nlisten_port = 6432\npeer_id = 1\nauth_type = md5\npool_mode = transaction\nserver_lifetime = 10min\nunix_socket_mode = 0700\nso_reuseport = yes\n' >"$c/full"
 printf '[pgbouncer]\n%%include missing.ini\nlisten_port = 0\n[weird section\nkey\n = v\n' >"$c/bad"
 fuzz fuzz_config
+
+if pkg-config --exists libmariadb; then
+    build fuzz_mysql_url "$here/fuzz_mysql_url.c" "$root/src/drivers/mysql.c" "$root/src/lib/util.c" \
+        "$root/src/lib/pool.c" "$root/src/lib/options.c" "$root/src/lib/errors.c" "$root/src/lib/stats.c" \
+        -I"$root/src/lib" $(pkg-config --cflags --libs libmariadb) -lpthread
+    c="$out/fuzz-corpus-fuzz_mysql_url"
+    printf 'mysql://app:s3cret@db.example:3307/shop?ssl_mode=verify_identity&ssl_ca=/etc/ca.pem&connect_attrs=a:1,b:2&reset=transaction&read_timeout=5' >"$c/full"
+    printf 'mariadb://u%%40x:p%%3Aw@[::1]/d%%20b?unix_socket=/run/mysqld/mysqld.sock&charset=latin1' >"$c/escapes"
+    fuzz fuzz_mysql_url
+else
+    echo "fuzz_mysql_url: skipped (libmariadb not installed)"
+fi
