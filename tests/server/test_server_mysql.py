@@ -223,7 +223,7 @@ class MySQLOverHttp(unittest.TestCase):
         self.assertNotIn("s3cret", res.stdout)
         r = self.w.psql("SELECT 1", dbname="shop")
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn('database "shop" is an MySQL database: weir serves it over HTTP only',
+        self.assertIn('database "shop" is a MySQL database: weir serves it over HTTP only',
                       r.stderr)
 
 

@@ -1230,9 +1230,9 @@ static void auth_done(client *c)
     }
     if (cfg_db_http_only(db)) {
         client_close(c, "08P01",
-                     "database \"%s\" is an %s database: weir serves it over HTTP only "
+                     "database \"%s\" is %s database: weir serves it over HTTP only "
                      "(POST /v1/databases/%s/sql)",
-                     c->dbname, db->sqlite_path[0] ? "SQLite" : "MySQL", c->dbname);
+                     c->dbname, db->sqlite_path[0] ? "an SQLite" : "a MySQL", c->dbname);
         return;
     }
     if (clients_admit(s, c->dbname, c->user, false, &c->dbc, &c->userc, err, sizeof err)) {
