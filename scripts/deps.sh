@@ -11,7 +11,7 @@
 set -e
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-build="cmake gcc make pkg-config libcmocka-dev libpq-dev libsqlite3-dev libmariadb-dev libevent-dev libssl-dev \
+build="cmake gcc make pkg-config libcmocka-dev libpq-dev libsqlite3-dev libmariadb-dev libcurl4-openssl-dev libevent-dev libssl-dev \
     libjansson-dev libidn-dev"
 suite="valgrind postgresql-15 mariadb-server libzdb-dev pgbouncer python3-psycopg clang libclang-rt-14-dev \
     nodejs prometheus wrk openssl curl systemd prometheus-pgbouncer-exporter pgbadger \

@@ -132,7 +132,7 @@ Version: $debversion
 Architecture: $arch
 Maintainer: weir authors <weir@example.org>
 Installed-Size: $(du -ks "$d" | cut -f1)
-Depends: libweir0 (= $debversion), libpq-dev, libsqlite3-dev, libmariadb-dev
+Depends: libweir0 (= $debversion), libpq-dev, libsqlite3-dev, libmariadb-dev, libcurl4-openssl-dev
 Section: libdevel
 Priority: optional
 Description: embeddable connection pool engine (development files)
