@@ -1,0 +1,303 @@
+/* curl.c — weir's HTTP driver against libcurl used without a pool, side by
+ * side in one run, against a local keep-alive HTTP/1.1 server in this
+ * program (a thread per connection answering every request with 200 "ok").
+ *
+ *   curl [--quick] [--seconds S] [--reps N]
+ *
+ * At 1 and 8 threads, GET / per second and the latency's p50 and p99 for
+ *   weir         weir_http_request() on a pool of as many connections as threads;
+ *   per_request  a new easy handle per request (a new connection each time);
+ *   share        a new easy handle per request, connections from one CURLSH
+ *                (CURL_LOCK_DATA_CONNECT): libcurl's own shared connection cache;
+ *   handle       one easy handle per thread, kept: the floor (no pool at all,
+ *                each thread owns its connection).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "weir/weir.h"
+#include "weir/weir_http.h"
+
+#include "bench.h"
+
+static int port;
+static char url[64], origin[64];
+
+/* --- the server ------------------------------------------------------------------ */
+
+static void *serve_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char buf[8192];
+    size_t have = 0;
+    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - have);
+        if (n <= 0) break;
+        have += (size_t)n;
+        char *end;
+        while ((end = memmem(buf, have, "\r\n\r\n", 4))) { /* GETs: no body */
+            size_t used = (size_t)(end + 4 - buf);
+            if (write(fd, answer, sizeof answer - 1) < 0) goto out;
+            memmove(buf, buf + used, have - used);
+            have -= used;
+        }
+        if (have == sizeof buf) break;
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+static void *serve(void *arg)
+{
+    int ls = (int)(intptr_t)arg;
+    for (;;) {
+        int fd = accept(ls, NULL, NULL);
+        if (fd < 0) continue;
+        pthread_t th;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 64 * 1024);
+        if (pthread_create(&th, &a, serve_conn, (void *)(intptr_t)fd)) close(fd);
+        pthread_attr_destroy(&a);
+    }
+    return NULL;
+}
+
+static int start_server(void)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (bind(ls, (struct sockaddr *)&a, sizeof a) || listen(ls, 4096) ||
+        getsockname(ls, (struct sockaddr *)&a, &al))
+        return -1;
+    pthread_t th;
+    if (pthread_create(&th, NULL, serve, (void *)(intptr_t)ls)) return -1;
+    pthread_detach(th);
+    return ntohs(a.sin_port);
+}
+
+/* --- the clients ----------------------------------------------------------------- */
+
+enum kind { WEIR, PER_REQUEST, SHARE, HANDLE, NKINDS };
+static const char *const names[] = {"weir", "per_request", "share", "handle"};
+
+#define MAX_LAT 200000
+
+typedef struct ctx {
+    enum kind kind;
+    weir_pool *pool;
+    CURLSH *share;
+    _Atomic bool *stop;
+    pthread_barrier_t *go;
+    long n, failed;
+    int64_t *lat; /* ns, the first MAX_LAT requests */
+} ctx;
+
+static size_t discard(char *d, size_t s, size_t n, void *u)
+{
+    (void)d;
+    (void)u;
+    return s * n;
+}
+
+static bool plain(CURL *h)
+{
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    long code = 0;
+    return curl_easy_perform(h) == CURLE_OK &&
+           curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200;
+}
+
+static void *work(void *arg)
+{
+    ctx *x = arg;
+    long n = 0, failed = 0;
+    CURL *mine = x->kind == HANDLE ? curl_easy_init() : NULL;
+    pthread_barrier_wait(x->go);
+    while (!atomic_load_explicit(x->stop, memory_order_relaxed)) {
+        int64_t t0 = weir_now_ns();
+        bool ok = false;
+        switch (x->kind) {
+        case WEIR: {
+            weir_http_req rq = {.path = "/"};
+            weir_http_resp rs;
+            ok = weir_http_request(x->pool, &rq, &rs) == 0 && rs.status == 200;
+            weir_http_resp_free(&rs);
+            break;
+        }
+        case PER_REQUEST:
+        case SHARE: {
+            CURL *h = curl_easy_init();
+            if (x->kind == SHARE) curl_easy_setopt(h, CURLOPT_SHARE, x->share);
+            ok = h && plain(h);
+            curl_easy_cleanup(h);
+            break;
+        }
+        default:
+            ok = plain(mine);
+        }
+        if (!ok) {
+            failed++;
+            continue;
+        }
+        if (n < MAX_LAT) x->lat[n] = weir_now_ns() - t0;
+        n++;
+    }
+    if (mine) curl_easy_cleanup(mine);
+    x->n = n;
+    x->failed = failed;
+    return NULL;
+}
+
+static pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *u)
+{
+    (void)h;
+    (void)a;
+    (void)u;
+    pthread_mutex_lock(&share_mu[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *u)
+{
+    (void)h;
+    (void)u;
+    pthread_mutex_unlock(&share_mu[d]);
+}
+
+typedef struct result {
+    double rps, p50_us, p99_us;
+    long failed;
+} result;
+
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static result run(enum kind kind, int threads, double secs)
+{
+    weir_pool *pool = NULL;
+    CURLSH *share = NULL;
+    if (kind == WEIR) {
+        weir_options o;
+        weir_options_init(&o);
+        o.max_size = threads;
+        o.min_idle = threads;
+        char err[256];
+        if (weir_http_pool_create(&pool, origin, &o, NULL, err, sizeof err)) {
+            fprintf(stderr, "curl bench: %s\n", err);
+            exit(1);
+        }
+        bench_wait_warm(pool, threads);
+    }
+    if (kind == SHARE) {
+        share = curl_share_init();
+        curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
+        curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+        curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+        curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+    _Atomic bool stop = false;
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, (unsigned)threads + 1);
+    ctx *x = calloc((size_t)threads, sizeof *x);
+    pthread_t *th = calloc((size_t)threads, sizeof *th);
+    for (int i = 0; i < threads; i++) {
+        x[i] = (ctx){.kind = kind, .pool = pool, .share = share, .stop = &stop, .go = &go};
+        x[i].lat = malloc(MAX_LAT * sizeof(int64_t));
+        pthread_create(&th[i], NULL, work, &x[i]);
+    }
+    pthread_barrier_wait(&go);
+    int64_t t0 = weir_now_ns();
+    usleep((useconds_t)(secs * 1e6));
+    atomic_store(&stop, true);
+    for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+    double el = (double)(weir_now_ns() - t0) / 1e9;
+    result r = {0};
+    long n = 0, kept = 0;
+    for (int i = 0; i < threads; i++) {
+        n += x[i].n;
+        r.failed += x[i].failed;
+        kept += x[i].n < MAX_LAT ? x[i].n : MAX_LAT;
+    }
+    int64_t *all = malloc((size_t)(kept ? kept : 1) * sizeof *all);
+    long k = 0;
+    for (int i = 0; i < threads; i++) {
+        long m = x[i].n < MAX_LAT ? x[i].n : MAX_LAT;
+        memcpy(all + k, x[i].lat, (size_t)m * sizeof *all);
+        k += m;
+        free(x[i].lat);
+    }
+    qsort(all, (size_t)k, sizeof *all, cmp64);
+    r.rps = (double)n / el;
+    r.p50_us = k ? (double)all[k / 2] / 1000 : 0;
+    r.p99_us = k ? (double)all[k * 99 / 100] / 1000 : 0;
+    free(all);
+    free(x);
+    free(th);
+    pthread_barrier_destroy(&go);
+    if (pool) weir_pool_destroy(pool);
+    if (share) curl_share_cleanup(share);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    double secs = 1;
+    int reps = 3;
+    if (!bench_args(argc, argv, "curl", 0.5, &secs, &reps)) return 2;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&share_mu[i], NULL);
+    if ((port = start_server()) <= 0) return 1;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    snprintf(origin, sizeof origin, "http://127.0.0.1:%d", port);
+    const int threads[] = {1, 8};
+    for (int t = 0; t < 2; t++) {
+        double rps[NKINDS][20], p50[NKINDS][20], p99[NKINDS][20];
+        long failed = 0;
+        for (int rep = 0; rep < reps; rep++)
+            for (int k = 0; k < NKINDS; k++) {
+                result r = run((enum kind)k, threads[t], secs);
+                rps[k][rep] = r.rps;
+                p50[k][rep] = r.p50_us;
+                p99[k][rep] = r.p99_us;
+                failed += r.failed;
+            }
+        printf("RESULT curl threads=%d", threads[t]);
+        double m[NKINDS];
+        for (int k = 0; k < NKINDS; k++) {
+            m[k] = bench_median(rps[k], reps);
+            printf(" %s_rps=%.0f %s_p50_us=%.0f %s_p99_us=%.0f", names[k], m[k], names[k],
+                   bench_median(p50[k], reps), names[k], bench_median(p99[k], reps));
+        }
+        printf(" weir_vs_per_request=%.2f weir_vs_share=%.2f weir_vs_handle=%.2f failed=%ld "
+               "reps=%d\n",
+               m[WEIR] / m[PER_REQUEST], m[WEIR] / m[SHARE], m[WEIR] / m[HANDLE], failed, reps);
+        fflush(stdout);
+    }
+    return 0;
+}
