@@ -3,8 +3,8 @@
 # fuzz_proto (the PostgreSQL door's parsers), fuzz_http (the HTTP request head), fuzz_json
 # (the SQL-over-HTTP body and its PostgreSQL messages) and fuzz_prep (prepared-statement
 # rewriting of client messages in transaction pooling), fuzz_hba (auth_hba_file and
-# auth_ident_file), fuzz_config (the configuration file) and fuzz_mysql_url (the MySQL
-# driver's URLs).
+# auth_ident_file), fuzz_config (the configuration file) and fuzz_urls (the MySQL and HTTP
+# drivers' URLs).
 # Corpora live in BUILD_DIR/fuzz-corpus-<target> (seeded with a few real
 # messages); findings are written to BUILD_DIR/fuzz-findings and fail the run.
 set -eu
@@ -79,14 +79,16 @@ printf '[databases]\nappdb = host=127.0.0.1,::1 port=5432 dbname=app pool_size=5
 printf '[pgbouncer]\n%%include missing.ini\nlisten_port = 0\n[weird section\nkey\n = v\n' >"$c/bad"
 fuzz fuzz_config
 
-if pkg-config --exists libmariadb; then
-    build fuzz_mysql_url "$here/fuzz_mysql_url.c" "$root/src/drivers/mysql.c" "$root/src/lib/util.c" \
-        "$root/src/lib/pool.c" "$root/src/lib/options.c" "$root/src/lib/errors.c" "$root/src/lib/stats.c" \
-        -I"$root/src/lib" $(pkg-config --cflags --libs libmariadb) -lpthread
-    c="$out/fuzz-corpus-fuzz_mysql_url"
-    printf 'mysql://app:s3cret@db.example:3307/shop?ssl_mode=verify_identity&ssl_ca=/etc/ca.pem&connect_attrs=a:1,b:2&reset=transaction&read_timeout=5' >"$c/full"
-    printf 'mariadb://u%%40x:p%%3Aw@[::1]/d%%20b?unix_socket=/run/mysqld/mysqld.sock&charset=latin1' >"$c/escapes"
-    fuzz fuzz_mysql_url
+if pkg-config --exists libmariadb libcurl; then
+    build fuzz_urls "$here/fuzz_urls.c" "$root/src/drivers/mysql.c" "$root/src/drivers/http.c" \
+        "$root/src/lib/util.c" "$root/src/lib/pool.c" "$root/src/lib/options.c" \
+        "$root/src/lib/errors.c" "$root/src/lib/stats.c" -I"$root/src/lib" \
+        $(pkg-config --cflags --libs libmariadb libcurl) -lpthread
+    c="$out/fuzz-corpus-fuzz_urls"
+    printf '\000mysql://app:s3cret@db.example:3307/shop?ssl_mode=verify_identity&ssl_ca=/etc/ca.pem&connect_attrs=a:1,b:2&reset=transaction&read_timeout=5' >"$c/mysql"
+    printf '\000mariadb://u%%40x:p%%3Aw@[::1]/d%%20b?unix_socket=/run/mysqld/mysqld.sock&charset=latin1' >"$c/escapes"
+    printf '\001https://API.example.com:8443/v1?retries=2&backoff_base=50&ca_file=/etc/ca.pem&http_version=1.1&timeout=500' >"$c/http"
+    fuzz fuzz_urls
 else
-    echo "fuzz_mysql_url: skipped (libmariadb not installed)"
+    echo "fuzz_urls: skipped (libmariadb or libcurl not installed)"
 fi
