@@ -169,6 +169,9 @@ typedef struct weir_options {
                                 connect's error still fails every waiter [false] */
     int64_t creator_threads; /**< threads that open connections [1] */
     int64_t housekeeping_ms; /**< housekeeper period [250 ms] */
+    int64_t warmup_batch;    /**< connects made for min_idle (nobody waiting) go in batches of
+                                this many, one batch done before the next [0 = no limit] */
+    int64_t warmup_pause_ms; /**< pause between two warm-up batches [100 ms] */
 } weir_options;
 
 typedef struct weir_option_info {
@@ -199,6 +202,15 @@ WEIR_API int weir_options_set_string(weir_options *opts, const char *name,
                                      const char *v) WEIR_MUSTCHECK;
 /** Write an option's current value as text into buf. Returns 0, or WEIR_ENOENT. */
 WEIR_API int weir_options_get(const weir_options *opts, const char *name, char *buf, size_t len);
+/** Apply a named preset, a set of option values for a kind of use, over opts
+ *  (only the options the preset names change; set others after). Presets:
+ *  "default" (the library's defaults), "high_throughput", "low_memory",
+ *  "serverless"; docs/ENGINE.md gives each one's values and why. Also
+ *  weir_options_set(opts, "preset", name). 0, or WEIR_ENOENT for another name. */
+WEIR_API int weir_options_preset(weir_options *opts, const char *name) WEIR_MUSTCHECK;
+/** The i-th preset's name (0 <= i < weir_preset_count()), or NULL. */
+WEIR_API const char *weir_preset_at(size_t i);
+WEIR_API size_t weir_preset_count(void);
 /** Check the whole set for consistency (max_size >= 1, min_idle <= max_size, ...).
  *  0, or WEIR_EINVAL with a reason in why (may be NULL). */
 WEIR_API int weir_options_check(const weir_options *opts, char *why, size_t whylen);

@@ -14,7 +14,7 @@ struct weir_fake {
     _Atomic int64_t fail_at; /* absolute attempt number to fail, 0 = off */
     _Atomic bool down, reset_fails;
     _Atomic int64_t connects, connect_failures, open, max_open, validates, validate_failures,
-        resets, closes, serial;
+        resets, closes, serial, connecting, max_connecting;
     _Atomic uint32_t break_gen; /* bumped by break_all */
     pthread_mutex_t mu;
     char error[256];
@@ -32,10 +32,25 @@ static void sleep_until_ns(int64_t until)
     }
 }
 
+static int connect_body(weir_fake *f, int64_t n, int64_t deadline, void **out, char *err,
+                        size_t errlen);
+
 static int fk_connect(void *ctx, int64_t deadline, void **out, char *err, size_t errlen)
 {
     weir_fake *f = ctx;
     int64_t n = atomic_fetch_add(&f->connects, 1) + 1;
+    int64_t now_in = atomic_fetch_add(&f->connecting, 1) + 1;
+    int64_t mc = atomic_load(&f->max_connecting);
+    while (now_in > mc && !atomic_compare_exchange_weak(&f->max_connecting, &mc, now_in)) {
+    }
+    int rc = connect_body(f, n, deadline, out, err, errlen);
+    atomic_fetch_sub(&f->connecting, 1);
+    return rc;
+}
+
+static int connect_body(weir_fake *f, int64_t n, int64_t deadline, void **out, char *err,
+                        size_t errlen)
+{
     int64_t delay = atomic_load(&f->connect_delay_ms);
     if (delay > 0) {
         int64_t until = weir_now_ns() + delay * 1000000;
@@ -193,4 +208,5 @@ void weir_fake_counts_get(weir_fake *f, weir_fake_counts *o)
     o->validate_failures = atomic_load(&f->validate_failures);
     o->resets = atomic_load(&f->resets);
     o->closes = atomic_load(&f->closes);
+    o->max_connecting = atomic_load(&f->max_connecting);
 }

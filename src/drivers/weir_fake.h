@@ -24,6 +24,7 @@ typedef struct weir_fake_counts {
     int64_t open;             /**< currently open */
     int64_t max_open;         /**< the most open at once */
     int64_t validates, validate_failures, resets, closes;
+    int64_t max_connecting; /**< the most connects in progress at once */
 } weir_fake_counts;
 
 /** A new fake target. Free with weir_fake_free() after the pools using it are destroyed. */

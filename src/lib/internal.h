@@ -119,6 +119,8 @@ struct weir_pool {
     bool fenced;        /* a heavy fence was made since the queue last became non-empty */
     int consecutive_failures;
     int64_t next_attempt_ns;
+    int64_t warm_made;     /* connects begun in this warm-up batch (warmup_batch) */
+    int64_t warm_pause_ns; /* the pause after a full batch ends here; 0: none */
     uint64_t rng;
     pthread_t *creators;
     int ncreators;

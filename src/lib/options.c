@@ -38,6 +38,8 @@ static const option_def options[] = {
     {{"wait_while_down", WEIR_OPT_BOOL, "false", "with fail_fast: a checkout while the target is down waits for the next connect attempt instead of failing at once"}, OFF(wait_while_down), 0, 1},
     {{"creator_threads", WEIR_OPT_INT, "1", "threads that open connections in the background"}, OFF(creator_threads), 1, 64},
     {{"housekeeping_period", WEIR_OPT_DURATION, "250ms", "how often idle, lifetime, keepalive, min_idle and leaks are checked"}, OFF(housekeeping_ms), 10, 60000},
+    {{"warmup_batch", WEIR_OPT_INT, "0", "open min_idle connections at most this many at a time (0 = no limit)"}, OFF(warmup_batch), 0, 1000000},
+    {{"warmup_pause", WEIR_OPT_DURATION, "100ms", "pause between two warm-up batches"}, OFF(warmup_pause_ms), 0, DAY},
 };
 /* clang-format on */
 #define NOPTIONS (sizeof options / sizeof *options)
@@ -132,8 +134,90 @@ static int set_number(weir_options *o, const option_def *d, int64_t v)
     return 0;
 }
 
+/* Presets: named sets of values. Each changes only what it names. */
+typedef struct preset {
+    const char *name;
+    const char *const (*kv)[2];
+    size_t n;
+} preset;
+
+/* Many short checkouts from many threads, a database that can take the
+ * connections: keep them open and warm, validate rarely, open in parallel. */
+static const char *const high_throughput[][2] = {
+    {"max_size", "50"},        {"min_idle", "10"},
+    {"creator_threads", "4"},  {"validate_idle_after", "5s"},
+    {"idle_timeout", "30min"}, {"acquire_timeout", "5s"},
+    {"warmup_batch", "5"},     {"warmup_pause", "50ms"},
+};
+/* Few connections, none kept for nothing: each costs memory here and a
+ * backend process on the server. */
+static const char *const low_memory[][2] = {
+    {"max_size", "4"},         {"min_idle", "0"},        {"idle_timeout", "1min"},
+    {"max_lifetime", "10min"}, {"creator_threads", "1"},
+};
+/* A function that freezes between invocations and may be one of thousands:
+ * nothing kept warm, idle connections given back fast, every reused one
+ * checked (a thaw finds connections the server or a NAT has dropped),
+ * short timeouts, errors at once. */
+static const char *const serverless[][2] = {
+    {"max_size", "5"},
+    {"min_idle", "0"},
+    {"idle_timeout", "10s"},
+    {"max_lifetime", "5min"},
+    {"validate_idle_after", "0"},
+    {"acquire_timeout", "5s"},
+    {"connect_timeout", "3s"},
+    {"fail_fast", "true"},
+    {"backoff_max", "1s"},
+};
+#define PRESET(n, t)                                                                               \
+    {                                                                                              \
+        n, t, sizeof t / sizeof *t                                                                 \
+    }
+static const preset presets[] = {
+    {"default", NULL, 0},
+    PRESET("high_throughput", high_throughput),
+    PRESET("low_memory", low_memory),
+    PRESET("serverless", serverless),
+};
+
+size_t weir_preset_count(void)
+{
+    return sizeof presets / sizeof *presets;
+}
+
+const char *weir_preset_at(size_t i)
+{
+    return i < weir_preset_count() ? presets[i].name : NULL;
+}
+
+int weir_options_preset(weir_options *o, const char *name)
+{
+    if (!o || !name) return WEIR_EINVAL;
+    for (size_t i = 0; i < weir_preset_count(); i++) {
+        if (strcasecmp(presets[i].name, name)) continue;
+        if (!presets[i].kv) { /* default: the library's, the name kept */
+            char keep[WEIR_NAME_MAX];
+            memcpy(keep, o->name, sizeof keep);
+            weir_options_init(o);
+            memcpy(o->name, keep, sizeof keep);
+            return 0;
+        }
+        weir_options t = *o;
+        for (size_t k = 0; k < presets[i].n; k++)
+            if (weir_options_set(&t, presets[i].kv[k][0], presets[i].kv[k][1])) return WEIR_EINVAL;
+        *o = t;
+        return 0;
+    }
+    return WEIR_ENOENT;
+}
+
 int weir_options_set(weir_options *o, const char *name, const char *value)
 {
+    if (name && !strcmp(name, "preset")) {
+        if (!o || !value) return WEIR_EINVAL;
+        return weir_options_preset(o, value) == WEIR_ENOENT ? WEIR_EINVAL : 0;
+    }
     const option_def *d = find(name);
     if (!d) return WEIR_ENOENT;
     if (!o || !value) return WEIR_EINVAL;

@@ -1064,6 +1064,8 @@ static void *creator_main(void *arg)
     lock(p);
     while (!p->stopping) {
         if (!need_create(p)) {
+            p->warm_made = 0; /* nothing more to open: the next fill starts a batch */
+            p->warm_pause_ns = 0;
             pthread_cond_wait(&p->creator_cv, &p->mu);
             continue;
         }
@@ -1073,7 +1075,32 @@ static void *creator_main(void *arg)
             pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
             continue;
         }
+        /* Gradual warm-up: connects nobody waits for (min_idle) go in
+         * batches of warmup_batch, each finished before a pause and the
+         * next, so that many pools starting at once do not storm the
+         * target. A caller waiting is served at once, batch or not. */
+        bool for_waiter =
+            atomic_load(&p->run) == WEIR__RUNNING && atomic_load(&p->nwaiters) > p->in_flight;
+        bool warm = p->o.warmup_batch > 0 && !for_waiter;
+        if (warm) {
+            if (p->warm_made >= p->o.warmup_batch) {
+                if (p->in_flight > 0) { /* the batch is still connecting */
+                    pthread_cond_wait(&p->creator_cv, &p->mu);
+                    continue;
+                }
+                if (!p->warm_pause_ns) p->warm_pause_ns = now + p->o.warmup_pause_ms * 1000000;
+                if (now < p->warm_pause_ns) {
+                    struct timespec ts = ts_of(p->warm_pause_ns);
+                    pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
+                    continue;
+                }
+                p->warm_made = 0;
+                p->warm_pause_ns = 0;
+            }
+            p->warm_made++;
+        }
         if (!limits_reserve(p)) {
+            if (warm) p->warm_made--; /* not begun */
             /* A shared limit is full. With callers waiting, ask another pool
              * for an idle connection and look again soon; otherwise (min_idle
              * only) wait for a unit to come free. */
@@ -1095,6 +1122,7 @@ static void *creator_main(void *arg)
         weir_conn *c = slot_reserve(p);
         if (c) c->gen = UINT32_MAX; /* connecting: counts as no usable connection yet */
         if (!c) {
+            if (warm) p->warm_made--;
             limits_release(p);
             set_last_error(p, "out of memory");
             p->next_attempt_ns = now + 100000000;
@@ -1122,6 +1150,7 @@ static void *creator_main(void *arg)
         weir_conn *close_now = NULL;
         lock(p);
         p->in_flight--;
+        if (p->o.warmup_batch > 0) pthread_cond_broadcast(&p->creator_cv); /* a batch may be done */
         if (rc != 0) {
             slot_set(c, WEIR__BUSY, WEIR__EMPTY);
             p->total--;

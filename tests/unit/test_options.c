@@ -134,6 +134,52 @@ static void option_setters(void **state)
     weir_fake_free(fk);
 }
 
+static void presets_set_what_they_name(void **state)
+{
+    (void)state;
+    weir_options o;
+    weir_options_init(&o);
+    snprintf(o.name, sizeof o.name, "mine");
+    o.leak_threshold_ms = 1234; /* not named by any preset: kept */
+    assert_int_equal(weir_options_preset(&o, "serverless"), 0);
+    assert_int_equal(o.max_size, 5);
+    assert_int_equal(o.min_idle, 0);
+    assert_int_equal(o.idle_timeout_ms, 10000);
+    assert_int_equal(o.validate_idle_after_ms, 0);
+    assert_int_equal(o.connect_timeout_ms, 3000);
+    assert_int_equal(o.leak_threshold_ms, 1234);
+    assert_string_equal(o.name, "mine");
+    assert_int_equal(weir_options_check(&o, NULL, 0), 0);
+    /* by name through the generic setter, as a config file does */
+    assert_int_equal(weir_options_set(&o, "preset", "high_throughput"), 0);
+    assert_int_equal(o.max_size, 50);
+    assert_int_equal(o.min_idle, 10);
+    assert_int_equal(o.creator_threads, 4);
+    assert_int_equal(o.warmup_batch, 5);
+    assert_int_equal(weir_options_check(&o, NULL, 0), 0);
+    assert_int_equal(weir_options_preset(&o, "low_memory"), 0);
+    assert_int_equal(o.max_size, 4);
+    assert_int_equal(o.min_idle, 0);
+    assert_int_equal(weir_options_check(&o, NULL, 0), 0);
+    assert_int_equal(weir_options_preset(&o, "default"), 0);
+    weir_options d;
+    weir_options_init(&d);
+    snprintf(d.name, sizeof d.name, "mine");
+    assert_memory_equal(&o, &d, sizeof o);
+    /* an unknown name changes nothing */
+    assert_int_equal(weir_options_preset(&o, "turbo"), WEIR_ENOENT);
+    assert_int_equal(weir_options_set(&o, "preset", "turbo"), WEIR_EINVAL);
+    assert_memory_equal(&o, &d, sizeof o);
+    /* every listed preset applies and passes the check */
+    assert_int_equal(weir_preset_count(), 4);
+    for (size_t i = 0; i < weir_preset_count(); i++) {
+        weir_options_init(&o);
+        assert_int_equal(weir_options_preset(&o, weir_preset_at(i)), 0);
+        assert_int_equal(weir_options_check(&o, NULL, 0), 0);
+    }
+    assert_null(weir_preset_at(weir_preset_count()));
+}
+
 static void masking(void **state)
 {
     (void)state;
@@ -173,6 +219,7 @@ int main(void)
         cmocka_unit_test(option_table_defaults),
         cmocka_unit_test(option_setters),
         cmocka_unit_test(masking),
+        cmocka_unit_test(presets_set_what_they_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -719,6 +719,55 @@ static void shared_limit_bounds_min_idle(void **state)
     weir_limit_destroy(l);
 }
 
+/* min_idle of 12 with 8 creator threads and a 50 ms connect: without
+ * warm-up the target sees 8 connects at once; with warmup_batch = 3 never
+ * more than 3, in batches with a pause between; a caller who waits is
+ * served at once all the same. */
+static void warmup_fills_min_idle_in_batches(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_connect_delay_ms(f->fake, 50);
+    f->o.min_idle = 12;
+    f->o.max_size = 20;
+    f->o.creator_threads = 8;
+    fixture_open(f);
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle >= 12, 5000));
+    int64_t storm = fake_counts(f->fake).max_connecting;
+    fixture_close(f);
+    assert_true(storm > 3); /* what warm-up prevents */
+
+    f->fake = weir_fake_new();
+    weir_fake_set_connect_delay_ms(f->fake, 50);
+    f->o.warmup_batch = 3;
+    f->o.warmup_pause_ms = 100;
+    int64_t t0 = weir_now_ns();
+    fixture_open(f);
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle >= 12, 10000));
+    int64_t took = ms_since(t0);
+    weir_fake_counts c = fake_counts(f->fake);
+    printf("warm-up: 12 connections in %lld ms, at most %lld connecting at once (%lld without)\n",
+           (long long)took, (long long)c.max_connecting, (long long)storm);
+    assert_true(c.max_connecting <= 3);
+    /* 4 batches of 50 ms, 3 pauses of 100 ms */
+    assert_true(took >= 4 * 50 + 3 * 100 - 20);
+    fixture_close(f);
+
+    /* a waiting caller is not held back by the warm-up */
+    f->fake = weir_fake_new();
+    weir_fake_set_connect_delay_ms(f->fake, 50);
+    f->o.warmup_pause_ms = 2000;
+    fixture_open(f);
+    assert_true(WAIT_FOR(pool_stats(f->pool).total >= 3, 2000)); /* the first batch */
+    weir_conn *held[4];
+    for (int i = 0; i < 3; i++) assert_int_equal(weir_checkout(f->pool, &held[i]), 0);
+    t0 = weir_now_ns();
+    assert_int_equal(weir_checkout(f->pool, &held[3]), 0); /* in the 2 s pause */
+    assert_true(ms_since(t0) < 1000);
+    for (int i = 0; i < 4; i++) weir_checkin(held[i]);
+    fixture_close(f);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -744,6 +793,7 @@ int main(void)
         T(forked_child_is_refused),
         T(shared_limit_caps_and_reclaims),
         T(shared_limit_bounds_min_idle),
+        T(warmup_fills_min_idle_in_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,6 +57,8 @@ static const key keys[] = {
     K(max_client_conn, K_INT, "100"),
     K(default_pool_size, K_INT, "20"),
     K(min_pool_size, K_INT, "0"),
+    K(warmup_batch, K_INT, "0"),
+    K(warmup_pause, K_TIME, "0.1"),
     K(reserve_pool_size, K_INT, "0"),
     K(reserve_pool_timeout, K_TIME, "5"),
     K(max_db_connections, K_INT, "0"),

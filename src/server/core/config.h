@@ -108,6 +108,8 @@ typedef struct cfg {
     char ignore_startup_parameters[CFG_STR];
     char track_extra_parameters[CFG_STR]; /* more parameters kept in line (client.c) */
     int max_client_conn, default_pool_size, min_pool_size, reserve_pool_size;
+    int warmup_batch;     /* min_pool_size opened this many at a time per pool (0: no limit) */
+    int64_t warmup_pause; /* ms between two batches */
     int max_db_connections, max_user_connections;
     int64_t reserve_pool_timeout;
     char server_reset_query[CFG_STR];

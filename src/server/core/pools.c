@@ -443,6 +443,8 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
         reserve = 0;
     }
     o.creator_threads = o.max_size < 4 ? o.max_size : 4;
+    o.warmup_batch = k->warmup_batch;
+    o.warmup_pause_ms = k->warmup_pause;
     weir_hooks h = {.ud = p,
                     .on_log = pool_log,
                     .on_checkout = pool_on_checkout,
