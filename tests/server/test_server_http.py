@@ -654,5 +654,52 @@ class TestMakeRunConfig(unittest.TestCase):
             shutil.rmtree(d, ignore_errors=True)
 
 
+class DatabaseDown(unittest.TestCase):
+    """A stopped PostgreSQL and a missing SQLite file: 503 with Retry-After and
+    the reason, within the connect timeout, never a hang for
+    query_wait_timeout or a bare 500."""
+
+    def test_503_with_retry_after(self):
+        pg = Postgres()
+        port = free_port()
+        w = Weir(pg, settings={"http_listen_port": str(port), "server_connect_timeout": "2",
+                               "server_login_retry": "3", "query_wait_timeout": "60"},
+                 databases={"appdb": "host=127.0.0.1 port=%d dbname=appdb" % pg.port,
+                            "gone": "sqlite:///nonexistent-dir/gone.db"})
+        try:
+            self.assertTrue(wait_port(port))
+            c = Client(port)
+            st, r, _ = c.sql("appdb", "SELECT 1 AS one")
+            self.assertEqual((st, r["rows"]), (200, [{"one": 1}]))
+            pg.stop("immediate")
+            for attempt in range(2):  # the first finds it down, the next is told at once
+                t0 = time.monotonic()
+                st, r, resp = c.sql("appdb", "SELECT 1 AS one")
+                took = time.monotonic() - t0
+                self.assertEqual(st, 503, r)
+                self.assertEqual(resp.getheader("Retry-After"), "3")  # server_login_retry
+                self.assertEqual(r["code"], "08006")
+                self.assertIn("cannot connect to appdb", r["message"])
+                self.assertIn("Connection refused", r["message"])
+                self.assertNotIn("s3cret", r["message"])
+                self.assertLess(took, 2 + 1.5, "waited %.1f s" % took)
+            pg.start()
+            deadline = time.monotonic() + 10
+            while True:  # back after the next login attempt
+                st, r, _ = c.sql("appdb", "SELECT 1 AS one")
+                if st == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            self.assertEqual(st, 200, r)
+            st, r, resp = c.sql("gone", "SELECT 1")
+            self.assertEqual(st, 503, r)
+            self.assertEqual(resp.getheader("Retry-After"), "1")
+            self.assertIn("cannot open SQLite database", r["message"])
+            c.close()
+        finally:
+            w.stop()
+            pg.destroy()
+
+
 if __name__ == "__main__":
     unittest.main()

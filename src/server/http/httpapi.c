@@ -94,6 +94,8 @@ typedef struct rq_ctx {
     huser *u;
     sql_opts o;
     int64_t wait_ms, idle_ms;
+    int64_t connect_ms, login_retry_ms; /* server_connect_timeout, server_login_retry */
+    int64_t retry_after_s;              /* a 503's Retry-After; 0: 1 s */
     int max_inflight, max_sessions;
 } rq_ctx;
 
@@ -122,6 +124,9 @@ static void fail(rq_ctx *x, int status, const char *code, const char *fmt, ...)
     sb_free(&e);
     if (status == 401)
         sb_str(&x->rs->headers, "WWW-Authenticate: Basic realm=\"weir\", charset=\"UTF-8\"\r\n");
+    if (status == 503) /* when to try again: a second, or the next login attempt */
+        sb_printf(&x->rs->headers, "Retry-After: %lld\r\n",
+                  (long long)(x->retry_after_s > 0 ? x->retry_after_s : 1));
 }
 
 static void iso_time(char *out, size_t len, int64_t wall_ms)
@@ -501,6 +506,8 @@ static bool pick_db(rq_ctx *x, const char *from_path)
     x->o.timeout_ms = k->http_statement_timeout;
     x->o.cancel_grace_ms = k->cancel_wait_timeout > 0 ? k->cancel_wait_timeout : 5000;
     x->wait_ms = k->query_wait_timeout > 0 ? k->query_wait_timeout : INT64_C(1) << 40;
+    x->connect_ms = k->server_connect_timeout > 0 ? k->server_connect_timeout : 15000;
+    x->login_retry_ms = k->server_login_retry > 0 ? k->server_login_retry : 1000;
     x->idle_ms = k->http_session_idle_timeout;
     x->max_inflight = k->http_max_inflight_per_user;
     x->max_sessions = k->http_max_sessions_per_user;
@@ -555,13 +562,30 @@ static bool open_target(rq_ctx *x)
     return true;
 }
 
-/* Check out a connection; false: 503 sent. */
+static bool pool_down(weir_pool *p)
+{
+    weir_pool_stats st;
+    return weir_pool_stats_get(p, &st) == 0 && pool_stats_down(&st);
+}
+
+/* Check out a connection; false: 503 sent. A database that is down is
+ * answered within a second (its pool known down: the wait only lets a login
+ * attempt that is due now serve the request), or once the first connect
+ * attempt has failed (within server_connect_timeout), with its error and a
+ * Retry-After of the next login attempt: an HTTP caller is not held for
+ * query_wait_timeout by a server that is not there. A busy pool is waited
+ * for as before. */
 static bool take(rq_ctx *x, weir_pool *p, weir_conn **c)
 {
-    int rc = weir_checkout_timeout(p, x->wait_ms, c);
+    int64_t first = pool_down(p) ? 1000 : x->connect_ms + 1000;
+    if (first > x->wait_ms) first = x->wait_ms;
+    int rc = weir_checkout_timeout(p, first, c);
+    if (rc == WEIR_ETIMEDOUT && x->wait_ms > first)
+        rc = pool_down(p) ? WEIR_ECONNECT : weir_checkout_timeout(p, x->wait_ms - first, c);
     if (!rc) return true;
     char e[256] = "";
     weir_pool_last_error(p, e, sizeof e);
+    if (rc == WEIR_ECONNECT) x->retry_after_s = (x->login_retry_ms + 999) / 1000;
     if (rc == WEIR_ETIMEDOUT)
         fail(x, 503, "53300", "no connection to %s within query_wait_timeout (%lld ms)%s%s",
              x->dbname, (long long)x->wait_ms, e[0] ? ": " : "", e);
@@ -925,6 +949,7 @@ static void sql_request(rq_ctx *x)
         answer_raw(x->rs, st, &err);
     else
         answer_raw(x->rs, 200, &out);
+    if (st == 503) sb_str(&x->rs->headers, "Retry-After: 1\r\n"); /* the engine's own 503 */
     sb_free(&out);
     sb_free(&err);
     sql_req_free(&q);
