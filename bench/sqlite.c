@@ -3,10 +3,17 @@
  *
  *   sqlite [--quick] [--seconds S] [--reps N]
  *
- * Both sides use the same file settings (WAL, synchronous=NORMAL). A write
- * is one INSERT (its own transaction); a read is an aggregate over an
- * indexed range of 1000 rows. Each thread loops until the time is up.
- * Prints writes/s and reads/s for each side and the ratios (medians).
+ * Three sides, the same file settings (WAL, synchronous=NORMAL):
+ *   shared_connection     one connection behind a mutex (the baseline);
+ *   weir_read_write_pool  weir's pair: writers check out the one writer;
+ *   weir_group_commit     weir's pair, writes through weir_sqlite_write():
+ *                         the writes that queue while a group commits go in
+ *                         the next group, one transaction, a SAVEPOINT each.
+ * A write is one INSERT, acknowledged once committed; a read is an
+ * aggregate over an indexed range of 1000 rows. Each thread loops until the
+ * time is up. Prints writes/s and reads/s for each side and the ratios to
+ * the baseline (medians). --readers-curve adds reads/s with readers only,
+ * 1 to 50 threads, for both sides: where this machine's cores stop them.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -25,6 +32,7 @@
 enum { WRITERS = 100, READERS = 50, ROWS = 20000 };
 
 static char path[256];
+static const char *sync_mode = "NORMAL"; /* the file's synchronous setting, both sides */
 
 typedef struct shared {
     pthread_mutex_t mu;
@@ -33,7 +41,7 @@ typedef struct shared {
 } shared;
 
 typedef struct task {
-    bool weir, writer;
+    bool weir, writer, group;
     weir_sqlite *pair;
     shared *sh;
     _Atomic bool *stop;
@@ -55,13 +63,22 @@ static bool step_stmt(sqlite3_stmt *s, bool writer, unsigned *seed)
     return writer ? rc == SQLITE_DONE : rc == SQLITE_ROW;
 }
 
+static int insert_one(weir_conn *c, void *ud)
+{
+    sqlite3_stmt *s;
+    if (weir_sqlite_prepare_cached(c, INSERT_SQL, &s)) return SQLITE_ERROR;
+    return step_stmt(s, true, ud) ? SQLITE_OK : SQLITE_ERROR;
+}
+
 static void *work(void *arg)
 {
     task *t = arg;
     pthread_barrier_wait(t->go);
     while (!atomic_load_explicit(t->stop, memory_order_relaxed)) {
         bool ok;
-        if (t->weir) {
+        if (t->weir && t->writer && t->group) {
+            ok = weir_sqlite_write(t->pair, insert_one, &t->seed, NULL, 0) == 0;
+        } else if (t->weir) {
             weir_conn *c;
             weir_pool *p = t->writer ? weir_sqlite_writer(t->pair) : weir_sqlite_reader(t->pair);
             if (weir_checkout(p, &c) != 0) {
@@ -115,7 +132,7 @@ typedef struct result {
     long errors;
 } result;
 
-static result run(bool use_weir, double secs)
+static result run(bool use_weir, bool group, int writers, int readers, double secs)
 {
     seed_file();
     shared sh = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -124,6 +141,9 @@ static result run(bool use_weir, double secs)
         weir_sqlite_options so;
         weir_sqlite_options_init(&so);
         so.busy_timeout_ms = 10000;
+        char pragmas[64];
+        snprintf(pragmas, sizeof pragmas, "synchronous=%s", sync_mode);
+        so.pragmas = pragmas;
         weir_options ro;
         weir_options_init(&ro);
         ro.max_size = 4; /* readers: 2 cores, a little headroom for descheduling */
@@ -136,19 +156,22 @@ static result run(bool use_weir, double secs)
     } else {
         must(sqlite3_open_v2(path, &sh.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL),
              sh.db, "open");
-        must(sqlite3_exec(sh.db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL), sh.db, "pragma");
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA synchronous=%s", sync_mode);
+        must(sqlite3_exec(sh.db, pragma, NULL, NULL, NULL), sh.db, "pragma");
         must(sqlite3_prepare_v2(sh.db, INSERT_SQL, -1, &sh.ins, NULL), sh.db, "prepare");
         must(sqlite3_prepare_v2(sh.db, SELECT_SQL, -1, &sh.sel, NULL), sh.db, "prepare");
     }
-    enum { N = WRITERS + READERS };
+    int N = writers + readers;
     _Atomic bool stop = false;
     pthread_barrier_t go;
-    pthread_barrier_init(&go, NULL, N + 1);
-    static task t[N];
-    pthread_t th[N];
+    pthread_barrier_init(&go, NULL, (unsigned)N + 1);
+    static task t[WRITERS + READERS];
+    pthread_t th[WRITERS + READERS];
     for (int i = 0; i < N; i++) {
         t[i] = (task){.weir = use_weir,
-                      .writer = i < WRITERS,
+                      .group = group,
+                      .writer = i < writers,
                       .pair = pair,
                       .sh = &sh,
                       .stop = &stop,
@@ -187,30 +210,80 @@ int main(int argc, char **argv)
 {
     double secs = 3;
     int reps = 3;
+    bool curve = false;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--readers-curve")) {
+            curve = true;
+            for (int k = i; k < argc - 1; k++) argv[k] = argv[k + 1];
+            argc--;
+            break;
+        }
     if (!bench_args(argc, argv, "sqlite", 1.5, &secs, &reps)) return 2;
     char dir[] = "/tmp/weir-bench-sqlite-XXXXXX";
     if (!mkdtemp(dir)) return 1;
     snprintf(path, sizeof path, "%s/bench.db", dir);
-    double sw[20], sr[20], ww[20], wr[20];
-    long errors[2] = {0, 0};
-    for (int rep = 0; rep < reps; rep++) {
-        result a = run(false, secs), b = run(true, secs);
-        sw[rep] = a.writes;
-        sr[rep] = a.reads;
-        ww[rep] = b.writes;
-        wr[rep] = b.reads;
-        errors[0] += a.errors;
-        errors[1] += b.errors;
+    static const char *const modes[] = {"shared_connection", "weir_read_write_pool",
+                                        "weir_group_commit"};
+    double w[3][20], r[3][20];
+    long errors[3] = {0, 0, 0};
+    for (int rep = 0; rep < reps; rep++)
+        for (int m = 0; m < 3; m++) {
+            result x = run(m > 0, m == 2, WRITERS, READERS, secs);
+            w[m][rep] = x.writes;
+            r[m][rep] = x.reads;
+            errors[m] += x.errors;
+        }
+    double mw[3], mr[3];
+    for (int m = 0; m < 3; m++) {
+        mw[m] = bench_median(w[m], reps);
+        mr[m] = bench_median(r[m], reps);
+        printf("RESULT sqlite mode=%s writers=%d readers=%d writes_per_s=%.0f reads_per_s=%.0f "
+               "errors=%ld reps=%d\n",
+               modes[m], WRITERS, READERS, mw[m], mr[m], errors[m], reps);
     }
-    double msw = bench_median(sw, reps), msr = bench_median(sr, reps), mww = bench_median(ww, reps),
-           mwr = bench_median(wr, reps);
-    printf("RESULT sqlite mode=shared_connection writers=%d readers=%d writes_per_s=%.0f "
-           "reads_per_s=%.0f errors=%ld reps=%d\n",
-           WRITERS, READERS, msw, msr, errors[0], reps);
-    printf("RESULT sqlite mode=weir_read_write_pool writers=%d readers=%d writes_per_s=%.0f "
-           "reads_per_s=%.0f errors=%ld reps=%d\n",
-           WRITERS, READERS, mww, mwr, errors[1], reps);
-    printf("RESULT sqlite writes_ratio=%.2f reads_ratio=%.2f\n", mww / msw, mwr / msr);
+    printf("RESULT sqlite writes_ratio=%.2f reads_ratio=%.2f group_writes_ratio=%.2f "
+           "group_reads_ratio=%.2f\n",
+           mw[1] / mw[0], mr[1] / mr[0], mw[2] / mw[0], mr[2] / mr[0]);
+    if (curve) {
+        /* writers alone: what group commit does when readers leave it the CPU */
+        double wa[20], wb[20], wc[20];
+        for (int rep = 0; rep < reps; rep++) {
+            wa[rep] = run(false, false, WRITERS, 0, secs).writes;
+            wb[rep] = run(true, false, WRITERS, 0, secs).writes;
+            wc[rep] = run(true, true, WRITERS, 0, secs).writes;
+        }
+        double mwa = bench_median(wa, reps), mwb = bench_median(wb, reps),
+               mwc = bench_median(wc, reps);
+        printf("RESULT sqlite_writers synchronous=NORMAL writers=%d readers=0 "
+               "shared_writes_per_s=%.0f weir_pool_writes_per_s=%.0f weir_group_writes_per_s=%.0f "
+               "group_ratio=%.2f reps=%d\n",
+               WRITERS, mwa, mwb, mwc, mwc / mwa, reps);
+        /* durable commits: each one waits for the disk, which a group shares */
+        sync_mode = "FULL";
+        for (int rep = 0; rep < reps; rep++) {
+            wa[rep] = run(false, false, WRITERS, 0, secs).writes;
+            wc[rep] = run(true, true, WRITERS, 0, secs).writes;
+        }
+        mwa = bench_median(wa, reps);
+        mwc = bench_median(wc, reps);
+        printf("RESULT sqlite_writers synchronous=FULL writers=%d readers=0 "
+               "shared_writes_per_s=%.0f weir_group_writes_per_s=%.0f group_ratio=%.2f reps=%d\n",
+               WRITERS, mwa, mwc, mwc / mwa, reps);
+        sync_mode = "NORMAL";
+        static const int rs[] = {1, 2, 4, 8, 16, 50};
+        for (size_t i = 0; i < sizeof rs / sizeof *rs; i++) {
+            double a[20], b[20];
+            for (int rep = 0; rep < reps; rep++) {
+                a[rep] = run(false, false, 0, rs[i], secs).reads;
+                b[rep] = run(true, false, 0, rs[i], secs).reads;
+            }
+            double ma = bench_median(a, reps), mb = bench_median(b, reps);
+            printf("RESULT sqlite_readers readers=%d shared_reads_per_s=%.0f weir_reads_per_s=%.0f "
+                   "ratio=%.2f reps=%d\n",
+                   rs[i], ma, mb, mb / ma, reps);
+            fflush(stdout);
+        }
+    }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : 1;

@@ -80,6 +80,38 @@ WEIR_API weir_pool *weir_sqlite_reader(weir_sqlite *db);
 #define weir_sqlite_checkout_write(db, out) weir_checkout(weir_sqlite_writer(db), (out))
 #define weir_sqlite_checkout_read(db, out)  weir_checkout(weir_sqlite_reader(db), (out))
 
+/* ---- group commit ---- */
+
+/** A write for weir_sqlite_write(): run it on c (the writer connection;
+ *  weir_sqlite_db(c), weir_sqlite_prepare_cached(c, ...)), without BEGIN or
+ *  COMMIT of its own. Return SQLITE_OK to keep what it did, or an SQLite
+ *  error code to have it rolled back, alone. It may run on another caller's
+ *  thread (the group's leader); keep what it reads and writes in ud. */
+typedef int (*weir_sqlite_write_fn)(weir_conn *c, void *ud);
+
+/** Group commit: run fn as one write of its own, committed together with
+ *  the writes other threads hand in meanwhile. While one group commits, the
+ *  writes that arrive queue; the first of them then runs them all, in order,
+ *  in one transaction (BEGIN IMMEDIATE ... COMMIT), each inside its own
+ *  SAVEPOINT, so that a write that fails is rolled back alone and gets its
+ *  own error. Returns once the group's COMMIT is done, with the durability
+ *  of a commit of its own under the database's `synchronous` setting:
+ *  0 (fn returned SQLITE_OK and the group committed), fn's SQLite error code
+ *  (positive, extended as the driver's connections report them, e.g.
+ *  SQLITE_CONSTRAINT_UNIQUE; its changes undone, the others' kept; SQLite's
+ *  message in err), or a negative WEIR_ code when the group could not commit
+ *  (every write in it then failed; the reason in err). A failure that rolls
+ *  back the whole transaction (ON CONFLICT ROLLBACK, RAISE(ROLLBACK)) undoes
+ *  the group's earlier writes too: they get WEIR_EDRIVER ("rolled back with
+ *  its group"), never a false success. Readers see a group whole or not at
+ *  all. err may be NULL. */
+WEIR_API int weir_sqlite_write(weir_sqlite *db, weir_sqlite_write_fn fn, void *ud, char *err,
+                               size_t errlen);
+
+/** Groups committed, writes in them, and commits that failed, so far. */
+WEIR_API void weir_sqlite_group_stats(weir_sqlite *db, int64_t *groups, int64_t *writes,
+                                      int64_t *failed_commits);
+
 #ifdef __cplusplus
 }
 #endif

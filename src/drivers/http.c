@@ -686,7 +686,7 @@ int weir_http_request(weir_pool *pool, const weir_http_req *rq, weir_http_resp *
             if (rc == 0 && cc == CURLE_OK) { /* the last answer, as it is */
                 rs->status = status;
             } else {
-                snprintf(rs->error, sizeof rs->error, "%s (after %d attempts)", ebuf, attempt + 1);
+                snprintf(rs->error, sizeof rs->error, "%.200s (after %d attempts)", ebuf, attempt + 1);
                 result = rc == WEIR_ECONNECT || cc == CURLE_COULDNT_CONNECT ||
                                  cc == CURLE_COULDNT_RESOLVE_HOST
                              ? WEIR_ECONNECT

@@ -3,6 +3,7 @@
 
 #include "../lib/scheme.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -278,8 +279,27 @@ void weir_sqlite_cache_stats(weir_pool *pool, uint64_t *hits, uint64_t *misses)
 }
 
 /* ---- the read/write pair ---- */
+
+/* A write waiting for, or part of, a group (on its caller's stack). */
+typedef struct gc_job {
+    weir_sqlite_write_fn fn;
+    void *ud;
+    int rc;
+    bool done, lead;
+    char *err;
+    size_t errlen;
+    pthread_cond_t cv;
+    struct gc_job *next;
+} gc_job;
+
 struct weir_sqlite {
     weir_pool *writer, *reader;
+    /* group commit */
+    pthread_mutex_t gc_mu;
+    gc_job *gc_head, *gc_tail;
+    bool gc_leading; /* a caller is running a group, or about to */
+    int64_t gc_max;  /* writes in one group at most */
+    _Atomic int64_t gc_groups, gc_writes, gc_failed_commits;
 };
 
 int weir_sqlite_open(weir_sqlite **out, const char *path, const weir_sqlite_options *so,
@@ -298,6 +318,8 @@ int weir_sqlite_open(weir_sqlite **out, const char *path, const weir_sqlite_opti
     rso.create = false;
     weir_sqlite *db = calloc(1, sizeof *db);
     if (!db) return WEIR_ENOMEM;
+    pthread_mutex_init(&db->gc_mu, NULL);
+    db->gc_max = 1000;
     void *wctx = NULL, *rctx = NULL;
     int rc = weir_sqlite_target_new(path, &wso, &wctx, err, errlen);
     if (rc) goto fail;
@@ -339,7 +361,161 @@ void weir_sqlite_close(weir_sqlite *db)
     if (!db) return;
     weir_pool_destroy(db->reader);
     weir_pool_destroy(db->writer);
+    pthread_mutex_destroy(&db->gc_mu);
     free(db);
+}
+
+/* ---- group commit ---- */
+
+static void job_fail(gc_job *j, int rc, const char *msg)
+{
+    j->rc = rc;
+    if (j->err && j->errlen) snprintf(j->err, j->errlen, "%s", msg);
+}
+
+/* One prepared statement of the group's own, run to its end. */
+static int gc_step(weir_conn *c, const char *sql)
+{
+    sqlite3_stmt *s;
+    if (weir_sqlite_prepare_cached(c, sql, &s)) return sqlite3_errcode(weir_sqlite_db(c));
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Run the jobs from..(n of them) as one transaction on the writer, each in a
+ * SAVEPOINT of its own; then COMMIT. Each job's rc is set. */
+static void gc_run(weir_sqlite *db, gc_job *first, int n)
+{
+    weir_conn *c;
+    char msg[512];
+    int rc = weir_checkout(db->writer, &c);
+    if (rc) {
+        char e[300] = "";
+        weir_pool_last_error(db->writer, e, sizeof e);
+        snprintf(msg, sizeof msg, "no SQLite writer: %s", e[0] ? e : weir_strerror(rc));
+        for (gc_job *j = first; n--; j = j->next) job_fail(j, rc, msg);
+        return;
+    }
+    sqlite3 *h = weir_sqlite_db(c);
+    bool open = false;
+    gc_job *j = first, *tx_first = first; /* the first write of the open transaction */
+    for (int i = 0; i < n; i++, j = j->next) {
+        if (!open) {
+            tx_first = j;
+            if ((rc = gc_step(c, "BEGIN IMMEDIATE")) != SQLITE_OK) {
+                snprintf(msg, sizeof msg, "SQLite: BEGIN IMMEDIATE: %s", sqlite3_errmsg(h));
+                for (int k = i; k < n; k++, j = j->next) job_fail(j, WEIR_EDRIVER, msg);
+                break;
+            }
+            open = true;
+        }
+        if ((rc = gc_step(c, "SAVEPOINT weir_write")) != SQLITE_OK) {
+            snprintf(msg, sizeof msg, "SQLite: SAVEPOINT: %s", sqlite3_errmsg(h));
+            job_fail(j, WEIR_EDRIVER, msg);
+            continue;
+        }
+        j->rc = j->fn(c, j->ud);
+        if (sqlite3_get_autocommit(h)) { /* the transaction ended inside fn */
+            open = false;
+            if (j->rc == SQLITE_OK) { /* fn committed: the earlier writes went with it */
+                job_fail(j, SQLITE_MISUSE,
+                         "a grouped write must not end the transaction (it was committed)");
+                continue;
+            }
+            /* A failure that rolls the whole transaction back (ON CONFLICT
+             * ROLLBACK, RAISE(ROLLBACK)): the earlier writes of the group
+             * were undone with it, and are told so. */
+            if (j->err && j->errlen && !j->err[0])
+                snprintf(j->err, j->errlen, "%s", sqlite3_errmsg(h));
+            for (gc_job *k = tx_first; k != j; k = k->next)
+                if (k->rc == SQLITE_OK)
+                    job_fail(k, WEIR_EDRIVER,
+                             "rolled back with its group: another write in it ended the "
+                             "transaction (ON CONFLICT ROLLBACK)");
+            continue;
+        }
+        if (j->rc != SQLITE_OK) {
+            if (j->err && j->errlen && !j->err[0])
+                snprintf(j->err, j->errlen, "%s", sqlite3_errmsg(h));
+            gc_step(c, "ROLLBACK TO weir_write"); /* this write alone */
+        }
+        gc_step(c, "RELEASE weir_write");
+    }
+    if (open) {
+        if ((rc = gc_step(c, "COMMIT")) != SQLITE_OK) {
+            snprintf(msg, sizeof msg, "SQLite: COMMIT of a group of %d: %s", n, sqlite3_errmsg(h));
+            gc_step(c, "ROLLBACK");
+            atomic_fetch_add(&db->gc_failed_commits, 1);
+            j = first;
+            for (int i = 0; i < n; i++, j = j->next)
+                if (j->rc == SQLITE_OK) job_fail(j, WEIR_EDRIVER, msg);
+        }
+    }
+    weir_checkin(c);
+    atomic_fetch_add(&db->gc_groups, 1);
+    atomic_fetch_add(&db->gc_writes, n);
+}
+
+int weir_sqlite_write(weir_sqlite *db, weir_sqlite_write_fn fn, void *ud, char *err, size_t errlen)
+{
+    if (!db || !fn) return WEIR_EINVAL;
+    if (err && errlen) err[0] = '\0';
+    gc_job me = {.fn = fn, .ud = ud, .err = err, .errlen = errlen};
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&me.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_lock(&db->gc_mu);
+    if (db->gc_tail)
+        db->gc_tail->next = &me;
+    else
+        db->gc_head = &me;
+    db->gc_tail = &me;
+    if (!db->gc_leading) {
+        db->gc_leading = true;
+        me.lead = true;
+    }
+    while (!me.done && !me.lead) pthread_cond_wait(&me.cv, &db->gc_mu);
+    if (!me.done) {
+        /* Lead one group: what is queued now, this write first among them
+         * (it is at the head), up to gc_max; the writes that come meanwhile
+         * queue for the next group, led by the first of them. */
+        gc_job *first = db->gc_head;
+        int n = 0;
+        gc_job *last = NULL;
+        for (gc_job *j = first; j && n < db->gc_max; j = j->next) last = j, n++;
+        db->gc_head = last->next;
+        if (!db->gc_head) db->gc_tail = NULL;
+        pthread_mutex_unlock(&db->gc_mu);
+        gc_run(db, first, n);
+        pthread_mutex_lock(&db->gc_mu);
+        gc_job *j = first;
+        for (int i = 0; i < n; i++) {
+            gc_job *next = j->next;
+            j->done = true;
+            if (j != &me) pthread_cond_signal(&j->cv);
+            j = next;
+        }
+        if (db->gc_head) {
+            db->gc_head->lead = true;
+            pthread_cond_signal(&db->gc_head->cv);
+        } else {
+            db->gc_leading = false;
+        }
+    }
+    pthread_mutex_unlock(&db->gc_mu);
+    pthread_cond_destroy(&me.cv);
+    return me.rc;
+}
+
+void weir_sqlite_group_stats(weir_sqlite *db, int64_t *groups, int64_t *writes,
+                             int64_t *failed_commits)
+{
+    if (groups) *groups = db ? atomic_load(&db->gc_groups) : 0;
+    if (writes) *writes = db ? atomic_load(&db->gc_writes) : 0;
+    if (failed_commits) *failed_commits = db ? atomic_load(&db->gc_failed_commits) : 0;
 }
 
 weir_pool *weir_sqlite_writer(weir_sqlite *db)
