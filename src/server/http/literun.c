@@ -2,8 +2,10 @@
  * each [databases] entry "sqlite:///path" is a libweir SQLite pair (one
  * writer, N readers), opened on first use (and created, with its init
  * script, when asked). A statement runs as a cached prepared statement; it
- * starts on a reader and moves to the writer if it writes; the statement
- * timeout is a progress handler. Absent from a build without SQLite.
+ * starts on a reader and moves to the writer if it writes, where a lone
+ * INSERT/UPDATE/DELETE joins a group commit (weir_sqlite_write) with other
+ * requests' writes; the statement timeout is a progress handler. Absent
+ * from a build without SQLite.
  */
 #include "http/sqlexec.h"
 
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/log.h"
@@ -390,6 +393,39 @@ static weir_pool *lite_pool(void *t, bool write)
     return write ? weir_sqlite_writer(db) : weir_sqlite_reader(db);
 }
 
+/* One statement of a group commit (weir_sqlite_write), on the writer. */
+typedef struct lite_gw {
+    const char *sql;
+    const json_t *params;
+    const sql_opts *o;
+    sbuf *out, *err;
+    int status;
+} lite_gw;
+
+static int lite_group_fn(weir_conn *c, void *ud)
+{
+    lite_gw *g = ud;
+    g->status = litx_run(c, g->sql, g->params, g->o, g->out, g->err, NULL);
+    return g->status ? SQLITE_ERROR : SQLITE_OK;
+}
+
+/* A statement that writes rows and nothing else (INSERT, UPDATE, DELETE,
+ * REPLACE, or WITH ... one of those): it can share a transaction. DDL,
+ * VACUUM, PRAGMA and what could change the session keep the writer to
+ * themselves. */
+static bool groupable(const char *sql)
+{
+    const char *s = sql;
+    while (isspace((unsigned char)*s) || *s == '(') s++;
+    static const char *const dml[] = {"INSERT", "UPDATE", "DELETE", "REPLACE", "WITH"};
+    for (size_t i = 0; i < sizeof dml / sizeof *dml; i++) {
+        size_t n = strlen(dml[i]);
+        if (!strncasecmp(s, dml[i], n) && !isalnum((unsigned char)s[n]) && s[n] != '_')
+            return !sql_may_change_session(sql);
+    }
+    return false;
+}
+
 static int lite_run(void *t, weir_conn **c, bool pinned, int64_t wait_ms, const char *sql,
                     const json_t *params, const sql_opts *o, sbuf *out, sbuf *err)
 {
@@ -399,6 +435,15 @@ static int lite_run(void *t, weir_conn **c, bool pinned, int64_t wait_ms, const 
     /* A write on a reader: move to the writer for it. */
     weir_checkin(*c);
     *c = NULL;
+    if (groupable(sql)) { /* committed with the writes that come meanwhile */
+        lite_gw g = {.sql = sql, .params = params, .o = o, .out = out, .err = err};
+        size_t start = out->len;
+        char msg[300];
+        int rc = weir_sqlite_write(((lite_db *)t)->db, lite_group_fn, &g, msg, sizeof msg);
+        if (rc == 0 || g.status) return g.status;
+        out->len = start; /* ran, but its group did not commit */
+        return sql_error(err, 503, "40001", "the write was not committed: %s", msg);
+    }
     if (weir_checkout_timeout(lite_pool(t, true), wait_ms, c))
         return sql_error(err, 503, "53300", "no SQLite writer within query_wait_timeout");
     return litx_run(*c, sql, params, o, out, err, NULL);
@@ -458,7 +503,15 @@ static void lite_list(server *s, sbuf *b, bool *first)
         if (!l->db) continue;
         if (!*first) sb_add(b, ",", 1);
         *first = false;
+        size_t at = b->len;
         sql_pool_json(b, l->name, NULL, "sqlite", "writer", weir_sqlite_writer(l->db));
+        if (b->len > at && b->p[b->len - 1] == '}') { /* and its group commits */
+            int64_t groups, writes, failed;
+            weir_sqlite_group_stats(l->db, &groups, &writes, &failed);
+            b->len--;
+            sb_printf(b, ",\"group_commits\":%lld,\"group_writes\":%lld,\"group_failed\":%lld}",
+                      (long long)groups, (long long)writes, (long long)failed);
+        }
         sb_add(b, ",", 1);
         sql_pool_json(b, l->name, NULL, "sqlite", "reader", weir_sqlite_reader(l->db));
     }
