@@ -41,6 +41,7 @@ typedef struct http_conn {
     http_target *t;
     int prefd;    /* connected by connect(), not yet handed to the handle; -1 */
     bool handing; /* opensocket just gave prefd: sockopt says "connected" */
+    bool raw;     /* the caller had the handle (weir_http_handle): reset it at checkin */
     int64_t connect_timeout_ms;
 } http_conn;
 
@@ -398,8 +399,7 @@ static int http_validate(void *ctx, void *conn, int64_t deadline, char *err, siz
 static bool http_is_dirty(void *ctx, void *conn)
 {
     (void)ctx;
-    (void)conn;
-    return true; /* the caller may have set anything on the handle */
+    return ((http_conn *)conn)->raw; /* the caller may have set anything on it */
 }
 
 static int http_reset(void *ctx, void *conn, char *err, size_t errlen)
@@ -410,6 +410,7 @@ static int http_reset(void *ctx, void *conn, char *err, size_t errlen)
     http_conn *c = conn;
     curl_easy_reset(c->h); /* options back to libcurl's; the connection stays */
     base_options(c);
+    c->raw = false;
     return 0;
 }
 
@@ -458,7 +459,9 @@ int weir_http_pool_create(weir_pool **out, const char *url, const weir_options *
 CURL *weir_http_handle(const weir_conn *c)
 {
     http_conn *hc = c ? weir_conn_handle(c) : NULL;
-    return hc ? hc->h : NULL;
+    if (!hc) return NULL;
+    hc->raw = true;
+    return hc->h;
 }
 
 /* --- requests ------------------------------------------------------------------ */
@@ -629,6 +632,18 @@ int weir_http_request(weir_pool *pool, const weir_http_req *rq, weir_http_resp *
             if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST"))
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
             cc = curl_easy_perform(h);
+            /* what this request set, back to the pool's (cheaper than a
+             * curl_easy_reset at checkin; the buffers were on this stack) */
+            curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+            curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, NULL);
+            curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
+            curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, NULL);
+            curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
+            curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+            curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
+            curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+            curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)t->timeout_ms);
             atomic_fetch_add(&t->requests, 1);
             if (attempt) atomic_fetch_add(&t->retries_done, 1);
             if (cc == CURLE_OK) {
@@ -686,7 +701,8 @@ int weir_http_request(weir_pool *pool, const weir_http_req *rq, weir_http_resp *
             if (rc == 0 && cc == CURLE_OK) { /* the last answer, as it is */
                 rs->status = status;
             } else {
-                snprintf(rs->error, sizeof rs->error, "%.200s (after %d attempts)", ebuf, attempt + 1);
+                snprintf(rs->error, sizeof rs->error, "%.200s (after %d attempts)", ebuf,
+                         attempt + 1);
                 result = rc == WEIR_ECONNECT || cc == CURLE_COULDNT_CONNECT ||
                                  cc == CURLE_COULDNT_RESOLVE_HOST
                              ? WEIR_ECONNECT
