@@ -172,6 +172,10 @@ typedef struct weir_options {
     int64_t warmup_batch;    /**< connects made for min_idle (nobody waiting) go in batches of
                                 this many, one batch done before the next [0 = no limit] */
     int64_t warmup_pause_ms; /**< pause between two warm-up batches [100 ms] */
+    bool adaptive;           /**< the pool's size moves between min_idle and max_size (its cap) from
+                                what it measures [false] */
+    int64_t adaptive_wait_ms; /**< adaptive: checkouts waiting longer than this mean grow [5 ms] */
+    int64_t adaptive_period_ms; /**< adaptive: how often the size is reconsidered [1 s] */
 } weir_options;
 
 typedef struct weir_option_info {
@@ -410,7 +414,9 @@ typedef struct weir_pool_stats {
     int64_t active;   /**< checked out */
     int64_t pending;  /**< connects in progress */
     int64_t waiters;  /**< callers waiting for a connection */
-    int64_t max_size; /**< current cap */
+    int64_t max_size; /**< current cap (with adaptive: the size it chose, at most cap) */
+    int64_t cap;      /**< the max_size asked for (with adaptive, the most max_size may grow to) */
+    int64_t adaptive_grows_total, adaptive_shrinks_total; /**< adaptive size changes */
     int64_t acquires_total;
     int64_t acquire_timeouts_total;
     int64_t shed_total; /**< checkouts refused with WEIR_EBUSY */

@@ -119,7 +119,14 @@ struct weir_pool {
     bool fenced;        /* a heavy fence was made since the queue last became non-empty */
     int consecutive_failures;
     int64_t next_attempt_ns;
-    int64_t warm_made;     /* connects begun in this warm-up batch (warmup_batch) */
+    int64_t warm_made; /* connects begun in this warm-up batch (warmup_batch) */
+    /* adaptive sizing (o.max_size is the size chosen; cap the one asked for) */
+    int64_t cap;
+    int64_t ad_next_ns;                 /* next reconsideration */
+    uint64_t ad_seen[WEIR__ACQ_NB + 1]; /* the acquire histogram then */
+    int64_t ad_peak;                    /* most in use + waiting since */
+    int ad_quiet, ad_hold;              /* quiet periods in a row; periods before a shrink may */
+    _Atomic int64_t ad_grows, ad_shrinks;
     int64_t warm_pause_ns; /* the pause after a full batch ends here; 0: none */
     uint64_t rng;
     pthread_t *creators;

@@ -40,6 +40,9 @@ static const option_def options[] = {
     {{"housekeeping_period", WEIR_OPT_DURATION, "250ms", "how often idle, lifetime, keepalive, min_idle and leaks are checked"}, OFF(housekeeping_ms), 10, 60000},
     {{"warmup_batch", WEIR_OPT_INT, "0", "open min_idle connections at most this many at a time (0 = no limit)"}, OFF(warmup_batch), 0, 1000000},
     {{"warmup_pause", WEIR_OPT_DURATION, "100ms", "pause between two warm-up batches"}, OFF(warmup_pause_ms), 0, DAY},
+    {{"adaptive", WEIR_OPT_BOOL, "false", "let the pool's size move between min_idle and max_size from the waits and use it measures"}, OFF(adaptive), 0, 1},
+    {{"adaptive_wait", WEIR_OPT_DURATION, "5ms", "adaptive: more than 5 % of checkouts waiting longer than this, or a caller waiting, grows the pool"}, OFF(adaptive_wait_ms), 0, DAY},
+    {{"adaptive_period", WEIR_OPT_DURATION, "1s", "adaptive: how often the size is reconsidered (3 quiet periods in a row shrink it)"}, OFF(adaptive_period_ms), 10, DAY},
 };
 /* clang-format on */
 #define NOPTIONS (sizeof options / sizeof *options)

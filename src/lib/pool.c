@@ -1213,6 +1213,98 @@ static void *creator_main(void *arg)
     return NULL;
 }
 
+/* ---- adaptive sizing ---------------------------------------------------------------- */
+
+static int collect_idle(weir_pool *p, weir_conn **out, int64_t limit);
+
+/* Under the lock, on each housekeeper tick of an adaptive pool. Samples the
+ * most connections in use plus callers waiting; every adaptive_period,
+ * grows the size when checkouts waited (more than 5 % of them longer than
+ * adaptive_wait, or a caller waiting now), and shrinks it after 3 quiet
+ * periods in a row (the peak at most half the size), never within 3
+ * periods of a grow: it moves up fast and down slowly, so a steady load
+ * does not make it oscillate. Idle connections above a new, smaller size
+ * go into close[] (*nclose). */
+static void adapt(weir_pool *p, int64_t now, weir_conn **close, int *nclose, int closecap)
+{
+    int64_t busy = 0;
+    for (int i = 0; i < p->nslots; i++)
+        if (slot_state(p->slots[i]) == WEIR__INUSE) busy++;
+    int64_t waiting = atomic_load(&p->nwaiters);
+    if (busy + waiting > p->ad_peak) p->ad_peak = busy + waiting;
+    /* callers waiting with every connection busy: grow now, not at the
+     * period's end (a burst would wait a whole period otherwise) */
+    if (waiting > 0 && busy >= p->o.max_size && p->o.max_size < p->cap && p->ad_next_ns) {
+        int64_t size = p->o.max_size, next = size + (size / 2 > 1 ? size / 2 : 1);
+        if (next < busy + waiting) next = busy + waiting;
+        if (next > p->cap) next = p->cap;
+        p->o.max_size = next;
+        update_over_cap(p);
+        p->ad_quiet = 0;
+        p->ad_hold = 3;
+        atomic_fetch_add(&p->ad_grows, 1);
+        weir__log(p, WEIR_LOG_INFO,
+                  "pool %s: adaptive size %lld -> %lld (%lld in use, %lld waiting)", p->name,
+                  (long long)size, (long long)next, (long long)busy, (long long)waiting);
+        return;
+    }
+    if (now < p->ad_next_ns) return;
+    bool first = p->ad_next_ns == 0;
+    p->ad_next_ns = now + p->o.adaptive_period_ms * 1000000;
+    uint64_t total = 0, slow = 0;
+    for (int b = 0; b <= WEIR__ACQ_NB; b++) {
+        uint64_t c = atomic_load(&p->acquire_hist.counts[b]);
+        uint64_t d = c - p->ad_seen[b];
+        p->ad_seen[b] = c;
+        total += d;
+        /* bucket b holds waits above bounds[b - 1]: slow if that is past the target */
+        if (b > 0 && weir__acq_bounds[b - 1] * 1000 >= (double)p->o.adaptive_wait_ms) slow += d;
+    }
+    int64_t peak = p->ad_peak;
+    p->ad_peak = busy + waiting;
+    if (first) return; /* the first period starts now */
+    int64_t size = p->o.max_size, floor = p->o.min_idle > 1 ? p->o.min_idle : 1;
+    int64_t next = size;
+    const char *why = NULL;
+    char whybuf[160];
+    if (p->ad_hold > 0) p->ad_hold--;
+    if ((slow > 0 && slow * 20 > total) || waiting > 0) {
+        p->ad_quiet = 0;
+        if (size < p->cap) {
+            next = size + (size / 2 > 1 ? size / 2 : 1);
+            if (next < peak) next = peak;
+            if (next > p->cap) next = p->cap;
+            snprintf(whybuf, sizeof whybuf,
+                     "%llu of %llu checkouts waited over %lld ms, %lld waiting now",
+                     (unsigned long long)slow, (unsigned long long)total,
+                     (long long)p->o.adaptive_wait_ms, (long long)waiting);
+            why = whybuf;
+            p->ad_hold = 3;
+        }
+    } else if (peak * 2 <= size && size > floor) {
+        if (++p->ad_quiet >= 3 && p->ad_hold == 0) {
+            next = size * 3 / 4;
+            if (next < peak + 1) next = peak + 1;
+            if (next < floor) next = floor;
+            if (next >= size) next = size - 1;
+            snprintf(whybuf, sizeof whybuf, "at most %lld in use in each of the last 3 periods",
+                     (long long)peak);
+            why = whybuf;
+            p->ad_quiet = 0;
+        }
+    } else {
+        p->ad_quiet = 0;
+    }
+    if (!why || next == size) return;
+    p->o.max_size = next;
+    update_over_cap(p);
+    atomic_fetch_add(next > size ? &p->ad_grows : &p->ad_shrinks, 1);
+    weir__log(p, WEIR_LOG_INFO, "pool %s: adaptive size %lld -> %lld (%s)", p->name,
+              (long long)size, (long long)next, why);
+    if (next < size && p->total > next)
+        *nclose = collect_idle(p, close, p->total - next < closecap ? p->total - next : closecap);
+}
+
 /* ---- the housekeeper -------------------------------------------------------------- */
 
 typedef struct hk_job {
@@ -1325,6 +1417,9 @@ static void *housekeeper_main(void *arg)
             continue;
         }
         next_tick = now + p->o.housekeeping_ms * 1000000;
+        weir_conn *shrunk[64];
+        int nshrunk = 0;
+        if (p->o.adaptive) adapt(p, now, shrunk, &nshrunk, 64);
         hk_job stack[HK_STACK_JOBS], *jobs;
         int njobs;
         housekeep(p, stack, &jobs, &njobs);
@@ -1332,6 +1427,7 @@ static void *housekeeper_main(void *arg)
         kick_creator(p);         /* min_idle */
         unlock(p);
         fire_async(p, fire);
+        for (int i = 0; i < nshrunk; i++) close_conn(p, shrunk[i], WEIR_CLOSE_IDLE);
         for (int i = 0; jobs && i < njobs; i++) {
             weir_conn *c = jobs[i].c;
             if (jobs[i].action >= 0) {
@@ -1404,6 +1500,9 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
     p->drv = drv;
     p->ctx = ctx;
     p->o = o;
+    p->cap = o.max_size;
+    if (o.adaptive) /* start at the floor; the controller grows it as load shows */
+        p->o.max_size = o.min_idle > 1 ? o.min_idle : 1;
     if (hooks) p->hooks = *hooks;
     p->validate_after_eff =
         o.validate_idle_after_ms >= 0 && drv->validate ? o.validate_idle_after_ms : INT64_MAX;
@@ -1617,6 +1716,13 @@ int weir_pool_resize(weir_pool *p, int64_t max_size, int64_t min_idle)
         unlock(p);
         return WEIR_EINVAL;
     }
+    p->cap = max_size;
+    if (p->o.adaptive) { /* the chosen size stays, within the new bounds */
+        int64_t floor = min_idle > 1 ? min_idle : 1;
+        if (p->o.max_size > max_size) p->o.max_size = max_size;
+        if (p->o.max_size < floor) p->o.max_size = floor;
+        max_size = p->o.max_size;
+    }
     p->o.max_size = max_size;
     p->o.min_idle = min_idle;
     update_over_cap(p);
@@ -1771,6 +1877,7 @@ int weir_pool_stats_get(weir_pool *p, weir_pool_stats *st)
     st->pending = p->in_flight;
     st->waiters = atomic_load(&p->nwaiters);
     st->max_size = p->o.max_size;
+    st->cap = p->cap;
     st->paused = atomic_load(&p->run) == WEIR__PAUSED;
     st->target_down = p->down;
     st->failing = p->consecutive_failures > 0;
@@ -1783,6 +1890,8 @@ int weir_pool_stats_get(weir_pool *p, weir_pool_stats *st)
     for (int r = 0; r < WEIR_CLOSE_REASONS; r++)
         st->closed_total[r] = atomic_load(&p->closed_total[r]);
     st->leaks_total = atomic_load(&p->leaks_total);
+    st->adaptive_grows_total = atomic_load(&p->ad_grows);
+    st->adaptive_shrinks_total = atomic_load(&p->ad_shrinks);
     return 0;
 }
 

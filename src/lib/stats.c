@@ -206,6 +206,14 @@ static void f_closed(weir__buf *b, const char *m, const snap *s)
     }
 }
 
+static void f_adaptive(weir__buf *b, const char *m, const snap *s)
+{
+    series(b, m, s->labels, "direction=\"grow\"");
+    weir__buf_printf(b, " %" PRId64 "\n", s->st.adaptive_grows_total);
+    series(b, m, s->labels, "direction=\"shrink\"");
+    weir__buf_printf(b, " %" PRId64 "\n", s->st.adaptive_shrinks_total);
+}
+
 /* The families, in page order: each family's series stay together. */
 static const struct family {
     const char *name, *type, *help;
@@ -227,6 +235,8 @@ static const struct family {
     {"weir_pool_connect_errors_total", "counter", "Failed connect attempts.", f_connect_errors},
     {"weir_pool_leaks_total", "counter", "Checkouts held longer than leak_threshold.", f_leaks},
     {"weir_pool_target_up", "gauge", "0 while fail-fast reports the target down.", f_up},
+    {"weir_pool_adaptive_changes_total", "counter", "Size changes made by adaptive sizing.",
+     f_adaptive},
 };
 
 void weir__prometheus_page(weir_pool *const *pools, size_t n, weir__buf *b)

@@ -768,6 +768,101 @@ static void warmup_fills_min_idle_in_batches(void **state)
     fixture_close(f);
 }
 
+typedef struct step_load {
+    weir_pool *pool;
+    _Atomic bool *stop;
+    int64_t hold_ms;
+    int64_t n, waited_over_20ms;
+    pthread_t th;
+} step_load;
+
+static void *step_main(void *arg)
+{
+    step_load *l = arg;
+    while (!atomic_load(l->stop)) {
+        weir_conn *c;
+        int64_t t0 = weir_now_ns();
+        if (weir_checkout(l->pool, &c) != 0) continue;
+        if (ms_since(t0) > 20) l->waited_over_20ms++;
+        sleep_ms(l->hold_ms);
+        weir_checkin(c);
+        l->n++;
+    }
+    return NULL;
+}
+
+static _Atomic int adaptive_log_lines;
+
+static void count_adaptive(void *ud, weir_log_level level, const char *msg)
+{
+    (void)ud;
+    if (level == WEIR_LOG_INFO && strstr(msg, "adaptive size"))
+        atomic_fetch_add(&adaptive_log_lines, 1);
+}
+
+/* Adaptive sizing under a load step: 12 threads each holding a connection
+ * 5 ms, in a loop, for 2 s, then nothing. The pool (cap 30) starts at
+ * min_idle 2, grows to what the load needs, does not move while the load is
+ * steady, and gives the connections back after it; every change logged and
+ * counted. */
+static void adaptive_size_follows_a_load_step(void **state)
+{
+    fixture *f = *state;
+    f->o.min_idle = 2;
+    f->o.max_size = 30;
+    f->o.adaptive = true;
+    f->o.adaptive_wait_ms = 2;
+    f->o.adaptive_period_ms = 100;
+    f->o.housekeeping_ms = 20;
+    f->o.idle_timeout_ms = 0;
+    f->fake = weir_fake_new();
+    weir_hooks h = {.on_log = count_adaptive};
+    assert_int_equal(weir_pool_create(&f->pool, weir_fake_driver(), f->fake, &f->o, &h), 0);
+    assert_true(WAIT_FOR(pool_stats(f->pool).idle >= 2, 2000));
+    weir_pool_stats st = pool_stats(f->pool);
+    assert_int_equal(st.max_size, 2); /* starts at the floor */
+    assert_int_equal(st.cap, 30);
+    enum { N = 12 };
+    _Atomic bool stop = false;
+    step_load l[N];
+    for (int i = 0; i < N; i++) {
+        l[i] = (step_load){.pool = f->pool, .stop = &stop, .hold_ms = 5};
+        pthread_create(&l[i].th, NULL, step_main, &l[i]);
+    }
+    sleep_ms(1000); /* it grows within a few periods */
+    weir_pool_stats mid = pool_stats(f->pool);
+    sleep_ms(1000); /* the second second: steady */
+    weir_pool_stats end = pool_stats(f->pool);
+    atomic_store(&stop, true);
+    int64_t waited = 0, n = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(l[i].th, NULL);
+        waited += l[i].waited_over_20ms;
+        n += l[i].n;
+    }
+    printf("adaptive: size %lld after 1 s, %lld after 2 s (grows %lld, shrinks %lld); "
+           "%lld checkouts, %lld waited over 20 ms\n",
+           (long long)mid.max_size, (long long)end.max_size, (long long)end.adaptive_grows_total,
+           (long long)end.adaptive_shrinks_total, (long long)n, (long long)waited);
+    assert_true(mid.max_size >= N);  /* what the load needs */
+    assert_true(mid.max_size <= 30); /* never past the cap */
+    /* steady load: no shrink, at most one more step up */
+    assert_int_equal(end.adaptive_shrinks_total, mid.adaptive_shrinks_total);
+    assert_true(end.adaptive_grows_total - mid.adaptive_grows_total <= 1);
+    assert_true(end.total <= end.max_size);
+    /* after the load: back down to the floor, step by step */
+    assert_true(WAIT_FOR(pool_stats(f->pool).max_size == 2, 10000));
+    st = pool_stats(f->pool);
+    assert_true(st.total <= 2);
+    assert_true(st.adaptive_shrinks_total >= 2);
+    assert_int_equal(atomic_load(&adaptive_log_lines),
+                     st.adaptive_grows_total + st.adaptive_shrinks_total);
+    size_t len;
+    char *page = weir_pool_prometheus(f->pool, &len);
+    assert_non_null(strstr(page, "weir_pool_adaptive_changes_total{pool=\""));
+    free(page);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -794,6 +889,7 @@ int main(void)
         T(shared_limit_caps_and_reclaims),
         T(shared_limit_bounds_min_idle),
         T(warmup_fills_min_idle_in_batches),
+        T(adaptive_size_follows_a_load_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
