@@ -462,6 +462,101 @@ class TestSqlite(HttpCase):
         self.assertEqual(st, 405)
 
 
+class TestSchema(HttpCase):
+    """GET /v1/databases/{db}/schema: PostgreSQL and SQLite, cached per
+    database and user, dropped after DDL weir ran, refreshed on demand, and
+    what a session's transaction sees."""
+
+    def schema(self, db, query="", headers=None):
+        st, r, _ = self.c.call("GET", "/v1/databases/%s/schema%s" % (db, query), None, headers)
+        self.assertEqual(st, 200, r)
+        return r
+
+    @staticmethod
+    def table(doc, name):
+        return [t for t in doc["schema"]["tables"] if t["name"] == name][0]
+
+    def test_postgresql(self):
+        self.ok("appdb", "create table if not exists sc_parent (id int primary key, "
+                "code text not null unique)")
+        self.ok("appdb", "create table if not exists sc_child (id bigserial primary key, "
+                "parent int references sc_parent (id), note varchar(20) default 'x')")
+        self.ok("appdb", "create index if not exists sc_child_note on sc_child (lower(note))")
+        self.ok("appdb", "create or replace view sc_view as select id from sc_parent")
+        r = self.schema("appdb", "?refresh=1")
+        self.assertEqual(r["cached"], False)
+        child = self.table(r, "sc_child")
+        self.assertEqual((child["schema"], child["kind"]), ("public", "table"))
+        cols = {c["name"]: c for c in child["columns"]}
+        self.assertEqual(cols["id"]["type"], "bigint")
+        self.assertFalse(cols["id"]["nullable"])
+        self.assertTrue(cols["parent"]["nullable"])
+        self.assertEqual(cols["note"]["type"], "character varying(20)")
+        self.assertIn("'x'", cols["note"]["default"])
+        self.assertEqual(child["primaryKey"], ["id"])
+        fk = child["foreignKeys"][0]
+        self.assertEqual((fk["columns"], fk["references"]["table"], fk["references"]["columns"]),
+                         (["parent"], "sc_parent", ["id"]))
+        idx = {i["name"]: i for i in child["indexes"]}
+        self.assertEqual(idx["sc_child_note"]["columns"], ["lower(note::text)"])  # an expression
+        self.assertTrue(idx["sc_child_pkey"]["primary"])
+        parent = self.table(r, "sc_parent")
+        self.assertTrue([i for i in parent["indexes"] if i["unique"] and i["columns"] == ["code"]])
+        self.assertEqual(self.table(r, "sc_view")["kind"], "view")
+        # the second time: from the cache
+        r2 = self.schema("appdb")
+        self.assertEqual(r2["cached"], True)
+        self.assertEqual(r2["schema"], r["schema"])
+        # DDL that weir runs drops the cached copy
+        self.ok("appdb", "alter table sc_parent add column extra int")
+        r3 = self.schema("appdb")
+        self.assertEqual(r3["cached"], False)
+        self.assertIn("extra", [c["name"] for c in self.table(r3, "sc_parent")["columns"]])
+        # DDL made behind weir's back: stale until the TTL or refresh=1
+        PG.sql("ALTER TABLE sc_parent ADD COLUMN behind int")
+        self.assertNotIn("behind", [c["name"] for c in
+                                    self.table(self.schema("appdb"), "sc_parent")["columns"]])
+        self.assertIn("behind", [c["name"] for c in self.table(
+            self.schema("appdb", "?refresh=1"), "sc_parent")["columns"]])
+
+    def test_a_session_sees_its_transaction(self):
+        st, r, _ = self.c.call("POST", "/v1/databases/appdb/sessions", {})
+        self.assertEqual(st, 201, r)
+        sid = r["id"]
+        h = {"Weir-Session": sid}
+        st, r, _ = self.c.sql("appdb", "begin", headers=h)
+        self.assertEqual(st, 200, r)
+        st, r, _ = self.c.sql("appdb", "create table sc_uncommitted (a int)", headers=h)
+        self.assertEqual(st, 200, r)
+        mine = self.schema("appdb", headers=h)
+        self.assertEqual(mine["cached"], False)
+        self.assertTrue([t for t in mine["schema"]["tables"] if t["name"] == "sc_uncommitted"])
+        others = self.schema("appdb", "?refresh=1")
+        self.assertFalse([t for t in others["schema"]["tables"] if t["name"] == "sc_uncommitted"])
+        self.c.sql("appdb", "rollback", headers=h)
+        self.c.call("DELETE", "/v1/sessions/%s" % sid)
+
+    def test_sqlite(self):
+        self.ok("lite", "create table if not exists sc_a (id integer primary key, name text not null)")
+        self.ok("lite", "create table if not exists sc_b (x integer, a_id integer references "
+                "sc_a (id), unique (x))")
+        r = self.schema("lite")
+        self.assertEqual(r["cached"], False)  # the create above dropped any cached copy
+        b = self.table(r, "sc_b")
+        self.assertEqual(b["kind"], "table")
+        cols = {c["name"]: c for c in b["columns"]}
+        self.assertEqual(cols["x"]["type"], "INTEGER")
+        self.assertTrue(cols["x"]["nullable"])
+        self.assertFalse(self.table(r, "sc_a")["columns"][1]["nullable"])
+        self.assertEqual(self.table(r, "sc_a")["primaryKey"], ["id"])
+        self.assertEqual(b["foreignKeys"], [{"columns": ["a_id"],
+                                              "references": {"table": "sc_a", "columns": ["id"]}}])
+        self.assertTrue([i for i in b["indexes"] if i["unique"] and i["columns"] == ["x"]])
+        self.assertEqual(self.schema("lite")["cached"], True)
+        st, r, _ = self.c.call("POST", "/v1/databases/lite/schema", {})
+        self.assertEqual(st, 405)
+
+
 class TestErrors(HttpCase):
     settings = {"http_max_body": "1000", "http_max_inflight_per_user": "1",
                 "http_statement_timeout": "1", "http_max_rows": "50",

@@ -134,6 +134,7 @@ static const key keys[] = {
     K(http_metrics_pgbouncer, K_BOOL, "1"),
     K(http_statement_timeout, K_TIME, "30"),
     K(http_session_idle_timeout, K_TIME, "60"),
+    K(http_schema_ttl, K_TIME, "60"),
     K(http_max_sessions_per_user, K_INT, "16"),
     K(http_max_inflight_per_user, K_INT, "64"),
     K(http_max_connections, K_INT, "1000"),

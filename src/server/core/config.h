@@ -154,6 +154,7 @@ typedef struct cfg {
     bool http_metrics_pgbouncer;    /* /metrics also in pgbouncer_exporter's names */
     int64_t http_statement_timeout; /* per statement; 0 = none */
     int64_t http_session_idle_timeout;
+    int64_t http_schema_ttl; /* GET .../schema served from the cache this long; 0: never cached */
     int http_max_sessions_per_user, http_max_inflight_per_user; /* 0 = no limit */
     int http_max_connections;     /* open HTTP connections; 0 = no limit */
     int64_t http_request_timeout; /* a request's head and body, from its first byte */

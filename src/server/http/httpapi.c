@@ -74,7 +74,15 @@ struct http_api {
     bool stop, reaper_on;
     _Atomic uint64_t by_class[6]; /* answers by status class: [2] = 2xx ... */
     _Atomic uint64_t sessions_opened, sessions_expired;
+    struct schema_cache *schemas; /* GET /v1/databases/{db}/schema, per database and user */
 };
+
+typedef struct schema_cache {
+    char db[CFG_NAME], user[CFG_NAME];
+    char *json; /* the schema document */
+    int64_t at_ms;
+    struct schema_cache *next;
+} schema_cache;
 
 /* What one request needs, copied out of the configuration. */
 typedef struct rq_ctx {
@@ -900,6 +908,8 @@ static void *reaper_main(void *arg)
 
 /* --- /v1/sql ------------------------------------------------------------------------- */
 
+static void schema_after(rq_ctx *x, const sql_req *q);
+
 static void sql_request(rq_ctx *x)
 {
     sql_req q;
@@ -936,6 +946,7 @@ static void sql_request(rq_ctx *x)
     int64_t t0 = weir_now_ns();
     int st = run_body(&r, &q, &out, &err);
     count(x, (weir_now_ns() - t0) / 1000, !h);
+    schema_after(x, &q); /* whatever the outcome: a batch may have run some of it */
     if (h) {
         h->conn = r.conn;
         session_give(x, h);
@@ -1043,6 +1054,216 @@ bool api_ops_login(server *s, http_req *rq, http_resp *rs)
 
 /* --- the entry points ---------------------------------------------------------------- */
 
+/* --- /v1/databases/{db}/schema ------------------------------------------------------- */
+
+/* One query that gives the whole schema as one JSON text, per engine: the
+ * database builds the document itself. PostgreSQL: the tables, views and
+ * materialized views the user may use, outside the system schemas (its own
+ * temporary ones included). */
+static const char schema_pg[] =
+    "SELECT json_build_object('tables', coalesce(json_agg(t ORDER BY t->>'schema', t->>'name'), "
+    "'[]'::json))::text FROM (SELECT json_build_object("
+    "'schema', n.nspname, 'name', c.relname, 'kind', CASE c.relkind WHEN 'v' THEN 'view' "
+    "WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'table' END, "
+    "'columns', (SELECT coalesce(json_agg(json_build_object('name', a.attname, 'type', "
+    "format_type(a.atttypid, a.atttypmod), 'nullable', NOT a.attnotnull, 'default', "
+    "pg_get_expr(d.adbin, d.adrelid)) ORDER BY a.attnum), '[]') FROM pg_attribute a LEFT JOIN "
+    "pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = c.oid AND "
+    "a.attnum > 0 AND NOT a.attisdropped), "
+    "'primaryKey', (SELECT json_agg(a.attname ORDER BY k.ord) FROM pg_constraint p CROSS JOIN "
+    "LATERAL unnest(p.conkey) WITH ORDINALITY k(attnum, ord) JOIN pg_attribute a ON a.attrelid = "
+    "p.conrelid AND a.attnum = k.attnum WHERE p.conrelid = c.oid AND p.contype = 'p'), "
+    "'foreignKeys', (SELECT coalesce(json_agg(json_build_object('name', f.conname, 'columns', "
+    "(SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(f.conkey) WITH ORDINALITY k(attnum, "
+    "ord) JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.attnum), 'references', "
+    "json_build_object('schema', rn.nspname, 'table', rc.relname, 'columns', (SELECT "
+    "json_agg(a.attname ORDER BY k.ord) FROM unnest(f.confkey) WITH ORDINALITY k(attnum, ord) "
+    "JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum))) ORDER BY "
+    "f.conname), '[]') FROM pg_constraint f JOIN pg_class rc ON rc.oid = f.confrelid JOIN "
+    "pg_namespace rn ON rn.oid = rc.relnamespace WHERE f.conrelid = c.oid AND f.contype = 'f'), "
+    "'indexes', (SELECT coalesce(json_agg(json_build_object('name', ic.relname, 'unique', "
+    "i.indisunique, 'primary', i.indisprimary, 'columns', (SELECT json_agg(coalesce(a.attname, "
+    "pg_get_indexdef(i.indexrelid, k.ord::int, true)) ORDER BY k.ord) FROM "
+    "unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) LEFT JOIN pg_attribute a ON "
+    "a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0), 'definition', "
+    "pg_get_indexdef(i.indexrelid)) ORDER BY ic.relname), '[]') FROM pg_index i JOIN pg_class ic "
+    "ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)) AS t "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', "
+    "'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND (n.nspname NOT LIKE "
+    "'pg\\_temp\\_%' OR n.oid = pg_my_temp_schema()) AND has_table_privilege(c.oid, "
+    "'SELECT, INSERT, UPDATE, DELETE')) s";
+
+/* SQLite: from sqlite_schema and the pragma functions. */
+static const char schema_lite[] =
+    "SELECT json_object('tables', (SELECT json_group_array(json(t)) FROM (SELECT "
+    "json_object('schema', 'main', 'name', m.name, 'kind', m.type, "
+    "'columns', (SELECT json_group_array(json_object('name', c.name, 'type', c.type, "
+    "'nullable', json(CASE WHEN c.\"notnull\" THEN 'false' ELSE 'true' END), 'default', "
+    "c.dflt_value)) FROM pragma_table_info(m.name) c), "
+    "'primaryKey', (SELECT CASE WHEN count(*) THEN json_group_array(name) END FROM (SELECT name "
+    "FROM pragma_table_info(m.name) WHERE pk > 0 ORDER BY pk)), "
+    "'foreignKeys', (SELECT json_group_array(json_object('columns', json(cols), 'references', "
+    "json_object('table', tbl, 'columns', json(refs)))) FROM (SELECT id, \"table\" AS tbl, "
+    "json_group_array(\"from\") AS cols, json_group_array(\"to\") AS refs FROM (SELECT * FROM "
+    "pragma_foreign_key_list(m.name) ORDER BY id, seq) GROUP BY id)), "
+    "'indexes', (SELECT json_group_array(json_object('name', il.name, 'unique', json(CASE WHEN "
+    "il.\"unique\" THEN 'true' ELSE 'false' END), 'primary', json(CASE WHEN il.origin = 'pk' "
+    "THEN 'true' ELSE 'false' END), 'columns', (SELECT json_group_array(ii.name) FROM "
+    "pragma_index_info(il.name) ii))) FROM pragma_index_list(m.name) il)) AS t "
+    "FROM sqlite_schema m WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' "
+    "ESCAPE '\\' ORDER BY m.name)))";
+
+/* A statement that changes the schema (weir drops its cached copy). */
+static bool is_ddl(const char *sql)
+{
+    while (isspace((unsigned char)*sql) || *sql == '(') sql++;
+    static const char *const words[] = {"CREATE", "ALTER", "DROP", "RENAME", "COMMENT"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+        size_t n = strlen(words[i]);
+        if (!strncasecmp(sql, words[i], n) && !isalnum((unsigned char)sql[n])) return true;
+    }
+    return false;
+}
+
+static void schema_forget(struct http_api *a, const char *db)
+{
+    pthread_mutex_lock(&a->mu);
+    for (schema_cache **pp = &a->schemas; *pp;) {
+        schema_cache *c = *pp;
+        if (strcmp(c->db, db)) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        free(c->json);
+        free(c);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* After a request that ran DDL on db: its cached schema is stale. */
+static void schema_after(rq_ctx *x, const sql_req *q)
+{
+    bool ddl = false;
+    if (q->queries) {
+        for (size_t i = 0; i < json_array_size(q->queries) && !ddl; i++) {
+            const char *sql;
+            const json_t *params;
+            sql_req_statement(q, i, &sql, &params);
+            ddl = sql && is_ddl(sql);
+        }
+    } else {
+        ddl = q->sql && is_ddl(q->sql);
+    }
+    if (ddl) schema_forget(x->a, x->dbname);
+}
+
+static void schema_answer(rq_ctx *x, const char *doc, bool cached, int64_t age_ms)
+{
+    sbuf *b = &x->rs->body;
+    b->len = 0;
+    sb_str(b, "{\"database\":");
+    sb_jstr(b, x->dbname);
+    sb_printf(b, ",\"cached\":%s,\"ageMs\":%lld,\"schema\":", cached ? "true" : "false",
+              (long long)age_ms);
+    sb_str(b, doc);
+    sb_str(b, "}\n");
+    x->rs->status = 200;
+}
+
+static void schema_request(rq_ctx *x)
+{
+    server *s = x->s;
+    const char *sql = !strcmp(x->eng->kind, "postgresql") ? schema_pg
+                      : !strcmp(x->eng->kind, "sqlite")   ? schema_lite
+                                                          : NULL;
+    if (!sql) {
+        fail(x, 501, "0A000", "no schema listing for %s databases yet", x->eng->kind);
+        return;
+    }
+    pthread_rwlock_rdlock(&s->cfg_rw);
+    int64_t ttl = s->cfg.http_schema_ttl;
+    pthread_rwlock_unlock(&s->cfg_rw);
+    const char *sid = http_header(x->rq, "Weir-Session");
+    bool refresh = strstr(x->rq->query, "refresh=1") != NULL;
+    int64_t now = weir_now_ms();
+    if (!sid && !refresh && ttl > 0) { /* from the cache while it is fresh */
+        pthread_mutex_lock(&x->a->mu);
+        for (schema_cache *c = x->a->schemas; c; c = c->next)
+            if (!strcmp(c->db, x->dbname) && !strcmp(c->user, x->user) && now - c->at_ms < ttl) {
+                char *doc = strdup(c->json);
+                int64_t age = now - c->at_ms;
+                pthread_mutex_unlock(&x->a->mu);
+                if (!doc) return fail(x, 500, "53200", "out of memory");
+                schema_answer(x, doc, true, age);
+                free(doc);
+                return;
+            }
+        pthread_mutex_unlock(&x->a->mu);
+    }
+    /* From the database: in a session, on its connection (what its
+     * transaction sees; not cached); else on a connection of the pool. */
+    hsession *h = sid ? session_claim(x, sid, false) : NULL;
+    if (sid && !h) return;
+    if (h && strcmp(h->db, x->dbname)) {
+        session_give(x, h);
+        fail(x, 400, "08P01", "session %s belongs to database %s, not %s", sid, h->db, x->dbname);
+        return;
+    }
+    runner r = {.x = x, .pinned = true};
+    if (h)
+        r.conn = h->conn;
+    else if (!take(x, x->eng->pool(x->target, false), &r.conn))
+        return;
+    sql_opts saved = x->o;
+    x->o.array_mode = x->o.raw_text = true;
+    x->o.max_rows = 0;
+    x->o.max_bytes = 0;
+    sbuf out = {0}, err = {0};
+    int st = run_one(&r, sql, NULL, &out, &err);
+    x->o = saved;
+    if (h) {
+        h->conn = r.conn;
+        session_give(x, h);
+    } else if (r.conn) {
+        weir_checkin(r.conn);
+    }
+    json_t *res = st ? NULL : json_loadb(out.p, out.len, 0, NULL);
+    const char *doc =
+        json_string_value(json_array_get(json_array_get(json_object_get(res, "rows"), 0), 0));
+    if (st) {
+        answer_raw(x->rs, st, &err);
+    } else if (!doc) {
+        fail(x, 500, "XX000", "the schema query gave no document");
+    } else {
+        schema_answer(x, doc, false, 0);
+        schema_cache *c = h ? NULL : calloc(1, sizeof *c);
+        if (c && (c->json = strdup(doc))) {
+            snprintf(c->db, sizeof c->db, "%s", x->dbname);
+            snprintf(c->user, sizeof c->user, "%s", x->user);
+            c->at_ms = now;
+            pthread_mutex_lock(&x->a->mu);
+            for (schema_cache **pp = &x->a->schemas; *pp; pp = &(*pp)->next)
+                if (!strcmp((*pp)->db, c->db) && !strcmp((*pp)->user, c->user)) {
+                    schema_cache *old = *pp;
+                    *pp = old->next;
+                    free(old->json);
+                    free(old);
+                    break;
+                }
+            c->next = x->a->schemas;
+            x->a->schemas = c;
+            pthread_mutex_unlock(&x->a->mu);
+        } else {
+            free(c);
+        }
+    }
+    json_decref(res);
+    sb_free(&out);
+    sb_free(&err);
+}
+
 void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
 {
     rq_ctx x = {.s = s, .a = s->api, .rq = rq, .rs = rs};
@@ -1069,13 +1290,17 @@ void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
         rest = slash + 1;
     }
     bool sql = !strcmp(rest, "sql"), sessions = !strcmp(rest, "sessions");
+    bool schema = dbp[0] && !strcmp(rest, "schema");
     const char *sid = !strncmp(rest, "sessions/", 9) ? rest + 9 : NULL;
-    if (!sql && !sessions && !(sid && *sid && !dbp[0])) {
+    if (!sql && !sessions && !schema && !(sid && *sid && !dbp[0])) {
         fail(&x, 404, "42704",
-             "not found: /v1/sql, /v1/databases/{name}/sql, /v1/sessions, /v1/pools");
+             "not found: /v1/sql, /v1/databases/{name}/sql, /v1/databases/{name}/schema, "
+             "/v1/sessions, /v1/pools");
         goto done;
     }
-    if ((sql && !post) || (sessions && !post && !get) || (sid && strcmp(m, "DELETE"))) goto method;
+    if ((sql && !post) || (schema && !get) || (sessions && !post && !get) ||
+        (sid && strcmp(m, "DELETE")))
+        goto method;
     if (!who(&x)) goto done;
     if (sid || (sessions && get)) {
         /* No database is named: one is picked only to know where auth_query would run. */
@@ -1108,6 +1333,8 @@ void api_handle(server *s, http_req *rq, http_resp *rs, const char *path)
     }
     if (sql)
         sql_request(&x);
+    else if (schema)
+        schema_request(&x);
     else
         session_create(&x);
     pthread_mutex_lock(&x.a->mu);
@@ -1168,6 +1395,12 @@ void api_stop(server *s)
         hsession *h = a->sessions;
         a->sessions = h->next;
         session_end(s, h, "ended: weir is shutting down");
+    }
+    while (a->schemas) {
+        schema_cache *c = a->schemas;
+        a->schemas = c->next;
+        free(c->json);
+        free(c);
     }
     sql_engine_pg.stop(s);
     if (sql_engine_sqlite) sql_engine_sqlite->stop(s);
