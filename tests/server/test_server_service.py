@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import WEIR, Postgres, Weir  # noqa: E402
+from harness import WEIR, Postgres, Weir, free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PG = None
@@ -281,12 +281,6 @@ GO_LISTS = {"databases": "databases", "users": "users", "pools": "pools",
             "dns_zones": "cached_dns_zones", "dns_queries": "in_flight_dns_queries"}
 GO_CONFIG = {"max_client_conn": "config_max_client_connections",
              "max_user_connections": "config_max_user_connections"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TestExporters(unittest.TestCase):
