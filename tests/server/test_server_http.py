@@ -557,6 +557,81 @@ class TestSchema(HttpCase):
         self.assertEqual(st, 405)
 
 
+class TestNeonDriver(HttpCase):
+    """/sql with Neon-Connection-String and no Authorization, as Neon's own
+    driver (@neondatabase/serverless) sends it."""
+
+    def neon(self, query, params=None, conn=None, headers=None, path="/sql", **kw):
+        h = {"Authorization": None, "Neon-Connection-String":
+             conn or "postgresql://app:s3cret@db.example.com/appdb",
+             "Neon-Raw-Text-Output": "true", "Neon-Array-Mode": "true"}
+        h.update(headers or {})
+        body = dict(query=query, params=params or [], **kw)
+        return self.c.call("POST", path, body, h)
+
+    def test_the_wire_shape(self):
+        st, r, _ = self.neon("select $1::int + 1 as n, $2 as s", [41, "x"])
+        self.assertEqual(st, 200, r)
+        self.assertEqual(r["rows"], [["42", "x"]])  # raw text, arrays: what the driver asks
+        self.assertEqual(r["fields"][0]["name"], "n")
+        # the database comes from the connection string; percent-escapes decoded
+        st, r, _ = self.neon("select current_database()", conn="postgres://app:s3cret@h:5432/lite")
+        self.assertEqual(st, 400, r)  # lite is SQLite: current_database() is not a function there
+        st, r, _ = self.neon("select 1", conn="postgresql://app:s3cr%65t@h/appdb")
+        self.assertEqual(st, 200, r)
+        # a wrong password, a missing user, a string that is not a URL: 401, no detail leaked
+        st, r, _ = self.neon("select 1", conn="postgresql://app:nope@h/appdb")
+        self.assertEqual(st, 401, r)
+        self.assertNotIn("nope", json.dumps(r))
+        st, r, _ = self.neon("select 1", conn="postgresql://h/appdb")
+        self.assertEqual(st, 401, r)
+        st, r, _ = self.neon("select 1", conn="host=h user=app")
+        self.assertEqual(st, 401, r)
+        # a batch with Neon's batch headers
+        st, r, _ = self.c.call("POST", "/sql", {"queries": [
+            {"query": "select current_setting('transaction_isolation')", "params": []},
+            {"query": "select current_setting('transaction_read_only')", "params": []}]},
+            {"Authorization": None, "Neon-Connection-String":
+             "postgresql://app:s3cret@h/appdb", "Neon-Array-Mode": "true",
+             "Neon-Batch-Isolation-Level": "Serializable", "Neon-Batch-Read-Only": "true"})
+        self.assertEqual(st, 200, r)
+        self.assertEqual([x["rows"] for x in r["results"]], [[["serializable"]], [["on"]]])
+        # with a bearer token (Neon's authToken), the token authenticates and the
+        # connection string still names the database
+        st, r, _ = self.neon("select 7", conn="postgresql://whoever@h/appdb",
+                             headers={"Authorization": "Bearer " + "t" * 32})
+        self.assertEqual(st, 401, r)  # no such token here
+
+    def test_neons_own_driver(self):
+        """The real npm package, when it is at hand (WEIR_NEON_PATH: a folder with
+        node_modules/@neondatabase/serverless; npm install @neondatabase/serverless)."""
+        path = os.environ.get("WEIR_NEON_PATH", "")
+        mod = os.path.join(path, "node_modules", "@neondatabase", "serverless")
+        if not path or not os.path.isdir(mod) or not shutil.which("node"):
+            self.skipTest("@neondatabase/serverless not installed: set WEIR_NEON_PATH "
+                          "(the wire shape it sends is checked in test_the_wire_shape)")
+        script = os.path.join(HERE, "neon_client.mjs")
+        r = subprocess.run(["node", script, "http://127.0.0.1:%d/sql" % self.http_port,
+                            "postgresql://app:s3cret@db.example.com/appdb"],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, NODE_PATH=os.path.join(path, "node_modules")))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertNotIn("fatal", out, out.get("fatal"))
+        self.assertEqual(out["one"], [{"answer": 42, "greeting": "héllo"}])
+        t = out["types"][0]
+        self.assertEqual((t["big"], t["num"], t["flag"], t["doc"], t["arr"], t["nothing"]),
+                         ("9007199254740993", "1.5", True, {"a": [1, None]}, [1, 2], None))
+        self.assertTrue(t["day"].startswith("2024-02-2"))  # a Date, as node-postgres gives
+        self.assertEqual(out["rows"], 20000)
+        self.assertEqual(out["plain"], [{"s": "plain call"}])
+        self.assertEqual(out["full"], {"command": "SELECT", "rowCount": 1, "fields": ["x"]})
+        self.assertEqual(out["tx"], [[{"iso": "serializable"}], [{"ro": "on"}]])
+        self.assertEqual(out["error"]["code"], "42P01")
+        self.assertIn("no_such_table_neon", out["error"]["message"])
+        self.assertEqual(out["txError"]["code"], "22012")
+
+
 class TestErrors(HttpCase):
     settings = {"http_max_body": "1000", "http_max_inflight_per_user": "1",
                 "http_statement_timeout": "1", "http_max_rows": "50",

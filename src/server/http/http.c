@@ -284,7 +284,8 @@ static bool classify(void *ud, const http_req *rq, char *key, size_t keylen)
         snprintf(key, keylen, "%s", p[1] ? "/metrics" : "/page");
         return true;
     }
-    if (strncmp(p, "/v1/", 4)) return false; /* /health, /metrics, 404s */
+    /* /sql is /v1/sql, where Neon's driver sends its requests */
+    if (strncmp(p, "/v1/", 4) && strcmp(p, "/sql")) return false; /* /health, /metrics, 404s */
     const char *db = NULL;
     size_t n = 0;
     if (!strncmp(p, "/v1/databases/", 14)) {
@@ -307,6 +308,10 @@ static void on_request(void *ud, http_req *rq, http_resp *rs)
     bool get = !strcmp(rq->method, "GET") || !strcmp(rq->method, "HEAD");
     if (!strncmp(rq->path, "/v1/", 4)) {
         api_handle(s, rq, rs, rq->path + 4);
+        return;
+    }
+    if (!strcmp(rq->path, "/sql")) { /* Neon's driver's path */
+        api_handle(s, rq, rs, "sql");
         return;
     }
     const char *p = rq->path;

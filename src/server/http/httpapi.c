@@ -216,9 +216,61 @@ static void cred_remember(struct http_api *a, const char *user, const uint8_t d[
 }
 
 /* The user's name (and password) from the Authorization header; false: 401 sent. */
+static bool url_decode(const char *p, size_t n, char *out, size_t cap);
+
+/* Neon's driver (@neondatabase/serverless) sends its connection string,
+ * postgresql://user:password@host/db, in Neon-Connection-String: the
+ * database is taken from it, and, without an Authorization header, the user
+ * and password too (checked as HTTP Basic's are). The host is the caller's
+ * idea of where the database is: weir is. false: 401 or 400 sent. */
+static bool neon_conn_string(rq_ctx *x, const char *cs, bool creds)
+{
+    const char *p = NULL;
+    if (!strncmp(cs, "postgresql://", 13))
+        p = cs + 13;
+    else if (!strncmp(cs, "postgres://", 11))
+        p = cs + 11;
+    const char *end = p ? p + strcspn(p, "/?#") : NULL;
+    const char *at = NULL;
+    for (const char *q = p; q && q < end; q++)
+        if (*q == '@') at = q;
+    if (!p || (creds && !at)) {
+        fail(x, 401, "28000",
+             "Neon-Connection-String must be postgresql://user:password@host/database");
+        return false;
+    }
+    if (*end == '/') {
+        const char *db = end + 1;
+        size_t n = strcspn(db, "?#");
+        if (n && !url_decode(db, n, x->dbname, sizeof x->dbname)) {
+            fail(x, 400, "3D000", "Neon-Connection-String: bad database name");
+            return false;
+        }
+    }
+    if (!creds) return true;
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    char pw[CFG_STR];
+    if (!colon || !url_decode(p, (size_t)(colon - p), x->user, sizeof x->user) || !x->user[0] ||
+        !url_decode(colon + 1, (size_t)(at - colon - 1), pw, sizeof pw)) {
+        fail(x, 401, "28000", "Neon-Connection-String: malformed user or password");
+        return false;
+    }
+    x->password = strdup(pw);
+    explicit_bzero(pw, sizeof pw);
+    if (!x->password) {
+        fail(x, 500, "53200", "out of memory");
+        return false;
+    }
+    x->have_password = true;
+    return true;
+}
+
 static bool who(rq_ctx *x)
 {
     const char *h = http_header(x->rq, "Authorization");
+    const char *neon = http_header(x->rq, "Neon-Connection-String");
+    if (neon && !neon_conn_string(x, neon, !h)) return false;
+    if (!h && neon) return true;
     if (!h) {
         fail(x, 401, "28000",
              "authentication required: HTTP Basic (user and password) or Authorization: Bearer");
