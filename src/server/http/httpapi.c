@@ -1012,7 +1012,8 @@ static void sql_request(rq_ctx *x)
         answer_raw(x->rs, st, &err);
     else
         answer_raw(x->rs, 200, &out);
-    if (st == 503) sb_str(&x->rs->headers, "Retry-After: 1\r\n"); /* the engine's own 503 */
+    /* the engine's own 503, or a server connection lost under the request */
+    if (st == 503 || st == 502) sb_str(&x->rs->headers, "Retry-After: 1\r\n");
     sb_free(&out);
     sb_free(&err);
     sql_req_free(&q);
