@@ -71,33 +71,6 @@ static int bad(char *err, size_t errlen, const char *url, const char *why)
     return WEIR_EINVAL;
 }
 
-static char *pct_decode(const char *s, size_t n)
-{
-    char *out = malloc(n + 1);
-    if (!out) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
-            isxdigit((unsigned char)s[i + 2])) {
-            char hex[3] = {s[i + 1], s[i + 2], 0};
-            int v = (int)strtol(hex, NULL, 16);
-            if (!v) {
-                free(out);
-                return NULL;
-            }
-            out[o++] = (char)v;
-            i += 2;
-        } else if (s[i] == '%') {
-            free(out);
-            return NULL;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 static bool to_i64(const char *v, int64_t lo, int64_t hi, int64_t *out)
 {
     char *end;
@@ -229,7 +202,7 @@ int weir_http_target_new(const char *url, void **ctx, char *err, size_t errlen)
                 return bad(err, errlen, url, why);
             }
             snprintf(key, sizeof key, "%.*s", (int)(eq - p), p);
-            char *v = pct_decode(eq + 1, (size_t)(end - eq - 1));
+            char *v = weir__pct_decode(eq + 1, (size_t)(end - eq - 1));
             if (!v) {
                 snprintf(why, sizeof why, "a bad %%-escape in option \"%s\"", key);
                 target_free(t);
@@ -565,6 +538,16 @@ static bool retryable_curl(CURLcode rc)
     }
 }
 
+/* The error code for an attempt that got no answer: rc from the checkout,
+ * cc from the transfer. */
+static int failure_code(int rc, CURLcode cc)
+{
+    if (rc == WEIR_ECONNECT || cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST)
+        return WEIR_ECONNECT;
+    if (rc == WEIR_ETIMEDOUT || cc == CURLE_OPERATION_TIMEDOUT) return WEIR_ETIMEDOUT;
+    return rc ? rc : WEIR_EDRIVER;
+}
+
 int weir_http_request(weir_pool *pool, const weir_http_req *rq, weir_http_resp *rs)
 {
     if (!rs) return WEIR_EINVAL;
@@ -641,6 +624,8 @@ int weir_http_request(weir_pool *pool, const weir_http_req *rq, weir_http_resp *
             curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
             curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL); /* the caller's body is theirs */
             curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
             curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
             curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)t->timeout_ms);
@@ -678,16 +663,12 @@ int weir_http_request(weir_pool *pool, const weir_http_req *rq, weir_http_resp *
             again = may_retry;
             if (!again) {
                 snprintf(rs->error, sizeof rs->error, "%s", ebuf);
-                result = rc == WEIR_ECONNECT || cc == CURLE_COULDNT_CONNECT ||
-                                 cc == CURLE_COULDNT_RESOLVE_HOST
-                             ? WEIR_ECONNECT
-                         : cc == CURLE_OPERATION_TIMEDOUT ? WEIR_ETIMEDOUT
-                                                          : WEIR_EDRIVER;
+                result = failure_code(rc, cc);
                 break;
             }
         } else {
             snprintf(rs->error, sizeof rs->error, "%s", ebuf);
-            result = rc ? rc : WEIR_EDRIVER;
+            result = failure_code(rc, cc);
             break;
         }
         /* again: if count and time allow */
@@ -703,11 +684,7 @@ int weir_http_request(weir_pool *pool, const weir_http_req *rq, weir_http_resp *
             } else {
                 snprintf(rs->error, sizeof rs->error, "%.200s (after %d attempts)", ebuf,
                          attempt + 1);
-                result = rc == WEIR_ECONNECT || cc == CURLE_COULDNT_CONNECT ||
-                                 cc == CURLE_COULDNT_RESOLVE_HOST
-                             ? WEIR_ECONNECT
-                         : cc == CURLE_OPERATION_TIMEDOUT || rc == WEIR_ETIMEDOUT ? WEIR_ETIMEDOUT
-                                                                                  : WEIR_EDRIVER;
+                result = failure_code(rc, cc);
             }
             break;
         }
@@ -802,28 +779,13 @@ char *weir_http_prometheus(weir_pool *pool, size_t *len)
 
 /* scheme://host[:port][?query]: the host lower-cased, the port explicit, the
  * path dropped (a pool is per origin). */
-static int http_normalize_as(const char *scheme, int port, const char *rest, char *out, size_t len)
-{
-    size_t hl = strcspn(rest, "/?#");
-    char host[320];
-    if (hl >= sizeof host) return WEIR_ERANGE;
-    for (size_t i = 0; i < hl; i++) host[i] = (char)tolower((unsigned char)rest[i]);
-    host[hl] = '\0';
-    bool has_port = host[0] == '[' ? strstr(host, "]:") != NULL : strchr(host, ':') != NULL;
-    const char *q = strchr(rest + hl, '?');
-    char pb[16] = "";
-    if (!has_port) snprintf(pb, sizeof pb, ":%d", port);
-    int n = snprintf(out, len, "%s://%s%s%s", scheme, host, pb, q ? q : "");
-    return n < 0 || (size_t)n >= len ? WEIR_ERANGE : 0;
-}
-
 static int http_normalize(const char *url, const char *rest, char *out, size_t len, char *err,
                           size_t errlen)
 {
     (void)url;
     (void)err;
     (void)errlen;
-    return http_normalize_as("http", 80, rest, out, len);
+    return weir__normalize_authority("http", "80", rest, false, out, len);
 }
 
 static int https_normalize(const char *url, const char *rest, char *out, size_t len, char *err,
@@ -832,7 +794,7 @@ static int https_normalize(const char *url, const char *rest, char *out, size_t 
     (void)url;
     (void)err;
     (void)errlen;
-    return http_normalize_as("https", 443, rest, out, len);
+    return weir__normalize_authority("https", "443", rest, false, out, len);
 }
 
 static int http_make(const char *key, const weir_options *o, weir_pool **out, char *err,

@@ -4,7 +4,6 @@
 
 #include "../lib/scheme.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <errmsg.h>
 #include <mysql.h>
@@ -57,32 +56,6 @@ static void target_free(void *ctx)
         free(t->attr_val[i]);
     }
     free(t);
-}
-
-/* n bytes of s, percent-decoded, as a new string; NULL on a bad escape or OOM. */
-static char *decode(const char *s, size_t n)
-{
-    char *out = malloc(n + 1);
-    if (!out) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            out[o++] = s[i];
-            continue;
-        }
-        if (i + 2 >= n) goto bad;
-        if (!isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2])) goto bad;
-        char hex[3] = {s[i + 1], s[i + 2], 0};
-        int v = (int)strtol(hex, NULL, 16);
-        if (!v) goto bad; /* a NUL would cut the value short */
-        out[o++] = (char)v;
-        i += 2;
-    }
-    out[o] = '\0';
-    return out;
-bad:
-    free(out);
-    return NULL;
 }
 
 static int fail(char *err, size_t errlen, const char *url, const char *fmt, const char *what)
@@ -211,8 +184,8 @@ int weir_mysql_target_new(const char *url, void **ctx, char *err, size_t errlen)
     if (at) {
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
         const char *uend = colon ? colon : at;
-        if (!(t->user = decode(rest, (size_t)(uend - rest))) ||
-            (colon && !(t->password = decode(colon + 1, (size_t)(at - colon - 1))))) {
+        if (!(t->user = weir__pct_decode(rest, (size_t)(uend - rest))) ||
+            (colon && !(t->password = weir__pct_decode(colon + 1, (size_t)(at - colon - 1))))) {
             target_free(t);
             return fail(err, errlen, url, "%s", "a bad %-escape in the user or password");
         }
@@ -226,7 +199,7 @@ int weir_mysql_target_new(const char *url, void **ctx, char *err, size_t errlen)
             target_free(t);
             return fail(err, errlen, url, "%s", "an IPv6 address without its closing ]");
         }
-        if (!(t->host = decode(hostp + 1, (size_t)(close - hostp - 1)))) goto oom;
+        if (!(t->host = weir__pct_decode(hostp + 1, (size_t)(close - hostp - 1)))) goto oom;
         if (close + 1 < auth_end && close[1] == ':') portp = close + 2;
     } else {
         const char *colon = memchr(hostp, ':', (size_t)(auth_end - hostp));
@@ -234,7 +207,7 @@ int weir_mysql_target_new(const char *url, void **ctx, char *err, size_t errlen)
             portp = colon + 1;
             host_end = colon;
         }
-        if (!(t->host = decode(hostp, (size_t)(host_end - hostp)))) goto oom;
+        if (!(t->host = weir__pct_decode(hostp, (size_t)(host_end - hostp)))) goto oom;
     }
     if (portp) {
         char pb[16];
@@ -253,7 +226,7 @@ int weir_mysql_target_new(const char *url, void **ctx, char *err, size_t errlen)
     const char *p = auth_end;
     if (*p == '/') {
         const char *dend = p + 1 + strcspn(p + 1, "?#");
-        if (!(t->db = decode(p + 1, (size_t)(dend - p - 1)))) {
+        if (!(t->db = weir__pct_decode(p + 1, (size_t)(dend - p - 1)))) {
             target_free(t);
             return fail(err, errlen, url, "%s", "a bad %-escape in the database name");
         }
@@ -272,7 +245,7 @@ int weir_mysql_target_new(const char *url, void **ctx, char *err, size_t errlen)
             }
             char key[64];
             snprintf(key, sizeof key, "%.*s", (int)(eq - p), p);
-            char *v = decode(eq + 1, (size_t)(end - eq - 1));
+            char *v = weir__pct_decode(eq + 1, (size_t)(end - eq - 1));
             if (!v) {
                 target_free(t);
                 return fail(err, errlen, url, "a bad %%-escape in option \"%s\"", key);
@@ -594,20 +567,7 @@ static int my_normalize(const char *url, const char *rest, char *out, size_t len
     (void)url;
     (void)err;
     (void)errlen;
-    const char *end = rest + strcspn(rest, "/?");
-    const char *at = NULL;
-    for (const char *p = rest; p < end; p++)
-        if (*p == '@') at = p;
-    const char *hostp = at ? at + 1 : rest;
-    char host[256] = "";
-    size_t hl = (size_t)(end - hostp);
-    if (hl >= sizeof host) return WEIR_ERANGE;
-    for (size_t i = 0; i < hl; i++) host[i] = (char)tolower((unsigned char)hostp[i]);
-    host[hl] = '\0';
-    bool has_port = host[0] == '[' ? strstr(host, "]:") != NULL : strchr(host, ':') != NULL;
-    int n = snprintf(out, len, "mysql://%.*s%s%s%s", at ? (int)(at - rest + 1) : 0, rest, host,
-                     (!has_port && host[0]) ? ":3306" : "", end);
-    return n < 0 || (size_t)n >= len ? WEIR_ERANGE : 0;
+    return weir__normalize_authority("mysql", "3306", rest, true, out, len);
 }
 
 static int my_make(const char *key, const weir_options *o, weir_pool **out, char *err,

@@ -3,7 +3,6 @@
 
 #include "../lib/scheme.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -304,22 +303,7 @@ static int pg_normalize(const char *url, const char *rest, char *out, size_t len
     (void)url;
     (void)err;
     (void)errlen;
-    const char *end = rest + strcspn(rest, "/?");
-    const char *at = NULL;
-    for (const char *p = rest; p < end; p++)
-        if (*p == '@') at = p;
-    const char *hostp = at ? at + 1 : rest;
-    char host[256] = "";
-    size_t hl = (size_t)(end - hostp);
-    if (hl >= sizeof host) return WEIR_ERANGE;
-    for (size_t i = 0; i < hl; i++) host[i] = (char)tolower((unsigned char)hostp[i]);
-    host[hl] = '\0';
-    bool has_port = strchr(host, ':') && host[0] != '[';
-    if (host[0] == '[') has_port = strstr(host, "]:") != NULL;
-    bool multi = strchr(host, ',') != NULL;
-    int n = snprintf(out, len, "postgres://%.*s%s%s%s", at ? (int)(at - rest + 1) : 0, rest, host,
-                     (!has_port && !multi && host[0]) ? ":5432" : "", end);
-    return n < 0 || (size_t)n >= len ? WEIR_ERANGE : 0;
+    return weir__normalize_authority("postgres", "5432", rest, true, out, len);
 }
 
 static int pg_make(const char *key, const weir_options *o, weir_pool **out, char *err,

@@ -24,4 +24,17 @@ typedef struct weir__scheme {
 /* Every scheme this build has, NULL-terminated (schemes.c). */
 extern const weir__scheme *const weir__schemes[];
 
+/* For the drivers' URLs (util.c). */
+
+/* scheme://[userinfo@]host[:port][/path][?query] made a registry key: the
+ * host lower-cased, port (the scheme's default, as text) made explicit
+ * unless the host names one or is a comma list (libpq's several hosts),
+ * then the path and query (keep_path) or the query alone (a pool per
+ * origin). 0 or WEIR_ERANGE. */
+int weir__normalize_authority(const char *scheme, const char *port, const char *rest,
+                              bool keep_path, char *out, size_t len);
+/* n bytes of s, %-decoded, as a new string; NULL on a bad escape, an
+ * escaped NUL, or no memory. */
+char *weir__pct_decode(const char *s, size_t n);
+
 #endif

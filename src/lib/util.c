@@ -1,7 +1,9 @@
 /* util.c — clocks, credential masking and a growable string buffer. */
 
 #include "internal.h"
+#include "scheme.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,4 +129,54 @@ void weir__buf_printf(weir__buf *b, const char *fmt, ...)
         b->data = nd;
         b->cap = ncap;
     }
+}
+
+int weir__normalize_authority(const char *scheme, const char *port, const char *rest,
+                              bool keep_path, char *out, size_t len)
+{
+    const char *end = rest + strcspn(rest, keep_path ? "/?" : "/?#");
+    const char *at = NULL;
+    for (const char *p = rest; p < end; p++)
+        if (*p == '@') at = p;
+    const char *hostp = at ? at + 1 : rest;
+    char host[320];
+    size_t hl = (size_t)(end - hostp);
+    if (hl >= sizeof host) return WEIR_ERANGE;
+    for (size_t i = 0; i < hl; i++) host[i] = (char)tolower((unsigned char)hostp[i]);
+    host[hl] = '\0';
+    bool has_port = host[0] == '[' ? strstr(host, "]:") != NULL : strchr(host, ':') != NULL;
+    bool add = !has_port && !strchr(host, ',') && host[0];
+    const char *q = strchr(end, '?');
+    const char *tail = keep_path ? end : q ? q : "";
+    int n = snprintf(out, len, "%s://%.*s%s%s%s%s", scheme, at ? (int)(at - rest + 1) : 0, rest,
+                     host, add ? ":" : "", add ? port : "", tail);
+    return n < 0 || (size_t)n >= len ? WEIR_ERANGE : 0;
+}
+
+char *weir__pct_decode(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+            !isxdigit((unsigned char)s[i + 2])) {
+            free(out);
+            return NULL;
+        }
+        char hex[3] = {s[i + 1], s[i + 2], 0};
+        int v = (int)strtol(hex, NULL, 16);
+        if (!v) { /* a NUL would cut the value short */
+            free(out);
+            return NULL;
+        }
+        out[o++] = (char)v;
+        i += 2;
+    }
+    out[o] = '\0';
+    return out;
 }
