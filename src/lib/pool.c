@@ -1217,6 +1217,25 @@ static void *creator_main(void *arg)
 
 static int collect_idle(weir_pool *p, weir_conn **out, int64_t limit);
 
+/* The size adaptive sizing chose (under the lock): set, counted, logged. */
+static void adapt_set(weir_pool *p, int64_t next, const char *why)
+{
+    int64_t size = p->o.max_size;
+    p->o.max_size = next;
+    update_over_cap(p);
+    atomic_fetch_add(next > size ? &p->ad_grows : &p->ad_shrinks, 1);
+    weir__log(p, WEIR_LOG_INFO, "pool %s: adaptive size %lld -> %lld (%s)", p->name,
+              (long long)size, (long long)next, why);
+}
+
+/* A grow: by half at least, to need at least, at most to the cap. */
+static int64_t adapt_grown(weir_pool *p, int64_t need)
+{
+    int64_t size = p->o.max_size, next = size + (size / 2 > 1 ? size / 2 : 1);
+    if (next < need) next = need;
+    return next > p->cap ? p->cap : next;
+}
+
 /* Under the lock, on each housekeeper tick of an adaptive pool. Samples the
  * most connections in use plus callers waiting; every adaptive_period,
  * grows the size when checkouts waited (more than 5 % of them longer than
@@ -1234,18 +1253,12 @@ static void adapt(weir_pool *p, int64_t now, weir_conn **close, int *nclose, int
     if (busy + waiting > p->ad_peak) p->ad_peak = busy + waiting;
     /* callers waiting with every connection busy: grow now, not at the
      * period's end (a burst would wait a whole period otherwise) */
+    char why[160];
     if (waiting > 0 && busy >= p->o.max_size && p->o.max_size < p->cap && p->ad_next_ns) {
-        int64_t size = p->o.max_size, next = size + (size / 2 > 1 ? size / 2 : 1);
-        if (next < busy + waiting) next = busy + waiting;
-        if (next > p->cap) next = p->cap;
-        p->o.max_size = next;
-        update_over_cap(p);
+        snprintf(why, sizeof why, "%lld in use, %lld waiting", (long long)busy, (long long)waiting);
+        adapt_set(p, adapt_grown(p, busy + waiting), why);
         p->ad_quiet = 0;
         p->ad_hold = 3;
-        atomic_fetch_add(&p->ad_grows, 1);
-        weir__log(p, WEIR_LOG_INFO,
-                  "pool %s: adaptive size %lld -> %lld (%lld in use, %lld waiting)", p->name,
-                  (long long)size, (long long)next, (long long)busy, (long long)waiting);
         return;
     }
     if (now < p->ad_next_ns) return;
@@ -1264,45 +1277,34 @@ static void adapt(weir_pool *p, int64_t now, weir_conn **close, int *nclose, int
     p->ad_peak = busy + waiting;
     if (first) return; /* the first period starts now */
     int64_t size = p->o.max_size, floor = p->o.min_idle > 1 ? p->o.min_idle : 1;
-    int64_t next = size;
-    const char *why = NULL;
-    char whybuf[160];
     if (p->ad_hold > 0) p->ad_hold--;
     if ((slow > 0 && slow * 20 > total) || waiting > 0) {
         p->ad_quiet = 0;
         if (size < p->cap) {
-            next = size + (size / 2 > 1 ? size / 2 : 1);
-            if (next < peak) next = peak;
-            if (next > p->cap) next = p->cap;
-            snprintf(whybuf, sizeof whybuf,
+            snprintf(why, sizeof why,
                      "%llu of %llu checkouts waited over %lld ms, %lld waiting now",
                      (unsigned long long)slow, (unsigned long long)total,
                      (long long)p->o.adaptive_wait_ms, (long long)waiting);
-            why = whybuf;
+            adapt_set(p, adapt_grown(p, peak), why);
             p->ad_hold = 3;
         }
     } else if (peak * 2 <= size && size > floor) {
         if (++p->ad_quiet >= 3 && p->ad_hold == 0) {
-            next = size * 3 / 4;
+            int64_t next = size * 3 / 4;
             if (next < peak + 1) next = peak + 1;
             if (next < floor) next = floor;
             if (next >= size) next = size - 1;
-            snprintf(whybuf, sizeof whybuf, "at most %lld in use in each of the last 3 periods",
+            snprintf(why, sizeof why, "at most %lld in use in each of the last 3 periods",
                      (long long)peak);
-            why = whybuf;
+            adapt_set(p, next, why);
             p->ad_quiet = 0;
+            if (p->total > next)
+                *nclose =
+                    collect_idle(p, close, p->total - next < closecap ? p->total - next : closecap);
         }
     } else {
         p->ad_quiet = 0;
     }
-    if (!why || next == size) return;
-    p->o.max_size = next;
-    update_over_cap(p);
-    atomic_fetch_add(next > size ? &p->ad_grows : &p->ad_shrinks, 1);
-    weir__log(p, WEIR_LOG_INFO, "pool %s: adaptive size %lld -> %lld (%s)", p->name,
-              (long long)size, (long long)next, why);
-    if (next < size && p->total > next)
-        *nclose = collect_idle(p, close, p->total - next < closecap ? p->total - next : closecap);
 }
 
 /* ---- the housekeeper -------------------------------------------------------------- */
