@@ -215,7 +215,6 @@ static void cred_remember(struct http_api *a, const char *user, const uint8_t d[
     pthread_mutex_unlock(&a->mu);
 }
 
-/* The user's name (and password) from the Authorization header; false: 401 sent. */
 static bool url_decode(const char *p, size_t n, char *out, size_t cap);
 
 /* Neon's driver (@neondatabase/serverless) sends its connection string,
@@ -265,6 +264,8 @@ static bool neon_conn_string(rq_ctx *x, const char *cs, bool creds)
     return true;
 }
 
+/* The user's name (and password) from the Authorization header, or from
+ * Neon-Connection-String without one; false: 401 sent. */
 static bool who(rq_ctx *x)
 {
     const char *h = http_header(x->rq, "Authorization");
@@ -561,6 +562,7 @@ static bool pick_db(rq_ctx *x, const char *from_path)
              : db->sqlite_path[0] ? sql_engine_sqlite
              : db->mysql_url[0]   ? sql_engine_mysql
                                   : &sql_engine_pg;
+    const char *kind = db && db->mysql_url[0] ? "MySQL" : "SQLite"; /* when x->eng is NULL */
     x->o.max_rows = k->http_max_rows;
     x->o.max_bytes = (size_t)k->http_max_response;
     x->o.timeout_ms = k->http_statement_timeout;
@@ -583,9 +585,8 @@ static bool pick_db(rq_ctx *x, const char *from_path)
         return false;
     }
     if (!x->eng) {
-        fail(x, 503, "0A000",
-             "database %s is an SQLite database, and this weir was built without SQLite",
-             x->dbname);
+        fail(x, 503, "0A000", "database %s is %s database, and this weir was built without %s",
+             x->dbname, kind[0] == 'S' ? "an SQLite" : "a MySQL", kind);
         return false;
     }
     return true;
@@ -1179,12 +1180,12 @@ static bool is_ddl(const char *sql)
     return false;
 }
 
-static void schema_forget(struct http_api *a, const char *db)
+/* Drop db's cached schemas (user's only, unless NULL). Under a->mu. */
+static void schema_drop(struct http_api *a, const char *db, const char *user)
 {
-    pthread_mutex_lock(&a->mu);
     for (schema_cache **pp = &a->schemas; *pp;) {
         schema_cache *c = *pp;
-        if (strcmp(c->db, db)) {
+        if (strcmp(c->db, db) || (user && strcmp(c->user, user))) {
             pp = &c->next;
             continue;
         }
@@ -1192,6 +1193,12 @@ static void schema_forget(struct http_api *a, const char *db)
         free(c->json);
         free(c);
     }
+}
+
+static void schema_forget(struct http_api *a, const char *db)
+{
+    pthread_mutex_lock(&a->mu);
+    schema_drop(a, db, NULL);
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -1239,7 +1246,10 @@ static void schema_request(rq_ctx *x)
     int64_t ttl = s->cfg.http_schema_ttl;
     pthread_rwlock_unlock(&s->cfg_rw);
     const char *sid = http_header(x->rq, "Weir-Session");
-    bool refresh = strstr(x->rq->query, "refresh=1") != NULL;
+    bool refresh = false; /* ?refresh=1, among any other parameters */
+    for (const char *q = x->rq->query; q && *q && !refresh;
+         q = strchr(q, '&'), q = q ? q + 1 : NULL)
+        refresh = !strncmp(q, "refresh=1", 9) && (q[9] == '\0' || q[9] == '&');
     int64_t now = weir_now_ms();
     if (!sid && !refresh && ttl > 0) { /* from the cache while it is fresh */
         pthread_mutex_lock(&x->a->mu);
@@ -1248,8 +1258,10 @@ static void schema_request(rq_ctx *x)
                 char *doc = strdup(c->json);
                 int64_t age = now - c->at_ms;
                 pthread_mutex_unlock(&x->a->mu);
-                if (!doc) return fail(x, 500, "53200", "out of memory");
-                schema_answer(x, doc, true, age);
+                if (doc)
+                    schema_answer(x, doc, true, age);
+                else
+                    fail(x, 500, "53200", "out of memory");
                 free(doc);
                 return;
             }
@@ -1297,14 +1309,7 @@ static void schema_request(rq_ctx *x)
             snprintf(c->user, sizeof c->user, "%s", x->user);
             c->at_ms = now;
             pthread_mutex_lock(&x->a->mu);
-            for (schema_cache **pp = &x->a->schemas; *pp; pp = &(*pp)->next)
-                if (!strcmp((*pp)->db, c->db) && !strcmp((*pp)->user, c->user)) {
-                    schema_cache *old = *pp;
-                    *pp = old->next;
-                    free(old->json);
-                    free(old);
-                    break;
-                }
+            schema_drop(x->a, c->db, c->user);
             c->next = x->a->schemas;
             x->a->schemas = c;
             pthread_mutex_unlock(&x->a->mu);

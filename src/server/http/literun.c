@@ -503,17 +503,15 @@ static void lite_list(server *s, sbuf *b, bool *first)
         if (!l->db) continue;
         if (!*first) sb_add(b, ",", 1);
         *first = false;
-        size_t at = b->len;
-        sql_pool_json(b, l->name, NULL, "sqlite", "writer", weir_sqlite_writer(l->db));
-        if (b->len > at && b->p[b->len - 1] == '}') { /* and its group commits */
-            int64_t groups, writes, failed;
-            weir_sqlite_group_stats(l->db, &groups, &writes, &failed);
-            b->len--;
-            sb_printf(b, ",\"group_commits\":%lld,\"group_writes\":%lld,\"group_failed\":%lld}",
-                      (long long)groups, (long long)writes, (long long)failed);
-        }
+        int64_t groups, writes, failed;
+        weir_sqlite_group_stats(l->db, &groups, &writes, &failed);
+        char gc[160]; /* the writer's group commits */
+        snprintf(gc, sizeof gc,
+                 ",\"group_commits\":%lld,\"group_writes\":%lld,\"group_failed\":%lld",
+                 (long long)groups, (long long)writes, (long long)failed);
+        sql_pool_json(b, l->name, NULL, "sqlite", "writer", weir_sqlite_writer(l->db), gc);
         sb_add(b, ",", 1);
-        sql_pool_json(b, l->name, NULL, "sqlite", "reader", weir_sqlite_reader(l->db));
+        sql_pool_json(b, l->name, NULL, "sqlite", "reader", weir_sqlite_reader(l->db), NULL);
     }
     pthread_mutex_unlock(&a->mu);
 }

@@ -762,7 +762,7 @@ static void my_list(server *s, sbuf *b, bool *first)
         if (!l->pool) continue;
         if (!*first) sb_add(b, ",", 1);
         *first = false;
-        sql_pool_json(b, l->name, NULL, "mysql", "transaction", l->pool);
+        sql_pool_json(b, l->name, NULL, "mysql", "transaction", l->pool, NULL);
     }
     pthread_mutex_unlock(&a->mu);
 }

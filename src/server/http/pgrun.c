@@ -545,7 +545,7 @@ static wstats *pg_stats(server *s, void *t)
 }
 
 void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, const char *mode,
-                   weir_pool *p)
+                   weir_pool *p, const char *extra)
 {
     weir_pool_stats st;
     if (weir_pool_stats_get(p, &st)) return;
@@ -572,6 +572,7 @@ void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, 
         sb_str(b, ",\"last_error\":");
         sb_jstr(b, err);
     }
+    if (extra) sb_str(b, extra);
     sb_str(b, "}");
 }
 
@@ -581,7 +582,7 @@ static void pg_list(server *s, sbuf *b, bool *first)
     for (spool *p = s->pools; p; p = p->next) {
         if (!*first) sb_add(b, ",", 1);
         *first = false;
-        sql_pool_json(b, p->db, p->user, "postgresql", cfg_pool_mode_name(p->mode), p->pool);
+        sql_pool_json(b, p->db, p->user, "postgresql", cfg_pool_mode_name(p->mode), p->pool, NULL);
     }
     pthread_mutex_unlock(&s->pools_lock);
 }

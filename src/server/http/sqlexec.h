@@ -71,9 +71,10 @@ extern const sql_engine *const sql_engine_mysql;  /* NULL in a build without MyS
  * (within a second), else why not, in status. */
 void sql_mysql_ready(server *s, const cfg_db *db, char *status, size_t len);
 
-/* One JSON object of /v1/pools. */
+/* One JSON object of /v1/pools; extra: more members of the engine's own
+ * (",\"name\":value..."), or NULL. */
 void sql_pool_json(sbuf *b, const char *db, const char *user, const char *kind, const char *mode,
-                   weir_pool *p);
+                   weir_pool *p, const char *extra);
 
 /* auth_query: the secret (second column) for user in *secret (malloc'd; NULL
  * if there is no row or it is NULL or empty); *named: the row names a user
