@@ -462,11 +462,7 @@ int weir_sqlite_write(weir_sqlite *db, weir_sqlite_write_fn fn, void *ud, char *
     if (!db || !fn) return WEIR_EINVAL;
     if (err && errlen) err[0] = '\0';
     gc_job me = {.fn = fn, .ud = ud, .err = err, .errlen = errlen};
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&me.cv, &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&me.cv, NULL); /* waited on without a timeout */
     pthread_mutex_lock(&db->gc_mu);
     if (db->gc_tail)
         db->gc_tail->next = &me;
