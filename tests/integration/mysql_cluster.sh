@@ -31,17 +31,7 @@ start)
         mariadb-install-db --no-defaults --datadir="$dir/data" --user="$user" \
             --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 ||
             { cat "$dir/install.log" >&2; exit 1; }
-        (cd "$dir" &&
-            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=weir-test-ca \
-                -keyout ca.key -out ca.crt &&
-            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca \
-                -keyout other-ca.key -out other-ca.crt &&
-            openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
-                -keyout server.key -out server.csr &&
-            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext &&
-            openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-                -days 2 -extfile san.ext -out server.crt) >"$dir/openssl.log" 2>&1 ||
-            { cat "$dir/openssl.log" >&2; exit 1; }
+        sh "$(dirname "$0")/test_ca.sh" "$dir"
         [ "$(id -u)" = 0 ] && chown mysql "$dir/server.key" "$dir/server.crt"
         created=1
     fi

@@ -42,18 +42,7 @@ synchronous_commit = off
 full_page_writes = off
 CONF
         if [ "${PG_SSL:-0}" = 1 ]; then
-            (cd "$dir" &&
-                openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=weir-test-ca \
-                    -keyout ca.key -out ca.crt &&
-                openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca \
-                    -keyout other-ca.key -out other-ca.crt &&
-                openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
-                    -keyout server.key -out server.csr &&
-                printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext &&
-                openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-                    -days 2 -extfile san.ext -out server.crt) >"$dir/openssl.log" 2>&1 ||
-                { cat "$dir/openssl.log" >&2; exit 1; }
-            chmod 600 "$dir/server.key"
+            sh "$(dirname "$0")/test_ca.sh" "$dir"
             [ "$(id -u)" = 0 ] && chown postgres "$dir/server.key" "$dir/server.crt"
             printf "ssl = on\nssl_cert_file = '%s/server.crt'\nssl_key_file = '%s/server.key'\n" \
                 "$dir" "$dir" >>"$dir/data/postgresql.conf"
