@@ -6,6 +6,10 @@
  *
  * At 1 and 8 threads, GET / per second and the latency's p50 and p99 for
  *   weir         weir_http_request() on a pool of as many connections as threads;
+ *   weir_mux     the same with multiplex=1: the pool's handles share one multi
+ *                handle and its connections, driven by the pool's thread (what
+ *                an https:// pool does by default, for HTTP/2): the cost of
+ *                that hand-off, over HTTP/1.1;
  *   per_request  a new easy handle per request (a new connection each time);
  *   share        a new easy handle per request, connections from one CURLSH
  *                (CURL_LOCK_DATA_CONNECT): libcurl's own shared connection cache;
@@ -96,8 +100,8 @@ static int start_server(void)
 
 /* --- the clients ----------------------------------------------------------------- */
 
-enum kind { WEIR, PER_REQUEST, SHARE, HANDLE, NKINDS };
-static const char *const names[] = {"weir", "per_request", "share", "handle"};
+enum kind { WEIR, WEIR_MUX, PER_REQUEST, SHARE, HANDLE, NKINDS };
+static const char *const names[] = {"weir", "weir_mux", "per_request", "share", "handle"};
 
 #define MAX_LAT 200000
 
@@ -139,7 +143,8 @@ static void *work(void *arg)
         int64_t t0 = weir_now_ns();
         bool ok = false;
         switch (x->kind) {
-        case WEIR: {
+        case WEIR:
+        case WEIR_MUX: {
             weir_http_req rq = {.path = "/"};
             weir_http_resp rs;
             ok = weir_http_request(x->pool, &rq, &rs) == 0 && rs.status == 200;
@@ -202,13 +207,15 @@ static result run(enum kind kind, int threads, double secs)
 {
     weir_pool *pool = NULL;
     CURLSH *share = NULL;
-    if (kind == WEIR) {
+    if (kind == WEIR || kind == WEIR_MUX) {
         weir_options o;
         weir_options_init(&o);
         o.max_size = threads;
         o.min_idle = threads;
         char err[256];
-        if (weir_http_pool_create(&pool, origin, &o, NULL, err, sizeof err)) {
+        char where[96];
+        snprintf(where, sizeof where, "%s%s", origin, kind == WEIR_MUX ? "?multiplex=1" : "");
+        if (weir_http_pool_create(&pool, where, &o, NULL, err, sizeof err)) {
             fprintf(stderr, "curl bench: %s\n", err);
             exit(1);
         }
@@ -294,9 +301,10 @@ int main(int argc, char **argv)
             printf(" %s_rps=%.0f %s_p50_us=%.0f %s_p99_us=%.0f", names[k], m[k], names[k],
                    bench_median(p50[k], reps), names[k], bench_median(p99[k], reps));
         }
-        printf(" weir_vs_per_request=%.2f weir_vs_share=%.2f weir_vs_handle=%.2f failed=%ld "
-               "reps=%d\n",
-               m[WEIR] / m[PER_REQUEST], m[WEIR] / m[SHARE], m[WEIR] / m[HANDLE], failed, reps);
+        printf(" weir_vs_per_request=%.2f weir_vs_share=%.2f weir_vs_handle=%.2f "
+               "mux_vs_weir=%.2f failed=%ld reps=%d\n",
+               m[WEIR] / m[PER_REQUEST], m[WEIR] / m[SHARE], m[WEIR] / m[HANDLE],
+               m[WEIR_MUX] / m[WEIR], failed, reps);
         fflush(stdout);
     }
     return 0;

@@ -6,21 +6,38 @@
  *   https://api.example.com[:port]?option=value&...
  *   http://127.0.0.1:8080
  *
- * (a path in it is ignored; requests name their own). Each pooled connection
- * is a libcurl easy handle holding one connection to the origin, kept alive
- * between requests: a request on it reuses the TCP connection and the TLS
- * session. HTTP/2 is negotiated over TLS where the server offers it (ALPN);
- * each handle then holds one HTTP/2 connection (requests are not multiplexed
- * across handles: the pool's size is the number of connections).
+ * (a path in it is ignored; requests name their own). Each pooled
+ * connection is a libcurl easy handle. How they hold TCP connections:
+ *
+ *  - Multiplexed (the default for https://, where HTTP/2 is negotiated with
+ *    ALPN, and with http_version=2-prior-knowledge): the pool's handles
+ *    share one libcurl multi handle, driven by a thread of the pool's own,
+ *    and its cache of connections. Where the server speaks HTTP/2,
+ *    concurrent requests from every handle go as streams over one TCP
+ *    connection (a second is opened only past the server's limit of
+ *    concurrent streams); where it speaks HTTP/1.1, each concurrent request
+ *    takes an idle connection from the cache or opens one. A pooled
+ *    connection is then a slot for one request at a time: the pool's size
+ *    bounds concurrent requests, and weir_http_stats_get() tells the TCP
+ *    connections (sockets_open).
+ *  - One connection per handle (the default for http://, and multiplex=0):
+ *    a handle holds its own connection to the origin, kept alive between
+ *    requests, and runs its transfers in the caller's thread. The pool's
+ *    size is the number of connections.
+ *
+ * Either way a request reuses an open TCP connection and TLS session.
  *
  * Connecting is real: the driver's connect opens the TCP connection under
  * the pool's connect_timeout (libcurl's own connect, so its messages:
  * "Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to
  * server"), and hands the socket to the handle; the TLS handshake happens on
  * the first request. So an unreachable origin fails fast, with the engine's
- * backoff, like a database. (Through a proxy, the connection is opened by
+ * backoff, like a database. (Multiplexed, a new slot connects only when the
+ * multi handle holds no connection, and its socket goes to the multi
+ * handle's next connection. Through a proxy, the connection is opened by
  * the first request instead.) Validation of an idle connection checks that
- * the server has not closed it (no request is sent). At checkin the handle
+ * the server has not closed it (no request is sent; multiplexed, libcurl
+ * checks a cached connection before it reuses it). At checkin the handle
  * is reset (curl_easy_reset) and given the pool's options again; its
  * connection stays.
  *
@@ -29,7 +46,12 @@
  *   verify=0              do not verify the server's certificate (default 1)
  *   cert, key             a client certificate and its key (PEM)
  *   proxy, noproxy        as libcurl's CURLOPT_PROXY / CURLOPT_NOPROXY
- *   http_version=1.1|2    2 (default): HTTP/2 over TLS when offered; 1.1: never
+ *   http_version=1.1|2|2-prior-knowledge
+ *                         2 (default): HTTP/2 over TLS when offered; 1.1:
+ *                         never; 2-prior-knowledge: HTTP/2 without asking,
+ *                         also over plain http:// ("h2c")
+ *   multiplex=0|1         share connections among the pool's handles (above;
+ *                         default 1 where HTTP/2 may be spoken, else 0)
  *   timeout=MS            a request's total time (default 30000)
  *   retries=N             retries of an idempotent request (default 3)
  *   retry_max_time=MS     retries stop once this much time has gone (default 10000)
@@ -73,6 +95,12 @@ WEIR_API int weir_http_pool_create(weir_pool **out, const char *url, const weir_
  *  not curl_easy_cleanup() it. NULL if c is NULL. */
 WEIR_API CURL *weir_http_handle(const weir_conn *c);
 
+/** Perform the transfer set up on weir_http_handle(c)'s handle, as
+ *  curl_easy_perform() does, but through the pool: multiplexed, on the
+ *  pool's shared connections (a plain curl_easy_perform() of the handle
+ *  works too, but on a connection of its own). Returns a CURLcode. */
+WEIR_API int weir_http_perform(const weir_conn *c);
+
 /** A request for weir_http_request(). Zero it, then fill in what you need. */
 typedef struct weir_http_req {
     const char *method;         /**< "GET" when NULL */
@@ -114,10 +142,13 @@ WEIR_API void weir_http_resp_free(weir_http_resp *rs);
 
 /** A pool's HTTP figures, besides the engine's (weir_pool_stats). */
 typedef struct weir_http_stats {
-    int64_t requests_total;     /**< attempts made (each retry counts) */
-    int64_t retries_total;      /**< attempts after the first */
-    int64_t responses_total[6]; /**< by status class: [1] 1xx ... [5] 5xx; [0] other */
-    int64_t failures_total;     /**< attempts that got no response (connect, timeout, ...) */
+    int64_t requests_total;       /**< attempts made (each retry counts) */
+    int64_t retries_total;        /**< attempts after the first */
+    int64_t responses_total[6];   /**< by status class: [1] 1xx ... [5] 5xx; [0] other */
+    int64_t failures_total;       /**< attempts that got no response (connect, timeout, ...) */
+    bool multiplexed;             /**< the pool's handles share connections */
+    int64_t sockets_open;         /**< multiplexed: TCP connections open now; -1 otherwise */
+    int64_t sockets_opened_total; /**< multiplexed: TCP connections opened, ever; -1 otherwise */
 } weir_http_stats;
 
 /** The HTTP figures of a pool made by this driver (WEIR_EINVAL otherwise). */

@@ -1,7 +1,21 @@
-/* http.c — the HTTP driver (libcurl): one keep-alive connection per easy
- * handle, a real TCP connect in the driver's connect, validation without a
- * request, reset on checkin, a request helper with retries, the registry's
- * http:// and https:// schemes. */
+/* http.c — the HTTP driver (libcurl): keep-alive connections to one origin,
+ * a real TCP connect in the driver's connect, validation without a request,
+ * reset on checkin, a request helper with retries, the registry's http://
+ * and https:// schemes.
+ *
+ * Two ways to hold connections:
+ *  - one connection per easy handle (multiplex=0, and plain http:// by
+ *    default): each pooled handle owns its TCP connection and runs its
+ *    transfers with curl_easy_perform in the caller's thread;
+ *  - multiplexed (https:// with HTTP/2, or http_version=2-prior-knowledge):
+ *    the pool's handles share one curl multi handle, driven by a thread of
+ *    the pool's own, and its connection cache. Where the server speaks
+ *    HTTP/2, concurrent requests from all handles go as streams over one
+ *    connection (CURLOPT_PIPEWAIT: a new request waits to learn whether the
+ *    open connection multiplexes rather than opening another); over HTTP/1.1
+ *    each concurrent request takes an idle cached connection or opens one.
+ *    A pooled "connection" is then a slot for one request at a time, and
+ *    the pool's size bounds concurrent requests, not TCP connections. */
 #include "weir/weir_http.h"
 
 #include "../lib/scheme.h"
@@ -23,12 +37,51 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A pre-connected socket from the driver's connect, waiting for the multi
+ * handle to open a connection (multiplexed mode). */
+typedef struct stashed {
+    int fd;
+    int64_t at; /* weir_now_ns() when connected */
+} stashed;
+
+enum { STASH_MAX = 8 };
+#define STASH_TTL_NS INT64_C(2000000000)
+
+typedef struct mux_job {
+    CURL *h;
+    CURLcode rc;
+    bool done;
+    pthread_cond_t cv;
+    struct mux_job *next;
+} mux_job;
+
+/* The shared multi handle of a multiplexed pool and its thread. */
+typedef struct http_mux {
+    pthread_mutex_t mu;
+    pthread_mutex_t probe_mu; /* one reachability probe at a time */
+    pthread_t thr;
+    bool started, stop;
+    CURLM *m;
+    mux_job *queue, *queue_tail; /* submitted, not yet added to m */
+    mux_job *running;            /* in m (only the thread touches this list) */
+    stashed stash[STASH_MAX];
+    int nstash;
+    int handed[STASH_MAX]; /* stashed sockets just given to curl: sockopt says "connected" */
+    int nhanded;
+    _Atomic int sockets;    /* open connection sockets */
+    _Atomic int64_t opened; /* connection sockets opened (or handed over), ever */
+} http_mux;
+
 typedef struct http_target {
     char origin[512];      /* scheme://host[:port], no credentials, no path */
     char connect_url[520]; /* http://host:port/ for the TCP-only connect */
     bool tls;
     char *ca_file, *ca_path, *cert, *key, *proxy, *noproxy, *user_agent;
-    bool verify, http2;
+    bool verify, http2, h2c;
+    int multiplex;       /* MUX_OFF, MUX_AUTO, MUX_ON; -1 until the options are read */
+    _Atomic bool mux_on; /* new handles are multiplexed (MUX_AUTO: once HTTP/2 was seen) */
+    long cache_max;      /* the multi handle's connection cache */
+    http_mux *mux;       /* unless MUX_OFF */
     int64_t timeout_ms, retry_max_time_ms, backoff_base_ms, backoff_max_ms;
     int retries;
     size_t max_response;
@@ -36,12 +89,16 @@ typedef struct http_target {
     char describe[512];
 } http_target;
 
+enum { MUX_OFF, MUX_AUTO, MUX_ON };
+
 typedef struct http_conn {
     CURL *h;
     http_target *t;
-    int prefd;    /* connected by connect(), not yet handed to the handle; -1 */
-    bool handing; /* opensocket just gave prefd: sockopt says "connected" */
-    bool raw;     /* the caller had the handle (weir_http_handle): reset it at checkin */
+    bool mux;        /* this handle's transfers run on the shared multi handle */
+    int prefd;       /* connected by connect(), not yet handed to the handle; -1 */
+    bool handing;    /* opensocket just gave prefd: sockopt says "connected" */
+    bool raw;        /* the caller had the handle (weir_http_handle): reset it at checkin */
+    weir_pool *pool; /* set with raw */
     int64_t connect_timeout_ms;
 } http_conn;
 
@@ -53,10 +110,207 @@ static void lib_init(void)
     lib_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* --- the multiplexed mode's multi handle ---------------------------------------- */
+
+static bool sock_alive(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 0; /* a fresh connection has nothing to read yet */
+}
+
+/* Close stashed sockets older than the TTL (or all); under x->mu. */
+static void stash_expire(http_mux *x, bool all)
+{
+    int64_t now = weir_now_ns();
+    int k = 0;
+    for (int i = 0; i < x->nstash; i++) {
+        if (all || now - x->stash[i].at > STASH_TTL_NS)
+            close(x->stash[i].fd);
+        else
+            x->stash[k++] = x->stash[i];
+    }
+    x->nstash = k;
+}
+
+static curl_socket_t mux_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    http_mux *x = ud;
+    int fd = -1;
+    if (purpose == CURLSOCKTYPE_IPCXN) {
+        pthread_mutex_lock(&x->mu);
+        stash_expire(x, false);
+        while (fd < 0 && x->nstash > 0) {
+            int s = x->stash[--x->nstash].fd;
+            if (sock_alive(s) && x->nhanded < STASH_MAX)
+                x->handed[x->nhanded++] = fd = s;
+            else
+                close(s);
+        }
+        pthread_mutex_unlock(&x->mu);
+    }
+    if (fd < 0) fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0) return CURL_SOCKET_BAD;
+    atomic_fetch_add(&x->sockets, 1);
+    atomic_fetch_add(&x->opened, 1);
+    return fd;
+}
+
+static int mux_sock_opt(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)purpose;
+    http_mux *x = ud;
+    int rc = CURL_SOCKOPT_OK;
+    pthread_mutex_lock(&x->mu);
+    for (int i = 0; i < x->nhanded; i++)
+        if (x->handed[i] == (int)fd) {
+            x->handed[i] = x->handed[--x->nhanded];
+            rc = CURL_SOCKOPT_ALREADY_CONNECTED;
+            break;
+        }
+    pthread_mutex_unlock(&x->mu);
+    return rc;
+}
+
+static int mux_close_socket(void *ud, curl_socket_t fd)
+{
+    http_mux *x = ud;
+    atomic_fetch_sub(&x->sockets, 1);
+    return close((int)fd);
+}
+
+static void job_finish(http_mux *x, mux_job *j, CURLcode rc)
+{
+    pthread_mutex_lock(&x->mu);
+    j->rc = rc;
+    j->done = true;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&x->mu);
+}
+
+/* The pool's thread: adds submitted transfers to the multi handle, drives
+ * them, hands each result back to its caller. */
+static void *mux_main(void *arg)
+{
+    http_mux *x = arg;
+    for (;;) {
+        pthread_mutex_lock(&x->mu);
+        bool stop = x->stop;
+        mux_job *q = x->queue;
+        x->queue = x->queue_tail = NULL;
+        stash_expire(x, false);
+        pthread_mutex_unlock(&x->mu);
+        if (stop) break;
+        while (q) {
+            mux_job *next = q->next;
+            CURLMcode mc = curl_multi_add_handle(x->m, q->h);
+            if (mc != CURLM_OK) {
+                job_finish(x, q, CURLE_FAILED_INIT);
+            } else {
+                q->next = x->running;
+                x->running = q;
+            }
+            q = next;
+        }
+        int still;
+        curl_multi_perform(x->m, &still);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(x->m, &left))) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            CURL *h = msg->easy_handle;
+            CURLcode rc = msg->data.result; /* msg dies with the removal */
+            mux_job **pp = &x->running;
+            while (*pp && (*pp)->h != h) pp = &(*pp)->next;
+            curl_multi_remove_handle(x->m, h);
+            if (*pp) {
+                mux_job *j = *pp;
+                *pp = j->next;
+                job_finish(x, j, rc);
+            }
+        }
+        curl_multi_poll(x->m, NULL, 0, 1000, NULL);
+    }
+    return NULL;
+}
+
+static http_mux *mux_new(void)
+{
+    http_mux *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    pthread_mutex_init(&x->mu, NULL);
+    pthread_mutex_init(&x->probe_mu, NULL);
+    return x;
+}
+
+/* The multi handle and its thread, on the first connect. */
+static int mux_start(http_mux *x, long cache_max, char *err, size_t errlen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&x->mu);
+    if (!x->started) {
+        x->m = curl_multi_init();
+        if (!x->m) {
+            rc = WEIR_ENOMEM;
+        } else {
+            curl_multi_setopt(x->m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+            curl_multi_setopt(x->m, CURLMOPT_MAXCONNECTS, cache_max);
+            if (pthread_create(&x->thr, NULL, mux_main, x)) {
+                curl_multi_cleanup(x->m);
+                x->m = NULL;
+                rc = WEIR_ENOMEM;
+            } else {
+                x->started = true;
+            }
+        }
+        if (rc) snprintf(err, errlen, "cannot start the HTTP/2 multiplexing thread");
+    }
+    pthread_mutex_unlock(&x->mu);
+    return rc;
+}
+
+static void mux_free(http_mux *x)
+{
+    if (!x) return;
+    if (x->started) {
+        pthread_mutex_lock(&x->mu);
+        x->stop = true;
+        pthread_mutex_unlock(&x->mu);
+        curl_multi_wakeup(x->m);
+        pthread_join(x->thr, NULL);
+        for (mux_job *j = x->running; j; j = j->next) curl_multi_remove_handle(x->m, j->h);
+        curl_multi_cleanup(x->m); /* closes the cached connections */
+    }
+    stash_expire(x, true);
+    pthread_mutex_destroy(&x->mu);
+    pthread_mutex_destroy(&x->probe_mu);
+    free(x);
+}
+
+/* Run h's transfer on the shared multi handle; back when it is done. */
+static CURLcode mux_perform(http_mux *x, CURL *h)
+{
+    mux_job j = {.h = h};
+    pthread_cond_init(&j.cv, NULL);
+    pthread_mutex_lock(&x->mu);
+    if (x->queue_tail)
+        x->queue_tail->next = &j;
+    else
+        x->queue = &j;
+    x->queue_tail = &j;
+    pthread_mutex_unlock(&x->mu);
+    curl_multi_wakeup(x->m);
+    pthread_mutex_lock(&x->mu);
+    while (!j.done) pthread_cond_wait(&j.cv, &x->mu);
+    pthread_mutex_unlock(&x->mu);
+    pthread_cond_destroy(&j.cv);
+    return j.rc;
+}
+
 static void target_free(void *ctx)
 {
     http_target *t = ctx;
     if (!t) return;
+    mux_free(t->mux);
     char **strs[] = {&t->ca_file, &t->ca_path, &t->cert,      &t->key,
                      &t->proxy,   &t->noproxy, &t->user_agent};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) free(*strs[i]);
@@ -104,10 +358,26 @@ static int set_option(http_target *t, const char *k, char *v, char *why, size_t 
         else
             rc = (snprintf(why, whylen, "verify is 0 or 1"), -1);
     } else if (!strcmp(k, "http_version")) {
-        if (!strcmp(v, "2") || !strcmp(v, "1.1"))
+        const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+        if (!strcmp(v, "2-prior-knowledge") && vi->version_num < 0x080000) {
+            /* 7.x switches in a second HTTP/2 layer on a reused connection
+             * and fails with "Error in the HTTP2 framing layer" */
+            rc = (snprintf(why, whylen,
+                           "http_version=2-prior-knowledge needs libcurl 8.0 or later "
+                           "(libcurl %s cannot reuse such a connection)",
+                           vi->version),
+                  -1);
+        } else if (!strcmp(v, "2") || !strcmp(v, "1.1") || !strcmp(v, "2-prior-knowledge")) {
             t->http2 = v[0] == '2';
+            t->h2c = v[1] == '-';
+        } else {
+            rc = (snprintf(why, whylen, "http_version is 1.1, 2 or 2-prior-knowledge"), -1);
+        }
+    } else if (!strcmp(k, "multiplex")) {
+        if (!strcmp(v, "1") || !strcmp(v, "0") || !strcmp(v, "auto"))
+            t->multiplex = v[0] == '1' ? MUX_ON : v[0] == '0' ? MUX_OFF : MUX_AUTO;
         else
-            rc = (snprintf(why, whylen, "http_version is 1.1 or 2"), -1);
+            rc = (snprintf(why, whylen, "multiplex is auto, 0 or 1"), -1);
     } else if (!strcmp(k, "retries")) {
         if (to_i64(v, 0, 100, &x))
             t->retries = (int)x;
@@ -164,6 +434,8 @@ int weir_http_target_new(const char *url, void **ctx, char *err, size_t errlen)
     t->tls = tls;
     t->verify = true;
     t->http2 = true;
+    t->multiplex = -1;
+    t->cache_max = 64;
     t->timeout_ms = 30000;
     t->retries = 3;
     t->retry_max_time_ms = 10000;
@@ -214,6 +486,14 @@ int weir_http_target_new(const char *url, void **ctx, char *err, size_t errlen)
             }
             p = *end == '&' ? end + 1 : end;
         }
+    }
+    if (t->multiplex < 0 || (t->multiplex == MUX_AUTO && t->h2c))
+        t->multiplex = t->h2c ? MUX_ON : (tls && t->http2) ? MUX_AUTO : MUX_OFF;
+    if (t->multiplex == MUX_AUTO && !t->http2) t->multiplex = MUX_OFF; /* never HTTP/2 */
+    atomic_init(&t->mux_on, t->multiplex == MUX_ON);
+    if (t->multiplex != MUX_OFF && !(t->mux = mux_new())) {
+        target_free(t);
+        return WEIR_ENOMEM;
     }
     if (!t->user_agent) {
         char ua[64];
@@ -268,11 +548,12 @@ static void base_options(http_conn *c)
     curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)t->timeout_ms);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
-                     t->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+                     t->h2c     ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                     : t->http2 ? (long)CURL_HTTP_VERSION_2TLS
+                                : (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, t->verify ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, t->verify ? 2L : 0L);
     if (t->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, t->ca_file);
@@ -284,10 +565,21 @@ static void base_options(http_conn *c)
     curl_easy_setopt(h, CURLOPT_USERAGENT, t->user_agent);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, t->tls ? "https" : "http");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, t->tls ? "https" : "http");
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, c);
-    curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, sock_opt);
-    curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, c);
+    if (c->mux) { /* the connections are the multi handle's */
+        curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, mux_open_socket);
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, t->mux);
+        curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, mux_sock_opt);
+        curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, t->mux);
+        curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, mux_close_socket);
+        curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, t->mux);
+    } else {
+        curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 1L);
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, c);
+        curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, sock_opt);
+        curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, c);
+    }
     curl_easy_setopt(h, CURLOPT_PRIVATE, c);
 }
 
@@ -306,11 +598,33 @@ static int http_connect(void *ctx, int64_t deadline, void **out, char *err, size
         snprintf(err, errlen, "out of memory");
         return WEIR_ENOMEM;
     }
+    c->mux = atomic_load(&t->mux_on);
     base_options(c);
-    if (!t->proxy) {
+    if (c->mux) {
+        int rc = mux_start(t->mux, t->cache_max, err, errlen);
+        if (rc) {
+            curl_easy_cleanup(c->h);
+            free(c);
+            return rc;
+        }
+    }
+    /* Multiplexed, a slot needs no connection of its own: the origin is
+     * known to be reachable while the multi handle holds a connection, or
+     * a fresh socket waits in the stash. */
+    bool probe_needed = !t->proxy;
+    if (c->mux && probe_needed) {
+        pthread_mutex_lock(&t->mux->probe_mu); /* concurrent connects: one probe */
+        pthread_mutex_lock(&t->mux->mu);
+        stash_expire(t->mux, false);
+        probe_needed = atomic_load(&t->mux->sockets) == 0 && t->mux->nstash == 0;
+        pthread_mutex_unlock(&t->mux->mu);
+        if (!probe_needed) pthread_mutex_unlock(&t->mux->probe_mu);
+    }
+    if (probe_needed) {
         /* TCP only, by libcurl (its messages, its resolver, happy eyeballs):
          * a connect-only transfer of http:// to the same host and port;
-         * the socket goes to the handle, which does TLS on first use. */
+         * the socket goes to the handle (or, multiplexed, to the multi
+         * handle's next connection), which does TLS on first use. */
         CURL *probe = curl_easy_init();
         char ebuf[CURL_ERROR_SIZE] = "";
         CURLcode rc = CURLE_OUT_OF_MEMORY;
@@ -326,7 +640,18 @@ static int http_connect(void *ctx, int64_t deadline, void **out, char *err, size
         if (rc == CURLE_OK) curl_easy_getinfo(probe, CURLINFO_ACTIVESOCKET, &s);
         if (s != CURL_SOCKET_BAD) c->prefd = fcntl((int)s, F_DUPFD_CLOEXEC, 0);
         if (probe) curl_easy_cleanup(probe);
-        if (rc != CURLE_OK || c->prefd < 0) {
+        if (c->mux && c->prefd >= 0) { /* for the multi handle's next connection */
+            pthread_mutex_lock(&t->mux->mu);
+            if (t->mux->nstash < STASH_MAX)
+                t->mux->stash[t->mux->nstash++] = (stashed){c->prefd, weir_now_ns()};
+            else
+                close(c->prefd);
+            pthread_mutex_unlock(&t->mux->mu);
+            c->prefd = -1;
+        }
+        if (c->mux) pthread_mutex_unlock(&t->mux->probe_mu);
+        if (rc != CURLE_OK || (!c->mux && c->prefd < 0) || s == CURL_SOCKET_BAD) {
+            if (c->prefd >= 0) close(c->prefd);
             snprintf(err, errlen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(rc));
             curl_easy_cleanup(c->h);
             free(c);
@@ -353,6 +678,7 @@ static int http_validate(void *ctx, void *conn, int64_t deadline, char *err, siz
     (void)deadline;
     http_target *t = ctx;
     http_conn *c = conn;
+    if (c->mux) return 0; /* no connection of its own: curl checks its cache's before reuse */
     int fd = conn_fd(c);
     if (fd < 0) {
         if (t->proxy) return 0; /* opened by the next request */
@@ -369,18 +695,50 @@ static int http_validate(void *ctx, void *conn, int64_t deadline, char *err, siz
     return WEIR_EDRIVER;
 }
 
+/* multiplex=auto: h's last transfer came over HTTP/2, so the origin offers
+ * it; new handles share the multi handle from now on. True if this call
+ * made the switch. */
+static bool learn_http2(http_target *t, http_conn *c)
+{
+    if (t->multiplex != MUX_AUTO || c->mux || atomic_load(&t->mux_on)) return false;
+    long v = 0;
+    if (curl_easy_getinfo(c->h, CURLINFO_HTTP_VERSION, &v) != CURLE_OK ||
+        v != CURL_HTTP_VERSION_2_0)
+        return false;
+    bool off = false;
+    return atomic_compare_exchange_strong(&t->mux_on, &off, true);
+}
+
+/* A transfer on c's handle, multiplexed or not; pool: where c came from. */
+static CURLcode conn_perform(weir_pool *pool, http_conn *c)
+{
+    CURLcode cc = c->mux ? mux_perform(c->t->mux, c->h) : curl_easy_perform(c->h);
+    if (cc == CURLE_OK && learn_http2(c->t, c))
+        weir_pool_evict_all(pool); /* the handles with connections of their own give way */
+    return cc;
+}
+
 static bool http_is_dirty(void *ctx, void *conn)
 {
-    (void)ctx;
-    return ((http_conn *)conn)->raw; /* the caller may have set anything on it */
+    http_target *t = ctx;
+    http_conn *c = conn;
+    if (c->raw && learn_http2(t, c)) /* the caller's own curl_easy_perform() */
+        weir_pool_evict_all(c->pool);
+    /* raw: the caller may have set anything on it; a handle of the other
+     * kind than new ones get (the origin turned out to speak HTTP/2) */
+    return c->raw || c->mux != atomic_load(&t->mux_on);
 }
 
 static int http_reset(void *ctx, void *conn, char *err, size_t errlen)
 {
-    (void)ctx;
-    (void)err;
-    (void)errlen;
+    http_target *t = ctx;
     http_conn *c = conn;
+    if (c->mux != atomic_load(&t->mux_on)) {
+        snprintf(err, errlen,
+                 "%s speaks HTTP/2: the pool's handles share multiplexed connections now",
+                 t->describe);
+        return WEIR_EDRIVER;
+    }
     curl_easy_reset(c->h); /* options back to libcurl's; the connection stays */
     base_options(c);
     c->raw = false;
@@ -426,7 +784,18 @@ int weir_http_pool_create(weir_pool **out, const char *url, const weir_options *
     char tmp[256];
     int rc = weir_http_target_new(url, &ctx, err ? err : tmp, err ? errlen : sizeof tmp);
     if (rc) return rc;
+    http_target *t = ctx;
+    if (opts && opts->max_size > t->cache_max)
+        t->cache_max = opts->max_size < 100000 ? (long)opts->max_size : 100000;
     return weir_pool_create(out, &http_driver, ctx, opts, hooks);
+}
+
+int weir_http_perform(const weir_conn *c)
+{
+    http_conn *hc = c ? weir_conn_handle(c) : NULL;
+    if (!hc) return CURLE_BAD_FUNCTION_ARGUMENT;
+    hc->raw = true;
+    return conn_perform(weir_conn_pool(c), hc);
 }
 
 CURL *weir_http_handle(const weir_conn *c)
@@ -434,6 +803,7 @@ CURL *weir_http_handle(const weir_conn *c)
     http_conn *hc = c ? weir_conn_handle(c) : NULL;
     if (!hc) return NULL;
     hc->raw = true;
+    hc->pool = weir_conn_pool(c);
     return hc->h;
 }
 
@@ -614,7 +984,7 @@ int weir_http_request(weir_pool *pool, const weir_http_req *rq, weir_http_resp *
             }
             if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST"))
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-            cc = curl_easy_perform(h);
+            cc = conn_perform(pool, c);
             /* what this request set, back to the pool's (cheaper than a
              * curl_easy_reset at checkin; the buffers were on this stack) */
             curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
@@ -725,6 +1095,9 @@ int weir_http_stats_get(weir_pool *pool, weir_http_stats *st)
     st->retries_total = atomic_load(&t->retries_done);
     for (int i = 0; i < 6; i++) st->responses_total[i] = atomic_load(&t->responses[i]);
     st->failures_total = atomic_load(&t->failures);
+    st->multiplexed = atomic_load(&t->mux_on);
+    st->sockets_open = t->mux ? atomic_load(&t->mux->sockets) : -1;
+    st->sockets_opened_total = t->mux ? atomic_load(&t->mux->opened) : -1;
     return 0;
 }
 
@@ -769,6 +1142,14 @@ char *weir_http_prometheus(weir_pool *pool, size_t *len)
         int k = i % 6;
         w = snprintf(out + n, cap - n, "weir_http_responses_total{pool=\"%s\",class=\"%s\"} %lld\n",
                      label, cls[k], (long long)st.responses_total[k]);
+        n += (size_t)w;
+    }
+    if (st.multiplexed) {
+        w = snprintf(out + n, cap - n,
+                     "# HELP weir_http_sockets_open TCP connections the pool's handles share.\n"
+                     "# TYPE weir_http_sockets_open gauge\n"
+                     "weir_http_sockets_open{pool=\"%s\"} %lld\n",
+                     label, (long long)st.sockets_open);
         n += (size_t)w;
     }
     if (len) *len = n;
