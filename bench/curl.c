@@ -15,6 +15,15 @@
  *                (CURL_LOCK_DATA_CONNECT): libcurl's own shared connection cache;
  *   handle       one easy handle per thread, kept: the floor (no pool at all,
  *                each thread owns its connection).
+ *
+ * Then, where Node.js is installed, the same over HTTP/2 with TLS against
+ * tests/integration/h2_server.js (Node's http2 module, one process: the
+ * server is the bottleneck, and what is compared is what each client asks
+ * of it), at 8 threads:
+ *   weir         a pool that switched to multiplexing (all requests as
+ *                streams over one connection);
+ *   own          multiplex=0: each handle its own HTTP/2 connection;
+ *   per_request  a new easy handle per request (a TCP and TLS handshake each).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -22,11 +31,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "weir/weir.h"
@@ -100,10 +111,12 @@ static int start_server(void)
 
 /* --- the clients ----------------------------------------------------------------- */
 
-enum kind { WEIR, WEIR_MUX, PER_REQUEST, SHARE, HANDLE, NKINDS };
+enum kind { WEIR, WEIR_MUX, PER_REQUEST, SHARE, HANDLE, NKINDS, H2_WEIR = NKINDS, H2_OWN, H2_PER };
 static const char *const names[] = {"weir", "weir_mux", "per_request", "share", "handle"};
 
 #define MAX_LAT 200000
+
+static char h2_origin[96], h2_url[128], h2_ca[96]; /* the HTTP/2 server's */
 
 typedef struct ctx {
     enum kind kind;
@@ -122,9 +135,10 @@ static size_t discard(char *d, size_t s, size_t n, void *u)
     return s * n;
 }
 
-static bool plain(CURL *h)
+static bool plain(CURL *h, bool h2)
 {
-    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_URL, h2 ? h2_url : url);
+    if (h2) curl_easy_setopt(h, CURLOPT_CAINFO, h2_ca);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
@@ -144,23 +158,28 @@ static void *work(void *arg)
         bool ok = false;
         switch (x->kind) {
         case WEIR:
-        case WEIR_MUX: {
-            weir_http_req rq = {.path = "/"};
+        case WEIR_MUX:
+        case H2_WEIR:
+        case H2_OWN: {
+            weir_http_req rq = {.path = x->kind >= H2_WEIR ? "/hello" : "/"};
             weir_http_resp rs;
             ok = weir_http_request(x->pool, &rq, &rs) == 0 && rs.status == 200;
+            if (!ok && x->kind >= H2_WEIR && !x->failed)
+                fprintf(stderr, "curl bench: %ld %s\n", rs.status, rs.error);
             weir_http_resp_free(&rs);
             break;
         }
         case PER_REQUEST:
-        case SHARE: {
+        case SHARE:
+        case H2_PER: {
             CURL *h = curl_easy_init();
             if (x->kind == SHARE) curl_easy_setopt(h, CURLOPT_SHARE, x->share);
-            ok = h && plain(h);
+            ok = h && plain(h, x->kind == H2_PER);
             curl_easy_cleanup(h);
             break;
         }
         default:
-            ok = plain(mine);
+            ok = plain(mine, false);
         }
         if (!ok) {
             failed++;
@@ -207,17 +226,35 @@ static result run(enum kind kind, int threads, double secs)
 {
     weir_pool *pool = NULL;
     CURLSH *share = NULL;
-    if (kind == WEIR || kind == WEIR_MUX) {
+    if (kind == WEIR || kind == WEIR_MUX || kind == H2_WEIR || kind == H2_OWN) {
         weir_options o;
         weir_options_init(&o);
         o.max_size = threads;
         o.min_idle = threads;
         char err[256];
-        char where[96];
-        snprintf(where, sizeof where, "%s%s", origin, kind == WEIR_MUX ? "?multiplex=1" : "");
+        char where[256];
+        if (kind == H2_WEIR || kind == H2_OWN)
+            snprintf(where, sizeof where, "%s?ca_file=%s%s", h2_origin, h2_ca,
+                     kind == H2_OWN ? "&multiplex=0" : "");
+        else
+            snprintf(where, sizeof where, "%s%s", origin, kind == WEIR_MUX ? "?multiplex=1" : "");
         if (weir_http_pool_create(&pool, where, &o, NULL, err, sizeof err)) {
             fprintf(stderr, "curl bench: %s\n", err);
             exit(1);
+        }
+        if (kind == H2_WEIR) { /* the first answer, over HTTP/2, makes the switch */
+            weir_http_req rq = {.path = "/hello"};
+            weir_http_resp rs;
+            if (weir_http_request(pool, &rq, &rs) != 0 || rs.status != 200) {
+                fprintf(stderr, "curl bench: HTTP/2 server: %s\n", rs.error);
+                exit(1);
+            }
+            weir_http_resp_free(&rs);
+            weir_http_stats st;
+            if (weir_http_stats_get(pool, &st) || !st.multiplexed) {
+                fprintf(stderr, "curl bench: the pool did not switch to multiplexing\n");
+                exit(1);
+            }
         }
         bench_wait_warm(pool, threads);
     }
@@ -272,6 +309,72 @@ static result run(enum kind kind, int threads, double secs)
     return r;
 }
 
+/* Node's HTTP/2 server with a throwaway CA; false (and why) if it cannot run. */
+static pid_t h2_pid;
+static char h2_dir[64];
+
+static bool start_h2(void)
+{
+    snprintf(h2_dir, sizeof h2_dir, "/tmp/weir-bench-h2-XXXXXX");
+    if (!mkdtemp(h2_dir)) return false;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "sh %s/tests/integration/test_ca.sh %s DNS:localhost >/dev/null 2>&1",
+             WEIR_SOURCE_DIR, h2_dir);
+    if (system(cmd)) {
+        printf("curl bench: openssl could not make a test CA: the HTTP/2 figures are skipped\n");
+        return false;
+    }
+    int ls = socket(AF_INET, SOCK_STREAM, 0); /* a free port: bind, then let it go */
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (bind(ls, (struct sockaddr *)&a, sizeof a) || getsockname(ls, (struct sockaddr *)&a, &al))
+        return false;
+    int h2p = ntohs(a.sin_port);
+    close(ls);
+    char ports[16], cert[96], key[96], script[256];
+    snprintf(ports, sizeof ports, "%d", h2p);
+    snprintf(cert, sizeof cert, "%s/server.crt", h2_dir);
+    snprintf(key, sizeof key, "%s/server.key", h2_dir);
+    snprintf(script, sizeof script, "%s/tests/integration/h2_server.js", WEIR_SOURCE_DIR);
+    h2_pid = fork();
+    if (h2_pid == 0) {
+        execlp("node", "node", script, ports, cert, key, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        if (waitpid(h2_pid, NULL, WNOHANG) == h2_pid) {
+            printf("curl bench: node (Node.js) did not start: the HTTP/2 figures are skipped\n");
+            h2_pid = 0;
+            return false;
+        }
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in b = a;
+        bool up = connect(fd, (struct sockaddr *)&b, sizeof b) == 0;
+        close(fd);
+        if (up) {
+            snprintf(h2_origin, sizeof h2_origin, "https://localhost:%d", h2p);
+            snprintf(h2_url, sizeof h2_url, "https://localhost:%d/hello", h2p);
+            snprintf(h2_ca, sizeof h2_ca, "%s/ca.crt", h2_dir);
+            return true;
+        }
+        usleep(10000);
+    }
+    return false;
+}
+
+static void stop_h2(void)
+{
+    if (h2_pid > 0) {
+        kill(h2_pid, SIGKILL);
+        waitpid(h2_pid, NULL, 0);
+    }
+    if (h2_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", h2_dir);
+        if (system(cmd)) fprintf(stderr, "could not remove %s\n", h2_dir);
+    }
+}
+
 int main(int argc, char **argv)
 {
     double secs = 1;
@@ -307,5 +410,31 @@ int main(int argc, char **argv)
                m[WEIR_MUX] / m[WEIR], failed, reps);
         fflush(stdout);
     }
+    if (start_h2()) {
+        for (int t = 0; t < 2; t++) {
+            static const enum kind h2k[] = {H2_WEIR, H2_OWN, H2_PER};
+            static const char *const h2n[] = {"weir", "own", "per_request"};
+            double rps[3][20], p50[3][20], p99[3][20], m[3];
+            long failed = 0;
+            for (int rep = 0; rep < reps; rep++)
+                for (int k = 0; k < 3; k++) {
+                    result r = run(h2k[k], threads[t], secs);
+                    rps[k][rep] = r.rps;
+                    p50[k][rep] = r.p50_us;
+                    p99[k][rep] = r.p99_us;
+                    failed += r.failed;
+                }
+            printf("RESULT curl_h2 threads=%d", threads[t]);
+            for (int k = 0; k < 3; k++) {
+                m[k] = bench_median(rps[k], reps);
+                printf(" %s_rps=%.0f %s_p50_us=%.0f %s_p99_us=%.0f", h2n[k], m[k], h2n[k],
+                       bench_median(p50[k], reps), h2n[k], bench_median(p99[k], reps));
+            }
+            printf(" weir_vs_own=%.2f weir_vs_per_request=%.2f failed=%ld reps=%d\n", m[0] / m[1],
+                   m[0] / m[2], failed, reps);
+            fflush(stdout);
+        }
+    }
+    stop_h2();
     return 0;
 }
