@@ -9,10 +9,12 @@
  * (a path in it is ignored; requests name their own). Each pooled
  * connection is a libcurl easy handle. How they hold TCP connections:
  *
- *  - Multiplexed (the default for https://, where HTTP/2 is negotiated with
- *    ALPN, and with http_version=2-prior-knowledge): the pool's handles
- *    share one libcurl multi handle, driven by a thread of the pool's own,
- *    and its cache of connections. Where the server speaks HTTP/2,
+ *  - Multiplexed (https://, from the first answer that comes over HTTP/2,
+ *    negotiated with ALPN: multiplex=auto; always with multiplex=1 or
+ *    http_version=2-prior-knowledge): the pool's handles share one libcurl
+ *    multi handle, driven by a thread of the pool's own, and its cache of
+ *    connections; the handles that had connections of their own are
+ *    evicted (weir_pool_evict_all). Where the server speaks HTTP/2,
  *    concurrent requests from every handle go as streams over one TCP
  *    connection (a second is opened only past the server's limit of
  *    concurrent streams); where it speaks HTTP/1.1, each concurrent request
@@ -20,7 +22,8 @@
  *    connection is then a slot for one request at a time: the pool's size
  *    bounds concurrent requests, and weir_http_stats_get() tells the TCP
  *    connections (sockets_open).
- *  - One connection per handle (the default for http://, and multiplex=0):
+ *  - One connection per handle (http://, https:// until HTTP/2 is seen, and
+ *    multiplex=0):
  *    a handle holds its own connection to the origin, kept alive between
  *    requests, and runs its transfers in the caller's thread. The pool's
  *    size is the number of connections.
@@ -50,8 +53,9 @@
  *                         2 (default): HTTP/2 over TLS when offered; 1.1:
  *                         never; 2-prior-knowledge: HTTP/2 without asking,
  *                         also over plain http:// ("h2c")
- *   multiplex=0|1         share connections among the pool's handles (above;
- *                         default 1 where HTTP/2 may be spoken, else 0)
+ *   multiplex=auto|0|1    share connections among the pool's handles (above):
+ *                         auto (default) once the origin answers over
+ *                         HTTP/2; 1 from the start, HTTP/1.1 too; 0 never
  *   timeout=MS            a request's total time (default 30000)
  *   retries=N             retries of an idempotent request (default 3)
  *   retry_max_time=MS     retries stop once this much time has gone (default 10000)

@@ -4,10 +4,12 @@
  * and https:// schemes.
  *
  * Two ways to hold connections:
- *  - one connection per easy handle (multiplex=0, and plain http:// by
- *    default): each pooled handle owns its TCP connection and runs its
- *    transfers with curl_easy_perform in the caller's thread;
- *  - multiplexed (https:// with HTTP/2, or http_version=2-prior-knowledge):
+ *  - one connection per easy handle (multiplex=0, plain http://, and
+ *    https:// until an answer comes over HTTP/2): each pooled handle owns its
+ *    TCP connection and runs its transfers with curl_easy_perform in the
+ *    caller's thread;
+ *  - multiplexed (multiplex=auto once HTTP/2 was seen, multiplex=1, or
+ *    http_version=2-prior-knowledge):
  *    the pool's handles share one curl multi handle, driven by a thread of
  *    the pool's own, and its connection cache. Where the server speaks
  *    HTTP/2, concurrent requests from all handles go as streams over one
