@@ -18,6 +18,21 @@
 #include "core/stats.h"
 #include "weir/weir.h"
 
+/* --- the held clock ----------------------------------------------------------- */
+
+_Thread_local int64_t clock_held_ns;
+static _Thread_local int held_depth;
+
+void clock_hold(void)
+{
+    if (!held_depth++) clock_held_ns = weir_now_ns();
+}
+
+void clock_release(void)
+{
+    if (!--held_depth) clock_held_ns = 0;
+}
+
 /* --- accepting ---------------------------------------------------------------- */
 
 /* accept() failed for want of descriptors (or memory): stop accepting on
@@ -221,7 +236,9 @@ static void on_local(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    clock_hold();
     worker_drain(arg);
+    clock_release();
 }
 
 int worker_init(worker *w, server *s, int id)

@@ -79,6 +79,17 @@ static inline void nstate_add(worker *w, int st, int d)
 
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
 
+/* The held clock. Inside the busy event callbacks (client and server
+ * sockets, the worker's local queue: clock_hold() at their start,
+ * clock_release() at their end; they nest) clock_held_ns is the
+ * weir_now_ns() read when the outermost began, and 0 anywhere else. The
+ * traffic figures read it instead of the clock, as PgBouncer caches the
+ * time per loop: a transaction read the clock several times for figures
+ * that a callback's own few microseconds do not change. */
+extern _Thread_local int64_t clock_held_ns;
+void clock_hold(void);
+void clock_release(void);
+
 int worker_init(worker *w, server *s, int id);
 void *worker_main(void *arg);
 void worker_destroy(worker *w);

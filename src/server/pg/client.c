@@ -96,14 +96,20 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static bool process_in(client *c);
 
+/* Milliseconds (activity for the timeouts, state changes): the coarse clock,
+ * a few ms fine and much cheaper to read, several times a transaction. */
 static int64_t now_ms(void)
 {
-    return weir_now_ns() / 1000000;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Microseconds for the traffic figures (wait, query and transaction times):
+ * inside the busy callbacks, the time their callback began (clock_hold). */
 static int64_t now_us(void)
 {
-    return weir_now_ns() / 1000;
+    return (clock_held_ns ? clock_held_ns : weir_now_ns()) / 1000;
 }
 
 /* This worker's traffic figures for c's pool; NULL before login and on the console. */
@@ -588,6 +594,15 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     on_server(fd, what, bw->c);
 }
 
+static void server_event(evutil_socket_t fd, short what, client *c);
+
+static void on_server(evutil_socket_t fd, short what, void *arg)
+{
+    clock_hold();
+    server_event(fd, what, arg);
+    clock_release();
+}
+
 /* Transaction and statement pooling: give the server back when the client
  * has nothing in flight and no transaction open. */
 static void release_if_done(client *c)
@@ -755,10 +770,9 @@ static bool read_server(client *c)
     return true;
 }
 
-static void on_server(evutil_socket_t fd, short what, void *arg)
+static void server_event(evutil_socket_t fd, short what, client *c)
 {
     (void)fd;
-    client *c = arg;
     if (what & EV_WRITE) {
         if (!flush_in(c)) {
             server_lost(c);
@@ -800,6 +814,22 @@ static void sync_extra(client *c)
     if (o && pq_put_msg(&c->pre, 'Q', sql, (uint32_t)o + 1) == 0) c->skip_rfq++;
 }
 
+/* The server's value of tracked parameter i, or NULL: where it is in the
+ * server's params is remembered (a lookup by name was a dozen string
+ * compares, on every transaction). */
+static const char *tracked_have(backend *be, size_t i)
+{
+    be_ext *x = be->ext;
+    const be_params *p = &be->params;
+    int k = x->tidx[i];
+    if (k > 0 && k <= p->n) return p->value[k - 1];
+    if (k < 0 && x->tidx_n == p->n) return NULL;
+    const char *v = be_params_get(p, tracked[i]);
+    x->tidx[i] = v ? (int8_t)((v - p->value[0]) / BE_VALUE + 1) : -1;
+    x->tidx_n = p->n;
+    return v;
+}
+
 /* Bring the server's session in line with what the client believes it set. */
 static void sync_params(client *c)
 {
@@ -807,7 +837,7 @@ static void sync_params(client *c)
     size_t o = 0;
     for (size_t i = 0; i < NTRACKED; i++) {
         if (!c->want_set[i]) continue;
-        const char *have = be_params_get(&c->be->params, tracked[i]);
+        const char *have = tracked_have(c->be, i);
         if (have && !strcmp(have, c->want[i])) continue;
         char lit[2 * BE_VALUE + 3];
         if (be_quote_literal(c->want[i], lit, sizeof lit)) continue;
@@ -2158,9 +2188,17 @@ static void login_data(client *c)
     }
 }
 
+static void client_event(evutil_socket_t fd, short what, client *c);
+
 static void on_client(evutil_socket_t fd, short what, void *arg)
 {
-    client *c = arg;
+    clock_hold();
+    client_event(fd, what, arg);
+    clock_release();
+}
+
+static void client_event(evutil_socket_t fd, short what, client *c)
+{
     if (c->state == CL_TLS) {
         tls_step(c);
         return;

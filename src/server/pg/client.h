@@ -59,6 +59,11 @@ typedef struct be_watch {
 
 typedef struct be_ext {
     ps_cache *ps; /* its prepared statements (max_prepared_statements); NULL until the first */
+    /* Where each tracked parameter is in the server's params: k + 1 for
+     * params.value[k]; 0 not looked up; -1 absent when params had tidx_n
+     * entries (they are only ever added to) */
+    int8_t tidx[NTRACKED];
+    int tidx_n;
     int n;
     be_watch w[];
 } be_ext;

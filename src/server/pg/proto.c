@@ -2,12 +2,93 @@
 #include "pg/proto.h"
 #include "core/utf8.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Spare buffers, per thread. A client in transaction pooling goes idle after
+ * every transaction and gives its buffers back (shed_buffers: a thousand
+ * idle clients must not hold 32 KB each), then needs them again for the
+ * next query. A freed buffer of up to SPARE_CAP bytes is therefore kept for
+ * the next one this thread fills, SPARE_N at most: no malloc and free per
+ * transaction. The spares are freed when the thread ends. Not under
+ * AddressSanitizer, which should see every buffer freed. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WEIR_NO_SPARES 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEIR_NO_SPARES 1
+#endif
+#endif
+#ifndef WEIR_NO_SPARES
+enum { SPARE_N = 32, SPARE_CAP = 16384 };
+typedef struct spare {
+    uint8_t *p;
+    uint32_t cap;
+} spare;
+static __thread spare spares[SPARE_N];
+static __thread int nspares;
+static __thread bool spares_registered;
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spares_drop(void *unused)
+{
+    (void)unused;
+    for (int i = 0; i < nspares; i++) free(spares[i].p);
+    nspares = 0;
+}
+
+static void spare_key_make(void)
+{
+    (void)pthread_key_create(&spare_key, spares_drop);
+}
+
+static bool spare_keep(uint8_t *p, uint32_t cap)
+{
+    if (cap > SPARE_CAP || nspares == SPARE_N) return false;
+    if (!spares_registered) { /* so that the thread's end frees them */
+        pthread_once(&spare_once, spare_key_make);
+        if (pthread_setspecific(spare_key, &spares_registered)) return false;
+        spares_registered = true;
+    }
+    spares[nspares++] = (spare){p, cap};
+    return true;
+}
+
+/* The most recent spare that holds n bytes, else the most recent. */
+static void spare_take(pq_buf *b, uint32_t n)
+{
+    if (!nspares) return;
+    int k = nspares - 1;
+    for (int i = k; i >= 0; i--)
+        if (spares[i].cap >= n) {
+            k = i;
+            break;
+        }
+    b->p = spares[k].p;
+    b->cap = spares[k].cap;
+    b->start = b->end = 0;
+    spares[k] = spares[--nspares];
+}
+#else
+static bool spare_keep(uint8_t *p, uint32_t cap)
+{
+    (void)p;
+    (void)cap;
+    return false;
+}
+
+static void spare_take(pq_buf *b, uint32_t n)
+{
+    (void)b;
+    (void)n;
+}
+#endif
+
 void pq_buf_free(pq_buf *b)
 {
-    free(b->p);
+    if (b->p && !spare_keep(b->p, b->cap)) free(b->p);
     b->p = NULL;
     b->cap = b->start = b->end = 0;
 }
@@ -15,6 +96,10 @@ void pq_buf_free(pq_buf *b)
 int pq_buf_reserve(pq_buf *b, uint32_t n)
 {
     if (b->cap - b->end >= n) return 0;
+    if (!b->p) {
+        spare_take(b, n);
+        if (b->cap >= n) return 0;
+    }
     if (b->start) {
         memmove(b->p, b->p + b->start, b->end - b->start);
         b->end -= b->start;
