@@ -723,6 +723,18 @@ static void http1_shares_the_pool_connections(void **state)
     weir_pool_destroy(p);
 }
 
+/* GET /hello until it is answered 200 (5 s at most): the origin is back. */
+static void served_again(weir_pool *p, weir_http_resp *rs)
+{
+    int rc = -1;
+    for (int i = 0; i < 100 && rc; i++) {
+        rc = get(p, "/hello", rs);
+        if (rc) sleep_ms(50);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(rs->status, 200);
+}
+
 static void a_multiplexed_origin_down_and_back(void **state)
 {
     (void)state;
@@ -747,30 +759,18 @@ static void a_multiplexed_origin_down_and_back(void **state)
     pid_t srv = spawn_h2(port, cert, key);
     assert_true(srv > 0);
     /* up: served once the engine's backoff allows a new connect */
-    int rc = -1;
-    for (int i = 0; i < 100 && rc; i++) {
-        rc = get(p, "/hello", &rs);
-        if (rc) sleep_ms(50);
-    }
-    assert_int_equal(rc, 0);
-    assert_int_equal(rs.status, 200);
+    served_again(p, &rs);
     weir_http_resp_free(&rs);
     /* the server dies: the request fails with curl's reason, not a hang */
     kill(srv, SIGKILL);
     waitpid(srv, NULL, 0);
-    rc = get(p, "/hello", &rs);
+    int rc = get(p, "/hello", &rs);
     printf("server gone: %s: %s\n", weir_err_name(rc), rs.error);
     assert_int_not_equal(rc, 0);
     /* and back on the same port: served again */
     srv = spawn_h2(port, cert, key);
     assert_true(srv > 0);
-    rc = -1;
-    for (int i = 0; i < 100 && rc; i++) {
-        rc = get(p, "/hello", &rs);
-        if (rc) sleep_ms(50);
-    }
-    assert_int_equal(rc, 0);
-    assert_int_equal(rs.status, 200);
+    served_again(p, &rs);
     assert_non_null(strstr(rs.headers, "HTTP/2 200"));
     weir_http_resp_free(&rs);
     assert_int_equal(http_stats(p).sockets_open, 1);
