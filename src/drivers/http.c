@@ -585,6 +585,45 @@ static void base_options(http_conn *c)
     curl_easy_setopt(h, CURLOPT_PRIVATE, c);
 }
 
+/* Open a TCP connection to the origin, by libcurl (its messages, its
+ * resolver, happy eyeballs): a connect-only transfer of http:// to the same
+ * host and port, whose socket is kept (*fd) for a handle to do TLS on at
+ * its first request. 0, WEIR_ETIMEDOUT or WEIR_ECONNECT with curl's reason. */
+static int probe(http_target *t, int64_t timeout_ms, int *fd, char *err, size_t errlen)
+{
+    *fd = -1;
+    CURL *h = curl_easy_init();
+    char ebuf[CURL_ERROR_SIZE] = "";
+    CURLcode rc = CURLE_OUT_OF_MEMORY;
+    if (h) {
+        curl_easy_setopt(h, CURLOPT_URL, t->connect_url);
+        curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);
+        rc = curl_easy_perform(h);
+    }
+    curl_socket_t s = CURL_SOCKET_BAD;
+    if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &s);
+    if (s != CURL_SOCKET_BAD) *fd = fcntl((int)s, F_DUPFD_CLOEXEC, 0);
+    if (h) curl_easy_cleanup(h); /* closes its own copy */
+    if (*fd >= 0) return 0;
+    if (rc == CURLE_OK) rc = CURLE_COULDNT_CONNECT;
+    snprintf(err, errlen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(rc));
+    return rc == CURLE_OPERATION_TIMEDOUT ? WEIR_ETIMEDOUT : WEIR_ECONNECT;
+}
+
+/* Keep fd for the multi handle's next connection (or close it: stash full). */
+static void stash_push(http_mux *x, int fd)
+{
+    pthread_mutex_lock(&x->mu);
+    if (x->nstash < STASH_MAX)
+        x->stash[x->nstash++] = (stashed){fd, weir_now_ns()};
+    else
+        close(fd);
+    pthread_mutex_unlock(&x->mu);
+}
+
 static int http_connect(void *ctx, int64_t deadline, void **out, char *err, size_t errlen)
 {
     http_target *t = ctx;
@@ -623,41 +662,17 @@ static int http_connect(void *ctx, int64_t deadline, void **out, char *err, size
         if (!probe_needed) pthread_mutex_unlock(&t->mux->probe_mu);
     }
     if (probe_needed) {
-        /* TCP only, by libcurl (its messages, its resolver, happy eyeballs):
-         * a connect-only transfer of http:// to the same host and port;
-         * the socket goes to the handle (or, multiplexed, to the multi
-         * handle's next connection), which does TLS on first use. */
-        CURL *probe = curl_easy_init();
-        char ebuf[CURL_ERROR_SIZE] = "";
-        CURLcode rc = CURLE_OUT_OF_MEMORY;
-        if (probe) {
-            curl_easy_setopt(probe, CURLOPT_URL, t->connect_url);
-            curl_easy_setopt(probe, CURLOPT_CONNECT_ONLY, 1L);
-            curl_easy_setopt(probe, CURLOPT_NOSIGNAL, 1L);
-            curl_easy_setopt(probe, CURLOPT_CONNECTTIMEOUT_MS, (long)left);
-            curl_easy_setopt(probe, CURLOPT_ERRORBUFFER, ebuf);
-            rc = curl_easy_perform(probe);
+        int fd, rc = probe(t, left, &fd, err, errlen);
+        if (c->mux) {
+            if (!rc) stash_push(t->mux, fd); /* for the multi handle's next connection */
+            pthread_mutex_unlock(&t->mux->probe_mu);
+        } else {
+            c->prefd = fd; /* for the handle's first request */
         }
-        curl_socket_t s = CURL_SOCKET_BAD;
-        if (rc == CURLE_OK) curl_easy_getinfo(probe, CURLINFO_ACTIVESOCKET, &s);
-        if (s != CURL_SOCKET_BAD) c->prefd = fcntl((int)s, F_DUPFD_CLOEXEC, 0);
-        if (probe) curl_easy_cleanup(probe);
-        if (c->mux && c->prefd >= 0) { /* for the multi handle's next connection */
-            pthread_mutex_lock(&t->mux->mu);
-            if (t->mux->nstash < STASH_MAX)
-                t->mux->stash[t->mux->nstash++] = (stashed){c->prefd, weir_now_ns()};
-            else
-                close(c->prefd);
-            pthread_mutex_unlock(&t->mux->mu);
-            c->prefd = -1;
-        }
-        if (c->mux) pthread_mutex_unlock(&t->mux->probe_mu);
-        if (rc != CURLE_OK || (!c->mux && c->prefd < 0) || s == CURL_SOCKET_BAD) {
-            if (c->prefd >= 0) close(c->prefd);
-            snprintf(err, errlen, "%s", ebuf[0] ? ebuf : curl_easy_strerror(rc));
+        if (rc) {
             curl_easy_cleanup(c->h);
             free(c);
-            return rc == CURLE_OPERATION_TIMEDOUT ? WEIR_ETIMEDOUT : WEIR_ECONNECT;
+            return rc;
         }
     }
     *out = c;
