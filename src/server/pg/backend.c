@@ -29,16 +29,10 @@
 #include "core/tls.h"
 #include "core/io.h"
 
-/* The names differ in their first letter (most do): no strcasecmp. */
-static inline bool first_differs(const char *a, const char *b)
-{
-    return ((unsigned char)a[0] | 0x20) != ((unsigned char)b[0] | 0x20);
-}
-
 bool be_params_set(be_params *p, const char *name, const char *value)
 {
     for (int i = 0; i < p->n; i++) {
-        if (first_differs(p->name[i], name) || strcasecmp(p->name[i], name)) continue;
+        if (strcasecmp(p->name[i], name)) continue;
         if (!strcmp(p->value[i], value)) return false;
         snprintf(p->value[i], BE_VALUE, "%s", value);
         return true;
@@ -53,7 +47,7 @@ bool be_params_set(be_params *p, const char *name, const char *value)
 const char *be_params_get(const be_params *p, const char *name)
 {
     for (int i = 0; i < p->n; i++)
-        if (!first_differs(p->name[i], name) && !strcasecmp(p->name[i], name)) return p->value[i];
+        if (!strcasecmp(p->name[i], name)) return p->value[i];
     return NULL;
 }
 

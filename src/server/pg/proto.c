@@ -37,6 +37,7 @@ static void spares_drop(void *unused)
     (void)unused;
     for (int i = 0; i < nspares; i++) free(spares[i].p);
     nspares = 0;
+    spares_registered = false; /* a buffer freed after this registers again */
 }
 
 static void spare_key_make(void)
