@@ -19,7 +19,7 @@
  * Then, where Node.js is installed, the same over HTTP/2 with TLS against
  * tests/integration/h2_server.js (Node's http2 module, one process: the
  * server is the bottleneck, and what is compared is what each client asks
- * of it), at 8 threads:
+ * of it), at 1 and 8 threads:
  *   weir         a pool that switched to multiplexing (all requests as
  *                streams over one connection);
  *   own          multiplex=0: each handle its own HTTP/2 connection;
