@@ -350,6 +350,10 @@ WEIR_API int weir_pool_drain(weir_pool *pool, int64_t timeout_ms);
 /** Change max_size and min_idle (min_idle -1: unchanged). Surplus idle
  *  connections close now, surplus checked-out ones on checkin. */
 WEIR_API int weir_pool_resize(weir_pool *pool, int64_t max_size, int64_t min_idle);
+/** Turn adaptive sizing on or off on a live pool, with its target wait and
+ *  period (<= 0: unchanged). On: the size the pool has now is where the
+ *  controller starts. Off: the size goes back to the cap. */
+WEIR_API int weir_pool_set_adaptive(weir_pool *pool, bool on, int64_t wait_ms, int64_t period_ms);
 /** Close every idle connection now and every checked-out one when it comes
  *  back (after a failover). Returns how many were closed now. */
 WEIR_API int weir_pool_evict_all(weir_pool *pool);

@@ -1707,6 +1707,33 @@ static int collect_idle(weir_pool *p, weir_conn **out, int64_t limit)
     return n;
 }
 
+int weir_pool_set_adaptive(weir_pool *p, bool on, int64_t wait_ms, int64_t period_ms)
+{
+    if (!p) return WEIR_EINVAL;
+    if (weir__forked(p)) return WEIR_EFORK;
+    weir__waiter *fire = NULL;
+    lock(p);
+    if (wait_ms > 0) p->o.adaptive_wait_ms = wait_ms;
+    if (period_ms > 0) p->o.adaptive_period_ms = period_ms;
+    if (on != p->o.adaptive) {
+        p->o.adaptive = on;
+        p->ad_next_ns = 0; /* a fresh first period */
+        p->ad_peak = 0;
+        p->ad_quiet = p->ad_hold = 0;
+        if (!on && p->o.max_size != p->cap) {
+            p->o.max_size = p->cap;
+            update_over_cap(p);
+        }
+        weir__log(p, WEIR_LOG_INFO, "pool %s: adaptive sizing %s (size %lld, cap %lld)", p->name,
+                  on ? "on" : "off", (long long)p->o.max_size, (long long)p->cap);
+    }
+    serve_waiters(p, &fire);
+    kick_creator(p);
+    unlock(p);
+    fire_async(p, fire);
+    return 0;
+}
+
 int weir_pool_resize(weir_pool *p, int64_t max_size, int64_t min_idle)
 {
     if (!p || max_size < 1) return WEIR_EINVAL;

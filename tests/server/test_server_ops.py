@@ -1238,6 +1238,101 @@ class TestMinPoolSizeUnderACap(unittest.TestCase):
                               "max_db_connections=2" % PG.port})
 
 
+class TestAdaptivePool(OpsCase):
+    """adaptive_pool: a pool's size moves between min_pool_size (at least 1)
+    and pool_size from the waits it measures. A load step of 12 clients on a
+    pool of 16 grows it (never past 16), and after the load it gives the
+    connections back; every change is logged and counted, and SET turns it
+    off on the live pool (its size back to the cap)."""
+    settings = {"pool_mode": "transaction", "default_pool_size": "16",
+                "server_idle_timeout": "600", "adaptive_pool": "1",
+                "adaptive_pool_period": "0.2"}
+
+    def backends(self):
+        return int(PG.sql("select count(*) from pg_stat_activity where usename = 'app' "
+                          "and datname = 'appdb'"))
+
+    def metric(self, name):
+        _, body = self.get("/metrics")
+        m = re.search(r'^%s\{[^}]*database="appdb"[^}]*\} (\d+)' % name, body, re.M)
+        return int(m.group(1)) if m else None
+
+    def test_grows_under_load_and_gives_back(self):
+        with psycopg.connect(self.w.dsn(), autocommit=True) as c:
+            c.execute("select 1")
+        self.assertEqual(self.metric("weir_pool_max_connections"), 1)  # starts at the floor
+        stop = threading.Event()
+        errors = []
+
+        def client():
+            try:
+                with psycopg.connect(self.w.dsn(), autocommit=True) as c:
+                    while not stop.is_set():
+                        c.execute("select pg_sleep(0.02)")
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+        seen = []
+        threads = [threading.Thread(target=client) for _ in range(12)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(30):  # 3 s of load
+                seen.append(self.backends())
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+        self.assertEqual(errors, [])
+        self.assertGreaterEqual(max(seen), 8, seen)  # it grew to what the load needs
+        self.assertLessEqual(max(seen), 16, seen)  # never past pool_size
+        grows = self.w.log().count("adaptive size")
+        self.assertGreaterEqual(grows, 1, self.w.log()[-2000:])
+        # after the load: three quiet periods per step, a quarter each time
+        end = time.monotonic() + 15
+        while time.monotonic() < end and self.backends() > 2:
+            time.sleep(0.2)
+        self.assertLessEqual(self.backends(), 2, self.w.log()[-3000:])
+        self.assertRegex(self.w.log(), r"adaptive size \d+ -> \d+ \(at most \d+ in use")
+        changes = self.metric("weir_pool_adaptive_changes_total")
+        self.assertIsNotNone(changes)
+        self.assertGreaterEqual(changes, 2)
+        # off on the live pool: its size is the cap again
+        _, r = self.admin("SET adaptive_pool = 0")
+        self.assertIn("SET", str(r))
+        end = time.monotonic() + 5
+        while time.monotonic() < end and self.metric("weir_pool_max_connections") != 16:
+            time.sleep(0.1)
+        self.assertEqual(self.metric("weir_pool_max_connections"), 16)
+        self.assertIn("adaptive sizing off", self.w.log())
+
+    def test_per_database_key(self):
+        rows, _ = self.admin("SHOW CONFIG")
+        conf = {r[0]: r[1] for r in rows[1:]}
+        self.assertEqual(conf.get("adaptive_pool"), "1")
+        self.assertEqual(conf.get("adaptive_pool_period"), "0.200")
+
+
+class TestAdaptivePoolPerDatabase(OpsCase):
+    """adaptive_pool=1 on one [databases] entry: that pool is adaptive (it
+    starts at 1), the others keep their pool_size."""
+
+    @property
+    def databases(self):
+        return {"appdb": "host=127.0.0.1 port=%d dbname=appdb pool_size=7" % PG.port,
+                "adapt": "host=127.0.0.1 port=%d dbname=appdb pool_size=7 adaptive_pool=1"
+                         % PG.port}
+
+    def test_only_that_pool(self):
+        for db in ("appdb", "adapt"):
+            with psycopg.connect(self.w.dsn(dbname=db), autocommit=True) as c:
+                c.execute("select 1")
+        _, body = self.get("/metrics")
+        sizes = dict(re.findall(r'^weir_pool_max_connections\{[^}]*database="(\w+)"[^}]*\} (\d+)',
+                                body, re.M))
+        self.assertEqual(sizes, {"appdb": "7", "adapt": "1"})
+
+
 class TestResetOffTheLoop(unittest.TestCase):
     """The ROLLBACK and server_reset_query a released server connection
     needs run off the worker's event loop: its other clients are not held

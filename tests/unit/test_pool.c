@@ -863,6 +863,39 @@ static void adaptive_size_follows_a_load_step(void **state)
     free(page);
 }
 
+/* weir_pool_set_adaptive on a live pool: off, the size is the cap at once
+ * and load does not move it; on again, it starts from there and shrinks
+ * back to the floor; a bad pool is refused. */
+static void adaptive_turned_off_and_on(void **state)
+{
+    fixture *f = *state;
+    f->o.min_idle = 1;
+    f->o.max_size = 9;
+    f->o.adaptive = true;
+    f->o.adaptive_period_ms = 50;
+    f->o.housekeeping_ms = 20;
+    f->fake = weir_fake_new();
+    assert_int_equal(weir_pool_create(&f->pool, weir_fake_driver(), f->fake, &f->o, NULL), 0);
+    assert_int_equal(pool_stats(f->pool).max_size, 1);
+    assert_int_equal(weir_pool_set_adaptive(f->pool, false, 0, 0), 0);
+    weir_pool_stats st = pool_stats(f->pool);
+    assert_int_equal(st.max_size, 9);
+    assert_int_equal(st.cap, 9);
+    /* 5 held at once: served without any adaptive change */
+    weir_conn *c[5];
+    for (int i = 0; i < 5; i++) assert_int_equal(weir_checkout_timeout(f->pool, 1000, &c[i]), 0);
+    for (int i = 0; i < 5; i++) weir_checkin(c[i]);
+    st = pool_stats(f->pool);
+    assert_int_equal(st.adaptive_grows_total + st.adaptive_shrinks_total, 0);
+    /* on again: from 9 down to the floor, the idle connections closed */
+    assert_int_equal(weir_pool_set_adaptive(f->pool, true, 3, 50), 0);
+    assert_true(WAIT_FOR(pool_stats(f->pool).max_size == 1, 10000));
+    st = pool_stats(f->pool);
+    assert_true(st.total <= 1);
+    assert_true(st.adaptive_shrinks_total >= 2);
+    assert_int_equal(weir_pool_set_adaptive(NULL, true, 0, 0), WEIR_EINVAL);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -890,6 +923,7 @@ int main(void)
         T(shared_limit_bounds_min_idle),
         T(warmup_fills_min_idle_in_batches),
         T(adaptive_size_follows_a_load_step),
+        T(adaptive_turned_off_and_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

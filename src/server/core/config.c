@@ -59,6 +59,9 @@ static const key keys[] = {
     K(min_pool_size, K_INT, "0"),
     K(warmup_batch, K_INT, "0"),
     K(warmup_pause, K_TIME, "0.1"),
+    K(adaptive_pool, K_BOOL, "0"),
+    K(adaptive_pool_wait, K_TIME, "0.005"),
+    K(adaptive_pool_period, K_TIME, "1"),
     K(reserve_pool_size, K_INT, "0"),
     K(reserve_pool_timeout, K_TIME, "5"),
     K(max_db_connections, K_INT, "0"),
@@ -559,6 +562,7 @@ static int db_field(void *ud, const char *k, const char *v, char *why, size_t wh
         {"reserve_pool_size", &d->reserve_pool, 0, INT_MAX}, /* PgBouncer 1.25's name */
         {"max_db_connections", &d->max_db_connections, 0, INT_MAX},
         {"max_db_client_connections", &d->max_db_client_connections, 0, INT_MAX},
+        {"adaptive_pool", &d->adaptive_pool, 0, 1},
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         if (strcasecmp(k, ints[i].name)) continue;
@@ -747,6 +751,7 @@ static int add_db(reader *r, const char *file, int line, const char *name, const
                 .max_db_client_connections = -1,
                 .query_wait_timeout = -1,
                 .server_lifetime = -1,
+                .adaptive_pool = -1,
                 .pool_mode = POOL_UNSET};
     field_sink sink = {.entry = &d};
     if (!copy_str(d.name, sizeof d.name, name)) {

@@ -39,6 +39,7 @@ typedef struct cfg_db {
     char auth_dbname[CFG_NAME]; /* where auth_query runs ("": the client's database) */
     int pool_size, min_pool_size, reserve_pool, max_db_connections;
     int max_db_client_connections; /* logged-in clients of this database; -1: [pgbouncer]'s */
+    int adaptive_pool;             /* 0/1; -1: [pgbouncer]'s */
     int64_t query_wait_timeout, server_lifetime; /* ms; -1: [pgbouncer]'s */
     char auth_query[CFG_STR];                    /* "": [pgbouncer]'s */
     char load_balance_hosts[CFG_NAME];           /* PgBouncer 1.24's; one host only here */
@@ -110,6 +111,8 @@ typedef struct cfg {
     int max_client_conn, default_pool_size, min_pool_size, reserve_pool_size;
     int warmup_batch;     /* min_pool_size opened this many at a time per pool (0: no limit) */
     int64_t warmup_pause; /* ms between two batches */
+    bool adaptive_pool;   /* pools size themselves up to their pool_size (the engine's adaptive) */
+    int64_t adaptive_pool_wait, adaptive_pool_period; /* ms: its target wait, its period */
     int max_db_connections, max_user_connections;
     int64_t reserve_pool_timeout;
     char server_reset_query[CFG_STR];

@@ -19,7 +19,10 @@
 static void pool_log(void *ud, weir_log_level level, const char *msg)
 {
     spool *p = ud;
-    if (level >= WEIR_LOG_WARN || p->srv->verbose)
+    /* adaptive_pool's size changes are said always, as the engine's other
+     * INFO lines are not (validation failures, ...: with verbose) */
+    if (level >= WEIR_LOG_WARN || p->srv->verbose ||
+        (level == WEIR_LOG_INFO && strstr(msg, ": adaptive ")))
         srv_log(p->srv,
                 level >= WEIR_LOG_ERROR  ? "ERROR"
                 : level == WEIR_LOG_WARN ? "WARNING"
@@ -171,6 +174,18 @@ static int64_t pool_query_wait(const cfg *k, const cfg_db *db, const char *user)
                   : db->query_wait_timeout >= 0   ? db->query_wait_timeout
                                                   : k->query_wait_timeout;
     return qwt > 0 ? qwt : INT64_C(1) << 40;
+}
+
+/* adaptive_pool for a pool: the database's, else [pgbouncer]'s; its wait
+ * and period are [pgbouncer]'s (ms; the engine's bounds: a wait of at least
+ * 1 ms, a period of at least 10 ms). The cap stays pool_size (plus the
+ * reserve while it is on); the floor is min_pool_size (at least 1). */
+static void pool_adaptive(const cfg *k, const cfg_db *db, bool *on, int64_t *wait_ms,
+                          int64_t *period_ms)
+{
+    *on = db->adaptive_pool >= 0 ? db->adaptive_pool == 1 : k->adaptive_pool;
+    *wait_ms = k->adaptive_pool_wait >= 1 ? k->adaptive_pool_wait : 1;
+    *period_ms = k->adaptive_pool_period >= 10 ? k->adaptive_pool_period : 10;
 }
 
 /* A pool's size, min_pool_size, reserve and mode from the config. */
@@ -445,6 +460,7 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     o.creator_threads = o.max_size < 4 ? o.max_size : 4;
     o.warmup_batch = k->warmup_batch;
     o.warmup_pause_ms = k->warmup_pause;
+    if (!repl) pool_adaptive(k, db, &o.adaptive, &o.adaptive_wait_ms, &o.adaptive_period_ms);
     weir_hooks h = {.ud = p,
                     .on_log = pool_log,
                     .on_checkout = pool_on_checkout,
@@ -548,6 +564,12 @@ void pools_apply_config(server *s, bool tls_out)
         p->size = size;
         p->reserve = reserve;
         p->reserve_timeout = k->reserve_pool_timeout;
+        if (!p->private_pool) {
+            bool on;
+            int64_t wait, period;
+            pool_adaptive(k, db, &on, &wait, &period);
+            (void)weir_pool_set_adaptive(p->pool, on, wait, period);
+        }
         p->query_wait_ms = pool_query_wait(k, db, p->user); /* workers are held */
         p->mode = mode;
         int64_t lifetime = db->server_lifetime >= 0 ? db->server_lifetime : k->server_lifetime;
