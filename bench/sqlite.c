@@ -70,6 +70,17 @@ static int insert_one(weir_conn *c, void *ud)
     return step_stmt(s, true, ud) ? SQLITE_OK : SQLITE_ERROR;
 }
 
+/* The ceiling: a write with nothing in it. What group commit's own path
+ * costs a blocked caller (queue, wake-up, savepoint, an empty commit), and
+ * so the most writes per second it could give if SQLite's work were free. */
+static int write_nothing(weir_conn *c, void *ud)
+{
+    (void)c;
+    (void)ud;
+    return SQLITE_OK;
+}
+static bool empty_writes;
+
 static void *work(void *arg)
 {
     task *t = arg;
@@ -77,7 +88,8 @@ static void *work(void *arg)
     while (!atomic_load_explicit(t->stop, memory_order_relaxed)) {
         bool ok;
         if (t->weir && t->writer && t->group) {
-            ok = weir_sqlite_write(t->pair, insert_one, &t->seed, NULL, 0) == 0;
+            ok = weir_sqlite_write(t->pair, empty_writes ? write_nothing : insert_one, &t->seed,
+                                   NULL, 0) == 0;
         } else if (t->weir) {
             weir_conn *c;
             weir_pool *p = t->writer ? weir_sqlite_writer(t->pair) : weir_sqlite_reader(t->pair);
@@ -125,6 +137,44 @@ static void seed_file(void)
              NULL, NULL, NULL),
          db, "seed");
     sqlite3_close(db);
+}
+
+/* The other ceiling: SQLite's own work for a group, with no hand-off at
+ * all. One thread, one connection, groups of 100 writes each in its
+ * SAVEPOINT, one COMMIT per group: the writer is one connection, so no
+ * group commit (on any number of cores) writes faster than this. */
+static bool step_plain(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE;
+}
+
+static double serial_groups(double secs)
+{
+    seed_file();
+    sqlite3 *db;
+    must(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL), db, "open");
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA synchronous=%s", sync_mode);
+    must(sqlite3_exec(db, pragma, NULL, NULL, NULL), db, "pragma");
+    sqlite3_stmt *st[5];
+    static const char *const sql[5] = {"BEGIN IMMEDIATE", "SAVEPOINT weir_write", INSERT_SQL,
+                                       "RELEASE weir_write", "COMMIT"};
+    for (int i = 0; i < 5; i++) must(sqlite3_prepare_v2(db, sql[i], -1, &st[i], NULL), db, sql[i]);
+    unsigned seed = 1;
+    long n = 0;
+    int64_t t0 = weir_now_ns(), end = t0 + (int64_t)(secs * 1e9);
+    while (weir_now_ns() < end) {
+        bool ok = step_plain(st[0]);
+        for (int i = 0; i < 100 && ok; i++, n++)
+            ok = step_plain(st[1]) && step_stmt(st[2], true, &seed) && step_plain(st[3]);
+        if (!ok || !step_plain(st[4])) must(SQLITE_ERROR, db, "serial group");
+    }
+    double el = (double)(weir_now_ns() - t0) / 1e9;
+    for (int i = 0; i < 5; i++) sqlite3_finalize(st[i]);
+    sqlite3_close(db);
+    return (double)n / el;
 }
 
 typedef struct result {
@@ -258,6 +308,16 @@ int main(int argc, char **argv)
                "shared_writes_per_s=%.0f weir_pool_writes_per_s=%.0f weir_group_writes_per_s=%.0f "
                "group_ratio=%.2f reps=%d\n",
                WRITERS, mwa, mwb, mwc, mwc / mwa, reps);
+        /* the same group commit with empty writes: its ceiling on this machine */
+        empty_writes = true;
+        for (int rep = 0; rep < reps; rep++) wc[rep] = run(true, true, WRITERS, 0, secs).writes;
+        empty_writes = false;
+        for (int rep = 0; rep < reps; rep++) wb[rep] = serial_groups(secs);
+        double mwe = bench_median(wc, reps), mws = bench_median(wb, reps);
+        printf("RESULT sqlite_writers synchronous=NORMAL writers=%d readers=0 "
+               "weir_group_empty_writes_per_s=%.0f handoff_bound_ratio=%.2f "
+               "serial_group_writes_per_s=%.0f sqlite_bound_ratio=%.2f reps=%d\n",
+               WRITERS, mwe, mwe / mwa, mws, mws / mwa, reps);
         /* durable commits: each one waits for the disk, which a group shares */
         sync_mode = "FULL";
         for (int rep = 0; rep < reps; rep++) {

@@ -3,7 +3,9 @@
 
 #include "../lib/scheme.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -285,10 +287,10 @@ typedef struct gc_job {
     weir_sqlite_write_fn fn;
     void *ud;
     int rc;
-    bool done, lead;
+    bool done, lead; /* set under gc_mu, before the one post that wakes it */
     char *err;
     size_t errlen;
-    pthread_cond_t cv;
+    sem_t wake;
     struct gc_job *next;
 } gc_job;
 
@@ -462,7 +464,7 @@ int weir_sqlite_write(weir_sqlite *db, weir_sqlite_write_fn fn, void *ud, char *
     if (!db || !fn) return WEIR_EINVAL;
     if (err && errlen) err[0] = '\0';
     gc_job me = {.fn = fn, .ud = ud, .err = err, .errlen = errlen};
-    pthread_cond_init(&me.cv, NULL); /* waited on without a timeout */
+    (void)sem_init(&me.wake, 0, 0); /* process-private: cannot fail */
     pthread_mutex_lock(&db->gc_mu);
     if (db->gc_tail)
         db->gc_tail->next = &me;
@@ -473,11 +475,19 @@ int weir_sqlite_write(weir_sqlite *db, weir_sqlite_write_fn fn, void *ud, char *
         db->gc_leading = true;
         me.lead = true;
     }
-    while (!me.done && !me.lead) pthread_cond_wait(&me.cv, &db->gc_mu);
+    bool lead = me.lead; /* read here: a leader sets it under gc_mu */
+    pthread_mutex_unlock(&db->gc_mu);
+    /* Posted once: when this write is done, or when it is to lead the next
+     * group. Waiting on a semaphore of its own, outside gc_mu, a woken
+     * caller does not then queue for the mutex the leader holds. */
+    if (!lead)
+        while (sem_wait(&me.wake) && errno == EINTR) {
+        }
     if (!me.done) {
         /* Lead one group: what is queued now, this write first among them
          * (it is at the head), up to gc_max; the writes that come meanwhile
          * queue for the next group, led by the first of them. */
+        pthread_mutex_lock(&db->gc_mu);
         gc_job *first = db->gc_head;
         int n = 0;
         gc_job *last = NULL;
@@ -488,21 +498,26 @@ int weir_sqlite_write(weir_sqlite *db, weir_sqlite_write_fn fn, void *ud, char *
         gc_run(db, first, n);
         pthread_mutex_lock(&db->gc_mu);
         gc_job *j = first;
+        for (int i = 0; i < n; i++, j = j->next) j->done = true;
+        gc_job *next_lead = db->gc_head;
+        if (next_lead)
+            next_lead->lead = true;
+        else
+            db->gc_leading = false;
+        pthread_mutex_unlock(&db->gc_mu);
+        /* The wake-ups, after the unlock: the next leader's first, so that
+         * its group runs while this thread wakes the callers of this one.
+         * A job may return (and its stack go) once posted: its next is read
+         * first. */
+        if (next_lead) sem_post(&next_lead->wake);
+        j = first;
         for (int i = 0; i < n; i++) {
             gc_job *next = j->next;
-            j->done = true;
-            if (j != &me) pthread_cond_signal(&j->cv);
+            if (j != &me) sem_post(&j->wake);
             j = next;
         }
-        if (db->gc_head) {
-            db->gc_head->lead = true;
-            pthread_cond_signal(&db->gc_head->cv);
-        } else {
-            db->gc_leading = false;
-        }
     }
-    pthread_mutex_unlock(&db->gc_mu);
-    pthread_cond_destroy(&me.cv);
+    sem_destroy(&me.wake);
     return me.rc;
 }
 
