@@ -1333,6 +1333,47 @@ class TestAdaptivePoolPerDatabase(OpsCase):
         self.assertEqual(sizes, {"appdb": "7", "adapt": "1"})
 
 
+class TestWorkerSched(unittest.TestCase):
+    """worker_sched: the workers run SCHED_BATCH by default, and the normal
+    policy with worker_sched = normal; the main thread keeps the normal one
+    either way; a bad value refuses to start, naming the key."""
+
+    @staticmethod
+    def policies(pid):
+        out = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = int(fields[38])  # policy, field 41 of stat
+        return out
+
+    def check(self, settings, want):
+        w = Weir(PG, settings=settings)
+        self.addCleanup(w.stop)
+        with psycopg.connect(w.dsn()) as c:  # the workers are up
+            c.execute("select 1")
+        pol = self.policies(w.proc.pid)
+        self.assertEqual(pol[w.proc.pid], 0)  # the main thread: SCHED_OTHER
+        workers = [t for t, p in pol.items() if p == want]
+        self.assertGreaterEqual(len(workers), 2 if want == 3 else 1, pol)
+        return pol
+
+    def test_batch_by_default(self):
+        # SCHED_BATCH: the two workers, and the pool's threads they started
+        self.check({"workers": "2"}, 3)
+
+    def test_normal(self):
+        pol = self.check({"workers": "2", "worker_sched": "normal"}, 0)
+        self.assertNotIn(3, pol.values())
+
+    def test_bad_value(self):
+        w = Weir(PG, start=False, settings={"worker_sched": "fifo"})
+        self.addCleanup(w.stop)
+        rc, log = w.start_fails()
+        self.assertNotEqual(rc, 0)
+        self.assertIn('invalid value "fifo" for worker_sched', log)
+
+
 class TestResetOffTheLoop(unittest.TestCase):
     """The ROLLBACK and server_reset_query a released server connection
     needs run off the worker's event loop: its other clients are not held

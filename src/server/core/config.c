@@ -103,6 +103,7 @@ static const key keys[] = {
     K(application_name_add_host, K_BOOL, "0"),
     K(disable_pqexec, K_BOOL, "0"),
     K(workers, K_INT, "0"),
+    K(worker_sched, K_NAME, "batch"),
     K(max_prepared_statements, K_INT, "200"),
     K(client_tls_sslmode, K_NAME, "disable"),
     K(client_tls_key_file, K_STR, ""),
@@ -359,6 +360,10 @@ static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen
     case K_NAME:
         if (!copy_str(p, CFG_NAME, v)) {
             snprintf(why, whylen, "too long (at most %d bytes)", CFG_NAME - 1);
+            return -1;
+        }
+        if (!strcmp(k->name, "worker_sched") && strcasecmp(v, "batch") && strcasecmp(v, "normal")) {
+            snprintf(why, whylen, "must be batch or normal");
             return -1;
         }
         if (!strcmp(k->name, "syslog_facility") && cfg_syslog_facility(v) < 0) {
@@ -1277,7 +1282,7 @@ static const char *const fixed_keys[] = {
     "listen_addr",  "listen_port",    "unix_socket_dir", "unix_socket_mode", "user",
     "pidfile",      "logfile",        "workers",         "http_listen_addr", "http_listen_port",
     "so_reuseport", "listen_backlog", "syslog",          "syslog_ident",     "syslog_facility",
-    "http_workers"};
+    "http_workers", "worker_sched"};
 
 bool cfg_key_changeable(const char *name)
 {

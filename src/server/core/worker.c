@@ -4,10 +4,13 @@
 #include "core/worker.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -262,10 +265,30 @@ int worker_init(worker *w, server *s, int id)
     return 0;
 }
 
+/* worker_sched = batch: the worker runs SCHED_BATCH (the same nice value,
+ * the same share of the CPU), so that a wake-up does not preempt the task
+ * running where it lands: on a machine the pooler shares with the database
+ * and its clients, the worker then takes several events per wake-up instead
+ * of one (docs/BENCHMARKS.md, "worker_sched"). It needs no privilege. */
+static void worker_sched(worker *w)
+{
+#ifdef SCHED_BATCH
+    if (strcasecmp(w->srv->cfg.worker_sched, "batch")) return;
+    struct sched_param sp = {.sched_priority = 0};
+    int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    if (rc && w->id == 0)
+        srv_log(w->srv, "WARNING", "worker_sched = batch: %s; workers keep the normal policy",
+                strerror(rc));
+#else
+    (void)w;
+#endif
+}
+
 void *worker_main(void *arg)
 {
     worker *w = arg;
     current_worker = w;
+    worker_sched(w);
     event_base_dispatch(w->base);
     w->srv->door->close_all(w);
     return NULL;
