@@ -13,7 +13,11 @@
  * aggregate over an indexed range of 1000 rows. Each thread loops until the
  * time is up. Prints writes/s and reads/s for each side and the ratios to
  * the baseline (medians). --readers-curve adds reads/s with readers only,
- * 1 to 50 threads, for both sides: where this machine's cores stop them.
+ * 1 to 50 threads, for both sides: where this machine's cores stop them;
+ * and, for 100 writers alone, the same with synchronous=FULL, and two
+ * bounds on group commit under NORMAL: its own path with empty writes
+ * (the hand-off), and one thread running groups of 100 inserts with no
+ * hand-off at all (SQLite's own work, which one writer does serially).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
