@@ -44,11 +44,17 @@ bool be_params_set(be_params *p, const char *name, const char *value)
     return true;
 }
 
-const char *be_params_get(const be_params *p, const char *name)
+int be_params_find(const be_params *p, const char *name)
 {
     for (int i = 0; i < p->n; i++)
-        if (!strcasecmp(p->name[i], name)) return p->value[i];
-    return NULL;
+        if (!strcasecmp(p->name[i], name)) return i;
+    return -1;
+}
+
+const char *be_params_get(const be_params *p, const char *name)
+{
+    int i = be_params_find(p, name);
+    return i < 0 ? NULL : p->value[i];
 }
 
 int be_quote_literal(const char *s, char *out, size_t outlen)

@@ -23,6 +23,8 @@ typedef struct be_params {
 /* Set (or add) name=value; returns true if the value changed. */
 bool be_params_set(be_params *p, const char *name, const char *value);
 const char *be_params_get(const be_params *p, const char *name);
+/* Where name is in p (its index; entries are only ever added), or -1. */
+int be_params_find(const be_params *p, const char *name);
 
 /* What a pool's connections are opened with (the driver context), made with
  * the pool. Where and as whom (host, port, dbname, password, the keys)

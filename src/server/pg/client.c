@@ -824,10 +824,10 @@ static const char *tracked_have(backend *be, size_t i)
     int k = x->tidx[i];
     if (k > 0 && k <= p->n) return p->value[k - 1];
     if (k < 0 && x->tidx_n == p->n) return NULL;
-    const char *v = be_params_get(p, tracked[i]);
-    x->tidx[i] = v ? (int8_t)((v - p->value[0]) / BE_VALUE + 1) : -1;
+    k = be_params_find(p, tracked[i]);
+    x->tidx[i] = (int8_t)(k < 0 ? -1 : k + 1);
     x->tidx_n = p->n;
-    return v;
+    return k < 0 ? NULL : p->value[k];
 }
 
 /* Bring the server's session in line with what the client believes it set. */
