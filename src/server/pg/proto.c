@@ -70,7 +70,8 @@ static void spare_take(pq_buf *b, uint32_t n)
     b->p = spares[k].p;
     b->cap = spares[k].cap;
     b->start = b->end = 0;
-    spares[k] = spares[--nspares];
+    nspares--; /* the rest keep their order, most recent last */
+    memmove(&spares[k], &spares[k + 1], (size_t)(nspares - k) * sizeof *spares);
 }
 #else
 static bool spare_keep(uint8_t *p, uint32_t cap)
