@@ -1715,19 +1715,21 @@ int weir_pool_set_adaptive(weir_pool *p, bool on, int64_t wait_ms, int64_t perio
     lock(p);
     if (wait_ms > 0) p->o.adaptive_wait_ms = wait_ms;
     if (period_ms > 0) p->o.adaptive_period_ms = period_ms;
-    if (on != p->o.adaptive) {
-        p->o.adaptive = on;
-        p->ad_next_ns = 0; /* a fresh first period */
-        p->ad_peak = 0;
-        p->ad_quiet = p->ad_hold = 0;
-        if (!on && p->o.max_size != p->cap) {
-            p->o.max_size = p->cap;
-            update_over_cap(p);
-        }
-        weir__log(p, WEIR_LOG_INFO, "pool %s: adaptive sizing %s (size %lld, cap %lld)", p->name,
-                  on ? "on" : "off", (long long)p->o.max_size, (long long)p->cap);
+    if (on == p->o.adaptive) { /* a reload that changed nothing here */
+        unlock(p);
+        return 0;
     }
-    serve_waiters(p, &fire);
+    p->o.adaptive = on;
+    p->ad_next_ns = 0; /* a fresh first period */
+    p->ad_peak = 0;
+    p->ad_quiet = p->ad_hold = 0;
+    if (!on && p->o.max_size != p->cap) {
+        p->o.max_size = p->cap;
+        update_over_cap(p);
+    }
+    weir__log(p, WEIR_LOG_INFO, "pool %s: adaptive sizing %s (size %lld, cap %lld)", p->name,
+              on ? "on" : "off", (long long)p->o.max_size, (long long)p->cap);
+    serve_waiters(p, &fire); /* off: the size grew to the cap */
     kick_creator(p);
     unlock(p);
     fire_async(p, fire);

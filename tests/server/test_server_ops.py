@@ -1306,7 +1306,7 @@ class TestAdaptivePool(OpsCase):
         self.assertEqual(self.metric("weir_pool_max_connections"), 16)
         self.assertIn("adaptive sizing off", self.w.log())
 
-    def test_per_database_key(self):
+    def test_show_config(self):
         rows, _ = self.admin("SHOW CONFIG")
         conf = {r[0]: r[1] for r in rows[1:]}
         self.assertEqual(conf.get("adaptive_pool"), "1")
