@@ -97,7 +97,9 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
 static bool process_in(client *c);
 
 /* Milliseconds (activity for the timeouts, state changes): the coarse clock,
- * a few ms fine and much cheaper to read, several times a transaction. */
+ * a few ms fine and much cheaper to read, several times a transaction. Only
+ * compared with each other: the login guard, which the HTTP door feeds too,
+ * gets weir_now_ms(). */
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -1567,7 +1569,7 @@ static const char *peer_of(client *c, char *buf, size_t len)
 static void auth_failed(client *c, bool sasl)
 {
     char peer[64];
-    authguard_failed(c->w->srv->guard, c->user, peer_of(c, peer, sizeof peer), now_ms());
+    authguard_failed(c->w->srv->guard, c->user, peer_of(c, peer, sizeof peer), weir_now_ms());
     /* PgBouncer's phrase first, PostgreSQL's after it */
     client_close(c, "28P01", "%spassword authentication failed for user \"%s\"",
                  sasl ? "SASL authentication failed: " : "", c->user);
@@ -1762,7 +1764,7 @@ static void auth_start(client *c)
     }
     char peer[64];
     int64_t retry;
-    if (!authguard_allow(s->guard, c->user, peer_of(c, peer, sizeof peer), now_ms(), &retry)) {
+    if (!authguard_allow(s->guard, c->user, peer_of(c, peer, sizeof peer), weir_now_ms(), &retry)) {
         client_close(c, "28000",
                      "too many failed logins for user \"%s\" or from this address: try again "
                      "in %lld s",
