@@ -59,6 +59,7 @@ struct weir_conn {
     int64_t created_ms;
     int64_t validated_ms;
     struct weir_conn *idle_prev, *idle_next;
+    const void *returned_by; /* the thread that last put it on the idle list (tl_me) */
 };
 
 typedef struct weir__waiter {

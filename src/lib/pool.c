@@ -79,6 +79,9 @@
  * this much later than the oldest (see checkin_slow), looking this far. */
 #define LOCAL_SKEW_NS 5000000 /* 5 ms */
 #define LOCAL_LOOK    64
+/* A checkout with no one waiting looks this far down the idle list for a
+ * connection its own thread returned (see idle_pop_near). */
+#define IDLE_LOOK 8
 
 static inline void cpu_relax(void)
 {
@@ -262,6 +265,21 @@ static weir_conn *idle_pop(weir_pool *p)
     weir_conn *c = p->idle_head;
     if (c) idle_remove(p, c, WEIR__INUSE);
     return c;
+}
+
+/* The idle connection most recently returned by this thread, among the
+ * IDLE_LOOK most recent; else the most recent. An event loop that finds the
+ * connection it returned gets one whose socket it still watches: no
+ * registration moves between threads (docs/ENGINE.md, "Fairness"). */
+static weir_conn *idle_pop_near(weir_pool *p)
+{
+    weir_conn *c = p->idle_head;
+    for (int i = 0; c && i < IDLE_LOOK; i++, c = c->idle_next)
+        if (c->returned_by == &tl_me) {
+            idle_remove(p, c, WEIR__INUSE);
+            return c;
+        }
+    return idle_pop(p);
 }
 
 /* Claim another thread's parked slot (under the lock, to scan the array). */
@@ -584,7 +602,7 @@ static weir_conn *take_locked(weir_pool *p, int *rc)
     int run = atomic_load_explicit(&p->run, memory_order_relaxed);
     if ((*rc = run_error(run))) return NULL;
     if (run == WEIR__RUNNING) {
-        weir_conn *c = idle_pop(p);
+        weir_conn *c = idle_pop_near(p);
         if (!c) c = steal(p);
         if (c) return c;
         if (p->down && p->o.fail_fast && !p->o.wait_while_down) {
@@ -898,6 +916,7 @@ static __attribute__((noinline)) void checkin_slow(weir_pool *p, weir_conn *c)
         /* The oldest waiter is asleep and has not waited long: wake it to
          * take c from the idle list, and let a running thread take c first
          * if it is quicker (no convoy behind a sleeping thread). */
+        c->returned_by = &tl_me;
         idle_push(p, c, WEIR__INUSE);
         /* At most one pending wake-up per idle connection: two connections
          * returned in a row wake two waiters, but a waiter woken and not yet
@@ -1200,6 +1219,7 @@ static void *creator_main(void *arg)
                 slot_set(c, WEIR__BUSY, WEIR__INUSE);
                 complete(w, c, 0, false, &fire);
             } else {
+                c->returned_by = NULL; /* new: no thread watches it yet */
                 idle_push(p, c, WEIR__BUSY);
             }
         }

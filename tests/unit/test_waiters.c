@@ -3,6 +3,8 @@
  * connect timeouts and the connection spike. */
 #include "helpers.h"
 
+#include <semaphore.h>
+
 /* ---- a waiter thread ---- */
 typedef struct waiter {
     weir_pool *pool;
@@ -288,6 +290,65 @@ static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
     weir_checkin(old.conn);
     assert_int_equal(async_fired(&late), 1);
     weir_checkin(late.conn);
+}
+
+/* Another thread checks out two connections, and returns both when told. */
+typedef struct two_back {
+    weir_pool *pool;
+    weir_conn *first, *second;
+    sem_t taken, go;
+} two_back;
+
+static void *two_back_main(void *arg)
+{
+    two_back *t = arg;
+    int rc = weir_checkout(t->pool, &t->first) || weir_checkout(t->pool, &t->second);
+    sem_post(&t->taken);
+    sem_wait(&t->go);
+    if (rc) return NULL;
+    weir_checkin(t->first);  /* parked for that thread */
+    weir_checkin(t->second); /* the idle list's most recent */
+    return NULL;
+}
+
+/* A checkout that finds no parked connection of its own takes the idle
+ * connection its own thread returned before the most recent one another
+ * thread returned (an event loop gets back a socket it still watches); with
+ * none of its own among them, the most recent (LIFO). */
+static void idle_connection_returned_by_this_thread_goes_first(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 4;
+    f->o.min_idle = 0;
+    fixture_open(f);
+    weir_conn *a1, *a2;
+    assert_int_equal(weir_checkout(f->pool, &a1), 0);
+    assert_int_equal(weir_checkout(f->pool, &a2), 0);
+    void *h_a1 = weir_conn_handle(a1), *h_a2 = weir_conn_handle(a2);
+    two_back other = {.pool = f->pool};
+    sem_init(&other.taken, 0, 0);
+    sem_init(&other.go, 0, 0);
+    pthread_t th;
+    pthread_create(&th, NULL, two_back_main, &other);
+    sem_wait(&other.taken); /* four connections, all in use */
+    weir_checkin(a1);       /* parked for this thread */
+    weir_checkin(a2);       /* idle list: a2 */
+    sem_post(&other.go);
+    pthread_join(th, NULL);
+    sem_destroy(&other.taken);
+    sem_destroy(&other.go);
+    assert_non_null(other.second); /* idle list: b2, a2; b1 parked there */
+    void *h_b2 = weir_conn_handle(other.second);
+    weir_conn *c1, *c2, *c3;
+    assert_int_equal(weir_checkout(f->pool, &c1), 0);
+    assert_ptr_equal(weir_conn_handle(c1), h_a1); /* its parked one */
+    assert_int_equal(weir_checkout(f->pool, &c2), 0);
+    assert_ptr_equal(weir_conn_handle(c2), h_a2); /* its own, not the head b2 */
+    assert_int_equal(weir_checkout(f->pool, &c3), 0);
+    assert_ptr_equal(weir_conn_handle(c3), h_b2); /* then the most recent */
+    weir_checkin(c1);
+    weir_checkin(c2);
+    weir_checkin(c3);
 }
 
 static void async_fails_without_callback(void **state)
@@ -697,6 +758,7 @@ int main(void)
         T(max_waiters_sheds_load),
         T(async_checkout),
         T(async_checkin_prefers_its_own_thread_within_the_bound),
+        T(idle_connection_returned_by_this_thread_goes_first),
         T(async_fails_without_callback),
         T(drain_with_waiters),
         T(destroy_with_waiters),
