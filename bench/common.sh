@@ -58,6 +58,17 @@ pooler_logs() {
 }
 hz=$(getconf CLK_TCK)
 
+# start_weir INI LOG: weir in a session of its own, as PgBouncer (-d) and
+# Odyssey (daemonize yes) run here. With the kernel's autogroup scheduling
+# (on by default) every session is one group with one share of the CPU: weir
+# started from this script's session would share a single share with
+# pgbench, while each daemon has one to itself. Sets weir_started.
+start_weir() {
+    setsid "$weir_bin" "$1" >"$2" 2>&1 &
+    weir_started=$!
+    bench_track "$weir_started"
+}
+
 # start_poolers COMMON PGBOUNCER: weir ($weir_port, and $weir1_port with one
 # worker: PgBouncer has one thread) and PgBouncer ($pgb_port) from the same
 # pgbouncer.ini text COMMON; sets weir_pid, weir1_pid, pgb_pid.
@@ -68,12 +79,10 @@ start_poolers() {
     printf '%s\nlisten_port = %s\nlogfile = %s/pgb.log\npidfile = %s/pgb.pid\n' \
         "$common" "$pgb_port" "$dir" "$dir" >"$dir/pgb.ini"
     [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
-    "$weir_bin" "$dir/weir.ini" >"$dir/weir.log" 2>&1 &
-    weir_pid=$!
-    bench_track "$weir_pid"
-    "$weir_bin" "$dir/weir1.ini" >"$dir/weir1.log" 2>&1 &
-    weir1_pid=$!
-    bench_track "$weir1_pid"
+    start_weir "$dir/weir.ini" "$dir/weir.log"
+    weir_pid=$weir_started
+    start_weir "$dir/weir1.ini" "$dir/weir1.log"
+    weir1_pid=$weir_started
     if [ "$(id -u)" = 0 ]; then
         runuser -u postgres -- sh -c "ulimit -n \$(ulimit -Hn); '$pgb' -d -q '$dir/pgb.ini'"
     else

@@ -72,9 +72,8 @@ http_listen_port = $http_port
 http_max_inflight_per_user = 0
 EOF
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
-"$weir_bin" "$dir/weir.ini" >"$dir/weir.log" 2>&1 &
-weir_pid=$!
-bench_track "$weir_pid"
+start_weir "$dir/weir.ini" "$dir/weir.log"
+weir_pid=$weir_started
 for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$http_port/health" && break
     sleep 0.1

@@ -51,9 +51,8 @@ stats_users = ops
 http_listen_addr = 127.0.0.1
 http_listen_port = $http_port
 INI
-"$weir_bin" "$dir/weir.ini" >"$dir/weir.log" 2>&1 &
-weir_pid=$!
-bench_track "$weir_pid"
+start_weir "$dir/weir.ini" "$dir/weir.log"
+weir_pid=$weir_started
 for _ in $(seq 100); do port_busy "$http_port" && break; sleep 0.1; done
 
 poller() { # one open page: its four requests every 2 s

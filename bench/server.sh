@@ -79,9 +79,8 @@ weir2_port=$((pg_port + 4))
 pgb125_port=$((pg_port + 5))
 ody_port=$((pg_port + 6))
 printf '%s\nlisten_port = %s\nworkers = 2\n' "$common" "$weir2_port" >"$dir/weir2.ini"
-"$weir_bin" "$dir/weir2.ini" >"$dir/weir2.log" 2>&1 &
-weir2_pid=$!
-bench_track "$weir2_pid"
+start_weir "$dir/weir2.ini" "$dir/weir2.log"
+weir2_pid=$weir_started
 targets="weir:$weir_port:$weir_pid weir_1worker:$weir1_port:$weir1_pid weir_2workers:$weir2_port:$weir2_pid pgbouncer:$pgb_port:$pgb_pid"
 as_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pgb125=${WEIR_PGBOUNCER:-$root/../shared/peers/pgbouncer-1.25.2/pgbouncer}
