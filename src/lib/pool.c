@@ -270,7 +270,8 @@ static weir_conn *idle_pop(weir_pool *p)
 /* The idle connection most recently returned by this thread, among the
  * IDLE_LOOK most recent; else the most recent. An event loop that finds the
  * connection it returned gets one whose socket it still watches: no
- * registration moves between threads (docs/ENGINE.md, "Fairness"). */
+ * registration moves between threads (docs/ENGINE.md, "Where a checkout's
+ * connection comes from"). */
 static weir_conn *idle_pop_near(weir_pool *p)
 {
     weir_conn *c = p->idle_head;
