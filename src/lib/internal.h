@@ -62,8 +62,12 @@ struct weir_conn {
     const void *returned_by; /* the thread that last put it on the idle list (tl_me) */
 };
 
+struct weir__owner_q;
+
 typedef struct weir__waiter {
     struct weir__waiter *prev, *next;
+    struct weir__waiter *oprev, *onext; /* on oq, if any */
+    struct weir__owner_q *oq;           /* async: its owner's queue (NULL: none had room) */
     weir_conn *conn;
     int status;
     _Atomic bool done;
@@ -80,6 +84,14 @@ typedef struct weir__waiter {
     const char *file;
     int line;
 } weir__waiter;
+
+/* One thread's async waiters in one pool, oldest first: a checkin finds the
+ * oldest waiter of its own thread without walking the whole queue. */
+typedef struct weir__owner_q {
+    const void *owner; /* the thread (its tl_me); free for another while head is NULL */
+    weir__waiter *head, *tail;
+} weir__owner_q;
+#define WEIR__OWNER_QS 64
 
 enum weir__run { WEIR__RUNNING, WEIR__PAUSED, WEIR__DRAINING, WEIR__CLOSED };
 
@@ -113,11 +125,13 @@ struct weir_pool {
     int64_t nidle_list;              /* length of the idle list */
     int64_t nwoken;                  /* waiters signalled to look at it that have not run yet */
     weir__waiter *wq_head, *wq_tail; /* FIFO */
+    weir__owner_q oq[WEIR__OWNER_QS];
     uint64_t next_req_id, next_conn_id;
     bool stopping;
     bool down;          /* fail-fast tripped */
     uint64_t retry_gen; /* weir_pool_retry_now calls: older attempts' failures do not count */
     bool fenced;        /* a heavy fence was made since the queue last became non-empty */
+    bool none_parked;   /* fenced, and a scan after the fence found no PARKED slot */
     int consecutive_failures;
     int64_t next_attempt_ns;
     int64_t warm_made; /* connects begun in this warm-up batch (warmup_batch) */

@@ -74,11 +74,10 @@
 /* A waiter that has waited this long gets returned connections handed to it
  * directly, even while asleep (like Go's sync.Mutex starvation mode). */
 #define HANDOFF_AFTER_NS 1000000
-/* A returned connection goes to an asynchronous waiter queued by the thread
- * returning it rather than to the oldest waiter, if that one queued at most
- * this much later than the oldest (see checkin_slow), looking this far. */
+/* A returned connection goes to the oldest asynchronous waiter queued by the
+ * thread returning it rather than to the oldest waiter, if that one queued at
+ * most this much later than the oldest (see checkin_slow). */
 #define LOCAL_SKEW_NS 5000000 /* 5 ms */
-#define LOCAL_LOOK    64
 /* A checkout with no one waiting looks this far down the idle list for a
  * connection its own thread returned (see idle_pop_near). */
 #define IDLE_LOOK 8
@@ -283,17 +282,91 @@ static weir_conn *idle_pop_near(weir_pool *p)
     return idle_pop(p);
 }
 
-/* Claim another thread's parked slot (under the lock, to scan the array). */
+/* Claim another thread's parked slot (under the lock, to scan the array).
+ * Once a scan made after the heavy fence has found none, none can stay
+ * parked until the queue empties: every later park sees nwaiters >= 1 and
+ * takes its slot back to hand it over (see "Lost wake-ups"). So while
+ * clients queue, checkouts skip the scan of every slot. */
 static weir_conn *steal(weir_pool *p)
 {
+    if (p->none_parked) return NULL;
     for (int i = 0; i < p->nslots; i++) {
         weir_conn *c = p->slots[i];
         if (slot_state(c) == WEIR__PARKED && slot_cas(c, WEIR__PARKED, WEIR__INUSE)) return c;
     }
+    if (p->fenced) p->none_parked = true;
     return NULL;
 }
 
 /* ---- waiters (under the lock) ------------------------------------------------ */
+
+/* The queue of owner's async waiters in p (under the lock): for this
+ * thread the cached one; else found, or (create) taken from a free entry;
+ * NULL if none. */
+typedef struct tl_oq_entry {
+    uint64_t pool_id;
+    weir__owner_q *q;
+} tl_oq_entry;
+static _Thread_local tl_oq_entry tl_oq[TL_WAYS] __attribute__((tls_model("initial-exec")));
+
+static weir__owner_q *owner_q(weir_pool *p, const void *owner, bool create)
+{
+    tl_oq_entry *e = owner == &tl_me ? &tl_oq[p->id % TL_WAYS] : NULL;
+    if (e && e->pool_id == p->id && e->q->owner == owner) return e->q;
+    weir__owner_q *q = NULL, *spare = NULL;
+    for (int i = 0; i < WEIR__OWNER_QS && !q; i++)
+        if (p->oq[i].owner == owner)
+            q = &p->oq[i];
+        else if (!spare && !p->oq[i].head)
+            spare = &p->oq[i];
+    if (!q) {
+        if (!create || !spare) return NULL;
+        q = spare; /* free, or another thread's with nobody waiting */
+        q->owner = owner;
+    }
+    if (e) {
+        e->pool_id = p->id;
+        e->q = q;
+    }
+    return q;
+}
+
+static void oq_link(weir__waiter *w, bool front)
+{
+    weir__owner_q *q = w->oq;
+    if (front) {
+        w->oprev = NULL;
+        w->onext = q->head;
+        if (q->head)
+            q->head->oprev = w;
+        else
+            q->tail = w;
+        q->head = w;
+    } else {
+        w->onext = NULL;
+        w->oprev = q->tail;
+        if (q->tail)
+            q->tail->onext = w;
+        else
+            q->head = w;
+        q->tail = w;
+    }
+}
+
+static void oq_unlink(weir__waiter *w)
+{
+    weir__owner_q *q = w->oq;
+    if (w->oprev)
+        w->oprev->onext = w->onext;
+    else
+        q->head = w->onext;
+    if (w->onext)
+        w->onext->oprev = w->oprev;
+    else
+        q->tail = w->oprev;
+    w->oprev = w->onext = NULL;
+    w->oq = NULL;
+}
 
 static void wq_push_back(weir_pool *p, weir__waiter *w)
 {
@@ -330,11 +403,12 @@ static void wq_remove(weir_pool *p, weir__waiter *w)
     else
         p->wq_tail = w->prev;
     w->prev = w->next = NULL;
+    if (w->oq) oq_unlink(w);
     if (w->woken) {
         w->woken = false;
         p->nwoken--;
     }
-    if (atomic_fetch_sub(&p->nwaiters, 1) == 1) p->fenced = false;
+    if (atomic_fetch_sub(&p->nwaiters, 1) == 1) p->fenced = p->none_parked = false;
 }
 
 /* Complete waiter w (already removed from the queue) with conn or status.
@@ -642,6 +716,7 @@ static weir_conn *enqueue(weir_pool *p, weir__waiter *w, bool front)
         wq_push_front(p, w);
     else
         wq_push_back(p, w);
+    if (w->async && (w->oq = owner_q(p, w->owner, true))) oq_link(w, front);
     weir_conn *c = NULL;
     if (atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING) c = steal(p);
     if (c) {
@@ -899,15 +974,12 @@ static __attribute__((noinline)) void checkin_slow(weir_pool *p, weir_conn *c)
      * another thread, and the connection's socket stays with the loop that
      * has it registered. Only a waiter that queued within LOCAL_SKEW_NS of
      * the oldest may go first: no waiter is passed over by one that came
-     * more than that after it (docs/ENGINE.md, "Fairness"). */
+     * more than that after it (docs/ENGINE.md, "Fairness"). The thread's
+     * oldest waiter is the head of its own queue: no walk past the others'. */
     if (w && w->async && w->owner != &tl_me) {
-        weir__waiter *l = w->next;
-        for (int i = 0; l && i < LOCAL_LOOK && l->start_ns - w->start_ns <= LOCAL_SKEW_NS;
-             i++, l = l->next)
-            if (l->async && l->owner == &tl_me) {
-                w = l;
-                break;
-            }
+        weir__owner_q *q = owner_q(p, &tl_me, false);
+        weir__waiter *l = q ? q->head : NULL;
+        if (l && l->start_ns - w->start_ns <= LOCAL_SKEW_NS) w = l;
     }
     if (w && (w->async || atomic_load(&w->spinning) ||
               weir_now_ns() - w->start_ns >= HANDOFF_AFTER_NS)) {

@@ -292,6 +292,126 @@ static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
     weir_checkin(late.conn);
 }
 
+/* Another thread queues n async waiters, oldest first. */
+typedef struct remote_many {
+    weir_pool *pool;
+    async_result *r;
+    int n, rc;
+} remote_many;
+
+static void *remote_many_main(void *arg)
+{
+    remote_many *q = arg;
+    for (int i = 0; i < q->n && !q->rc; i++) {
+        weir_conn *now = NULL;
+        uint64_t req;
+        if (weir_checkout_async(q->pool, 5000, on_async, &q->r[i], &now, &req) != WEIR_PENDING)
+            q->rc = -1;
+    }
+    return NULL;
+}
+
+/* The returning thread finds its own oldest waiter however many of another
+ * thread's are ahead of it (each thread's waiters are a queue of their own
+ * in the engine, not found by walking the whole queue), and the others are
+ * then served in their order. */
+static void async_checkin_finds_its_own_waiter_behind_many_others(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    enum { N = 200 };
+    /* on the heap, mine last: if an assertion fails, the pool's teardown
+     * still completes every waiter into live memory */
+    async_result *other = calloc(N + 1, sizeof *other);
+    assert_non_null(other);
+    for (int i = 0; i <= N; i++) other[i] = (async_result)ASYNC_RESULT_INIT;
+    async_result *mine = &other[N];
+    remote_many q = {f->pool, other, N, 0};
+    int64_t t0 = weir_now_ns();
+    pthread_t th;
+    pthread_create(&th, NULL, remote_many_main, &q);
+    pthread_join(th, NULL);
+    assert_int_equal(q.rc, 0);
+    weir_conn *now = NULL;
+    uint64_t req;
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, mine, &now, &req), WEIR_PENDING);
+    bool within = weir_now_ns() - t0 < 4000000; /* see the test above */
+    assert_int_equal(pool_stats(f->pool).waiters, N + 1);
+    weir_checkin(held);
+    weir_conn *c;
+    int served = 0;
+    if (within) {
+        assert_int_equal(async_fired(mine), 1);
+        assert_true(pthread_equal(mine->thread, pthread_self()));
+        assert_int_equal(async_fired(&other[0]), 0);
+        c = mine->conn;
+    } else { /* under valgrind, maybe: the oldest may have been served first */
+        c = async_fired(mine) ? mine->conn : other[served++].conn;
+    }
+    for (int i = served; i < N; i++) {
+        weir_checkin(c);
+        assert_int_equal(async_fired(&other[i]), 1); /* in the order they queued */
+        assert_int_equal(other[i].status, 0);
+        if (i + 1 < N) assert_int_equal(async_fired(&other[i + 1]), 0);
+        c = other[i].conn;
+    }
+    if (!within && !async_fired(mine)) {
+        weir_checkin(c);
+        assert_int_equal(async_fired(mine), 1);
+        c = mine->conn;
+    }
+    weir_checkin(c);
+    assert_int_equal(pool_stats(f->pool).waiters, 0);
+    free(other);
+}
+
+/* Another thread's checkout that must not wait. */
+static void *checkout_now_main(void *arg)
+{
+    weir_pool *p = arg;
+    weir_conn *now = NULL;
+    uint64_t req;
+    async_result r = ASYNC_RESULT_INIT;
+    int rc = weir_checkout_async(p, 5000, on_async, &r, &now, &req);
+    if (rc == 0) weir_checkin(now);
+    if (rc == WEIR_PENDING) { /* a lost connection: get it back to end the test cleanly */
+        weir_checkout_cancel(p, req);
+        return (void *)1;
+    }
+    return rc == 0 ? NULL : (void *)2;
+}
+
+/* While clients queue, checkouts skip the scan for parked connections once
+ * a scan after the fence found none; when the queue has emptied, a
+ * connection parked since is found again by another thread. */
+static void slot_parked_after_the_queue_emptied_is_found(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    async_result r = ASYNC_RESULT_INIT, r2 = ASYNC_RESULT_INIT;
+    weir_conn *now = NULL;
+    uint64_t req;
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &r, &now, &req), WEIR_PENDING);
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &r2, &now, &req), WEIR_PENDING);
+    weir_checkin(held); /* to r; r2 still waits */
+    assert_int_equal(async_fired(&r), 1);
+    weir_checkin(r.conn); /* to r2: the queue is empty */
+    assert_int_equal(async_fired(&r2), 1);
+    assert_int_equal(pool_stats(f->pool).waiters, 0);
+    weir_checkin(r2.conn); /* parked for this thread */
+    pthread_t th;
+    void *res = (void *)-1;
+    pthread_create(&th, NULL, checkout_now_main, f->pool);
+    pthread_join(th, &res);
+    assert_null(res);
+}
+
 /* Another thread checks out two connections, and returns both when told. */
 typedef struct two_back {
     weir_pool *pool;
@@ -758,6 +878,8 @@ int main(void)
         T(max_waiters_sheds_load),
         T(async_checkout),
         T(async_checkin_prefers_its_own_thread_within_the_bound),
+        T(async_checkin_finds_its_own_waiter_behind_many_others),
+        T(slot_parked_after_the_queue_emptied_is_found),
         T(idle_connection_returned_by_this_thread_goes_first),
         T(async_fails_without_callback),
         T(drain_with_waiters),
