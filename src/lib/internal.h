@@ -125,7 +125,6 @@ struct weir_pool {
     int64_t nidle_list;              /* length of the idle list */
     int64_t nwoken;                  /* waiters signalled to look at it that have not run yet */
     weir__waiter *wq_head, *wq_tail; /* FIFO */
-    weir__owner_q oq[WEIR__OWNER_QS];
     uint64_t next_req_id, next_conn_id;
     bool stopping;
     bool down;          /* fail-fast tripped */
@@ -160,6 +159,9 @@ struct weir_pool {
     char last_error[512];
     char name[WEIR_NAME_MAX];
     char metric_labels[WEIR__LABELS_MAX]; /* "" for pool="<name>"; under mu */
+    /* each thread's async waiters (under mu); last, off the lines the lock's
+     * other fields share */
+    weir__owner_q oq[WEIR__OWNER_QS];
 };
 
 /* The hot path's clock: CLOCK_MONOTONIC_COARSE (a few ns through the vDSO,
