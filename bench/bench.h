@@ -35,6 +35,23 @@ static inline void bench_wait_warm(weir_pool *pool, int64_t n)
     } while (st.idle < n);
 }
 
+#ifdef WEIR_FAKE_H
+/* A pool of n connections of the fake driver, all open and idle (*fk: the
+ * driver's state, for weir_fake_free after weir_pool_destroy). */
+static inline weir_pool *bench_fake_pool(int n, weir_fake **fk)
+{
+    *fk = weir_fake_new();
+    weir_options o;
+    weir_options_init(&o);
+    o.max_size = n;
+    o.min_idle = n;
+    weir_pool *pool = NULL;
+    if (!*fk || weir_pool_create(&pool, weir_fake_driver(), *fk, &o, NULL) != 0) abort();
+    bench_wait_warm(pool, n);
+    return pool;
+}
+#endif
+
 /* --quick, --seconds S, --reps N (1..20). False after printing the usage. */
 static inline bool bench_args(int argc, char **argv, const char *name, double quick_secs,
                               double *secs, int *reps)

@@ -132,13 +132,7 @@ static double measure(bool use_weir, int pool_size, int threads, double seconds,
     weir_pool *pool = NULL;
     floor_pool fl = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
     if (use_weir) {
-        fk = weir_fake_new();
-        weir_options o;
-        weir_options_init(&o);
-        o.max_size = pool_size;
-        o.min_idle = pool_size;
-        if (weir_pool_create(&pool, weir_fake_driver(), fk, &o, NULL) != 0) abort();
-        bench_wait_warm(pool, pool_size);
+        pool = bench_fake_pool(pool_size, &fk);
     } else {
         fl.free = calloc((size_t)pool_size, sizeof(void *));
         for (int i = 0; i < pool_size; i++) fl.free[fl.nfree++] = (void *)(intptr_t)(i + 1);

@@ -244,16 +244,7 @@ static double measure(bool shared, int threads, int pool_size, int clients_per_l
                       double *cross_share)
 {
     weir_fake *fk = NULL;
-    weir_pool *pool = NULL;
-    if (shared) {
-        fk = weir_fake_new();
-        weir_options o;
-        weir_options_init(&o);
-        o.max_size = pool_size;
-        o.min_idle = pool_size;
-        if (weir_pool_create(&pool, weir_fake_driver(), fk, &o, NULL) != 0) abort();
-        bench_wait_warm(pool, pool_size);
-    }
+    weir_pool *pool = shared ? bench_fake_pool(pool_size, &fk) : NULL;
     _Atomic bool stop = false;
     pthread_barrier_t go;
     pthread_barrier_init(&go, NULL, (unsigned)threads + 1);

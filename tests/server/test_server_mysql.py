@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import basic, HERE, Weir, free_port, wait_port
@@ -234,7 +235,13 @@ class BadMySQLConfig(unittest.TestCase):
         try:
             w.start()
             ok = wait_port(w.port)
+            # the MySQL pools are made once the listeners are up: give the
+            # line a moment on a busy machine
+            deadline = time.monotonic() + 10
             log = w.log()
+            while "invalid MySQL URL" not in log and time.monotonic() < deadline:
+                time.sleep(0.05)
+                log = w.log()
         finally:
             w.stop()
         self.assertTrue(ok)
