@@ -1615,7 +1615,15 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
     } else {
         snprintf(p->name, sizeof p->name, "%s", drv->name ? drv->name : "pool");
     }
-    pthread_mutex_init(&p->mu, NULL);
+    /* Adaptive: a thread that finds the lock taken spins briefly before it
+     * sleeps; the sections it guards are short (docs/ARCHITECTURE.md). */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+#if defined(__GLIBC__)
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    pthread_mutex_init(&p->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_condattr_init(&p->cattr);
     pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
     pthread_cond_init(&p->creator_cv, &p->cattr);
