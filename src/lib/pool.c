@@ -300,30 +300,39 @@ static weir_conn *steal(weir_pool *p)
 
 /* ---- waiters (under the lock) ------------------------------------------------ */
 
-/* The queue of owner's async waiters in p (under the lock): for this
- * thread the cached one; else found, or (create) taken from a free entry;
- * NULL if none. */
+/* The queue of owner's async waiters in p (under the lock); NULL if none.
+ * With create, one is made: a free entry, else another thread's with
+ * nobody waiting (only when all 64 are taken, so that two threads do not
+ * keep taking one entry from each other). This thread's answer is cached,
+ * a miss too: a thread that never queued in p (a checkin from a thread
+ * with no waiters) does not scan the table on every checkin. A waiter put
+ * back by another thread (fire_async) may get an entry this cache does
+ * not know; the owner finds it at its next enqueue. */
 typedef struct tl_oq_entry {
     uint64_t pool_id;
-    weir__owner_q *q;
+    weir__owner_q *q; /* NULL: none */
 } tl_oq_entry;
 static _Thread_local tl_oq_entry tl_oq[TL_WAYS] __attribute__((tls_model("initial-exec")));
 
 static weir__owner_q *owner_q(weir_pool *p, const void *owner, bool create)
 {
     tl_oq_entry *e = owner == &tl_me ? &tl_oq[p->id % TL_WAYS] : NULL;
-    if (e && e->pool_id == p->id && e->q->owner == owner) return e->q;
-    weir__owner_q *q = NULL, *spare = NULL;
-    for (int i = 0; i < WEIR__OWNER_QS && !q; i++)
-        if (p->oq[i].owner == owner)
-            q = &p->oq[i];
-        else if (!spare && !p->oq[i].head)
-            spare = &p->oq[i];
-    if (!q) {
-        if (!create || !spare) return NULL;
-        q = spare; /* free, or another thread's with nobody waiting */
-        q->owner = owner;
+    if (e && e->pool_id == p->id) {
+        if (e->q && e->q->owner == owner) return e->q;
+        /* none, or handed on while empty: this thread has no waiters here */
+        if (!create) return NULL;
     }
+    weir__owner_q *q = NULL, *unused = NULL, *empty = NULL;
+    for (int i = 0; i < WEIR__OWNER_QS && !q; i++) {
+        weir__owner_q *o = &p->oq[i];
+        if (o->owner == owner)
+            q = o;
+        else if (!o->owner && !unused)
+            unused = o;
+        else if (!o->head && !empty)
+            empty = o;
+    }
+    if (!q && create && (q = unused ? unused : empty)) q->owner = owner;
     if (e) {
         e->pool_id = p->id;
         e->q = q;
