@@ -44,8 +44,9 @@
  * it first; that avoids a convoy behind sleeping threads and bounds the
  * unfairness to about a millisecond (Go's sync.Mutex does the same).
  * Locality: a checkin hands the connection to an async waiter queued by its
- * own thread, if one queued at most LOCAL_SKEW_NS (5 ms) after the oldest
- * (an event loop serving its own client wakes nobody).
+ * own thread, if one queued at most LOCAL_SKEW_NS (5 ms) after the oldest or
+ * has waited at least a quarter as long (an event loop serving its own
+ * client wakes nobody; local_may_pass).
  *
  * A waiter pays for the barrier only before it sleeps, and only if no barrier
  * was made since the queue last became non-empty (p->fenced): every checkin
@@ -76,8 +77,10 @@
 #define HANDOFF_AFTER_NS 1000000
 /* A returned connection goes to the oldest asynchronous waiter queued by the
  * thread returning it rather than to the oldest waiter, if that one queued at
- * most this much later than the oldest (see checkin_slow). */
+ * most this much later than the oldest (see local_may_pass) ... */
 #define LOCAL_SKEW_NS 5000000 /* 5 ms */
+/* ... or if it has waited at least 1/LOCAL_SHARE as long as the oldest. */
+#define LOCAL_SHARE 4
 /* A checkout with no one waiting looks this far down the idle list for a
  * connection its own thread returned (see idle_pop_near). */
 #define IDLE_LOOK 8
@@ -967,6 +970,22 @@ static void usage_observe(weir_conn *c, int64_t ms)
                           memory_order_relaxed);
 }
 
+/* May l, this thread's oldest async waiter, be served before w, the oldest
+ * of all? Yes if it queued at most LOCAL_SKEW_NS after w, or if it has
+ * itself waited at least 1/LOCAL_SHARE as long as w: a waiter is passed
+ * over only by one that came within 5 ms of it or has waited a quarter as
+ * long (docs/ENGINE.md, "Fairness"). The relative part matters once waits
+ * pass 5 ms: with every loop's clients queued for 10 ms, the loops' queues
+ * drift more than 5 ms apart all the time, and an absolute bound alone sent
+ * connections across threads (and halved weir's throughput on 16 cores). */
+static inline bool local_may_pass(const weir__waiter *w, const weir__waiter *l)
+{
+    int64_t gap = l->start_ns - w->start_ns; /* = w's wait - l's wait */
+    if (gap <= LOCAL_SKEW_NS) return true;
+    /* l's wait >= w's / LOCAL_SHARE: gap <= w's wait * (1 - 1/LOCAL_SHARE) */
+    return gap * LOCAL_SHARE <= (weir_now_ns() - w->start_ns) * (LOCAL_SHARE - 1);
+}
+
 static __attribute__((noinline)) void checkin_slow(weir_pool *p, weir_conn *c)
 {
     weir__waiter *fire = NULL;
@@ -981,14 +1000,12 @@ static __attribute__((noinline)) void checkin_slow(weir_pool *p, weir_conn *c)
     /* Locality: an event loop that returns a connection and also has a
      * client waiting for one serves that client itself: no wake-up of
      * another thread, and the connection's socket stays with the loop that
-     * has it registered. Only a waiter that queued within LOCAL_SKEW_NS of
-     * the oldest may go first: no waiter is passed over by one that came
-     * more than that after it (docs/ENGINE.md, "Fairness"). The thread's
+     * has it registered, within the bound of local_may_pass(). The thread's
      * oldest waiter is the head of its own queue: no walk past the others'. */
     if (w && w->async && w->owner != &tl_me) {
         weir__owner_q *q = owner_q(p, &tl_me, false);
         weir__waiter *l = q ? q->head : NULL;
-        if (l && l->start_ns - w->start_ns <= LOCAL_SKEW_NS) w = l;
+        if (l && local_may_pass(w, l)) w = l;
     }
     if (w && (w->async || atomic_load(&w->spinning) ||
               weir_now_ns() - w->start_ns >= HANDOFF_AFTER_NS)) {

@@ -243,7 +243,8 @@ static void queue_from_other_thread(weir_pool *p, async_result *r)
 
 /* A connection returned by a thread that has its own async waiter queued
  * goes to that waiter (no cross-thread wake-up), but only if it queued
- * within 5 ms of the oldest: the unfairness stays bounded. */
+ * within 5 ms of the oldest (or has waited a quarter as long: the next
+ * test): the unfairness stays bounded. */
 static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
 {
     fixture *f = *state;
@@ -290,6 +291,48 @@ static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
     weir_checkin(old.conn);
     assert_int_equal(async_fired(&late), 1);
     weir_checkin(late.conn);
+}
+
+/* Past 5 ms the bound is relative: the thread's own waiter still goes first
+ * if it has waited at least a quarter as long as the oldest. With every
+ * loop's clients queued for 10 ms, the loops' queues drift more than 5 ms
+ * apart; an absolute bound alone then sends connections across threads. */
+static void async_checkin_prefers_its_own_thread_within_a_quarter_of_the_wait(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    async_result other = ASYNC_RESULT_INIT, mine = ASYNC_RESULT_INIT;
+    int64_t t0 = weir_now_ns();
+    queue_from_other_thread(f->pool, &other);
+    sleep_ms(10); /* other is more than 5 ms older than mine */
+    weir_conn *now = NULL;
+    uint64_t req;
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &mine, &now, &req), WEIR_PENDING);
+    int64_t t1 = weir_now_ns();
+    sleep_ms(60);
+    /* mine queued at most t1 - t0 after other and has waited at least
+     * 60 ms: a quarter of other's wait unless the machine stalled for long
+     * between t0 and t1 (valgrind, maybe) */
+    bool within = (t1 - t0) <= 3 * (weir_now_ns() - t1);
+    weir_checkin(held);
+    if (within) {
+        assert_int_equal(async_fired(&mine), 1);
+        assert_int_equal(async_fired(&other), 0);
+        assert_true(pthread_equal(mine.thread, pthread_self()));
+        weir_checkin(mine.conn); /* nobody of this thread waits: the other's turn */
+        assert_int_equal(async_fired(&other), 1);
+        assert_int_equal(other.status, 0);
+        weir_checkin(other.conn);
+    } else {
+        bool o = async_fired(&other) == 1;
+        assert_int_equal(async_fired(&other) + async_fired(&mine), 1);
+        weir_checkin(o ? other.conn : mine.conn);
+        assert_int_equal(async_fired(&other) + async_fired(&mine), 2);
+        weir_checkin(o ? mine.conn : other.conn);
+    }
 }
 
 /* Another thread queues n async waiters, oldest first. */
@@ -885,6 +928,7 @@ int main(void)
         T(max_waiters_sheds_load),
         T(async_checkout),
         T(async_checkin_prefers_its_own_thread_within_the_bound),
+        T(async_checkin_prefers_its_own_thread_within_a_quarter_of_the_wait),
         T(async_checkin_finds_its_own_waiter_behind_many_others),
         T(slot_parked_after_the_queue_emptied_is_found),
         T(idle_connection_returned_by_this_thread_goes_first),
