@@ -432,6 +432,12 @@ typedef struct weir_pool_stats {
     bool paused;
     bool target_down; /**< fail-fast has tripped and no connect has succeeded since */
     bool failing;     /**< the last connect failed (weir_pool_last_error says why) */
+    /** Checkins that handed their connection straight to a waiting caller... */
+    int64_t handoffs_total;
+    /** ...and of those, to a caller on another thread than the one returning
+     *  it (a wake-up of that thread; for an event loop, a connection that
+     *  moves to another loop). See docs/ENGINE.md, "Fairness". */
+    int64_t handoffs_other_thread_total;
 } weir_pool_stats;
 
 /** Snapshot the pool's figures into *st. */

@@ -155,6 +155,7 @@ struct weir_pool {
     /* statistics (atomics: bumped on paths outside the lock) */
     _Atomic int64_t created_total, connect_errors_total, acquire_timeouts_total, shed_total,
         leaks_total, closed_total[WEIR_CLOSE_REASONS];
+    int64_t handoffs[2]; /* under mu: checkins handed to a waiter of the same thread, another */
     weir__hist acquire_hist, connect_hist;
     char last_error[512];
     char name[WEIR_NAME_MAX];

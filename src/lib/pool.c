@@ -1010,7 +1010,8 @@ static __attribute__((noinline)) void checkin_slow(weir_pool *p, weir_conn *c)
     if (w && (w->async || atomic_load(&w->spinning) ||
               weir_now_ns() - w->start_ns >= HANDOFF_AFTER_NS)) {
         wq_remove(p, w);
-        complete(w, c, 0, false, &fire); /* hand-off: still INUSE */
+        p->handoffs[w->owner != &tl_me]++; /* a sync waiter is always another thread */
+        complete(w, c, 0, false, &fire);   /* hand-off: still INUSE */
     } else {
         /* The oldest waiter is asleep and has not waited long: wake it to
          * take c from the idle list, and let a running thread take c first
@@ -2040,6 +2041,8 @@ int weir_pool_stats_get(weir_pool *p, weir_pool_stats *st)
     st->target_down = p->down;
     st->failing = p->consecutive_failures > 0;
     if (p->wq_head) st->oldest_wait_us = (weir_now_ns() - p->wq_head->start_ns) / 1000;
+    st->handoffs_total = p->handoffs[0] + p->handoffs[1];
+    st->handoffs_other_thread_total = p->handoffs[1];
     unlock(p);
     st->acquire_timeouts_total = atomic_load(&p->acquire_timeouts_total);
     st->shed_total = atomic_load(&p->shed_total);

@@ -55,7 +55,8 @@ static bool label_name_ok(const char *n)
     if (n[0] == '_' && n[1] == '_') return false;
     for (const char *c = n; *c; c++)
         if (!(isalnum((unsigned char)*c) || *c == '_')) return false;
-    return strcmp(n, "state") && strcmp(n, "reason") && strcmp(n, "le");
+    return strcmp(n, "state") && strcmp(n, "reason") && strcmp(n, "le") && strcmp(n, "direction") &&
+           strcmp(n, "thread");
 }
 
 int weir_pool_set_metric_labels(weir_pool *p, const char *const *names, const char *const *values,
@@ -206,6 +207,14 @@ static void f_closed(weir__buf *b, const char *m, const snap *s)
     }
 }
 
+static void f_handoffs(weir__buf *b, const char *m, const snap *s)
+{
+    series(b, m, s->labels, "thread=\"same\"");
+    weir__buf_printf(b, " %" PRId64 "\n", s->st.handoffs_total - s->st.handoffs_other_thread_total);
+    series(b, m, s->labels, "thread=\"other\"");
+    weir__buf_printf(b, " %" PRId64 "\n", s->st.handoffs_other_thread_total);
+}
+
 static void f_adaptive(weir__buf *b, const char *m, const snap *s)
 {
     series(b, m, s->labels, "direction=\"grow\"");
@@ -237,6 +246,10 @@ static const struct family {
     {"weir_pool_target_up", "gauge", "0 while fail-fast reports the target down.", f_up},
     {"weir_pool_adaptive_changes_total", "counter", "Size changes made by adaptive sizing.",
      f_adaptive},
+    {"weir_pool_handoffs_total", "counter",
+     "Connections a checkin handed straight to a waiting caller, by whether the caller was on "
+     "the returning thread.",
+     f_handoffs},
 };
 
 void weir__prometheus_page(weir_pool *const *pools, size_t n, weir__buf *b)

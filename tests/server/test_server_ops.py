@@ -206,6 +206,16 @@ class TestHttpDoor(OpsCase):
         self.assertIsNotNone(self.metric(text, "pgbouncer_pools_server_idle_connections", **pool))
         self.assertGreaterEqual(self.metric(text, "pgbouncer_used_clients"), 0)
         self.assertEqual(self.metric(text, "pgbouncer_config_max_client_connections"), 100)
+        # more clients than server connections (4): returned connections go
+        # straight to waiting clients, counted by whether they stayed on the
+        # worker that returned them
+        m, r = pgbench(self.w, secs=1, clients=12)
+        self.assertGreater(m, 100, r.stderr)
+        _, text = self.get("/metrics")
+        same = self.metric(text, "weir_pool_handoffs_total", thread="same", **pool)
+        other = self.metric(text, "weir_pool_handoffs_total", thread="other", **pool)
+        self.assertIsNotNone(other, text)
+        self.assertGreater(same + other, m / 10)
         # a client holding a transaction shows up as an active client and server link
         with psycopg.connect(self.w.dsn()) as conn:
             conn.execute("select 1")

@@ -520,6 +520,9 @@ static void stats_conn_info_and_prometheus(void **state)
         "weir_pool_acquire_timeouts_total{pool=\"orders \\\"eu\\\"\"} 0\n",
         "weir_pool_connect_errors_total{pool=\"orders \\\"eu\\\"\"} 0\n",
         "weir_pool_leaks_total{pool=\"orders \\\"eu\\\"\"} 0\n",
+        "# TYPE weir_pool_handoffs_total counter\n",
+        "weir_pool_handoffs_total{pool=\"orders \\\"eu\\\"\",thread=\"same\"} 0\n",
+        "weir_pool_handoffs_total{pool=\"orders \\\"eu\\\"\",thread=\"other\"} 0\n",
     };
     for (size_t i = 0; i < sizeof must / sizeof *must; i++) {
         if (!strstr(text, must[i])) fail_msg("missing from metrics: %s\n%s", must[i], text);
@@ -537,7 +540,7 @@ static void stats_conn_info_and_prometheus(void **state)
     assert_null(strstr(text, "pool=\""));
     free(text);
     /* refused: bad names, reserved names, duplicates, too long */
-    const char *bad[] = {"1x", "__x", "state", "le", "reason", "a-b", ""};
+    const char *bad[] = {"1x", "__x", "state", "le", "reason", "direction", "thread", "a-b", ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         const char *n1[1] = {bad[i]}, *v1[1] = {"v"};
         assert_int_equal(weir_pool_set_metric_labels(f->pool, n1, v1, 1), WEIR_EINVAL);

@@ -318,13 +318,21 @@ static void async_checkin_prefers_its_own_thread_within_a_quarter_of_the_wait(vo
      * between t0 and t1 (valgrind, maybe) */
     bool within = (t1 - t0) <= 3 * (weir_now_ns() - t1);
     weir_checkin(held);
+    weir_pool_stats st;
     if (within) {
         assert_int_equal(async_fired(&mine), 1);
         assert_int_equal(async_fired(&other), 0);
         assert_true(pthread_equal(mine.thread, pthread_self()));
+        /* counted: a hand-off on the returning thread */
+        assert_int_equal(weir_pool_stats_get(f->pool, &st), 0);
+        assert_int_equal(st.handoffs_total, 1);
+        assert_int_equal(st.handoffs_other_thread_total, 0);
         weir_checkin(mine.conn); /* nobody of this thread waits: the other's turn */
         assert_int_equal(async_fired(&other), 1);
         assert_int_equal(other.status, 0);
+        assert_int_equal(weir_pool_stats_get(f->pool, &st), 0);
+        assert_int_equal(st.handoffs_total, 2);
+        assert_int_equal(st.handoffs_other_thread_total, 1);
         weir_checkin(other.conn);
     } else {
         bool o = async_fired(&other) == 1;
