@@ -22,7 +22,8 @@ static int group_setup(void **state)
 
 static void url(char *buf, size_t len, const char *password, const char *query)
 {
-    snprintf(buf, len, "mysql://app:%s@127.0.0.1:%d/appdb%s", password, port, query);
+    int n = snprintf(buf, len, "mysql://app:%s@127.0.0.1:%d/appdb%s", password, port, query);
+    if (n < 0 || (size_t)n >= len) fail_msg("test URL too long for its buffer");
 }
 
 static weir_pool *my_pool(weir_options *o, const char *query)

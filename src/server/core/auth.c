@@ -316,7 +316,7 @@ int scram_server_final(scram_server *st, const char *msg, size_t len, char *out,
 {
     *why = "malformed SCRAM message";
     if (!st->nonce || len > CFG_SECRET_MAX || memchr(msg, '\0', len)) return -1;
-    size_t cl, rl, pl;
+    size_t cl = 0, rl = 0, pl = 0;
     const char *c = attr(msg, len, 'c', &cl), *r = attr(msg, len, 'r', &rl);
     const char *p = attr(msg, len, 'p', &pl);
     if (!c || !r || !p) return -1;
@@ -421,7 +421,7 @@ int scram_client_final(scram_client *st, const char *password, const char *serve
                        char *out, size_t outlen, const char **why)
 {
     const char *r;
-    size_t rl, sl, il;
+    size_t rl = 0, sl = 0, il = 0;
     if (client_check_first(st, server_first, len, &r, &rl, why)) return -1;
     const char *s = attr(server_first, len, 's', &sl), *i = attr(server_first, len, 'i', &il);
     if (!s || !i || il > 9) return -1;

@@ -180,6 +180,20 @@ typedef struct reader {
     bool saw_main; /* a [pgbouncer] (or [weir]) section header */
 } reader;
 
+/* A value's error, written into why; returns -1. Through vsnprintf, so a
+ * long value is cut to fit without gcc's truncation warning (its -O2 and
+ * higher analysis sees every snprintf into why otherwise). */
+static int bad_value(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int bad_value(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 static void say(reader *r, bool error, const char *file, int line, const char *fmt, ...)
 {
     char msg[1024];
@@ -484,26 +498,26 @@ static int parse_connstr(const char *s,
         char k[64], v[CFG_STR];
         size_t kn = 0, vn = 0;
         while (*p && *p != '=' && !isspace((unsigned char)*p)) {
-            if (kn + 1 >= sizeof k) return snprintf(why, whylen, "key too long"), -1;
+            if (kn + 1 >= sizeof k) return bad_value(why, whylen, "key too long");
             k[kn++] = *p++;
         }
         k[kn] = '\0';
         while (isspace((unsigned char)*p)) p++;
-        if (*p != '=') return snprintf(why, whylen, "missing \"=\" after \"%s\"", k), -1;
+        if (*p != '=') return bad_value(why, whylen, "missing \"=\" after \"%s\"", k);
         p++;
         while (isspace((unsigned char)*p)) p++;
         if (*p == '\'') {
             p++;
             while (*p && *p != '\'') {
                 if (*p == '\\' && p[1]) p++;
-                if (vn + 1 >= sizeof v) return snprintf(why, whylen, "value too long"), -1;
+                if (vn + 1 >= sizeof v) return bad_value(why, whylen, "value too long");
                 v[vn++] = *p++;
             }
-            if (*p != '\'') return snprintf(why, whylen, "unterminated quoted string"), -1;
+            if (*p != '\'') return bad_value(why, whylen, "unterminated quoted string");
             p++;
         } else {
             while (*p && !isspace((unsigned char)*p)) {
-                if (vn + 1 >= sizeof v) return snprintf(why, whylen, "value too long"), -1;
+                if (vn + 1 >= sizeof v) return bad_value(why, whylen, "value too long");
                 v[vn++] = *p++;
             }
         }
@@ -552,7 +566,7 @@ static int db_field(void *ud, const char *k, const char *v, char *why, size_t wh
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         if (strcasecmp(k, strs[i].name)) continue;
         if (!copy_str(strs[i].dst, strs[i].cap, v))
-            return snprintf(why, whylen, "%s: value too long", k), -1;
+            return bad_value(why, whylen, "%s: value too long", k);
         return 0;
     }
     struct {
@@ -572,7 +586,7 @@ static int db_field(void *ud, const char *k, const char *v, char *why, size_t wh
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         if (strcasecmp(k, ints[i].name)) continue;
         if (parse_int(v, ints[i].lo, ints[i].hi, &x))
-            return snprintf(why, whylen, "%s: bad value \"%s\"", k, v), -1;
+            return bad_value(why, whylen, "%s: bad value \"%s\"", k, v);
         *ints[i].dst = (int)x;
         return 0;
     }
@@ -584,13 +598,12 @@ static int db_field(void *ud, const char *k, const char *v, char *why, size_t wh
     for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
         if (strcasecmp(k, times[i].name)) continue;
         if (parse_time(v, times[i].dst))
-            return snprintf(why, whylen, "%s: not a duration: \"%s\"", k, v), -1;
+            return bad_value(why, whylen, "%s: not a duration: \"%s\"", k, v);
         return 0;
     }
     if (!strcasecmp(k, "pool_mode")) {
         if ((d->pool_mode = parse_mode(v)) < 0)
-            return snprintf(why, whylen, "pool_mode: must be session, transaction or statement"),
-                   -1;
+            return bad_value(why, whylen, "pool_mode: must be session, transaction or statement");
         return 0;
     }
     ignore_key(f, k);
@@ -604,8 +617,7 @@ static int user_field(void *ud, const char *k, const char *v, char *why, size_t 
     long long x;
     if (!strcasecmp(k, "pool_mode")) {
         if ((u->pool_mode = parse_mode(v)) < 0)
-            return snprintf(why, whylen, "pool_mode: must be session, transaction or statement"),
-                   -1;
+            return bad_value(why, whylen, "pool_mode: must be session, transaction or statement");
         return 0;
     }
     struct {
@@ -619,7 +631,7 @@ static int user_field(void *ud, const char *k, const char *v, char *why, size_t 
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         if (strcasecmp(k, ints[i].name)) continue;
         if (parse_int(v, 0, INT_MAX, &x))
-            return snprintf(why, whylen, "%s: bad value \"%s\"", k, v), -1;
+            return bad_value(why, whylen, "%s: bad value \"%s\"", k, v);
         *ints[i].dst = (int)x;
         return 0;
     }
@@ -634,7 +646,7 @@ static int user_field(void *ud, const char *k, const char *v, char *why, size_t 
     for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
         if (strcasecmp(k, times[i].name)) continue;
         if (parse_time(v, times[i].dst))
-            return snprintf(why, whylen, "%s: not a duration: \"%s\"", k, v), -1;
+            return bad_value(why, whylen, "%s: not a duration: \"%s\"", k, v);
         return 0;
     }
     ignore_key(f, k);
@@ -659,23 +671,22 @@ static int lite_field(void *ud, const char *k, const char *v, char *why, size_t 
     long long x;
     if (!strcasecmp(k, "pool_size")) {
         if (parse_int(v, 1, INT_MAX, &x))
-            return snprintf(why, whylen, "pool_size: bad value \"%s\"", v), -1;
+            return bad_value(why, whylen, "pool_size: bad value \"%s\"", v);
         d->pool_size = (int)x;
         return 0;
     }
     if (!strcasecmp(k, "create")) {
         if (parse_bool(v, &d->sqlite_create))
-            return snprintf(why, whylen, "create: bad value \"%s\"", v), -1;
+            return bad_value(why, whylen, "create: bad value \"%s\"", v);
         return 0;
     }
     if (!strcasecmp(k, "init")) {
         if (!path_near(d->sqlite_init, sizeof d->sqlite_init, file, v))
-            return snprintf(why, whylen, "init: path too long"), -1;
+            return bad_value(why, whylen, "init: path too long");
         return 0;
     }
-    return snprintf(why, whylen,
-                    "\"%s\" does not apply to an SQLite database (pool_size, create, init do)", k),
-           -1;
+    return bad_value(why, whylen,
+                     "\"%s\" does not apply to an SQLite database (pool_size, create, init do)", k);
 }
 
 /* "sqlite:///abs/path [pool_size=N] [create=1] [init=file.sql]"; a path
@@ -683,19 +694,18 @@ static int lite_field(void *ud, const char *k, const char *v, char *why, size_t 
 static int lite_entry(cfg_db *d, const char *file, const char *val, char *why, size_t whylen)
 {
     if (strncmp(val, "sqlite://", 9))
-        return snprintf(why, whylen, "an SQLite database is written sqlite:///path/to/file.db"), -1;
+        return bad_value(why, whylen, "an SQLite database is written sqlite:///path/to/file.db");
     const char *p = val + 9, *e = p;
     while (*e && !isspace((unsigned char)*e)) e++;
     char path[CFG_STR];
     if (e == p || (size_t)(e - p) >= sizeof path)
-        return snprintf(why, whylen, "missing or too long SQLite path in \"%s\"", val), -1;
+        return bad_value(why, whylen, "missing or too long SQLite path in \"%s\"", val);
     snprintf(path, sizeof path, "%.*s", (int)(e - p), p);
     if (!strcmp(path, ":memory:") || !strcmp(path, "/:memory:"))
-        return snprintf(why, whylen,
-                        "\":memory:\" would give each connection its own empty database"),
-               -1;
+        return bad_value(why, whylen,
+                         "\":memory:\" would give each connection its own empty database");
     if (!path_near(d->sqlite_path, sizeof d->sqlite_path, file, path))
-        return snprintf(why, whylen, "SQLite path too long"), -1;
+        return bad_value(why, whylen, "SQLite path too long");
     d->host[0] = '\0';
     d->port = 0;
     void *a[2] = {d, (void *)file};
@@ -708,20 +718,19 @@ static int my_field(void *ud, const char *k, const char *v, char *why, size_t wh
     long long x;
     if (!strcasecmp(k, "pool_size")) {
         if (parse_int(v, 1, INT_MAX, &x))
-            return snprintf(why, whylen, "pool_size: bad value \"%s\"", v), -1;
+            return bad_value(why, whylen, "pool_size: bad value \"%s\"", v);
         d->pool_size = (int)x;
         return 0;
     }
     if (!strcasecmp(k, "server_lifetime")) {
         if (parse_time(v, &d->server_lifetime))
-            return snprintf(why, whylen, "server_lifetime: not a duration: \"%s\"", v), -1;
+            return bad_value(why, whylen, "server_lifetime: not a duration: \"%s\"", v);
         return 0;
     }
-    return snprintf(why, whylen,
-                    "\"%s\" does not apply to a MySQL database (pool_size, server_lifetime do; "
-                    "the driver's options go in the URL)",
-                    k),
-           -1;
+    return bad_value(why, whylen,
+                     "\"%s\" does not apply to a MySQL database (pool_size, server_lifetime do; "
+                     "the driver's options go in the URL)",
+                     k);
 }
 
 /* "mysql://user:pw@host:port/db?opt=v [pool_size=N] [server_lifetime=T]"
@@ -731,7 +740,7 @@ static int my_entry(cfg_db *d, const char *val, char *why, size_t whylen)
     const char *e = val;
     while (*e && !isspace((unsigned char)*e)) e++;
     if ((size_t)(e - val) >= sizeof d->mysql_url)
-        return snprintf(why, whylen, "MySQL URL too long"), -1;
+        return bad_value(why, whylen, "MySQL URL too long");
     snprintf(d->mysql_url, sizeof d->mysql_url, "%.*s", (int)(e - val), val);
     d->host[0] = '\0';
     d->port = 0;
@@ -835,19 +844,18 @@ static int peer_field(void *ud, const char *k, const char *v, char *why, size_t 
     cfg_peer *p = f->entry;
     long long x;
     if (!strcasecmp(k, "host")) {
-        if (!copy_str(p->host, sizeof p->host, v))
-            return snprintf(why, whylen, "host: too long"), -1;
+        if (!copy_str(p->host, sizeof p->host, v)) return bad_value(why, whylen, "host: too long");
         return 0;
     }
     if (!strcasecmp(k, "port")) {
         if (parse_int(v, 1, 65535, &x))
-            return snprintf(why, whylen, "port: bad value \"%s\" (1..65535)", v), -1;
+            return bad_value(why, whylen, "port: bad value \"%s\" (1..65535)", v);
         p->port = (int)x;
         return 0;
     }
     if (!strcasecmp(k, "pool_size")) {
         if (parse_int(v, 1, INT_MAX, &x))
-            return snprintf(why, whylen, "pool_size: bad value \"%s\"", v), -1;
+            return bad_value(why, whylen, "pool_size: bad value \"%s\"", v);
         p->pool_size = (int)x;
         return 0;
     }

@@ -332,7 +332,7 @@ void pools_idle_tick(server *s, int64_t now)
     for (spool **pp = &s->pools; *pp;) {
         spool *p = *pp;
         weir_pool_stats st;
-        int size, minp, reserve, mode;
+        int size = 0, minp = 0, reserve = 0, mode = 0;
         const cfg_db *db = cfg_find_db(&s->cfg, p->db);
         if (db) pool_shape(&s->cfg, db, p->user, &size, &minp, &reserve, &mode);
         /* Nobody can pin it from here: pool_get takes pools_lock too. */
@@ -553,7 +553,7 @@ void pools_apply_config(server *s, bool tls_out)
                     p->db, p->user);
             continue;
         }
-        int size, minp, reserve, mode;
+        int size = 0, minp = 0, reserve = 0, mode = 0;
         pool_shape(k, db, p->user, &size, &minp, &reserve, &mode);
         if (size != p->size || reserve != p->reserve) {
             int64_t cap = size + (atomic_load(&p->reserve_on) ? reserve : 0);
