@@ -241,6 +241,40 @@ static void queue_from_other_thread(weir_pool *p, async_result *r)
     assert_int_equal(q.rc, WEIR_PENDING);
 }
 
+/* Return held with `mine` (this thread's waiter) and `other` (another
+ * thread's, older) queued. mine_first: mine is served here, on this
+ * thread, and other only when mine's connection comes back, each hand-off
+ * counted as the same thread's or another's. Otherwise (the test could not
+ * tell which the bound allows) exactly one is served, then the other.
+ * Returns the connection the second one holds. */
+static weir_conn *served_in_turn(weir_pool *p, weir_conn *held, async_result *mine,
+                                 async_result *other, bool mine_first)
+{
+    weir_pool_stats s0, st;
+    assert_int_equal(weir_pool_stats_get(p, &s0), 0);
+    weir_checkin(held);
+    if (!mine_first) {
+        bool o = async_fired(other) == 1;
+        assert_int_equal(async_fired(other) + async_fired(mine), 1);
+        weir_checkin(o ? other->conn : mine->conn);
+        assert_int_equal(async_fired(other) + async_fired(mine), 2);
+        return o ? mine->conn : other->conn;
+    }
+    assert_int_equal(async_fired(mine), 1);
+    assert_int_equal(async_fired(other), 0);
+    assert_true(pthread_equal(mine->thread, pthread_self()));
+    assert_int_equal(weir_pool_stats_get(p, &st), 0);
+    assert_int_equal(st.handoffs_total - s0.handoffs_total, 1);
+    assert_int_equal(st.handoffs_other_thread_total - s0.handoffs_other_thread_total, 0);
+    weir_checkin(mine->conn); /* nobody of this thread waits: the other's turn */
+    assert_int_equal(async_fired(other), 1);
+    assert_int_equal(other->status, 0);
+    assert_int_equal(weir_pool_stats_get(p, &st), 0);
+    assert_int_equal(st.handoffs_total - s0.handoffs_total, 2);
+    assert_int_equal(st.handoffs_other_thread_total - s0.handoffs_other_thread_total, 1);
+    return other->conn;
+}
+
 /* A connection returned by a thread that has its own async waiter queued
  * goes to that waiter (no cross-thread wake-up), but only if it queued
  * within 5 ms of the oldest (or has waited a quarter as long: the next
@@ -262,24 +296,7 @@ static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
     /* The engine compares the two waiters' start times; from here they are
      * known to be at most this far apart (more under valgrind, maybe). */
     bool within = weir_now_ns() - t0 < 4000000;
-    weir_checkin(held);
-    weir_conn *last;
-    if (within) {
-        assert_int_equal(async_fired(&mine), 1); /* served here, on this thread */
-        assert_int_equal(async_fired(&other), 0);
-        assert_true(pthread_equal(mine.thread, pthread_self()));
-        /* this thread has nobody waiting now: the other one's turn */
-        weir_checkin(mine.conn);
-        assert_int_equal(async_fired(&other), 1);
-        assert_int_equal(other.status, 0);
-        last = other.conn;
-    } else { /* either may have been first: exactly one, then the other */
-        bool o = async_fired(&other) == 1;
-        assert_int_equal(async_fired(&other) + async_fired(&mine), 1);
-        weir_checkin(o ? other.conn : mine.conn);
-        assert_int_equal(async_fired(&other) + async_fired(&mine), 2);
-        last = o ? mine.conn : other.conn;
-    }
+    weir_conn *last = served_in_turn(f->pool, held, &mine, &other, within);
     /* older than the bound: FIFO wins over locality */
     async_result old = ASYNC_RESULT_INIT, late = ASYNC_RESULT_INIT;
     queue_from_other_thread(f->pool, &old);
@@ -317,30 +334,7 @@ static void async_checkin_prefers_its_own_thread_within_a_quarter_of_the_wait(vo
      * 60 ms: a quarter of other's wait unless the machine stalled for long
      * between t0 and t1 (valgrind, maybe) */
     bool within = (t1 - t0) <= 3 * (weir_now_ns() - t1);
-    weir_checkin(held);
-    weir_pool_stats st;
-    if (within) {
-        assert_int_equal(async_fired(&mine), 1);
-        assert_int_equal(async_fired(&other), 0);
-        assert_true(pthread_equal(mine.thread, pthread_self()));
-        /* counted: a hand-off on the returning thread */
-        assert_int_equal(weir_pool_stats_get(f->pool, &st), 0);
-        assert_int_equal(st.handoffs_total, 1);
-        assert_int_equal(st.handoffs_other_thread_total, 0);
-        weir_checkin(mine.conn); /* nobody of this thread waits: the other's turn */
-        assert_int_equal(async_fired(&other), 1);
-        assert_int_equal(other.status, 0);
-        assert_int_equal(weir_pool_stats_get(f->pool, &st), 0);
-        assert_int_equal(st.handoffs_total, 2);
-        assert_int_equal(st.handoffs_other_thread_total, 1);
-        weir_checkin(other.conn);
-    } else {
-        bool o = async_fired(&other) == 1;
-        assert_int_equal(async_fired(&other) + async_fired(&mine), 1);
-        weir_checkin(o ? other.conn : mine.conn);
-        assert_int_equal(async_fired(&other) + async_fired(&mine), 2);
-        weir_checkin(o ? mine.conn : other.conn);
-    }
+    weir_checkin(served_in_turn(f->pool, held, &mine, &other, within));
 }
 
 /* Another thread queues n async waiters, oldest first. */
