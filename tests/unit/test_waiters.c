@@ -241,6 +241,24 @@ static void queue_from_other_thread(weir_pool *p, async_result *r)
     assert_int_equal(q.rc, WEIR_PENDING);
 }
 
+/* A pool of one connection, held (returned); another thread queues an async
+ * waiter (`other`), and gap_ms later this thread queues `mine`. *t0: the
+ * time just before other queued. */
+static weir_conn *two_waiters(fixture *f, async_result *other, async_result *mine, int gap_ms,
+                              int64_t *t0)
+{
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held, *now = NULL;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    *t0 = weir_now_ns();
+    queue_from_other_thread(f->pool, other);
+    if (gap_ms) sleep_ms(gap_ms);
+    uint64_t req;
+    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, mine, &now, &req), WEIR_PENDING);
+    return held;
+}
+
 /* Return held with `mine` (this thread's waiter) and `other` (another
  * thread's, older) queued. mine_first: mine is served here, on this
  * thread, and other only when mine's connection comes back, each hand-off
@@ -282,17 +300,11 @@ static weir_conn *served_in_turn(weir_pool *p, weir_conn *held, async_result *mi
 static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
 {
     fixture *f = *state;
-    f->o.max_size = 1;
-    fixture_open(f);
-    weir_conn *held;
-    assert_int_equal(weir_checkout(f->pool, &held), 0);
     /* the other thread's waiter is older by less than the bound */
     async_result other = ASYNC_RESULT_INIT, mine = ASYNC_RESULT_INIT;
-    int64_t t0 = weir_now_ns();
-    queue_from_other_thread(f->pool, &other);
-    weir_conn *now = NULL;
+    int64_t t0;
+    weir_conn *held = two_waiters(f, &other, &mine, 0, &t0), *now = NULL;
     uint64_t req;
-    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &mine, &now, &req), WEIR_PENDING);
     /* The engine compares the two waiters' start times; from here they are
      * known to be at most this far apart (more under valgrind, maybe). */
     bool within = weir_now_ns() - t0 < 4000000;
@@ -317,17 +329,9 @@ static void async_checkin_prefers_its_own_thread_within_the_bound(void **state)
 static void async_checkin_prefers_its_own_thread_within_a_quarter_of_the_wait(void **state)
 {
     fixture *f = *state;
-    f->o.max_size = 1;
-    fixture_open(f);
-    weir_conn *held;
-    assert_int_equal(weir_checkout(f->pool, &held), 0);
     async_result other = ASYNC_RESULT_INIT, mine = ASYNC_RESULT_INIT;
-    int64_t t0 = weir_now_ns();
-    queue_from_other_thread(f->pool, &other);
-    sleep_ms(10); /* other is more than 5 ms older than mine */
-    weir_conn *now = NULL;
-    uint64_t req;
-    assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &mine, &now, &req), WEIR_PENDING);
+    int64_t t0; /* other is more than 5 ms older than mine: */
+    weir_conn *held = two_waiters(f, &other, &mine, 10, &t0);
     int64_t t1 = weir_now_ns();
     sleep_ms(60);
     /* mine queued at most t1 - t0 after other and has waited at least
