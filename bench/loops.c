@@ -16,9 +16,17 @@
  * the same completion queue. Reported: hand-offs per second, the ratio, and
  * the share of hand-offs that crossed threads.
  *
+ * Then the same with each connection held for a while (a query's time):
+ * the pool, not the hand-off, bounds the rate, and every client waits
+ * longer than the engine's 5 ms locality window, which is the regime of a
+ * server at 1000 clients. There the figure to watch is the share of
+ * hand-offs that cross threads (each one a wake-up of another loop, the
+ * connection unused meanwhile), and the rate against the partitioned
+ * floor's.
+ *
  *   loops [--quick] [--seconds S] [--reps N]
  *
- * Prints `RESULT loops ...` lines.
+ * Prints `RESULT loops ...` and `RESULT loops_held ...` lines.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,6 +51,7 @@ typedef struct client {
     loop *l;
     weir_conn *conn;
     uint64_t req;
+    int64_t due; /* with a hold: when it gives its connection back */
     bool pending;
     struct client *next;
 } client;
@@ -59,6 +68,7 @@ struct loop {
     int nfree;
     client *whead, **wtail;
     long handoffs, cross, errors;
+    int64_t hold_ns; /* how long a client keeps its connection; 0: not at all */
     _Atomic bool *stop;
     pthread_barrier_t *go;
     bool shared;
@@ -68,6 +78,8 @@ static _Thread_local loop *cur_loop;
 
 static void ready_push(loop *l, client *c)
 {
+    /* pushed in time order, so the list stays sorted by due */
+    if (l->hold_ns) c->due = weir_now_ns() + l->hold_ns;
     c->next = NULL;
     *l->rtail = c;
     l->rtail = &c->next;
@@ -173,17 +185,24 @@ static void *loop_main(void *arg)
     for (int i = 0; i < l->nclients; i++) request(l, &l->clients[i]);
     while (!atomic_load_explicit(l->stop, memory_order_relaxed)) {
         drain(l);
-        if (!l->rhead) {
+        int64_t now = l->hold_ns ? weir_now_ns() : 0;
+        if (!l->rhead || l->rhead->due > now) { /* nothing to give back yet */
+            int64_t ns = l->rhead ? l->rhead->due - now : 10000000;
+            struct timespec ts = {0, ns};
             struct pollfd pf = {.fd = l->efd, .events = POLLIN};
-            if (poll(&pf, 1, 10) > 0) {
+            if (ppoll(&pf, 1, &ts, NULL) > 0) {
                 uint64_t v;
                 (void)!read(l->efd, &v, sizeof v);
             }
             continue;
         }
-        client *c = l->rhead; /* this pass's batch; hand-offs to this loop join the next */
-        l->rhead = NULL;
-        l->rtail = &l->rhead;
+        /* this pass's batch: the clients due by now (all of them without a
+         * hold); hand-offs to this loop join the next */
+        client *c = l->rhead, **end = &l->rhead;
+        while (*end && (*end)->due <= now) end = &(*end)->next;
+        l->rhead = *end;
+        *end = NULL;
+        if (!l->rhead) l->rtail = &l->rhead;
         while (c) {
             client *n = c->next;
             give_back(l, c);
@@ -240,8 +259,8 @@ static void sleep_s(double s)
 }
 
 /* One timed run: hand-offs per second; *cross_share: those that crossed threads. */
-static double measure(bool shared, int threads, int pool_size, int clients_per_loop, double seconds,
-                      double *cross_share)
+static double measure(bool shared, int threads, int pool_size, int clients_per_loop,
+                      int64_t hold_ns, double seconds, double *cross_share)
 {
     weir_fake *fk = NULL;
     weir_pool *pool = shared ? bench_fake_pool(pool_size, &fk) : NULL;
@@ -260,6 +279,7 @@ static double measure(bool shared, int threads, int pool_size, int clients_per_l
         l->wtail = &l->whead;
         l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         l->nclients = clients_per_loop;
+        l->hold_ns = hold_ns;
         l->clients = calloc((size_t)clients_per_loop, sizeof(client));
         for (int k = 0; k < clients_per_loop; k++) l->clients[k].l = l;
         l->nfree = pool_size / threads + (i < pool_size % threads);
@@ -308,8 +328,8 @@ int main(int argc, char **argv)
             int t = threads[ti], per = clients_total[ci] / t;
             double w[20], f[20], x[20];
             for (int k = 0; k < reps; k++) { /* interleaved: both see the same noise */
-                w[k] = measure(true, t, pool_size, per, secs, &x[k]);
-                f[k] = measure(false, t, pool_size, per, secs, NULL);
+                w[k] = measure(true, t, pool_size, per, 0, secs, &x[k]);
+                f[k] = measure(false, t, pool_size, per, 0, secs, NULL);
             }
             double mw = bench_median(w, reps), mf = bench_median(f, reps);
             double mx = bench_median(x, reps);
@@ -319,5 +339,24 @@ int main(int argc, char **argv)
                    t, pool_size, per * t, mw, mf, mw / mf, mx, 1e9 * t / mw, reps);
             fflush(stdout);
         }
+    /* Held: 512 clients, 16 connections held 500 us each: at most 32 000
+     * hand-offs a second, so each client waits about 16 ms. */
+    const int64_t hold_us = 500;
+    for (size_t ti = 1; ti < 3; ti++) {
+        int t = threads[ti], per = 512 / t;
+        double w[20], f[20], x[20];
+        for (int k = 0; k < reps; k++) {
+            w[k] = measure(true, t, pool_size, per, hold_us * 1000, secs, &x[k]);
+            f[k] = measure(false, t, pool_size, per, hold_us * 1000, secs, NULL);
+        }
+        double mw = bench_median(w, reps), mf = bench_median(f, reps);
+        double mx = bench_median(x, reps);
+        printf("RESULT loops_held threads=%d pool=%d clients=%d hold_us=%lld "
+               "weir_handoffs_per_s=%.0f partitioned_per_s=%.0f ratio_vs_partitioned=%.2f "
+               "cross_thread_share=%.4f wait_ms=%.1f reps=%d\n",
+               t, pool_size, per * t, (long long)hold_us, mw, mf, mw / mf, mx,
+               mw > 0 ? 1000.0 * per * t / mw : 0, reps);
+        fflush(stdout);
+    }
     return 0;
 }
