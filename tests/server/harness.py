@@ -143,6 +143,10 @@ class Weir:
 
     def stop(self, sig=3):  # SIGQUIT: now (SIGTERM waits for the clients to leave)
         rc = None
+        # weir gone already, killed by a signal (a crash: SIGSEGV, or SIGABRT
+        # from a sanitizer): no test expects that, so say it here, not as
+        # "server closed the connection unexpectedly" in whatever ran next
+        died = self.proc.returncode if self.proc and self.proc.poll() is not None else None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -158,6 +162,9 @@ class Weir:
         # A clean shutdown exits 0; under the sanitizers a leak or error does not.
         if rc is not None and rc != 0:
             raise RuntimeError("weir exited with %d on shutdown:\n%s" % (rc, log[-6000:]))
+        if died is not None and died < 0:
+            raise RuntimeError("weir died of signal %d before it was stopped:\n%s"
+                               % (-died, log[-6000:]))
 
     def dsn(self, user="app", password="s3cret", dbname="appdb", **kw):
         d = "host=127.0.0.1 port=%d user=%s dbname=%s" % (self.port, user, dbname)

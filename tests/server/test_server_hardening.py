@@ -762,6 +762,47 @@ class TestReloadAndStart(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class TestStartingUp(unittest.TestCase):
+    def test_a_client_reaching_a_starting_weir_is_refused_or_served(self):
+        """While weir starts, a client that connects is refused (nothing
+        listens yet) or served: never taken in and then reset. weir checks
+        that no other socket has its port with one it only binds; one that
+        listened took clients into its queue in that moment, and closing it
+        reset them ("server closed the connection unexpectedly")."""
+        ssl_request = struct.pack("!ii", 8, 80877103)
+        resets = []
+        for _ in range(12):
+            w = Weir(PG, start=False)
+            stop = threading.Event()
+
+            def hammer():
+                while not stop.is_set():
+                    try:
+                        s = socket.create_connection(("127.0.0.1", w.port), timeout=5)
+                    except OSError:
+                        continue  # refused: nothing listens yet
+                    try:
+                        s.sendall(ssl_request)
+                        if s.recv(1) == b"N":  # served: weir answers, no TLS here
+                            stop.set()
+                        else:
+                            resets.append("closed without an answer")
+                    except OSError as e:
+                        resets.append(str(e))
+                    finally:
+                        s.close()
+
+            t = threading.Thread(target=hammer)
+            t.start()
+            try:
+                w.start()
+                stop.wait(10)
+            finally:
+                stop.set()
+                t.join(10)
+                w.stop()
+            self.assertEqual(resets, [])
+
 class TestCancelKeys(unittest.TestCase):
     def test_backend_pids_fit_in_int4(self):
         import psycopg

@@ -47,7 +47,13 @@ static int tcp_listen_quiet(server *s, const char *addr)
     return fd;
 }
 
-static int tcp_listen(server *s, const char *addr, bool reuseport)
+/* A worker's listening socket on addr (SO_REUSEPORT: the workers share the
+ * port); or, with probe, a socket bound without SO_REUSEPORT and not
+ * listening, which says that no other socket listens there (a second weir,
+ * or anything else). A probe must not listen: a client connecting in the
+ * moment it existed would be taken into its queue by the kernel, then reset
+ * when it closes. -1 on failure, logged. */
+static int tcp_listen(server *s, const char *addr, bool probe)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
     char port[16];
@@ -63,9 +69,10 @@ static int tcp_listen(server *s, const char *addr, bool reuseport)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         /* "::" takes IPv6 only; 0.0.0.0 is listened on apart (listen_addr = *) */
         if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (!probe) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     }
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, s->cfg.listen_backlog)) {
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) ||
+        (!probe && listen(fd, s->cfg.listen_backlog))) {
         srv_log(s, "ERROR", "cannot listen on %s:%d: %s", addr, s->cfg.listen_port,
                 strerror(errno));
         if (fd >= 0) close(fd);
@@ -183,7 +190,7 @@ int server_start(server *s)
             usleep(100000);
         }
         if (!s->cfg.so_reuseport) {
-            int probe = tcp_listen(s, a, false);
+            int probe = tcp_listen(s, a, true);
             if (probe < 0) return -1;
             close(probe);
         }
@@ -194,7 +201,7 @@ int server_start(server *s)
                         (int)(sizeof w->listen_ev / sizeof *w->listen_ev) - 1);
                 return -1;
             }
-            int fd = tcp_listen(s, a, true);
+            int fd = tcp_listen(s, a, false);
             if (fd < 0 || worker_listen(w, fd)) return -1;
         }
         srv_log(s, "LOG", "listening on %s:%d", a, s->cfg.listen_port);
