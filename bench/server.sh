@@ -14,11 +14,12 @@
 # count and protocol (simple, extended): pgbench -S through weir, through
 # PgBouncer and directly; tps, average latency and the pooler's CPU
 # milliseconds per 10k transactions (utime+stime from /proc). Then pgbench -C
-# (a new connection per transaction, md5), the round trip of SELECT 1 on a
-# held connection, and each pooler's RSS with 1000 idle clients. Last, named
-# prepared statements in transaction mode: pgbench -S -M prepared through weir
-# against weir's own -M extended figure, PgBouncer (1.18 passes statement
-# names through: clients fail) and PostgreSQL directly.
+# (a new connection per transaction, md5) and the round trip of SELECT 1 on a
+# held connection, both once per repeat; each pooler's RSS with 1000 idle
+# clients. Last, named prepared statements in transaction mode: pgbench -S
+# -M prepared through weir against weir's own -M extended figure, PgBouncer
+# (1.18 passes statement names through: clients fail) and PostgreSQL
+# directly.
 # Every figure is a line "RESULT server_pgbench key=value ...".
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
@@ -165,6 +166,20 @@ if [ -x "$ody" ]; then
 fi
 
 
+# One SELECT 1 round trip on a held connection, each target in turn; run
+# once per repeat, so that the figure has a median like the others.
+printf 'SELECT 1;\n' >"$dir/one.sql"
+roundtrip() {
+    local t tn tp lat
+    for t in "direct:$pg_port:0" $targets; do
+        IFS=: read -r tn tp _ <<<"$t"
+        [ "$quick" = 1 ] && case "$tn" in weir | direct | pgbouncer) ;; *) continue ;; esac # --quick: under 20 s
+        lat=$(pgbench -n -h 127.0.0.1 -p "$tp" -U app -c 1 $([ "$quick" = 1 ] && echo "-t 3000" || echo "-T $secs") -f "$dir/one.sql" appdb 2>&1 |
+            awk '/latency average/{print $4}')
+        echo "RESULT server_roundtrip target=$tn select1_us=$(awk -v l="$lat" 'BEGIN{printf "%.1f", l * 1000}')"
+    done
+}
+
 # run_pgbench TARGET PORT PID CLIENTS MODE [extra pgbench args]
 run_pgbench() {
     local target=$1 port=$2 pid=$3 c=$4 mode=$5
@@ -243,17 +258,7 @@ for r in $(seq "$repeat"); do
         run_pgbench pgbouncer_1.25 "$pgb125_port" "$pgb125_pid" 10 simple -C
     fi
     secs=$full
-done
-
-# one SELECT 1 round trip on a held connection
-printf 'SELECT 1;\n' >"$dir/one.sql"
-for t in "direct:$pg_port:0" $targets; do
-    IFS=: read -r tn tp _ <<<"$t"
-    set -- "$tn" "$tp"
-    [ "$quick" = 1 ] && case "$1" in weir | direct | pgbouncer) ;; *) continue ;; esac # --quick: under 20 s
-    lat=$(pgbench -n -h 127.0.0.1 -p "$2" -U app -c 1 $([ "$quick" = 1 ] && echo "-t 3000" || echo "-T $secs") -f "$dir/one.sql" appdb 2>&1 |
-        awk '/latency average/{print $4}')
-    echo "RESULT server_roundtrip target=$1 select1_us=$(awk -v l="$lat" 'BEGIN{printf "%.1f", l * 1000}')"
+    roundtrip
 done
 
 # RSS with idle clients: they log in and sleep

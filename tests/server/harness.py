@@ -121,15 +121,17 @@ class Weir:
                     f.write("%s = %s\n" % (k, v))
                 f.write("[pgbouncer]\n")
                 for k, v in conf.items():
-                    f.write("%s = %s\n" % (k, v))
+                    if v is not None:  # None: leave the key out (its default)
+                        f.write("%s = %s\n" % (k, v))
         self.proc = None
         if start:
             self.start()
 
-    def start(self, expect_ok=True, env=None):
+    def start(self, expect_ok=True, env=None, prefix=()):
+        """prefix: a command that execs weir (taskset -c 0 ...)"""
         self.log_fh = open(self.logfile, "ab")
-        self.proc = subprocess.Popen([WEIR, self.ini], stdout=self.log_fh, stderr=subprocess.STDOUT,
-                                     env=env)
+        self.proc = subprocess.Popen([*prefix, WEIR, self.ini], stdout=self.log_fh,
+                                     stderr=subprocess.STDOUT, env=env)
         if expect_ok and not wait_port(self.port):
             raise RuntimeError("weir did not start:\n" + self.log())
         return self.proc

@@ -1384,6 +1384,33 @@ class TestWorkerSched(unittest.TestCase):
         self.assertIn('invalid value "fifo" for worker_sched', log)
 
 
+class TestWorkersDefault(unittest.TestCase):
+    """Without `workers`, weir runs half the cores it may use (its affinity
+    mask: taskset, a container's cpuset), but two on two or three cores and
+    one on one; the start-up line says how many."""
+
+    def workers_on(self, cpus):
+        w = Weir(PG, start=False, settings={"workers": None})
+        self.addCleanup(w.stop)
+        w.start(prefix=["taskset", "-c", ",".join(map(str, cpus))])
+        with psycopg.connect(w.dsn()) as c:
+            self.assertEqual(c.execute("select 1").fetchone(), (1,))
+        m = re.search(r"process up: .*, (\d+) workers?$", w.log(), re.M)
+        self.assertIsNotNone(m, w.log())
+        return int(m.group(1))
+
+    def test_the_count_follows_the_cores_it_may_use(self):
+        have = sorted(os.sched_getaffinity(0))
+        self.assertEqual(self.workers_on(have[:1]), 1)
+        if len(have) < 2:
+            self.skipTest("one core here: 2 and more not tried")
+        self.assertEqual(self.workers_on(have[:2]), 2)
+        if len(have) >= 3:
+            self.assertEqual(self.workers_on(have[:3]), 2)
+        if len(have) >= 8:
+            self.assertEqual(self.workers_on(have[:8]), 4)
+
+
 class TestResetOffTheLoop(unittest.TestCase):
     """The ROLLBACK and server_reset_query a released server connection
     needs run off the worker's event loop: its other clients are not held

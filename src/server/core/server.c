@@ -7,6 +7,7 @@
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,19 +119,31 @@ static int unix_listen(server *s)
     return fd;
 }
 
+/* The cores this process may run on: its affinity mask (taskset, a
+ * container's cpuset), else those online. */
 static int cores(void)
 {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+/* Half the cores, but two on a machine of two or three: PostgreSQL (and
+ * often the clients) share the machine. On 2 cores two loops measured
+ * faster than one at every client count; on 16, 8 and 16 loops were level
+ * within the spread of runs, 16 at a fifth more CPU per transaction
+ * (docs/BENCHMARKS.md, "workers"). */
+static int default_workers(int ncores)
+{
+    if (ncores <= 1) return 1;
+    return ncores / 2 > 2 ? ncores / 2 : 2;
 }
 
 int server_start(server *s)
 {
     evthread_use_pthreads();
-    /* Half the cores, at least one: PostgreSQL (and often the clients)
-     * share the machine, and more loops than that measured slower on 2
-     * cores and on 16 (docs/BENCHMARKS.md, "workers"). */
-    s->nworkers = s->cfg.workers > 0 ? s->cfg.workers : (cores() + 1) / 2;
+    s->nworkers = s->cfg.workers > 0 ? s->cfg.workers : default_workers(cores());
     s->nhttp = !s->cfg.http_listen_port  ? 0
                : s->cfg.http_workers > 0 ? s->cfg.http_workers
                : cores() * 2 > 4         ? cores() * 2
