@@ -1344,9 +1344,9 @@ class TestAdaptivePoolPerDatabase(OpsCase):
 
 
 class TestWorkerSched(unittest.TestCase):
-    """worker_sched: the workers run SCHED_BATCH by default, and the normal
-    policy with worker_sched = normal; the main thread keeps the normal one
-    either way; a bad value refuses to start, naming the key."""
+    """worker_sched: the workers run the normal policy by default, and
+    SCHED_BATCH with worker_sched = batch; the main thread keeps the normal
+    one either way; a bad value refuses to start, naming the key."""
 
     @staticmethod
     def policies(pid):
@@ -1368,11 +1368,13 @@ class TestWorkerSched(unittest.TestCase):
         self.assertGreaterEqual(len(workers), 2 if want == 3 else 1, pol)
         return pol
 
-    def test_batch_by_default(self):
+    def test_batch(self):
         # SCHED_BATCH: the two workers, and the pool's threads they started
-        self.check({"workers": "2"}, 3)
+        self.check({"workers": "2", "worker_sched": "batch"}, 3)
 
-    def test_normal(self):
+    def test_normal_by_default(self):
+        pol = self.check({"workers": "2"}, 0)
+        self.assertNotIn(3, pol.values())
         pol = self.check({"workers": "2", "worker_sched": "normal"}, 0)
         self.assertNotIn(3, pol.values())
 
