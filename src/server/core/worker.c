@@ -270,10 +270,10 @@ int worker_init(worker *w, server *s, int id)
  * running where it lands: on a machine the pooler shares with the database
  * and its clients, the worker then takes several events per wake-up instead
  * of one. It needs no privilege. Not the default: it saved 2-5 % of CPU per
- * transaction under load, but a worker that cannot preempt cannot take a
- * single client's round trip on the core its client just left, and
- * SELECT 1 at one client measured 78 us against 63 with the normal policy
- * (docs/BENCHMARKS.md, "worker_sched"). */
+ * transaction under load, but SELECT 1 at one client measured 78 us
+ * against 63 with the normal policy: under SCHED_BATCH the round trip never
+ * reached the fast mode in which (most likely) client, worker and backend
+ * take turns on one core (docs/BENCHMARKS.md, "worker_sched"). */
 static void worker_sched(worker *w)
 {
 #ifdef SCHED_BATCH
