@@ -143,10 +143,11 @@ static int default_workers(int ncores)
 int server_start(server *s)
 {
     evthread_use_pthreads();
-    s->nworkers = s->cfg.workers > 0 ? s->cfg.workers : default_workers(cores());
+    int ncores = cores();
+    s->nworkers = s->cfg.workers > 0 ? s->cfg.workers : default_workers(ncores);
     s->nhttp = !s->cfg.http_listen_port  ? 0
                : s->cfg.http_workers > 0 ? s->cfg.http_workers
-               : cores() * 2 > 4         ? cores() * 2
+               : ncores * 2 > 4          ? ncores * 2
                                          : 4;
     s->nstat = s->nworkers + (s->nhttp ? 1 : 0);
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
