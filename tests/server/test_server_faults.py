@@ -395,6 +395,17 @@ class TestLimits(FaultCase):
             self.assertEqual(c.execute("select 1").fetchone()[0], 1)
         b.close()
 
+    def test_a_place_freed_is_taken_at_once(self):
+        """At the limit, a client that closes and one that connects right
+        after it: the second may land on another worker, which accepts it
+        before the first one's worker has seen it go. It is let in: the
+        limit is checked again when its start-up packet arrives."""
+        with psycopg.connect(self.w.dsn(), autocommit=True) as held:
+            for i in range(150):
+                with psycopg.connect(self.w.dsn(), autocommit=True) as c:
+                    self.assertEqual(c.execute("select %s", (i,)).fetchone()[0], i)
+            self.assertEqual(held.execute("select 1").fetchone()[0], 1)
+
 
 class TestSharedLimits(unittest.TestCase):
     """max_db_connections, max_user_connections and reserve_pool_size, seen from PostgreSQL."""

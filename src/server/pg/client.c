@@ -2071,7 +2071,10 @@ static void startup_packet(client *c)
         client_close(c, "28000", "SSL required");
         return;
     }
-    if (c->reject) {
+    /* Over the limit when accepted, and still over now: a client that left
+     * just before this one came, on another worker that had not yet seen it
+     * go, has freed its place by the time this start-up packet arrives. */
+    if (c->reject && atomic_load(&s->nclients) > s->cfg.max_client_conn) {
         client_close(c, "08P01", "no more connections allowed (max_client_conn)");
         return;
     }
