@@ -276,6 +276,62 @@ class TestReadyWithADeadDatabase(OpsCase):
         self.assertEqual(self.w.psql("select 7").stdout.strip(), "7")
 
 
+class TestWaitingAcrossWorkers(OpsCase):
+    """cl_waiting is counted by each worker in its own block and summed when
+    read: clients waiting on several workers at once add up, and every one
+    that leaves the queue (served, or gone while waiting) is taken off."""
+
+    settings = {"workers": "4", "default_pool_size": "1"}
+
+    def waiting(self):
+        rows, r = self.admin("SHOW POOLS")
+        found = [dict(zip(rows[0], x)) for x in rows[1:] if x[:2] == ["appdb", "app"]]
+        self.assertEqual(len(found), 1, r.stdout + r.stderr)
+        _, text = self.get("/metrics")
+        m = re.search(r'(?m)^weir_pool_clients\{[^}]*database="appdb"[^}]*state="waiting"[^}]*\} (\d+)',
+                      text)
+        e = re.search(r'(?m)^pgbouncer_pools_client_waiting_connections\{[^}]*database="appdb"'
+                      r'[^}]*\} (\d+)', text)
+        self.assertTrue(m and e, text)
+        return int(found[0]["cl_waiting"]), int(m.group(1)), int(e.group(1))
+
+    def until(self, want, secs=10):
+        end = time.time() + secs
+        while time.time() < end:
+            got = self.waiting()
+            if got == (want,) * 3:
+                return
+            time.sleep(0.1)
+        self.assertEqual(got, (want,) * 3)
+
+    def test_waiting_clients_on_every_worker_add_up(self):
+        holder = psycopg.connect(self.w.dsn())  # the only server connection, in a transaction
+        holder.execute("select 1")
+        # 12 connections hashed over 4 workers' listeners (SO_REUSEPORT): all
+        # on one worker has a chance of 4^-11
+        conns = [psycopg.connect(self.w.dsn(), autocommit=True) for _ in range(12)]
+        out = []
+        threads = [threading.Thread(target=lambda c=c: out.append(c.execute("select 7").fetchone()[0]))
+                   for c in conns[1:]]
+        for t in threads:
+            t.start()
+        conns[0].pgconn.send_query(b"select 7")  # the one that will leave while waiting
+        self.until(12)
+        # it goes without a Terminate (after one, its query would still run,
+        # as PostgreSQL runs what came before a Terminate): the socket shut
+        gone = socket.socket(fileno=os.dup(conns[0].pgconn.socket))
+        gone.shutdown(socket.SHUT_RDWR)
+        gone.close()
+        self.until(11)
+        holder.commit()
+        for t in threads:
+            t.join(15)
+        self.assertEqual(out.count(7), 11)
+        self.until(0)
+        for c in conns + [holder]:
+            c.close()
+
+
 class TestHttpConfig(unittest.TestCase):
     def test_port_in_use_refuses_to_start(self):
         import socket

@@ -50,8 +50,8 @@ typedef struct spool {
     /* pool_size (+ reserve) of (db, user), shared with its replication
      * connections, as PgBouncer counts them; NULL if it could not be made */
     weir_limit *size_limit;
-    int64_t idle_timeout_ms;          /* the engine's idle_timeout, set before the pool starts */
-    atomic_int cl_logged, cl_waiting; /* clients on this pool, and those waiting (SHOW POOLS) */
+    int64_t idle_timeout_ms; /* the engine's idle_timeout, set before the pool starts */
+    atomic_int cl_logged;    /* clients on this pool (SHOW POOLS; those waiting: spool_waiting) */
     /* Holders: each client on it (or looking up a secret through it), each
      * HTTP request and session (pool_get pins, pool_unpin lets go). Only a
      * pool nobody pins may be freed; last_unpin_ms: when the last let go. */

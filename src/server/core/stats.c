@@ -77,6 +77,14 @@ void spool_sum(const spool *p, int nworkers, st_sum *out)
     }
 }
 
+int spool_waiting(const spool *p, int nworkers)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < nworkers; i++) n += LD(p->ws[i].waiting);
+    int64_t v = (int64_t)n; /* a block's -1s wrap; the sum of every block does not */
+    return v > 0 ? (int)v : 0;
+}
+
 void st_sum_add(st_sum *a, const st_sum *b, int sign)
 {
     uint64_t *x = (uint64_t *)a;
@@ -322,7 +330,7 @@ char *metrics_page(server *s, size_t *len)
         spool_sum(v[i].p, s->nstat, &v[i].sum);
         (void)weir_pool_stats_get(v[i].p->pool, &v[i].st);
         v[i].logged = atomic_load(&v[i].p->cl_logged);
-        v[i].waiting = atomic_load(&v[i].p->cl_waiting);
+        v[i].waiting = spool_waiting(v[i].p, s->nworkers);
     }
 
     /* clients, all pools */

@@ -30,6 +30,9 @@ typedef struct wstats {
     _Atomic uint64_t ps_parse_c, ps_parse_s, ps_bind;
     _Atomic uint64_t logins;
     _Atomic uint64_t h[ST_NH][ST_NB + 1];
+    /* A gauge, not a total: this worker's clients waiting for a server
+     * (+1 and -1 in two's complement; spool_waiting sums the blocks). */
+    _Atomic uint64_t waiting;
 } __attribute__((aligned(64))) wstats;
 extern const int64_t st_bounds_us[ST_NB];
 
@@ -45,6 +48,9 @@ void st_time_shared(wstats *w, int kind, int64_t us); /* a block written by seve
 void st_sum_add(st_sum *a, const st_sum *b, int sign);
 
 void spool_sum(const spool *p, int nworkers, st_sum *out);
+/* The pool's clients waiting for a server (SHOW POOLS' cl_waiting): the
+ * workers' gauges summed. */
+int spool_waiting(const spool *p, int nworkers);
 void stats_tick(server *s, int64_t now_ms); /* worker 0, every tick */
 /* Per second (counts, bytes) and per item (times, us) over a period. */
 typedef struct stats_avg {

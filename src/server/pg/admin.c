@@ -295,7 +295,7 @@ static void show_pools(server *s, pq_buf *o)
     for (spool *p = s->pools; p; p = p->next) {
         weir_pool_stats st;
         if (weir_pool_stats_get(p->pool, &st)) continue;
-        int waiting = atomic_load(&p->cl_waiting), logged = atomic_load(&p->cl_logged);
+        int waiting = spool_waiting(p, s->nworkers), logged = atomic_load(&p->cl_logged);
         char n[9][24];
         fmt_int(n[0], 24, logged - waiting > 0 ? logged - waiting : 0);
         fmt_int(n[1], 24, waiting);

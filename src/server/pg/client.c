@@ -170,8 +170,8 @@ static bool set_state(client *c, cstate to)
     }
     nstate_add(c->w, from, -1);
     if (to != CL_CLOSED) nstate_add(c->w, to, 1);
-    if (c->counted && (from == CL_WAITING) != (to == CL_WAITING))
-        atomic_fetch_add(&c->pool->cl_waiting, to == CL_WAITING ? 1 : -1);
+    if (c->counted && (from == CL_WAITING) != (to == CL_WAITING)) /* its worker's block only */
+        st_add(&c->pool->ws[c->w->id].waiting, to == CL_WAITING ? 1 : (uint64_t)-1);
     c->state = to;
     c->t_activity = now_ms();
     return true;
