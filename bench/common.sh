@@ -39,15 +39,20 @@ bench_cleanup() {
     sh "$cluster" destroy "$dir/pg" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
-# utime + stime of a process, in clock ticks ($hz a second); a pooler that
-# has gone away ends the benchmark with its log, not a bare awk error
+# utime + stime of a process, in clock ticks ($hz a second), or summed over
+# several ("PID,PID": a pooler of several processes); a pooler that has gone
+# away ends the benchmark with its log, not a bare awk error
 cpu_ticks() {
-    if [ ! -r "/proc/$1/stat" ]; then
-        echo "benchmark: the pooler with pid $1 has exited; its log:" >&2
-        pooler_logs >&2
-        exit 1
-    fi
-    awk '{print $14 + $15}' "/proc/$1/stat"
+    local p sum=0
+    for p in ${1//,/ }; do
+        if [ ! -r "/proc/$p/stat" ]; then
+            echo "benchmark: the pooler with pid $p has exited; its log:" >&2
+            pooler_logs >&2
+            exit 1
+        fi
+        sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$sum"
 }
 pooler_logs() {
     local f

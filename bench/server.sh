@@ -10,7 +10,10 @@
 # ../shared/peers/pgbouncer-1.25.2/pgbouncer beside the checkout) and Odyssey
 # ($WEIR_ODYSSEY, else ../shared/peers/odyssey-1.5.3/odyssey, 2 workers), each
 # skipped with a line saying so when absent; the same settings for all: transaction pooling,
-# default_pool_size 20, md5 auth from the same auth_file. For each client
+# default_pool_size 20, md5 auth from the same auth_file. With PgBouncer
+# 1.25.2 also two of its processes on one port (so_reuseport, 10 server
+# connections each, one session for both as weir's workers share one): what
+# a PgBouncer user runs to use two cores, the 2-core form of devbench's four. For each client
 # count and protocol (simple, extended): pgbench -S through weir, through
 # PgBouncer and directly; tps, average latency and the pooler's CPU
 # milliseconds per 10k transactions (utime+stime from /proc). Then pgbench -C
@@ -79,6 +82,7 @@ start_poolers "$common" "$(command -v pgbouncer)"
 weir2_port=$((pg_port + 4))
 pgb125_port=$((pg_port + 5))
 ody_port=$((pg_port + 6))
+pgb125x2_port=$((pg_port + 7))
 printf '%s\nlisten_port = %s\nworkers = 2\n' "$common" "$weir2_port" >"$dir/weir2.ini"
 start_weir "$dir/weir2.ini" "$dir/weir2.log"
 weir2_pid=$weir_started
@@ -90,6 +94,12 @@ if [ -x "$pgb125" ]; then
         "$common" "$pgb125_port" "$dir" "$dir" >"$dir/pgb125.ini"
     [ "$(id -u)" = 0 ] && chown postgres "$dir/pgb125.ini"
     as_user sh -c "ulimit -n \$(ulimit -Hn); '$pgb125' -d -q '$dir/pgb125.ini'"
+    for k in a b; do
+        printf '%s\nlisten_port = %s\nso_reuseport = 1\nlogfile = %s/pgb125x2%s.log\npidfile = %s/pgb125x2%s.pid\n' \
+            "${common/default_pool_size = 20/default_pool_size = 10}" "$pgb125x2_port" "$dir" $k "$dir" $k >"$dir/pgb125x2$k.ini"
+        [ "$(id -u)" = 0 ] && chown postgres "$dir/pgb125x2$k.ini"
+    done
+    as_user setsid sh -c "ulimit -n \$(ulimit -Hn); '$pgb125' -q '$dir/pgb125x2a.ini' & '$pgb125' -q '$dir/pgb125x2b.ini' & wait" >/dev/null 2>&1 &
 else
     echo "benchmark: PgBouncer 1.25.2 not found at $pgb125 (set WEIR_PGBOUNCER): skipped" >&2
 fi
@@ -149,6 +159,8 @@ for _ in $(seq 100); do
     psql -h 127.0.0.1 -p "$weir2_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
     if [ -x "$pgb125" ]; then
         psql -h 127.0.0.1 -p "$pgb125_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
+        psql -h 127.0.0.1 -p "$pgb125x2_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
+        [ -s "$dir/pgb125x2a.pid" ] && [ -s "$dir/pgb125x2b.pid" ] || ok=0
     fi
     if [ -x "$ody" ]; then
         psql -h 127.0.0.1 -p "$ody_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
@@ -159,6 +171,9 @@ done
 if [ -x "$pgb125" ]; then
     pgb125_pid=$(cat "$dir/pgb125.pid" 2>/dev/null || echo 0)
     [ "$pgb125_pid" != 0 ] && targets="$targets pgbouncer_1.25:$pgb125_port:$pgb125_pid"
+    x2a=$(cat "$dir/pgb125x2a.pid" 2>/dev/null || echo 0)
+    x2b=$(cat "$dir/pgb125x2b.pid" 2>/dev/null || echo 0)
+    [ "$x2a" != 0 ] && [ "$x2b" != 0 ] && targets="$targets pgbouncer_1.25_x2:$pgb125x2_port:$x2a,$x2b"
 fi
 if [ -x "$ody" ]; then
     ody_pid=$(cat "$dir/odyssey.pid" 2>/dev/null || echo 0)
