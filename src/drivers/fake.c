@@ -10,7 +10,7 @@
 #include <time.h>
 
 struct weir_fake {
-    _Atomic int64_t connect_delay_ms, validate_delay_ms;
+    _Atomic int64_t connect_delay_ms, validate_delay_ms, close_delay_ms;
     _Atomic int64_t fail_at; /* absolute attempt number to fail, 0 = off */
     _Atomic bool down, reset_fails;
     _Atomic int64_t connects, connect_failures, open, max_open, validates, validate_failures,
@@ -125,6 +125,8 @@ static int fk_reset(void *ctx, void *conn, char *err, size_t errlen)
 static void fk_close(void *ctx, void *conn)
 {
     weir_fake *f = ctx;
+    int64_t delay = atomic_load(&f->close_delay_ms);
+    if (delay > 0) sleep_until_ns(weir_now_ns() + delay * 1000000);
     atomic_fetch_add(&f->closes, 1);
     atomic_fetch_sub(&f->open, 1);
     free(conn);
@@ -174,6 +176,10 @@ void weir_fake_set_connect_delay_ms(weir_fake *f, int64_t ms)
 void weir_fake_set_validate_delay_ms(weir_fake *f, int64_t ms)
 {
     atomic_store(&f->validate_delay_ms, ms);
+}
+void weir_fake_set_close_delay_ms(weir_fake *f, int64_t ms)
+{
+    atomic_store(&f->close_delay_ms, ms);
 }
 void weir_fake_fail_nth_connect(weir_fake *f, int64_t n)
 {

@@ -41,6 +41,8 @@ void weir_fake_fail_nth_connect(weir_fake *f, int64_t n);
 void weir_fake_set_down(weir_fake *f, bool down);
 /** Every validate takes this long. */
 void weir_fake_set_validate_delay_ms(weir_fake *f, int64_t ms);
+/** Every close takes this long (a server slow to see its connection go). */
+void weir_fake_set_close_delay_ms(weir_fake *f, int64_t ms);
 /** reset() fails while set. */
 void weir_fake_set_reset_fails(weir_fake *f, bool fails);
 /** Mark every open connection broken (validate fails), as after a server restart. */

@@ -150,6 +150,8 @@ struct weir_pool {
     weir_limit *limits[WEIR_MAX_LIMITS]; /* shared caps; each counts p->total */
     _Atomic int nlimits;                 /* only grows until destroy; limits[i] set before it */
     int64_t reclaim;                     /* idle connections other pools asked this one to close */
+    int64_t reclaim_owed;     /* connections other pools closed at this one's asking, not yet
+                                 opened again here */
     int64_t reclaim_asked_ns; /* when this pool last asked others (one creator at a time) */
 
     /* statistics (atomics: bumped on paths outside the lock) */

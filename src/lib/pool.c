@@ -471,6 +471,11 @@ static bool need_create(weir_pool *p)
     int64_t waiting = run == WEIR__PAUSED ? 0 : atomic_load(&p->nwaiters);
     if (waiting > p->in_flight) return true;
     if (p->total < p->o.min_idle) return true;
+    /* Another pool closed an idle connection because this one asked: open
+     * it here even if the caller that asked was served meanwhile by a
+     * connection of this pool coming back, so that the pools on the limit
+     * keep as many connections as before, not one fewer. */
+    if (run == WEIR__RUNNING && p->reclaim_owed > 0) return true;
     if (p->down && p->total == 0) return true; /* probe so the pool recovers by itself */
     return false;
 }
@@ -538,9 +543,11 @@ static bool has_idle(weir_pool *p) /* under p's lock */
 
 /* p has waiters and a full limit: ask one other pool on it with an idle
  * connection to close one (its housekeeper does it, and the freed unit
- * kicks p's creator). Not under any lock. */
-static void limits_reclaim(weir_pool *p)
+ * kicks p's creator). Not under any lock. Returns how many pools were
+ * asked: p owes the limit that many connections (need_create). */
+static int limits_reclaim(weir_pool *p)
 {
+    int asked_n = 0;
     for (int i = 0; i < p->nlimits; i++) {
         weir_limit *l = p->limits[i];
         if (atomic_load(&l->used) < atomic_load(&l->max)) continue;
@@ -552,13 +559,18 @@ static void limits_reclaim(weir_pool *p)
             bool asked = has_idle(q);
             if (asked) {
                 q->reclaim++;
+                q->reclaim_owed = 0; /* giving up connections, not opening more */
                 pthread_cond_signal(&q->hk_cv);
             }
             unlock(q);
-            if (asked) break;
+            if (asked) {
+                asked_n++;
+                break;
+            }
         }
         pthread_mutex_unlock(&l->mu);
     }
+    return asked_n;
 }
 
 /* ---- closing ---------------------------------------------------------------- */
@@ -1228,8 +1240,9 @@ static void *creator_main(void *arg)
                 if (now - p->reclaim_asked_ns >= 100000000) {
                     p->reclaim_asked_ns = now;
                     unlock(p);
-                    limits_reclaim(p);
+                    int asked = limits_reclaim(p);
                     lock(p);
+                    p->reclaim_owed += asked;
                 }
                 struct timespec ts = ts_of(weir_now_ns() + 100000000);
                 pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
@@ -1238,6 +1251,7 @@ static void *creator_main(void *arg)
             }
             continue;
         }
+        if (p->reclaim_owed > 0) p->reclaim_owed--; /* the unit is back with this pool */
         weir_conn *c = slot_reserve(p);
         if (c) c->gen = UINT32_MAX; /* connecting: counts as no usable connection yet */
         if (!c) {

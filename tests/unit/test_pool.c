@@ -694,6 +694,55 @@ static void shared_limit_caps_and_reclaims(void **state)
     weir_limit_destroy(l);
 }
 
+/* A pool that made another close an idle connection opens one in its
+ * place even if the caller that asked was served meanwhile by one of its
+ * own coming back: the pools on the limit end with as many connections as
+ * before, not one fewer (PgBouncer's test_max_db_connections counts them). */
+static void shared_limit_replaces_what_it_reclaimed(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 4;
+    fixture_open(f); /* pool A, whose closes are slow */
+    weir_fake_set_close_delay_ms(f->fake, 300);
+    weir_fake *fb = weir_fake_new();
+    weir_pool *b;
+    assert_int_equal(weir_pool_create(&b, weir_fake_driver(), fb, &f->o, NULL), 0);
+    weir_limit *l;
+    assert_int_equal(weir_limit_create(&l, 2), 0);
+    assert_int_equal(weir_pool_attach_limit(f->pool, l), 0);
+    assert_int_equal(weir_pool_attach_limit(b, l), 0);
+    weir_conn *a, *bc;
+    assert_int_equal(weir_checkout(f->pool, &a), 0);
+    weir_checkin(a); /* A: one idle */
+    assert_int_equal(weir_checkout(b, &bc), 0);
+    assert_int_equal(weir_limit_used(l), 2);
+
+    /* B's second caller waits: B asks A, A starts closing (300 ms) */
+    timed_take t = {.pool = b, .timeout_ms = 2000};
+    pthread_t th;
+    pthread_create(&th, NULL, timed_take_main, &t);
+    sleep_ms(100);
+    /* B's own connection comes back and serves that caller first */
+    weir_checkin(bc);
+    pthread_join(th, NULL);
+    assert_int_equal(t.rc, 0);
+    assert_true(t.waited_ms < 250);
+    /* A's close ends, the unit is free: B opens one in its place */
+    int64_t t0 = weir_now_ns();
+    while (pool_stats(f->pool).total > 0 && ms_since(t0) < 2000) sleep_ms(10);
+    while (pool_stats(b).total < 2 && ms_since(t0) < 2000) sleep_ms(10);
+    assert_int_equal(pool_stats(f->pool).total, 0);
+    assert_int_equal(pool_stats(f->pool).closed_total[WEIR_CLOSE_EVICTED], 1);
+    assert_int_equal(pool_stats(b).total, 2);
+    assert_int_equal(weir_limit_used(l), 2);
+    sleep_ms(150); /* and no more than that */
+    assert_int_equal(fake_counts(fb).connects, 2);
+    weir_pool_destroy(b);
+    weir_fake_free(fb);
+    fixture_close(f);
+    weir_limit_destroy(l);
+}
+
 /* min_idle does not push a pool past a shared limit, nor make it take
  * another pool's idle connections. */
 static void shared_limit_bounds_min_idle(void **state)
@@ -924,6 +973,7 @@ int main(void)
         T(forked_child_is_refused),
         T(shared_limit_caps_and_reclaims),
         T(shared_limit_bounds_min_idle),
+        T(shared_limit_replaces_what_it_reclaimed),
         T(warmup_fills_min_idle_in_batches),
         T(adaptive_size_follows_a_load_step),
         T(adaptive_turned_off_and_on),
