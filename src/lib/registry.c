@@ -57,12 +57,12 @@ int weir_url_normalize(const char *url, char *out, size_t len, char *err, size_t
     const weir__scheme *sc = sl < 32 ? scheme_named(url, sl) : NULL;
     if (!sc) {
         if (err && errlen) {
-            int o = snprintf(err, errlen, "unknown scheme \"%.*s\" (known:", (int)(sl < 32 ? sl : 32),
-                             url);
+            int o = snprintf(err, errlen,
+                             "unknown scheme \"%.*s\" (known:", (int)(sl < 32 ? sl : 32), url);
             for (const weir__scheme *const *s = weir__schemes; *s && o >= 0 && (size_t)o < errlen;
                  s++) {
-                o += snprintf(err + o, errlen - (size_t)o, "%s %s://", s == weir__schemes ? "" : ",",
-                              (*s)->name);
+                o += snprintf(err + o, errlen - (size_t)o, "%s %s://",
+                              s == weir__schemes ? "" : ",", (*s)->name);
                 if ((*s)->alias && (size_t)o < errlen)
                     o += snprintf(err + o, errlen - (size_t)o, ", %s://", (*s)->alias);
             }

@@ -61,9 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_frames(&to_server);
             to_server.start = to_server.end = 0;
         } else if (!(ctl & 1)) {
-            int rc = strchr(PS_WHOLE_IN, t) && t
-                         ? ps_client_msg(c, &sc, 3, t, body, n, &to_server)
-                         : ps_client_other(c, t);
+            int rc = strchr(PS_WHOLE_IN, t) && t ? ps_client_msg(c, &sc, 3, t, body, n, &to_server)
+                                                 : ps_client_other(c, t);
             if (rc) abort(); /* only out of memory may fail */
             check_frames(&to_server);
             to_server.start = to_server.end = 0;
