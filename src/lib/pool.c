@@ -1242,7 +1242,10 @@ static void *creator_main(void *arg)
                     unlock(p);
                     int asked = limits_reclaim(p);
                     lock(p);
-                    p->reclaim_owed += asked;
+                    /* Not summed over rounds: an ask whose close never
+                     * came (the idle one was taken first) is not owed
+                     * for ever; one round's count (one per limit) is. */
+                    if (asked > p->reclaim_owed) p->reclaim_owed = asked;
                 }
                 struct timespec ts = ts_of(weir_now_ns() + 100000000);
                 pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
