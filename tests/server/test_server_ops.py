@@ -331,6 +331,40 @@ class TestWaitingAcrossWorkers(OpsCase):
         for c in conns + [holder]:
             c.close()
 
+    def test_a_client_that_leaves_while_waiting(self):
+        """Gone without a Terminate: dropped at once, its query never runs.
+        Gone after a Terminate: what it sent before it runs, as PostgreSQL
+        runs what came before a Terminate, and then it is closed."""
+        PG.sql("CREATE TABLE IF NOT EXISTS left_waiting (k text); GRANT ALL ON left_waiting TO app;"
+               "TRUNCATE left_waiting")
+        holder = psycopg.connect(self.w.dsn())
+        holder.execute("select 1")
+        cut = psycopg.connect(self.w.dsn(), autocommit=True)
+        cut.pgconn.send_query(b"insert into left_waiting values ('cut')")
+        bye = psycopg.connect(self.w.dsn(), autocommit=True)
+        bye.pgconn.send_query(b"insert into left_waiting values ('terminated')")
+        self.until(2)
+        gone = socket.socket(fileno=os.dup(cut.pgconn.socket))
+        gone.shutdown(socket.SHUT_RDWR)
+        gone.close()
+        self.until(1)  # seen at once
+        bye.pgconn.finish()  # Terminate after the query, then the socket closed
+        time.sleep(0.3)
+        holder.commit()
+        self.until(0)
+        end = time.time() + 10
+        rows = []
+        while time.time() < end:
+            rows = PG.sql("SELECT k FROM left_waiting ORDER BY k").split()
+            if rows:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)  # the pool has one connection: a second insert would come after
+        rows = PG.sql("SELECT k FROM left_waiting ORDER BY k").split()
+        self.assertEqual(rows, ["terminated"])
+        cut.close()
+        holder.close()
+
 
 class TestHttpConfig(unittest.TestCase):
     def test_port_in_use_refuses_to_start(self):
