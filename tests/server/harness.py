@@ -8,6 +8,7 @@ written by the test; its log is kept and shown when a test fails.
 import base64
 import os
 import shutil
+import random
 import socket
 import struct
 import subprocess
@@ -27,18 +28,39 @@ def basic(user, password):
 _handed_out = set()
 
 
+def _ephemeral_low():
+    """Where the kernel's ports for outgoing connections begin."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
     """A port nobody listens on now, and not one this process was given
-    before: the kernel may hand the same free port to two calls in a row
-    (weir's listen_port and http_listen_port then collided)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    before (the kernel may hand the same free port to two calls in a row:
+    weir's listen_port and http_listen_port then collided). Below the range
+    of ports for outgoing connections when there is room: the tests beside
+    this one open connections by the thousand, and one of them could hold a
+    port between this check and the server's bind."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        if low > 21000:
+            port = random.randrange(20000, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
         if port not in _handed_out:
             _handed_out.add(port)
             return port
-    raise RuntimeError("no fresh free port in 100 tries")
+    raise RuntimeError("no fresh free port in 200 tries")
 
 
 def wait_port(port, timeout=10.0):
