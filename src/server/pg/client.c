@@ -2073,8 +2073,17 @@ static void startup_packet(client *c)
     }
     /* Over the limit when accepted, and still over now: a client that left
      * just before this one came, on another worker that had not yet seen it
-     * go, has freed its place by the time this start-up packet arrives. */
+     * go, has usually freed its place by the time this start-up packet
+     * arrives. If not, the packet is put back and looked at again at the
+     * worker's next tick (at most 100 ms): that worker was late to read the
+     * Terminate, and the place is free by then. Refused only if still over. */
     if (c->reject && atomic_load(&s->nclients) > s->cfg.max_client_conn) {
+        if (!c->reject_deferred) {
+            c->reject_deferred = true;
+            c->in.start -= len; /* nothing read it since it was taken */
+            c->in_scanned = c->in.start;
+            return;
+        }
         client_close(c, "08P01", "no more connections allowed (max_client_conn)");
         return;
     }
@@ -2420,6 +2429,10 @@ static void timeouts(worker *w)
             wait_reason(c, e, sizeof e);
             client_close(c, "08P01", "query_timeout%s", e);
             continue;
+        }
+        if (c->reject_deferred && c->state == CL_LOGIN) {
+            login_data(c); /* its start-up packet again: let in, or refused */
+            if (c->state == CL_CLOSED) continue;
         }
         switch (c->state) {
         case CL_LOGIN:
