@@ -6,6 +6,7 @@
 #include "core/auth.h"
 #include "core/config.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -16,6 +17,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <stringprep.h>
+#include <sys/random.h>
 
 static void hex(const uint8_t *in, size_t n, char *out)
 {
@@ -27,12 +29,24 @@ static void hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* MD5, looked up in OpenSSL's providers once: EVP_md5() makes every
+ * EVP_DigestInit_ex look it up again (a hash table under a lock), which cost
+ * more than the two digests of an md5 login. */
+static const EVP_MD *md5_md;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+static void md5_fetch(void)
+{
+    md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
+}
+
 static void md5_hex2(const void *a, size_t an, const void *b, size_t bn, char out[33])
 {
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
+    pthread_once(&md5_once, md5_fetch);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+    EVP_DigestInit_ex(ctx, md5_md ? md5_md : EVP_md5(), NULL);
     EVP_DigestUpdate(ctx, a, an);
     EVP_DigestUpdate(ctx, b, bn);
     EVP_DigestFinal_ex(ctx, md, &mdlen);
@@ -68,9 +82,20 @@ bool auth_equal(const char *a, const char *b)
     return CRYPTO_memcmp(a, b, la) == 0;
 }
 
+/* The kernel's generator (one system call), as PgBouncer and PostgreSQL
+ * use: RAND_bytes checked the process id three times per login (system
+ * calls) and ran its own generator on top. OpenSSL's is the fallback. */
 int auth_random(void *buf, size_t n)
 {
-    return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return RAND_bytes(p, (int)n) == 1 ? 0 : -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
 }
 
 static int b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen)

@@ -26,7 +26,7 @@ bool auth_password_ok(const char *user, const char *password, const char *secret
 /* Standard base64 of n characters into out; the length, or -1. */
 int auth_b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen);
 void auth_sha256(const void *d, size_t n, uint8_t out[32]);
-/* Fill buf with n random bytes (OpenSSL). 0 or -1. */
+/* Fill buf with n random bytes (the kernel's, else OpenSSL's). 0 or -1. */
 int auth_random(void *buf, size_t n);
 
 typedef struct scram_secret {

@@ -79,24 +79,30 @@ bool io_quiet(int fd)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+void sockaddr_text(const struct sockaddr *sa, char *addr, size_t len, int *port)
+{
+    snprintf(addr, len, "unix");
+    *port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, addr, (socklen_t)len);
+        *port = ntohs(a->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)len);
+        *port = ntohs(a->sin6_port);
+    }
+}
+
 void sock_addr(int fd, bool peer, char *addr, size_t len, int *port)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    snprintf(addr, len, "unix");
-    *port = 0;
+    ss.ss_family = AF_UNSPEC;
     if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
               : getsockname(fd, (struct sockaddr *)&ss, &sl)))
-        return;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, addr, (socklen_t)len);
-        *port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)len);
-        *port = ntohs(a->sin6_port);
-    }
+        ss.ss_family = AF_UNSPEC;
+    sockaddr_text((struct sockaddr *)&ss, addr, len, port);
 }
 
 uint64_t io_new_id(void)

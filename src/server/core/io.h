@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 struct iovec;
@@ -29,6 +30,9 @@ bool io_quiet(int fd);
 /* The address and port of fd's peer (peer) or own end (!peer), as SHOW
  * shows them ("unix" and 0 for a Unix socket). */
 void sock_addr(int fd, bool peer, char *addr, size_t len, int *port);
+/* The same for an address already known (accept's): "unix" and 0 for
+ * anything but IPv4 and IPv6. */
+void sockaddr_text(const struct sockaddr *sa, char *addr, size_t len, int *port);
 /* A new socket id (SHOW CLIENTS/SERVERS/SOCKETS' id, KILL_CLIENT's
  * argument): clients and servers count from one counter, from 1. */
 uint64_t io_new_id(void);

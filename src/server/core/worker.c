@@ -86,14 +86,16 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     bool is_unix = fd == w->srv->unix_fd;
     for (int i = 0; i < 64; i++) {
-        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int c = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 accept_pause(w, errno);
             return;
         }
         w->accept_backoff_ms = 10;
-        w->srv->door->accept(w, c, is_unix);
+        w->srv->door->accept(w, c, is_unix, (struct sockaddr *)&ss, sl <= sizeof ss ? sl : 0);
     }
 }
 

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 
 typedef struct server server;
 typedef struct worker worker;
@@ -27,10 +28,12 @@ typedef struct completion {
 /* The door a worker serves: called on the worker's thread. */
 typedef struct worker_door worker_door;
 struct worker_door {
-    void (*accept)(worker *w, int fd, bool is_unix); /* a new connection */
-    void (*tick)(worker *w);                         /* every 100 ms: timeouts, freeing */
-    void (*kill_marked)(worker *w);                  /* KILL marked some connections */
-    void (*close_all)(worker *w);                    /* shutting down */
+    /* A new connection; peer: the address accept gave (peer_len 0: none). */
+    void (*accept)(worker *w, int fd, bool is_unix, const struct sockaddr *peer,
+                   socklen_t peer_len);
+    void (*tick)(worker *w);        /* every 100 ms: timeouts, freeing */
+    void (*kill_marked)(worker *w); /* KILL marked some connections */
+    void (*close_all)(worker *w);   /* shutting down */
     /* A server connection is about to close (any thread): drop what the
      * door keeps for it (be->ext). */
     void (*server_gone)(struct backend *be);

@@ -437,7 +437,7 @@ static const char *who(client *c, char *buf, size_t len)
 {
     char addr[64] = "unix";
     int port = c->w->srv->cfg.listen_port;
-    if (!c->is_unix) sock_addr(c->fd, true, addr, sizeof addr, &port);
+    if (!c->is_unix) sockaddr_text((const struct sockaddr *)&c->peer, addr, sizeof addr, &port);
     snprintf(buf, len, "%s/%s@%s:%d", c->dbname[0] ? c->dbname : "(nodb)",
              c->user[0] ? c->user : "(nouser)", addr, port);
     return buf;
@@ -1561,7 +1561,7 @@ static const char *peer_of(client *c, char *buf, size_t len)
 {
     int port;
     if (c->is_unix) return NULL;
-    sock_addr(c->fd, true, buf, len, &port);
+    sockaddr_text((const struct sockaddr *)&c->peer, buf, len, &port);
     return buf;
 }
 
@@ -1580,8 +1580,10 @@ static void auth_failed(client *c, bool sasl)
  * random bytes; the login must fail. */
 static int new_cancel_key(client *c)
 {
-    if (auth_random(&c->my_pid, sizeof c->my_pid) || auth_random(&c->my_key, sizeof c->my_key))
-        return -1;
+    uint32_t r[2];
+    if (auth_random(r, sizeof r)) return -1;
+    c->my_pid = r[0];
+    c->my_key = r[1];
     c->my_pid &= 0x7fffffffu;
     if (c->w->srv->cfg.peer_id > 0) peer_stamp(c->w->srv->cfg.peer_id, &c->my_pid, &c->my_key);
     if (!c->my_pid) c->my_pid = 1;
@@ -1609,15 +1611,13 @@ static int os_user(uid_t uid, char *out, size_t len)
 /* The client's address for an hba lookup (IPv4-mapped IPv6 as IPv4). */
 static void hba_addr(const client *c, hba_login *q)
 {
-    struct sockaddr_storage ss;
-    socklen_t l = sizeof ss;
+    const struct sockaddr_storage *ss = &c->peer;
     q->family = AF_UNSPEC;
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &l)) return;
-    if (ss.ss_family == AF_INET) {
+    if (ss->ss_family == AF_INET) {
         q->family = AF_INET;
-        memcpy(q->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-    } else if (ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        memcpy(q->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
         if (IN6_IS_ADDR_V4MAPPED(a)) {
             q->family = AF_INET;
             memcpy(q->addr, a->s6_addr + 12, 4);
@@ -2341,7 +2341,8 @@ static void update_events(client *c)
 
 /* --- accepting and timeouts ---------------------------------------------- */
 
-static void client_accept(worker *w, int fd, bool is_unix)
+static void client_accept(worker *w, int fd, bool is_unix, const struct sockaddr *peer,
+                          socklen_t peer_len)
 {
     server *s = w->srv;
     client *c = calloc(1, sizeof *c);
@@ -2353,6 +2354,16 @@ static void client_accept(worker *w, int fd, bool is_unix)
     c->fd = fd;
     c->id = io_new_id();
     c->is_unix = is_unix;
+    c->peer.ss_family = AF_UNSPEC;
+    if (!is_unix) {
+        /* kept for the log lines, the hba and the login back-off, which
+         * would otherwise ask the kernel each time */
+        socklen_t l = sizeof c->peer;
+        if (peer_len > 0 && peer_len <= sizeof c->peer)
+            memcpy(&c->peer, peer, peer_len);
+        else if (getpeername(fd, (struct sockaddr *)&c->peer, &l))
+            c->peer.ss_family = AF_UNSPEC;
+    }
     pthread_mutex_init(&c->cancel_mu, NULL);
     c->done.fn = checkout_done;
     c->t_connect = c->t_activity = now_ms();

@@ -90,8 +90,9 @@ struct client {
     bool counted;                    /* in its pool's cl_logged */
     struct named_count *dbc, *userc; /* counted by database and user (clients_admit) */
     bool is_unix;
-    bool killed;    /* KILL: closed by its worker (worker_kill_marked) */
-    int admin_wait; /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
+    struct sockaddr_storage peer; /* the other end (TCP), as accept gave it */
+    bool killed;                  /* KILL: closed by its worker (worker_kill_marked) */
+    int admin_wait;               /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
     char admin_wait_db[CFG_NAME];
     SSL *tls;            /* after an SSLRequest answered 'S': every byte goes through it */
     bool tls_want_write; /* the handshake waits to write */
