@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ports.h"
+
 #ifndef CLUSTER_SCRIPT
 #define CLUSTER_SCRIPT "pg_cluster.sh"
 #endif
@@ -38,33 +40,6 @@ static void destroy_cluster(void)
     cluster_dir[0] = '\0';
 }
 
-/* A port for the server: free now, and below the kernel's range of ports
- * for outgoing connections (ip_local_port_range), which the tests running
- * beside this one draw from by the thousand: one of their connections held
- * a cluster's port once, and PostgreSQL could not bind it. */
-static int cluster_port(int salt)
-{
-    int lo = 32768, hi;
-    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-    if (f) {
-        int a;
-        if (fscanf(f, "%d %d", &a, &hi) == 2 && a > 21000) lo = a;
-        fclose(f);
-    }
-    long span = lo - 20000;
-    for (long i = 0; i < 64; i++) {
-        int p = 20000 + (int)((getpid() + salt + i * 7919) % span);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons((uint16_t)p),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-        if (fd >= 0) close(fd);
-        if (ok) return p;
-    }
-    return 20000 + (int)((getpid() + salt) % span);
-}
-
 /* Start one: env is put before the script ("PG_SSL=1 " or ""), salt keeps
  * two programs' ports apart. 0, or -1. */
 static int start_cluster(const char *env, int salt)
@@ -72,7 +47,7 @@ static int start_cluster(const char *env, int salt)
     snprintf(script, sizeof script, "%s/%s", WEIR_TEST_DIR, CLUSTER_SCRIPT);
     snprintf(cluster_dir, sizeof cluster_dir, "/tmp/weir-db-XXXXXX");
     if (!mkdtemp(cluster_dir)) return -1;
-    port = cluster_port(salt);
+    port = test_port(salt);
     atexit(destroy_cluster);
     return sh("%s%s start %s %d", env, script, cluster_dir, port) == 0 ? 0 : -1;
 }

@@ -15,21 +15,19 @@
 #include "weir/weir_http.h"
 #include "weir/weir_registry.h"
 
+#include "ports.h"
+
 static int plain_port, tls_port;
 static int h2_port, h2c_port; /* 0: Node.js is not installed */
 enum { NSERVERS = 4 };
 static pid_t servers[NSERVERS];
 static char tmpdir[64];
 
+/* Ports below the kernel's range for outgoing connections (ports.h). */
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &al);
-    close(fd);
-    return ntohs(a.sin_port);
+    static int n;
+    return test_port(n++ * 101);
 }
 
 static bool port_open(int port)
@@ -107,9 +105,7 @@ static int group_setup(void **state)
     snprintf(cmd, sizeof cmd, "sh %s/test_ca.sh %s DNS:localhost", WEIR_TEST_DIR, tmpdir);
     if (system(cmd)) return -1;
     plain_port = free_port();
-    do /* the kernel may give the same free port twice in a row */
-        tls_port = free_port();
-    while (tls_port == plain_port);
+    tls_port = other_port();
     char cert[128], key[128];
     snprintf(cert, sizeof cert, "%s/server.crt", tmpdir);
     snprintf(key, sizeof key, "%s/server.key", tmpdir);
