@@ -4,6 +4,7 @@ PostgreSQL restart under load, clients vanishing mid-transaction, malformed inpu
 Each case checks the message a user would see, and that weir goes on serving
 everyone else.
 """
+import hashlib
 import os
 import socket
 import struct
@@ -16,7 +17,8 @@ import unittest
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Postgres, Weir, error_fields, raw_startup, read_messages  # noqa: E402
+from harness import (Postgres, Weir, error_fields, raw_startup, read_messages,  # noqa: E402
+                     read_until)
 
 PG = None
 
@@ -403,6 +405,100 @@ class TestLimits(FaultCase):
         with psycopg.connect(self.w.dsn(), autocommit=True) as held:
             for i in range(150):
                 with psycopg.connect(self.w.dsn(), autocommit=True) as c:
+                    self.assertEqual(c.execute("select %s", (i,)).fetchone()[0], i)
+            self.assertEqual(held.execute("select 1").fetchone()[0], 1)
+
+
+class TestClientLimits(unittest.TestCase):
+    """max_db_client_connections and max_user_client_connections with four
+    workers: the count is the process's, a client over it hears which limit
+    refused it, and a place freed is taken at once."""
+
+    def start(self, **settings):
+        base = {"pool_mode": "transaction", "workers": "4"}
+        base.update(settings)
+        w = Weir(PG, settings=base)
+        self.addCleanup(w.stop)
+        return w
+
+    def md5_login(self, w, tail=b""):
+        """A raw client through md5 auth, tail sent in the same write as its
+        password (a client that does not wait for AuthenticationOk)."""
+        s = socket.create_connection(("127.0.0.1", w.port), timeout=5)
+        self.addCleanup(s.close)
+        s.sendall(raw_startup())
+        _, body = read_until(s, b"R")[-1]
+        self.assertEqual(struct.unpack("!I", body[:4])[0], 5, "md5 must be asked")
+        inner = hashlib.md5(b"s3cretapp").hexdigest().encode()
+        pw = b"md5" + hashlib.md5(inner + body[4:8]).hexdigest().encode() + b"\0"
+        s.sendall(b"p" + struct.pack("!I", len(pw) + 4) + pw + tail)
+        return s
+
+    def check_limit(self, w, name):
+        held = [psycopg.connect(w.dsn(), autocommit=True) for _ in range(2)]
+        for c in held:
+            self.addCleanup(c.close)
+        with self.assertRaisesRegex(psycopg.OperationalError,
+                                    r"no more connections allowed \(%s\)" % name):
+            psycopg.connect(w.dsn())
+        # A query sent behind the password while the login is looked at
+        # again (admit_later) is not taken for an authentication message.
+        s = self.md5_login(w, tail=b"Q\x00\x00\x00\x0dselect 1\x00")
+        msgs = read_messages(s)
+        errors = [error_fields(b) for t, b in msgs if t == b"E"]
+        self.assertEqual(len(errors), 1, msgs)
+        self.assertEqual(errors[0]["M"], "no more connections allowed (%s)" % name)
+        self.assertNotIn(b"Z", [t for t, _ in msgs])
+        held[0].close()
+        # the place is free: the same pipelined login is let in, its query answered
+        s = self.md5_login(w, tail=b"Q\x00\x00\x00\x0dselect 7\x00")
+        msgs = read_until(s, b"Z")
+        msgs += read_until(s, b"Z")
+        self.assertIn((b"D", struct.pack("!HI", 1, 1) + b"7"), msgs)
+        s.close()
+        for c in held[1:]:
+            self.assertEqual(c.execute("select 1").fetchone()[0], 1)
+
+    def test_max_db_client_connections(self):
+        self.check_limit(self.start(max_db_client_connections="2"), "max_db_client_connections")
+
+    def test_max_user_client_connections(self):
+        self.check_limit(self.start(max_user_client_connections="2"),
+                         "max_user_client_connections")
+
+    def test_a_refused_client_counts_no_more_once_it_reads_why(self):
+        """A client weir refuses (here: PostgreSQL refuses its server
+        login) is out of SHOW USERS and SHOW DATABASES by the time it reads
+        its error: the counts are given up before the error is written, so
+        a console on another worker never sees a client that has gone."""
+        dbs = {"appdb": "host=127.0.0.1 port=%d dbname=appdb" % PG.port,
+               "gonedb": "host=127.0.0.1 port=%d dbname=no_such_database" % PG.port}
+        w = Weir(PG, settings={"pool_mode": "transaction", "workers": "4", "admin_users": "weir"},
+                 databases=dbs)
+        self.addCleanup(w.stop)
+        console = psycopg.connect(w.dsn(user="weir", password="weirpass", dbname="pgbouncer"),
+                                  autocommit=True, cursor_factory=psycopg.ClientCursor)
+        self.addCleanup(console.close)
+
+        def counts():
+            users = {r[0]: r[7] for r in console.execute("SHOW USERS").fetchall()}
+            dbrows = {r[0]: r[13] for r in console.execute("SHOW DATABASES").fetchall()}
+            return users.get("app", 0), dbrows["gonedb"]
+
+        for _ in range(40):
+            with self.assertRaisesRegex(psycopg.OperationalError, "no_such_database"):
+                psycopg.connect(w.dsn(dbname="gonedb"))
+            self.assertEqual(counts(), (0, 0))
+
+    def test_a_place_freed_is_taken_at_once(self):
+        """At the limit, a client that closes and one that connects right
+        after it, often on another worker that has not yet read the first
+        one's Terminate: the second is let in (its login is finished again
+        at its worker's next tick before it would be refused)."""
+        w = self.start(max_db_client_connections="2", max_user_client_connections="2")
+        with psycopg.connect(w.dsn(), autocommit=True) as held:
+            for i in range(150):
+                with psycopg.connect(w.dsn(), autocommit=True) as c:
                     self.assertEqual(c.execute("select %s", (i,)).fetchone()[0], i)
             self.assertEqual(held.execute("select 1").fetchone()[0], 1)
 

@@ -522,7 +522,7 @@ static size_t clients_list(server *s, conn_row **out)
             r->in_avail = pq_buf_len(&c->in);
             r->out_avail = pq_buf_len(&c->out);
             r->active = c->state != CL_IDLE || c->be || r->in_avail || r->out_avail;
-            sock_addr(c->fd, true, r->addr, sizeof r->addr, &r->port);
+            sockaddr_text((const struct sockaddr *)&c->peer, r->addr, sizeof r->addr, &r->port);
             sock_addr(c->fd, false, r->local_addr, sizeof r->local_addr, &r->local_port);
             if (c->is_unix) r->port = s->cfg.listen_port;
             r->connect_ms = wall - (mono - c->t_connect);

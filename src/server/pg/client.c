@@ -443,7 +443,19 @@ static const char *who(client *c, char *buf, size_t len)
     return buf;
 }
 
+/* c is gone: out of its counts and lists, its socket closed. last, if
+ * any, is written just before the close (best effort: one non-blocking
+ * write), after everything c counted in is given up, so that a client that
+ * reads its error and at once connects again, or asks the console, finds
+ * the place free whichever worker serves it. */
+static void destroy_with(client *c, const pq_buf *last);
+
 static void destroy(client *c)
+{
+    destroy_with(c, NULL);
+}
+
+static void destroy_with(client *c, const pq_buf *last)
 {
     worker *w = c->w;
     server *s = w->srv;
@@ -466,11 +478,17 @@ static void destroy(client *c)
         w->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
+    atomic_fetch_sub(&s->nclients, 1);
+    if (last) {
+        /* Whatever was already on its way to the client goes first. */
+        uint32_t pend = c->out_scanned - c->out.start;
+        if (pend) (void)!io_send(c->fd, c->tls, c->out.p + c->out.start, pend);
+        (void)!io_send(c->fd, c->tls, last->p, last->end);
+    }
     tls_close(c->tls);
     c->tls = NULL;
     close(c->fd);
     c->fd = -1;
-    atomic_fetch_sub(&s->nclients, 1);
     if (c->checkout_pending) {
         /* Its completion is (or will be) in our queue: freed there. */
         (void)weir_checkout_cancel(c->pool->pool, c->req);
@@ -507,14 +525,11 @@ static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
             srv_log(c->w->srv, "LOG", "C-%p: %s closing because: %s (age=%llds)", (void *)c,
                     who(c, wb, sizeof wb), msg, (long long)(now_ms() - c->t_connect) / 1000);
         pq_buf tmp = {0};
-        if (pq_put_error(&tmp, "FATAL", sqlstate, msg) == 0) {
-            /* Whatever was already on its way to the client goes first. */
-            uint32_t pend = c->out_scanned - c->out.start;
-            if (pend) (void)!io_send(c->fd, c->tls, c->out.p + c->out.start, pend);
-            (void)!io_send(c->fd, c->tls, tmp.p, tmp.end);
-        }
+        destroy_with(c, pq_put_error(&tmp, "FATAL", sqlstate, msg) == 0 ? &tmp : NULL);
         pq_buf_free(&tmp);
-    } else if (c->w->srv->cfg.log_disconnections && logged_in(c)) {
+        return;
+    }
+    if (c->w->srv->cfg.log_disconnections && logged_in(c)) {
         char wb[WHO_LEN];
         srv_log(c->w->srv, "LOG", "C-%p: %s closing because: client close request", (void *)c,
                 who(c, wb, sizeof wb));
@@ -1242,6 +1257,19 @@ static void send_welcome(client *c)
 
 static void admin_login(client *c);
 
+/* A client over max_db_client_connections or max_user_client_connections
+ * when its login ends: as with max_client_conn, a client of the same
+ * database or user that left just before may belong to another worker that
+ * has not yet read its Terminate. The login is finished again at this
+ * worker's next tick (at most 100 ms), and refused only if still over then.
+ * true: put off (the first time). */
+static bool admit_later(client *c)
+{
+    if (c->admit_try) return false;
+    c->admit_try = 1;
+    return true;
+}
+
 static void auth_done(client *c)
 {
     server *s = c->w->srv;
@@ -1268,6 +1296,7 @@ static void auth_done(client *c)
         return;
     }
     if (clients_admit(s, c->dbname, c->user, false, &c->dbc, &c->userc, err, sizeof err)) {
+        if (admit_later(c)) return;
         client_close(c, "53300", "%s", err);
         return;
     }
@@ -1491,6 +1520,7 @@ static void admin_login(client *c)
     c->admin_full = full;
     char err[200]; /* counted as PgBouncer counts its console's clients; admins never refused */
     if (clients_admit(s, c->dbname, c->user, full, &c->dbc, &c->userc, err, sizeof err)) {
+        if (admit_later(c)) return;
         client_close(c, "53300", "%s", err);
         return;
     }
@@ -2180,7 +2210,10 @@ static void startup_packet(client *c)
 
 static void login_data(client *c)
 {
-    while ((c->state == CL_LOGIN || c->state == CL_AUTH_PASSWORD ||
+    /* admit_try 1: its login ends at the next tick (admit_later); what came
+     * after its last authentication message waits for then */
+    while (c->admit_try != 1 &&
+           (c->state == CL_LOGIN || c->state == CL_AUTH_PASSWORD ||
             c->state == CL_AUTH_SASL_FIRST || c->state == CL_AUTH_SASL_FINAL)) {
         if (c->state == CL_LOGIN) {
             uint32_t before = pq_buf_len(&c->in);
@@ -2443,6 +2476,11 @@ static void timeouts(worker *w)
         }
         if (c->reject_deferred && c->state == CL_LOGIN) {
             login_data(c); /* its start-up packet again: let in, or refused */
+            if (c->state == CL_CLOSED) continue;
+        }
+        if (c->admit_try == 1) {
+            c->admit_try = 2;
+            auth_done(c); /* the end of its login again: let in, or refused */
             if (c->state == CL_CLOSED) continue;
         }
         switch (c->state) {

@@ -78,6 +78,7 @@ struct client {
     be_watch *watch; /* the server's read registration in this worker */
     bool terminate, checkout_pending, reject, unsynced, stmt_refused;
     bool reject_deferred; /* over max_client_conn at start-up: looked at again next tick */
+    uint8_t admit_try;    /* over a db/user client limit at login: 1 waits for the tick, 2 did */
     bool wait_notified;   /* query_wait_notify's NOTICE sent for this wait */
     /* A replication connection: its startup parameters (name\0value\0
      * pairs, owned) for its own server, and SHOW CLIENTS' word for it. */
