@@ -2,7 +2,7 @@
 # server.sh — weir vs PgBouncer vs PostgreSQL directly, with pgbench, in one run.
 #
 #   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
-#                      [--prepared-clients "10 100 500"] [--prepared-only]
+#                      [--prepared-clients "10 100 500"] [--prepared-only] [--logins-only]
 #
 # A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (the default
 # workers, and workers = 1 and 2), Debian's PgBouncer (1.18) and, when they
@@ -22,7 +22,8 @@
 # clients. Last, named prepared statements in transaction mode: pgbench -S
 # -M prepared through weir against weir's own -M extended figure, PgBouncer
 # (1.18 passes statement names through: clients fail) and PostgreSQL
-# directly.
+# directly. --logins-only: the pgbench -C figures alone, --repeat times.
+# WEIR_BIN_B=path: a second weir binary measured beside the first (below).
 # Every figure is a line "RESULT server_pgbench key=value ...".
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
@@ -37,6 +38,7 @@ idle_clients=1000
 quick=0
 prepared_clients="10 100 500"
 prepared_only=0
+logins_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1; clients="20"; secs=1; idle_clients=200; prepared_clients="20" ;;
@@ -45,7 +47,8 @@ while [ $# -gt 0 ]; do
     --repeat) repeat=$2; shift ;;
     --prepared-clients) prepared_clients=$2; shift ;;
     --prepared-only) prepared_only=1 ;;
-    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only]" >&2; exit 2 ;;
+    --logins-only) logins_only=1 ;;
+    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -87,6 +90,22 @@ printf '%s\nlisten_port = %s\nworkers = 2\n' "$common" "$weir2_port" >"$dir/weir
 start_weir "$dir/weir2.ini" "$dir/weir2.log"
 weir2_pid=$weir_started
 targets="weir:$weir_port:$weir_pid weir_1worker:$weir1_port:$weir1_pid weir_2workers:$weir2_port:$weir2_pid pgbouncer:$pgb_port:$pgb_pid"
+# WEIR_BIN_B: another weir binary beside this one (the same settings, the
+# default workers and one worker), measured in turn with it in each round:
+# a change's before and after in one run, targets weir_b and weir_b_1worker.
+weirb_port=$((pg_port + 8))
+weirb1_port=$((pg_port + 9))
+weirb_pid=0
+weirb1_pid=0
+if [ -n "${WEIR_BIN_B:-}" ]; then
+    printf '%s\nlisten_port = %s\n' "$common" "$weirb_port" >"$dir/weirb.ini"
+    printf '%s\nlisten_port = %s\nworkers = 1\n' "$common" "$weirb1_port" >"$dir/weirb1.ini"
+    weir_bin=$WEIR_BIN_B start_weir "$dir/weirb.ini" "$dir/weirb.log"
+    weirb_pid=$weir_started
+    weir_bin=$WEIR_BIN_B start_weir "$dir/weirb1.ini" "$dir/weirb1.log"
+    weirb1_pid=$weir_started
+    targets="$targets weir_b:$weirb_port:$weirb_pid weir_b_1worker:$weirb1_port:$weirb1_pid"
+fi
 as_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pgb125=${WEIR_PGBOUNCER:-$root/../shared/peers/pgbouncer-1.25.2/pgbouncer}
 if [ -x "$pgb125" ]; then
@@ -164,6 +183,10 @@ for _ in $(seq 100); do
     fi
     if [ -x "$ody" ]; then
         psql -h 127.0.0.1 -p "$ody_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
+    fi
+    if [ "$weirb_pid" != 0 ]; then
+        psql -h 127.0.0.1 -p "$weirb_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
+        psql -h 127.0.0.1 -p "$weirb1_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
     fi
     [ "$ok" = 1 ] && break
     sleep 0.1
@@ -251,6 +274,32 @@ if [ "$prepared_only" = 1 ]; then
     exit 0
 fi
 
+# A new connection per transaction (pgbench -C), md5 (PgBouncer and weir;
+# direct is SCRAM here): a login's cost. With --logins-only, PgBouncer
+# 1.25.2 x2 too.
+logins() {
+    local full=$secs
+    [ "$quick" = 1 ] && secs=1
+    run_pgbench weir "$weir_port" "$weir_pid" 10 simple -C
+    [ "$quick" = 1 ] || run_pgbench weir_1worker "$weir1_port" "$weir1_pid" 10 simple -C
+    if [ "$weirb_pid" != 0 ] && [ "$quick" != 1 ]; then
+        run_pgbench weir_b "$weirb_port" "$weirb_pid" 10 simple -C
+        run_pgbench weir_b_1worker "$weirb1_port" "$weirb1_pid" 10 simple -C
+    fi
+    run_pgbench pgbouncer "$pgb_port" "$pgb_pid" 10 simple -C
+    if [ "$quick" != 1 ] && [ "${pgb125_pid:-0}" != 0 ]; then
+        run_pgbench pgbouncer_1.25 "$pgb125_port" "$pgb125_pid" 10 simple -C
+        if [ "$logins_only" = 1 ] && [ "${x2a:-0}" != 0 ] && [ "${x2b:-0}" != 0 ]; then
+            run_pgbench pgbouncer_1.25_x2 "$pgb125x2_port" "$x2a,$x2b" 10 simple -C
+        fi
+    fi
+    secs=$full
+}
+if [ "$logins_only" = 1 ]; then
+    for r in $(seq "$repeat"); do logins; done
+    exit 0
+fi
+
 for r in $(seq "$repeat"); do
     for c in $clients; do
         for mode in simple extended; do
@@ -270,16 +319,7 @@ for r in $(seq "$repeat"); do
             run_pgbench direct "$pg_port" 0 "$c" "$mode"
         done
     done
-    # a new connection per transaction, md5 (PgBouncer and weir; direct is SCRAM here)
-    full=$secs
-    [ "$quick" = 1 ] && secs=1
-    run_pgbench weir "$weir_port" "$weir_pid" 10 simple -C
-    [ "$quick" = 1 ] || run_pgbench weir_1worker "$weir1_port" "$weir1_pid" 10 simple -C
-    run_pgbench pgbouncer "$pgb_port" "$pgb_pid" 10 simple -C
-    if [ "$quick" != 1 ] && [ "${pgb125_pid:-0}" != 0 ]; then
-        run_pgbench pgbouncer_1.25 "$pgb125_port" "$pgb125_pid" 10 simple -C
-    fi
-    secs=$full
+    logins
     roundtrip
 done
 
