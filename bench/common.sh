@@ -8,12 +8,12 @@
 bench_start() {
     dir=$(mktemp -d "/tmp/weir-bench-$1.XXXXXX")
     chmod 755 "$dir"
-    # eight ports in a row that nothing listens on: the cluster's and the poolers'
+    # ten ports in a row that nothing listens on: the cluster's and the poolers'
     local try p busy
     for try in $(seq 50); do
         pg_port=$((20000 + RANDOM % 20000))
         busy=0
-        for p in $(seq "$pg_port" $((pg_port + 7))); do
+        for p in $(seq "$pg_port" $((pg_port + 9))); do
             port_busy "$p" && busy=1 && break
         done
         [ "$busy" = 0 ] && break
