@@ -256,6 +256,55 @@ static void test_scram_round_trip(void **state)
     assert_int_equal(scram_secret_parse("md5abc", &s), -1);
 }
 
+/* Secrets of plain passwords are kept per user and password: the same
+ * password gives the same secret again, a changed password never the old
+ * one (a proof with the old password fails after the change). */
+static bool scram_login(const char *user, const char *stored_pw, const char *client_pw)
+{
+    scram_server ss;
+    memset(&ss, 0, sizeof ss);
+    if (scram_secret_for_user(user, stored_pw, &ss.sec)) return false;
+    scram_client sc;
+    char first[128], sfirst[256], cfinal[256], sfinal[128];
+    const char *why;
+    int n = scram_client_first(&sc, first, sizeof first);
+    bool ok = n > 0 && scram_server_first(&ss, first, (size_t)n, &why) == 0;
+    if (ok) {
+        snprintf(sfirst, sizeof sfirst, "%s", ss.server_first);
+        n = scram_client_final(&sc, client_pw, sfirst, strlen(sfirst), cfinal, sizeof cfinal, &why);
+        ok = n > 0 && scram_server_final(&ss, cfinal, (size_t)n, sfinal, sizeof sfinal, &why) == 0;
+    }
+    scram_server_clear(&ss);
+    return ok;
+}
+
+static void test_scram_secret_cache(void **state)
+{
+    (void)state;
+    scram_secret a, b, c;
+    assert_int_equal(scram_secret_for_user("cu", "first", &a), 0);
+    assert_int_equal(scram_secret_for_user("cu", "first", &b), 0);
+    assert_memory_equal(&a, &b, sizeof a);
+    assert_int_equal(scram_secret_for_user("cu", "second", &c), 0);
+    assert_memory_equal(a.salt, c.salt, 16); /* the user's salt */
+    assert_memory_not_equal(a.stored, c.stored, 32);
+    assert_memory_not_equal(a.server, c.server, 32);
+    assert_int_equal(scram_secret_for_user("other", "first", &b), 0); /* another user */
+    assert_memory_not_equal(a.stored, b.stored, 32);
+    assert_true(scram_login("cu", "first", "first"));
+    assert_true(scram_login("cu", "second", "second"));
+    assert_false(scram_login("cu", "second", "first"));
+    assert_false(scram_login("cu", "first", "second"));
+    /* many users: slots are shared, a collision recomputes, never mixes */
+    for (int i = 0; i < 3000; i += 97) {
+        char u[16];
+        snprintf(u, sizeof u, "u%d", i);
+        assert_true(scram_login(u, "pw", "pw"));
+        assert_false(scram_login(u, "pw", "px"));
+    }
+    assert_true(scram_login("cu", "first", "first"));
+}
+
 static void test_md5(void **state)
 {
     (void)state;
@@ -590,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_auth_file),
         cmocka_unit_test(test_scram_rfc7677_client),
         cmocka_unit_test(test_scram_round_trip),
+        cmocka_unit_test(test_scram_secret_cache),
         cmocka_unit_test(test_scram_server_limits),
         cmocka_unit_test(test_md5),
         cmocka_unit_test(test_startup_parse),

@@ -208,10 +208,48 @@ static int user_mac(const char *label, const char *user, uint8_t out[32])
     return 0;
 }
 
+/* Secrets made from plain passwords, kept: PBKDF2's 4096 rounds cost
+ * milliseconds of CPU, which a login storm would pay per login (PgBouncer
+ * does, with a fresh salt each time). A user's salt is the same on every
+ * login (user_mac), so its secret is too, until the password changes. A
+ * slot is found by an HMAC of user and password under the process key, so
+ * a changed password misses and a stale secret is never used; collisions
+ * only overwrite. */
+enum { SCRAM_SLOTS = 1024 };
+typedef struct {
+    bool used;
+    uint8_t key[32]; /* HMAC(process key, "cache:" user \0 password) */
+    scram_secret sec;
+} scram_slot;
+static scram_slot scram_slots[SCRAM_SLOTS];
+static pthread_mutex_t scram_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* key for user and password; 0 or -1. */
+static int scram_slot_key(const char *user, const char *password, uint8_t key[32])
+{
+    size_t ul = strlen(user), pl = strlen(password);
+    char *b = malloc(6 + ul + 1 + pl);
+    if (!b) return -1;
+    memcpy(b, "cache:", 6);
+    memcpy(b + 6, user, ul + 1);
+    memcpy(b + 7 + ul, password, pl);
+    hmac(proc_key, sizeof proc_key, b, 7 + ul + pl, key);
+    explicit_bzero(b, 7 + ul + pl);
+    free(b);
+    return 0;
+}
+
 int scram_secret_for_user(const char *user, const char *password, scram_secret *s)
 {
-    uint8_t m[32], salted[32], ck[32];
-    if (user_mac("salt:", user, m)) return -1;
+    uint8_t m[32], salted[32], ck[32], key[32];
+    if (user_mac("salt:", user, m)) return -1; /* makes the process key */
+    if (scram_slot_key(user, password, key)) return -1;
+    scram_slot *slot = &scram_slots[(key[0] | (unsigned)key[1] << 8) % SCRAM_SLOTS];
+    pthread_mutex_lock(&scram_mu);
+    bool hit = slot->used && CRYPTO_memcmp(slot->key, key, 32) == 0;
+    if (hit) *s = slot->sec;
+    pthread_mutex_unlock(&scram_mu);
+    if (hit) return 0;
     s->iter = 4096;
     s->saltlen = 16;
     memcpy(s->salt, m, 16);
@@ -219,6 +257,13 @@ int scram_secret_for_user(const char *user, const char *password, scram_secret *
     hmac(salted, 32, "Client Key", 10, ck);
     sha256(ck, 32, s->stored);
     hmac(salted, 32, "Server Key", 10, s->server);
+    explicit_bzero(salted, sizeof salted);
+    explicit_bzero(ck, sizeof ck);
+    pthread_mutex_lock(&scram_mu);
+    slot->used = true;
+    memcpy(slot->key, key, 32);
+    slot->sec = *s;
+    pthread_mutex_unlock(&scram_mu);
     return 0;
 }
 
