@@ -208,9 +208,9 @@ static int user_mac(const char *label, const char *user, uint8_t out[32])
     return 0;
 }
 
-/* Secrets made from plain passwords, kept: PBKDF2's 4096 rounds cost
- * milliseconds of CPU, which a login storm would pay per login (PgBouncer
- * does, with a fresh salt each time). A user's salt is the same on every
+/* Secrets made from plain passwords, kept, as PgBouncer keeps them per
+ * user: PBKDF2's 4096 rounds cost most of a millisecond of CPU, which a
+ * login storm would pay per login. A user's salt is the same on every
  * login (user_mac), so its secret is too, until the password changes. A
  * slot is found by an HMAC of user and password under the process key, so
  * a changed password misses and a stale secret is never used; collisions
