@@ -2346,7 +2346,9 @@ static void update_events(client *c)
     /* Read while what waits for the server is under the high-water mark, or
      * while a message weir must see whole is still arriving (its size is
      * the client's to choose, up to PostgreSQL's 1 GB). */
-    if (!c->terminate &&
+    /* (not while its login waits for the next tick, admit_later: what it
+     * sends meanwhile stays with the kernel) */
+    if (!c->terminate && c->admit_try != 1 &&
         (pq_buf_len(&c->in) + pq_buf_len(&c->pre) < HIGH_WATER || c->in_whole_need) &&
         (c->admin || !logged_in(c) || !atomic_load(&c->w->srv->suspended))) /* SUSPEND */
         cw |= EV_READ;
@@ -2482,6 +2484,7 @@ static void timeouts(worker *w)
             c->admit_try = 2;
             auth_done(c); /* the end of its login again: let in, or refused */
             if (c->state == CL_CLOSED) continue;
+            update_events(c); /* reading again */
         }
         switch (c->state) {
         case CL_LOGIN:
