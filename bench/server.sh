@@ -24,6 +24,10 @@
 # (1.18 passes statement names through: clients fail) and PostgreSQL
 # directly. --logins-only: the pgbench -C figures alone, --repeat times.
 # WEIR_BIN_B=path: a second weir binary measured beside the first (below).
+# --auth scram-sha-256: weir's and PgBouncer's clients log in with SCRAM
+# (the auth_file password is plain; Odyssey stays md5). --cpu perf: the
+# pooler's CPU from perf stat's task-clock instead of /proc's ticks (finer
+# for short runs; needs perf).
 # Every figure is a line "RESULT server_pgbench key=value ...".
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
@@ -39,6 +43,8 @@ quick=0
 prepared_clients="10 100 500"
 prepared_only=0
 logins_only=0
+auth=md5
+cpu_src=proc
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1; clients="20"; secs=1; idle_clients=200; prepared_clients="20" ;;
@@ -48,10 +54,18 @@ while [ $# -gt 0 ]; do
     --prepared-clients) prepared_clients=$2; shift ;;
     --prepared-only) prepared_only=1 ;;
     --logins-only) logins_only=1 ;;
-    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only]" >&2; exit 2 ;;
+    --auth) auth=$2; shift ;;
+    --cpu) cpu_src=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--auth md5|scram-sha-256] [--cpu proc|perf]" >&2; exit 2 ;;
     esac
     shift
 done
+case "$auth" in md5 | scram-sha-256) ;; *) echo "--auth: md5 or scram-sha-256" >&2; exit 2 ;; esac
+case "$cpu_src" in
+proc) ;;
+perf) command -v perf >/dev/null || { echo "--cpu perf: perf not installed (apt-get install linux-perf)" >&2; exit 1; } ;;
+*) echo "--cpu: proc or perf" >&2; exit 2 ;;
+esac
 command -v pgbouncer >/dev/null || { echo "pgbouncer not installed (apt-get install pgbouncer)" >&2; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -72,7 +86,7 @@ appdb = host=127.0.0.1 port=$pg_port dbname=appdb
 [pgbouncer]
 listen_addr = 127.0.0.1
 unix_socket_dir =
-auth_type = md5
+auth_type = $auth
 auth_file = $dir/users.txt
 pool_mode = transaction
 default_pool_size = 20
@@ -229,10 +243,18 @@ roundtrip() {
 run_pgbench() {
     local target=$1 port=$2 pid=$3 c=$4 mode=$5
     shift 5
-    local t0=0 t1=0 out
+    local t0=0 t1=0 out pp=0
     [ "$pid" != 0 ] && t0=$(cpu_ticks "$pid")
+    if [ "$pid" != 0 ] && [ "$cpu_src" = perf ]; then
+        perf stat -x, -e task-clock -p "$pid" -o "$dir/perf.txt" >/dev/null 2>&1 &
+        pp=$!
+    fi
     out=$(pgbench -n -h 127.0.0.1 -p "$port" -U app -S -M "$mode" -c "$c" -j 2 -T "$secs" "$@" appdb 2>&1) || true
     [ "$pid" != 0 ] && t1=$(cpu_ticks "$pid")
+    if [ "$pp" != 0 ]; then
+        kill -INT "$pp" 2>/dev/null || true
+        wait "$pp" 2>/dev/null || true
+    fi
     local n tps lat failed
     n=$(echo "$out" | awk '/actually processed/{print $NF}' | cut -d/ -f1)
     tps=$(echo "$out" | awk '/^tps/{printf "%.0f", $3}')
@@ -240,13 +262,17 @@ run_pgbench() {
     failed=$(echo "$out" | awk '/failed transactions/{print $5}')
     local cpu="n/a"
     if [ "$pid" != 0 ] && [ "${n:-0}" -gt 0 ]; then
-        cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN{printf "%.0f", d * 1000 / hz * 10000 / n}')
+        if [ "$pp" != 0 ]; then # task-clock in ms, all the pooler's threads (and processes)
+            cpu=$(awk -F, -v n="$n" '$3 ~ /^task-clock/ {printf "%.0f", $1 * 10000 / n}' "$dir/perf.txt")
+        else
+            cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN{printf "%.0f", d * 1000 / hz * 10000 / n}')
+        fi
     fi
     local err
     err=$(echo "$out" | grep -m1 -o 'ERROR: .*' | tr ' ' '_' || true)
     local aborted
     aborted=$(echo "$out" | grep -c 'client [0-9]* .*aborted' || true)
-    echo "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=$cpu failed=${failed:-n/a} aborted=$aborted secs=$secs${err:+ error=$err} $*"
+    echo "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=${cpu:-n/a} cpu_src=$cpu_src failed=${failed:-n/a} aborted=$aborted secs=$secs${err:+ error=$err} $*"
     last_tps=${tps:-0}
 }
 
