@@ -282,11 +282,14 @@ static void test_scram_secret_cache(void **state)
 {
     (void)state;
     scram_secret a, b, c;
+    uint64_t d0 = scram_secrets_derived();
     assert_int_equal(scram_secret_for_user("cu", "first", &a), 0);
     assert_int_equal(scram_secret_for_user("cu", "first", &b), 0);
     assert_memory_equal(&a, &b, sizeof a);
+    assert_int_equal(scram_secrets_derived(), d0 + 1); /* the second was kept */
     assert_int_equal(scram_secret_for_user("cu", "second", &c), 0);
-    assert_memory_equal(a.salt, c.salt, 16); /* the user's salt */
+    assert_int_equal(scram_secrets_derived(), d0 + 2); /* a new password: derived */
+    assert_memory_equal(a.salt, c.salt, 16);           /* the user's salt */
     assert_memory_not_equal(a.stored, c.stored, 32);
     assert_memory_not_equal(a.server, c.server, 32);
     assert_int_equal(scram_secret_for_user("other", "first", &b), 0); /* another user */
@@ -303,6 +306,9 @@ static void test_scram_secret_cache(void **state)
         assert_false(scram_login(u, "pw", "px"));
     }
     assert_true(scram_login("cu", "first", "first"));
+    uint64_t d1 = scram_secrets_derived();
+    for (int i = 0; i < 10; i++) assert_true(scram_login("cu", "first", "first"));
+    assert_true(scram_secrets_derived() - d1 <= 1); /* at most once more (a collision) */
 }
 
 static void test_md5(void **state)

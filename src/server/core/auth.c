@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
@@ -239,17 +240,26 @@ static int scram_slot_key(const char *user, const char *password, uint8_t key[32
     return 0;
 }
 
+static _Atomic uint64_t scram_derived;
+
+uint64_t scram_secrets_derived(void)
+{
+    return atomic_load(&scram_derived);
+}
+
 int scram_secret_for_user(const char *user, const char *password, scram_secret *s)
 {
     uint8_t m[32], salted[32], ck[32], key[32];
-    if (user_mac("salt:", user, m)) return -1; /* makes the process key */
-    if (scram_slot_key(user, password, key)) return -1;
+    pthread_once(&proc_key_once, proc_key_init);
+    if (proc_key_rc || scram_slot_key(user, password, key)) return -1;
     scram_slot *slot = &scram_slots[(key[0] | (unsigned)key[1] << 8) % SCRAM_SLOTS];
     pthread_mutex_lock(&scram_mu);
     bool hit = slot->used && CRYPTO_memcmp(slot->key, key, 32) == 0;
     if (hit) *s = slot->sec;
     pthread_mutex_unlock(&scram_mu);
     if (hit) return 0;
+    if (user_mac("salt:", user, m)) return -1;
+    atomic_fetch_add(&scram_derived, 1);
     s->iter = 4096;
     s->saltlen = 16;
     memcpy(s->salt, m, 16);

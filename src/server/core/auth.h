@@ -49,6 +49,9 @@ int scram_secret_parse(const char *text, scram_secret *s);
  * from user and a random key made once per process, so a user is offered
  * the same salt on every login. 0 or -1. */
 int scram_secret_for_user(const char *user, const char *password, scram_secret *s);
+/* How many secrets scram_secret_for_user has derived (PBKDF2) rather than
+ * found kept: for the tests. */
+uint64_t scram_secrets_derived(void);
 /* A secret for a user who does not exist: the salt as scram_secret_for_user
  * would give, keys no password matches (PostgreSQL's mock authentication).
  * 0, or -1 if no random key could be made. */

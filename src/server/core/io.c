@@ -98,7 +98,6 @@ void sock_addr(int fd, bool peer, char *addr, size_t len, int *port)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    ss.ss_family = AF_UNSPEC;
     if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
               : getsockname(fd, (struct sockaddr *)&ss, &sl)))
         ss.ss_family = AF_UNSPEC;
