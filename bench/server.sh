@@ -3,6 +3,7 @@
 #
 #   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
 #                      [--prepared-clients "10 100 500"] [--prepared-only] [--logins-only]
+#                      [--server-logins-only]
 #
 # A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (the default
 # workers, and workers = 1 and 2), Debian's PgBouncer (1.18) and, when they
@@ -23,6 +24,11 @@
 # -M prepared through weir against weir's own -M extended figure, PgBouncer
 # (1.18 passes statement names through: clients fail) and PostgreSQL
 # directly. --logins-only: the pgbench -C figures alone, --repeat times.
+# --server-logins-only: the poolers with server_lifetime = 0 (a server
+# connection serves one transaction and is closed), pgbench -S at 10
+# clients through each, --repeat times: what a new server connection costs
+# the pooler (its login to PostgreSQL, SCRAM here), RESULT lines tagged
+# server_lifetime=0.
 # WEIR_BIN_B=path: a second weir binary measured beside the first (below).
 # --auth scram-sha-256: weir's and PgBouncer's clients log in with SCRAM
 # (the auth_file password is plain; Odyssey stays md5). --cpu perf: the
@@ -43,6 +49,7 @@ quick=0
 prepared_clients="10 100 500"
 prepared_only=0
 logins_only=0
+server_logins_only=0
 auth=md5
 cpu_src=proc
 while [ $# -gt 0 ]; do
@@ -54,9 +61,10 @@ while [ $# -gt 0 ]; do
     --prepared-clients) prepared_clients=$2; shift ;;
     --prepared-only) prepared_only=1 ;;
     --logins-only) logins_only=1 ;;
+    --server-logins-only) server_logins_only=1 ;;
     --auth) auth=$2; shift ;;
     --cpu) cpu_src=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--auth md5|scram-sha-256] [--cpu proc|perf]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--server-logins-only] [--auth md5|scram-sha-256] [--cpu proc|perf]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -93,6 +101,12 @@ default_pool_size = 20
 max_client_conn = 5000
 log_connections = 0
 log_disconnections = 0"
+result_tag=""
+if [ "$server_logins_only" = 1 ]; then
+    common="$common
+server_lifetime = 0"
+    result_tag="server_lifetime=0"
+fi
 start_poolers "$common" "$(command -v pgbouncer)"
 
 # More targets: weir with 2 workers, PgBouncer 1.25.2 and Odyssey (optional).
@@ -272,7 +286,7 @@ run_pgbench() {
     err=$(echo "$out" | grep -m1 -o 'ERROR: .*' | tr ' ' '_' || true)
     local aborted
     aborted=$(echo "$out" | grep -c 'client [0-9]* .*aborted' || true)
-    echo "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=${cpu:-n/a} cpu_src=$cpu_src failed=${failed:-n/a} aborted=$aborted secs=$secs${err:+ error=$err} $*"
+    echo "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=${cpu:-n/a} cpu_src=$cpu_src failed=${failed:-n/a} aborted=$aborted secs=$secs${result_tag:+ $result_tag}${err:+ error=$err} $*"
     last_tps=${tps:-0}
 }
 
@@ -323,6 +337,18 @@ logins() {
 }
 if [ "$logins_only" = 1 ]; then
     for r in $(seq "$repeat"); do logins; done
+    exit 0
+fi
+# A new server connection per transaction (server_lifetime = 0 above): the
+# pooler's side of a server login, the poolers in turn in each round.
+if [ "$server_logins_only" = 1 ]; then
+    for r in $(seq "$repeat"); do
+        for t in $targets; do
+            IFS=: read -r tn tp tpid <<<"$t"
+            case "$tn" in odyssey | weir_2workers) continue ;; esac # Odyssey keeps its own lifetime
+            run_pgbench "$tn" "$tp" "$tpid" 10 simple
+        done
+    done
     exit 0
 fi
 

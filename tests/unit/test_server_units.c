@@ -311,6 +311,34 @@ static void test_scram_secret_cache(void **state)
     assert_true(scram_secrets_derived() - d1 <= 1); /* at most once more (a collision) */
 }
 
+/* The keys weir logs in to a server with are kept per password, salt and
+ * iteration count: a second login with the same ones derives nothing, a
+ * wrong password or another salt (another role's secret) is derived anew
+ * and never answered with kept keys. */
+static void test_scram_client_key_cache(void **state)
+{
+    (void)state;
+    uint64_t k0 = scram_client_keys_derived();
+    assert_true(scram_login("ck", "pw1", "pw1"));
+    assert_int_equal(scram_client_keys_derived(), k0 + 1);
+    for (int i = 0; i < 10; i++) assert_true(scram_login("ck", "pw1", "pw1"));
+    assert_int_equal(scram_client_keys_derived(), k0 + 1); /* kept */
+    assert_false(scram_login("ck", "pw1", "pw2"));         /* another password: derived, refused */
+    assert_int_equal(scram_client_keys_derived(), k0 + 2);
+    assert_false(scram_login("ck", "pw1", "pw2"));
+    assert_int_equal(scram_client_keys_derived(), k0 + 2); /* its keys were kept too */
+    assert_true(scram_login("ck", "pw1", "pw1")); /* (derived again if the two shared a slot) */
+    uint64_t k1 = scram_client_keys_derived();
+    assert_true(scram_login("ck2", "pw1", "pw1")); /* the same password, another salt */
+    assert_int_equal(scram_client_keys_derived(), k1 + 1);
+    for (int i = 0; i < 600; i += 7) { /* more secrets than slots */
+        char u[16];
+        snprintf(u, sizeof u, "k%d", i);
+        assert_true(scram_login(u, "pw", "pw"));
+        assert_false(scram_login(u, "pw", "px"));
+    }
+}
+
 static void test_md5(void **state)
 {
     (void)state;
@@ -646,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_scram_rfc7677_client),
         cmocka_unit_test(test_scram_round_trip),
         cmocka_unit_test(test_scram_secret_cache),
+        cmocka_unit_test(test_scram_client_key_cache),
         cmocka_unit_test(test_scram_server_limits),
         cmocka_unit_test(test_md5),
         cmocka_unit_test(test_startup_parse),

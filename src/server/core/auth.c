@@ -450,6 +450,75 @@ int scram_server_final(scram_server *st, const char *msg, size_t len, char *out,
     return 0;
 }
 
+/* The keys weir logs in to a server with, kept: a server offers a role the
+ * same salt and iteration count on every login (its stored secret), so
+ * PBKDF2 need not run again for each new server connection. A slot is
+ * found by an HMAC of password, iteration count and salt under the process
+ * key: a changed password or a new secret on the server misses, and a
+ * server that offers another salt each time only fills slots. Collisions
+ * only overwrite. */
+enum { KEY_SLOTS = 256 };
+typedef struct {
+    bool used;
+    uint8_t key[32]; /* HMAC(process key, "server:" password \0 iter salt) */
+    uint8_t ck[32], sk[32];
+} key_slot;
+static key_slot key_slots[KEY_SLOTS];
+static pthread_mutex_t key_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t keys_derived;
+
+uint64_t scram_client_keys_derived(void)
+{
+    return atomic_load(&keys_derived);
+}
+
+/* ClientKey and ServerKey for password, salt and iter. 0 or -1. */
+static int server_keys(const char *password, const uint8_t *salt, int saltlen, int iter,
+                       uint8_t ck[32], uint8_t sk[32])
+{
+    pthread_once(&proc_key_once, proc_key_init);
+    key_slot *slot = NULL;
+    uint8_t key[32];
+    size_t pl = strlen(password);
+    char *b = proc_key_rc ? NULL : malloc(7 + pl + 1 + 4 + (size_t)saltlen);
+    if (b) {
+        memcpy(b, "server:", 7);
+        memcpy(b + 7, password, pl + 1);
+        b[8 + pl] = (char)(iter >> 24);
+        b[9 + pl] = (char)(iter >> 16);
+        b[10 + pl] = (char)(iter >> 8);
+        b[11 + pl] = (char)iter;
+        memcpy(b + 12 + pl, salt, (size_t)saltlen);
+        hmac(proc_key, sizeof proc_key, b, 12 + pl + (size_t)saltlen, key);
+        explicit_bzero(b, 12 + pl + (size_t)saltlen);
+        free(b);
+        slot = &key_slots[(key[0] | (unsigned)key[1] << 8) % KEY_SLOTS];
+        pthread_mutex_lock(&key_mu);
+        bool hit = slot->used && CRYPTO_memcmp(slot->key, key, 32) == 0;
+        if (hit) {
+            memcpy(ck, slot->ck, 32);
+            memcpy(sk, slot->sk, 32);
+        }
+        pthread_mutex_unlock(&key_mu);
+        if (hit) return 0;
+    }
+    uint8_t salted[32];
+    atomic_fetch_add(&keys_derived, 1);
+    if (salted_password(password, salt, saltlen, iter, salted)) return -1;
+    hmac(salted, 32, "Client Key", 10, ck);
+    hmac(salted, 32, "Server Key", 10, sk);
+    explicit_bzero(salted, sizeof salted);
+    if (slot) {
+        pthread_mutex_lock(&key_mu);
+        slot->used = true;
+        memcpy(slot->key, key, 32);
+        memcpy(slot->ck, ck, 32);
+        memcpy(slot->sk, sk, 32);
+        pthread_mutex_unlock(&key_mu);
+    }
+    return 0;
+}
+
 int scram_client_first(scram_client *st, char *out, size_t outlen)
 {
     if (make_nonce(st->nonce, sizeof st->nonce)) return -1;
@@ -516,11 +585,12 @@ int scram_client_final(scram_client *st, const char *password, const char *serve
             *why = "the server asks for more SCRAM iterations than weir allows";
         return -1;
     }
-    uint8_t salted[32], ck[32], sk[32];
-    if (salted_password(password, salt, saltlen, iter, salted)) return -1;
-    hmac(salted, 32, "Client Key", 10, ck);
-    hmac(salted, 32, "Server Key", 10, sk);
-    return client_final_from_keys(st, ck, sk, server_first, len, r, rl, out, outlen);
+    uint8_t ck[32], sk[32];
+    if (server_keys(password, salt, saltlen, iter, ck, sk)) return -1;
+    int n = client_final_from_keys(st, ck, sk, server_first, len, r, rl, out, outlen);
+    explicit_bzero(ck, sizeof ck);
+    explicit_bzero(sk, sizeof sk);
+    return n;
 }
 
 int scram_client_final_keys(scram_client *st, const uint8_t client_key[32],

@@ -97,13 +97,19 @@ typedef struct scram_client {
 
 /* client-first-message ("n,,n=,r=..."). Returns its length, or -1. */
 int scram_client_first(scram_client *st, char *out, size_t outlen);
-/* server-first in, client-final out. Returns its length, or -1 with why. */
+/* server-first in, client-final out. Returns its length, or -1 with why.
+ * The keys derived from password and the server's salt and iteration count
+ * are kept (256 slots) for the next login that gets the same. */
 int scram_client_final(scram_client *st, const char *password, const char *server_first, size_t len,
                        char *out, size_t outlen, const char **why);
 /* The same, from a ClientKey and ServerKey instead of a password (pass-through). */
 int scram_client_final_keys(scram_client *st, const uint8_t client_key[32],
                             const uint8_t server_key[32], const char *server_first, size_t len,
                             char *out, size_t outlen, const char **why);
+/* How many ClientKey/ServerKey pairs scram_client_final has derived
+ * (PBKDF2) rather than found kept from an earlier login with the same
+ * password, salt and iteration count: for the tests. */
+uint64_t scram_client_keys_derived(void);
 /* server-final in: 0 if the server proved it knows the secret too. */
 int scram_client_verify(const scram_client *st, const char *server_final, size_t len);
 
