@@ -34,7 +34,9 @@
 # (the auth_file password is plain; Odyssey stays md5). --cpu perf: the
 # pooler's CPU from perf stat's task-clock instead of /proc's ticks (finer
 # for short runs; needs perf).
-# Every figure is a line "RESULT server_pgbench key=value ...".
+# Every figure is a line "RESULT server_pgbench key=value ..."; the last
+# lines are the medians over --repeat and the ratios between targets
+# (bench/server_summary.py, which also reads a saved run).
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 root=${WEIR_SOURCE_DIR:-$(cd "$here/.." && pwd)}
@@ -79,6 +81,19 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 . "$here/common.sh"
 bench_start server
+# Every RESULT line is kept too; at the end (whichever way the run ends)
+# bench/server_summary.py prints the medians of the repeats and the ratios
+# the benchmark is judged by, as RESULT server_median and server_ratio lines.
+result() {
+    echo "$1"
+    echo "$1" >>"$dir/results.txt"
+}
+summary() {
+    if [ -s "$dir/results.txt" ] && command -v python3 >/dev/null; then
+        python3 "$here/server_summary.py" "$dir/results.txt" || true
+    fi
+}
+trap 'summary; bench_cleanup' EXIT
 weir_port=$((pg_port + 1))
 pgb_port=$((pg_port + 2))
 weir1_port=$((pg_port + 3))
@@ -248,7 +263,7 @@ roundtrip() {
             [ "$quick" = 1 ] && case "$tn" in weir | direct | pgbouncer) ;; *) continue ;; esac # --quick: under 20 s
             lat=$(pgbench -n -h 127.0.0.1 -p "$tp" -U app -c 1 $([ "$quick" = 1 ] && echo "-t 3000" || echo "-T 1") -f "$dir/one.sql" appdb 2>&1 |
                 awk '/latency average/{print $4}')
-            echo "RESULT server_roundtrip target=$tn select1_us=$(awk -v l="$lat" 'BEGIN{printf "%.1f", l * 1000}') round=$round"
+            result "RESULT server_roundtrip target=$tn select1_us=$(awk -v l="$lat" 'BEGIN{printf "%.1f", l * 1000}') round=$round"
         done
     done
 }
@@ -286,7 +301,7 @@ run_pgbench() {
     err=$(echo "$out" | grep -m1 -o 'ERROR: .*' | tr ' ' '_' || true)
     local aborted
     aborted=$(echo "$out" | grep -c 'client [0-9]* .*aborted' || true)
-    echo "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=${cpu:-n/a} cpu_src=$cpu_src failed=${failed:-n/a} aborted=$aborted secs=$secs${result_tag:+ $result_tag}${err:+ error=$err} $*"
+    result "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=${cpu:-n/a} cpu_src=$cpu_src failed=${failed:-n/a} aborted=$aborted secs=$secs${result_tag:+ $result_tag}${err:+ error=$err} $*"
     last_tps=${tps:-0}
 }
 
@@ -298,7 +313,7 @@ prepared() {
             local ext=$last_tps
             run_pgbench weir "$weir_port" "$weir_pid" "$c" prepared
             local prep=$last_tps
-            echo "RESULT server_prepared clients=$c weir_extended_tps=$ext weir_prepared_tps=$prep ratio=$(awk -v a="$prep" -v b="$ext" 'BEGIN{printf "%.2f", b ? a / b : 0}')"
+            result "RESULT server_prepared clients=$c weir_extended_tps=$ext weir_prepared_tps=$prep ratio=$(awk -v a="$prep" -v b="$ext" 'BEGIN{printf "%.2f", b ? a / b : 0}')"
             run_pgbench pgbouncer "$pgb_port" "$pgb_pid" "$c" prepared
             if [ "$quick" != 1 ] && [ "${pgb125_pid:-0}" != 0 ]; then
                 run_pgbench pgbouncer_1.25 "$pgb125_port" "$pgb125_pid" "$c" prepared
@@ -384,7 +399,7 @@ for t in "weir $weir_port $weir_pid" "pgbouncer $pgb_port $pgb_pid"; do
     sleep $([ "$quick" = 1 ] && echo 0.7 || echo 2.5)
     rss=$(awk '/VmRSS/{print $2}' "/proc/$3/status")
     wait $bp || true
-    echo "RESULT server_rss target=$1 idle_clients=$idle_clients rss_kb=$rss"
+    result "RESULT server_rss target=$1 idle_clients=$idle_clients rss_kb=$rss"
 done
 
 prepared

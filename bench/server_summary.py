@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""server_summary.py — medians and ratios from bench/server's RESULT lines.
+
+    build/bench/server --repeat 5 ... | tee run.txt
+    python3 bench/server_summary.py run.txt        (or: ... | python3 bench/server_summary.py)
+
+bench/server prints one RESULT line per pgbench run; with --repeat N each
+cell has N of them. This prints, as lines a script can read:
+
+  RESULT server_median target=T mode=M clients=C [connect=1 | server_lifetime=0]
+         tps=<median> cpu_ms_per_10k=<median> runs=N tps_min=.. tps_max=..
+  RESULT server_median_roundtrip target=T select1_us=<median> rounds=N
+  RESULT server_ratio what=W mode=M clients=C [...] value=<a/b>
+
+Each ratio is of two medians of the same cell (same mode, client count and
+flags), so both sides come from the same run. A run in which pgbench
+reported an error or aborted clients (PgBouncer 1.18 with -M prepared) is
+counted as failed_runs and left out of the medians. The ratios are those the
+benchmarks are judged by: the default weir against PgBouncer 1.25.2, against
+two PgBouncer 1.25.2 processes and against Odyssey (tps, and CPU per
+transaction), two workers' CPU against one worker's, and, when the run had
+a second binary (WEIR_BIN_B), weir against weir_b. A target missing from
+the run leaves its ratios out.
+"""
+import re
+import statistics
+import sys
+
+PAIR = re.compile(r"(\w[\w.]*)=(\S+)")
+
+# (name, numerator target, denominator target, field)
+RATIOS = [
+    ("tps_weir_vs_pgbouncer_1.25", "weir", "pgbouncer_1.25", "tps"),
+    ("tps_weir_vs_pgbouncer_1.25_x2", "weir", "pgbouncer_1.25_x2", "tps"),
+    ("tps_weir_vs_pgbouncer_1.18", "weir", "pgbouncer", "tps"),
+    ("tps_weir_vs_odyssey", "weir", "odyssey", "tps"),
+    ("tps_weir_vs_direct", "weir", "direct", "tps"),
+    ("cpu_weir_vs_pgbouncer_1.25", "weir", "pgbouncer_1.25", "cpu"),
+    ("cpu_weir_vs_pgbouncer_1.25_x2", "weir", "pgbouncer_1.25_x2", "cpu"),
+    ("cpu_weir_vs_odyssey", "weir", "odyssey", "cpu"),
+    ("cpu_weir_vs_weir_1worker", "weir", "weir_1worker", "cpu"),
+    ("cpu_weir_2workers_vs_weir_1worker", "weir_2workers", "weir_1worker", "cpu"),
+    ("cpu_pgbouncer_1.25_x2_vs_pgbouncer_1.25", "pgbouncer_1.25_x2", "pgbouncer_1.25", "cpu"),
+    ("tps_weir_vs_weir_b", "weir", "weir_b", "tps"),
+    ("cpu_weir_vs_weir_b", "weir", "weir_b", "cpu"),
+    ("tps_weir_1worker_vs_weir_b_1worker", "weir_1worker", "weir_b_1worker", "tps"),
+    ("cpu_weir_1worker_vs_weir_b_1worker", "weir_1worker", "weir_b_1worker", "cpu"),
+]
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def read(lines):
+    cells, rounds = {}, {}
+    for ln in lines:
+        if ln.startswith("RESULT server_pgbench "):
+            d = dict(PAIR.findall(ln))
+            flags = []
+            if re.search(r"\s-C\s*$", ln):
+                flags.append("connect=1")
+            if "server_lifetime" in d:
+                flags.append("server_lifetime=" + d["server_lifetime"])
+            key = (d.get("mode", "?"), int(d.get("clients", 0)), " ".join(flags))
+            bad = d.get("aborted", "0") != "0" or "error" in d
+            cells.setdefault(key, {}).setdefault(d.get("target", "?"), []).append(
+                (None, None, True) if bad else (num(d.get("tps")), num(d.get("cpu_ms_per_10k")), False))
+        elif ln.startswith("RESULT server_roundtrip "):
+            d = dict(PAIR.findall(ln))
+            v = num(d.get("select1_us"))
+            if v is not None:
+                rounds.setdefault(d.get("target", "?"), []).append(v)
+    return cells, rounds
+
+
+def med(runs, i):
+    xs = [r[i] for r in runs if r[i] is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x):
+    return "%.0f" % x if x is not None else "n/a"
+
+
+def main():
+    src = open(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "-" else sys.stdin
+    cells, rounds = read(src)
+    if not cells and not rounds:
+        print("server_summary: no RESULT server_pgbench or server_roundtrip lines", file=sys.stderr)
+        return 1
+    modes = {"simple": 0, "extended": 1, "prepared": 2}
+    for key in sorted(cells, key=lambda k: (k[2], modes.get(k[0], 9), k[1])):
+        mode, clients, flags = key
+        tag = "mode=%s clients=%d%s" % (mode, clients, " " + flags if flags else "")
+        for target, runs in cells[key].items():
+            tps = [r[0] for r in runs if r[0] is not None]
+            failed = sum(1 for r in runs if r[2])
+            print("RESULT server_median target=%s %s tps=%s cpu_ms_per_10k=%s runs=%d "
+                  "tps_min=%s tps_max=%s%s" % (target, tag, fmt(med(runs, 0)), fmt(med(runs, 1)),
+                                               len(runs) - failed, fmt(min(tps) if tps else None),
+                                               fmt(max(tps) if tps else None),
+                                               " failed_runs=%d" % failed if failed else ""))
+        for name, a, b, field in RATIOS:
+            if a not in cells[key] or b not in cells[key]:
+                continue
+            i = 0 if field == "tps" else 1
+            x, y = med(cells[key][a], i), med(cells[key][b], i)
+            if x is None or not y:
+                continue
+            print("RESULT server_ratio what=%s %s value=%.2f" % (name, tag, x / y))
+    for target, v in rounds.items():
+        print("RESULT server_median_roundtrip target=%s select1_us=%.1f rounds=%d" %
+              (target, statistics.median(v), len(v)))
+    if "weir" in rounds and "pgbouncer_1.25" in rounds:
+        print("RESULT server_ratio what=select1_weir_vs_pgbouncer_1.25 value=%.2f" %
+              (statistics.median(rounds["weir"]) / statistics.median(rounds["pgbouncer_1.25"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
