@@ -21,6 +21,12 @@ two PgBouncer 1.25.2 processes and against Odyssey (tps, and CPU per
 transaction), two workers' CPU against one worker's, and, when the run had
 a second binary (WEIR_BIN_B), weir against weir_b. A target missing from
 the run leaves its ratios out.
+
+Given the 16-core bundle's results instead (RESULT devbench lines), it
+prints RESULT devbench_ratio lines: weir at each worker count against four
+PgBouncer processes, the newest single PgBouncer and Odyssey at the same
+workers (tps and CPU per transaction), each target's tps at the highest
+client count against the lowest, and the SELECT 1 round trip.
 """
 import re
 import statistics
@@ -86,11 +92,84 @@ def fmt(x):
     return "%.0f" % x if x is not None else "n/a"
 
 
+def version(name):
+    return tuple(int(x) for x in re.findall(r"\d+", name))
+
+
+def devbench(lines):
+    """The 16-core bundle's RESULT devbench lines (one run per cell, or the
+    median of several): the ratios its targets are judged by."""
+    cells, rt = {}, {}
+    for ln in lines:
+        d = dict(PAIR.findall(ln))
+        bad = d.get("rc", "0") != "0" or d.get("aborted", "0") not in ("0", "n/a") or "error" in d
+        if ln.startswith("RESULT devbench "):
+            key = (d.get("proto", "?"), int(d.get("clients", 0)))
+            tgt = "%s/%s" % (d.get("target", "?"), d.get("workers", "?"))
+            if not bad:
+                cells.setdefault(key, {}).setdefault(tgt, []).append(
+                    (num(d.get("tps")), num(d.get("cpu_ms_per_10k")), False))
+        elif ln.startswith("RESULT devbench_select1 ") and not bad:
+            tgt = "%s/%s" % (d.get("target", "?"), d.get("workers", "?"))
+            v = num(d.get("select1_us"))
+            if v is not None:
+                rt.setdefault(tgt, []).append(v)
+    if not cells and not rt:
+        return False
+    names = {t for c in cells.values() for t in c} | set(rt)
+    x4 = sorted(t for t in names if t.startswith("pgbouncer-") and "-reuseport/" in t)
+    singles = sorted((t for t in names if t.startswith("pgbouncer-") and "-reuseport/" not in t),
+                     key=version)
+    latest = singles[-1] if singles else None
+    weirs = sorted((t for t in names if t.startswith("weir/")), key=version)
+    for (proto, clients), c in sorted(cells.items()):
+        tag = "proto=%s clients=%d" % (proto, clients)
+        for w in weirs:
+            if w not in c:
+                continue
+            n = w.split("/")[1]
+            pairs = [("pgbouncer_x4", t) for t in x4] + [("pgbouncer_latest", latest),
+                                                          ("odyssey", "odyssey/" + n)]
+            for what, other in pairs:
+                if other not in c:
+                    continue
+                for field, i in (("tps", 0), ("cpu", 1)):
+                    a, b = med(c[w], i), med(c[other], i)
+                    if a is not None and b:
+                        print("RESULT devbench_ratio what=%s_weir_vs_%s workers=%s %s value=%.2f"
+                              " ref=%s ref_value=%s" % (field, what, n, tag, a / b,
+                                                        other.split("/")[0], fmt(b)))
+    # the throughput kept from the lowest client count to the highest
+    counts = {}
+    for (proto, clients) in cells:
+        counts.setdefault(proto, []).append(clients)
+    for proto, cs in counts.items():
+        lo, hi = min(cs), max(cs)
+        if lo == hi:
+            continue
+        for t in weirs + x4:
+            a, b = cells[(proto, hi)].get(t), cells[(proto, lo)].get(t)
+            if a and b and med(b, 0):
+                print("RESULT devbench_ratio what=tps_%d_vs_%d target=%s proto=%s value=%.2f" %
+                      (hi, lo, t, proto, med(a, 0) / med(b, 0)))
+    if latest in rt:
+        for w in weirs:
+            if w in rt:
+                print("RESULT devbench_ratio what=select1_weir_vs_pgbouncer_latest workers=%s "
+                      "value=%.2f" % (w.split("/")[1],
+                                      statistics.median(rt[w]) / statistics.median(rt[latest])))
+    return True
+
+
 def main():
     src = open(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "-" else sys.stdin
-    cells, rounds = read(src)
+    lines = src.readlines()
+    cells, rounds = read(lines)
+    if devbench(lines) and not cells and not rounds:
+        return 0
     if not cells and not rounds:
-        print("server_summary: no RESULT server_pgbench or server_roundtrip lines", file=sys.stderr)
+        print("server_summary: no RESULT server_pgbench, server_roundtrip or devbench lines",
+              file=sys.stderr)
         return 1
     modes = {"simple": 0, "extended": 1, "prepared": 2}
     for key in sorted(cells, key=lambda k: (k[2], modes.get(k[0], 9), k[1])):
