@@ -650,5 +650,119 @@ class TestRestart(FaultCase):
         self.assertIn("number of failed transactions: 0", r.stdout, r.stderr)
 
 
+
+class StartingUp:
+    """A PostgreSQL that says it is starting up: the first `n` connections
+    get PostgreSQL's FATAL 57P03 after their startup packet; later ones are
+    passed to the real server byte for byte."""
+
+    def __init__(self, target_port, n):
+        self.target, self.left = target_port, n
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.refused = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def read_packet(c):
+        head = b""
+        while len(head) < 4:
+            head += c.recv(4 - len(head))
+        n = struct.unpack("!I", head)[0]
+        body = b""
+        while len(body) < n - 4:
+            body += c.recv(n - 4 - len(body))
+        return head + body
+
+    def one(self, c):
+        with c:
+            if self.left > 0:
+                self.left -= 1
+                pkt = self.read_packet(c)
+                if pkt[4:8] == struct.pack("!I", 80877103):  # SSLRequest: no
+                    c.sendall(b"N")
+                    pkt = self.read_packet(c)
+                f = (b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0")
+                c.sendall(b"E" + struct.pack("!I", len(f) + 4) + f)
+                self.refused += 1
+                return
+            up = socket.create_connection(("127.0.0.1", self.target))
+
+            def pump(a, b):
+                try:
+                    while True:
+                        d = a.recv(65536)
+                        if not d:
+                            break
+                        b.sendall(d)
+                except OSError:
+                    pass
+                for x in (a, b):
+                    try:
+                        x.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            t = threading.Thread(target=pump, args=(up, c), daemon=True)
+            t.start()
+            pump(c, up)
+            t.join(5)
+            up.close()
+
+    def close(self):
+        self.sock.close()
+
+
+class TestServerRefusals(unittest.TestCase):
+    """A server login refused (PgBouncer's kill_pool_logins and
+    check_fast_fail) against one that is only not yet possible (57P03)."""
+
+    def test_a_refused_login_fails_every_client_at_once_and_is_tried_once(self):
+        db = "host=127.0.0.1 port=%d dbname=appdb user=app password=wrong" % PG.port
+        w = Weir(PG, databases={"appdb": db}, settings={"server_login_retry": "30"})
+        self.addCleanup(w.stop)
+        for i in range(4):
+            t0 = time.monotonic()
+            r = w.psql("select 1")
+            took = time.monotonic() - t0
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn('password authentication failed for user "app"', r.stderr)
+            # the first asks the server, the others hear its answer at once,
+            # not after the next attempt 30 s later
+            self.assertLess(took, 5, "client %d waited %.1f s" % (i, took))
+        self.assertEqual(w.log().count("server login failed: FATAL password authentication"),
+                         1, w.log()[-2000:])
+
+    def test_starting_up_is_waited_out(self):
+        fake = StartingUp(PG.port, 3)
+        self.addCleanup(fake.close)
+        db = "host=127.0.0.1 port=%d dbname=appdb" % fake.port
+        w = Weir(PG, databases={"appdb": db},
+                 settings={"server_login_retry": "0.2", "query_wait_timeout": "20"})
+        self.addCleanup(w.stop)
+        results = []
+
+        def client():
+            results.append(w.psql("select 'served'"))
+        ts = [threading.Thread(target=client) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        self.assertEqual(fake.refused, 3)
+        for r in results:  # nobody was told: each waited for an attempt that worked
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "served"), r.stderr)
+        self.assertEqual(len(results), 3)
+        self.assertIn("the database system is starting up", w.log())
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -440,14 +440,17 @@ static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const c
     int64_t retry = k->server_login_retry > 0 ? k->server_login_retry : 1;
     o.backoff_min_ms = retry;
     o.backoff_max_ms = retry;
+    /* A refused login (the server said no: a wrong password, no such
+     * database, a certificate that does not verify) fails the clients
+     * waiting at once (PgBouncer's kill_pool_logins), and those that come
+     * while the pool has no usable connection get that error at once too
+     * (its check_fast_fail), until an attempt succeeds: the creator tries
+     * again every server_login_retry. While the server cannot be reached,
+     * or says it is starting up or shutting down (57P03, backend.c), the
+     * pool is not down: clients wait through the retries, up to
+     * query_wait_timeout, so a PostgreSQL restart is transparent. */
     o.fail_fast = true;
-    /* as PgBouncer: clients that come while the server is down wait for the
-     * next login attempt (server_login_retry), so a restart is transparent;
-     * a failed attempt still fails them all at once */
-    o.wait_while_down = true;
-    /* and only a refused login fails the waiting clients at once (PgBouncer's
-     * kill_pool_logins); while the server cannot be reached they wait, up to
-     * query_wait_timeout, through the retries */
+    o.wait_while_down = false;
     o.fail_fast_unreachable = false;
     if (repl) {
         snprintf(o.name, sizeof o.name, "%.50s/%.50s (replication)", p->db, p->user);

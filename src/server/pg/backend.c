@@ -582,9 +582,14 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
         } else if (m.type == 'E') {
             /* PgBouncer's words: "server login failed: FATAL <message>" */
             const char *sev = pq_error_field(&m, 'S'), *msg = pq_error_field(&m, 'M');
+            const char *code = pq_error_field(&m, 'C');
             snprintf(err, errlen, "server login failed: %s %s", sev ? sev : "ERROR",
                      msg ? msg : "");
-            rc = WEIR_EREFUSED; /* it answered, and said no */
+            /* it answered, and said no; but "the database system is starting
+             * up" (or shutting down, or not yet accepting connections:
+             * 57P03) says not now, not no: as PgBouncer, the clients waiting
+             * are not told, they wait for the next attempt */
+            rc = code && !strcmp(code, "57P03") ? WEIR_ECONNECT : WEIR_EREFUSED;
         } else if (m.type == 'S') {
             const uint8_t *p = m.body, *end = m.body + m.len - 4;
             const char *n = pq_get_str(&p, end), *v = n ? pq_get_str(&p, end) : NULL;
@@ -610,7 +615,8 @@ static int be_login(be_target *orig, const be_target *t, int64_t deadline_ns, vo
         close(fd);
         free(be);
         /* refused (the server said no): clients waiting hear it at once;
-         * unreachable (or timed out): they wait for the next attempt */
+         * unreachable, timed out, or not yet accepting connections (57P03):
+         * they wait for the next attempt */
         return rc == WEIR_ETIMEDOUT || rc == WEIR_ENOMEM || rc == WEIR_EREFUSED ? rc
                                                                                 : WEIR_ECONNECT;
     }
