@@ -671,7 +671,9 @@ class StartingUp:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+            refuse = self.left > 0  # decided here, in one thread: exactly n refused
+            self.left -= refuse
+            threading.Thread(target=self.one, args=(c, refuse), daemon=True).start()
 
     @staticmethod
     def read_packet(c):
@@ -684,10 +686,9 @@ class StartingUp:
             body += c.recv(n - 4 - len(body))
         return head + body
 
-    def one(self, c):
+    def one(self, c, refuse):
         with c:
-            if self.left > 0:
-                self.left -= 1
+            if refuse:
                 pkt = self.read_packet(c)
                 if pkt[4:8] == struct.pack("!I", 80877103):  # SSLRequest: no
                     c.sendall(b"N")
