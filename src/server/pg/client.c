@@ -924,7 +924,9 @@ static void wait_reason(client *c, char *out, size_t n)
     if (e[0]) snprintf(out, n, ": %s", e);
 }
 
-static void checkout_failed(client *c, int status)
+/* cached: the engine answered at once, from a refused login's error it
+ * keeps until an attempt succeeds (no attempt was made for this client). */
+static void checkout_failed(client *c, int status, bool cached)
 {
     if (status == WEIR_ETIMEDOUT) {
         char e[400];
@@ -945,7 +947,12 @@ static void checkout_failed(client *c, int status)
         }
         if (c->pool->private_pool && msg != e) /* a replication login: PgBouncer's words; */
             msg = "login failed";              /* the server's are in the log */
-        client_close(c, "08P01", "%s", msg[0] ? msg : "server login failed");
+        if (cached)                            /* PgBouncer's check_fast_fail words */
+            client_close(c, "08P01",
+                         "server login has been failing, cached error: %s (server_login_retry)",
+                         msg[0] ? msg : "server login failed");
+        else
+            client_close(c, "08P01", "%s", msg[0] ? msg : "server login failed");
     } else if (status == WEIR_ECLOSED) {
         client_close(c, "08P01", "pooler is shutting down");
     } else {
@@ -987,7 +994,7 @@ static bool request_server(client *c)
         update_events(c);
         return true;
     }
-    checkout_failed(c, rc);
+    checkout_failed(c, rc, true);
     return false;
 }
 
@@ -1003,7 +1010,7 @@ static void checkout_done(completion *cp)
         return;
     }
     if (c->done_status) {
-        checkout_failed(c, c->done_status);
+        checkout_failed(c, c->done_status, false);
         return;
     }
     if (c->state == CL_AUTH_QUERY) {
@@ -1392,7 +1399,7 @@ static void auth_lookup_start(client *c, const cfg_db *db, const char *auth_user
         c->checkout_pending = true;
         update_events(c);
     } else {
-        checkout_failed(c, rc);
+        checkout_failed(c, rc, true);
     }
 }
 
