@@ -194,72 +194,91 @@ static void proc_key_init(void)
     proc_key_rc = auth_random(proc_key, sizeof proc_key);
 }
 
-/* HMAC(process key, label + user), 32 bytes. 0 or -1 (no random key). */
-static int user_mac(const char *label, const char *user, uint8_t out[32])
+/* HMAC(process key, the n parts, each after its length), 32 bytes: 0, or
+ * -1 without a random key or memory. */
+static int proc_mac(int n, const void *const part[], const size_t len[], uint8_t out[32])
 {
     pthread_once(&proc_key_once, proc_key_init);
     if (proc_key_rc) return -1;
-    size_t ll = strlen(label), ul = strlen(user);
-    char *b = malloc(ll + ul + 1);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += 4 + len[i];
+    uint8_t *b = malloc(total), *p = b;
     if (!b) return -1;
-    memcpy(b, label, ll);
-    memcpy(b + ll, user, ul + 1);
-    hmac(proc_key, sizeof proc_key, b, ll + ul, out);
+    for (int i = 0; i < n; i++) {
+        for (int k = 3; k >= 0; k--) *p++ = (uint8_t)(len[i] >> (8 * k));
+        memcpy(p, part[i], len[i]);
+        p += len[i];
+    }
+    hmac(proc_key, sizeof proc_key, b, total, out);
+    explicit_bzero(b, total); /* the parts may be passwords */
     free(b);
     return 0;
 }
 
-/* Secrets made from plain passwords, kept, as PgBouncer keeps them per
- * user: PBKDF2's 4096 rounds cost most of a millisecond of CPU, which a
- * login storm would pay per login. A user's salt is the same on every
- * login (user_mac), so its secret is too, until the password changes. A
- * slot is found by an HMAC of user and password under the process key, so
- * a changed password misses and a stale secret is never used; collisions
- * only overwrite. */
-enum { SCRAM_SLOTS = 1024 };
+/* HMAC(process key, label, user). 0 or -1. */
+static int user_mac(const char *label, const char *user, uint8_t out[32])
+{
+    return proc_mac(2, (const void *[]){label, user}, (size_t[]){strlen(label), strlen(user)}, out);
+}
+
+/* Values derived from passwords by PBKDF2 (4096 rounds: most of a
+ * millisecond of CPU), kept so that a login storm does not pay it per
+ * login: the SCRAM secrets of plain auth_file passwords, and the keys weir
+ * logs in to servers with. A value's slot is found by proc_mac() of
+ * everything it was derived from, so a changed password (or salt) misses
+ * and a stale value is never used; collisions only overwrite. */
 typedef struct {
     bool used;
-    uint8_t key[32]; /* HMAC(process key, "cache:" user \0 password) */
-    scram_secret sec;
-} scram_slot;
-static scram_slot scram_slots[SCRAM_SLOTS];
-static pthread_mutex_t scram_mu = PTHREAD_MUTEX_INITIALIZER;
+    uint8_t key[32];
+    uint8_t val[sizeof(scram_secret)];
+} kept_slot;
+typedef struct {
+    pthread_mutex_t mu;
+    int n;
+    kept_slot *slots;
+    _Atomic uint64_t derived; /* values made rather than found: for the tests */
+} kept;
 
-/* key for user and password; 0 or -1. */
-static int scram_slot_key(const char *user, const char *password, uint8_t key[32])
+static bool kept_get(kept *k, const uint8_t key[32], void *val, size_t size)
 {
-    size_t ul = strlen(user), pl = strlen(password);
-    char *b = malloc(6 + ul + 1 + pl);
-    if (!b) return -1;
-    memcpy(b, "cache:", 6);
-    memcpy(b + 6, user, ul + 1);
-    memcpy(b + 7 + ul, password, pl);
-    hmac(proc_key, sizeof proc_key, b, 7 + ul + pl, key);
-    explicit_bzero(b, 7 + ul + pl);
-    free(b);
-    return 0;
+    kept_slot *sl = &k->slots[(key[0] | (unsigned)key[1] << 8) % (unsigned)k->n];
+    pthread_mutex_lock(&k->mu);
+    bool hit = sl->used && CRYPTO_memcmp(sl->key, key, 32) == 0;
+    if (hit) memcpy(val, sl->val, size);
+    pthread_mutex_unlock(&k->mu);
+    if (!hit) atomic_fetch_add(&k->derived, 1); /* the caller derives it now */
+    return hit;
 }
 
-static _Atomic uint64_t scram_derived;
+static void kept_put(kept *k, const uint8_t key[32], const void *val, size_t size)
+{
+    kept_slot *sl = &k->slots[(key[0] | (unsigned)key[1] << 8) % (unsigned)k->n];
+    pthread_mutex_lock(&k->mu);
+    sl->used = true;
+    memcpy(sl->key, key, 32);
+    memcpy(sl->val, val, size);
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* A user's salt is the same on every login (user_mac), so the secret of
+ * its plain password is too, until the password changes; PgBouncer keeps
+ * them per user as well. */
+static kept_slot secret_slots[1024];
+static kept secrets = {PTHREAD_MUTEX_INITIALIZER, 1024, secret_slots, 0};
 
 uint64_t scram_secrets_derived(void)
 {
-    return atomic_load(&scram_derived);
+    return atomic_load(&secrets.derived);
 }
 
 int scram_secret_for_user(const char *user, const char *password, scram_secret *s)
 {
     uint8_t m[32], salted[32], ck[32], key[32];
-    pthread_once(&proc_key_once, proc_key_init);
-    if (proc_key_rc || scram_slot_key(user, password, key)) return -1;
-    scram_slot *slot = &scram_slots[(key[0] | (unsigned)key[1] << 8) % SCRAM_SLOTS];
-    pthread_mutex_lock(&scram_mu);
-    bool hit = slot->used && CRYPTO_memcmp(slot->key, key, 32) == 0;
-    if (hit) *s = slot->sec;
-    pthread_mutex_unlock(&scram_mu);
-    if (hit) return 0;
+    if (proc_mac(3, (const void *[]){"secret", user, password},
+                 (size_t[]){6, strlen(user), strlen(password)}, key))
+        return -1;
+    if (kept_get(&secrets, key, s, sizeof *s)) return 0;
     if (user_mac("salt:", user, m)) return -1;
-    atomic_fetch_add(&scram_derived, 1);
     s->iter = 4096;
     s->saltlen = 16;
     memcpy(s->salt, m, 16);
@@ -269,11 +288,7 @@ int scram_secret_for_user(const char *user, const char *password, scram_secret *
     hmac(salted, 32, "Server Key", 10, s->server);
     explicit_bzero(salted, sizeof salted);
     explicit_bzero(ck, sizeof ck);
-    pthread_mutex_lock(&scram_mu);
-    slot->used = true;
-    memcpy(slot->key, key, 32);
-    slot->sec = *s;
-    pthread_mutex_unlock(&scram_mu);
+    kept_put(&secrets, key, s, sizeof *s);
     return 0;
 }
 
@@ -450,72 +465,33 @@ int scram_server_final(scram_server *st, const char *msg, size_t len, char *out,
     return 0;
 }
 
-/* The keys weir logs in to a server with, kept: a server offers a role the
- * same salt and iteration count on every login (its stored secret), so
- * PBKDF2 need not run again for each new server connection. A slot is
- * found by an HMAC of password, iteration count and salt under the process
- * key: a changed password or a new secret on the server misses, and a
- * server that offers another salt each time only fills slots. Collisions
- * only overwrite. */
-enum { KEY_SLOTS = 256 };
-typedef struct {
-    bool used;
-    uint8_t key[32]; /* HMAC(process key, "server:" password \0 iter salt) */
-    uint8_t ck[32], sk[32];
-} key_slot;
-static key_slot key_slots[KEY_SLOTS];
-static pthread_mutex_t key_mu = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic uint64_t keys_derived;
+/* The keys weir logs in to a server with: a server offers a role the same
+ * salt and iteration count on every login (its stored secret), so they are
+ * kept too; a server that offers another salt each time only fills slots. */
+static kept_slot key_slots[256];
+static kept server_keys_kept = {PTHREAD_MUTEX_INITIALIZER, 256, key_slots, 0};
 
 uint64_t scram_client_keys_derived(void)
 {
-    return atomic_load(&keys_derived);
+    return atomic_load(&server_keys_kept.derived);
 }
 
-/* ClientKey and ServerKey for password, salt and iter. 0 or -1. */
+/* ClientKey and ServerKey (both[0..31], both[32..63]) for password, salt and
+ * iter. 0 or -1. */
 static int server_keys(const char *password, const uint8_t *salt, int saltlen, int iter,
-                       uint8_t ck[32], uint8_t sk[32])
+                       uint8_t both[64])
 {
-    pthread_once(&proc_key_once, proc_key_init);
-    key_slot *slot = NULL;
-    uint8_t key[32];
-    size_t pl = strlen(password);
-    char *b = proc_key_rc ? NULL : malloc(7 + pl + 1 + 4 + (size_t)saltlen);
-    if (b) {
-        memcpy(b, "server:", 7);
-        memcpy(b + 7, password, pl + 1);
-        b[8 + pl] = (char)(iter >> 24);
-        b[9 + pl] = (char)(iter >> 16);
-        b[10 + pl] = (char)(iter >> 8);
-        b[11 + pl] = (char)iter;
-        memcpy(b + 12 + pl, salt, (size_t)saltlen);
-        hmac(proc_key, sizeof proc_key, b, 12 + pl + (size_t)saltlen, key);
-        explicit_bzero(b, 12 + pl + (size_t)saltlen);
-        free(b);
-        slot = &key_slots[(key[0] | (unsigned)key[1] << 8) % KEY_SLOTS];
-        pthread_mutex_lock(&key_mu);
-        bool hit = slot->used && CRYPTO_memcmp(slot->key, key, 32) == 0;
-        if (hit) {
-            memcpy(ck, slot->ck, 32);
-            memcpy(sk, slot->sk, 32);
-        }
-        pthread_mutex_unlock(&key_mu);
-        if (hit) return 0;
-    }
+    uint8_t key[32],
+        it[4] = {(uint8_t)(iter >> 24), (uint8_t)(iter >> 16), (uint8_t)(iter >> 8), (uint8_t)iter};
+    bool keyed = proc_mac(4, (const void *[]){"server", password, it, salt},
+                          (size_t[]){6, strlen(password), 4, (size_t)saltlen}, key) == 0;
+    if (keyed && kept_get(&server_keys_kept, key, both, 64)) return 0;
     uint8_t salted[32];
-    atomic_fetch_add(&keys_derived, 1);
     if (salted_password(password, salt, saltlen, iter, salted)) return -1;
-    hmac(salted, 32, "Client Key", 10, ck);
-    hmac(salted, 32, "Server Key", 10, sk);
+    hmac(salted, 32, "Client Key", 10, both);
+    hmac(salted, 32, "Server Key", 10, both + 32);
     explicit_bzero(salted, sizeof salted);
-    if (slot) {
-        pthread_mutex_lock(&key_mu);
-        slot->used = true;
-        memcpy(slot->key, key, 32);
-        memcpy(slot->ck, ck, 32);
-        memcpy(slot->sk, sk, 32);
-        pthread_mutex_unlock(&key_mu);
-    }
+    if (keyed) kept_put(&server_keys_kept, key, both, 64);
     return 0;
 }
 
@@ -585,11 +561,10 @@ int scram_client_final(scram_client *st, const char *password, const char *serve
             *why = "the server asks for more SCRAM iterations than weir allows";
         return -1;
     }
-    uint8_t ck[32], sk[32];
-    if (server_keys(password, salt, saltlen, iter, ck, sk)) return -1;
-    int n = client_final_from_keys(st, ck, sk, server_first, len, r, rl, out, outlen);
-    explicit_bzero(ck, sizeof ck);
-    explicit_bzero(sk, sizeof sk);
+    uint8_t keys[64];
+    if (server_keys(password, salt, saltlen, iter, keys)) return -1;
+    int n = client_final_from_keys(st, keys, keys + 32, server_first, len, r, rl, out, outlen);
+    explicit_bzero(keys, sizeof keys);
     return n;
 }
 
