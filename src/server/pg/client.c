@@ -947,12 +947,10 @@ static void checkout_failed(client *c, int status, bool cached)
         }
         if (c->pool->private_pool && msg != e) /* a replication login: PgBouncer's words; */
             msg = "login failed";              /* the server's are in the log */
-        if (cached)                            /* PgBouncer's check_fast_fail words */
-            client_close(c, "08P01",
-                         "server login has been failing, cached error: %s (server_login_retry)",
-                         msg[0] ? msg : "server login failed");
-        else
-            client_close(c, "08P01", "%s", msg[0] ? msg : "server login failed");
+        /* cached: PgBouncer's check_fast_fail words around it */
+        client_close(c, "08P01", "%s%s%s",
+                     cached ? "server login has been failing, cached error: " : "",
+                     msg[0] ? msg : "server login failed", cached ? " (server_login_retry)" : "");
     } else if (status == WEIR_ECLOSED) {
         client_close(c, "08P01", "pooler is shutting down");
     } else {
@@ -2489,9 +2487,11 @@ static void timeouts(worker *w)
         }
         if (c->admit_try == 1) {
             c->admit_try = 2;
-            auth_done(c); /* the end of its login again: let in, or refused */
+            /* the end of its login again: refused, or let in, which also
+             * runs what it sent behind its password and reads it again
+             * (auth_done ends in process_in, which sets its events) */
+            auth_done(c);
             if (c->state == CL_CLOSED) continue;
-            update_events(c); /* reading again */
         }
         switch (c->state) {
         case CL_LOGIN:
