@@ -228,8 +228,10 @@ def raw_startup(user="app", database="appdb", **params):
     return struct.pack("!I", len(body) + 4) + body
 
 
-def read_until(sock, t, timeout=15.0):
-    """Read messages up to and including one of type t; returns [(type, body)]."""
+def read_until(sock, t, timeout=15.0, count=1):
+    """Read messages up to and including the count-th of type t; returns
+    [(type, body)]. (What came after it is lost: ask for every message
+    needed in one call.)"""
     sock.settimeout(timeout)
     data, out = b"", []
     while True:
@@ -238,7 +240,9 @@ def read_until(sock, t, timeout=15.0):
             out.append((data[0:1], data[5:1 + n]))
             data = data[1 + n:]
             if out[-1][0] == t:
-                return out
+                count -= 1
+                if not count:
+                    return out
         chunk = sock.recv(65536)
         if not chunk:
             raise ConnectionError("closed before %r; so far %r" % (t, out))

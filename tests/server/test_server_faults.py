@@ -452,8 +452,7 @@ class TestClientLimits(unittest.TestCase):
         held[0].close()
         # the place is free: the same pipelined login is let in, its query answered
         s = self.md5_login(w, tail=b"Q\x00\x00\x00\x0dselect 7\x00")
-        msgs = read_until(s, b"Z")
-        msgs += read_until(s, b"Z")
+        msgs = read_until(s, b"Z", count=2)  # its login's ReadyForQuery, then its query's
         self.assertIn((b"D", struct.pack("!HI", 1, 1) + b"7"), msgs)
         s.close()
         for c in held[1:]:
@@ -501,6 +500,36 @@ class TestClientLimits(unittest.TestCase):
                 with psycopg.connect(w.dsn(), autocommit=True) as c:
                     self.assertEqual(c.execute("select %s", (i,)).fetchone()[0], i)
             self.assertEqual(held.execute("select 1").fetchone()[0], 1)
+
+    def test_a_query_behind_the_password_is_answered_when_let_in_at_the_tick(self):
+        """A client over the limit whose login is finished again at the
+        tick, and let in then, with a query sent in the same write as its
+        password: the query is in weir's buffer already, so letting it in
+        must also run it (no more bytes will come to wake the worker). A
+        place is freed 30-75 ms after its password: mostly after its login
+        was put off and before the tick looks again (let in), sometimes
+        after (refused, and never a ReadyForQuery then)."""
+        w = self.start(max_db_client_connections="2")
+        held = psycopg.connect(w.dsn(), autocommit=True)
+        self.addCleanup(held.close)
+        other = psycopg.connect(w.dsn(), autocommit=True)
+        let_in = 0
+        for i in range(40):
+            s = self.md5_login(w, tail=b"Q\x00\x00\x00\x0dselect 7\x00")
+            time.sleep(0.03 + 0.005 * (i % 10))  # its login ended over the limit
+            other.close()  # a place is freed before, or while, its login waits
+            try:  # let in: its login's ReadyForQuery, then its query's
+                got = read_until(s, b"Z", timeout=5, count=2)
+            except ConnectionError as e:  # refused at the tick: closed with the error
+                self.assertIn("max_db_client_connections", str(e))
+                self.assertNotIn("(b'Z'", str(e))
+            else:
+                let_in += 1
+                self.assertIn((b"D", struct.pack("!HI", 1, 1) + b"7"), got)
+            s.close()
+            other = psycopg.connect(w.dsn(), autocommit=True)
+        other.close()
+        self.assertGreater(let_in, 0)
 
 
 class TestSharedLimits(unittest.TestCase):
