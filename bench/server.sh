@@ -3,7 +3,7 @@
 #
 #   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
 #                      [--prepared-clients "10 100 500"] [--prepared-only] [--logins-only]
-#                      [--server-logins-only]
+#                      [--server-logins-only] [--unix]
 #
 # A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (the default
 # workers, and workers = 1 and 2), Debian's PgBouncer (1.18) and, when they
@@ -29,6 +29,11 @@
 # clients through each, --repeat times: what a new server connection costs
 # the pooler (its login to PostgreSQL, SCRAM here), RESULT lines tagged
 # server_lifetime=0.
+# --unix: clients connect through the poolers' Unix sockets instead of TCP
+# (PostgreSQL directly stays TCP; PgBouncer 1.25.2 x2 and Odyssey, which
+# would each need a socket setup of their own, are left out), RESULT lines
+# tagged socket=unix: a Unix socket is one socket however many workers
+# serve it.
 # WEIR_BIN_B=path: a second weir binary measured beside the first (below).
 # --auth scram-sha-256: weir's and PgBouncer's clients log in with SCRAM
 # (the auth_file password is plain; Odyssey stays md5). --cpu perf: the
@@ -52,6 +57,7 @@ prepared_clients="10 100 500"
 prepared_only=0
 logins_only=0
 server_logins_only=0
+unix=0
 auth=md5
 cpu_src=proc
 while [ $# -gt 0 ]; do
@@ -64,9 +70,10 @@ while [ $# -gt 0 ]; do
     --prepared-only) prepared_only=1 ;;
     --logins-only) logins_only=1 ;;
     --server-logins-only) server_logins_only=1 ;;
+    --unix) unix=1 ;;
     --auth) auth=$2; shift ;;
     --cpu) cpu_src=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--server-logins-only] [--auth md5|scram-sha-256] [--cpu proc|perf]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--server-logins-only] [--unix] [--auth md5|scram-sha-256] [--cpu proc|perf]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -122,6 +129,16 @@ if [ "$server_logins_only" = 1 ]; then
 server_lifetime = 0"
     result_tag="server_lifetime=0"
 fi
+# --unix: every weir and PgBouncer here has its socket in $dir/sock (the
+# port tells them apart); clients of the poolers connect there.
+client_host=127.0.0.1
+if [ "$unix" = 1 ]; then
+    mkdir -p "$dir/sock"
+    chmod 777 "$dir/sock"
+    common=${common/unix_socket_dir =/unix_socket_dir = $dir\/sock}
+    result_tag="${result_tag:+$result_tag }socket=unix"
+    client_host=$dir/sock
+fi
 start_poolers "$common" "$(command -v pgbouncer)"
 
 # More targets: weir with 2 workers, PgBouncer 1.25.2 and Odyssey (optional).
@@ -151,6 +168,9 @@ if [ -n "${WEIR_BIN_B:-}" ]; then
 fi
 as_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pgb125=${WEIR_PGBOUNCER:-$root/../shared/peers/pgbouncer-1.25.2/pgbouncer}
+if [ -x "$pgb125" ] && [ "$unix" = 1 ]; then
+    echo "benchmark: --unix: PgBouncer 1.25.2 x2 (two processes cannot share one Unix socket) left out" >&2
+fi
 if [ -x "$pgb125" ]; then
     printf '%s\nlisten_port = %s\nlogfile = %s/pgb125.log\npidfile = %s/pgb125.pid\n' \
         "$common" "$pgb125_port" "$dir" "$dir" >"$dir/pgb125.ini"
@@ -161,11 +181,16 @@ if [ -x "$pgb125" ]; then
             "${common/default_pool_size = 20/default_pool_size = 10}" "$pgb125x2_port" "$dir" $k "$dir" $k >"$dir/pgb125x2$k.ini"
         [ "$(id -u)" = 0 ] && chown postgres "$dir/pgb125x2$k.ini"
     done
-    as_user setsid sh -c "ulimit -n \$(ulimit -Hn); '$pgb125' -q '$dir/pgb125x2a.ini' & '$pgb125' -q '$dir/pgb125x2b.ini' & wait" >/dev/null 2>&1 &
+    [ "$unix" = 1 ] ||
+        as_user setsid sh -c "ulimit -n \$(ulimit -Hn); '$pgb125' -q '$dir/pgb125x2a.ini' & '$pgb125' -q '$dir/pgb125x2b.ini' & wait" >/dev/null 2>&1 &
 else
     echo "benchmark: PgBouncer 1.25.2 not found at $pgb125 (set WEIR_PGBOUNCER): skipped" >&2
 fi
 ody=${WEIR_ODYSSEY:-$root/../shared/peers/odyssey-1.5.3/odyssey}
+if [ "$unix" = 1 ]; then
+    [ -x "$ody" ] && echo "benchmark: --unix: Odyssey (TCP only in its comparison config) left out" >&2
+    ody=/nonexistent
+fi
 if [ -x "$ody" ]; then
     # the comparison config of ../shared/peers/odyssey-1.5.3 (2 workers), on our ports
     cat >"$dir/odyssey.conf" <<EOF
@@ -221,8 +246,10 @@ for _ in $(seq 100); do
     psql -h 127.0.0.1 -p "$weir2_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
     if [ -x "$pgb125" ]; then
         psql -h 127.0.0.1 -p "$pgb125_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
-        psql -h 127.0.0.1 -p "$pgb125x2_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
-        [ -s "$dir/pgb125x2a.pid" ] && [ -s "$dir/pgb125x2b.pid" ] || ok=0
+        if [ "$unix" = 0 ]; then
+            psql -h 127.0.0.1 -p "$pgb125x2_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
+            [ -s "$dir/pgb125x2a.pid" ] && [ -s "$dir/pgb125x2b.pid" ] || ok=0
+        fi
     fi
     if [ -x "$ody" ]; then
         psql -h 127.0.0.1 -p "$ody_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 || ok=0
@@ -261,9 +288,9 @@ roundtrip() {
         for t in "direct:$pg_port:0" $targets; do
             IFS=: read -r tn tp _ <<<"$t"
             [ "$quick" = 1 ] && case "$tn" in weir | direct | pgbouncer) ;; *) continue ;; esac # --quick: under 20 s
-            lat=$(pgbench -n -h 127.0.0.1 -p "$tp" -U app -c 1 $([ "$quick" = 1 ] && echo "-t 3000" || echo "-T 1") -f "$dir/one.sql" appdb 2>&1 |
+            lat=$(pgbench -n -h "$([ "$tn" = direct ] && echo 127.0.0.1 || echo "$client_host")" -p "$tp" -U app -c 1 $([ "$quick" = 1 ] && echo "-t 3000" || echo "-T 1") -f "$dir/one.sql" appdb 2>&1 |
                 awk '/latency average/{print $4}')
-            result "RESULT server_roundtrip target=$tn select1_us=$(awk -v l="$lat" 'BEGIN{printf "%.1f", l * 1000}') round=$round"
+            result "RESULT server_roundtrip target=$tn select1_us=$(awk -v l="$lat" 'BEGIN{printf "%.1f", l * 1000}') round=$round${result_tag:+ $result_tag}"
         done
     done
 }
@@ -278,7 +305,9 @@ run_pgbench() {
         perf stat -x, -e task-clock -p "$pid" -o "$dir/perf.txt" >/dev/null 2>&1 &
         pp=$!
     fi
-    out=$(pgbench -n -h 127.0.0.1 -p "$port" -U app -S -M "$mode" -c "$c" -j 2 -T "$secs" "$@" appdb 2>&1) || true
+    local host=$client_host
+    [ "$target" = direct ] && host=127.0.0.1
+    out=$(pgbench -n -h "$host" -p "$port" -U app -S -M "$mode" -c "$c" -j 2 -T "$secs" "$@" appdb 2>&1) || true
     [ "$pid" != 0 ] && t1=$(cpu_ticks "$pid")
     if [ "$pp" != 0 ]; then
         kill -INT "$pp" 2>/dev/null || true
@@ -394,7 +423,7 @@ done
 printf '\\sleep %s s\n' "$([ "$quick" = 1 ] && echo 1 || echo 3)" >"$dir/idle.sql"
 for t in "weir $weir_port $weir_pid" "pgbouncer $pgb_port $pgb_pid"; do
     set -- $t
-    pgbench -n -h 127.0.0.1 -p "$2" -U app -c "$idle_clients" -j 2 -t 1 -f "$dir/idle.sql" appdb >/dev/null 2>&1 &
+    pgbench -n -h "$client_host" -p "$2" -U app -c "$idle_clients" -j 2 -t 1 -f "$dir/idle.sql" appdb >/dev/null 2>&1 &
     bp=$!
     sleep $([ "$quick" = 1 ] && echo 0.7 || echo 2.5)
     rss=$(awk '/VmRSS/{print $2}' "/proc/$3/status")

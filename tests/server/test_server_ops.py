@@ -366,6 +366,84 @@ class TestWaitingAcrossWorkers(OpsCase):
         holder.close()
 
 
+class TestUnixSocketAcrossWorkers(OpsCase):
+    """The Unix socket is one socket, not one per worker as TCP's are: worker
+    0 alone listens on it, so that a connection wakes one worker and not
+    every one, and hands each connection to the worker with the fewest
+    clients. Connections through it are spread over the workers, none is
+    lost, and the counts go back to nothing when they leave."""
+
+    def setUp(self):
+        self.sd = tempfile.mkdtemp(prefix="weir-sock-")
+        os.chmod(self.sd, 0o755)
+        self.addCleanup(shutil.rmtree, self.sd, True)  # after weir stops (cleanups run last first)
+        self.settings = {"workers": "4", "unix_socket_dir": self.sd}
+        super().setUp()
+
+    def per_worker(self):
+        _, text = self.get("/metrics")
+        got = dict(re.findall(r'(?m)^weir_worker_clients\{worker="(\d+)"\} (\d+)$', text))
+        self.assertEqual(sorted(got), ["0", "1", "2", "3"], text)
+        return [int(got[str(i)]) for i in range(4)]
+
+    def connect(self):
+        return psycopg.connect(host=self.sd, port=self.w.port, user="app", password="s3cret",
+                               dbname="appdb", connect_timeout=10, autocommit=True)
+
+    def test_one_after_another_they_go_round_the_workers(self):
+        conns = []
+        try:
+            for i in range(8):
+                conns.append(self.connect())
+                self.assertEqual(conns[-1].execute("select %s::int", (i,)).fetchone(), (i,))
+            self.assertEqual(self.per_worker(), [2, 2, 2, 2])
+        finally:
+            for c in conns:
+                c.close()
+
+    def test_forty_at_once_are_spread_and_served(self):
+        got, errors = [], []
+        ready = threading.Barrier(41, timeout=60)
+
+        def one(i):
+            try:
+                with self.connect() as c:
+                    got.append(c.execute("select %s::int", (i,)).fetchone()[0])
+                    ready.wait()  # all forty are connected now
+                    ready.wait()  # the counts have been read
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+                ready.abort()
+
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+        for t in ts:
+            t.start()
+        try:
+            ready.wait()
+            counts = self.per_worker()
+            ready.wait()
+        finally:
+            for t in ts:
+                t.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual(sorted(got), list(range(40)))
+        self.assertEqual(sum(counts), 40, counts)
+        self.assertLessEqual(max(counts) - min(counts), 1, counts)
+
+    def test_a_new_connection_per_transaction_loses_none(self):
+        r = subprocess.run(["pgbench", "-n", "-S", "-C", "-h", self.sd, "-p", str(self.w.port),
+                            "-U", "app", "-c", "8", "-j", "2", "-t", "100", "appdb"],
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PGPASSWORD="s3cret"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("number of transactions actually processed: 800/800", r.stdout)
+        self.assertIn("number of failed transactions: 0", r.stdout)
+        end = time.time() + 10
+        while time.time() < end and sum(self.per_worker()):
+            time.sleep(0.1)
+        self.assertEqual(self.per_worker(), [0, 0, 0, 0])
+
+
 class TestHttpConfig(unittest.TestCase):
     def test_port_in_use_refuses_to_start(self):
         import socket

@@ -224,9 +224,8 @@ int server_start(server *s)
     if (s->cfg.unix_socket_dir[0]) {
         s->unix_fd = unix_listen(s);
         if (s->unix_fd < 0) return -1;
-        for (int i = 0; i < s->nworkers; i++) {
-            if (worker_listen(&s->workers[i], s->unix_fd)) return -1;
-        }
+        /* worker 0 alone: it hands the connections out (worker.c, unix_accepted) */
+        if (worker_listen(&s->workers[0], s->unix_fd)) return -1;
         srv_log(s, "LOG", "listening on unix:%s", s->unix_path);
         nlisten++;
     }

@@ -66,6 +66,7 @@ struct worker {
     struct client *graveyard;   /* freed at the next tick */
     _Atomic int
         nstate[WORKER_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
+    _Atomic int inbound;        /* Unix-socket clients handed to it, not yet taken (unix_target) */
     atomic_bool kill_pending;   /* KILL marked some of its clients */
     atomic_bool unlisten_pending, close_waiting_pending; /* a shutdown began (server_shutdown) */
     atomic_bool stop;
