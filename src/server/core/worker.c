@@ -86,8 +86,13 @@ static void unlisten(worker *w)
  * and all but one would find nothing to accept (with 8 workers on 2 cores
  * a login through it cost 2.0x one worker's CPU, over TCP 1.3x). libevent
  * 2.1 cannot ask for EPOLLEXCLUSIVE, so worker 0 alone listens on it and
- * hands each connection to the worker with the fewest clients, keeping it
- * when that is itself. */
+ * keeps each connection unless another worker has more than UNIX_SLACK
+ * fewer clients; then the one with the fewest gets it. A hand-over wakes
+ * that worker (an eventfd write and a wake-up, about what the login costs
+ * besides); an imbalance of a few clients costs little, and a burst of
+ * short connections (one per transaction) then mostly stays where it was
+ * accepted (docs/ARCHITECTURE.md). */
+#define UNIX_SLACK 4
 typedef struct handed {
     completion cp; /* first: on_handed gets it */
     worker *w;
@@ -119,7 +124,7 @@ static void unix_accepted(worker *w, int fd)
     server *s = w->srv;
     worker *to = w;
     if (s->nworkers > 1 && !atomic_load(&w->stop)) {
-        int best = worker_load(w);
+        int best = worker_load(w) - UNIX_SLACK;
         for (int i = 0; i < s->nworkers; i++) {
             worker *o = &s->workers[i];
             if (o == w || atomic_load(&o->stop)) continue;
