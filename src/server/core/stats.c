@@ -349,11 +349,8 @@ char *metrics_page(server *s, size_t *len)
     head(&b, "weir_worker_clients", "gauge",
          "Client connections each worker serves (every state but closed; the console's too).");
     for (int w = 0; w < s->nworkers; w++) {
-        long long nw = 0;
-        for (int st = 0; st < CL_NSTATES; st++)
-            if (st != CL_CLOSED)
-                nw += atomic_load_explicit(&s->workers[w].nstate[st], memory_order_relaxed);
-        sb_printf(&b, "weir_worker_clients{worker=\"%d\"} %lld\n", w, nw < 0 ? 0 : nw);
+        int nw = worker_nclients(&s->workers[w]);
+        sb_printf(&b, "weir_worker_clients{worker=\"%d\"} %d\n", w, nw < 0 ? 0 : nw);
     }
     head(&b, "weir_clients_max", "gauge", "max_client_conn.");
     sb_printf(&b, "weir_clients_max %d\n", s->cfg.max_client_conn);

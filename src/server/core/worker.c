@@ -113,10 +113,7 @@ static void on_handed(completion *cp)
  * own worker alone; a stale read only makes the choice a little worse. */
 static int worker_load(worker *w)
 {
-    int n = atomic_load_explicit(&w->inbound, memory_order_relaxed);
-    for (int st = 0; st < WORKER_NSTATES; st++)
-        n += atomic_load_explicit(&w->nstate[st], memory_order_relaxed);
-    return n;
+    return worker_nclients(w) + atomic_load_explicit(&w->inbound, memory_order_relaxed);
 }
 
 static void unix_accepted(worker *w, int fd)

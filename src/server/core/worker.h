@@ -81,6 +81,15 @@ static inline void nstate_add(worker *w, int st, int d)
                           memory_order_relaxed);
 }
 
+/* The clients w serves now: every state (a closed client is in none). */
+static inline int worker_nclients(worker *w)
+{
+    int n = 0;
+    for (int st = 0; st < WORKER_NSTATES; st++)
+        n += atomic_load_explicit(&w->nstate[st], memory_order_relaxed);
+    return n;
+}
+
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
 
 /* The held clock. Inside the busy event callbacks (client and server
