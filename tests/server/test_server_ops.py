@@ -380,6 +380,12 @@ class TestUnixSocketAcrossWorkers(OpsCase):
         self.addCleanup(shutil.rmtree, self.sd, True)  # after weir stops (cleanups run last first)
         self.settings = {"workers": "4", "unix_socket_dir": self.sd}
         super().setUp()
+        # The harness's readiness probe (a TCP connection) counts on its
+        # worker until that worker sees it close; the counts below start from 0.
+        end = time.time() + 10
+        while time.time() < end and sum(self.per_worker()):
+            time.sleep(0.05)
+        self.assertEqual(self.per_worker(), [0, 0, 0, 0])
 
     def per_worker(self):
         _, text = self.get("/metrics")

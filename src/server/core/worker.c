@@ -105,12 +105,17 @@ static void on_handed(completion *cp)
     worker *w = h->w;
     int fd = h->fd;
     free(h);
+    /* Before the client is counted: for a moment worker_load counts it
+     * nowhere, never twice. Too low a count can only make worker 0 hand
+     * over one more; too high would let worker 0 keep one too many. */
+    atomic_fetch_sub(&w->inbound, 1);
     w->srv->door->accept(w, fd, true, NULL, 0);
-    atomic_fetch_sub(&w->inbound, 1); /* after: worker_load never counts it as gone */
 }
 
-/* Clients a worker has or is about to get. Each count is written by its
- * own worker alone; a stale read only makes the choice a little worse. */
+/* Clients a worker has or is about to get. Each count is changed by one
+ * worker: nclients by its own, inbound by worker 0 (up) and its own
+ * (down). Counted exactly, as clients only arrive, worker 0 keeps no
+ * worker more than UNIX_SLACK + 1 clients above the least loaded. */
 static int worker_load(worker *w)
 {
     return worker_nclients(w) + atomic_load_explicit(&w->inbound, memory_order_relaxed);

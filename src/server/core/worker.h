@@ -66,28 +66,33 @@ struct worker {
     struct client *graveyard;   /* freed at the next tick */
     _Atomic int
         nstate[WORKER_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
-    _Atomic int inbound;        /* Unix-socket clients handed to it, not yet taken (unix_target) */
-    atomic_bool kill_pending;   /* KILL marked some of its clients */
+    _Atomic int nclients;       /* the sum of nstate, one count that another thread reads whole */
+    _Atomic int inbound;      /* Unix-socket clients handed to it, not yet taken (unix_accepted) */
+    atomic_bool kill_pending; /* KILL marked some of its clients */
     atomic_bool unlisten_pending, close_waiting_pending; /* a shutdown began (server_shutdown) */
     atomic_bool stop;
     _Atomic int64_t ticked_ms; /* weir_now_ms() at its last tick: the watchdog's proof of life */
 };
 
-/* Only the worker itself changes its nstate: a relaxed load and store. */
-static inline void nstate_add(worker *w, int st, int d)
+/* Only the worker itself changes its counts: a relaxed load and store. */
+static inline void worker_count_add(_Atomic int *n, int d)
 {
-    atomic_store_explicit(&w->nstate[st],
-                          atomic_load_explicit(&w->nstate[st], memory_order_relaxed) + d,
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + d,
                           memory_order_relaxed);
 }
 
-/* The clients w serves now: every state (a closed client is in none). */
+static inline void nstate_add(worker *w, int st, int d)
+{
+    worker_count_add(&w->nstate[st], d);
+}
+
+/* The clients w serves now: every state (a closed client is in none).
+ * Summing nstate from another thread could count a client twice while it
+ * moves from one state to another; this count changes only when a client
+ * comes or goes. */
 static inline int worker_nclients(worker *w)
 {
-    int n = 0;
-    for (int st = 0; st < WORKER_NSTATES; st++)
-        n += atomic_load_explicit(&w->nstate[st], memory_order_relaxed);
-    return n;
+    return atomic_load_explicit(&w->nclients, memory_order_relaxed);
 }
 
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */

@@ -169,7 +169,10 @@ static bool set_state(client *c, cstate to)
         return false;
     }
     nstate_add(c->w, from, -1);
-    if (to != CL_CLOSED) nstate_add(c->w, to, 1);
+    if (to != CL_CLOSED)
+        nstate_add(c->w, to, 1);
+    else
+        worker_count_add(&c->w->nclients, -1);
     if (c->counted && (from == CL_WAITING) != (to == CL_WAITING)) /* its worker's block only */
         st_add(&c->pool->ws[c->w->id].waiting, to == CL_WAITING ? 1 : (uint64_t)-1);
     c->state = to;
@@ -2419,6 +2422,7 @@ static void client_accept(worker *w, int fd, bool is_unix, const struct sockaddr
     w->clients = c;
     c->state = CL_LOGIN;
     nstate_add(w, CL_LOGIN, 1);
+    worker_count_add(&w->nclients, 1);
     update_events(c);
 }
 
