@@ -970,9 +970,9 @@ class TestPgBouncer125Keys(unittest.TestCase):
             w.stop()
 
     def test_listen_addr_star_takes_ipv6_too(self):
-        import socket
         try:
-            socket.socket(socket.AF_INET6).bind(("::1", 0))
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
         except OSError:
             self.skipTest("no IPv6 loopback on this machine")
         w = Weir(PG, settings={"listen_addr": "*"})
@@ -996,8 +996,10 @@ class TestPgBouncer125Keys(unittest.TestCase):
             os.rename(path, path + ".1")
             w.proc.send_signal(signal.SIGHUP)
             for _ in range(50):
-                if os.path.exists(path) and "got SIGHUP" in open(path).read():
-                    break
+                if os.path.exists(path):
+                    with open(path) as f:
+                        if "got SIGHUP" in f.read():
+                            break
                 time.sleep(0.1)
             with open(path) as f:
                 self.assertIn("got SIGHUP, reloading", f.read())
