@@ -456,6 +456,48 @@ class TestUnixSocketAcrossWorkers(OpsCase):
         self.assertEqual(self.per_worker(), [0, 0, 0, 0])
 
 
+    def metric_sum(self, text, name):
+        return sum(float(v) for v in re.findall(r"(?m)^%s(?:\{[^}]*\})? (\S+)$" % name, text))
+
+    def test_short_connections_stay_with_worker_0(self):
+        """A connection per transaction, twelve at a time, each held 40 ms:
+        more than UNIX_SLACK apart, so the count rule alone would hand most
+        of them out. They leave young, and worker 0 has time for them (a few
+        hundred logins a second), so once a tick has seen that, worker 0
+        keeps them all: nothing is handed out and the other workers stay
+        empty. (Held connections still spread: the tests above.)"""
+        script = os.path.join(self.sd, "short.sql")
+        with open(script, "w") as f:
+            f.write("\\sleep 40 ms\nSELECT 1;\n")
+        p = subprocess.Popen(["pgbench", "-n", "-C", "-f", script, "-h", self.sd,
+                              "-p", str(self.w.port), "-U", "app", "-c", "12", "-j", "2",
+                              "-T", "4", "appdb"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             env=dict(os.environ, PGPASSWORD="s3cret"))
+        try:
+            time.sleep(1.5)  # ticks (100 ms) have seen them come and go
+            _, before = self.get("/metrics")
+            samples = []
+            for _ in range(20):
+                samples.append(self.per_worker())
+                time.sleep(0.05)
+            _, after = self.get("/metrics")
+            out, _ = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, out)
+        self.assertIn("number of failed transactions: 0", out)
+        handed = (self.metric_sum(after, "weir_unix_handed_total")
+                  - self.metric_sum(before, "weir_unix_handed_total"))
+        xacts = (self.metric_sum(after, "weir_transactions_total")
+                 - self.metric_sum(before, "weir_transactions_total"))
+        self.assertGreater(xacts, 50, after)  # they did come and go meanwhile
+        self.assertGreater(max(s[0] for s in samples), 5, samples)  # more than UNIX_SLACK at once
+        self.assertLessEqual(handed, xacts * 0.05, (handed, xacts, samples))
+        self.assertLessEqual(max(sum(s[1:]) for s in samples), 1, samples)
+
     def test_stopping_while_connections_pour_in(self):
         """SIGQUIT while worker 0 hands connections out to the others: weir
         exits 0 (under the sanitizers: nothing leaked, no race). A connection

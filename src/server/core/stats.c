@@ -352,6 +352,11 @@ char *metrics_page(server *s, size_t *len)
         int nw = worker_nclients(&s->workers[w]);
         sb_printf(&b, "weir_worker_clients{worker=\"%d\"} %d\n", w, nw < 0 ? 0 : nw);
     }
+    head(&b, "weir_unix_handed_total", "counter",
+         "Unix-socket connections worker 0 accepted and handed to another worker.");
+    sb_printf(
+        &b, "weir_unix_handed_total %llu\n",
+        (unsigned long long)atomic_load_explicit(&s->workers[0].unix_handed, memory_order_relaxed));
     head(&b, "weir_clients_max", "gauge", "max_client_conn.");
     sb_printf(&b, "weir_clients_max %d\n", s->cfg.max_client_conn);
 

@@ -67,7 +67,14 @@ struct worker {
     _Atomic int
         nstate[WORKER_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
     _Atomic int nclients;       /* the sum of nstate, one count that another thread reads whole */
-    _Atomic int inbound;      /* Unix-socket clients handed to it, not yet taken (unix_accepted) */
+    _Atomic int inbound; /* Unix-socket clients handed to it, not yet taken (unix_accepted) */
+    _Atomic uint64_t unix_young_gone; /* its Unix-socket clients that left within a second */
+    _Atomic uint64_t unix_handed;     /* worker 0: Unix-socket connections it handed out */
+    /* worker 0's view, from its tick (unix_tick): */
+    uint64_t unix_young_seen; /* the sum of unix_young_gone at the last tick */
+    int64_t tick_cpu_ns, tick_wall_ns;
+    bool unix_short;          /* the last tick's young leavers outnumbered the clients */
+    bool unix_busy;           /* worker 0 ran for UNIX_BUSY_PCT of the last tick or more */
     atomic_bool kill_pending; /* KILL marked some of its clients */
     atomic_bool unlisten_pending, close_waiting_pending; /* a shutdown began (server_shutdown) */
     atomic_bool stop;
@@ -76,6 +83,12 @@ struct worker {
 
 /* Only the worker itself changes its counts: a relaxed load and store. */
 static inline void worker_count_add(_Atomic int *n, int d)
+{
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+static inline void worker_count_add64(_Atomic uint64_t *n, uint64_t d)
 {
     atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + d,
                           memory_order_relaxed);
@@ -94,6 +107,9 @@ static inline int worker_nclients(worker *w)
 {
     return atomic_load_explicit(&w->nclients, memory_order_relaxed);
 }
+
+/* A Unix-socket client of w left after lived_ms (its own worker calls it). */
+void worker_unix_left(worker *w, int64_t lived_ms);
 
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
 
