@@ -366,7 +366,66 @@ class TestWaitingAcrossWorkers(OpsCase):
         holder.close()
 
 
-class TestUnixSocketAcrossWorkers(OpsCase):
+class WorkerCounts:
+    """weir_worker_clients of a 4-worker weir, and a run of short connections."""
+
+    def per_worker(self):
+        _, text = self.get("/metrics")
+        got = dict(re.findall(r'(?m)^weir_worker_clients\{worker="(\d+)"\} (\d+)$', text))
+        self.assertEqual(sorted(got), ["0", "1", "2", "3"], text)
+        return [int(got[str(i)]) for i in range(4)]
+
+    def wait_no_clients(self):
+        # The harness's readiness probe (a TCP connection) counts on its
+        # worker until that worker sees it close; the counts start from 0.
+        end = time.time() + 10
+        while time.time() < end and sum(self.per_worker()):
+            time.sleep(0.05)
+        self.assertEqual(self.per_worker(), [0, 0, 0, 0])
+
+    @staticmethod
+    def metric_sum(text, name):
+        return sum(float(v) for v in re.findall(r"(?m)^%s(?:\{[^}]*\})? (\S+)$" % name, text))
+
+    def short_connections(self, host):
+        """pgbench -C for 4 s through host, 12 clients each holding its
+        connection 40 ms. Returns 20 samples of the per-worker counts taken
+        from 1.5 s in (ticks, 100 ms, have seen them come and go), and
+        (Unix-socket hand-overs, transactions) over those samples."""
+        script = os.path.join(tempfile.mkdtemp(prefix="weir-short-"), "short.sql")
+        self.addCleanup(shutil.rmtree, os.path.dirname(script), True)
+        with open(script, "w") as f:
+            f.write("\\sleep 40 ms\nSELECT 1;\n")
+        p = subprocess.Popen(["pgbench", "-n", "-C", "-f", script, "-h", host,
+                              "-p", str(self.w.port), "-U", "app", "-c", "12", "-j", "2",
+                              "-T", "4", "appdb"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             env=dict(os.environ, PGPASSWORD="s3cret"))
+        try:
+            time.sleep(1.5)
+            _, before = self.get("/metrics")
+            samples = []
+            for _ in range(20):
+                samples.append(self.per_worker())
+                time.sleep(0.05)
+            _, after = self.get("/metrics")
+            out, _ = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, out)
+        self.assertIn("number of failed transactions: 0", out)
+        handed = (self.metric_sum(after, "weir_unix_handed_total")
+                  - self.metric_sum(before, "weir_unix_handed_total"))
+        xacts = (self.metric_sum(after, "weir_transactions_total")
+                 - self.metric_sum(before, "weir_transactions_total"))
+        self.assertGreater(xacts, 50, after)  # they did come and go meanwhile
+        self.assertGreater(max(s[0] for s in samples), 5, samples)  # more than UNIX_SLACK at once
+        return samples, (handed, xacts)
+
+
+class TestUnixSocketAcrossWorkers(WorkerCounts, OpsCase):
     """The Unix socket is one socket, not one per worker as TCP's are: worker
     0 alone listens on it, so that a connection wakes one worker and not
     every one. It keeps a connection unless another worker has more than 4
@@ -380,18 +439,7 @@ class TestUnixSocketAcrossWorkers(OpsCase):
         self.addCleanup(shutil.rmtree, self.sd, True)  # after weir stops (cleanups run last first)
         self.settings = {"workers": "4", "unix_socket_dir": self.sd}
         super().setUp()
-        # The harness's readiness probe (a TCP connection) counts on its
-        # worker until that worker sees it close; the counts below start from 0.
-        end = time.time() + 10
-        while time.time() < end and sum(self.per_worker()):
-            time.sleep(0.05)
-        self.assertEqual(self.per_worker(), [0, 0, 0, 0])
-
-    def per_worker(self):
-        _, text = self.get("/metrics")
-        got = dict(re.findall(r'(?m)^weir_worker_clients\{worker="(\d+)"\} (\d+)$', text))
-        self.assertEqual(sorted(got), ["0", "1", "2", "3"], text)
-        return [int(got[str(i)]) for i in range(4)]
+        self.wait_no_clients()
 
     def connect(self):
         return psycopg.connect(host=self.sd, port=self.w.port, user="app", password="s3cret",
@@ -456,9 +504,6 @@ class TestUnixSocketAcrossWorkers(OpsCase):
         self.assertEqual(self.per_worker(), [0, 0, 0, 0])
 
 
-    def metric_sum(self, text, name):
-        return sum(float(v) for v in re.findall(r"(?m)^%s(?:\{[^}]*\})? (\S+)$" % name, text))
-
     def test_short_connections_stay_with_worker_0(self):
         """A connection per transaction, twelve at a time, each held 40 ms:
         more than UNIX_SLACK apart, so the count rule alone would hand most
@@ -466,37 +511,9 @@ class TestUnixSocketAcrossWorkers(OpsCase):
         hundred logins a second), so once a tick has seen that, worker 0
         keeps them all: nothing is handed out and the other workers stay
         empty. (Held connections still spread: the tests above.)"""
-        script = os.path.join(self.sd, "short.sql")
-        with open(script, "w") as f:
-            f.write("\\sleep 40 ms\nSELECT 1;\n")
-        p = subprocess.Popen(["pgbench", "-n", "-C", "-f", script, "-h", self.sd,
-                              "-p", str(self.w.port), "-U", "app", "-c", "12", "-j", "2",
-                              "-T", "4", "appdb"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True,
-                             env=dict(os.environ, PGPASSWORD="s3cret"))
-        try:
-            time.sleep(1.5)  # ticks (100 ms) have seen them come and go
-            _, before = self.get("/metrics")
-            samples = []
-            for _ in range(20):
-                samples.append(self.per_worker())
-                time.sleep(0.05)
-            _, after = self.get("/metrics")
-            out, _ = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        self.assertEqual(p.returncode, 0, out)
-        self.assertIn("number of failed transactions: 0", out)
-        handed = (self.metric_sum(after, "weir_unix_handed_total")
-                  - self.metric_sum(before, "weir_unix_handed_total"))
-        xacts = (self.metric_sum(after, "weir_transactions_total")
-                 - self.metric_sum(before, "weir_transactions_total"))
-        self.assertGreater(xacts, 50, after)  # they did come and go meanwhile
-        self.assertGreater(max(s[0] for s in samples), 5, samples)  # more than UNIX_SLACK at once
-        self.assertLessEqual(handed, xacts * 0.05, (handed, xacts, samples))
+        samples, handed = self.short_connections(self.sd)
         self.assertLessEqual(max(sum(s[1:]) for s in samples), 1, samples)
+        self.assertLessEqual(handed[0], handed[1] * 0.05, (handed, samples))
 
     def test_stopping_while_connections_pour_in(self):
         """SIGQUIT while worker 0 hands connections out to the others: weir
@@ -535,6 +552,46 @@ class TestUnixSocketAcrossWorkers(OpsCase):
                 t.join(10)
             for s in opened:
                 s.close()
+
+
+class TestShortTcpConnections(WorkerCounts, OpsCase):
+    """Over TCP the kernel spreads connections over the workers' own
+    SO_REUSEPORT sockets by a hash. While connections are short (more left
+    within a second of arriving, in the last 100 ms tick, than there are
+    clients) and worker 0 has time for them, a BPF program on the port's
+    group puts new ones in worker 0's queue; when they stop, it is taken
+    back and held connections spread as before."""
+    settings = {"workers": "4"}
+
+    def setUp(self):
+        super().setUp()
+        self.wait_no_clients()
+
+    def connect(self):
+        return psycopg.connect(host="127.0.0.1", port=self.w.port, user="app",
+                               password="s3cret", dbname="appdb", connect_timeout=10,
+                               autocommit=True)
+
+    def test_short_connections_go_to_worker_0_then_held_ones_spread(self):
+        samples, _ = self.short_connections("127.0.0.1")
+        self.assertLessEqual(max(sum(s[1:]) for s in samples), 1, samples)
+        # quiet ticks turn it off; then the hash spreads held connections again
+        end = time.time() + 10
+        while time.time() < end and sum(self.per_worker()):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        conns = []
+        try:
+            for i in range(40):
+                conns.append(self.connect())
+                self.assertEqual(conns[-1].execute("select %s::int", (i,)).fetchone(), (i,))
+            counts = self.per_worker()
+        finally:
+            for c in conns:
+                c.close()
+        self.assertEqual(sum(counts), 40, counts)
+        # hashed: all 40 on two workers or fewer has odds of about 1e-11
+        self.assertGreaterEqual(sum(1 for n in counts if n), 3, counts)
 
 
 class TestHttpConfig(unittest.TestCase):

@@ -217,6 +217,11 @@ int server_start(server *s)
             }
             int fd = tcp_listen(s, a, false);
             if (fd < 0 || worker_listen(w, fd)) return -1;
+            /* so_reuseport = 1 may share the group with another process:
+             * its sockets' indexes are not ours to steer to */
+            if (i == 0 && s->nworkers > 1 && !s->cfg.so_reuseport &&
+                s->nsteer < (int)(sizeof s->steer_fd / sizeof *s->steer_fd))
+                s->steer_fd[s->nsteer++] = fd;
         }
         srv_log(s, "LOG", "listening on %s:%d", a, s->cfg.listen_port);
         nlisten++;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/filter.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -72,6 +73,7 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
  * refused); the Unix socket stays, for the console. */
 static void unlisten(worker *w)
 {
+    if (w->id == 0) w->srv->nsteer = 0; /* its sockets close now (short_tick) */
     for (int i = 0; i < w->nlisten; i++) {
         evutil_socket_t fd = event_get_fd(&w->listen_ev[i]);
         if (w->listen_gone[i] || fd == w->srv->unix_fd) continue;
@@ -96,46 +98,70 @@ static void unlisten(worker *w)
 #define UNIX_SLACK 4
 
 /* Short connections stay with worker 0 while it has time for them. With
- * a connection per transaction through the socket a client lives for one
- * login and one query: a worker that gets a few of them wakes for each of
- * their events alone, and every one handed out cost about five context
- * switches more than one kept (pgbench -C, 10 clients, 2 workers: 66-73
- * us of CPU per login against 56-64 with all on worker 0; 8 workers 71-84
- * against 58-60). The imbalance this leaves does not last: they leave
- * within milliseconds. So when, in the last tick, more Unix-socket
- * clients left within a second of arriving than there are clients in all,
- * and worker 0 ran for less than UNIX_BUSY_PCT of that tick, worker 0
- * keeps every connection; when it is busy, the count rule above spreads
- * them again. Held connections (few leave young) always follow the count
- * rule, so an imbalance that would last is never built. */
-#define UNIX_BUSY_PCT 75
-#define UNIX_YOUNG_MS 1000
+ * a connection per transaction a client lives for one login and one
+ * query: a worker that gets a few of them wakes for each of their events
+ * alone (through the Unix socket, every one handed out cost about five
+ * context switches more than one kept: pgbench -C, 10 clients, 2 workers,
+ * 66-73 us of CPU per login against 56-64 with all on worker 0; 8 workers
+ * 71-84 against 58-60). The imbalance of keeping them does not last: they
+ * leave within milliseconds. So worker 0, at each tick, looks at how many
+ * clients left within SHORT_YOUNG_MS of arriving (each worker counts its
+ * own) and how much of the tick it ran (its thread's CPU clock). While
+ * more left young than there are clients in all, and it ran for less
+ * than SHORT_BUSY_PCT of the tick, short connections stay with it: the
+ * Unix socket's connections are all kept, and the kernel is asked to put
+ * new TCP connections in worker 0's queue (steer). When it is busier, the
+ * count rule and the kernel's hash spread them again. Held connections
+ * (few leave young) never turn this on, so an imbalance that would last
+ * is not built from them. */
+#define SHORT_BUSY_PCT 75
+#define SHORT_YOUNG_MS 1000
 
-void worker_unix_left(worker *w, int64_t lived_ms)
+void worker_client_left(worker *w, int64_t lived_ms)
 {
-    if (lived_ms < UNIX_YOUNG_MS) worker_count_add64(&w->unix_young_gone, 1);
+    if (lived_ms < SHORT_YOUNG_MS) worker_count_add64(&w->young_gone, 1);
 }
 
-static void unix_tick(worker *w)
+/* A classic BPF program on a SO_REUSEPORT group returns the index of the
+ * socket that gets a connection: worker i's socket is index i, as the
+ * workers listen in order (server.c) and none of ours closes before the
+ * shutdown. An index past the last falls back to the kernel's hash. */
+static void steer(server *s, bool to_worker0)
+{
+    struct sock_filter code[] = {BPF_STMT(BPF_RET | BPF_K, to_worker0 ? 0 : 0xffffffffu)};
+    struct sock_fprog prog = {.len = 1, .filter = code};
+    for (int i = 0; i < s->nsteer; i++)
+        if (setsockopt(s->steer_fd[i], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog)) {
+            srv_log(s, "WARNING", "SO_ATTACH_REUSEPORT_CBPF: %s; TCP connections stay spread",
+                    strerror(errno));
+            s->nsteer = 0;
+            return;
+        }
+    s->steered = to_worker0;
+}
+
+static void short_tick(worker *w)
 {
     server *s = w->srv;
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     int64_t cpu = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, wall = weir_now_ns();
     int64_t dc = cpu - w->tick_cpu_ns, dw = wall - w->tick_wall_ns;
-    w->unix_busy = w->tick_wall_ns && dw > 0 && dc * 100 >= dw * UNIX_BUSY_PCT;
+    bool busy = w->tick_wall_ns && dw > 0 && dc * 100 >= dw * SHORT_BUSY_PCT;
     w->tick_cpu_ns = cpu;
     w->tick_wall_ns = wall;
     uint64_t young = 0;
     int n = 0;
     for (int i = 0; i < s->nworkers; i++) {
-        young += atomic_load_explicit(&s->workers[i].unix_young_gone, memory_order_relaxed);
+        young += atomic_load_explicit(&s->workers[i].young_gone, memory_order_relaxed);
         n += worker_nclients(&s->workers[i]);
     }
-    uint64_t gone = young - w->unix_young_seen;
-    w->unix_young_seen = young;
-    w->unix_short = gone > 0 && gone >= (uint64_t)(n > 0 ? n : 0);
+    uint64_t gone = young - w->young_seen;
+    w->young_seen = young;
+    w->keep_short = !busy && gone > 0 && gone >= (uint64_t)(n > 0 ? n : 0);
+    if (s->nsteer && w->keep_short != s->steered && !atomic_load(&w->stop)) steer(s, w->keep_short);
 }
+
 typedef struct handed {
     completion cp; /* first: on_handed gets it */
     worker *w;
@@ -176,7 +202,7 @@ static void unix_accepted(worker *w, int fd)
             int n = worker_load(o);
             if (n < best) best = n, to = o;
         }
-        if (to != w && w->unix_short && !w->unix_busy) to = w;
+        if (w->keep_short) to = w;
     }
     handed *h = to != w ? malloc(sizeof *h) : NULL;
     if (!h) { /* its own, or no memory to hand it over: keep it */
@@ -327,7 +353,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     atomic_store_explicit(&w->ticked_ms, weir_now_ms(), memory_order_relaxed);
     w->srv->door->tick(w);
     if (w->id == 0) {
-        if (w->srv->unix_fd >= 0 && w->srv->nworkers > 1) unix_tick(w);
+        if (w->srv->nworkers > 1) short_tick(w);
         int64_t now = weir_now_ns() / 1000000;
         pools_reserve_tick(w->srv, now);
         pools_idle_tick(w->srv, now);

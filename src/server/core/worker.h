@@ -68,13 +68,12 @@ struct worker {
         nstate[WORKER_NSTATES]; /* clients in each state, written by this worker (nstate_add) */
     _Atomic int nclients;       /* the sum of nstate, one count that another thread reads whole */
     _Atomic int inbound; /* Unix-socket clients handed to it, not yet taken (unix_accepted) */
-    _Atomic uint64_t unix_young_gone; /* its Unix-socket clients that left within a second */
-    _Atomic uint64_t unix_handed;     /* worker 0: Unix-socket connections it handed out */
-    /* worker 0's view, from its tick (unix_tick): */
-    uint64_t unix_young_seen; /* the sum of unix_young_gone at the last tick */
+    _Atomic uint64_t young_gone;  /* its clients that left within a second (worker_client_left) */
+    _Atomic uint64_t unix_handed; /* worker 0: Unix-socket connections it handed out */
+    /* worker 0's view, from its tick (short_tick): */
+    uint64_t young_seen; /* the sum of young_gone at the last tick */
     int64_t tick_cpu_ns, tick_wall_ns;
-    bool unix_short;          /* the last tick's young leavers outnumbered the clients */
-    bool unix_busy;           /* worker 0 ran for UNIX_BUSY_PCT of the last tick or more */
+    bool keep_short;          /* short connections stay with worker 0 (worker.c) */
     atomic_bool kill_pending; /* KILL marked some of its clients */
     atomic_bool unlisten_pending, close_waiting_pending; /* a shutdown began (server_shutdown) */
     atomic_bool stop;
@@ -108,8 +107,8 @@ static inline int worker_nclients(worker *w)
     return atomic_load_explicit(&w->nclients, memory_order_relaxed);
 }
 
-/* A Unix-socket client of w left after lived_ms (its own worker calls it). */
-void worker_unix_left(worker *w, int64_t lived_ms);
+/* A client of w left after lived_ms (its own worker calls it). */
+void worker_client_left(worker *w, int64_t lived_ms);
 
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
 

@@ -468,7 +468,7 @@ static void destroy_with(client *c, const pq_buf *last)
     if (c->aq) auth_lookup_end(c, false);
     unlink_server(c, true);
     (void)set_state(c, CL_CLOSED);
-    if (c->is_unix) worker_unix_left(w, now_ms() - c->t_connect);
+    worker_client_left(w, now_ms() - c->t_connect);
     if (c->counted) {
         atomic_fetch_sub(&c->pool->cl_logged, 1);
         c->counted = false;
