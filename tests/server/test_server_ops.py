@@ -561,7 +561,7 @@ class TestShortTcpConnections(WorkerCounts, OpsCase):
     clients) and worker 0 has time for them, a BPF program on the port's
     group puts new ones in worker 0's queue; when they stop, it is taken
     back and held connections spread as before."""
-    settings = {"workers": "4"}
+    settings = {"workers": "4", "max_client_conn": "500"}
 
     def setUp(self):
         super().setUp()
@@ -592,6 +592,39 @@ class TestShortTcpConnections(WorkerCounts, OpsCase):
         self.assertEqual(sum(counts), 40, counts)
         # hashed: all 40 on two workers or fewer has odds of about 1e-11
         self.assertGreaterEqual(sum(1 for n in counts if n), 3, counts)
+
+
+    def test_a_pool_arriving_among_short_ones_is_not_all_kept(self):
+        """An application's pool of 100 held connections (pgbench -c 100:
+        all within some 50 ms) opens while pgbench -C pours short ones in.
+        They would all land on worker 0 and stay there, so worker 0 stops
+        keeping connections, at the connection that puts it SHORT_MAX_LEAD
+        (32) clients ahead of the least loaded worker."""
+        env = dict(os.environ, PGPASSWORD="s3cret")
+        common = ["-n", "-S", "-h", "127.0.0.1", "-p", str(self.w.port), "-U", "app", "-j", "2"]
+        short = subprocess.Popen(["pgbench"] + common + ["-C", "-c", "8", "-T", "5", "appdb"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=env)
+        held = None
+        try:
+            time.sleep(1.5)  # short mode is on by now
+            held = subprocess.Popen(["pgbench"] + common + ["-c", "100", "-T", "2", "appdb"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env=env)
+            time.sleep(1)
+            counts = self.per_worker()
+            out_held, _ = held.communicate(timeout=60)
+            out_short, _ = short.communicate(timeout=60)
+        finally:
+            for p in (short, held):
+                if p and p.poll() is None:
+                    p.kill()
+                    p.wait()
+        self.assertEqual(held.returncode, 0, out_held)
+        self.assertEqual(short.returncode, 0, out_short)
+        self.assertGreaterEqual(sum(counts), 100, counts)
+        # 32, the 8 short ones, and those already in worker 0's accept queue
+        self.assertLessEqual(counts[0] - min(counts[1:]), 32 + 8 + 16, counts)
 
 
 class TestHttpConfig(unittest.TestCase):

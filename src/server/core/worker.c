@@ -4,6 +4,8 @@
 #include "core/worker.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/filter.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -11,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <linux/filter.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -116,6 +117,15 @@ static void unlisten(worker *w)
  * is not built from them. */
 #define SHORT_BUSY_PCT 75
 #define SHORT_YOUNG_MS 1000
+/* Connections that arrive while short ones pour in stay on worker 0
+ * whatever their lifetime; held ones (an application's pool starting: 100
+ * connections within 50 ms) would stay there. So worker 0 stops keeping
+ * them, at once, when it has this many clients more than the least loaded
+ * worker (short_lead_ok, at each connection it accepts). */
+#define SHORT_MAX_LEAD 32
+/* A health check now and then is not a pour: at least this many young
+ * leavers in a tick (100 a second; below that, spreading costs little). */
+#define SHORT_MIN_GONE 10
 
 void worker_client_left(worker *w, int64_t lived_ms)
 {
@@ -140,6 +150,23 @@ static void steer(server *s, bool to_worker0)
     s->steered = to_worker0;
 }
 
+/* Worker 0 is not more than SHORT_MAX_LEAD clients ahead of the least
+ * loaded worker; if it is, it stops keeping short connections until its
+ * next tick, and TCP is spread by the hash again at once. */
+static bool short_lead_ok(worker *w)
+{
+    server *s = w->srv;
+    int least = INT_MAX;
+    for (int i = 1; i < s->nworkers; i++) {
+        int k = worker_nclients(&s->workers[i]);
+        if (k < least) least = k;
+    }
+    if (worker_nclients(w) - least <= SHORT_MAX_LEAD) return true;
+    w->keep_short = false;
+    if (s->steered) steer(s, false);
+    return false;
+}
+
 static void short_tick(worker *w)
 {
     server *s = w->srv;
@@ -158,7 +185,8 @@ static void short_tick(worker *w)
     }
     uint64_t gone = young - w->young_seen;
     w->young_seen = young;
-    w->keep_short = !busy && gone > 0 && gone >= (uint64_t)(n > 0 ? n : 0);
+    w->keep_short = !busy && gone >= SHORT_MIN_GONE && gone >= (uint64_t)(n > 0 ? n : 0);
+    if (w->keep_short) (void)short_lead_ok(w);
     if (s->nsteer && w->keep_short != s->steered && !atomic_load(&w->stop)) steer(s, w->keep_short);
 }
 
@@ -202,7 +230,7 @@ static void unix_accepted(worker *w, int fd)
             int n = worker_load(o);
             if (n < best) best = n, to = o;
         }
-        if (w->keep_short) to = w;
+        if (w->keep_short && short_lead_ok(w)) to = w;
     }
     handed *h = to != w ? malloc(sizeof *h) : NULL;
     if (!h) { /* its own, or no memory to hand it over: keep it */
@@ -232,10 +260,12 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             return;
         }
         w->accept_backoff_ms = 10;
-        if (is_unix)
+        if (is_unix) {
             unix_accepted(w, c);
-        else
+        } else {
             w->srv->door->accept(w, c, false, (struct sockaddr *)&ss, sl <= sizeof ss ? sl : 0);
+            if (w->srv->steered && w->id == 0) (void)short_lead_ok(w);
+        }
     }
 }
 
