@@ -31,8 +31,7 @@ struct server {
     int nstat; /* blocks of a pool's wstats: one per worker, then one the HTTP door shares */
     worker *workers;
     int unix_fd;
-    int steer_fd[8]; /* worker 0's TCP sockets, one per address, when ours alone (worker.c, steer)
-                      */
+    int steer_fd[8]; /* worker 0's TCP sockets, one per address (worker.c, steer) */
     int nsteer;
     bool steered; /* worker 0's thread: new TCP connections go to worker 0 */
     char unix_path[300];

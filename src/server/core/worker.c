@@ -264,7 +264,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             unix_accepted(w, c);
         } else {
             w->srv->door->accept(w, c, false, (struct sockaddr *)&ss, sl <= sizeof ss ? sl : 0);
-            if (w->srv->steered && w->id == 0) (void)short_lead_ok(w);
+            if (w->id == 0 && w->srv->steered) (void)short_lead_ok(w); /* worker 0's own */
         }
     }
 }
