@@ -338,7 +338,12 @@ run_pgbench() {
 prepared() {
     for r in $(seq "$repeat"); do
         for c in $prepared_clients; do
+            # weir's own -M extended figure beside it, tagged so that the
+            # summary does not pool it with the extended runs above
+            local tag=$result_tag
+            result_tag="${tag:+$tag }for=prepared"
             run_pgbench weir "$weir_port" "$weir_pid" "$c" extended
+            result_tag=$tag
             local ext=$last_tps
             run_pgbench weir "$weir_port" "$weir_pid" "$c" prepared
             local prep=$last_tps

@@ -7,7 +7,7 @@
 bench/server prints one RESULT line per pgbench run; with --repeat N each
 cell has N of them. This prints, as lines a script can read:
 
-  RESULT server_median target=T mode=M clients=C [connect=1] [server_lifetime=0] [socket=unix]
+  RESULT server_median target=T mode=M clients=C [connect=1] [server_lifetime=0] [socket=unix] [for=prepared]
          tps=<median> cpu_ms_per_10k=<median> runs=N tps_min=.. tps_max=..
   RESULT server_median_roundtrip target=T select1_us=<median> rounds=N
   RESULT server_ratio what=W mode=M clients=C [...] value=<a/b>
@@ -73,6 +73,8 @@ def read(lines):
                 flags.append("server_lifetime=" + d["server_lifetime"])
             if "socket" in d:
                 flags.append("socket=" + d["socket"])
+            if "for" in d:  # weir's -M extended baseline of the prepared runs
+                flags.append("for=" + d["for"])
             key = (d.get("mode", "?"), int(d.get("clients", 0)), " ".join(flags))
             bad = d.get("aborted", "0") != "0" or "error" in d
             cells.setdefault(key, {}).setdefault(d.get("target", "?"), []).append(
