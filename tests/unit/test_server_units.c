@@ -1,4 +1,5 @@
-/* test_server_units.c — the server's pure parts: config reading, SCRAM, md5, wire framing. */
+/* test_server_units.c — the server's pure parts: config reading, SCRAM, md5, wire framing,
+ * worker 0's rule for short connections. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 
 #include "core/auth.h"
 #include "core/config.h"
+#include "core/worker.h"
 #include "pg/prep.h"
 #include "pg/proto.h"
 
@@ -627,6 +629,35 @@ static void test_options_parameter(void **state)
 }
 
 /* SASLprep (RFC 4013) as PostgreSQL applies it to SCRAM passwords. */
+/* Worker 0 keeps short connections while more clients left young in the
+ * last tick than are connected (at least 10), unless its thread ran for 75 %
+ * of the tick or more: then they spread, however fast they pour in. */
+static void test_short_connections_rule(void **state)
+{
+    (void)state;
+    const int64_t ms = 1000000;
+    /* a pour: 50 left young, 12 connected */
+    assert_true(worker_short_keep(20 * ms, 100 * ms, 50, 12));
+    assert_true(worker_short_keep(74 * ms, 100 * ms, 50, 12));
+    /* busy: 75 % of the tick or more */
+    assert_false(worker_short_keep(75 * ms, 100 * ms, 50, 12));
+    assert_false(worker_short_keep(99 * ms, 100 * ms, 5000, 12));
+    assert_false(worker_short_keep(150 * ms, 100 * ms, 50, 12)); /* threads' clocks drift */
+    /* the tick's length is what counts, not 100 ms: a late tick of 400 ms */
+    assert_true(worker_short_keep(250 * ms, 400 * ms, 50, 12));
+    assert_false(worker_short_keep(300 * ms, 400 * ms, 50, 12));
+    /* the first tick has no span yet: not busy */
+    assert_true(worker_short_keep(5000 * ms, 0, 50, 12));
+    assert_true(worker_short_keep(5000 * ms, -1, 50, 12));
+    /* a health check now and then is not a pour: at least 10 */
+    assert_false(worker_short_keep(0, 100 * ms, 9, 0));
+    assert_true(worker_short_keep(0, 100 * ms, 10, 0));
+    /* held clients outnumber those that left young */
+    assert_false(worker_short_keep(10 * ms, 100 * ms, 99, 100));
+    assert_true(worker_short_keep(10 * ms, 100 * ms, 100, 100));
+    assert_false(worker_short_keep(10 * ms, 100 * ms, 0, 0));
+}
+
 static void test_saslprep(void **state)
 {
     (void)state;
@@ -677,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_scram_client_key_cache),
         cmocka_unit_test(test_scram_server_limits),
         cmocka_unit_test(test_md5),
+        cmocka_unit_test(test_short_connections_rule),
         cmocka_unit_test(test_startup_parse),
         cmocka_unit_test(test_framing_any_split),
         cmocka_unit_test(test_error_message_layout),

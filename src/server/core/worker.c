@@ -167,14 +167,19 @@ static bool short_lead_ok(worker *w)
     return false;
 }
 
+bool worker_short_keep(int64_t cpu_ns, int64_t wall_ns, uint64_t gone, int nclients)
+{
+    bool busy = wall_ns > 0 && cpu_ns * 100 >= wall_ns * SHORT_BUSY_PCT;
+    return !busy && gone >= SHORT_MIN_GONE && gone >= (uint64_t)(nclients > 0 ? nclients : 0);
+}
+
 static void short_tick(worker *w)
 {
     server *s = w->srv;
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     int64_t cpu = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, wall = weir_now_ns();
-    int64_t dc = cpu - w->tick_cpu_ns, dw = wall - w->tick_wall_ns;
-    bool busy = w->tick_wall_ns && dw > 0 && dc * 100 >= dw * SHORT_BUSY_PCT;
+    int64_t dc = cpu - w->tick_cpu_ns, dw = w->tick_wall_ns ? wall - w->tick_wall_ns : 0;
     w->tick_cpu_ns = cpu;
     w->tick_wall_ns = wall;
     uint64_t young = 0;
@@ -185,7 +190,7 @@ static void short_tick(worker *w)
     }
     uint64_t gone = young - w->young_seen;
     w->young_seen = young;
-    w->keep_short = !busy && gone >= SHORT_MIN_GONE && gone >= (uint64_t)(n > 0 ? n : 0);
+    w->keep_short = worker_short_keep(dc, dw, gone, n);
     if (w->keep_short) (void)short_lead_ok(w);
     if (s->nsteer && w->keep_short != s->steered && !atomic_load(&w->stop)) steer(s, w->keep_short);
 }

@@ -110,6 +110,12 @@ static inline int worker_nclients(worker *w)
 /* A client of w left after lived_ms (its own worker calls it). */
 void worker_client_left(worker *w, int64_t lived_ms);
 
+/* Worker 0's decision at its tick (worker.c, "Short connections stay with
+ * worker 0"): over a tick of wall_ns in which its thread ran cpu_ns, gone
+ * clients left young and nclients are connected in all, do short
+ * connections stay with it? wall_ns 0 (the first tick) is not busy. */
+bool worker_short_keep(int64_t cpu_ns, int64_t wall_ns, uint64_t gone, int nclients);
+
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
 
 /* The held clock. Inside the busy event callbacks (client and server
