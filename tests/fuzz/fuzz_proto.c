@@ -60,6 +60,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len <= size && pq_parse_startup(data, len, &st, &why) == 0) {
             const char *opts = pq_startup_get(&st, "options");
             if (opts && pq_parse_options(opts, opt_seen, NULL, &why) && !why) abort();
+            /* the answer to a 3.2 or "_pq_." request: a whole message, its
+             * length what it says */
+            pq_buf nb = {0};
+            if (pq_put_negotiate(&nb, &st) == 0 && nb.end &&
+                (nb.end < 13 || pq_get32(nb.p + 1) != nb.end - 1))
+                abort();
+            pq_buf_free(&nb);
         }
     }
     frame(data, size, cut);

@@ -38,6 +38,7 @@ c="$out/fuzz-corpus-fuzz_proto"
 # seeds: a startup packet, a query + ReadyForQuery, a SCRAM client-first/final pair
 printf '\000\000\000\000\037\000\003\000\000user\000app\000database\000x\000\000' >"$c/startup"
 printf '\000\000\000\000\062\000\003\000\000user\000app\000options\000-c a=b --c-d=e\\ f -cx=y\000\000' >"$c/options"
+printf '\000\000\000\000\034\000\003\000\002user\000app\000_pq_.x\000on\000\000' >"$c/protocol32"
 printf '\005Q\000\000\000\015select 1\000Z\000\000\000\005I' >"$c/frames"
 printf '\025n,,n=,r=abcdefghijklmnopc=biws,r=abcdefghijklmnop,p=AAAA' >"$c/scram"
 fuzz fuzz_proto

@@ -146,6 +146,35 @@ class TestMalformed(FaultCase):
         self.expect_error(raw_startup(options="-c work_mem=1MB"),
                           "unsupported startup parameter in options: work_mem")
 
+    def test_protocol_32_and_extensions_are_negotiated_down(self):
+        # libpq 18 with max_protocol_version=3.2 (or latest), or a driver
+        # asking for a "_pq_." extension: NegotiateProtocolVersion first (3.0,
+        # the extensions weir does not know), then the login goes on at 3.0.
+        body = struct.pack("!I", (3 << 16) | 2)
+        for k, v in (("user", "app"), ("database", "appdb"), ("_pq_.test_ext", "on"),
+                     ("application_name", "neg")):
+            body += k.encode() + b"\0" + v.encode() + b"\0"
+        body += b"\0"
+        s = socket.create_connection(("127.0.0.1", self.w.port), timeout=5)
+        s.sendall(struct.pack("!I", len(body) + 4) + body)
+        msgs = read_until(s, b"Z")
+        self.assertEqual(msgs[0][0], b"v", msgs)
+        ver, count = struct.unpack("!II", msgs[0][1][:8])
+        self.assertEqual((ver >> 16, ver & 0xFFFF, count), (3, 0, 1))
+        self.assertEqual(msgs[0][1][8:], b"_pq_.test_ext\0")
+        self.assertEqual([t for t, _ in msgs].count(b"v"), 1)
+        s.sendall(query_msg("select current_setting('application_name')"))
+        rows = [b for t, b in read_until(s, b"Z") if t == b"D"]
+        self.assertEqual(len(rows), 1)
+        self.assertTrue(rows[0].endswith(b"neg"), rows)
+        s.close()
+        # plain 3.0 is not told anything
+        s = socket.create_connection(("127.0.0.1", self.w.port), timeout=5)
+        s.sendall(raw_startup())
+        self.assertNotIn(b"v", [t for t, _ in read_until(s, b"Z")])
+        s.close()
+        self.assert_still_serving()
+
     def test_ssl_request_is_declined(self):
         s = socket.create_connection(("127.0.0.1", self.w.port), timeout=5)
         s.sendall(struct.pack("!II", 8, 80877103))

@@ -391,6 +391,46 @@ static void test_startup_parse(void **state)
     assert_int_equal(pq_parse_startup(cr, 12, &st, &why), -1);
 }
 
+/* A startup packet asking for 3.2 or for "_pq_." extensions gets
+ * NegotiateProtocolVersion: 3.0 and the extensions' names; plain 3.0 gets
+ * nothing. */
+static void test_negotiate_protocol(void **state)
+{
+    (void)state;
+    uint8_t pkt[128];
+    uint32_t n = 8;
+    memcpy(pkt + n, "user\0app\0_pq_.a\0on\0_pq_.bb\0x\0\0", 30);
+    n += 30;
+    pq_set32(pkt, n);
+    pq_set32(pkt + 4, (3u << 16) | 2u);
+    pq_startup st;
+    const char *why = NULL;
+    assert_int_equal(pq_parse_startup(pkt, n, &st, &why), 0);
+    assert_true(pq_startup_extension(st.names[1]));
+    assert_false(pq_startup_extension(st.names[0]));
+    pq_buf b = {0};
+    assert_int_equal(pq_put_negotiate(&b, &st), 0);
+    static const char want[] = "v\0\0\0\x1b\0\3\0\0\0\0\0\2_pq_.a\0_pq_.bb"; /* and its '\0' */
+    assert_int_equal(b.end, sizeof want);
+    assert_memory_equal(b.p, want, sizeof want);
+    /* 3.2 alone: the version, no names */
+    memcpy(pkt + 8, "user\0app\0\0", 10);
+    pq_set32(pkt, 18);
+    assert_int_equal(pq_parse_startup(pkt, 18, &st, &why), 0);
+    b.end = 0;
+    assert_int_equal(pq_put_negotiate(&b, &st), 0);
+    assert_int_equal(b.end, 13);
+    assert_int_equal(pq_get32(b.p + 5), PQ_PROTO_V3);
+    assert_int_equal(pq_get32(b.p + 9), 0);
+    /* 3.0 without extensions: nothing */
+    pq_set32(pkt + 4, PQ_PROTO_V3);
+    assert_int_equal(pq_parse_startup(pkt, 18, &st, &why), 0);
+    b.end = 0;
+    assert_int_equal(pq_put_negotiate(&b, &st), 0);
+    assert_int_equal(b.end, 0);
+    free(b.p);
+}
+
 /* Framing is the same whichever way the bytes are cut. */
 static void test_framing_any_split(void **state)
 {
@@ -710,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_md5),
         cmocka_unit_test(test_short_connections_rule),
         cmocka_unit_test(test_startup_parse),
+        cmocka_unit_test(test_negotiate_protocol),
         cmocka_unit_test(test_framing_any_split),
         cmocka_unit_test(test_error_message_layout),
         cmocka_unit_test(test_prep_shared_and_elided),

@@ -2145,14 +2145,17 @@ static void startup_packet(client *c)
     if (repl > 0) {
         size_t n = 0;
         for (int i = 0; i < st.nparams; i++)
-            if (strcmp(st.names[i], "user") && strcmp(st.names[i], "database"))
+            if (strcmp(st.names[i], "user") && strcmp(st.names[i], "database") &&
+                !pq_startup_extension(st.names[i]))
                 n += strlen(st.names[i]) + strlen(st.values[i]) + 2;
         if (!(c->repl = malloc(n ? n : 1))) {
             client_close(c, "53200", "out of memory");
             return;
         }
         for (int i = 0; i < st.nparams; i++) {
-            if (!strcmp(st.names[i], "user") || !strcmp(st.names[i], "database")) continue;
+            if (!strcmp(st.names[i], "user") || !strcmp(st.names[i], "database") ||
+                pq_startup_extension(st.names[i]))
+                continue;
             (void)take_param(c, st.names[i], st.values[i]); /* for SHOW CLIENTS' sake */
             size_t a = strlen(st.names[i]) + 1, b = strlen(st.values[i]) + 1;
             memcpy(c->repl + c->repl_len, st.names[i], a);
@@ -2163,7 +2166,9 @@ static void startup_packet(client *c)
     }
     for (int i = 0; i < st.nparams && !repl; i++) {
         const char *n = st.names[i];
-        if (!strcmp(n, "user") || !strcmp(n, "database") || !strcmp(n, "options")) continue;
+        if (!strcmp(n, "user") || !strcmp(n, "database") || !strcmp(n, "options") ||
+            pq_startup_extension(n))
+            continue;
         int r = take_param(c, n, st.values[i]);
         if (r == 0 || (r < 0 && ignored_param(s, n))) continue;
         if (r > 0)
@@ -2189,6 +2194,16 @@ static void startup_packet(client *c)
             return;
         }
     }
+    /* A client that asked for protocol 3.2 (libpq 18's max_protocol_version)
+     * or for "_pq_." extensions is told, before anything else, that this is
+     * 3.0 without extensions, as PostgreSQL and PgBouncer 1.25 tell it; it
+     * goes on at 3.0 or leaves. The extensions are not passed on: a server
+     * connection is shared, and weir speaks 3.0 to it. */
+    if (pq_put_negotiate(&c->out, &st)) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    c->out_scanned = c->out.end;
     bool console = (!strcmp(c->dbname, "pgbouncer") || !strcmp(c->dbname, "weir")) &&
                    !cfg_find_db_exact(&s->cfg, c->dbname);
     if (atomic_load(&s->shutting_down) && !console) { /* only the console, while shutting down */

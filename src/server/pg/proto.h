@@ -78,6 +78,12 @@ typedef struct pq_startup {
  * writable only in that names and values point into it. */
 int pq_parse_startup(const uint8_t *p, uint32_t len, pq_startup *out, const char **why);
 const char *pq_startup_get(const pq_startup *s, const char *name);
+/* A protocol extension the client asks for ("_pq_." names): weir knows none. */
+bool pq_startup_extension(const char *name);
+/* NegotiateProtocolVersion ('v'), as PostgreSQL sends it, when the startup
+ * packet asked for a minor version past 3.0 or for protocol extensions:
+ * 3.0, and the extensions' names. 0 (written, or nothing to say) or -1. */
+int pq_put_negotiate(pq_buf *b, const pq_startup *st);
 /* The "options" startup parameter as PostgreSQL splits it (blanks separate,
  * a backslash takes the next character as it is): only "-c name=value",
  * "-cname=value" and "--name=value" are taken, each given to fn. 0, or -1
