@@ -800,6 +800,11 @@ class TestAdminConsole(unittest.TestCase):
         self.assertEqual(rows[0][0], "database", r.stderr)
         _, r = self.admin("PAUSE", user="app", password="s3cret")
         self.assertIn("admin access needed", r.stderr)
+        # KILL_CLIENT too (PgBouncer before 1.25.2 let any console user run it)
+        rows, _ = self.admin("SHOW CLIENTS")
+        _, r = self.admin("KILL_CLIENT %s" % rows[1][rows[0].index("id")], user="app",
+                          password="s3cret")
+        self.assertIn("admin access needed", r.stderr)
         _, r = self.admin("SHOW POOLS", user="weir_auth", password="authpw")
         self.assertIn("not allowed", r.stderr)
         _, r = self.admin("SHOW POOLS", user="weir", password="wrong")
