@@ -115,6 +115,19 @@ class TestMalformed(FaultCase):
         s.close()
         self.assert_still_serving()
 
+    def test_too_many_startup_parameters(self):
+        # 64 is the limit (user and database count); PostgreSQL's only bound is
+        # the packet's 10 000 bytes
+        extra = {"x%02d" % i: "v" for i in range(63)}
+        self.expect_error(raw_startup(**extra), "too many startup parameters")
+        del extra["x62"]  # 64 in all: read, and its first unknown name refused
+        self.expect_error(raw_startup(**extra), "unsupported startup parameter: x00")
+
+    def test_cancel_and_encryption_requests_of_the_wrong_length(self):
+        self.expect_error(struct.pack("!III", 12, 80877102, 42), "invalid length of cancel request")
+        self.expect_error(struct.pack("!III", 12, 80877103, 0),
+                          "invalid length of encryption request")
+
     def test_bad_startup_layout(self):
         body = struct.pack("!I", 196608) + b"user\0app\0database"  # no terminators
         self.expect_error(struct.pack("!I", len(body) + 4) + body, "invalid startup packet layout")

@@ -218,6 +218,23 @@ static void test_errors(void **state)
         {"host all /^(.*)p?*** 1.2.3.4/32 md5\n",
          "hba.conf:1: regular expression \"^(.*)p?***\" is too complex (repetitions of "
          "repetitions)"},
+        {"host all all 1.2.3.4/32,5.6.7.8/32 md5\n", "hba.conf:1: one address per rule"},
+        {"host all all 1.2.3.4 a,b\n",
+         "hba.conf:1: address \"1.2.3.4\" needs a mask: /bits, or a mask field"},
+        {"host all all 1.2.3.4/ md5\n", "hba.conf:1: invalid mask length in \"1.2.3.4/\""},
+        {"host all all 1.2.3.4/2x md5\n", "hba.conf:1: invalid mask length in \"1.2.3.4/2x\""},
+        {"host all all 1111111111111111111111111111111111111111111111111111111111111111111111"
+         "111111111111111111111111111111111111111111111111111111111111/8 md5\n",
+         "hba.conf:1: invalid address \"1111111111111111111111111111111111111111...\""},
+        {"host all all all md5 a=b,c=d\n", "hba.conf:1: options are name=value, one per field"},
+        {"host all all all md5 foo\n", "hba.conf:1: option \"foo\" is not name=value"},
+        {"hostssl all all all md5 clientcert=1\n",
+         "hba.conf:1: clientcert must be verify-ca or verify-full"},
+        {"hostssl all all all cert clientcert=verify-ca\n",
+         "hba.conf:1: clientcert only accepts verify-full with method cert"},
+        {"host all all all md5 a=1 a=2 a=3 a=4 a=5 a=6 a=7 a=8 a=9 a=10 a=11 a=12 a=13 a=14 a=15 "
+         "a=16 a=17 a=18 a=19 a=20 a=21 a=22 a=23 a=24 a=25 a=26 a=27 a=28\n",
+         "hba.conf:1: too many fields"},
         {"local all @missing.txt md5\n", NULL /* names the file: checked by prefix */},
         {"host /a( all 1.2.3.4/32 md5\n", NULL},
     };
@@ -238,6 +255,27 @@ static void test_errors(void **state)
     /* no folder given (the fuzzer's way): @file is an error, not a read */
     assert_null(hba_parse("local all @x md5", 16, "hba.conf", NULL, NULL, NULL, err, sizeof err));
     assert_string_equal(err, "hba.conf:1: \"@x\": file lists are not read here");
+    /* a logical line (continued with backslashes) over 64 KB */
+    size_t big = 70 * 1024;
+    char *longl = malloc(big + 1);
+    assert_non_null(longl);
+    for (size_t k = 0; k < big; k++)
+        longl[k] = k % 1000 == 999 ? '\n' : k % 1000 == 998 ? '\\' : 'a';
+    longl[big] = '\0';
+    char lerr[200];
+    assert_null(hba_parse(longl, big, "hba.conf", NULL, NULL, NULL, lerr, sizeof lerr));
+    free(longl);
+    assert_string_equal(lerr, "hba.conf:1: line longer than 65536 bytes");
+    /* "@file" lists nest 8 deep at most: n0 names n1, ..., n9 */
+    for (int k = 0; k < 10; k++) {
+        char name[32], text[32];
+        snprintf(name, sizeof name, "nest%d.txt", k);
+        snprintf(text, sizeof text, "@nest%d.txt\n", k + 1);
+        write_file(name, text);
+    }
+    assert_null(hba_parse("local all @nest0.txt md5\n", 25, "hba.conf", tmpdir(), NULL, NULL, err,
+                          sizeof err));
+    assert_string_equal(err, "hba.conf:1: \"@nest8.txt\": file lists nested deeper than 8");
     assert_null(hba_load("/nonexistent/hba.conf", NULL, NULL, NULL, err, sizeof err));
     assert_string_equal(err, "/nonexistent/hba.conf: cannot open /nonexistent/hba.conf: No such "
                              "file or directory");
@@ -270,6 +308,9 @@ static void test_ident(void **state)
     const char *bad = "m alice\n";
     assert_int_equal(hba_parse_ident(h, bad, strlen(bad), "ident.conf", err, sizeof err), -1);
     assert_string_equal(err, "ident.conf:1: expected MAPNAME SYSTEM-USERNAME PG-USERNAME");
+    bad = "m a b c\n";
+    assert_int_equal(hba_parse_ident(h, bad, strlen(bad), "ident.conf", err, sizeof err), -1);
+    assert_string_equal(err, "ident.conf:1: too many fields: MAPNAME SYSTEM-USERNAME PG-USERNAME");
     bad = "m x +grp\n";
     assert_int_equal(hba_parse_ident(h, bad, strlen(bad), "ident.conf", err, sizeof err), -1);
     assert_string_equal(err, "ident.conf:1: \"+grp\": group membership (+role) is not supported");

@@ -154,6 +154,67 @@ static void test_auth_file(void **state)
     cfg_free(&c);
 }
 
+/* More bad lines, and the words each gets: refused (-1) or warned (0). */
+static void test_config_messages(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ini;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {"listen_port = 6432\n", -1, "u8.ini:1: key \"listen_port\" outside of any section"},
+        {"[databases]\nl = sqlite:/tmp/x.db\n", -1,
+         "u8.ini:2: database \"l\": an SQLite database is written sqlite:///path/to/file.db"},
+        {"[databases]\nl = sqlite://:memory:\n", -1,
+         "database \"l\": \":memory:\" would give each connection its own empty database"},
+        {"[databases]\nl = sqlite:///tmp/x.db host=h\n", -1,
+         "database \"l\": \"host\" does not apply to an SQLite database (pool_size, create, "
+         "init do)"},
+        {"[databases]\n* = sqlite:///tmp/x.db\n", -1,
+         "database \"*\": the fallback database \"*\" cannot be SQLite"},
+        {"[databases]\nm = mysql://u@h/db host=h\n", -1,
+         "database \"m\": \"host\" does not apply to a MySQL database"},
+        {"[peers]\n0 = host=h\n", -1, "u8.ini:2: [peers] \"0\": a peer id must be 1..16383"},
+        {"[peers]\n16384 = host=h\n", -1, "[peers] \"16384\": a peer id must be 1..16383"},
+        {"[pgbouncer]\nclient_tls_sslmode = require\n", -1,
+         "client_tls_sslmode = require needs client_tls_key_file and client_tls_cert_file"},
+        {"[pgbouncer]\nclient_tls_sslmode = verify-ca\nclient_tls_key_file = k\n"
+         "client_tls_cert_file = c\n",
+         -1,
+         "client_tls_sslmode = verify-ca needs client_tls_ca_file (to check client "
+         "certificates against)"},
+        {"[pgbouncer]\nclient_tls_sslmode = sure\n", -1,
+         "client_tls_sslmode must be disable, allow, prefer, require, verify-ca or verify-full"},
+        {"[pgbouncer]\nauth_type = any\n[databases]\nd = host=h\n", 0,
+         "auth_type = any: database \"d\" has no user=, clients' names are used"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cfg c;
+        logbuf[0] = '\0';
+        const char *p = write_file("u8.ini", cases[i].ini);
+        int rc = cfg_load(&c, p, cap_log, NULL);
+        if (rc != cases[i].rc || !strstr(logbuf, cases[i].says))
+            fail_msg("case %zu: rc %d, log: %s", i, rc, logbuf);
+        if (rc == 0) cfg_free(&c);
+    }
+    /* a password over 65 535 bytes in auth_file */
+    char *big = malloc(CFG_SECRET_MAX + 32);
+    assert_non_null(big);
+    int n = snprintf(big, 32, "\"alice\" \"");
+    memset(big + n, 'x', CFG_SECRET_MAX + 1);
+    snprintf(big + n + CFG_SECRET_MAX + 1, 4, "\"\n");
+    const char *af = write_file("u9.txt", big);
+    free(big);
+    char ini[600];
+    snprintf(ini, sizeof ini, "[pgbouncer]\nauth_file = %s\n", af);
+    cfg c;
+    logbuf[0] = '\0';
+    assert_int_equal(cfg_load(&c, write_file("u9.ini", ini), cap_log, NULL), -1);
+    assert_non_null(
+        strstr(logbuf, "u9.txt:1: the password of \"alice\" is longer than 65535 bytes"));
+}
+
 /* RFC 7677's example, from the client's side. */
 static void test_scram_rfc7677_client(void **state)
 {
@@ -215,6 +276,47 @@ static void test_scram_server_limits(void **state)
     assert_int_equal(scram_server_first(&ss, "p=tls-server-end-point,,n=,r=abc", 32, &why), 0);
     free(m);
     scram_server_clear(&ss);
+}
+
+/* The words each side gives a bad SCRAM message: the client's final with
+ * the wrong binding, the wrong nonce or no proof; a server's first with a
+ * nonce that does not extend ours, no nonce, or too many iterations. */
+static void test_scram_bad_messages(void **state)
+{
+    (void)state;
+    scram_server ss;
+    memset(&ss, 0, sizeof ss);
+    assert_int_equal(scram_secret_for_user("u", "pw", &ss.sec), 0);
+    const char *why;
+    assert_int_equal(scram_server_first(&ss, "n,,n=,r=abc", 11, &why), 0);
+    char fin[256], out[128];
+    /* c=eSws is "y,,": not the header this client sent ("n,,", c=biws) */
+    int n = snprintf(fin, sizeof fin, "c=eSws,r=%s,p=AAAA", ss.nonce);
+    assert_int_equal(scram_server_final(&ss, fin, (size_t)n, out, sizeof out, &why), -1);
+    assert_string_equal(why, "SCRAM channel binding check failed");
+    n = snprintf(fin, sizeof fin, "c=biws,r=%sX,p=AAAA", ss.nonce);
+    assert_int_equal(scram_server_final(&ss, fin, (size_t)n, out, sizeof out, &why), -1);
+    assert_string_equal(why, "SCRAM nonce mismatch");
+    n = snprintf(fin, sizeof fin, "c=biws,r=%s", ss.nonce);
+    assert_int_equal(scram_server_final(&ss, fin, (size_t)n, out, sizeof out, &why), -1);
+    assert_string_equal(why, "malformed SCRAM message");
+    scram_server_clear(&ss);
+
+    scram_client sc;
+    char first[128];
+    assert_true(scram_client_first(&sc, first, sizeof first) > 0);
+    char sf[256], cf[256];
+    n = snprintf(sf, sizeof sf, "r=someone-else%s,s=QUJD,i=4096", sc.nonce);
+    why = NULL;
+    assert_int_equal(scram_client_final(&sc, "pw", sf, (size_t)n, cf, sizeof cf, &why), -1);
+    assert_string_equal(why, "SCRAM nonce mismatch from the server");
+    why = NULL;
+    assert_int_equal(scram_client_final(&sc, "pw", "s=QUJD,i=4096", 13, cf, sizeof cf, &why), -1);
+    assert_string_equal(why, "malformed SCRAM message from the server");
+    n = snprintf(sf, sizeof sf, "r=%sxyz,s=QUJD,i=%d", sc.nonce, SCRAM_MAX_ITER + 1);
+    why = NULL;
+    assert_int_equal(scram_client_final(&sc, "pw", sf, (size_t)n, cf, sizeof cf, &why), -1);
+    assert_string_equal(why, "the server asks for more SCRAM iterations than weir allows");
 }
 
 /* Our server side against our client side, with right and wrong passwords. */
@@ -747,6 +849,8 @@ int main(void)
         cmocka_unit_test(test_scram_secret_cache),
         cmocka_unit_test(test_scram_client_key_cache),
         cmocka_unit_test(test_scram_server_limits),
+        cmocka_unit_test(test_scram_bad_messages),
+        cmocka_unit_test(test_config_messages),
         cmocka_unit_test(test_md5),
         cmocka_unit_test(test_short_connections_rule),
         cmocka_unit_test(test_startup_parse),
