@@ -1009,6 +1009,7 @@ class TestCommandLine(unittest.TestCase):
             rc, log = w.start_fails()
             self.assertNotEqual(rc, 0)
             self.assertIn("weir.ini:5: invalid value \"sometimes\" for pool_mode", log)
+            self.assertIn("cannot load config file %s; not starting" % w.ini, log)
         finally:
             w.stop()
 

@@ -731,6 +731,26 @@ class TestReloadAndStart(unittest.TestCase):
             self.assertIn("needs pidfile", r.stdout + r.stderr)
         finally:
             w.stop()
+        # a pidfile, but nowhere for the log to go once stderr is closed
+        w = Weir(PG, start=False, settings={"pidfile": os.path.join(tempfile.mkdtemp(), "w.pid")})
+        try:
+            r = subprocess.run([os.environ.get("WEIR_BIN", "build/weir"), "-d", w.ini],
+                               capture_output=True, text=True, timeout=20)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("-d (daemon) needs logfile or syslog configured", r.stdout + r.stderr)
+        finally:
+            w.stop()
+
+    def test_reboot_needs_the_unix_socket(self):
+        w = Weir(PG, start=False)  # the harness sets unix_socket_dir empty
+        try:
+            r = subprocess.run([os.environ.get("WEIR_BIN", "build/weir"), "-R", w.ini],
+                               capture_output=True, text=True, timeout=20)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("-R needs unix_socket_dir: the running weir is asked over it",
+                          r.stdout + r.stderr)
+        finally:
+            w.stop()
 
     def test_second_instance_keeps_the_pidfile_and_the_port(self):
         tmp = tempfile.mkdtemp()
