@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int ready;
     if (!ready) {
         memset(&ss, 0, sizeof ss);
-        ready = scram_secret_for_user("u", "pw", &ss.sec) == 0;
+        ready = scram_secret_for_user("u", "pw", 4096, &ss.sec) == 0;
     }
     char out[512];
     const char *why;

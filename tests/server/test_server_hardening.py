@@ -608,6 +608,38 @@ class TestLongPasswords(unittest.TestCase):
             w.stop()
             PG.sql("alter role longpw password '%s'" % self.LONG)
 
+    def test_scram_iterations(self):
+        """PgBouncer 1.25's scram_iterations: the rounds of the secrets weir
+        makes from plain passwords, and of an unknown user's stand-in (the
+        count must not tell them apart); SET changes it for the next login."""
+        w = Weir(PG, settings={"auth_type": "scram-sha-256", "scram_iterations": "5000",
+                               "admin_users": "weir"}, users={"app": "s3cret", "weir": "weirpass"})
+
+        def offered(user):
+            s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+            s.sendall(raw_startup(user=user, database="appdb"))
+            read_messages(s, 1.0)
+            first = b"n,,n=,r=abcdefgh"
+            msg = b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first
+            s.sendall(b"p" + struct.pack("!I", len(msg) + 4) + msg)
+            (t, body), = read_messages(s, 1.0)[:1]
+            s.close()
+            self.assertEqual((t, struct.unpack("!I", body[:4])[0]), (b"R", 11), body[:200])
+            return dict(kv.split("=", 1) for kv in body[4:].decode().split(","))["i"]
+        try:
+            self.assertEqual((offered("app"), offered("nosuchuser")), ("5000", "5000"))
+            r = w.psql("select current_user")
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "app"), r.stderr)
+            _, r = w.admin("SET scram_iterations = 6000")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual((offered("app"), offered("nosuchuser")), ("6000", "6000"))
+            r = w.psql("select current_user")
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "app"), r.stderr)
+            _, r = w.admin("SET scram_iterations = 0")
+            self.assertIn("out of range (1..10000000)", r.stderr)
+        finally:
+            w.stop()
+
     def test_a_sasl_message_over_8_kb(self):
         w = Weir(PG, settings={"auth_type": "scram-sha-256"})
         try:

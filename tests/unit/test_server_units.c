@@ -244,7 +244,7 @@ static void test_scram_server_limits(void **state)
     (void)state;
     scram_server ss;
     memset(&ss, 0, sizeof ss);
-    assert_int_equal(scram_secret_for_user("u", "pw", &ss.sec), 0);
+    assert_int_equal(scram_secret_for_user("u", "pw", 4096, &ss.sec), 0);
     const char *why;
     size_t n = 20000;
     char *m = malloc(65537);
@@ -286,7 +286,7 @@ static void test_scram_bad_messages(void **state)
     (void)state;
     scram_server ss;
     memset(&ss, 0, sizeof ss);
-    assert_int_equal(scram_secret_for_user("u", "pw", &ss.sec), 0);
+    assert_int_equal(scram_secret_for_user("u", "pw", 4096, &ss.sec), 0);
     const char *why;
     assert_int_equal(scram_server_first(&ss, "n,,n=,r=abc", 11, &why), 0);
     char fin[256], out[128];
@@ -326,7 +326,7 @@ static void test_scram_round_trip(void **state)
     for (int wrong = 0; wrong < 2; wrong++) {
         scram_server ss;
         memset(&ss, 0, sizeof ss);
-        assert_int_equal(scram_secret_for_user("u", "s3cret", &ss.sec), 0);
+        assert_int_equal(scram_secret_for_user("u", "s3cret", 4096, &ss.sec), 0);
         scram_client sc;
         char first[128], sfirst[256], cfinal[256], sfinal[128];
         const char *why;
@@ -367,7 +367,7 @@ static bool scram_login(const char *user, const char *stored_pw, const char *cli
 {
     scram_server ss;
     memset(&ss, 0, sizeof ss);
-    if (scram_secret_for_user(user, stored_pw, &ss.sec)) return false;
+    if (scram_secret_for_user(user, stored_pw, 4096, &ss.sec)) return false;
     scram_client sc;
     char first[128], sfirst[256], cfinal[256], sfinal[128];
     const char *why;
@@ -387,17 +387,28 @@ static void test_scram_secret_cache(void **state)
     (void)state;
     scram_secret a, b, c;
     uint64_t d0 = scram_secrets_derived();
-    assert_int_equal(scram_secret_for_user("cu", "first", &a), 0);
-    assert_int_equal(scram_secret_for_user("cu", "first", &b), 0);
+    assert_int_equal(scram_secret_for_user("cu", "first", 4096, &a), 0);
+    assert_int_equal(scram_secret_for_user("cu", "first", 4096, &b), 0);
     assert_memory_equal(&a, &b, sizeof a);
     assert_int_equal(scram_secrets_derived(), d0 + 1); /* the second was kept */
-    assert_int_equal(scram_secret_for_user("cu", "second", &c), 0);
+    assert_int_equal(scram_secret_for_user("cu", "second", 4096, &c), 0);
     assert_int_equal(scram_secrets_derived(), d0 + 2); /* a new password: derived */
     assert_memory_equal(a.salt, c.salt, 16);           /* the user's salt */
     assert_memory_not_equal(a.stored, c.stored, 32);
     assert_memory_not_equal(a.server, c.server, 32);
-    assert_int_equal(scram_secret_for_user("other", "first", &b), 0); /* another user */
+    assert_int_equal(scram_secret_for_user("other", "first", 4096, &b), 0); /* another user */
     assert_memory_not_equal(a.stored, b.stored, 32);
+    /* scram_iterations changed: derived afresh with the new count, not the kept one */
+    uint64_t di = scram_secrets_derived();
+    assert_int_equal(scram_secret_for_user("cu", "first", 5000, &b), 0);
+    assert_int_equal(scram_secrets_derived(), di + 1);
+    assert_int_equal(b.iter, 5000);
+    assert_memory_equal(a.salt, b.salt, 16);
+    assert_memory_not_equal(a.stored, b.stored, 32);
+    scram_secret m;
+    assert_int_equal(scram_secret_mock("nobody", 5000, &m), 0); /* an unknown user's too */
+    assert_int_equal(m.iter, 5000);
+    assert_int_equal(scram_secret_for_user("cu", "first", 0, &b), -1);
     assert_true(scram_login("cu", "first", "first"));
     assert_true(scram_login("cu", "second", "second"));
     assert_false(scram_login("cu", "second", "first"));

@@ -271,18 +271,21 @@ uint64_t scram_secrets_derived(void)
     return atomic_load(&secrets.derived);
 }
 
-int scram_secret_for_user(const char *user, const char *password, scram_secret *s)
+int scram_secret_for_user(const char *user, const char *password, int iter, scram_secret *s)
 {
     uint8_t m[32], salted[32], ck[32], key[32];
-    if (proc_mac(3, (const void *[]){"secret", user, password},
-                 (size_t[]){6, strlen(user), strlen(password)}, key))
+    uint8_t it[4] = {(uint8_t)(iter >> 24), (uint8_t)(iter >> 16), (uint8_t)(iter >> 8),
+                     (uint8_t)iter}; /* a changed scram_iterations misses */
+    if (iter < 1 || iter > SCRAM_MAX_ITER ||
+        proc_mac(4, (const void *[]){"secret", user, password, it},
+                 (size_t[]){6, strlen(user), strlen(password), 4}, key))
         return -1;
     if (kept_get(&secrets, key, s, sizeof *s)) return 0;
     if (user_mac("salt:", user, m)) return -1;
-    s->iter = 4096;
+    s->iter = iter;
     s->saltlen = 16;
     memcpy(s->salt, m, 16);
-    if (salted_password(password, s->salt, 16, 4096, salted)) return -1;
+    if (salted_password(password, s->salt, 16, iter, salted)) return -1;
     hmac(salted, 32, "Client Key", 10, ck);
     sha256(ck, 32, s->stored);
     hmac(salted, 32, "Server Key", 10, s->server);
@@ -292,11 +295,11 @@ int scram_secret_for_user(const char *user, const char *password, scram_secret *
     return 0;
 }
 
-int scram_secret_mock(const char *user, scram_secret *s)
+int scram_secret_mock(const char *user, int iter, scram_secret *s)
 {
     uint8_t m[32];
     if (user_mac("salt:", user, m)) return -1;
-    s->iter = 4096;
+    s->iter = iter; /* as a real user's: the count does not tell them apart */
     s->saltlen = 16;
     memcpy(s->salt, m, 16);
     /* Keys nobody knows: no proof can match them. */
@@ -603,7 +606,7 @@ bool auth_password_ok(const char *user, const char *password, const char *secret
     if (!secret || !secret[0]) { /* no such user: spend what a SCRAM check spends, then no */
         scram_secret s;
         uint8_t salted[32];
-        if (scram_secret_mock(user, &s) == 0)
+        if (scram_secret_mock(user, 4096, &s) == 0)
             (void)salted_password(password, s.salt, s.saltlen, s.iter, salted);
         return false;
     }

@@ -45,17 +45,17 @@ typedef struct scram_secret {
 
 /* "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>". 0 or -1. */
 int scram_secret_parse(const char *text, scram_secret *s);
-/* A secret for user's plain password: 4096 iterations, and a salt derived
- * from user and a random key made once per process, so a user is offered
- * the same salt on every login. 0 or -1. */
-int scram_secret_for_user(const char *user, const char *password, scram_secret *s);
+/* A secret for user's plain password: iter iterations (scram_iterations), and
+ * a salt derived from user and a random key made once per process, so a user
+ * is offered the same salt on every login. 0 or -1. */
+int scram_secret_for_user(const char *user, const char *password, int iter, scram_secret *s);
 /* How many secrets scram_secret_for_user has derived (PBKDF2) rather than
  * found kept: for the tests. */
 uint64_t scram_secrets_derived(void);
-/* A secret for a user who does not exist: the salt as scram_secret_for_user
- * would give, keys no password matches (PostgreSQL's mock authentication).
- * 0, or -1 if no random key could be made. */
-int scram_secret_mock(const char *user, scram_secret *s);
+/* A secret for a user who does not exist: the salt and iteration count
+ * scram_secret_for_user would give, keys no password matches (PostgreSQL's
+ * mock authentication). 0, or -1 if no random key could be made. */
+int scram_secret_mock(const char *user, int iter, scram_secret *s);
 
 /* Server side: a client proving it knows the secret. The strings are owned
  * (each as long as the client's nonce makes it); scram_server_clear frees

@@ -6,6 +6,7 @@
  * file:line; a bad value is an error naming file:line and the key.
  */
 #include "core/config.h"
+#include "core/auth.h" /* SCRAM_MAX_ITER */
 #include "core/hba.h"
 
 #include <ctype.h>
@@ -47,6 +48,7 @@ static const key keys[] = {
     K(auth_ident_file, K_STR, ""),
     K(auth_user, K_NAME, ""),
     K(auth_dbname, K_NAME, ""),
+    K(scram_iterations, K_INT, "4096"),
     K(auth_query, K_STR, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"),
     K(admin_users, K_STR, ""),
     K(stats_users, K_STR, ""),
@@ -340,6 +342,10 @@ static int set_key(cfg *c, const key *k, const char *v, char *why, size_t whylen
         }
         if (!strcmp(k->name, "peer_id") && x > CFG_PEER_ID_MAX) {
             snprintf(why, whylen, "out of range (0..%d)", CFG_PEER_ID_MAX);
+            return -1;
+        }
+        if (!strcmp(k->name, "scram_iterations") && (x < 1 || x > SCRAM_MAX_ITER)) {
+            snprintf(why, whylen, "out of range (1..%d)", SCRAM_MAX_ITER);
             return -1;
         }
         if (!strcmp(k->name, "workers") && x > 256) {

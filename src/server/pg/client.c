@@ -1853,10 +1853,11 @@ static void auth_ask(client *c)
                 return;
             }
         } else if (secret[0] && !is_md5) {
-            rc = scram_secret_for_user(c->user, secret, &c->scram->sec);
+            rc = scram_secret_for_user(c->user, secret, c->w->srv->cfg.scram_iterations,
+                                       &c->scram->sec);
         } else {
             clear_secret(c); /* no user, or only an md5 hash: the proof cannot pass */
-            rc = scram_secret_mock(c->user, &c->scram->sec);
+            rc = scram_secret_mock(c->user, c->w->srv->cfg.scram_iterations, &c->scram->sec);
         }
         if (rc) {
             client_close(c, "58000", "could not prepare authentication: no random bytes");
