@@ -133,8 +133,8 @@ typedef struct cfg {
     char worker_sched[CFG_NAME]; /* "batch": workers run SCHED_BATCH (no wake-up preemption);
                                     default "normal" */
     int max_prepared_statements; /* per server connection, transaction/statement mode; 0 = off */
-    int scram_iterations; /* PBKDF2 rounds of the SCRAM secrets weir makes (plain auth_file
-                             passwords, and unknown users' stand-ins) */
+    int scram_iterations;        /* PBKDF2 rounds of the SCRAM secrets weir makes (plain auth_file
+                                    passwords, and unknown users' stand-ins) */
     int max_db_client_connections, max_user_client_connections; /* 0 = no limit */
     int64_t transaction_timeout; /* a transaction open longer is ended; 0 = none */
     int peer_id; /* this process in a [peers] group (cancel keys carry it); 0 = no peering */
