@@ -754,35 +754,26 @@ class TestReloadAndStart(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("not a regular file", r.stdout + r.stderr)
 
-    def test_daemon_needs_pidfile_and_log(self):
-        w = Weir(PG, start=False)
+    def refused(self, flag, says, settings=None):
+        """weir FLAG on a config it cannot run that way: it exits, saying so."""
+        w = Weir(PG, start=False, settings=settings)
         try:
-            r = subprocess.run([os.environ.get("WEIR_BIN", "build/weir"), "-d", w.ini],
+            r = subprocess.run([os.environ.get("WEIR_BIN", "build/weir"), flag, w.ini],
                                capture_output=True, text=True, timeout=20)
             self.assertNotEqual(r.returncode, 0)
-            self.assertIn("needs pidfile", r.stdout + r.stderr)
-        finally:
-            w.stop()
-        # a pidfile, but nowhere for the log to go once stderr is closed
-        w = Weir(PG, start=False, settings={"pidfile": os.path.join(tempfile.mkdtemp(), "w.pid")})
-        try:
-            r = subprocess.run([os.environ.get("WEIR_BIN", "build/weir"), "-d", w.ini],
-                               capture_output=True, text=True, timeout=20)
-            self.assertNotEqual(r.returncode, 0)
-            self.assertIn("-d (daemon) needs logfile or syslog configured", r.stdout + r.stderr)
+            self.assertIn(says, r.stdout + r.stderr)
         finally:
             w.stop()
 
+    def test_daemon_needs_pidfile_and_log(self):
+        self.refused("-d", "needs pidfile")
+        # a pidfile, but nowhere for the log to go once stderr is closed
+        self.refused("-d", "-d (daemon) needs logfile or syslog configured",
+                     {"pidfile": os.path.join(tempfile.mkdtemp(), "w.pid")})
+
     def test_reboot_needs_the_unix_socket(self):
-        w = Weir(PG, start=False)  # the harness sets unix_socket_dir empty
-        try:
-            r = subprocess.run([os.environ.get("WEIR_BIN", "build/weir"), "-R", w.ini],
-                               capture_output=True, text=True, timeout=20)
-            self.assertNotEqual(r.returncode, 0)
-            self.assertIn("-R needs unix_socket_dir: the running weir is asked over it",
-                          r.stdout + r.stderr)
-        finally:
-            w.stop()
+        # the harness sets unix_socket_dir empty
+        self.refused("-R", "-R needs unix_socket_dir: the running weir is asked over it")
 
     def test_second_instance_keeps_the_pidfile_and_the_port(self):
         tmp = tempfile.mkdtemp()

@@ -470,15 +470,20 @@ static void test_md5(void **state)
     assert_false(auth_equal("abc", "abcd"));
 }
 
+/* A startup packet: length, code, then plen bytes of parameters. */
+static uint32_t startup_packet(uint8_t *pkt, uint32_t code, const char *params, uint32_t plen)
+{
+    memcpy(pkt + 8, params, plen);
+    pq_set32(pkt, 8 + plen);
+    pq_set32(pkt + 4, code);
+    return 8 + plen;
+}
+
 static void test_startup_parse(void **state)
 {
     (void)state;
     uint8_t pkt[64];
-    uint32_t n = 8;
-    memcpy(pkt + n, "user\0app\0database\0x\0\0", 21);
-    n += 21;
-    pq_set32(pkt, n);
-    pq_set32(pkt + 4, PQ_PROTO_V3);
+    uint32_t n = startup_packet(pkt, PQ_PROTO_V3, "user\0app\0database\0x\0\0", 21);
     pq_startup st;
     const char *why = NULL;
     assert_int_equal(pq_parse_startup(pkt, n, &st, &why), 0);
@@ -511,11 +516,7 @@ static void test_negotiate_protocol(void **state)
 {
     (void)state;
     uint8_t pkt[128];
-    uint32_t n = 8;
-    memcpy(pkt + n, "user\0app\0_pq_.a\0on\0_pq_.bb\0x\0\0", 30);
-    n += 30;
-    pq_set32(pkt, n);
-    pq_set32(pkt + 4, (3u << 16) | 2u);
+    uint32_t n = startup_packet(pkt, (3u << 16) | 2u, "user\0app\0_pq_.a\0on\0_pq_.bb\0x\0\0", 30);
     pq_startup st;
     const char *why = NULL;
     assert_int_equal(pq_parse_startup(pkt, n, &st, &why), 0);
@@ -527,9 +528,8 @@ static void test_negotiate_protocol(void **state)
     assert_int_equal(b.end, sizeof want);
     assert_memory_equal(b.p, want, sizeof want);
     /* 3.2 alone: the version, no names */
-    memcpy(pkt + 8, "user\0app\0\0", 10);
-    pq_set32(pkt, 18);
-    assert_int_equal(pq_parse_startup(pkt, 18, &st, &why), 0);
+    n = startup_packet(pkt, (3u << 16) | 2u, "user\0app\0\0", 10);
+    assert_int_equal(pq_parse_startup(pkt, n, &st, &why), 0);
     b.end = 0;
     assert_int_equal(pq_put_negotiate(&b, &st), 0);
     assert_int_equal(b.end, 13);
@@ -537,7 +537,7 @@ static void test_negotiate_protocol(void **state)
     assert_int_equal(pq_get32(b.p + 9), 0);
     /* 3.0 without extensions: nothing */
     pq_set32(pkt + 4, PQ_PROTO_V3);
-    assert_int_equal(pq_parse_startup(pkt, 18, &st, &why), 0);
+    assert_int_equal(pq_parse_startup(pkt, n, &st, &why), 0);
     b.end = 0;
     assert_int_equal(pq_put_negotiate(&b, &st), 0);
     assert_int_equal(b.end, 0);
