@@ -524,8 +524,11 @@ class TestTrackExtraParameters(WeirCase):
                 self.assertEqual(a.execute("SELECT current_schemas(false)").fetchone()[0],
                                  ["extra_a", "public"])
                 self.assertEqual(c.execute("SHOW search_path").fetchone()[0], "pg_catalog")
-                # b set nothing: it gets what the server has (as in PgBouncer)
-                b.execute("SELECT 1")
+                # b set nothing: it gets the server's default, not c's (PgBouncer
+                # leaves the last client's value)
+                self.assertEqual(b.execute("SHOW search_path").fetchone()[0], '"$user", public')
+                self.assertEqual(b.execute("SELECT current_schemas(false)").fetchone()[0],
+                                 ["public"])
                 self.assertEqual(a.execute("SHOW search_path").fetchone()[0], "extra_a,public")
         # a startup parameter of its own works as well as options
         r = subprocess.run(["psql", "-X", "-A", "-t", "-c", "SHOW search_path",

@@ -44,6 +44,15 @@ bool be_params_set(be_params *p, const char *name, const char *value)
     return true;
 }
 
+void be_params_drop(be_params *p, int i)
+{
+    if (i < 0 || i >= p->n) return;
+    p->n--;
+    if (i == p->n) return;
+    memcpy(p->name[i], p->name[p->n], BE_NAME);
+    memcpy(p->value[i], p->value[p->n], BE_VALUE);
+}
+
 int be_params_find(const be_params *p, const char *name)
 {
     for (int i = 0; i < p->n; i++)

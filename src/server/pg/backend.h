@@ -22,6 +22,9 @@ typedef struct be_params {
 
 /* Set (or add) name=value; returns true if the value changed. */
 bool be_params_set(be_params *p, const char *name, const char *value);
+/* Remove entry i, the last one taking its place: not for a server's own
+ * params (whose indexes are remembered), only for weir's lists. */
+void be_params_drop(be_params *p, int i);
 const char *be_params_get(const be_params *p, const char *name);
 /* Where name is in p (its index; entries are only ever added), or -1. */
 int be_params_find(const be_params *p, const char *name);

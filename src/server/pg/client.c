@@ -813,12 +813,27 @@ static void server_event(evutil_socket_t fd, short what, client *c)
  * (search_path=a,b is two schemas; SET search_path='a,b' is one). */
 static void sync_extra(client *c)
 {
-    if (!c->xwant) return;
     backend *be = c->be;
-    if (!be->xset && !(be->xset = calloc(1, sizeof *be->xset))) return;
     char sql[4096];
     size_t o = 0;
-    for (int i = 0; i < c->xwant->n; i++) {
+    /* What weir set here for another client and this one did not ask for
+     * goes back to the session's default (RESET: what a connection of its
+     * own would have), or the client would run with the other's search_path.
+     * PgBouncer leaves it. The names are identifiers weir checked (letters,
+     * digits, _ and .), quoted so that none is read as a keyword (ALL). */
+    for (int i = 0; be->xset && i < be->xset->n;) {
+        const char *name = be->xset->name[i];
+        if (c->xwant && be_params_get(c->xwant, name)) {
+            i++;
+            continue;
+        }
+        int n = snprintf(sql + o, sizeof sql - o, "RESET \"%s\";", name);
+        if (n < 0 || (size_t)n >= sizeof sql - o) break;
+        o += (size_t)n;
+        be_params_drop(be->xset, i); /* the last entry moves to i */
+    }
+    for (int i = 0; c->xwant && i < c->xwant->n; i++) {
+        if (!be->xset && !(be->xset = calloc(1, sizeof *be->xset))) break;
         const char *name = c->xwant->name[i], *want = c->xwant->value[i];
         const char *have = be_params_get(&be->params, name); /* reported */
         if (!have) have = be_params_get(be->xset, name);
