@@ -157,6 +157,21 @@ class TestAuth(unittest.TestCase):
         """app is not in auth_file: its SCRAM secret comes from the database."""
         self.check("scram-sha-256", {"weir_auth": "authpw"}, "s3cret", settings=self.AUTH_QUERY)
 
+    def test_a_clients_search_path_does_not_reach_auth_query(self):
+        """PgBouncer's CVE-2025-12819: a search_path in the startup packet
+        (tracked by default here) ran the auth_query under it. The lookup
+        below finds the user only if its search_path is not the client's."""
+        q = ("SELECT uname, phash FROM public.user_lookup($1) "
+             "WHERE pg_catalog.current_setting('search_path') NOT LIKE '%evil%'")
+        w = Weir(PG, settings={"auth_user": "weir_auth", "auth_query": q,
+                               "auth_type": "scram-sha-256"}, users={"weir_auth": "authpw"})
+        try:
+            r = w.psql("show search_path", env={"PGOPTIONS": "-c search_path=evil,public"})
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "evil,public"),
+                             r.stderr + w.log()[-2000:])
+        finally:
+            w.stop()
+
     def test_auth_query_md5(self):
         self.check("md5", {"weir_auth": "authpw"}, "md5pw", settings=self.AUTH_QUERY,
                    user="app_md5")
@@ -453,13 +468,33 @@ class TestTransactionPooling(WeirCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("node-postgres ok", r.stdout)
 
+    def test_pgjdbc(self):
+        """pgjdbc as it comes, no settings for it: it sends extra_float_digits
+        (and search_path, from currentSchema) at login, which PgBouncer
+        refuses unless told to ignore them; tests/server/JdbcClient.java."""
+        jar = os.environ.get("WEIR_PGJDBC", "/usr/share/java/postgresql.jar")
+        if not os.path.exists(jar) or not shutil.which("javac"):
+            self.fail("pgjdbc or javac not found (scripts/deps.sh installs "
+                      "libpostgresql-jdbc-java and openjdk-17-jdk-headless)")
+        PG.sql("CREATE SCHEMA IF NOT EXISTS jdbc_s AUTHORIZATION app")
+        out = tempfile.mkdtemp(prefix="weir-jdbc-")
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "JdbcClient.java")
+        r = subprocess.run(["javac", "-cp", jar, "-d", out, src], capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run(["java", "-cp", jar + ":" + out, "JdbcClient", str(self.w.port), "4",
+                            "200"], capture_output=True, text=True, timeout=120)
+        shutil.rmtree(out, ignore_errors=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr[-3000:])
+        self.assertIn("pgjdbc ok", r.stdout)
+
 
 class TestOptionsParameter(WeirCase):
     """libpq's options ("-c name=value"): the parameters weir keeps in line
     follow each client across pooled server connections; others are refused
     with the name, unless ignore_startup_parameters names them."""
     settings = {"pool_mode": "transaction", "default_pool_size": "1",
-                "ignore_startup_parameters": "extra_float_digits", "admin_users": "weir"}
+                "ignore_startup_parameters": "geqo", "admin_users": "weir"}
 
     def opts(self, options):
         return psycopg.connect(self.w.dsn(), autocommit=True, options=options)
@@ -478,7 +513,10 @@ class TestOptionsParameter(WeirCase):
             self.assertEqual(a.execute("SHOW timezone").fetchone()[0], "Europe/Lisbon")
         self.assertEqual(self.value("SHOW timezone", "--timezone=Asia/Tokyo"), "Asia/Tokyo")
         # named in ignore_startup_parameters: taken as given, not applied
-        self.assertEqual(self.value("SHOW extra_float_digits", "-c extra_float_digits=2"), "1")
+        self.assertEqual(self.value("SHOW geqo", "-c geqo=off"), "on")
+        # in track_extra_parameters by default (pgjdbc sends it): applied
+        self.assertEqual(self.value("SHOW extra_float_digits", "-c extra_float_digits=2"), "2")
+        self.assertEqual(self.value("SHOW extra_float_digits", ""), "1")
 
     def test_refusals_and_ignore_options(self):
         for opts, msg in (("-d", "unsupported options startup parameter: only '-c config=val' "
@@ -538,12 +576,29 @@ class TestTrackExtraParameters(WeirCase):
         self.assertEqual(r.stdout.strip(), "extra_a", r.stderr)
 
     def test_not_listed_is_refused(self):
-        w2 = Weir(PG, settings={"pool_mode": "transaction"})  # the default: IntervalStyle
+        w2 = Weir(PG, settings={"pool_mode": "transaction", "track_extra_parameters": "IntervalStyle"})
         try:
             with self.assertRaises(psycopg.OperationalError) as e:
                 psycopg.connect(w2.dsn(), options="-c search_path=public")
             self.assertIn("unsupported startup parameter in options: search_path",
                           str(e.exception))
+        finally:
+            w2.stop()
+
+    def test_the_default_list(self):
+        """IntervalStyle as PgBouncer, and what pgjdbc sends: extra_float_digits
+        at every login, search_path with currentSchema."""
+        w2 = Weir(PG, settings={"pool_mode": "transaction", "default_pool_size": "1"})
+        try:
+            with psycopg.connect(w2.dsn(), autocommit=True,
+                                 options="-c extra_float_digits=3 -c search_path=pg_catalog") as a, \
+                    psycopg.connect(w2.dsn(), autocommit=True) as b:
+                for _ in range(2):
+                    self.assertEqual(a.execute("SHOW extra_float_digits").fetchone()[0], "3")
+                    self.assertEqual(a.execute("SHOW search_path").fetchone()[0], "pg_catalog")
+                    self.assertEqual(b.execute("SHOW extra_float_digits").fetchone()[0], "1")
+                    self.assertEqual(b.execute("SHOW search_path").fetchone()[0],
+                                     '"$user", public')
         finally:
             w2.stop()
 

@@ -53,7 +53,9 @@ static const key keys[] = {
     K(admin_users, K_STR, ""),
     K(stats_users, K_STR, ""),
     K(ignore_startup_parameters, K_STR, ""),
-    K(track_extra_parameters, K_STR, "IntervalStyle"),
+    /* PgBouncer's default is IntervalStyle alone; pgjdbc sends extra_float_digits
+     * at every login, and search_path with currentSchema (docs/SERVER.md) */
+    K(track_extra_parameters, K_STR, "IntervalStyle, extra_float_digits, search_path"),
     K(login_notify_message, K_STR, ""),
     K(server_fast_close, K_BOOL, "0"),
     K(max_client_conn, K_INT, "100"),
