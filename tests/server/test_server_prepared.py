@@ -211,6 +211,61 @@ class TestManyClients(PreparedCase):
         # 4 statements on at most 2 server connections
         self.assertLessEqual(self.metric("weir_prepared_server_parses_total"), 8)
 
+    def test_asyncpg_statement_cache(self):
+        """asyncpg prepares every query under a name of its own and keeps
+        them (its statement cache), on its own protocol code: the driver
+        PgBouncer users had to turn that cache off for. 8 connections on 2
+        server connections: queries, executemany in a transaction, a cursor
+        read 2 rows at a time, a unique violation, and a new text every 7th
+        query."""
+        import asyncio
+        try:
+            import asyncpg
+        except ImportError:
+            self.fail("asyncpg not found (scripts/deps.sh installs python3-asyncpg)")
+
+        async def client(t):
+            c = await asyncpg.connect(host="127.0.0.1", port=self.w.port, user="app",
+                                      database="appdb")
+            try:
+                for i in range(150):
+                    r = await c.fetchrow("select $1::int + 1 as a, $2::text as b, $3::bytea as c",
+                                         i, "t%d" % t, bytes([i % 256]))
+                    if (r["a"], r["b"], r["c"]) != (i + 1, "t%d" % t, bytes([i % 256])):
+                        return "client %d: row %r at %d" % (t, r, i)
+                    if i % 7 == 0 and await c.fetchval("select %d::int" % i) != i:
+                        return "client %d: new text %d" % (t, i)
+                    if i % 25:
+                        continue
+                    base = t * 100000 + i * 10
+                    async with c.transaction():
+                        await c.executemany("insert into apg values ($1, $2)",
+                                            [(base + k, "v") for k in range(5)])
+                        ids = [r["id"] async for r in c.cursor(
+                            "select id from apg where id >= $1 and id < $2 order by id",
+                            base, base + 5, prefetch=2)]
+                        if ids != list(range(base, base + 5)):
+                            return "client %d: cursor %r" % (t, ids)
+                    try:
+                        await c.execute("insert into apg values (%d, 'dup')" % base)
+                        return "client %d: a duplicate key was taken" % t
+                    except asyncpg.UniqueViolationError:
+                        pass
+                return "ok"
+            finally:
+                await c.close()
+
+        async def run():
+            c = await asyncpg.connect(host="127.0.0.1", port=self.w.port, user="app",
+                                      database="appdb")
+            await c.execute("drop table if exists apg; create table apg (id int primary key, "
+                            "v text)")
+            await c.close()
+            return await asyncio.gather(*[client(t) for t in range(8)], return_exceptions=True)
+
+        got = asyncio.run(asyncio.wait_for(run(), 120))
+        self.assertEqual([str(g) for g in got], ["ok"] * 8, self.w.log()[-3000:])
+
     def test_psycopg_deallocate_when_its_cache_overflows(self):
         # psycopg keeps prepared_max statements and DEALLOCATEs the oldest.
         with psycopg.connect(self.w.dsn(), prepare_threshold=0) as conn:
