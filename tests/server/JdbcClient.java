@@ -4,13 +4,19 @@
 // prepareThreshold uses, or at once with prepareThreshold=1), binary
 // transfer, batches, a cursor read a few rows at a time (a portal suspended
 // and resumed), and a failed statement rolled back, from several threads, each
-// with a connection of its own as a connection pool would hold them.
+// with a connection of its own as a connection pool would hold them; before
+// that, setQueryTimeout (pgjdbc's own CancelRequest) and COPY both ways
+// through its CopyManager.
 //
 //   java -cp postgresql.jar:DIR JdbcClient PORT THREADS ITERATIONS
+import java.io.StringReader;
+import java.io.StringWriter;
 import java.math.BigDecimal;
 import java.sql.*;
 import java.util.*;
 import java.util.concurrent.*;
+import org.postgresql.PGConnection;
+import org.postgresql.copy.CopyManager;
 
 public class JdbcClient {
     static String run(String url, Properties p, int tid, int iters) throws SQLException {
@@ -81,6 +87,26 @@ public class JdbcClient {
         p.setProperty("password", "s3cret");
         try (Connection c = DriverManager.getConnection(base, p); Statement s = c.createStatement()) {
             s.execute("drop table if exists jt; create table jt (id int primary key, v text)");
+            s.setQueryTimeout(1);
+            try {
+                s.execute("select pg_sleep(30)");
+                System.out.println("setQueryTimeout: not cancelled");
+                System.exit(1);
+            } catch (SQLException e) {
+                if (!"57014".equals(e.getSQLState())) throw e; // canceling statement
+            }
+            s.setQueryTimeout(0);
+            CopyManager cm = c.unwrap(PGConnection.class).getCopyAPI();
+            StringBuilder sb = new StringBuilder();
+            for (int i = 0; i < 50000; i++) sb.append(1000000000 + i).append("\tcopied\n");
+            long in = cm.copyIn("COPY jt FROM STDIN", new StringReader(sb.toString()));
+            StringWriter out = new StringWriter();
+            long back = cm.copyOut("COPY (SELECT * FROM jt ORDER BY id) TO STDOUT", out);
+            if (in != 50000 || back != 50000 || !out.toString().equals(sb.toString())) {
+                System.out.println("COPY: in " + in + ", out " + back);
+                System.exit(1);
+            }
+            s.execute("delete from jt");
         }
         ExecutorService ex = Executors.newFixedThreadPool(threads);
         List<Future<String>> fs = new ArrayList<>();
