@@ -8,7 +8,8 @@
 // that, setQueryTimeout (pgjdbc's own CancelRequest) and COPY both ways
 // through its CopyManager.
 //
-//   java -cp postgresql.jar:DIR JdbcClient PORT THREADS ITERATIONS
+//   java -cp postgresql.jar:DIR JdbcClient PORT THREADS ITERATIONS [URL_PARAMS]
+// (URL_PARAMS: more of the JDBC URL's parameters, sslmode=... for instance)
 import java.io.StringReader;
 import java.io.StringWriter;
 import java.math.BigDecimal;
@@ -80,7 +81,8 @@ public class JdbcClient {
     }
 
     public static void main(String[] a) throws Exception {
-        String base = "jdbc:postgresql://127.0.0.1:" + a[0] + "/appdb?currentSchema=jdbc_s";
+        String base = "jdbc:postgresql://127.0.0.1:" + a[0] + "/appdb?currentSchema=jdbc_s" +
+                      (a.length > 3 && !a[3].isEmpty() ? "&" + a[3] : "");
         int threads = Integer.parseInt(a[1]), iters = Integer.parseInt(a[2]);
         Properties p = new Properties();
         p.setProperty("user", "app");

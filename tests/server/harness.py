@@ -278,3 +278,25 @@ def error_fields(body):
         if part:
             f[part[0:1].decode()] = part[1:].decode(errors="replace")
     return f
+
+
+def run_pgjdbc(port, threads, iterations, url_params=""):
+    """Compile and run JdbcClient.java (pgjdbc from Debian's
+    libpostgresql-jdbc-java) against weir's port: (returncode, output).
+    url_params are added to its JDBC URL (sslmode=..., for instance)."""
+    jar = os.environ.get("WEIR_PGJDBC", "/usr/share/java/postgresql.jar")
+    if not os.path.exists(jar) or not shutil.which("javac"):
+        raise AssertionError("pgjdbc or javac not found (scripts/deps.sh installs "
+                             "libpostgresql-jdbc-java and openjdk-17-jdk-headless)")
+    out = tempfile.mkdtemp(prefix="weir-jdbc-")
+    try:
+        r = subprocess.run(["javac", "-cp", jar, "-d", out, os.path.join(HERE, "JdbcClient.java")],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode:
+            return r.returncode, r.stdout + r.stderr
+        r = subprocess.run(["java", "-cp", jar + ":" + out, "JdbcClient", str(port), str(threads),
+                            str(iterations), url_params], capture_output=True, text=True,
+                           timeout=120)
+        return r.returncode, r.stdout + r.stderr[-3000:]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

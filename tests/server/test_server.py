@@ -17,7 +17,7 @@ import unittest
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import WEIR, Postgres, Weir, wait_port  # noqa: E402
+from harness import WEIR, Postgres, Weir, run_pgjdbc, wait_port  # noqa: E402
 
 PG = None
 
@@ -472,21 +472,10 @@ class TestTransactionPooling(WeirCase):
         """pgjdbc as it comes, no settings for it: it sends extra_float_digits
         (and search_path, from currentSchema) at login, which PgBouncer
         refuses unless told to ignore them; tests/server/JdbcClient.java."""
-        jar = os.environ.get("WEIR_PGJDBC", "/usr/share/java/postgresql.jar")
-        if not os.path.exists(jar) or not shutil.which("javac"):
-            self.fail("pgjdbc or javac not found (scripts/deps.sh installs "
-                      "libpostgresql-jdbc-java and openjdk-17-jdk-headless)")
         PG.sql("CREATE SCHEMA IF NOT EXISTS jdbc_s AUTHORIZATION app")
-        out = tempfile.mkdtemp(prefix="weir-jdbc-")
-        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "JdbcClient.java")
-        r = subprocess.run(["javac", "-cp", jar, "-d", out, src], capture_output=True, text=True,
-                           timeout=120)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        r = subprocess.run(["java", "-cp", jar + ":" + out, "JdbcClient", str(self.w.port), "4",
-                            "200"], capture_output=True, text=True, timeout=120)
-        shutil.rmtree(out, ignore_errors=True)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr[-3000:])
-        self.assertIn("pgjdbc ok", r.stdout)
+        rc, out = run_pgjdbc(self.w.port, 4, 200)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("pgjdbc ok", out)
 
 
 class TestOptionsParameter(WeirCase):

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import Postgres, Weir, free_port, raw_startup, read_messages, wait_port
+from harness import Postgres, Weir, free_port, raw_startup, read_messages, run_pgjdbc, wait_port
 
 
 def w_setting(w, key):
@@ -116,6 +116,23 @@ def server_subject(port):
 
 
 class TestClientTls(unittest.TestCase):
+    def test_pgjdbc_over_tls_with_scram(self):
+        """Java's own TLS stack and pgjdbc's SCRAM (weir offers -PLUS too):
+        the certificate checked against the CA and the address, then
+        JdbcClient.java's whole run on two threads."""
+        PG.sql("CREATE SCHEMA IF NOT EXISTS jdbc_s AUTHORIZATION app")
+        w = tls_weir("require", auth_type="scram-sha-256",
+                     users={"app": "s3cret", "weir": "weirpass"})
+        try:
+            rc, out = run_pgjdbc(w.port, 2, 30, "sslmode=verify-full&sslrootcert=" + cert("ca.crt"))
+            self.assertEqual(rc, 0, out + w.log()[-2000:])
+            self.assertIn("pgjdbc ok", out)
+            rc, out = run_pgjdbc(w.port, 1, 1, "sslmode=verify-full&sslrootcert=" + cert("ca2.crt"))
+            self.assertNotEqual(rc, 0)
+            self.assertIn("PKIX path", out)  # Java's words for an unknown issuer
+        finally:
+            w.stop()
+
     def test_require_refuses_plain_text_and_serves_tls(self):
         import psycopg
         w = tls_weir("require")
