@@ -186,6 +186,8 @@ static void test_config_messages(void **state)
          "certificates against)"},
         {"[pgbouncer]\nclient_tls_sslmode = sure\n", -1,
          "client_tls_sslmode must be disable, allow, prefer, require, verify-ca or verify-full"},
+        {"[pgbouncer]\nauth_ldap_options = ldapserver=x\n", 0,
+         "u8.ini:2: auth_ldap_options is not supported by weir; ignored"},
         {"[pgbouncer]\nauth_type = any\n[databases]\nd = host=h\n", 0,
          "auth_type = any: database \"d\" has no user=, clients' names are used"},
     };

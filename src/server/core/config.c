@@ -173,6 +173,7 @@ static const char *const unsupported[] = {
     "dns_max_ttl",       "dns_nxdomain_ttl",   "dns_zone_check_period",
     "resolv_conf",       "sbuf_loopcnt",       "tcp_defer_accept",
     "tcp_socket_buffer", "http_listen_addr",   "http_listen_port",
+    "auth_ldap_options", /* 1.25's LDAP: auth_type ldap is refused at start */
 };
 
 typedef struct reader {
