@@ -29,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 1 << 16) return 0;
     ps_registry *reg = ps_registry_new();
-    ps_client *pc[2] = {ps_client_new(reg), ps_client_new(reg)};
+    /* the second client under a small max_client_prepared_bytes */
+    ps_client *pc[2] = {ps_client_new(reg, 0), ps_client_new(reg, 256)};
     ps_cache *sc = NULL;
     pq_buf to_server = {0}, out = {0};
     size_t at = 0;
@@ -63,7 +64,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (!(ctl & 1)) {
             int rc = strchr(PS_WHOLE_IN, t) && t ? ps_client_msg(c, &sc, 3, t, body, n, &to_server)
                                                  : ps_client_other(c, t);
+            if (rc == PS_TOO_MUCH && cur == 1 && t == 'P') { /* client.c closes it */
+                free(body);
+                break;
+            }
             if (rc) abort(); /* only out of memory may fail */
+            if (ps_client_bytes(pc[1]) > 256) abort();
             check_frames(&to_server);
             to_server.start = to_server.end = 0;
         } else {

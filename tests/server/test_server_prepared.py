@@ -475,6 +475,43 @@ class TestSchemaChange(PreparedCase):
             self.assertEqual(r.nfields, 2)
 
 
+class TestClientBound(PreparedCase):
+    """max_client_prepared_bytes: one client's named statements must not fill
+    weir's memory (in transaction pooling weir keeps them all, to prepare
+    them again wherever the client lands). Past the bound the client is
+    closed with the setting's name; the others go on."""
+    settings = {"max_client_prepared_bytes": "3000"}
+
+    def test_past_the_bound_the_client_is_closed(self):
+        c = self.raw()
+        pad = "x" * 200
+        got = []
+        for i in range(100):  # each about 220 bytes: the 14th is past 3000
+            c.s.sendall(parse("s%d" % i, "SELECT '%s%d'" % (pad, i)) + SYNC)
+            try:
+                got = [c.read()]
+                while got[-1][0] != b"Z":
+                    got.append(c.read())
+                self.assertEqual([t for t, _ in got], [b"1", b"Z"])
+            except ConnectionError:
+                break
+        else:
+            self.fail("never closed")
+        self.assertEqual([t for t, _ in got], [b"E"])
+        err = error_fields(got[0][1])
+        self.assertEqual(err["C"], "54000")
+        self.assertEqual(err["M"], "the prepared statements of this client would take more than "
+                                   "3000 bytes (max_client_prepared_bytes)")
+        self.assertEqual(i, 13)
+        # Close gives the room back: the same client could go on for ever
+        d = self.raw()
+        for i in range(40):
+            self.assertEqual(d.run(parse("t", "SELECT '%s%d'" % (pad, i)), SYNC), ["1", "Z"])
+            self.assertEqual(d.run(close_stmt("t"), SYNC), ["3", "Z"])
+        self.assertEqual(d.run(parse("u", "SELECT 5"), SYNC), ["1", "Z"])
+        self.assertEqual(d.run(bind("u"), execute(), SYNC), ["2", ("D", "5"), "C", "Z"])
+
+
 class TestCacheBound(PreparedCase):
     settings = {"default_pool_size": "1", "max_prepared_statements": "3"}
 

@@ -641,7 +641,7 @@ static void test_prep_shared_and_elided(void **state)
 {
     (void)state;
     ps_registry *r = ps_registry_new();
-    ps_client *a = ps_client_new(r), *b = ps_client_new(r);
+    ps_client *a = ps_client_new(r, 0), *b = ps_client_new(r, 0);
     ps_cache *sc = NULL;
     pq_buf o = {0}, due = {0};
     uint8_t body[128] = {0};
@@ -685,11 +685,51 @@ static void test_prep_shared_and_elided(void **state)
     ps_registry_free(r);
 }
 
+/* max_client_prepared_bytes: a Parse that would take a client's statements
+ * (text, parameter types and name) past the bound is not taken; a Close
+ * gives the room back. */
+static void test_prep_client_bound(void **state)
+{
+    (void)state;
+    ps_registry *r = ps_registry_new();
+    ps_client *c = ps_client_new(r, 40);
+    ps_cache *sc = NULL;
+    pq_buf o = {0}, due = {0};
+    uint8_t body[128] = {0};
+    int nrfq;
+    /* "a" + "SELECT 1\0" + 2 bytes of types: 1 + 9 + 2 = 12 bytes each */
+    const char *names[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            ps_client_msg(c, &sc, 10, 'P', body, body_of(body, names[i], "SELECT 1", true), &o), 0);
+        assert_int_equal(ps_client_bytes(c), 12u * (unsigned)(i + 1));
+    }
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'P', body, body_of(body, "d", "SELECT 1", true), &o),
+                     PS_TOO_MUCH);
+    assert_int_equal(ps_client_count(c), 3);
+    assert_int_equal(ps_client_bytes(c), 36);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'S', NULL, 0, &o), 0);
+    (void)ps_server_msg(c, sc, '1', NULL, 0);
+    (void)ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1);
+    (void)ps_due(c, 'I', &due, &nrfq);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'C', (const uint8_t *)"Sa", 3, &o), 0);
+    assert_int_equal(ps_client_bytes(c), 24);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'P', body, body_of(body, "d", "SELECT 1", true), &o),
+                     0);
+    assert_int_equal(ps_client_bytes(c), 36);
+    ps_client_free(c);
+    ps_cache_free(sc);
+    assert_int_equal(ps_registry_count(r), 0);
+    pq_buf_free(&o);
+    pq_buf_free(&due);
+    ps_registry_free(r);
+}
+
 static void test_prep_eviction_and_failed_pipeline(void **state)
 {
     (void)state;
     ps_registry *r = ps_registry_new();
-    ps_client *c = ps_client_new(r);
+    ps_client *c = ps_client_new(r, 0);
     ps_cache *sc = NULL;
     pq_buf o = {0};
     uint8_t body[128] = {0};
@@ -872,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_error_message_layout),
         cmocka_unit_test(test_prep_shared_and_elided),
         cmocka_unit_test(test_prep_eviction_and_failed_pipeline),
+        cmocka_unit_test(test_prep_client_bound),
         cmocka_unit_test(test_saslprep),
         cmocka_unit_test(test_options_parameter),
     };

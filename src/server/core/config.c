@@ -49,6 +49,7 @@ static const key keys[] = {
     K(auth_user, K_NAME, ""),
     K(auth_dbname, K_NAME, ""),
     K(scram_iterations, K_INT, "4096"),
+    K(max_client_prepared_bytes, K_INT, "67108864"),
     K(auth_query, K_STR, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"),
     K(admin_users, K_STR, ""),
     K(stats_users, K_STR, ""),

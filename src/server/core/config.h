@@ -130,11 +130,12 @@ typedef struct cfg {
     int verbose;
     bool tcp_keepalive, so_reuseport, application_name_add_host, disable_pqexec;
     int tcp_keepcnt, tcp_keepidle, tcp_keepintvl, tcp_user_timeout;
-    char worker_sched[CFG_NAME]; /* "batch": workers run SCHED_BATCH (no wake-up preemption);
-                                    default "normal" */
-    int max_prepared_statements; /* per server connection, transaction/statement mode; 0 = off */
-    int scram_iterations;        /* PBKDF2 rounds of the SCRAM secrets weir makes (plain auth_file
-                                    passwords, and unknown users' stand-ins) */
+    char worker_sched[CFG_NAME];   /* "batch": workers run SCHED_BATCH (no wake-up preemption);
+                                      default "normal" */
+    int max_prepared_statements;   /* per server connection, transaction/statement mode; 0 = off */
+    int max_client_prepared_bytes; /* the texts of one client's named statements; 0 = no bound */
+    int scram_iterations;          /* PBKDF2 rounds of the SCRAM secrets weir makes (plain auth_file
+                                      passwords, and unknown users' stand-ins) */
     int max_db_client_connections, max_user_client_connections; /* 0 = no limit */
     int64_t transaction_timeout; /* a transaction open longer is ended; 0 = none */
     int peer_id; /* this process in a [peers] group (cancel keys carry it); 0 = no peering */

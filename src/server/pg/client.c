@@ -1161,6 +1161,13 @@ static bool ps_translate(client *c)
         int rc = 0;
         if (r == PQ_MSG && m.body) {
             rc = ps_client_msg(c->ps, &x->ps, max, m.type, m.body, m.len - 4, &c->pre);
+            if (rc == PS_TOO_MUCH) { /* one client must not fill weir's memory */
+                client_close(c, "54000",
+                             "the prepared statements of this client would take more than %d "
+                             "bytes (max_client_prepared_bytes)",
+                             c->w->srv->cfg.max_client_prepared_bytes);
+                return false;
+            }
             char dup[64], wb[WHO_LEN];
             if (ps_take_duplicate(c->ps, dup, sizeof dup)) /* PgBouncer's line */
                 srv_log(c->w->srv, "LOG", "C-%p: %s prepared statement '%s' was already prepared",
@@ -1344,7 +1351,7 @@ static void auth_done(client *c)
         return;
     }
     if (c->pool->mode != POOL_SESSION && s->cfg.max_prepared_statements > 0 &&
-        !(c->ps = ps_client_new(s->ps_reg))) {
+        !(c->ps = ps_client_new(s->ps_reg, (uint64_t)s->cfg.max_client_prepared_bytes))) {
         client_close(c, "53200", "out of memory");
         return;
     }

@@ -321,6 +321,7 @@ struct ps_client {
     size_t nb, n;
     ps_op *q; /* a ring: head, len, cap (a power of two) */
     uint32_t head, len, cap;
+    uint64_t bytes, max_bytes;       /* its statements' texts; max 0: no bound */
     uint64_t parse_c, parse_s, bind; /* ps_take_counts */
     /* DEALLOCATE sent with the extended protocol (as psycopg does): the
      * unnamed statement is one weir answers (0, or F_ALL | 1), and the
@@ -336,12 +337,18 @@ struct ps_client {
     char dup[64];
 };
 
-ps_client *ps_client_new(ps_registry *r)
+ps_client *ps_client_new(ps_registry *r, uint64_t max_bytes)
 {
     ps_client *pc = calloc(1, sizeof *pc);
     if (!pc) return NULL;
     pc->reg = r;
+    pc->max_bytes = max_bytes;
     return pc;
+}
+
+uint64_t ps_client_bytes(const ps_client *pc)
+{
+    return pc->bytes;
 }
 
 static void name_remove_all(ps_client *pc);
@@ -389,8 +396,12 @@ static ps_name *name_find(ps_client *pc, const char *name)
     return *name_slot(pc, name, fnv(name, strlen(name)));
 }
 
+/* 0, -1 (no memory) or PS_TOO_MUCH (over max_bytes: nothing added). */
 static int name_add(ps_client *pc, const char *name, ps_stmt *st)
 {
+    size_t l = strlen(name);
+    uint64_t cost = (uint64_t)st->len + l;
+    if (pc->max_bytes && pc->bytes + cost > pc->max_bytes) return PS_TOO_MUCH;
     if (pc->n >= pc->nb) {
         size_t nb = pc->nb ? pc->nb * 2 : 16;
         ps_name **b = calloc(nb, sizeof *b);
@@ -406,7 +417,6 @@ static int name_add(ps_client *pc, const char *name, ps_stmt *st)
         pc->b = b;
         pc->nb = nb;
     }
-    size_t l = strlen(name);
     ps_name *e = malloc(sizeof *e + l + 1);
     if (!e) return -1;
     e->st = st;
@@ -416,7 +426,13 @@ static int name_add(ps_client *pc, const char *name, ps_stmt *st)
     e->next = pc->b[e->hash & (pc->nb - 1)];
     pc->b[e->hash & (pc->nb - 1)] = e;
     pc->n++;
+    pc->bytes += cost;
     return 0;
+}
+
+static uint64_t name_cost(const ps_name *e)
+{
+    return (uint64_t)e->st->len + strlen(e->name);
 }
 
 static void name_remove(ps_client *pc, const char *name)
@@ -426,6 +442,7 @@ static void name_remove(ps_client *pc, const char *name)
     ps_name *e = *pp;
     if (!e) return;
     *pp = e->next;
+    pc->bytes -= name_cost(e);
     release(pc->reg, e->st);
     free(e);
     pc->n--;
@@ -441,6 +458,7 @@ static void name_remove_all(ps_client *pc)
             free(e);
         }
     pc->n = 0;
+    pc->bytes = 0;
 }
 
 static int push_named(ps_client *pc, uint8_t kind, uint8_t flags, uint64_t id, const char *name)
@@ -681,9 +699,10 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
             if (name && *name && !name_find(pc, name)) {
                 ps_stmt *st = intern(pc->reg, q, (uint32_t)(qend - q));
                 if (!st) return -1;
-                if (name_add(pc, name, st)) {
+                int rc = name_add(pc, name, st);
+                if (rc) {
                     release(pc->reg, st);
-                    return -1;
+                    return rc;
                 }
                 name_find(pc, name)->unconfirmed = true;
             }
@@ -734,9 +753,10 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
         }
         ps_stmt *st = intern(pc->reg, p, (uint32_t)(end - p));
         if (!st) return -1;
-        if (name_add(pc, name, st)) {
+        int added = name_add(pc, name, st);
+        if (added) {
             release(pc->reg, st);
-            return -1;
+            return added;
         }
         /* Sent as weir's statement, or answered by weir if the server has it. */
         int rc = prepare_on(pc, sc, max, st, 0, name, o);

@@ -40,7 +40,12 @@ ps_registry *ps_registry_new(void);
 void ps_registry_free(ps_registry *r); /* after every client is gone */
 size_t ps_registry_count(ps_registry *r);
 
-ps_client *ps_client_new(ps_registry *r);
+/* max_bytes: what the texts of the statements one client keeps may add up
+ * to (max_client_prepared_bytes; 0: no bound). A Parse past it is not
+ * taken: ps_client_msg says PS_TOO_MUCH. */
+ps_client *ps_client_new(ps_registry *r, uint64_t max_bytes);
+uint64_t ps_client_bytes(const ps_client *pc);
+#define PS_TOO_MUCH (-2)
 void ps_client_free(ps_client *pc);
 /* The client let go of its server connection: forget the replies owed. */
 void ps_client_unlink(ps_client *pc);
@@ -58,8 +63,8 @@ size_t ps_cache_count(const ps_cache *sc);
 
 /* One whole client message of type t (a type in PS_WHOLE_IN) for a server
  * connection whose cache is *sc (made when NULL): what goes to the server is
- * appended to to_server. max: max_prepared_statements. 0, or -1: out of
- * memory. */
+ * appended to to_server. max: max_prepared_statements. 0, -1: out of
+ * memory, or PS_TOO_MUCH: a Parse past the client's max_bytes. */
 int ps_client_msg(ps_client *pc, ps_cache **sc, uint32_t max, char t, const uint8_t *body,
                   uint32_t len, pq_buf *to_server);
 /* The head of a Bind too long to hold whole: head (nh bytes) is its portal
