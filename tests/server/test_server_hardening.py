@@ -20,7 +20,7 @@ import unittest
 from pathlib import Path
 
 from harness import (WEIR, basic, Postgres, Weir, error_fields, free_port, raw_startup,
-                     read_messages, wait_port)
+                     read_messages, read_until, wait_port)
 
 PG = None
 
@@ -618,11 +618,11 @@ class TestLongPasswords(unittest.TestCase):
         def offered(user):
             s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
             s.sendall(raw_startup(user=user, database="appdb"))
-            read_messages(s, 1.0)
+            read_until(s, b"R")  # AuthenticationSASL
             first = b"n,,n=,r=abcdefgh"
             msg = b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first
             s.sendall(b"p" + struct.pack("!I", len(msg) + 4) + msg)
-            (t, body), = read_messages(s, 1.0)[:1]
+            (t, body), = read_until(s, b"R")[-1:]  # AuthenticationSASLContinue
             s.close()
             self.assertEqual((t, struct.unpack("!I", body[:4])[0]), (b"R", 11), body[:200])
             return dict(kv.split("=", 1) for kv in body[4:].decode().split(","))["i"]
