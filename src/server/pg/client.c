@@ -1163,9 +1163,9 @@ static bool ps_translate(client *c)
             rc = ps_client_msg(c->ps, &x->ps, max, m.type, m.body, m.len - 4, &c->pre);
             if (rc == PS_TOO_MUCH) { /* one client must not fill weir's memory */
                 client_close(c, "54000",
-                             "the prepared statements of this client would take more than %d "
+                             "the prepared statements of this client would take more than %llu "
                              "bytes (max_client_prepared_bytes)",
-                             c->w->srv->cfg.max_client_prepared_bytes);
+                             (unsigned long long)ps_client_max_bytes(c->ps));
                 return false;
             }
             char dup[64], wb[WHO_LEN];

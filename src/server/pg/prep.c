@@ -351,6 +351,11 @@ uint64_t ps_client_bytes(const ps_client *pc)
     return pc->bytes;
 }
 
+uint64_t ps_client_max_bytes(const ps_client *pc)
+{
+    return pc->max_bytes;
+}
+
 static void name_remove_all(ps_client *pc);
 
 void ps_client_free(ps_client *pc)
@@ -396,11 +401,17 @@ static ps_name *name_find(ps_client *pc, const char *name)
     return *name_slot(pc, name, fnv(name, strlen(name)));
 }
 
+/* What a name of length l for st counts against max_bytes. */
+static uint64_t name_cost(const ps_stmt *st, size_t l)
+{
+    return (uint64_t)st->len + l;
+}
+
 /* 0, -1 (no memory) or PS_TOO_MUCH (over max_bytes: nothing added). */
 static int name_add(ps_client *pc, const char *name, ps_stmt *st)
 {
     size_t l = strlen(name);
-    uint64_t cost = (uint64_t)st->len + l;
+    uint64_t cost = name_cost(st, l);
     if (pc->max_bytes && pc->bytes + cost > pc->max_bytes) return PS_TOO_MUCH;
     if (pc->n >= pc->nb) {
         size_t nb = pc->nb ? pc->nb * 2 : 16;
@@ -430,11 +441,6 @@ static int name_add(ps_client *pc, const char *name, ps_stmt *st)
     return 0;
 }
 
-static uint64_t name_cost(const ps_name *e)
-{
-    return (uint64_t)e->st->len + strlen(e->name);
-}
-
 static void name_remove(ps_client *pc, const char *name)
 {
     if (!pc->nb) return;
@@ -442,7 +448,7 @@ static void name_remove(ps_client *pc, const char *name)
     ps_name *e = *pp;
     if (!e) return;
     *pp = e->next;
-    pc->bytes -= name_cost(e);
+    pc->bytes -= name_cost(e->st, strlen(e->name));
     release(pc->reg, e->st);
     free(e);
     pc->n--;

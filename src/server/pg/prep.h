@@ -45,6 +45,7 @@ size_t ps_registry_count(ps_registry *r);
  * taken: ps_client_msg says PS_TOO_MUCH. */
 ps_client *ps_client_new(ps_registry *r, uint64_t max_bytes);
 uint64_t ps_client_bytes(const ps_client *pc);
+uint64_t ps_client_max_bytes(const ps_client *pc); /* as given at login */
 #define PS_TOO_MUCH (-2)
 void ps_client_free(ps_client *pc);
 /* The client let go of its server connection: forget the replies owed. */

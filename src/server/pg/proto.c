@@ -319,29 +319,19 @@ bool pq_startup_extension(const char *name)
 
 int pq_put_negotiate(pq_buf *b, const pq_startup *st)
 {
+    uint8_t body[8 + PQ_STARTUP_MAX]; /* the names come from one startup packet */
     uint32_t n = 8, count = 0;
     for (int i = 0; i < st->nparams; i++)
         if (pq_startup_extension(st->names[i])) {
-            n += (uint32_t)strlen(st->names[i]) + 1;
+            size_t l = strlen(st->names[i]) + 1;
+            memcpy(body + n, st->names[i], l);
+            n += (uint32_t)l;
             count++;
         }
     if (st->code == PQ_PROTO_V3 && !count) return 0;
-    /* n <= PQ_STARTUP_MAX + 8: the names come from one startup packet */
-    if (pq_buf_reserve(b, n + 5)) return -1;
-    uint8_t *o = b->p + b->end;
-    *o++ = 'v';
-    pq_set32(o, n + 4);
-    pq_set32(o + 4, PQ_PROTO_V3); /* the newest minor version weir speaks */
-    pq_set32(o + 8, count);
-    o += 12;
-    for (int i = 0; i < st->nparams; i++)
-        if (pq_startup_extension(st->names[i])) {
-            size_t l = strlen(st->names[i]) + 1;
-            memcpy(o, st->names[i], l);
-            o += l;
-        }
-    b->end += n + 5;
-    return 0;
+    pq_set32(body, PQ_PROTO_V3); /* the newest minor version weir speaks */
+    pq_set32(body + 4, count);
+    return pq_put_msg(b, 'v', body, n);
 }
 
 int pq_next(pq_stream *st, const uint8_t *p, uint32_t n, uint32_t max_len, const char *whole,
