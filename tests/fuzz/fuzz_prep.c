@@ -2,7 +2,8 @@
  * which reads every Parse, Bind, Describe, Close, Execute, Sync and simple
  * Query a client sends in transaction pooling, and the server's answers to
  * them. The input is a script of frames: one byte (low bit: client or
- * server, next bits: occasionally the client lets go of its server), the
+ * server, next bits: occasionally the client lets go of its server; 16: the
+ * body is raw client bytes offered as a plain run), the
  * message type, a 16-bit length and the body. Two clients share one
  * registry and one server connection's cache, with room for 3 statements so
  * that eviction happens. What goes to the server must frame exactly.
@@ -53,7 +54,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ps_client *c = pc[cur];
         const uint8_t *z1 = n ? memchr(body, 0, n) : NULL;
         const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, n - (size_t)(z1 + 1 - body)) : NULL;
-        if (!(ctl & 1) && t == 'B' && (ctl & 8) && z2) {
+        if (!(ctl & 1) && (ctl & 16)) {
+            /* the body as bytes off the client's socket: a plain run is
+             * passed as it is, whole messages ending with its Sync */
+            uint32_t used = 0;
+            int rc = ps_client_plain(c, body, n, 4096, &used);
+            if (rc < 0) abort();
+            if (rc == 1) {
+                if (used > n) abort();
+                uint32_t o = 0, last = 0; /* whole messages, the last one a Sync */
+                while (o < used) {
+                    if (used - o < 5 || pq_get32(body + o + 1) > used - o - 1) abort();
+                    last = o;
+                    o += 1 + pq_get32(body + o + 1);
+                }
+                if (!used || body[last] != 'S') abort();
+                if (pq_put_raw(&to_server, body, used)) abort();
+                check_frames(&to_server);
+                to_server.start = to_server.end = 0;
+            }
+        } else if (!(ctl & 1) && t == 'B' && (ctl & 8) && z2) {
             /* a Bind as client.c streams a long one: its names, then the rest as it is */
             uint32_t nh = (uint32_t)(z2 + 1 - body);
             int rc = ps_client_bind_head(c, &sc, 3, body, nh, n, &to_server);
@@ -76,7 +96,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bool whole = t && strchr(PS_WHOLE_OUT, t);
             (void)ps_server_msg(c, sc, t, whole ? body : NULL, n);
             int nrfq = 0;
+            bool now = ps_due_now(c);
             if (ps_due(c, (ctl & 4) ? 'T' : 'I', &out, &nrfq)) abort();
+            if (now != (out.end > 0)) abort(); /* client.c skips ps_due when not now */
             check_frames(&out);
             out.start = out.end = 0;
         }

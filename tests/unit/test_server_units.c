@@ -685,6 +685,119 @@ static void test_prep_shared_and_elided(void **state)
     ps_registry_free(r);
 }
 
+/* Client messages framed into b, as a client sends them. */
+static void put_frame(pq_buf *b, char t, const void *body, uint32_t n)
+{
+    assert_int_equal(pq_put_msg(b, t, body, n), 0);
+}
+
+/* A plain run (unnamed statements only, up to a Sync) passes as it is with
+ * one op noted; its replies pass too, in order with weir's own replies
+ * that were due before it. Named statements, a DEALLOCATE of one of the
+ * client's names, or a missing Sync leave the messages to ps_client_msg. */
+static void test_prep_plain_runs(void **state)
+{
+    (void)state;
+    ps_registry *r = ps_registry_new();
+    ps_client *c = ps_client_new(r, 0);
+    ps_cache *sc = NULL;
+    pq_buf in = {0}, o = {0}, due = {0};
+    uint8_t body[128] = {0};
+    char t[32];
+    int nrfq;
+    uint32_t used = 0;
+    /* Parse "" SELECT 1, Bind "" "", Describe portal, Execute, Sync */
+    put_frame(&in, 'P', body, body_of(body, "", "SELECT 1", true));
+    uint8_t bind[] = {0, 0, 0, 0, 0, 0, 0, 0};
+    put_frame(&in, 'B', bind, sizeof bind);
+    put_frame(&in, 'D', "P", 2);
+    put_frame(&in, 'E', "\0\0\0\0", 5);
+    uint32_t before_sync = in.end;
+    put_frame(&in, 'S', NULL, 0);
+    assert_int_equal(ps_client_plain(c, in.p, before_sync, 65536, &used), 0); /* no Sync yet */
+    assert_false(ps_busy(c));
+    assert_int_equal(ps_client_plain(c, in.p, in.end, 65536, &used), 1);
+    assert_int_equal(used, in.end);
+    assert_true(ps_busy(c));
+    const char *replies = "12TDC";
+    for (const char *x = replies; *x; x++) {
+        assert_true(ps_server_msg(c, sc, *x, NULL, 0));
+        assert_false(ps_due_now(c));
+        assert_true(ps_busy(c)); /* its ReadyForQuery is still owed */
+    }
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    assert_false(ps_busy(c));
+    /* an error in the run: passed on, and the next run is plain again */
+    assert_int_equal(ps_client_plain(c, in.p, in.end, 65536, &used), 1);
+    assert_true(ps_server_msg(c, sc, 'E', NULL, 0));
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    assert_false(ps_busy(c));
+    assert_int_equal(ps_client_plain(c, in.p, in.end, 65536, &used), 1);
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    /* the client prepares "s1" */
+    assert_int_equal(
+        ps_client_msg(c, &sc, 10, 'P', body, body_of(body, "s1", "SELECT 2", true), &o), 0);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'S', NULL, 0, &o), 0);
+    assert_true(ps_server_msg(c, sc, '1', NULL, 0));
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    /* not plain: a Bind of s1, a Describe of s1, a DEALLOCATE of s1 */
+    pq_buf x = {0};
+    uint8_t named_bind[] = {0, 's', '1', 0, 0, 0, 0, 0, 0, 0};
+    put_frame(&x, 'B', named_bind, sizeof named_bind);
+    put_frame(&x, 'S', NULL, 0);
+    assert_int_equal(ps_client_plain(c, x.p, x.end, 65536, &used), 0);
+    pq_buf_reset(&x);
+    put_frame(&x, 'D', "Ss1", 4);
+    put_frame(&x, 'S', NULL, 0);
+    assert_int_equal(ps_client_plain(c, x.p, x.end, 65536, &used), 0);
+    pq_buf_reset(&x);
+    put_frame(&x, 'P', body, body_of(body, "", "DEALLOCATE s1", true));
+    put_frame(&x, 'S', NULL, 0);
+    assert_int_equal(ps_client_plain(c, x.p, x.end, 65536, &used), 0);
+    /* a DEALLOCATE of a name the client does not have is the server's */
+    pq_buf_reset(&x);
+    put_frame(&x, 'P', body, body_of(body, "", "DEALLOCATE other", true));
+    put_frame(&x, 'S', NULL, 0);
+    assert_int_equal(ps_client_plain(c, x.p, x.end, 65536, &used), 1);
+    assert_true(ps_server_msg(c, sc, '1', NULL, 0));
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    /* a message longer than the bound goes one by one */
+    assert_int_equal(ps_client_plain(c, in.p, in.end, 8, &used), 0);
+    /* Pipelined: Parse "", Close s1 (weir answers), Sync, one by one; then
+     * a plain run. Weir's CloseComplete comes after the server's
+     * ParseComplete, before the first ReadyForQuery. */
+    pq_buf_reset(&o);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'P', body, body_of(body, "", "SELECT 3", true), &o),
+                     0);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'C', (const uint8_t *)"Ss1", 4, &o), 0);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'S', NULL, 0, &o), 0);
+    assert_int_equal(ps_client_plain(c, in.p, in.end, 65536, &used), 1);
+    assert_false(ps_due_now(c));
+    assert_true(ps_server_msg(c, sc, '1', NULL, 0));
+    assert_true(ps_due_now(c));
+    assert_int_equal(ps_due(c, 'I', &due, &nrfq), 0);
+    types_of(&due, t);
+    assert_string_equal(t, "3");
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    assert_true(ps_busy(c)); /* the run's replies */
+    for (const char *y = replies; *y; y++) assert_true(ps_server_msg(c, sc, *y, NULL, 0));
+    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    assert_false(ps_busy(c));
+    /* after an unnamed Parse of DEALLOCATE ALL weir answers for the unnamed
+     * statement's Describe: not plain until that Sync is through */
+    pq_buf_reset(&o);
+    assert_int_equal(
+        ps_client_msg(c, &sc, 10, 'P', body, body_of(body, "", "DEALLOCATE ALL", true), &o), 0);
+    assert_int_equal(ps_client_plain(c, in.p, in.end, 65536, &used), 0);
+    ps_client_free(c);
+    ps_cache_free(sc);
+    pq_buf_free(&in);
+    pq_buf_free(&o);
+    pq_buf_free(&due);
+    pq_buf_free(&x);
+    ps_registry_free(r);
+}
+
 /* max_client_prepared_bytes: a Parse that would take a client's statements
  * (text, parameter types and name) past the bound is not taken; a Close
  * gives the room back. */
@@ -913,6 +1026,7 @@ int main(void)
         cmocka_unit_test(test_prep_shared_and_elided),
         cmocka_unit_test(test_prep_eviction_and_failed_pipeline),
         cmocka_unit_test(test_prep_client_bound),
+        cmocka_unit_test(test_prep_plain_runs),
         cmocka_unit_test(test_saslprep),
         cmocka_unit_test(test_options_parameter),
     };

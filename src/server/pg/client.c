@@ -700,7 +700,7 @@ static bool scan_out(client *c)
     bool ok = true;
     const char *whole = c->ps ? PS_WHOLE_OUT : "ZS";
     while (rd < end) {
-        if (c->ps && !c->sst.left && ps_emit(c, &wr, &rd, &end)) {
+        if (c->ps && !c->sst.left && ps_due_now(c->ps) && ps_emit(c, &wr, &rd, &end)) {
             ok = false;
             break;
         }
@@ -755,7 +755,7 @@ static bool scan_out(client *c)
         }
         rd += used;
     }
-    if (ok && c->ps && !c->sst.left && ps_emit(c, &wr, &rd, &end)) ok = false;
+    if (ok && c->ps && !c->sst.left && ps_due_now(c->ps) && ps_emit(c, &wr, &rd, &end)) ok = false;
     if (wr != rd) memmove(c->out.p + wr, c->out.p + rd, end - rd);
     c->out.end = wr + (end - rd);
     c->out_scanned = wr;
@@ -1144,11 +1144,28 @@ static bool ps_translate(client *c)
         c->be->ps_gone = false;
     }
     uint32_t max = (uint32_t)c->w->srv->cfg.max_prepared_statements;
+    /* A plain run (ps_client_plain) is looked for here and after each Sync:
+     * a look that fails is not repeated at every message that follows, so
+     * a long run without a Sync is read once more, not once per message. */
+    bool try_plain = true;
     while (c->in.start < c->in_scanned) {
         pq_msg m;
         uint32_t used;
         const uint8_t *p = c->in.p + c->in.start;
         uint32_t n = c->in_scanned - c->in.start;
+        if (try_plain && !c->xst.left) {
+            uint32_t run = 0;
+            int plain = ps_client_plain(c->ps, p, n, STREAM_OVER, &run);
+            if (plain < 0 || (plain > 0 && pq_put_raw(&c->pre, p, run))) {
+                client_close(c, "53200", "out of memory");
+                return false;
+            }
+            if (plain > 0) {
+                c->in.start += run;
+                continue;
+            }
+            try_plain = false;
+        }
         if (!c->xst.left && n >= 5 && p[0] == 'B' && pq_get32(p + 1) > STREAM_OVER) {
             int rc = bind_head(c, p, n, max);
             if (rc < 0) return false;
@@ -1182,6 +1199,7 @@ static bool ps_translate(client *c)
             client_close(c, "53200", "out of memory");
             return false;
         }
+        if (r == PQ_MSG && m.type == 'S') try_plain = true;
         c->in.start += used;
     }
     if (c->in.start == c->in.end) c->in.start = c->in.end = c->in_scanned = 0;
@@ -1194,6 +1212,7 @@ static bool ps_translate(client *c)
         st_add(&ws->ps_bind, b);
     }
     if (c->sst.left) return true; /* in the middle of a server message: later */
+    if (!ps_due_now(c->ps)) return flush_out(c);
     uint32_t wr = c->out_scanned, rd = wr, end = c->out.end;
     if (ps_emit(c, &wr, &rd, &end)) {
         client_close(c, "53200", "out of memory");

@@ -848,6 +848,54 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
     return put_parts(o, t, body, len, NULL, 0, NULL, 0);
 }
 
+/* Whether the message at p (type t, body of len bytes) is plain: unnamed,
+ * no DEALLOCATE of a name this client has, nothing weir answers itself.
+ * Only while the client is in the plain state (ps_client_plain). */
+static bool plain_msg(ps_client *pc, char t, const uint8_t *body, uint32_t len)
+{
+    const uint8_t *p = body, *end = body + len;
+    switch (t) {
+    case 'P': {
+        const char *name = pq_get_str(&p, end), *q = name ? pq_get_str(&p, end) : NULL;
+        if (!q || *name) return false;
+        bool all = false;
+        char dn[256];
+        return !parse_deallocate(q, &all, dn, sizeof dn) || (!all && !name_find(pc, dn));
+    }
+    case 'B': {
+        const char *portal = pq_get_str(&p, end), *name = portal ? pq_get_str(&p, end) : NULL;
+        return name && !*name;
+    }
+    case 'D': /* a portal, or the unnamed statement */
+        return len >= 2 && body[len - 1] == '\0' &&
+               (body[0] == 'P' || (body[0] == 'S' && !body[1]));
+    case 'E':
+    case 'H':
+        return true;
+    default:
+        return false;
+    }
+}
+
+int ps_client_plain(ps_client *pc, const uint8_t *p, uint32_t n, uint32_t max_len, uint32_t *used)
+{
+    if (pc->skipping || pc->dportal || pc->udealloc) return 0;
+    uint32_t o = 0;
+    while (n - o >= 5) {
+        char t = (char)p[o];
+        uint32_t len = pq_get32(p + o + 1);
+        if (len < 4 || len > max_len || n - o - 1 < len) return 0;
+        if (t == 'S') {
+            if (push(pc, OP_SYNC, 0, 0)) return -1;
+            *used = o + 1 + len;
+            return 1;
+        }
+        if (!plain_msg(pc, t, p + o + 5, len - 4)) return 0;
+        o += 1 + len;
+    }
+    return 0;
+}
+
 void ps_take_counts(ps_client *pc, uint64_t *parse_c, uint64_t *parse_s, uint64_t *bind)
 {
     *parse_c = pc->parse_c;
@@ -956,6 +1004,11 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
     bool keep = !(op->flags & F_DROP);
     pop(pc);
     return keep;
+}
+
+bool ps_due_now(const ps_client *pc)
+{
+    return pc->len && pc->q[pc->head].kind >= OP_SYN;
 }
 
 int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq)

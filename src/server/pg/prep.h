@@ -77,6 +77,16 @@ int ps_client_msg(ps_client *pc, ps_cache **sc, uint32_t max, char t, const uint
  * out of memory. */
 int ps_client_bind_head(ps_client *pc, ps_cache **sc, uint32_t max, const uint8_t *head,
                         uint32_t nh, uint32_t len, pq_buf *to_server);
+/* A run of whole client messages at p (n bytes, each at most max_len)
+ * that ends with a Sync and names no statement: unnamed Parse (not a
+ * DEALLOCATE of one of the client's names), Bind of the unnamed statement,
+ * Describe, Execute, Flush. It needs no translation, and its replies none
+ * either: they pass as they are up to the Sync's ReadyForQuery, which is
+ * all the run needs noted (one op where ps_client_msg would note one per
+ * message; the same replies come out). 1: *used bytes are such a run, to
+ * be passed as they are; 0: none here (the messages go one by one through
+ * ps_client_msg); -1: out of memory. */
+int ps_client_plain(ps_client *pc, const uint8_t *p, uint32_t n, uint32_t max_len, uint32_t *used);
 /* Named-statement traffic since the last call (then zeroed): client Parse
  * messages, Parse messages sent to servers, Bind messages. */
 void ps_take_counts(ps_client *pc, uint64_t *parse_c, uint64_t *parse_s, uint64_t *bind);
@@ -92,5 +102,6 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
 /* Weir's own replies due now, appended to out; *nrfq: how many are
  * ReadyForQuery (txn: the transaction status they carry). 0 or -1. */
 int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq);
+bool ps_due_now(const ps_client *pc); /* whether ps_due has something to add now */
 
 #endif
