@@ -114,7 +114,13 @@ public class JdbcClient {
         List<Future<String>> fs = new ArrayList<>();
         for (int t = 0; t < threads; t++) {
             final int tid = t;
-            String url = base + (t % 2 == 1 ? "&prepareThreshold=1&binaryTransfer=true" : "");
+            // assumeMinServerVersion: pgjdbc then sends extra_float_digits=3 at
+            // login, which weir keeps on every server connection the client
+            // uses. Without it pgjdbc logs in with 2 and runs SET
+            // extra_float_digits = 3, and in transaction pooling that SET stays
+            // on the one server connection it ran on (docs/SERVER.md).
+            String url = base + "&assumeMinServerVersion=12" +
+                         (t % 2 == 1 ? "&prepareThreshold=1&binaryTransfer=true" : "");
             fs.add(ex.submit(() -> run(url, p, tid, iters)));
         }
         boolean ok = true;

@@ -471,7 +471,10 @@ class TestTransactionPooling(WeirCase):
     def test_pgjdbc(self):
         """pgjdbc as it comes, no settings for it: it sends extra_float_digits
         (and search_path, from currentSchema) at login, which PgBouncer
-        refuses unless told to ignore them; tests/server/JdbcClient.java."""
+        refuses unless told to ignore them; tests/server/JdbcClient.java.
+        Its worker threads log in with assumeMinServerVersion, so that the
+        extra_float_digits they check is the one of their login (3) rather
+        than a SET that stays on one server connection (docs/SERVER.md)."""
         PG.sql("CREATE SCHEMA IF NOT EXISTS jdbc_s AUTHORIZATION app")
         rc, out = run_pgjdbc(self.w.port, 4, 200)
         self.assertEqual(rc, 0, out)
