@@ -683,6 +683,7 @@ static int out_splice(client *c, uint32_t *wr, uint32_t *rd, uint32_t *end, cons
  * c->out at *wr. -1: out of memory. */
 static int ps_emit(client *c, uint32_t *wr, uint32_t *rd, uint32_t *end)
 {
+    if (!ps_due_now(c->ps)) return 0; /* (most calls: on every server message) */
     pq_buf tmp = {0};
     int nrfq = 0;
     int rc = ps_due(c->ps, c->be ? c->be->txn : 'I', &tmp, &nrfq);
@@ -700,7 +701,7 @@ static bool scan_out(client *c)
     bool ok = true;
     const char *whole = c->ps ? PS_WHOLE_OUT : "ZS";
     while (rd < end) {
-        if (c->ps && !c->sst.left && ps_due_now(c->ps) && ps_emit(c, &wr, &rd, &end)) {
+        if (c->ps && !c->sst.left && ps_emit(c, &wr, &rd, &end)) {
             ok = false;
             break;
         }
@@ -755,7 +756,7 @@ static bool scan_out(client *c)
         }
         rd += used;
     }
-    if (ok && c->ps && !c->sst.left && ps_due_now(c->ps) && ps_emit(c, &wr, &rd, &end)) ok = false;
+    if (ok && c->ps && !c->sst.left && ps_emit(c, &wr, &rd, &end)) ok = false;
     if (wr != rd) memmove(c->out.p + wr, c->out.p + rd, end - rd);
     c->out.end = wr + (end - rd);
     c->out_scanned = wr;
@@ -1212,7 +1213,6 @@ static bool ps_translate(client *c)
         st_add(&ws->ps_bind, b);
     }
     if (c->sst.left) return true; /* in the middle of a server message: later */
-    if (!ps_due_now(c->ps)) return flush_out(c);
     uint32_t wr = c->out_scanned, rd = wr, end = c->out.end;
     if (ps_emit(c, &wr, &rd, &end)) {
         client_close(c, "53200", "out of memory");

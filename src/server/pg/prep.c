@@ -628,6 +628,15 @@ static int parse_deallocate(const char *q, bool *all, char *out, size_t outlen)
     return 1;
 }
 
+#define DEALLOC_NAME 256
+/* q is a DEALLOCATE of this client's statements: ALL (*all), or a name it
+ * has (in name). Any other query, a DEALLOCATE of a name it has not (the
+ * server's to refuse), or no query: false. */
+static bool own_deallocate(ps_client *pc, const char *q, bool *all, char name[DEALLOC_NAME])
+{
+    return q && parse_deallocate(q, all, name, DEALLOC_NAME) && (*all || name_find(pc, name));
+}
+
 /* A Bind's header, portal and statement names and the nrest bytes of rest
  * into o; its length counts follow more bytes the caller passes after it.
  * 0, or -1: out of memory. */
@@ -725,9 +734,9 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
             const uint8_t *qp = p;
             const char *q = pq_get_str(&qp, end);
             bool all = false;
-            char dn[256];
+            char dn[DEALLOC_NAME];
             pc->udealloc = 0;
-            if (q && parse_deallocate(q, &all, dn, sizeof dn) && (all || name_find(pc, dn))) {
+            if (own_deallocate(pc, q, &all, dn)) {
                 if (all)
                     name_remove_all(pc);
                 else
@@ -822,8 +831,8 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
     case 'Q': {
         const char *q = pq_get_str(&p, end);
         bool all = false;
-        char name[256];
-        if (q && parse_deallocate(q, &all, name, sizeof name) && (all || name_find(pc, name))) {
+        char name[DEALLOC_NAME];
+        if (own_deallocate(pc, q, &all, name)) {
             if (all)
                 name_remove_all(pc);
             else
@@ -859,8 +868,8 @@ static bool plain_msg(ps_client *pc, char t, const uint8_t *body, uint32_t len)
         const char *name = pq_get_str(&p, end), *q = name ? pq_get_str(&p, end) : NULL;
         if (!q || *name) return false;
         bool all = false;
-        char dn[256];
-        return !parse_deallocate(q, &all, dn, sizeof dn) || (!all && !name_find(pc, dn));
+        char dn[DEALLOC_NAME];
+        return !own_deallocate(pc, q, &all, dn);
     }
     case 'B': {
         const char *portal = pq_get_str(&p, end), *name = portal ? pq_get_str(&p, end) : NULL;
