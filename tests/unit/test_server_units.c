@@ -12,6 +12,7 @@
 
 #include "core/auth.h"
 #include "core/config.h"
+#include "core/server.h"
 #include "core/worker.h"
 #include "pg/prep.h"
 #include "pg/proto.h"
@@ -966,6 +967,67 @@ static void test_short_connections_rule(void **state)
     assert_false(worker_short_keep(10 * ms, 100 * ms, 0, 0));
 }
 
+/* A completion a worker queues to itself inside a socket callback runs at
+ * the callback's end (worker_scope_end), with whatever it queues in turn;
+ * outside one it waits for the loop (local_ev). */
+typedef struct scope_job {
+    completion cp; /* first */
+    worker *w;
+    int runs;
+    struct scope_job *then; /* queued by this one when it runs */
+} scope_job;
+
+static void scope_job_run(completion *cp)
+{
+    scope_job *j = (scope_job *)cp;
+    j->runs++;
+    if (j->then) worker_post(j->w, &j->then->cp);
+}
+
+static void test_worker_own_handoffs(void **state)
+{
+    (void)state;
+    server *s = calloc(1, sizeof *s);
+    worker *w = calloc(1, sizeof *w);
+    assert_non_null(s);
+    assert_non_null(w);
+    s->unix_fd = -1;
+    assert_int_equal(worker_init(w, s, 0), 0);
+    current_worker = w;
+    scope_job b = {{NULL, scope_job_run}, w, 0, NULL};
+    scope_job a = {{NULL, scope_job_run}, w, 0, &b};
+
+    /* in a callback's scope: nothing runs until its end, then both */
+    worker_scope_begin(w);
+    worker_scope_begin(w); /* nested: the outermost end runs them */
+    worker_post(w, &a.cp);
+    worker_scope_end(w);
+    assert_int_equal(a.runs, 0);
+    worker_scope_end(w);
+    assert_int_equal(a.runs, 1);
+    assert_int_equal(b.runs, 1);
+    assert_null(w->qhead);
+    assert_false(event_pending(&w->local_ev, EV_READ, NULL)); /* nothing left for the loop */
+
+    /* outside a scope: queued, run by the loop */
+    a.runs = b.runs = 0;
+    a.then = NULL;
+    worker_post(w, &a.cp);
+    assert_int_equal(a.runs, 0);
+    assert_true(event_pending(&w->local_ev, EV_READ, NULL));
+    assert_int_equal(event_base_loop(w->base, EVLOOP_NONBLOCK), 0);
+    assert_int_equal(a.runs, 1);
+
+    /* another thread's worker (none here): no scope, no crash */
+    worker_scope_begin(NULL);
+    worker_scope_end(NULL);
+
+    current_worker = NULL;
+    worker_destroy(w);
+    free(w);
+    free(s);
+}
+
 static void test_saslprep(void **state)
 {
     (void)state;
@@ -1019,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_config_messages),
         cmocka_unit_test(test_md5),
         cmocka_unit_test(test_short_connections_rule),
+        cmocka_unit_test(test_worker_own_handoffs),
         cmocka_unit_test(test_startup_parse),
         cmocka_unit_test(test_negotiate_protocol),
         cmocka_unit_test(test_framing_any_split),

@@ -294,7 +294,10 @@ void worker_post(worker *w, completion *cp)
     w->qtail = &cp->next;
     pthread_mutex_unlock(&w->qlock);
     if (current_worker == w) { /* its own thread: no syscall */
-        event_active(&w->local_ev, EV_READ, 0);
+        if (w->local_scope)
+            w->local_queued = true; /* run at the scope's end */
+        else
+            event_active(&w->local_ev, EV_READ, 0);
         return;
     }
     /* A queue that had something already has its wake-up on the way (an
@@ -321,6 +324,22 @@ void worker_drain(worker *w)
             cp = next;
         }
     }
+}
+
+void worker_scope_begin(worker *w)
+{
+    if (w) w->local_scope++;
+}
+
+void worker_scope_end(worker *w)
+{
+    if (!w) return;
+    if (w->local_scope == 1) /* the outermost: still in scope, so what these queue runs here too */
+        while (w->local_queued) {
+            w->local_queued = false;
+            worker_drain(w);
+        }
+    w->local_scope--;
 }
 
 /* --- the safe point ---------------------------------------------------------- */

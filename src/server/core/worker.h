@@ -60,6 +60,8 @@ struct worker {
     int efd; /* eventfd: completions are queued */
     struct event efd_ev;
     struct event local_ev; /* completions queued by this worker's own thread: no syscall */
+    int local_scope;       /* inside a socket callback: its own completions run at its end */
+    bool local_queued;     /* one was queued in that scope (worker_scope_end runs it) */
     pthread_mutex_t qlock;
     completion *qhead, **qtail; /* completions queued to this worker (qlock) */
     struct client *clients;     /* every client of this worker (the door's) */
@@ -117,6 +119,14 @@ void worker_client_left(worker *w, int64_t lived_ms);
 bool worker_short_keep(int64_t cpu_ns, int64_t wall_ns, uint64_t gone, int nclients);
 
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
+
+/* A socket callback of the worker running this thread: completions it
+ * queues to itself (a server connection it gave back, handed to one of its
+ * own waiting clients) run at worker_scope_end, before the loop goes on to
+ * the other events of its batch, instead of after them (docs/ARCHITECTURE.md,
+ * "Hand-offs on the same worker"). NULL-safe: no worker, no scope. */
+void worker_scope_begin(worker *w);
+void worker_scope_end(worker *w);
 
 /* The held clock. Inside the busy event callbacks (client and server
  * sockets, the worker's local queue: clock_hold() at their start,

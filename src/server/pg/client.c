@@ -619,8 +619,11 @@ static void server_event(evutil_socket_t fd, short what, client *c);
 
 static void on_server(evutil_socket_t fd, short what, void *arg)
 {
+    worker *w = current_worker;
     clock_hold();
+    worker_scope_begin(w);
     server_event(fd, what, arg);
+    worker_scope_end(w);
     clock_release();
 }
 
@@ -2305,8 +2308,11 @@ static void client_event(evutil_socket_t fd, short what, client *c);
 
 static void on_client(evutil_socket_t fd, short what, void *arg)
 {
+    worker *w = current_worker;
     clock_hold();
+    worker_scope_begin(w);
     client_event(fd, what, arg);
+    worker_scope_end(w);
     clock_release();
 }
 
