@@ -165,6 +165,7 @@ struct hthread {
     hjob *done;
     hconn *conns;
     atomic_int nconns;
+    atomic_bool stop; /* loops_stop: on_new ends the loop */
 };
 
 struct httpd {
@@ -751,6 +752,9 @@ static void on_new(evutil_socket_t fd, short what, void *arg)
     hjob *done = t->done;
     t->done = NULL;
     pthread_mutex_unlock(&t->qlock);
+    /* From inside the loop: a loopbreak from another thread before the
+     * loop had begun would be forgotten when it begins (loops_stop). */
+    if (atomic_load(&t->stop)) event_base_loopbreak(t->base);
     /* Finished jobs, oldest first. */
     hjob *rev = NULL;
     while (done) {
@@ -793,6 +797,19 @@ static void on_new(evutil_socket_t fd, short what, void *arg)
         conn_arm(c, EV_READ);
     }
     free(q);
+}
+
+/* End the first n connection threads' loops and wait for them. The flag
+ * and the eventfd, not event_base_loopbreak from here: a loop that has not
+ * begun yet (a stop right after the start) clears a break asked before it. */
+static void loops_stop(httpd *d, int n)
+{
+    for (int i = 0; i < n; i++) {
+        atomic_store(&d->t[i].stop, true);
+        uint64_t one = 1;
+        (void)!write(d->t[i].efd, &one, sizeof one);
+    }
+    for (int i = 0; i < n; i++) pthread_join(d->t[i].thread, NULL);
 }
 
 static void *thread_main(void *arg)
@@ -986,8 +1003,7 @@ int httpd_start(httpd **out, const char *addr, int port, int nthreads, const htt
     }
     if (started < d->n || pthread_create(&d->acceptor, NULL, acceptor_main, d)) {
         snprintf(err, errlen, "cannot start the HTTP threads");
-        for (int i = 0; i < started; i++) event_base_loopbreak(d->t[i].base);
-        for (int i = 0; i < started; i++) pthread_join(d->t[i].thread, NULL);
+        loops_stop(d, started);
         threads_free(d);
         close(d->lfd);
         close(d->stop_pipe[0]);
@@ -1012,12 +1028,7 @@ void httpd_stop(httpd *d)
     pthread_cond_broadcast(&d->xcv);
     while (d->xthreads > 0) pthread_cond_wait(&d->xgone, &d->xmu);
     pthread_mutex_unlock(&d->xmu);
-    for (int i = 0; i < d->n; i++) event_base_loopbreak(d->t[i].base);
-    for (int i = 0; i < d->n; i++) {
-        uint64_t one = 1; /* wake a loop idle in epoll_wait */
-        (void)!write(d->t[i].efd, &one, sizeof one);
-        pthread_join(d->t[i].thread, NULL);
-    }
+    loops_stop(d, d->n);
     while (waiting) {
         hjob *j = waiting;
         waiting = j->next;
