@@ -431,6 +431,28 @@ class TestTransactionPooling(WeirCase):
         a.close()
         b.close()
 
+    def test_parameters_long_and_alike_on_one_connection(self):
+        """Clients alike share the one server connection without a SET between them; a
+        client whose values are too long to compare in one piece (a 63-byte
+        application_name, a long TimeZone) still gets its own."""
+        long_app = "x" * 63
+        a = self.connect(application_name="same")
+        b = psycopg.connect(self.w.dsn(application_name="same"), autocommit=True)
+        c = psycopg.connect(self.w.dsn(application_name=long_app), autocommit=True)
+        c.execute("SET TimeZone = 'America/Argentina/ComodRivadavia'")
+        for _ in range(3):
+            for conn, app in ((a, "same"), (b, "same"), (c, long_app), (a, "same")):
+                row = conn.execute("select current_setting('application_name'),"
+                                   " current_setting('TimeZone')").fetchone()
+                self.assertEqual(row[0], app)
+                if conn is c:
+                    self.assertEqual(row[1], "America/Argentina/ComodRivadavia")
+                else:
+                    self.assertNotEqual(row[1], "America/Argentina/ComodRivadavia")
+        a.close()
+        b.close()
+        c.close()
+
     def test_database_entry_parameters_are_defaults(self):
         """[databases] timezone= and application_name= apply unless the client sends its own."""
         db = {"appdb": "host=127.0.0.1 port=%d dbname=appdb timezone=Asia/Tokyo"

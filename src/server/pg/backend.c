@@ -35,18 +35,21 @@ bool be_params_set(be_params *p, const char *name, const char *value)
         if (strcasecmp(p->name[i], name)) continue;
         if (!strcmp(p->value[i], value)) return false;
         snprintf(p->value[i], BE_VALUE, "%s", value);
+        p->ver++;
         return true;
     }
     if (p->n == BE_MAX_PARAMS) return false;
     snprintf(p->name[p->n], BE_NAME, "%s", name);
     snprintf(p->value[p->n], BE_VALUE, "%s", value);
     p->n++;
+    p->ver++;
     return true;
 }
 
 void be_params_drop(be_params *p, int i)
 {
     if (i < 0 || i >= p->n) return;
+    p->ver++;
     p->n--;
     if (i == p->n) return;
     memcpy(p->name[i], p->name[p->n], BE_NAME);

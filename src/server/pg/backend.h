@@ -16,6 +16,7 @@
 
 typedef struct be_params {
     int n;
+    uint32_t ver; /* moves on with every change (be_params_set, be_params_drop) */
     char name[BE_MAX_PARAMS][BE_NAME];
     char value[BE_MAX_PARAMS][BE_VALUE];
 } be_params;

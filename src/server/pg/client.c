@@ -82,6 +82,8 @@ typedef struct cancel_req {
     struct server *srv;
 } cancel_req;
 
+_Static_assert(offsetof(client, sev) <= 9 * 64, "a transaction's fields of a client stay together");
+
 /* Parameters a client may set that weir keeps in line on every server it lands on. */
 static const char *const tracked[NTRACKED] = {
     "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
@@ -95,6 +97,7 @@ static void auth_lookup_send(client *c, weir_conn *conn);
 static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static bool process_in(client *c);
+static void want_changed(client *c);
 
 /* Milliseconds (activity for the timeouts, state changes): the coarse clock,
  * a few ms fine and much cheaper to read, several times a transaction. Only
@@ -749,6 +752,7 @@ static bool scan_out(client *c)
                             if (!strcasecmp(tracked[i], n)) {
                                 snprintf(c->want[i], BE_VALUE, "%s", v);
                                 c->want_set[i] = true;
+                                want_changed(c);
                             }
                 }
             }
@@ -870,12 +874,54 @@ static const char *tracked_have(backend *be, size_t i)
     return k < 0 ? NULL : p->value[k];
 }
 
+/* Pack the NTRACKED values v (NULL: absent) into out (PACK_MAX): its
+ * length, 0 when one is absent or they do not fit. */
+static uint8_t pack_values(const char *const v[NTRACKED], uint8_t *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < NTRACKED; i++) {
+        if (!v[i]) return 0;
+        size_t n = strlen(v[i]);
+        if (o + 1 + n > PACK_MAX) return 0;
+        out[o++] = (uint8_t)n;
+        memcpy(out + o, v[i], n);
+        o += n;
+    }
+    return (uint8_t)o;
+}
+
+/* The client's wants changed: pack them again. */
+static void want_changed(client *c)
+{
+    const char *v[NTRACKED];
+    for (size_t i = 0; i < NTRACKED; i++) v[i] = c->want_set[i] ? c->want[i] : NULL;
+    c->want_len = pack_values(v, c->want_pack);
+}
+
+/* Does the server have every value the client wants? Compares the packed
+ * forms; false when either has none (then each value is compared). */
+static bool params_match(client *c)
+{
+    if (!c->want_len) return false;
+    backend *be = c->be;
+    be_ext *x = be->ext;
+    if (!x->have_ok || x->have_ver != be->params.ver) {
+        const char *v[NTRACKED];
+        for (size_t i = 0; i < NTRACKED; i++) v[i] = tracked_have(be, i);
+        x->have_len = pack_values(v, x->have);
+        x->have_ver = be->params.ver;
+        x->have_ok = true;
+    }
+    return x->have_len == c->want_len && !memcmp(x->have, c->want_pack, c->want_len);
+}
+
 /* Bring the server's session in line with what the client believes it set. */
 static void sync_params(client *c)
 {
     char sql[2048];
     size_t o = 0;
-    for (size_t i = 0; i < NTRACKED; i++) {
+    bool same = params_match(c); /* most links: nothing to set, known from one compare */
+    for (size_t i = 0; !same && i < NTRACKED; i++) {
         if (!c->want_set[i]) continue;
         const char *have = tracked_have(c->be, i);
         if (have && !strcmp(have, c->want[i])) continue;
@@ -1295,6 +1341,7 @@ static void send_welcome(client *c)
             }
         }
     }
+    want_changed(c);
     put_welcome(c, &w);
     if (c->w->srv->cfg.log_connections) {
         char tls[128] = "";
@@ -2061,6 +2108,7 @@ static int take_param(client *c, const char *name, const char *value)
             }
             snprintf(c->want[k], BE_VALUE, "%.*s", (int)n, value);
             c->want_set[k] = true;
+            want_changed(c);
             return 0;
         }
     /* track_extra_parameters: a GUC-like name (letters, digits, _ and .,
@@ -2272,6 +2320,7 @@ static void startup_packet(client *c)
                 snprintf(c->want[k], BE_VALUE, "%s", defaults[k]);
                 c->want_set[k] = true;
             }
+        want_changed(c);
     }
     set_state(c, CL_AUTH_START);
     auth_start(c);
@@ -2452,11 +2501,13 @@ static void client_accept(worker *w, int fd, bool is_unix, const struct sockaddr
                           socklen_t peer_len)
 {
     server *s = w->srv;
-    client *c = calloc(1, sizeof *c);
+    /* on a line of its own, so the transaction's fields take as few as they can */
+    client *c = aligned_alloc(64, (sizeof *c + 63) / 64 * 64);
     if (!c) {
         close(fd);
         return;
     }
+    memset(c, 0, sizeof *c);
     c->w = w;
     c->fd = fd;
     c->id = io_new_id();

@@ -44,6 +44,11 @@ typedef enum cstate {
 _Static_assert(CL_NSTATES <= WORKER_NSTATES, "a worker counts every client state");
 
 #define NTRACKED 6 /* parameters kept in line on every server (client.c: tracked) */
+/* The tracked values packed (per value: its length, its bytes), so that a
+ * client's wants and a server's values compare with one memcmp over a line
+ * or two instead of a string compare of two cold 128-byte arrays each
+ * (sync_params). Values that do not fit are compared one by one. */
+#define PACK_MAX 96
 #define NEXTRA   8 /* and of track_extra_parameters, per client */
 
 /* A server connection's read registration in one worker's event loop. It
@@ -64,29 +69,72 @@ typedef struct be_ext {
      * entries (they are only ever added to) */
     int8_t tidx[NTRACKED];
     int tidx_n;
+    /* The server's tracked values packed (PACK_MAX), as of params.ver
+     * have_ver; have_len 0: not all there, or too long */
+    uint32_t have_ver;
+    bool have_ok; /* have_ver is set */
+    uint8_t have_len;
+    uint8_t have[PACK_MAX];
     int n;
     be_watch w[];
 } be_ext;
 
 struct client {
+    /* What a transaction reads and writes comes first, together: with a
+     * thousand clients a client's struct is seldom still in the cache when
+     * its next query comes, and each line it touches is a miss
+     * (docs/ARCHITECTURE.md, "A client's lines"). free_client and the
+     * login are the only readers of most of what follows the marker. */
     worker *w;
     int fd;
-    uint64_t id; /* io_new_id(): SHOW CLIENTS' id, KILL_CLIENT's argument */
     cstate state;
-    struct event cev, sev; /* sev: write interest on the server, when a send was short */
     short cev_flags, sev_flags;
+    bool terminate, checkout_pending, unsynced, stmt_refused;
+    bool wait_notified; /* query_wait_notify's NOTICE sent for this wait */
+    bool xdrop;         /* ps: the rest of the message at xst is dropped, not passed */
+    bool sst_drop;
+    bool in_whole_need; /* c->in ends in part of a message weir must see whole: read on */
+    bool in_xact;
+    bool admin; /* on the admin console */
+    int skip_rfq, pending;
+    uint32_t in_scanned, out_scanned;
+    spool *pool;
+    weir_conn *conn;
+    backend *be;
     be_watch *watch; /* the server's read registration in this worker */
-    bool terminate, checkout_pending, reject, unsynced, stmt_refused;
+    ps_client *ps;   /* named prepared statements kept by weir (transaction/statement mode) */
+    SSL *tls;        /* after an SSLRequest answered 'S': every byte goes through it */
+    /* track_extra_parameters the client set (names as it sent them);
+     * allocated on the first, as few clients send any */
+    be_params *xwant;
+    uint64_t req;
+    int64_t t_activity;              /* ms */
+    int64_t t_query, t_xact, t_wait; /* us: the oldest request in flight, the open
+                                        transaction's start, the checkout's start */
+    completion done; /* the checkout's result, queued to the worker (checkout_done) */
+    weir_conn *done_conn;
+    int done_status;
+    pq_buf in, out, pre;
+    pq_stream cst, sst;
+    pq_stream xst;             /* ps: the framing of c->in as it is translated */
+    pthread_mutex_t cancel_mu; /* cancel_conn, against handle_cancel on another thread */
+    weir_conn *cancel_conn;    /* the linked server, while a cancel may be forwarded to it */
+    struct event cev;          /* the client's socket */
+    uint8_t want_len; /* want packed (PACK_MAX): 0 when one is not set, or they do not fit */
+    uint8_t want_pack[PACK_MAX]; /* (its first bytes only, as a rule) */
+    /* --- the rest: the login, the console, the tick, the close --- */
+    struct event sev; /* write interest on the server, when a send was short */
+    uint64_t id;      /* io_new_id(): SHOW CLIENTS' id, KILL_CLIENT's argument */
+    bool reject;
     bool reject_deferred; /* over max_client_conn at start-up: looked at again next tick */
     uint8_t admit_try;    /* over a db/user client limit at login: 1 waits for the tick, 2 did */
-    bool wait_notified;   /* query_wait_notify's NOTICE sent for this wait */
     /* A replication connection: its startup parameters (name\0value\0
      * pairs, owned) for its own server, and SHOW CLIENTS' word for it. */
     char *repl;
     size_t repl_len;
     const char *replication;         /* NULL, "physical" or "database" */
     bool bad_move;                   /* set_state refused a move: the next tick closes it */
-    bool admin, admin_full;          /* on the admin console; an admin_users member */
+    bool admin_full;                 /* an admin_users member */
     bool admin_peer;                 /* user pgbouncer over the Unix socket by weir's own OS user */
     bool counted;                    /* in its pool's cl_logged */
     struct named_count *dbc, *userc; /* counted by database and user (clients_admit) */
@@ -95,41 +143,15 @@ struct client {
     bool killed;                  /* KILL: closed by its worker (worker_kill_marked) */
     int admin_wait;               /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
     char admin_wait_db[CFG_NAME];
-    SSL *tls;            /* after an SSLRequest answered 'S': every byte goes through it */
     bool tls_want_write; /* the handshake waits to write */
     bool tls_direct;     /* TLS from the first byte (PostgreSQL 17's sslnegotiation=direct) */
-    uint64_t req;
-    completion done; /* the checkout's result, queued to the worker (checkout_done) */
-    weir_conn *done_conn;
-    int done_status;
-    pq_buf in, out, pre;
-    uint32_t in_scanned, out_scanned;
-    pq_stream cst, sst;
-    pq_stream xst; /* ps: the framing of c->in as it is translated */
-    bool xdrop;    /* ps: the rest of the message at xst is dropped, not passed */
-    ps_client *ps; /* named prepared statements kept by weir (transaction/statement mode) */
-    bool sst_drop;
-    bool in_whole_need; /* c->in ends in part of a message weir must see whole: read on */
-    int skip_rfq, pending;
-    spool *pool;
-    weir_conn *conn;
-    backend *be;
     char user[CFG_NAME], dbname[CFG_NAME];
     char *secret; /* owned: the user's secret while logging in; NULL: none (or no such user) */
-    const char *want_val[NTRACKED];
     char want[NTRACKED][BE_VALUE];
     bool want_set[NTRACKED];
-    /* track_extra_parameters the client set (names as it sent them);
-     * allocated on the first, as few clients send any */
-    be_params *xwant;
     uint32_t my_pid, my_key;
     client *key_next;
-    pthread_mutex_t cancel_mu;       /* cancel_conn, against handle_cancel on another thread */
-    weir_conn *cancel_conn;          /* the linked server, while a cancel may be forwarded to it */
-    int64_t t_connect, t_activity;   /* ms */
-    int64_t t_query, t_xact, t_wait; /* us: the oldest request in flight, the open
-                                        transaction's start, the checkout's start */
-    bool in_xact;
+    int64_t t_connect; /* ms */
     uint8_t salt[4];
     scram_server *scram;
     struct auth_lookup *aq; /* during CL_AUTH_QUERY */

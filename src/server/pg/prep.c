@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,31 +317,39 @@ typedef struct ps_op {
 } ps_op;
 
 struct ps_client {
-    ps_registry *reg;
-    ps_name **b;
-    size_t nb, n;
-    ps_op *q; /* a ring: head, len, cap (a power of two) */
+    /* First, in one cache line: what every transaction reads (the queue,
+     * and what ps_client_plain looks at); with a thousand clients the
+     * struct is seldom still in the cache. */
+    ps_op *q; /* a ring: head, len, cap (a power of two); head back to 0 when it empties */
     uint32_t head, len, cap;
-    uint64_t bytes, max_bytes;       /* its statements' texts; max 0: no bound */
-    uint64_t parse_c, parse_s, bind; /* ps_take_counts */
     /* DEALLOCATE sent with the extended protocol (as psycopg does): the
      * unnamed statement is one weir answers (0, or F_ALL | 1), and the
      * portal bound to it (malloc'd, or NULL). */
     uint8_t udealloc;
-    char *dportal;
     /* An error came back before the client's Sync was here: PostgreSQL
      * skips what the client sends until that Sync, so weir passes it on
      * as it is and expects no answer to it. */
     bool skipping;
+    bool has_dup; /* dup is set */
+    char *dportal;
+    uint64_t parse_c, parse_s, bind; /* ps_take_counts */
+    /* (the first line ends here: ps_client_new aligns it) */
+    ps_registry *reg;
+    ps_name **b;
+    size_t nb, n;
+    uint64_t bytes, max_bytes; /* its statements' texts; max 0: no bound */
     /* A Parse of a name the client already has (PostgreSQL refuses it):
      * that name, for the log (ps_take_duplicate); "" none. */
     char dup[64];
 };
 
+_Static_assert(offsetof(ps_client, reg) <= 64, "a transaction's fields fit one cache line");
+
 ps_client *ps_client_new(ps_registry *r, uint64_t max_bytes)
 {
-    ps_client *pc = calloc(1, sizeof *pc);
+    ps_client *pc = aligned_alloc(64, (sizeof *pc + 63) / 64 * 64);
     if (!pc) return NULL;
+    memset(pc, 0, sizeof *pc);
     pc->reg = r;
     pc->max_bytes = max_bytes;
     return pc;
@@ -504,7 +513,7 @@ static void pop(ps_client *pc)
     free(pc->q[pc->head].name);
     if (pc->q[pc->head].st) release(pc->reg, pc->q[pc->head].st);
     pc->head = (pc->head + 1) & (pc->cap - 1);
-    pc->len--;
+    if (--pc->len == 0) pc->head = 0; /* the next op in the same line as the last */
 }
 
 /* --- client messages ------------------------------------------------------ */
@@ -759,6 +768,7 @@ int ps_client_msg(ps_client *pc, ps_cache **scp, uint32_t max, char t, const uin
         if (e) {
             /* Already exists: the server says so, naming weir's statement. */
             snprintf(pc->dup, sizeof pc->dup, "%s", name);
+            pc->has_dup = true;
             if (ensure(pc, sc, max, e->st, o)) return -1;
             int l = put_name(nm, e->st->id);
             return put_parts(o, 'P', nm, (uint32_t)l + 1, e->st->body, e->st->len, NULL, 0) ||
@@ -1059,8 +1069,8 @@ int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq)
 
 bool ps_take_duplicate(ps_client *pc, char *name, size_t n)
 {
-    if (!pc || !pc->dup[0]) return false;
+    if (!pc || !pc->has_dup) return false;
     snprintf(name, n, "%s", pc->dup);
-    pc->dup[0] = 0;
+    pc->has_dup = false;
     return true;
 }
