@@ -1006,7 +1006,8 @@ static void test_worker_own_handoffs(void **state)
     worker_scope_end(w);
     assert_int_equal(a.runs, 1);
     assert_int_equal(b.runs, 1);
-    assert_null(w->qhead);
+    assert_null(w->own_head);
+    assert_null(w->qhead); /* its own hand-offs never take the shared queue's lock */
     assert_false(event_pending(&w->local_ev, EV_READ, NULL)); /* nothing left for the loop */
 
     /* outside a scope: queued, run by the loop */

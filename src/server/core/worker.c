@@ -288,25 +288,39 @@ int worker_listen(worker *w, int fd)
 void worker_post(worker *w, completion *cp)
 {
     cp->next = NULL;
+    if (current_worker == w) { /* its own thread: its own list, no lock, no syscall */
+        *w->own_tail = cp;
+        w->own_tail = &cp->next;
+        if (!w->local_scope) event_active(&w->local_ev, EV_READ, 0); /* else: at the scope's end */
+        return;
+    }
     pthread_mutex_lock(&w->qlock);
     bool was_empty = !w->qhead;
     *w->qtail = cp;
     w->qtail = &cp->next;
     pthread_mutex_unlock(&w->qlock);
-    if (current_worker == w) { /* its own thread: no syscall */
-        if (w->local_scope)
-            w->local_queued = true; /* run at the scope's end */
-        else
-            event_active(&w->local_ev, EV_READ, 0);
-        return;
-    }
     /* A queue that had something already has its wake-up on the way (an
-     * eventfd write, or the worker's own event): the worker drains it all
-     * (worker_drain empties it until it stays empty), so hand-offs that
-     * come in a burst cost one write and one wake-up. */
+     * eventfd write): the worker drains it all (worker_drain empties it
+     * until it stays empty), so hand-offs that come in a burst cost one
+     * write and one wake-up. */
     if (!was_empty) return;
     uint64_t one = 1;
     (void)!write(w->efd, &one, sizeof one);
+}
+
+/* What the worker queued to itself, and what those queue in turn. */
+static void run_own(worker *w)
+{
+    while (w->own_head) {
+        completion *cp = w->own_head;
+        w->own_head = NULL;
+        w->own_tail = &w->own_head;
+        while (cp) {
+            completion *next = cp->next; /* fn may free cp's owner */
+            cp->fn(cp);
+            cp = next;
+        }
+    }
 }
 
 void worker_drain(worker *w)
@@ -317,13 +331,14 @@ void worker_drain(worker *w)
         w->qhead = NULL;
         w->qtail = &w->qhead;
         pthread_mutex_unlock(&w->qlock);
-        if (!cp) return;
+        if (!cp) break;
         while (cp) {
             completion *next = cp->next; /* fn may free cp's owner */
             cp->fn(cp);
             cp = next;
         }
     }
+    run_own(w);
 }
 
 void worker_scope_begin(worker *w)
@@ -334,11 +349,8 @@ void worker_scope_begin(worker *w)
 void worker_scope_end(worker *w)
 {
     if (!w) return;
-    if (w->local_scope == 1) /* the outermost: still in scope, so what these queue runs here too */
-        while (w->local_queued) {
-            w->local_queued = false;
-            worker_drain(w);
-        }
+    if (w->local_scope == 1)
+        run_own(w); /* the outermost: still in scope, so what these queue runs here too */
     w->local_scope--;
 }
 
@@ -426,7 +438,9 @@ static void on_efd(evutil_socket_t fd, short what, void *arg)
     if (atomic_exchange(&w->kill_pending, false)) w->srv->door->kill_marked(w);
     if (atomic_exchange(&w->unlisten_pending, false)) unlisten(w);
     if (atomic_exchange(&w->close_waiting_pending, false)) w->srv->door->close_waiting(w);
+    worker_scope_begin(w);
     worker_drain(w);
+    worker_scope_end(w);
     if (atomic_load(&w->stop)) event_base_loopbreak(w->base);
 }
 
@@ -436,8 +450,10 @@ static void on_local(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    worker *w = arg;
     clock_hold();
-    worker_drain(arg);
+    worker_scope_begin(w);
+    worker_scope_end(w); /* runs what it queued, and what those queue */
     clock_release();
 }
 
@@ -451,6 +467,7 @@ int worker_init(worker *w, server *s, int id)
     if (!w->base || w->efd < 0) return -1;
     pthread_mutex_init(&w->qlock, NULL);
     w->qtail = &w->qhead;
+    w->own_tail = &w->own_head;
     event_assign(&w->efd_ev, w->base, w->efd, EV_READ | EV_PERSIST, on_efd, w);
     event_add(&w->efd_ev, NULL);
     event_assign(&w->local_ev, w->base, -1, 0, on_local, w);

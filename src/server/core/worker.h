@@ -61,9 +61,9 @@ struct worker {
     struct event efd_ev;
     struct event local_ev; /* completions queued by this worker's own thread: no syscall */
     int local_scope;       /* inside a socket callback: its own completions run at its end */
-    bool local_queued;     /* one was queued in that scope (worker_scope_end runs it) */
+    completion *own_head, **own_tail; /* completions it queued itself (its thread only) */
     pthread_mutex_t qlock;
-    completion *qhead, **qtail; /* completions queued to this worker (qlock) */
+    completion *qhead, **qtail; /* completions other threads queued to this worker (qlock) */
     struct client *clients;     /* every client of this worker (the door's) */
     struct client *graveyard;   /* freed at the next tick */
     _Atomic int
@@ -142,7 +142,8 @@ void clock_release(void);
 int worker_init(worker *w, server *s, int id);
 void *worker_main(void *arg);
 void worker_destroy(worker *w);
-/* Queue cp to w (any thread); fn runs on w's thread, in order. */
+/* Queue cp to w (any thread); fn runs on w's thread, in the order each
+ * thread queued them (w's own, on a list of its own: no lock). */
 void worker_post(worker *w, completion *cp);
 /* Run what is queued now (w's thread, or after it stopped). */
 void worker_drain(worker *w);
