@@ -63,6 +63,26 @@ pooler_logs() {
 }
 hz=$(getconf CLK_TCK)
 
+# bench_pg [MAX_CONNECTIONS]: the throwaway PostgreSQL on $pg_port with
+# pgbench's tables (scale 1), PGPASSWORD for app, and $dir/users.txt, the
+# poolers' auth_file, with app's password
+bench_pg() {
+    PG_MAX_CONNECTIONS=${1:-200} sh "$cluster" start "$dir/pg" "$pg_port" >/dev/null
+    export PGPASSWORD=s3cret
+    pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
+    printf '"app" "s3cret"\n' >"$dir/users.txt"
+}
+
+# bench_ini [AUTH]: what every benchmark's poolers share (the database appdb,
+# AUTH (md5) from $dir/users.txt, transaction pooling, pool 20, room for
+# 5000 clients, no log line per connection); each adds its own after it
+bench_ini() {
+    printf '%s\n' "[databases]" "appdb = host=127.0.0.1 port=$pg_port dbname=appdb" "[pgbouncer]" \
+        "listen_addr = 127.0.0.1" "unix_socket_dir =" "auth_type = ${1:-md5}" \
+        "auth_file = $dir/users.txt" "pool_mode = transaction" "default_pool_size = 20" \
+        "max_client_conn = 5000" "log_connections = 0" "log_disconnections = 0"
+}
+
 # start_weir INI LOG: weir in a session of its own, as PgBouncer (-d) and
 # Odyssey (daemonize yes) run here. With the kernel's autogroup scheduling
 # (on by default) every session is one group with one share of the CPU: weir

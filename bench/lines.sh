@@ -45,27 +45,11 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 . "$here/common.sh"
 bench_start lines
 weir_port=$((pg_port + 1))
-max_conn=$(( $(echo "$clients" | tr " " "\n" | sort -n | tail -1) + 100 ))
-PG_MAX_CONNECTIONS=$max_conn sh "$cluster" start "$dir/pg" "$pg_port" >/dev/null
-export PGPASSWORD=s3cret
-pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
-printf '"app" "s3cret"\n' >"$dir/users.txt"
-cat >"$dir/weir.ini" <<EOF
-[databases]
-appdb = host=127.0.0.1 port=$pg_port dbname=appdb
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $weir_port
-unix_socket_dir =
-auth_type = md5
-auth_file = $dir/users.txt
-pool_mode = transaction
-default_pool_size = 20
-max_client_conn = 5000
-log_connections = 0
-log_disconnections = 0
-workers = 1
-EOF
+bench_pg $(( $(echo "$clients" | tr " " "\n" | sort -n | tail -1) + 100 ))
+{
+    bench_ini
+    printf 'listen_port = %s\nworkers = 1\n' "$weir_port"
+} >"$dir/weir.ini"
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
 
 # one_run BIN CLIENTS PROTOCOL TX OUT: cachegrind's totals of weir serving

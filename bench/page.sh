@@ -32,25 +32,13 @@ command -v curl >/dev/null || { echo "curl not installed (apt-get install curl)"
 bench_start page
 weir_port=$((pg_port + 1))
 http_port=$((pg_port + 2))
-sh "$cluster" start "$dir/pg" "$pg_port"
-export PGPASSWORD=s3cret
-pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
-printf '"app" "s3cret"\n"ops" "opspw"\n' >"$dir/users.txt"
-cat >"$dir/weir.ini" <<INI
-[databases]
-appdb = host=127.0.0.1 port=$pg_port dbname=appdb
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $weir_port
-unix_socket_dir =
-auth_type = md5
-auth_file = $dir/users.txt
-pool_mode = transaction
-default_pool_size = 20
-stats_users = ops
-http_listen_addr = 127.0.0.1
-http_listen_port = $http_port
-INI
+bench_pg
+printf '"ops" "opspw"\n' >>"$dir/users.txt"
+{
+    bench_ini
+    printf '%s\n' "listen_port = $weir_port" "stats_users = ops" "http_listen_addr = 127.0.0.1" \
+        "http_listen_port = $http_port"
+} >"$dir/weir.ini"
 start_weir "$dir/weir.ini" "$dir/weir.log"
 weir_pid=$weir_started
 for _ in $(seq 100); do port_busy "$http_port" && break; sleep 0.1; done

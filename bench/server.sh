@@ -106,23 +106,8 @@ pgb_port=$((pg_port + 2))
 weir1_port=$((pg_port + 3))
 
 max_conn=$(( $(echo "$clients $prepared_clients" | tr " " "\n" | sort -n | tail -1) + 200 )) # + 6 pools of 20, and room
-PG_MAX_CONNECTIONS=$max_conn sh "$cluster" start "$dir/pg" "$pg_port"
-export PGPASSWORD=s3cret
-pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
-
-printf '"app" "s3cret"\n' >"$dir/users.txt"
-common="[databases]
-appdb = host=127.0.0.1 port=$pg_port dbname=appdb
-[pgbouncer]
-listen_addr = 127.0.0.1
-unix_socket_dir =
-auth_type = $auth
-auth_file = $dir/users.txt
-pool_mode = transaction
-default_pool_size = 20
-max_client_conn = 5000
-log_connections = 0
-log_disconnections = 0"
+bench_pg "$max_conn"
+common=$(bench_ini "$auth")
 result_tag=""
 if [ "$server_logins_only" = 1 ]; then
     common="$common

@@ -44,26 +44,12 @@ pgb_port=$((pg_port + 2))
 weir1_port=$((pg_port + 3))
 
 max=$(echo "$clients" | tr " " "\n" | sort -n | tail -1)
-PG_MAX_CONNECTIONS=$((max + 100)) sh "$cluster" start "$dir/pg" "$pg_port"
-export PGPASSWORD=s3cret
-pgbench -i -q -s 1 -h 127.0.0.1 -p "$pg_port" -U app appdb >/dev/null 2>&1
+bench_pg $((max + 100))
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
     -keyout "$dir/server.key" -out "$dir/server.crt" >/dev/null 2>&1
 chmod 600 "$dir/server.key"
-printf '"app" "s3cret"\n' >"$dir/users.txt"
-common="[databases]
-appdb = host=127.0.0.1 port=$pg_port dbname=appdb
-[pgbouncer]
-listen_addr = 127.0.0.1
-unix_socket_dir =
-auth_type = md5
-auth_file = $dir/users.txt
-pool_mode = transaction
-default_pool_size = 20
-max_client_conn = 5000
-log_connections = 0
-log_disconnections = 0
+common="$(bench_ini)
 client_tls_sslmode = require
 client_tls_key_file = $dir/server.key
 client_tls_cert_file = $dir/server.crt
