@@ -905,12 +905,11 @@ static bool params_match(client *c)
     if (!c->want_len) return false;
     backend *be = c->be;
     be_ext *x = be->ext;
-    if (!x->have_ok || x->have_ver != be->params.ver) {
+    if (x->have_ver != be->params.ver) {
         const char *v[NTRACKED];
         for (size_t i = 0; i < NTRACKED; i++) v[i] = tracked_have(be, i);
         x->have_len = pack_values(v, x->have);
         x->have_ver = be->params.ver;
-        x->have_ok = true;
     }
     return x->have_len == c->want_len && !memcmp(x->have, c->want_pack, c->want_len);
 }
@@ -1092,9 +1091,7 @@ static void checkout_done(completion *cp)
 
 static bool valid_frontend_type(char t)
 {
-    for (const char *k = "BCcdDEfFHPpQSX"; *k; k++) /* on every message: no strchr call */
-        if (*k == t) return true;
-    return false;
+    return pq_type_in("BCcdDEfFHPpQSX", t);
 }
 
 /* Which message types at p (n bytes) must be framed whole. With prepared

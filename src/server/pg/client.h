@@ -70,9 +70,9 @@ typedef struct be_ext {
     int8_t tidx[NTRACKED];
     int tidx_n;
     /* The server's tracked values packed (PACK_MAX), as of params.ver
-     * have_ver; have_len 0: not all there, or too long */
+     * have_ver (0, as made: none yet, and then have_len is 0 too); have_len
+     * 0: not all there, or too long */
     uint32_t have_ver;
-    bool have_ok; /* have_ver is set */
     uint8_t have_len;
     uint8_t have[PACK_MAX];
     int n;

@@ -330,7 +330,7 @@ struct ps_client {
      * skips what the client sends until that Sync, so weir passes it on
      * as it is and expects no answer to it. */
     bool skipping;
-    bool has_dup; /* dup is set */
+    bool has_dup; /* dup is set (dup[0] would say so, but dup is off this line) */
     char *dportal;
     uint64_t parse_c, parse_s, bind; /* ps_take_counts */
     /* (the first line ends here: ps_client_new aligns it) */

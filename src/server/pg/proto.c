@@ -334,15 +334,6 @@ int pq_put_negotiate(pq_buf *b, const pq_startup *st)
     return pq_put_msg(b, 'v', body, n);
 }
 
-/* Is t one of the types in set? (sets of a few letters: a loop is cheaper
- * than strchr's call, on every message) */
-static inline bool type_in(const char *set, char t)
-{
-    for (; *set; set++)
-        if (*set == t) return true;
-    return false;
-}
-
 int pq_next(pq_stream *st, const uint8_t *p, uint32_t n, uint32_t max_len, const char *whole,
             pq_msg *m, uint32_t *used)
 {
@@ -356,7 +347,7 @@ int pq_next(pq_stream *st, const uint8_t *p, uint32_t n, uint32_t max_len, const
     m->type = (char)p[0];
     m->len = pq_get32(p + 1);
     if (m->len < 4 || m->len > max_len) return PQ_BAD;
-    if (m->type && type_in(whole, m->type)) {
+    if (pq_type_in(whole, m->type)) {
         if (n - 1 < m->len) return PQ_NEED;
         m->body = p + 5;
         *used = m->len + 1;

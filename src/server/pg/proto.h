@@ -22,6 +22,15 @@ typedef struct pq_buf {
 void pq_buf_free(pq_buf *b);
 /* Make room for n more bytes at end (compacting, then growing). 0 or -1. */
 int pq_buf_reserve(pq_buf *b, uint32_t n);
+/* Is t (not 0) one of the message types in set? Sets are a few letters: a
+ * loop costs less than a strchr call, and this runs on every message. */
+static inline bool pq_type_in(const char *set, char t)
+{
+    for (; *set; set++)
+        if (*set == t) return true;
+    return false;
+}
+
 static inline uint32_t pq_buf_len(const pq_buf *b)
 {
     return b->end - b->start;
