@@ -161,6 +161,80 @@ static inline tl_entry *tl_for(const weir_pool *pool)
 /* This thread, as an async waiter's owner. */
 static _Thread_local char tl_me __attribute__((tls_model("initial-exec")));
 
+/* Async waiters, kept per thread for the next checkout that queues. When
+ * clients outnumber connections every checkout queues one, and glibc's
+ * allocator served that size from its general bins, not its per-thread
+ * cache: 350–500 instructions per checkout in malloc and free
+ * (docs/ARCHITECTURE.md, "The engine's hand-off, counted"). A thread keeps
+ * WSPARE_N at most and frees them when it ends. Not under AddressSanitizer,
+ * which should see every waiter freed. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WEIR_NO_WSPARES 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEIR_NO_WSPARES 1
+#endif
+#endif
+#ifndef WEIR_NO_WSPARES
+enum { WSPARE_N = 64 };
+static _Thread_local weir__waiter *tl_wspare __attribute__((tls_model("initial-exec")));
+static _Thread_local int tl_nwspare __attribute__((tls_model("initial-exec")));
+static _Thread_local bool tl_wspare_reg __attribute__((tls_model("initial-exec")));
+static pthread_key_t wspare_key;
+static pthread_once_t wspare_once = PTHREAD_ONCE_INIT;
+
+static void wspare_drop(void *unused)
+{
+    (void)unused;
+    while (tl_wspare) {
+        weir__waiter *w = tl_wspare;
+        tl_wspare = w->next;
+        free(w);
+    }
+    tl_nwspare = 0;
+    tl_wspare_reg = false; /* a waiter freed after this registers again */
+}
+
+static void wspare_key_make(void)
+{
+    (void)pthread_key_create(&wspare_key, wspare_drop);
+}
+#endif
+
+static weir__waiter *waiter_new(void)
+{
+#ifndef WEIR_NO_WSPARES
+    weir__waiter *w = tl_wspare;
+    if (w) {
+        tl_wspare = w->next;
+        tl_nwspare--;
+        return w;
+    }
+#endif
+    return malloc(sizeof(weir__waiter));
+}
+
+static void waiter_free(weir__waiter *w)
+{
+#ifndef WEIR_NO_WSPARES
+    if (tl_nwspare < WSPARE_N) {
+        if (!tl_wspare_reg) { /* so that the thread's end frees them */
+            pthread_once(&wspare_once, wspare_key_make);
+            if (pthread_setspecific(wspare_key, &tl_wspare_reg)) {
+                free(w);
+                return;
+            }
+            tl_wspare_reg = true;
+        }
+        w->next = tl_wspare;
+        tl_wspare = w;
+        tl_nwspare++;
+        return;
+    }
+#endif
+    free(w);
+}
+
 /* ---- logging ------------------------------------------------------------ */
 
 void weir__log(weir_pool *pool, weir_log_level lvl, const char *fmt, ...)
@@ -885,7 +959,7 @@ static void fire_async(weir_pool *p, weir__waiter *list)
         }
         if (w->conn) weir__hist_observe(&p->acquire_hist, weir_now_ns() - w->start_ns);
         w->cb(w->conn, w->status, w->ud);
-        free(w);
+        waiter_free(w);
     }
 }
 
@@ -915,20 +989,23 @@ int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb
             }
             continue;
         }
-        weir__waiter *w = calloc(1, sizeof *w);
+        weir__waiter *w = waiter_new();
         if (!w) {
             unlock(p);
             return WEIR_ENOMEM;
         }
-        w->async = true;
-        w->cb = cb;
-        w->ud = ud;
-        w->file = file;
-        w->line = line;
-        w->start_ns = start;
-        w->deadline_ns = start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000;
-        w->owner = &tl_me;
-        w->id = ++p->next_req_id;
+        *w = (weir__waiter){
+            .async = true,
+            .cb = cb,
+            .ud = ud,
+            .file = file,
+            .line = line,
+            .start_ns = start,
+            .deadline_ns =
+                start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000,
+            .owner = &tl_me,
+            .id = ++p->next_req_id,
+        };
         c = enqueue(p, w, false);
         if (!c) {
             if (req) *req = w->id;
@@ -940,7 +1017,7 @@ int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb
             return WEIR_PENDING;
         }
         unlock(p);
-        free(w);
+        waiter_free(w);
         if (prepare(p, c, file, line, false)) {
             weir__hist_observe(&p->acquire_hist, weir_now_ns() - start);
             *now = c;
@@ -963,7 +1040,7 @@ int weir_checkout_cancel(weir_pool *p, uint64_t req)
     wq_remove(p, w);
     unlock(p);
     w->cb(NULL, WEIR_ECANCELED, w->ud);
-    free(w);
+    waiter_free(w);
     return 0;
 }
 

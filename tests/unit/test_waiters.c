@@ -216,6 +216,68 @@ static void async_checkout(void **state)
     assert_int_equal(weir_checkout_async(f->pool, 0, NULL, NULL, &now2, &req), WEIR_EINVAL);
 }
 
+/* Waiters are kept per thread and used again (pool.c, waiter_new): one used
+ * many times over, beyond the number a thread keeps, starts clean each time
+ * (its own callback data, a fresh deadline, nothing of the last wait), and
+ * a thread that ends frees those it kept (valgrind_test_waiters checks). */
+typedef struct recycle_arg {
+    weir_pool *pool;
+    int served, timed_out;
+} recycle_arg;
+
+static void *recycle_main(void *arg)
+{
+    recycle_arg *a = arg;
+    weir_conn *held = NULL, *now = NULL;
+    uint64_t req;
+    if (weir_checkout(a->pool, &held)) return NULL;
+    for (int i = 0; i < 200; i++) { /* 200 waiters queued and served, one at a time */
+        async_result r = ASYNC_RESULT_INIT;
+        if (weir_checkout_async(a->pool, 5000, on_async, &r, &now, &req) != WEIR_PENDING) break;
+        weir_checkin(held); /* hands it to r, on this thread: r's waiter is kept here */
+        if (async_fired(&r) != 1 || r.status != 0 || !r.conn) break;
+        held = r.conn;
+        a->served++;
+    }
+    /* a waiter kept from long ago gets this wait's deadline, not its own old one */
+    async_result t = ASYNC_RESULT_INIT;
+    int64_t t0 = weir_now_ns();
+    if (weir_checkout_async(a->pool, 100, on_async, &t, &now, &req) == WEIR_PENDING &&
+        WAIT_FOR(async_fired(&t) == 1, 2000) && t.status == WEIR_ETIMEDOUT &&
+        (t.at_ns - t0) / 1000000 >= 99)
+        a->timed_out = 1;
+    weir_checkin(held);
+    return NULL;
+}
+
+static void async_waiters_used_again_start_clean(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    recycle_arg a = {f->pool, 0, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, recycle_main, &a), 0);
+    assert_int_equal(pthread_join(th, NULL), 0); /* the thread's end frees its kept waiters */
+    assert_int_equal(a.served, 200);
+    assert_int_equal(a.timed_out, 1);
+    /* and the main thread's: queued here, completed here after a cancel */
+    weir_conn *held, *now = NULL;
+    uint64_t req;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    for (int i = 0; i < 100; i++) {
+        async_result r = ASYNC_RESULT_INIT;
+        assert_int_equal(weir_checkout_async(f->pool, 5000, on_async, &r, &now, &req),
+                         WEIR_PENDING);
+        assert_int_equal(weir_checkout_cancel(f->pool, req), 0);
+        assert_int_equal(async_fired(&r), 1);
+        assert_int_equal(r.status, WEIR_ECANCELED);
+        assert_null(r.conn);
+    }
+    assert_int_equal(pool_stats(f->pool).waiters, 0);
+    weir_checkin(held);
+}
+
 /* Queue an async waiter from another thread (its owner). */
 typedef struct remote_req {
     weir_pool *pool;
@@ -949,6 +1011,7 @@ int main(void)
         T(every_waiter_served_or_timed_out_in_time),
         T(max_waiters_sheds_load),
         T(async_checkout),
+        T(async_waiters_used_again_start_clean),
         T(async_checkin_prefers_its_own_thread_within_the_bound),
         T(async_checkin_prefers_its_own_thread_within_a_quarter_of_the_wait),
         T(async_checkin_finds_its_own_waiter_behind_many_others),
