@@ -8,7 +8,8 @@
 # One weir worker (transaction pooling, pool 20, md5) runs under cachegrind
 # with a 1 MB 16-way last-level cache (a server core's own L2: what a client
 # whose memory is not there costs), and pgbench -S -j 2 runs through it
-# twice, N and 3N transactions in all. The difference of the two runs'
+# twice, N and 3N transactions in all, each time after 5 transactions per
+# client that fill the pool. The difference of the two runs'
 # totals over 2N is one transaction's cost without the logins and the
 # start: instructions (ir), data reads and writes (dr, dw), first-level
 # data misses (d1mr, d1mw) and last-level ones (llmr, llmw). Work done by
@@ -16,7 +17,12 @@
 # transactions, and weighs more than in a real run: under valgrind weir is
 # some 5 times slower. A throwaway PostgreSQL (tests/integration/pg_cluster.sh).
 # WEIR_BIN_B=path: a second weir measured the same way, tagged bin=b (the
-# first bin=a). Each figure is a line "RESULT server_lines key=value ...".
+# first bin=a). PgBouncer 1.25.2 ($WEIR_PGBOUNCER, else
+# ../shared/peers/pgbouncer-1.25.2/pgbouncer beside the checkout; skipped
+# when neither is there) is measured the same way too, tagged
+# bin=pgbouncer_1.25, and each of weir's figures is then also given as a
+# ratio to its (RESULT server_lines_ratio). Each figure is a line
+# "RESULT server_lines key=value ...".
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 root=${WEIR_SOURCE_DIR:-$(cd "$here/.." && pwd)}
@@ -28,7 +34,7 @@ protocols="simple extended"
 tx=20000
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) clients="200"; protocols="simple"; tx=2000 ;;
+    --quick) clients="200"; protocols="simple"; tx=1000 ;;
     --clients) clients=$2; shift ;;
     --protocol) protocols=$2; shift ;;
     --tx) tx=$2; shift ;;
@@ -50,14 +56,25 @@ bench_pg $(( $(echo "$clients" | tr " " "\n" | sort -n | tail -1) + 100 ))
     bench_ini
     printf 'listen_port = %s\nworkers = 1\n' "$weir_port"
 } >"$dir/weir.ini"
+{
+    bench_ini
+    printf 'listen_port = %s\n' "$weir_port"
+} >"$dir/pgb.ini"
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
+pgb125=${WEIR_PGBOUNCER:-$root/../shared/peers/pgbouncer-1.25.2/pgbouncer}
 
-# one_run BIN CLIENTS PROTOCOL TX OUT: cachegrind's totals of weir serving
-# pgbench -t TX/CLIENTS per client, in OUT
+# one_run BIN CLIENTS PROTOCOL TX OUT: cachegrind's totals of weir (or, when
+# BIN is $pgb125, PgBouncer, which will not run as root) serving pgbench -t
+# TX/CLIENTS per client, in OUT
 one_run() {
-    local bin=$1 c=$2 proto=$3 n=$4 out=$5 pid t
-    setsid valgrind --tool=cachegrind --cache-sim=yes --LL=1048576,16,64 \
-        --cachegrind-out-file="$out" "$bin" "$dir/weir.ini" >"$dir/weir.log" 2>&1 &
+    local bin=$1 c=$2 proto=$3 n=$4 out=$5 pid t ini=$dir/weir.ini as=()
+    if [ "$bin" = "$pgb125" ]; then
+        ini=$dir/pgb.ini
+        [ "$(id -u)" = 0 ] && as=(setpriv --reuid=postgres --regid=postgres --init-groups)
+    fi
+    rm -f "$out"
+    setsid "${as[@]}" valgrind --tool=cachegrind --cache-sim=yes --LL=1048576,16,64 \
+        --cachegrind-out-file="$out" "$bin" "$ini" >"$dir/weir.log" 2>&1 &
     pid=$!
     bench_track "$pid"
     for t in $(seq 200); do
@@ -65,11 +82,17 @@ one_run() {
         [ "$t" = 200 ] && { echo "benchmark: weir did not start under valgrind; its log:" >&2; tail -20 "$dir/weir.log" >&2; exit 1; }
         sleep 0.2
     done
-    local per=$(( (n + c - 1) / c ))
-    if ! pgbench -n -S -M "$proto" -c "$c" -j 2 -t "$per" -h 127.0.0.1 -p "$weir_port" -U app appdb \
-        >"$dir/pgbench.log" 2>&1; then
-        echo "benchmark: pgbench failed:" >&2; tail -5 "$dir/pgbench.log" >&2; exit 1
-    fi
+    # first the same few transactions per client in both runs: the pool
+    # opens all its server connections (PgBouncer opens them as clients
+    # queue, each a SCRAM login; the longer run would otherwise open more)
+    local per=$(( (n + c - 1) / c )) w
+    for w in warm measured; do
+        [ "$w" = warm ] && t=5 || t=$per
+        if ! pgbench -n -S -M "$proto" -c "$c" -j 2 -t "$t" -h 127.0.0.1 -p "$weir_port" -U app appdb \
+            >"$dir/pgbench.log" 2>&1; then
+            echo "benchmark: pgbench failed:" >&2; tail -5 "$dir/pgbench.log" >&2; exit 1
+        fi
+    done
     kill -INT "$pid"
     wait "$pid" 2>/dev/null || true
     echo $((per * c))
@@ -97,7 +120,27 @@ measure() {
     done
 }
 
-measure a "$weir_bin"
+measure a "$weir_bin" | tee "$dir/results"
 if [ -n "${WEIR_BIN_B:-}" ]; then
     measure b "$WEIR_BIN_B"
+fi
+if [ -x "$pgb125" ]; then
+    measure pgbouncer_1.25 "$pgb125" | tee -a "$dir/results"
+    # weir's figures over PgBouncer's, cell by cell
+    awk '{ for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+           k = v["clients"] " " v["protocol"]
+           for (f in v) if (f != "bin" && f != "clients" && f != "protocol") x[v["bin"], k, f] = v[f]
+           keys[k] = 1 }
+         END { for (k in keys) {
+                 split(k, cp, " ")
+                 line = ""
+                 n = split("ir dr dw d1mr d1mw llmr llmw", fs, " ")
+                 for (i = 1; i <= n; i++) {
+                     b = x["pgbouncer_1.25", k, fs[i]]; a = x["a", k, fs[i]]
+                     line = line sprintf(" %s=%s", fs[i], b > 0 ? sprintf("%.2f", a / b) : "na")
+                 }
+                 printf "RESULT server_lines_ratio weir_vs=pgbouncer_1.25 clients=%d protocol=%s%s\n", cp[1], cp[2], line
+               } }' "$dir/results" | sort -k4,4V -k5,5
+else
+    echo "benchmark: PgBouncer 1.25.2 not found at $pgb125 (set WEIR_PGBOUNCER): skipped" >&2
 fi
