@@ -551,6 +551,26 @@ class TestMoved(PreparedCase):
         third.run(query("COMMIT"))
 
 
+    def test_discard_all_on_a_server_that_never_saw_a_parse(self):
+        # c prepares on one connection while a holder has the other, which
+        # only ever ran simple queries; then a third client takes the first,
+        # so c's DISCARD ALL runs on the holder's, where weir keeps no
+        # statements at all: c's names are gone all the same.
+        c, holder, third = self.raw(), self.raw(), self.raw()
+        holder.run(query("BEGIN"))
+        h = holder.run(query("SELECT pg_backend_pid()"))[1][1]
+        r = c.run(parse("m", "SELECT pg_backend_pid()"), bind("m"), execute(), SYNC)
+        x = r[2][1]
+        self.assertNotEqual(x, h)
+        third.run(query("BEGIN"))
+        self.assertEqual(third.run(query("SELECT pg_backend_pid()"))[1][1], x)
+        holder.run(query("COMMIT"))
+        self.assertEqual(types(c.run(query("DISCARD ALL"))), ["C", "Z"])
+        third.run(query("COMMIT"))
+        r = c.run(bind("m"), execute(), SYNC)
+        self.assertEqual(r[0][1:], ("26000", 'prepared statement "m" does not exist'))
+
+
 class TestSessionModeUntouched(PreparedCase):
     settings = {"pool_mode": "session", "default_pool_size": "1"}
 

@@ -706,10 +706,16 @@ static bool scan_out(client *c)
     uint32_t rd = c->out_scanned, wr = c->out_scanned, end = c->out.end;
     bool ok = true;
     const char *whole = c->ps ? PS_WHOLE_OUT : "ZS";
+    /* weir's own replies can be due at the start, and then only when a
+     * reply ends one of the client's requests (ps_server_reply) */
+    bool due = c->ps != NULL;
     while (rd < end) {
-        if (c->ps && !c->sst.left && ps_emit(c, &wr, &rd, &end)) {
-            ok = false;
-            break;
+        if (due && !c->sst.left) {
+            if (ps_emit(c, &wr, &rd, &end)) {
+                ok = false;
+                break;
+            }
+            due = false;
         }
         uint8_t *p = c->out.p;
         pq_msg m;
@@ -725,8 +731,12 @@ static bool scan_out(client *c)
             keep = !c->sst_drop;
         } else {
             keep = c->skip_rfq == 0;
-            if (keep && c->ps)
-                keep = ps_server_msg(c->ps, ((be_ext *)c->be->ext)->ps, m.type, m.body, m.len - 4);
+            if (keep && c->ps) {
+                int r2 =
+                    ps_server_reply(c->ps, ((be_ext *)c->be->ext)->ps, m.type, m.body, m.len - 4);
+                keep = r2 & PS_KEEP;
+                if (r2 & PS_DUE) due = true;
+            }
             c->sst_drop = !keep && !m.body;
             if (m.type == 'Z' && m.len == 5) {
                 c->be->txn = (char)m.body[0];
@@ -763,7 +773,7 @@ static bool scan_out(client *c)
         }
         rd += used;
     }
-    if (ok && c->ps && !c->sst.left && ps_emit(c, &wr, &rd, &end)) ok = false;
+    if (ok && due && !c->sst.left && ps_emit(c, &wr, &rd, &end)) ok = false;
     if (wr != rd) memmove(c->out.p + wr, c->out.p + rd, end - rd);
     c->out.end = wr + (end - rd);
     c->out_scanned = wr;
@@ -2548,13 +2558,43 @@ static int64_t user_timeout(const cfg_user *u, size_t off, int64_t global)
     return v >= 0 ? v : global;
 }
 
+/* Whether a [users] entry sets one of the timeouts the tick applies. */
+static bool user_times(const cfg *k)
+{
+    for (size_t i = 0; i < k->nusers; i++) {
+        const cfg_user *u = &k->users[i];
+        if (u->client_idle_timeout >= 0 || u->query_timeout >= 0 ||
+            u->idle_transaction_timeout >= 0 || u->transaction_timeout >= 0)
+            return true;
+    }
+    return false;
+}
+
+/* With nothing configured that can end a client between or in its
+ * transactions, may the tick pass c by? Read from its first line only: with
+ * a thousand clients a walk that reads five lines of each is a miss per
+ * line and client, every 100 ms (docs/ARCHITECTURE.md, "The tick"). */
+static bool tick_quiet(const cfg *k, const client *c, int64_t now)
+{
+    if (c->bad_move || c->admit_try == 1) return false;
+    if (c->state == CL_IDLE || c->state == CL_ACTIVE) return true;
+    if (c->state != CL_WAITING || c->pool->reserve > 0) return false;
+    return k->query_wait_notify <= 0 || c->wait_notified ||
+           now - c->t_wait / 1000 < k->query_wait_notify;
+}
+
 static void timeouts(worker *w)
 {
     const cfg *k = &w->srv->cfg;
     int64_t now = now_ms();
+    bool per_user = user_times(k);
+    bool quiet = !per_user && k->client_idle_timeout <= 0 && k->query_timeout <= 0 &&
+                 k->idle_transaction_timeout <= 0 && k->transaction_timeout <= 0 &&
+                 !k->server_fast_close;
     client *next;
     for (client *c = w->clients; c; c = next) {
         next = c->next;
+        if (quiet && tick_quiet(k, c, now)) continue;
         int64_t idle = now - c->t_activity;
         if (c->bad_move) {
             client_close(c, "08P01", "internal error (the log says which)");
@@ -2570,7 +2610,7 @@ static void timeouts(worker *w)
             }
             continue;
         }
-        const cfg_user *u = c->state >= CL_IDLE ? cfg_find_user(k, c->user) : NULL;
+        const cfg_user *u = per_user && c->state >= CL_IDLE ? cfg_find_user(k, c->user) : NULL;
         int64_t idle_to =
             user_timeout(u, offsetof(cfg_user, client_idle_timeout), k->client_idle_timeout);
         int64_t query_to = user_timeout(u, offsetof(cfg_user, query_timeout), k->query_timeout);

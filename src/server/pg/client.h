@@ -86,6 +86,7 @@ struct client {
      * (docs/ARCHITECTURE.md, "A client's lines"). free_client and the
      * login are the only readers of most of what follows the marker. */
     worker *w;
+    client *prev, *next; /* the worker's clients: the tick walks them (timeouts) */
     int fd;
     cstate state;
     short cev_flags, sev_flags;
@@ -95,7 +96,9 @@ struct client {
     bool sst_drop;
     bool in_whole_need; /* c->in ends in part of a message weir must see whole: read on */
     bool in_xact;
-    bool admin; /* on the admin console */
+    bool admin;        /* on the admin console */
+    bool bad_move;     /* set_state refused a move: the next tick closes it */
+    uint8_t admit_try; /* over a db/user client limit at login: 1 waits for the tick, 2 did */
     int skip_rfq, pending;
     uint32_t in_scanned, out_scanned;
     spool *pool;
@@ -127,13 +130,11 @@ struct client {
     uint64_t id;      /* io_new_id(): SHOW CLIENTS' id, KILL_CLIENT's argument */
     bool reject;
     bool reject_deferred; /* over max_client_conn at start-up: looked at again next tick */
-    uint8_t admit_try;    /* over a db/user client limit at login: 1 waits for the tick, 2 did */
     /* A replication connection: its startup parameters (name\0value\0
      * pairs, owned) for its own server, and SHOW CLIENTS' word for it. */
     char *repl;
     size_t repl_len;
     const char *replication;         /* NULL, "physical" or "database" */
-    bool bad_move;                   /* set_state refused a move: the next tick closes it */
     bool admin_full;                 /* an admin_users member */
     bool admin_peer;                 /* user pgbouncer over the Unix socket by weir's own OS user */
     bool counted;                    /* in its pool's cl_logged */
@@ -158,7 +159,6 @@ struct client {
     bool secret_from_query;
     int auth_method;         /* AUTH_*: auth_type, or auth_hba_file's rule for this login */
     char auth_map[CFG_NAME]; /* that rule's map= (cert, peer), or "" */
-    client *prev, *next;
 };
 
 /* The PostgreSQL door: what a worker does with its connections. */

@@ -904,6 +904,15 @@ int ps_client_plain(ps_client *pc, const uint8_t *p, uint32_t n, uint32_t max_le
         char t = (char)p[o];
         uint32_t len = pq_get32(p + o + 1);
         if (len < 4 || len > max_len || n - o - 1 < len) return 0;
+        if (t == 'Q' && o == 0) { /* a simple query on its own: as ps_client_msg passes it */
+            const uint8_t *b = p + 5, *e = p + 1 + len;
+            bool all = false;
+            char dn[DEALLOC_NAME];
+            if (own_deallocate(pc, pq_get_str(&b, e), &all, dn)) return 0;
+            if (push(pc, OP_QUERY, 0, 0)) return -1;
+            *used = 1 + len;
+            return 1;
+        }
         if (t == 'S') {
             if (push(pc, OP_SYNC, 0, 0)) return -1;
             *used = o + 1 + len;
@@ -991,22 +1000,27 @@ static bool stale_plan(const uint8_t *body, uint32_t len)
     return code && where;
 }
 
-bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
+static inline int due_bit(const ps_client *pc)
 {
-    if (t == 'C' && body && sc) {
+    return pc->len && pc->q[pc->head].kind >= OP_SYN ? PS_DUE : 0;
+}
+
+int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
+{
+    if (t == 'C' && body) {
         const char *tag = (const char *)body;
         if (len > 0 && body[len - 1] == '\0' &&
             (!strcmp(tag, "DISCARD ALL") || !strcmp(tag, "DEALLOCATE ALL"))) {
-            ps_cache_clear(sc);
+            if (sc) ps_cache_clear(sc);
             /* the client's own command: its statements are gone, as on
              * PostgreSQL (a later Bind of one is "does not exist") */
             name_remove_all(pc);
         }
     }
     ps_op *op = head(pc);
-    if (!op || op->kind >= OP_SYN) return true;
+    if (!op || op->kind >= OP_SYN) return PS_KEEP | (op ? PS_DUE : 0);
     if (t == 'E') {
-        if (op->kind == OP_SYNC || op->kind == OP_QUERY) return true;
+        if (op->kind == OP_SYNC || op->kind == OP_QUERY) return PS_KEEP;
         if (op->kind == OP_BIND && op->id && sc && body && stale_plan(body, len)) {
             slot *s = cache_find(sc, op->id);
             if (s) retire(pc->reg, s->st);
@@ -1017,12 +1031,17 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
             pop(pc);
         } while ((op = head(pc)) && op->kind != OP_SYNC);
         if (!op) pc->skipping = true; /* its Sync has not come yet */
-        return true;
+        return PS_KEEP | due_bit(pc);
     }
-    if (!terminal(op->kind, t)) return true;
-    bool keep = !(op->flags & F_DROP);
+    if (!terminal(op->kind, t)) return PS_KEEP;
+    int keep = op->flags & F_DROP ? 0 : PS_KEEP;
     pop(pc);
-    return keep;
+    return keep | due_bit(pc);
+}
+
+bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
+{
+    return ps_server_reply(pc, sc, t, body, len) & PS_KEEP;
 }
 
 bool ps_due_now(const ps_client *pc)

@@ -80,12 +80,13 @@ int ps_client_bind_head(ps_client *pc, ps_cache **sc, uint32_t max, const uint8_
 /* A run of whole client messages at p (n bytes, each at most max_len)
  * that ends with a Sync and names no statement: unnamed Parse (not a
  * DEALLOCATE of one of the client's names), Bind of the unnamed statement,
- * Describe, Execute, Flush. It needs no translation, and its replies none
- * either: they pass as they are up to the Sync's ReadyForQuery, which is
- * all the run needs noted (one op where ps_client_msg would note one per
- * message; the same replies come out). 1: *used bytes are such a run, to
- * be passed as they are; 0: none here (the messages go one by one through
- * ps_client_msg); -1: out of memory. */
+ * Describe, Execute, Flush; or a simple Query first, on its own, that is
+ * not such a DEALLOCATE either. It needs no translation, and its replies
+ * none either: they pass as they are up to the ReadyForQuery of its Sync
+ * or Query, which is all the run needs noted (one op where ps_client_msg
+ * would note one per message; the same replies come out). 1: *used bytes
+ * are such a run, to be passed as they are; 0: none here (the messages go
+ * one by one through ps_client_msg); -1: out of memory. */
 int ps_client_plain(ps_client *pc, const uint8_t *p, uint32_t n, uint32_t max_len, uint32_t *used);
 /* Named-statement traffic since the last call (then zeroed): client Parse
  * messages, Parse messages sent to servers, Bind messages. */
@@ -99,6 +100,11 @@ int ps_client_other(ps_client *pc, char t);
 /* A server message of type t (body, len bytes: whole for PS_WHOLE_OUT
  * types, else NULL). false: it answers a message weir added; hide it. */
 bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len);
+/* The same, told as PS_KEEP (pass it on, else hide it) | PS_DUE (weir's own
+ * replies are due now, ps_due_now): the framing's loop asks for them only
+ * when this says so, not after every server message. */
+enum { PS_KEEP = 1, PS_DUE = 2 };
+int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len);
 /* Weir's own replies due now, appended to out; *nrfq: how many are
  * ReadyForQuery (txn: the transaction status they carry). 0 or -1. */
 int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq);
