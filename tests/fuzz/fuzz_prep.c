@@ -56,19 +56,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, n - (size_t)(z1 + 1 - body)) : NULL;
         if (!(ctl & 1) && (ctl & 16)) {
             /* the body as bytes off the client's socket: a plain run is
-             * passed as it is, whole messages ending with its Sync */
+             * passed as it is, whole messages ending with its Sync, or a
+             * simple Query alone */
             uint32_t used = 0;
             int rc = ps_client_plain(c, body, n, 4096, &used);
             if (rc < 0) abort();
             if (rc == 1) {
                 if (used > n) abort();
-                uint32_t o = 0, last = 0; /* whole messages, the last one a Sync */
+                uint32_t o = 0, last = 0; /* whole messages, the last a Sync, or one Query */
                 while (o < used) {
                     if (used - o < 5 || pq_get32(body + o + 1) > used - o - 1) abort();
                     last = o;
                     o += 1 + pq_get32(body + o + 1);
                 }
-                if (!used || body[last] != 'S') abort();
+                if (!used || (body[last] != 'S' && !(last == 0 && body[0] == 'Q'))) abort();
                 if (pq_put_raw(&to_server, body, used)) abort();
                 check_frames(&to_server);
                 to_server.start = to_server.end = 0;
