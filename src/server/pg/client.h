@@ -85,11 +85,12 @@ struct client {
      * its next query comes, and each line it touches is a miss
      * (docs/ARCHITECTURE.md, "A client's lines"). free_client and the
      * login are the only readers of most of what follows the marker. */
+    /* (the first line: also all that the tick reads of a client it passes
+     * by, tick_quiet) */
     worker *w;
     client *prev, *next; /* the worker's clients: the tick walks them (timeouts) */
-    int fd;
+    spool *pool;
     cstate state;
-    short cev_flags, sev_flags;
     bool terminate, checkout_pending, unsynced, stmt_refused;
     bool wait_notified; /* query_wait_notify's NOTICE sent for this wait */
     bool xdrop;         /* ps: the rest of the message at xst is dropped, not passed */
@@ -100,8 +101,10 @@ struct client {
     bool bad_move;     /* set_state refused a move: the next tick closes it */
     uint8_t admit_try; /* over a db/user client limit at login: 1 waits for the tick, 2 did */
     int skip_rfq, pending;
+    int64_t t_wait; /* us: the checkout's start */
+    int fd;
+    short cev_flags, sev_flags;
     uint32_t in_scanned, out_scanned;
-    spool *pool;
     weir_conn *conn;
     backend *be;
     be_watch *watch; /* the server's read registration in this worker */
@@ -112,8 +115,7 @@ struct client {
     be_params *xwant;
     uint64_t req;
     int64_t t_activity;              /* ms */
-    int64_t t_query, t_xact, t_wait; /* us: the oldest request in flight, the open
-                                        transaction's start, the checkout's start */
+    int64_t t_query, t_xact; /* us: the oldest request in flight, the open transaction's start */
     completion done; /* the checkout's result, queued to the worker (checkout_done) */
     weir_conn *done_conn;
     int done_status;
