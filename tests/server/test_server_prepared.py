@@ -531,10 +531,11 @@ class TestCacheBound(PreparedCase):
 
 
 class TestMoved(PreparedCase):
-    def test_prepared_again_on_another_server(self):
-        # Two server connections: c prepares on one while a holder has the
-        # other, then a third client takes the first, so c's next Bind lands
-        # where the statement does not exist yet.
+    def moved(self):
+        """Two server connections: c prepares "m" on one while a holder has
+        the other (where only simple queries ran), then a third client
+        takes the first and keeps it. Returns c, third and the pid of the
+        holder's server connection, which c's next request lands on."""
         c, holder, third = self.raw(), self.raw(), self.raw()
         holder.run(query("BEGIN"))
         h = holder.run(query("SELECT pg_backend_pid()"))[1][1]
@@ -544,27 +545,21 @@ class TestMoved(PreparedCase):
         third.run(query("BEGIN"))
         self.assertEqual(third.run(query("SELECT pg_backend_pid()"))[1][1], x)
         holder.run(query("COMMIT"))
+        return c, third, h
+
+    def test_prepared_again_on_another_server(self):
+        # c's next Bind lands where the statement does not exist yet
+        c, third, h = self.moved()
         self.assertEqual(self.metric("weir_prepared_server_parses_total"), 1)
         r = c.run(bind("m"), execute(), SYNC)
         self.assertEqual(r, ["2", ("D", h), "C", "Z"])
         self.assertEqual(self.metric("weir_prepared_server_parses_total"), 2)
         third.run(query("COMMIT"))
 
-
     def test_discard_all_on_a_server_that_never_saw_a_parse(self):
-        # c prepares on one connection while a holder has the other, which
-        # only ever ran simple queries; then a third client takes the first,
-        # so c's DISCARD ALL runs on the holder's, where weir keeps no
-        # statements at all: c's names are gone all the same.
-        c, holder, third = self.raw(), self.raw(), self.raw()
-        holder.run(query("BEGIN"))
-        h = holder.run(query("SELECT pg_backend_pid()"))[1][1]
-        r = c.run(parse("m", "SELECT pg_backend_pid()"), bind("m"), execute(), SYNC)
-        x = r[2][1]
-        self.assertNotEqual(x, h)
-        third.run(query("BEGIN"))
-        self.assertEqual(third.run(query("SELECT pg_backend_pid()"))[1][1], x)
-        holder.run(query("COMMIT"))
+        # c's DISCARD ALL runs where weir keeps no statements at all: c's
+        # names are gone all the same
+        c, third, _ = self.moved()
         self.assertEqual(types(c.run(query("DISCARD ALL"))), ["C", "Z"])
         third.run(query("COMMIT"))
         r = c.run(bind("m"), execute(), SYNC)
