@@ -34,7 +34,7 @@ protocols="simple extended"
 tx=20000
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) clients="200"; protocols="simple"; tx=1000 ;;
+    --quick) clients="100"; protocols="simple"; tx=1000 ;;
     --clients) clients=$2; shift ;;
     --protocol) protocols=$2; shift ;;
     --tx) tx=$2; shift ;;
