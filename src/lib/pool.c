@@ -165,7 +165,7 @@ static _Thread_local char tl_me __attribute__((tls_model("initial-exec")));
  * clients outnumber connections every checkout queues one, and glibc's
  * allocator served that size from its general bins, not its per-thread
  * cache: 350–500 instructions per checkout in malloc and free
- * (docs/ARCHITECTURE.md, "The engine's hand-off, counted"). A thread keeps
+ * (docs/ARCHITECTURE.md, "Counted against PgBouncer"). A thread keeps
  * WSPARE_N at most and frees them when it ends. Not under AddressSanitizer,
  * which should see every waiter freed. */
 #if defined(__SANITIZE_ADDRESS__)

@@ -2573,7 +2573,7 @@ static bool user_times(const cfg *k)
 /* With nothing configured that can end a client between or in its
  * transactions, may the tick pass c by? Read from its first line only: with
  * a thousand clients a walk that reads five lines of each is a miss per
- * line and client, every 100 ms (docs/ARCHITECTURE.md, "The tick"). */
+ * line and client, every 100 ms (docs/ARCHITECTURE.md, "Counted against PgBouncer"). */
 static bool tick_quiet(const cfg *k, const client *c, int64_t now)
 {
     if (c->bad_move || c->admit_try == 1) return false;
