@@ -74,20 +74,19 @@ one_run() {
     fi
     rm -f "$out"
     setsid "${as[@]}" valgrind --tool=cachegrind --cache-sim=yes --LL=1048576,16,64 \
-        --cachegrind-out-file="$out" "$bin" "$ini" >"$dir/weir.log" 2>&1 &
+        --cachegrind-out-file="$out" "$bin" "$ini" >"$dir/pooler.log" 2>&1 &
     pid=$!
     bench_track "$pid"
     for t in $(seq 200); do
         psql -h 127.0.0.1 -p "$weir_port" -U app -d appdb -Atc 'select 1' >/dev/null 2>&1 && break
-        [ "$t" = 200 ] && { echo "benchmark: weir did not start under valgrind; its log:" >&2; tail -20 "$dir/weir.log" >&2; exit 1; }
+        [ "$t" = 200 ] && { echo "benchmark: $bin did not start under valgrind; its log:" >&2; tail -20 "$dir/pooler.log" >&2; exit 1; }
         sleep 0.2
     done
     # first the same few transactions per client in both runs: the pool
     # opens all its server connections (PgBouncer opens them as clients
     # queue, each a SCRAM login; the longer run would otherwise open more)
-    local per=$(( (n + c - 1) / c )) w
-    for w in warm measured; do
-        [ "$w" = warm ] && t=5 || t=$per
+    local per=$(( (n + c - 1) / c ))
+    for t in 5 "$per"; do
         if ! pgbench -n -S -M "$proto" -c "$c" -j 2 -t "$t" -h 127.0.0.1 -p "$weir_port" -U app appdb \
             >"$dir/pgbench.log" 2>&1; then
             echo "benchmark: pgbench failed:" >&2; tail -5 "$dir/pgbench.log" >&2; exit 1

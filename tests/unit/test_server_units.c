@@ -762,6 +762,23 @@ static void test_prep_plain_runs(void **state)
     assert_int_equal(ps_client_plain(c, x.p, x.end, 65536, &used), 1);
     assert_true(ps_server_msg(c, sc, '1', NULL, 0));
     assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    assert_false(ps_busy(c));
+    /* a simple Query first is a plain run of its own, up to its end; one
+     * that DEALLOCATEs s1 is not (weir forgets the name) */
+    pq_buf q = {0};
+    put_frame(&q, 'Q', "SELECT 1", 9);
+    put_frame(&q, 'Q', "SELECT 2", 9);
+    assert_int_equal(ps_client_plain(c, q.p, q.end, 65536, &used), 1);
+    assert_int_equal(used, 1 + 4 + 9);
+    assert_true(ps_busy(c));
+    assert_int_equal(ps_server_reply(c, sc, 'C', (const uint8_t *)"SELECT 1", 9), PS_KEEP);
+    assert_int_equal(ps_server_reply(c, sc, 'Z', (const uint8_t *)"I", 1), PS_KEEP);
+    assert_false(ps_busy(c));
+    pq_buf_reset(&q);
+    put_frame(&q, 'Q', "DEALLOCATE s1", 14);
+    assert_int_equal(ps_client_plain(c, q.p, q.end, 65536, &used), 0);
+    assert_false(ps_busy(c));
+    pq_buf_free(&q);
     /* a message longer than the bound goes one by one */
     assert_int_equal(ps_client_plain(c, in.p, in.end, 8, &used), 0);
     /* Pipelined: Parse "", Close s1 (weir answers), Sync, one by one; then
@@ -774,12 +791,13 @@ static void test_prep_plain_runs(void **state)
     assert_int_equal(ps_client_msg(c, &sc, 10, 'S', NULL, 0, &o), 0);
     assert_int_equal(ps_client_plain(c, in.p, in.end, 65536, &used), 1);
     assert_false(ps_due_now(c));
-    assert_true(ps_server_msg(c, sc, '1', NULL, 0));
+    /* the ParseComplete ends the Parse: the CloseComplete is due (PS_DUE) */
+    assert_int_equal(ps_server_reply(c, sc, '1', NULL, 0), PS_KEEP | PS_DUE);
     assert_true(ps_due_now(c));
     assert_int_equal(ps_due(c, 'I', &due, &nrfq), 0);
     types_of(&due, t);
     assert_string_equal(t, "3");
-    assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));
+    assert_int_equal(ps_server_reply(c, sc, 'Z', (const uint8_t *)"I", 1), PS_KEEP);
     assert_true(ps_busy(c)); /* the run's replies */
     for (const char *y = replies; *y; y++) assert_true(ps_server_msg(c, sc, *y, NULL, 0));
     assert_true(ps_server_msg(c, sc, 'Z', (const uint8_t *)"I", 1));

@@ -308,6 +308,16 @@ void worker_post(worker *w, completion *cp)
     (void)!write(w->efd, &one, sizeof one);
 }
 
+/* Run a taken list of completions, in order. */
+static void run_list(completion *cp)
+{
+    while (cp) {
+        completion *next = cp->next; /* fn may free cp's owner */
+        cp->fn(cp);
+        cp = next;
+    }
+}
+
 /* What the worker queued to itself, and what those queue in turn. */
 static void run_own(worker *w)
 {
@@ -315,11 +325,7 @@ static void run_own(worker *w)
         completion *cp = w->own_head;
         w->own_head = NULL;
         w->own_tail = &w->own_head;
-        while (cp) {
-            completion *next = cp->next; /* fn may free cp's owner */
-            cp->fn(cp);
-            cp = next;
-        }
+        run_list(cp);
     }
 }
 
@@ -332,11 +338,7 @@ void worker_drain(worker *w)
         w->qtail = &w->qhead;
         pthread_mutex_unlock(&w->qlock);
         if (!cp) break;
-        while (cp) {
-            completion *next = cp->next; /* fn may free cp's owner */
-            cp->fn(cp);
-            cp = next;
-        }
+        run_list(cp);
     }
     run_own(w);
 }

@@ -97,7 +97,7 @@ static void auth_lookup_send(client *c, weir_conn *conn);
 static void client_close(client *c, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static bool process_in(client *c);
-static void want_changed(client *c);
+static void want_put(client *c, size_t i, const char *v, size_t n);
 
 /* Milliseconds (activity for the timeouts, state changes): the coarse clock,
  * a few ms fine and much cheaper to read, several times a transaction. Only
@@ -759,11 +759,7 @@ static bool scan_out(client *c)
                     be_params_set(&c->be->params, n, v);
                     if (keep)
                         for (size_t i = 0; i < NTRACKED; i++)
-                            if (!strcasecmp(tracked[i], n)) {
-                                snprintf(c->want[i], BE_VALUE, "%s", v);
-                                c->want_set[i] = true;
-                                want_changed(c);
-                            }
+                            if (!strcasecmp(tracked[i], n)) want_put(c, i, v, strlen(v));
                 }
             }
         }
@@ -900,12 +896,15 @@ static uint8_t pack_values(const char *const v[NTRACKED], uint8_t *out)
     return (uint8_t)o;
 }
 
-/* The client's wants changed: pack them again. */
-static void want_changed(client *c)
+/* The client wants tracked parameter i to be the n bytes at v (cut to
+ * BE_VALUE): the one way a want is set, so the packed form stays true. */
+static void want_put(client *c, size_t i, const char *v, size_t n)
 {
-    const char *v[NTRACKED];
-    for (size_t i = 0; i < NTRACKED; i++) v[i] = c->want_set[i] ? c->want[i] : NULL;
-    c->want_len = pack_values(v, c->want_pack);
+    snprintf(c->want[i], BE_VALUE, "%.*s", (int)n, v);
+    c->want_set[i] = true;
+    const char *all[NTRACKED];
+    for (size_t k = 0; k < NTRACKED; k++) all[k] = c->want_set[k] ? c->want[k] : NULL;
+    c->want_len = pack_values(all, c->want_pack);
 }
 
 /* Does the server have every value the client wants? Compares the packed
@@ -1344,13 +1343,9 @@ static void send_welcome(client *c)
             be_params_set(&w, tracked[i], c->want[i]);
         } else {
             const char *v = be_params_get(&w, tracked[i]);
-            if (v) {
-                snprintf(c->want[i], BE_VALUE, "%s", v);
-                c->want_set[i] = true;
-            }
+            if (v) want_put(c, i, v, strlen(v));
         }
     }
-    want_changed(c);
     put_welcome(c, &w);
     if (c->w->srv->cfg.log_connections) {
         char tls[128] = "";
@@ -2115,9 +2110,7 @@ static int take_param(client *c, const char *name, const char *value)
                 n = BE_VALUE - 1;
                 while (n > 0 && ((unsigned char)value[n] & 0xC0) == 0x80) n--;
             }
-            snprintf(c->want[k], BE_VALUE, "%.*s", (int)n, value);
-            c->want_set[k] = true;
-            want_changed(c);
+            want_put(c, k, value, n);
             return 0;
         }
     /* track_extra_parameters: a GUC-like name (letters, digits, _ and .,
@@ -2325,11 +2318,8 @@ static void startup_packet(client *c)
         const char *defaults[NTRACKED] = {
             db->client_encoding, db->datestyle, db->timezone, NULL, NULL, db->application_name};
         for (size_t k = 0; k < NTRACKED; k++)
-            if (!c->want_set[k] && defaults[k] && defaults[k][0]) {
-                snprintf(c->want[k], BE_VALUE, "%s", defaults[k]);
-                c->want_set[k] = true;
-            }
-        want_changed(c);
+            if (!c->want_set[k] && defaults[k] && defaults[k][0])
+                want_put(c, k, defaults[k], strlen(defaults[k]));
     }
     set_state(c, CL_AUTH_START);
     auth_start(c);

@@ -84,9 +84,9 @@ struct client {
      * thousand clients a client's struct is seldom still in the cache when
      * its next query comes, and each line it touches is a miss
      * (docs/ARCHITECTURE.md, "A client's lines"). free_client and the
-     * login are the only readers of most of what follows the marker. */
-    /* (the first line: also all that the tick reads of a client it passes
-     * by, tick_quiet) */
+     * login are the only readers of most of what follows the marker. The
+     * first line is also all the tick reads of a client it passes by
+     * (tick_quiet). */
     worker *w;
     client *prev, *next; /* the worker's clients: the tick walks them (timeouts) */
     spool *pool;
@@ -114,9 +114,9 @@ struct client {
      * allocated on the first, as few clients send any */
     be_params *xwant;
     uint64_t req;
-    int64_t t_activity;              /* ms */
+    int64_t t_activity;      /* ms */
     int64_t t_query, t_xact; /* us: the oldest request in flight, the open transaction's start */
-    completion done; /* the checkout's result, queued to the worker (checkout_done) */
+    completion done;         /* the checkout's result, queued to the worker (checkout_done) */
     weir_conn *done_conn;
     int done_status;
     pq_buf in, out, pre;

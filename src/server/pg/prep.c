@@ -1000,12 +1000,7 @@ static bool stale_plan(const uint8_t *body, uint32_t len)
     return code && where;
 }
 
-static inline int due_bit(const ps_client *pc)
-{
-    return pc->len && pc->q[pc->head].kind >= OP_SYN ? PS_DUE : 0;
-}
-
-int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
+bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
 {
     if (t == 'C' && body) {
         const char *tag = (const char *)body;
@@ -1018,9 +1013,9 @@ int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, ui
         }
     }
     ps_op *op = head(pc);
-    if (!op || op->kind >= OP_SYN) return PS_KEEP | (op ? PS_DUE : 0);
+    if (!op || op->kind >= OP_SYN) return true;
     if (t == 'E') {
-        if (op->kind == OP_SYNC || op->kind == OP_QUERY) return PS_KEEP;
+        if (op->kind == OP_SYNC || op->kind == OP_QUERY) return true;
         if (op->kind == OP_BIND && op->id && sc && body && stale_plan(body, len)) {
             slot *s = cache_find(sc, op->id);
             if (s) retire(pc->reg, s->st);
@@ -1031,22 +1026,22 @@ int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, ui
             pop(pc);
         } while ((op = head(pc)) && op->kind != OP_SYNC);
         if (!op) pc->skipping = true; /* its Sync has not come yet */
-        return PS_KEEP | due_bit(pc);
+        return true;
     }
-    if (!terminal(op->kind, t)) return PS_KEEP;
-    int keep = op->flags & F_DROP ? 0 : PS_KEEP;
+    if (!terminal(op->kind, t)) return true;
+    bool keep = !(op->flags & F_DROP);
     pop(pc);
-    return keep | due_bit(pc);
-}
-
-bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
-{
-    return ps_server_reply(pc, sc, t, body, len) & PS_KEEP;
+    return keep;
 }
 
 bool ps_due_now(const ps_client *pc)
 {
     return pc->len && pc->q[pc->head].kind >= OP_SYN;
+}
+
+int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
+{
+    return (ps_server_msg(pc, sc, t, body, len) ? PS_KEEP : 0) | (ps_due_now(pc) ? PS_DUE : 0);
 }
 
 int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq)
