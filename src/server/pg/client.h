@@ -119,14 +119,16 @@ struct client {
     completion done;         /* the checkout's result, queued to the worker (checkout_done) */
     weir_conn *done_conn;
     int done_status;
+    /* (these two fill the line's last 4 bytes: each transaction reads them) */
+    uint8_t want_len; /* want packed (PACK_MAX): 0 when one is not set, or they do not fit */
+    bool counted;     /* in its pool's cl_logged (set_state) */
     pq_buf in, out, pre;
     pq_stream cst, sst;
-    pq_stream xst;             /* ps: the framing of c->in as it is translated */
-    pthread_mutex_t cancel_mu; /* cancel_conn, against handle_cancel on another thread */
-    weir_conn *cancel_conn;    /* the linked server, while a cancel may be forwarded to it */
-    struct event cev;          /* the client's socket */
-    uint8_t want_len; /* want packed (PACK_MAX): 0 when one is not set, or they do not fit */
-    uint8_t want_pack[PACK_MAX]; /* (its first bytes only, as a rule) */
+    pq_stream xst;               /* ps: the framing of c->in as it is translated */
+    pthread_mutex_t cancel_mu;   /* cancel_conn, against handle_cancel on another thread */
+    weir_conn *cancel_conn;      /* the linked server, while a cancel may be forwarded to it */
+    struct event cev;            /* the client's socket */
+    uint8_t want_pack[PACK_MAX]; /* want_len's bytes (its first ones only, as a rule) */
     /* --- the rest: the login, the console, the tick, the close --- */
     struct event sev; /* write interest on the server, when a send was short */
     uint64_t id;      /* io_new_id(): SHOW CLIENTS' id, KILL_CLIENT's argument */
@@ -139,7 +141,6 @@ struct client {
     const char *replication;         /* NULL, "physical" or "database" */
     bool admin_full;                 /* an admin_users member */
     bool admin_peer;                 /* user pgbouncer over the Unix socket by weir's own OS user */
-    bool counted;                    /* in its pool's cl_logged */
     struct named_count *dbc, *userc; /* counted by database and user (clients_admit) */
     bool is_unix;
     struct sockaddr_storage peer; /* the other end (TCP), as accept gave it */

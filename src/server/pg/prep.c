@@ -1002,15 +1002,14 @@ static bool stale_plan(const uint8_t *body, uint32_t len)
 
 bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
 {
-    if (t == 'C' && body) {
-        const char *tag = (const char *)body;
-        if (len > 0 && body[len - 1] == '\0' &&
-            (!strcmp(tag, "DISCARD ALL") || !strcmp(tag, "DEALLOCATE ALL"))) {
-            if (sc) ps_cache_clear(sc);
-            /* the client's own command: its statements are gone, as on
-             * PostgreSQL (a later Bind of one is "does not exist") */
-            name_remove_all(pc);
-        }
+    /* (the lengths first: this runs for every CommandComplete) */
+    if (t == 'C' && body &&
+        ((len == sizeof "DISCARD ALL" && !memcmp(body, "DISCARD ALL", len)) ||
+         (len == sizeof "DEALLOCATE ALL" && !memcmp(body, "DEALLOCATE ALL", len)))) {
+        if (sc) ps_cache_clear(sc);
+        /* the client's own command: its statements are gone, as on
+         * PostgreSQL (a later Bind of one is "does not exist") */
+        name_remove_all(pc);
     }
     ps_op *op = head(pc);
     if (!op || op->kind >= OP_SYN) return true;

@@ -61,17 +61,19 @@ static bool spare_keep(uint8_t *p, uint32_t cap)
 static void spare_take(pq_buf *b, uint32_t n)
 {
     if (!nspares) return;
-    int k = nspares - 1;
-    for (int i = k; i >= 0; i--)
-        if (spares[i].cap >= n) {
-            k = i;
-            break;
-        }
+    int top = nspares - 1, k = top;
+    if (spares[top].cap < n)
+        for (int i = top - 1; i >= 0; i--)
+            if (spares[i].cap >= n) {
+                k = i;
+                break;
+            }
     b->p = spares[k].p;
     b->cap = spares[k].cap;
     b->start = b->end = 0;
-    nspares--; /* the rest keep their order, most recent last */
-    memmove(&spares[k], &spares[k + 1], (size_t)(nspares - k) * sizeof *spares);
+    nspares = top;
+    if (k != top) /* the rest keep their order, most recent last */
+        memmove(&spares[k], &spares[k + 1], (size_t)(top - k) * sizeof *spares);
 }
 #else
 static bool spare_keep(uint8_t *p, uint32_t cap)
