@@ -125,6 +125,12 @@ struct weir_pool {
     int64_t nidle_list;              /* length of the idle list */
     int64_t nwoken;                  /* waiters signalled to look at it that have not run yet */
     weir__waiter *wq_head, *wq_tail; /* FIFO */
+    /* Unless wq_unordered, the queued async waiters' deadlines grow from
+     * the head to the tail, and the housekeeper looks at the head only;
+     * wq_last_deadline is the latest queued since the queue was last empty
+     * (enqueue, wq_remove). */
+    int64_t wq_last_deadline;
+    bool wq_unordered;
     uint64_t next_req_id, next_conn_id;
     bool stopping;
     bool down;          /* fail-fast tripped */

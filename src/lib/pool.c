@@ -494,7 +494,39 @@ static void wq_remove(weir_pool *p, weir__waiter *w)
         w->woken = false;
         p->nwoken--;
     }
-    if (atomic_fetch_sub(&p->nwaiters, 1) == 1) p->fenced = p->none_parked = false;
+    if (atomic_fetch_sub(&p->nwaiters, 1) == 1) {
+        p->fenced = p->none_parked = false;
+        p->wq_unordered = false; /* empty: in order again */
+        p->wq_last_deadline = INT64_MIN;
+    }
+}
+
+/* Keep the async waiters' deadlines in queue order, so that the housekeeper
+ * finds the next to expire at the head instead of walking every waiter at
+ * each wake-up (with thousands waiting and their deadlines spread, that walk
+ * held the lock most of the time: docs/ENGINE.md, "Timeouts of many
+ * waiters"). Checkouts that started on other threads a little earlier reach
+ * the lock in any order: a deadline up to ORDER_SLACK_NS before the latest
+ * queued is moved to it (the timeout fires that much later, well inside the
+ * engine's 50 ms). A shorter timeout than the others' marks the queue
+ * unordered until it empties, and the housekeeper walks it as before. */
+#define ORDER_SLACK_NS 1000000
+static void wq_order(weir_pool *p, weir__waiter *w, bool front)
+{
+    if (!w->async) return;
+    if (front) { /* back at the head: in order if not later than the next one's */
+        weir__waiter *nx = w->next;
+        if (nx && (!nx->async || nx->deadline_ns < w->deadline_ns)) p->wq_unordered = true;
+        if (w->deadline_ns > p->wq_last_deadline) p->wq_last_deadline = w->deadline_ns;
+        return;
+    }
+    if (w->deadline_ns < p->wq_last_deadline) {
+        if (p->wq_last_deadline - w->deadline_ns <= ORDER_SLACK_NS)
+            w->deadline_ns = p->wq_last_deadline;
+        else
+            p->wq_unordered = true;
+    }
+    if (w->deadline_ns > p->wq_last_deadline) p->wq_last_deadline = w->deadline_ns;
 }
 
 /* Complete waiter w (already removed from the queue) with conn or status.
@@ -814,6 +846,7 @@ static weir_conn *enqueue(weir_pool *p, weir__waiter *w, bool front)
         wq_push_front(p, w);
     else
         wq_push_back(p, w);
+    wq_order(p, w, front);
     if (w->async && (w->oq = owner_q(p, w->owner, true))) oq_link(w, front);
     weir_conn *c = NULL;
     if (atomic_load_explicit(&p->run, memory_order_relaxed) == WEIR__RUNNING) c = steal(p);
@@ -1608,8 +1641,11 @@ static void *housekeeper_main(void *arg)
     while (!p->stopping) {
         int64_t now = weir_now_ns();
         int64_t wake = next_tick;
-        for (weir__waiter *w = p->wq_head; w; w = w->next)
-            if (w->async && w->deadline_ns < wake) wake = w->deadline_ns;
+        for (weir__waiter *w = p->wq_head; w; w = w->next) {
+            if (!w->async) continue;
+            if (w->deadline_ns < wake) wake = w->deadline_ns;
+            if (!p->wq_unordered) break; /* the first is the earliest */
+        }
         if (now < wake && !p->reclaim) {
             struct timespec ts = ts_of(wake);
             p->hk_sleep_until = wake;
@@ -1620,11 +1656,14 @@ static void *housekeeper_main(void *arg)
         weir__waiter *fire = NULL;
         for (weir__waiter *w = p->wq_head, *nx; w; w = nx) {
             nx = w->next;
-            if (w->async && w->deadline_ns <= now) {
-                wq_remove(p, w);
-                atomic_fetch_add(&p->acquire_timeouts_total, 1);
-                complete(w, NULL, WEIR_ETIMEDOUT, false, &fire);
+            if (!w->async) continue;
+            if (w->deadline_ns > now) {
+                if (!p->wq_unordered) break; /* in order: none after it is due */
+                continue;
             }
+            wq_remove(p, w);
+            atomic_fetch_add(&p->acquire_timeouts_total, 1);
+            complete(w, NULL, WEIR_ETIMEDOUT, false, &fire);
         }
         if (now < next_tick && !p->reclaim) {
             unlock(p);
@@ -1749,6 +1788,7 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
     pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
     pthread_cond_init(&p->creator_cv, &p->cattr);
     pthread_cond_init(&p->hk_cv, &p->cattr);
+    p->wq_last_deadline = INT64_MIN;
     pthread_cond_init(&p->drain_cv, &p->cattr);
     p->creators = calloc((size_t)o.creator_threads, sizeof(pthread_t));
     int rc = p->creators ? 0 : WEIR_ENOMEM;

@@ -278,6 +278,113 @@ static void async_waiters_used_again_start_clean(void **state)
     weir_checkin(held);
 }
 
+/* Async timeouts fire on time whatever order their deadlines come in. The
+ * housekeeper looks only at the head while the deadlines grow along the
+ * queue (pool.c, wq_order); a shorter timeout queued behind longer ones
+ * makes it walk the queue again until the queue empties. */
+static int64_t queue_async(weir_pool *pool, int64_t ms, async_result *r)
+{
+    weir_conn *now = NULL;
+    uint64_t req;
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_async(pool, ms, on_async, r, &now, &req), WEIR_PENDING);
+    return t0;
+}
+
+static void assert_timed_out_after(async_result *r, int64_t t0, int64_t ms)
+{
+    assert_true(WAIT_FOR(async_fired(r) == 1, ms + 3000)); /* (and its fields are ours to read) */
+    assert_int_equal(r->status, WEIR_ETIMEDOUT);
+    int64_t took = (r->at_ns - t0) / 1000000;
+    if (took < ms - 1 || took > ms + slack_ms())
+        fail_msg("a %lld ms timeout fired after %lld ms", (long long)ms, (long long)took);
+}
+
+static void async_timeouts_in_any_order(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    f->o.housekeeping_ms = 5000; /* only the deadlines wake the housekeeper */
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    /* in order: 150 then 250 */
+    async_result a = ASYNC_RESULT_INIT, b = ASYNC_RESULT_INIT;
+    int64_t ta = queue_async(f->pool, 150, &a), tb = queue_async(f->pool, 250, &b);
+    assert_true(WAIT_FOR(async_fired(&b) == 1, 3000));
+    assert_timed_out_after(&a, ta, 150);
+    assert_timed_out_after(&b, tb, 250);
+    /* out of order: a long wait first, then shorter ones, the shortest last */
+    async_result l = ASYNC_RESULT_INIT, m = ASYNC_RESULT_INIT, s = ASYNC_RESULT_INIT;
+    async_result n = ASYNC_RESULT_INIT;
+    queue_async(f->pool, 10000, &l);
+    int64_t tm = queue_async(f->pool, 300, &m), ts = queue_async(f->pool, 100, &s);
+    int64_t tn = queue_async(f->pool, 400, &n);
+    assert_true(WAIT_FOR(async_fired(&n) == 1, 3000));
+    assert_timed_out_after(&s, ts, 100);
+    assert_timed_out_after(&m, tm, 300);
+    assert_timed_out_after(&n, tn, 400);
+    assert_true(s.at_ns < m.at_ns && m.at_ns < n.at_ns);
+    assert_int_equal(async_fired(&l), 0);
+    /* the long one gets the connection; the queue is empty, and in order again */
+    weir_checkin(held);
+    assert_int_equal(async_fired(&l), 1);
+    assert_int_equal(l.status, 0);
+    held = l.conn;
+    async_result c = ASYNC_RESULT_INIT, d = ASYNC_RESULT_INIT;
+    int64_t tc = queue_async(f->pool, 120, &c), td = queue_async(f->pool, 120, &d);
+    assert_true(WAIT_FOR(async_fired(&d) == 1, 3000));
+    assert_timed_out_after(&c, tc, 120);
+    assert_timed_out_after(&d, td, 120);
+    assert_int_equal(pool_stats(f->pool).waiters, 0);
+    weir_checkin(held);
+}
+
+/* Many waiters queued from two threads at once, one timeout: the lock
+ * takes them in any order, and each still times out after its own wait and
+ * within the engine's margin (a deadline moved to keep the queue in order
+ * moves by 1 ms at most). */
+enum { MANY_EACH = 400 };
+typedef struct many_arg {
+    weir_pool *pool;
+    async_result r[MANY_EACH];
+    int64_t t0[MANY_EACH];
+} many_arg;
+
+static void *many_main(void *arg)
+{
+    many_arg *a = arg;
+    for (int i = 0; i < MANY_EACH; i++) {
+        a->r[i] = (async_result)ASYNC_RESULT_INIT;
+        a->t0[i] = queue_async(a->pool, 200, &a->r[i]);
+        if (i % 8 == 0) sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void many_async_timeouts_from_two_threads(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    static many_arg m[2];
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) {
+        m[k].pool = f->pool;
+        assert_int_equal(pthread_create(&th[k], NULL, many_main, &m[k]), 0);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < MANY_EACH; i++) {
+            assert_true(WAIT_FOR(async_fired(&m[k].r[i]) == 1, 5000));
+            assert_timed_out_after(&m[k].r[i], m[k].t0[i], 200);
+        }
+    assert_int_equal(pool_stats(f->pool).waiters, 0);
+    weir_checkin(held);
+}
+
 /* Queue an async waiter from another thread (its owner). */
 typedef struct remote_req {
     weir_pool *pool;
@@ -1012,6 +1119,8 @@ int main(void)
         T(max_waiters_sheds_load),
         T(async_checkout),
         T(async_waiters_used_again_start_clean),
+        T(async_timeouts_in_any_order),
+        T(many_async_timeouts_from_two_threads),
         T(async_checkin_prefers_its_own_thread_within_the_bound),
         T(async_checkin_prefers_its_own_thread_within_a_quarter_of_the_wait),
         T(async_checkin_finds_its_own_waiter_behind_many_others),
