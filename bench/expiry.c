@@ -16,6 +16,15 @@
  *
  *   RESULT expiry case=ordered waiters=N cpu_ms=... late_p50_ms=... late_max_ms=...
  *   RESULT expiry_ratio walked_vs_ordered cpu=...
+ *
+ * And N queued checkouts cancelled (as by clients that leave while they
+ * wait), in the order they came and shuffled: a cancel that walked the
+ * queue for its waiter took time growing with the queue, unless the waiter
+ * was at its head; one that finds it in the pool's table of requests takes
+ * the same time in either order.
+ *
+ *   RESULT expiry case=cancel order=arrival|shuffled waiters=N ms=...
+ *   RESULT expiry_ratio cancel_shuffled_vs_arrival time=...
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
@@ -95,6 +104,49 @@ static void run_case(bool walked, int n, int spread_ms, double *cpu_ms, double *
     weir_fake_free(fk);
 }
 
+static void on_cancel(weir_conn *c, int status, void *ud)
+{
+    (void)c;
+    (void)status;
+    (void)ud;
+}
+
+/* ms to cancel n queued checkouts, in the order they came or shuffled (as
+ * clients that leave while they wait: a closing application, a network cut). */
+static double cancel_case(bool shuffled, int n)
+{
+    weir_fake *fk = weir_fake_new();
+    weir_options o;
+    weir_options_init(&o);
+    o.max_size = 1;
+    weir_pool *pool = NULL;
+    if (!fk || weir_pool_create(&pool, weir_fake_driver(), fk, &o, NULL) != 0) abort();
+    weir_conn *held, *now;
+    if (weir_checkout(pool, &held) != 0) abort();
+    uint64_t *req = malloc((size_t)n * sizeof *req);
+    if (!req) abort();
+    for (int i = 0; i < n; i++)
+        if (weir_checkout_async(pool, 600000, on_cancel, NULL, &now, &req[i]) != WEIR_PENDING)
+            abort();
+    uint64_t x = 88172645463325252ULL; /* xorshift: the same order every run */
+    for (int i = n - 1; shuffled && i > 0; i--) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int j = (int)(x % (uint64_t)(i + 1));
+        uint64_t t = req[i];
+        req[i] = req[j];
+        req[j] = t;
+    }
+    int64_t t0 = weir_now_ns();
+    for (int i = 0; i < n; i++)
+        if (weir_checkout_cancel(pool, req[i]) != 0) abort();
+    double ms = (double)(weir_now_ns() - t0) / 1e6;
+    free(req);
+    weir_checkin(held);
+    weir_pool_destroy(pool);
+    weir_fake_free(fk);
+    return ms;
+}
+
 int main(int argc, char **argv)
 {
     double secs = 2;
@@ -117,5 +169,15 @@ int main(int argc, char **argv)
                reps);
     }
     printf("RESULT expiry_ratio walked_vs_ordered cpu=%.1f\n", med[1] / (med[0] > 0 ? med[0] : 1));
+    double cms[2][20];
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < 2; k++) cms[k][r] = cancel_case(k == 1, n);
+    double cmed[2] = {bench_median(cms[0], reps), bench_median(cms[1], reps)};
+    printf("RESULT expiry case=cancel order=arrival waiters=%d ms=%.2f reps=%d\n", n, cmed[0],
+           reps);
+    printf("RESULT expiry case=cancel order=shuffled waiters=%d ms=%.2f reps=%d\n", n, cmed[1],
+           reps);
+    printf("RESULT expiry_ratio cancel_shuffled_vs_arrival time=%.1f\n",
+           cmed[1] / (cmed[0] > 0 ? cmed[0] : 1));
     return 0;
 }

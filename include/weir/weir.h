@@ -331,7 +331,10 @@ WEIR_API int weir_checkout_async_at(weir_pool *pool, int64_t timeout_ms, weir_ch
 
 /** Cancel a pending asynchronous checkout. Returns 0 after its callback has
  *  fired with WEIR_ECANCELED on this thread, or WEIR_EALREADY if it has
- *  already completed (or is completing) with another status. */
+ *  already completed (or is completing) with another status; its callback
+ *  then fires, or has fired, as usual (also for a request whose connection
+ *  failed validation and that was queued again). Constant time, however many
+ *  wait. */
 WEIR_API int weir_checkout_cancel(weir_pool *pool, uint64_t req);
 
 /* ------------------------------------------------------------------------

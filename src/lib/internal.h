@@ -78,12 +78,21 @@ typedef struct weir__waiter {
     pthread_cond_t cv; /* sync waiters */
     weir_checkout_cb cb;
     void *ud;
-    uint64_t id;
+    uint32_t req_slot; /* async, while queued: its entry in the pool's reqs, index + 1 */
     int64_t start_ns, deadline_ns;
     const void *owner; /* async: the thread that queued it (checkin_slow's local preference) */
     const char *file;
     int line;
 } weir__waiter;
+
+/* A queued async waiter by its request (weir_checkout_cancel): the request
+ * names the entry and its generation, so a cancel finds its waiter without
+ * walking the queue, and a request that ended no longer matches. */
+typedef struct weir__req {
+    weir__waiter *w; /* NULL: free */
+    uint32_t gen;    /* bumped each time the entry is taken */
+    uint32_t next;   /* free: the next free entry's index + 1, 0 none */
+} weir__req;
 
 /* One thread's async waiters in one pool, oldest first: a checkin finds the
  * oldest waiter of its own thread without walking the whole queue. */
@@ -131,7 +140,9 @@ struct weir_pool {
      * (enqueue, wq_remove). */
     int64_t wq_last_deadline;
     bool wq_unordered;
-    uint64_t next_req_id, next_conn_id;
+    weir__req *reqs;           /* queued async waiters by request (weir__req) */
+    uint32_t nreqs, reqs_free; /* reqs_free: a free entry's index + 1, 0 none */
+    uint64_t next_conn_id;
     bool stopping;
     bool down;          /* fail-fast tripped */
     uint64_t retry_gen; /* weir_pool_retry_now calls: older attempts' failures do not count */

@@ -478,8 +478,44 @@ static void wq_push_front(weir_pool *p, weir__waiter *w)
     atomic_fetch_add(&p->nwaiters, 1);
 }
 
+/* An entry in reqs for async waiter w (under the lock): its request, 0 if
+ * out of memory. Freed entries are taken again last freed first, so the
+ * entries in use stay few and warm. */
+static uint64_t req_take(weir_pool *p, weir__waiter *w)
+{
+    if (!p->reqs_free) {
+        uint32_t n = p->nreqs ? p->nreqs * 2 : 64;
+        if (n <= p->nreqs || n > (UINT32_C(1) << 30)) return 0;
+        weir__req *r = realloc(p->reqs, n * sizeof *r);
+        if (!r) return 0;
+        for (uint32_t i = n; i-- > p->nreqs;) {
+            r[i] = (weir__req){NULL, 0, p->reqs_free};
+            p->reqs_free = i + 1;
+        }
+        p->reqs = r;
+        p->nreqs = n;
+    }
+    uint32_t i = p->reqs_free - 1;
+    weir__req *e = &p->reqs[i];
+    p->reqs_free = e->next;
+    e->w = w;
+    e->gen++;
+    w->req_slot = i + 1;
+    return (uint64_t)e->gen << 32 | (i + 1);
+}
+
+static void req_release(weir_pool *p, weir__waiter *w)
+{
+    weir__req *e = &p->reqs[w->req_slot - 1];
+    e->w = NULL;
+    e->next = p->reqs_free;
+    p->reqs_free = w->req_slot;
+    w->req_slot = 0;
+}
+
 static void wq_remove(weir_pool *p, weir__waiter *w)
 {
+    if (w->req_slot) req_release(p, w);
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -1037,11 +1073,16 @@ int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb
             .deadline_ns =
                 start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000,
             .owner = &tl_me,
-            .id = ++p->next_req_id,
         };
+        uint64_t id = req_take(p, w); /* (given back by wq_remove) */
+        if (!id) {
+            unlock(p);
+            waiter_free(w);
+            return WEIR_ENOMEM;
+        }
         c = enqueue(p, w, false);
         if (!c) {
-            if (req) *req = w->id;
+            if (req) *req = id;
             /* The housekeeper keeps the deadline: wake it only if it would sleep past it
              * (with FIFO waiters and one timeout, deadlines only grow: rarely). */
             if (p->hk_sleep_until && w->deadline_ns < p->hk_sleep_until)
@@ -1063,9 +1104,10 @@ int weir_checkout_cancel(weir_pool *p, uint64_t req)
 {
     if (!p) return WEIR_EINVAL;
     if (weir__forked(p)) return WEIR_EFORK;
+    uint32_t i = (uint32_t)req, gen = (uint32_t)(req >> 32);
     lock(p);
-    weir__waiter *w = p->wq_head;
-    while (w && !(w->async && w->id == req)) w = w->next;
+    /* a waiter has an entry only while it is queued (req_take, wq_remove) */
+    weir__waiter *w = i && i <= p->nreqs && p->reqs[i - 1].gen == gen ? p->reqs[i - 1].w : NULL;
     if (!w) {
         unlock(p);
         return WEIR_EALREADY;
@@ -1911,6 +1953,7 @@ void weir_pool_destroy(weir_pool *p)
     for (size_t i = 0; i < TL_WAYS; i++)
         if (tl_cache[i].pool_id == p->id) tl_cache[i] = (tl_entry){0, NULL};
     free(p->slots);
+    free(p->reqs);
     free(p->creators);
     pthread_cond_destroy(&p->creator_cv);
     pthread_cond_destroy(&p->hk_cv);

@@ -340,6 +340,58 @@ static void async_timeouts_in_any_order(void **state)
     weir_checkin(held);
 }
 
+/* Cancel finds its own waiter among many, in any order, and only its own:
+ * a request that has ended matches nothing, not even a later waiter that
+ * took its place in the pool's table of requests (pool.c, req_take). */
+enum { NCANCEL = 300 };
+static void cancel_finds_its_own_waiter_among_many(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 1;
+    fixture_open(f);
+    weir_conn *held, *now = NULL;
+    assert_int_equal(weir_checkout(f->pool, &held), 0);
+    static async_result r[NCANCEL], again[NCANCEL];
+    static uint64_t req[NCANCEL], req2[NCANCEL];
+    for (int i = 0; i < NCANCEL; i++) {
+        r[i] = (async_result)ASYNC_RESULT_INIT;
+        assert_int_equal(weir_checkout_async(f->pool, 60000, on_async, &r[i], &now, &req[i]),
+                         WEIR_PENDING);
+        assert_true(req[i] != 0);
+        for (int k = 0; k < i; k++) assert_true(req[k] != req[i]);
+    }
+    /* every third, from the back: the others wait on untouched */
+    for (int i = NCANCEL - 1; i >= 0; i -= 3) {
+        assert_int_equal(weir_checkout_cancel(f->pool, req[i]), 0);
+        assert_int_equal(async_fired(&r[i]), 1);
+        assert_int_equal(r[i].status, WEIR_ECANCELED);
+    }
+    for (int i = 0; i < NCANCEL; i++)
+        assert_int_equal(async_fired(&r[i]), (NCANCEL - 1 - i) % 3 == 0);
+    assert_int_equal(pool_stats(f->pool).waiters, NCANCEL - (NCANCEL + 2) / 3);
+    /* new waiters take the freed entries; the old requests match none of them */
+    for (int i = 0; i < NCANCEL; i++) {
+        again[i] = (async_result)ASYNC_RESULT_INIT;
+        assert_int_equal(weir_checkout_async(f->pool, 60000, on_async, &again[i], &now, &req2[i]),
+                         WEIR_PENDING);
+    }
+    for (int i = NCANCEL - 1; i >= 0; i -= 3)
+        assert_int_equal(weir_checkout_cancel(f->pool, req[i]), WEIR_EALREADY);
+    assert_int_equal(weir_checkout_cancel(f->pool, 0), WEIR_EALREADY);
+    assert_int_equal(weir_checkout_cancel(f->pool, UINT64_MAX), WEIR_EALREADY);
+    for (int i = 0; i < NCANCEL; i++) assert_int_equal(async_fired(&again[i]), 0);
+    /* the rest, in the order they came: each fires once, a second cancel is too late */
+    for (int i = 0; i < NCANCEL; i++) {
+        if ((NCANCEL - 1 - i) % 3 != 0) assert_int_equal(weir_checkout_cancel(f->pool, req[i]), 0);
+        assert_int_equal(weir_checkout_cancel(f->pool, req2[i]), 0);
+        assert_int_equal(weir_checkout_cancel(f->pool, req2[i]), WEIR_EALREADY);
+        assert_int_equal(async_fired(&r[i]), 1);
+        assert_int_equal(async_fired(&again[i]), 1);
+    }
+    assert_int_equal(pool_stats(f->pool).waiters, 0);
+    weir_checkin(held);
+}
+
 /* Many waiters queued from two threads at once, one timeout: the lock
  * takes them in any order, and each still times out after its own wait and
  * within the engine's margin (a deadline moved to keep the queue in order
@@ -1120,6 +1172,7 @@ int main(void)
         T(async_checkout),
         T(async_waiters_used_again_start_clean),
         T(async_timeouts_in_any_order),
+        T(cancel_finds_its_own_waiter_among_many),
         T(many_async_timeouts_from_two_threads),
         T(async_checkin_prefers_its_own_thread_within_the_bound),
         T(async_checkin_prefers_its_own_thread_within_a_quarter_of_the_wait),
