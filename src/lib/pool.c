@@ -542,11 +542,13 @@ static void wq_remove(weir_pool *p, weir__waiter *w)
  * each wake-up (with thousands waiting and their deadlines spread, that walk
  * held the lock most of the time: docs/ENGINE.md, "Timeouts of many
  * waiters"). Checkouts that started on other threads a little earlier reach
- * the lock in any order: a deadline up to ORDER_SLACK_NS before the latest
- * queued is moved to it (the timeout fires that much later, well inside the
- * engine's 50 ms). A shorter timeout than the others' marks the queue
- * unordered until it empties, and the housekeeper walks it as before. */
-#define ORDER_SLACK_NS 1000000
+ * the lock in any order (a thread can be preempted between reading the
+ * clock and taking the lock, for a few ms on a busy machine): a deadline up
+ * to ORDER_SLACK_NS before the latest queued is moved to it (the timeout
+ * fires that much later, inside the engine's 50 ms). A shorter timeout than
+ * the others' marks the queue unordered until it empties, and the
+ * housekeeper walks it as before. */
+#define ORDER_SLACK_NS 10000000
 static void wq_order(weir_pool *p, weir__waiter *w, bool front)
 {
     if (!w->async) return;

@@ -395,7 +395,7 @@ static void cancel_finds_its_own_waiter_among_many(void **state)
 /* Many waiters queued from two threads at once, one timeout: the lock
  * takes them in any order, and each still times out after its own wait and
  * within the engine's margin (a deadline moved to keep the queue in order
- * moves by 1 ms at most). */
+ * moves by 10 ms at most). */
 enum { MANY_EACH = 400 };
 typedef struct many_arg {
     weir_pool *pool;
