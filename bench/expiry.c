@@ -60,17 +60,33 @@ static double cpu_s(void)
            r.ru_stime.tv_usec / 1e6;
 }
 
-/* One case: cpu ms while the n waiters expire, and their lateness. */
-static void run_case(bool walked, int n, int spread_ms, double *cpu_ms, double *p50, double *max)
+/* A pool of one connection of the fake driver, that connection held
+ * (*held), so that every checkout after it waits. */
+static weir_pool *pool_of_one_held(weir_fake **fk, weir_conn **held)
 {
-    weir_fake *fk = weir_fake_new();
+    *fk = weir_fake_new();
     weir_options o;
     weir_options_init(&o);
     o.max_size = 1;
     weir_pool *pool = NULL;
-    if (!fk || weir_pool_create(&pool, weir_fake_driver(), fk, &o, NULL) != 0) abort();
+    if (!*fk || weir_pool_create(&pool, weir_fake_driver(), *fk, &o, NULL) != 0) abort();
+    if (weir_checkout(pool, held) != 0) abort();
+    return pool;
+}
+
+static void pool_close(weir_pool *pool, weir_fake *fk, weir_conn *held)
+{
+    weir_checkin(held);
+    weir_pool_destroy(pool);
+    weir_fake_free(fk);
+}
+
+/* One case: cpu ms while the n waiters expire, and their lateness. */
+static void run_case(bool walked, int n, int spread_ms, double *cpu_ms, double *p50, double *max)
+{
+    weir_fake *fk;
     weir_conn *held;
-    if (weir_checkout(pool, &held) != 0) abort();
+    weir_pool *pool = pool_of_one_held(&fk, &held);
     int64_t timeout_ms = spread_ms + 300; /* the first expires after the last is queued */
     slot *s = calloc((size_t)n + 1, sizeof *s);
     if (!s) abort();
@@ -99,9 +115,7 @@ static void run_case(bool walked, int n, int spread_ms, double *cpu_ms, double *
     *max = late[n - 1];
     free(late);
     free(s);
-    weir_checkin(held);
-    weir_pool_destroy(pool);
-    weir_fake_free(fk);
+    pool_close(pool, fk, held);
 }
 
 static void on_cancel(weir_conn *c, int status, void *ud)
@@ -115,14 +129,9 @@ static void on_cancel(weir_conn *c, int status, void *ud)
  * clients that leave while they wait: a closing application, a network cut). */
 static double cancel_case(bool shuffled, int n)
 {
-    weir_fake *fk = weir_fake_new();
-    weir_options o;
-    weir_options_init(&o);
-    o.max_size = 1;
-    weir_pool *pool = NULL;
-    if (!fk || weir_pool_create(&pool, weir_fake_driver(), fk, &o, NULL) != 0) abort();
+    weir_fake *fk;
     weir_conn *held, *now;
-    if (weir_checkout(pool, &held) != 0) abort();
+    weir_pool *pool = pool_of_one_held(&fk, &held);
     uint64_t *req = malloc((size_t)n * sizeof *req);
     if (!req) abort();
     for (int i = 0; i < n; i++)
@@ -141,9 +150,7 @@ static double cancel_case(bool shuffled, int n)
         if (weir_checkout_cancel(pool, req[i]) != 0) abort();
     double ms = (double)(weir_now_ns() - t0) / 1e6;
     free(req);
-    weir_checkin(held);
-    weir_pool_destroy(pool);
-    weir_fake_free(fk);
+    pool_close(pool, fk, held);
     return ms;
 }
 
