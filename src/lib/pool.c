@@ -1076,8 +1076,10 @@ int weir_checkout_async_at(weir_pool *p, int64_t timeout_ms, weir_checkout_cb cb
                 start + (timeout_ms < 0 ? p->o.acquire_timeout_ms : timeout_ms) * 1000000,
             .owner = &tl_me,
         };
-        uint64_t id = req_take(p, w); /* (given back by wq_remove) */
-        if (!id) {
+        /* an entry to cancel it by, if the caller takes its request (given
+         * back by wq_remove) */
+        uint64_t id = 0;
+        if (req && !(id = req_take(p, w))) {
             unlock(p);
             waiter_free(w);
             return WEIR_ENOMEM;

@@ -9,6 +9,7 @@
 #include <event2/event_struct.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/config.h"
@@ -163,6 +164,15 @@ struct client {
     int auth_method;         /* AUTH_*: auth_type, or auth_hba_file's rule for this login */
     char auth_map[CFG_NAME]; /* that rule's map= (cert, peer), or "" */
 };
+
+/* What the layout above promises (client structs are 64-byte aligned): the
+ * tick's pass-by reads the first line only, and counted and want_len share
+ * the line of t_query, which every transaction touches. */
+_Static_assert(offsetof(client, t_wait) + sizeof(int64_t) <= 64,
+               "tick_quiet's fields are on a client's first line");
+_Static_assert(offsetof(client, counted) / 64 == offsetof(client, t_query) / 64 &&
+                   offsetof(client, want_len) / 64 == offsetof(client, t_query) / 64,
+               "counted and want_len are on a line each transaction touches");
 
 /* The PostgreSQL door: what a worker does with its connections. */
 extern const worker_door pg_door;
