@@ -563,6 +563,38 @@ class TestPoolLoginFollowsTheClients(unittest.TestCase):
             w.stop()
 
 
+class TestMadeUpNamesLeaveNothing(unittest.TestCase):
+    """With auth_type = any and a database without user=, a client may log
+    in under any name it makes up. Each name is counted while its client is
+    there (max_user_client_connections, SHOW USERS); once it has left and
+    its pool is cleaned up, nothing of it stays in weir's memory, and SHOW
+    USERS no longer lists it. (Every name ever seen used to stay.)"""
+
+    def test_names_go_with_their_clients(self):
+        w = Weir(PG, settings={"auth_type": "any", "pool_idle_timeout": "1",
+                               "admin_users": "weir"})
+        self.addCleanup(w.stop)
+
+        def users():
+            rows, _ = w.admin("SHOW USERS")
+            return {r[0]: r[7] for r in rows[1:]}
+        names = ["ghost_%d" % i for i in range(20)]
+        for n in names:  # PostgreSQL has no such role: each is refused there
+            r = w.psql("select 1", user=n, password="x")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn('"%s"' % n, r.stderr)
+        import psycopg
+        with psycopg.connect(w.dsn(), autocommit=True) as c:  # one that stays
+            c.execute("select 1")
+            self.assertEqual(users().get("app"), "1")
+            end = time.monotonic() + 10
+            while time.monotonic() < end and set(names) & set(users()):
+                time.sleep(0.2)
+            self.assertEqual(set(names) & set(users()), set(), w.log()[-2000:])
+            self.assertEqual(users().get("app"), "1")  # still counted
+        self.assertIn("cleaning up idle pool appdb/ghost_0", w.log())
+
+
 class TestLongPasswords(unittest.TestCase):
     """Passwords as long as PostgreSQL takes (PgBouncer allows 65 535 bytes):
     in auth_file, over each auth_type, to the server, and over HTTP Basic;

@@ -532,11 +532,14 @@ void pools_destroy(server *s)
         weir_limit_destroy(n->limit);
         free(n);
     }
-    while (s->counts) {
-        named_count *n = s->counts;
-        s->counts = n->next;
-        free(n);
-    }
+    for (int i = 0; s->counts && i < COUNT_BUCKETS; i++)
+        while (s->counts[i]) {
+            named_count *n = s->counts[i];
+            s->counts[i] = n->next;
+            free(n);
+        }
+    free(s->counts);
+    s->counts = NULL;
 }
 
 /* After a reload or SET, with every worker held: bring each pool in line
@@ -797,20 +800,51 @@ spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const ch
     return pool_get(s, a, adb, client_user, auth_user, NULL, err, errlen);
 }
 
-/* The count of logged-in clients called key ("db:NAME", "user:NAME"), made
- * on first use. Under pools_lock. */
+/* The chain of s->counts that key ("db:NAME", "user:NAME") belongs to
+ * (FNV-1a). */
+static named_count **count_chain(server *s, const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *k = (const unsigned char *)key; *k; k++) h = (h ^ *k) * 16777619u;
+    return &s->counts[h % COUNT_BUCKETS];
+}
+
+/* The count called kind:name, or NULL. Under pools_lock. */
+static named_count *count_find(server *s, const char *key)
+{
+    if (!s->counts) return NULL;
+    for (named_count *n = *count_chain(s, key); n; n = n->next)
+        if (!strcmp(n->key, key)) return n;
+    return NULL;
+}
+
+/* The count of logged-in clients called kind:name, made on first use (n 0;
+ * count_put frees it while n is 0). Under pools_lock. */
 static named_count *count_get(server *s, const char *kind, const char *name)
 {
     char key[sizeof((named_count *)0)->key];
     snprintf(key, sizeof key, "%s:%s", kind, name);
-    for (named_count *n = s->counts; n; n = n->next)
-        if (!strcmp(n->key, key)) return n;
-    named_count *n = calloc(1, sizeof *n);
-    if (!n) return NULL;
+    named_count *n = count_find(s, key);
+    if (n) return n;
+    if (!s->counts && !(s->counts = calloc(COUNT_BUCKETS, sizeof *s->counts))) return NULL;
+    if (!(n = calloc(1, sizeof *n))) return NULL;
     snprintf(n->key, sizeof n->key, "%s", key);
-    n->next = s->counts;
-    s->counts = n;
+    named_count **head = count_chain(s, key);
+    n->next = *head;
+    if (n->next) n->next->pprev = &n->next;
+    n->pprev = head;
+    *head = n;
     return n;
+}
+
+/* Done with n (NULL: nothing): freed when no client is counted in it.
+ * Under pools_lock. */
+static void count_put(named_count *n)
+{
+    if (!n || n->n > 0) return;
+    *n->pprev = n->next;
+    if (n->next) n->next->pprev = n->pprev;
+    free(n);
 }
 
 typedef struct namebag {
@@ -834,8 +868,9 @@ void users_known(server *s, void (*fn)(void *ud, const char *name), void *ud)
     namebag b = {0};
     for (size_t i = 0; i < k->nusers; i++) bag_add(&b, k->users[i].name);
     for (size_t i = 0; i < k->nsecrets; i++) bag_add(&b, k->secrets[i].user);
-    for (named_count *n = s->counts; n; n = n->next)
-        if (!strncmp(n->key, "user:", 5)) bag_add(&b, n->key + 5);
+    for (int i = 0; s->counts && i < COUNT_BUCKETS; i++)
+        for (named_count *n = s->counts[i]; n; n = n->next)
+            if (!strncmp(n->key, "user:", 5)) bag_add(&b, n->key + 5);
     for (spool *p = s->pools; p; p = p->next) bag_add(&b, p->user);
     for (size_t i = 0; i < b.n; i++) fn(ud, b.v[i]);
     free(b.v);
@@ -845,9 +880,8 @@ int clients_counted(server *s, const char *kind, const char *name)
 {
     char key[sizeof((named_count *)0)->key];
     snprintf(key, sizeof key, "%s:%s", kind, name);
-    for (named_count *n = s->counts; n; n = n->next)
-        if (!strcmp(n->key, key)) return n->n;
-    return 0;
+    named_count *n = count_find(s, key);
+    return n ? n->n : 0;
 }
 
 int clients_admit(server *s, const char *db, const char *user, bool unlimited, named_count **dbc,
@@ -879,6 +913,10 @@ int clients_admit(server *s, const char *db, const char *user, bool unlimited, n
         *dbc = a;
         *userc = b;
     }
+    if (rc) { /* the entries this refusal made go again */
+        count_put(a);
+        count_put(b);
+    }
     pthread_mutex_unlock(&s->pools_lock);
     return rc;
 }
@@ -889,5 +927,7 @@ void clients_leave(server *s, named_count *dbc, named_count *userc)
     pthread_mutex_lock(&s->pools_lock);
     dbc->n--;
     userc->n--;
+    count_put(dbc);
+    count_put(userc);
     pthread_mutex_unlock(&s->pools_lock);
 }

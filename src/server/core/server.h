@@ -37,8 +37,9 @@ struct server {
     char unix_path[300];
     pthread_mutex_t pools_lock;
     spool *pools;
-    named_limit *limits;        /* under pools_lock */
-    struct named_count *counts; /* logged-in clients by database and user (pools.c) */
+    named_limit *limits; /* under pools_lock */
+    struct named_count *
+        *counts; /* logged-in clients by database and user (pools.c); NULL until the first */
     atomic_int nclients;
     _Atomic long long accept_errors;                /* accept() failing for want of descriptors */
     _Atomic long long tls_handshakes, tls_failures; /* TLS handshakes with clients and servers */
