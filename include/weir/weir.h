@@ -167,7 +167,9 @@ typedef struct weir_options {
     bool wait_while_down;    /**< with fail_fast: a checkout while the target is down waits for the
                                 next connect (after the back-off) instead of failing at once; that
                                 connect's error still fails every waiter [false] */
-    int64_t creator_threads; /**< threads that open connections [1] */
+    int64_t creator_threads; /**< threads that open connections, at most this many at once: each
+                                starts when a connect is needed and none is free [1] */
+    int64_t creator_idle_ms; /**< a creator thread with nothing to open this long ends [5 s] */
     int64_t housekeeping_ms; /**< housekeeper period [250 ms] */
     int64_t warmup_batch;    /**< connects made for min_idle (nobody waiting) go in batches of
                                 this many, one batch done before the next [0 = no limit] */

@@ -24,6 +24,10 @@ enum weir__state {
     WEIR__BUSY,      /* held by the engine: connecting, validating, closing */
 };
 
+/* A creator thread's entry (weir_pool.cr_state). */
+enum { WEIR__CR_FREE = 0, WEIR__CR_RUNNING, WEIR__CR_DONE };
+#define WEIR__CREATORS_MAX 64 /* creator_threads at most (options.c) */
+
 /* Histogram bucket upper bounds, in seconds. */
 #define WEIR__ACQ_NB     12   /* acquire and connect */
 #define WEIR__USAGE_NB   10   /* usage (kept in ms on the hot path) */
@@ -160,8 +164,15 @@ struct weir_pool {
     _Atomic int64_t ad_grows, ad_shrinks;
     int64_t warm_pause_ns; /* the pause after a full batch ends here; 0: none */
     uint64_t rng;
-    pthread_t *creators;
-    int ncreators;
+    /* Creator threads start when a connect is needed and none is free to
+     * make it, creator_threads at most, and end after creator_idle_ms with
+     * nothing to open (under the lock; docs/ENGINE.md, "Threads and fork"). */
+    pthread_t *creators;  /* creator_threads entries */
+    uint8_t *cr_state;    /* per entry: WEIR__CR_FREE, _RUNNING, _DONE (ended, not yet joined) */
+    int cr_running;       /* started and not ended */
+    int cr_waiting;       /* of those, waiting on creator_cv */
+    int cr_signalled;     /* signals sent to waiting creators and not yet taken */
+    bool cr_start_failed; /* the last start failed (logged once until one starts) */
     pthread_t housekeeper;
     bool hk_started;
     weir_limit *limits[WEIR_MAX_LIMITS]; /* shared caps; each counts p->total */

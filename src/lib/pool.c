@@ -62,6 +62,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/membarrier.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -624,9 +625,64 @@ static bool need_create(weir_pool *p)
     return false;
 }
 
+static void *creator_main(void *arg);
+static void set_last_error(weir_pool *p, const char *msg);
+
+#define HK_DORMANT INT64_MAX /* hk_sleep_until while the housekeeper has nothing to keep */
+
+/* Under the lock: the pool may have something for its housekeeper again
+ * (a connection, a failed creator start, adaptive sizing turned on). */
+static void hk_wake_dormant(weir_pool *p)
+{
+    if (p->hk_sleep_until == HK_DORMANT) pthread_cond_signal(&p->hk_cv);
+}
+
+/* Start a creator thread in a free entry (under the lock). Its signals are
+ * blocked, whatever the calling thread's were: the application's signals
+ * go to its own threads. */
+static void creator_start(weir_pool *p)
+{
+    int i = 0;
+    while (i < p->o.creator_threads && p->cr_state[i] == WEIR__CR_RUNNING) i++;
+    if (i == p->o.creator_threads) return;
+    if (p->cr_state[i] == WEIR__CR_DONE) { /* it has let go of the lock: its end is near */
+        pthread_join(p->creators[i], NULL);
+        p->cr_state[i] = WEIR__CR_FREE;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV); /* faults stay faults */
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&p->creators[i], NULL, creator_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        char err[160];
+        snprintf(err, sizeof err, "cannot start a thread to connect: %s", strerror(rc));
+        set_last_error(p, err);
+        if (!p->cr_start_failed) weir__log(p, WEIR_LOG_ERROR, "pool %s: %s", p->name, err);
+        p->cr_start_failed = true; /* the housekeeper's next tick tries again */
+        hk_wake_dormant(p);
+        return;
+    }
+    p->cr_start_failed = false;
+    p->cr_state[i] = WEIR__CR_RUNNING;
+    p->cr_running++;
+}
+
+/* Under the lock: a connect is needed: a waiting creator is woken, else,
+ * below creator_threads, one is started. */
 static void kick_creator(weir_pool *p)
 {
-    if (need_create(p)) pthread_cond_signal(&p->creator_cv);
+    if (!need_create(p)) return;
+    if (p->cr_waiting > p->cr_signalled) {
+        p->cr_signalled++;
+        pthread_cond_signal(&p->creator_cv);
+    } else if (p->cr_running < p->o.creator_threads) {
+        creator_start(p);
+    }
 }
 
 /* ---- shared limits -------------------------------------------------------------
@@ -1345,21 +1401,36 @@ static int64_t backoff_ns(weir_pool *p) /* under the lock */
     return (int64_t)(ms * 1e6);
 }
 
+/* A creator waits on creator_cv (under the lock; until ts, or NULL: no
+ * limit), counted as waiting so that kick_creator wakes it rather than
+ * starting another. */
+static int creator_wait(weir_pool *p, const struct timespec *ts)
+{
+    p->cr_waiting++;
+    int rc = ts ? pthread_cond_timedwait(&p->creator_cv, &p->mu, ts)
+                : pthread_cond_wait(&p->creator_cv, &p->mu);
+    p->cr_waiting--;
+    if (p->cr_signalled > 0) p->cr_signalled--;
+    return rc;
+}
+
 static void *creator_main(void *arg)
 {
     weir_pool *p = arg;
+    pthread_setname_np(pthread_self(), "weir-connect"); /* top -H, gdb, /proc/PID/task */
     lock(p);
     while (!p->stopping) {
         if (!need_create(p)) {
             p->warm_made = 0; /* nothing more to open: the next fill starts a batch */
             p->warm_pause_ns = 0;
-            pthread_cond_wait(&p->creator_cv, &p->mu);
+            struct timespec ts = ts_of(weir_now_ns() + p->o.creator_idle_ms * 1000000);
+            if (creator_wait(p, &ts) == ETIMEDOUT && !need_create(p)) break; /* idle: end */
             continue;
         }
         int64_t now = weir_now_ns();
         if (now < p->next_attempt_ns) {
             struct timespec ts = ts_of(p->next_attempt_ns);
-            pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
+            creator_wait(p, &ts);
             continue;
         }
         /* Gradual warm-up: connects nobody waits for (min_idle) go in
@@ -1372,13 +1443,13 @@ static void *creator_main(void *arg)
         if (warm) {
             if (p->warm_made >= p->o.warmup_batch) {
                 if (p->in_flight > 0) { /* the batch is still connecting */
-                    pthread_cond_wait(&p->creator_cv, &p->mu);
+                    creator_wait(p, NULL);
                     continue;
                 }
                 if (!p->warm_pause_ns) p->warm_pause_ns = now + p->o.warmup_pause_ms * 1000000;
                 if (now < p->warm_pause_ns) {
                     struct timespec ts = ts_of(p->warm_pause_ns);
-                    pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
+                    creator_wait(p, &ts);
                     continue;
                 }
                 p->warm_made = 0;
@@ -1404,9 +1475,9 @@ static void *creator_main(void *arg)
                     if (asked > p->reclaim_owed) p->reclaim_owed = asked;
                 }
                 struct timespec ts = ts_of(weir_now_ns() + 100000000);
-                pthread_cond_timedwait(&p->creator_cv, &p->mu, &ts);
+                creator_wait(p, &ts);
             } else {
-                pthread_cond_wait(&p->creator_cv, &p->mu);
+                creator_wait(p, NULL);
             }
             continue;
         }
@@ -1423,6 +1494,7 @@ static void *creator_main(void *arg)
         p->total++;
         p->in_flight++;
         update_over_cap(p);
+        hk_wake_dormant(p); /* a connection to keep */
         uint64_t gen = p->retry_gen;
         unlock(p);
 
@@ -1502,6 +1574,14 @@ static void *creator_main(void *arg)
         if (fire) fire_async(p, fire);
         lock(p);
     }
+    /* ended (idle, or the pool stops): the entry is joined by the next
+     * start in it, or by weir_pool_destroy */
+    p->cr_running--;
+    for (int i = 0; i < p->o.creator_threads; i++)
+        if (p->cr_state[i] == WEIR__CR_RUNNING && pthread_equal(p->creators[i], pthread_self())) {
+            p->cr_state[i] = WEIR__CR_DONE;
+            break;
+        }
     unlock(p);
     return NULL;
 }
@@ -1682,9 +1762,22 @@ static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
 static void *housekeeper_main(void *arg)
 {
     weir_pool *p = arg;
+    pthread_setname_np(pthread_self(), "weir-housekeep");
     lock(p);
     int64_t next_tick = weir_now_ns();
     while (!p->stopping) {
+        /* Nothing to keep: no connection (open or opening), nobody queued,
+         * nothing to open, no adaptive controller. Sleep until that
+         * changes (hk_wake_dormant, an async waiter's deadline, a reclaim)
+         * instead of ticking: a server with many pools that have closed
+         * their connections wakes for none of them. */
+        if (p->total == 0 && !p->wq_head && !p->reclaim && !p->o.adaptive && !p->cr_start_failed &&
+            !need_create(p)) {
+            p->hk_sleep_until = HK_DORMANT;
+            pthread_cond_wait(&p->hk_cv, &p->mu);
+            p->hk_sleep_until = 0;
+            continue;
+        }
         int64_t now = weir_now_ns();
         int64_t wake = next_tick;
         for (weir__waiter *w = p->wq_head; w; w = w->next) {
@@ -1836,14 +1929,10 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
     pthread_cond_init(&p->hk_cv, &p->cattr);
     p->wq_last_deadline = INT64_MIN;
     pthread_cond_init(&p->drain_cv, &p->cattr);
+    /* the creators start as connects are needed (kick_creator) */
     p->creators = calloc((size_t)o.creator_threads, sizeof(pthread_t));
-    int rc = p->creators ? 0 : WEIR_ENOMEM;
-    for (int i = 0; rc == 0 && i < o.creator_threads; i++) {
-        if (pthread_create(&p->creators[i], NULL, creator_main, p) != 0)
-            rc = WEIR_ENOMEM;
-        else
-            p->ncreators++;
-    }
+    p->cr_state = calloc((size_t)o.creator_threads, 1);
+    int rc = p->creators && p->cr_state ? 0 : WEIR_ENOMEM;
     if (rc == 0) {
         if (pthread_create(&p->housekeeper, NULL, housekeeper_main, p) != 0)
             rc = WEIR_ENOMEM;
@@ -1931,11 +2020,15 @@ void weir_pool_destroy(weir_pool *p)
     int rc = weir_pool_drain(p, -1);
     (void)rc;
     lock(p);
-    p->stopping = true;
+    p->stopping = true; /* no creator starts from now on */
     pthread_cond_broadcast(&p->creator_cv);
     pthread_cond_broadcast(&p->hk_cv);
+    pthread_t join[WEIR__CREATORS_MAX];
+    int njoin = 0;
+    for (int i = 0; p->cr_state && i < p->o.creator_threads; i++)
+        if (p->cr_state[i] != WEIR__CR_FREE) join[njoin++] = p->creators[i];
     unlock(p);
-    for (int i = 0; i < p->ncreators; i++) pthread_join(p->creators[i], NULL);
+    for (int i = 0; i < njoin; i++) pthread_join(join[i], NULL);
     if (p->hk_started) pthread_join(p->housekeeper, NULL);
     /* a creator may have opened one more connection while stopping */
     for (int i = 0; i < p->nslots; i++) {
@@ -1959,6 +2052,7 @@ void weir_pool_destroy(weir_pool *p)
     free(p->slots);
     free(p->reqs);
     free(p->creators);
+    free(p->cr_state);
     pthread_cond_destroy(&p->creator_cv);
     pthread_cond_destroy(&p->hk_cv);
     pthread_cond_destroy(&p->drain_cv);
@@ -2040,6 +2134,7 @@ int weir_pool_set_adaptive(weir_pool *p, bool on, int64_t wait_ms, int64_t perio
               on ? "on" : "off", (long long)p->o.max_size, (long long)p->cap);
     serve_waiters(p, &fire); /* off: the size grew to the cap */
     kick_creator(p);
+    hk_wake_dormant(p); /* on: the controller runs on its ticks */
     unlock(p);
     fire_async(p, fire);
     return 0;

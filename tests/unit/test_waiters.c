@@ -2,6 +2,8 @@
  * checkout and cancel, drain/destroy with waiters, fail-fast, backoff,
  * connect timeouts and the connection spike. */
 #include "helpers.h"
+#include <dirent.h>
+#include <signal.h>
 
 #include <semaphore.h>
 
@@ -1161,6 +1163,164 @@ static void creator_threads_connect_in_parallel(void **state)
     if (!slow_env() && took > 750) fail_msg("took %lld ms", (long long)took);
 }
 
+/* Threads of this process named name, and whether every one of them
+ * blocks SIGINT, SIGTERM and SIGHUP (the application's signals are not the
+ * engine's to take). */
+static int threads_named(const char *name, bool *signals_blocked)
+{
+    int n = 0;
+    if (signals_blocked) *signals_blocked = true;
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], line[256] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue; /* it ended meanwhile */
+        bool match = fgets(line, sizeof line, f) && !strncmp(line, name, strlen(name)) &&
+                     line[strlen(name)] == '\n';
+        fclose(f);
+        if (!match) continue;
+        n++;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        if (!signals_blocked || !(f = fopen(path, "r"))) continue;
+        while (fgets(line, sizeof line, f)) {
+            unsigned long long m;
+            if (sscanf(line, "SigBlk: %llx", &m) == 1) {
+                unsigned long long want =
+                    1ull << (SIGINT - 1) | 1ull << (SIGTERM - 1) | 1ull << (SIGHUP - 1);
+                if ((m & want) != want) *signals_blocked = false;
+            }
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Creator threads start when connects are needed, no more than
+ * creator_threads, with the application's signals blocked, and end after
+ * creator_idle with nothing to open; a later connect starts one again. A
+ * pool with nothing to open runs its housekeeper alone. */
+static void creator_threads_start_on_demand_and_end_when_idle(void **state)
+{
+    fixture *f = *state;
+    f->fake = weir_fake_new();
+    weir_fake_set_connect_delay_ms(f->fake, 100);
+    f->o.max_size = 8;
+    f->o.min_idle = 0;
+    f->o.creator_threads = 4;
+    f->o.creator_idle_ms = 300;
+    fixture_open(f);
+    assert_true(WAIT_FOR(threads_named("weir-housekeep", NULL) == 1, 2000)); /* it names itself */
+    assert_int_equal(threads_named("weir-connect", NULL), 0); /* nothing to open yet */
+    enum { N = 8 };
+    waiter w[N];
+    int64_t hold = slow_env() ? 3000 : 600;
+    for (int i = 0; i < N; i++) {
+        w[i] = (waiter){.pool = f->pool, .timeout_ms = 10000, .hold_ms = hold};
+        start(&w[i]);
+    }
+    /* while the 8 connects run: more than one creator, never above 4 */
+    int most = 0;
+    bool blocked = true;
+    for (int64_t t0 = weir_now_ns(); ms_since(t0) < 300;) {
+        bool b;
+        int n = threads_named("weir-connect", &b);
+        if (n > most) most = n;
+        if (n > 0 && !b) blocked = false;
+        sleep_ms(5);
+    }
+    for (int i = 0; i < N; i++) pthread_join(w[i].th, NULL);
+    for (int i = 0; i < N; i++) assert_int_equal(w[i].rc, 0);
+    assert_int_equal(fake_counts(f->fake).max_open, 8);
+    assert_true(most >= 2);
+    assert_true(most <= 4);
+    assert_true(blocked);
+    /* idle: every creator ends */
+    assert_true(WAIT_FOR(threads_named("weir-connect", NULL) == 0, 5000));
+    assert_int_equal(threads_named("weir-housekeep", NULL), 1);
+    /* a connect needed again starts one */
+    assert_int_equal(weir_pool_evict_all(f->pool), 8);
+    assert_true(WAIT_FOR(pool_stats(f->pool).total == 0, 5000));
+    weir_conn *c = NULL;
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), 0);
+    assert_int_equal(threads_named("weir-connect", NULL), 1);
+    weir_checkin(c);
+    assert_int_equal(fake_counts(f->fake).connects, 9);
+}
+
+/* Voluntary context switches, summed, of this process's threads named name. */
+static long long thread_switches(const char *name)
+{
+    long long sum = 0;
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], line[256] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        bool match = fgets(line, sizeof line, f) && !strncmp(line, name, strlen(name)) &&
+                     line[strlen(name)] == '\n';
+        fclose(f);
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        if (!match || !(f = fopen(path, "r"))) continue;
+        long long v;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1) sum += v;
+        fclose(f);
+    }
+    closedir(d);
+    return sum;
+}
+
+/* A pool with no connection, nobody waiting and nothing to open: its
+ * housekeeper sleeps instead of ticking, and wakes when there is something
+ * to keep again: a connection (retired here by idle_timeout), an async
+ * waiter's deadline. */
+static void housekeeper_sleeps_while_the_pool_is_empty(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 2;
+    f->o.min_idle = 0;
+    f->o.housekeeping_ms = 20; /* 50 ticks a second when it ticks */
+    f->o.idle_timeout_ms = 200;
+    f->o.creator_idle_ms = 100;
+    fixture_open(f);
+    assert_true(WAIT_FOR(threads_named("weir-housekeep", NULL) == 1, 2000));
+    sleep_ms(100);
+    long long s0 = thread_switches("weir-housekeep");
+    sleep_ms(500);
+    assert_true(thread_switches("weir-housekeep") - s0 <= 2); /* asleep: 25 ticks otherwise */
+    /* a connection: it wakes, and retires it after idle_timeout */
+    weir_conn *c = NULL;
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), 0);
+    weir_checkin(c);
+    assert_true(WAIT_FOR(pool_stats(f->pool).total == 0, 3000));
+    assert_int_equal(fake_counts(f->fake).closes, 1);
+    /* empty again: asleep again */
+    sleep_ms(100);
+    s0 = thread_switches("weir-housekeep");
+    sleep_ms(500);
+    assert_true(thread_switches("weir-housekeep") - s0 <= 2);
+    /* an async waiter in a paused pool (nothing opens for it): its
+     * timeout is kept on time */
+    assert_int_equal(weir_pool_pause(f->pool), 0);
+    async_result r = ASYNC_RESULT_INIT;
+    weir_conn *now = NULL;
+    uint64_t req = 0;
+    int64_t t0 = weir_now_ns();
+    assert_int_equal(weir_checkout_async(f->pool, 150, on_async, &r, &now, &req), WEIR_PENDING);
+    assert_true(WAIT_FOR(async_fired(&r) == 1, 2000));
+    assert_int_equal(r.status, WEIR_ETIMEDOUT);
+    int64_t took = (r.at_ns - t0) / 1000000;
+    assert_true(took >= 149 && took <= 150 + slack_ms());
+    assert_int_equal(weir_pool_resume(f->pool), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -1194,6 +1354,8 @@ int main(void)
         T(one_waiter_one_connect),
         T(connection_spike),
         T(creator_threads_connect_in_parallel),
+        T(creator_threads_start_on_demand_and_end_when_idle),
+        T(housekeeper_sleeps_while_the_pool_is_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
