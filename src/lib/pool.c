@@ -637,9 +637,24 @@ static void hk_wake_dormant(weir_pool *p)
     if (p->hk_sleep_until == HK_DORMANT) pthread_cond_signal(&p->hk_cv);
 }
 
-/* Start a creator thread in a free entry (under the lock). Its signals are
- * blocked, whatever the calling thread's were: the application's signals
- * go to its own threads. */
+/* Start one of the pool's threads with every signal blocked but the
+ * synchronous ones, whatever the calling thread blocks: the application's
+ * signals go to its own threads. */
+static int thread_start(pthread_t *t, void *(*fn)(void *), weir_pool *p)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV); /* faults stay faults */
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+/* Start a creator thread in a free entry (under the lock). */
 static void creator_start(weir_pool *p)
 {
     int i = 0;
@@ -649,15 +664,7 @@ static void creator_start(weir_pool *p)
         pthread_join(p->creators[i], NULL);
         p->cr_state[i] = WEIR__CR_FREE;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV); /* faults stay faults */
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&p->creators[i], NULL, creator_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = thread_start(&p->creators[i], creator_main, p);
     if (rc != 0) {
         char err[160];
         snprintf(err, sizeof err, "cannot start a thread to connect: %s", strerror(rc));
@@ -1934,7 +1941,7 @@ int weir_pool_create(weir_pool **out, const weir_driver *drv, void *ctx, const w
     p->cr_state = calloc((size_t)o.creator_threads, 1);
     int rc = p->creators && p->cr_state ? 0 : WEIR_ENOMEM;
     if (rc == 0) {
-        if (pthread_create(&p->housekeeper, NULL, housekeeper_main, p) != 0)
+        if (thread_start(&p->housekeeper, housekeeper_main, p) != 0)
             rc = WEIR_ENOMEM;
         else
             p->hk_started = true;

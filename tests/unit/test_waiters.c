@@ -1214,6 +1214,9 @@ static void creator_threads_start_on_demand_and_end_when_idle(void **state)
     f->o.creator_idle_ms = 300;
     fixture_open(f);
     assert_true(WAIT_FOR(threads_named("weir-housekeep", NULL) == 1, 2000)); /* it names itself */
+    bool hk_blocked = false;
+    assert_int_equal(threads_named("weir-housekeep", &hk_blocked), 1);
+    assert_true(hk_blocked);
     assert_int_equal(threads_named("weir-connect", NULL), 0); /* nothing to open yet */
     enum { N = 8 };
     waiter w[N];
