@@ -172,6 +172,7 @@ struct weir_pool {
     int cr_running;       /* started and not ended */
     int cr_waiting;       /* of those, waiting on creator_cv */
     int cr_signalled;     /* signals sent to waiting creators and not yet taken */
+    int cr_starting;      /* started and not yet holding the lock */
     bool cr_start_failed; /* the last start failed (logged once until one starts) */
     pthread_t housekeeper;
     bool hk_started;

@@ -608,21 +608,31 @@ static void serve_waiters(weir_pool *p, weir__waiter **fire)
     }
 }
 
-static bool need_create(weir_pool *p)
+/* How many more connects the pool needs now (under the lock): for waiters
+ * not covered by connects in flight, up to min_idle, one owed to a shared
+ * limit or one to probe a target that is down; within max_size. */
+static int64_t need_count(weir_pool *p)
 {
     int run = atomic_load_explicit(&p->run, memory_order_relaxed);
-    if (p->stopping || run == WEIR__DRAINING || run == WEIR__CLOSED) return false;
-    if (p->total >= p->o.max_size) return false;
+    if (p->stopping || run == WEIR__DRAINING || run == WEIR__CLOSED) return 0;
+    int64_t room = p->o.max_size - p->total;
+    if (room <= 0) return 0;
+    int64_t n = 0;
     int64_t waiting = run == WEIR__PAUSED ? 0 : atomic_load(&p->nwaiters);
-    if (waiting > p->in_flight) return true;
-    if (p->total < p->o.min_idle) return true;
+    if (waiting > p->in_flight) n = waiting - p->in_flight;
+    if (p->o.min_idle - p->total > n) n = p->o.min_idle - p->total;
     /* Another pool closed an idle connection because this one asked: open
      * it here even if the caller that asked was served meanwhile by a
      * connection of this pool coming back, so that the pools on the limit
      * keep as many connections as before, not one fewer. */
-    if (run == WEIR__RUNNING && p->reclaim_owed > 0) return true;
-    if (p->down && p->total == 0) return true; /* probe so the pool recovers by itself */
-    return false;
+    if (n == 0 && run == WEIR__RUNNING && p->reclaim_owed > 0) n = 1;
+    if (n == 0 && p->down && p->total == 0) n = 1; /* probe so the pool recovers by itself */
+    return n < room ? n : room;
+}
+
+static bool need_create(weir_pool *p)
+{
+    return need_count(p) > 0;
 }
 
 static void *creator_main(void *arg);
@@ -677,13 +687,16 @@ static void creator_start(weir_pool *p)
     p->cr_start_failed = false;
     p->cr_state[i] = WEIR__CR_RUNNING;
     p->cr_running++;
+    p->cr_starting++; /* until it first holds the lock */
 }
 
 /* Under the lock: a connect is needed: a waiting creator is woken, else,
  * below creator_threads, one is started. */
 static void kick_creator(weir_pool *p)
 {
-    if (!need_create(p)) return;
+    /* creators already on their way to look (woken, or starting) cover
+     * that many connects: a second kick for the same need adds none */
+    if (need_count(p) <= p->cr_signalled + p->cr_starting) return;
     if (p->cr_waiting > p->cr_signalled) {
         p->cr_signalled++;
         pthread_cond_signal(&p->creator_cv);
@@ -1426,6 +1439,7 @@ static void *creator_main(void *arg)
     weir_pool *p = arg;
     pthread_setname_np(pthread_self(), "weir-connect"); /* top -H, gdb, /proc/PID/task */
     lock(p);
+    p->cr_starting--;
     while (!p->stopping) {
         if (!need_create(p)) {
             p->warm_made = 0; /* nothing more to open: the next fill starts a batch */
