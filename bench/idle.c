@@ -4,15 +4,17 @@
  * the time. N pools of the fake driver (creator_threads 4, the server's
  * setting), each used once (one checkout and checkin, so one connection),
  * then two cases side by side in one run:
- *   holding  each pool keeps its idle connection: its housekeeper ticks
- *            every housekeeping_period (250 ms) to look after it;
+ *   holding  each pool keeps its idle connection: its housekeeper wakes
+ *            when the connection is next due, or after 10 s (it used to
+ *            tick every housekeeping_period, 250 ms);
  *   empty    every connection closed (weir_pool_evict_all): a pool with
  *            nothing to keep sleeps until it has.
  * Reported per case: the process's threads, its threads' voluntary context
  * switches a second (wake-ups), and its CPU a second, over SECONDS.
  * Creator threads end after creator_idle without a connect to make; the
  * bench sets it to 1 s (5 s by default) and waits that out before it
- * measures.
+ * measures. Each case lasts 11 s, past the housekeeper's longest sleep;
+ * --quick's 1 s is too short to see those wake-ups in `holding`.
  *
  *   idle [--quick] [--seconds S] [--reps N]
  *
@@ -90,7 +92,7 @@ static void wait_total(weir_pool **pools, int n, int64_t want)
 
 int main(int argc, char **argv)
 {
-    double secs = 3;
+    double secs = 11; /* past the housekeeper's longest sleep (10 s) */
     int reps = 3;
     if (!bench_args(argc, argv, "idle", 1, &secs, &reps)) return 2;
     bool quick = reps == 1 && secs <= 1;

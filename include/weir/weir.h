@@ -170,7 +170,8 @@ typedef struct weir_options {
     int64_t creator_threads; /**< threads that open connections, at most this many at once: each
                                 starts when a connect is needed and none is free [1] */
     int64_t creator_idle_ms; /**< a creator thread with nothing to open this long ends [5 s] */
-    int64_t housekeeping_ms; /**< housekeeper period [250 ms] */
+    int64_t housekeeping_ms; /**< the shortest gap between two housekeeper passes; between them
+                                it sleeps until a connection is due [250 ms] */
     int64_t warmup_batch;    /**< connects made for min_idle (nobody waiting) go in batches of
                                 this many, one batch done before the next [0 = no limit] */
     int64_t warmup_pause_ms; /**< pause between two warm-up batches [100 ms] */

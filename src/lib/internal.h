@@ -130,6 +130,7 @@ struct weir_pool {
     pthread_condattr_t cattr;
     pthread_cond_t creator_cv, hk_cv, drain_cv;
     int64_t hk_sleep_until; /* while the housekeeper sleeps: when it wakes; else 0 */
+    bool hk_recompute;      /* hk_wake: the next pass is due now */
     weir_conn **slots;
     int nslots, slots_cap;
     int64_t total;     /* open + connecting */

@@ -38,7 +38,7 @@ static const option_def options[] = {
     {{"wait_while_down", WEIR_OPT_BOOL, "false", "with fail_fast: a checkout while the target is down waits for the next connect attempt instead of failing at once"}, OFF(wait_while_down), 0, 1},
     {{"creator_threads", WEIR_OPT_INT, "1", "threads that open connections in the background, at most this many at once"}, OFF(creator_threads), 1, WEIR__CREATORS_MAX},
     {{"creator_idle", WEIR_OPT_DURATION, "5s", "a creator thread with nothing to open for this long ends (one starts again when needed)"}, OFF(creator_idle_ms), 10, DAY},
-    {{"housekeeping_period", WEIR_OPT_DURATION, "250ms", "how often idle, lifetime, keepalive, min_idle and leaks are checked"}, OFF(housekeeping_ms), 10, 60000},
+    {{"housekeeping_period", WEIR_OPT_DURATION, "250ms", "the shortest gap between two housekeeper passes (idle, lifetime, keepalive, leaks, min_idle); it sleeps until a connection is due"}, OFF(housekeeping_ms), 10, 60000},
     {{"warmup_batch", WEIR_OPT_INT, "0", "open min_idle connections at most this many at a time (0 = no limit)"}, OFF(warmup_batch), 0, 1000000},
     {{"warmup_pause", WEIR_OPT_DURATION, "100ms", "pause between two warm-up batches"}, OFF(warmup_pause_ms), 0, DAY},
     {{"adaptive", WEIR_OPT_BOOL, "false", "let the pool's size move between min_idle and max_size from the waits and use it measures"}, OFF(adaptive), 0, 1},

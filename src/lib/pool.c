@@ -638,13 +638,16 @@ static bool need_create(weir_pool *p)
 static void *creator_main(void *arg);
 static void set_last_error(weir_pool *p, const char *msg);
 
-#define HK_DORMANT INT64_MAX /* hk_sleep_until while the housekeeper has nothing to keep */
+#define HK_DORMANT      INT64_MAX /* hk_sleep_until while the housekeeper has nothing to keep */
+#define HK_MAX_SLEEP_MS 10000     /* the longest it sleeps while it keeps anything */
 
-/* Under the lock: the pool may have something for its housekeeper again
- * (a connection, a failed creator start, adaptive sizing turned on). */
-static void hk_wake_dormant(weir_pool *p)
+/* Under the lock: something the housekeeper's next pass depends on changed
+ * (a connection opened, the sizes, an eviction, adaptive sizing, a failed
+ * creator start): it makes a pass now and sleeps again from there. */
+static void hk_wake(weir_pool *p)
 {
-    if (p->hk_sleep_until == HK_DORMANT) pthread_cond_signal(&p->hk_cv);
+    p->hk_recompute = true;
+    if (p->hk_sleep_until) pthread_cond_signal(&p->hk_cv);
 }
 
 /* Start one of the pool's threads with every signal blocked but the
@@ -681,7 +684,7 @@ static void creator_start(weir_pool *p)
         set_last_error(p, err);
         if (!p->cr_start_failed) weir__log(p, WEIR_LOG_ERROR, "pool %s: %s", p->name, err);
         p->cr_start_failed = true; /* the housekeeper's next tick tries again */
-        hk_wake_dormant(p);
+        hk_wake(p);
         return;
     }
     p->cr_start_failed = false;
@@ -1515,7 +1518,7 @@ static void *creator_main(void *arg)
         p->total++;
         p->in_flight++;
         update_over_cap(p);
-        hk_wake_dormant(p); /* a connection to keep */
+        hk_wake(p); /* a connection to keep */
         uint64_t gen = p->retry_gen;
         unlock(p);
 
@@ -1565,6 +1568,7 @@ static void *creator_main(void *arg)
             p->down = false;
             p->consecutive_failures = 0;
             p->next_attempt_ns = 0;
+            hk_wake(p); /* open, and above min_idle maybe: deadlines to keep */
             int64_t nowms = weir__coarse_ms();
             c->id = ++p->next_conn_id;
             c->gen = atomic_load(&p->evict_gen);
@@ -1714,12 +1718,14 @@ static int collect_idle(weir_pool *p, weir_conn **out, int64_t limit);
 
 /* Under the lock. *jobs is `stack` when it is big enough (no allocation per
  * tick for pools of up to HK_STACK_JOBS connections), else malloc'd. */
-static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
+static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs, int64_t *due_ms)
 {
     int64_t now = weir__coarse_ms();
+    int64_t due = INT64_MAX; /* the earliest time a connection kept now is due for something */
     int64_t open = p->total - p->in_flight;
     uint32_t gen = atomic_load(&p->evict_gen);
     *njobs = 0;
+    *due_ms = now; /* unless told otherwise: look again after housekeeping_period */
     *jobs = p->nslots <= HK_STACK_JOBS ? stack : malloc(sizeof(hk_job) * (size_t)p->nslots);
     if (!*jobs) return;
     for (int i = 0; i < p->nslots; i++) {
@@ -1731,6 +1737,11 @@ static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
             /* Handed over but not yet recorded by its new holder: taken_ms is
              * still the previous checkout's, older than the last checkin. */
             bool in_transit = taken < atomic_load_explicit(&c->last_used_ms, memory_order_relaxed);
+            if (p->o.leak_threshold_ms > 0) {
+                int64_t d =
+                    in_transit ? now + p->o.leak_threshold_ms : taken + p->o.leak_threshold_ms;
+                if (atomic_load(&c->leak_reported) != uses + 1 && d < due) due = d;
+            }
             if (p->o.leak_threshold_ms > 0 && !in_transit &&
                 now - taken >= p->o.leak_threshold_ms &&
                 atomic_load(&c->leak_reported) != uses + 1) {
@@ -1760,6 +1771,16 @@ static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
         else if (p->o.keepalive_ms > 0 && p->drv->validate &&
                  now - (last > c->validated_ms ? last : c->validated_ms) >= p->o.keepalive_ms)
             action = -1;
+        if (action < 0) { /* kept, or validated and kept: when is it due? */
+            if (c->expires_ms && c->expires_ms < due) due = c->expires_ms;
+            if (p->o.idle_timeout_ms > 0 && open > p->o.min_idle &&
+                last + p->o.idle_timeout_ms < due)
+                due = last + p->o.idle_timeout_ms;
+            int64_t v = last > c->validated_ms ? last : c->validated_ms;
+            if (action == -2 && p->o.keepalive_ms > 0 && p->drv->validate &&
+                v + p->o.keepalive_ms < due)
+                due = v + p->o.keepalive_ms; /* (validated now: due a keepalive from now) */
+        }
         if (action == -2) continue;
         if (s == WEIR__IDLE)
             idle_remove(p, c, WEIR__BUSY);
@@ -1778,6 +1799,29 @@ static void housekeep(weir_pool *p, hk_job *stack, hk_job **jobs, int *njobs)
         }
         (*jobs)[(*njobs)++] = (hk_job){c, WEIR_CLOSE_EVICTED};
     }
+    *due_ms = due;
+}
+
+/* How long the housekeeper may sleep after a pass (under the lock): until
+ * the earliest connection is due (due_ms, coarse clock), but at least
+ * housekeeping_period, and at most the shortest of idle_timeout,
+ * keepalive, leak_threshold and the shortest lifetime, since a connection
+ * checked in or out meanwhile is due no earlier than that from now; and
+ * HK_MAX_SLEEP_MS at most. With adaptive sizing, every period. Async
+ * waiters' deadlines and hk_wake wake it sooner. */
+static int64_t hk_gap_ms(weir_pool *p, int64_t due_ms)
+{
+    int64_t period = p->o.housekeeping_ms;
+    if (p->o.adaptive || p->cr_start_failed) return period; /* a controller; a start to retry */
+    int64_t cap = HK_MAX_SLEEP_MS;
+    int64_t t[] = {p->o.idle_timeout_ms, p->o.keepalive_ms, p->o.leak_threshold_ms,
+                   p->o.max_lifetime_ms - p->o.max_lifetime_ms / 20};
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        if (t[i] > 0 && t[i] < cap) cap = t[i];
+    /* the coarse clock runs up to its resolution (4 ms) behind */
+    int64_t gap = due_ms == INT64_MAX ? cap : due_ms - weir__coarse_ms() + 5;
+    if (gap > cap) gap = cap;
+    return gap > period ? gap : period;
 }
 
 static void *housekeeper_main(void *arg)
@@ -1789,7 +1833,7 @@ static void *housekeeper_main(void *arg)
     while (!p->stopping) {
         /* Nothing to keep: no connection (open or opening), nobody queued,
          * nothing to open, no adaptive controller. Sleep until that
-         * changes (hk_wake_dormant, an async waiter's deadline, a reclaim)
+         * changes (hk_wake, an async waiter's deadline, a reclaim)
          * instead of ticking: a server with many pools that have closed
          * their connections wakes for none of them. */
         if (p->total == 0 && !p->wq_head && !p->reclaim && !p->o.adaptive && !p->cr_start_failed &&
@@ -1800,6 +1844,10 @@ static void *housekeeper_main(void *arg)
             continue;
         }
         int64_t now = weir_now_ns();
+        if (p->hk_recompute) { /* hk_wake: a pass now */
+            p->hk_recompute = false;
+            next_tick = now;
+        }
         int64_t wake = next_tick;
         for (weir__waiter *w = p->wq_head; w; w = w->next) {
             if (!w->async) continue;
@@ -1831,13 +1879,14 @@ static void *housekeeper_main(void *arg)
             lock(p);
             continue;
         }
-        next_tick = now + p->o.housekeeping_ms * 1000000;
         weir_conn *shrunk[64];
         int nshrunk = 0;
         if (p->o.adaptive) adapt(p, now, shrunk, &nshrunk, 64);
         hk_job stack[HK_STACK_JOBS], *jobs;
         int njobs;
-        housekeep(p, stack, &jobs, &njobs);
+        int64_t due_ms;
+        housekeep(p, stack, &jobs, &njobs, &due_ms);
+        next_tick = now + hk_gap_ms(p, due_ms) * 1000000;
         serve_waiters(p, &fire); /* belt and braces: nothing idle while someone waits */
         kick_creator(p);         /* min_idle */
         unlock(p);
@@ -2155,7 +2204,7 @@ int weir_pool_set_adaptive(weir_pool *p, bool on, int64_t wait_ms, int64_t perio
               on ? "on" : "off", (long long)p->o.max_size, (long long)p->cap);
     serve_waiters(p, &fire); /* off: the size grew to the cap */
     kick_creator(p);
-    hk_wake_dormant(p); /* on: the controller runs on its ticks */
+    hk_wake(p); /* on: the controller runs on its ticks */
     unlock(p);
     fire_async(p, fire);
     return 0;
@@ -2187,6 +2236,7 @@ int weir_pool_resize(weir_pool *p, int64_t max_size, int64_t min_idle)
     if (closing && p->total > max_size) n = collect_idle(p, closing, p->total - max_size);
     serve_waiters(p, &fire);
     kick_creator(p);
+    hk_wake(p); /* min_idle moved: which idle connections may time out */
     unlock(p);
     for (int i = 0; i < n; i++) close_conn(p, closing[i], WEIR_CLOSE_IDLE);
     free(closing);
@@ -2202,6 +2252,7 @@ int weir_pool_evict_all(weir_pool *p)
     atomic_fetch_add(&p->evict_gen, 1);
     weir_conn **closing = malloc(sizeof(weir_conn *) * (size_t)(p->nslots ? p->nslots : 1));
     int n = closing ? collect_idle(p, closing, p->nslots) : 0;
+    hk_wake(p); /* for one parked again just before the eviction */
     unlock(p);
     for (int i = 0; i < n; i++) close_conn(p, closing[i], WEIR_CLOSE_EVICTED);
     free(closing);

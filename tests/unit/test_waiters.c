@@ -1324,6 +1324,45 @@ static void housekeeper_sleeps_while_the_pool_is_empty(void **state)
     assert_int_equal(weir_pool_resume(f->pool), 0);
 }
 
+/* A pool holding connections: the housekeeper sleeps until the next one
+ * is due (an idle timeout, a leak report), not every housekeeping_period,
+ * and each fires on time. */
+static void housekeeper_sleeps_until_the_next_deadline(void **state)
+{
+    fixture *f = *state;
+    f->o.max_size = 2;
+    f->o.min_idle = 0;
+    f->o.housekeeping_ms = 20; /* 50 ticks a second if it ticked */
+    f->o.idle_timeout_ms = 800;
+    f->o.leak_threshold_ms = 400;
+    f->o.creator_idle_ms = 100;
+    fixture_open(f);
+    assert_true(WAIT_FOR(threads_named("weir-housekeep", NULL) == 1, 2000));
+    weir_conn *c = NULL, *held = NULL;
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &c), 0);
+    assert_int_equal(weir_checkout_timeout(f->pool, 5000, &held), 0);
+    int64_t t0 = weir_now_ns();
+    weir_checkin(c); /* idle: closed 800 ms from now; held: reported at 400 ms */
+    sleep_ms(50);
+    long long s0 = thread_switches("weir-housekeep");
+    sleep_ms(300);
+    long long woke = thread_switches("weir-housekeep") - s0;
+    if (!slow_env()) assert_true(woke <= 3); /* 15 ticks otherwise */
+    assert_true(WAIT_FOR(pool_stats(f->pool).leaks_total == 1, 3000));
+    int64_t leak_at = ms_since(t0);
+    assert_true(WAIT_FOR(pool_stats(f->pool).total == 1, 3000));
+    int64_t closed_at = ms_since(t0);
+    assert_int_equal(pool_stats(f->pool).closed_total[WEIR_CLOSE_IDLE], 1);
+    /* on time: the deadline, plus the coarse clock's 4 ms, plus the machine */
+    assert_true(leak_at >= 395);
+    assert_true(closed_at >= 795);
+    if (!slow_env()) {
+        assert_true(leak_at <= 400 + 30 + slack_ms());
+        assert_true(closed_at <= 800 + 30 + slack_ms());
+    }
+    weir_checkin(held);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -1359,6 +1398,7 @@ int main(void)
         T(creator_threads_connect_in_parallel),
         T(creator_threads_start_on_demand_and_end_when_idle),
         T(housekeeper_sleeps_while_the_pool_is_empty),
+        T(housekeeper_sleeps_until_the_next_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
