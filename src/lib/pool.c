@@ -693,18 +693,24 @@ static void creator_start(weir_pool *p)
     p->cr_starting++; /* until it first holds the lock */
 }
 
-/* Under the lock: a connect is needed: a waiting creator is woken, else,
- * below creator_threads, one is started. */
+/* Under the lock: for each connect needed that no creator on its way
+ * (woken, or starting) covers, a waiting creator is woken, else, below
+ * creator_threads, one is started; a second kick for the same need adds
+ * none. */
 static void kick_creator(weir_pool *p)
 {
-    /* creators already on their way to look (woken, or starting) cover
-     * that many connects: a second kick for the same need adds none */
-    if (need_count(p) <= p->cr_signalled + p->cr_starting) return;
-    if (p->cr_waiting > p->cr_signalled) {
-        p->cr_signalled++;
-        pthread_cond_signal(&p->creator_cv);
-    } else if (p->cr_running < p->o.creator_threads) {
-        creator_start(p);
+    int64_t need = need_count(p);
+    while (need > p->cr_signalled + p->cr_starting) {
+        if (p->cr_waiting > p->cr_signalled) {
+            p->cr_signalled++;
+            pthread_cond_signal(&p->creator_cv);
+        } else if (p->cr_running < p->o.creator_threads) {
+            int before = p->cr_starting;
+            creator_start(p);
+            if (p->cr_starting == before) return; /* could not: the housekeeper retries */
+        } else {
+            return; /* every creator is busy: each looks again when done */
+        }
     }
 }
 
@@ -1518,7 +1524,7 @@ static void *creator_main(void *arg)
         p->total++;
         p->in_flight++;
         update_over_cap(p);
-        hk_wake(p); /* a connection to keep */
+        if (p->hk_sleep_until == HK_DORMANT) hk_wake(p); /* a connection to keep */
         uint64_t gen = p->retry_gen;
         unlock(p);
 
@@ -1568,7 +1574,11 @@ static void *creator_main(void *arg)
             p->down = false;
             p->consecutive_failures = 0;
             p->next_attempt_ns = 0;
-            hk_wake(p); /* open, and above min_idle maybe: deadlines to keep */
+            /* Open now, it is due no sooner than the housekeeper's longest
+             * sleep from now; but the idle connections become closable
+             * when this one takes the pool above min_idle. */
+            if (p->hk_sleep_until == HK_DORMANT || p->total - p->in_flight == p->o.min_idle + 1)
+                hk_wake(p);
             int64_t nowms = weir__coarse_ms();
             c->id = ++p->next_conn_id;
             c->gen = atomic_load(&p->evict_gen);
