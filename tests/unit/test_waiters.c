@@ -1163,13 +1163,15 @@ static void creator_threads_connect_in_parallel(void **state)
     if (!slow_env() && took > 750) fail_msg("took %lld ms", (long long)took);
 }
 
-/* Threads of this process named name, and whether every one of them
- * blocks SIGINT, SIGTERM and SIGHUP (the application's signals are not the
- * engine's to take). */
-static int threads_named(const char *name, bool *signals_blocked)
+/* Threads of this process named name: how many; whether every one of them
+ * blocks SIGINT, SIGTERM and SIGHUP (*signals_blocked; the application's
+ * signals are not the engine's to take); their voluntary context switches,
+ * summed (*switches). Either pointer may be NULL. */
+static int threads_seen(const char *name, bool *signals_blocked, long long *switches)
 {
     int n = 0;
     if (signals_blocked) *signals_blocked = true;
+    if (switches) *switches = 0;
     DIR *d = opendir("/proc/self/task");
     assert_non_null(d);
     for (struct dirent *e; (e = readdir(d));) {
@@ -1184,19 +1186,33 @@ static int threads_named(const char *name, bool *signals_blocked)
         if (!match) continue;
         n++;
         snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
-        if (!signals_blocked || !(f = fopen(path, "r"))) continue;
+        if (!(f = fopen(path, "r"))) continue;
         while (fgets(line, sizeof line, f)) {
             unsigned long long m;
-            if (sscanf(line, "SigBlk: %llx", &m) == 1) {
+            long long v;
+            if (signals_blocked && sscanf(line, "SigBlk: %llx", &m) == 1) {
                 unsigned long long want =
                     1ull << (SIGINT - 1) | 1ull << (SIGTERM - 1) | 1ull << (SIGHUP - 1);
                 if ((m & want) != want) *signals_blocked = false;
             }
+            if (switches && sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1) *switches += v;
         }
         fclose(f);
     }
     closedir(d);
     return n;
+}
+
+static int threads_named(const char *name, bool *signals_blocked)
+{
+    return threads_seen(name, signals_blocked, NULL);
+}
+
+static long long thread_switches(const char *name)
+{
+    long long sum;
+    threads_seen(name, NULL, &sum);
+    return sum;
 }
 
 /* Creator threads start when connects are needed, no more than
@@ -1252,32 +1268,6 @@ static void creator_threads_start_on_demand_and_end_when_idle(void **state)
     assert_int_equal(threads_named("weir-connect", NULL), 1);
     weir_checkin(c);
     assert_int_equal(fake_counts(f->fake).connects, 9);
-}
-
-/* Voluntary context switches, summed, of this process's threads named name. */
-static long long thread_switches(const char *name)
-{
-    long long sum = 0;
-    DIR *d = opendir("/proc/self/task");
-    assert_non_null(d);
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char path[300], line[256] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        bool match = fgets(line, sizeof line, f) && !strncmp(line, name, strlen(name)) &&
-                     line[strlen(name)] == '\n';
-        fclose(f);
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
-        if (!match || !(f = fopen(path, "r"))) continue;
-        long long v;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1) sum += v;
-        fclose(f);
-    }
-    closedir(d);
-    return sum;
 }
 
 /* A pool with no connection, nobody waiting and nothing to open: its
