@@ -1201,6 +1201,35 @@ class TestPgBouncer125Keys(unittest.TestCase):
         finally:
             w.stop()
 
+    def test_a_per_user_timeout_added_by_reload_applies(self):
+        """Without [users] timeouts the workers' tick passes idle clients
+        by; a RELOAD that gives a user client_idle_timeout makes the tick
+        look at them again, and one that takes it away stops it."""
+        w = Weir(PG, settings={"admin_users": "weir"})
+        try:
+            with open(w.ini, "a") as f:
+                f.write("[users]\napp = client_idle_timeout=1\n")
+            _, r = w.admin("RELOAD")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with psycopg.connect(w.dsn(), autocommit=True) as c:
+                c.execute("select 1")
+                time.sleep(2.5)
+                with self.assertRaises(psycopg.OperationalError) as e:
+                    c.execute("select 2")
+                self.assertIn("client_idle_timeout", str(e.exception))
+            with open(w.ini) as f:
+                text = f.read()
+            with open(w.ini, "w") as f:
+                f.write(text.replace("app = client_idle_timeout=1", "app = pool_size=5"))
+            _, r = w.admin("RELOAD")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with psycopg.connect(w.dsn(), autocommit=True) as c:
+                c.execute("select 1")
+                time.sleep(2.5)
+                self.assertEqual(c.execute("select 3").fetchone()[0], 3)
+        finally:
+            w.stop()
+
 
 class TestHostLists(unittest.TestCase):
     """host=a,b with load_balance_hosts (PgBouncer 1.24+), and the server

@@ -845,6 +845,9 @@ static int add_user(reader *r, const char *file, int line, const char *name, con
     if (!p) return -1;
     c->users = p;
     c->users[c->nusers++] = u;
+    if (u.client_idle_timeout >= 0 || u.query_timeout >= 0 || u.idle_transaction_timeout >= 0 ||
+        u.transaction_timeout >= 0)
+        c->users_timeouts = true;
     return 0;
 }
 
@@ -1325,6 +1328,7 @@ void cfg_free(cfg *c)
     c->secrets = NULL;
     c->tokens = NULL;
     c->ndbs = c->nusers = c->npeers = c->nsecrets = c->ntokens = 0;
+    c->users_timeouts = false;
 }
 
 const cfg_db *cfg_find_db(const cfg *c, const char *name)

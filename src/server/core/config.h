@@ -172,6 +172,7 @@ typedef struct cfg {
     size_t ndbs;
     cfg_user *users;
     size_t nusers;
+    bool users_timeouts; /* some [users] entry sets a timeout the workers' tick applies */
     cfg_peer *peers;
     size_t npeers;
     cfg_secret *secrets;

@@ -2548,18 +2548,6 @@ static int64_t user_timeout(const cfg_user *u, size_t off, int64_t global)
     return v >= 0 ? v : global;
 }
 
-/* Whether a [users] entry sets one of the timeouts the tick applies. */
-static bool user_times(const cfg *k)
-{
-    for (size_t i = 0; i < k->nusers; i++) {
-        const cfg_user *u = &k->users[i];
-        if (u->client_idle_timeout >= 0 || u->query_timeout >= 0 ||
-            u->idle_transaction_timeout >= 0 || u->transaction_timeout >= 0)
-            return true;
-    }
-    return false;
-}
-
 /* With nothing configured that can end a client between or in its
  * transactions, may the tick pass c by? Read from its first line only: with
  * a thousand clients a walk that reads five lines of each is a miss per
@@ -2577,7 +2565,7 @@ static void timeouts(worker *w)
 {
     const cfg *k = &w->srv->cfg;
     int64_t now = now_ms();
-    bool per_user = user_times(k);
+    bool per_user = k->users_timeouts; /* set as the config is read */
     bool quiet = !per_user && k->client_idle_timeout <= 0 && k->query_timeout <= 0 &&
                  k->idle_transaction_timeout <= 0 && k->transaction_timeout <= 0 &&
                  !k->server_fast_close;
