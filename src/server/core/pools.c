@@ -532,14 +532,12 @@ void pools_destroy(server *s)
         weir_limit_destroy(n->limit);
         free(n);
     }
-    for (int i = 0; s->counts && i < COUNT_BUCKETS; i++)
+    for (int i = 0; i < COUNT_BUCKETS; i++)
         while (s->counts[i]) {
             named_count *n = s->counts[i];
             s->counts[i] = n->next;
             free(n);
         }
-    free(s->counts);
-    s->counts = NULL;
 }
 
 /* After a reload or SET, with every worker held: bring each pool in line
@@ -812,7 +810,6 @@ static named_count **count_chain(server *s, const char *key)
 /* The count called kind:name, or NULL. Under pools_lock. */
 static named_count *count_find(server *s, const char *key)
 {
-    if (!s->counts) return NULL;
     for (named_count *n = *count_chain(s, key); n; n = n->next)
         if (!strcmp(n->key, key)) return n;
     return NULL;
@@ -826,7 +823,6 @@ static named_count *count_get(server *s, const char *kind, const char *name)
     snprintf(key, sizeof key, "%s:%s", kind, name);
     named_count *n = count_find(s, key);
     if (n) return n;
-    if (!s->counts && !(s->counts = calloc(COUNT_BUCKETS, sizeof *s->counts))) return NULL;
     if (!(n = calloc(1, sizeof *n))) return NULL;
     snprintf(n->key, sizeof n->key, "%s", key);
     named_count **head = count_chain(s, key);
@@ -868,7 +864,7 @@ void users_known(server *s, void (*fn)(void *ud, const char *name), void *ud)
     namebag b = {0};
     for (size_t i = 0; i < k->nusers; i++) bag_add(&b, k->users[i].name);
     for (size_t i = 0; i < k->nsecrets; i++) bag_add(&b, k->secrets[i].user);
-    for (int i = 0; s->counts && i < COUNT_BUCKETS; i++)
+    for (int i = 0; i < COUNT_BUCKETS; i++)
         for (named_count *n = s->counts[i]; n; n = n->next)
             if (!strncmp(n->key, "user:", 5)) bag_add(&b, n->key + 5);
     for (spool *p = s->pools; p; p = p->next) bag_add(&b, p->user);

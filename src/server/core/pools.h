@@ -76,13 +76,12 @@ typedef struct named_limit {
  * max_user_client_connections). An entry exists only while a client is
  * counted in it: the last one out frees it, so names that clients make up
  * (auth_type any or trust, the "*" database) cost nothing once they leave.
- * Kept in s->counts, a table of COUNT_BUCKETS chains by the key's hash. */
+ * Kept in s->counts, chains by the key's hash. */
 typedef struct named_count {
     char key[CFG_NAME + 8]; /* "db:<name>" or "user:<name>" */
     int n;                  /* under pools_lock */
     struct named_count *next, **pprev;
 } named_count;
-#define COUNT_BUCKETS 256
 
 /* A client logging in to db as user: counted, unless db or user is at its
  * limit (0, or -1 with PgBouncer's message in why); an unlimited one (the

@@ -12,6 +12,8 @@
 
 #include "core/config.h"
 
+#define COUNT_BUCKETS 256 /* server.counts */
+
 #define WEIR_VERSION      "0.1.0"
 #define WEIR_VERSION_TEXT "weir " WEIR_VERSION
 
@@ -38,8 +40,8 @@ struct server {
     pthread_mutex_t pools_lock;
     spool *pools;
     named_limit *limits; /* under pools_lock */
-    struct named_count *
-        *counts; /* logged-in clients by database and user (pools.c); NULL until the first */
+    /* logged-in clients by database and user: chains by the name's hash (pools.c) */
+    struct named_count *counts[COUNT_BUCKETS];
     atomic_int nclients;
     _Atomic long long accept_errors;                /* accept() failing for want of descriptors */
     _Atomic long long tls_handshakes, tls_failures; /* TLS handshakes with clients and servers */
