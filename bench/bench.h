@@ -73,26 +73,42 @@ static inline bool bench_args(int argc, char **argv, const char *name, double qu
 }
 
 #ifdef WEIR_SOURCE_DIR
+#include "../tests/integration/ports.h"
+
 static char bench_cluster[128];
 
 static void bench_pg_stop(void)
 {
+    if (!bench_cluster[0]) return;
     char cmd[768];
     snprintf(cmd, sizeof cmd, "%s/tests/integration/pg_cluster.sh destroy %s", WEIR_SOURCE_DIR,
              bench_cluster);
     if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", bench_cluster);
+    bench_cluster[0] = '\0';
 }
 
-/* Start a throwaway cluster (removed at exit) on port; false if it failed. */
-static inline bool bench_pg_start(int port)
+/* Start a throwaway cluster (removed at exit); its port in *port, false if
+ * it failed. The port is picked as the tests pick theirs: free, and below the
+ * kernel's range for outgoing connections, whose TIME_WAIT leftovers from the
+ * benchmark before (thousands of connections opened per request) kept
+ * PostgreSQL from binding a port drawn from inside it. A cluster that still
+ * cannot bind is made again on another port, up to three times. */
+static inline bool bench_pg_start(int salt, int *port)
 {
-    snprintf(bench_cluster, sizeof bench_cluster, "/tmp/weir-bench-pg-XXXXXX");
-    if (!mkdtemp(bench_cluster)) return false;
-    atexit(bench_pg_stop);
-    char cmd[768];
-    snprintf(cmd, sizeof cmd, "%s/tests/integration/pg_cluster.sh start %s %d", WEIR_SOURCE_DIR,
-             bench_cluster, port);
-    return system(cmd) == 0;
+    static bool registered;
+    if (!registered) atexit(bench_pg_stop), registered = true;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        snprintf(bench_cluster, sizeof bench_cluster, "/tmp/weir-bench-pg-XXXXXX");
+        if (!mkdtemp(bench_cluster)) return false;
+        *port = test_port(salt + attempt * 211);
+        char cmd[768];
+        snprintf(cmd, sizeof cmd, "%s/tests/integration/pg_cluster.sh start %s %d", WEIR_SOURCE_DIR,
+                 bench_cluster, *port);
+        if (system(cmd) == 0) return true;
+        fprintf(stderr, "bench: PostgreSQL did not start on port %d; trying another\n", *port);
+        bench_pg_stop();
+    }
+    return false;
 }
 #endif
 

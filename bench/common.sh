@@ -8,10 +8,13 @@
 bench_start() {
     dir=$(mktemp -d "/tmp/weir-bench-$1.XXXXXX")
     chmod 755 "$dir"
-    # ten ports in a row that nothing listens on: the cluster's and the poolers'
-    local try p busy
+    # ten ports in a row that nothing uses: the cluster's and the poolers',
+    # below the kernel's range for outgoing connections (whose TIME_WAIT
+    # leftovers would keep a server from binding)
+    local try p busy lo=32768
+    read -r p _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && [ "$p" -gt 21000 ] && lo=$p
     for try in $(seq 50); do
-        pg_port=$((20000 + RANDOM % 20000))
+        pg_port=$((20000 + RANDOM % (lo - 20010)))
         busy=0
         for p in $(seq "$pg_port" $((pg_port + 9))); do
             port_busy "$p" && busy=1 && break

@@ -205,20 +205,6 @@ static result run(enum lib lib, int threads, double secs)
     return r;
 }
 
-/* A TCP port nobody listens on now (the kernel's pick). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    int p = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        p = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return p ? p : 30000 + (int)(getpid() % 10000);
-}
-
 static void stop_cluster(void)
 {
     char cmd[768];
@@ -240,7 +226,7 @@ int main(int argc, char **argv)
     snprintf(cluster, sizeof cluster, "/tmp/weir-bench-my-XXXXXX");
     if (!mkdtemp(cluster)) return 1;
     atexit(stop_cluster);
-    port = free_port();
+    port = test_port(7001);
     char cmd[768];
     snprintf(cmd, sizeof cmd, "MY_SSL=0 %s/tests/integration/mysql_cluster.sh start %s %d",
              WEIR_SOURCE_DIR, cluster, port);

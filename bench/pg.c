@@ -152,8 +152,8 @@ int main(int argc, char **argv)
     double secs = 3;
     int reps = 3;
     if (!bench_args(argc, argv, "pg", 1, &secs, &reps)) return 2;
-    int port = 30000 + (int)(getpid() % 10000);
-    if (!bench_pg_start(port)) return 1;
+    int port;
+    if (!bench_pg_start(0, &port)) return 1;
     snprintf(conninfo, sizeof conninfo,
              "host=127.0.0.1 port=%d user=app password=s3cret dbname=appdb", port);
 

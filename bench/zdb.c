@@ -195,8 +195,8 @@ int main(int argc, char **argv)
     snprintf(sqlite_dir, sizeof sqlite_dir, "/tmp/weir-bench-zdb-sqlite-XXXXXX");
     if (!mkdtemp(sqlite_dir)) return 1;
     atexit(cleanup);
-    int port = 40000 + (int)(getpid() % 10000);
-    if (!bench_pg_start(port)) return 1;
+    int port;
+    if (!bench_pg_start(5003, &port)) return 1;
     snprintf(pg_conninfo, sizeof pg_conninfo,
              "host=127.0.0.1 port=%d user=app password=s3cret dbname=appdb", port);
     snprintf(pg_zdb_url, sizeof pg_zdb_url,
