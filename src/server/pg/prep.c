@@ -600,7 +600,9 @@ static int parse_deallocate(const char *q, bool *all, char *out, size_t outlen)
 {
     const char *p = q;
     while (isspace((unsigned char)*p)) p++;
-    if (strncasecmp(p, "deallocate", 10) || !isspace((unsigned char)p[10])) return 0;
+    /* (the first letter alone turns away almost every query: this runs for each) */
+    if ((*p | 0x20) != 'd' || strncasecmp(p, "deallocate", 10) || !isspace((unsigned char)p[10]))
+        return 0;
     p += 10;
     while (isspace((unsigned char)*p)) p++;
     if (!strncasecmp(p, "prepare", 7) && isspace((unsigned char)p[7])) {
@@ -1040,6 +1042,15 @@ bool ps_due_now(const ps_client *pc)
 
 int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
 {
+    /* Most server messages (a row, a description) neither end the oldest
+     * request nor say anything weir keeps: answered here in a few compares
+     * (this runs for every message a server sends) */
+    if (t != 'C' && t != 'E') {
+        if (!pc->len) return PS_KEEP;
+        const ps_op *op = &pc->q[pc->head];
+        if (op->kind >= OP_SYN) return PS_KEEP | PS_DUE;
+        if (!terminal(op->kind, t)) return PS_KEEP;
+    }
     return (ps_server_msg(pc, sc, t, body, len) ? PS_KEEP : 0) | (ps_due_now(pc) ? PS_DUE : 0);
 }
 
