@@ -3,7 +3,7 @@
  *
  * Each client belongs to one worker and is touched only by that worker's
  * thread; the only things other threads see are its cancel key (under
- * server.keys_lock) and `cancel_conn` (under its cancel_mu).
+ * server.keys_lock) and `cancel_conn` (under its cancel_busy flag).
  *
  * Cancels: a CancelRequest naming a client's key is forwarded, from a
  * short-lived thread, to the server connection the client has linked at
@@ -39,6 +39,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,21 @@ static void cancel_finish(cancel_req *r)
     free(r);
 }
 
+/* cancel_conn's lock. It is held for a few instructions (a pointer
+ * stored, or read with the four fields a cancel needs), and taken twice a
+ * transaction (link_server, unlink_server) by the client's own thread, so a
+ * flag: glibc's mutex cost two calls and some 60 instructions a pair. Only a
+ * CancelRequest on another thread can find it taken; it yields meanwhile. */
+static void cancel_lock(client *c)
+{
+    while (atomic_exchange_explicit(&c->cancel_busy, true, memory_order_acquire)) sched_yield();
+}
+
+static void cancel_unlock(client *c)
+{
+    atomic_store_explicit(&c->cancel_busy, false, memory_order_release);
+}
+
 static void *cancel_thread(void *arg)
 {
     cancel_req *r = arg;
@@ -260,8 +276,11 @@ static bool cancel_local(server *s, uint32_t pid, uint32_t key)
         for (client *c = s->keys[key_bucket(s, key)]; c; c = c->key_next) {
             if (c->my_key != key || c->my_pid != pid) continue;
             found = true;
-            pthread_mutex_lock(&c->cancel_mu);
-            if (c->cancel_conn && c->pool && (r = malloc(sizeof *r))) {
+            cancel_req *m = malloc(sizeof *m); /* (outside the flag: it is held briefly) */
+            cancel_lock(c);
+            if (c->cancel_conn && c->pool && m) {
+                r = m;
+                m = NULL;
                 backend *be = weir_conn_handle(c->cancel_conn);
                 atomic_fetch_add(&be->cancels, 1);
                 snprintf(r->host, sizeof r->host, "%s", be->host);
@@ -272,7 +291,8 @@ static bool cancel_local(server *s, uint32_t pid, uint32_t key)
                 r->srv = s;
                 atomic_fetch_add(&s->cancels_inflight, 1);
             }
-            pthread_mutex_unlock(&c->cancel_mu);
+            cancel_unlock(c);
+            free(m);
             break;
         }
     }
@@ -379,7 +399,6 @@ static void free_client(client *c)
     free(c->repl);
     free(c->xwant);
     clear_secret(c);
-    pthread_mutex_destroy(&c->cancel_mu);
     pq_buf_free(&c->in);
     pq_buf_free(&c->out);
     pq_buf_free(&c->pre);
@@ -399,9 +418,9 @@ static void unlink_server(client *c, bool client_gone)
     }
     c->watch->c = NULL; /* stays registered: see be_watch */
     c->watch = NULL;
-    pthread_mutex_lock(&c->cancel_mu);
+    cancel_lock(c);
     c->cancel_conn = NULL; /* from here no cancel can start for it */
-    pthread_mutex_unlock(&c->cancel_mu);
+    cancel_unlock(c);
     backend *be = c->be;
     bool in_flight = c->pending > 0 || c->skip_rfq > 0 || c->sst.left || pq_buf_len(&c->pre) ||
                      c->in_scanned != c->in.start || c->unsynced || c->cst.left ||
@@ -969,9 +988,9 @@ static bool link_server(client *c, weir_conn *conn)
     c->watch = &((be_ext *)c->be->ext)->w[c->w->id];
     c->watch->c = c;
     c->sev_flags = 0;
-    pthread_mutex_lock(&c->cancel_mu);
+    cancel_lock(c);
     if (!c->pool->private_pool) c->cancel_conn = conn; /* see free_client */
-    pthread_mutex_unlock(&c->cancel_mu);
+    cancel_unlock(c);
     if (c->state == CL_WELCOME) {
         spool *p = c->pool;
         pthread_mutex_lock(&p->lock);
@@ -2521,7 +2540,6 @@ static void client_accept(worker *w, int fd, bool is_unix, const struct sockaddr
         else if (getpeername(fd, (struct sockaddr *)&c->peer, &l))
             c->peer.ss_family = AF_UNSPEC;
     }
-    pthread_mutex_init(&c->cancel_mu, NULL);
     c->done.fn = checkout_done;
     c->t_connect = c->t_activity = now_ms();
     if (!is_unix) {

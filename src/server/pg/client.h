@@ -126,7 +126,7 @@ struct client {
     pq_buf in, out, pre;
     pq_stream cst, sst;
     pq_stream xst;               /* ps: the framing of c->in as it is translated */
-    pthread_mutex_t cancel_mu;   /* cancel_conn, against handle_cancel on another thread */
+    _Atomic bool cancel_busy;    /* cancel_conn's lock, against handle_cancel on another thread */
     weir_conn *cancel_conn;      /* the linked server, while a cancel may be forwarded to it */
     struct event cev;            /* the client's socket */
     uint8_t want_pack[PACK_MAX]; /* want_len's bytes (its first ones only, as a rule) */
