@@ -24,7 +24,9 @@
 # ratio to its (RESULT server_lines_ratio); not with --quick (see below).
 # servers=A,B: the server connections open at the end of the two runs,
 # which must be alike (a warning says when they are not). Each figure is
-# a line "RESULT server_lines key=value ...".
+# a line "RESULT server_lines key=value ...". WEIR_LINES_KEEP=DIR: each
+# run's cachegrind file is copied there (TAG-CLIENTS-PROTOCOL-1.out and -3.out)
+# for `cg_diff` and `cg_annotate`: which functions the difference is in.
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 root=${WEIR_SOURCE_DIR:-$(cd "$here/.." && pwd)}
@@ -118,6 +120,11 @@ measure() {
         for p in $protocols; do
             n1=$(one_run "$bin" "$c" "$p" "$tx" "$dir/cg1.out")
             n3=$(one_run "$bin" "$c" "$p" $((3 * tx)) "$dir/cg3.out")
+            if [ -n "${WEIR_LINES_KEEP:-}" ]; then
+                mkdir -p "$WEIR_LINES_KEEP"
+                cp "$dir/cg1.out" "$WEIR_LINES_KEEP/$tag-$c-$p-1.out"
+                cp "$dir/cg3.out" "$WEIR_LINES_KEEP/$tag-$c-$p-3.out"
+            fi
             local s1 s3
             s1=$(cat "$dir/cg1.out.servers") s3=$(cat "$dir/cg3.out.servers")
             # a server login (SCRAM, some 10^7 instructions under valgrind)
