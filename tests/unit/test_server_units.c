@@ -92,6 +92,98 @@ static void test_config_defaults_and_values(void **state)
     cfg_free(&c);
 }
 
+/* Thousands of databases, [users] entries and auth_file lines are found by
+ * hash: each name finds its own entry (the first of a name written twice),
+ * a name not there finds none (a database's falls back to "*"), and so
+ * after an auth_file reload and in a copy (RELOAD, SET). */
+static void test_config_lookups_by_name_at_scale(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    const char *dir = getenv("WEIR_TEST_TMP") ? getenv("WEIR_TEST_TMP") : "/tmp";
+    char authp[512], inip[512];
+    snprintf(authp, sizeof authp, "%s/u_scale_auth.txt", dir);
+    snprintf(inip, sizeof inip, "%s/u_scale.ini", dir);
+    FILE *f = fopen(authp, "w");
+    assert_non_null(f);
+    for (int i = 0; i < N; i++) fprintf(f, "\"user%d\" \"pw%d\"\n", i, i);
+    fprintf(f, "\"user7\" \"second\"\n"); /* the first line of a name is the one used */
+    fclose(f);
+    f = fopen(inip, "w");
+    assert_non_null(f);
+    fprintf(f, "[databases]\n");
+    for (int i = 0; i < N; i++) fprintf(f, "db%d = host=h%d dbname=real%d\n", i, i, i);
+    fprintf(f, "db5 = host=again\n* = host=fallback\n[users]\n"); /* db5: the later line */
+    for (int i = 0; i < N; i++) fprintf(f, "u%d = pool_size=%d\n", i, i % 50 + 1);
+    fprintf(f, "u9 = pool_size=77\n"); /* a second entry of a user: the first is found */
+    fprintf(f, "[pgbouncer]\nauth_file = %s\n", authp);
+    fclose(f);
+    cfg c;
+    logbuf[0] = '\0';
+    assert_int_equal(cfg_load(&c, inip, cap_log, NULL), 0);
+    assert_non_null(c.db_ix.slot); /* found by hash, not by a walk */
+    assert_non_null(c.user_ix.slot);
+    assert_non_null(c.secret_ix.slot);
+    cfg copy;
+    assert_int_equal(cfg_copy(&copy, &c), 0);
+    for (int round = 0; round < 2; round++) {
+        const cfg *k = round == 1 ? &copy : &c;
+        char name[64], want[64];
+        for (int i = 0; i < N; i++) {
+            snprintf(name, sizeof name, "db%d", i);
+            const cfg_db *d = cfg_find_db_exact(k, name);
+            assert_non_null(d);
+            assert_string_equal(d->name, name);
+            snprintf(want, sizeof want, "h%d", i);
+            assert_string_equal(d->host, i == 5 ? "again" : want);
+            snprintf(name, sizeof name, "u%d", i);
+            const cfg_user *u = cfg_find_user(k, name);
+            assert_non_null(u);
+            assert_string_equal(u->name, name);
+            assert_int_equal(u->pool_size, i % 50 + 1);
+            snprintf(name, sizeof name, "user%d", i);
+            const cfg_secret *sc = cfg_find_secret(k, name);
+            assert_non_null(sc);
+            assert_string_equal(sc->user, name);
+            snprintf(want, sizeof want, "pw%d", i);
+            assert_string_equal(sc->secret, want);
+        }
+        assert_null(cfg_find_db_exact(k, "db3000"));
+        assert_string_equal(cfg_find_db(k, "db3000")->host, "fallback");
+        assert_string_equal(cfg_find_db(k, "")->host, "fallback");
+        assert_null(cfg_find_user(k, "u-1"));
+        assert_null(cfg_find_user(k, ""));
+        assert_null(cfg_find_secret(k, "user30000"));
+        assert_null(cfg_find_secret(k, "User1"));
+        if (round == 1) {
+            /* the auth_file again, shorter: the old lines are not found */
+            f = fopen(authp, "w");
+            assert_non_null(f);
+            for (int i = 0; i < 20; i++) fprintf(f, "\"user%d\" \"new%d\"\n", i, i);
+            fclose(f);
+            assert_int_equal(cfg_load_auth_file(&c, cap_log, NULL), 0);
+            assert_string_equal(cfg_find_secret(&c, "user19")->secret, "new19");
+            assert_null(cfg_find_secret(&c, "user20"));
+            assert_null(cfg_find_secret(&c, "user2999"));
+            /* and one so short that it is walked */
+            f = fopen(authp, "w");
+            assert_non_null(f);
+            fprintf(f, "\"solo\" \"x\"\n");
+            fclose(f);
+            assert_int_equal(cfg_load_auth_file(&c, cap_log, NULL), 0);
+            assert_null(c.secret_ix.slot);
+            assert_string_equal(cfg_find_secret(&c, "solo")->secret, "x");
+            assert_null(cfg_find_secret(&c, "user1"));
+            /* the copy kept its own */
+            assert_string_equal(cfg_find_secret(&copy, "user2999")->secret, "pw2999");
+        }
+    }
+    cfg_free(&copy);
+    cfg_free(&c);
+    unlink(authp);
+    unlink(inip);
+}
+
 static void test_config_errors_name_file_line(void **state)
 {
     (void)state;
@@ -1089,6 +1181,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_defaults_and_values),
+        cmocka_unit_test(test_config_lookups_by_name_at_scale),
         cmocka_unit_test(test_config_errors_name_file_line),
         cmocka_unit_test(test_auth_file),
         cmocka_unit_test(test_scram_rfc7677_client),

@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <syslog.h>
 #include <strings.h>
 
@@ -764,6 +766,93 @@ static void *grow(void *arr, size_t n, size_t size)
     return p;
 }
 
+/* --- name indexes ---------------------------------------------------------- */
+
+/* Fewer entries than this are walked: a table would not be faster. */
+#define INDEX_MIN 8
+
+/* FNV-1a from a seed drawn per table, then mixed: the names come from the
+ * config, the names looked up from clients, who cannot choose which slots
+ * a name falls in without the seed. */
+static size_t name_hash(uint64_t seed, const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+    return (size_t)h;
+}
+
+/* The name of entry i of an array of n entries of `stride` bytes whose name
+ * is at `off` in each. */
+#define NAME_AT(base, i, stride, off) ((const char *)(base) + (i) * (stride) + (off))
+
+static void index_free(cfg_index *ix)
+{
+    free(ix->slot);
+    *ix = (cfg_index){0};
+}
+
+/* Entry i into ix's table (which has room), unless its name is there: the
+ * first entry of a name is the one found, as by a walk. */
+static void index_insert(cfg_index *ix, const void *base, size_t i, size_t stride, size_t off)
+{
+    const char *name = NAME_AT(base, i, stride, off);
+    for (size_t h = name_hash(ix->seed, name) & ix->mask;; h = (h + 1) & ix->mask) {
+        if (!ix->slot[h]) {
+            ix->slot[h] = (uint32_t)i + 1;
+            return;
+        }
+        if (!strcmp(NAME_AT(base, ix->slot[h] - 1, stride, off), name)) return;
+    }
+}
+
+/* The first entry of each name, as the walk finds it. Out of memory: no
+ * table, and lookups walk. */
+static void index_build(cfg_index *ix, const void *base, size_t n, size_t stride, size_t off)
+{
+    index_free(ix);
+    if (n < INDEX_MIN || n > UINT32_MAX / 4) return;
+    size_t cap = 16;
+    while (cap < 2 * n) cap <<= 1;
+    uint32_t *slot = calloc(cap, sizeof *slot);
+    if (!slot) return;
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = (uint64_t)(uintptr_t)slot ^ (uint64_t)time(NULL);
+    ix->slot = slot;
+    ix->mask = cap - 1;
+    ix->seed = seed;
+    for (size_t i = 0; i < n; i++) index_insert(ix, base, i, stride, off);
+}
+
+/* Entry n - 1, just appended to an array of n, into ix: the table is made
+ * again, twice as large, when it is half full (or when there was none). */
+static void index_add(cfg_index *ix, const void *base, size_t n, size_t stride, size_t off)
+{
+    if (!ix->slot || 2 * n > ix->mask + 1)
+        index_build(ix, base, n, stride, off);
+    else
+        index_insert(ix, base, n - 1, stride, off);
+}
+
+/* The entry named name, or -1. */
+static long index_find(const cfg_index *ix, const void *base, size_t n, size_t stride, size_t off,
+                       const char *name)
+{
+    if (!ix->slot) {
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(NAME_AT(base, i, stride, off), name)) return (long)i;
+        return -1;
+    }
+    for (size_t h = name_hash(ix->seed, name) & ix->mask;; h = (h + 1) & ix->mask) {
+        uint32_t k = ix->slot[h];
+        if (!k) return -1;
+        if (k <= n && !strcmp(NAME_AT(base, k - 1, stride, off), name)) return (long)k - 1;
+    }
+}
+
 static int add_db(reader *r, const char *file, int line, const char *name, const char *val)
 {
     cfg *c = r->c;
@@ -803,15 +892,18 @@ static int add_db(reader *r, const char *file, int line, const char *name, const
         say(r, false, file, line, "database \"%s\": unknown parameter(s) %s ignored", name,
             sink.ignored);
     if (!d.dbname[0]) copy_str(d.dbname, sizeof d.dbname, strcmp(name, "*") ? name : "");
-    for (size_t i = 0; i < c->ndbs; i++)
-        if (!strcmp(c->dbs[i].name, name)) {
-            c->dbs[i] = d; /* a later definition replaces an earlier one, as in PgBouncer */
-            return 0;
-        }
+    /* (by the index as the file is read: a walk per line was quadratic, 16 s
+     * to start with 20 000 databases) */
+    long i = index_find(&c->db_ix, c->dbs, c->ndbs, sizeof *c->dbs, offsetof(cfg_db, name), name);
+    if (i >= 0) {
+        c->dbs[i] = d; /* a later definition replaces an earlier one, as in PgBouncer */
+        return 0;
+    }
     cfg_db *p = grow(c->dbs, c->ndbs, sizeof *p);
     if (!p) return -1;
     c->dbs = p;
     c->dbs[c->ndbs++] = d;
+    index_add(&c->db_ix, c->dbs, c->ndbs, sizeof *c->dbs, offsetof(cfg_db, name));
     return 0;
 }
 
@@ -1025,6 +1117,21 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
     return rc;
 }
 
+void cfg_reindex(cfg *c)
+{
+    index_build(&c->db_ix, c->dbs, c->ndbs, sizeof *c->dbs, offsetof(cfg_db, name));
+    index_build(&c->user_ix, c->users, c->nusers, sizeof *c->users, offsetof(cfg_user, name));
+    index_build(&c->secret_ix, c->secrets, c->nsecrets, sizeof *c->secrets,
+                offsetof(cfg_secret, user));
+}
+
+static void index_free_all(cfg *c)
+{
+    index_free(&c->db_ix);
+    index_free(&c->user_ix);
+    index_free(&c->secret_ix);
+}
+
 static void set_defaults(cfg *c)
 {
     memset(c, 0, sizeof *c);
@@ -1083,6 +1190,7 @@ int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg
 {
     reader r = {.c = c, .log = log, .ud = ud};
     secrets_free(c->secrets, c->nsecrets);
+    index_free(&c->secret_ix);
     c->secrets = NULL;
     c->nsecrets = 0;
     if (!c->auth_file[0]) return 0;
@@ -1128,6 +1236,8 @@ int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg
     }
     free(buf);
     fclose(f);
+    index_build(&c->secret_ix, c->secrets, c->nsecrets, sizeof *c->secrets,
+                offsetof(cfg_secret, user));
     return rc;
 }
 
@@ -1186,7 +1296,10 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
                     c->dbs[i].name);
             }
     }
-    if (rc) cfg_free(c);
+    if (rc)
+        cfg_free(c);
+    else
+        cfg_reindex(c);
     return rc;
 }
 
@@ -1281,7 +1394,8 @@ int cfg_copy(cfg *dst, const cfg *src)
     dst->secrets = NULL;
     dst->tokens = NULL;
     dst->nsecrets = dst->ntokens = 0; /* until copied: what cfg_free may free */
-    hba_ref(dst->hba);                /* shared: the rules never change once read */
+    dst->db_ix = dst->user_ix = dst->secret_ix = (cfg_index){0}; /* src's: rebuilt below */
+    hba_ref(dst->hba); /* shared: the rules never change once read */
     if (src->ndbs && !(dst->dbs = malloc(src->ndbs * sizeof *src->dbs))) goto fail;
     if (src->nusers && !(dst->users = malloc(src->nusers * sizeof *src->users))) goto fail;
     if (src->npeers && !(dst->peers = malloc(src->npeers * sizeof *src->peers))) goto fail;
@@ -1292,6 +1406,7 @@ int cfg_copy(cfg *dst, const cfg *src)
     if (src->ndbs) memcpy(dst->dbs, src->dbs, src->ndbs * sizeof *src->dbs);
     if (src->nusers) memcpy(dst->users, src->users, src->nusers * sizeof *src->users);
     if (src->npeers) memcpy(dst->peers, src->peers, src->npeers * sizeof *src->peers);
+    cfg_reindex(dst);
     return 0;
 fail:
     cfg_free(dst);
@@ -1321,6 +1436,7 @@ void cfg_free(cfg *c)
     secrets_free(c->secrets, c->nsecrets);
     secrets_free(c->tokens, c->ntokens);
     hba_unref(c->hba);
+    index_free_all(c);
     c->hba = NULL;
     c->dbs = NULL;
     c->users = NULL;
@@ -1333,12 +1449,8 @@ void cfg_free(cfg *c)
 
 const cfg_db *cfg_find_db(const cfg *c, const char *name)
 {
-    const cfg_db *star = NULL;
-    for (size_t i = 0; i < c->ndbs; i++) {
-        if (!strcmp(c->dbs[i].name, name)) return &c->dbs[i];
-        if (!strcmp(c->dbs[i].name, "*")) star = &c->dbs[i];
-    }
-    return star;
+    const cfg_db *d = cfg_find_db_exact(c, name);
+    return d ? d : cfg_find_db_exact(c, "*");
 }
 
 const cfg_peer *cfg_find_peer(const cfg *c, int id)
@@ -1350,23 +1462,22 @@ const cfg_peer *cfg_find_peer(const cfg *c, int id)
 
 const cfg_db *cfg_find_db_exact(const cfg *c, const char *name)
 {
-    for (size_t i = 0; i < c->ndbs; i++)
-        if (!strcmp(c->dbs[i].name, name)) return &c->dbs[i];
-    return NULL;
+    long i = index_find(&c->db_ix, c->dbs, c->ndbs, sizeof *c->dbs, offsetof(cfg_db, name), name);
+    return i < 0 ? NULL : &c->dbs[i];
 }
 
 const cfg_user *cfg_find_user(const cfg *c, const char *name)
 {
-    for (size_t i = 0; i < c->nusers; i++)
-        if (!strcmp(c->users[i].name, name)) return &c->users[i];
-    return NULL;
+    long i = index_find(&c->user_ix, c->users, c->nusers, sizeof *c->users,
+                        offsetof(cfg_user, name), name);
+    return i < 0 ? NULL : &c->users[i];
 }
 
 const cfg_secret *cfg_find_secret(const cfg *c, const char *user)
 {
-    for (size_t i = 0; i < c->nsecrets; i++)
-        if (!strcmp(c->secrets[i].user, user)) return &c->secrets[i];
-    return NULL;
+    long i = index_find(&c->secret_ix, c->secrets, c->nsecrets, sizeof *c->secrets,
+                        offsetof(cfg_secret, user), user);
+    return i < 0 ? NULL : &c->secrets[i];
 }
 
 const cfg_secret *cfg_find_token(const cfg *c, const char *token)

@@ -90,6 +90,15 @@ typedef struct cfg_secret {
         secret; /* owned: plain, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>" */
 } cfg_secret;
 
+/* Open addressing over an array's names: entry index + 1 per slot, 0 free;
+ * no table (slot NULL) for a few entries or when memory ran out: then the
+ * lookup walks the array. */
+typedef struct cfg_index {
+    uint32_t *slot;
+    size_t mask;
+    uint64_t seed;
+} cfg_index;
+
 /* [pgbouncer]. Durations in milliseconds. */
 typedef struct cfg {
     char listen_addr[CFG_STR];
@@ -168,6 +177,10 @@ typedef struct cfg {
     int64_t http_request_timeout; /* a request's head and body, from its first byte */
     int64_t http_idle_timeout;    /* a kept-alive connection between requests */
 
+    /* A name's entry by hash (cfg_index): [databases], [users] and the
+     * auth_file are looked up at every login, and have thousands of entries
+     * in some setups. Built when the file is read (cfg_reindex). */
+    cfg_index db_ix, user_ix, secret_ix;
     cfg_db *dbs;
     size_t ndbs;
     cfg_user *users;
@@ -195,6 +208,9 @@ int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg
  * (part of cfg_load; also on its own). 0 or -1. */
 int cfg_load_hba(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud);
 
+/* (Re)build c's name indexes after its arrays changed (cfg_load,
+ * cfg_load_auth_file and cfg_copy do it). */
+void cfg_reindex(cfg *c);
 const cfg_db *cfg_find_db(const cfg *c, const char *name);       /* exact, else "*", else NULL */
 const cfg_db *cfg_find_db_exact(const cfg *c, const char *name); /* no "*" fallback */
 const cfg_user *cfg_find_user(const cfg *c, const char *name);
