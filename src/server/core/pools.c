@@ -245,6 +245,27 @@ static void pool_take_login(server *s, spool *p, const cfg_db *db, const login_c
 static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const char *user,
                         const login_creds *cr, const repl_spec *repl, char *err, size_t errlen);
 
+/* The chain of server.pool_ix that the pool of dbname and user is in: every
+ * login looks its pool up, and a server may have thousands. Under pools_lock. */
+static spool **pool_chain(server *s, const char *dbname, const char *user)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *k = (const unsigned char *)dbname; *k; k++) h = (h ^ *k) * 16777619u;
+    h = (h ^ 0xff) * 16777619u; /* (no name has this byte: "ab","c" and "a","bc" differ) */
+    for (const unsigned char *k = (const unsigned char *)user; *k; k++) h = (h ^ *k) * 16777619u;
+    return &s->pool_ix[h % POOL_BUCKETS];
+}
+
+/* Out of server.pool_ix. Under pools_lock. */
+static void pool_unindex(server *s, spool *p)
+{
+    for (spool **pp = pool_chain(s, p->db, p->user); *pp; pp = &(*pp)->hnext)
+        if (*pp == p) {
+            *pp = p->hnext;
+            return;
+        }
+}
+
 spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *client_user,
                 const char *as_user, const login_creds *cr, char *err, size_t errlen)
 {
@@ -252,7 +273,8 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
     if (strcmp(user, client_user)) cr = NULL; /* a client's credentials are for itself only */
     pthread_mutex_lock(&s->pools_lock);
     spool *p;
-    for (p = s->pools; p; p = p->next)
+    spool **chain = pool_chain(s, dbname, user);
+    for (p = *chain; p; p = p->hnext)
         if (!strcmp(p->db, dbname) && !strcmp(p->user, user)) break;
     if (p) {
         pool_pin(p);
@@ -270,6 +292,8 @@ spool *pool_get(server *s, const cfg_db *db, const char *dbname, const char *cli
         atomic_store(&p->pins, 1);
         p->next = s->pools;
         s->pools = p;
+        p->hnext = *chain;
+        *chain = p;
     }
     pthread_mutex_unlock(&s->pools_lock);
     if (!p) return NULL;
@@ -344,6 +368,7 @@ void pools_idle_tick(server *s, int64_t now)
             continue;
         }
         *pp = p->next;
+        pool_unindex(s, p);
         p->next = dead;
         dead = p;
     }
@@ -521,6 +546,7 @@ void pools_destroy(server *s)
 {
     spool *p = s->pools;
     s->pools = NULL;
+    memset(s->pool_ix, 0, sizeof s->pool_ix);
     while (p) {
         spool *next = p->next;
         spool_free(p);

@@ -63,6 +63,7 @@ typedef struct spool {
     wstats *ws;                     /* one per worker */
     st_sum prev, delta; /* at the last stats_period tick, and the period before it (stats_lock) */
     struct spool *next;
+    struct spool *hnext; /* server.pool_ix's chain */
 } spool;
 
 /* A shared cap (max_db_connections, max_user_connections) by name. */

@@ -12,7 +12,8 @@
 
 #include "core/config.h"
 
-#define COUNT_BUCKETS 256 /* server.counts */
+#define COUNT_BUCKETS 256  /* server.counts */
+#define POOL_BUCKETS  1024 /* server.pool_ix */
 
 #define WEIR_VERSION      "0.1.0"
 #define WEIR_VERSION_TEXT "weir " WEIR_VERSION
@@ -39,7 +40,8 @@ struct server {
     char unix_path[300];
     pthread_mutex_t pools_lock;
     spool *pools;
-    named_limit *limits; /* under pools_lock */
+    spool *pool_ix[POOL_BUCKETS]; /* the same pools, chained by database and user (pools.c) */
+    named_limit *limits;          /* under pools_lock */
     /* logged-in clients by database and user: chains by the name's hash (pools.c) */
     struct named_count *counts[COUNT_BUCKETS];
     atomic_int nclients;
