@@ -3,7 +3,7 @@
 #
 #   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
 #                      [--prepared-clients "10 100 500"] [--prepared-only] [--logins-only]
-#                      [--server-logins-only] [--unix]
+#                      [--server-logins-only] [--unix] [--names N]
 #
 # A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (the default
 # workers, and workers = 1 and 2), Debian's PgBouncer (1.18) and, when they
@@ -34,6 +34,10 @@
 # would each need a socket setup of their own, are left out), RESULT lines
 # tagged socket=unix: a Unix socket is one socket however many workers
 # serve it.
+# --names N: N more users in the auth_file and N more databases in
+# [databases], all before the ones the clients use (what a large setup
+# has), RESULT lines tagged names=N: with --logins-only, what finding a
+# user and a database among many costs a login.
 # WEIR_BIN_B=path: a second weir binary measured beside the first (below).
 # --auth scram-sha-256: weir's and PgBouncer's clients log in with SCRAM
 # (the auth_file password is plain; Odyssey stays md5). --cpu perf: the
@@ -60,6 +64,7 @@ server_logins_only=0
 unix=0
 auth=md5
 cpu_src=proc
+names=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1; clients="20"; secs=1; idle_clients=200; prepared_clients="20" ;;
@@ -73,7 +78,8 @@ while [ $# -gt 0 ]; do
     --unix) unix=1 ;;
     --auth) auth=$2; shift ;;
     --cpu) cpu_src=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--server-logins-only] [--unix] [--auth md5|scram-sha-256] [--cpu proc|perf]" >&2; exit 2 ;;
+    --names) names=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--server-logins-only] [--unix] [--auth md5|scram-sha-256] [--cpu proc|perf] [--names N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -109,10 +115,20 @@ max_conn=$(( $(echo "$clients $prepared_clients" | tr " " "\n" | sort -n | tail 
 bench_pg "$max_conn"
 common=$(bench_ini "$auth")
 result_tag=""
+if [ "$names" -gt 0 ]; then
+    seq "$names" | awk '{ printf "\"user%d\" \"md5%032d\"\n", $1, $1 }' >"$dir/names.txt"
+    cat "$dir/users.txt" >>"$dir/names.txt"
+    mv "$dir/names.txt" "$dir/users.txt"
+    seq "$names" | awk -v p="$pg_port" '{ printf "db%d = host=127.0.0.1 port=%d dbname=appdb\n", $1, p }' \
+        >"$dir/dbs.txt"
+    common=$(printf '%s\n' "$common" | awk -v f="$dir/dbs.txt" \
+        '{ print } NR == 1 { while ((getline l < f) > 0) print l }')
+    result_tag="names=$names"
+fi
 if [ "$server_logins_only" = 1 ]; then
     common="$common
 server_lifetime = 0"
-    result_tag="server_lifetime=0"
+    result_tag="${result_tag:+$result_tag }server_lifetime=0"
 fi
 # --unix: every weir and PgBouncer here has its socket in $dir/sock (the
 # port tells them apart); clients of the poolers connect there.
