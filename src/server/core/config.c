@@ -1117,7 +1117,8 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
     return rc;
 }
 
-void cfg_reindex(cfg *c)
+/* (Re)build c's name indexes after its arrays changed. */
+static void cfg_reindex(cfg *c)
 {
     index_build(&c->db_ix, c->dbs, c->ndbs, sizeof *c->dbs, offsetof(cfg_db, name));
     index_build(&c->user_ix, c->users, c->nusers, sizeof *c->users, offsetof(cfg_user, name));

@@ -179,7 +179,7 @@ typedef struct cfg {
 
     /* A name's entry by hash (cfg_index): [databases], [users] and the
      * auth_file are looked up at every login, and have thousands of entries
-     * in some setups. Built when the file is read (cfg_reindex). */
+     * in some setups. Built when the file is read, and for a copy. */
     cfg_index db_ix, user_ix, secret_ix;
     cfg_db *dbs;
     size_t ndbs;
@@ -208,9 +208,6 @@ int cfg_load_auth_file(cfg *c, void (*log)(void *ud, bool error, const char *msg
  * (part of cfg_load; also on its own). 0 or -1. */
 int cfg_load_hba(cfg *c, void (*log)(void *ud, bool error, const char *msg), void *ud);
 
-/* (Re)build c's name indexes after its arrays changed (cfg_load,
- * cfg_load_auth_file and cfg_copy do it). */
-void cfg_reindex(cfg *c);
 const cfg_db *cfg_find_db(const cfg *c, const char *name);       /* exact, else "*", else NULL */
 const cfg_db *cfg_find_db_exact(const cfg *c, const char *name); /* no "*" fallback */
 const cfg_user *cfg_find_user(const cfg *c, const char *name);
