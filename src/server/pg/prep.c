@@ -1002,7 +1002,14 @@ static bool stale_plan(const uint8_t *body, uint32_t len)
     return code && where;
 }
 
-bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
+bool ps_due_now(const ps_client *pc)
+{
+    return pc->len && pc->q[pc->head].kind >= OP_SYN;
+}
+
+/* (this runs for every message a server sends: a row or a description that
+ * ends nothing returns at the third test) */
+int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
 {
     /* (the lengths first: this runs for every CommandComplete) */
     if (t == 'C' && body &&
@@ -1014,9 +1021,10 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
         name_remove_all(pc);
     }
     ps_op *op = head(pc);
-    if (!op || op->kind >= OP_SYN) return true;
+    if (!op) return PS_KEEP;
+    if (op->kind >= OP_SYN) return PS_KEEP | PS_DUE;
     if (t == 'E') {
-        if (op->kind == OP_SYNC || op->kind == OP_QUERY) return true;
+        if (op->kind == OP_SYNC || op->kind == OP_QUERY) return PS_KEEP;
         if (op->kind == OP_BIND && op->id && sc && body && stale_plan(body, len)) {
             slot *s = cache_find(sc, op->id);
             if (s) retire(pc->reg, s->st);
@@ -1027,31 +1035,17 @@ bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uin
             pop(pc);
         } while ((op = head(pc)) && op->kind != OP_SYNC);
         if (!op) pc->skipping = true; /* its Sync has not come yet */
-        return true;
+        return PS_KEEP | (ps_due_now(pc) ? PS_DUE : 0);
     }
-    if (!terminal(op->kind, t)) return true;
+    if (!terminal(op->kind, t)) return PS_KEEP;
     bool keep = !(op->flags & F_DROP);
     pop(pc);
-    return keep;
+    return (keep ? PS_KEEP : 0) | (ps_due_now(pc) ? PS_DUE : 0);
 }
 
-bool ps_due_now(const ps_client *pc)
+bool ps_server_msg(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
 {
-    return pc->len && pc->q[pc->head].kind >= OP_SYN;
-}
-
-int ps_server_reply(ps_client *pc, ps_cache *sc, char t, const uint8_t *body, uint32_t len)
-{
-    /* Most server messages (a row, a description) neither end the oldest
-     * request nor say anything weir keeps: answered here in a few compares
-     * (this runs for every message a server sends) */
-    if (t != 'C' && t != 'E') {
-        if (!pc->len) return PS_KEEP;
-        const ps_op *op = &pc->q[pc->head];
-        if (op->kind >= OP_SYN) return PS_KEEP | PS_DUE;
-        if (!terminal(op->kind, t)) return PS_KEEP;
-    }
-    return (ps_server_msg(pc, sc, t, body, len) ? PS_KEEP : 0) | (ps_due_now(pc) ? PS_DUE : 0);
+    return ps_server_reply(pc, sc, t, body, len) & PS_KEEP;
 }
 
 int ps_due(ps_client *pc, char txn, pq_buf *out, int *nrfq)
