@@ -96,7 +96,10 @@ static void bench_pg_stop(void)
 static inline bool bench_pg_start(int salt, int *port)
 {
     static bool registered;
-    if (!registered) atexit(bench_pg_stop), registered = true;
+    if (!registered) {
+        atexit(bench_pg_stop);
+        registered = true;
+    }
     for (int attempt = 0; attempt < 3; attempt++) {
         snprintf(bench_cluster, sizeof bench_cluster, "/tmp/weir-bench-pg-XXXXXX");
         if (!mkdtemp(bench_cluster)) return false;

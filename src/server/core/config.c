@@ -937,6 +937,7 @@ static int add_user(reader *r, const char *file, int line, const char *name, con
     if (!p) return -1;
     c->users = p;
     c->users[c->nusers++] = u;
+    index_add(&c->user_ix, c->users, c->nusers, sizeof *c->users, offsetof(cfg_user, name));
     if (u.client_idle_timeout >= 0 || u.query_timeout >= 0 || u.idle_transaction_timeout >= 0 ||
         u.transaction_timeout >= 0)
         c->users_timeouts = true;
@@ -1117,7 +1118,8 @@ static int read_file(reader *r, const char *path, char *section, size_t seclen)
     return rc;
 }
 
-/* (Re)build c's name indexes after its arrays changed. */
+/* c's name indexes for its arrays as they are (a copy's; reading a file
+ * keeps them as it appends: add_db, add_user, cfg_load_auth_file). */
 static void cfg_reindex(cfg *c)
 {
     index_build(&c->db_ix, c->dbs, c->ndbs, sizeof *c->dbs, offsetof(cfg_db, name));
@@ -1297,10 +1299,7 @@ int cfg_load(cfg *c, const char *path, void (*log)(void *ud, bool error, const c
                     c->dbs[i].name);
             }
     }
-    if (rc)
-        cfg_free(c);
-    else
-        cfg_reindex(c);
+    if (rc) cfg_free(c);
     return rc;
 }
 

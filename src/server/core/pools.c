@@ -245,15 +245,20 @@ static void pool_take_login(server *s, spool *p, const cfg_db *db, const login_c
 static spool *pool_make(server *s, const cfg_db *db, const char *dbname, const char *user,
                         const login_creds *cr, const repl_spec *repl, char *err, size_t errlen);
 
+/* FNV-1a of the string s, from h: the hash of both tables of names here. */
+static uint32_t fnv1a(uint32_t h, const char *s)
+{
+    for (const unsigned char *k = (const unsigned char *)s; *k; k++) h = (h ^ *k) * 16777619u;
+    return h;
+}
+
 /* The chain of server.pool_ix that the pool of dbname and user is in: every
  * login looks its pool up, and a server may have thousands. Under pools_lock. */
 static spool **pool_chain(server *s, const char *dbname, const char *user)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *k = (const unsigned char *)dbname; *k; k++) h = (h ^ *k) * 16777619u;
+    uint32_t h = fnv1a(2166136261u, dbname);
     h = (h ^ 0xff) * 16777619u; /* (no name has this byte: "ab","c" and "a","bc" differ) */
-    for (const unsigned char *k = (const unsigned char *)user; *k; k++) h = (h ^ *k) * 16777619u;
-    return &s->pool_ix[h % POOL_BUCKETS];
+    return &s->pool_ix[fnv1a(h, user) % POOL_BUCKETS];
 }
 
 /* Out of server.pool_ix. Under pools_lock. */
@@ -828,9 +833,7 @@ spool *pool_auth_query(server *s, const cfg_db *db, const char *dbname, const ch
  * (FNV-1a). */
 static named_count **count_chain(server *s, const char *key)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *k = (const unsigned char *)key; *k; k++) h = (h ^ *k) * 16777619u;
-    return &s->counts[h % COUNT_BUCKETS];
+    return &s->counts[fnv1a(2166136261u, key) % COUNT_BUCKETS];
 }
 
 /* The count called kind:name, or NULL. Under pools_lock. */
