@@ -35,7 +35,7 @@ test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: deps build
-	@echo "benchmarks in $(BUILD)/bench: cycle, loops, adaptive, expiry, idle, pg, sqlite, zdb, mysql, curl, server, http, tls, page, lines (each takes --quick); see docs/BENCHMARKS.md"
+	@echo "benchmarks in $(BUILD)/bench: cycle, loops, adaptive, expiry, idle, pg, sqlite, zdb, mysql, curl, server, http, tls, page, lines, relay (each takes --quick); see docs/BENCHMARKS.md"
 
 deps:
 	@scripts/deps.sh

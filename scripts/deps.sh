@@ -15,7 +15,7 @@ build="cmake gcc make pkg-config libcmocka-dev libpq-dev libsqlite3-dev libmaria
     libjansson-dev libidn-dev"
 suite="valgrind postgresql-15 mariadb-server libzdb-dev pgbouncer python3-psycopg clang libclang-rt-14-dev \
     nodejs prometheus wrk openssl curl systemd prometheus-pgbouncer-exporter pgbadger \
-    pandoc dpkg-dev lintian chromium logrotate man-db strace openjdk-17-jdk-headless libpostgresql-jdbc-java python3-asyncpg"
+    liburing-dev pandoc dpkg-dev lintian chromium logrotate man-db strace openjdk-17-jdk-headless libpostgresql-jdbc-java python3-asyncpg"
 pkgs=$build
 [ "${1:-}" = build ] || pkgs="$build $suite"
 for pkg in $pkgs; do
