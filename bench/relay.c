@@ -197,10 +197,14 @@ static void run_epoll(int lfd, int target_port)
  * it has passed the last message on, and the next cannot have come yet).
  * "uring_ms": one multishot read per socket for its lifetime, each message
  * in a buffer the kernel takes from a shared ring of them, written on and
- * then given back. Every operation's user_data is its pair with a tag in
- * the low bits (0/1: a read on side 0/1; 2/3: the write of what side 0/1
- * read); 0 is the listener's accept. */
-enum { T_RECV = 0, T_SEND = 2, NBUF = 1024 };
+ * then given back. In "uring" a message's write is linked to the next read
+ * of the side it came from, and posts no completion unless it fails
+ * (MSG_WAITALL: the kernel finishes a short write itself), so that one
+ * io_uring_enter a hop both hands it over and waits. Every operation's
+ * user_data is its pair with a tag in the low bits (0/1: a read on side
+ * 0/1, +4 if linked after a write; 2/3: the write of what side 0/1 read);
+ * 0 is the listener's accept. */
+enum { T_RECV = 0, T_SEND = 2, T_AFTER = 4, NBUF = 1024 };
 
 static bool multishot;
 static struct io_uring_buf_ring *br;
@@ -213,7 +217,7 @@ static struct io_uring_sqe *sqe_get(struct io_uring *r)
     return e;
 }
 
-static void u_recv(struct io_uring *r, pair *p, int s)
+static void u_recv(struct io_uring *r, pair *p, int s, int after_send)
 {
     struct io_uring_sqe *e = sqe_get(r);
     if (multishot) {
@@ -224,17 +228,17 @@ static void u_recv(struct io_uring *r, pair *p, int s)
         io_uring_prep_recv(e, p->fd[s], p->buf[s], BUF, 0);
         e->ioprio |= IORING_RECVSEND_POLL_FIRST;
     }
-    io_uring_sqe_set_data64(e, (uint64_t)(uintptr_t)p | (uint64_t)(T_RECV + s));
+    io_uring_sqe_set_data64(e, (uint64_t)(uintptr_t)p | (uint64_t)(T_RECV + s + after_send));
     p->pending++;
 }
 
-/* Writes the rest of what side s read (uring_ms: the oldest queued buffer). */
+/* uring_ms: writes the rest of side s's oldest queued buffer. */
 static void u_send(struct io_uring *r, pair *p, int s)
 {
-    const char *from = multishot ? bufs + (size_t)p->qbid[s][p->qhead[s]] * BUF : p->buf[s];
-    size_t len = multishot ? p->qlen[s][p->qhead[s]] : p->len[s];
+    const char *from = bufs + (size_t)p->qbid[s][p->qhead[s]] * BUF;
     struct io_uring_sqe *e = sqe_get(r);
-    io_uring_prep_send(e, p->fd[!s], from + p->off[s], len - p->off[s], MSG_NOSIGNAL);
+    io_uring_prep_send(e, p->fd[!s], from + p->off[s], p->qlen[s][p->qhead[s]] - p->off[s],
+                       MSG_NOSIGNAL);
     io_uring_sqe_set_data64(e, (uint64_t)(uintptr_t)p | (uint64_t)(T_SEND + s));
     p->pending++;
 }
@@ -255,9 +259,13 @@ static void u_accept(struct io_uring *r, int lfd)
 /* A read's completion: one more message of side s to write on. */
 static void u_read(struct io_uring *r, pair *p, int s, struct io_uring_cqe *c)
 {
-    if (!multishot) {
-        p->len[s] = (size_t)c->res, p->off[s] = 0;
-        u_send(r, p, s);
+    if (!multishot) { /* the write, then (linked) the next read */
+        struct io_uring_sqe *e = sqe_get(r);
+        io_uring_prep_send(e, p->fd[!s], p->buf[s], (size_t)c->res, MSG_NOSIGNAL | MSG_WAITALL);
+        e->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(e, (uint64_t)(uintptr_t)p | (uint64_t)(T_SEND + s));
+        p->pending++;
+        u_recv(r, p, s, T_AFTER);
         return;
     }
     if (p->qn[s] == QCAP) { /* pgbench never has this many messages in flight */
@@ -272,20 +280,14 @@ static void u_read(struct io_uring *r, pair *p, int s, struct io_uring_cqe *c)
     if (p->qn[s] == 1) p->off[s] = 0, u_send(r, p, s);
 }
 
-/* A write's completion: the rest, the next queued message, or the next read. */
+/* uring_ms, a write's completion: the rest, or the next queued message. */
 static void u_wrote(struct io_uring *r, pair *p, int s, size_t n)
 {
-    size_t len = multishot ? p->qlen[s][p->qhead[s]] : p->len[s];
-    if ((p->off[s] += n) < len) {
+    if ((p->off[s] += n) < p->qlen[s][p->qhead[s]]) {
         u_send(r, p, s);
         return;
     }
     p->off[s] = 0;
-    if (!multishot) {
-        p->len[s] = 0;
-        u_recv(r, p, s);
-        return;
-    }
     buf_give_back(p->qbid[s][p->qhead[s]]);
     p->qhead[s] = (p->qhead[s] + 1) % QCAP;
     if (--p->qn[s]) u_send(r, p, s);
@@ -296,21 +298,22 @@ static void u_done(struct io_uring *r, struct io_uring_cqe *c, int lfd, int targ
     uint64_t d = io_uring_cqe_get_data64(c);
     if (d == 0) { /* accept */
         pair *p = c->res < 0 ? NULL : pair_new(c->res, target_port);
-        if (p) u_recv(r, p, 0), u_recv(r, p, 1);
+        if (p) u_recv(r, p, 0, 0), u_recv(r, p, 1, 0);
         if (!stop) u_accept(r, lfd);
         return;
     }
-    pair *p = (pair *)(uintptr_t)(d & ~(uint64_t)3);
-    int tag = (int)(d & 3), s = tag & 1;
+    pair *p = (pair *)(uintptr_t)(d & ~(uint64_t)7);
+    int tag = (int)(d & 3), s = tag & 1, after = (int)(d & T_AFTER);
     bool more = tag < T_SEND && (c->flags & IORING_CQE_F_MORE);
     if (!more) p->pending--;
+    if (after && c->res != -ECANCELED) p->pending--; /* its write succeeded, silently */
     if (!p->dead) {
         if (tag < T_SEND && c->res > 0) {
             u_read(r, p, s, c);
-            if (multishot && !more && !p->dead) u_recv(r, p, s); /* the kernel ended it: again */
+            if (multishot && !more && !p->dead) u_recv(r, p, s, 0); /* the kernel ended it */
         } else if (tag < T_SEND && c->res == -ENOBUFS && !more)
-            u_recv(r, p, s);
-        else if (c->res <= 0)
+            u_recv(r, p, s, 0);
+        else if (c->res <= 0 || !multishot) /* "uring" posts only a failed write */
             pair_close(p);
         else
             u_wrote(r, p, s, (size_t)c->res);
