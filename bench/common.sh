@@ -1,5 +1,5 @@
-# common.sh — what the server benchmarks share (sourced by server.sh, http.sh
-# and tls.sh): a temporary directory and a port for a throwaway PostgreSQL
+# common.sh — what the server benchmarks share (sourced by server.sh, http.sh,
+# tls.sh and relay.sh): a temporary directory and a port for a throwaway PostgreSQL
 # (the next ports are left for the poolers), the cleanup of what they start,
 # and a process's CPU time.
 
