@@ -100,16 +100,23 @@ static pair *pair_new(int client, int target_port)
     return p;
 }
 
-/* shutdown first: an io_uring operation in flight holds the socket open
- * past close(), and its peer would never see the end */
+/* Ends both connections at once; the descriptors stay open until the pair
+ * is freed, when no operation names them any more. An io_uring operation
+ * prepared and not yet submitted names its socket by number: closed
+ * earlier, the number could be a new pair's by the time it is submitted. */
 static void pair_close(pair *p)
 {
     if (p->dead) return;
     p->dead = 1;
-    for (int s = 0; s < 2; s++) {
-        shutdown(p->fd[s], SHUT_RDWR);
-        close(p->fd[s]);
-    }
+    shutdown(p->fd[0], SHUT_RDWR);
+    shutdown(p->fd[1], SHUT_RDWR);
+}
+
+static void pair_free(pair *p)
+{
+    close(p->fd[0]);
+    close(p->fd[1]);
+    free(p);
 }
 
 /* epoll: level-triggered. Side s is watched for reading while buf[s] is
@@ -185,7 +192,7 @@ static void run_epoll(int lfd, int target_port)
         while (closed) { /* no event of this batch is left to name them */
             pair *p = closed;
             closed = p->next;
-            free(p);
+            pair_free(p);
         }
     }
     close(ep);
@@ -323,24 +330,20 @@ static void u_done(struct io_uring *r, struct io_uring_cqe *c, int lfd, int targ
         for (int k = 0; multishot && k < 2; k++)
             for (; p->qn[k]; p->qn[k]--, p->qhead[k] = (p->qhead[k] + 1) % QCAP)
                 buf_give_back(p->qbid[k][p->qhead[k]]);
-        free(p);
+        pair_free(p);
     }
 }
 
 static int run_uring(int lfd, int target_port)
 {
     struct io_uring r;
-    /* completions' work runs when the loop asks for it, on its own thread;
-     * older kernels get the closest they have */
-    unsigned flags[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-                        IORING_SETUP_COOP_TASKRUN, 0};
-    int rc = -1;
-    for (size_t i = 0; i < sizeof flags / sizeof *flags && rc < 0; i++) {
-        struct io_uring_params prm = {.flags = flags[i]};
-        rc = io_uring_queue_init_params(4096, &r, &prm);
-    }
+    /* completions' work runs when the loop asks for it, on its own thread
+     * (Linux 6.1; what the relay uses besides came in 5.17-6.0) */
+    struct io_uring_params prm = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN};
+    int rc = io_uring_queue_init_params(4096, &r, &prm);
     if (rc < 0) {
-        fprintf(stderr, "relay: io_uring: %s\n", strerror(-rc));
+        fprintf(stderr, "relay: io_uring with deferred task work (Linux 6.1 or later): %s\n",
+                strerror(-rc));
         return 1;
     }
     if (multishot) {
