@@ -55,12 +55,17 @@ static void on_signal(int sig)
     (void)sig, stop = 1;
 }
 
+static struct sockaddr_in loopback(int port)
+{
+    return (struct sockaddr_in){.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+}
+
 static int listen_on(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = loopback(port);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 1024)) {
         perror("relay: listen");
@@ -73,12 +78,10 @@ static int listen_on(int port)
 static int dial(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0) return -1;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
+    struct sockaddr_in a = loopback(port);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        fprintf(stderr, "relay: cannot connect to 127.0.0.1:%d: %s\n", port, strerror(errno));
+        if (fd >= 0) close(fd);
         return -1;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -349,7 +352,10 @@ static int run_uring(int lfd, int target_port)
     if (multishot) {
         void *ring = NULL;
         bufs = malloc((size_t)NBUF * BUF);
-        if (!bufs || posix_memalign(&ring, 4096, NBUF * sizeof(struct io_uring_buf))) return 1;
+        if (!bufs || posix_memalign(&ring, 4096, NBUF * sizeof(struct io_uring_buf))) {
+            fprintf(stderr, "relay: no memory for %d buffers\n", NBUF);
+            return 1;
+        }
         br = ring;
         io_uring_buf_ring_init(br);
         struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = NBUF};

@@ -70,12 +70,12 @@ summary() {
                 printf "RESULT relay_median clients=%s protocol=%s target=%s tps=%.0f cpu_ms_per_10k=%.1f\n", c[1], c[2], t, mt[k, t], mc[k, t]
             }
             line = ""
-            if ((k, "relay_uring") in mc && mc[k, "relay_epoll"] > 0)
-                line = line sprintf(" uring_vs_epoll_cpu=%.2f uring_vs_epoll_tps=%.2f", mc[k, "relay_uring"] / mc[k, "relay_epoll"], mt[k, "relay_uring"] / mt[k, "relay_epoll"])
-            if ((k, "relay_uring_ms") in mc && mc[k, "relay_epoll"] > 0)
-                line = line sprintf(" uring_ms_vs_epoll_cpu=%.2f uring_ms_vs_epoll_tps=%.2f", mc[k, "relay_uring_ms"] / mc[k, "relay_epoll"], mt[k, "relay_uring_ms"] / mt[k, "relay_epoll"])
-            if ((k, "weir_1worker") in mc && mc[k, "relay_epoll"] > 0)
-                line = line sprintf(" weir1_vs_epoll_cpu=%.2f weir1_vs_epoll_tps=%.2f", mc[k, "weir_1worker"] / mc[k, "relay_epoll"], mt[k, "weir_1worker"] / mt[k, "relay_epoll"])
+            n = split("uring:relay_uring uring_ms:relay_uring_ms weir1:weir_1worker", against, " ")
+            for (i = 1; i <= n; i++) {
+                split(against[i], a, ":")
+                if ((k, a[2]) in mc && mc[k, "relay_epoll"] > 0)
+                    line = line sprintf(" %s_vs_epoll_cpu=%.2f %s_vs_epoll_tps=%.2f", a[1], mc[k, a[2]] / mc[k, "relay_epoll"], a[1], mt[k, a[2]] / mt[k, "relay_epoll"])
+            }
             if (line != "") printf "RESULT relay_ratio clients=%s protocol=%s%s\n", c[1], c[2], line
         }
     }' "$results" | sort
@@ -84,26 +84,24 @@ trap 'summary; bench_cleanup' EXIT
 
 max=$(( $(echo "$clients" | tr " " "\n" | sort -n | tail -1) * 2 + 50 ))
 bench_pg "$max"
-epoll_port=$((pg_port + 1))
-weir_port=$((pg_port + 3))
+weir_port=$((pg_port + 1))
 
-setsid "$relay_bin" epoll "$epoll_port" "$pg_port" 2>"$dir/relay_epoll.log" &
-bench_track $!
-targets="relay_epoll:$epoll_port:$!"
-uring_port=$((pg_port + 2))
-uring_ms_port=$((pg_port + 4))
-setsid "$relay_bin" uring "$uring_port" "$pg_port" 2>"$dir/relay_uring.log" &
-uring_pid=$!
-bench_track "$uring_pid"
-setsid "$relay_bin" uring_ms "$uring_ms_port" "$pg_port" 2>"$dir/relay_uring_ms.log" &
-uring_ms_pid=$!
-bench_track "$uring_ms_pid"
+# weir, then the relays on the next ports; a relay that exits at once
+# (no io_uring here) is left out with its reason
 printf '%s\nlisten_port = %s\nworkers = 1\n' "$(bench_ini md5)" "$weir_port" >"$dir/weir1.ini"
 [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
 start_weir "$dir/weir1.ini" "$dir/weir1.log"
-targets="$targets weir_1worker:$weir_port:$weir_started"
+targets="weir_1worker:$weir_port:$weir_started"
+relays=""
+port=$weir_port
+for m in epoll uring uring_ms; do
+    port=$((port + 1))
+    setsid "$relay_bin" "$m" "$port" "$pg_port" 2>"$dir/relay_$m.log" &
+    bench_track $!
+    relays="$relays relay_$m:$port:$!"
+done
 sleep 0.3
-for t in relay_uring:$uring_port:$uring_pid relay_uring_ms:$uring_ms_port:$uring_ms_pid; do
+for t in $relays; do
     IFS=: read -r tn _ pid <<<"$t"
     if kill -0 "$pid" 2>/dev/null; then
         targets="$targets $t"
