@@ -281,7 +281,7 @@ class TestWaitingAcrossWorkers(OpsCase):
     read: clients waiting on several workers at once add up, and every one
     that leaves the queue (served, or gone while waiting) is taken off."""
 
-    settings = {"workers": "4", "default_pool_size": "1"}
+    settings = {"workers": "4", "default_pool_size": "1", "worker_pack": "0"}
 
     def waiting(self):
         rows, r = self.admin("SHOW POOLS")
@@ -437,7 +437,7 @@ class TestUnixSocketAcrossWorkers(WorkerCounts, OpsCase):
         self.sd = tempfile.mkdtemp(prefix="weir-sock-")
         os.chmod(self.sd, 0o755)
         self.addCleanup(shutil.rmtree, self.sd, True)  # after weir stops (cleanups run last first)
-        self.settings = {"workers": "4", "unix_socket_dir": self.sd}
+        self.settings = {"workers": "4", "unix_socket_dir": self.sd, "worker_pack": "0"}
         super().setUp()
         self.wait_no_clients()
 
@@ -561,7 +561,7 @@ class TestShortTcpConnections(WorkerCounts, OpsCase):
     clients) and worker 0 has time for them, a BPF program on the port's
     group puts new ones in worker 0's queue; when they stop, it is taken
     back and held connections spread as before."""
-    settings = {"workers": "4", "max_client_conn": "500"}
+    settings = {"workers": "4", "max_client_conn": "500", "worker_pack": "0"}
 
     def setUp(self):
         super().setUp()
@@ -625,6 +625,120 @@ class TestShortTcpConnections(WorkerCounts, OpsCase):
         self.assertGreaterEqual(sum(counts), 100, counts)
         # 32, the 8 short ones, and those already in worker 0's accept queue
         self.assertLessEqual(counts[0] - min(counts[1:]), 32 + 8 + 16, counts)
+
+
+class TestPacking(OpsCase):
+    """worker_pack: while the load fits in one worker the clients gather on
+    worker 0, those that sit idle between transactions moved from the
+    other worker's loop at its 100 ms ticks; turned off, worker 0 hands what
+    it has beyond its share back. A client that moves keeps its session:
+    its prepared statements, its TLS, its place in the pool's counts."""
+    settings = {"workers": "2", "worker_pack": "0", "max_client_conn": "500"}
+
+    def per_worker(self):
+        _, text = self.get("/metrics")
+        got = dict(re.findall(r'(?m)^weir_worker_clients\{worker="(\d+)"\} (\d+)$', text))
+        self.assertEqual(sorted(got), ["0", "1"], text)
+        return [int(got["0"]), int(got["1"])]
+
+    def metric(self, name):
+        _, text = self.get("/metrics")
+        m = re.search(r"(?m)^%s (\S+)$" % name, text)
+        self.assertTrue(m, text)
+        return float(m.group(1))
+
+    def until(self, pred, secs=10):
+        end = time.time() + secs
+        while time.time() < end:
+            got = self.per_worker()
+            if pred(got):
+                return got
+            time.sleep(0.05)
+        return self.per_worker()
+
+    def set_pack(self, on):
+        _, r = self.admin("SET worker_pack = %d" % on)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_idle_clients_gather_on_worker_0_and_spread_back(self):
+        self.until(lambda c: sum(c) == 0)
+        conns = []
+        try:
+            for i in range(24):
+                conns.append(psycopg.connect(host="127.0.0.1", port=self.w.port, user="app",
+                                             password="s3cret", dbname="appdb",
+                                             connect_timeout=10, autocommit=True))
+                c = conns[-1]
+                # a protocol-level prepared statement weir keeps for it
+                self.assertEqual(c.execute("select %s::int + 1", (i,), prepare=True).fetchone(),
+                                 (i + 1,))
+            spread = self.per_worker()
+            # hashed over two sockets: all 24 on one has odds of 2^-23
+            self.assertEqual(sum(spread), 24, spread)
+            self.assertGreater(spread[1], 0, spread)
+            moved0 = self.metric("weir_clients_moved_total")
+            self.assertEqual(self.metric("weir_workers_packed"), 0)
+
+            self.set_pack(1)  # calm for 10 ticks: packed, and worker 1's idle clients move
+            got = self.until(lambda c: c == [24, 0])
+            self.assertEqual(got, [24, 0], self.w.log())
+            self.assertEqual(self.metric("weir_workers_packed"), 1)
+            self.assertGreaterEqual(self.metric("weir_clients_moved_total") - moved0, spread[1])
+            for i, c in enumerate(conns):
+                # the same statement, executed again on its new worker
+                self.assertEqual(c.execute("select %s::int + 1", (i,), prepare=True).fetchone(),
+                                 (i + 1,))
+                self.assertEqual(c.execute("select 'after the move'").fetchone(),
+                                 ("after the move",))
+            rows, r = self.admin("SHOW CLIENTS")
+            self.assertEqual(sum(1 for x in rows[1:] if x[1] == "app"), 24, r.stdout + r.stderr)
+
+            moved1 = self.metric("weir_clients_moved_total")
+            self.set_pack(0)  # worker 0 keeps its share, hands the rest to worker 1
+            got = self.until(lambda c: c[1] >= 8)
+            self.assertGreaterEqual(got[1], 8, got)
+            self.assertEqual(sum(got), 24, got)
+            self.assertEqual(self.metric("weir_workers_packed"), 0)
+            self.assertGreaterEqual(self.metric("weir_clients_moved_total") - moved1, 8)
+            for i, c in enumerate(conns):
+                self.assertEqual(c.execute("select %s::int + 1", (i,), prepare=True).fetchone(),
+                                 (i + 1,))
+        finally:
+            for c in conns:
+                c.close()
+        self.assertEqual(self.until(lambda c: sum(c) == 0), [0, 0])
+
+    def test_busy_clients_move_and_lose_nothing(self):
+        """pgbench's clients move while they run transactions, both ways:
+        none fails, and every one is served to the end. The rate is bounded
+        so that the load stays light (under the sanitizers too), where
+        packing is meant to happen."""
+        env = dict(os.environ, PGPASSWORD="s3cret")
+        rate = "300" if os.environ.get("WEIR_TEST_SLOW") else "2000"
+        p = subprocess.Popen(["pgbench", "-n", "-S", "-M", "extended", "-h", "127.0.0.1", "-p",
+                              str(self.w.port), "-U", "app", "-c", "40", "-j", "2", "-T", "6",
+                              "-R", rate, "appdb"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, env=env)
+        try:
+            time.sleep(1)
+            moved0 = self.metric("weir_clients_moved_total")
+            self.set_pack(1)
+            got = self.until(lambda c: c[1] == 0, secs=4)
+            moved1 = self.metric("weir_clients_moved_total")
+            self.set_pack(0)
+            time.sleep(1)
+            moved2 = self.metric("weir_clients_moved_total")
+            out, _ = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, out)
+        self.assertIn("number of failed transactions: 0", out)
+        self.assertIn("number of clients: 40", out)
+        self.assertEqual(got, [40, 0], out)  # every client came to worker 0 under load
+        self.assertGreater(moved1 - moved0, 0)
+        self.assertGreater(moved2 - moved1, 0)  # and some went back
 
 
 class TestHttpConfig(unittest.TestCase):

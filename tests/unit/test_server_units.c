@@ -1077,6 +1077,47 @@ static void test_short_connections_rule(void **state)
     assert_false(worker_short_keep(10 * ms, 100 * ms, 0, 0));
 }
 
+/* Packing: the load gathers on worker 0 after 10 ticks in a row in which
+ * the workers together ran less than 70 % of one core; it spreads at the
+ * first tick in which worker 0 alone ran 85 % or more, and then packs
+ * again no sooner than 50 ticks later, and only after 10 calm ones. */
+static void test_packing_rule(void **state)
+{
+    (void)state;
+    const int64_t ms = 1000000;
+    int calm = 0;
+    /* nine calm ticks are not enough, the tenth packs */
+    for (int i = 0; i < 9; i++)
+        assert_false(worker_pack_next(false, &calm, 69 * ms, 40 * ms, 100 * ms));
+    assert_true(worker_pack_next(false, &calm, 69 * ms, 40 * ms, 100 * ms));
+    assert_int_equal(calm, 0);
+    /* a busy tick in between starts the count again */
+    for (int i = 0; i < 9; i++)
+        assert_false(worker_pack_next(false, &calm, 20 * ms, 20 * ms, 100 * ms));
+    assert_false(worker_pack_next(false, &calm, 70 * ms, 20 * ms, 100 * ms));
+    assert_int_equal(calm, 0);
+    /* the tick's own length counts: 150 ms of CPU in a late 250 ms tick is calm */
+    calm = 9;
+    assert_true(worker_pack_next(false, &calm, 150 * ms, 150 * ms, 250 * ms));
+    /* packed: it stays below 85 % of worker 0's own tick, whatever the others ran */
+    calm = 0;
+    assert_true(worker_pack_next(true, &calm, 300 * ms, 84 * ms, 100 * ms));
+    /* worker 0 at 85 %: spread, and wait 50 ticks */
+    assert_false(worker_pack_next(true, &calm, 85 * ms, 85 * ms, 100 * ms));
+    assert_int_equal(calm, -50);
+    for (int i = 0; i < 50; i++)
+        assert_false(worker_pack_next(false, &calm, 1 * ms, 1 * ms, 100 * ms));
+    assert_int_equal(calm, 0);
+    for (int i = 0; i < 9; i++)
+        assert_false(worker_pack_next(false, &calm, 1 * ms, 1 * ms, 100 * ms));
+    assert_true(worker_pack_next(false, &calm, 1 * ms, 1 * ms, 100 * ms));
+    /* no span yet (the first tick): nothing changes */
+    calm = 9;
+    assert_false(worker_pack_next(false, &calm, 0, 0, 0));
+    assert_int_equal(calm, 9);
+    assert_true(worker_pack_next(true, &calm, 500 * ms, 500 * ms, -1));
+}
+
 /* A completion a worker queues to itself inside a socket callback runs at
  * the callback's end (worker_scope_end), with whatever it queues in turn;
  * outside one it waits for the loop (local_ev). */
@@ -1193,6 +1234,7 @@ int main(void)
         cmocka_unit_test(test_config_messages),
         cmocka_unit_test(test_md5),
         cmocka_unit_test(test_short_connections_rule),
+        cmocka_unit_test(test_packing_rule),
         cmocka_unit_test(test_worker_own_handoffs),
         cmocka_unit_test(test_startup_parse),
         cmocka_unit_test(test_negotiate_protocol),

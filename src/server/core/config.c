@@ -111,6 +111,7 @@ static const key keys[] = {
     K(disable_pqexec, K_BOOL, "0"),
     K(workers, K_INT, "0"),
     K(worker_sched, K_NAME, "normal"),
+    K(worker_pack, K_BOOL, "1"),
     K(max_prepared_statements, K_INT, "200"),
     K(client_tls_sslmode, K_NAME, "disable"),
     K(client_tls_key_file, K_STR, ""),

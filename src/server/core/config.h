@@ -139,8 +139,9 @@ typedef struct cfg {
     int verbose;
     bool tcp_keepalive, so_reuseport, application_name_add_host, disable_pqexec;
     int tcp_keepcnt, tcp_keepidle, tcp_keepintvl, tcp_user_timeout;
-    char worker_sched[CFG_NAME];   /* "batch": workers run SCHED_BATCH (no wake-up preemption);
-                                      default "normal" */
+    char worker_sched[CFG_NAME]; /* "batch": workers run SCHED_BATCH (no wake-up preemption);
+                                    default "normal" */
+    bool worker_pack; /* light load: the workers' clients gather on worker 0 (worker.c, packing) */
     int max_prepared_statements;   /* per server connection, transaction/statement mode; 0 = off */
     int max_client_prepared_bytes; /* the texts of one client's named statements; 0 = no bound */
     int scram_iterations;          /* PBKDF2 rounds of the SCRAM secrets weir makes (plain auth_file

@@ -100,7 +100,7 @@ int server_reload(server *s, char *err, size_t errlen)
 {
     if (!current_worker)
         pthread_mutex_lock(&s->change_mu);
-    else if (pthread_mutex_trylock(&s->change_mu)) {
+    else if (change_trylock(s)) {
         snprintf(err, errlen, "another configuration change is in progress");
         return -1;
     }
@@ -132,7 +132,7 @@ int server_set(server *s, const char *key, const char *value, char *err, size_t 
         snprintf(err, errlen, "%s cannot be changed online; change the file and restart", key);
         return -1;
     }
-    if (pthread_mutex_trylock(&s->change_mu)) {
+    if (change_trylock(s)) {
         snprintf(err, errlen, "another configuration change is in progress");
         return -1;
     }

@@ -253,10 +253,14 @@ int server_run(server *s)
 void server_stop(server *s)
 {
     atomic_store(&s->shutting_down, true); /* the HTTP door, which reads the pools, is stopped */
+    /* Under change_mu: a hold in progress (packing: worker.c) ends with
+     * every worker still in its loop, and none begins after. */
+    pthread_mutex_lock(&s->change_mu);
     for (int i = 0; i < s->nworkers; i++) {
         atomic_store(&s->workers[i].stop, true);
         event_base_loopbreak(s->workers[i].base);
     }
+    pthread_mutex_unlock(&s->change_mu);
     for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
     /* Completions that arrived after a worker stopped. */
     for (int i = 0; i < s->nworkers; i++) s->door->close_all(&s->workers[i]);

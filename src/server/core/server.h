@@ -37,6 +37,14 @@ struct server {
     int steer_fd[8]; /* worker 0's TCP sockets, one per address (worker.c, steer) */
     int nsteer;
     bool steered; /* worker 0's thread: new TCP connections go to worker 0 */
+    /* Packing (worker.c): while the load fits in one worker, every client
+     * gathers on worker 0. Changed by worker 0's thread only. */
+    atomic_bool packed;
+    atomic_bool pack_holding;       /* worker 0 holds the workers to move clients */
+    int pack_calm;                  /* worker 0: calm ticks in a row (< 0: after leaving) */
+    int64_t pack_wall_ns;           /* worker 0: its last tick */
+    _Atomic uint64_t clients_moved; /* clients moved from one worker to another */
+    _Atomic uint64_t pack_changes;  /* times packing began or ended */
     char unix_path[300];
     pthread_mutex_t pools_lock;
     spool *pools;

@@ -357,6 +357,17 @@ char *metrics_page(server *s, size_t *len)
     sb_printf(
         &b, "weir_unix_handed_total %llu\n",
         (unsigned long long)atomic_load_explicit(&s->workers[0].unix_handed, memory_order_relaxed));
+    head(&b, "weir_workers_packed", "gauge",
+         "1 while the load is packed on worker 0 (worker_pack), else 0.");
+    sb_printf(&b, "weir_workers_packed %d\n", atomic_load(&s->packed) ? 1 : 0);
+    head(&b, "weir_workers_pack_changes_total", "counter",
+         "Times packing on worker 0 began or ended.");
+    sb_printf(&b, "weir_workers_pack_changes_total %llu\n",
+              (unsigned long long)atomic_load_explicit(&s->pack_changes, memory_order_relaxed));
+    head(&b, "weir_clients_moved_total", "counter",
+         "Idle clients moved from one worker to another (packing and spreading).");
+    sb_printf(&b, "weir_clients_moved_total %llu\n",
+              (unsigned long long)atomic_load_explicit(&s->clients_moved, memory_order_relaxed));
     head(&b, "weir_clients_max", "gauge", "max_client_conn.");
     sb_printf(&b, "weir_clients_max %d\n", s->cfg.max_client_conn);
 

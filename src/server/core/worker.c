@@ -156,6 +156,7 @@ static void steer(server *s, bool to_worker0)
 static bool short_lead_ok(worker *w)
 {
     server *s = w->srv;
+    if (atomic_load_explicit(&s->packed, memory_order_relaxed)) return true; /* all come here */
     int least = INT_MAX;
     for (int i = 1; i < s->nworkers; i++) {
         int k = worker_nclients(&s->workers[i]);
@@ -173,12 +174,18 @@ bool worker_short_keep(int64_t cpu_ns, int64_t wall_ns, uint64_t gone, int nclie
     return !busy && gone >= SHORT_MIN_GONE && gone >= (uint64_t)(nclients > 0 ? nclients : 0);
 }
 
-static void short_tick(worker *w)
+/* New TCP connections go to worker 0 while short ones pour in or the
+ * load is packed there. */
+static void steer_update(worker *w)
 {
     server *s = w->srv;
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    int64_t cpu = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, wall = weir_now_ns();
+    bool want = w->keep_short || atomic_load_explicit(&s->packed, memory_order_relaxed);
+    if (s->nsteer && want != s->steered && !atomic_load(&w->stop)) steer(s, want);
+}
+
+static void short_tick(worker *w, int64_t cpu, int64_t wall)
+{
+    server *s = w->srv;
     int64_t dc = cpu - w->tick_cpu_ns, dw = w->tick_wall_ns ? wall - w->tick_wall_ns : 0;
     w->tick_cpu_ns = cpu;
     w->tick_wall_ns = wall;
@@ -192,7 +199,136 @@ static void short_tick(worker *w)
     w->young_seen = young;
     w->keep_short = worker_short_keep(dc, dw, gone, n);
     if (w->keep_short) (void)short_lead_ok(w);
-    if (s->nsteer && w->keep_short != s->steered && !atomic_load(&w->stop)) steer(s, w->keep_short);
+    steer_update(w);
+}
+
+/* --- packing ------------------------------------------------------------------ */
+
+/* Two loops cost more CPU per transaction than one that could carry the
+ * same load: each wakes for fewer events (on 2 cores, 2 workers took
+ * 1.11-1.29x one worker's CPU per transaction, with 0.66-0.71 epoll_wait
+ * calls and context switches a transaction against 0.42-0.53). So while
+ * the workers together use less than PACK_ENTER_PCT of one core for
+ * PACK_CALM_TICKS ticks in a row, the load is packed on worker 0: new
+ * connections go to it (the Unix socket's, and TCP's through the same BPF
+ * program as short connections), and at each tick worker 0 moves the other
+ * workers' clients that sit idle between transactions to itself. When
+ * worker 0 alone runs for PACK_LEAVE_PCT of a tick, it spreads: new
+ * connections are hashed again, and it hands all but its share of its
+ * idle clients round the other workers at once. Packing waits
+ * PACK_HOLDOFF_TICKS after that, so a load near the bounds does not move
+ * clients back and forth (docs/ARCHITECTURE.md, "Packing"). */
+#define PACK_ENTER_PCT     70
+#define PACK_CALM_TICKS    10
+#define PACK_LEAVE_PCT     85
+#define PACK_HOLDOFF_TICKS 50
+#define PACK_MOVE_MAX      1024 /* clients moved per tick at most */
+
+bool worker_pack_next(bool packed, int *calm, int64_t total_ns, int64_t own_ns, int64_t wall_ns)
+{
+    if (wall_ns <= 0) return packed;
+    if (packed) {
+        if (own_ns * 100 < wall_ns * PACK_LEAVE_PCT) return true;
+        *calm = -PACK_HOLDOFF_TICKS;
+        return false;
+    }
+    if (*calm < 0) {
+        (*calm)++;
+        return false;
+    }
+    if (total_ns * 100 >= wall_ns * PACK_ENTER_PCT) {
+        *calm = 0;
+        return false;
+    }
+    if (++*calm < PACK_CALM_TICKS) return false;
+    *calm = 0;
+    return true;
+}
+
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Worker 0 holds the others at their safe points (between events) to move
+ * clients between their loops. Not while a change or listing holds
+ * change_mu, nor once the server stops (server_stop sets every worker's
+ * stop under change_mu, so none has left its loop while this holds). */
+static bool pack_hold(server *s)
+{
+    if (pthread_mutex_trylock(&s->change_mu)) return false;
+    for (int i = 0; i < s->nworkers; i++)
+        if (atomic_load(&s->workers[i].stop)) {
+            pthread_mutex_unlock(&s->change_mu);
+            return false;
+        }
+    atomic_store(&s->pack_holding, true);
+    workers_hold(s);
+    return true;
+}
+
+static void pack_release(server *s)
+{
+    workers_release(s);
+    atomic_store(&s->pack_holding, false);
+    pthread_mutex_unlock(&s->change_mu);
+}
+
+/* Worker 0, at its tick (after short_tick). */
+static void pack_tick(worker *w, int64_t own_ns, int64_t wall)
+{
+    server *s = w->srv;
+    int64_t dw = s->pack_wall_ns ? wall - s->pack_wall_ns : 0, total = 0;
+    s->pack_wall_ns = wall;
+    for (int i = 0; i < s->nworkers; i++) {
+        worker *o = &s->workers[i];
+        int64_t c = atomic_load_explicit(&o->cpu_ns, memory_order_relaxed);
+        total += c - o->cpu_seen;
+        o->cpu_seen = c;
+    }
+    bool was = atomic_load_explicit(&s->packed, memory_order_relaxed);
+    bool now = s->cfg.worker_pack && worker_pack_next(was, &s->pack_calm, total, own_ns, dw);
+    if (!s->cfg.worker_pack) { /* turned off by a reload: spread as after packing */
+        if (was)
+            s->pack_calm = -PACK_HOLDOFF_TICKS;
+        else if (s->pack_calm < 0)
+            s->pack_calm++;
+    }
+    if (now != was) {
+        atomic_store(&s->packed, now);
+        atomic_fetch_add_explicit(&s->pack_changes, 1, memory_order_relaxed);
+        steer_update(w);
+    }
+    int moved = 0;
+    if (now) {
+        bool any = false; /* idle clients elsewhere (read from their counts) */
+        for (int i = 1; i < s->nworkers; i++)
+            if (atomic_load_explicit(&s->workers[i].nstate[s->door->idle_state],
+                                     memory_order_relaxed))
+                any = true;
+        if (any && pack_hold(s)) {
+            for (int i = 1; i < s->nworkers && moved < PACK_MOVE_MAX; i++)
+                moved += s->door->move_idle(&s->workers[i], &w, 1, PACK_MOVE_MAX - moved);
+            pack_release(s);
+        }
+    } else if (was || s->pack_calm < 0) {
+        /* Spreading, and for the hold-off after it: worker 0 keeps its
+         * share, and hands what it has beyond it round the others as its
+         * clients come to be idle. */
+        int all = 0;
+        for (int i = 0; i < s->nworkers; i++) all += worker_nclients(&s->workers[i]);
+        int excess = worker_nclients(w) - all / s->nworkers;
+        worker *to[256]; /* the others (workers <= 256) */
+        int nto = 0;
+        for (int i = 1; i < s->nworkers && nto < 256; i++) to[nto++] = &s->workers[i];
+        if (excess > UNIX_SLACK && pack_hold(s)) {
+            moved = s->door->move_idle(w, to, nto, excess < PACK_MOVE_MAX ? excess : PACK_MOVE_MAX);
+            pack_release(s);
+        }
+    }
+    if (moved) atomic_fetch_add_explicit(&s->clients_moved, (uint64_t)moved, memory_order_relaxed);
 }
 
 typedef struct handed {
@@ -235,7 +371,7 @@ static void unix_accepted(worker *w, int fd)
             int n = worker_load(o);
             if (n < best) best = n, to = o;
         }
-        if (w->keep_short && short_lead_ok(w)) to = w;
+        if ((w->keep_short && short_lead_ok(w)) || atomic_load(&s->packed)) to = w;
     }
     handed *h = to != w ? malloc(sizeof *h) : NULL;
     if (!h) { /* its own, or no memory to hand it over: keep it */
@@ -394,10 +530,27 @@ void workers_release(server *s)
     pthread_mutex_unlock(&s->hold_mu);
 }
 
+int change_trylock(server *s)
+{
+    /* Packing holds change_mu for a few microseconds per client moved and
+     * touches neither the console's client nor the configuration, so a
+     * console command that finds it held serves the hold at this worker's
+     * safe point and tries again. Anything else holding it for more than
+     * about a thousand yields is another change or listing: busy. */
+    for (int spins = 0; pthread_mutex_trylock(&s->change_mu);) {
+        if (atomic_load(&s->pack_holding) && current_worker)
+            hold_point(current_worker);
+        else if (++spins > 1000)
+            return -1;
+        sched_yield();
+    }
+    return 0;
+}
+
 int server_freeze(server *s)
 {
     if (current_worker) {
-        if (pthread_mutex_trylock(&s->change_mu)) return -1;
+        if (change_trylock(s)) return -1;
     } else {
         pthread_mutex_lock(&s->change_mu);
     }
@@ -420,8 +573,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     atomic_store_explicit(&w->ticked_ms, weir_now_ms(), memory_order_relaxed);
     w->srv->door->tick(w);
+    int64_t cpu = thread_cpu_ns();
+    atomic_store_explicit(&w->cpu_ns, cpu, memory_order_relaxed);
     if (w->id == 0) {
-        if (w->srv->nworkers > 1) short_tick(w);
+        if (w->srv->nworkers > 1) {
+            int64_t wall = weir_now_ns();
+            short_tick(w, cpu, wall);
+            pack_tick(w, cpu - w->cpu_seen, wall);
+        }
         int64_t now = weir_now_ns() / 1000000;
         pools_reserve_tick(w->srv, now);
         pools_idle_tick(w->srv, now);

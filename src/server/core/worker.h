@@ -41,6 +41,13 @@ struct worker_door {
     void (*close_waiting)(worker *w);
     /* Clients other than the console's (any thread: read from counts). */
     int (*app_clients)(worker *w);
+    /* Packing (worker.c): move up to max of from's clients that sit idle
+     * between transactions, with nothing buffered or pending, the i-th
+     * movable one to to[i % nto] (from itself among them: it stays).
+     * Called on worker 0's thread with every other worker held at its
+     * safe point. Returns how many moved. */
+    int (*move_idle)(worker *from, worker *const *to, int nto, int max);
+    int idle_state; /* the nstate index of clients idle between transactions */
 };
 
 #define WORKER_NSTATES 16 /* per-state connection counts: the door's states fit */
@@ -80,6 +87,8 @@ struct worker {
     atomic_bool unlisten_pending, close_waiting_pending; /* a shutdown began (server_shutdown) */
     atomic_bool stop;
     _Atomic int64_t ticked_ms; /* weir_now_ms() at its last tick: the watchdog's proof of life */
+    _Atomic int64_t cpu_ns;    /* its thread's CPU clock at its last tick (packing) */
+    int64_t cpu_seen;          /* worker 0's thread: cpu_ns at worker 0's last tick */
 };
 
 /* Only the worker itself changes its counts: a relaxed load and store. */
@@ -117,6 +126,18 @@ void worker_client_left(worker *w, int64_t lived_ms);
  * clients left young and nclients are connected in all, do short
  * connections stay with it? wall_ns 0 (the first tick) is not busy. */
 bool worker_short_keep(int64_t cpu_ns, int64_t wall_ns, uint64_t gone, int nclients);
+
+/* Packing (worker.c): over a tick of wall_ns in which the workers' threads
+ * ran total_ns together and worker 0's own_ns, is the load packed on worker
+ * 0 from now on? *calm counts the calm ticks in a row (negative: the ticks
+ * still to wait after packing ended). wall_ns <= 0 changes nothing. */
+bool worker_pack_next(bool packed, int *calm, int64_t total_ns, int64_t own_ns, int64_t wall_ns);
+
+/* change_mu, taken by a worker's thread without blocking: 0, or -1 when
+ * another change or listing holds it. While worker 0 only holds the workers
+ * to move clients (packing), this worker waits it out at its safe point
+ * instead of failing. */
+int change_trylock(server *s);
 
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
 

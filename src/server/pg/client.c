@@ -2764,10 +2764,62 @@ static void server_gone(backend *be)
     be->ext = NULL;
 }
 
+/* --- packing: clients moved between workers ------------------------------------ */
+
+/* Idle between transactions with nothing in flight: no server, no
+ * checkout, nothing buffered either way (TLS included), reading, and
+ * nothing the tick or a KILL has yet to do with it. Such a client is its
+ * struct and its socket's read registration, so it can change loops. */
+static bool movable(const client *c)
+{
+    return c->state == CL_IDLE && !c->conn && !c->checkout_pending && !c->pending && !c->killed &&
+           !c->terminate && !c->bad_move && !c->admit_try && !c->aq && !c->admin_wait &&
+           !c->reject_deferred && !c->in_whole_need && !c->sev_flags && c->cev_flags == EV_READ &&
+           !c->cst.left && !pq_buf_len(&c->in) && c->out.start == c->out.end &&
+           !pq_buf_len(&c->pre) && !io_pending(c->tls);
+}
+
+/* worker_door.move_idle: on worker 0's thread, every other worker held at
+ * its safe point (worker.c, pack_hold), so no loop runs these clients'
+ * callbacks meanwhile. Data that arrives while one moves waits in its
+ * socket; the new loop's registration (level-triggered) sees it. */
+static int move_idle(worker *from, worker *const *to, int nto, int max)
+{
+    int moved = 0, i = 0;
+    client *next;
+    for (client *c = from->clients; c && moved < max; c = next) {
+        next = c->next;
+        if (!movable(c)) continue;
+        worker *dst = to[i++ % nto];
+        if (dst == from) continue;
+        event_del(&c->cev);
+        c->cev_flags = 0;
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            from->clients = c->next;
+        if (c->next) c->next->prev = c->prev;
+        nstate_add(from, CL_IDLE, -1);
+        worker_count_add(&from->nclients, -1);
+        c->w = dst;
+        c->prev = NULL;
+        c->next = dst->clients;
+        if (c->next) c->next->prev = c;
+        dst->clients = c;
+        nstate_add(dst, CL_IDLE, 1);
+        worker_count_add(&dst->nclients, 1);
+        update_events(c); /* registered in dst's loop */
+        moved++;
+    }
+    return moved;
+}
+
 const worker_door pg_door = {.accept = client_accept,
                              .tick = tick,
                              .kill_marked = kill_marked,
                              .close_all = close_all,
                              .server_gone = server_gone,
                              .close_waiting = close_waiting,
-                             .app_clients = app_clients};
+                             .app_clients = app_clients,
+                             .move_idle = move_idle,
+                             .idle_state = CL_IDLE};
