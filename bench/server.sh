@@ -6,7 +6,8 @@
 #                      [--server-logins-only] [--unix] [--names N]
 #
 # A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (the default
-# workers, and workers = 1 and 2), Debian's PgBouncer (1.18) and, when they
+# workers, workers = 1, and, as weir_2spread, workers = 2 with worker_pack =
+# 0: two loops that both serve clients however light the load), Debian's PgBouncer (1.18) and, when they
 # are at hand, PgBouncer 1.25.2 ($WEIR_PGBOUNCER, else
 # ../shared/peers/pgbouncer-1.25.2/pgbouncer beside the checkout) and Odyssey
 # ($WEIR_ODYSSEY, else ../shared/peers/odyssey-1.5.3/odyssey, 2 workers), each
@@ -142,15 +143,15 @@ if [ "$unix" = 1 ]; then
 fi
 start_poolers "$common" "$(command -v pgbouncer)"
 
-# More targets: weir with 2 workers, PgBouncer 1.25.2 and Odyssey (optional).
+# More targets: weir with 2 workers kept spread, PgBouncer 1.25.2 and Odyssey (optional).
 weir2_port=$((pg_port + 4))
 pgb125_port=$((pg_port + 5))
 ody_port=$((pg_port + 6))
 pgb125x2_port=$((pg_port + 7))
-printf '%s\nlisten_port = %s\nworkers = 2\n' "$common" "$weir2_port" >"$dir/weir2.ini"
+printf '%s\nlisten_port = %s\nworkers = 2\nworker_pack = 0\n' "$common" "$weir2_port" >"$dir/weir2.ini"
 start_weir "$dir/weir2.ini" "$dir/weir2.log"
 weir2_pid=$weir_started
-targets="weir:$weir_port:$weir_pid weir_1worker:$weir1_port:$weir1_pid weir_2workers:$weir2_port:$weir2_pid pgbouncer:$pgb_port:$pgb_pid"
+targets="weir:$weir_port:$weir_pid weir_1worker:$weir1_port:$weir1_pid weir_2spread:$weir2_port:$weir2_pid pgbouncer:$pgb_port:$pgb_pid"
 # WEIR_BIN_B: another weir binary beside this one (the same settings, the
 # default workers and one worker), measured in turn with it in each round:
 # a change's before and after in one run, targets weir_b and weir_b_1worker.
@@ -395,7 +396,7 @@ if [ "$server_logins_only" = 1 ]; then
     for r in $(seq "$repeat"); do
         for t in $targets; do
             IFS=: read -r tn tp tpid <<<"$t"
-            case "$tn" in odyssey | weir_2workers) continue ;; esac # Odyssey keeps its own lifetime
+            case "$tn" in odyssey | weir_2spread) continue ;; esac # Odyssey keeps its own lifetime
             run_pgbench "$tn" "$tp" "$tpid" 10 simple
         done
     done

@@ -45,7 +45,7 @@ RATIOS = [
     ("cpu_weir_vs_pgbouncer_1.25_x2", "weir", "pgbouncer_1.25_x2", "cpu"),
     ("cpu_weir_vs_odyssey", "weir", "odyssey", "cpu"),
     ("cpu_weir_vs_weir_1worker", "weir", "weir_1worker", "cpu"),
-    ("cpu_weir_2workers_vs_weir_1worker", "weir_2workers", "weir_1worker", "cpu"),
+    ("cpu_weir_2spread_vs_weir_1worker", "weir_2spread", "weir_1worker", "cpu"),
     ("cpu_pgbouncer_1.25_x2_vs_pgbouncer_1.25", "pgbouncer_1.25_x2", "pgbouncer_1.25", "cpu"),
     ("tps_weir_vs_weir_b", "weir", "weir_b", "tps"),
     ("cpu_weir_vs_weir_b", "weir", "weir_b", "cpu"),
