@@ -300,6 +300,17 @@ static void pack_tick(worker *w, int64_t own_ns, int64_t wall)
         atomic_store(&s->packed, now);
         atomic_fetch_add_explicit(&s->pack_changes, 1, memory_order_relaxed);
         steer_update(w);
+        /* at most once per PACK_HOLDOFF_TICKS + PACK_CALM_TICKS ticks each way */
+        if (now)
+            srv_log(s, "LOG",
+                    "workers: the load is packed on worker 0 (the workers used %d%% of a core "
+                    "in the last tick)",
+                    (int)(total * 100 / dw));
+        else if (s->cfg.worker_pack)
+            srv_log(s, "LOG", "workers: spreading the load (worker 0 used %d%% of the last tick)",
+                    (int)(own_ns * 100 / (dw > 0 ? dw : 1)));
+        else
+            srv_log(s, "LOG", "workers: spreading the load (worker_pack = 0)");
     }
     int moved = 0;
     if (now) {
