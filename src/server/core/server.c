@@ -131,9 +131,11 @@ static int cores(void)
 
 /* Half the cores, but two on a machine of two or three: PostgreSQL (and
  * often the clients) share the machine. On 2 cores two loops measured
- * faster than one at every client count; on 16, 8 and 16 loops were level
- * within the spread of runs, 16 at a fifth more CPU per transaction
- * (docs/BENCHMARKS.md, "workers"). */
+ * faster than one at every client count on one VM (and level on another);
+ * on 16, 8 and 16 loops were level within the spread of runs, 16 at a
+ * fifth more CPU per transaction (docs/BENCHMARKS.md, "workers"). While
+ * the load fits in one loop the workers pack on the first (worker.c,
+ * packing), so the second costs nothing until it is needed. */
 static int default_workers(int ncores)
 {
     if (ncores <= 1) return 1;

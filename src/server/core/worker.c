@@ -214,10 +214,11 @@ static void short_tick(worker *w, int64_t cpu, int64_t wall)
  * program as short connections), and at each tick worker 0 moves the other
  * workers' clients that sit idle between transactions to itself. When
  * worker 0 alone runs for PACK_LEAVE_PCT of a tick, it spreads: new
- * connections are hashed again, and it hands all but its share of its
- * idle clients round the other workers at once. Packing waits
- * PACK_HOLDOFF_TICKS after that, so a load near the bounds does not move
- * clients back and forth (docs/ARCHITECTURE.md, "Packing"). */
+ * connections are hashed again, and at each tick of the PACK_HOLDOFF_TICKS
+ * that follow, in which it does not pack, it hands the idle clients it has
+ * beyond its share round the other workers; the gap between the two
+ * bounds and the hold-off keep a load near either from moving clients back
+ * and forth (docs/ARCHITECTURE.md, "Packing"). */
 #define PACK_ENTER_PCT     70
 #define PACK_CALM_TICKS    10
 #define PACK_LEAVE_PCT     85
