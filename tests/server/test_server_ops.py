@@ -61,6 +61,22 @@ def pgbench(w, secs=2, clients=4, extra=()):
     return (int(m.group(1)) if m else 0), r
 
 
+def pgbench_finish(test, p, run):
+    """Run run() while p (a pgbench started with Popen) goes on, then wait
+    for p; it is killed if run() fails first. p must have run clean.
+    Returns (run()'s value, pgbench's output)."""
+    try:
+        got = run()
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    test.assertEqual(p.returncode, 0, out)
+    test.assertIn("number of failed transactions: 0", out)
+    return got, out
+
+
 class OpsCase(unittest.TestCase):
     settings = {}
 
@@ -401,7 +417,8 @@ class WorkerCounts:
                               "-T", "4", "appdb"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True,
                              env=dict(os.environ, PGPASSWORD="s3cret"))
-        try:
+
+        def sample():
             time.sleep(1.5)
             _, before = self.get("/metrics")
             samples = []
@@ -409,13 +426,9 @@ class WorkerCounts:
                 samples.append(self.per_worker())
                 time.sleep(0.05)
             _, after = self.get("/metrics")
-            out, _ = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        self.assertEqual(p.returncode, 0, out)
-        self.assertIn("number of failed transactions: 0", out)
+            return before, samples, after
+
+        (before, samples, after), _ = pgbench_finish(self, p, sample)
         handed = (self.metric_sum(after, "weir_unix_handed_total")
                   - self.metric_sum(before, "weir_unix_handed_total"))
         xacts = (self.metric_sum(after, "weir_transactions_total")
@@ -719,7 +732,8 @@ class TestPacking(OpsCase):
                               str(self.w.port), "-U", "app", "-c", "40", "-j", "2", "-T", "6",
                               "-R", rate, "appdb"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, env=env)
-        try:
+
+        def both_ways():
             time.sleep(1)
             moved0 = self.metric("weir_clients_moved_total")
             self.set_pack(1)
@@ -727,14 +741,9 @@ class TestPacking(OpsCase):
             moved1 = self.metric("weir_clients_moved_total")
             self.set_pack(0)
             time.sleep(1)
-            moved2 = self.metric("weir_clients_moved_total")
-            out, _ = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        self.assertEqual(p.returncode, 0, out)
-        self.assertIn("number of failed transactions: 0", out)
+            return got, moved0, moved1, self.metric("weir_clients_moved_total")
+
+        (got, moved0, moved1, moved2), out = pgbench_finish(self, p, both_ways)
         self.assertIn("number of clients: 40", out)
         self.assertEqual(got, [40, 0], out)  # every client came to worker 0 under load
         self.assertGreater(moved1 - moved0, 0)
