@@ -208,6 +208,54 @@ class TestClientTls(unittest.TestCase):
         finally:
             w.stop()
 
+    def test_tls_clients_move_between_workers(self):
+        """worker_pack moves idle clients between the workers' loops: a TLS
+        client's session goes with it, and answers larger than one TLS
+        record come through after each move."""
+        import psycopg
+        port = free_port()
+        w = tls_weir("require", workers="2", worker_pack="0", http_listen_port=str(port))
+        self.assertTrue(wait_port(port), w.log())
+
+        def per_worker():
+            _, m = http_get(port, "/metrics")
+            return [int(n) for n in re.findall(r'(?m)^weir_worker_clients\{worker="\d+"\} (\d+)$', m)]
+
+        def until(pred):
+            end = time.monotonic() + 10
+            while not pred(per_worker()) and time.monotonic() < end:
+                time.sleep(0.05)
+            return per_worker()
+
+        def check_all(conns):
+            for i, c in enumerate(conns):
+                self.assertTrue(c.pgconn.ssl_in_use)
+                got = c.execute("select %s::int, repeat('x', 100000)", (i,)).fetchone()
+                self.assertEqual((got[0], len(got[1])), (i, 100000))
+
+        conns = []
+        try:
+            until(lambda c: sum(c) == 0)
+            for _ in range(16):
+                conns.append(psycopg.connect(w.dsn(sslmode="require"), autocommit=True))
+            check_all(conns)
+            spread = per_worker()
+            self.assertEqual(sum(spread), 16, spread)
+            self.assertGreater(spread[1], 0, spread)  # hashed: all on one has odds of 2^-15
+            _, r = w.admin("SET worker_pack = 1")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(until(lambda c: c == [16, 0]), [16, 0], w.log())
+            check_all(conns)
+            _, r = w.admin("SET worker_pack = 0")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            got = until(lambda c: c[1] >= 4)
+            self.assertGreaterEqual(got[1], 4, got)
+            check_all(conns)
+        finally:
+            for c in conns:
+                c.close()
+            w.stop()
+
     def test_client_certificates(self):
         w = tls_weir("verify-ca", client_tls_ca_file=cert("ca.crt"), http_listen_port=str(free_port()))
         w.http_port = w_setting(w, "http_listen_port")
