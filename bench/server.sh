@@ -297,11 +297,24 @@ roundtrip() {
     done
 }
 
+# spreads TARGET: the lines in a packing weir's log that say its load
+# spread over the workers (worker.c, packing); 0 for the others
+spreads() {
+    local f
+    case "$1" in
+    weir) f=$dir/weir.log ;;
+    weir_b) f=$dir/weirb.log ;;
+    *) echo 0 && return ;;
+    esac
+    grep -c 'workers: spreading' "$f" 2>/dev/null || true
+}
+
 # run_pgbench TARGET PORT PID CLIENTS MODE [extra pgbench args]
 run_pgbench() {
     local target=$1 port=$2 pid=$3 c=$4 mode=$5
     shift 5
-    local t0=0 t1=0 out pp=0
+    local t0=0 t1=0 out pp=0 s0
+    s0=$(spreads "$target")
     [ "$pid" != 0 ] && t0=$(cpu_ticks "$pid")
     if [ "$pid" != 0 ] && [ "$cpu_src" = perf ]; then
         perf stat -x, -e task-clock -p "$pid" -o "$dir/perf.txt" >/dev/null 2>&1 &
@@ -330,9 +343,11 @@ run_pgbench() {
     fi
     local err
     err=$(echo "$out" | grep -m1 -o 'ERROR: .*' | tr ' ' '_' || true)
-    local aborted
+    local aborted spread
     aborted=$(echo "$out" | grep -c 'client [0-9]* .*aborted' || true)
-    result "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=${cpu:-n/a} cpu_src=$cpu_src failed=${failed:-n/a} aborted=$aborted secs=$secs${result_tag:+ $result_tag}${err:+ error=$err} $*"
+    spread=$(($(spreads "$target") - s0)) # the default weir left one loop during this run
+    [ "$spread" -gt 0 ] || spread=""
+    result "RESULT server_pgbench target=$target mode=$mode clients=$c tps=${tps:-0} lat_ms=${lat:-n/a} cpu_ms_per_10k=${cpu:-n/a} cpu_src=$cpu_src failed=${failed:-n/a} aborted=$aborted secs=$secs${result_tag:+ $result_tag}${err:+ error=$err}${spread:+ spread=$spread} $*"
     last_tps=${tps:-0}
 }
 

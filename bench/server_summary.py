@@ -8,7 +8,7 @@ bench/server prints one RESULT line per pgbench run; with --repeat N each
 cell has N of them. This prints, as lines a script can read:
 
   RESULT server_median target=T mode=M clients=C [connect=1] [server_lifetime=0] [socket=unix] [for=prepared]
-         tps=<median> cpu_ms_per_10k=<median> runs=N tps_min=.. tps_max=..
+         tps=<median> cpu_ms_per_10k=<median> runs=N tps_min=.. tps_max=.. [spread_runs=K]
   RESULT server_median_roundtrip target=T select1_us=<median> rounds=N
   RESULT server_ratio what=W mode=M clients=C [...] value=<a/b>
 
@@ -77,8 +77,10 @@ def read(lines):
                 flags.append("for=" + d["for"])
             key = (d.get("mode", "?"), int(d.get("clients", 0)), " ".join(flags))
             bad = d.get("aborted", "0") != "0" or "error" in d
+            spread = "spread" in d  # the default weir left one loop (packing) in this run
             cells.setdefault(key, {}).setdefault(d.get("target", "?"), []).append(
-                (None, None, True) if bad else (num(d.get("tps")), num(d.get("cpu_ms_per_10k")), False))
+                (None, None, True, spread) if bad
+                else (num(d.get("tps")), num(d.get("cpu_ms_per_10k")), False, spread))
         elif ln.startswith("RESULT server_roundtrip "):
             d = dict(PAIR.findall(ln))
             v = num(d.get("select1_us"))
@@ -182,11 +184,13 @@ def main():
         for target, runs in cells[key].items():
             tps = [r[0] for r in runs if r[0] is not None]
             failed = sum(1 for r in runs if r[2])
+            spread = sum(1 for r in runs if r[3])
             print("RESULT server_median target=%s %s tps=%s cpu_ms_per_10k=%s runs=%d "
-                  "tps_min=%s tps_max=%s%s" % (target, tag, fmt(med(runs, 0)), fmt(med(runs, 1)),
-                                               len(runs) - failed, fmt(min(tps) if tps else None),
-                                               fmt(max(tps) if tps else None),
-                                               " failed_runs=%d" % failed if failed else ""))
+                  "tps_min=%s tps_max=%s%s%s" % (target, tag, fmt(med(runs, 0)), fmt(med(runs, 1)),
+                                                 len(runs) - failed, fmt(min(tps) if tps else None),
+                                                 fmt(max(tps) if tps else None),
+                                                 " failed_runs=%d" % failed if failed else "",
+                                                 " spread_runs=%d" % spread if spread else ""))
         for name, a, b, field in RATIOS:
             if a not in cells[key] or b not in cells[key]:
                 continue
