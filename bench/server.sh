@@ -7,8 +7,8 @@
 #
 # A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (the default
 # workers, workers = 1, and, as weir_2spread, workers = 2 with worker_pack =
-# 0: two loops that both serve clients however light the load), Debian's PgBouncer (1.18) and, when they
-# are at hand, PgBouncer 1.25.2 ($WEIR_PGBOUNCER, else
+# 0: two loops that both serve clients however light the load), Debian's
+# PgBouncer (1.18) and, when they are at hand, PgBouncer 1.25.2 ($WEIR_PGBOUNCER, else
 # ../shared/peers/pgbouncer-1.25.2/pgbouncer beside the checkout) and Odyssey
 # ($WEIR_ODYSSEY, else ../shared/peers/odyssey-1.5.3/odyssey, 2 workers), each
 # skipped with a line saying so when absent; the same settings for all: transaction pooling,

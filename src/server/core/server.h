@@ -42,7 +42,6 @@ struct server {
     atomic_bool packed;
     atomic_bool pack_holding;       /* worker 0 holds the workers to move clients */
     int pack_calm;                  /* worker 0: calm ticks in a row (< 0: after leaving) */
-    int64_t pack_wall_ns;           /* worker 0: its last tick */
     _Atomic uint64_t clients_moved; /* clients moved from one worker to another */
     _Atomic uint64_t pack_changes;  /* times packing began or ended */
     char unix_path[300];

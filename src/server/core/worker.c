@@ -183,12 +183,10 @@ static void steer_update(worker *w)
     if (s->nsteer && want != s->steered && !atomic_load(&w->stop)) steer(s, want);
 }
 
-static void short_tick(worker *w, int64_t cpu, int64_t wall)
+/* Worker 0, at its tick: over the last tick of dw ns, its thread ran dc. */
+static void short_tick(worker *w, int64_t dc, int64_t dw)
 {
     server *s = w->srv;
-    int64_t dc = cpu - w->tick_cpu_ns, dw = w->tick_wall_ns ? wall - w->tick_wall_ns : 0;
-    w->tick_cpu_ns = cpu;
-    w->tick_wall_ns = wall;
     uint64_t young = 0;
     int n = 0;
     for (int i = 0; i < s->nworkers; i++) {
@@ -277,13 +275,12 @@ static void pack_release(server *s)
     pthread_mutex_unlock(&s->change_mu);
 }
 
-/* Worker 0, at its tick (after short_tick). */
-static void pack_tick(worker *w, int64_t own_ns, int64_t wall)
+/* Worker 0, at its tick (after short_tick, with the same figures). */
+static void pack_tick(worker *w, int64_t own_ns, int64_t dw)
 {
     server *s = w->srv;
-    int64_t dw = s->pack_wall_ns ? wall - s->pack_wall_ns : 0, total = 0;
-    s->pack_wall_ns = wall;
-    for (int i = 0; i < s->nworkers; i++) {
+    int64_t total = own_ns;
+    for (int i = 1; i < s->nworkers; i++) {
         worker *o = &s->workers[i];
         int64_t c = atomic_load_explicit(&o->cpu_ns, memory_order_relaxed);
         total += c - o->cpu_seen;
@@ -332,10 +329,10 @@ static void pack_tick(worker *w, int64_t own_ns, int64_t wall)
         int all = 0;
         for (int i = 0; i < s->nworkers; i++) all += worker_nclients(&s->workers[i]);
         int excess = worker_nclients(w) - all / s->nworkers;
-        worker *to[256]; /* the others (workers <= 256) */
-        int nto = 0;
-        for (int i = 1; i < s->nworkers && nto < 256; i++) to[nto++] = &s->workers[i];
         if (excess > UNIX_SLACK && pack_hold(s)) {
+            worker *to[256]; /* the others (workers <= 256) */
+            int nto = 0;
+            for (int i = 1; i < s->nworkers && nto < 256; i++) to[nto++] = &s->workers[i];
             moved = s->door->move_idle(w, to, nto, excess < PACK_MOVE_MAX ? excess : PACK_MOVE_MAX);
             pack_release(s);
         }
@@ -590,8 +587,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (w->id == 0) {
         if (w->srv->nworkers > 1) {
             int64_t wall = weir_now_ns();
-            short_tick(w, cpu, wall);
-            pack_tick(w, cpu - w->cpu_seen, wall);
+            int64_t dc = cpu - w->tick_cpu_ns, dw = w->tick_wall_ns ? wall - w->tick_wall_ns : 0;
+            w->tick_cpu_ns = cpu;
+            w->tick_wall_ns = wall;
+            short_tick(w, dc, dw);
+            pack_tick(w, dc, dw);
         }
         int64_t now = weir_now_ns() / 1000000;
         pools_reserve_tick(w->srv, now);

@@ -88,7 +88,7 @@ struct worker {
     atomic_bool stop;
     _Atomic int64_t ticked_ms; /* weir_now_ms() at its last tick: the watchdog's proof of life */
     _Atomic int64_t cpu_ns;    /* its thread's CPU clock at its last tick (packing) */
-    int64_t cpu_seen;          /* worker 0's thread: cpu_ns at worker 0's last tick */
+    int64_t cpu_seen;          /* worker 0's thread: cpu_ns as worker 0 last read it */
 };
 
 /* Only the worker itself changes its counts: a relaxed load and store. */

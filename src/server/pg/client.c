@@ -468,6 +468,29 @@ static const char *who(client *c, char *buf, size_t len)
     return buf;
 }
 
+/* A worker's list of its clients (the tick walks it), and the counts
+ * that follow it: nclients, and nstate[st] of a client in state st. */
+static void clients_link(worker *w, client *c, cstate st)
+{
+    c->prev = NULL;
+    c->next = w->clients;
+    if (c->next) c->next->prev = c;
+    w->clients = c;
+    nstate_add(w, st, 1);
+    worker_count_add(&w->nclients, 1);
+}
+
+/* Out of w's list only: its counts are set_state's (CL_CLOSED) or the caller's. */
+static void clients_unlink(worker *w, client *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
 /* c is gone: out of its counts and lists, its socket closed. last, if
  * any, is written just before the close (best effort: one non-blocking
  * write), after everything c counted in is given up, so that a client that
@@ -498,12 +521,7 @@ static void destroy_with(client *c, const pq_buf *last)
     clients_leave(s, c->dbc, c->userc);
     c->dbc = c->userc = NULL;
     if (c->my_key || c->my_pid) keys_remove(c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->clients = c->next;
-    if (c->next) c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    clients_unlink(w, c);
     atomic_fetch_sub(&s->nclients, 1);
     if (last) {
         /* Whatever was already on its way to the client goes first. */
@@ -2549,12 +2567,8 @@ static void client_accept(worker *w, int fd, bool is_unix, const struct sockaddr
     }
     int n = atomic_fetch_add(&s->nclients, 1) + 1;
     if (n > s->cfg.max_client_conn) c->reject = true;
-    c->next = w->clients;
-    if (c->next) c->next->prev = c;
-    w->clients = c;
     c->state = CL_LOGIN;
-    nstate_add(w, CL_LOGIN, 1);
-    worker_count_add(&w->nclients, 1);
+    clients_link(w, c, CL_LOGIN);
     update_events(c);
 }
 
@@ -2794,20 +2808,11 @@ static int move_idle(worker *from, worker *const *to, int nto, int max)
         if (dst == from) continue;
         event_del(&c->cev);
         c->cev_flags = 0;
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            from->clients = c->next;
-        if (c->next) c->next->prev = c->prev;
+        clients_unlink(from, c);
         nstate_add(from, CL_IDLE, -1);
         worker_count_add(&from->nclients, -1);
         c->w = dst;
-        c->prev = NULL;
-        c->next = dst->clients;
-        if (c->next) c->next->prev = c;
-        dst->clients = c;
-        nstate_add(dst, CL_IDLE, 1);
-        worker_count_add(&dst->nclients, 1);
+        clients_link(dst, c, CL_IDLE);
         update_events(c); /* registered in dst's loop */
         moved++;
     }
