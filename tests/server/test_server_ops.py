@@ -567,6 +567,133 @@ class TestUnixSocketAcrossWorkers(WorkerCounts, OpsCase):
                 s.close()
 
 
+
+class TestConsoleAcrossWorkers(WorkerCounts, OpsCase):
+    """SHOW CLIENTS, SHOW SERVERS, SHOW SOCKETS, KILL, KILL_CLIENT, SET and
+    RELOAD each take the change lock, and all but SET and RELOAD's reading
+    hold every worker for a moment. Console sessions on different workers
+    that run them at once all get their answers: a command that finds the
+    lock taken while its own worker is among those being held cannot wait
+    in place, so it stays unread and runs again at its worker's next tick
+    (100 ms), for 10 s at most; then it answers `another configuration
+    change or listing is running; try again`."""
+
+    def setUp(self):
+        self.sd = tempfile.mkdtemp(prefix="weir-sock-")
+        os.chmod(self.sd, 0o755)
+        self.addCleanup(shutil.rmtree, self.sd, True)
+        # the Unix socket: the first five stay on worker 0, then each goes
+        # to the worker with the fewest (TestUnixSocketAcrossWorkers)
+        self.settings = {"workers": "4", "unix_socket_dir": self.sd, "worker_pack": "0"}
+        super().setUp()
+        self.wait_no_clients()
+
+    def console(self):
+        return psycopg.connect(host=self.sd, port=self.w.port, user="weir", password="weirpass",
+                               dbname="pgbouncer", connect_timeout=10, autocommit=True,
+                               cursor_factory=psycopg.ClientCursor)
+
+    def test_listings_and_changes_at_once_on_every_worker_all_answer(self):
+        sessions = [self.console() for _ in range(8)]
+        app = [psycopg.connect(host=self.sd, port=self.w.port, user="app", password="s3cret",
+                               dbname="appdb", autocommit=True) for _ in range(4)]
+        try:
+            counts = self.per_worker()
+            self.assertEqual(sum(counts), 12, counts)
+            self.assertGreaterEqual(sum(1 for n in counts if n), 3, counts)
+            for c in app:  # server connections for SHOW SERVERS to list
+                c.execute("select 1")
+            cmds = [["SHOW SERVERS", "SHOW CLIENTS"], ["SHOW SOCKETS", "SHOW ACTIVE_SOCKETS"],
+                    ["SHOW CLIENTS", "KILL_CLIENT 999999999"], ["SET client_idle_timeout = 0"],
+                    ["RELOAD", "SHOW SERVERS"], ["SHOW SERVERS"], ["SHOW CLIENTS"],
+                    ["KILL nosuchdb_here", "SHOW SOCKETS"]]
+            done, errors = [0] * 8, []
+            end = time.time() + 3
+
+            def run(i):
+                cur = sessions[i].cursor()
+                n = 0
+                while time.time() < end and n < 3000:
+                    sql = cmds[i][n % len(cmds[i])]
+                    n += 1
+                    try:
+                        cur.execute(sql)
+                        if sql.startswith("SHOW"):
+                            self.assertTrue(cur.description, sql)
+                            cur.fetchall()
+                    except psycopg.Error as e:
+                        msg = str(e).strip()
+                        if sql.startswith("KILL_CLIENT") and "client not found" in msg:
+                            pass
+                        elif sql.startswith("KILL nosuchdb") and "no such database" in msg:
+                            pass
+                        else:
+                            errors.append("%s: %s" % (sql, msg))
+                            return
+                    done[i] = n
+
+            ts = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+            self.assertEqual(errors, [])
+            # every session kept going (a busy retry costs at most a tick)
+            self.assertGreaterEqual(min(done), 10, done)
+            for c in app:  # the pool still serves
+                self.assertEqual(c.execute("select 2").fetchone(), (2,))
+        finally:
+            for c in sessions + app:
+                c.close()
+
+    def test_a_command_that_waits_too_long_says_so(self):
+        """A reload that hangs reading its files (here an auth_file that is
+        a FIFO nobody writes yet; on a real machine, a dead network mount)
+        keeps the change lock: a console listing waits 10 s for it, then
+        answers the error, and the console goes on with the next command."""
+        fifo = os.path.join(self.sd, "users.fifo")
+        os.mkfifo(fifo)
+        with open(self.w.ini) as f:
+            ini = f.read()
+        users = re.search(r"(?m)^auth_file = (.*)$", ini).group(1)
+        with open(users) as f:
+            secrets = f.read()
+        with open(self.w.ini, "w") as f:
+            f.write(re.sub(r"(?m)^auth_file = .*$", "auth_file = " + fifo, ini))
+        con = self.console()
+        released = []
+
+        def release():  # the reload goes on with the same users
+            if not released:
+                released.append(1)
+                with open(fifo, "w") as f:
+                    f.write(secrets)
+
+        self.addCleanup(release)
+        try:
+            os.kill(self.w.proc.pid, signal.SIGHUP)
+            end = time.time() + 10
+            while time.time() < end and "got SIGHUP" not in self.w.log():
+                time.sleep(0.05)
+            t0 = time.time()
+            with self.assertRaises(psycopg.Error) as e:
+                con.execute("SHOW SERVERS")
+            waited = time.time() - t0
+            self.assertIn("another configuration change or listing is running; try again",
+                          str(e.exception))
+            self.assertGreaterEqual(waited, 9.5)
+            self.assertLess(waited, 15)
+            # what does not take the lock still answers at once
+            self.assertTrue(con.execute("SHOW DATABASES").fetchall())
+            release()
+            end = time.time() + 10
+            while time.time() < end and "configuration reloaded" not in self.w.log():
+                time.sleep(0.05)
+            self.assertIn("configuration reloaded", self.w.log())
+            self.assertTrue(con.execute("SHOW SERVERS").description)
+        finally:
+            con.close()
+
 class TestShortTcpConnections(WorkerCounts, OpsCase):
     """Over TCP the kernel spreads connections over the workers' own
     SO_REUSEPORT sockets by a hash. While connections are short (more left

@@ -102,7 +102,7 @@ int server_reload(server *s, char *err, size_t errlen)
         pthread_mutex_lock(&s->change_mu);
     else if (change_trylock(s)) {
         snprintf(err, errlen, "another configuration change is in progress");
-        return -1;
+        return CHANGE_BUSY;
     }
     err[0] = '\0';
     notify_reloading(); /* systemd: RELOADING=1 now, READY=1 once done either way */
@@ -134,7 +134,7 @@ int server_set(server *s, const char *key, const char *value, char *err, size_t 
     }
     if (change_trylock(s)) {
         snprintf(err, errlen, "another configuration change is in progress");
-        return -1;
+        return CHANGE_BUSY;
     }
     err[0] = '\0';
     errbuf eb = {s, err, errlen, false};

@@ -7,7 +7,9 @@
 
 typedef struct server server;
 
-/* 0, or -1 with err set (the running configuration is then unchanged). */
+/* 0, or -1 with err set (the running configuration is then unchanged);
+ * CHANGE_BUSY (worker.h) from a worker when another change or listing is
+ * running: nothing was done, try again. */
 int server_reload(server *s, char *err, size_t errlen);
 int server_set(server *s, const char *key, const char *value, char *err, size_t errlen);
 

@@ -40,8 +40,8 @@ struct server {
     /* Packing (worker.c): while the load fits in one worker, every client
      * gathers on worker 0. Changed by worker 0's thread only. */
     atomic_bool packed;
-    atomic_bool pack_holding;       /* worker 0 holds the workers to move clients */
     int pack_calm;                  /* worker 0: calm ticks in a row (< 0: after leaving) */
+    int pack_skip;                  /* worker 0: ticks to let pass before the next try to move */
     _Atomic uint64_t clients_moved; /* clients moved from one worker to another */
     _Atomic uint64_t pack_changes;  /* times packing began or ended */
     char unix_path[300];

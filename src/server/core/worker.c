@@ -263,7 +263,6 @@ static bool pack_hold(server *s)
             pthread_mutex_unlock(&s->change_mu);
             return false;
         }
-    atomic_store(&s->pack_holding, true);
     workers_hold(s);
     return true;
 }
@@ -271,7 +270,6 @@ static bool pack_hold(server *s)
 static void pack_release(server *s)
 {
     workers_release(s);
-    atomic_store(&s->pack_holding, false);
     pthread_mutex_unlock(&s->change_mu);
 }
 
@@ -317,10 +315,16 @@ static void pack_tick(worker *w, int64_t own_ns, int64_t dw)
             if (atomic_load_explicit(&s->workers[i].nstate[s->door->idle_state],
                                      memory_order_relaxed))
                 any = true;
-        if (any && pack_hold(s)) {
+        /* Idle clients that cannot move (reads off in a SUSPEND, say)
+         * are counted idle all the same: after a hold that moved none,
+         * the next try waits PACK_CALM_TICKS, not one tick. */
+        if (s->pack_skip > 0) {
+            s->pack_skip--;
+        } else if (any && pack_hold(s)) {
             for (int i = 1; i < s->nworkers && moved < PACK_MOVE_MAX; i++)
                 moved += s->door->move_idle(&s->workers[i], &w, 1, PACK_MOVE_MAX - moved);
             pack_release(s);
+            if (!moved) s->pack_skip = PACK_CALM_TICKS;
         }
     } else if (was || s->pack_calm < 0) {
         /* Spreading, and for the hold-off after it: worker 0 keeps its
@@ -503,19 +507,22 @@ void worker_scope_end(worker *w)
 
 /* --- the safe point ---------------------------------------------------------- */
 
-/* Called by a worker at its safe point: wait while a change is in progress. */
-static void hold_point(worker *w)
+/* Called by a worker at its safe point: wait while a change is in progress.
+ * true: it waited. */
+static bool hold_point(worker *w)
 {
     server *s = w->srv;
-    if (!atomic_load_explicit(&s->holding, memory_order_acquire)) return;
+    if (!atomic_load_explicit(&s->holding, memory_order_acquire)) return false;
     pthread_mutex_lock(&s->hold_mu);
-    if (s->holding) {
+    bool held = s->holding;
+    if (held) {
         s->held++;
         pthread_cond_broadcast(&s->hold_cv);
         while (s->holding) pthread_cond_wait(&s->hold_cv, &s->hold_mu);
         s->held--;
     }
     pthread_mutex_unlock(&s->hold_mu);
+    return held;
 }
 
 /* Hold every worker but the caller's own (if the caller is one). */
@@ -541,16 +548,15 @@ void workers_release(server *s)
 
 int change_trylock(server *s)
 {
-    /* Packing holds change_mu for a few microseconds per client moved and
-     * touches neither the console's client nor the configuration, so a
-     * console command that finds it held serves the hold at this worker's
-     * safe point and tries again. Anything else holding it for more than
-     * about a thousand yields is another change or listing: busy. */
+    /* Whoever holds change_mu holds it briefly (a listing or a kill for one
+     * walk, packing for a few microseconds per client moved, a reload for
+     * the time of reading its files), so a short wait usually gets it. But
+     * once the holder holds the workers it waits for this one too, at its
+     * safe point, which a worker inside an event callback is not at: then,
+     * or after about a thousand yields, the caller answers CHANGE_BUSY and
+     * tries again later (the console: at its worker's next tick). */
     for (int spins = 0; pthread_mutex_trylock(&s->change_mu);) {
-        if (atomic_load(&s->pack_holding) && current_worker)
-            hold_point(current_worker);
-        else if (++spins > 1000)
-            return -1;
+        if ((current_worker && atomic_load(&s->holding)) || ++spins > 1000) return CHANGE_BUSY;
         sched_yield();
     }
     return 0;
@@ -559,7 +565,7 @@ int change_trylock(server *s)
 int server_freeze(server *s)
 {
     if (current_worker) {
-        if (change_trylock(s)) return -1;
+        if (change_trylock(s)) return CHANGE_BUSY;
     } else {
         pthread_mutex_lock(&s->change_mu);
     }
@@ -607,7 +613,12 @@ static void on_efd(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     (void)!read(fd, &v, sizeof v);
     worker *w = arg;
-    hold_point(w);
+    if (hold_point(w) && w->console_retry) {
+        /* the hold that made a console command wait has ended: at once,
+         * not at the next tick */
+        w->console_retry = false;
+        w->srv->door->console_retry(w);
+    }
     if (atomic_exchange(&w->kill_pending, false)) w->srv->door->kill_marked(w);
     if (atomic_exchange(&w->unlisten_pending, false)) unlisten(w);
     if (atomic_exchange(&w->close_waiting_pending, false)) w->srv->door->close_waiting(w);

@@ -47,6 +47,9 @@ struct worker_door {
      * Called on worker 0's thread with every other worker held at its
      * safe point. Returns how many moved. */
     int (*move_idle)(worker *from, worker *const *to, int nto, int max);
+    /* Console commands that found the change lock taken (change_trylock):
+     * run them again, now that a hold of this worker has ended. */
+    void (*console_retry)(worker *w);
     int idle_state; /* the nstate index of clients idle between transactions */
 };
 
@@ -83,6 +86,7 @@ struct worker {
     uint64_t young_seen; /* the sum of young_gone at the last tick */
     int64_t tick_cpu_ns, tick_wall_ns;
     bool keep_short;          /* short connections stay with worker 0 (worker.c) */
+    bool console_retry;       /* its thread: a console command waits for the change lock */
     atomic_bool kill_pending; /* KILL marked some of its clients */
     atomic_bool unlisten_pending, close_waiting_pending; /* a shutdown began (server_shutdown) */
     atomic_bool stop;
@@ -133,10 +137,12 @@ bool worker_short_keep(int64_t cpu_ns, int64_t wall_ns, uint64_t gone, int nclie
  * still to wait after packing ended). wall_ns <= 0 changes nothing. */
 bool worker_pack_next(bool packed, int *calm, int64_t total_ns, int64_t own_ns, int64_t wall_ns);
 
-/* change_mu, taken by a worker's thread without blocking: 0, or -1 when
- * another change or listing holds it. While worker 0 only holds the workers
- * to move clients (packing), this worker waits it out at its safe point
- * instead of failing. */
+/* change_mu, taken without blocking for long: 0, or CHANGE_BUSY when
+ * another change, listing or packing hold has it, at once if that one is
+ * holding the workers (it waits for this one, if a worker, to come to its
+ * safe point). The console then tries the command again at the next tick
+ * (client.c, admin_input). */
+#define CHANGE_BUSY (-2)
 int change_trylock(server *s);
 
 extern _Thread_local worker *current_worker; /* the worker running this thread, or NULL */
@@ -172,8 +178,8 @@ void worker_drain(worker *w);
 int worker_listen(worker *w, int fd);
 
 /* A configuration change: hold every worker at its safe point (between
- * events) while cfg is swapped, then let them go. -1: another change or
- * listing is running (only when called from a worker). */
+ * events) while cfg is swapped, then let them go. CHANGE_BUSY: another
+ * change or listing is running (only when called from a worker). */
 int server_freeze(server *s);
 void server_thaw(server *s);
 /* The same with change_mu already held by the caller (reload.c): every

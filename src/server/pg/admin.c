@@ -629,24 +629,23 @@ static void put_conn_row(pq_buf *o, const char *type, const conn_row *r, bool so
     put_row(o, v, sockets ? NSOCK_COLS : NCONN_COLS);
 }
 
-static void busy_error(pq_buf *o)
+void admin_busy_error(pq_buf *o)
 {
     put_error(o, "55006", "another configuration change or listing is running; try again");
 }
 
-static void show_clients(server *s, pq_buf *o)
+/* false: busy (another change or listing), nothing written. */
+static bool show_clients(server *s, pq_buf *o)
 {
     conn_row *rows;
-    if (server_freeze(s)) {
-        busy_error(o);
-        return;
-    }
+    if (server_freeze(s)) return false;
     size_t n = clients_list(s, &rows);
     server_thaw(s);
     put_cols(o, conn_cols, NCONN_COLS);
     for (size_t i = 0; i < n; i++) put_conn_row(o, "C", &rows[i], false);
     free(rows);
     put_complete(o, "SHOW");
+    return true;
 }
 
 typedef struct server_walk {
@@ -702,14 +701,12 @@ static void server_row(const weir_conn_info *ci, void *ud)
     r->close_needed = ci->id <= atomic_load(&w->p->close_mark);
 }
 
-/* SHOW SERVERS, and SHOW SOCKETS / ACTIVE_SOCKETS (clients and servers). */
-static void show_servers(server *s, pq_buf *o, bool sockets, bool only_active)
+/* SHOW SERVERS, and SHOW SOCKETS / ACTIVE_SOCKETS (clients and servers).
+ * false: busy, nothing written. */
+static bool show_servers(server *s, pq_buf *o, bool sockets, bool only_active)
 {
     conn_row *clients;
-    if (server_freeze(s)) {
-        busy_error(o);
-        return;
-    }
+    if (server_freeze(s)) return false;
     server_walk w = {.mono = weir_now_ms(), .wall = (int64_t)time(NULL) * 1000};
     w.nclients = clients_list(s, &clients);
     w.clients = clients;
@@ -728,6 +725,7 @@ static void show_servers(server *s, pq_buf *o, bool sockets, bool only_active)
     free(w.rows);
     free(clients);
     put_complete(o, "SHOW");
+    return true;
 }
 
 /* SHOW MEM: weir's objects (PgBouncer shows its slab caches): how many
@@ -994,8 +992,9 @@ static bool word(const char **p, const char *w)
     return true;
 }
 
-/* SET key = value (or TO value; value may be 'quoted', '' for a quote). */
-static void admin_set(server *s, const char *p, pq_buf *o)
+/* SET key = value (or TO value; value may be 'quoted', '' for a quote).
+ * false: busy, nothing written. */
+static bool admin_set(server *s, const char *p, pq_buf *o)
 {
     char key[64], val[CFG_STR];
     size_t n = 0;
@@ -1024,16 +1023,19 @@ static void admin_set(server *s, const char *p, pq_buf *o)
     val[n] = '\0';
     if (!key[0]) {
         put_error(o, "42601", "syntax: SET key = value");
-        return;
+        return true;
     }
     char err[300];
-    if (server_set(s, key, val, err, sizeof err)) {
+    int rc = server_set(s, key, val, err, sizeof err);
+    if (rc == CHANGE_BUSY) return false;
+    if (rc) {
         char m[400];
         snprintf(m, sizeof m, "SET %s failed: %s", key, err);
         put_error(o, "22023", m);
-        return;
+        return true;
     }
     put_complete(o, "SET");
+    return true;
 }
 
 bool admin_wait_done(server *s, int kind, const char *db, pq_buf *o)
@@ -1087,11 +1089,12 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
                    !strcasecmp(what, "STATS_AVERAGES") || !strcasecmp(what, "TOTALS")) {
             show_stats(s, o, what);
         } else if (!strcasecmp(what, "CLIENTS")) {
-            show_clients(s, o);
+            if (!show_clients(s, o)) return ADMIN_WAIT_BUSY;
         } else if (!strcasecmp(what, "SERVERS")) {
-            show_servers(s, o, false, false);
+            if (!show_servers(s, o, false, false)) return ADMIN_WAIT_BUSY;
         } else if (!strcasecmp(what, "SOCKETS") || !strcasecmp(what, "ACTIVE_SOCKETS")) {
-            show_servers(s, o, true, !strcasecmp(what, "ACTIVE_SOCKETS"));
+            if (!show_servers(s, o, true, !strcasecmp(what, "ACTIVE_SOCKETS")))
+                return ADMIN_WAIT_BUSY;
         } else if (!strcasecmp(what, "MEM")) {
             show_mem(s, o);
         } else if (!strcasecmp(what, "PEERS") || !strcasecmp(what, "PEER_POOLS")) {
@@ -1182,10 +1185,7 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
             put_error(o, "08P01", "invalid client pointer supplied");
             return 0;
         }
-        if (server_freeze(s)) {
-            busy_error(o);
-            return 0;
-        }
+        if (server_freeze(s)) return ADMIN_WAIT_BUSY;
         int n = clients_kill_id(s, id);
         server_thaw(s);
         wake_killers(s);
@@ -1202,10 +1202,7 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
             no_such_db(o, p);
             return 0;
         }
-        if (server_freeze(s)) {
-            busy_error(o);
-            return 0;
-        }
+        if (server_freeze(s)) return ADMIN_WAIT_BUSY;
         /* New clients of db wait until RESUME, as in PgBouncer. */
         (void)pools_pause(s, p, true, "KILL");
         int n = clients_kill(s, p);
@@ -1219,7 +1216,9 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
     }
     if (word(&p, "RELOAD") && !*p) {
         char err[400];
-        if (server_reload(s, err, sizeof err)) {
+        int rc = server_reload(s, err, sizeof err);
+        if (rc == CHANGE_BUSY) return ADMIN_WAIT_BUSY;
+        if (rc) {
             char m[500];
             snprintf(m, sizeof m,
                      "RELOAD failed, see logs for additional details (the running configuration "
@@ -1231,10 +1230,7 @@ int admin_query(server *s, bool full, const char *sql, pq_buf *o, char *wait_db)
         put_complete(o, "RELOAD");
         return 0;
     }
-    if (word(&p, "SET")) {
-        admin_set(s, p, o);
-        return 0;
-    }
+    if (word(&p, "SET")) return admin_set(s, p, o) ? 0 : ADMIN_WAIT_BUSY;
     if (word(&p, "SHUTDOWN")) {
         /* as PgBouncer's signals: SIGQUIT now, SIGINT for WAIT_FOR_SERVERS,
          * SIGTERM for WAIT_FOR_CLIENTS; main's sigwait takes them */

@@ -1690,11 +1690,16 @@ static void admin_login(client *c)
     if (flush_out(c)) (void)process_in(c);
 }
 
+/* How long a console command that finds another change or listing running
+ * (ADMIN_WAIT_BUSY) is tried again, at each tick, before it answers that. */
+#define ADMIN_BUSY_MAX_MS 10000
+
 /* Admin console input: simple queries only. false: c is gone. */
 static bool admin_input(client *c)
 {
     while (!c->admin_wait) {
         pq_msg m;
+        uint32_t at = c->in.start;
         int t = pq_buf_take(&c->in, 65536, &m);
         if (t == PQ_NEED) break;
         if (t == PQ_BAD) {
@@ -1709,13 +1714,28 @@ static bool admin_input(client *c)
             client_close(c, "08P01", "the admin console takes simple queries only");
             return false;
         }
+        uint32_t before = c->out.end;
+        c->admin_wait =
+            admin_query(c->w->srv, c->admin_full, (const char *)m.body, &c->out, c->admin_wait_db);
+        if (c->admin_wait == ADMIN_WAIT_BUSY) {
+            /* Another change or listing holds the workers, this one's loop
+             * among them: the command stays unread, and the tick runs it
+             * again (timeouts), for ADMIN_BUSY_MAX_MS at most. */
+            int64_t now = now_ms();
+            if (!c->admin_busy_ms) c->admin_busy_ms = now;
+            if (now - c->admin_busy_ms < ADMIN_BUSY_MAX_MS) {
+                c->in.start = at;
+                c->w->console_retry = true;
+                break;
+            }
+            c->admin_wait = 0;
+            admin_busy_error(&c->out);
+        }
+        c->admin_busy_ms = 0;
         wstats *ws = &c->w->srv->console->ws[c->w->id]; /* SHOW STATS' "pgbouncer" row */
         st_add(&ws->query, 1);
         st_add(&ws->xact, 1);
         st_add(&ws->recv, m.len + 1);
-        uint32_t before = c->out.end;
-        c->admin_wait =
-            admin_query(c->w->srv, c->admin_full, (const char *)m.body, &c->out, c->admin_wait_db);
         st_add(&ws->sent, c->out.end - before);
         if (!c->admin_wait) (void)pq_put_ready(&c->out, 'I');
         c->out_scanned = c->out.end;
@@ -1725,6 +1745,25 @@ static bool admin_input(client *c)
     if (!flush_out(c)) return false;
     update_events(c);
     return true;
+}
+
+/* A console command that found the change lock taken, again (with what
+ * came after it). false: c is gone. */
+static bool admin_retry(client *c)
+{
+    c->admin_wait = 0;
+    c->t_activity = now_ms();
+    return admin_input(c);
+}
+
+/* worker_door.console_retry: after a hold of w ended. */
+static void console_retry(worker *w)
+{
+    client *next;
+    for (client *c = w->clients; c; c = next) {
+        next = c->next;
+        if (c->admin_wait == ADMIN_WAIT_BUSY) (void)admin_retry(c);
+    }
 }
 
 /* The client's address for the login back-off; NULL for a Unix socket. */
@@ -2610,6 +2649,10 @@ static void timeouts(worker *w)
             client_close(c, "08P01", "internal error (the log says which)");
             continue;
         }
+        if (c->admin_wait == ADMIN_WAIT_BUSY) {
+            (void)admin_retry(c);
+            continue;
+        }
         if (c->admin_wait) {
             if (admin_wait_done(w->srv, c->admin_wait, c->admin_wait_db, &c->out)) {
                 c->admin_wait = 0;
@@ -2827,4 +2870,5 @@ const worker_door pg_door = {.accept = client_accept,
                              .close_waiting = close_waiting,
                              .app_clients = app_clients,
                              .move_idle = move_idle,
+                             .console_retry = console_retry,
                              .idle_state = CL_IDLE};

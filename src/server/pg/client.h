@@ -148,8 +148,9 @@ struct client {
     bool killed;                  /* KILL: closed by its worker (worker_kill_marked) */
     int admin_wait;               /* ADMIN_WAIT_*: the answer waits (PAUSE, WAIT_CLOSE) */
     char admin_wait_db[CFG_NAME];
-    bool tls_want_write; /* the handshake waits to write */
-    bool tls_direct;     /* TLS from the first byte (PostgreSQL 17's sslnegotiation=direct) */
+    int64_t admin_busy_ms; /* ADMIN_WAIT_BUSY: when the command first found the change lock taken */
+    bool tls_want_write;   /* the handshake waits to write */
+    bool tls_direct;       /* TLS from the first byte (PostgreSQL 17's sslnegotiation=direct) */
     char user[CFG_NAME], dbname[CFG_NAME];
     char *secret; /* owned: the user's secret while logging in; NULL: none (or no such user) */
     char want[NTRACKED][BE_VALUE];
