@@ -694,6 +694,7 @@ class TestConsoleAcrossWorkers(WorkerCounts, OpsCase):
         finally:
             con.close()
 
+
 class TestShortTcpConnections(WorkerCounts, OpsCase):
     """Over TCP the kernel spreads connections over the workers' own
     SO_REUSEPORT sockets by a hash. While connections are short (more left
@@ -876,6 +877,91 @@ class TestPacking(OpsCase):
         self.assertGreater(moved1 - moved0, 0)
         self.assertGreater(moved2 - moved1, 0)  # and some went back
 
+
+    def test_a_busy_worker_0_spreads_the_load(self):
+        """Packed, worker 0 alone runs for 85 % of a tick: it spreads, and
+        for the next 5 s hands the idle clients it has beyond its share to
+        worker 1; once the load is light again for a second after that, it
+        packs again. The load here is weir's own work: two console sessions
+        that send SHOW VERSION without pause, which the console answers
+        itself, so that worker 0's thread, not PostgreSQL, runs out of
+        time."""
+        self.until(lambda c: sum(c) == 0)
+        self.set_pack(1)
+        conns, floods = [], []
+        stop = threading.Event()
+        try:
+            for i in range(24):
+                conns.append(psycopg.connect(host="127.0.0.1", port=self.w.port, user="app",
+                                             password="s3cret", dbname="appdb",
+                                             connect_timeout=10, autocommit=True))
+                self.assertEqual(conns[-1].execute("select %s::int", (i,)).fetchone(), (i,))
+            got = self.until(lambda c: c == [24, 0])
+            self.assertEqual(got, [24, 0], self.w.log())
+            self.assertEqual(self.metric("weir_workers_packed"), 1)
+            changes = self.metric("weir_workers_pack_changes_total")
+            moved = self.metric("weir_clients_moved_total")
+
+            # logged in by psycopg (packed: on worker 0), then driven raw
+            q = b"SHOW VERSION\0"
+            blob = (b"Q" + struct.pack("!I", len(q) + 4) + q) * 20000
+            for _ in range(2):
+                c = psycopg.connect(host="127.0.0.1", port=self.w.port, user="weir",
+                                    password="weirpass", dbname="pgbouncer", connect_timeout=10,
+                                    autocommit=True)
+                floods.append((c, socket.socket(fileno=os.dup(c.fileno()))))
+            self.assertEqual(self.per_worker(), [26, 0])
+            answered = [0, 0]
+
+            def send(sk):
+                try:
+                    while not stop.is_set():
+                        sk.sendall(blob)
+                except OSError:
+                    pass
+
+            def recv(i, sk):
+                try:
+                    while not stop.is_set():
+                        answered[i] += len(sk.recv(1 << 20))
+                except OSError:
+                    pass
+
+            ts = []
+            for i, (_, sk) in enumerate(floods):
+                sk.settimeout(2)
+                ts += [threading.Thread(target=send, args=(sk,)),
+                       threading.Thread(target=recv, args=(i, sk))]
+            for t in ts:
+                t.start()
+            got = self.until(lambda c: c[1] >= 8, secs=10)
+            spread_log = self.w.log()
+            stop.set()
+            for c, sk in floods:
+                sk.shutdown(socket.SHUT_RDWR)
+            for t in ts:
+                t.join(10)
+            self.assertGreater(min(answered), 0)
+            self.assertIn("workers: spreading the load (worker 0 used", spread_log)
+            self.assertGreaterEqual(got[1], 8, (got, spread_log))
+            self.assertGreater(self.metric("weir_workers_pack_changes_total"), changes)
+            self.assertGreaterEqual(self.metric("weir_clients_moved_total") - moved, 8)
+            for i, c in enumerate(conns):  # the moved ones too
+                self.assertEqual(c.execute("select %s::int", (i,)).fetchone(), (i,))
+            # calm again: after the 5 s hold-off and a calm second, packed
+            # again, every idle client back on worker 0
+            got = self.until(lambda c: c == [24, 0], secs=15)
+            self.assertEqual(got, [24, 0], self.w.log())
+            self.assertEqual(self.metric("weir_workers_packed"), 1)
+            for i, c in enumerate(conns):
+                self.assertEqual(c.execute("select %s::int", (i,)).fetchone(), (i,))
+        finally:
+            stop.set()
+            for c, sk in floods:
+                sk.close()
+                c.close()
+            for c in conns:
+                c.close()
 
 class TestHttpConfig(unittest.TestCase):
     def test_port_in_use_refuses_to_start(self):
