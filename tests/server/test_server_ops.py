@@ -608,6 +608,12 @@ class TestConsoleAcrossWorkers(WorkerCounts, OpsCase):
                     ["RELOAD", "SHOW SERVERS"], ["SHOW SERVERS"], ["SHOW CLIENTS"],
                     ["KILL nosuchdb_here", "SHOW SOCKETS"]]
             done, errors = [0] * 8, []
+
+            def queries():  # the console's own count of its commands
+                rows = sessions[0].execute("SHOW TOTALS").fetchall()
+                return int(dict(rows)["total_query_count"])
+
+            before = queries()
             end = time.time() + 3
 
             def run(i):
@@ -640,6 +646,9 @@ class TestConsoleAcrossWorkers(WorkerCounts, OpsCase):
             self.assertEqual(errors, [])
             # every session kept going (a busy retry costs at most a tick)
             self.assertGreaterEqual(min(done), 10, done)
+            # each command counted once however often it was tried, and
+            # SHOW TOTALS counts itself, as PgBouncer's does
+            self.assertEqual(queries() - before, sum(done) + 1)
             for c in app:  # the pool still serves
                 self.assertEqual(c.execute("select 2").fetchone(), (2,))
         finally:
@@ -664,10 +673,15 @@ class TestConsoleAcrossWorkers(WorkerCounts, OpsCase):
         released = []
 
         def release():  # the reload goes on with the same users
-            if not released:
-                released.append(1)
-                with open(fifo, "w") as f:
-                    f.write(secrets)
+            if released:
+                return
+            released.append(1)
+            try:  # without blocking: if the reload never began, nobody reads
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                return
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets)
 
         self.addCleanup(release)
         try:

@@ -1714,13 +1714,20 @@ static bool admin_input(client *c)
             client_close(c, "08P01", "the admin console takes simple queries only");
             return false;
         }
+        wstats *ws = &c->w->srv->console->ws[c->w->id]; /* SHOW STATS' "pgbouncer" row */
+        if (!c->admin_busy_ms) { /* once, before it runs: SHOW TOTALS counts itself */
+            st_add(&ws->query, 1);
+            st_add(&ws->xact, 1);
+            st_add(&ws->recv, m.len + 1);
+        }
         uint32_t before = c->out.end;
         c->admin_wait =
             admin_query(c->w->srv, c->admin_full, (const char *)m.body, &c->out, c->admin_wait_db);
         if (c->admin_wait == ADMIN_WAIT_BUSY) {
-            /* Another change or listing holds the workers, this one's loop
-             * among them: the command stays unread, and the tick runs it
-             * again (timeouts), for ADMIN_BUSY_MAX_MS at most. */
+            /* Another change or listing has the change lock (and may hold
+             * this worker too): the command stays unread, and runs again
+             * once that hold ends (console_retry) or at the next tick
+             * (timeouts), for ADMIN_BUSY_MAX_MS at most. */
             int64_t now = now_ms();
             if (!c->admin_busy_ms) c->admin_busy_ms = now;
             if (now - c->admin_busy_ms < ADMIN_BUSY_MAX_MS) {
@@ -1732,10 +1739,6 @@ static bool admin_input(client *c)
             admin_busy_error(&c->out);
         }
         c->admin_busy_ms = 0;
-        wstats *ws = &c->w->srv->console->ws[c->w->id]; /* SHOW STATS' "pgbouncer" row */
-        st_add(&ws->query, 1);
-        st_add(&ws->xact, 1);
-        st_add(&ws->recv, m.len + 1);
         st_add(&ws->sent, c->out.end - before);
         if (!c->admin_wait) (void)pq_put_ready(&c->out, 'I');
         c->out_scanned = c->out.end;
