@@ -554,7 +554,8 @@ int change_trylock(server *s)
      * once the holder holds the workers it waits for this one too, at its
      * safe point, which a worker inside an event callback is not at: then,
      * or after about a thousand yields, the caller answers CHANGE_BUSY and
-     * tries again later (the console: at its worker's next tick). */
+     * tries again later (the console: once the hold ends, or at its
+     * worker's next tick). */
     for (int spins = 0; pthread_mutex_trylock(&s->change_mu);) {
         if ((current_worker && atomic_load(&s->holding)) || ++spins > 1000) return CHANGE_BUSY;
         sched_yield();

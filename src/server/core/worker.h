@@ -140,8 +140,8 @@ bool worker_pack_next(bool packed, int *calm, int64_t total_ns, int64_t own_ns, 
 /* change_mu, taken without blocking for long: 0, or CHANGE_BUSY when
  * another change, listing or packing hold has it, at once if that one is
  * holding the workers (it waits for this one, if a worker, to come to its
- * safe point). The console then tries the command again at the next tick
- * (client.c, admin_input). */
+ * safe point). The console then tries the command again once the hold has
+ * ended, or at the next tick (client.c, admin_input). */
 #define CHANGE_BUSY (-2)
 int change_trylock(server *s);
 
