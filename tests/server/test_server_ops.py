@@ -567,16 +567,16 @@ class TestUnixSocketAcrossWorkers(WorkerCounts, OpsCase):
                 s.close()
 
 
-
 class TestConsoleAcrossWorkers(WorkerCounts, OpsCase):
     """SHOW CLIENTS, SHOW SERVERS, SHOW SOCKETS, KILL, KILL_CLIENT, SET and
     RELOAD each take the change lock, and all but SET and RELOAD's reading
     hold every worker for a moment. Console sessions on different workers
     that run them at once all get their answers: a command that finds the
     lock taken while its own worker is among those being held cannot wait
-    in place, so it stays unread and runs again at its worker's next tick
-    (100 ms), for 10 s at most; then it answers `another configuration
-    change or listing is running; try again`."""
+    in place, so it stays unread and runs again once that hold has ended
+    (or at its worker's next tick, 100 ms), for 10 s at most; then it
+    answers `another configuration change or listing is running; try
+    again`."""
 
     def setUp(self):
         self.sd = tempfile.mkdtemp(prefix="weir-sock-")

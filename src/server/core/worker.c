@@ -294,6 +294,7 @@ static void pack_tick(worker *w, int64_t own_ns, int64_t dw)
     }
     if (now != was) {
         atomic_store(&s->packed, now);
+        s->pack_skip = 0; /* a new packing moves at once */
         atomic_fetch_add_explicit(&s->pack_changes, 1, memory_order_relaxed);
         steer_update(w);
         /* at most once per PACK_HOLDOFF_TICKS + PACK_CALM_TICKS ticks each way */

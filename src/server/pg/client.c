@@ -1691,7 +1691,8 @@ static void admin_login(client *c)
 }
 
 /* How long a console command that finds another change or listing running
- * (ADMIN_WAIT_BUSY) is tried again, at each tick, before it answers that. */
+ * (ADMIN_WAIT_BUSY) is tried again (after each hold of its worker, and at
+ * each tick) before it answers that. */
 #define ADMIN_BUSY_MAX_MS 10000
 
 /* Admin console input: simple queries only. false: c is gone. */
