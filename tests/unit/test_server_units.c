@@ -900,6 +900,19 @@ static void test_prep_plain_runs(void **state)
     assert_int_equal(
         ps_client_msg(c, &sc, 10, 'P', body, body_of(body, "", "DEALLOCATE ALL", true), &o), 0);
     assert_int_equal(ps_client_plain(c, in.p, in.end, 65536, &used), 0);
+    /* two portals bound to that statement: weir answers both Binds and
+     * sends nothing; the second takes the first's place (the first is not
+     * leaked: ASan checks) */
+    uint32_t sent = o.end;
+    memset(body, 0, sizeof body);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'B', body, body_of(body, "p1", "", false) + 6, &o),
+                     0);
+    memset(body, 0, sizeof body);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'B', body, body_of(body, "p2", "", false) + 6, &o),
+                     0);
+    assert_int_equal(o.end, sent);
+    assert_int_equal(ps_client_msg(c, &sc, 10, 'E', (const uint8_t *)"p2\0\0\0\0", 7, &o), 0);
+    assert_int_equal(o.end, sent); /* weir answers the Execute of p2 itself */
     ps_client_free(c);
     ps_cache_free(sc);
     pq_buf_free(&in);

@@ -681,7 +681,12 @@ static int bind_msg(ps_client *pc, ps_cache *sc, uint32_t max, const char *porta
         pc->dportal = NULL;
     }
     if (!*name && pc->udealloc) {
-        if (!(pc->dportal = strdup(portal))) return -1;
+        /* one such portal is kept: a second one takes the first's place,
+         * whose Execute then goes to the server (which has no such portal) */
+        char *d = strdup(portal);
+        if (!d) return -1;
+        free(pc->dportal);
+        pc->dportal = d;
         return push(pc, OP_SYN_BIND, 0, 0) ? -1 : 1;
     }
     ps_name *e = *name ? name_find(pc, name) : NULL;
