@@ -65,6 +65,9 @@ c="$out/fuzz-corpus-fuzz_prep"
 # seeds: Parse "s1" / Bind / Execute / Sync from client 0, then the server's answers
 printf '\000P\000\022s1\000select 1\000\000\000\000B\000\016\000s1\000\000\000\000\000\000\000\000\000E\000\005\000\000\000\000\000\000S\000\000\0011\000\000\0012\000\000\001C\000\011SELECT 1\000\001Z\000\001I' >"$c/parse"
 printf '\002Q\000\020deallocate all\000\000C\000\007\000S\000\000\002P\000\022s1\000select 2\000\000\000' >"$c/dealloc"
+# the unnamed statement a DEALLOCATE ALL, bound (as client.c streams a Bind) to two
+# portals in turn, the first then executed (a leak once fixed in bind_msg)
+printf '\000P\000\022\000DEALLOCATE ALL\000\000\000\010B\000\012p1\000\000\000\000\000\000\000\000\010B\000\012p2\000\000\000\000\000\000\000\000\000E\000\007p1\000\000\000\000\000\000S\000\000' >"$c/dealloc-portals"
 # a plain run (unnamed statements up to a Sync) as raw client bytes, then its replies
 printf '\020\170\000\064\120\000\000\000\020\000\163\145\154\145\143\164\040\061\000\000\000\102\000\000\000\014\000\000\000\000\000\000\000\000\104\000\000\000\006\120\000\105\000\000\000\011\000\000\000\000\000\123\000\000\000\004\001\061\000\000\001\062\000\000\001\156\000\000\001\103\000\011\123\105\114\105\103\124\040\061\000\001\132\000\001\111' >"$c/plain"
 fuzz fuzz_prep
