@@ -73,6 +73,13 @@
 #define CLIENT_MAX_MSG (1u << 30) /* PostgreSQL's own limit for a message */
 #define STREAM_OVER    65536u     /* a simple Query or a Bind longer than this streams (ps_whole) */
 #define BIND_HEAD_MAX  65536u     /* a streamed Bind's portal and statement names, at most */
+/* max_prepared_statements: weir keeps an entry (some 32 bytes) for each
+ * reply the server or weir owes a client. A client that pipelines small
+ * messages (a Sync is 5 bytes) without reading its replies would have
+ * weir queue an entry for each one the sockets hold, about 1.5 million
+ * (50 MB); past this many owed, the rest of its messages wait in c->in
+ * (and then in the kernel) until the replies bring it under half. */
+#define PS_OWED_MAX 16384u
 
 /* A connection to cancel, handed to a short-lived thread. */
 typedef struct cancel_req {
@@ -412,6 +419,7 @@ static void free_client(client *c)
 static void unlink_server(client *c, bool client_gone)
 {
     if (!c->conn) return;
+    c->ps_full = false;
     if (c->sev_flags) {
         event_del(&c->sev);
         c->sev_flags = 0;
@@ -610,7 +618,8 @@ static bool flush_in(client *c)
 {
     if (!c->be) return true;
     pq_buf *bufs[2] = {&c->pre, &c->in};
-    for (int i = 0; i < 2; i++) {
+    /* (c->ps_full: what is left in c->in is not translated yet) */
+    for (int i = 0; i < 2 - c->ps_full; i++) {
         pq_buf *b = bufs[i];
         uint32_t *lim = i ? &c->in_scanned : &b->end;
         while (*lim > b->start) {
@@ -839,6 +848,7 @@ static bool read_server(client *c)
     if (!flush_out(c)) return false;
     release_if_done(c);
     if (!c->conn && pq_buf_len(&c->in)) return process_in(c);
+    if (c->ps_full && ps_owed(c->ps) < PS_OWED_MAX / 2) return process_in(c); /* see PS_OWED_MAX */
     return true;
 }
 
@@ -1230,8 +1240,9 @@ static int bind_head(client *c, const uint8_t *p, uint32_t n, uint32_t max)
 
 /* max_prepared_statements: move the scanned client messages to c->pre,
  * statement names rewritten for the linked server (prep.h), and put the
- * replies weir makes itself in c->out. false: c is gone. */
-static bool ps_translate(client *c)
+ * replies weir makes itself in c->out; stop at PS_OWED_MAX replies owed
+ * (c->ps_full). false: c is gone. */
+static bool ps_translate_some(client *c)
 {
     be_ext *x = c->be->ext;
     if (c->be->ps_gone) {
@@ -1243,7 +1254,12 @@ static bool ps_translate(client *c)
      * a look that fails is not repeated at every message that follows, so
      * a long run without a Sync is read once more, not once per message. */
     bool try_plain = true;
+    c->ps_full = false;
     while (c->in.start < c->in_scanned) {
+        if (!c->xst.left && ps_owed(c->ps) >= PS_OWED_MAX) {
+            c->ps_full = true; /* read_server comes back for the rest */
+            break;
+        }
         pq_msg m;
         uint32_t used;
         const uint8_t *p = c->in.p + c->in.start;
@@ -1315,6 +1331,16 @@ static bool ps_translate(client *c)
     c->out.end = end;
     c->out_scanned = wr;
     return flush_out(c);
+}
+
+static bool ps_translate(client *c)
+{
+    /* replies weir owed itself went out at the end: on if that took the
+     * count under half (no server reply would come to call it again) */
+    do {
+        if (!ps_translate_some(c)) return false;
+    } while (c->ps_full && ps_owed(c->ps) < PS_OWED_MAX / 2);
+    return true;
 }
 
 /* Client data after login: pass it to the server, getting one first if
@@ -2545,11 +2571,16 @@ static void update_events(client *c)
     short cw = 0;
     /* Read while what waits for the server is under the high-water mark, or
      * while a message weir must see whole is still arriving (its size is
-     * the client's to choose, up to PostgreSQL's 1 GB). */
+     * the client's to choose, up to PostgreSQL's 1 GB) with nothing before
+     * it waiting: not once whole messages wait in c->in (PS_OWED_MAX) or
+     * c->pre is over the mark, or a client that pipelines small messages
+     * (each read ending in part of one) would have c->pre grow without
+     * bound while the server does not read. */
     /* (not while its login waits for the next tick, admit_later: what it
      * sends meanwhile stays with the kernel) */
     if (!c->terminate && c->admit_try != 1 &&
-        (pq_buf_len(&c->in) + pq_buf_len(&c->pre) < HIGH_WATER || c->in_whole_need) &&
+        (pq_buf_len(&c->in) + pq_buf_len(&c->pre) < HIGH_WATER ||
+         (c->in_whole_need && c->in_scanned == c->in.start && pq_buf_len(&c->pre) < HIGH_WATER)) &&
         (c->admin || !logged_in(c) || !atomic_load(&c->w->srv->suspended))) /* SUSPEND */
         cw |= EV_READ;
     if (c->out_scanned > c->out.start) cw |= EV_WRITE;
@@ -2569,7 +2600,8 @@ static void update_events(client *c)
             bw->added = false;
         }
         if (rd && io_pending(c->be->tls)) event_active(&bw->ev, EV_READ, 0);
-        short sw = pq_buf_len(&c->pre) || c->in_scanned > c->in.start ? EV_WRITE : 0;
+        short sw =
+            pq_buf_len(&c->pre) || (c->in_scanned > c->in.start && !c->ps_full) ? EV_WRITE : 0;
         set_event(c, &c->sev, c->be->fd, &c->sev_flags, sw, on_server);
     }
 }

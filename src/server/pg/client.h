@@ -125,8 +125,9 @@ struct client {
     bool counted;     /* in its pool's cl_logged (set_state) */
     pq_buf in, out, pre;
     pq_stream cst, sst;
-    pq_stream xst;               /* ps: the framing of c->in as it is translated */
-    _Atomic bool cancel_busy;    /* cancel_conn's lock, against handle_cancel on another thread */
+    pq_stream xst;            /* ps: the framing of c->in as it is translated */
+    _Atomic bool cancel_busy; /* cancel_conn's lock, against handle_cancel on another thread */
+    bool ps_full; /* ps: PS_OWED_MAX replies owed; the rest of c->in waits for them (in padding) */
     weir_conn *cancel_conn;      /* the linked server, while a cancel may be forwarded to it */
     struct event cev;            /* the client's socket */
     uint8_t want_pack[PACK_MAX]; /* want_len's bytes (its first ones only, as a rule) */

@@ -392,6 +392,11 @@ bool ps_busy(const ps_client *pc)
     return pc->len > 0;
 }
 
+uint32_t ps_owed(const ps_client *pc)
+{
+    return pc->len;
+}
+
 size_t ps_client_count(const ps_client *pc)
 {
     return pc->n;

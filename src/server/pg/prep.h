@@ -52,6 +52,9 @@ void ps_client_free(ps_client *pc);
 void ps_client_unlink(ps_client *pc);
 /* Replies still owed by the server (or by weir): the link must stay. */
 bool ps_busy(const ps_client *pc);
+/* How many replies are owed (each a queue entry of some 32 bytes): the
+ * caller stops taking the client's messages past a bound of its own. */
+uint32_t ps_owed(const ps_client *pc);
 size_t ps_client_count(const ps_client *pc); /* its statement names */
 
 void ps_cache_free(ps_cache *sc);
