@@ -399,6 +399,20 @@ class TestProtocol(PreparedCase):
         self.assertFalse(t.is_alive(), "the client hung: " + self.w.log()[-1500:])
         self.assertEqual(out, {"error": True, "aborted": True, "rows": [(1,)]})
 
+    def test_a_long_bind_whose_names_come_in_a_later_read(self):
+        # a Bind over 64 KB streams; weir waits for its names, and what it
+        # holds meanwhile must not go to the server untranslated (it did:
+        # 26000 prepared statement "s1" does not exist)
+        c = self.raw()
+        self.assertEqual(c.run(parse("s1", "SELECT length($1::text)"), SYNC), ["1", "Z"])
+        val = b"x" * 100000
+        b = msg(b"B", cstr("") + cstr("s1") + struct.pack("!HHi", 0, 1, len(val)) + val +
+                struct.pack("!H", 0))
+        c.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.s.sendall(b[:7])  # the header and "\0s": the name is cut
+        time.sleep(0.3)
+        self.assertEqual(c.run(b[7:], execute(), SYNC), ["2", ("D", "100000"), "C", "Z"])
+
     def test_describe_statement(self):
         c = self.raw()
         self.assertEqual(c.run(parse("q", "SELECT $1::int AS v"), SYNC), ["1", "Z"])

@@ -618,8 +618,10 @@ static bool flush_in(client *c)
 {
     if (!c->be) return true;
     pq_buf *bufs[2] = {&c->pre, &c->in};
-    /* (c->ps_full: what is left in c->in is not translated yet) */
-    for (int i = 0; i < 2 - c->ps_full; i++) {
+    /* With prepared statements everything goes through c->pre (ps_translate):
+     * what is left in c->in is not translated yet (the start of a streamed
+     * Bind whose names are still coming, or the rest past PS_OWED_MAX). */
+    for (int i = 0; i < (c->ps ? 1 : 2); i++) {
         pq_buf *b = bufs[i];
         uint32_t *lim = i ? &c->in_scanned : &b->end;
         while (*lim > b->start) {
@@ -2600,8 +2602,7 @@ static void update_events(client *c)
             bw->added = false;
         }
         if (rd && io_pending(c->be->tls)) event_active(&bw->ev, EV_READ, 0);
-        short sw =
-            pq_buf_len(&c->pre) || (c->in_scanned > c->in.start && !c->ps_full) ? EV_WRITE : 0;
+        short sw = pq_buf_len(&c->pre) || (c->in_scanned > c->in.start && !c->ps) ? EV_WRITE : 0;
         set_event(c, &c->sev, c->be->fd, &c->sev_flags, sw, on_server);
     }
 }
