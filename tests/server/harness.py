@@ -5,6 +5,7 @@ a temporary directory: superuser weir/weirpass, role app/s3cret owning appdb,
 SCRAM over TCP). weir is the binary under test, started with a pgbouncer.ini
 written by the test; its log is kept and shown when a test fails.
 """
+import atexit
 import base64
 import os
 import shutil
@@ -35,6 +36,13 @@ def _ephemeral_low():
             return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
+
+
+def scratch_dir(prefix):
+    """A temporary folder that is removed when the test process ends."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def free_port():

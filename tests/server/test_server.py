@@ -17,7 +17,7 @@ import unittest
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import WEIR, Postgres, Weir, run_pgjdbc, wait_port  # noqa: E402
+from harness import WEIR, Postgres, Weir, run_pgjdbc, scratch_dir, wait_port  # noqa: E402
 
 PG = None
 
@@ -240,7 +240,7 @@ class TestAuth(unittest.TestCase):
             self.assertIn('authentication database "appdb" is disabled', r.stderr)
         finally:
             w.stop()
-        logfile = os.path.join(tempfile.mkdtemp(prefix="weir-log-"), "weir.log")
+        logfile = os.path.join(scratch_dir("weir-log-"), "weir.log")
         w = Weir(PG, settings=dict(self.AUTH_QUERY, auth_dbname="pgbouncer", logfile=logfile),
                  start=False)
         try:

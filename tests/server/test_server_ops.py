@@ -24,7 +24,7 @@ import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (WEIR, Postgres, Weir, basic, error_fields, free_port, raw_startup,  # noqa: E402
-                     read_until, wait_port)
+                     read_until, scratch_dir, wait_port)
 
 PG = None
 
@@ -1472,7 +1472,7 @@ class TestPgBouncer125Keys(unittest.TestCase):
 
     def test_sighup_reopens_the_logfile(self):
         """logrotate's way: the file is renamed, SIGHUP, and weir writes a new one."""
-        d = tempfile.mkdtemp(prefix="weir-log-")
+        d = scratch_dir("weir-log-")
         path = os.path.join(d, "weir.log")
         w = Weir(PG, settings={"logfile": path})
         try:

@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import WEIR, Postgres, Weir, free_port  # noqa: E402
+from harness import WEIR, Postgres, Weir, free_port, scratch_dir  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PG = None
@@ -180,7 +180,7 @@ class TestUnitFile(unittest.TestCase):
 class TestLogrotate(unittest.TestCase):
     def test_sighup_reopens_the_logfile(self):
         """logrotate without copytruncate: rename, SIGHUP, a new file at the path."""
-        d = tempfile.mkdtemp(prefix="weir-log-")
+        d = scratch_dir("weir-log-")
         logf = os.path.join(d, "weir.log")
         w = Weir(PG, settings={"logfile": logf})
         try:

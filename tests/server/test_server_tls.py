@@ -13,7 +13,8 @@ import threading
 import time
 import unittest
 
-from harness import Postgres, Weir, free_port, raw_startup, read_messages, run_pgjdbc, wait_port
+from harness import (Postgres, Weir, free_port, raw_startup, read_messages, run_pgjdbc,
+                     scratch_dir, wait_port)
 
 
 def w_setting(w, key):
@@ -81,7 +82,7 @@ def cert(name):
 
 
 def tls_weir(mode, users=None, **extra):
-    d = tempfile.mkdtemp(prefix="weir-tlsconf-")
+    d = scratch_dir("weir-tlsconf-")
     for f in ("server.key", "server.crt", "ca.crt"):
         shutil.copy(cert(f), d)  # a copy: the reload test changes them
     settings = {"client_tls_sslmode": mode,
