@@ -351,6 +351,17 @@ run_pgbench() {
     last_tps=${tps:-0}
 }
 
+# rotate N WORD...: the words from the (N mod count)-th on, then the ones
+# before it. Round r measures the poolers starting from the r-th, so that no
+# pooler is always the first after a change of client count or protocol
+# (each pooler's figure is a median over the rounds anyway).
+rotate() {
+    local n=$1
+    shift
+    n=$((n % $#))
+    echo "${@:n+1}" "${@:1:n}"
+}
+
 # Named prepared statements in transaction mode (max_prepared_statements).
 prepared() {
     for r in $(seq "$repeat"); do
@@ -384,21 +395,25 @@ fi
 # direct is SCRAM here): a login's cost. With --logins-only, PgBouncer
 # 1.25.2 x2 too.
 logins() {
-    local full=$secs
+    local full=$secs t tn tp tpid list
     [ "$quick" = 1 ] && secs=1
-    run_pgbench weir "$weir_port" "$weir_pid" 10 simple -C
-    [ "$quick" = 1 ] || run_pgbench weir_1worker "$weir1_port" "$weir1_pid" 10 simple -C
+    list="weir:$weir_port:$weir_pid"
+    [ "$quick" = 1 ] || list="$list weir_1worker:$weir1_port:$weir1_pid"
     if [ "$weirb_pid" != 0 ] && [ "$quick" != 1 ]; then
-        run_pgbench weir_b "$weirb_port" "$weirb_pid" 10 simple -C
-        run_pgbench weir_b_1worker "$weirb1_port" "$weirb1_pid" 10 simple -C
+        list="$list weir_b:$weirb_port:$weirb_pid weir_b_1worker:$weirb1_port:$weirb1_pid"
     fi
-    run_pgbench pgbouncer "$pgb_port" "$pgb_pid" 10 simple -C
+    list="$list pgbouncer:$pgb_port:$pgb_pid"
     if [ "$quick" != 1 ] && [ "${pgb125_pid:-0}" != 0 ]; then
-        run_pgbench pgbouncer_1.25 "$pgb125_port" "$pgb125_pid" 10 simple -C
+        list="$list pgbouncer_1.25:$pgb125_port:$pgb125_pid"
         if [ "$logins_only" = 1 ] && [ "${x2a:-0}" != 0 ] && [ "${x2b:-0}" != 0 ]; then
-            run_pgbench pgbouncer_1.25_x2 "$pgb125x2_port" "$x2a,$x2b" 10 simple -C
+            list="$list pgbouncer_1.25_x2:$pgb125x2_port:$x2a,$x2b"
         fi
     fi
+    # shellcheck disable=SC2086 # the list is words
+    for t in $(rotate $((${r:-1} - 1)) $list); do # r: the round, as below
+        IFS=: read -r tn tp tpid <<<"$t"
+        run_pgbench "$tn" "$tp" "$tpid" 10 simple -C
+    done
     secs=$full
 }
 if [ "$logins_only" = 1 ]; then
@@ -424,7 +439,8 @@ for r in $(seq "$repeat"); do
             # --quick: the simple protocol only, and PostgreSQL directly at the smallest
             # count only (SCRAM logins of many clients would eat a short run)
             [ "$quick" = 1 ] && [ "$mode" = extended ] && continue
-            for t in $targets; do
+            # shellcheck disable=SC2086 # the list is words
+            for t in $(rotate $((r - 1)) $targets); do
                 IFS=: read -r tn tp tpid <<<"$t"
                 # --quick: weir and PgBouncer only (under 20 s)
                 [ "$quick" = 1 ] && case "$tn" in weir | pgbouncer) ;; *) continue ;; esac
