@@ -3,7 +3,7 @@
 #
 #   build/bench/server [--quick] [--clients "10 50 100 500 1000"] [--secs 15] [--repeat 1]
 #                      [--prepared-clients "10 100 500"] [--prepared-only] [--logins-only]
-#                      [--server-logins-only] [--unix] [--names N]
+#                      [--server-logins-only] [--rows-only] [--unix] [--names N]
 #
 # A throwaway PostgreSQL (tests/integration/pg_cluster.sh), weir (the default
 # workers, workers = 1, and, as weir_2spread, workers = 2 with worker_pack =
@@ -20,7 +20,11 @@
 # PgBouncer and directly; tps, average latency and the pooler's CPU
 # milliseconds per 10k transactions (utime+stime from /proc). Then pgbench -C
 # (a new connection per transaction, md5) and the round trip of SELECT 1 on a
-# held connection, both once per repeat; each pooler's RSS with 1000 idle
+# held connection, both once per repeat, and a result of 1000 rows (pgbench
+# -f: SELECT aid, bid, abalance of 1000 rows of pgbench_accounts, about 20
+# KB a transaction, 10 clients, simple protocol; RESULT lines tagged
+# rows=1000): what the rows of a result cost the pooler, once per repeat
+# too (--rows-only: that alone, --repeat times); each pooler's RSS with 1000 idle
 # clients. Last, named prepared statements in transaction mode: pgbench -S
 # -M prepared through weir against weir's own -M extended figure, PgBouncer
 # (1.18 passes statement names through: clients fail) and PostgreSQL
@@ -61,6 +65,7 @@ quick=0
 prepared_clients="10 100 500"
 prepared_only=0
 logins_only=0
+rows_only=0
 server_logins_only=0
 unix=0
 auth=md5
@@ -75,12 +80,13 @@ while [ $# -gt 0 ]; do
     --prepared-clients) prepared_clients=$2; shift ;;
     --prepared-only) prepared_only=1 ;;
     --logins-only) logins_only=1 ;;
+    --rows-only) rows_only=1 ;;
     --server-logins-only) server_logins_only=1 ;;
     --unix) unix=1 ;;
     --auth) auth=$2; shift ;;
     --cpu) cpu_src=$2; shift ;;
     --names) names=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--server-logins-only] [--unix] [--auth md5|scram-sha-256] [--cpu proc|perf] [--names N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--clients LIST] [--secs N] [--repeat N] [--prepared-clients LIST] [--prepared-only] [--logins-only] [--server-logins-only] [--rows-only] [--unix] [--auth md5|scram-sha-256] [--cpu proc|perf] [--names N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -322,7 +328,9 @@ run_pgbench() {
     fi
     local host=$client_host
     [ "$target" = direct ] && host=127.0.0.1
-    out=$(pgbench -n -h "$host" -p "$port" -U app -S -M "$mode" -c "$c" -j 2 -T "$secs" "$@" appdb 2>&1) || true
+    # the built-in select-only script, or $pg_script (rows below)
+    out=$(pgbench -n -h "$host" -p "$port" -U app ${pg_script:+-f "$pg_script"} $([ -n "${pg_script:-}" ] || echo -S) \
+        -M "$mode" -c "$c" -j 2 -T "$secs" "$@" appdb 2>&1) || true
     [ "$pid" != 0 ] && t1=$(cpu_ticks "$pid")
     if [ "$pp" != 0 ]; then
         kill -INT "$pp" 2>/dev/null || true
@@ -420,6 +428,26 @@ if [ "$logins_only" = 1 ]; then
     for r in $(seq "$repeat"); do logins; done
     exit 0
 fi
+# A result of 1000 rows per transaction, 10 clients, every pooler in turn:
+# what passing rows on costs (a pooler frames every message of a result).
+printf 'SELECT aid, bid, abalance FROM pgbench_accounts WHERE aid <= 1000;\n' >"$dir/rows.sql"
+chmod 644 "$dir/rows.sql"
+rows() {
+    local t tn tp tpid tag=$result_tag
+    pg_script=$dir/rows.sql
+    result_tag="${tag:+$tag }rows=1000"
+    # shellcheck disable=SC2086 # the list is words
+    for t in $(rotate $((${r:-1} - 1)) $targets); do
+        IFS=: read -r tn tp tpid <<<"$t"
+        run_pgbench "$tn" "$tp" "$tpid" 10 simple
+    done
+    result_tag=$tag
+    pg_script=
+}
+if [ "$rows_only" = 1 ]; then
+    for r in $(seq "$repeat"); do rows; done
+    exit 0
+fi
 # A new server connection per transaction (server_lifetime = 0 above): the
 # pooler's side of a server login, the poolers in turn in each round.
 if [ "$server_logins_only" = 1 ]; then
@@ -454,6 +482,7 @@ for r in $(seq "$repeat"); do
         done
     done
     logins
+    [ "$quick" = 1 ] || rows
     roundtrip
 done
 

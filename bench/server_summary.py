@@ -7,7 +7,7 @@
 bench/server prints one RESULT line per pgbench run; with --repeat N each
 cell has N of them. This prints, as lines a script can read:
 
-  RESULT server_median target=T mode=M clients=C [connect=1] [server_lifetime=0] [socket=unix] [for=prepared]
+  RESULT server_median target=T mode=M clients=C [connect=1] [server_lifetime=0] [socket=unix] [for=prepared] [rows=N]
          tps=<median> cpu_ms_per_10k=<median> runs=N tps_min=.. tps_max=.. [spread_runs=K]
   RESULT server_median_roundtrip target=T select1_us=<median> rounds=N
   RESULT server_ratio what=W mode=M clients=C [...] value=<a/b>
@@ -75,6 +75,8 @@ def read(lines):
                 flags.append("socket=" + d["socket"])
             if "for" in d:  # weir's -M extended baseline of the prepared runs
                 flags.append("for=" + d["for"])
+            if "rows" in d:  # a result of that many rows per transaction
+                flags.append("rows=" + d["rows"])
             key = (d.get("mode", "?"), int(d.get("clients", 0)), " ".join(flags))
             bad = d.get("aborted", "0") != "0" or "error" in d
             spread = "spread" in d  # the default weir left one loop (packing) in this run

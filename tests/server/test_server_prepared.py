@@ -413,6 +413,34 @@ class TestProtocol(PreparedCase):
         time.sleep(0.3)
         self.assertEqual(c.run(b[7:], execute(), SYNC), ["2", ("D", "100000"), "C", "Z"])
 
+    def test_rows_in_runs_around_the_replies_weir_makes(self):
+        # weir passes a run of DataRows on without a look at each; its own
+        # replies (the ParseComplete of a statement the server already has)
+        # must still come between the CommandComplete before them and the
+        # server's next reply, whichever read the rows end in
+        c = self.raw()
+        big = "SELECT g::text FROM generate_series(1, 3000) g"
+        self.assertEqual(c.run(parse("big", big), parse("after", "SELECT 'after'"),
+                               parse("wide", "SELECT repeat('y', 200000)"), SYNC),
+                         ["1", "1", "1", "Z"])
+        rows = [("D", str(i)) for i in range(1, 3001)]
+        parses = self.metric("weir_prepared_server_parses_total")
+        for _ in range(3):
+            r = c.run(bind("big"), execute(), parse("after2", "SELECT 'after'"), bind("after2"),
+                      execute(), bind("wide"), execute(), bind("big"), execute(),
+                      close_stmt("after2"), SYNC)
+            wide = r[1 + len(rows) + 6]
+            self.assertEqual((wide[0], len(wide[1]), set(wide[1])), ("D", 200000, {"y"}))
+            r[1 + len(rows) + 6] = "wide"
+            self.assertEqual(r, ["2"] + rows + ["C", "1", "2", ("D", "after"), "C", "2", "wide",
+                                                "C", "2"] + rows + ["C", "3", "Z"])
+        # "after2" is "after" again: weir answered its Parse itself each time
+        self.assertEqual(self.metric("weir_prepared_server_parses_total"), parses)
+        self.assertEqual(self.metric("weir_prepared_client_parses_total"), 6)
+        # and with the simple protocol, two results in one reply
+        r = c.run(query(big + "; SELECT 'x'"))
+        self.assertEqual(r, ["T"] + rows + ["C", "T", ("D", "x"), "C", "Z"])
+
     def test_describe_statement(self):
         c = self.raw()
         self.assertEqual(c.run(parse("q", "SELECT $1::int AS v"), SYNC), ["1", "Z"])
